@@ -1,0 +1,219 @@
+//! switchd's host.toml: the schema, its validation into typed values, and
+//! errors that name the file, line, key and reason.
+//!
+//! Loading runs in two stages (as firecracker's `vmm_config` does): serde
+//! reads the text into the [`raw`] structs, then [`validate`] turns them into
+//! [`Config`], checking every rule and collecting every failure. This crate
+//! reads files and the hostname; it never touches the network.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod raw;
+pub mod types;
+pub mod validate;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::de::DeTable;
+
+pub use error::{ConfigError, ConfigErrors, FieldError, KeyPath, Seg};
+use error::Locator;
+pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
+
+/// A validated host.toml.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: HostConfig,
+    pub networks: Vec<NetworkConfig>,
+    pub ports: Vec<PortConfig>,
+}
+
+/// `[host]`: this machine's switchd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Unique in the cluster; defaults to the hostname.
+    pub name: Name,
+    pub control_socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub underlay_mtu: Mtu,
+    /// How long a learned MAC lives without being seen again.
+    pub mac_aging_time: Duration,
+    /// How many MACs one port may have learned at once (MAC-flood guard).
+    pub mac_limit: u32,
+    /// Data-plane threads.
+    pub workers: usize,
+}
+
+impl HostConfig {
+    pub const DEFAULT_CONTROL_SOCKET: &str = "/run/switchd/switchd.sock";
+    pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchd";
+}
+
+/// `[[network]]`: one isolated L2 segment with its own VNI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    pub name: Name,
+    pub vni: Vni,
+    pub subnet: Option<Subnet>,
+    /// Set whenever `subnet` is: the configured gateway or the subnet's first address.
+    pub gateway: Option<IpAddr>,
+    pub mtu: Mtu,
+    /// Like Docker's `--internal`: endpoints get no default route.
+    pub internal: bool,
+}
+
+/// How a port reaches its container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortKind {
+    /// A TAP owned by switchd, living in the container's netns.
+    Tap,
+    /// A host interface (one end of a veth pair) switched through AF_PACKET.
+    Veth,
+    /// A host NIC switched through AF_PACKET, bridging a physical LAN.
+    Uplink,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Tap => "tap",
+            PortKind::Veth => "veth",
+            PortKind::Uplink => "uplink",
+        }
+    }
+}
+
+/// `[[port]]`: an attachment made at start, the same as `network connect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub network: Name,
+    /// A name under /run/netns or a path such as /proc/1234/ns/net.
+    pub netns: Option<String>,
+    pub name: Option<Name>,
+    pub ifname: Option<IfName>,
+    pub ip: Option<IpAddr>,
+    pub mac: Option<MacAddr>,
+    pub kind: PortKind,
+    /// veth and uplink: the host-side interface switchd switches.
+    pub host_ifname: Option<IfName>,
+}
+
+impl PortConfig {
+    /// The container's name: as given, else derived from the netns (its name,
+    /// or `pid-1234` for /proc/1234/ns/net), else the host interface.
+    pub fn display_name(&self) -> Option<String> {
+        if let Some(name) = &self.name {
+            return Some(name.to_string());
+        }
+        if let Some(ns) = &self.netns {
+            return Some(netns_display_name(ns));
+        }
+        self.host_ifname.as_ref().map(|h| h.to_string())
+    }
+}
+
+/// `web` for `web` or `/run/netns/web`, `pid-1234` for `/proc/1234/ns/net`.
+pub fn netns_display_name(netns: &str) -> String {
+    let parts: Vec<&str> = netns.trim_end_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["", "proc", pid, "ns", "net"] => format!("pid-{pid}"),
+        [.., last] => (*last).to_owned(),
+        [] => netns.to_owned(),
+    }
+}
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read at all.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file was read and has errors, each listed.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path).map_err(LoadError::Invalid)
+    }
+
+    /// Validates config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
+        let fail = |errors| ConfigErrors { file: file.to_owned(), errors };
+        let doc = match DeTable::parse(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let at = Locator { text, root: None };
+                return Err(fail(vec![at.at_span(e.span(), String::new(), e.message().trim().to_owned())]));
+            }
+        };
+        let at = Locator { text, root: Some(doc.get_ref()) };
+
+        let mut errors = Vec::new();
+        let mut unknown = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let raw: Result<raw::RawFile, _> = toml::de::Deserializer::parse(text).and_then(|de| {
+            let de = serde_path_to_error::Deserializer::new(de, &mut track);
+            serde_ignored::deserialize(de, |path| unknown.push(ignored_path(&path)))
+        });
+        for path in &unknown {
+            let reason = if raw::PLANNED_KEYS.contains(&path.schema_name().as_str()) {
+                "is not supported yet by this version of switchd".to_owned()
+            } else {
+                "unknown key".to_owned()
+            };
+            errors.push(at.at_path(path, reason));
+        }
+        match raw {
+            Err(e) => {
+                let path = tracked_path(&track.path());
+                errors.push(at.at_span(e.span(), path.to_string(), e.message().trim().to_owned()));
+            }
+            Ok(raw) if unknown.is_empty() => match validate::file(&raw) {
+                Ok(config) => return Ok(config),
+                Err(field_errors) => errors.extend(field_errors.into_iter().map(|e| at.at_path(&e.path, e.reason))),
+            },
+            Ok(_) => {}
+        }
+        errors.sort_by_key(|e| (e.line, e.column));
+        Err(fail(errors))
+    }
+
+    pub fn network(&self, name: &str) -> Option<&NetworkConfig> {
+        self.networks.iter().find(|n| n.name.as_str() == name)
+    }
+}
+
+fn ignored_path(path: &serde_ignored::Path<'_>) -> KeyPath {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => KeyPath::root(),
+        P::Seq { parent, index } => ignored_path(parent).index(*index),
+        P::Map { parent, key } => ignored_path(parent).key(key),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+fn tracked_path(path: &serde_path_to_error::Path) -> KeyPath {
+    use serde_path_to_error::Segment;
+    KeyPath(
+        path.iter()
+            .filter_map(|seg| match seg {
+                Segment::Seq { index } => Some(Seg::Index(*index)),
+                Segment::Map { key } => Some(Seg::Key(key.clone())),
+                Segment::Enum { .. } | Segment::Unknown => None,
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! Stage one: host.toml as written, before any rule is checked.
+//!
+//! Numbers are `i64` and addresses are strings so that stage two can say
+//! "vni 0 is out of range" or "10.0.0.300 is not an IP address" in its own
+//! words, naming the key, rather than serde's generic type errors. The same
+//! structs carry `switchctl network create` and `network connect` requests,
+//! so run-time input passes the very checks a config file does.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file. Unknown keys are collected by the loader (see
+/// `lib.rs`) rather than refused by `deny_unknown_fields`, so that every
+/// unknown key is reported at once, not just the first.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawFile {
+    pub host: RawHost,
+    pub network: Vec<RawNetwork>,
+    pub port: Vec<RawPort>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawHost {
+    pub name: Option<String>,
+    pub control_socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub underlay_mtu: Option<i64>,
+    pub mac_aging_time: Option<i64>,
+    pub mac_limit: Option<i64>,
+    pub workers: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawNetwork {
+    pub name: Option<String>,
+    pub vni: Option<i64>,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub mtu: Option<i64>,
+    pub internal: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawPort {
+    pub network: Option<String>,
+    pub netns: Option<String>,
+    pub name: Option<String>,
+    pub ifname: Option<String>,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
+    pub kind: Option<String>,
+    pub host_ifname: Option<String>,
+}
+
+/// Keys that INTERFACE.md reserves for capabilities this version does not
+/// have yet. They are refused like any unknown key, but the message says why.
+pub(crate) const PLANNED_KEYS: &[&str] = &[
+    "host.underlay_ip",
+    "host.vxlan_port",
+    "gossip",
+    "peer",
+    "route",
+    "network.encrypted",
+    "network.dns",
+    "network.dhcp",
+    "network.host_access",
+];

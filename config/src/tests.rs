@@ -1,0 +1,266 @@
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(text, Path::new("host.toml"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text).unwrap_err().to_string().lines().map(str::to_owned).collect()
+}
+
+const GOOD: &str = r#"
+[host]
+name = "host-a"
+control_socket = "/tmp/sd.sock"
+mac_aging_time = 5
+
+[[network]]
+name = "frontend"
+vni = 100
+subnet = "10.10.0.0/24"
+
+[[network]]
+name = "backend"
+vni = 200
+subnet = "10.20.0.0/24"
+gateway = "10.20.0.254"
+mtu = 1400
+internal = true
+
+[[network]]
+name = "l2only"
+vni = 300
+
+[[port]]
+network = "frontend"
+netns = "web"
+ip = "10.10.0.10"
+mac = "02:00:00:00:00:10"
+
+[[port]]
+network = "backend"
+netns = "/proc/1234/ns/net"
+ifname = "eth1"
+
+[[port]]
+network = "l2only"
+kind = "uplink"
+host_ifname = "enp3s0"
+"#;
+
+#[test]
+fn good_config_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.host.name.as_str(), "host-a");
+    assert_eq!(c.host.state_dir, Path::new("/var/lib/switchd"));
+    assert_eq!(c.host.underlay_mtu.get(), 1500);
+    assert_eq!(c.host.mac_aging_time, Duration::from_secs(5));
+    assert_eq!(c.host.mac_limit, 1024);
+    let fe = c.network("frontend").unwrap();
+    assert_eq!(fe.mtu.get(), 1450, "default MTU is underlay_mtu - 50");
+    assert_eq!(fe.gateway, Some("10.10.0.1".parse().unwrap()), "gateway defaults to the first address");
+    assert!(!fe.internal);
+    let be = c.network("backend").unwrap();
+    assert_eq!(be.gateway, Some("10.20.0.254".parse().unwrap()));
+    assert_eq!(be.mtu.get(), 1400);
+    assert!(be.internal);
+    let l2 = c.network("l2only").unwrap();
+    assert_eq!((l2.subnet, l2.gateway), (None, None));
+    assert_eq!(c.ports.len(), 3);
+    assert_eq!(c.ports[0].kind, PortKind::Tap);
+    assert_eq!(c.ports[0].display_name().as_deref(), Some("web"));
+    assert_eq!(c.ports[1].display_name().as_deref(), Some("pid-1234"));
+    assert_eq!(c.ports[2].kind, PortKind::Uplink);
+}
+
+#[test]
+fn every_error_is_reported_with_line_and_key() {
+    let text = r#"[host]
+name = "h"
+
+[[network]]
+name = "a"
+vni = 0
+
+[[network]]
+name = "b b"
+vni = 16777216
+subnet = "10.0.0.0/24"
+gateway = "10.1.0.1"
+mtu = 67
+"#;
+    let errs = errors(text);
+    assert_eq!(
+        errs,
+        vec![
+            "host.toml:6:7: network[0].vni: 0 is out of range 1..=16777215",
+            "host.toml:9:8: network[1].name: \"b b\" contains ' '; allowed are letters, digits, '_', '.' and '-'",
+            "host.toml:10:7: network[1].vni: 16777216 is out of range 1..=16777215",
+            "host.toml:12:11: network[1].gateway: 10.1.0.1 is not a usable address in subnet 10.0.0.0/24",
+            "host.toml:13:7: network[1].mtu: 67 is out of range 68..=65535",
+        ]
+    );
+}
+
+#[test]
+fn duplicates_are_refused() {
+    let text = r#"[host]
+name = "h"
+[[network]]
+name = "a"
+vni = 10
+subnet = "10.0.0.0/24"
+[[network]]
+name = "a"
+vni = 10
+[[port]]
+network = "a"
+netns = "c1"
+ip = "10.0.0.5"
+[[port]]
+network = "a"
+netns = "c1"
+ip = "10.0.0.5"
+name = "other"
+"#;
+    let errs = errors(text).join("\n");
+    assert!(errs.contains("host.toml:8:8: network[1].name: \"a\" is already the name of network[0]"), "{errs}");
+    assert!(errs.contains("host.toml:9:7: network[1].vni: 10 is already the vni of network[0]"), "{errs}");
+    assert!(errs.contains("port[1].netns: netns \"c1\" on network \"a\" is already used by port[0]"), "{errs}");
+    assert!(errs.contains("port[1].ip: 10.0.0.5 on network \"a\" is already used by port[0]"), "{errs}");
+}
+
+#[test]
+fn port_rules() {
+    let text = r#"[host]
+name = "h"
+[[network]]
+name = "a"
+vni = 10
+subnet = "10.0.0.0/24"
+[[network]]
+name = "l2"
+vni = 11
+[[port]]
+network = "a"
+netns = "c1"
+ip = "10.0.1.5"
+[[port]]
+network = "a"
+netns = "c2"
+ip = "10.0.0.1"
+[[port]]
+network = "l2"
+netns = "c3"
+ip = "10.0.0.9"
+[[port]]
+network = "nope"
+netns = "c4"
+[[port]]
+network = "a"
+kind = "tap"
+[[port]]
+network = "a"
+netns = "c5"
+kind = "bridge"
+mac = "01:00:5e:00:00:01"
+[[port]]
+network = "a"
+kind = "uplink"
+"#;
+    let errs = errors(text).join("\n");
+    for expected in [
+        "port[0].ip: 10.0.1.5 is not a usable address in subnet 10.0.0.0/24 of network \"a\"",
+        "port[1].ip: 10.0.0.1 is the gateway of network \"a\"",
+        "port[2].ip: network \"l2\" has no subnet to take addresses from",
+        "port[3].network: no network named \"nope\"",
+        "port[4].netns: is required for a tap port",
+        "port[5].kind: \"bridge\" is not a port kind",
+        "port[5].mac: 01:00:5e:00:00:01 is not a unicast address",
+        "port[6].host_ifname: is required for an uplink port",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
+}
+
+#[test]
+fn unknown_and_planned_keys_are_all_reported() {
+    let text = r#"[host]
+name = "h"
+underlay_ip = "198.18.0.1"
+colour = "blue"
+
+[gossip]
+port = 7946
+
+[[network]]
+name = "a"
+vni = 1
+encrypted = true
+typo_key = 1
+"#;
+    let errs = errors(text);
+    assert_eq!(
+        errs,
+        vec![
+            "host.toml:3:15: host.underlay_ip: is not supported yet by this version of switchd",
+            "host.toml:4:10: host.colour: unknown key",
+            "host.toml:6:1: gossip: is not supported yet by this version of switchd",
+            "host.toml:12:13: network[0].encrypted: is not supported yet by this version of switchd",
+            "host.toml:13:12: network[0].typo_key: unknown key",
+        ]
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_have_a_place() {
+    let errs = errors("[host]\nname = \"h\"\n[[network]]\nname = \"a\"\nvni = \"ten\"\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("host.toml:5:7: network[0].vni: invalid type: string \"ten\""), "{errs:?}");
+    let errs = errors("[host\nname = 1\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("host.toml:1:"), "{errs:?}");
+}
+
+#[test]
+fn missing_required_keys_point_at_their_table() {
+    let errs = errors("[host]\nname = \"h\"\n\n[[network]]\nsubnet = \"10.0.0.0/24\"\n");
+    assert_eq!(errs, vec!["host.toml:4:1: network[0].name: is required", "host.toml:4:1: network[0].vni: is required"]);
+}
+
+#[test]
+fn gateway_without_subnet() {
+    let errs = errors("[host]\nname = \"h\"\n[[network]]\nname = \"a\"\nvni = 1\ngateway = \"10.0.0.1\"\n");
+    assert_eq!(errs, vec!["host.toml:6:11: network[0].gateway: needs a subnet"]);
+}
+
+#[test]
+fn underlay_mtu_leaves_room_for_vxlan() {
+    let errs = errors("[host]\nname = \"h\"\nunderlay_mtu = 100\n");
+    assert_eq!(errs, vec!["host.toml:3:16: host.underlay_mtu: 100 is out of range 118..=65535"]);
+    let c = parse("[host]\nname = \"h\"\nunderlay_mtu = 9000\n[[network]]\nname = \"j\"\nvni = 5\n").unwrap();
+    assert_eq!(c.networks[0].mtu.get(), 8950);
+}
+
+#[test]
+fn run_time_network_uses_the_same_rules() {
+    let host = parse("[host]\nname = \"h\"\n").unwrap().host;
+    let raw = raw::RawNetwork { name: Some("x".into()), vni: Some(-1), subnet: Some("10.0.0.1/24".into()), ..Default::default() };
+    let errs: Vec<String> = validate::network(&raw, &host, &KeyPath::root()).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert_eq!(errs, vec!["vni: -1 is out of range 1..=16777215", "subnet: 10.0.0.1/24 has host bits set; did you mean 10.0.0.0/24?"]);
+}
+
+#[test]
+fn netns_names() {
+    assert_eq!(netns_display_name("web"), "web");
+    assert_eq!(netns_display_name("/run/netns/web"), "web");
+    assert_eq!(netns_display_name("/proc/77/ns/net"), "pid-77");
+}
+
+#[test]
+fn example_config_in_the_repository_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host.toml");
+    Config::load(&path).unwrap();
+}

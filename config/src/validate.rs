@@ -1,0 +1,293 @@
+//! Stage two: raw values into typed, validated ones. Every rule that fails
+//! adds a `FieldError`; nothing stops at the first.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{FieldError, KeyPath};
+use crate::raw::{RawFile, RawHost, RawNetwork, RawPort};
+use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
+use crate::{Config, HostConfig, NetworkConfig, PortConfig, PortKind};
+
+/// VXLAN over IPv4 adds 50 bytes: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// Collects errors while fields are checked one by one.
+#[derive(Default)]
+pub(crate) struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: KeyPath, reason: impl Into<String>) {
+        self.0.push(FieldError::new(path, reason));
+    }
+
+    /// Runs `check` on a present value; records its error under `path`.
+    fn check<T, U>(&mut self, path: &KeyPath, value: Option<T>, check: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
+        match check(value?) {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                self.push(path.clone(), reason);
+                None
+            }
+        }
+    }
+
+    fn required<T>(&mut self, path: &KeyPath, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.push(path.clone(), "is required");
+        }
+        value
+    }
+}
+
+fn out_of_range(v: i64, min: impl std::fmt::Display, max: impl std::fmt::Display) -> String {
+    format!("{v} is out of range {min}..={max}")
+}
+
+/// A checker for an integer that must lie in `min..=max`.
+fn int_in<T: TryFrom<i64>>(min: i64, max: i64) -> impl Fn(i64) -> Result<T, String> {
+    move |v| {
+        (min..=max)
+            .contains(&v)
+            .then(|| T::try_from(v).ok())
+            .flatten()
+            .ok_or_else(|| out_of_range(v, min, max))
+    }
+}
+
+fn parse_ip(s: String) -> Result<IpAddr, String> {
+    s.parse().map_err(|_| format!("{s:?} is not an IP address"))
+}
+
+fn read_hostname() -> Option<String> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(raw.trim().to_owned())
+}
+
+pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> Option<HostConfig> {
+    let at = KeyPath::root().key("host");
+    let name = match raw.name.clone() {
+        Some(n) => errors.check(&at.key("name"), Some(n), |n| Name::new(&n)),
+        None => {
+            let hostname = read_hostname().unwrap_or_default();
+            errors.check(&at.key("name"), Some(hostname), |h| {
+                Name::new(&h).map_err(|e| format!("not set, and the hostname is not usable: {e}"))
+            })
+        }
+    };
+    let underlay_mtu = match raw.underlay_mtu {
+        Some(v) => errors.check(&at.key("underlay_mtu"), Some(v), |v| {
+            let v: u32 = int_in(i64::from(Mtu::MIN + VXLAN_OVERHEAD), i64::from(Mtu::MAX))(v)?;
+            Mtu::new(v)
+        }),
+        None => Some(Mtu::new(1500).expect("1500 is a valid MTU")),
+    };
+    let aging = errors.check(&at.key("mac_aging_time"), Some(raw.mac_aging_time.unwrap_or(300)), |v| {
+        int_in::<u64>(1, 1_000_000)(v).map(Duration::from_secs)
+    });
+    let mac_limit = errors.check(&at.key("mac_limit"), Some(raw.mac_limit.unwrap_or(1024)), int_in::<u32>(1, 1 << 24));
+    let workers = errors.check(&at.key("workers"), Some(raw.workers.unwrap_or(1)), int_in::<usize>(1, 64));
+    Some(HostConfig {
+        name: name?,
+        control_socket: raw.control_socket.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET)),
+        state_dir: raw.state_dir.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_STATE_DIR)),
+        underlay_mtu: underlay_mtu?,
+        mac_aging_time: aging?,
+        mac_limit: mac_limit?,
+        workers: workers?,
+    })
+}
+
+/// Checks one network on its own. `at` is where it sits (`network[2]` in a
+/// file, the root for a `switchctl network create`).
+pub fn network(raw: &RawNetwork, host: &HostConfig, at: &KeyPath) -> Result<NetworkConfig, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let network = network_into(raw, host, at, &mut errors);
+    match network {
+        Some(n) if errors.0.is_empty() => Ok(n),
+        _ => Err(errors.0),
+    }
+}
+
+fn network_into(raw: &RawNetwork, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> Option<NetworkConfig> {
+    let name = errors.required(&at.key("name"), raw.name.clone());
+    let name = errors.check(&at.key("name"), name, |n| Name::new(&n));
+    let vni = errors.required(&at.key("vni"), raw.vni);
+    let vni = errors.check(&at.key("vni"), vni, |v| u32::try_from(v).map_err(|_| out_of_range(v, 1, Vni::MAX)).and_then(Vni::new));
+    let subnet = errors.check(&at.key("subnet"), raw.subnet.clone(), |s| s.parse::<Subnet>());
+    let gateway = errors.check(&at.key("gateway"), raw.gateway.clone(), parse_ip);
+    let gateway = match (subnet, gateway, raw.gateway.is_some()) {
+        (Some(subnet), Some(gw), _) if !subnet.is_assignable(gw) => {
+            errors.push(at.key("gateway"), format!("{gw} is not a usable address in subnet {subnet}"));
+            None
+        }
+        (Some(_), Some(gw), _) => Some(gw),
+        (Some(subnet), None, false) => Some(subnet.first_host()),
+        (None, Some(_), _) if raw.subnet.is_none() => {
+            errors.push(at.key("gateway"), "needs a subnet");
+            None
+        }
+        _ => None,
+    };
+    let default_mtu = host.underlay_mtu.get() - VXLAN_OVERHEAD;
+    let mtu = errors.check(&at.key("mtu"), Some(raw.mtu.unwrap_or(i64::from(default_mtu))), |v| {
+        u32::try_from(v).map_err(|_| out_of_range(v, Mtu::MIN, Mtu::MAX)).and_then(Mtu::new)
+    });
+    Some(NetworkConfig {
+        name: name?,
+        vni: vni?,
+        subnet,
+        gateway,
+        mtu: mtu?,
+        internal: raw.internal.unwrap_or(false),
+    })
+}
+
+/// Checks one port against the networks it may name. `at` as for [`network`].
+pub fn port(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath) -> Result<PortConfig, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let port = port_into(raw, networks, at, &mut errors);
+    match port {
+        Some(p) if errors.0.is_empty() => Ok(p),
+        _ => Err(errors.0),
+    }
+}
+
+fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &mut Errors) -> Option<PortConfig> {
+    let network_name = errors.required(&at.key("network"), raw.network.clone());
+    let network = network_name.as_ref().and_then(|n| {
+        let found = networks.iter().find(|net| net.name.as_str() == n);
+        if found.is_none() {
+            errors.push(at.key("network"), format!("no network named {n:?}"));
+        }
+        found
+    });
+    let kind = errors.check(&at.key("kind"), Some(raw.kind.clone().unwrap_or_else(|| "tap".into())), |k| match k.as_str() {
+        "tap" => Ok(PortKind::Tap),
+        "veth" => Ok(PortKind::Veth),
+        "uplink" => Ok(PortKind::Uplink),
+        other => Err(format!("{other:?} is not a port kind; use \"tap\", \"veth\" or \"uplink\"")),
+    });
+    let netns = raw.netns.clone();
+    if netns.as_deref() == Some("") {
+        errors.push(at.key("netns"), "must not be empty");
+    }
+    let host_ifname = errors.check(&at.key("host_ifname"), raw.host_ifname.clone(), |n| IfName::new(&n));
+    match kind {
+        Some(PortKind::Tap) if netns.is_none() => errors.push(at.key("netns"), "is required for a tap port"),
+        Some(PortKind::Tap) if raw.host_ifname.is_some() => {
+            errors.push(at.key("host_ifname"), "applies to veth and uplink ports only; a tap port lives in its netns")
+        }
+        Some(PortKind::Uplink) if raw.host_ifname.is_none() => {
+            errors.push(at.key("host_ifname"), "is required for an uplink port: the host interface to switch")
+        }
+        Some(PortKind::Uplink) if netns.is_some() => {
+            errors.push(at.key("netns"), "does not apply to an uplink port, which is a host interface")
+        }
+        Some(PortKind::Veth) if netns.is_none() && raw.host_ifname.is_none() => {
+            errors.push(at.key("host_ifname"), "a veth port needs host_ifname (an existing interface) or netns (to create a pair in)")
+        }
+        _ => {}
+    }
+    let name = errors.check(&at.key("name"), raw.name.clone(), |n| Name::new(&n));
+    let ifname = errors.check(&at.key("ifname"), raw.ifname.clone(), |n| IfName::new(&n));
+    let ip = errors.check(&at.key("ip"), raw.ip.clone(), parse_ip);
+    if let (Some(ip), Some(net)) = (ip, network) {
+        match net.subnet {
+            None => errors.push(at.key("ip"), format!("network {:?} has no subnet to take addresses from", net.name.as_str())),
+            Some(subnet) if !subnet.is_assignable(ip) => {
+                errors.push(at.key("ip"), format!("{ip} is not a usable address in subnet {subnet} of network {:?}", net.name.as_str()))
+            }
+            Some(_) if Some(ip) == net.gateway => errors.push(at.key("ip"), format!("{ip} is the gateway of network {:?}", net.name.as_str())),
+            Some(_) => {}
+        }
+    }
+    let mac = errors.check(&at.key("mac"), raw.mac.clone(), |m| {
+        let mac: MacAddr = m.parse()?;
+        if mac.is_unicast() { Ok(mac) } else { Err(format!("{mac} is not a unicast address")) }
+    });
+    Some(PortConfig {
+        network: network?.name.clone(),
+        netns: netns.filter(|n| !n.is_empty()),
+        name,
+        ifname,
+        ip,
+        mac,
+        kind: kind?,
+        host_ifname,
+    })
+}
+
+/// The whole file: each section, then the rules that span sections.
+pub(crate) fn file(raw: &RawFile) -> Result<Config, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let host = host(&raw.host, &mut errors);
+    let Some(host) = host else {
+        return Err(errors.0);
+    };
+
+    let mut networks = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut by_vni: HashMap<u32, usize> = HashMap::new();
+    for (i, raw_net) in raw.network.iter().enumerate() {
+        let at = KeyPath::root().key("network").index(i);
+        let Some(net) = network_into(raw_net, &host, &at, &mut errors) else { continue };
+        if let Some(first) = by_name.insert(net.name.to_string(), i) {
+            errors.push(at.key("name"), format!("{:?} is already the name of network[{first}]", net.name.as_str()));
+        }
+        if let Some(first) = by_vni.insert(net.vni.get(), i) {
+            errors.push(at.key("vni"), format!("{} is already the vni of network[{first}]", net.vni));
+        }
+        networks.push(net);
+    }
+
+    let mut ports = Vec::new();
+    let mut seen = PortUniqueness::default();
+    for (i, raw_port) in raw.port.iter().enumerate() {
+        let at = KeyPath::root().key("port").index(i);
+        let Some(port) = port_into(raw_port, &networks, &at, &mut errors) else { continue };
+        seen.check(&port, i, &at, &mut errors);
+        ports.push(port);
+    }
+
+    if errors.0.is_empty() { Ok(Config { host, networks, ports }) } else { Err(errors.0) }
+}
+
+/// The values that must be unique among the `[[port]]` entries of one file,
+/// keyed by (field, scope and value as text).
+#[derive(Default)]
+struct PortUniqueness {
+    first_use: HashMap<(&'static str, String), usize>,
+}
+
+impl PortUniqueness {
+    fn check(&mut self, port: &PortConfig, i: usize, at: &KeyPath, errors: &mut Errors) {
+        let net = port.network.as_str();
+        let mut claims: Vec<(&'static str, String)> = Vec::new();
+        if let Some(ns) = &port.netns {
+            claims.push(("netns", format!("netns {ns:?} on network {net:?}")));
+            if let Some(ifname) = &port.ifname {
+                claims.push(("ifname", format!("interface {ifname} in netns {ns:?}")));
+            }
+        }
+        if let Some(ip) = port.ip {
+            claims.push(("ip", format!("{ip} on network {net:?}")));
+        }
+        if let Some(mac) = port.mac {
+            claims.push(("mac", format!("{mac} on network {net:?}")));
+        }
+        if let Some(name) = port.display_name() {
+            claims.push(("name", format!("container name {name:?} on network {net:?}")));
+        }
+        if let Some(h) = &port.host_ifname {
+            claims.push(("host_ifname", format!("host interface {h}")));
+        }
+        for (field, what) in claims {
+            if let Some(first) = self.first_use.insert((field, what.clone()), i) {
+                errors.push(at.key(field), format!("{what} is already used by port[{first}]"));
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! switchd: a userspace virtual switch for containers.
+//!
+//! The data path, top to bottom:
+//! - [`io`]: TAP devices and AF_PACKET sockets (the ports), network
+//!   namespaces and netlink. The only module that makes system calls.
+//! - [`switch`]: the pure pipeline deciding each frame's fate.
+//! - [`dataplane`]: worker threads pumping frames between ports through the
+//!   switch.
+//! - [`daemon`]: networks and endpoints, their persistence, and the
+//!   operations `switchctl` asks for; [`control`] carries those requests over
+//!   the control socket.
+
+pub mod switch;
