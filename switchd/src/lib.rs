@@ -10,4 +10,8 @@
 //!   operations `switchctl` asks for; [`control`] carries those requests over
 //!   the control socket.
 
+pub mod control;
+pub mod daemon;
+pub mod dataplane;
+pub mod io;
 pub mod switch;

@@ -1,1 +1,207 @@
-fn main() {}
+//! `switchctl`: manage a running switchd, in the spirit of `docker network`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+use switchd::control::api::{AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, Request, Stats, Status};
+use switchd::control::{client, render};
+use switchd_config::raw::{RawNetwork, RawPort};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Manage a running switchd")]
+struct Cli {
+    /// switchd's control socket.
+    #[arg(long, global = true, env = "SWITCHD_SOCKET", default_value = "/run/switchd/switchd.sock")]
+    socket: PathBuf,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Host name, version, uptime, networks, ports, peers alive.
+    Status,
+    /// Networks and their endpoints.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// The forwarding table: MAC, network, where, type, age.
+    Fdb {
+        /// Only this network.
+        network: Option<String>,
+    },
+    /// Frames, bytes and drops by reason, per port and per network.
+    Stats,
+    /// Print scripts that do by hand what switchd does.
+    #[command(subcommand)]
+    Script(ScriptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// List networks.
+    Ls,
+    /// A network's settings and every endpoint on it.
+    Inspect { name: String },
+    /// Create a network.
+    Create {
+        name: String,
+        /// VXLAN network identifier, 1..=16777215, unique.
+        #[arg(long)]
+        vni: i64,
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Default: the subnet's first address.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Default: underlay_mtu - 50.
+        #[arg(long)]
+        mtu: Option<i64>,
+        /// Endpoints get no default route (like `docker network create --internal`).
+        #[arg(long)]
+        internal: bool,
+        /// Encrypt traffic between hosts.
+        #[arg(long)]
+        encrypted: bool,
+    },
+    /// Remove networks; refused while endpoints are attached.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network with no endpoints; prints their names.
+    Prune,
+    /// Attach a container's network namespace.
+    Connect(ConnectArgs),
+    /// Detach an endpoint; its interface disappears from the container.
+    Disconnect {
+        network: String,
+        /// The container's name or netns (name or path), or the host interface.
+        endpoint: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    network: String,
+    /// A name under /run/netns or a path such as /proc/1234/ns/net.
+    /// Not used with --kind uplink.
+    netns: Option<String>,
+    /// Container name (default: the netns name).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    ip: Option<String>,
+    #[arg(long)]
+    mac: Option<String>,
+    /// Interface name inside the container (default: the first free ethN).
+    #[arg(long)]
+    ifname: Option<String>,
+    #[arg(long, value_enum, default_value_t = Kind::Tap)]
+    kind: Kind,
+    /// veth/uplink: the host-side interface to switch (created for veth if missing).
+    #[arg(long)]
+    host_ifname: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Kind {
+    Tap,
+    Veth,
+    Uplink,
+}
+
+#[derive(Debug, Subcommand)]
+enum ScriptCommand {
+    /// The steps of `network connect` as a shell script (nothing is changed).
+    Attach(ConnectArgs),
+}
+
+impl ConnectArgs {
+    fn raw(&self) -> RawPort {
+        RawPort {
+            network: Some(self.network.clone()),
+            netns: self.netns.clone(),
+            name: self.name.clone(),
+            ifname: self.ifname.clone(),
+            ip: self.ip.clone(),
+            mac: self.mac.clone(),
+            kind: Some(format!("{:?}", self.kind).to_lowercase()),
+            host_ifname: self.host_ifname.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends `request`; returns the JSON (with `--json`) or `human` applied to the typed result.
+fn ask<T: DeserializeOwned>(cli: &Cli, request: Request, human: impl FnOnce(T) -> String) -> Result<String, String> {
+    let value = client::call(&cli.socket, &request)?;
+    if cli.json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?));
+    }
+    let typed: T = serde_json::from_value(value).map_err(|e| format!("unexpected reply from switchd: {e}"))?;
+    Ok(human(typed))
+}
+
+fn lines(names: Vec<String>) -> String {
+    names.iter().map(|n| format!("{n}\n")).collect()
+}
+
+fn run(cli: &Cli) -> Result<String, String> {
+    match &cli.command {
+        Command::Status => ask(cli, Request::Status, |s: Status| render::status(&s)),
+        Command::Fdb { network } => ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e)),
+        Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
+        Command::Network(command) => match command {
+            NetworkCommand::Ls => ask(cli, Request::NetworkLs, |n: Vec<NetworkInfo>| render::networks(&n)),
+            NetworkCommand::Inspect { name } => {
+                ask(cli, Request::NetworkInspect { name: name.clone() }, |d: NetworkDetail| render::network_detail(&d))
+            }
+            NetworkCommand::Create { name, vni, subnet, gateway, mtu, internal, encrypted } => {
+                if *encrypted {
+                    return Err("--encrypted is not supported yet by this version of switchd".into());
+                }
+                let network = RawNetwork {
+                    name: Some(name.clone()),
+                    vni: Some(*vni),
+                    subnet: subnet.clone(),
+                    gateway: gateway.clone(),
+                    mtu: *mtu,
+                    internal: Some(*internal),
+                };
+                ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
+            }
+            NetworkCommand::Rm { names } => ask(cli, Request::NetworkRm { names: names.clone() }, lines),
+            NetworkCommand::Prune => ask(cli, Request::NetworkPrune, lines),
+            NetworkCommand::Connect(args) => {
+                ask(cli, Request::NetworkConnect { port: args.raw() }, |e: EndpointInfo| render::endpoints(&[e]))
+            }
+            NetworkCommand::Disconnect { network, endpoint } => ask(
+                cli,
+                Request::NetworkDisconnect { network: network.clone(), endpoint: endpoint.clone() },
+                |e: EndpointInfo| format!("{}\n", e.name),
+            ),
+        },
+        Command::Script(ScriptCommand::Attach(args)) => {
+            let ctl = format!("switchctl --socket {}", cli.socket.display());
+            ask(cli, Request::PlanAttach { port: args.raw() }, |p: AttachPlan| render::attach_script(&p, &ctl))
+        }
+    }
+}

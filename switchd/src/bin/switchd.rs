@@ -1,1 +1,77 @@
-fn main() {}
+//! `switchd --config host.toml`: the daemon, one per host.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use switchd::control::server;
+use switchd::daemon::Daemon;
+use switchd_config::{Config, LoadError};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Userspace virtual switch and overlay router for containers.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The host's configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration and exit: 0 if valid, 2 if not.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(e @ (LoadError::Invalid(_) | LoadError::Read { .. })) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let socket_path = config.host.control_socket.clone();
+        let listener = server::bind(&socket_path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", socket_path.display())))?;
+        let host = config.host.name.clone();
+        let daemon = tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
+        let daemon = Arc::new(Mutex::new(daemon));
+        tracing::info!(host = %host, socket = %socket_path.display(), "switchd ready");
+
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = server::serve(listener, daemon.clone()) => {}
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).shutdown())
+            .await
+            .map_err(std::io::Error::other)?;
+        let _ = std::fs::remove_file(&socket_path);
+        tracing::info!("stopped; containers keep their interfaces until the next start");
+        Ok(())
+    })
+}

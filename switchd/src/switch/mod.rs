@@ -78,7 +78,8 @@ drop_reasons! {
     SamePort = "same_port",
     /// The port was removed while its frames were in flight.
     NoPort = "no_port",
-    /// The destination port refused the write (queue full or I/O error).
+    /// The destination port refused the write (queue full or I/O error);
+    /// counted by the data plane on the egress port.
     TxError = "tx_error",
 }
 
@@ -119,6 +120,15 @@ impl Counters {
 pub struct SwitchConfig {
     pub mac_aging_time: Duration,
     pub mac_limit: u32,
+}
+
+impl SwitchConfig {
+    /// How often [`Switch::handle_timeout`] should run. Lookups ignore
+    /// expired entries at once; the sweep only frees them, so once a second
+    /// keeps tables tight without scanning them per frame.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(1).min(self.mac_aging_time)
+    }
 }
 
 impl Default for SwitchConfig {
@@ -259,21 +269,7 @@ impl Switch {
         ports.iter().copied().filter(move |p| *p != ingress)
     }
 
-    /// Counts a drop that happened after the decision (a failed write).
-    pub fn count_drop(&mut self, port: PortId, reason: DropReason) {
-        if let Some(port) = self.ports.get_mut(port) {
-            port.rx.drop(reason);
-        }
-    }
-
-    /// When [`Switch::handle_timeout`] next has work: entries may expire any
-    /// time, so a sweep every second keeps tables tight without scanning
-    /// them per frame.
-    pub fn poll_timeout(&self, last_sweep: Instant) -> Instant {
-        last_sweep + Duration::from_secs(1).min(self.config.mac_aging_time)
-    }
-
-    /// Removes expired MACs.
+    /// Removes expired MACs; call every [`SwitchConfig::sweep_interval`].
     pub fn handle_timeout(&mut self, now: Instant) {
         let aging = self.config.mac_aging_time;
         let ports = &mut self.ports;

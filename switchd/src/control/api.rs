@@ -1,0 +1,147 @@
+//! The control API: one JSON request per line on the control socket, one
+//! JSON reply per line back. `switchctl --json` prints a reply's `result`
+//! as it came, so these types are also the format scripts parse: keys are
+//! snake_case and named as in `switchctl`'s table headers.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use switchd_config::raw::{RawNetwork, RawPort};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    NetworkLs,
+    NetworkInspect { name: String },
+    NetworkCreate { network: RawNetwork },
+    NetworkRm { names: Vec<String> },
+    NetworkPrune,
+    NetworkConnect { port: RawPort },
+    NetworkDisconnect { network: String, endpoint: String },
+    Fdb { network: Option<String> },
+    Stats,
+    /// What `network connect` would do, without doing it (for `script attach`).
+    PlanAttach { port: RawPort },
+}
+
+/// A reply: `{"result": ...}` or `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Result(serde_json::Value),
+    Error(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub host: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub networks: usize,
+    pub ports: usize,
+    pub peers_alive: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub vni: u32,
+    pub subnet: Option<String>,
+    pub gateway: Option<IpAddr>,
+    pub mtu: u32,
+    pub encrypted: bool,
+    pub internal: bool,
+    /// Endpoints attached on this host.
+    pub ports: usize,
+    /// "config" (from host.toml) or "runtime" (`network create`).
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkDetail {
+    #[serde(flatten)]
+    pub network: NetworkInfo,
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub name: String,
+    pub network: String,
+    pub ip: Option<IpAddr>,
+    pub mac: Option<String>,
+    pub host: String,
+    pub kind: String,
+    pub netns: Option<String>,
+    /// The interface inside the container (tap and created veth ports).
+    pub ifname: Option<String>,
+    /// The host-side interface (veth and uplink ports).
+    pub host_ifname: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub mac: String,
+    pub network: String,
+    /// A local port ("web:eth0") or, later, a remote host and VTEP.
+    #[serde(rename = "where")]
+    pub location: String,
+    /// The endpoint (container) name of the port.
+    pub endpoint: String,
+    /// "learned" (and later "static" and "gossip").
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub age_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    pub networks: Vec<NetworkStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PortStats {
+    pub network: String,
+    pub endpoint: String,
+    /// "web:eth0" for a tap port, the host interface for others.
+    pub port: String,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkStats {
+    pub network: String,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub flooded: u64,
+    pub mac_moves: u64,
+    pub fdb_entries: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// Everything `network connect` would set up, for `script attach`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachPlan {
+    pub network: String,
+    pub name: String,
+    pub kind: String,
+    pub netns: Option<String>,
+    pub ifname: String,
+    pub host_ifname: Option<String>,
+    pub mac: String,
+    pub mtu: u32,
+    pub ip: Option<IpAddr>,
+    pub prefix_len: Option<u8>,
+    pub gateway: Option<IpAddr>,
+    /// Whether the endpoint gets a default route via the gateway.
+    pub default_route: bool,
+}

@@ -1,0 +1,264 @@
+//! How `switchctl` shows replies to people: aligned tables, and the shell
+//! script of `script attach`. (Scripts use `--json` instead.)
+
+use std::fmt::Write;
+
+use super::api::{AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, Stats, Status};
+
+/// Left-aligned columns separated by three spaces, like `docker network ls`.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            let _ = write!(text, "{cell:<width$}   ", width = widths[i]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "-".to_owned(), T::to_string)
+}
+
+pub fn status(s: &Status) -> String {
+    format!(
+        "host:        {}\nversion:     {}\nuptime:      {}s\nnetworks:    {}\nports:       {}\npeers alive: {}\n",
+        s.host, s.version, s.uptime_secs, s.networks, s.ports, s.peers_alive
+    )
+}
+
+pub fn networks(nets: &[NetworkInfo]) -> String {
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.vni.to_string(),
+                opt(&n.subnet),
+                opt(&n.gateway),
+                n.mtu.to_string(),
+                yes_no(n.encrypted),
+                n.ports.to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "VNI", "SUBNET", "GATEWAY", "MTU", "ENCRYPTED", "PORTS"], &rows)
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                e.network.clone(),
+                opt(&e.ip),
+                opt(&e.mac),
+                e.host.clone(),
+                e.kind.clone(),
+                opt(&e.netns),
+                opt(&e.ifname),
+                opt(&e.host_ifname),
+            ]
+        })
+        .collect();
+    table(&["NAME", "NETWORK", "IP", "MAC", "HOST", "KIND", "NETNS", "IFNAME", "HOST_IFNAME"], &rows)
+}
+
+pub fn network_detail(d: &NetworkDetail) -> String {
+    let n = &d.network;
+    let mut out = format!(
+        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\norigin:    {}\n\n",
+        n.name,
+        n.vni,
+        opt(&n.subnet),
+        opt(&n.gateway),
+        n.mtu,
+        yes_no(n.encrypted),
+        yes_no(n.internal),
+        n.origin
+    );
+    out.push_str(&endpoints(&d.endpoints));
+    out
+}
+
+pub fn fdb(entries: &[FdbEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| vec![e.mac.clone(), e.network.clone(), e.location.clone(), e.kind.clone(), format!("{:.1}s", e.age_secs)])
+        .collect();
+    table(&["MAC", "NETWORK", "WHERE", "TYPE", "AGE"], &rows)
+}
+
+fn drops(d: &std::collections::BTreeMap<String, u64>) -> String {
+    if d.is_empty() {
+        return "-".into();
+    }
+    d.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+pub fn stats(s: &Stats) -> String {
+    let ports: Vec<Vec<String>> = s
+        .ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.network.clone(),
+                p.port.clone(),
+                p.rx_frames.to_string(),
+                p.rx_bytes.to_string(),
+                p.tx_frames.to_string(),
+                p.tx_bytes.to_string(),
+                drops(&p.drops),
+            ]
+        })
+        .collect();
+    let nets: Vec<Vec<String>> = s
+        .networks
+        .iter()
+        .map(|n| {
+            vec![
+                n.network.clone(),
+                n.rx_frames.to_string(),
+                n.tx_frames.to_string(),
+                n.flooded.to_string(),
+                n.mac_moves.to_string(),
+                n.fdb_entries.to_string(),
+                drops(&n.drops),
+            ]
+        })
+        .collect();
+    let mut out = table(&["NETWORK", "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &ports);
+    out.push('\n');
+    out.push_str(&table(&["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "DROPS"], &nets));
+    out
+}
+
+/// How to run `ip` inside the container's netns: `ip -n NAME` for a named
+/// namespace, `nsenter --net=PATH ip` for a path.
+fn ip_in(netns: &str) -> String {
+    if netns.contains('/') { format!("nsenter --net={netns} ip") } else { format!("ip -n {netns}") }
+}
+
+/// A shell script doing what `network connect` does, step by step, ending by
+/// handing the interface to switchd (which takes over existing interfaces
+/// as they are). `switchctl` is how the script reaches switchd: `ctl` is
+/// that command with its `--socket`.
+pub fn attach_script(p: &AttachPlan, ctl: &str) -> String {
+    let mut s = String::new();
+    let netns = p.netns.as_deref().unwrap_or("");
+    let ip = ip_in(netns);
+    let dev = &p.ifname;
+    let _ = writeln!(s, "#!/bin/sh");
+    let _ = writeln!(s, "# Attach container {:?} to network {:?} with a {} port, step by step:", p.name, p.network, p.kind);
+    let _ = writeln!(s, "# what `switchctl network connect` does. Run as root in switchd's network namespace.");
+    let _ = writeln!(s, "set -e");
+    let mut step = 0;
+    let mut comment = |s: &mut String, text: &str| {
+        step += 1;
+        let _ = writeln!(s, "\n# {step}. {text}");
+    };
+    match p.kind.as_str() {
+        "tap" => {
+            comment(&mut s, "A persistent TAP with virtio-net headers (for TSO/checksum offload), made inside the container.");
+            let _ = writeln!(s, "{ip} tuntap add dev {dev} mode tap vnet_hdr multi_queue");
+        }
+        _ => {
+            let host = p.host_ifname.as_deref().unwrap_or("HOST_IFNAME");
+            comment(&mut s, &format!("A veth pair: {host} stays here for switchd, {dev} goes into the container."));
+            // `ip link ... netns` takes a name or a path (unlike `ip -n`).
+            let _ = writeln!(s, "ip link add {host} type veth peer name {dev} netns {netns}");
+            let _ = writeln!(s, "ip link set dev {host} up");
+        }
+    }
+    comment(&mut s, "Its MAC address and the network's MTU.");
+    let _ = writeln!(s, "{ip} link set dev {dev} address {} mtu {}", p.mac, p.mtu);
+    if let (Some(addr), Some(prefix)) = (p.ip, p.prefix_len) {
+        comment(&mut s, "Its address in the network's subnet.");
+        let _ = writeln!(s, "{ip} addr add {addr}/{prefix} dev {dev}");
+    }
+    comment(&mut s, "Up.");
+    let _ = writeln!(s, "{ip} link set dev {dev} up");
+    if let (true, Some(gw)) = (p.default_route, p.gateway) {
+        comment(&mut s, "A default route via the network's gateway, unless the container has one already.");
+        let _ = writeln!(s, "{ip} route show default | grep -q . || {ip} route add default via {gw} dev {dev}");
+    }
+    comment(&mut s, "Hand it to switchd, which takes the existing interface over and starts switching it.");
+    let mut connect = format!("{ctl} network connect {} {netns} --name {} --ifname {dev} --mac {}", p.network, p.name, p.mac);
+    if let Some(addr) = p.ip {
+        let _ = write!(connect, " --ip {addr}");
+    }
+    if p.kind != "tap" {
+        let _ = write!(connect, " --kind {} --host-ifname {}", p.kind, p.host_ifname.as_deref().unwrap_or("HOST_IFNAME"));
+    }
+    let _ = writeln!(s, "{connect}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align() {
+        let t = table(&["A", "LONGER"], &[vec!["xxxx".into(), "y".into()], vec!["z".into(), "w".into()]]);
+        assert_eq!(t, "A      LONGER\nxxxx   y\nz      w\n");
+    }
+
+    fn plan(kind: &str, netns: &str) -> AttachPlan {
+        AttachPlan {
+            network: "frontend".into(),
+            name: "web".into(),
+            kind: kind.into(),
+            netns: Some(netns.into()),
+            ifname: "eth0".into(),
+            host_ifname: (kind != "tap").then(|| "sdv0000beef".into()),
+            mac: "02:42:0a:0a:00:02".into(),
+            mtu: 1450,
+            ip: Some("10.10.0.2".parse().unwrap()),
+            prefix_len: Some(24),
+            gateway: Some("10.10.0.1".parse().unwrap()),
+            default_route: true,
+        }
+    }
+
+    #[test]
+    fn tap_script() {
+        let s = attach_script(&plan("tap", "web"), "switchctl");
+        for line in [
+            "ip -n web tuntap add dev eth0 mode tap vnet_hdr multi_queue",
+            "ip -n web link set dev eth0 address 02:42:0a:0a:00:02 mtu 1450",
+            "ip -n web addr add 10.10.0.2/24 dev eth0",
+            "ip -n web link set dev eth0 up",
+            "ip -n web route show default | grep -q . || ip -n web route add default via 10.10.0.1 dev eth0",
+            "switchctl network connect frontend web --name web --ifname eth0 --mac 02:42:0a:0a:00:02 --ip 10.10.0.2",
+        ] {
+            assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
+        }
+    }
+
+    #[test]
+    fn veth_script_with_a_netns_path() {
+        let s = attach_script(&plan("veth", "/proc/42/ns/net"), "switchctl --socket /s");
+        assert!(s.contains("ip link add sdv0000beef type veth peer name eth0 netns /proc/42/ns/net\n"), "{s}");
+        assert!(s.contains("nsenter --net=/proc/42/ns/net ip addr add 10.10.0.2/24 dev eth0\n"), "{s}");
+        assert!(s.contains("--kind veth --host-ifname sdv0000beef\n"), "{s}");
+    }
+}

@@ -1,0 +1,538 @@
+//! The daemon's control plane: networks and endpoints, what `switchctl` asks
+//! of them, and keeping them across restarts.
+//!
+//! Every operation here is synchronous and may block briefly (netlink,
+//! namespace threads); the control server runs them off its async runtime.
+//! Frames never pass through here: this module only adds and removes ports
+//! and networks in the [`Dataplane`] and reads its counters.
+
+pub mod attach;
+pub mod ipam;
+pub mod state;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use switchd_config::raw::{RawNetwork, RawPort};
+use switchd_config::{Config, HostConfig, KeyPath, MacAddr, Name, NetworkConfig, PortConfig, PortKind, validate};
+
+use crate::control::api::{
+    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, NetworkStats, PortStats, Reply, Request, Stats, Status,
+};
+use crate::dataplane::Dataplane;
+use crate::io::netns::{self, NetnsId};
+use crate::switch::{DropReason, NetworkId, PortId, SwitchConfig};
+use state::{EndpointRecord, Origin, State};
+
+/// An error for the user: one line, saying what and why.
+pub type OpResult<T> = Result<T, String>;
+
+#[derive(Debug)]
+struct Network {
+    config: NetworkConfig,
+    id: NetworkId,
+    origin: Origin,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    record: EndpointRecord,
+    port: PortId,
+    netns_id: Option<NetnsId>,
+}
+
+impl Endpoint {
+    /// How `fdb` and `stats` name the port: `web:eth0`, or the host interface.
+    fn port_label(&self) -> String {
+        match (&self.record.host_ifname, &self.record.ifname) {
+            (Some(host), _) => host.to_string(),
+            (None, Some(ifname)) => format!("{}:{ifname}", self.record.name),
+            (None, None) => self.record.name.to_string(),
+        }
+    }
+
+    fn info(&self, host: &str) -> EndpointInfo {
+        let r = &self.record;
+        EndpointInfo {
+            name: r.name.to_string(),
+            network: r.network.to_string(),
+            ip: r.ip,
+            mac: r.mac.map(|m| m.to_string()),
+            host: host.to_owned(),
+            kind: r.kind.as_str().to_owned(),
+            netns: r.netns.clone(),
+            ifname: r.ifname.as_ref().map(|n| n.to_string()),
+            host_ifname: r.host_ifname.as_ref().map(|n| n.to_string()),
+        }
+    }
+
+    /// Whether `what` (a container name, netns name or path, or host
+    /// interface) names this endpoint.
+    fn is_named(&self, what: &str, what_id: Option<NetnsId>) -> bool {
+        let r = &self.record;
+        r.name.as_str() == what
+            || r.netns.as_deref() == Some(what)
+            || r.host_ifname.as_ref().is_some_and(|h| h.as_str() == what)
+            || (what_id.is_some() && what_id == self.netns_id)
+    }
+}
+
+#[derive(Debug)]
+pub struct Daemon {
+    host: HostConfig,
+    /// host.toml's ports, to tell at start which saved endpoints it still wants.
+    config_ports: Vec<PortConfig>,
+    networks: BTreeMap<String, Network>,
+    endpoints: Vec<Endpoint>,
+    dataplane: Dataplane,
+    started: Instant,
+}
+
+impl Daemon {
+    /// Starts the data plane, sets up host.toml's and saved networks, and
+    /// reattaches saved and configured endpoints.
+    pub fn start(config: Config) -> std::io::Result<Daemon> {
+        let switch = SwitchConfig { mac_aging_time: config.host.mac_aging_time, mac_limit: config.host.mac_limit };
+        let dataplane = Dataplane::start(switch, config.host.workers)?;
+        let saved = state::load(&config.host.state_dir)?;
+        let mut daemon = Daemon {
+            host: config.host,
+            config_ports: config.ports,
+            networks: BTreeMap::new(),
+            endpoints: Vec::new(),
+            dataplane,
+            started: Instant::now(),
+        };
+        for net in config.networks {
+            daemon.add_network(net, Origin::Config);
+        }
+        for net in saved.networks {
+            if let Err(e) = daemon.check_network_is_new(&net) {
+                tracing::warn!("saved network {} dropped: {e}", net.name);
+                continue;
+            }
+            daemon.add_network(net, Origin::Runtime);
+        }
+        daemon.restore_endpoints(saved.endpoints);
+        daemon.save();
+        Ok(daemon)
+    }
+
+    fn restore_endpoints(&mut self, saved: Vec<EndpointRecord>) {
+        let mut wanted: Vec<Option<PortConfig>> = self.config_ports.iter().cloned().map(Some).collect();
+        for mut record in saved {
+            let from_config = wanted.iter_mut().find(|p| p.as_ref().is_some_and(|p| same_attachment(p, &record)));
+            if record.origin == Origin::Config && from_config.is_none() {
+                tracing::info!("{} on {}: no longer in host.toml, detaching", record.name, record.network);
+                if let Err(e) = attach::remove(&record) {
+                    tracing::warn!("{} on {}: {e}", record.name, record.network);
+                }
+                continue;
+            }
+            if let Some(slot) = from_config {
+                *slot = None;
+                record.origin = Origin::Config;
+            }
+            let Some(net) = self.networks.get(record.network.as_str()) else {
+                tracing::warn!("{}: network {} no longer exists, endpoint dropped", record.name, record.network);
+                continue;
+            };
+            let net_config = net.config.clone();
+            match self.open_endpoint(record.clone(), &net_config) {
+                Ok(()) => tracing::info!("{} on {}: reattached", record.name, record.network),
+                Err(e) => tracing::warn!("{} on {}: cannot reattach, endpoint dropped: {e}", record.name, record.network),
+            }
+        }
+        for port in wanted.into_iter().flatten() {
+            let raw = raw_from_port(&port);
+            if let Err(e) = self.connect(&raw, Origin::Config) {
+                tracing::error!("[[port]] {} on {}: {e}", port.display_name().unwrap_or_default(), port.network);
+            }
+        }
+    }
+
+    /// Saves networks and endpoints. A failure is logged, not fatal: the
+    /// running switch is still right, only a restart would lose the change.
+    fn save(&self) {
+        let state = State {
+            version: 0,
+            networks: self.networks.values().filter(|n| n.origin == Origin::Runtime).map(|n| n.config.clone()).collect(),
+            endpoints: self.endpoints.iter().map(|e| e.record.clone()).collect(),
+        };
+        if let Err(e) = state::save(&self.host.state_dir, &state) {
+            tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
+        }
+    }
+
+    /// Stops the data plane and saves. Interfaces stay in their containers,
+    /// ready for the next start.
+    pub fn shutdown(&mut self) {
+        self.save();
+        self.dataplane.shutdown();
+    }
+
+    pub fn control_socket(&self) -> &Path {
+        &self.host.control_socket
+    }
+
+    /// Runs one control request.
+    pub fn handle(&mut self, request: Request) -> Reply {
+        fn reply<T: Serialize>(result: OpResult<T>) -> Reply {
+            match result.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())) {
+                Ok(value) => Reply::Result(value),
+                Err(e) => Reply::Error(e),
+            }
+        }
+        match request {
+            Request::Status => reply(Ok(self.status())),
+            Request::NetworkLs => reply(Ok(self.network_ls())),
+            Request::NetworkInspect { name } => reply(self.network_inspect(&name)),
+            Request::NetworkCreate { network } => reply(self.network_create(&network)),
+            Request::NetworkRm { names } => reply(self.network_rm(&names)),
+            Request::NetworkPrune => reply(Ok(self.network_prune())),
+            Request::NetworkConnect { port } => reply(self.connect(&port, Origin::Runtime)),
+            Request::NetworkDisconnect { network, endpoint } => reply(self.disconnect(&network, &endpoint)),
+            Request::Fdb { network } => reply(self.fdb(network.as_deref())),
+            Request::Stats => reply(Ok(self.stats())),
+            Request::PlanAttach { port } => reply(self.plan_attach(&port)),
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            host: self.host.name.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            networks: self.networks.len(),
+            ports: self.endpoints.len(),
+            peers_alive: 0,
+        }
+    }
+
+    fn network(&self, name: &str) -> OpResult<&Network> {
+        self.networks.get(name).ok_or_else(|| format!("no network named {name:?}"))
+    }
+
+    fn network_info(&self, net: &Network) -> NetworkInfo {
+        let c = &net.config;
+        NetworkInfo {
+            name: c.name.to_string(),
+            vni: c.vni.get(),
+            subnet: c.subnet.map(|s| s.to_string()),
+            gateway: c.gateway,
+            mtu: c.mtu.get(),
+            encrypted: false,
+            internal: c.internal,
+            ports: self.endpoints_on(c.name.as_str()).count(),
+            origin: net.origin.as_str().to_owned(),
+        }
+    }
+
+    fn endpoints_on<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+        self.endpoints.iter().filter(move |e| e.record.network.as_str() == network)
+    }
+
+    fn network_ls(&self) -> Vec<NetworkInfo> {
+        self.networks.values().map(|n| self.network_info(n)).collect()
+    }
+
+    fn network_inspect(&self, name: &str) -> OpResult<NetworkDetail> {
+        let net = self.network(name)?;
+        let host = self.host.name.as_str();
+        Ok(NetworkDetail { network: self.network_info(net), endpoints: self.endpoints_on(name).map(|e| e.info(host)).collect() })
+    }
+
+    fn check_network_is_new(&self, net: &NetworkConfig) -> OpResult<()> {
+        if self.networks.contains_key(net.name.as_str()) {
+            return Err(format!("network {:?} already exists", net.name.as_str()));
+        }
+        if let Some(other) = self.networks.values().find(|n| n.config.vni == net.vni) {
+            return Err(format!("vni {} is already used by network {:?}", net.vni, other.config.name.as_str()));
+        }
+        Ok(())
+    }
+
+    fn add_network(&mut self, config: NetworkConfig, origin: Origin) {
+        let id = self.dataplane.add_network(config.mtu);
+        self.networks.insert(config.name.to_string(), Network { config, id, origin });
+    }
+
+    fn network_create(&mut self, raw: &RawNetwork) -> OpResult<NetworkInfo> {
+        let config = validate::network(raw, &self.host, &KeyPath::root()).map_err(join_errors)?;
+        self.check_network_is_new(&config)?;
+        let name = config.name.to_string();
+        self.add_network(config, Origin::Runtime);
+        self.save();
+        Ok(self.network_info(&self.networks[&name]))
+    }
+
+    fn network_rm(&mut self, names: &[String]) -> OpResult<Vec<String>> {
+        let mut errors = Vec::new();
+        let mut removed = Vec::new();
+        for name in names {
+            match self.remove_network(name) {
+                Ok(()) => removed.push(name.clone()),
+                Err(e) => errors.push(e),
+            }
+        }
+        self.save();
+        if errors.is_empty() { Ok(removed) } else { Err(errors.join("; ")) }
+    }
+
+    fn remove_network(&mut self, name: &str) -> OpResult<()> {
+        let net = self.network(name)?;
+        if net.origin == Origin::Config {
+            return Err(format!("network {name:?} is defined in host.toml; remove it there"));
+        }
+        let attached: Vec<String> = self.endpoints_on(name).map(|e| e.record.name.to_string()).collect();
+        if !attached.is_empty() {
+            return Err(format!("network {name:?} has endpoints attached: {}; disconnect them first", attached.join(", ")));
+        }
+        let id = net.id;
+        self.dataplane.remove_network(id);
+        self.networks.remove(name);
+        Ok(())
+    }
+
+    fn network_prune(&mut self) -> Vec<String> {
+        let unused: Vec<String> = self
+            .networks
+            .values()
+            .filter(|n| n.origin == Origin::Runtime && self.endpoints_on(n.config.name.as_str()).next().is_none())
+            .map(|n| n.config.name.to_string())
+            .collect();
+        for name in &unused {
+            let _ = self.remove_network(name);
+        }
+        self.save();
+        unused
+    }
+
+    /// Validates a connect request and works out its endpoint: name, address
+    /// and MAC, refusing duplicates. Nothing is created yet.
+    fn plan(&self, raw: &RawPort, origin: Origin) -> OpResult<(EndpointRecord, Option<NetnsId>)> {
+        let configs: Vec<NetworkConfig> = self.networks.values().map(|n| n.config.clone()).collect();
+        let port = validate::port(raw, &configs, &KeyPath::root()).map_err(join_errors)?;
+        let net = &self.networks[port.network.as_str()].config;
+        let netns_id = port.netns.as_deref().map(netns::identify).transpose().map_err(|e| e.to_string())?;
+        let name = Name::new(&port.display_name().unwrap_or_default()).map_err(|e| format!("name: {e}"))?;
+
+        let on_net: Vec<&Endpoint> = self.endpoints_on(net.name.as_str()).collect();
+        if let Some(e) = on_net.iter().find(|e| netns_id.is_some() && e.netns_id == netns_id) {
+            return Err(format!(
+                "container {:?} is already connected to network {:?}{}",
+                e.record.name.as_str(),
+                net.name.as_str(),
+                e.record.ifname.as_ref().map(|i| format!(" (as {i})")).unwrap_or_default()
+            ));
+        }
+        if on_net.iter().any(|e| e.record.name == name) {
+            return Err(format!("name {:?} is already used on network {:?}", name.as_str(), net.name.as_str()));
+        }
+        if let Some(host) = &port.host_ifname
+            && let Some(e) = self.endpoints.iter().find(|e| e.record.host_ifname.as_ref() == Some(host))
+        {
+            return Err(format!("host interface {host} is already switched for {:?}", e.record.name.as_str()));
+        }
+        if let (Some(ns_id), Some(ifname)) = (netns_id, &port.ifname)
+            && self.endpoints.iter().any(|e| e.netns_id == Some(ns_id) && e.record.ifname.as_ref() == Some(ifname))
+        {
+            return Err(format!("{ifname} in netns {:?} is already attached", port.netns.as_deref().unwrap_or_default()));
+        }
+        let taken_ips: HashSet<_> = on_net.iter().filter_map(|e| e.record.ip).collect();
+        let ip = match (port.ip, net.subnet) {
+            (Some(ip), _) if taken_ips.contains(&ip) => {
+                return Err(format!("{ip} is already in use on network {:?}", net.name.as_str()));
+            }
+            (Some(ip), _) => Some(ip),
+            // A host interface switchd does not configure gets no address.
+            (None, Some(subnet)) if port.kind != PortKind::Uplink => Some(
+                ipam::next_free(subnet, net.gateway, |ip| taken_ips.contains(&ip))
+                    .ok_or_else(|| format!("no free address left in {subnet} on network {:?}", net.name.as_str()))?,
+            ),
+            (None, _) => None,
+        };
+        if let Some(mac) = port.mac
+            && on_net.iter().any(|e| e.record.mac == Some(mac))
+        {
+            return Err(format!("{mac} is already in use on network {:?}", net.name.as_str()));
+        }
+        let mac = match (port.mac, ip, port.kind) {
+            (Some(mac), _, _) => Some(mac),
+            (None, _, PortKind::Uplink) => None,
+            (None, Some(ip), _) => Some(MacAddr::derived_from_ip(ip)),
+            (None, None, _) => Some(MacAddr::local_from_bits(attach::random_u64())),
+        };
+        let record = EndpointRecord {
+            network: port.network.clone(),
+            name,
+            kind: port.kind,
+            netns: port.netns.clone(),
+            ifname: port.ifname.clone(),
+            host_ifname: port.host_ifname.clone(),
+            ip,
+            mac,
+            owned: false,
+            origin,
+        };
+        Ok((record, netns_id))
+    }
+
+    fn connect(&mut self, raw: &RawPort, origin: Origin) -> OpResult<EndpointInfo> {
+        let (record, _) = self.plan(raw, origin)?;
+        let net = self.networks[record.network.as_str()].config.clone();
+        self.open_endpoint(record, &net)?;
+        self.save();
+        Ok(self.endpoints.last().expect("just added").info(self.host.name.as_str()))
+    }
+
+    /// Opens the endpoint's device and adds its port to the switch.
+    fn open_endpoint(&mut self, mut record: EndpointRecord, net: &NetworkConfig) -> OpResult<()> {
+        let netns_id = record.netns.as_deref().map(netns::identify).transpose().map_err(|e| e.to_string())?;
+        let fd = attach::open(&mut record, net).map_err(|e| e.to_string())?;
+        let network_id = self.networks[net.name.as_str()].id;
+        let port = self.dataplane.add_port(network_id, fd).ok_or("network vanished while connecting")?;
+        self.endpoints.push(Endpoint { record, port, netns_id });
+        Ok(())
+    }
+
+    fn disconnect(&mut self, network: &str, endpoint: &str) -> OpResult<EndpointInfo> {
+        self.network(network)?;
+        let what_id = netns::identify(endpoint).ok();
+        let index = self
+            .endpoints
+            .iter()
+            .position(|e| e.record.network.as_str() == network && e.is_named(endpoint, what_id))
+            .ok_or_else(|| format!("no endpoint {endpoint:?} on network {network:?}"))?;
+        let endpoint = self.endpoints.remove(index);
+        self.dataplane.remove_port(endpoint.port);
+        self.save();
+        let info = endpoint.info(self.host.name.as_str());
+        attach::remove(&endpoint.record).map_err(|e| format!("detached, but {e}"))?;
+        Ok(info)
+    }
+
+    fn fdb(&self, network: Option<&str>) -> OpResult<Vec<FdbEntry>> {
+        let nets: Vec<&Network> = match network {
+            Some(name) => vec![self.network(name)?],
+            None => self.networks.values().collect(),
+        };
+        let now = Instant::now();
+        let mut rows = Vec::new();
+        for net in nets {
+            let entries = self.dataplane.with_switch(|s| s.fdb(net.id, now));
+            for (mac, port, age) in entries {
+                let endpoint = self.endpoints.iter().find(|e| e.port == port);
+                rows.push(FdbEntry {
+                    mac: mac.to_string(),
+                    network: net.config.name.to_string(),
+                    location: endpoint.map_or_else(|| "-".into(), Endpoint::port_label),
+                    endpoint: endpoint.map_or_else(|| "-".into(), |e| e.record.name.to_string()),
+                    kind: "learned".into(),
+                    age_secs: (age.as_secs_f64() * 10.0).round() / 10.0,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    fn stats(&self) -> Stats {
+        let mut ports = Vec::new();
+        let mut networks: BTreeMap<String, NetworkStats> = BTreeMap::new();
+        for net in self.networks.values() {
+            let counters = self.dataplane.with_switch(|s| s.network_counters(net.id)).unwrap_or_default();
+            networks.insert(
+                net.config.name.to_string(),
+                NetworkStats {
+                    network: net.config.name.to_string(),
+                    flooded: counters.flooded,
+                    mac_moves: counters.mac_moves,
+                    fdb_entries: counters.fdb_entries,
+                    ..NetworkStats::default()
+                },
+            );
+        }
+        for e in &self.endpoints {
+            let rx = self.dataplane.with_switch(|s| s.port_counters(e.port).cloned()).unwrap_or_default();
+            let (tx_frames, tx_bytes, tx_errors) = self.dataplane.tx_counters(e.port).unwrap_or_default();
+            let mut drops: BTreeMap<String, u64> = rx.drops_by_name().map(|(k, v)| (k.to_owned(), v)).collect();
+            if tx_errors > 0 {
+                drops.insert(DropReason::TxError.as_str().to_owned(), tx_errors);
+            }
+            let port = PortStats {
+                network: e.record.network.to_string(),
+                endpoint: e.record.name.to_string(),
+                port: e.port_label(),
+                rx_frames: rx.frames,
+                rx_bytes: rx.bytes,
+                tx_frames,
+                tx_bytes,
+                drops,
+            };
+            if let Some(n) = networks.get_mut(&port.network) {
+                n.rx_frames += port.rx_frames;
+                n.rx_bytes += port.rx_bytes;
+                n.tx_frames += port.tx_frames;
+                n.tx_bytes += port.tx_bytes;
+                for (reason, count) in &port.drops {
+                    *n.drops.entry(reason.clone()).or_default() += count;
+                }
+            }
+            ports.push(port);
+        }
+        Stats { ports, networks: networks.into_values().collect() }
+    }
+
+    fn plan_attach(&self, raw: &RawPort) -> OpResult<AttachPlan> {
+        let (mut record, _) = self.plan(raw, Origin::Runtime)?;
+        let net = &self.networks[record.network.as_str()].config;
+        if record.kind != PortKind::Tap && record.host_ifname.is_none() {
+            record.host_ifname = Some(attach::fresh_host_ifname());
+        }
+        let ifname = attach::pick_ifname(&record).map_err(|e| e.to_string())?;
+        Ok(AttachPlan {
+            network: net.name.to_string(),
+            name: record.name.to_string(),
+            kind: record.kind.as_str().to_owned(),
+            netns: record.netns.clone(),
+            ifname: ifname.to_string(),
+            host_ifname: record.host_ifname.as_ref().map(|h| h.to_string()),
+            mac: record.mac.map(|m| m.to_string()).unwrap_or_default(),
+            mtu: net.mtu.get(),
+            ip: record.ip,
+            prefix_len: net.subnet.map(|s| s.prefix_len()),
+            gateway: net.gateway,
+            default_route: attach::default_route(net).is_some(),
+        })
+    }
+}
+
+fn join_errors(errors: Vec<switchd_config::FieldError>) -> String {
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// Whether a saved endpoint is the one a `[[port]]` entry describes.
+fn same_attachment(port: &PortConfig, record: &EndpointRecord) -> bool {
+    port.network == record.network
+        && match (&port.netns, &port.host_ifname) {
+            (Some(ns), _) => record.netns.as_ref() == Some(ns),
+            (None, Some(host)) => record.host_ifname.as_ref() == Some(host),
+            (None, None) => false,
+        }
+}
+
+/// A `[[port]]` entry as a connect request.
+fn raw_from_port(port: &PortConfig) -> RawPort {
+    RawPort {
+        network: Some(port.network.to_string()),
+        netns: port.netns.clone(),
+        name: port.name.as_ref().map(|n| n.to_string()),
+        ifname: port.ifname.as_ref().map(|n| n.to_string()),
+        ip: port.ip.map(|ip| ip.to_string()),
+        mac: port.mac.map(|m| m.to_string()),
+        kind: Some(port.kind.as_str().to_owned()),
+        host_ifname: port.host_ifname.as_ref().map(|n| n.to_string()),
+    }
+}

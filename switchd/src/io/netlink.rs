@@ -1,0 +1,121 @@
+//! Interface configuration over rtnetlink (no shelling out to `ip`), in the
+//! calling thread's network namespace: run these inside
+//! [`super::netns::run_in`] to configure a container's side.
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::sys;
+
+/// How a container's interface is set up.
+#[derive(Debug, Clone)]
+pub struct LinkSetup {
+    /// Its current name.
+    pub name: String,
+    /// The name it gets, if different (a veth peer arrives under a temporary name).
+    pub rename: Option<String>,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+    /// Address and prefix length.
+    pub address: Option<(IpAddr, u8)>,
+    /// Installed as the default route unless the namespace has one already.
+    pub default_gateway: Option<IpAddr>,
+}
+
+fn nl_error(e: rtnetlink::Error) -> io::Error {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => msg.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Runs `f` with a netlink handle whose socket lives in this thread's netns.
+fn with_handle<F, Fut, T>(f: F) -> io::Result<T>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T, rtnetlink::Error>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    rt.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        let task = tokio::spawn(connection);
+        let result = f(handle).await.map_err(nl_error);
+        task.abort();
+        result
+    })
+}
+
+fn index_of(name: &str) -> io::Result<u32> {
+    sys::if_index(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")))
+}
+
+/// Names, addresses and brings up an interface.
+pub fn configure(setup: &LinkSetup) -> io::Result<()> {
+    let index = index_of(&setup.name)?;
+    with_handle(|handle| async move {
+        let mut link = LinkUnspec::new_with_index(index).address(setup.mac.to_vec()).mtu(setup.mtu);
+        if let Some(name) = &setup.rename {
+            link = link.name(name.clone());
+        }
+        handle.link().set(link.build()).execute().await?;
+        if let Some((ip, prefix)) = setup.address {
+            handle.address().add(index, ip, prefix).replace().execute().await?;
+        }
+        handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await?;
+        if let Some(gateway) = setup.default_gateway {
+            let route = RouteMessageBuilder::<IpAddr>::new().gateway(gateway).map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?;
+            // Without `replace`, an existing default route (from the container's
+            // first network) wins, as Docker does.
+            match handle.route().add(route.output_interface(index).build()).execute().await {
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EEXIST => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Brings an interface up.
+pub fn set_up(name: &str) -> io::Result<()> {
+    let index = index_of(name)?;
+    with_handle(|handle| async move { handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await })
+}
+
+/// Deletes an interface (and, for a veth, its peer).
+pub fn delete(name: &str) -> io::Result<()> {
+    let index = index_of(name)?;
+    with_handle(|handle| async move { handle.link().del(index).execute().await })
+}
+
+/// Creates the veth pair `name` <-> `peer`, both here, down.
+pub fn create_veth(name: &str, peer: &str) -> io::Result<()> {
+    with_handle(|handle| async move { handle.link().add(LinkVeth::new(name, peer).build()).execute().await })
+}
+
+/// Moves interface `name` into the namespace open at `netns_fd`.
+pub fn move_to_netns(name: &str, netns_fd: RawFd) -> io::Result<()> {
+    let index = index_of(name)?;
+    with_handle(|handle| async move { handle.link().set(LinkUnspec::new_with_index(index).setns_by_fd(netns_fd).build()).execute().await })
+}
+
+/// The IP addresses on interface `name`.
+pub fn addresses(name: &str) -> io::Result<Vec<IpAddr>> {
+    use netlink_packet_route::address::AddressAttribute;
+    let index = index_of(name)?;
+    with_handle(|handle| async move {
+        let messages: Vec<_> = handle.address().get().set_link_index_filter(index).execute().try_collect().await?;
+        Ok(messages
+            .into_iter()
+            .flat_map(|m| m.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(ip),
+                _ => None,
+            })
+            .collect())
+    })
+}

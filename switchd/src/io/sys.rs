@@ -1,0 +1,134 @@
+//! Thin, checked wrappers over the few raw system calls switchd needs. Every
+//! `unsafe` block in switchd lives in `io/`, most of them here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Turns a libc return value into a `Result`, reading `errno` on -1.
+pub fn cvt<T: Copy + PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// `struct ifreq` holding a name and a flags/int/address union.
+#[repr(C)]
+#[derive(Debug)]
+pub struct IfReq {
+    pub name: [libc::c_char; libc::IFNAMSIZ],
+    pub union: [u8; 24],
+}
+
+impl IfReq {
+    /// `name` must be shorter than IFNAMSIZ (an `IfName` always is).
+    pub fn new(name: &str) -> Self {
+        let mut req = IfReq { name: [0; libc::IFNAMSIZ], union: [0; 24] };
+        for (dst, src) in req.name.iter_mut().zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1)) {
+            *dst = *src as libc::c_char;
+        }
+        req
+    }
+
+    pub fn set_flags(&mut self, flags: libc::c_short) {
+        self.union[..2].copy_from_slice(&flags.to_ne_bytes());
+    }
+
+    pub fn name(&self) -> String {
+        let bytes: Vec<u8> = self.name.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// An ioctl whose argument is a pointer to `arg`.
+pub fn ioctl_ptr<T>(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is a valid, exclusively borrowed object of the type the
+    // request expects (callers pair requests with their argument types), and
+    // it outlives the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, arg as *mut T) }).map(drop)
+}
+
+/// An ioctl whose argument is an integer passed by value.
+pub fn ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: the request takes its argument by value; no memory is shared.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) }).map(drop)
+}
+
+pub fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the given size for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Opens a path with `open(2)` flags, returning an owned fd.
+pub fn open(path: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: `open` returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn socket(domain: libc::c_int, ty: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: `socket` returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `read(2)` into `buf`.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let n = cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+/// `write(2)` of `buf`.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    let n = cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The hardware address of interface `name` in the calling thread's netns.
+pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut req = IfReq::new(name);
+    ioctl_ptr(sock.as_fd(), libc::SIOCGIFHWADDR as libc::Ioctl, &mut req)?;
+    // The union holds a `struct sockaddr`: family (2 bytes), then the address.
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&req.union[2..8]);
+    Ok(mac)
+}
+
+/// An eventfd: a counter other threads bump to wake an epoll loop.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: `eventfd` returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn eventfd_signal(fd: RawFd) {
+    // A full counter (EAGAIN) already means "wake up", so errors are moot.
+    let _ = write(fd, &1u64.to_ne_bytes());
+}
+
+pub fn eventfd_drain(fd: RawFd) {
+    let mut buf = [0u8; 8];
+    let _ = read(fd, &mut buf);
+}
