@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::de::DeTable;
 
-pub use error::{ConfigError, ConfigErrors, FieldError, KeyPath, Seg};
 use error::Locator;
+pub use error::{ConfigError, ConfigErrors, FieldError, KeyPath, Seg};
 pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 
 /// A validated host.toml.

@@ -247,9 +247,21 @@ fn underlay_mtu_leaves_room_for_vxlan() {
 #[test]
 fn run_time_network_uses_the_same_rules() {
     let host = parse("[host]\nname = \"h\"\n").unwrap().host;
-    let raw = raw::RawNetwork { name: Some("x".into()), vni: Some(-1), subnet: Some("10.0.0.1/24".into()), ..Default::default() };
-    let errs: Vec<String> = validate::network(&raw, &host, &KeyPath::root()).unwrap_err().iter().map(|e| e.to_string()).collect();
-    assert_eq!(errs, vec!["vni: -1 is out of range 1..=16777215", "subnet: 10.0.0.1/24 has host bits set; did you mean 10.0.0.0/24?"]);
+    let raw = raw::RawNetwork {
+        name: Some("x".into()),
+        vni: Some(-1),
+        subnet: Some("10.0.0.1/24".into()),
+        ..Default::default()
+    };
+    let errs: Vec<String> =
+        validate::network(&raw, &host, &KeyPath::root()).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errs,
+        vec![
+            "vni: -1 is out of range 1..=16777215",
+            "subnet: 10.0.0.1/24 has host bits set; did you mean 10.0.0.0/24?"
+        ]
+    );
 }
 
 #[test]

@@ -300,7 +300,10 @@ impl Subnet {
         }
         let host_bits = net.max_prefix_len() - net.prefix_len();
         if host_bits < 2 {
-            return Err(format!("{net} is too small: it needs room for a gateway and an endpoint (at most /{})", net.max_prefix_len() - 2));
+            return Err(format!(
+                "{net} is too small: it needs room for a gateway and an endpoint (at most /{})",
+                net.max_prefix_len() - 2
+            ));
         }
         Ok(Subnet(net))
     }

@@ -24,7 +24,12 @@ impl Errors {
     }
 
     /// Runs `check` on a present value; records its error under `path`.
-    fn check<T, U>(&mut self, path: &KeyPath, value: Option<T>, check: impl FnOnce(T) -> Result<U, String>) -> Option<U> {
+    fn check<T, U>(
+        &mut self,
+        path: &KeyPath,
+        value: Option<T>,
+        check: impl FnOnce(T) -> Result<U, String>,
+    ) -> Option<U> {
         match check(value?) {
             Ok(v) => Some(v),
             Err(reason) => {
@@ -48,13 +53,7 @@ fn out_of_range(v: i64, min: impl std::fmt::Display, max: impl std::fmt::Display
 
 /// A checker for an integer that must lie in `min..=max`.
 fn int_in<T: TryFrom<i64>>(min: i64, max: i64) -> impl Fn(i64) -> Result<T, String> {
-    move |v| {
-        (min..=max)
-            .contains(&v)
-            .then(|| T::try_from(v).ok())
-            .flatten()
-            .ok_or_else(|| out_of_range(v, min, max))
-    }
+    move |v| (min..=max).contains(&v).then(|| T::try_from(v).ok()).flatten().ok_or_else(|| out_of_range(v, min, max))
 }
 
 fn parse_ip(s: String) -> Result<IpAddr, String> {
@@ -115,7 +114,8 @@ fn network_into(raw: &RawNetwork, host: &HostConfig, at: &KeyPath, errors: &mut 
     let name = errors.required(&at.key("name"), raw.name.clone());
     let name = errors.check(&at.key("name"), name, |n| Name::new(&n));
     let vni = errors.required(&at.key("vni"), raw.vni);
-    let vni = errors.check(&at.key("vni"), vni, |v| u32::try_from(v).map_err(|_| out_of_range(v, 1, Vni::MAX)).and_then(Vni::new));
+    let vni = errors
+        .check(&at.key("vni"), vni, |v| u32::try_from(v).map_err(|_| out_of_range(v, 1, Vni::MAX)).and_then(Vni::new));
     let subnet = errors.check(&at.key("subnet"), raw.subnet.clone(), |s| s.parse::<Subnet>());
     let gateway = errors.check(&at.key("gateway"), raw.gateway.clone(), parse_ip);
     let gateway = match (subnet, gateway, raw.gateway.is_some()) {
@@ -135,14 +135,7 @@ fn network_into(raw: &RawNetwork, host: &HostConfig, at: &KeyPath, errors: &mut 
     let mtu = errors.check(&at.key("mtu"), Some(raw.mtu.unwrap_or(i64::from(default_mtu))), |v| {
         u32::try_from(v).map_err(|_| out_of_range(v, Mtu::MIN, Mtu::MAX)).and_then(Mtu::new)
     });
-    Some(NetworkConfig {
-        name: name?,
-        vni: vni?,
-        subnet,
-        gateway,
-        mtu: mtu?,
-        internal: raw.internal.unwrap_or(false),
-    })
+    Some(NetworkConfig { name: name?, vni: vni?, subnet, gateway, mtu: mtu?, internal: raw.internal.unwrap_or(false) })
 }
 
 /// Checks one port against the networks it may name. `at` as for [`network`].
@@ -164,12 +157,13 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         }
         found
     });
-    let kind = errors.check(&at.key("kind"), Some(raw.kind.clone().unwrap_or_else(|| "tap".into())), |k| match k.as_str() {
-        "tap" => Ok(PortKind::Tap),
-        "veth" => Ok(PortKind::Veth),
-        "uplink" => Ok(PortKind::Uplink),
-        other => Err(format!("{other:?} is not a port kind; use \"tap\", \"veth\" or \"uplink\"")),
-    });
+    let kind =
+        errors.check(&at.key("kind"), Some(raw.kind.clone().unwrap_or_else(|| "tap".into())), |k| match k.as_str() {
+            "tap" => Ok(PortKind::Tap),
+            "veth" => Ok(PortKind::Veth),
+            "uplink" => Ok(PortKind::Uplink),
+            other => Err(format!("{other:?} is not a port kind; use \"tap\", \"veth\" or \"uplink\"")),
+        });
     let netns = raw.netns.clone();
     if netns.as_deref() == Some("") {
         errors.push(at.key("netns"), "must not be empty");
@@ -186,9 +180,10 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         Some(PortKind::Uplink) if netns.is_some() => {
             errors.push(at.key("netns"), "does not apply to an uplink port, which is a host interface")
         }
-        Some(PortKind::Veth) if netns.is_none() && raw.host_ifname.is_none() => {
-            errors.push(at.key("host_ifname"), "a veth port needs host_ifname (an existing interface) or netns (to create a pair in)")
-        }
+        Some(PortKind::Veth) if netns.is_none() && raw.host_ifname.is_none() => errors.push(
+            at.key("host_ifname"),
+            "a veth port needs host_ifname (an existing interface) or netns (to create a pair in)",
+        ),
         _ => {}
     }
     let name = errors.check(&at.key("name"), raw.name.clone(), |n| Name::new(&n));
@@ -196,11 +191,15 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
     let ip = errors.check(&at.key("ip"), raw.ip.clone(), parse_ip);
     if let (Some(ip), Some(net)) = (ip, network) {
         match net.subnet {
-            None => errors.push(at.key("ip"), format!("network {:?} has no subnet to take addresses from", net.name.as_str())),
-            Some(subnet) if !subnet.is_assignable(ip) => {
-                errors.push(at.key("ip"), format!("{ip} is not a usable address in subnet {subnet} of network {:?}", net.name.as_str()))
+            None => errors
+                .push(at.key("ip"), format!("network {:?} has no subnet to take addresses from", net.name.as_str())),
+            Some(subnet) if !subnet.is_assignable(ip) => errors.push(
+                at.key("ip"),
+                format!("{ip} is not a usable address in subnet {subnet} of network {:?}", net.name.as_str()),
+            ),
+            Some(_) if Some(ip) == net.gateway => {
+                errors.push(at.key("ip"), format!("{ip} is the gateway of network {:?}", net.name.as_str()))
             }
-            Some(_) if Some(ip) == net.gateway => errors.push(at.key("ip"), format!("{ip} is the gateway of network {:?}", net.name.as_str())),
             Some(_) => {}
         }
     }

@@ -211,7 +211,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(index: usize, fabric: Arc<Mutex<Fabric>>, commands: Receiver<Command>, wake: Arc<OwnedFd>) -> io::Result<Self> {
+    fn new(
+        index: usize,
+        fabric: Arc<Mutex<Fabric>>,
+        commands: Receiver<Command>,
+        wake: Arc<OwnedFd>,
+    ) -> io::Result<Self> {
         let sweep_every = (index == 0).then(|| lock(&fabric).switch.config().sweep_interval());
         let epoll = Epoll::new()?;
         epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;

@@ -1,0 +1,342 @@
+//! The lab for end-to-end tests: network namespaces, switchd daemons and
+//! client processes, each behind a guard that cleans up on drop, also when a
+//! test fails.
+//!
+//! Safety rules, kept by construction: every switchd runs inside a namespace
+//! made here; no namespace gets a default route (test networks are
+//! `internal`); processes are ended by the PID we started them with; names
+//! carry our PID so parallel test processes never collide, and leftovers of
+//! dead test processes are swept at start.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static SWEEP: Once = Once::new();
+
+/// Namespaces made by this harness start with this.
+const PREFIX: &str = "sdt-";
+
+fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{PREFIX}{}-{n}-{tag}", std::process::id())
+}
+
+/// Fails the test unless we are root: these tests need namespaces and must
+/// run, never skip.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "end-to-end tests need root (network namespaces, TAP devices)");
+    SWEEP.call_once(sweep_leftovers);
+}
+
+/// Deletes namespaces left by test processes that no longer exist.
+fn sweep_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) =
+            name.strip_prefix(PREFIX).and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+/// Where `cargo build` put switchd and switchctl: $SWITCHD_BIN_DIR, or the
+/// workspace's target/debug.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SWITCHD_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --bins` first (or set SWITCHD_BIN_DIR)", path.display());
+    path
+}
+
+/// Runs a command, returning its output; panics only if it cannot start.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+fn check(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace (a test host or container), deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        require_root();
+        let name = unique(tag);
+        check(run("ip", &["netns", "add", &name]), "ip netns add");
+        let ns = Netns { name };
+        ns.ok(&["ip", "link", "set", "lo", "up"]);
+        // Quiet containers: no IPv6 autoconfiguration chatter refreshing MACs.
+        ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(args);
+        cmd
+    }
+
+    /// Runs a command inside; returns its output.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap_or_else(|e| panic!("cannot run {args:?} in {}: {e}", self.name))
+    }
+
+    /// Runs a command inside that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        check(self.exec(args), &format!("{args:?} in {}", self.name))
+    }
+
+    /// Starts a background process inside, ended by PID on drop.
+    pub fn spawn(&self, args: &[&str]) -> Proc {
+        let child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?} in {}: {e}", self.name));
+        Proc { child }
+    }
+
+    /// Whether `ping -c count` to `ip` gets every reply.
+    pub fn ping(&self, ip: &str, count: u32) -> bool {
+        self.exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "1", "-q", ip]).status.success()
+    }
+
+    /// An iperf3 TCP run of `secs` to a server started in `server`; Gbit/s received.
+    pub fn iperf(&self, server: &Netns, ip: &str, secs: u32) -> f64 {
+        let _srv = server.spawn(&["iperf3", "-s", "-1"]);
+        let listening =
+            wait_until(Duration::from_secs(5), || !server.ok(&["ss", "-ltnH", "sport = :5201"]).trim().is_empty());
+        assert!(listening, "iperf3 server did not start in {}", server.name);
+        let out = self.ok(&["iperf3", "-c", ip, "-t", &secs.to_string(), "-J"]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J prints JSON");
+        json["end"]["sum_received"]["bits_per_second"].as_f64().expect("iperf3 reports received bits") / 1e9
+    }
+
+    /// The interface's MAC, as the kernel has it.
+    pub fn mac(&self, ifname: &str) -> String {
+        self.ok(&["cat", &format!("/sys/class/net/{ifname}/address")]).trim().to_owned()
+    }
+
+    pub fn has_link(&self, ifname: &str) -> bool {
+        self.exec(&["ip", "link", "show", ifname]).status.success()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A background process, killed (by its PID) and reaped on drop.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A switchd running in a host namespace, with its own config, socket and
+/// state directory; stopped on drop (its log is printed if the test failed).
+#[derive(Debug)]
+pub struct Switchd {
+    pub host: Netns,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Switchd {
+    /// Writes a host.toml from `[host]` extras and the rest, and starts switchd.
+    /// `host_extra` goes into `[host]`; `body` follows it.
+    pub fn start(host_extra: &str, body: &str) -> Switchd {
+        let host = Netns::new("host");
+        let dir = std::env::temp_dir().join(unique("dir"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config = format!(
+            "[host]\nname = \"{}\"\ncontrol_socket = \"{}\"\nstate_dir = \"{}\"\n{host_extra}\n{body}",
+            host.name,
+            dir.join("switchd.sock").display(),
+            dir.join("state").display()
+        );
+        std::fs::write(dir.join("host.toml"), config).expect("write host.toml");
+        let mut sd = Switchd { host, dir, child: None };
+        sd.launch();
+        sd
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("host.toml")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("switchd.sock")
+    }
+
+    /// Starts the daemon and waits until it answers.
+    pub fn launch(&mut self) {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("switchd.log")).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.host.name])
+            .arg(bin("switchd"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start switchd");
+        self.child = Some(child);
+        let ready = wait_until(Duration::from_secs(10), || self.try_ctl(&["status"]).is_ok());
+        assert!(ready, "switchd did not come up:\n{}", self.log());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; returns how it exited.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain signal to a child we started and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("switchd ignored SIGTERM for 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("switchd.log")).unwrap_or_default()
+    }
+
+    /// Runs switchctl against this daemon: stdout, or the error line.
+    pub fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(bin("switchctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("run switchctl");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            assert_eq!(out.status.code(), Some(1), "switchctl fails with exit code 1");
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> String {
+        self.try_ctl(args).unwrap_or_else(|e| panic!("switchctl {args:?}: {e}\nswitchd log:\n{}", self.log()))
+    }
+
+    /// `switchctl --json ...`, parsed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ctl(&all)).expect("switchctl --json prints JSON")
+    }
+
+    /// `network connect NETWORK NETNS [extra...]`, returning the endpoint.
+    pub fn connect(&self, network: &str, ns: &Netns, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["network", "connect", network, ns.name.as_str()];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
+    /// A port's counters from `stats`, found by endpoint name.
+    pub fn port_stats(&self, endpoint: &str) -> serde_json::Value {
+        let stats = self.json(&["stats"]);
+        stats["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["endpoint"] == endpoint)
+            .cloned()
+            .unwrap_or_else(|| panic!("no port for {endpoint} in {stats}"))
+    }
+}
+
+impl Drop for Switchd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- switchd log ({}) ---\n{}", self.host.name, self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` every 50 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The IPv4 address of an endpoint from `connect --json`.
+pub fn ip_of(endpoint: &serde_json::Value) -> String {
+    endpoint["ip"].as_str().expect("endpoint has an ip").to_owned()
+}

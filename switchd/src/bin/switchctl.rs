@@ -167,7 +167,9 @@ fn lines(names: Vec<String>) -> String {
 fn run(cli: &Cli) -> Result<String, String> {
     match &cli.command {
         Command::Status => ask(cli, Request::Status, |s: Status| render::status(&s)),
-        Command::Fdb { network } => ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e)),
+        Command::Fdb { network } => {
+            ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
+        }
         Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
         Command::Network(command) => match command {
             NetworkCommand::Ls => ask(cli, Request::NetworkLs, |n: Vec<NetworkInfo>| render::networks(&n)),

@@ -56,7 +56,8 @@ fn run(config: Config) -> std::io::Result<()> {
         let listener = server::bind(&socket_path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", socket_path.display())))?;
         let host = config.host.name.clone();
-        let daemon = tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
+        let daemon =
+            tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
         let daemon = Arc::new(Mutex::new(daemon));
         tracing::info!(host = %host, socket = %socket_path.display(), "switchd ready");
 

@@ -14,16 +14,31 @@ use switchd_config::raw::{RawNetwork, RawPort};
 pub enum Request {
     Status,
     NetworkLs,
-    NetworkInspect { name: String },
-    NetworkCreate { network: RawNetwork },
-    NetworkRm { names: Vec<String> },
+    NetworkInspect {
+        name: String,
+    },
+    NetworkCreate {
+        network: RawNetwork,
+    },
+    NetworkRm {
+        names: Vec<String>,
+    },
     NetworkPrune,
-    NetworkConnect { port: RawPort },
-    NetworkDisconnect { network: String, endpoint: String },
-    Fdb { network: Option<String> },
+    NetworkConnect {
+        port: RawPort,
+    },
+    NetworkDisconnect {
+        network: String,
+        endpoint: String,
+    },
+    Fdb {
+        network: Option<String>,
+    },
     Stats,
     /// What `network connect` would do, without doing it (for `script attach`).
-    PlanAttach { port: RawPort },
+    PlanAttach {
+        port: RawPort,
+    },
 }
 
 /// A reply: `{"result": ...}` or `{"error": "..."}`.

@@ -9,7 +9,8 @@ use super::api::{Reply, Request};
 /// Sends one request and returns the reply's result, or its error as a line
 /// for the user.
 pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');
     stream.write_all(&line).map_err(|e| format!("sending to switchd: {e}"))?;

@@ -102,7 +102,9 @@ pub fn network_detail(d: &NetworkDetail) -> String {
 pub fn fdb(entries: &[FdbEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()
-        .map(|e| vec![e.mac.clone(), e.network.clone(), e.location.clone(), e.kind.clone(), format!("{:.1}s", e.age_secs)])
+        .map(|e| {
+            vec![e.mac.clone(), e.network.clone(), e.location.clone(), e.kind.clone(), format!("{:.1}s", e.age_secs)]
+        })
         .collect();
     table(&["MAC", "NETWORK", "WHERE", "TYPE", "AGE"], &rows)
 }
@@ -167,7 +169,8 @@ pub fn attach_script(p: &AttachPlan, ctl: &str) -> String {
     let ip = ip_in(netns);
     let dev = &p.ifname;
     let _ = writeln!(s, "#!/bin/sh");
-    let _ = writeln!(s, "# Attach container {:?} to network {:?} with a {} port, step by step:", p.name, p.network, p.kind);
+    let _ =
+        writeln!(s, "# Attach container {:?} to network {:?} with a {} port, step by step:", p.name, p.network, p.kind);
     let _ = writeln!(s, "# what `switchctl network connect` does. Run as root in switchd's network namespace.");
     let _ = writeln!(s, "set -e");
     let mut step = 0;
@@ -177,7 +180,10 @@ pub fn attach_script(p: &AttachPlan, ctl: &str) -> String {
     };
     match p.kind.as_str() {
         "tap" => {
-            comment(&mut s, "A persistent TAP with virtio-net headers (for TSO/checksum offload), made inside the container.");
+            comment(
+                &mut s,
+                "A persistent TAP with virtio-net headers (for TSO/checksum offload), made inside the container.",
+            );
             let _ = writeln!(s, "{ip} tuntap add dev {dev} mode tap vnet_hdr multi_queue");
         }
         _ => {
@@ -201,12 +207,14 @@ pub fn attach_script(p: &AttachPlan, ctl: &str) -> String {
         let _ = writeln!(s, "{ip} route show default | grep -q . || {ip} route add default via {gw} dev {dev}");
     }
     comment(&mut s, "Hand it to switchd, which takes the existing interface over and starts switching it.");
-    let mut connect = format!("{ctl} network connect {} {netns} --name {} --ifname {dev} --mac {}", p.network, p.name, p.mac);
+    let mut connect =
+        format!("{ctl} network connect {} {netns} --name {} --ifname {dev} --mac {}", p.network, p.name, p.mac);
     if let Some(addr) = p.ip {
         let _ = write!(connect, " --ip {addr}");
     }
     if p.kind != "tap" {
-        let _ = write!(connect, " --kind {} --host-ifname {}", p.kind, p.host_ifname.as_deref().unwrap_or("HOST_IFNAME"));
+        let _ =
+            write!(connect, " --kind {} --host-ifname {}", p.kind, p.host_ifname.as_deref().unwrap_or("HOST_IFNAME"));
     }
     let _ = writeln!(s, "{connect}");
     s

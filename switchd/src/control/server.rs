@@ -24,7 +24,10 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("another switchd is listening on {}", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another switchd is listening on {}", path.display()),
+            ));
         }
         std::fs::remove_file(path)?;
     }

@@ -49,7 +49,12 @@ fn first_free_eth() -> IfName {
 }
 
 /// How the container side of a port is configured when switchd creates it.
-pub fn link_setup(name: &str, rename: Option<&IfName>, record: &EndpointRecord, net: &NetworkConfig) -> netlink::LinkSetup {
+pub fn link_setup(
+    name: &str,
+    rename: Option<&IfName>,
+    record: &EndpointRecord,
+    net: &NetworkConfig,
+) -> netlink::LinkSetup {
     netlink::LinkSetup {
         name: name.to_owned(),
         rename: rename.map(|n| n.to_string()),
@@ -152,15 +157,23 @@ fn open_host_interface(record: &mut EndpointRecord, net: &NetworkConfig) -> Resu
 
 /// `ip link add HOST type veth peer name IFNAME netns NETNS`, then the peer's
 /// configuration inside the netns. Undone if any step fails.
-fn create_veth_pair(host: &IfName, netns: &str, record: &mut EndpointRecord, net: &NetworkConfig) -> Result<(), AttachError> {
+fn create_veth_pair(
+    host: &IfName,
+    netns: &str,
+    record: &mut EndpointRecord,
+    net: &NetworkConfig,
+) -> Result<(), AttachError> {
     let ifname = pick_ifname(record)?;
     let temp = format!("sdp{:08x}", random_u64() as u32);
     netlink::create_veth(host.as_str(), &temp).map_err(setup_err(format!("creating veth pair {host}")))?;
     let configured = (|| {
-        let ns_fd = sys::open(&netns::path_of(netns).to_string_lossy(), libc::O_RDONLY).map_err(setup_err(format!("opening netns {netns:?}")))?;
-        netlink::move_to_netns(&temp, ns_fd.as_raw_fd()).map_err(setup_err(format!("moving {temp} into netns {netns:?}")))?;
+        let ns_fd = sys::open(&netns::path_of(netns).to_string_lossy(), libc::O_RDONLY)
+            .map_err(setup_err(format!("opening netns {netns:?}")))?;
+        netlink::move_to_netns(&temp, ns_fd.as_raw_fd())
+            .map_err(setup_err(format!("moving {temp} into netns {netns:?}")))?;
         let setup = link_setup(&temp, Some(&ifname), record, net);
-        netns::run_in(netns, || netlink::configure(&setup))?.map_err(setup_err(format!("configuring {ifname} in netns {netns:?}")))
+        netns::run_in(netns, || netlink::configure(&setup))?
+            .map_err(setup_err(format!("configuring {ifname} in netns {netns:?}")))
     })();
     if let Err(e) = configured {
         let _ = netlink::delete(host.as_str());

@@ -19,7 +19,8 @@ use switchd_config::raw::{RawNetwork, RawPort};
 use switchd_config::{Config, HostConfig, KeyPath, MacAddr, Name, NetworkConfig, PortConfig, PortKind, validate};
 
 use crate::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, NetworkStats, PortStats, Reply, Request, Stats, Status,
+    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, NetworkStats, PortStats, Reply, Request, Stats,
+    Status,
 };
 use crate::dataplane::Dataplane;
 use crate::io::netns::{self, NetnsId};
@@ -142,7 +143,9 @@ impl Daemon {
             let net_config = net.config.clone();
             match self.open_endpoint(record.clone(), &net_config) {
                 Ok(()) => tracing::info!("{} on {}: reattached", record.name, record.network),
-                Err(e) => tracing::warn!("{} on {}: cannot reattach, endpoint dropped: {e}", record.name, record.network),
+                Err(e) => {
+                    tracing::warn!("{} on {}: cannot reattach, endpoint dropped: {e}", record.name, record.network)
+                }
             }
         }
         for port in wanted.into_iter().flatten() {
@@ -158,7 +161,12 @@ impl Daemon {
     fn save(&self) {
         let state = State {
             version: 0,
-            networks: self.networks.values().filter(|n| n.origin == Origin::Runtime).map(|n| n.config.clone()).collect(),
+            networks: self
+                .networks
+                .values()
+                .filter(|n| n.origin == Origin::Runtime)
+                .map(|n| n.config.clone())
+                .collect(),
             endpoints: self.endpoints.iter().map(|e| e.record.clone()).collect(),
         };
         if let Err(e) = state::save(&self.host.state_dir, &state) {
@@ -241,7 +249,10 @@ impl Daemon {
     fn network_inspect(&self, name: &str) -> OpResult<NetworkDetail> {
         let net = self.network(name)?;
         let host = self.host.name.as_str();
-        Ok(NetworkDetail { network: self.network_info(net), endpoints: self.endpoints_on(name).map(|e| e.info(host)).collect() })
+        Ok(NetworkDetail {
+            network: self.network_info(net),
+            endpoints: self.endpoints_on(name).map(|e| e.info(host)).collect(),
+        })
     }
 
     fn check_network_is_new(&self, net: &NetworkConfig) -> OpResult<()> {
@@ -288,7 +299,10 @@ impl Daemon {
         }
         let attached: Vec<String> = self.endpoints_on(name).map(|e| e.record.name.to_string()).collect();
         if !attached.is_empty() {
-            return Err(format!("network {name:?} has endpoints attached: {}; disconnect them first", attached.join(", ")));
+            return Err(format!(
+                "network {name:?} has endpoints attached: {}; disconnect them first",
+                attached.join(", ")
+            ));
         }
         let id = net.id;
         self.dataplane.remove_network(id);
@@ -339,7 +353,10 @@ impl Daemon {
         if let (Some(ns_id), Some(ifname)) = (netns_id, &port.ifname)
             && self.endpoints.iter().any(|e| e.netns_id == Some(ns_id) && e.record.ifname.as_ref() == Some(ifname))
         {
-            return Err(format!("{ifname} in netns {:?} is already attached", port.netns.as_deref().unwrap_or_default()));
+            return Err(format!(
+                "{ifname} in netns {:?} is already attached",
+                port.netns.as_deref().unwrap_or_default()
+            ));
         }
         let taken_ips: HashSet<_> = on_net.iter().filter_map(|e| e.record.ip).collect();
         let ip = match (port.ip, net.subnet) {

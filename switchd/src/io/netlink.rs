@@ -68,7 +68,9 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
         }
         handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await?;
         if let Some(gateway) = setup.default_gateway {
-            let route = RouteMessageBuilder::<IpAddr>::new().gateway(gateway).map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?;
+            let route = RouteMessageBuilder::<IpAddr>::new()
+                .gateway(gateway)
+                .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?;
             // Without `replace`, an existing default route (from the container's
             // first network) wins, as Docker does.
             match handle.route().add(route.output_interface(index).build()).execute().await {
@@ -83,7 +85,9 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
 /// Brings an interface up.
 pub fn set_up(name: &str) -> io::Result<()> {
     let index = index_of(name)?;
-    with_handle(|handle| async move { handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await })
+    with_handle(
+        |handle| async move { handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await },
+    )
 }
 
 /// Deletes an interface (and, for a veth, its peer).
@@ -100,7 +104,9 @@ pub fn create_veth(name: &str, peer: &str) -> io::Result<()> {
 /// Moves interface `name` into the namespace open at `netns_fd`.
 pub fn move_to_netns(name: &str, netns_fd: RawFd) -> io::Result<()> {
     let index = index_of(name)?;
-    with_handle(|handle| async move { handle.link().set(LinkUnspec::new_with_index(index).setns_by_fd(netns_fd).build()).execute().await })
+    with_handle(|handle| async move {
+        handle.link().set(LinkUnspec::new_with_index(index).setns_by_fd(netns_fd).build()).execute().await
+    })
 }
 
 /// The IP addresses on interface `name`.

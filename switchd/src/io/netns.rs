@@ -95,6 +95,9 @@ mod tests {
 
     #[test]
     fn the_same_namespace_by_two_paths() {
-        assert_eq!(identify("/proc/self/ns/net").unwrap(), identify(&format!("/proc/{}/ns/net", std::process::id())).unwrap());
+        assert_eq!(
+            identify("/proc/self/ns/net").unwrap(),
+            identify(&format!("/proc/{}/ns/net", std::process::id())).unwrap()
+        );
     }
 }

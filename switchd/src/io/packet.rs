@@ -14,7 +14,8 @@ use super::sys;
 /// Opens a non-blocking packet socket on interface `ifname` in the calling
 /// thread's network namespace.
 pub fn open(ifname: &str) -> io::Result<OwnedFd> {
-    let index = sys::if_index(ifname).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
+    let index = sys::if_index(ifname)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")))?;
     // Protocol 0: receive nothing until bound to the one interface.
     let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
     let on: libc::c_int = 1;

@@ -53,12 +53,12 @@ pub fn attach(name: &IfName) -> Result<(OwnedFd, Attached), TapError> {
         Ok(()) => Attached::Created,
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
             // It exists. Ours are multi-queue; one made by `ip tuntap` may not be.
-            set_iff(TAP_FLAGS | libc::IFF_MULTI_QUEUE)
-                .or_else(|_| set_iff(TAP_FLAGS))
-                .map_err(|e| match e.raw_os_error() {
+            set_iff(TAP_FLAGS | libc::IFF_MULTI_QUEUE).or_else(|_| set_iff(TAP_FLAGS)).map_err(|e| {
+                match e.raw_os_error() {
                     Some(libc::EINVAL) => TapError::NotATap(name.to_string()),
                     _ => io_err(e),
-                })?;
+                }
+            })?;
             Attached::Existing
         }
         Err(e) => return Err(io_err(e)),

@@ -63,7 +63,13 @@ impl Fdb {
 
     /// Records `mac` on `port`. `may_add` is asked before a new or moved entry
     /// is made (a refresh never needs permission); `None` means it refused.
-    pub fn learn(&mut self, mac: MacAddr, port: PortId, now: Instant, may_add: impl FnOnce() -> bool) -> Option<Learned> {
+    pub fn learn(
+        &mut self,
+        mac: MacAddr,
+        port: PortId,
+        now: Instant,
+        may_add: impl FnOnce() -> bool,
+    ) -> Option<Learned> {
         use hashbrown::hash_map::Entry as Slot;
         match self.entries.entry(mac.to_u64()) {
             Slot::Occupied(mut slot) => {

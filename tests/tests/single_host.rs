@@ -1,0 +1,373 @@
+//! One switchd host, containers in namespaces: switching, isolation,
+//! run-time changes, aging, restarts and bad input.
+
+use std::time::{Duration, Instant};
+
+use switchd_e2e::{Netns, Switchd, bin, ip_of, run, wait_until};
+
+/// Networks used below. `internal`: no test namespace gets a default route.
+const TWO_NETWORKS: &str = r#"
+[[network]]
+name = "front"
+vni = 100
+subnet = "10.10.0.0/24"
+internal = true
+
+[[network]]
+name = "back"
+vni = 200
+subnet = "10.20.0.0/24"
+internal = true
+"#;
+
+fn port(network: &str, ns: &Netns, extra: &str) -> String {
+    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\n{extra}\n", ns.name)
+}
+
+#[test]
+fn two_containers_ping_and_pass_iperf3() {
+    let c1 = Netns::new("c1");
+    let c2 = Netns::new("c2");
+    let body = format!(
+        "{TWO_NETWORKS}{}{}",
+        port("front", &c1, "ip = \"10.10.0.11\""),
+        port("front", &c2, "ip = \"10.10.0.12\"")
+    );
+    let sd = Switchd::start("", &body);
+    // The container side is what host.toml asked for.
+    let addr = c1.ok(&["ip", "-br", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.10.0.11/24"), "{addr}");
+    assert!(c1.ok(&["ip", "link", "show", "eth0"]).contains("mtu 1450"), "network MTU is underlay_mtu - 50");
+    assert!(c1.ok(&["ip", "route", "show", "default"]).trim().is_empty(), "internal networks get no default route");
+
+    assert!(c1.ping("10.10.0.12", 3), "c1 -> c2 ping\n{}", sd.log());
+    let gbits = c1.iperf(&c2, "10.10.0.12", 3);
+    assert!(gbits > 0.0, "iperf3 moved no data");
+    eprintln!("iperf3 c1 -> c2 through switchd: {gbits:.2} Gbit/s");
+
+    // The 64 KiB segments crossed whole: far fewer frames than MTU-sized packets.
+    let rx = sd.port_stats(&c1.name);
+    let (frames, bytes) = (rx["rx_frames"].as_u64().unwrap(), rx["rx_bytes"].as_u64().unwrap());
+    assert!(bytes / frames > 5000, "average frame {} bytes: TSO segments are not passed through", bytes / frames);
+}
+
+/// Two networks with the same subnet on one switch: nothing crosses at L2.
+#[test]
+fn networks_are_isolated() {
+    const SAME_SUBNET: &str = r#"
+[[network]]
+name = "a"
+vni = 10
+subnet = "10.50.0.0/24"
+internal = true
+
+[[network]]
+name = "b"
+vni = 11
+subnet = "10.50.0.0/24"
+internal = true
+"#;
+    let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
+    let body = format!(
+        "{SAME_SUBNET}{}{}{}",
+        port("a", &c1, "ip = \"10.50.0.11\""),
+        port("a", &c2, "ip = \"10.50.0.12\""),
+        port("b", &c3, "ip = \"10.50.0.13\"")
+    );
+    let sd = Switchd::start("", &body);
+    assert!(c1.ping("10.50.0.12", 2), "same network works");
+    let before = sd.port_stats(&c3.name)["tx_frames"].as_u64().unwrap();
+    assert!(!c3.ping("10.50.0.11", 2), "c3 on network b reached c1 on network a");
+    assert!(!c1.ping("10.50.0.13", 2), "c1 on network a reached c3 on network b");
+    // c1's ARP broadcasts for 10.50.0.13 never reached c3's port.
+    assert_eq!(sd.port_stats(&c3.name)["tx_frames"].as_u64().unwrap(), before, "frames crossed into network b");
+    let neigh = c3.ok(&["ip", "neigh", "show", "10.50.0.11"]);
+    assert!(!neigh.contains("lladdr"), "c3 resolved c1's MAC across networks: {neigh}");
+}
+
+#[test]
+fn connect_and_disconnect_at_run_time() {
+    let sd = Switchd::start("", "");
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    sd.ctl(&["network", "create", "rt", "--vni", "42", "--subnet", "10.42.0.0/24", "--internal"]);
+    let e1 = sd.connect("rt", &c1, &[]);
+    let e2 = sd.connect("rt", &c2, &["--name", "second"]);
+    assert_eq!(e1["ip"], "10.42.0.2", "IPAM gives the first free address after the gateway");
+    assert_eq!(e2["ip"], "10.42.0.3");
+    assert_eq!(e2["name"], "second");
+    assert_eq!(e1["mac"], "02:42:0a:2a:00:02", "MAC derived from the IP");
+    assert!(c1.ping(&ip_of(&e2), 2));
+
+    let inspect = sd.json(&["network", "inspect", "rt"]);
+    let names: Vec<&str> =
+        inspect["endpoints"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec![c1.name.as_str(), "second"]);
+    let ls = sd.json(&["network", "ls"]);
+    assert_eq!(ls[0]["name"], "rt");
+    assert_eq!(ls[0]["ports"], 2);
+
+    // Removal is refused while endpoints are attached, naming them.
+    let err = sd.try_ctl(&["network", "rm", "rt"]).unwrap_err();
+    assert!(err.contains("has endpoints attached") && err.contains("second"), "{err}");
+
+    sd.ctl(&["network", "disconnect", "rt", "second"]);
+    assert!(!c2.has_link("eth0"), "the interface is gone from the container");
+    assert!(!c1.ping(&ip_of(&e2), 1));
+
+    // Reconnect by netns, then disconnect by netns.
+    let again = sd.connect("rt", &c2, &[]);
+    assert_eq!(again["ip"], "10.42.0.3", "the address returned to the pool");
+    assert!(c1.ping(&ip_of(&again), 2));
+    sd.ctl(&["network", "disconnect", "rt", &c2.name]);
+    sd.ctl(&["network", "disconnect", "rt", &c1.name]);
+    assert_eq!(sd.ctl(&["network", "prune"]).trim(), "rt");
+    assert_eq!(sd.json(&["network", "ls"]), serde_json::json!([]));
+}
+
+#[test]
+fn one_container_on_two_networks() {
+    let (multi, f, b) = (Netns::new("multi"), Netns::new("f"), Netns::new("b"));
+    let body = format!(
+        "{TWO_NETWORKS}{}{}{}{}",
+        port("front", &multi, "ip = \"10.10.0.5\""),
+        port("back", &multi, "ip = \"10.20.0.5\""),
+        port("front", &f, "ip = \"10.10.0.6\""),
+        port("back", &b, "ip = \"10.20.0.6\"")
+    );
+    let sd = Switchd::start("", &body);
+    assert!(multi.has_link("eth0") && multi.has_link("eth1"), "second network gets eth1");
+    assert!(multi.ping("10.10.0.6", 2), "multi reaches front");
+    assert!(multi.ping("10.20.0.6", 2), "multi reaches back");
+    assert!(f.ping("10.10.0.5", 1) && b.ping("10.20.0.5", 1));
+    let inspect = sd.json(&["network", "inspect", "back"]);
+    let multi_ep =
+        inspect["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == multi.name.as_str()).unwrap().clone();
+    assert_eq!(multi_ep["ifname"], "eth1");
+}
+
+#[test]
+fn fdb_shows_learned_macs_on_their_ports_and_they_age_out() {
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let body = format!("{TWO_NETWORKS}{}{}", port("front", &c1, ""), port("front", &c2, ""));
+    let sd = Switchd::start("mac_aging_time = 2", &body);
+    let c2_ip = sd.json(&["network", "inspect", "front"])["endpoints"][1]["ip"].as_str().unwrap().to_owned();
+    assert!(c1.ping(&c2_ip, 2));
+
+    let fdb = sd.json(&["fdb", "front"]);
+    let entry = |mac: &str| fdb.as_array().unwrap().iter().find(|e| e["mac"] == mac).cloned();
+    let e1 = entry(&c1.mac("eth0")).unwrap_or_else(|| panic!("c1's MAC not learned: {fdb}"));
+    let e2 = entry(&c2.mac("eth0")).unwrap_or_else(|| panic!("c2's MAC not learned: {fdb}"));
+    assert_eq!(e1["where"], format!("{}:eth0", c1.name));
+    assert_eq!(e2["where"], format!("{}:eth0", c2.name));
+    assert_eq!(e1["type"], "learned");
+    assert_eq!(e1["network"], "front");
+
+    let aged = wait_until(Duration::from_secs(8), || sd.json(&["fdb", "front"]).as_array().unwrap().is_empty());
+    assert!(aged, "entries did not age out: {}", sd.json(&["fdb"]));
+    // And traffic relearns them.
+    assert!(c2.ping(&ip_of(&sd.json(&["network", "inspect", "front"])["endpoints"][0]), 1));
+    assert_eq!(sd.json(&["fdb", "front"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn restart_after_kill9_keeps_connectivity() {
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let mut sd = Switchd::start("", TWO_NETWORKS);
+    let e2 = sd.connect("front", &c2, &[]);
+    sd.connect("front", &c1, &[]);
+    // A network made at run time must come back too.
+    sd.ctl(&["network", "create", "later", "--vni", "7", "--internal"]);
+    assert!(c1.ping(&ip_of(&e2), 2));
+
+    sd.kill9();
+    assert!(c1.has_link("eth0") && c2.has_link("eth0"), "interfaces outlive the daemon");
+    assert!(!c1.ping(&ip_of(&e2), 1), "nothing switches while switchd is down");
+
+    let restarted = Instant::now();
+    sd.launch();
+    let resumed =
+        wait_until(Duration::from_secs(5), || c1.exec(&["ping", "-c", "1", "-W", "0.3", &ip_of(&e2)]).status.success());
+    let took = restarted.elapsed();
+    assert!(resumed, "traffic did not resume after restart:\n{}", sd.log());
+    assert!(took < Duration::from_secs(2), "traffic took {took:?} to resume after restart");
+    eprintln!("traffic resumed {took:?} after restart");
+    let addr = c1.ok(&["ip", "-br", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.10.0."), "address kept: {addr}");
+    let names: Vec<String> = sd
+        .json(&["network", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["back", "front", "later"]);
+    assert_eq!(sd.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_a_restart_resumes() {
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let body = format!(
+        "{TWO_NETWORKS}{}{}",
+        port("front", &c1, "ip = \"10.10.0.31\""),
+        port("front", &c2, "ip = \"10.10.0.32\"")
+    );
+    let mut sd = Switchd::start("", &body);
+    assert!(c1.ping("10.10.0.32", 1));
+    let status = sd.terminate();
+    assert!(status.success(), "switchd exited with {status} on SIGTERM");
+    assert!(!sd.socket().exists(), "control socket removed");
+    sd.launch();
+    assert!(c1.ping("10.10.0.32", 2), "after restart");
+    assert_eq!(
+        sd.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().len(),
+        2,
+        "no duplicate ports after restart"
+    );
+}
+
+#[test]
+fn veth_ports_switch_with_tap_ports() {
+    let (tap, veth) = (Netns::new("tap"), Netns::new("veth"));
+    let sd = Switchd::start("", TWO_NETWORKS);
+    let t = sd.connect("front", &tap, &[]);
+    let v = sd.connect("front", &veth, &["--kind", "veth"]);
+    assert_eq!(v["kind"], "veth");
+    let host_if = v["host_ifname"].as_str().unwrap().to_owned();
+    assert!(sd.host.has_link(&host_if), "host end {host_if} in switchd's namespace");
+    assert!(tap.ping(&ip_of(&v), 2), "tap -> veth");
+    let gbits = veth.iperf(&tap, &ip_of(&t), 2);
+    assert!(gbits > 0.0);
+    eprintln!("iperf3 veth -> tap: {gbits:.2} Gbit/s");
+    sd.ctl(&["network", "disconnect", "front", &veth.name]);
+    assert!(!sd.host.has_link(&host_if), "the veth pair switchd made is removed");
+    assert!(!veth.has_link("eth0"));
+}
+
+#[test]
+fn script_attach_does_what_connect_does() {
+    let (c1, by_tap, by_veth) = (Netns::new("c1"), Netns::new("st"), Netns::new("sv"));
+    let sd = Switchd::start("", TWO_NETWORKS);
+    let e1 = sd.connect("front", &c1, &[]);
+    let path =
+        format!("{}:{}", bin("switchctl").parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    for (ns, kind) in [(&by_tap, "tap"), (&by_veth, "veth")] {
+        let script = sd.ctl(&["script", "attach", "front", &ns.name, "--kind", kind]);
+        assert!(script.starts_with("#!/bin/sh"), "{script}");
+        // The script runs where switchd runs: in its host namespace.
+        sd.host.ok(&["env", &format!("PATH={path}"), "sh", "-c", &script]);
+        assert!(ns.ping(&ip_of(&e1), 2), "{kind} port attached by script cannot reach c1\n{script}");
+    }
+    let eps = sd.json(&["network", "inspect", "front"])["endpoints"].clone();
+    assert_eq!(eps.as_array().unwrap().len(), 3);
+    assert_eq!(eps[2]["kind"], "veth");
+}
+
+/// Sends raw Ethernet frames from inside a container with a packet socket.
+fn inject(ns: &Netns, python: &str) {
+    let program =
+        format!("import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('eth0', 0))\n{python}");
+    ns.ok(&["python3", "-c", &program]);
+}
+
+#[test]
+fn bad_frames_are_counted_and_dropped() {
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let body = format!(
+        "{TWO_NETWORKS}{}{}",
+        port("front", &c1, "ip = \"10.10.0.41\""),
+        port("front", &c2, "ip = \"10.10.0.42\"")
+    );
+    let sd = Switchd::start("mac_limit = 100", &body);
+    assert!(c1.ping("10.10.0.42", 1));
+
+    // Frames larger than the network MTU.
+    c1.ok(&["ip", "link", "set", "eth0", "mtu", "9000"]);
+    assert!(
+        !c1.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "-s", "3000", "-M", "do", "10.10.0.42"]).status.success()
+    );
+    c1.ok(&["ip", "link", "set", "eth0", "mtu", "1450"]);
+
+    // Multicast and all-zero source MACs.
+    inject(
+        &c1,
+        "for src in ('010203040506', '000000000000'):\n    s.send(bytes.fromhex('ffffffffffff' + src + '0800') + bytes(46))",
+    );
+
+    // A MAC flood: 1000 random source MACs.
+    inject(
+        &c1,
+        "import os\nfor i in range(1000):\n    s.send(bytes.fromhex('ffffffffffff') + bytes([2]) + os.urandom(5) + bytes.fromhex('0800') + bytes(46))",
+    );
+
+    let ok = wait_until(Duration::from_secs(3), || {
+        sd.port_stats(&c1.name)["drops"]["mac_limit"].as_u64().unwrap_or(0) >= 800
+    });
+    let drops = sd.port_stats(&c1.name)["drops"].clone();
+    assert!(ok, "MAC flood not limited: {drops}");
+    assert!(drops["oversize"].as_u64().unwrap_or(0) >= 2, "{drops}");
+    assert_eq!(drops["bad_src_mac"], 2, "{drops}");
+    let learned_on_c1 =
+        sd.json(&["fdb", "front"]).as_array().unwrap().iter().filter(|e| e["endpoint"] == c1.name.as_str()).count();
+    assert_eq!(learned_on_c1, 100, "the port learned exactly its limit");
+
+    // The daemon is fine and the known MACs still switch.
+    assert!(c2.ping("10.10.0.41", 2), "switching broke after bad input:\n{}", sd.log());
+    sd.ctl(&["status"]);
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let c1 = Netns::new("c1");
+    let sd = Switchd::start("", TWO_NETWORKS);
+    let err = sd.try_ctl(&["network", "connect", "front", "sdt-no-such-netns"]).unwrap_err();
+    assert_eq!(err, "error: network namespace \"sdt-no-such-netns\" does not exist");
+    let err = sd.try_ctl(&["network", "connect", "nonet", &c1.name]).unwrap_err();
+    assert_eq!(err, "error: network: no network named \"nonet\"");
+    sd.connect("front", &c1, &[]);
+    let err = sd.try_ctl(&["network", "connect", "front", &c1.name]).unwrap_err();
+    assert!(err.contains("is already connected to network \"front\" (as eth0)"), "{err}");
+    // The failed attempts lost nothing.
+    assert_eq!(sd.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().len(), 1);
+    assert!(c1.has_link("eth0") && !c1.has_link("eth1"));
+
+    let err = sd
+        .try_ctl(&["network", "connect", "front", &c1.name, "--ip", "10.99.0.1", "--mac", "01:00:00:00:00:01"])
+        .unwrap_err();
+    assert!(err.contains("ip: 10.99.0.1 is not a usable address in subnet 10.10.0.0/24"), "{err}");
+    assert!(err.contains("mac: 01:00:00:00:00:01 is not a unicast address"), "{err}");
+    let err = sd.try_ctl(&["network", "create", "front", "--vni", "5"]).unwrap_err();
+    assert_eq!(err, "error: network \"front\" already exists");
+    let err = sd.try_ctl(&["network", "create", "x", "--vni", "100"]).unwrap_err();
+    assert_eq!(err, "error: vni 100 is already used by network \"front\"");
+    let err = sd.try_ctl(&["network", "create", "y", "--vni", "0", "--mtu", "20"]).unwrap_err();
+    assert_eq!(err, "error: vni: 0 is out of range 1..=16777215; mtu: 20 is out of range 68..=65535");
+    let err = sd.try_ctl(&["network", "rm", "front"]).unwrap_err();
+    assert_eq!(err, "error: network \"front\" is defined in host.toml; remove it there");
+    let err = sd.try_ctl(&["network", "disconnect", "back", "ghost"]).unwrap_err();
+    assert_eq!(err, "error: no endpoint \"ghost\" on network \"back\"");
+}
+
+#[test]
+fn bad_config_is_rejected_with_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("sdt-badconf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("host.toml");
+    std::fs::write(&file, "[host]\nname = \"h\"\n\n[[network]]\nname = \"n\"\nvni = 0\nmtu = 70000\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.1.0.1\"\n").unwrap();
+    let f = file.to_str().unwrap();
+    for args in [vec!["--check", "--config", f], vec!["--config", f]] {
+        let out = run(bin("switchd").to_str().unwrap(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let expected = format!(
+            "{f}:6:7: network[0].vni: 0 is out of range 1..=16777215\n\
+             {f}:7:7: network[0].mtu: 70000 is out of range 68..=65535\n\
+             {f}:9:11: network[0].gateway: 10.1.0.1 is not a usable address in subnet 10.0.0.0/24\n"
+        );
+        assert_eq!(stderr, expected);
+    }
+    let out = run(bin("switchd").to_str().unwrap(), &["--check", "--config", "/nonexistent/host.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/host.toml: cannot read"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
