@@ -145,7 +145,7 @@ impl Locator<'_> {
         for seg in &path.0 {
             let next = match (seg, table, value) {
                 (Seg::Key(k), Some(t), _) => t.iter().find(|(key, _)| key.get_ref() == k).map(|(_, v)| v),
-                (Seg::Index(i), _, Some(DeValue::Array(a))) => a.iter().nth(*i),
+                (Seg::Index(i), _, Some(DeValue::Array(a))) => a.get(*i),
                 _ => None,
             };
             let Some(next) = next else { break };

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# compare.sh: iperf3 TCP container-to-container on one host, through switchd
+# and through the kernel's Linux bridge, in the same run, runs interleaved so
+# machine drift hits both alike. Prints the median [min-max] of each and the
+# ratio switchd/bridge.
+#
+#   benches/compare.sh                 # RUNS=3 DURATION=10
+#   RUNS=5 DURATION=5 benches/compare.sh
+#
+# Scenarios (SCENARIOS to choose):
+#   bridge        c1 -veth- [Linux bridge in ns h] -veth- c2           (reference)
+#   switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                   (the product)
+#   switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
+# All namespaces are private (prefix sdb-PID-), MTU 1500, no default routes;
+# everything is removed on exit, processes are ended by their PID.
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth"}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+P="sdb-$$"
+WORK=$(mktemp -d /tmp/switchd-compare.XXXXXX)
+NSES=()
+PIDS=()
+
+log() { echo "[compare] $*" >&2; }
+
+cleanup() {
+  local p n
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  for n in "${NSES[@]:-}"; do [ -n "$n" ] && ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkns() { ip netns add "$1"; NSES+=("$1"); ip -n "$1" link set lo up; }
+
+"$ROOT/scripts/deps.sh" >&2
+log "building release binaries"
+(cd "$ROOT" && cargo build --release --bins -q)
+SWITCHD="$ROOT/target/release/switchd"
+SWITCHCTL="$ROOT/target/release/switchctl"
+
+# --- bridge: the kernel reference ---------------------------------------------
+setup_bridge() {
+  mkns "$P-bh"; mkns "$P-b1"; mkns "$P-b2"
+  ip -n "$P-bh" link add br0 type bridge
+  ip -n "$P-bh" link set br0 up
+  local i
+  for i in 1 2; do
+    ip -n "$P-bh" link add "vb$i" type veth peer name eth0 netns "$P-b$i"
+    ip -n "$P-bh" link set "vb$i" master br0
+    ip -n "$P-bh" link set "vb$i" up
+    ip -n "$P-b$i" addr add "10.77.0.$i/24" dev eth0
+    ip -n "$P-b$i" link set eth0 up
+  done
+}
+
+# --- switchd: one daemon in ns sh, TAP ports to s1, s2 and veth ports to v1, v2 -
+setup_switchd() {
+  mkns "$P-sh"; mkns "$P-s1"; mkns "$P-s2"; mkns "$P-v1"; mkns "$P-v2"
+  cat > "$WORK/host.toml" <<EOF
+[host]
+name = "compare"
+control_socket = "$WORK/switchd.sock"
+state_dir = "$WORK/state"
+
+[[network]]
+name = "bench"
+vni = 77
+subnet = "10.78.0.0/24"
+mtu = 1500
+internal = true
+
+[[port]]
+network = "bench"
+netns = "$P-s1"
+ip = "10.78.0.21"
+
+[[port]]
+network = "bench"
+netns = "$P-s2"
+ip = "10.78.0.22"
+
+[[port]]
+network = "bench"
+netns = "$P-v1"
+kind = "veth"
+ip = "10.78.0.11"
+
+[[port]]
+network = "bench"
+netns = "$P-v2"
+kind = "veth"
+ip = "10.78.0.12"
+EOF
+  ip netns exec "$P-sh" "$SWITCHD" --config "$WORK/host.toml" 2> "$WORK/switchd.log" &
+  PIDS+=("$!")
+  local i
+  for i in $(seq 50); do
+    "$SWITCHCTL" --socket "$WORK/switchd.sock" status >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$WORK/switchd.log" >&2
+  echo "switchd did not start" >&2
+  exit 1
+}
+
+# iperf3 from ns $1 to server ns $2 at $3; prints the receiver's Gbit/s.
+iperf() {
+  local client=$1 server=$2 ip=$3 out="$WORK/iperf.json"
+  ip netns exec "$server" iperf3 -s -1 >/dev/null 2>&1 &
+  local spid=$!
+  PIDS+=("$spid")
+  for _ in $(seq 50); do
+    [ -n "$(ip netns exec "$server" ss -ltnH 'sport = :5201')" ] && break
+    sleep 0.1
+  done
+  ip netns exec "$client" iperf3 -c "$ip" -t "$DURATION" -J > "$out"
+  wait "$spid" 2>/dev/null || true
+  python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e9))' "$out"
+}
+
+declare -A RESULTS
+setup_bridge
+setup_switchd
+for run in $(seq "$RUNS"); do
+  for sc in $SCENARIOS; do
+    case $sc in
+      bridge) g=$(iperf "$P-b1" "$P-b2" 10.77.0.2) ;;
+      switchd-tap) g=$(iperf "$P-s1" "$P-s2" 10.78.0.22) ;;
+      switchd-veth) g=$(iperf "$P-v1" "$P-v2" 10.78.0.12) ;;
+      *) echo "unknown scenario $sc" >&2; exit 2 ;;
+    esac
+    log "run $run $sc: $g Gbit/s"
+    RESULTS[$sc]="${RESULTS[$sc]:-} $g"
+  done
+done
+
+summary() {  # values... -> "median [min-max]"
+  python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print("%.2f [%.2f-%.2f]" % (statistics.median(v), min(v), max(v)))' "$@"
+}
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); iperf3 TCP ${DURATION}s x ${RUNS} runs, MTU 1500"
+base=""
+[ -n "${RESULTS[bridge]:-}" ] && base=$(median ${RESULTS[bridge]})
+for sc in $SCENARIOS; do
+  # shellcheck disable=SC2086
+  line="$(printf '%-13s' "$sc") $(summary ${RESULTS[$sc]}) Gbit/s"
+  if [ -n "$base" ] && [ "$sc" != bridge ]; then
+    # shellcheck disable=SC2086
+    line="$line  ratio to bridge $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$(median ${RESULTS[$sc]})" "$base")"
+  fi
+  echo "$line"
+done

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, unit and fixture
+# tests, and the end-to-end tests in network namespaces (root needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+# The end-to-end tests drive these binaries (found in target/debug).
+cargo build --workspace --bins -q
+cargo test --workspace -q
+echo "all tests passed"
