@@ -58,7 +58,8 @@ fn pipeline(c: &mut Criterion) {
         for i in 0..100_000u32 {
             sw.handle_frame(now, ports[(i % 100) as usize], &build_plain(MacAddr::BROADCAST, mac(i + 10), 0x0800, 46));
         }
-        let frames: Vec<Vec<u8>> = (0..1024u32).map(|i| build_plain(mac(10 + i * 97 % 100_000), mac(1), 0x0800, 46)).collect();
+        let frames: Vec<Vec<u8>> =
+            (0..1024u32).map(|i| build_plain(mac(10 + i * 97 % 100_000), mac(1), 0x0800, 46)).collect();
         let src_port = sw.add_port(net).unwrap();
         let mut i = 0;
         group.bench_function("fdb_100k_macs", |b| {

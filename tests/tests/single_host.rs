@@ -371,3 +371,18 @@ fn bad_config_is_rejected_with_file_line_and_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/host.toml: cannot read"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_container_that_goes_away_is_detached() {
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let sd = Switchd::start("", "");
+    sd.ctl(&["network", "create", "tmp", "--vni", "9", "--subnet", "10.9.0.0/24", "--internal"]);
+    sd.connect("tmp", &c1, &[]);
+    sd.connect("tmp", &c2, &["--kind", "veth"]);
+    drop(c2); // the container stops: its namespace is deleted, the veth pair with it
+    let endpoints = || sd.json(&["network", "inspect", "tmp"])["endpoints"].as_array().unwrap().len();
+    assert!(wait_until(Duration::from_secs(6), || endpoints() == 1), "the gone container stayed attached");
+    drop(c1);
+    assert!(wait_until(Duration::from_secs(6), || endpoints() == 0));
+    sd.ctl(&["network", "rm", "tmp"]);
+}

@@ -49,6 +49,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every 2 s, detaches endpoints whose container went away.
+async fn reap_gone_containers(daemon: Arc<Mutex<Daemon>>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        every.tick().await;
+        let daemon = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).reap()).await;
+    }
+}
+
 fn run(config: Config) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -65,6 +75,7 @@ fn run(config: Config) -> std::io::Result<()> {
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
             _ = server::serve(listener, daemon.clone()) => {}
+            _ = reap_gone_containers(daemon.clone()) => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }

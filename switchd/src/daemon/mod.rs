@@ -431,6 +431,31 @@ impl Daemon {
         Ok(info)
     }
 
+    /// Detaches endpoints whose container is gone: its netns no longer
+    /// exists (or the name now means another namespace), or its host
+    /// interface vanished. What Docker does when a container stops.
+    pub fn reap(&mut self) {
+        let gone: Vec<usize> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| match (&e.record.netns, &e.record.host_ifname) {
+                (_, Some(host)) => crate::io::sys::if_index(host.as_str()).is_none(),
+                (Some(ns), None) => netns::identify(ns).ok() != e.netns_id,
+                (None, None) => false,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in gone.iter().rev() {
+            let e = self.endpoints.remove(*i);
+            tracing::info!("{} on {}: container gone, endpoint detached", e.record.name, e.record.network);
+            self.dataplane.remove_port(e.port);
+        }
+        if !gone.is_empty() {
+            self.save();
+        }
+    }
+
     fn fdb(&self, network: Option<&str>) -> OpResult<Vec<FdbEntry>> {
         let nets: Vec<&Network> = match network {
             Some(name) => vec![self.network(name)?],
