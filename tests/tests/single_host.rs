@@ -386,3 +386,27 @@ fn a_container_that_goes_away_is_detached() {
     assert!(wait_until(Duration::from_secs(6), || endpoints() == 0));
     sd.ctl(&["network", "rm", "tmp"]);
 }
+
+/// An uplink bridges a network onto a "physical" LAN: here a veth whose far
+/// end is in a namespace standing in for a machine on that LAN.
+#[test]
+fn uplink_bridges_a_network_onto_a_lan() {
+    let (c1, lan) = (Netns::new("c1"), Netns::new("lan"));
+    let sd = Switchd::start("", TWO_NETWORKS);
+    sd.host.ok(&["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "eth0", "netns", &lan.name]);
+    lan.ok(&["ip", "addr", "add", "10.10.0.200/24", "dev", "eth0"]);
+    lan.ok(&["ip", "link", "set", "eth0", "up"]);
+    let up = sd.json(&["network", "connect", "front", "--kind", "uplink", "--host-ifname", "upl0"]);
+    assert_eq!(up["kind"], "uplink");
+    assert_eq!(up["name"], "upl0");
+    assert!(up["ip"].is_null(), "an uplink gets no address");
+    sd.connect("front", &c1, &[]);
+    assert!(c1.ping("10.10.0.200", 2), "container -> LAN host through the uplink");
+    let lan_mac = lan.mac("eth0");
+    let fdb = sd.json(&["fdb", "front"]);
+    assert!(fdb.as_array().unwrap().iter().any(|e| e["mac"] == lan_mac.as_str() && e["where"] == "upl0"), "{fdb}");
+    // Disconnecting an uplink leaves the host's interface alone.
+    sd.ctl(&["network", "disconnect", "front", "upl0"]);
+    assert!(sd.host.has_link("upl0"));
+    assert!(!c1.ping("10.10.0.200", 1));
+}
