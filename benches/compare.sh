@@ -6,6 +6,7 @@
 #
 #   benches/compare.sh                 # RUNS=3 DURATION=10
 #   RUNS=5 DURATION=5 benches/compare.sh
+#   WORKERS=2 benches/compare.sh       # switchd data-plane threads (default 1)
 #
 # Scenarios (SCENARIOS to choose):
 #   bridge        c1 -veth- [Linux bridge in ns h] -veth- c2           (reference)
@@ -67,6 +68,7 @@ setup_switchd() {
 name = "compare"
 control_socket = "$WORK/switchd.sock"
 state_dir = "$WORK/state"
+workers = ${WORKERS:-1}
 
 [[network]]
 name = "bench"
