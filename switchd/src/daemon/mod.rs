@@ -11,7 +11,6 @@ pub mod ipam;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -179,10 +178,6 @@ impl Daemon {
     pub fn shutdown(&mut self) {
         self.save();
         self.dataplane.shutdown();
-    }
-
-    pub fn control_socket(&self) -> &Path {
-        &self.host.control_socket
     }
 
     /// Runs one control request.

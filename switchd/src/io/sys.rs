@@ -31,11 +31,6 @@ impl IfReq {
     pub fn set_flags(&mut self, flags: libc::c_short) {
         self.union[..2].copy_from_slice(&flags.to_ne_bytes());
     }
-
-    pub fn name(&self) -> String {
-        let bytes: Vec<u8> = self.name.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
 }
 
 /// An ioctl whose argument is a pointer to `arg`.

@@ -56,11 +56,6 @@ impl Fdb {
         self.entries.get(&mac.to_u64()).filter(|e| e.is_live(now, aging)).map(|e| e.port)
     }
 
-    /// Where `mac` is, if anywhere, without regard to age.
-    pub fn get(&self, mac: MacAddr) -> Option<Entry> {
-        self.entries.get(&mac.to_u64()).copied()
-    }
-
     /// Records `mac` on `port`. `may_add` is asked before a new or moved entry
     /// is made (a refresh never needs permission); `None` means it refused.
     pub fn learn(
