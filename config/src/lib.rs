@@ -28,6 +28,7 @@ pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: HostConfig,
+    pub peers: Vec<PeerConfig>,
     pub networks: Vec<NetworkConfig>,
     pub ports: Vec<PortConfig>,
 }
@@ -37,6 +38,9 @@ pub struct Config {
 pub struct HostConfig {
     /// Unique in the cluster; defaults to the hostname.
     pub name: Name,
+    /// This host's VTEP address. Without it the host switches locally only.
+    pub underlay_ip: Option<IpAddr>,
+    pub vxlan_port: u16,
     pub control_socket: PathBuf,
     pub state_dir: PathBuf,
     pub underlay_mtu: Mtu,
@@ -51,6 +55,25 @@ pub struct HostConfig {
 impl HostConfig {
     pub const DEFAULT_CONTROL_SOCKET: &str = "/run/switchd/switchd.sock";
     pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchd";
+
+    /// What VXLAN costs a network's MTU on this host's underlay.
+    pub fn overlay_overhead(&self) -> u32 {
+        match self.underlay_ip {
+            Some(ip) if ip.is_ipv6() => validate::VXLAN_OVERHEAD_V6,
+            _ => validate::VXLAN_OVERHEAD,
+        }
+    }
+}
+
+/// `[[peer]]`: a remote VTEP (another switchd, or a kernel vxlan device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub underlay_ip: IpAddr,
+    /// The networks it carries; `None`: all of them.
+    pub vnis: Option<Vec<Vni>>,
+    pub vxlan_port: u16,
+    /// A label for `switchctl peers` and `fdb`.
+    pub name: Option<Name>,
 }
 
 /// `[[network]]`: one isolated L2 segment with its own VNI.
@@ -189,6 +212,23 @@ impl Config {
 
     pub fn network(&self, name: &str) -> Option<&NetworkConfig> {
         self.networks.iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// Things that work but probably are not what was meant.
+    pub fn warnings(&self) -> Vec<String> {
+        let overhead = self.host.overlay_overhead();
+        self.networks
+            .iter()
+            .filter(|n| n.mtu.get() + overhead > self.host.underlay_mtu.get())
+            .map(|n| {
+                format!(
+                    "network {:?}: mtu {} plus {overhead} bytes of VXLAN exceeds underlay_mtu {}; frames between hosts will be fragmented or dropped",
+                    n.name.as_str(),
+                    n.mtu,
+                    self.host.underlay_mtu
+                )
+            })
+            .collect()
     }
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct RawFile {
     pub host: RawHost,
+    pub peer: Vec<RawPeer>,
     pub network: Vec<RawNetwork>,
     pub port: Vec<RawPort>,
 }
@@ -25,12 +26,23 @@ pub struct RawFile {
 #[serde(default)]
 pub struct RawHost {
     pub name: Option<String>,
+    pub underlay_ip: Option<String>,
+    pub vxlan_port: Option<i64>,
     pub control_socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub underlay_mtu: Option<i64>,
     pub mac_aging_time: Option<i64>,
     pub mac_limit: Option<i64>,
     pub workers: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawPeer {
+    pub underlay_ip: Option<String>,
+    pub vnis: Option<Vec<i64>>,
+    pub vxlan_port: Option<i64>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -59,14 +71,5 @@ pub struct RawPort {
 
 /// Keys that INTERFACE.md reserves for capabilities this version does not
 /// have yet. They are refused like any unknown key, but the message says why.
-pub(crate) const PLANNED_KEYS: &[&str] = &[
-    "host.underlay_ip",
-    "host.vxlan_port",
-    "gossip",
-    "peer",
-    "route",
-    "network.encrypted",
-    "network.dns",
-    "network.dhcp",
-    "network.host_access",
-];
+pub(crate) const PLANNED_KEYS: &[&str] =
+    &["gossip", "route", "network.encrypted", "network.dns", "network.dhcp", "network.host_access"];

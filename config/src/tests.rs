@@ -189,7 +189,6 @@ kind = "uplink"
 fn unknown_and_planned_keys_are_all_reported() {
     let text = r#"[host]
 name = "h"
-underlay_ip = "198.18.0.1"
 colour = "blue"
 
 [gossip]
@@ -205,11 +204,10 @@ typo_key = 1
     assert_eq!(
         errs,
         vec![
-            "host.toml:3:15: host.underlay_ip: is not supported yet by this version of switchd",
-            "host.toml:4:10: host.colour: unknown key",
-            "host.toml:6:1: gossip: is not supported yet by this version of switchd",
-            "host.toml:12:13: network[0].encrypted: is not supported yet by this version of switchd",
-            "host.toml:13:12: network[0].typo_key: unknown key",
+            "host.toml:3:10: host.colour: unknown key",
+            "host.toml:5:1: gossip: is not supported yet by this version of switchd",
+            "host.toml:11:13: network[0].encrypted: is not supported yet by this version of switchd",
+            "host.toml:12:12: network[0].typo_key: unknown key",
         ]
     );
 }
@@ -275,4 +273,72 @@ fn netns_names() {
 fn example_config_in_the_repository_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host.toml");
     Config::load(&path).unwrap();
+}
+
+#[test]
+fn peers_and_underlay() {
+    let c = parse(
+        "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[[peer]]\nunderlay_ip = \"198.18.0.2\"\n[[peer]]\nunderlay_ip = \"198.18.0.3\"\nvnis = [100, 200]\nvxlan_port = 8472\nname = \"kernel\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.host.underlay_ip, Some("198.18.0.1".parse().unwrap()));
+    assert_eq!(c.host.vxlan_port, 4789);
+    assert_eq!(c.peers.len(), 2);
+    assert_eq!(c.peers[0].vnis, None);
+    assert_eq!(c.peers[0].vxlan_port, 4789, "a peer's port defaults to ours");
+    assert_eq!(c.peers[1].vnis, Some(vec![Vni::new(100).unwrap(), Vni::new(200).unwrap()]));
+    assert_eq!(c.peers[1].vxlan_port, 8472);
+}
+
+#[test]
+fn peer_rules() {
+    let text = r#"[host]
+name = "h"
+underlay_ip = "198.18.0.1"
+vxlan_port = 0
+[[peer]]
+underlay_ip = "198.18.0.1"
+[[peer]]
+underlay_ip = "fd00::2"
+vnis = []
+[[peer]]
+underlay_ip = "198.18.0.9"
+vnis = [0, 16777216]
+[[peer]]
+underlay_ip = "198.18.0.9"
+[[peer]]
+vnis = [5]
+"#;
+    let errs = errors(text).join("\n");
+    for expected in [
+        "host.vxlan_port: 0 is out of range 1..=65535",
+        "peer[0].underlay_ip: 198.18.0.1 is this host's own underlay_ip",
+        "peer[1].underlay_ip: fd00::2 is not of the same IP version as underlay_ip 198.18.0.1",
+        "peer[1].vnis: is empty; leave it out to carry every network",
+        "peer[2].vnis[0]: 0 is out of range 1..=16777215",
+        "peer[2].vnis[1]: 16777216 is out of range 1..=16777215",
+        "peer[3].underlay_ip: 198.18.0.9 is already peer[2]",
+        "peer[4].underlay_ip: is required",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
+    let errs = errors("[host]\nname = \"h\"\n[[peer]]\nunderlay_ip = \"198.18.0.2\"\n");
+    assert_eq!(errs, vec!["host.toml:4:15: peer[0].underlay_ip: a peer needs [host] underlay_ip to send from"]);
+}
+
+#[test]
+fn ipv6_underlay_costs_70_bytes() {
+    let c = parse("[host]\nname = \"h\"\nunderlay_ip = \"fd00::1\"\n[[network]]\nname = \"n\"\nvni = 1\n").unwrap();
+    assert_eq!(c.networks[0].mtu.get(), 1430);
+}
+
+#[test]
+fn mtu_beyond_the_underlay_is_a_warning() {
+    let c = parse(
+        "[host]\nname = \"h\"\n[[network]]\nname = \"big\"\nvni = 1\nmtu = 1500\n[[network]]\nname = \"ok\"\nvni = 2\n",
+    )
+    .unwrap();
+    let w = c.warnings();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].starts_with("network \"big\": mtu 1500 plus 50 bytes of VXLAN exceeds underlay_mtu 1500"), "{w:?}");
 }

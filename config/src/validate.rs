@@ -7,12 +7,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
-use crate::raw::{RawFile, RawHost, RawNetwork, RawPort};
+use crate::raw::{RawFile, RawHost, RawNetwork, RawPeer, RawPort};
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
-use crate::{Config, HostConfig, NetworkConfig, PortConfig, PortKind};
+use crate::{Config, HostConfig, NetworkConfig, PeerConfig, PortConfig, PortKind};
 
-/// VXLAN over IPv4 adds 50 bytes: outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8.
+/// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// Over IPv6, 20 more.
+pub const VXLAN_OVERHEAD_V6: u32 = 70;
 
 /// Collects errors while fields are checked one by one.
 #[derive(Default)]
@@ -65,7 +67,9 @@ fn read_hostname() -> Option<String> {
     Some(raw.trim().to_owned())
 }
 
-pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> Option<HostConfig> {
+/// The host section. Always returns a value (defaults where a field was
+/// bad) so that the rest of the file is still checked against it.
+pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
     let at = KeyPath::root().key("host");
     let name = match raw.name.clone() {
         Some(n) => errors.check(&at.key("name"), Some(n), |n| Name::new(&n)),
@@ -76,9 +80,18 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> Option<HostConfig> {
             })
         }
     };
+    let underlay_ip = errors.check(&at.key("underlay_ip"), raw.underlay_ip.clone(), |s| {
+        let ip = parse_ip(s)?;
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("{ip} cannot be a VTEP address"));
+        }
+        Ok(ip)
+    });
+    let overhead = if underlay_ip.is_some_and(|ip| ip.is_ipv6()) { VXLAN_OVERHEAD_V6 } else { VXLAN_OVERHEAD };
+    let vxlan_port = errors.check(&at.key("vxlan_port"), Some(raw.vxlan_port.unwrap_or(4789)), int_in::<u16>(1, 65535));
     let underlay_mtu = match raw.underlay_mtu {
         Some(v) => errors.check(&at.key("underlay_mtu"), Some(v), |v| {
-            let v: u32 = int_in(i64::from(Mtu::MIN + VXLAN_OVERHEAD), i64::from(Mtu::MAX))(v)?;
+            let v: u32 = int_in(i64::from(Mtu::MIN + overhead), i64::from(Mtu::MAX))(v)?;
             Mtu::new(v)
         }),
         None => Some(Mtu::new(1500).expect("1500 is a valid MTU")),
@@ -88,15 +101,17 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> Option<HostConfig> {
     });
     let mac_limit = errors.check(&at.key("mac_limit"), Some(raw.mac_limit.unwrap_or(1024)), int_in::<u32>(1, 1 << 24));
     let workers = errors.check(&at.key("workers"), Some(raw.workers.unwrap_or(1)), int_in::<usize>(1, 64));
-    Some(HostConfig {
-        name: name?,
+    HostConfig {
+        name: name.unwrap_or_else(|| Name::new("invalid").expect("a valid name")),
+        underlay_ip,
+        vxlan_port: vxlan_port.unwrap_or(4789),
         control_socket: raw.control_socket.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET)),
         state_dir: raw.state_dir.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_STATE_DIR)),
-        underlay_mtu: underlay_mtu?,
-        mac_aging_time: aging?,
-        mac_limit: mac_limit?,
-        workers: workers?,
-    })
+        underlay_mtu: underlay_mtu.unwrap_or(Mtu::new(1500).expect("1500 is a valid MTU")),
+        mac_aging_time: aging.unwrap_or(Duration::from_secs(300)),
+        mac_limit: mac_limit.unwrap_or(1024),
+        workers: workers.unwrap_or(1),
+    }
 }
 
 /// Checks one network on its own. `at` is where it sits (`network[2]` in a
@@ -131,11 +146,53 @@ fn network_into(raw: &RawNetwork, host: &HostConfig, at: &KeyPath, errors: &mut 
         }
         _ => None,
     };
-    let default_mtu = host.underlay_mtu.get() - VXLAN_OVERHEAD;
+    let default_mtu = host.underlay_mtu.get() - host.overlay_overhead();
     let mtu = errors.check(&at.key("mtu"), Some(raw.mtu.unwrap_or(i64::from(default_mtu))), |v| {
         u32::try_from(v).map_err(|_| out_of_range(v, Mtu::MIN, Mtu::MAX)).and_then(Mtu::new)
     });
     Some(NetworkConfig { name: name?, vni: vni?, subnet, gateway, mtu: mtu?, internal: raw.internal.unwrap_or(false) })
+}
+
+fn peer(raw: &RawPeer, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> Option<PeerConfig> {
+    let ip = errors.required(&at.key("underlay_ip"), raw.underlay_ip.clone());
+    let ip = errors.check(&at.key("underlay_ip"), ip, |s| {
+        let ip = parse_ip(s)?;
+        match host.underlay_ip {
+            None => Err("a peer needs [host] underlay_ip to send from".to_owned()),
+            Some(own) if own == ip => Err(format!("{ip} is this host's own underlay_ip")),
+            Some(own) if own.is_ipv4() != ip.is_ipv4() => {
+                Err(format!("{ip} is not of the same IP version as underlay_ip {own}"))
+            }
+            Some(_) if ip.is_unspecified() || ip.is_multicast() => Err(format!("{ip} cannot be a VTEP address")),
+            Some(_) => Ok(ip),
+        }
+    });
+    let vnis = match &raw.vnis {
+        None => Some(None),
+        Some(list) if list.is_empty() => {
+            errors.push(at.key("vnis"), "is empty; leave it out to carry every network");
+            None
+        }
+        Some(list) => {
+            let checked: Vec<Option<Vni>> = list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    errors.check(&at.key("vnis").index(i), Some(*v), |v| {
+                        u32::try_from(v).map_err(|_| out_of_range(v, 1, Vni::MAX)).and_then(Vni::new)
+                    })
+                })
+                .collect();
+            checked.into_iter().collect::<Option<Vec<Vni>>>().map(Some)
+        }
+    };
+    let port = errors.check(
+        &at.key("vxlan_port"),
+        Some(raw.vxlan_port.unwrap_or(i64::from(host.vxlan_port))),
+        int_in::<u16>(1, 65535),
+    );
+    let name = errors.check(&at.key("name"), raw.name.clone(), |n| Name::new(&n));
+    Some(PeerConfig { underlay_ip: ip?, vnis: vnis?, vxlan_port: port?, name })
 }
 
 /// Checks one port against the networks it may name. `at` as for [`network`].
@@ -223,9 +280,6 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
 pub(crate) fn file(raw: &RawFile) -> Result<Config, Vec<FieldError>> {
     let mut errors = Errors::default();
     let host = host(&raw.host, &mut errors);
-    let Some(host) = host else {
-        return Err(errors.0);
-    };
 
     let mut networks = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -242,6 +296,18 @@ pub(crate) fn file(raw: &RawFile) -> Result<Config, Vec<FieldError>> {
         networks.push(net);
     }
 
+    let mut peers = Vec::new();
+    let mut peer_ips: HashMap<IpAddr, usize> = HashMap::new();
+    for (i, raw_peer) in raw.peer.iter().enumerate() {
+        let at = KeyPath::root().key("peer").index(i);
+        if let Some(ip) = raw_peer.underlay_ip.as_deref().and_then(|s| s.parse::<IpAddr>().ok())
+            && let Some(first) = peer_ips.insert(ip, i)
+        {
+            errors.push(at.key("underlay_ip"), format!("{ip} is already peer[{first}]"));
+        }
+        peers.extend(peer(raw_peer, &host, &at, &mut errors));
+    }
+
     let mut ports = Vec::new();
     let mut seen = PortUniqueness::default();
     for (i, raw_port) in raw.port.iter().enumerate() {
@@ -251,7 +317,7 @@ pub(crate) fn file(raw: &RawFile) -> Result<Config, Vec<FieldError>> {
         ports.push(port);
     }
 
-    if errors.0.is_empty() { Ok(Config { host, networks, ports }) } else { Err(errors.0) }
+    if errors.0.is_empty() { Ok(Config { host, peers, networks, ports }) } else { Err(errors.0) }
 }
 
 /// The values that must be unique among the `[[port]]` entries of one file,

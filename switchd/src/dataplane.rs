@@ -1,19 +1,27 @@
-//! The data plane: worker threads that move frames between ports through the
-//! [`Switch`].
+//! The data plane: worker threads that move frames between ports and the
+//! underlay through the [`Switch`].
 //!
-//! Each port is read by one worker (assigned round-robin); any worker may
-//! write to any port. A worker reads a batch of frames from a ready port,
-//! takes the fabric lock once to decide them all, releases it, then writes.
-//! Buffers are allocated once per worker and reused, so the steady state
-//! allocates nothing per frame. Frames are written exactly as read, virtio
-//! header included, which is what lets a 64 KiB TCP segment cross in one
-//! read and one write.
+//! Each port is read by one worker (assigned round-robin); worker 0 also
+//! reads the underlay's VXLAN socket. Any worker may write to any port or
+//! send to any VTEP. A worker reads a batch from a ready port or socket,
+//! takes the fabric lock once to decide it all, releases it, then writes.
+//! Buffers are allocated once per worker and reused: the steady state
+//! allocates nothing per frame.
 //!
-//! The control plane changes ports and networks through [`Dataplane`]; it
-//! tells the owning worker to start or stop polling a port through a channel
-//! and an eventfd. Worker 0 also runs the switch's timers (MAC aging).
+//! Between ports, frames go out exactly as they came in, virtio header
+//! included, so a 64 KiB TCP segment crosses in one read and one write.
+//! Towards a VTEP, a frame is encapsulated in a scratch buffer: segmented to
+//! the MTU if it is a GSO frame, its open checksum completed otherwise (see
+//! `switchd_overlay::offload`), then sent with one `sendmsg` (with
+//! `UDP_SEGMENT` when it makes several datagrams). From the underlay, each
+//! inner frame is written to its port behind an all-zero virtio header.
+//!
+//! The control plane changes ports, networks and VTEPs through
+//! [`Dataplane`]; it tells the owning worker to start or stop polling a port
+//! through a channel and an eventfd. Worker 0 also runs the MAC aging timer.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -23,53 +31,108 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use slotmap::{Key, SecondaryMap};
-use switchd_config::Mtu;
+use socket2::SockAddr;
+use switchd_config::{Mtu, Vni};
+use switchd_overlay::{flow, offload, vxlan};
 
 use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
-use crate::switch::frame::MAX_FRAME_LEN;
-use crate::switch::{Action, NetworkId, PortId, Switch, SwitchConfig};
+use crate::io::udp::{self, RecvBatch};
+use crate::switch::frame::{Frame, GsoType, MAX_FRAME_LEN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
+use crate::switch::{Action, Location, NetworkId, PortId, Switch, SwitchConfig, VtepId};
 
 /// Frames read from one port before they are decided and written.
 const BATCH: usize = 32;
-/// The epoll token of a worker's wake-up eventfd (port tokens are slot keys,
-/// which never take this value).
+/// Reads of the underlay socket per `recvmmsg` (each up to 64 KiB of GRO).
+const UNDERLAY_BATCH: usize = 8;
+/// epoll tokens that are not ports (port tokens are slot keys, which never
+/// take these values).
 const WAKE_TOKEN: u64 = u64::MAX;
+const UNDERLAY_TOKEN: u64 = u64::MAX - 1;
+/// What precedes a decapsulated frame on its way into a port: no offloads,
+/// checksums as they are.
+const PLAIN_VNET_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+/// The largest `sendmsg` the kernel takes (an IPv4 datagram, less headers).
+const MAX_SEND: usize = 65_000;
 
-/// A port's device, as the data plane sees it: an fd that reads and writes
-/// whole frames (a TAP or an AF_PACKET socket), and its transmit counters.
-#[derive(Debug)]
-pub struct PortIo {
-    fd: OwnedFd,
-    pub tx_frames: AtomicU64,
-    pub tx_bytes: AtomicU64,
-    /// Writes the device refused (queue full, or the kernel rejected the frame).
-    pub tx_errors: AtomicU64,
+/// Transmit counters, kept by the workers with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct TxCounters {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Sends the kernel refused (queue full, or a frame it rejected).
+    pub errors: AtomicU64,
 }
 
-impl PortIo {
-    pub fn new(fd: OwnedFd) -> Self {
-        PortIo { fd, tx_frames: AtomicU64::new(0), tx_bytes: AtomicU64::new(0), tx_errors: AtomicU64::new(0) }
-    }
-
-    fn send(&self, frame: &[u8]) {
-        match sys::write(self.fd.as_raw_fd(), frame) {
+impl TxCounters {
+    fn record(&self, result: io::Result<usize>, len: usize) {
+        match result {
             Ok(_) => {
-                self.tx_frames.fetch_add(1, Relaxed);
-                self.tx_bytes.fetch_add(frame.len() as u64, Relaxed);
+                self.frames.fetch_add(1, Relaxed);
+                self.bytes.fetch_add(len as u64, Relaxed);
             }
             Err(_) => {
-                self.tx_errors.fetch_add(1, Relaxed);
+                self.errors.fetch_add(1, Relaxed);
             }
         }
     }
+
+    /// Frames, bytes, errors.
+    pub fn load(&self) -> (u64, u64, u64) {
+        (self.frames.load(Relaxed), self.bytes.load(Relaxed), self.errors.load(Relaxed))
+    }
 }
 
-/// What the workers share: the switch and the devices of its ports.
+/// A port's device, as the data plane sees it: an fd that reads and writes
+/// whole frames behind a virtio header (a TAP or an AF_PACKET socket).
+#[derive(Debug)]
+pub struct PortIo {
+    fd: OwnedFd,
+    pub tx: TxCounters,
+}
+
+impl PortIo {
+    fn send(&self, frame: &[u8]) {
+        self.tx.record(sys::write(self.fd.as_raw_fd(), frame), frame.len());
+    }
+
+    /// Writes a plain Ethernet frame (from the underlay) behind an all-zero
+    /// virtio header, without copying it.
+    fn send_plain(&self, eth: &[u8]) {
+        self.tx.record(sys::writev(self.fd.as_raw_fd(), &[&PLAIN_VNET_HDR, eth]), eth.len());
+    }
+}
+
+/// A remote VTEP, as the data plane sees it.
+#[derive(Debug)]
+pub struct VtepIo {
+    addr: SockAddr,
+    pub tx: TxCounters,
+}
+
+/// The underlay sockets: VXLAN in (read by worker 0), and the pool VXLAN
+/// goes out through (see `io::udp`).
+#[derive(Debug)]
+pub struct Underlay {
+    pub rx: OwnedFd,
+    pub tx: Vec<OwnedFd>,
+}
+
+impl Underlay {
+    /// Binds `underlay_ip:port` and the send pool.
+    pub fn bind(ip: IpAddr, port: u16) -> io::Result<Underlay> {
+        let rx = udp::bind_rx(SocketAddr::new(ip, port))?;
+        let tx = (0..udp::TX_POOL).map(|_| udp::bind_tx(ip)).collect::<io::Result<_>>()?;
+        Ok(Underlay { rx, tx })
+    }
+}
+
+/// What the workers share: the switch and the devices behind its ids.
 #[derive(Debug)]
 pub struct Fabric {
     pub switch: Switch,
-    io: SecondaryMap<PortId, Arc<PortIo>>,
+    ports: SecondaryMap<PortId, Arc<PortIo>>,
+    vteps: SecondaryMap<VtepId, Arc<VtepIo>>,
 }
 
 enum Command {
@@ -108,14 +171,22 @@ fn lock(fabric: &Mutex<Fabric>) -> MutexGuard<'_, Fabric> {
 }
 
 impl Dataplane {
-    /// Starts `workers` data-plane threads.
-    pub fn start(config: SwitchConfig, workers: usize) -> io::Result<Self> {
-        let fabric = Arc::new(Mutex::new(Fabric { switch: Switch::new(config), io: SecondaryMap::new() }));
+    /// Starts `workers` data-plane threads; with an underlay, worker 0 reads it.
+    pub fn start(config: SwitchConfig, workers: usize, underlay: Option<Underlay>) -> io::Result<Self> {
+        let fabric = Arc::new(Mutex::new(Fabric {
+            switch: Switch::new(config),
+            ports: SecondaryMap::new(),
+            vteps: SecondaryMap::new(),
+        }));
+        let (mut rx, tx_pool) = match underlay {
+            Some(u) => (Some(u.rx), Arc::new(u.tx)),
+            None => (None, Arc::new(Vec::new())),
+        };
         let mut handles = Vec::new();
         for index in 0..workers.max(1) {
-            let (tx, rx) = channel();
+            let (tx, commands) = channel();
             let wake = Arc::new(sys::eventfd()?);
-            let worker = Worker::new(index, fabric.clone(), rx, wake.clone())?;
+            let worker = Worker::new(index, fabric.clone(), commands, wake.clone(), rx.take(), tx_pool.clone())?;
             let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || worker.run())?;
             handles.push(WorkerHandle { commands: tx, wake, thread: Some(thread), ports: 0 });
         }
@@ -127,8 +198,9 @@ impl Dataplane {
         f(&mut lock(&self.fabric).switch)
     }
 
-    pub fn add_network(&self, mtu: Mtu) -> NetworkId {
-        self.with_switch(|s| s.add_network(mtu))
+    /// Adds a network; `None` if its VNI is taken.
+    pub fn add_network(&self, vni: Vni, mtu: Mtu) -> Option<NetworkId> {
+        self.with_switch(|s| s.add_network(vni, mtu))
     }
 
     /// Removes a network; its ports must have been removed first.
@@ -136,14 +208,22 @@ impl Dataplane {
         self.with_switch(|s| s.remove_network(id));
     }
 
+    /// Adds a remote VTEP carrying `vnis` (`None`: all); `None` if its IP is known.
+    pub fn add_vtep(&self, addr: SocketAddr, vnis: Option<Vec<Vni>>) -> Option<VtepId> {
+        let mut fabric = lock(&self.fabric);
+        let id = fabric.switch.add_vtep(addr, vnis)?;
+        fabric.vteps.insert(id, Arc::new(VtepIo { addr: addr.into(), tx: TxCounters::default() }));
+        Some(id)
+    }
+
     /// Adds a port on `network` switching frames through `fd`, and starts
     /// polling it. `None` if the network does not exist.
     pub fn add_port(&mut self, network: NetworkId, fd: OwnedFd) -> Option<PortId> {
-        let io = Arc::new(PortIo::new(fd));
+        let io = Arc::new(PortIo { fd, tx: TxCounters::default() });
         let id = {
             let mut fabric = lock(&self.fabric);
             let id = fabric.switch.add_port(network)?;
-            fabric.io.insert(id, io.clone());
+            fabric.ports.insert(id, io.clone());
             id
         };
         let (index, worker) = self.workers.iter_mut().enumerate().min_by_key(|(_, w)| w.ports)?;
@@ -159,7 +239,7 @@ impl Dataplane {
         {
             let mut fabric = lock(&self.fabric);
             fabric.switch.remove_port(id);
-            fabric.io.remove(id);
+            fabric.ports.remove(id);
         }
         if let Some(index) = self.owner.remove(id) {
             let worker = &mut self.workers[index];
@@ -168,11 +248,14 @@ impl Dataplane {
         }
     }
 
-    /// The transmit counters of a port: frames, bytes, refused writes.
-    pub fn tx_counters(&self, id: PortId) -> Option<(u64, u64, u64)> {
-        let fabric = lock(&self.fabric);
-        let io = fabric.io.get(id)?;
-        Some((io.tx_frames.load(Relaxed), io.tx_bytes.load(Relaxed), io.tx_errors.load(Relaxed)))
+    /// A port's transmit counters: frames, bytes, refused writes.
+    pub fn port_tx(&self, id: PortId) -> Option<(u64, u64, u64)> {
+        lock(&self.fabric).ports.get(id).map(|io| io.tx.load())
+    }
+
+    /// A VTEP's transmit counters: datagrams, bytes, refused sends.
+    pub fn vtep_tx(&self, id: VtepId) -> Option<(u64, u64, u64)> {
+        lock(&self.fabric).vteps.get(id).map(|io| io.tx.load())
     }
 
     /// Stops the workers. Ports' fds close; persistent TAPs stay.
@@ -194,6 +277,12 @@ impl Drop for Dataplane {
     }
 }
 
+/// One decided output of a batch: frame `i` goes to this port or VTEP.
+enum Out {
+    Port(usize, Arc<PortIo>),
+    Vtep(usize, Arc<VtepIo>),
+}
+
 struct Worker {
     index: usize,
     fabric: Arc<Mutex<Fabric>>,
@@ -203,8 +292,16 @@ struct Worker {
     ports: HashMap<u64, (PortId, Arc<PortIo>)>,
     bufs: Vec<Box<[u8]>>,
     lens: [usize; BATCH],
-    /// (frame index, destination) pairs of the batch being written.
-    outs: Vec<(usize, Arc<PortIo>)>,
+    /// The VNI and MTU of frame `i`'s network, when it goes to a VTEP.
+    wire: [(u32, u32); BATCH],
+    outs: Vec<Out>,
+    underlay_rx: Option<OwnedFd>,
+    tx_pool: Arc<Vec<OwnedFd>>,
+    recv: RecvBatch,
+    /// (read, offset, length, port) of decapsulated frames to write.
+    decap_outs: Vec<(usize, usize, usize, Arc<PortIo>)>,
+    /// Where frames are encapsulated (and segmented) before sending.
+    scratch: Vec<u8>,
     /// Worker 0 sweeps aged MACs this often; the others never.
     sweep_every: Option<Duration>,
     last_sweep: Instant,
@@ -216,10 +313,16 @@ impl Worker {
         fabric: Arc<Mutex<Fabric>>,
         commands: Receiver<Command>,
         wake: Arc<OwnedFd>,
+        underlay_rx: Option<OwnedFd>,
+        tx_pool: Arc<Vec<OwnedFd>>,
     ) -> io::Result<Self> {
         let sweep_every = (index == 0).then(|| lock(&fabric).switch.config().sweep_interval());
         let epoll = Epoll::new()?;
         epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;
+        if let Some(rx) = &underlay_rx {
+            epoll.add(rx.as_raw_fd(), UNDERLAY_TOKEN)?;
+        }
+        let underlay_batch = if underlay_rx.is_some() { UNDERLAY_BATCH } else { 0 };
         Ok(Worker {
             index,
             fabric,
@@ -229,7 +332,13 @@ impl Worker {
             ports: HashMap::new(),
             bufs: (0..BATCH).map(|_| vec![0u8; MAX_FRAME_LEN].into_boxed_slice()).collect(),
             lens: [0; BATCH],
+            wire: [(0, 0); BATCH],
             outs: Vec::with_capacity(BATCH * 8),
+            underlay_rx,
+            tx_pool,
+            recv: RecvBatch::new(underlay_batch),
+            decap_outs: Vec::with_capacity(UNDERLAY_BATCH * 64),
+            scratch: Vec::with_capacity(2 * MAX_FRAME_LEN),
             sweep_every,
             last_sweep: Instant::now(),
         })
@@ -247,14 +356,15 @@ impl Worker {
                 }
             };
             for event in &events[..n] {
-                let token = event.u64;
-                if token == WAKE_TOKEN {
-                    sys::eventfd_drain(self.wake.as_raw_fd());
-                    if !self.handle_commands() {
-                        return;
+                match event.u64 {
+                    WAKE_TOKEN => {
+                        sys::eventfd_drain(self.wake.as_raw_fd());
+                        if !self.handle_commands() {
+                            return;
+                        }
                     }
-                } else {
-                    self.service(token);
+                    UNDERLAY_TOKEN => self.service_underlay(),
+                    token => self.service_port(token),
                 }
             }
             self.handle_timeout();
@@ -300,8 +410,8 @@ impl Worker {
         }
     }
 
-    /// Reads a batch from one ready port, decides it, writes it.
-    fn service(&mut self, token: u64) {
+    /// Reads a batch from one ready port, decides it, writes and sends it.
+    fn service_port(&mut self, token: u64) {
         let Some((ingress, port)) = self.ports.get(&token).cloned() else { return };
         let mut n = 0;
         while n < BATCH {
@@ -332,26 +442,182 @@ impl Worker {
             let mut fabric = lock(&self.fabric);
             let fabric = &mut *fabric;
             for i in 0..n {
-                let frame = &self.bufs[i][..self.lens[i]];
-                match fabric.switch.handle_frame(now, ingress, frame) {
-                    Action::Deliver(out) => {
-                        if let Some(io) = fabric.io.get(out) {
-                            self.outs.push((i, io.clone()));
+                let action = fabric.switch.handle_frame(now, ingress, &self.bufs[i][..self.lens[i]]);
+                let mut to = |at: Location, network: NetworkId| match at {
+                    Location::Port(p) => {
+                        if let Some(io) = fabric.ports.get(p) {
+                            self.outs.push(Out::Port(i, io.clone()));
                         }
                     }
-                    Action::Flood(network) => {
-                        for out in fabric.switch.flood_targets(network, ingress) {
-                            if let Some(io) = fabric.io.get(out) {
-                                self.outs.push((i, io.clone()));
-                            }
+                    Location::Vtep(v) => {
+                        if let (Some(io), Some((vni, mtu))) = (fabric.vteps.get(v), fabric.switch.network_wire(network))
+                        {
+                            self.wire[i] = (vni.get(), mtu);
+                            self.outs.push(Out::Vtep(i, io.clone()));
+                        }
+                    }
+                };
+                match action {
+                    Action::Deliver(out) => {
+                        if let Some(io) = fabric.ports.get(out) {
+                            self.outs.push(Out::Port(i, io.clone()));
+                        }
+                    }
+                    Action::Encap { vtep, network } => to(Location::Vtep(vtep), network),
+                    Action::Flood { network, ingress } => {
+                        for target in fabric.switch.flood_targets(network, ingress) {
+                            to(target, network);
                         }
                     }
                     Action::Drop(_) => {}
                 }
             }
         }
-        for (i, out) in self.outs.drain(..) {
-            out.send(&self.bufs[i][..self.lens[i]]);
+
+        let mut encapsulated = None;
+        let mut offload_errors = 0;
+        for out in self.outs.drain(..) {
+            match out {
+                Out::Port(i, io) => io.send(&self.bufs[i][..self.lens[i]]),
+                Out::Vtep(i, io) => {
+                    if encapsulated.map(|(frame, _)| frame) != Some(i) {
+                        let (vni, mtu) = self.wire[i];
+                        let built = encapsulate(&self.bufs[i][..self.lens[i]], vni, mtu, &mut self.scratch);
+                        if built.is_err() {
+                            offload_errors += 1;
+                        }
+                        encapsulated = Some((i, built.ok()));
+                    }
+                    if let Some((_, Some(sent))) = encapsulated {
+                        let socket = &self.tx_pool[sent.flow as usize % self.tx_pool.len()];
+                        send_datagrams(socket, &io, &self.scratch, sent.stride);
+                    }
+                }
+            }
+        }
+        if offload_errors > 0 {
+            lock(&self.fabric).switch.count_offload_errors(ingress, offload_errors);
+        }
+    }
+
+    /// Reads what the underlay has, decapsulates, decides and writes it.
+    fn service_underlay(&mut self) {
+        let Some(rx) = &self.underlay_rx else { return };
+        let n = match self.recv.recv(rx) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("underlay read failed: {e}");
+                return;
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut fabric = lock(&self.fabric);
+            let fabric = &mut *fabric;
+            for read in 0..n {
+                let (src, datagrams) = self.recv.read(read);
+                let Some(src) = src else { continue };
+                let mut offset = 0;
+                for datagram in datagrams {
+                    let inner = (read, offset + vxlan::HEADER_LEN, datagram.len().saturating_sub(vxlan::HEADER_LEN));
+                    offset += datagram.len();
+                    let action = fabric.switch.handle_datagram(now, src, datagram);
+                    let mut to = |p: PortId| {
+                        if let Some(io) = fabric.ports.get(p) {
+                            self.decap_outs.push((inner.0, inner.1, inner.2, io.clone()));
+                        }
+                    };
+                    match action {
+                        Action::Deliver(p) => to(p),
+                        Action::Flood { network, ingress } => {
+                            for target in fabric.switch.flood_targets(network, ingress) {
+                                if let Location::Port(p) = target {
+                                    to(p);
+                                }
+                            }
+                        }
+                        Action::Encap { .. } | Action::Drop(_) => {}
+                    }
+                }
+            }
+        }
+        for (read, offset, len, io) in self.decap_outs.drain(..) {
+            io.send_plain(&self.recv.data(read)[offset..offset + len]);
+        }
+    }
+}
+
+/// A frame made ready for a VTEP in the scratch buffer.
+#[derive(Debug, Clone, Copy)]
+struct Encapsulated {
+    /// The inner flow's hash: picks the source port.
+    flow: u32,
+    /// Datagram size when the buffer holds several (a segmented GSO frame).
+    stride: Option<usize>,
+}
+
+/// Builds the VXLAN datagram(s) for `buf` (virtio header + Ethernet, already
+/// checked by the switch) in `scratch`.
+fn encapsulate(buf: &[u8], vni: u32, mtu: u32, scratch: &mut Vec<u8>) -> Result<Encapsulated, offload::Error> {
+    let frame = Frame::new_unchecked(buf);
+    let eth = frame.ethernet().bytes();
+    let flow = flow::hash(eth);
+    let gso = match frame.gso_type() {
+        GsoType::None => None,
+        GsoType::TcpV4 => Some(offload::Gso::TcpV4),
+        GsoType::TcpV6 => Some(offload::Gso::TcpV6),
+        GsoType::UdpL4 => Some(offload::Gso::UdpL4),
+        // UFO is never enabled on our TAPs, and unknown types were refused.
+        GsoType::Udp | GsoType::Unknown(_) => return Err(offload::Error::Mismatch),
+    };
+    let header = vxlan::Repr { vni };
+    match gso {
+        None => {
+            scratch.clear();
+            scratch.extend_from_slice(&[0; vxlan::HEADER_LEN]);
+            scratch.extend_from_slice(eth);
+            if frame.flags() & VNET_F_NEEDS_CSUM != 0 {
+                let (start, offset) = (usize::from(frame.csum_start()), usize::from(frame.csum_offset()));
+                offload::complete_checksum(&mut scratch[vxlan::HEADER_LEN..], start, offset)?;
+            }
+            header.emit(scratch);
+            Ok(Encapsulated { flow, stride: None })
+        }
+        Some(gso) => {
+            let segs =
+                offload::segment(eth, gso, usize::from(frame.gso_size()), mtu as usize, vxlan::HEADER_LEN, scratch)?;
+            for start in (0..segs.len).step_by(segs.stride) {
+                header.emit(&mut scratch[start..]);
+            }
+            Ok(Encapsulated { flow, stride: (segs.count > 1).then_some(segs.stride) })
+        }
+    }
+}
+
+/// Sends the datagrams in `data` (of `stride` bytes each but the last) to a
+/// VTEP, in as few `sendmsg` calls as the kernel's GSO limits allow.
+fn send_datagrams(socket: &OwnedFd, vtep: &VtepIo, data: &[u8], stride: Option<usize>) {
+    let Some(stride) = stride else {
+        vtep.tx.record(udp::send_to(socket.as_raw_fd(), &vtep.addr, data, None).map(|()| 1), data.len());
+        return;
+    };
+    let per_send = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS);
+    for chunk in data.chunks(per_send * stride) {
+        let segment = (chunk.len() > stride).then_some(stride as u16);
+        let result = udp::send_to(socket.as_raw_fd(), &vtep.addr, chunk, segment);
+        // Count datagrams, as the peer will see them.
+        let datagrams = chunk.len().div_ceil(stride);
+        match result {
+            Ok(()) => {
+                vtep.tx.frames.fetch_add(datagrams as u64, Relaxed);
+                vtep.tx.bytes.fetch_add(chunk.len() as u64, Relaxed);
+            }
+            Err(_) => {
+                vtep.tx.errors.fetch_add(datagrams as u64, Relaxed);
+            }
         }
     }
 }

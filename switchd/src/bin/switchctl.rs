@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
-use switchd::control::api::{AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, Request, Stats, Status};
+use switchd::control::api::{
+    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, PeerInfo, Request, Stats, Status,
+};
 use switchd::control::{client, render};
 use switchd_config::raw::{RawNetwork, RawPort};
 
@@ -34,8 +36,10 @@ enum Command {
         /// Only this network.
         network: Option<String>,
     },
-    /// Frames, bytes and drops by reason, per port and per network.
+    /// Frames, bytes and drops by reason, per port, network and VTEP.
     Stats,
+    /// Remote hosts: host, underlay IP, state, last heard, networks.
+    Peers,
     /// Print scripts that do by hand what switchd does.
     #[command(subcommand)]
     Script(ScriptCommand),
@@ -171,6 +175,7 @@ fn run(cli: &Cli) -> Result<String, String> {
             ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
         }
         Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
+        Command::Peers => ask(cli, Request::Peers, |p: Vec<PeerInfo>| render::peers(&p)),
         Command::Network(command) => match command {
             NetworkCommand::Ls => ask(cli, Request::NetworkLs, |n: Vec<NetworkInfo>| render::networks(&n)),
             NetworkCommand::Inspect { name } => {

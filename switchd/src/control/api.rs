@@ -35,6 +35,7 @@ pub enum Request {
         network: Option<String>,
     },
     Stats,
+    Peers,
     /// What `network connect` would do, without doing it (for `script attach`).
     PlanAttach {
         port: RawPort,
@@ -100,11 +101,15 @@ pub struct EndpointInfo {
 pub struct FdbEntry {
     pub mac: String,
     pub network: String,
-    /// A local port ("web:eth0") or, later, a remote host and VTEP.
+    /// A local port ("web:eth0"), or a remote host and its VTEP
+    /// ("host-b 198.18.0.2", or the VTEP alone when the host has no name).
     #[serde(rename = "where")]
     pub location: String,
-    /// The endpoint (container) name of the port.
+    /// The endpoint (container) name of a local port; "-" for remote entries.
     pub endpoint: String,
+    /// For remote entries: the host, if named, and its VTEP address.
+    pub host: Option<String>,
+    pub vtep: Option<String>,
     /// "learned" (and later "static" and "gossip").
     #[serde(rename = "type")]
     pub kind: String,
@@ -115,6 +120,37 @@ pub struct FdbEntry {
 pub struct Stats {
     pub ports: Vec<PortStats>,
     pub networks: Vec<NetworkStats>,
+    /// Per remote VTEP: datagrams in (rx) and out (tx).
+    pub vteps: Vec<VtepStats>,
+    /// Datagrams dropped before any VTEP was known (unknown sources).
+    pub underlay_drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VtepStats {
+    pub vtep: String,
+    pub host: Option<String>,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// A remote host, for `switchctl peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub host: Option<String>,
+    pub underlay_ip: IpAddr,
+    pub vxlan_port: u16,
+    /// "static" for `[[peer]]` entries.
+    pub state: String,
+    /// Seconds since its last VXLAN datagram arrived, if one has.
+    pub last_heard_secs: Option<f64>,
+    /// The local networks it carries.
+    pub networks: Vec<String>,
+    /// MACs learned behind it.
+    pub macs: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

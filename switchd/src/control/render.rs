@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::api::{AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, Stats, Status};
+use super::api::{AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, PeerInfo, Stats, Status};
 
 /// Left-aligned columns separated by three spaces, like `docker network ls`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -150,7 +150,44 @@ pub fn stats(s: &Stats) -> String {
     let mut out = table(&["NETWORK", "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &ports);
     out.push('\n');
     out.push_str(&table(&["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "DROPS"], &nets));
+    if !s.vteps.is_empty() || !s.underlay_drops.is_empty() {
+        let vteps: Vec<Vec<String>> = s
+            .vteps
+            .iter()
+            .map(|v| {
+                vec![
+                    v.vtep.clone(),
+                    opt(&v.host),
+                    v.rx_frames.to_string(),
+                    v.rx_bytes.to_string(),
+                    v.tx_frames.to_string(),
+                    v.tx_bytes.to_string(),
+                    drops(&v.drops),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["VTEP", "HOST", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &vteps));
+        out.push_str(&format!("\nunderlay drops before any VTEP: {}\n", drops(&s.underlay_drops)));
+    }
     out
+}
+
+pub fn peers(peers: &[PeerInfo]) -> String {
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            vec![
+                opt(&p.host),
+                format!("{}:{}", p.underlay_ip, p.vxlan_port),
+                p.state.clone(),
+                p.last_heard_secs.map_or_else(|| "never".to_owned(), |s| format!("{s:.1}s ago")),
+                if p.networks.is_empty() { "-".to_owned() } else { p.networks.join(",") },
+                p.macs.to_string(),
+            ]
+        })
+        .collect();
+    table(&["HOST", "UNDERLAY_IP", "STATE", "LAST_HEARD", "NETWORKS", "MACS"], &rows)
 }
 
 /// How to run `ip` inside the container's netns: `ip -n NAME` for a named

@@ -11,19 +11,22 @@ pub mod ipam;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde::Serialize;
 use switchd_config::raw::{RawNetwork, RawPort};
-use switchd_config::{Config, HostConfig, KeyPath, MacAddr, Name, NetworkConfig, PortConfig, PortKind, validate};
+use switchd_config::{
+    Config, HostConfig, KeyPath, MacAddr, Name, NetworkConfig, PeerConfig, PortConfig, PortKind, validate,
+};
 
 use crate::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, NetworkStats, PortStats, Reply, Request, Stats,
-    Status,
+    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, NetworkStats, PeerInfo, PortStats, Reply, Request,
+    Stats, Status, VtepStats,
 };
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, Underlay};
 use crate::io::netns::{self, NetnsId};
-use crate::switch::{DropReason, NetworkId, PortId, SwitchConfig};
+use crate::switch::{Counters, DropReason, Location, NetworkId, PortId, SwitchConfig, VtepId};
 use state::{EndpointRecord, Origin, State};
 
 /// An error for the user: one line, saying what and why.
@@ -86,25 +89,58 @@ pub struct Daemon {
     config_ports: Vec<PortConfig>,
     networks: BTreeMap<String, Network>,
     endpoints: Vec<Endpoint>,
+    peers: Vec<Peer>,
     dataplane: Dataplane,
     started: Instant,
+}
+
+/// A remote VTEP from `[[peer]]`.
+#[derive(Debug)]
+struct Peer {
+    config: PeerConfig,
+    vtep: VtepId,
+}
+
+impl Peer {
+    /// "host-b 198.18.0.2", or the address alone.
+    fn label(&self) -> String {
+        match &self.config.name {
+            Some(name) => format!("{name} {}", self.config.underlay_ip),
+            None => self.config.underlay_ip.to_string(),
+        }
+    }
 }
 
 impl Daemon {
     /// Starts the data plane, sets up host.toml's and saved networks, and
     /// reattaches saved and configured endpoints.
     pub fn start(config: Config) -> std::io::Result<Daemon> {
-        let switch = SwitchConfig { mac_aging_time: config.host.mac_aging_time, mac_limit: config.host.mac_limit };
-        let dataplane = Dataplane::start(switch, config.host.workers)?;
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
+        let switch = SwitchConfig::new(config.host.mac_aging_time, config.host.mac_limit);
+        let underlay = match config.host.underlay_ip {
+            Some(ip) => Some(Underlay::bind(ip, config.host.vxlan_port).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("underlay {ip}:{}: {e}", config.host.vxlan_port))
+            })?),
+            None => None,
+        };
+        let dataplane = Dataplane::start(switch, config.host.workers, underlay)?;
         let saved = state::load(&config.host.state_dir)?;
         let mut daemon = Daemon {
             host: config.host,
             config_ports: config.ports,
             networks: BTreeMap::new(),
             endpoints: Vec::new(),
+            peers: Vec::new(),
             dataplane,
             started: Instant::now(),
         };
+        for peer in config.peers {
+            let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);
+            let vtep = daemon.dataplane.add_vtep(addr, peer.vnis.clone()).expect("validation refuses duplicate peers");
+            daemon.peers.push(Peer { config: peer, vtep });
+        }
         for net in config.networks {
             daemon.add_network(net, Origin::Config);
         }
@@ -199,6 +235,7 @@ impl Daemon {
             Request::NetworkDisconnect { network, endpoint } => reply(self.disconnect(&network, &endpoint)),
             Request::Fdb { network } => reply(self.fdb(network.as_deref())),
             Request::Stats => reply(Ok(self.stats())),
+            Request::Peers => reply(Ok(self.peers())),
             Request::PlanAttach { port } => reply(self.plan_attach(&port)),
         }
     }
@@ -210,7 +247,8 @@ impl Daemon {
             uptime_secs: self.started.elapsed().as_secs(),
             networks: self.networks.len(),
             ports: self.endpoints.len(),
-            peers_alive: 0,
+            // Static peers have no liveness to track: configured means alive.
+            peers_alive: self.peers.len(),
         }
     }
 
@@ -260,8 +298,9 @@ impl Daemon {
         Ok(())
     }
 
+    /// Adds a network; its name and VNI are known to be new.
     fn add_network(&mut self, config: NetworkConfig, origin: Origin) {
-        let id = self.dataplane.add_network(config.mtu);
+        let id = self.dataplane.add_network(config.vni, config.mtu).expect("checked: the VNI is new");
         self.networks.insert(config.name.to_string(), Network { config, id, origin });
     }
 
@@ -460,13 +499,29 @@ impl Daemon {
         let mut rows = Vec::new();
         for net in nets {
             let entries = self.dataplane.with_switch(|s| s.fdb(net.id, now));
-            for (mac, port, age) in entries {
-                let endpoint = self.endpoints.iter().find(|e| e.port == port);
+            for (mac, at, age) in entries {
+                let (location, endpoint, host, vtep) = match at {
+                    Location::Port(port) => match self.endpoints.iter().find(|e| e.port == port) {
+                        Some(e) => (e.port_label(), e.record.name.to_string(), None, None),
+                        None => ("-".into(), "-".into(), None, None),
+                    },
+                    Location::Vtep(id) => match self.peers.iter().find(|p| p.vtep == id) {
+                        Some(p) => (
+                            p.label(),
+                            "-".into(),
+                            p.config.name.as_ref().map(|n| n.to_string()),
+                            Some(p.config.underlay_ip.to_string()),
+                        ),
+                        None => ("-".into(), "-".into(), None, None),
+                    },
+                };
                 rows.push(FdbEntry {
                     mac: mac.to_string(),
                     network: net.config.name.to_string(),
-                    location: endpoint.map_or_else(|| "-".into(), Endpoint::port_label),
-                    endpoint: endpoint.map_or_else(|| "-".into(), |e| e.record.name.to_string()),
+                    location,
+                    endpoint,
+                    host,
+                    vtep,
                     kind: "learned".into(),
                     age_secs: (age.as_secs_f64() * 10.0).round() / 10.0,
                 });
@@ -493,11 +548,8 @@ impl Daemon {
         }
         for e in &self.endpoints {
             let rx = self.dataplane.with_switch(|s| s.port_counters(e.port).cloned()).unwrap_or_default();
-            let (tx_frames, tx_bytes, tx_errors) = self.dataplane.tx_counters(e.port).unwrap_or_default();
-            let mut drops: BTreeMap<String, u64> = rx.drops_by_name().map(|(k, v)| (k.to_owned(), v)).collect();
-            if tx_errors > 0 {
-                drops.insert(DropReason::TxError.as_str().to_owned(), tx_errors);
-            }
+            let (tx_frames, tx_bytes, tx_errors) = self.dataplane.port_tx(e.port).unwrap_or_default();
+            let drops = drops_map(&rx, tx_errors);
             let port = PortStats {
                 network: e.record.network.to_string(),
                 endpoint: e.record.name.to_string(),
@@ -519,7 +571,54 @@ impl Daemon {
             }
             ports.push(port);
         }
-        Stats { ports, networks: networks.into_values().collect() }
+        let vteps = self
+            .peers
+            .iter()
+            .map(|p| {
+                let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
+                let rx = info.map(|i| i.rx).unwrap_or_default();
+                let (tx_frames, tx_bytes, tx_errors) = self.dataplane.vtep_tx(p.vtep).unwrap_or_default();
+                VtepStats {
+                    vtep: p.config.underlay_ip.to_string(),
+                    host: p.config.name.as_ref().map(|n| n.to_string()),
+                    rx_frames: rx.frames,
+                    rx_bytes: rx.bytes,
+                    tx_frames,
+                    tx_bytes,
+                    drops: drops_map(&rx, tx_errors),
+                }
+            })
+            .collect();
+        let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), 0));
+        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let now = Instant::now();
+        self.peers
+            .iter()
+            .map(|p| {
+                let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
+                let carried = |vni| p.config.vnis.as_ref().is_none_or(|v| v.contains(&vni));
+                PeerInfo {
+                    host: p.config.name.as_ref().map(|n| n.to_string()),
+                    underlay_ip: p.config.underlay_ip,
+                    vxlan_port: p.config.vxlan_port,
+                    state: "static".into(),
+                    last_heard_secs: info
+                        .as_ref()
+                        .and_then(|i| i.last_rx)
+                        .map(|t| (now.saturating_duration_since(t).as_secs_f64() * 10.0).round() / 10.0),
+                    networks: self
+                        .networks
+                        .values()
+                        .filter(|n| carried(n.config.vni))
+                        .map(|n| n.config.name.to_string())
+                        .collect(),
+                    macs: info.map_or(0, |i| i.learned),
+                }
+            })
+            .collect()
     }
 
     fn plan_attach(&self, raw: &RawPort) -> OpResult<AttachPlan> {
@@ -544,6 +643,15 @@ impl Daemon {
             default_route: attach::default_route(net).is_some(),
         })
     }
+}
+
+/// Drops by reason, with refused sends counted as `tx_error`.
+fn drops_map(rx: &Counters, tx_errors: u64) -> BTreeMap<String, u64> {
+    let mut drops: BTreeMap<String, u64> = rx.drops_by_name().map(|(k, v)| (k.to_owned(), v)).collect();
+    if tx_errors > 0 {
+        drops.insert(DropReason::TxError.as_str().to_owned(), tx_errors);
+    }
+    drops
 }
 
 fn join_errors(errors: Vec<switchd_config::FieldError>) -> String {

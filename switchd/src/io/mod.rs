@@ -8,3 +8,4 @@ pub mod netns;
 pub mod packet;
 pub mod sys;
 pub mod tap;
+pub mod udp;

@@ -91,6 +91,18 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// `writev(2)` of several slices as one frame.
+pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
+    let n = parts.len().min(iov.len());
+    for (slot, part) in iov.iter_mut().zip(parts) {
+        *slot = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+    }
+    // SAFETY: the first `n` iovecs point to live slices, only read by writev.
+    let written = cvt(unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) })?;
+    Ok(written as usize)
+}
+
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn if_index(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;

@@ -1,19 +1,20 @@
-//! One network's forwarding table: which port each MAC was last seen on.
+//! One network's forwarding table: where each MAC was last seen, behind a
+//! local port or a remote VTEP.
 //!
 //! Entries age: one not refreshed for `aging` is ignored by lookups at once
 //! and removed by the next [`Fdb::sweep`]. The table never decides whether a
-//! port may learn more MACs; the switch does, since it knows the port limits.
+//! port or VTEP may learn more MACs; the switch does, since it knows the limits.
 
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use switchd_config::MacAddr;
 
-use super::PortId;
+use super::Location;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
-    pub port: PortId,
+    pub location: Location,
     pub last_seen: Instant,
 }
 
@@ -26,12 +27,12 @@ impl Entry {
 /// What learning a source address did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
-    /// Already known on this port; its age was reset.
+    /// Already known here; its age was reset.
     Refreshed,
     /// A new entry.
     New,
-    /// Known on another port before; now on this one.
-    Moved { from: PortId },
+    /// Known elsewhere before; now here.
+    Moved { from: Location },
 }
 
 #[derive(Debug, Default)]
@@ -51,17 +52,17 @@ impl Fdb {
         self.entries.is_empty()
     }
 
-    /// The port a live entry for `mac` points to.
-    pub fn lookup(&self, mac: MacAddr, now: Instant, aging: Duration) -> Option<PortId> {
-        self.entries.get(&mac.to_u64()).filter(|e| e.is_live(now, aging)).map(|e| e.port)
+    /// Where a live entry for `mac` points.
+    pub fn lookup(&self, mac: MacAddr, now: Instant, aging: Duration) -> Option<Location> {
+        self.entries.get(&mac.to_u64()).filter(|e| e.is_live(now, aging)).map(|e| e.location)
     }
 
-    /// Records `mac` on `port`. `may_add` is asked before a new or moved entry
-    /// is made (a refresh never needs permission); `None` means it refused.
+    /// Records `mac` at `location`. `may_add` is asked before a new or moved
+    /// entry is made (a refresh never needs permission); `None` means it refused.
     pub fn learn(
         &mut self,
         mac: MacAddr,
-        port: PortId,
+        location: Location,
         now: Instant,
         may_add: impl FnOnce() -> bool,
     ) -> Option<Learned> {
@@ -69,12 +70,12 @@ impl Fdb {
         match self.entries.entry(mac.to_u64()) {
             Slot::Occupied(mut slot) => {
                 let entry = slot.get_mut();
-                if entry.port == port {
+                if entry.location == location {
                     entry.last_seen = now;
                     Some(Learned::Refreshed)
                 } else if may_add() {
-                    let from = entry.port;
-                    *entry = Entry { port, last_seen: now };
+                    let from = entry.location;
+                    *entry = Entry { location, last_seen: now };
                     Some(Learned::Moved { from })
                 } else {
                     None
@@ -84,26 +85,26 @@ impl Fdb {
                 if !may_add() {
                     return None;
                 }
-                slot.insert(Entry { port, last_seen: now });
+                slot.insert(Entry { location, last_seen: now });
                 Some(Learned::New)
             }
         }
     }
 
-    /// Removes expired entries, calling `removed` with each one's port.
-    pub fn sweep(&mut self, now: Instant, aging: Duration, mut removed: impl FnMut(PortId)) {
+    /// Removes expired entries, calling `removed` with each one's location.
+    pub fn sweep(&mut self, now: Instant, aging: Duration, mut removed: impl FnMut(Location)) {
         self.entries.retain(|_, e| {
             let live = e.is_live(now, aging);
             if !live {
-                removed(e.port);
+                removed(e.location);
             }
             live
         });
     }
 
-    /// Removes every entry on `port`.
-    pub fn forget_port(&mut self, port: PortId) {
-        self.entries.retain(|_, e| e.port != port);
+    /// Removes every entry at `location`.
+    pub fn forget(&mut self, location: Location) {
+        self.entries.retain(|_, e| e.location != location);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (MacAddr, Entry)> + '_ {

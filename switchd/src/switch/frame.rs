@@ -138,34 +138,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
     }
 
     /// The Ethernet frame after the virtio header.
-    pub fn ethernet(&self) -> &[u8] {
-        &self.buffer.as_ref()[VNET_HDR_LEN..]
-    }
-
-    fn eth(&self) -> Ethernet2HeaderSlice<'_> {
-        Ethernet2HeaderSlice::from_slice(self.ethernet()).expect("new_checked ensured an Ethernet header")
-    }
-
-    pub fn dst_addr(&self) -> MacAddr {
-        MacAddr(self.eth().destination())
-    }
-
-    pub fn src_addr(&self) -> MacAddr {
-        MacAddr(self.eth().source())
-    }
-
-    pub fn ethertype(&self) -> EtherType {
-        self.eth().ether_type()
-    }
-
-    /// The L3 payload length as the MTU counts it: the Ethernet frame minus
-    /// its header and one 802.1Q tag if present.
-    pub fn mtu_len(&self) -> usize {
-        let mut len = self.ethernet().len() - ETH_HDR_LEN;
-        if self.ethertype() == EtherType::VLAN_TAGGED_FRAME {
-            len = len.saturating_sub(VLAN_TAG_LEN);
-        }
-        len
+    pub fn ethernet(&self) -> Ethernet<'_> {
+        Ethernet { bytes: &self.buffer.as_ref()[VNET_HDR_LEN..] }
     }
 
     /// Whether the frame fits an interface of this MTU. A GSO frame is one
@@ -173,9 +147,58 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// segments do.
     pub fn fits_mtu(&self, mtu: u32) -> bool {
         match self.gso_type() {
-            GsoType::None => self.mtu_len() <= mtu as usize,
+            GsoType::None => self.ethernet().fits_mtu(mtu),
             _ => u32::from(self.gso_size()) <= mtu,
         }
+    }
+}
+
+/// A checked Ethernet frame (with no virtio header, as VXLAN carries it).
+#[derive(Debug, Clone, Copy)]
+pub struct Ethernet<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Ethernet<'a> {
+    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, FrameError> {
+        if bytes.len() < ETH_HDR_LEN {
+            return Err(FrameError::Truncated);
+        }
+        Ok(Ethernet { bytes })
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn header(&self) -> Ethernet2HeaderSlice<'a> {
+        Ethernet2HeaderSlice::from_slice(self.bytes).expect("checked to hold an Ethernet header")
+    }
+
+    pub fn dst_addr(&self) -> MacAddr {
+        MacAddr(self.header().destination())
+    }
+
+    pub fn src_addr(&self) -> MacAddr {
+        MacAddr(self.header().source())
+    }
+
+    pub fn ethertype(&self) -> EtherType {
+        self.header().ether_type()
+    }
+
+    /// The L3 payload length as the MTU counts it: the frame minus its
+    /// header and one 802.1Q tag if present.
+    pub fn mtu_len(&self) -> usize {
+        let mut len = self.bytes.len() - ETH_HDR_LEN;
+        if self.ethertype() == EtherType::VLAN_TAGGED_FRAME {
+            len = len.saturating_sub(VLAN_TAG_LEN);
+        }
+        len
+    }
+
+    pub fn fits_mtu(&self, mtu: u32) -> bool {
+        self.mtu_len() <= mtu as usize
     }
 }
 
@@ -200,11 +223,11 @@ mod tests {
     fn plain_frame_fields() {
         let buf = build_plain(B, A, 0x0800, 100);
         let f = Frame::new_checked(&buf[..]).unwrap();
-        assert_eq!(f.dst_addr(), B);
-        assert_eq!(f.src_addr(), A);
-        assert_eq!(f.ethertype(), EtherType::IPV4);
+        assert_eq!(f.ethernet().dst_addr(), B);
+        assert_eq!(f.ethernet().src_addr(), A);
+        assert_eq!(f.ethernet().ethertype(), EtherType::IPV4);
         assert_eq!(f.gso_type(), GsoType::None);
-        assert_eq!(f.mtu_len(), 100);
+        assert_eq!(f.ethernet().mtu_len(), 100);
         assert!(f.fits_mtu(100));
         assert!(!f.fits_mtu(99));
     }
@@ -213,7 +236,8 @@ mod tests {
     fn vlan_tag_does_not_count_against_mtu() {
         let buf = build_plain(B, A, 0x8100, 104);
         let f = Frame::new_checked(&buf[..]).unwrap();
-        assert_eq!(f.mtu_len(), 100);
+        assert_eq!(f.ethernet().mtu_len(), 100);
+        assert!(Ethernet::new_checked(&buf[VNET_HDR_LEN..VNET_HDR_LEN + 13]).is_err());
     }
 
     #[test]

@@ -1,32 +1,48 @@
 //! The switch pipeline: pure, sans-IO decisions over frames.
 //!
-//! [`Switch::handle_frame`] takes the bytes a port read and the time, learns
-//! the source, and says what to do: deliver to one port, flood the network,
-//! or drop, with the reason counted. It never reads a clock, touches an fd or
-//! allocates per frame, so it is tested with byte fixtures and benchmarked
-//! in isolation; the data-plane workers (`crate::dataplane`) do the I/O.
+//! Frames come in two ways: from a local port ([`Switch::handle_frame`]:
+//! virtio header + Ethernet, as a TAP reads it) and from the underlay
+//! ([`Switch::handle_datagram`]: a VXLAN datagram and its sender). Either
+//! way the switch checks the frame, learns its source (a port, or the
+//! sending VTEP), and says what to do: deliver to a port, encapsulate to a
+//! VTEP, flood the network, or drop, with the reason counted. It never reads
+//! a clock, touches an fd or allocates per frame; the data-plane workers
+//! (`crate::dataplane`) do the I/O.
 //!
-//! Isolation is structural: every port belongs to exactly one network, each
-//! network has its own forwarding table, and every decision names ports of
-//! the ingress network only. No frame can cross networks at L2.
+//! Isolation is structural: every port belongs to one network, each network
+//! has its own forwarding table and VNI, and every decision names ports and
+//! VTEPs of the ingress network only. No frame can cross networks at L2.
+//! Split horizon: a frame from the underlay is never sent back into it.
 
 mod fdb;
 pub mod frame;
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use hashbrown::HashMap;
 use serde::Serialize;
 use slotmap::{SlotMap, new_key_type};
-use switchd_config::{MacAddr, Mtu};
+use switchd_config::{MacAddr, Mtu, Vni};
+use switchd_overlay::vxlan;
 
 pub use fdb::{Entry as FdbEntry, Fdb, Learned};
-use frame::{Frame, FrameError};
+use frame::{Ethernet, Frame, FrameError};
 
 new_key_type! {
     /// A port of the switch (one container interface or host interface).
     pub struct PortId;
     /// A network: an isolated L2 segment.
     pub struct NetworkId;
+    /// A remote VTEP: another host's switchd, or a kernel vxlan device.
+    pub struct VtepId;
+}
+
+/// Where a MAC lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Location {
+    Port(PortId),
+    Vtep(VtepId),
 }
 
 /// What to do with a frame.
@@ -34,9 +50,10 @@ new_key_type! {
 pub enum Action {
     /// Write it to this port.
     Deliver(PortId),
-    /// Write it to every port of the network but the one it came from
-    /// ([`Switch::flood_targets`]).
-    Flood(NetworkId),
+    /// Encapsulate it in this network's VNI and send it to this VTEP.
+    Encap { vtep: VtepId, network: NetworkId },
+    /// Write it to every target [`Switch::flood_targets`] names.
+    Flood { network: NetworkId, ingress: Location },
     /// Drop it; the reason has been counted.
     Drop(DropReason),
 }
@@ -64,7 +81,8 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
-    /// Shorter than a virtio header plus an Ethernet header.
+    /// Shorter than its headers: virtio + Ethernet from a port; VXLAN, or
+    /// the inner Ethernet, from the underlay.
     Truncated = "truncated",
     /// Unknown GSO type, GSO without segment size, or checksum outside the frame.
     BadVnetHdr = "bad_vnet_hdr",
@@ -72,14 +90,25 @@ drop_reasons! {
     Oversize = "oversize",
     /// Source MAC is multicast, broadcast or all zero.
     BadSrcMac = "bad_src_mac",
-    /// The port has learned as many MACs as it may (MAC-flood guard).
+    /// The port or VTEP has learned as many MACs as it may (MAC-flood guard).
     MacLimit = "mac_limit",
     /// Destination was learned on the ingress port itself.
     SamePort = "same_port",
+    /// A frame from the underlay for a MAC behind a VTEP: never sent back
+    /// into the underlay.
+    SplitHorizon = "split_horizon",
     /// The port was removed while its frames were in flight.
     NoPort = "no_port",
-    /// The destination port refused the write (queue full or I/O error);
-    /// counted by the data plane on the egress port.
+    /// A VXLAN datagram from an address that is not a known VTEP.
+    UnknownSource = "unknown_source",
+    /// VXLAN flags other than exactly I.
+    BadFlags = "bad_vxlan_flags",
+    /// A VNI this host does not carry, or the sending VTEP is not a peer on.
+    UnknownVni = "unknown_vni",
+    /// A GSO frame for a remote host that could not be segmented.
+    OffloadError = "offload_error",
+    /// The destination refused the write (queue full or I/O error);
+    /// counted by the data plane on the egress port or VTEP.
     TxError = "tx_error",
 }
 
@@ -92,7 +121,16 @@ impl From<FrameError> for DropReason {
     }
 }
 
-/// Frames and bytes, plus drops by reason.
+impl From<vxlan::Error> for DropReason {
+    fn from(e: vxlan::Error) -> Self {
+        match e {
+            vxlan::Error::Truncated => DropReason::Truncated,
+            vxlan::Error::BadFlags => DropReason::BadFlags,
+        }
+    }
+}
+
+/// Frames and bytes received, plus drops by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     pub frames: u64,
@@ -106,8 +144,9 @@ impl Counters {
         self.bytes += bytes as u64;
     }
 
-    pub fn drop(&mut self, reason: DropReason) {
+    pub fn drop(&mut self, reason: DropReason) -> Action {
         self.drops[reason as usize] += 1;
+        Action::Drop(reason)
     }
 
     pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
@@ -115,14 +154,24 @@ impl Counters {
     }
 }
 
-/// Aging time and per-port MAC limit.
+/// Aging time and MAC limits.
 #[derive(Debug, Clone, Copy)]
 pub struct SwitchConfig {
     pub mac_aging_time: Duration,
+    /// Per local port.
     pub mac_limit: u32,
+    /// Per remote VTEP: a host carries many containers.
+    pub vtep_mac_limit: u32,
 }
 
 impl SwitchConfig {
+    /// A VTEP may learn this many times a port's limit.
+    pub const VTEP_LIMIT_FACTOR: u32 = 64;
+
+    pub fn new(mac_aging_time: Duration, mac_limit: u32) -> Self {
+        SwitchConfig { mac_aging_time, mac_limit, vtep_mac_limit: mac_limit.saturating_mul(Self::VTEP_LIMIT_FACTOR) }
+    }
+
     /// How often [`Switch::handle_timeout`] should run. Lookups ignore
     /// expired entries at once; the sweep only frees them, so once a second
     /// keeps tables tight without scanning them per frame.
@@ -133,7 +182,7 @@ impl SwitchConfig {
 
 impl Default for SwitchConfig {
     fn default() -> Self {
-        SwitchConfig { mac_aging_time: Duration::from_secs(300), mac_limit: 1024 }
+        SwitchConfig::new(Duration::from_secs(300), 1024)
     }
 }
 
@@ -146,14 +195,33 @@ struct Port {
     rx: Counters,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
+struct Vtep {
+    addr: SocketAddr,
+    /// The VNIs it carries; `None`: all.
+    vnis: Option<Vec<Vni>>,
+    learned: u32,
+    rx: Counters,
+    last_rx: Option<Instant>,
+}
+
+impl Vtep {
+    fn carries(&self, vni: Vni) -> bool {
+        self.vnis.as_ref().is_none_or(|v| v.contains(&vni))
+    }
+}
+
+#[derive(Debug)]
 struct Network {
+    vni: Vni,
     mtu: u32,
     ports: Vec<PortId>,
+    /// VTEPs that carry this network: head-end replication goes to each.
+    vteps: Vec<VtepId>,
     fdb: Fdb,
     /// Frames flooded: broadcast, multicast and unknown unicast.
     flooded: u64,
-    /// MACs that moved from one port to another.
+    /// MACs that moved from one port or VTEP to another.
     moves: u64,
 }
 
@@ -165,29 +233,67 @@ pub struct NetworkCounters {
     pub fdb_entries: u64,
 }
 
+/// What `switchctl peers` and `stats` show of a VTEP.
+#[derive(Debug, Clone)]
+pub struct VtepInfo {
+    pub addr: SocketAddr,
+    pub rx: Counters,
+    pub last_rx: Option<Instant>,
+    pub learned: u32,
+}
+
 #[derive(Debug)]
 pub struct Switch {
     config: SwitchConfig,
     networks: SlotMap<NetworkId, Network>,
+    by_vni: HashMap<Vni, NetworkId>,
     ports: SlotMap<PortId, Port>,
+    vteps: SlotMap<VtepId, Vtep>,
+    vtep_by_ip: HashMap<IpAddr, VtepId>,
+    /// Datagrams from unknown sources, which have no VTEP to count them.
+    underlay: Counters,
 }
 
 impl Switch {
     pub fn new(config: SwitchConfig) -> Self {
-        Switch { config, networks: SlotMap::with_key(), ports: SlotMap::with_key() }
+        Switch {
+            config,
+            networks: SlotMap::with_key(),
+            by_vni: HashMap::new(),
+            ports: SlotMap::with_key(),
+            vteps: SlotMap::with_key(),
+            vtep_by_ip: HashMap::new(),
+            underlay: Counters::default(),
+        }
     }
 
     pub fn config(&self) -> SwitchConfig {
         self.config
     }
 
-    pub fn add_network(&mut self, mtu: Mtu) -> NetworkId {
-        self.networks.insert(Network { mtu: mtu.get(), ..Network::default() })
+    /// Adds a network. `None` if its VNI is taken.
+    pub fn add_network(&mut self, vni: Vni, mtu: Mtu) -> Option<NetworkId> {
+        if self.by_vni.contains_key(&vni) {
+            return None;
+        }
+        let vteps = self.vteps.iter().filter(|(_, v)| v.carries(vni)).map(|(id, _)| id).collect();
+        let id = self.networks.insert(Network {
+            vni,
+            mtu: mtu.get(),
+            ports: Vec::new(),
+            vteps,
+            fdb: Fdb::default(),
+            flooded: 0,
+            moves: 0,
+        });
+        self.by_vni.insert(vni, id);
+        Some(id)
     }
 
     /// Removes a network and its ports.
     pub fn remove_network(&mut self, id: NetworkId) {
         if let Some(net) = self.networks.remove(id) {
+            self.by_vni.remove(&net.vni);
             for port in net.ports {
                 self.ports.remove(port);
             }
@@ -207,12 +313,48 @@ impl Switch {
         let Some(port) = self.ports.remove(id) else { return };
         if let Some(net) = self.networks.get_mut(port.network) {
             net.ports.retain(|p| *p != id);
-            net.fdb.forget_port(id);
+            net.fdb.forget(Location::Port(id));
         }
     }
 
+    /// Adds a remote VTEP carrying `vnis` (`None`: every network). `None` if
+    /// a VTEP with that IP exists.
+    pub fn add_vtep(&mut self, addr: SocketAddr, vnis: Option<Vec<Vni>>) -> Option<VtepId> {
+        if self.vtep_by_ip.contains_key(&addr.ip()) {
+            return None;
+        }
+        let vtep = Vtep { addr, vnis, learned: 0, rx: Counters::default(), last_rx: None };
+        let carried: Vec<NetworkId> =
+            self.networks.iter().filter(|(_, n)| vtep.carries(n.vni)).map(|(id, _)| id).collect();
+        let id = self.vteps.insert(vtep);
+        for net in carried {
+            self.networks[net].vteps.push(id);
+        }
+        self.vtep_by_ip.insert(addr.ip(), id);
+        Some(id)
+    }
+
+    /// Removes a VTEP and every MAC learned behind it.
+    pub fn remove_vtep(&mut self, id: VtepId) {
+        let Some(vtep) = self.vteps.remove(id) else { return };
+        self.vtep_by_ip.remove(&vtep.addr.ip());
+        for net in self.networks.values_mut() {
+            net.vteps.retain(|v| *v != id);
+            net.fdb.forget(Location::Vtep(id));
+        }
+    }
+
+    pub fn vtep_addr(&self, id: VtepId) -> Option<SocketAddr> {
+        self.vteps.get(id).map(|v| v.addr)
+    }
+
+    /// The VNI and MTU of a network, for encapsulation.
+    pub fn network_wire(&self, id: NetworkId) -> Option<(Vni, u32)> {
+        self.networks.get(id).map(|n| (n.vni, n.mtu))
+    }
+
     /// Decides what to do with one frame (virtio header + Ethernet) read
-    /// from `ingress`, learning its source on the way.
+    /// from local port `ingress`, learning its source on the way.
     pub fn handle_frame(&mut self, now: Instant, ingress: PortId, buf: &[u8]) -> Action {
         let Some(port) = self.ports.get_mut(ingress) else {
             return Action::Drop(DropReason::NoPort);
@@ -220,76 +362,128 @@ impl Switch {
         port.rx.count(buf.len());
         let frame = match Frame::new_checked(buf) {
             Ok(frame) => frame,
-            Err(e) => return drop(port, e.into()),
+            Err(e) => return port.rx.drop(e.into()),
         };
         if !frame.fits_mtu(port.mtu) {
-            return drop(port, DropReason::Oversize);
+            return port.rx.drop(DropReason::Oversize);
         }
-        let src = frame.src_addr();
-        if !src.is_unicast() {
-            return drop(port, DropReason::BadSrcMac);
-        }
+        let network = port.network;
+        self.switch(now, network, Location::Port(ingress), frame.ethernet())
+    }
 
-        let network_id = port.network;
-        let net = &mut self.networks[network_id];
-        let limit = self.config.mac_limit;
-        let ports = &mut self.ports;
-        let learned = net.fdb.learn(src, ingress, now, || ports[ingress].learned < limit);
-        match learned {
-            None => return drop(&mut ports[ingress], DropReason::MacLimit),
+    /// Decides what to do with one VXLAN datagram (the UDP payload) from
+    /// `src`: accepted only from a known VTEP, for a VNI this host carries
+    /// and the VTEP is a peer on, with a well-formed inner frame that fits
+    /// the network's MTU. The inner frame is `payload[vxlan::HEADER_LEN..]`.
+    pub fn handle_datagram(&mut self, now: Instant, src: IpAddr, payload: &[u8]) -> Action {
+        let Some(&vtep_id) = self.vtep_by_ip.get(&src) else {
+            self.underlay.count(payload.len());
+            return self.underlay.drop(DropReason::UnknownSource);
+        };
+        let vtep = &mut self.vteps[vtep_id];
+        vtep.rx.count(payload.len());
+        vtep.last_rx = Some(now);
+        let packet = match vxlan::Packet::new_checked(payload) {
+            Ok(p) => p,
+            Err(e) => return vtep.rx.drop(e.into()),
+        };
+        let vni = Vni::new(packet.vni()).ok();
+        let Some(network) = vni.filter(|v| vtep.carries(*v)).and_then(|v| self.by_vni.get(&v).copied()) else {
+            return vtep.rx.drop(DropReason::UnknownVni);
+        };
+        let inner = match Ethernet::new_checked(packet.payload()) {
+            Ok(eth) => eth,
+            Err(e) => return vtep.rx.drop(e.into()),
+        };
+        if !inner.fits_mtu(self.networks[network].mtu) {
+            return vtep.rx.drop(DropReason::Oversize);
+        }
+        self.switch(now, network, Location::Vtep(vtep_id), inner)
+    }
+
+    /// Learning and forwarding, the same for both ways in. `ingress` exists.
+    fn switch(&mut self, now: Instant, network: NetworkId, ingress: Location, eth: Ethernet<'_>) -> Action {
+        let net = &mut self.networks[network];
+        let (ports, vteps, config) = (&mut self.ports, &mut self.vteps, &self.config);
+        let src = eth.src_addr();
+        if !src.is_unicast() {
+            return counters_mut(ports, vteps, ingress).drop(DropReason::BadSrcMac);
+        }
+        let may_add = || match ingress {
+            Location::Port(p) => ports[p].learned < config.mac_limit,
+            Location::Vtep(v) => vteps[v].learned < config.vtep_mac_limit,
+        };
+        match net.fdb.learn(src, ingress, now, may_add) {
+            None => return counters_mut(ports, vteps, ingress).drop(DropReason::MacLimit),
             Some(Learned::Refreshed) => {}
-            Some(Learned::New) => ports[ingress].learned += 1,
+            Some(Learned::New) => *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1,
             Some(Learned::Moved { from }) => {
-                ports[ingress].learned += 1;
-                if let Some(old) = ports.get_mut(from) {
-                    old.learned -= 1;
+                *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1;
+                if let Some(n) = learned_mut(ports, vteps, from) {
+                    *n -= 1;
                 }
                 net.moves += 1;
             }
         }
 
-        let dst = frame.dst_addr();
-        if dst.is_multicast() {
-            net.flooded += 1;
-            return Action::Flood(network_id);
-        }
-        match net.fdb.lookup(dst, now, self.config.mac_aging_time) {
-            Some(out) if out == ingress => drop(&mut ports[ingress], DropReason::SamePort),
-            Some(out) => Action::Deliver(out),
-            None => {
+        let dst = eth.dst_addr();
+        let found = if dst.is_multicast() { None } else { net.fdb.lookup(dst, now, config.mac_aging_time) };
+        match (found, ingress) {
+            (None, _) => {
                 net.flooded += 1;
-                Action::Flood(network_id)
+                Action::Flood { network, ingress }
             }
+            (Some(at), _) if at == ingress => counters_mut(ports, vteps, ingress).drop(DropReason::SamePort),
+            (Some(Location::Port(out)), _) => Action::Deliver(out),
+            (Some(Location::Vtep(_)), Location::Vtep(_)) => {
+                counters_mut(ports, vteps, ingress).drop(DropReason::SplitHorizon)
+            }
+            (Some(Location::Vtep(vtep)), Location::Port(_)) => Action::Encap { vtep, network },
         }
     }
 
-    /// The ports a flood on `network` goes to: all of them except `ingress`.
-    pub fn flood_targets(&self, network: NetworkId, ingress: PortId) -> impl Iterator<Item = PortId> + '_ {
-        let ports = self.networks.get(network).map_or(&[][..], |n| &n.ports[..]);
-        ports.iter().copied().filter(move |p| *p != ingress)
+    /// Where a flood on `network` from `ingress` goes: every local port but
+    /// the ingress one, and, for a frame from a local port, every VTEP that
+    /// carries the network (never back into the underlay).
+    pub fn flood_targets(&self, network: NetworkId, ingress: Location) -> impl Iterator<Item = Location> + '_ {
+        let (ports, vteps) = match self.networks.get(network) {
+            Some(n) => (&n.ports[..], &n.vteps[..]),
+            None => (&[][..], &[][..]),
+        };
+        let vteps = if matches!(ingress, Location::Port(_)) { vteps } else { &[][..] };
+        let ports = ports.iter().map(|p| Location::Port(*p)).filter(move |p| *p != ingress);
+        ports.chain(vteps.iter().map(|v| Location::Vtep(*v)))
+    }
+
+    /// Counts frames from `port` that could not be prepared for the underlay
+    /// (a GSO frame that would not segment).
+    pub fn count_offload_errors(&mut self, port: PortId, n: u64) {
+        if let Some(p) = self.ports.get_mut(port) {
+            p.rx.drops[DropReason::OffloadError as usize] += n;
+        }
     }
 
     /// Removes expired MACs; call every [`SwitchConfig::sweep_interval`].
     pub fn handle_timeout(&mut self, now: Instant) {
         let aging = self.config.mac_aging_time;
-        let ports = &mut self.ports;
+        let (ports, vteps) = (&mut self.ports, &mut self.vteps);
         for net in self.networks.values_mut() {
-            net.fdb.sweep(now, aging, |port| {
-                if let Some(p) = ports.get_mut(port) {
-                    p.learned -= 1;
+            net.fdb.sweep(now, aging, |at| {
+                if let Some(n) = learned_mut(ports, vteps, at) {
+                    *n -= 1;
                 }
             });
         }
     }
 
-    /// The live forwarding entries of a network: MAC, port, time since seen.
-    pub fn fdb(&self, network: NetworkId, now: Instant) -> Vec<(MacAddr, PortId, Duration)> {
+    /// The live forwarding entries of a network: MAC, location, time since seen.
+    pub fn fdb(&self, network: NetworkId, now: Instant) -> Vec<(MacAddr, Location, Duration)> {
         let aging = self.config.mac_aging_time;
         let Some(net) = self.networks.get(network) else { return Vec::new() };
         let mut rows: Vec<_> = net
             .fdb
             .iter()
-            .map(|(mac, e)| (mac, e.port, now.saturating_duration_since(e.last_seen)))
+            .map(|(mac, e)| (mac, e.location, now.saturating_duration_since(e.last_seen)))
             .filter(|(_, _, age)| *age <= aging)
             .collect();
         rows.sort_by_key(|(mac, _, _)| *mac);
@@ -298,6 +492,20 @@ impl Switch {
 
     pub fn port_counters(&self, port: PortId) -> Option<&Counters> {
         self.ports.get(port).map(|p| &p.rx)
+    }
+
+    pub fn vtep_info(&self, vtep: VtepId) -> Option<VtepInfo> {
+        self.vteps.get(vtep).map(|v| VtepInfo {
+            addr: v.addr,
+            rx: v.rx.clone(),
+            last_rx: v.last_rx,
+            learned: v.learned,
+        })
+    }
+
+    /// Datagrams from unknown sources.
+    pub fn underlay_counters(&self) -> &Counters {
+        &self.underlay
     }
 
     pub fn network_counters(&self, network: NetworkId) -> Option<NetworkCounters> {
@@ -309,9 +517,27 @@ impl Switch {
     }
 }
 
-fn drop(port: &mut Port, reason: DropReason) -> Action {
-    port.rx.drop(reason);
-    Action::Drop(reason)
+/// The receive counters of an existing port or VTEP.
+fn counters_mut<'a>(
+    ports: &'a mut SlotMap<PortId, Port>,
+    vteps: &'a mut SlotMap<VtepId, Vtep>,
+    at: Location,
+) -> &'a mut Counters {
+    match at {
+        Location::Port(p) => &mut ports[p].rx,
+        Location::Vtep(v) => &mut vteps[v].rx,
+    }
+}
+
+fn learned_mut<'a>(
+    ports: &'a mut SlotMap<PortId, Port>,
+    vteps: &'a mut SlotMap<VtepId, Vtep>,
+    at: Location,
+) -> Option<&'a mut u32> {
+    match at {
+        Location::Port(p) => ports.get_mut(p).map(|p| &mut p.learned),
+        Location::Vtep(v) => vteps.get_mut(v).map(|v| &mut v.learned),
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,18 @@
 //! Byte-fixture tests of the pipeline: learning, aging, flooding, isolation,
 //! limits and drops.
 
+use switchd_config::Vni;
+
 use super::frame::build_plain;
 use super::*;
 
 const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
 const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
+
+fn flood(network: NetworkId, port: PortId) -> Action {
+    Action::Flood { network, ingress: Location::Port(port) }
+}
 
 fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     build_plain(dst, src, 0x0800, 46)
@@ -23,7 +29,7 @@ struct Lab {
 
 fn lab(config: SwitchConfig) -> Lab {
     let mut sw = Switch::new(config);
-    let net = sw.add_network(Mtu::new(1500).unwrap());
+    let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap()).unwrap();
     let p1 = sw.add_port(net).unwrap();
     let p2 = sw.add_port(net).unwrap();
     let p3 = sw.add_port(net).unwrap();
@@ -33,9 +39,9 @@ fn lab(config: SwitchConfig) -> Lab {
 #[test]
 fn unknown_unicast_floods_then_learned_unicast_is_delivered() {
     let mut l = lab(SwitchConfig::default());
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Flood(l.net));
-    let targets: Vec<_> = l.sw.flood_targets(l.net, l.p1).collect();
-    assert_eq!(targets, vec![l.p2, l.p3], "never back out the ingress port");
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), flood(l.net, l.p1));
+    let targets: Vec<_> = l.sw.flood_targets(l.net, Location::Port(l.p1)).collect();
+    assert_eq!(targets, vec![Location::Port(l.p2), Location::Port(l.p3)], "never back out the ingress port");
     // B answers: A is known, so it goes to p1 only.
     assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), Action::Deliver(l.p1));
     assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
@@ -46,22 +52,22 @@ fn unknown_unicast_floods_then_learned_unicast_is_delivered() {
 fn broadcast_and_multicast_flood_even_when_known() {
     let mut l = lab(SwitchConfig::default());
     l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(MacAddr::BROADCAST, A)), Action::Flood(l.net));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(MacAddr::BROADCAST, A)), flood(l.net, l.p1));
     let mcast = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(mcast, A)), Action::Flood(l.net));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(mcast, A)), flood(l.net, l.p1));
 }
 
 #[test]
 fn networks_are_isolated() {
     let mut l = lab(SwitchConfig::default());
-    let other = l.sw.add_network(Mtu::new(1500).unwrap());
+    let other = l.sw.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap()).unwrap();
     let q1 = l.sw.add_port(other).unwrap();
     let q2 = l.sw.add_port(other).unwrap();
     // B is learned on p2 in the first network.
     l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
     // From the other network, B is unknown: flood within that network only.
-    assert_eq!(l.sw.handle_frame(l.t0, q1, &frame(B, C)), Action::Flood(other));
-    assert_eq!(l.sw.flood_targets(other, q1).collect::<Vec<_>>(), vec![q2]);
+    assert_eq!(l.sw.handle_frame(l.t0, q1, &frame(B, C)), flood(other, q1));
+    assert_eq!(l.sw.flood_targets(other, Location::Port(q1)).collect::<Vec<_>>(), vec![Location::Port(q2)]);
     // The same MAC may live in both networks independently.
     l.sw.handle_frame(l.t0, q2, &frame(C, B));
     assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
@@ -70,21 +76,21 @@ fn networks_are_isolated() {
 
 #[test]
 fn entries_age_out() {
-    let mut l = lab(SwitchConfig { mac_aging_time: Duration::from_secs(5), ..SwitchConfig::default() });
+    let mut l = lab(SwitchConfig::new(Duration::from_secs(5), 1024));
     l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
     assert_eq!(l.sw.fdb(l.net, l.t0 + Duration::from_secs(5)).len(), 1);
     let later = l.t0 + Duration::from_secs(6);
-    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(B, A)), Action::Flood(l.net), "expired entries are not used");
+    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(B, A)), flood(l.net, l.p1), "expired entries are not used");
     // A was just learned; B has expired and the sweep removes it.
     l.sw.handle_timeout(later);
     let rows = l.sw.fdb(l.net, later);
-    assert_eq!(rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(A, l.p1)]);
+    assert_eq!(rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(A, Location::Port(l.p1))]);
     assert_eq!(l.sw.network_counters(l.net).unwrap().fdb_entries, 1);
 }
 
 #[test]
 fn refresh_keeps_an_entry_alive() {
-    let mut l = lab(SwitchConfig { mac_aging_time: Duration::from_secs(5), ..SwitchConfig::default() });
+    let mut l = lab(SwitchConfig::new(Duration::from_secs(5), 1024));
     for s in 0..20 {
         l.sw.handle_frame(l.t0 + Duration::from_secs(s), l.p2, &frame(A, B));
     }
@@ -116,7 +122,7 @@ fn bad_source_macs_are_dropped() {
 
 #[test]
 fn per_port_mac_limit() {
-    let mut l = lab(SwitchConfig { mac_limit: 4, ..SwitchConfig::default() });
+    let mut l = lab(SwitchConfig::new(Duration::from_secs(300), 4));
     let mut actions = Vec::new();
     for i in 0..10u8 {
         let src = MacAddr([2, 0, 0, 0, 1, i]);
@@ -125,14 +131,14 @@ fn per_port_mac_limit() {
     assert_eq!(actions.iter().filter(|a| **a == Action::Drop(DropReason::MacLimit)).count(), 6);
     assert_eq!(l.sw.fdb(l.net, l.t0).len(), 4);
     // Known MACs keep working; other ports are unaffected.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 0]))), Action::Flood(l.net));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), Action::Flood(l.net));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 0]))), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), flood(l.net, l.p2));
     // A MAC may not move onto a full port either.
     assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(A, B)), Action::Drop(DropReason::MacLimit));
     // Once entries age out, the port may learn again.
     let later = l.t0 + Duration::from_secs(301);
     l.sw.handle_timeout(later);
-    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 9]))), Action::Flood(l.net));
+    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 9]))), flood(l.net, l.p1));
 }
 
 #[test]
@@ -140,8 +146,8 @@ fn port_removal_forgets_its_macs() {
     let mut l = lab(SwitchConfig::default());
     l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
     l.sw.remove_port(l.p2);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Flood(l.net));
-    assert_eq!(l.sw.flood_targets(l.net, l.p1).collect::<Vec<_>>(), vec![l.p3]);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), flood(l.net, l.p1));
+    assert_eq!(l.sw.flood_targets(l.net, Location::Port(l.p1)).collect::<Vec<_>>(), vec![Location::Port(l.p3)]);
     assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), Action::Drop(DropReason::NoPort));
 }
 
@@ -162,7 +168,7 @@ fn malformed_and_oversize_frames_are_counted() {
     let big = build_plain(B, A, 0x0800, 1501);
     assert_eq!(l.sw.handle_frame(l.t0, l.p1, &big), Action::Drop(DropReason::Oversize));
     let fits = build_plain(B, A, 0x0800, 1500);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &fits), Action::Flood(l.net));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &fits), flood(l.net, l.p1));
     let c = l.sw.port_counters(l.p1).unwrap();
     assert_eq!(c.frames, 4);
     let drops: Vec<_> = c.drops_by_name().collect();

@@ -1,0 +1,95 @@
+//! The hash of an inner flow, from which the outer UDP source port is
+//! chosen: frames of one connection always take the same underlay path,
+//! different connections spread over ECMP paths and receive queues (RFC 7348
+//! section 5, "Source Port").
+
+/// FNV-1a over the fields that name a flow: the MAC addresses, and for IPv4
+/// and IPv6 the addresses, protocol and (TCP/UDP) ports. Never fails: a
+/// frame too short for a field simply hashes without it.
+pub fn hash(frame: &[u8]) -> u32 {
+    let mut h = Fnv::new();
+    let Some(macs) = frame.get(..12) else { return h.0 };
+    h.write(macs);
+    let (mut ethertype, mut l3) = (be16(frame, 12), 14);
+    if ethertype == Some(0x8100) {
+        ethertype = be16(frame, 16);
+        l3 = 18;
+    }
+    let (proto, l4) = match ethertype {
+        Some(0x0800) => {
+            let Some(ip) = frame.get(l3..l3 + 20) else { return h.0 };
+            h.write(&ip[12..20]);
+            // Fragments after the first carry no ports: hash them by addresses only.
+            let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+            if fragment_offset != 0 {
+                return h.0;
+            }
+            (ip[9], l3 + usize::from(ip[0] & 0x0f) * 4)
+        }
+        Some(0x86dd) => {
+            let Some(ip) = frame.get(l3..l3 + 40) else { return h.0 };
+            h.write(&ip[8..40]);
+            (ip[6], l3 + 40)
+        }
+        _ => return h.0,
+    };
+    h.write(&[proto]);
+    if matches!(proto, 6 | 17)
+        && let Some(ports) = frame.get(l4..l4 + 4)
+    {
+        h.write(ports);
+    }
+    h.0
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
+}
+
+struct Fnv(u32);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0x811c_9dc5)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn tcp(src_port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(src_port, 80, 1, 1000)
+            .write(&mut f, payload)
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn same_flow_same_hash_other_flows_spread() {
+        assert_eq!(hash(&tcp(1000, b"a")), hash(&tcp(1000, b"completely different payload")));
+        let distinct: std::collections::HashSet<u32> = (0..64).map(|p| hash(&tcp(40000 + p, b"")) % 16).collect();
+        assert!(distinct.len() >= 8, "64 flows over 16 buckets landed in only {} buckets", distinct.len());
+    }
+
+    #[test]
+    fn short_and_odd_frames_still_hash() {
+        let _ = hash(&[]);
+        let _ = hash(&[1, 2, 3]);
+        let f = tcp(1, b"");
+        for n in 0..f.len() {
+            let _ = hash(&f[..n]);
+        }
+    }
+}

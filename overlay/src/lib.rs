@@ -1,0 +1,17 @@
+//! The overlay: what turns a container's Ethernet frame into VXLAN datagrams
+//! for another host, and back. Pure code over caller-owned buffers: no
+//! sockets, no clock, no allocation per frame.
+//!
+//! - [`vxlan`]: the RFC 7348 header, a checked view plus a `Repr`.
+//! - [`offload`]: what a NIC would do for frames the container left to it:
+//!   completing open checksums and cutting TSO/USO segments to the MTU,
+//!   so a peer receives ordinary frames.
+//! - [`checksum`]: the Internet checksum, fast.
+//! - [`flow`]: the hash of an inner flow that picks the outer source port.
+
+#![forbid(unsafe_code)]
+
+pub mod checksum;
+pub mod flow;
+pub mod offload;
+pub mod vxlan;

@@ -1,0 +1,392 @@
+//! Doing in software what a NIC does for offloaded frames, before they enter
+//! a tunnel.
+//!
+//! A container's stack hands a TAP 64 KiB TCP segments (TSO) and packets
+//! whose checksum it left open (`CHECKSUM_PARTIAL`). Between two TAPs they
+//! travel like that; into VXLAN they cannot, since the peer may be any
+//! VXLAN implementation. So, as wireguard-go does for TUN:
+//!
+//! - [`complete_checksum`] fills in an open checksum;
+//! - [`segment`] cuts a TSO (TCP, IPv4/IPv6) or USO (UDP) frame into frames
+//!   that fit the MTU, each with its own IP length, IPv4 id and header
+//!   checksum, TCP sequence number and flags, and L4 checksum.
+//!
+//! Both write into caller-owned buffers and allocate nothing once the
+//! output buffer has grown to its working size.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+use crate::checksum;
+
+/// What kind of segmentation a frame asks for (its virtio `gso_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gso {
+    TcpV4,
+    TcpV6,
+    /// UDP segmentation offload (`VIRTIO_NET_HDR_GSO_UDP_L4`), either IP version.
+    UdpL4,
+}
+
+/// Why a frame cannot be segmented or checksummed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Headers or checksum position beyond the frame.
+    Truncated,
+    /// Not IPv4/IPv6 carrying the TCP or UDP that the GSO type names.
+    Mismatch,
+    /// The MTU leaves no room for payload after the headers.
+    MtuTooSmall,
+}
+
+/// Fills in a checksum the sender left open: the field at
+/// `csum_start + csum_offset` holds the pseudo-header sum, and the result
+/// covers everything from `csum_start` to the end of `frame` (offsets as in
+/// `virtio_net_hdr`, from the start of the Ethernet frame).
+pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize) -> Result<(), Error> {
+    let field = csum_start.checked_add(csum_offset).ok_or(Error::Truncated)?;
+    if field + 2 > frame.len() {
+        return Err(Error::Truncated);
+    }
+    let mut csum = checksum::finish(checksum::add(0, &frame[csum_start..]));
+    // UDP (the checksum 6 bytes into its header) sends a zero result as all
+    // ones: zero means "no checksum".
+    if csum_offset == 6 && csum == 0 {
+        csum = 0xffff;
+    }
+    frame[field..field + 2].copy_from_slice(&csum.to_be_bytes());
+    Ok(())
+}
+
+/// Where the headers of a frame are.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Offsets from the start of the Ethernet frame.
+    l3: usize,
+    l4: usize,
+    payload: usize,
+    /// The end of the IP packet (frames may carry padding after it).
+    end: usize,
+    ipv4: bool,
+    tcp: bool,
+}
+
+fn offset_in(frame: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - frame.as_ptr() as usize
+}
+
+fn layout(frame: &[u8]) -> Result<Layout, Error> {
+    let packet = SlicedPacket::from_ethernet(frame).map_err(|_| Error::Truncated)?;
+    let (l3, ipv4) = match &packet.net {
+        Some(NetSlice::Ipv4(ip)) => (offset_in(frame, ip.header().slice()), true),
+        Some(NetSlice::Ipv6(ip)) => (offset_in(frame, ip.header().slice()), false),
+        _ => return Err(Error::Mismatch),
+    };
+    let (l4, payload, tcp) = match &packet.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            let l4 = offset_in(frame, tcp.slice());
+            (l4, l4 + tcp.header_len(), true)
+        }
+        Some(TransportSlice::Udp(udp)) => {
+            let l4 = offset_in(frame, udp.slice());
+            (l4, l4 + 8, false)
+        }
+        _ => return Err(Error::Mismatch),
+    };
+    let end = match &packet.net {
+        Some(NetSlice::Ipv4(ip)) => l3 + usize::from(ip.header().total_len()),
+        Some(NetSlice::Ipv6(ip)) => l3 + 40 + usize::from(ip.header().payload_length()),
+        _ => unreachable!("checked above"),
+    };
+    Ok(Layout { l3, l4, payload, end: end.min(frame.len()), ipv4, tcp })
+}
+
+/// How [`segment`] laid out its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    /// How many segments.
+    pub count: usize,
+    /// The length of every segment but the last, headroom included; the
+    /// last may be shorter. (What `UDP_SEGMENT` calls the segment size.)
+    pub stride: usize,
+    /// The length of all segments together.
+    pub len: usize,
+}
+
+/// Cuts `frame` (an Ethernet frame whose IP payload is one large TCP or UDP
+/// segment) into frames of at most `mss` payload bytes that also fit `mtu`
+/// (an L3 MTU), written one after another into `out`, each after `headroom`
+/// bytes left for the caller (a VXLAN header) and zeroed.
+pub fn segment(
+    frame: &[u8],
+    gso: Gso,
+    mss: usize,
+    mtu: usize,
+    headroom: usize,
+    out: &mut Vec<u8>,
+) -> Result<Segments, Error> {
+    let at = layout(frame)?;
+    let matches = match gso {
+        Gso::TcpV4 => at.ipv4 && at.tcp,
+        Gso::TcpV6 => !at.ipv4 && at.tcp,
+        Gso::UdpL4 => !at.tcp,
+    };
+    if !matches {
+        return Err(Error::Mismatch);
+    }
+    let headers = at.payload - at.l3;
+    let mss = mss.min(mtu.checked_sub(headers).ok_or(Error::MtuTooSmall)?);
+    if mss == 0 {
+        return Err(Error::MtuTooSmall);
+    }
+    let payload = &frame[at.payload..at.end.max(at.payload)];
+    let count = payload.len().div_ceil(mss).max(1);
+    let stride = headroom + at.payload + mss;
+    let len = headroom * count + at.payload * count + payload.len();
+    out.clear();
+    out.resize(len, 0);
+
+    let ip = |o: usize| &frame[at.l3 + o..];
+    let ipv4_id = u16::from_be_bytes([ip(4)[0], ip(4)[1]]);
+    let tcp_seq = u32::from_be_bytes([frame[at.l4 + 4], frame[at.l4 + 5], frame[at.l4 + 6], frame[at.l4 + 7]]);
+    let pseudo = |l4_len: u32| {
+        let protocol = if at.tcp { 6 } else { 17 };
+        if at.ipv4 {
+            let b = ip(12);
+            checksum::pseudo_v4(
+                Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+                Ipv4Addr::new(b[4], b[5], b[6], b[7]),
+                protocol,
+                l4_len,
+            )
+        } else {
+            let b = ip(8);
+            let src: [u8; 16] = b[..16].try_into().expect("40-byte IPv6 header");
+            let dst: [u8; 16] = b[16..32].try_into().expect("40-byte IPv6 header");
+            checksum::pseudo_v6(Ipv6Addr::from(src), Ipv6Addr::from(dst), protocol, l4_len)
+        }
+    };
+
+    let mut base = 0;
+    // An empty payload still makes one (header-only) segment.
+    for (i, chunk) in payload.chunks(mss).chain(std::iter::once(&[][..])).take(count).enumerate() {
+        let seg = &mut out[base + headroom..base + headroom + at.payload + chunk.len()];
+        seg[..at.payload].copy_from_slice(&frame[..at.payload]);
+        seg[at.payload..].copy_from_slice(chunk);
+        let l3_len = (headers + chunk.len()) as u16;
+        let l4_len = (at.payload - at.l4 + chunk.len()) as u32;
+        if at.ipv4 {
+            let hdr = &mut seg[at.l3..at.l4];
+            hdr[2..4].copy_from_slice(&l3_len.to_be_bytes());
+            hdr[4..6].copy_from_slice(&ipv4_id.wrapping_add(i as u16).to_be_bytes());
+            hdr[10..12].fill(0);
+            let csum = checksum::finish(checksum::add(0, hdr));
+            hdr[10..12].copy_from_slice(&csum.to_be_bytes());
+        } else {
+            let ext_and_payload = l3_len - 40;
+            seg[at.l3 + 4..at.l3 + 6].copy_from_slice(&ext_and_payload.to_be_bytes());
+        }
+        let l4 = &mut seg[at.l4..];
+        if at.tcp {
+            l4[4..8].copy_from_slice(&tcp_seq.wrapping_add((i * mss) as u32).to_be_bytes());
+            if i + 1 < count {
+                l4[13] &= !(0x01 | 0x08); // FIN and PSH only on the last segment
+            }
+            if i > 0 {
+                l4[13] &= !0x80; // CWR only on the first
+            }
+            l4[16..18].fill(0);
+            let csum = checksum::finish(checksum::add(pseudo(l4_len), l4));
+            l4[16..18].copy_from_slice(&csum.to_be_bytes());
+        } else {
+            l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            l4[6..8].fill(0);
+            let csum = match checksum::finish(checksum::add(pseudo(l4_len), l4)) {
+                0 => 0xffff,
+                c => c,
+            };
+            l4[6..8].copy_from_slice(&csum.to_be_bytes());
+        }
+        base += headroom + at.payload + chunk.len();
+    }
+    debug_assert_eq!(base, len);
+    Ok(Segments { count, stride, len })
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{PacketBuilder, TcpHeaderSlice};
+
+    use super::*;
+
+    const SRC: [u8; 4] = [10, 0, 0, 1];
+    const DST: [u8; 4] = [10, 0, 0, 2];
+
+    fn payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    fn tcp_v4(len: usize, fin_psh: bool) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(SRC, DST, 64)
+            .tcp(40000, 5201, 1_000_000, 64240)
+            .ack(77)
+            .cwr();
+        if fin_psh {
+            b = b.fin().psh();
+        }
+        let mut frame = Vec::new();
+        b.write(&mut frame, &payload(len)).unwrap();
+        frame
+    }
+
+    /// Checks every segment as a receiver would, and returns the payloads joined.
+    fn verify(out: &[u8], segs: Segments, headroom: usize, v4: bool) -> Vec<u8> {
+        let mut joined = Vec::new();
+        let mut at = 0;
+        let mut first_id = None;
+        for i in 0..segs.count {
+            let end = (at + segs.stride).min(segs.len);
+            let seg = &out[at + headroom..end];
+            assert!(out[at..at + headroom].iter().all(|b| *b == 0), "headroom zeroed");
+            let p = SlicedPacket::from_ethernet(seg).expect("segment parses");
+            let Some(TransportSlice::Tcp(tcp)) = &p.transport else { panic!("tcp") };
+            let hdr = TcpHeaderSlice::from_slice(tcp.slice()).unwrap();
+            match &p.net {
+                Some(NetSlice::Ipv4(ip)) => {
+                    assert!(v4);
+                    let h = ip.header().to_header();
+                    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 header checksum of segment {i}");
+                    assert_eq!(usize::from(h.total_len), seg.len() - 14);
+                    let first = *first_id.get_or_insert(h.identification);
+                    assert_eq!(h.identification, first.wrapping_add(i as u16), "IPv4 id counts up per segment");
+                    assert_eq!(
+                        hdr.checksum(),
+                        hdr.calc_checksum_ipv4(&ip.header(), tcp.payload()).unwrap(),
+                        "TCP checksum of segment {i}"
+                    );
+                }
+                Some(NetSlice::Ipv6(ip)) => {
+                    assert!(!v4);
+                    assert_eq!(usize::from(ip.header().payload_length()), seg.len() - 54);
+                    assert_eq!(hdr.checksum(), hdr.calc_checksum_ipv6(&ip.header(), tcp.payload()).unwrap());
+                }
+                _ => panic!("ip"),
+            }
+            assert_eq!(hdr.sequence_number(), 1_000_000 + joined.len() as u32);
+            assert_eq!(hdr.cwr(), i == 0, "CWR on the first segment only");
+            let last = i + 1 == segs.count;
+            assert_eq!(hdr.fin(), last && hdr.fin(), "FIN on the last only");
+            if !last {
+                assert!(!hdr.psh() && !hdr.fin());
+            }
+            joined.extend_from_slice(tcp.payload());
+            at = end;
+        }
+        assert_eq!(at, segs.len);
+        joined
+    }
+
+    #[test]
+    fn tso_v4_to_mss_with_headroom() {
+        let frame = tcp_v4(10_000, true);
+        let mut out = Vec::new();
+        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, 8, &mut out).unwrap();
+        assert_eq!(segs.count, 7); // 6 x 1448 + 1312
+        assert_eq!(segs.stride, 8 + 14 + 20 + 20 + 1448);
+        assert_eq!(verify(&out, segs, 8, true), payload(10_000));
+        // The last segment keeps FIN and PSH.
+        let last = &out[6 * segs.stride + 8..];
+        let p = SlicedPacket::from_ethernet(last).unwrap();
+        let Some(TransportSlice::Tcp(tcp)) = p.transport else { panic!() };
+        assert!(tcp.fin() && tcp.psh());
+    }
+
+    #[test]
+    fn mss_is_clamped_to_the_mtu() {
+        let frame = tcp_v4(5000, false);
+        let mut out = Vec::new();
+        // A sender claiming a 9000-byte MSS on a 1450 network still gets 1410-byte segments.
+        let segs = segment(&frame, Gso::TcpV4, 9000, 1450, 0, &mut out).unwrap();
+        assert_eq!(segs.stride, 14 + 1450);
+        assert_eq!(segs.count, 4);
+        assert_eq!(verify(&out, segs, 0, true), payload(5000));
+    }
+
+    #[test]
+    fn tso_v6() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(40000, 5201, 1_000_000, 64240)
+            .cwr()
+            .write(&mut frame, &payload(4000))
+            .unwrap();
+        let mut out = Vec::new();
+        let segs = segment(&frame, Gso::TcpV6, 1428, 1500, 8, &mut out).unwrap();
+        assert_eq!(segs.count, 3);
+        assert_eq!(verify(&out, segs, 8, false), payload(4000));
+        assert_eq!(segment(&frame, Gso::TcpV4, 1428, 1500, 8, &mut out).unwrap_err(), Error::Mismatch);
+    }
+
+    #[test]
+    fn uso_segments_carry_their_own_udp_headers() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(SRC, DST, 64)
+            .udp(5000, 6000)
+            .write(&mut frame, &payload(3000))
+            .unwrap();
+        let mut out = Vec::new();
+        let segs = segment(&frame, Gso::UdpL4, 1200, 1500, 8, &mut out).unwrap();
+        assert_eq!(segs.count, 3);
+        let mut joined = Vec::new();
+        for i in 0..3 {
+            let start = i * segs.stride + 8;
+            let end = ((i + 1) * segs.stride).min(segs.len);
+            let p = SlicedPacket::from_ethernet(&out[start..end]).unwrap();
+            let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(udp))) = (&p.net, &p.transport) else { panic!() };
+            let h = udp.to_header();
+            assert_eq!(usize::from(h.length), 8 + udp.payload().len());
+            assert_eq!(h.checksum, h.calc_checksum_ipv4(&ip.header().to_header(), udp.payload()).unwrap());
+            joined.extend_from_slice(udp.payload());
+        }
+        assert_eq!(joined, payload(3000));
+    }
+
+    #[test]
+    fn small_gso_frame_is_one_segment() {
+        let frame = tcp_v4(100, false);
+        let mut out = Vec::new();
+        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, 8, &mut out).unwrap();
+        assert_eq!((segs.count, segs.len), (1, 8 + frame.len()));
+        verify(&out, segs, 8, true);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_cut() {
+        let mut out = Vec::new();
+        let arp = [0u8; 42];
+        assert!(segment(&arp, Gso::TcpV4, 1448, 1500, 8, &mut out).is_err());
+        let frame = tcp_v4(100, false);
+        assert_eq!(segment(&frame, Gso::TcpV4, 1448, 40, 8, &mut out).unwrap_err(), Error::MtuTooSmall);
+        assert_eq!(segment(&frame, Gso::UdpL4, 1448, 1500, 8, &mut out).unwrap_err(), Error::Mismatch);
+        assert!(segment(&frame[..30], Gso::TcpV4, 1448, 1500, 8, &mut out).is_err());
+    }
+
+    #[test]
+    fn completes_partial_checksums() {
+        // A TCP packet as a stack with checksum offload leaves it: the field
+        // holds the pseudo-header sum, not inverted.
+        let mut frame = tcp_v4(333, false);
+        let expected = u16::from_be_bytes([frame[14 + 20 + 16], frame[14 + 20 + 17]]);
+        let tcp_len = (frame.len() - 34) as u32;
+        let partial = checksum::fold(checksum::pseudo_v4(SRC.into(), DST.into(), 6, tcp_len));
+        frame[50..52].copy_from_slice(&partial.to_be_bytes());
+        complete_checksum(&mut frame, 34, 16).unwrap();
+        assert_eq!(u16::from_be_bytes([frame[50], frame[51]]), expected);
+        assert_eq!(complete_checksum(&mut frame, 34, 60_000).unwrap_err(), Error::Truncated);
+        assert_eq!(complete_checksum(&mut frame, usize::MAX, 16).unwrap_err(), Error::Truncated);
+    }
+}

@@ -1,0 +1,255 @@
+//! The underlay's UDP sockets: VXLAN in and out.
+//!
+//! One receive socket is bound to `underlay_ip:vxlan_port` (`SO_REUSEPORT`,
+//! so each worker may have its own), with `UDP_GRO`: a burst of datagrams
+//! of one flow arrives in one read, its segment size in a control message.
+//! Sending uses a small pool of sockets bound to `underlay_ip` and ephemeral
+//! ports: the flow hash of the inner frame picks the socket, so its port is
+//! the outer source port (a UDP socket cannot choose a source port per
+//! datagram), and one `sendmsg` with `UDP_SEGMENT` carries up to 64 KiB of
+//! equal-sized datagrams, as many as a TSO segment makes.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::sys;
+
+/// How many sockets the source-port pool has.
+pub const TX_POOL: usize = 16;
+/// The largest read: a full GRO batch.
+pub const MAX_READ: usize = 65535;
+/// `UDP_SEGMENT` takes at most this many segments per send.
+pub const MAX_SEGMENTS: usize = 64;
+
+fn udp_socket(ip: IpAddr) -> io::Result<Socket> {
+    let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+    if ip.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+/// The receive socket on `addr` (`underlay_ip:vxlan_port`).
+pub fn bind_rx(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let socket = udp_socket(addr.ip())?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    let fd = OwnedFd::from(socket);
+    let on: libc::c_int = 1;
+    sys::setsockopt(std::os::fd::AsFd::as_fd(&fd), libc::SOL_UDP, libc::UDP_GRO, &on)?;
+    force_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 32 << 20)?;
+    Ok(fd)
+}
+
+/// A send socket on `ip` and an ephemeral port.
+pub fn bind_tx(ip: IpAddr) -> io::Result<OwnedFd> {
+    let socket = udp_socket(ip)?;
+    socket.bind(&SocketAddr::new(ip, 0).into())?;
+    let fd = OwnedFd::from(socket);
+    force_buffer(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 8 << 20)?;
+    Ok(fd)
+}
+
+/// Sets a socket buffer past the sysctl maximum (root), or as far as allowed.
+fn force_buffer(fd: &OwnedFd, force: libc::c_int, plain: libc::c_int, bytes: libc::c_int) -> io::Result<()> {
+    let fd = std::os::fd::AsFd::as_fd(fd);
+    sys::setsockopt(fd, libc::SOL_SOCKET, force, &bytes)
+        .or_else(|_| sys::setsockopt(fd, libc::SOL_SOCKET, plain, &bytes))
+}
+
+/// The local port a socket is bound to.
+pub fn local_port(fd: &OwnedFd) -> io::Result<u16> {
+    let socket = socket2::SockRef::from(fd);
+    socket.local_addr()?.as_socket().map(|a| a.port()).ok_or_else(|| io::Error::other("not an IP socket"))
+}
+
+/// Sends `data` to `to` in one `sendmsg`; with `segment`, the kernel cuts
+/// it into datagrams of that size (the last may be shorter).
+pub fn send_to(fd: RawFd, to: &SockAddr, data: &[u8], segment: Option<u16>) -> io::Result<()> {
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // Room for one cmsghdr with a u16, 8-byte aligned.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = to.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = to.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(size) = segment {
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points to `control`, which is large enough and
+        // aligned for a cmsghdr; CMSG_FIRSTHDR/CMSG_DATA stay within it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+        }
+    }
+    // SAFETY: every pointer in `msg` refers to memory that lives across the call.
+    sys::cvt(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) }).map(drop)
+}
+
+/// Buffers for reading many (GRO-coalesced) datagrams with one `recvmmsg`.
+#[derive(Debug)]
+pub struct RecvBatch {
+    bufs: Vec<Box<[u8]>>,
+    lens: Vec<usize>,
+    srcs: Vec<libc::sockaddr_storage>,
+    controls: Vec<[u64; 8]>,
+    segments: Vec<usize>,
+    iovs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in `iovs` and `headers` point only into this
+// struct's own heap buffers, are rewritten before every use, and are never
+// shared; moving the struct to another thread moves those buffers with it.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    pub fn new(messages: usize) -> Self {
+        RecvBatch {
+            bufs: (0..messages).map(|_| vec![0u8; MAX_READ].into_boxed_slice()).collect(),
+            lens: vec![0; messages],
+            // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+            srcs: vec![unsafe { std::mem::zeroed() }; messages],
+            controls: vec![[0; 8]; messages],
+            segments: vec![0; messages],
+            iovs: Vec::with_capacity(messages),
+            headers: Vec::with_capacity(messages),
+        }
+    }
+
+    /// Reads what is waiting, up to the batch size; returns how many reads
+    /// were filled (0 when nothing waits).
+    pub fn recv(&mut self, fd: &OwnedFd) -> io::Result<usize> {
+        let n = self.bufs.len();
+        // The kernel rewrites lengths in these headers, so they are rebuilt
+        // each call, within capacity: no allocation.
+        self.iovs.clear();
+        self.headers.clear();
+        for buf in &mut self.bufs {
+            self.iovs.push(libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() });
+        }
+        for i in 0..n {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = (&mut self.srcs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 8]>();
+            self.headers.push(h);
+        }
+        // SAFETY: `headers` holds `n` valid mmsghdr whose pointers (buffers,
+        // addresses, controls, iovecs) all live across the call.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let got = match sys::cvt(got) {
+            Ok(got) => got as usize,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for (i, h) in self.headers.iter().enumerate().take(got) {
+            self.lens[i] = h.msg_len as usize;
+            self.segments[i] = gro_segment_size(&h.msg_hdr).unwrap_or(self.lens[i]).max(1);
+        }
+        Ok(got)
+    }
+
+    /// The bytes of the `i`-th read.
+    pub fn data(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i]]
+    }
+
+    /// The `i`-th read: its sender and the datagrams in it.
+    pub fn read(&self, i: usize) -> (Option<IpAddr>, std::slice::Chunks<'_, u8>) {
+        let data = &self.bufs[i][..self.lens[i]];
+        (ip_of(&self.srcs[i]), data.chunks(self.segments[i]))
+    }
+}
+
+/// The segment size the kernel reports for a GRO-coalesced read.
+fn gro_segment_size(msg: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `msg` was filled by recvmmsg; CMSG_FIRSTHDR/NXTHDR walk only
+    // within msg_control/msg_controllen, and the data read is an int.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loopback only: a GSO send arrives as datagrams of the segment size.
+    #[test]
+    fn segmented_send_and_batched_receive_on_loopback() {
+        let rx = bind_rx("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = local_port(&rx).unwrap();
+        let tx = bind_tx("127.0.0.1".parse().unwrap()).unwrap();
+        let to = SockAddr::from(SocketAddr::new("127.0.0.1".parse().unwrap(), port));
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        send_to(tx.as_raw_fd(), &to, &data, Some(1000)).unwrap();
+        send_to(tx.as_raw_fd(), &to, b"single", None).unwrap();
+        let mut batch = RecvBatch::new(4);
+        let mut datagrams = Vec::new();
+        for _ in 0..100 {
+            let n = batch.recv(&rx).unwrap();
+            for i in 0..n {
+                let (src, chunks) = batch.read(i);
+                assert_eq!(src, Some("127.0.0.1".parse().unwrap()));
+                datagrams.extend(chunks.map(<[u8]>::to_vec));
+            }
+            if datagrams.len() == 4 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(datagrams.len(), 4, "three segments and one plain datagram");
+        assert_eq!(datagrams[0], data[..1000]);
+        assert_eq!(datagrams[2], data[2000..]);
+        assert_eq!(datagrams[3], b"single");
+    }
+}
