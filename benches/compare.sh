@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# compare.sh: iperf3 TCP container-to-container on one host, through switchd
-# and through the kernel's Linux bridge, in the same run, runs interleaved so
-# machine drift hits both alike. Prints the median [min-max] of each and the
-# ratio switchd/bridge.
+# compare.sh: iperf3 TCP container to container through switchd and through
+# the kernel's own bridge and VXLAN, in the same run, runs interleaved so
+# machine drift hits all alike. Prints the median [min-max] of each and the
+# ratio of switchd to the kernel reference for the same topology.
 #
 #   benches/compare.sh                 # RUNS=3 DURATION=10
 #   RUNS=5 DURATION=5 benches/compare.sh
 #   WORKERS=2 benches/compare.sh       # switchd data-plane threads (default 1)
 #
 # Scenarios (SCENARIOS to choose):
-#   bridge        c1 -veth- [Linux bridge in ns h] -veth- c2           (reference)
-#   switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                   (the product)
-#   switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
-# All namespaces are private (prefix sdb-PID-), MTU 1500, no default routes;
-# everything is removed on exit, processes are ended by their PID.
+#   one host, MTU 1500:
+#     bridge        c1 -veth- [Linux bridge in ns h] -veth- c2         (reference)
+#     switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                 (the product)
+#     switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
+#   two hosts joined by a veth underlay (198.18.0.0/15, MTU 1500), containers MTU 1450:
+#     vxlan         c1 -veth- [bridge + kernel vxlan, hA] = [hB] -veth- c2   (reference)
+#     switchd-vxlan c1 -TAP- [switchd, hA] = [switchd, hB] -TAP- c2
+# All namespaces are private (prefix sdb-PID-), no default routes; everything
+# is removed on exit, processes are ended by their PID.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
-SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth"}
+SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth vxlan switchd-vxlan"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 WORK=$(mktemp -d /tmp/switchd-compare.XXXXXX)
@@ -60,6 +64,19 @@ setup_bridge() {
   done
 }
 
+# Starts switchd in ns $1 with config $2 and waits for its socket $3.
+start_switchd() {
+  ip netns exec "$1" "$SWITCHD" --config "$2" 2>> "$WORK/switchd.log" &
+  PIDS+=("$!")
+  for _ in $(seq 50); do
+    "$SWITCHCTL" --socket "$3" status >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$WORK/switchd.log" >&2
+  echo "switchd did not start" >&2
+  exit 1
+}
+
 # --- switchd: one daemon in ns sh, TAP ports to s1, s2 and veth ports to v1, v2 -
 setup_switchd() {
   mkns "$P-sh"; mkns "$P-s1"; mkns "$P-s2"; mkns "$P-v1"; mkns "$P-v2"
@@ -99,16 +116,64 @@ netns = "$P-v2"
 kind = "veth"
 ip = "10.78.0.12"
 EOF
-  ip netns exec "$P-sh" "$SWITCHD" --config "$WORK/host.toml" 2> "$WORK/switchd.log" &
-  PIDS+=("$!")
-  local i
-  for i in $(seq 50); do
-    "$SWITCHCTL" --socket "$WORK/switchd.sock" status >/dev/null 2>&1 && return 0
-    sleep 0.1
+  start_switchd "$P-sh" "$WORK/host.toml" "$WORK/switchd.sock"
+}
+
+# Two host namespaces $1 and $2 joined by a veth underlay, 198.18.$3.1 and .2.
+underlay() {
+  ip link add u0 netns "$1" type veth peer name u0 netns "$2"
+  ip -n "$1" addr add "198.18.$3.1/24" dev u0; ip -n "$1" link set u0 up
+  ip -n "$2" addr add "198.18.$3.2/24" dev u0; ip -n "$2" link set u0 up
+}
+
+# --- kernel VXLAN: per host a bridge, a vxlan device to the peer, a veth to the container
+setup_vxlan() {
+  mkns "$P-kh1"; mkns "$P-kh2"; mkns "$P-k1"; mkns "$P-k2"
+  underlay "$P-kh1" "$P-kh2" 1
+  local i h
+  for i in 1 2; do
+    h="$P-kh$i"
+    ip -n "$h" link add br0 type bridge
+    ip -n "$h" link add vx42 type vxlan id 42 dstport 4789 local "198.18.1.$i" remote "198.18.1.$((3 - i))" dev u0 nolearning
+    ip -n "$h" link set vx42 mtu 1450 master br0
+    ip -n "$h" link add vc0 type veth peer name eth0 netns "$P-k$i"
+    ip -n "$h" link set vc0 mtu 1450 master br0
+    ip -n "$h" link set vx42 up; ip -n "$h" link set vc0 up; ip -n "$h" link set br0 up
+    ip -n "$P-k$i" link set eth0 mtu 1450
+    ip -n "$P-k$i" addr add "10.79.0.$i/24" dev eth0; ip -n "$P-k$i" link set eth0 up
   done
-  cat "$WORK/switchd.log" >&2
-  echo "switchd did not start" >&2
-  exit 1
+}
+
+# --- switchd VXLAN: a switchd per host, each the other's [[peer]], a TAP to the container
+setup_switchd_vxlan() {
+  mkns "$P-xh1"; mkns "$P-xh2"; mkns "$P-x1"; mkns "$P-x2"
+  underlay "$P-xh1" "$P-xh2" 2
+  local i
+  for i in 1 2; do
+    cat > "$WORK/x$i.toml" <<TOML
+[host]
+name = "x$i"
+underlay_ip = "198.18.2.$i"
+control_socket = "$WORK/x$i.sock"
+state_dir = "$WORK/x$i-state"
+workers = ${WORKERS:-1}
+
+[[peer]]
+underlay_ip = "198.18.2.$((3 - i))"
+
+[[network]]
+name = "bench"
+vni = 42
+subnet = "10.80.0.0/24"
+internal = true
+
+[[port]]
+network = "bench"
+netns = "$P-x$i"
+ip = "10.80.0.1$i"
+TOML
+    start_switchd "$P-xh$i" "$WORK/x$i.toml" "$WORK/x$i.sock"
+  done
 }
 
 # iperf3 from ns $1 to server ns $2 at $3; prints the receiver's Gbit/s.
@@ -127,14 +192,18 @@ iperf() {
 }
 
 declare -A RESULTS
-setup_bridge
-setup_switchd
+case " $SCENARIOS " in *" bridge "*) setup_bridge ;; esac
+case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*) setup_switchd ;; esac
+case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
+case " $SCENARIOS " in *" switchd-vxlan "*) setup_switchd_vxlan ;; esac
 for run in $(seq "$RUNS"); do
   for sc in $SCENARIOS; do
     case $sc in
       bridge) g=$(iperf "$P-b1" "$P-b2" 10.77.0.2) ;;
       switchd-tap) g=$(iperf "$P-s1" "$P-s2" 10.78.0.22) ;;
       switchd-veth) g=$(iperf "$P-v1" "$P-v2" 10.78.0.12) ;;
+      vxlan) g=$(iperf "$P-k1" "$P-k2" 10.79.0.2) ;;
+      switchd-vxlan) g=$(iperf "$P-x1" "$P-x2" 10.80.0.12) ;;
       *) echo "unknown scenario $sc" >&2; exit 2 ;;
     esac
     log "run $run $sc: $g Gbit/s"
@@ -147,15 +216,14 @@ summary() {  # values... -> "median [min-max]"
 }
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
-echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); iperf3 TCP ${DURATION}s x ${RUNS} runs, MTU 1500"
-base=""
-[ -n "${RESULTS[bridge]:-}" ] && base=$(median ${RESULTS[bridge]})
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); iperf3 TCP ${DURATION}s x ${RUNS} runs"
 for sc in $SCENARIOS; do
+  case $sc in switchd-tap|switchd-veth) ref=bridge ;; switchd-vxlan) ref=vxlan ;; *) ref="" ;; esac
   # shellcheck disable=SC2086
   line="$(printf '%-13s' "$sc") $(summary ${RESULTS[$sc]}) Gbit/s"
-  if [ -n "$base" ] && [ "$sc" != bridge ]; then
+  if [ -n "$ref" ] && [ -n "${RESULTS[$ref]:-}" ]; then
     # shellcheck disable=SC2086
-    line="$line  ratio to bridge $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$(median ${RESULTS[$sc]})" "$base")"
+    line="$line  ratio to $ref $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$(median ${RESULTS[$sc]})" "$(median ${RESULTS[$ref]})")"
   fi
   echo "$line"
 done

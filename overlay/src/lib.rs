@@ -7,11 +7,14 @@
 //!   completing open checksums and cutting TSO/USO segments to the MTU,
 //!   so a peer receives ordinary frames.
 //! - [`checksum`]: the Internet checksum, fast.
+//! - [`gro`]: the reverse of segmentation: joining the TCP segments that
+//!   come out of a tunnel into one large frame for the container.
 //! - [`flow`]: the hash of an inner flow that picks the outer source port.
 
 #![forbid(unsafe_code)]
 
 pub mod checksum;
 pub mod flow;
+pub mod gro;
 pub mod offload;
 pub mod vxlan;

@@ -33,6 +33,7 @@ use hashbrown::HashMap;
 use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{Mtu, Vni};
+use switchd_overlay::gro::Gro;
 use switchd_overlay::{flow, offload, vxlan};
 
 use crate::io::epoll::{self, Epoll};
@@ -300,6 +301,8 @@ struct Worker {
     recv: RecvBatch,
     /// (read, offset, length, port) of decapsulated frames to write.
     decap_outs: Vec<(usize, usize, usize, Arc<PortIo>)>,
+    /// Joins the TCP segments of decapsulated frames for one write.
+    gro: Gro,
     /// Where frames are encapsulated (and segmented) before sending.
     scratch: Vec<u8>,
     /// Worker 0 sweeps aged MACs this often; the others never.
@@ -338,6 +341,7 @@ impl Worker {
             tx_pool,
             recv: RecvBatch::new(underlay_batch),
             decap_outs: Vec::with_capacity(UNDERLAY_BATCH * 64),
+            gro: Gro::new(),
             scratch: Vec::with_capacity(2 * MAX_FRAME_LEN),
             sweep_every,
             last_sweep: Instant::now(),
@@ -544,8 +548,24 @@ impl Worker {
                 }
             }
         }
+        // Consecutive segments of one flow to one port go up as one frame.
+        let mut joining: Option<Arc<PortIo>> = None;
         for (read, offset, len, io) in self.decap_outs.drain(..) {
-            io.send_plain(&self.recv.data(read)[offset..offset + len]);
+            let eth = &self.recv.data(read)[offset..offset + len];
+            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &io)) && self.gro.append(eth) {
+                continue;
+            }
+            if let Some(port) = joining.take() {
+                port.send(self.gro.finish());
+            }
+            if self.gro.start(eth) {
+                joining = Some(io);
+            } else {
+                io.send_plain(eth);
+            }
+        }
+        if let Some(port) = joining {
+            port.send(self.gro.finish());
         }
     }
 }
