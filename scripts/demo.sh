@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The switchd demo: builds switchd, starts it in a host namespace with three
-# containers on two networks, shows them talking (ping, a 3 s iperf3), shows
-# isolation, a run-time connect and a crash-restart, then cleans up.
+# The switchd demo: builds switchd, starts it on two hosts (network
+# namespaces joined by a veth "LAN"), attaches three containers to two
+# networks, and shows them talking: on one host through the switch, across
+# hosts through VXLAN. Then isolation, a run-time connect, a crash-restart,
+# and clean-up.
 #
 # Everything lives in private network namespaces named sdemo-*; the networks
 # are `internal` (no default routes), so no packet can leave this machine.
@@ -19,12 +21,12 @@ SWITCHD=$ROOT/target/release/switchd
 SWITCHCTL=$ROOT/target/release/switchctl
 
 WORK=$(mktemp -d /tmp/switchd-demo.XXXXXX)
-export SWITCHD_SOCKET=$WORK/switchd.sock
-NSES=(sdemo-host sdemo-web sdemo-api sdemo-db)
-SD_PID=""
+NSES=(sdemo-host-a sdemo-host-b sdemo-web sdemo-api sdemo-db)
+declare -A SD_PID=()
 cleanup() {
   step "Cleaning up"
-  [ -n "$SD_PID" ] && kill "$SD_PID" 2>/dev/null && wait "$SD_PID" 2>/dev/null || true
+  local h
+  for h in "${!SD_PID[@]}"; do kill "${SD_PID[$h]}" 2>/dev/null && wait "${SD_PID[$h]}" 2>/dev/null || true; done
   for n in "${NSES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$WORK"
   echo "removed namespaces ${NSES[*]} and $WORK"
@@ -34,16 +36,25 @@ for n in "${NSES[@]}"; do
 done
 trap cleanup EXIT
 
-step "Namespaces: one host (where switchd runs) and three containers"
+step "Namespaces: two hosts joined by a veth underlay (198.18.0.1, .2), three containers"
 for n in "${NSES[@]}"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+ip link add u0 netns sdemo-host-a type veth peer name u0 netns sdemo-host-b
+ip -n sdemo-host-a addr add 198.18.0.1/24 dev u0; ip -n sdemo-host-a link set u0 up
+ip -n sdemo-host-b addr add 198.18.0.2/24 dev u0; ip -n sdemo-host-b link set u0 up
 ip netns list | grep sdemo
 
-step "host.toml: two isolated networks; web on frontend, api on both"
-cat > "$WORK/host.toml" <<EOF
+# host.toml for host $1 (a or b), underlay address $2, its peer $3, and extra sections.
+write_config() {
+  cat > "$WORK/host-$1.toml" <<EOF
 [host]
-name = "demo-host"
-control_socket = "$WORK/switchd.sock"
-state_dir = "$WORK/state"
+name = "host-$1"
+underlay_ip = "$2"
+control_socket = "$WORK/host-$1.sock"
+state_dir = "$WORK/state-$1"
+
+[[peer]]                 # the other host's VTEP
+underlay_ip = "$3"
+name = "host-$4"
 
 [[network]]
 name = "frontend"
@@ -56,7 +67,10 @@ name = "backend"
 vni = 200
 subnet = "10.20.0.0/24"
 internal = true
-
+$5
+EOF
+}
+write_config a 198.18.0.1 198.18.0.2 b '
 [[port]]
 network = "frontend"
 netns = "sdemo-web"
@@ -70,59 +84,68 @@ name = "api"
 [[port]]
 network = "backend"
 netns = "sdemo-api"
-name = "api"
-EOF
-cat "$WORK/host.toml"
-show "$SWITCHD" --check --config "$WORK/host.toml"
+name = "api"'
+write_config b 198.18.0.2 198.18.0.1 a ""
+step "host-a's host.toml: web on frontend, api on both networks"
+cat "$WORK/host-a.toml"
+show "$SWITCHD" --check --config "$WORK/host-a.toml"
 
+ctl() { local h=$1; shift; "$SWITCHCTL" --socket "$WORK/host-$h.sock" "$@"; }
 start_switchd() {
-  ip netns exec sdemo-host "$SWITCHD" --config "$WORK/host.toml" 2>>"$WORK/switchd.log" &
-  SD_PID=$!
-  for _ in $(seq 50); do "$SWITCHCTL" status >/dev/null 2>&1 && return 0; sleep 0.1; done
-  cat "$WORK/switchd.log"; exit 1
+  ip netns exec "sdemo-host-$1" "$SWITCHD" --config "$WORK/host-$1.toml" 2>>"$WORK/switchd-$1.log" &
+  SD_PID[$1]=$!
+  for _ in $(seq 50); do ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.1; done
+  cat "$WORK/switchd-$1.log"; exit 1
 }
-step "Starting switchd in namespace sdemo-host"
-start_switchd
-show "$SWITCHCTL" status
+step "Starting switchd on both hosts"
+start_switchd a
+start_switchd b
+show ctl a status
 
-step "Connecting a third container at run time: db on backend"
-show "$SWITCHCTL" network connect backend sdemo-db --name db
-show "$SWITCHCTL" network ls
-show "$SWITCHCTL" network inspect backend
+step "Connecting a container on host-b at run time: db on backend"
+show ctl b network connect backend sdemo-db --name db --ip 10.20.0.30
+show ctl a network ls
+show ctl a network inspect backend
 
-ip_of() { "$SWITCHCTL" --json network inspect "$1" | python3 -c "import json,sys; print(next(e['ip'] for e in json.load(sys.stdin)['endpoints'] if e['name']=='$2'))"; }
-WEB=$(ip_of frontend web); API_F=$(ip_of frontend api); API_B=$(ip_of backend api); DB=$(ip_of backend db)
+ip_of() { ctl a --json network inspect "$1" | python3 -c "import json,sys; print(next(e['ip'] for e in json.load(sys.stdin)['endpoints'] if e['name']=='$2'))"; }
+WEB=$(ip_of frontend web); API_F=$(ip_of frontend api); API_B=$(ip_of backend api); DB=10.20.0.30
 
 step "Inside the api container: eth0 on frontend, eth1 on backend"
 show ip -n sdemo-api -br addr show
 
-step "web -> api on frontend"
+step "web -> api on frontend (same host: switched by host-a's switchd)"
 show ip netns exec sdemo-web ping -c 3 -i 0.2 "$API_F"
-step "api -> db on backend"
+step "api -> db on backend (across hosts: VXLAN VNI 200 from host-a to host-b)"
 show ip netns exec sdemo-api ping -c 3 -i 0.2 "$DB"
 step "web -> db: different networks, so nothing gets through"
 if ip netns exec sdemo-web ping -c 2 -W 1 "$DB" >/dev/null 2>&1; then echo "UNEXPECTED: web reached db" >&2; exit 1; fi
 echo "web cannot reach db ($DB): isolated, as it should be"
 
-step "iperf3 web -> api for 3 s (TCP, through switchd)"
-ip netns exec sdemo-api iperf3 -s -1 >/dev/null 2>&1 &
-IPERF_PID=$!
-for _ in $(seq 50); do [ -n "$(ip netns exec sdemo-api ss -ltnH 'sport = :5201')" ] && break; sleep 0.1; done
-show ip netns exec sdemo-web iperf3 -c "$API_F" -t 3 --format g
-wait "$IPERF_PID" 2>/dev/null || true
+iperf() {
+  ip netns exec "$2" iperf3 -s -1 >/dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 50); do [ -n "$(ip netns exec "$2" ss -ltnH 'sport = :5201')" ] && break; sleep 0.1; done
+  show ip netns exec "$1" iperf3 -c "$3" -t 3 --format g
+  wait "$pid" 2>/dev/null || true
+}
+step "iperf3 web -> api for 3 s (TCP, one host)"
+iperf sdemo-web sdemo-api "$API_F"
+step "iperf3 api -> db for 3 s (TCP, across hosts over VXLAN)"
+iperf sdemo-api sdemo-db "$DB"
 
-step "What switchd learned and counted"
-show "$SWITCHCTL" fdb
-show "$SWITCHCTL" stats
+step "What host-a learned and counted: db's MAC sits behind host-b's VTEP"
+show ctl a fdb
+show ctl a peers
+show ctl a stats
 
-step "Crash and restart: kill -9 switchd; the containers keep their interfaces"
-kill -9 "$SD_PID"; wait "$SD_PID" 2>/dev/null || true; SD_PID=""
+step "Crash and restart: kill -9 host-a's switchd; the containers keep their interfaces"
+kill -9 "${SD_PID[a]}"; wait "${SD_PID[a]}" 2>/dev/null || true; unset 'SD_PID[a]'
 show ip -n sdemo-web -br addr show eth0
-start_switchd
-show ip netns exec sdemo-web ping -c 3 -i 0.2 "$API_F"
+start_switchd a
+show ip netns exec sdemo-api ping -c 3 -i 0.2 "$DB"
 
 step "Disconnecting db: its interface disappears"
-show "$SWITCHCTL" network disconnect backend db
+show ctl b network disconnect backend db
 show ip -n sdemo-db -br link
 
-printf '\n\033[1mDemo complete: web %s, api %s + %s, db %s talked through switchd.\033[0m\n' "$WEB" "$API_F" "$API_B" "$DB"
+printf '\n\033[1mDemo complete: web %s and api %s/%s on host-a, db %s on host-b, talked through switchd.\033[0m\n' "$WEB" "$API_F" "$API_B" "$DB"

@@ -82,14 +82,8 @@ fn parse(eth: &[u8]) -> Option<Segment> {
     if payload < l4 + 20 || payload > end {
         return None;
     }
-    let seg = Segment {
-        ipv4,
-        l4,
-        payload,
-        end,
-        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
-        flags: tcp[13],
-    };
+    let seg =
+        Segment { ipv4, l4, payload, end, seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]), flags: tcp[13] };
     let sum = checksum::add(pseudo(eth, &seg, (end - l4) as u32), &eth[l4..end]);
     (checksum::fold(sum) == 0xffff).then_some(seg)
 }
@@ -104,7 +98,11 @@ fn pseudo(eth: &[u8], seg: &Segment, len: u32) -> u64 {
 /// length, and for IPv4 the id and checksum.
 fn same_ip(a: &[u8], b: &[u8], ipv4: bool, l4: usize) -> bool {
     let (a, b) = (&a[ETH_LEN..l4], &b[ETH_LEN..l4]);
-    if ipv4 { a[..2] == b[..2] && a[6..10] == b[6..10] && a[12..] == b[12..] } else { a[..4] == b[..4] && a[6..] == b[6..] }
+    if ipv4 {
+        a[..2] == b[..2] && a[6..10] == b[6..10] && a[12..] == b[12..]
+    } else {
+        a[..4] == b[..4] && a[6..] == b[6..]
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -343,10 +341,20 @@ mod tests {
         let mut gro = Gro::new();
         assert!(!gro.start(&[0u8; 60]), "not IP");
         let mut syn = Vec::new();
-        PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([1; 4], [2; 4], 9).tcp(1, 2, 3, 4).syn().write(&mut syn, &[1, 2, 3]).unwrap();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([1; 4], [2; 4], 9)
+            .tcp(1, 2, 3, 4)
+            .syn()
+            .write(&mut syn, &[1, 2, 3])
+            .unwrap();
         assert!(!gro.start(&syn), "SYN");
         let mut ack = Vec::new();
-        PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([1; 4], [2; 4], 9).tcp(1, 2, 3, 4).ack(5).write(&mut ack, &[]).unwrap();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([1; 4], [2; 4], 9)
+            .tcp(1, 2, 3, 4)
+            .ack(5)
+            .write(&mut ack, &[])
+            .unwrap();
         assert!(!gro.start(&ack), "a pure ACK");
         let mut udp = Vec::new();
         PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([1; 4], [2; 4], 9).udp(1, 2).write(&mut udp, &[1; 100]).unwrap();

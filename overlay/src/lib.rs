@@ -3,6 +3,7 @@
 //! sockets, no clock, no allocation per frame.
 //!
 //! - [`vxlan`]: the RFC 7348 header, a checked view plus a `Repr`.
+//! - [`tunnel`]: a container's frame into the VXLAN datagrams that carry it.
 //! - [`offload`]: what a NIC would do for frames the container left to it:
 //!   completing open checksums and cutting TSO/USO segments to the MTU,
 //!   so a peer receives ordinary frames.
@@ -17,4 +18,5 @@ pub mod checksum;
 pub mod flow;
 pub mod gro;
 pub mod offload;
+pub mod tunnel;
 pub mod vxlan;

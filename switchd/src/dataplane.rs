@@ -34,7 +34,9 @@ use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{Mtu, Vni};
 use switchd_overlay::gro::Gro;
-use switchd_overlay::{flow, offload, vxlan};
+use switchd_overlay::offload::{self, Gso};
+use switchd_overlay::tunnel::{self, Datagrams, Offload};
+use switchd_overlay::vxlan;
 
 use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
@@ -570,51 +572,27 @@ impl Worker {
     }
 }
 
-/// A frame made ready for a VTEP in the scratch buffer.
-#[derive(Debug, Clone, Copy)]
-struct Encapsulated {
-    /// The inner flow's hash: picks the source port.
-    flow: u32,
-    /// Datagram size when the buffer holds several (a segmented GSO frame).
-    stride: Option<usize>,
-}
-
-/// Builds the VXLAN datagram(s) for `buf` (virtio header + Ethernet, already
-/// checked by the switch) in `scratch`.
-fn encapsulate(buf: &[u8], vni: u32, mtu: u32, scratch: &mut Vec<u8>) -> Result<Encapsulated, offload::Error> {
-    let frame = Frame::new_unchecked(buf);
-    let eth = frame.ethernet().bytes();
-    let flow = flow::hash(eth);
-    let gso = match frame.gso_type() {
-        GsoType::None => None,
-        GsoType::TcpV4 => Some(offload::Gso::TcpV4),
-        GsoType::TcpV6 => Some(offload::Gso::TcpV6),
-        GsoType::UdpL4 => Some(offload::Gso::UdpL4),
+/// What a frame read from a port (virtio header + Ethernet, checked by the
+/// switch) asks of the device that sends it.
+fn offload_of(frame: &Frame<&[u8]>) -> Result<Offload, offload::Error> {
+    let mss = usize::from(frame.gso_size());
+    Ok(match frame.gso_type() {
+        GsoType::None if frame.flags() & VNET_F_NEEDS_CSUM != 0 => {
+            Offload::Checksum { start: usize::from(frame.csum_start()), offset: usize::from(frame.csum_offset()) }
+        }
+        GsoType::None => Offload::None,
+        GsoType::TcpV4 => Offload::Segment { gso: Gso::TcpV4, mss },
+        GsoType::TcpV6 => Offload::Segment { gso: Gso::TcpV6, mss },
+        GsoType::UdpL4 => Offload::Segment { gso: Gso::UdpL4, mss },
         // UFO is never enabled on our TAPs, and unknown types were refused.
         GsoType::Udp | GsoType::Unknown(_) => return Err(offload::Error::Mismatch),
-    };
-    let header = vxlan::Repr { vni };
-    match gso {
-        None => {
-            scratch.clear();
-            scratch.extend_from_slice(&[0; vxlan::HEADER_LEN]);
-            scratch.extend_from_slice(eth);
-            if frame.flags() & VNET_F_NEEDS_CSUM != 0 {
-                let (start, offset) = (usize::from(frame.csum_start()), usize::from(frame.csum_offset()));
-                offload::complete_checksum(&mut scratch[vxlan::HEADER_LEN..], start, offset)?;
-            }
-            header.emit(scratch);
-            Ok(Encapsulated { flow, stride: None })
-        }
-        Some(gso) => {
-            let segs =
-                offload::segment(eth, gso, usize::from(frame.gso_size()), mtu as usize, vxlan::HEADER_LEN, scratch)?;
-            for start in (0..segs.len).step_by(segs.stride) {
-                header.emit(&mut scratch[start..]);
-            }
-            Ok(Encapsulated { flow, stride: (segs.count > 1).then_some(segs.stride) })
-        }
-    }
+    })
+}
+
+/// Builds the VXLAN datagram(s) for `buf` in `scratch`.
+fn encapsulate(buf: &[u8], vni: u32, mtu: u32, scratch: &mut Vec<u8>) -> Result<Datagrams, offload::Error> {
+    let frame = Frame::new_unchecked(buf);
+    tunnel::encapsulate(frame.ethernet().bytes(), offload_of(&frame)?, vni, mtu as usize, scratch)
 }
 
 /// Sends the datagrams in `data` (of `stride` bytes each but the last) to a

@@ -143,6 +143,20 @@ impl Netns {
         self.ok(&["cat", &format!("/sys/class/net/{ifname}/address")]).trim().to_owned()
     }
 
+    /// Runs a Python 3 program inside (raw sockets for hand-made frames and
+    /// datagrams); returns its stdout.
+    pub fn python(&self, program: &str) -> String {
+        self.ok(&["python3", "-c", program])
+    }
+
+    /// Sends raw Ethernet frames on `eth0` with a packet socket: `body` is
+    /// Python that uses the bound socket `s`.
+    pub fn inject(&self, body: &str) {
+        self.python(&format!(
+            "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('eth0', 0))\n{body}"
+        ));
+    }
+
     pub fn has_link(&self, ifname: &str) -> bool {
         self.exec(&["ip", "link", "show", ifname]).status.success()
     }
@@ -183,10 +197,14 @@ pub struct Switchd {
 }
 
 impl Switchd {
-    /// Writes a host.toml from `[host]` extras and the rest, and starts switchd.
-    /// `host_extra` goes into `[host]`; `body` follows it.
+    /// Starts switchd in a new host namespace; see [`Switchd::start_in`].
     pub fn start(host_extra: &str, body: &str) -> Switchd {
-        let host = Netns::new("host");
+        Switchd::start_in(Netns::new("host"), host_extra, body)
+    }
+
+    /// Writes a host.toml and starts switchd in `host`. `host_extra` goes
+    /// into `[host]` (after name, socket and state dir); `body` follows it.
+    pub fn start_in(host: Netns, host_extra: &str, body: &str) -> Switchd {
         let dir = std::env::temp_dir().join(unique("dir"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = format!(
@@ -319,6 +337,43 @@ impl Drop for Switchd {
             eprintln!("--- switchd log ({}) ---\n{}", self.host.name, self.log());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The underlay: a namespace with a bridge that host namespaces plug into
+/// through veth pairs, like hosts on one LAN. Addresses are 198.18.0.N/24.
+#[derive(Debug)]
+pub struct Underlay {
+    pub ns: Netns,
+    hosts: u8,
+}
+
+impl Underlay {
+    pub fn new() -> Underlay {
+        let ns = Netns::new("ul");
+        ns.ok(&["ip", "link", "add", "br0", "type", "bridge"]);
+        ns.ok(&["ip", "link", "set", "br0", "up"]);
+        Underlay { ns, hosts: 0 }
+    }
+
+    /// A new host namespace on this underlay; returns it and its address.
+    pub fn host(&mut self, tag: &str) -> (Netns, String) {
+        self.hosts += 1;
+        let n = self.hosts;
+        let host = Netns::new(tag);
+        let port = format!("h{n}");
+        self.ns.ok(&["ip", "link", "add", &port, "type", "veth", "peer", "name", "u0", "netns", &host.name]);
+        self.ns.ok(&["ip", "link", "set", &port, "master", "br0", "up"]);
+        let ip = format!("198.18.0.{n}");
+        host.ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "u0"]);
+        host.ok(&["ip", "link", "set", "u0", "up"]);
+        (host, ip)
+    }
+}
+
+impl Default for Underlay {
+    fn default() -> Self {
+        Underlay::new()
     }
 }
 

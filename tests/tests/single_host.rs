@@ -263,13 +263,6 @@ fn script_attach_does_what_connect_does() {
     assert_eq!(eps[2]["kind"], "veth");
 }
 
-/// Sends raw Ethernet frames from inside a container with a packet socket.
-fn inject(ns: &Netns, python: &str) {
-    let program =
-        format!("import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('eth0', 0))\n{python}");
-    ns.ok(&["python3", "-c", &program]);
-}
-
 #[test]
 fn bad_frames_are_counted_and_dropped() {
     let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
@@ -289,14 +282,12 @@ fn bad_frames_are_counted_and_dropped() {
     c1.ok(&["ip", "link", "set", "eth0", "mtu", "1450"]);
 
     // Multicast and all-zero source MACs.
-    inject(
-        &c1,
+    c1.inject(
         "for src in ('010203040506', '000000000000'):\n    s.send(bytes.fromhex('ffffffffffff' + src + '0800') + bytes(46))",
     );
 
     // A MAC flood: 1000 random source MACs.
-    inject(
-        &c1,
+    c1.inject(
         "import os\nfor i in range(1000):\n    s.send(bytes.fromhex('ffffffffffff') + bytes([2]) + os.urandom(5) + bytes.fromhex('0800') + bytes(46))",
     );
 

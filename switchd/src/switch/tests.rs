@@ -182,3 +182,140 @@ fn removing_a_network_removes_its_ports() {
     assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Drop(DropReason::NoPort));
     assert!(l.sw.add_port(l.net).is_none());
 }
+
+// --- the underlay ---------------------------------------------------------
+
+const VTEP_B: &str = "198.18.0.2";
+const STRANGER: &str = "198.18.0.66";
+
+/// A VXLAN datagram: header with `flags` and `vni`, then an inner frame.
+fn datagram(flags: u8, vni: u32, dst: MacAddr, src: MacAddr, payload_len: usize) -> Vec<u8> {
+    let mut d = vec![flags, 0, 0, 0];
+    d.extend_from_slice(&vni.to_be_bytes()[1..]);
+    d.push(0);
+    d.extend_from_slice(&build_plain(dst, src, 0x0800, payload_len)[frame::VNET_HDR_LEN..]);
+    d
+}
+
+struct Overlay {
+    l: Lab,
+    vtep: VtepId,
+}
+
+/// The lab's network (VNI 1) plus a VTEP at 198.18.0.2 carrying VNI 1.
+fn overlay() -> Overlay {
+    let mut l = lab(SwitchConfig::default());
+    let vtep = l.sw.add_vtep(format!("{VTEP_B}:4789").parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
+    Overlay { l, vtep }
+}
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn remote_macs_are_learned_behind_their_vtep_and_reached_by_encap() {
+    let Overlay { mut l, vtep } = overlay();
+    // A frame from the remote host's container C floods locally only.
+    let from_remote = l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    assert_eq!(from_remote, Action::Flood { network: l.net, ingress: Location::Vtep(vtep) });
+    let targets: Vec<_> = l.sw.flood_targets(l.net, Location::Vtep(vtep)).collect();
+    assert_eq!(targets, vec![Location::Port(l.p1), Location::Port(l.p2), Location::Port(l.p3)], "split horizon");
+    // Now C is known behind the VTEP: local frames to C are encapsulated to it.
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
+    // Floods from a local port go to the other ports and to the VTEP.
+    let targets: Vec<_> = l.sw.flood_targets(l.net, Location::Port(l.p1)).collect();
+    assert_eq!(targets, vec![Location::Port(l.p2), Location::Port(l.p3), Location::Vtep(vtep)]);
+    // And remote frames to a local MAC are delivered to its port.
+    assert_eq!(l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)), Action::Deliver(l.p1));
+    assert_eq!(l.sw.network_wire(l.net), Some((Vni::new(1).unwrap(), 1500)));
+    let rows = l.sw.fdb(l.net, l.t0);
+    assert!(rows.iter().any(|(mac, at, _)| *mac == C && *at == Location::Vtep(vtep)));
+}
+
+#[test]
+fn a_mac_moves_from_a_port_to_a_vtep_and_back() {
+    let Overlay { mut l, vtep } = overlay();
+    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    // B's gratuitous ARP now comes from the other host.
+    l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, B, 46));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.network_counters(l.net).unwrap().mac_moves, 1);
+    assert_eq!(l.sw.vtep_info(vtep).unwrap().learned, 1);
+    l.sw.handle_frame(l.t0, l.p3, &frame(A, B));
+    assert_eq!(l.sw.vtep_info(vtep).unwrap().learned, 0, "moved back: the VTEP's count drops");
+}
+
+#[test]
+fn nothing_goes_back_into_the_underlay() {
+    let Overlay { mut l, vtep } = overlay();
+    l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    let action = l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, C, A, 46));
+    assert_eq!(action, Action::Drop(DropReason::SamePort), "to a MAC behind the sender itself");
+    let other = l.sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
+    let action = l.sw.handle_datagram(l.t0, ip("198.18.0.3"), &datagram(0x08, 1, C, B, 46));
+    assert_eq!(action, Action::Drop(DropReason::SplitHorizon), "to a MAC behind another VTEP");
+    assert_eq!(l.sw.vtep_info(other).unwrap().rx.drops[DropReason::SplitHorizon as usize], 1);
+    assert_ne!(vtep, other);
+}
+
+#[test]
+fn bad_datagrams_are_counted_by_reason() {
+    let Overlay { mut l, vtep } = overlay();
+    let other_net = l.sw.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (vec![0x08, 0, 0], DropReason::Truncated),
+        (datagram(0x00, 1, B, C, 46), DropReason::BadFlags),
+        (datagram(0x88, 1, B, C, 46), DropReason::BadFlags),
+        (datagram(0x08, 7, B, C, 46), DropReason::UnknownVni),
+        // VNI 2 exists here, but this VTEP is a peer for VNI 1 only.
+        (datagram(0x08, 2, B, C, 46), DropReason::UnknownVni),
+        (datagram(0x08, 0, B, C, 46), DropReason::UnknownVni),
+        (datagram(0x08, 1, B, C, 46)[..8 + 13].to_vec(), DropReason::Truncated),
+        (datagram(0x08, 1, B, C, 1501), DropReason::Oversize),
+        (datagram(0x08, 1, B, MacAddr::ZERO, 46), DropReason::BadSrcMac),
+    ];
+    for (bytes, reason) in &cases {
+        assert_eq!(l.sw.handle_datagram(l.t0, ip(VTEP_B), bytes), Action::Drop(*reason), "{reason:?}");
+    }
+    let info = l.sw.vtep_info(vtep).unwrap();
+    assert_eq!(info.rx.frames, cases.len() as u64);
+    let drops: Vec<_> = info.rx.drops_by_name().collect();
+    assert_eq!(
+        drops,
+        vec![("truncated", 2), ("oversize", 1), ("bad_src_mac", 1), ("bad_vxlan_flags", 2), ("unknown_vni", 3)]
+    );
+    assert!(l.sw.fdb(l.net, l.t0).is_empty() && l.sw.fdb(other_net, l.t0).is_empty(), "nothing learned");
+
+    // Unknown sources are counted apart, before any VTEP is involved.
+    let action = l.sw.handle_datagram(l.t0, ip(STRANGER), &datagram(0x08, 1, B, C, 46));
+    assert_eq!(action, Action::Drop(DropReason::UnknownSource));
+    assert_eq!(l.sw.underlay_counters().drops[DropReason::UnknownSource as usize], 1);
+}
+
+#[test]
+fn vteps_join_networks_by_vni_and_leave_cleanly() {
+    let mut sw = Switch::new(SwitchConfig::default());
+    let all = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
+    let only_5 = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), Some(vec![Vni::new(5).unwrap()])).unwrap();
+    assert!(sw.add_vtep("198.18.0.3:8472".parse().unwrap(), None).is_none(), "one VTEP per address");
+    let n5 = sw.add_network(Vni::new(5).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+    let n6 = sw.add_network(Vni::new(6).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+    assert!(sw.add_network(Vni::new(6).unwrap(), Mtu::new(1500).unwrap()).is_none(), "one network per VNI");
+    let p5 = sw.add_port(n5).unwrap();
+    let p6 = sw.add_port(n6).unwrap();
+    let vteps = |sw: &Switch, net, port| -> Vec<Location> {
+        sw.flood_targets(net, Location::Port(port)).filter(|t| matches!(t, Location::Vtep(_))).collect()
+    };
+    assert_eq!(vteps(&sw, n5, p5), vec![Location::Vtep(all), Location::Vtep(only_5)]);
+    assert_eq!(vteps(&sw, n6, p6), vec![Location::Vtep(all)]);
+    sw.handle_datagram(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, MacAddr::BROADCAST, C, 46));
+    sw.remove_vtep(all);
+    assert!(sw.fdb(n5, Instant::now()).is_empty(), "its MACs are forgotten");
+    assert_eq!(vteps(&sw, n5, p5), vec![Location::Vtep(only_5)]);
+    assert_eq!(
+        sw.handle_datagram(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, B, C, 46)),
+        Action::Drop(DropReason::UnknownSource)
+    );
+}

@@ -1,0 +1,113 @@
+//! The overlay's per-frame work, without I/O: encapsulation (with the
+//! checksum a container left open), decapsulation through the switch
+//! decision, and the TSO/GRO work on a 64 KiB segment.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use etherparse::PacketBuilder;
+use switchd::switch::{Action, Switch, SwitchConfig};
+use switchd_config::{MacAddr, Mtu, Vni};
+use switchd_overlay::checksum;
+use switchd_overlay::gro::Gro;
+use switchd_overlay::offload::{self, Gso};
+use switchd_overlay::tunnel::{self, Offload};
+
+const SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const DST: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+/// An Ethernet frame of `len` bytes carrying UDP, its checksum left open
+/// as a stack with checksum offload leaves it.
+fn udp_frame(len: usize) -> Vec<u8> {
+    let payload = len.saturating_sub(14 + 20 + 8);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(SRC, DST)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(4000, 5000)
+        .write(&mut f, &vec![0x5a; payload])
+        .unwrap();
+    let partial =
+        checksum::fold(checksum::pseudo_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 17, (payload + 8) as u32));
+    f[40..42].copy_from_slice(&partial.to_be_bytes());
+    f
+}
+
+fn tcp_tso_frame() -> Vec<u8> {
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(SRC, DST)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(4000, 5201, 1, 500)
+        .ack(1)
+        .write(&mut f, &vec![0x5a; 65000])
+        .unwrap();
+    f
+}
+
+fn encap(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encap");
+    group.throughput(Throughput::Elements(1));
+    let mut out = Vec::with_capacity(70_000);
+    for len in [64, 1450, 9000] {
+        let frame = udp_frame(len);
+        let offload = Offload::Checksum { start: 34, offset: 6 };
+        group.bench_function(format!("{len}"), |b| {
+            b.iter(|| tunnel::encapsulate(black_box(&frame), offload, 100, 9000, &mut out).unwrap())
+        });
+    }
+    let tso = tcp_tso_frame();
+    group.bench_function("tso_64k_to_1450", |b| {
+        b.iter(|| {
+            tunnel::encapsulate(black_box(&tso), Offload::Segment { gso: Gso::TcpV4, mss: 1410 }, 100, 1450, &mut out)
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn decap(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decap");
+    group.throughput(Throughput::Elements(1));
+    let now = Instant::now();
+    let mut sw = Switch::new(SwitchConfig::default());
+    let net = sw.add_network(Vni::new(100).unwrap(), Mtu::new(9000).unwrap()).unwrap();
+    let port = sw.add_port(net).unwrap();
+    let peer = "198.18.0.2".parse().unwrap();
+    sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
+    // The destination is a learned local container.
+    sw.handle_frame(now, port, &switchd::switch::frame::build_plain(MacAddr::BROADCAST, MacAddr(DST), 0x0800, 46));
+    for len in [64, 1450, 9000] {
+        let mut datagram = Vec::new();
+        tunnel::encapsulate(&udp_frame(len), Offload::None, 100, 9000, &mut datagram).unwrap();
+        group.bench_function(format!("{len}"), |b| {
+            b.iter(|| {
+                let action = sw.handle_datagram(now, peer, black_box(&datagram));
+                debug_assert_eq!(action, Action::Deliver(port));
+                action
+            })
+        });
+    }
+    group.finish();
+}
+
+fn gro(c: &mut Criterion) {
+    let mut segments = Vec::new();
+    let segs = offload::segment(&tcp_tso_frame(), Gso::TcpV4, 1410, 1450, 0, &mut segments).unwrap();
+    let frames: Vec<&[u8]> = segments.chunks(segs.stride).collect();
+    let mut group = c.benchmark_group("gro");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    let mut gro = Gro::new();
+    group.bench_function("join_64k_of_1450", |b| {
+        b.iter(|| {
+            assert!(gro.start(frames[0]));
+            for f in &frames[1..] {
+                gro.append(black_box(f));
+            }
+            gro.finish().len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encap, decap, gro);
+criterion_main!(benches);

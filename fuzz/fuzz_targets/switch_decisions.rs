@@ -1,0 +1,79 @@
+//! Arbitrary bytes as frames from local ports and as VXLAN datagrams from
+//! the underlay, through the frame views, decapsulation and the switch
+//! decision. Nothing may panic, no frame may leave its network (local ports,
+//! VNI), go back out of its ingress port, or go from the underlay back into it.
+//!
+//! Input: records `[kind: u8][len: u16 LE][len bytes]`; `kind` picks the
+//! source (a peer for VNI 1, a peer for all, a stranger, or a local port).
+
+#![no_main]
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use switchd::switch::{Action, Location, Switch, SwitchConfig};
+use switchd_config::{Mtu, Vni};
+
+fuzz_target!(|data: &[u8]| {
+    let mut sw = Switch::new(SwitchConfig::new(Duration::from_secs(5), 8));
+    let n1 = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1450).unwrap()).unwrap();
+    let n2 = sw.add_network(Vni::new(2).unwrap(), Mtu::new(9000).unwrap()).unwrap();
+    let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap()];
+    let network_of_port = |i: usize| if i < 2 { n1 } else { n2 };
+    let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
+    let all = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
+    let sources: [IpAddr; 3] = ["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap(), "198.18.0.9".parse().unwrap()];
+    let mut now = Instant::now();
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let kind = rest[0] as usize;
+        let len = (u16::from_le_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
+        let bytes = &rest[3..3 + len];
+        rest = &rest[3 + len..];
+        now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(0)) * 100);
+        if kind % 4 == 3 {
+            // From a local port.
+            let i = (kind / 4) % ports.len();
+            match sw.handle_frame(now, ports[i], bytes) {
+                Action::Deliver(out) => assert!(ports.iter().position(|p| *p == out).is_some_and(|o| network_of_port(o) == network_of_port(i))),
+                Action::Encap { network, vtep } => {
+                    assert_eq!(network, network_of_port(i));
+                    assert!(vtep == all || (vtep == only_1 && network == n1), "encap to a VTEP that does not carry the network");
+                }
+                Action::Flood { network, ingress } => {
+                    assert_eq!(network, network_of_port(i));
+                    for target in sw.flood_targets(network, ingress) {
+                        match target {
+                            Location::Port(p) => {
+                                assert_ne!(p, ports[i], "flooded back out of the ingress port");
+                                let o = ports.iter().position(|q| *q == p).expect("a known port");
+                                assert_eq!(network_of_port(o), network);
+                            }
+                            Location::Vtep(v) => assert!(v == all || (v == only_1 && network == n1)),
+                        }
+                    }
+                }
+                Action::Drop(_) => {}
+            }
+            continue;
+        }
+        let src = sources[kind % 4 % 3];
+        match sw.handle_datagram(now, src, bytes) {
+            Action::Deliver(out) => assert!(ports.contains(&out)),
+            Action::Encap { .. } => panic!("a datagram was sent back into the underlay"),
+            Action::Flood { network, ingress } => {
+                assert!(matches!(ingress, Location::Vtep(_)));
+                for target in sw.flood_targets(network, ingress) {
+                    let Location::Port(p) = target else { panic!("flooded back into the underlay") };
+                    let i = ports.iter().position(|q| *q == p).expect("a known port");
+                    assert_eq!(network_of_port(i), network);
+                }
+            }
+            Action::Drop(_) => {}
+        }
+        if kind & 0x80 != 0 {
+            sw.handle_timeout(now);
+        }
+    }
+});
