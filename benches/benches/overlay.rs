@@ -52,7 +52,10 @@ fn encap(c: &mut Criterion) {
         let frame = udp_frame(len);
         let offload = Offload::Checksum { start: 34, offset: 6 };
         group.bench_function(format!("{len}"), |b| {
-            b.iter(|| tunnel::encapsulate(black_box(&frame), offload, 100, 9000, &mut out).unwrap())
+            b.iter(|| {
+                out.clear();
+                tunnel::encapsulate(black_box(&frame), offload, 100, 9000, &mut out).unwrap()
+            })
         });
     }
     let tso = tcp_tso_frame();

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
         let frame = &rest[2..2 + len];
         rest = &rest[2 + len..];
+        out.clear();
         let _ = offload::segment(frame, gso, mss, 1500, 8, &mut out);
         let mut copy = frame.to_vec();
         let _ = offload::complete_checksum(&mut copy, start, offset);

@@ -116,8 +116,8 @@ pub struct Segments {
 
 /// Cuts `frame` (an Ethernet frame whose IP payload is one large TCP or UDP
 /// segment) into frames of at most `mss` payload bytes that also fit `mtu`
-/// (an L3 MTU), written one after another into `out`, each after `headroom`
-/// bytes left for the caller (a VXLAN header) and zeroed.
+/// (an L3 MTU), appended one after another to `out`, each after `headroom`
+/// zero bytes left for the caller (a VXLAN header).
 pub fn segment(
     frame: &[u8],
     gso: Gso,
@@ -144,8 +144,8 @@ pub fn segment(
     let count = payload.len().div_ceil(mss).max(1);
     let stride = headroom + at.payload + mss;
     let len = headroom * count + at.payload * count + payload.len();
-    out.clear();
-    out.resize(len, 0);
+    let start = out.len();
+    out.reserve(len);
 
     let ip = |o: usize| &frame[at.l3 + o..];
     let ipv4_id = u16::from_be_bytes([ip(4)[0], ip(4)[1]]);
@@ -168,12 +168,13 @@ pub fn segment(
         }
     };
 
-    let mut base = 0;
     // An empty payload still makes one (header-only) segment.
     for (i, chunk) in payload.chunks(mss).chain(std::iter::once(&[][..])).take(count).enumerate() {
-        let seg = &mut out[base + headroom..base + headroom + at.payload + chunk.len()];
-        seg[..at.payload].copy_from_slice(&frame[..at.payload]);
-        seg[at.payload..].copy_from_slice(chunk);
+        out.resize(out.len() + headroom, 0);
+        let seg_start = out.len();
+        out.extend_from_slice(&frame[..at.payload]);
+        out.extend_from_slice(chunk);
+        let seg = &mut out[seg_start..];
         let l3_len = (headers + chunk.len()) as u16;
         let l4_len = (at.payload - at.l4 + chunk.len()) as u32;
         if at.ipv4 {
@@ -208,9 +209,8 @@ pub fn segment(
             };
             l4[6..8].copy_from_slice(&csum.to_be_bytes());
         }
-        base += headroom + at.payload + chunk.len();
     }
-    debug_assert_eq!(base, len);
+    debug_assert_eq!(out.len(), start + len);
     Ok(Segments { count, stride, len })
 }
 

@@ -20,18 +20,21 @@ pub enum Offload {
     Segment { gso: Gso, mss: usize },
 }
 
-/// The datagrams [`encapsulate`] left in the buffer.
+/// The datagrams [`encapsulate`] appended to the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagrams {
     /// The inner flow's hash, which picks the outer source port.
     pub flow: u32,
-    /// When the buffer holds several datagrams: the size of each but the
-    /// last (`UDP_SEGMENT`'s segment size). `None`: one datagram.
+    /// When there are several datagrams: the size of each but the last
+    /// (`UDP_SEGMENT`'s segment size). `None`: one datagram.
     pub stride: Option<usize>,
+    /// How many bytes were appended.
+    pub len: usize,
 }
 
-/// Builds in `out` the VXLAN datagram(s) carrying `eth` on `vni`, doing
-/// what `offload` asks; segments fit `mtu` (the network's L3 MTU).
+/// Appends to `out` the VXLAN datagram(s) carrying `eth` on `vni`, doing
+/// what `offload` asks; segments fit `mtu` (the network's L3 MTU). On
+/// error, `out` may hold a partial datagram past its old length.
 pub fn encapsulate(
     eth: &[u8],
     offload: Offload,
@@ -41,23 +44,23 @@ pub fn encapsulate(
 ) -> Result<Datagrams, offload::Error> {
     let flow = flow::hash(eth);
     let header = vxlan::Repr { vni };
+    let base = out.len();
     match offload {
         Offload::None | Offload::Checksum { .. } => {
-            out.clear();
             out.extend_from_slice(&[0; vxlan::HEADER_LEN]);
             out.extend_from_slice(eth);
             if let Offload::Checksum { start, offset } = offload {
-                offload::complete_checksum(&mut out[vxlan::HEADER_LEN..], start, offset)?;
+                offload::complete_checksum(&mut out[base + vxlan::HEADER_LEN..], start, offset)?;
             }
-            header.emit(out);
-            Ok(Datagrams { flow, stride: None })
+            header.emit(&mut out[base..]);
+            Ok(Datagrams { flow, stride: None, len: out.len() - base })
         }
         Offload::Segment { gso, mss } => {
             let segs = offload::segment(eth, gso, mss, mtu, vxlan::HEADER_LEN, out)?;
-            for start in (0..segs.len).step_by(segs.stride) {
+            for start in (base..base + segs.len).step_by(segs.stride) {
                 header.emit(&mut out[start..]);
             }
-            Ok(Datagrams { flow, stride: (segs.count > 1).then_some(segs.stride) })
+            Ok(Datagrams { flow, stride: (segs.count > 1).then_some(segs.stride), len: segs.len })
         }
     }
 }
@@ -112,5 +115,15 @@ mod tests {
             assert_eq!(&out[start..start + 8], &[0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
         }
         assert_eq!(out.len().div_ceil(stride), 4);
+        assert_eq!(d.len, out.len());
+    }
+
+    #[test]
+    fn datagrams_are_appended() {
+        let mut out = vec![0xee; 3];
+        let d = encapsulate(&tcp(10), Offload::None, 1, 1450, &mut out).unwrap();
+        assert_eq!(&out[..3], &[0xee; 3]);
+        assert_eq!(out.len(), 3 + d.len);
+        assert_eq!(&out[3..11], &[0x08, 0, 0, 0, 0, 0, 1, 0]);
     }
 }

@@ -306,7 +306,7 @@ struct Worker {
     /// Joins the TCP segments of decapsulated frames for one write.
     gro: Gro,
     /// Where frames are encapsulated (and segmented) before sending.
-    scratch: Vec<u8>,
+    tx: TxQueue,
     /// Worker 0 sweeps aged MACs this often; the others never.
     sweep_every: Option<Duration>,
     last_sweep: Instant,
@@ -344,7 +344,7 @@ impl Worker {
             recv: RecvBatch::new(underlay_batch),
             decap_outs: Vec::with_capacity(UNDERLAY_BATCH * 64),
             gro: Gro::new(),
-            scratch: Vec::with_capacity(2 * MAX_FRAME_LEN),
+            tx: TxQueue::default(),
             sweep_every,
             last_sweep: Instant::now(),
         })
@@ -480,27 +480,33 @@ impl Worker {
             }
         }
 
-        let mut encapsulated = None;
+        // Local ports get their frames now; frames for VTEPs are
+        // encapsulated (once per frame, however many VTEPs) into the arena
+        // and queued, then sent with one sendmmsg per source socket.
+        self.tx.clear();
+        let mut built: Option<(usize, Option<(usize, Datagrams)>)> = None;
         let mut offload_errors = 0;
         for out in self.outs.drain(..) {
             match out {
                 Out::Port(i, io) => io.send(&self.bufs[i][..self.lens[i]]),
                 Out::Vtep(i, io) => {
-                    if encapsulated.map(|(frame, _)| frame) != Some(i) {
+                    if built.map(|(frame, _)| frame) != Some(i) {
                         let (vni, mtu) = self.wire[i];
-                        let built = encapsulate(&self.bufs[i][..self.lens[i]], vni, mtu, &mut self.scratch);
-                        if built.is_err() {
+                        let start = self.tx.arena.len();
+                        let result = encapsulate(&self.bufs[i][..self.lens[i]], vni, mtu, &mut self.tx.arena);
+                        if result.is_err() {
+                            self.tx.arena.truncate(start);
                             offload_errors += 1;
                         }
-                        encapsulated = Some((i, built.ok()));
+                        built = Some((i, result.ok().map(|d| (start, d))));
                     }
-                    if let Some((_, Some(sent))) = encapsulated {
-                        let socket = &self.tx_pool[sent.flow as usize % self.tx_pool.len()];
-                        send_datagrams(socket, &io, &self.scratch, sent.stride);
+                    if let Some((_, Some((start, d)))) = built {
+                        self.tx.queue(d.flow as usize % self.tx_pool.len().max(1), io, start, d);
                     }
                 }
             }
         }
+        self.tx.flush(&self.tx_pool);
         if offload_errors > 0 {
             lock(&self.fabric).switch.count_offload_errors(ingress, offload_errors);
         }
@@ -595,27 +601,66 @@ fn encapsulate(buf: &[u8], vni: u32, mtu: u32, scratch: &mut Vec<u8>) -> Result<
     tunnel::encapsulate(frame.ethernet().bytes(), offload_of(&frame)?, vni, mtu as usize, scratch)
 }
 
-/// Sends the datagrams in `data` (of `stride` bytes each but the last) to a
-/// VTEP, in as few `sendmsg` calls as the kernel's GSO limits allow.
-fn send_datagrams(socket: &OwnedFd, vtep: &VtepIo, data: &[u8], stride: Option<usize>) {
-    let Some(stride) = stride else {
-        vtep.tx.record(udp::send_to(socket.as_raw_fd(), &vtep.addr, data, None).map(|()| 1), data.len());
-        return;
-    };
-    let per_send = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS);
-    for chunk in data.chunks(per_send * stride) {
-        let segment = (chunk.len() > stride).then_some(stride as u16);
-        let result = udp::send_to(socket.as_raw_fd(), &vtep.addr, chunk, segment);
-        // Count datagrams, as the peer will see them.
-        let datagrams = chunk.len().div_ceil(stride);
-        match result {
-            Ok(()) => {
-                vtep.tx.frames.fetch_add(datagrams as u64, Relaxed);
-                vtep.tx.bytes.fetch_add(chunk.len() as u64, Relaxed);
-            }
-            Err(_) => {
-                vtep.tx.errors.fetch_add(datagrams as u64, Relaxed);
-            }
+/// Encapsulated datagrams waiting to be sent, and the buffers for sending.
+#[derive(Debug, Default)]
+struct TxQueue {
+    /// The datagrams of a batch, one after another.
+    arena: Vec<u8>,
+    /// (socket, VTEP, start, length, segment size, datagrams) per `sendmmsg` entry.
+    msgs: Vec<(usize, Arc<VtepIo>, usize, usize, Option<u16>, usize)>,
+    batch: udp::SendBatch,
+}
+
+impl TxQueue {
+    fn clear(&mut self) {
+        self.arena.clear();
+        self.msgs.clear();
+    }
+
+    /// Queues the datagrams at `start` for `vtep`, in as few messages as the
+    /// kernel's GSO limits allow (64 segments, one IP packet in all).
+    fn queue(&mut self, socket: usize, vtep: Arc<VtepIo>, start: usize, d: Datagrams) {
+        let Some(stride) = d.stride else {
+            self.msgs.push((socket, vtep, start, d.len, None, 1));
+            return;
+        };
+        let per_msg = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS) * stride;
+        let mut at = start;
+        while at < start + d.len {
+            let len = per_msg.min(start + d.len - at);
+            let segment = (len > stride).then_some(stride as u16);
+            self.msgs.push((socket, vtep.clone(), at, len, segment, len.div_ceil(stride)));
+            at += len;
+        }
+    }
+
+    /// Sends everything queued: one `sendmmsg` per source socket.
+    fn flush(&mut self, pool: &[OwnedFd]) {
+        if self.msgs.is_empty() {
+            return;
+        }
+        // Stable: datagrams of one flow keep their order.
+        self.msgs.sort_by_key(|m| m.0);
+        let mut first = 0;
+        while first < self.msgs.len() {
+            let socket = self.msgs[first].0;
+            let end = first + self.msgs[first..].iter().take_while(|m| m.0 == socket).count();
+            let group = &self.msgs[first..end];
+            let arena = &self.arena;
+            let outgoing = group.iter().map(|(_, vtep, at, len, segment, _)| udp::Outgoing {
+                to: &vtep.addr,
+                data: &arena[*at..at + len],
+                segment: *segment,
+            });
+            self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, ok| {
+                let (_, vtep, _, len, _, datagrams) = &group[i];
+                let counter = if ok { &vtep.tx.frames } else { &vtep.tx.errors };
+                counter.fetch_add(*datagrams as u64, Relaxed);
+                if ok {
+                    vtep.tx.bytes.fetch_add(*len as u64, Relaxed);
+                }
+            });
+            first = end;
         }
     }
 }

@@ -67,35 +67,86 @@ pub fn local_port(fd: &OwnedFd) -> io::Result<u16> {
     socket.local_addr()?.as_socket().map(|a| a.port()).ok_or_else(|| io::Error::other("not an IP socket"))
 }
 
-/// Sends `data` to `to` in one `sendmsg`; with `segment`, the kernel cuts
-/// it into datagrams of that size (the last may be shorter).
-pub fn send_to(fd: RawFd, to: &SockAddr, data: &[u8], segment: Option<u16>) -> io::Result<()> {
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
-    // Room for one cmsghdr with a u16, 8-byte aligned.
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = to.as_ptr() as *mut libc::c_void;
-    msg.msg_namelen = to.len();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let Some(size) = segment {
-        // SAFETY: CMSG_SPACE is a pure size computation.
-        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space;
-        // SAFETY: msg_control points to `control`, which is large enough and
-        // aligned for a cmsghdr; CMSG_FIRSTHDR/CMSG_DATA stay within it.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_UDP;
-            (*cmsg).cmsg_type = libc::UDP_SEGMENT;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+/// One `sendmmsg` entry: `data` to `to`; with `segment`, the kernel cuts it
+/// into datagrams of that size (the last may be shorter).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub to: &'a SockAddr,
+    pub data: &'a [u8],
+    pub segment: Option<u16>,
+}
+
+/// Headers for sending many messages with one `sendmmsg`.
+#[derive(Debug, Default)]
+pub struct SendBatch {
+    iovs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+    /// Room for one cmsghdr with a u16 per message, 8-byte aligned.
+    controls: Vec<[u64; 4]>,
+}
+
+// SAFETY: the raw pointers in `iovs` and `headers` are rewritten before every
+// use from the messages being sent, and never kept or shared past the call.
+unsafe impl Send for SendBatch {}
+
+impl SendBatch {
+    /// Sends `msgs` on `fd`, as few `sendmmsg` calls as it takes; a message
+    /// the kernel refuses is skipped. Calls `done(i, ok)` for each message.
+    /// Allocates only while the batch grows past its largest size so far.
+    pub fn send<'a>(
+        &mut self,
+        fd: RawFd,
+        msgs: impl Iterator<Item = Outgoing<'a>> + Clone,
+        mut done: impl FnMut(usize, bool),
+    ) {
+        self.iovs.clear();
+        self.headers.clear();
+        for m in msgs.clone() {
+            self.iovs.push(libc::iovec { iov_base: m.data.as_ptr() as *mut libc::c_void, iov_len: m.data.len() });
+        }
+        let n = self.iovs.len();
+        self.controls.resize(n.max(self.controls.len()), [0; 4]);
+        for (i, m) in msgs.enumerate() {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = m.to.as_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = m.to.len();
+            h.msg_hdr.msg_iov = &mut self.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            if let Some(size) = m.segment {
+                h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
+                // SAFETY: CMSG_SPACE is a pure size computation.
+                h.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+                // SAFETY: msg_control points to this message's control slot,
+                // large enough and aligned for one cmsghdr with a u16.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&h.msg_hdr);
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
+                }
+            }
+            self.headers.push(h);
+        }
+        let mut next = 0;
+        while next < n {
+            // SAFETY: headers[next..] are valid mmsghdr whose pointers (data,
+            // addresses, iovecs, controls) all live across the call.
+            let sent =
+                unsafe { libc::sendmmsg(fd, self.headers[next..].as_mut_ptr(), (n - next) as u32, libc::MSG_DONTWAIT) };
+            if sent <= 0 {
+                // The message at `next` was refused (queue full, too big...).
+                done(next, false);
+                next += 1;
+                continue;
+            }
+            for i in next..next + sent as usize {
+                done(i, true);
+            }
+            next += sent as usize;
         }
     }
-    // SAFETY: every pointer in `msg` refers to memory that lives across the call.
-    sys::cvt(unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) }).map(drop)
 }
 
 /// Buffers for reading many (GRO-coalesced) datagrams with one `recvmmsg`.
@@ -231,8 +282,13 @@ mod tests {
         let tx = bind_tx("127.0.0.1".parse().unwrap()).unwrap();
         let to = SockAddr::from(SocketAddr::new("127.0.0.1".parse().unwrap(), port));
         let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        send_to(tx.as_raw_fd(), &to, &data, Some(1000)).unwrap();
-        send_to(tx.as_raw_fd(), &to, b"single", None).unwrap();
+        let msgs = [
+            Outgoing { to: &to, data: &data, segment: Some(1000) },
+            Outgoing { to: &to, data: b"single", segment: None },
+        ];
+        let mut sent = Vec::new();
+        SendBatch::default().send(tx.as_raw_fd(), msgs.into_iter(), |i, ok| sent.push((i, ok)));
+        assert_eq!(sent, vec![(0, true), (1, true)]);
         let mut batch = RecvBatch::new(4);
         let mut datagrams = Vec::new();
         for _ in 0..100 {
