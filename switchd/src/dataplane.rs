@@ -606,9 +606,21 @@ fn encapsulate(buf: &[u8], vni: u32, mtu: u32, scratch: &mut Vec<u8>) -> Result<
 struct TxQueue {
     /// The datagrams of a batch, one after another.
     arena: Vec<u8>,
-    /// (socket, VTEP, start, length, segment size, datagrams) per `sendmmsg` entry.
-    msgs: Vec<(usize, Arc<VtepIo>, usize, usize, Option<u16>, usize)>,
+    msgs: Vec<Queued>,
     batch: udp::SendBatch,
+}
+
+/// One `sendmmsg` entry waiting: `len` bytes at `start` in the arena.
+#[derive(Debug)]
+struct Queued {
+    /// Index into the send socket pool.
+    socket: usize,
+    vtep: Arc<VtepIo>,
+    start: usize,
+    len: usize,
+    /// The segment size when the entry holds several datagrams.
+    segment: Option<u16>,
+    datagrams: usize,
 }
 
 impl TxQueue {
@@ -621,7 +633,7 @@ impl TxQueue {
     /// kernel's GSO limits allow (64 segments, one IP packet in all).
     fn queue(&mut self, socket: usize, vtep: Arc<VtepIo>, start: usize, d: Datagrams) {
         let Some(stride) = d.stride else {
-            self.msgs.push((socket, vtep, start, d.len, None, 1));
+            self.msgs.push(Queued { socket, vtep, start, len: d.len, segment: None, datagrams: 1 });
             return;
         };
         let per_msg = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS) * stride;
@@ -629,7 +641,14 @@ impl TxQueue {
         while at < start + d.len {
             let len = per_msg.min(start + d.len - at);
             let segment = (len > stride).then_some(stride as u16);
-            self.msgs.push((socket, vtep.clone(), at, len, segment, len.div_ceil(stride)));
+            self.msgs.push(Queued {
+                socket,
+                vtep: vtep.clone(),
+                start: at,
+                len,
+                segment,
+                datagrams: len.div_ceil(stride),
+            });
             at += len;
         }
     }
@@ -640,24 +659,24 @@ impl TxQueue {
             return;
         }
         // Stable: datagrams of one flow keep their order.
-        self.msgs.sort_by_key(|m| m.0);
+        self.msgs.sort_by_key(|m| m.socket);
         let mut first = 0;
         while first < self.msgs.len() {
-            let socket = self.msgs[first].0;
-            let end = first + self.msgs[first..].iter().take_while(|m| m.0 == socket).count();
+            let socket = self.msgs[first].socket;
+            let end = first + self.msgs[first..].iter().take_while(|m| m.socket == socket).count();
             let group = &self.msgs[first..end];
             let arena = &self.arena;
-            let outgoing = group.iter().map(|(_, vtep, at, len, segment, _)| udp::Outgoing {
-                to: &vtep.addr,
-                data: &arena[*at..at + len],
-                segment: *segment,
+            let outgoing = group.iter().map(|m| udp::Outgoing {
+                to: &m.vtep.addr,
+                data: &arena[m.start..m.start + m.len],
+                segment: m.segment,
             });
             self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, ok| {
-                let (_, vtep, _, len, _, datagrams) = &group[i];
-                let counter = if ok { &vtep.tx.frames } else { &vtep.tx.errors };
-                counter.fetch_add(*datagrams as u64, Relaxed);
+                let m = &group[i];
+                let counter = if ok { &m.vtep.tx.frames } else { &m.vtep.tx.errors };
+                counter.fetch_add(m.datagrams as u64, Relaxed);
                 if ok {
-                    vtep.tx.bytes.fetch_add(*len as u64, Relaxed);
+                    m.vtep.tx.bytes.fetch_add(m.len as u64, Relaxed);
                 }
             });
             first = end;
