@@ -11,21 +11,19 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// padded with zero. `data` must start on an even offset of the checksummed
 /// region (callers sum whole headers and payloads).
 pub fn add(sum: u64, data: &[u8]) -> u64 {
-    let mut acc = u128::from(sum);
-    let mut chunks = data.chunks_exact(8);
+    // Summed in native (little-endian) order, which the compiler turns into
+    // wide vector adds, then byte-swapped once: the ones-complement sum does
+    // not depend on byte order except for that final swap (RFC 1071, 2.B).
+    let mut acc = 0u64;
+    let mut chunks = data.chunks_exact(4);
     for c in &mut chunks {
-        acc += u128::from(u64::from_be_bytes(c.try_into().expect("8 bytes")));
+        acc += u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
     }
     let rest = chunks.remainder();
-    let mut tail = [0u8; 8];
+    let mut tail = [0u8; 4];
     tail[..rest.len()].copy_from_slice(rest);
-    acc += u128::from(u64::from_be_bytes(tail));
-    // Back to at most 33 bits (2^32 = 1 modulo 0xffff), so callers may
-    // keep adding to the result without overflow.
-    while acc >> 32 != 0 {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u64
+    acc += u64::from(u32::from_le_bytes(tail));
+    sum + u64::from(fold(acc).swap_bytes())
 }
 
 /// Folds a sum to 16 bits (not inverted).
