@@ -61,6 +61,7 @@ fn encap(c: &mut Criterion) {
     let tso = tcp_tso_frame();
     group.bench_function("tso_64k_to_1450", |b| {
         b.iter(|| {
+            out.clear();
             tunnel::encapsulate(black_box(&tso), Offload::Segment { gso: Gso::TcpV4, mss: 1410 }, 100, 1450, &mut out)
                 .unwrap()
         })
