@@ -1,0 +1,296 @@
+//! The peer table: what every other live host carries, built from their
+//! published states. Pure: members and their ages in, a table out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchd_config::{Name, NetworkConfig, Vni};
+
+use super::state::{Published, RemoteEndpoint};
+
+/// A member of the cluster as gossip sees it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: Name,
+    /// Incremented by every start of the host: the newest wins.
+    pub generation: u64,
+    pub published: Published,
+    /// Time since its heartbeat last moved.
+    pub since_heard: Duration,
+}
+
+/// How long silence makes a host suspect, then dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub suspect_after: Duration,
+    pub dead_after: Duration,
+}
+
+impl Timeouts {
+    /// Dead after `dead_after` of silence; suspect after half of it.
+    pub fn new(dead_after: Duration) -> Self {
+        Timeouts { suspect_after: dead_after / 2, dead_after }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Liveness {
+    Alive,
+    Suspect,
+    Dead,
+}
+
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Suspect => "suspect",
+            Liveness::Dead => "dead",
+        }
+    }
+}
+
+/// A remote host in the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: Name,
+    pub underlay: SocketAddr,
+    pub liveness: Liveness,
+    pub since_heard: Duration,
+    /// Networks it carries (those agreeing with the cluster's definition).
+    pub networks: BTreeSet<Name>,
+    pub vnis: BTreeSet<Vni>,
+    /// Its endpoints on those networks; empty when it is dead.
+    pub endpoints: Vec<RemoteEndpoint>,
+}
+
+impl Host {
+    /// Whether traffic should go to it: alive or suspect, not dead.
+    pub fn is_usable(&self) -> bool {
+        self.liveness != Liveness::Dead
+    }
+}
+
+/// A network as the cluster defines it, and the hosts that carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNetwork {
+    pub config: NetworkConfig,
+    pub hosts: BTreeSet<Name>,
+}
+
+/// Every other host, and the cluster's networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerTable {
+    /// By name; the local host is never in it.
+    pub hosts: BTreeMap<Name, Host>,
+    /// Networks published by usable hosts, by name.
+    pub networks: BTreeMap<Name, ClusterNetwork>,
+    /// Definitions that disagreed and lost, for the log.
+    pub conflicts: Vec<String>,
+}
+
+impl PeerTable {
+    /// Builds the table from the members gossip knows (the local host's own
+    /// entry excluded by the caller). Per name the newest generation counts;
+    /// a host that announced it is leaving is dropped at once; one silent
+    /// for `timeouts.dead_after` is dead and contributes nothing. When hosts
+    /// define a network differently, the definition most hosts use wins
+    /// (ties: the smallest host name), so every host picks the same one.
+    pub fn build(members: impl IntoIterator<Item = Member>, timeouts: Timeouts) -> PeerTable {
+        let mut newest: BTreeMap<Name, Member> = BTreeMap::new();
+        for m in members {
+            match newest.get(&m.name) {
+                Some(seen) if seen.generation >= m.generation => {}
+                _ => {
+                    newest.insert(m.name.clone(), m);
+                }
+            }
+        }
+        let members: Vec<Member> = newest.into_values().filter(|m| !m.published.leaving).collect();
+        let liveness = |m: &Member| match m.since_heard {
+            d if d >= timeouts.dead_after => Liveness::Dead,
+            d if d >= timeouts.suspect_after => Liveness::Suspect,
+            _ => Liveness::Alive,
+        };
+
+        // Candidate definitions per network name, from usable hosts.
+        let mut candidates: BTreeMap<Name, Vec<(&NetworkConfig, &Name)>> = BTreeMap::new();
+        for m in members.iter().filter(|m| liveness(m) != Liveness::Dead) {
+            for net in m.published.networks.values() {
+                candidates.entry(net.name.clone()).or_default().push((net, &m.name));
+            }
+        }
+        let mut table = PeerTable::default();
+        let mut winners = Vec::new();
+        for (name, defs) in candidates {
+            let mut tally: Vec<(&NetworkConfig, BTreeSet<Name>)> = Vec::new();
+            for (config, host) in defs {
+                match tally.iter_mut().find(|(c, _)| *c == config) {
+                    Some((_, hosts)) => {
+                        hosts.insert(host.clone());
+                    }
+                    None => tally.push((config, [host.clone()].into())),
+                }
+            }
+            tally.sort_by(|a, b| popularity(&a.1, &b.1));
+            let (winner, hosts) = tally.remove(0);
+            for (lost, by) in &tally {
+                table.conflicts.push(format!(
+                    "network {name:?}: {} define it with vni {}, ignored for vni {} as most hosts define it",
+                    by.iter().map(Name::as_str).collect::<Vec<_>>().join(","),
+                    lost.vni,
+                    winner.vni
+                ));
+            }
+            winners.push((winner, hosts));
+        }
+        // A VNI goes to the most widely carried network that claims it.
+        winners.sort_by(|a, b| popularity(&a.1, &b.1));
+        let mut vni_owner: BTreeMap<Vni, Name> = BTreeMap::new();
+        for (config, hosts) in winners {
+            if let Some(owner) = vni_owner.get(&config.vni) {
+                table.conflicts.push(format!("network {:?}: vni {} already belongs to network {owner:?}", config.name.as_str(), config.vni));
+                continue;
+            }
+            vni_owner.insert(config.vni, config.name.clone());
+            table.networks.insert(config.name.clone(), ClusterNetwork { config: config.clone(), hosts });
+        }
+
+        for m in members {
+            let state = liveness(&m);
+            let agreed: BTreeSet<Name> = m
+                .published
+                .networks
+                .values()
+                .filter(|n| table.networks.get(&n.name).is_some_and(|c| &c.config == *n))
+                .map(|n| n.name.clone())
+                .collect();
+            let usable = state != Liveness::Dead;
+            let host = Host {
+                name: m.name.clone(),
+                underlay: m.published.underlay,
+                liveness: state,
+                since_heard: m.since_heard,
+                vnis: agreed.iter().map(|n| table.networks[n].config.vni).collect(),
+                endpoints: if usable {
+                    m.published.endpoints.iter().filter(|e| agreed.contains(&e.network)).cloned().collect()
+                } else {
+                    Vec::new()
+                },
+                networks: agreed,
+            };
+            table.hosts.insert(m.name, host);
+        }
+        table
+    }
+
+    /// Usable hosts carrying `network`, with their endpoints on it.
+    pub fn endpoints_on<'a>(&'a self, network: &'a Name) -> impl Iterator<Item = (&'a Host, &'a RemoteEndpoint)> + 'a {
+        self.hosts
+            .values()
+            .filter(|h| h.is_usable())
+            .flat_map(move |h| h.endpoints.iter().filter(move |e| &e.network == network).map(move |e| (h, e)))
+    }
+}
+
+/// Orders definitions: carried by more hosts first, then by the smallest host name.
+fn popularity(a: &BTreeSet<Name>, b: &BTreeSet<Name>) -> std::cmp::Ordering {
+    b.len().cmp(&a.len()).then_with(|| a.first().cmp(&b.first()))
+}
+
+#[cfg(test)]
+mod tests {
+    use switchd_config::{MacAddr, Mtu};
+
+    use super::*;
+
+    fn net(name: &str, vni: u32) -> NetworkConfig {
+        NetworkConfig {
+            name: Name::new(name).unwrap(),
+            vni: Vni::new(vni).unwrap(),
+            subnet: None,
+            gateway: None,
+            mtu: Mtu::new(1450).unwrap(),
+            internal: false,
+        }
+    }
+
+    fn member(name: &str, generation: u64, nets: &[NetworkConfig], eps: &[(&str, u8)], heard_secs: u64) -> Member {
+        Member {
+            name: Name::new(name).unwrap(),
+            generation,
+            published: Published {
+                underlay: format!("198.18.0.{}:4789", name.len()).parse().unwrap(),
+                leaving: false,
+                networks: nets.iter().map(|n| (n.name.clone(), n.clone())).collect(),
+                endpoints: eps
+                    .iter()
+                    .map(|(n, m)| RemoteEndpoint {
+                        network: Name::new(n).unwrap(),
+                        mac: MacAddr([2, 0, 0, 0, 0, *m]),
+                        ip: None,
+                        name: Name::new(&format!("c{m}")).unwrap(),
+                    })
+                    .collect(),
+            },
+            since_heard: Duration::from_secs(heard_secs),
+        }
+    }
+
+    const T: Timeouts = Timeouts { suspect_after: Duration::from_secs(4), dead_after: Duration::from_secs(8) };
+
+    #[test]
+    fn hosts_networks_and_endpoints() {
+        let t = PeerTable::build(
+            [member("a", 1, &[net("front", 10)], &[("front", 1)], 0), member("bb", 1, &[net("front", 10), net("back", 20)], &[("front", 2), ("back", 3)], 5)],
+            T,
+        );
+        assert_eq!(t.networks.len(), 2);
+        assert_eq!(t.networks[&Name::new("front").unwrap()].hosts.len(), 2);
+        assert_eq!(t.hosts[&Name::new("bb").unwrap()].liveness, Liveness::Suspect, "suspect is still usable");
+        let front = Name::new("front").unwrap();
+        let macs: Vec<u8> = t.endpoints_on(&front).map(|(_, e)| e.mac.0[5]).collect();
+        assert_eq!(macs, vec![1, 2]);
+        assert!(t.conflicts.is_empty());
+    }
+
+    #[test]
+    fn dead_and_leaving_hosts_contribute_nothing() {
+        let mut leaving = member("c", 1, &[net("front", 10)], &[("front", 9)], 0);
+        leaving.published.leaving = true;
+        let t = PeerTable::build([member("a", 1, &[net("front", 10)], &[("front", 1)], 9), leaving], T);
+        let a = &t.hosts[&Name::new("a").unwrap()];
+        assert_eq!(a.liveness, Liveness::Dead);
+        assert!(a.endpoints.is_empty());
+        assert!(!t.hosts.contains_key(&Name::new("c").unwrap()), "a leaving host is gone at once");
+        assert!(t.networks.is_empty(), "no usable host defines front");
+    }
+
+    #[test]
+    fn the_newest_generation_of_a_host_counts() {
+        let t = PeerTable::build([member("a", 2, &[net("n", 1)], &[("n", 2)], 0), member("a", 1, &[net("n", 1)], &[("n", 1)], 30)], T);
+        let a = &t.hosts[&Name::new("a").unwrap()];
+        assert_eq!(a.liveness, Liveness::Alive);
+        assert_eq!(a.endpoints[0].mac.0[5], 2);
+    }
+
+    #[test]
+    fn conflicting_definitions_resolve_the_same_everywhere() {
+        let members = [
+            member("a", 1, &[net("n", 1)], &[("n", 1)], 0),
+            member("b", 1, &[net("n", 2)], &[("n", 2)], 0),
+            member("c", 1, &[net("n", 2)], &[], 0),
+            member("d", 1, &[net("m", 2)], &[], 0),
+        ];
+        let t = PeerTable::build(members.clone(), T);
+        assert_eq!(t.networks[&Name::new("n").unwrap()].config.vni.get(), 2, "most hosts win");
+        assert!(!t.networks.contains_key(&Name::new("m").unwrap()), "vni 2 is taken");
+        assert_eq!(t.conflicts.len(), 2, "{:?}", t.conflicts);
+        assert!(t.hosts[&Name::new("a").unwrap()].endpoints.is_empty(), "a's endpoints are on the losing definition");
+        // The order members arrive in does not matter.
+        let mut reversed = members;
+        reversed.reverse();
+        assert_eq!(PeerTable::build(reversed, T), t);
+    }
+}

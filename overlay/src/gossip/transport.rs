@@ -1,0 +1,291 @@
+//! chitchat transports that seal every message ([`super::wire`]): over UDP
+//! for real hosts, and over an in-memory network with seeded loss and
+//! latency for simulations. Both count what they carry and what they refuse.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use switchd_crypto::Key;
+use tokio::sync::mpsc;
+
+use super::wire::{MAX_DATAGRAM, Opener, Reject, Sealer};
+
+/// What a host's gossip carried and refused.
+#[derive(Debug, Default)]
+pub struct GossipStats {
+    pub datagrams_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub datagrams_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Datagrams refused, by [`Reject`] reason (in `Reject::ALL` order).
+    pub rejected: [AtomicU64; Reject::ALL.len()],
+    /// Authentic messages chitchat could not decode.
+    pub bad_messages: AtomicU64,
+}
+
+impl GossipStats {
+    fn reject(&self, reason: Reject) {
+        let i = Reject::ALL.iter().position(|r| *r == reason).expect("every reason is in ALL");
+        self.rejected[i].fetch_add(1, Relaxed);
+    }
+
+    /// Refusals by name, non-zero only.
+    pub fn rejections(&self) -> Vec<(&'static str, u64)> {
+        Reject::ALL
+            .iter()
+            .zip(&self.rejected)
+            .map(|(r, n)| (r.as_str(), n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Random bits for a session id: a fresh one every start.
+pub fn random_session() -> u64 {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("the system has randomness");
+    u64::from_be_bytes(b)
+}
+
+/// Seals and opens for one socket, counting as it goes.
+#[derive(Debug)]
+struct Codec {
+    sealer: Sealer,
+    opener: Opener,
+    stats: Arc<GossipStats>,
+}
+
+impl Codec {
+    fn new(key: &Key, stats: Arc<GossipStats>) -> Self {
+        Codec { sealer: Sealer::new(key, random_session()), opener: Opener::new(key), stats }
+    }
+
+    fn seal(&mut self, msg: &ChitchatMessage, now: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        self.sealer.seal(&msg.serialize_to_vec(), now, |d| out.push(d.to_vec()));
+        for d in &out {
+            self.stats.datagrams_out.fetch_add(1, Relaxed);
+            self.stats.bytes_out.fetch_add(d.len() as u64, Relaxed);
+        }
+        out
+    }
+
+    /// A whole authentic message, if this datagram completes one.
+    fn open(&mut self, datagram: &[u8], now: u64) -> Option<ChitchatMessage> {
+        self.stats.datagrams_in.fetch_add(1, Relaxed);
+        self.stats.bytes_in.fetch_add(datagram.len() as u64, Relaxed);
+        match self.opener.open(datagram, now) {
+            Ok(Some(message)) => match ChitchatMessage::deserialize(&mut &message[..]) {
+                Ok(msg) => Some(msg),
+                Err(e) => {
+                    self.stats.bad_messages.fetch_add(1, Relaxed);
+                    tracing::debug!("undecodable gossip message: {e}");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(reason) => {
+                self.stats.reject(reason);
+                None
+            }
+        }
+    }
+}
+
+/// Gossip over UDP, every datagram sealed under the cluster key.
+#[derive(Debug)]
+pub struct SealedUdp {
+    pub key: Key,
+    pub stats: Arc<GossipStats>,
+}
+
+#[async_trait]
+impl Transport for SealedUdp {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let socket = tokio::net::UdpSocket::bind(listen_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("gossip socket {listen_addr}: {e}"))?;
+        Ok(Box::new(UdpSealedSocket { socket, codec: Codec::new(&self.key, self.stats.clone()), buf: vec![0; MAX_DATAGRAM] }))
+    }
+}
+
+struct UdpSealedSocket {
+    socket: tokio::net::UdpSocket,
+    codec: Codec,
+    buf: Vec<u8>,
+}
+
+#[async_trait]
+impl Socket for UdpSealedSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        for datagram in self.codec.seal(&msg, unix_now()) {
+            // A peer that cannot be reached now is the failure detector's
+            // business, not a broken transport.
+            if let Err(e) = self.socket.send_to(&datagram, to).await {
+                tracing::debug!("gossip to {to}: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut self.buf).await {
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(anyhow::anyhow!("gossip receive: {e}")),
+            };
+            if let Some(msg) = self.codec.open(&self.buf[..n], unix_now()) {
+                return Ok((from, msg));
+            }
+        }
+    }
+}
+
+/// An in-memory network for simulations: datagrams (sealed like real ones,
+/// so sizes are real) are delivered after a latency drawn from
+/// `latency_ms`, or lost with probability `loss`, both from a seeded RNG.
+/// Runs on tokio's clock, so a paused runtime simulates hours in seconds.
+#[derive(Clone)]
+pub struct SimNet {
+    inner: Arc<Mutex<SimInner>>,
+    key: Key,
+    start: tokio::time::Instant,
+}
+
+struct SimInner {
+    inboxes: HashMap<SocketAddr, mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>>,
+    rng: u64,
+    loss: f64,
+    latency_ms: (u64, u64),
+    /// Addresses that neither send nor receive (killed hosts, partitions).
+    down: std::collections::HashSet<SocketAddr>,
+    stats: HashMap<SocketAddr, Arc<GossipStats>>,
+}
+
+impl std::fmt::Debug for SimNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimNet")
+    }
+}
+
+impl SimNet {
+    pub fn new(key: Key, seed: u64, loss: f64, latency_ms: (u64, u64)) -> Self {
+        SimNet {
+            inner: Arc::new(Mutex::new(SimInner {
+                inboxes: HashMap::new(),
+                rng: seed | 1,
+                loss,
+                latency_ms,
+                down: Default::default(),
+                stats: HashMap::new(),
+            })),
+            key,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Simulated Unix time, on tokio's (possibly paused) clock.
+    fn now(&self) -> u64 {
+        SIM_EPOCH + self.start.elapsed().as_secs()
+    }
+
+    /// Cuts `addr` off (as kill -9 would) or reconnects it.
+    pub fn set_down(&self, addr: SocketAddr, down: bool) {
+        let mut inner = self.inner.lock().expect("sim lock");
+        if down {
+            inner.down.insert(addr);
+        } else {
+            inner.down.remove(&addr);
+        }
+    }
+
+    /// The counters of the socket at `addr`.
+    pub fn stats(&self, addr: SocketAddr) -> Option<Arc<GossipStats>> {
+        self.inner.lock().expect("sim lock").stats.get(&addr).cloned()
+    }
+}
+
+impl SimInner {
+    /// xorshift64*: small, fast and fully determined by the seed.
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[async_trait]
+impl Transport for SimNet {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(GossipStats::default());
+        let mut inner = self.inner.lock().expect("sim lock");
+        inner.inboxes.insert(listen_addr, tx);
+        inner.stats.insert(listen_addr, stats.clone());
+        drop(inner);
+        Ok(Box::new(SimSocket { addr: listen_addr, net: self.clone(), rx, codec: Codec::new(&self.key, stats) }))
+    }
+}
+
+struct SimSocket {
+    addr: SocketAddr,
+    net: SimNet,
+    rx: mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    codec: Codec,
+}
+
+/// Simulated hosts share a clock that starts at this Unix time.
+const SIM_EPOCH: u64 = 1_800_000_000;
+
+#[async_trait]
+impl Socket for SimSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        let datagrams = self.codec.seal(&msg, self.net.now());
+        let mut inner = self.net.inner.lock().expect("sim lock");
+        if inner.down.contains(&self.addr) || inner.down.contains(&to) {
+            return Ok(());
+        }
+        let Some(inbox) = inner.inboxes.get(&to).cloned() else { return Ok(()) };
+        for d in datagrams {
+            if inner.unit() < inner.loss {
+                continue;
+            }
+            let (lo, hi) = inner.latency_ms;
+            let delay = Duration::from_millis(lo + inner.next() % (hi - lo + 1));
+            let (inbox, from) = (inbox.clone(), self.addr);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = inbox.send((from, d));
+            });
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        loop {
+            let (from, datagram) = self.rx.recv().await.ok_or_else(|| anyhow::anyhow!("simulated network closed"))?;
+            if self.net.inner.lock().expect("sim lock").down.contains(&self.addr) {
+                continue;
+            }
+            if let Some(msg) = self.codec.open(&datagram, self.net.now()) {
+                return Ok((from, msg));
+            }
+        }
+    }
+}

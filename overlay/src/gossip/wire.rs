@@ -1,0 +1,383 @@
+//! Sealed gossip datagrams: every message between hosts is encrypted and
+//! authenticated under a key only cluster members have.
+//!
+//! ```text
+//!  0        4          8                 16                24
+//! +--------+----------+-----------------+-----------------+
+//! | "sdg1" |  key id  |   session (BE)  |   counter (BE)  |   header, authenticated (AAD)
+//! +--------+----------+-----------------+-----------------+
+//! | sent at, unix s (8) | message id (4) | fragment (1) | of (1) | message bytes ... |  sealed
+//! +---------------------------------------------------------------------------------+
+//! | Poly1305 tag (16)                                                               |
+//! +---------------------------------------------------------------------------------+
+//! ```
+//!
+//! - Keys: the gossip key is derived (HKDF) from the cluster key; each
+//!   sender picks a random 64-bit session at start and seals under a key
+//!   derived from the gossip key and that session, counting from zero. So
+//!   no (key, nonce) pair ever repeats, across hosts or restarts.
+//! - The key id names the gossip key without revealing it: a datagram
+//!   sealed under another cluster's key is counted as such.
+//! - Replays: each session keeps a sliding window over counters; messages
+//!   sent more than [`MAX_AGE`] ago (a capture replayed later, or a previous
+//!   session) are refused by their timestamp.
+//! - Chitchat messages can fill a whole UDP datagram, leaving no room for
+//!   this overhead; such messages travel in up to [`MAX_FRAGMENTS`] sealed
+//!   fragments and are put back together on arrival.
+//! - Nothing is remembered about a sender before its datagram authenticates.
+
+use std::collections::HashMap;
+
+use switchd_crypto::{Aead, Key, KeyId, ReplayWindow, TAG_LEN};
+
+const MAGIC: &[u8; 4] = b"sdg1";
+pub const HEADER_LEN: usize = 24;
+const INNER_LEN: usize = 14;
+/// Bytes a datagram adds around a message (fragment).
+pub const OVERHEAD: usize = HEADER_LEN + INNER_LEN + TAG_LEN;
+/// The largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65_507;
+/// How much of a message one datagram carries.
+pub const MAX_FRAGMENT: usize = MAX_DATAGRAM - OVERHEAD;
+pub const MAX_FRAGMENTS: usize = 4;
+/// How old (or how far in the future) a datagram may say it is, in seconds.
+pub const MAX_AGE: u64 = 60;
+/// Senders remembered at once (a cluster of this many hosts, and restarts).
+const MAX_SESSIONS: usize = 4096;
+/// Fragmented messages waiting for their other parts.
+const MAX_PARTIAL: usize = 64;
+
+/// Why a datagram was refused (and dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Shorter than header and tag.
+    Truncated,
+    /// Not a switchd gossip datagram.
+    BadMagic,
+    /// Sealed under another key (another cluster, or a stale key).
+    WrongKey,
+    /// The tag did not verify: forged or altered.
+    AuthFailed,
+    /// A counter this session has used already.
+    Replayed,
+    /// Sent too long ago (or too far in the future).
+    Stale,
+    /// A fragment that does not fit the message it claims to belong to.
+    BadFragment,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 7] =
+        [Reject::Truncated, Reject::BadMagic, Reject::WrongKey, Reject::AuthFailed, Reject::Replayed, Reject::Stale, Reject::BadFragment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::Truncated => "truncated",
+            Reject::BadMagic => "bad_magic",
+            Reject::WrongKey => "wrong_key",
+            Reject::AuthFailed => "auth_failed",
+            Reject::Replayed => "replayed",
+            Reject::Stale => "stale",
+            Reject::BadFragment => "bad_fragment",
+        }
+    }
+}
+
+fn gossip_key(cluster_key: &Key) -> Key {
+    cluster_key.derive("switchd gossip", &[])
+}
+
+fn session_aead(gossip_key: &Key, session: u64) -> Aead {
+    Aead::new(&gossip_key.derive("switchd gossip session", &session.to_be_bytes()))
+}
+
+/// The sending side of one host's gossip.
+#[derive(Debug)]
+pub struct Sealer {
+    key_id: KeyId,
+    session: u64,
+    aead: Aead,
+    counter: u64,
+    next_message: u32,
+}
+
+impl Sealer {
+    /// `session` must be random and new for every start of the host.
+    pub fn new(cluster_key: &Key, session: u64) -> Self {
+        let key = gossip_key(cluster_key);
+        Sealer { key_id: key.id(), session, aead: session_aead(&key, session), counter: 0, next_message: 0 }
+    }
+
+    /// Seals `message` into datagrams (one unless it is very large), each
+    /// passed to `send`. `now` is the time in seconds since the Unix epoch.
+    pub fn seal(&mut self, message: &[u8], now: u64, mut send: impl FnMut(&[u8])) {
+        let id = self.next_message;
+        self.next_message = self.next_message.wrapping_add(1);
+        let parts = message.len().div_ceil(MAX_FRAGMENT).max(1);
+        let mut datagram = Vec::with_capacity(OVERHEAD + message.len().min(MAX_FRAGMENT));
+        for (index, chunk) in message.chunks(MAX_FRAGMENT).chain(std::iter::once(&[][..])).take(parts).enumerate() {
+            datagram.clear();
+            datagram.extend_from_slice(MAGIC);
+            datagram.extend_from_slice(&self.key_id.0);
+            datagram.extend_from_slice(&self.session.to_be_bytes());
+            datagram.extend_from_slice(&self.counter.to_be_bytes());
+            datagram.extend_from_slice(&now.to_be_bytes());
+            datagram.extend_from_slice(&id.to_be_bytes());
+            datagram.push(index as u8);
+            datagram.push(parts.min(usize::from(u8::MAX)) as u8);
+            datagram.extend_from_slice(chunk);
+            let (header, body) = datagram.split_at_mut(HEADER_LEN);
+            let tag = self.aead.seal(self.counter, header, body);
+            datagram.extend_from_slice(&tag);
+            self.counter += 1;
+            send(&datagram);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Session {
+    aead: Aead,
+    window: ReplayWindow,
+    last_used: u64,
+}
+
+#[derive(Debug)]
+struct Partial {
+    parts: Vec<Option<Vec<u8>>>,
+    started: u64,
+}
+
+/// The receiving side: opens datagrams from any member's session.
+#[derive(Debug)]
+pub struct Opener {
+    key: Key,
+    key_id: KeyId,
+    sessions: HashMap<u64, Session>,
+    partial: HashMap<(u64, u32), Partial>,
+    /// Drops by reason.
+    pub drops: HashMap<Reject, u64>,
+    /// Datagrams accepted.
+    pub accepted: u64,
+    /// Monotonic use counter for evicting the least recently used session.
+    clock: u64,
+}
+
+impl Opener {
+    pub fn new(cluster_key: &Key) -> Self {
+        let key = gossip_key(cluster_key);
+        Opener {
+            key_id: key.id(),
+            key,
+            sessions: HashMap::new(),
+            partial: HashMap::new(),
+            drops: HashMap::new(),
+            accepted: 0,
+            clock: 0,
+        }
+    }
+
+    /// Opens one datagram. `Ok(Some(message))` when a whole message is
+    /// here, `Ok(None)` for a fragment that waits for the rest. Every
+    /// `Err` is also counted in [`Opener::drops`].
+    pub fn open(&mut self, datagram: &[u8], now: u64) -> Result<Option<Vec<u8>>, Reject> {
+        let result = self.open_inner(datagram, now);
+        match result {
+            Ok(_) => self.accepted += 1,
+            Err(reason) => *self.drops.entry(reason).or_default() += 1,
+        }
+        result
+    }
+
+    fn open_inner(&mut self, datagram: &[u8], now: u64) -> Result<Option<Vec<u8>>, Reject> {
+        if datagram.len() < HEADER_LEN + INNER_LEN + TAG_LEN {
+            return Err(Reject::Truncated);
+        }
+        if &datagram[..4] != MAGIC {
+            return Err(Reject::BadMagic);
+        }
+        if datagram[4..8] != self.key_id.0 {
+            return Err(Reject::WrongKey);
+        }
+        let session_id = u64::from_be_bytes(datagram[8..16].try_into().expect("8 bytes"));
+        let counter = u64::from_be_bytes(datagram[16..24].try_into().expect("8 bytes"));
+        if let Some(s) = self.sessions.get(&session_id)
+            && !s.window.is_fresh(counter)
+        {
+            return Err(Reject::Replayed);
+        }
+        let (header, rest) = datagram.split_at(HEADER_LEN);
+        let (sealed, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let tag: &[u8; TAG_LEN] = tag.try_into().expect("TAG_LEN bytes");
+        let mut body = sealed.to_vec();
+        // A new session's key is derived to check the tag, and kept only if it does.
+        let fresh = (!self.sessions.contains_key(&session_id)).then(|| session_aead(&self.key, session_id));
+        let aead = self.sessions.get(&session_id).map(|s| &s.aead).or(fresh.as_ref()).expect("known or fresh");
+        aead.open(counter, header, &mut body, tag).map_err(|_| Reject::AuthFailed)?;
+
+        let sent = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
+        if sent.abs_diff(now) > MAX_AGE {
+            return Err(Reject::Stale);
+        }
+        self.clock += 1;
+        if let Some(aead) = fresh {
+            self.evict_sessions();
+            self.sessions.insert(session_id, Session { aead, window: ReplayWindow::default(), last_used: 0 });
+        }
+        let session = self.sessions.get_mut(&session_id).expect("present");
+        session.last_used = self.clock;
+        if !session.window.accept(counter) {
+            return Err(Reject::Replayed);
+        }
+
+        let message_id = u32::from_be_bytes(body[8..12].try_into().expect("4 bytes"));
+        let (index, count) = (usize::from(body[12]), usize::from(body[13]));
+        body.drain(..INNER_LEN);
+        if count == 1 && index == 0 {
+            return Ok(Some(body));
+        }
+        if count == 0 || count > MAX_FRAGMENTS || index >= count {
+            return Err(Reject::BadFragment);
+        }
+        self.reassemble(session_id, message_id, index, count, body, now)
+    }
+
+    fn reassemble(&mut self, session: u64, id: u32, index: usize, count: usize, part: Vec<u8>, now: u64) -> Result<Option<Vec<u8>>, Reject> {
+        self.partial.retain(|_, p| now.saturating_sub(p.started) <= MAX_AGE);
+        if self.partial.len() >= MAX_PARTIAL && !self.partial.contains_key(&(session, id)) {
+            let oldest = self.partial.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.partial.remove(&k);
+            }
+        }
+        let entry = self.partial.entry((session, id)).or_insert_with(|| Partial { parts: vec![None; count], started: now });
+        if entry.parts.len() != count || entry.parts[index].is_some() {
+            return Err(Reject::BadFragment);
+        }
+        entry.parts[index] = Some(part);
+        if entry.parts.iter().all(Option::is_some) {
+            let whole = self.partial.remove(&(session, id)).expect("present");
+            return Ok(Some(whole.parts.into_iter().flatten().flatten().collect()));
+        }
+        Ok(None)
+    }
+
+    fn evict_sessions(&mut self) {
+        if self.sessions.len() < MAX_SESSIONS {
+            return;
+        }
+        if let Some(&oldest) = self.sessions.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| k) {
+            self.sessions.remove(&oldest);
+        }
+    }
+
+    /// How many drops there were for `reason`.
+    pub fn dropped(&self, reason: Reject) -> u64 {
+        self.drops.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn key(b: u8) -> Key {
+        Key::from_bytes([b; 32])
+    }
+
+    fn seal_all(sealer: &mut Sealer, message: &[u8], now: u64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        sealer.seal(message, now, |d| out.push(d.to_vec()));
+        out
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut s = Sealer::new(&key(1), 42);
+        let mut o = Opener::new(&key(1));
+        for msg in [&b"syn"[..], b"", &[7u8; 1000]] {
+            let d = seal_all(&mut s, msg, NOW);
+            assert_eq!(d.len(), 1);
+            assert_eq!(d[0].len(), msg.len() + OVERHEAD);
+            assert_eq!(o.open(&d[0], NOW).unwrap().as_deref(), Some(msg));
+        }
+        assert_eq!(o.accepted, 3);
+    }
+
+    #[test]
+    fn wrong_key_tampering_truncation_and_noise() {
+        let mut s = Sealer::new(&key(1), 42);
+        let d = seal_all(&mut s, b"hello", NOW).remove(0);
+        let mut o = Opener::new(&key(2));
+        assert_eq!(o.open(&d, NOW), Err(Reject::WrongKey));
+        let mut o = Opener::new(&key(1));
+        for i in [8, 16, HEADER_LEN, HEADER_LEN + 3, d.len() - 1] {
+            let mut t = d.clone();
+            t[i] ^= 0x10;
+            assert_eq!(o.open(&t, NOW), Err(Reject::AuthFailed), "byte {i} changed");
+        }
+        assert_eq!(o.open(&d[..d.len() - 1], NOW), Err(Reject::AuthFailed), "tag cut");
+        assert_eq!(o.open(&d[..20], NOW), Err(Reject::Truncated));
+        assert_eq!(o.open(&[0u8; 100], NOW), Err(Reject::BadMagic));
+        assert!(o.sessions.is_empty(), "nothing remembered of unauthenticated senders");
+        assert_eq!(o.open(&d, NOW).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(o.dropped(Reject::AuthFailed), 6);
+    }
+
+    #[test]
+    fn replays_and_stale_datagrams() {
+        let mut s = Sealer::new(&key(1), 42);
+        let mut o = Opener::new(&key(1));
+        let d = seal_all(&mut s, b"a", NOW).remove(0);
+        assert!(o.open(&d, NOW).is_ok());
+        assert_eq!(o.open(&d, NOW), Err(Reject::Replayed));
+        // A capture replayed to a host that restarted (no session state):
+        // refused by its timestamp.
+        let mut fresh = Opener::new(&key(1));
+        assert_eq!(fresh.open(&d, NOW + MAX_AGE + 1), Err(Reject::Stale));
+        let future = seal_all(&mut s, b"b", NOW + MAX_AGE + 5).remove(0);
+        assert_eq!(o.open(&future, NOW), Err(Reject::Stale));
+        assert_eq!(o.dropped(Reject::Replayed), 1);
+    }
+
+    #[test]
+    fn sessions_do_not_share_nonces_or_state() {
+        let (mut a, mut b) = (Sealer::new(&key(1), 1), Sealer::new(&key(1), 2));
+        let mut o = Opener::new(&key(1));
+        let da = seal_all(&mut a, b"same", NOW).remove(0);
+        let db = seal_all(&mut b, b"same", NOW).remove(0);
+        assert_ne!(da[HEADER_LEN..], db[HEADER_LEN..], "same counter, different session keys");
+        assert!(o.open(&da, NOW).is_ok() && o.open(&db, NOW).is_ok(), "counter 0 of each session");
+        // Forging a session id does not move another session's window.
+        let mut forged = da.clone();
+        forged[15] ^= 1;
+        assert_eq!(o.open(&forged, NOW), Err(Reject::AuthFailed));
+    }
+
+    #[test]
+    fn large_messages_travel_in_fragments_in_any_order() {
+        let msg: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+        let mut s = Sealer::new(&key(1), 9);
+        let mut o = Opener::new(&key(1));
+        let mut d = seal_all(&mut s, &msg, NOW);
+        assert_eq!(d.len(), 3);
+        assert!(d.iter().all(|x| x.len() <= MAX_DATAGRAM));
+        d.swap(0, 2);
+        assert_eq!(o.open(&d[0], NOW), Ok(None));
+        assert_eq!(o.open(&d[1], NOW), Ok(None));
+        assert_eq!(o.open(&d[2], NOW).unwrap(), Some(msg));
+        assert!(o.partial.is_empty());
+    }
+
+    #[test]
+    fn a_message_exactly_one_fragment_long() {
+        let msg = vec![1u8; MAX_FRAGMENT];
+        let mut s = Sealer::new(&key(1), 9);
+        let d = seal_all(&mut s, &msg, NOW);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].len(), MAX_DATAGRAM);
+        assert_eq!(Opener::new(&key(1)).open(&d[0], NOW).unwrap(), Some(msg));
+    }
+}
