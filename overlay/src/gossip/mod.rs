@@ -9,6 +9,7 @@
 //!   and the checked decoding of what others publish.
 //! - [`table`]: the peer table built from live members.
 //! - [`node`]: one host's chitchat instance, publishing and listening.
+//! - [`sim`]: many members in one process, for convergence measurements.
 //!
 //! chitchat (scuttlebutt anti-entropy, from Quickwit) does membership and
 //! state sync; each host only ever writes its own keys. Version 0.11 is
@@ -16,6 +17,7 @@
 //! (quickwit-oss/chitchat#207), which makes a sealing transport impossible.
 
 pub mod node;
+pub mod sim;
 pub mod state;
 pub mod table;
 pub mod transport;

@@ -78,7 +78,8 @@ impl GossipNode {
         let chitchat = self.handle.chitchat();
         let mut chitchat = chitchat.lock().await;
         let me = chitchat.self_node_state();
-        let stale: Vec<String> = me.key_values().map(|(k, _)| k.to_owned()).filter(|k| !wanted.contains_key(k)).collect();
+        let stale: Vec<String> =
+            me.key_values().map(|(k, _)| k.to_owned()).filter(|k| !wanted.contains_key(k)).collect();
         for key in stale {
             me.delete(&key);
         }
@@ -90,7 +91,9 @@ impl GossipNode {
     }
 
     /// Every other member with its published state and how long it has
-    /// been silent; entries that failed to decode, by member.
+    /// been silent; entries that failed to decode, by member. Silence is
+    /// measured between calls (a heartbeat that moved since the last call
+    /// was heard now), so call this regularly, a few times per second.
     pub async fn members(&mut self) -> (Vec<Member>, Vec<(Name, StateError)>) {
         let now = Instant::now();
         let chitchat = self.handle.chitchat();

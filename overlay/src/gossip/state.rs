@@ -102,8 +102,13 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
         json(&HostValue { underlay_ip: p.underlay.ip(), vxlan_port: p.underlay.port(), leaving: p.leaving }),
     )];
     for (name, n) in &p.networks {
-        let value =
-            NetworkValue { vni: n.vni.get(), subnet: n.subnet, gateway: n.gateway, mtu: n.mtu.get(), internal: n.internal };
+        let value = NetworkValue {
+            vni: n.vni.get(),
+            subnet: n.subnet,
+            gateway: n.gateway,
+            mtu: n.mtu.get(),
+            internal: n.internal,
+        };
         kvs.push((format!("{NETWORK_PREFIX}{name}"), json(&value)));
     }
     for e in &p.endpoints {
@@ -120,7 +125,8 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
 /// entry that was skipped.
 pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<Published>, Vec<StateError>) {
     let mut errors = Vec::new();
-    let mut err = |key: &str, reason: String| errors.push(StateError { key: key.chars().take(MAX_KEY_LEN).collect(), reason });
+    let mut err =
+        |key: &str, reason: String| errors.push(StateError { key: key.chars().take(MAX_KEY_LEN).collect(), reason });
     let mut host = None;
     let mut networks = BTreeMap::new();
     let mut raw_endpoints = Vec::new();
@@ -233,7 +239,7 @@ mod tests {
         }
     }
 
-    fn kv<'a>(pairs: &'a [(String, String)]) -> impl Iterator<Item = (&'a str, &'a str)> {
+    fn kv(pairs: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 

@@ -150,7 +150,11 @@ impl PeerTable {
         let mut vni_owner: BTreeMap<Vni, Name> = BTreeMap::new();
         for (config, hosts) in winners {
             if let Some(owner) = vni_owner.get(&config.vni) {
-                table.conflicts.push(format!("network {:?}: vni {} already belongs to network {owner:?}", config.name.as_str(), config.vni));
+                table.conflicts.push(format!(
+                    "network {:?}: vni {} already belongs to network {owner:?}",
+                    config.name.as_str(),
+                    config.vni
+                ));
                 continue;
             }
             vni_owner.insert(config.vni, config.name.clone());
@@ -243,7 +247,10 @@ mod tests {
     #[test]
     fn hosts_networks_and_endpoints() {
         let t = PeerTable::build(
-            [member("a", 1, &[net("front", 10)], &[("front", 1)], 0), member("bb", 1, &[net("front", 10), net("back", 20)], &[("front", 2), ("back", 3)], 5)],
+            [
+                member("a", 1, &[net("front", 10)], &[("front", 1)], 0),
+                member("bb", 1, &[net("front", 10), net("back", 20)], &[("front", 2), ("back", 3)], 5),
+            ],
             T,
         );
         assert_eq!(t.networks.len(), 2);
@@ -269,7 +276,10 @@ mod tests {
 
     #[test]
     fn the_newest_generation_of_a_host_counts() {
-        let t = PeerTable::build([member("a", 2, &[net("n", 1)], &[("n", 2)], 0), member("a", 1, &[net("n", 1)], &[("n", 1)], 30)], T);
+        let t = PeerTable::build(
+            [member("a", 2, &[net("n", 1)], &[("n", 2)], 0), member("a", 1, &[net("n", 1)], &[("n", 1)], 30)],
+            T,
+        );
         let a = &t.hosts[&Name::new("a").unwrap()];
         assert_eq!(a.liveness, Liveness::Alive);
         assert_eq!(a.endpoints[0].mac.0[5], 2);

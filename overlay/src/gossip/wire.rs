@@ -67,8 +67,15 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 7] =
-        [Reject::Truncated, Reject::BadMagic, Reject::WrongKey, Reject::AuthFailed, Reject::Replayed, Reject::Stale, Reject::BadFragment];
+    pub const ALL: [Reject; 7] = [
+        Reject::Truncated,
+        Reject::BadMagic,
+        Reject::WrongKey,
+        Reject::AuthFailed,
+        Reject::Replayed,
+        Reject::Stale,
+        Reject::BadFragment,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -242,7 +249,15 @@ impl Opener {
         self.reassemble(session_id, message_id, index, count, body, now)
     }
 
-    fn reassemble(&mut self, session: u64, id: u32, index: usize, count: usize, part: Vec<u8>, now: u64) -> Result<Option<Vec<u8>>, Reject> {
+    fn reassemble(
+        &mut self,
+        session: u64,
+        id: u32,
+        index: usize,
+        count: usize,
+        part: Vec<u8>,
+        now: u64,
+    ) -> Result<Option<Vec<u8>>, Reject> {
         self.partial.retain(|_, p| now.saturating_sub(p.started) <= MAX_AGE);
         if self.partial.len() >= MAX_PARTIAL && !self.partial.contains_key(&(session, id)) {
             let oldest = self.partial.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
@@ -250,7 +265,8 @@ impl Opener {
                 self.partial.remove(&k);
             }
         }
-        let entry = self.partial.entry((session, id)).or_insert_with(|| Partial { parts: vec![None; count], started: now });
+        let entry =
+            self.partial.entry((session, id)).or_insert_with(|| Partial { parts: vec![None; count], started: now });
         if entry.parts.len() != count || entry.parts[index].is_some() {
             return Err(Reject::BadFragment);
         }
