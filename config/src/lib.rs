@@ -13,7 +13,7 @@ pub mod raw;
 pub mod types;
 pub mod validate;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: HostConfig,
+    pub gossip: Option<GossipConfig>,
     pub peers: Vec<PeerConfig>,
     pub networks: Vec<NetworkConfig>,
     pub ports: Vec<PortConfig>,
@@ -63,6 +64,26 @@ impl HostConfig {
             _ => validate::VXLAN_OVERHEAD,
         }
     }
+}
+
+/// `[gossip]`: membership and peer tables by gossip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipConfig {
+    pub port: u16,
+    /// Members to contact first (any live ones; this host may be among them).
+    pub seeds: Vec<SocketAddr>,
+    /// The cluster key: 32 random bytes as 64 hex characters. Relative to
+    /// the config file's directory.
+    pub key_file: PathBuf,
+    /// How often a gossip round runs.
+    pub interval: Duration,
+    /// How long a silent host counts as alive: a host killed without a word
+    /// leaves every table this long after its last heartbeat.
+    pub failure_timeout: Duration,
+}
+
+impl GossipConfig {
+    pub const DEFAULT_PORT: u16 = 7946;
 }
 
 /// `[[peer]]`: a remote VTEP (another switchd, or a kernel vxlan device).
@@ -200,7 +221,7 @@ impl Config {
                 let path = tracked_path(&track.path());
                 errors.push(at.at_span(e.span(), path.to_string(), e.message().trim().to_owned()));
             }
-            Ok(raw) if unknown.is_empty() => match validate::file(&raw) {
+            Ok(raw) if unknown.is_empty() => match validate::file(&raw, file.parent().unwrap_or(Path::new("."))) {
                 Ok(config) => return Ok(config),
                 Err(field_errors) => errors.extend(field_errors.into_iter().map(|e| at.at_path(&e.path, e.reason))),
             },

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct RawFile {
     pub host: RawHost,
+    pub gossip: Option<RawGossip>,
     pub peer: Vec<RawPeer>,
     pub network: Vec<RawNetwork>,
     pub port: Vec<RawPort>,
@@ -34,6 +35,16 @@ pub struct RawHost {
     pub mac_aging_time: Option<i64>,
     pub mac_limit: Option<i64>,
     pub workers: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawGossip {
+    pub port: Option<i64>,
+    pub seeds: Vec<String>,
+    pub key_file: Option<PathBuf>,
+    pub interval_ms: Option<i64>,
+    pub failure_timeout: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -191,8 +191,8 @@ fn unknown_and_planned_keys_are_all_reported() {
 name = "h"
 colour = "blue"
 
-[gossip]
-port = 7946
+[[route]]
+networks = ["a", "b"]
 
 [[network]]
 name = "a"
@@ -205,7 +205,7 @@ typo_key = 1
         errs,
         vec![
             "host.toml:3:10: host.colour: unknown key",
-            "host.toml:5:1: gossip: is not supported yet by this version of switchd",
+            "host.toml:5:1: route: is not supported yet by this version of switchd",
             "host.toml:11:13: network[0].encrypted: is not supported yet by this version of switchd",
             "host.toml:12:12: network[0].typo_key: unknown key",
         ]
@@ -341,4 +341,44 @@ fn mtu_beyond_the_underlay_is_a_warning() {
     let w = c.warnings();
     assert_eq!(w.len(), 1);
     assert!(w[0].starts_with("network \"big\": mtu 1500 plus 50 bytes of VXLAN exceeds underlay_mtu 1500"), "{w:?}");
+}
+
+#[test]
+fn gossip_section() {
+    let dir = std::env::temp_dir().join(format!("switchd-config-gossip-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cluster.key"), format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::write(dir.join("short.key"), "abcd").unwrap();
+    let file = dir.join("host.toml");
+    let parse_here = |text: &str| Config::parse(text, &file);
+    let c = parse_here(
+        "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[gossip]\nseeds = [\"198.18.0.2:7946\", \"198.18.0.3\"]\nkey_file = \"cluster.key\"\n",
+    )
+    .unwrap();
+    let g = c.gossip.unwrap();
+    assert_eq!(g.port, 7946);
+    assert_eq!(g.seeds, vec!["198.18.0.2:7946".parse().unwrap(), "198.18.0.3:7946".parse().unwrap()]);
+    assert_eq!(g.key_file, dir.join("cluster.key"), "relative to the config file");
+    assert_eq!(g.interval, Duration::from_millis(250));
+    assert_eq!(g.failure_timeout, Duration::from_secs(8));
+
+    let errs = parse_here(
+        "[host]\nname = \"h\"\n[gossip]\nport = 0\nseeds = [\"nowhere\"]\nkey_file = \"short.key\"\nfailure_timeout = 0\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "gossip: needs [host] underlay_ip",
+        "gossip.port: 0 is out of range 1..=65535",
+        "gossip.seeds[0]: \"nowhere\" is not an address",
+        "gossip.key_file: a key is 32 bytes written as 64 hex characters",
+        "gossip.failure_timeout: 0 is out of range 1..=3600",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
+    let errs = parse_here("[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[gossip]\nseeds = []\n")
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("gossip.key_file: is required"), "{errs}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

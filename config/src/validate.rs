@@ -2,14 +2,14 @@
 //! adds a `FieldError`; nothing stops at the first.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
-use crate::raw::{RawFile, RawHost, RawNetwork, RawPeer, RawPort};
+use crate::raw::{RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort};
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
-use crate::{Config, HostConfig, NetworkConfig, PeerConfig, PortConfig, PortKind};
+use crate::{Config, GossipConfig, HostConfig, NetworkConfig, PeerConfig, PortConfig, PortKind};
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
 pub const VXLAN_OVERHEAD: u32 = 50;
@@ -276,10 +276,65 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
     })
 }
 
+fn gossip(raw: &RawGossip, host: &HostConfig, dir: &Path, errors: &mut Errors) -> Option<GossipConfig> {
+    let at = KeyPath::root().key("gossip");
+    let port = errors.check(
+        &at.key("port"),
+        Some(raw.port.unwrap_or(i64::from(GossipConfig::DEFAULT_PORT))),
+        int_in::<u16>(1, 65535),
+    );
+    if host.underlay_ip.is_none() {
+        errors.push(at.clone(), "needs [host] underlay_ip: gossip listens there");
+    }
+    let mut seeds = Vec::new();
+    for (i, s) in raw.seeds.iter().enumerate() {
+        let parsed = s
+            .parse::<SocketAddr>()
+            .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port.unwrap_or(GossipConfig::DEFAULT_PORT))));
+        match parsed {
+            Ok(addr) => seeds.push(addr),
+            Err(_) => errors.push(at.key("seeds").index(i), format!("{s:?} is not an address like 198.18.0.2:7946")),
+        }
+    }
+    let key_file = match &raw.key_file {
+        None => {
+            errors.push(at.key("key_file"), "is required: gossip is always authenticated and encrypted");
+            None
+        }
+        Some(path) => {
+            let path = if path.is_relative() { dir.join(path) } else { path.clone() };
+            match switchd_crypto::Key::load(&path) {
+                Ok(_) => Some(path),
+                Err(e) => {
+                    errors.push(at.key("key_file"), e.to_string());
+                    None
+                }
+            }
+        }
+    };
+    let interval = errors.check(&at.key("interval_ms"), Some(raw.interval_ms.unwrap_or(250)), |v| {
+        int_in::<u64>(10, 60_000)(v).map(Duration::from_millis)
+    });
+    let timeout = errors.check(&at.key("failure_timeout"), Some(raw.failure_timeout.unwrap_or(8)), |v| {
+        int_in::<u64>(1, 3600)(v).map(Duration::from_secs)
+    });
+    if let (Some(i), Some(t)) = (interval, timeout)
+        && t < i * 4
+    {
+        errors.push(
+            at.key("failure_timeout"),
+            format!("{}s is less than four gossip rounds of {}ms", t.as_secs(), i.as_millis()),
+        );
+    }
+    Some(GossipConfig { port: port?, seeds, key_file: key_file?, interval: interval?, failure_timeout: timeout? })
+}
+
 /// The whole file: each section, then the rules that span sections.
-pub(crate) fn file(raw: &RawFile) -> Result<Config, Vec<FieldError>> {
+/// `dir` is where the file is (relative key files are found from there).
+pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>> {
     let mut errors = Errors::default();
     let host = host(&raw.host, &mut errors);
+    let gossip = raw.gossip.as_ref().and_then(|g| gossip(g, &host, dir, &mut errors));
 
     let mut networks = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
@@ -317,7 +372,7 @@ pub(crate) fn file(raw: &RawFile) -> Result<Config, Vec<FieldError>> {
         ports.push(port);
     }
 
-    if errors.0.is_empty() { Ok(Config { host, peers, networks, ports }) } else { Err(errors.0) }
+    if errors.0.is_empty() { Ok(Config { host, gossip, peers, networks, ports }) } else { Err(errors.0) }
 }
 
 /// The values that must be unique among the `[[port]]` entries of one file,

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
-use switchd_config::{Mtu, Vni};
+use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::gro::Gro;
 use switchd_overlay::offload::{self, Gso};
 use switchd_overlay::tunnel::{self, Datagrams, Offload};
@@ -42,7 +42,7 @@ use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
 use crate::io::udp::{self, RecvBatch};
 use crate::switch::frame::{Frame, GsoType, MAX_FRAME_LEN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
-use crate::switch::{Action, Location, NetworkId, PortId, Switch, SwitchConfig, VtepId};
+use crate::switch::{Action, Location, NetworkId, PortId, Switch, SwitchConfig, VtepId, neighbor};
 
 /// Frames read from one port before they are decided and written.
 const BATCH: usize = 32;
@@ -219,6 +219,13 @@ impl Dataplane {
         Some(id)
     }
 
+    /// Removes a VTEP and what was learned behind it.
+    pub fn remove_vtep(&self, id: VtepId) {
+        let mut fabric = lock(&self.fabric);
+        fabric.switch.remove_vtep(id);
+        fabric.vteps.remove(id);
+    }
+
     /// Adds a port on `network` switching frames through `fd`, and starts
     /// polling it. `None` if the network does not exist.
     pub fn add_port(&mut self, network: NetworkId, fd: OwnedFd) -> Option<PortId> {
@@ -280,10 +287,12 @@ impl Drop for Dataplane {
     }
 }
 
-/// One decided output of a batch: frame `i` goes to this port or VTEP.
+/// One decided output of a batch: frame `i` goes to this port or VTEP, or
+/// is answered on this port on an address owner's behalf.
 enum Out {
     Port(usize, Arc<PortIo>),
     Vtep(usize, Arc<VtepIo>),
+    Answer(usize, Arc<PortIo>, MacAddr, neighbor::Request),
 }
 
 struct Worker {
@@ -475,6 +484,11 @@ impl Worker {
                             to(target, network);
                         }
                     }
+                    Action::Answer { port, owner, request } => {
+                        if let Some(io) = fabric.ports.get(port) {
+                            self.outs.push(Out::Answer(i, io.clone(), owner, request));
+                        }
+                    }
                     Action::Drop(_) => {}
                 }
             }
@@ -489,6 +503,12 @@ impl Worker {
         for out in self.outs.drain(..) {
             match out {
                 Out::Port(i, io) => io.send(&self.bufs[i][..self.lens[i]]),
+                Out::Answer(i, io, owner, request) => {
+                    let mut reply = [0u8; VNET_HDR_LEN + neighbor::MAX_REPLY_LEN];
+                    let asked = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
+                    let n = neighbor::reply(asked.ethernet().bytes(), request, owner, &mut reply[VNET_HDR_LEN..]);
+                    io.send(&reply[..VNET_HDR_LEN + n]);
+                }
                 Out::Vtep(i, io) => {
                     if built.map(|(frame, _)| frame) != Some(i) {
                         let (vni, mtu) = self.wire[i];
@@ -551,7 +571,8 @@ impl Worker {
                                 }
                             }
                         }
-                        Action::Encap { .. } | Action::Drop(_) => {}
+                        // Only frames from local ports are answered or encapsulated.
+                        Action::Answer { .. } | Action::Encap { .. } | Action::Drop(_) => {}
                     }
                 }
             }

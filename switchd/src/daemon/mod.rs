@@ -499,7 +499,7 @@ impl Daemon {
         let mut rows = Vec::new();
         for net in nets {
             let entries = self.dataplane.with_switch(|s| s.fdb(net.id, now));
-            for (mac, at, age) in entries {
+            for (mac, at, kind, age) in entries {
                 let (location, endpoint, host, vtep) = match at {
                     Location::Port(port) => match self.endpoints.iter().find(|e| e.port == port) {
                         Some(e) => (e.port_label(), e.record.name.to_string(), None, None),
@@ -522,7 +522,7 @@ impl Daemon {
                     endpoint,
                     host,
                     vtep,
-                    kind: "learned".into(),
+                    kind: kind.as_str().into(),
                     age_secs: (age.as_secs_f64() * 10.0).round() / 10.0,
                 });
             }

@@ -1,26 +1,57 @@
-//! One network's forwarding table: where each MAC was last seen, behind a
-//! local port or a remote VTEP.
+//! One network's forwarding table: where each MAC is, behind a local port
+//! or a remote VTEP.
 //!
-//! Entries age: one not refreshed for `aging` is ignored by lookups at once
-//! and removed by the next [`Fdb::sweep`]. The table never decides whether a
-//! port or VTEP may learn more MACs; the switch does, since it knows the limits.
+//! Two kinds of entries:
+//! - learned from traffic: they age (one not refreshed for `aging` is
+//!   ignored by lookups at once and removed by the next [`Fdb::sweep`]) and
+//!   count against their port's or VTEP's limit;
+//! - told by gossip (a remote host publishes its containers): they do not
+//!   age and count against nothing; [`Fdb::set_gossip`] replaces them all.
+//!
+//! Traffic wins over gossip for a MAC seen somewhere else (a container that
+//! moved announces itself before gossip catches up), and a MAC learned on
+//! a local port is never overwritten by gossip.
+//!
+//! The table never decides whether a port or VTEP may learn more MACs; the
+//! switch does, since it knows the limits.
 
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use switchd_config::MacAddr;
 
-use super::Location;
+use super::{Location, VtepId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Learned,
+    Gossip,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Learned => "learned",
+            Kind::Gossip => "gossip",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Entry {
     pub location: Location,
     pub last_seen: Instant,
+    pub kind: Kind,
 }
 
 impl Entry {
     fn is_live(&self, now: Instant, aging: Duration) -> bool {
-        now.saturating_duration_since(self.last_seen) <= aging
+        self.kind == Kind::Gossip || now.saturating_duration_since(self.last_seen) <= aging
+    }
+
+    /// Whether it counts against its location's limit.
+    fn counts(&self) -> bool {
+        self.kind == Kind::Learned
     }
 }
 
@@ -31,8 +62,9 @@ pub enum Learned {
     Refreshed,
     /// A new entry.
     New,
-    /// Known elsewhere before; now here.
-    Moved { from: Location },
+    /// Known elsewhere before; now here. `counted`: the old entry counted
+    /// against `from`'s limit.
+    Moved { from: Location, counted: bool },
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +73,11 @@ pub struct Fdb {
     // default hasher (foldhash) is seeded per table, so senders choosing
     // source MACs cannot aim for collisions.
     entries: HashMap<u64, Entry>,
+}
+
+fn mac_of(key: u64) -> MacAddr {
+    let b = key.to_be_bytes();
+    MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 impl Fdb {
@@ -74,9 +111,9 @@ impl Fdb {
                     entry.last_seen = now;
                     Some(Learned::Refreshed)
                 } else if may_add() {
-                    let from = entry.location;
-                    *entry = Entry { location, last_seen: now };
-                    Some(Learned::Moved { from })
+                    let (from, counted) = (entry.location, entry.counts());
+                    *entry = Entry { location, last_seen: now, kind: Kind::Learned };
+                    Some(Learned::Moved { from, counted })
                 } else {
                     None
                 }
@@ -85,13 +122,36 @@ impl Fdb {
                 if !may_add() {
                     return None;
                 }
-                slot.insert(Entry { location, last_seen: now });
+                slot.insert(Entry { location, last_seen: now, kind: Kind::Learned });
                 Some(Learned::New)
             }
         }
     }
 
-    /// Removes expired entries, calling `removed` with each one's location.
+    /// Makes the gossip entries exactly `macs` (each behind its VTEP).
+    /// `uncount` is called for each learned entry gossip replaces.
+    pub fn set_gossip(&mut self, macs: &[(MacAddr, VtepId)], now: Instant, mut uncount: impl FnMut(Location)) {
+        let wanted: HashMap<u64, VtepId> = macs.iter().map(|(m, v)| (m.to_u64(), *v)).collect();
+        self.entries.retain(|mac, e| e.kind == Kind::Learned || wanted.contains_key(mac));
+        for (mac, vtep) in wanted {
+            let gossip = Entry { location: Location::Vtep(vtep), last_seen: now, kind: Kind::Gossip };
+            match self.entries.get_mut(&mac) {
+                // Seen on a local port: that container is here, whatever gossip says.
+                Some(e) if e.kind == Kind::Learned && matches!(e.location, Location::Port(_)) => {}
+                Some(e) => {
+                    if e.counts() {
+                        uncount(e.location);
+                    }
+                    *e = gossip;
+                }
+                None => {
+                    self.entries.insert(mac, gossip);
+                }
+            }
+        }
+    }
+
+    /// Removes expired learned entries, calling `removed` with each one's location.
     pub fn sweep(&mut self, now: Instant, aging: Duration, mut removed: impl FnMut(Location)) {
         self.entries.retain(|_, e| {
             let live = e.is_live(now, aging);
@@ -108,9 +168,6 @@ impl Fdb {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (MacAddr, Entry)> + '_ {
-        self.entries.iter().map(|(mac, e)| {
-            let b = mac.to_be_bytes();
-            (MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]), *e)
-        })
+        self.entries.iter().map(|(mac, e)| (mac_of(*mac), *e))
     }
 }

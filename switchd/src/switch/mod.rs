@@ -16,6 +16,7 @@
 
 mod fdb;
 pub mod frame;
+pub mod neighbor;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::vxlan;
 
-pub use fdb::{Entry as FdbEntry, Fdb, Learned};
+pub use fdb::{Entry as FdbEntry, Fdb, Kind as FdbKind, Learned};
 use frame::{Ethernet, Frame, FrameError};
 
 new_key_type! {
@@ -54,6 +55,10 @@ pub enum Action {
     Encap { vtep: VtepId, network: NetworkId },
     /// Write it to every target [`Switch::flood_targets`] names.
     Flood { network: NetworkId, ingress: Location },
+    /// It asks (ARP, neighbour solicitation) for an address whose owner is
+    /// known: answer it on `port` on the owner's behalf
+    /// ([`neighbor::reply`]) instead of flooding the question.
+    Answer { port: PortId, owner: MacAddr, request: neighbor::Request },
     /// Drop it; the reason has been counted.
     Drop(DropReason),
 }
@@ -223,6 +228,10 @@ struct Network {
     flooded: u64,
     /// MACs that moved from one port or VTEP to another.
     moves: u64,
+    /// Who owns which address: local endpoints and gossip's remote ones.
+    neighbors: HashMap<IpAddr, MacAddr>,
+    /// ARP and ND requests answered here instead of flooded.
+    answered: u64,
 }
 
 /// Counters of one network, for `switchctl stats`.
@@ -231,6 +240,7 @@ pub struct NetworkCounters {
     pub flooded: u64,
     pub mac_moves: u64,
     pub fdb_entries: u64,
+    pub neighbor_answers: u64,
 }
 
 /// What `switchctl peers` and `stats` show of a VTEP.
@@ -285,6 +295,8 @@ impl Switch {
             fdb: Fdb::default(),
             flooded: 0,
             moves: 0,
+            neighbors: HashMap::new(),
+            answered: 0,
         });
         self.by_vni.insert(vni, id);
         Some(id)
@@ -332,6 +344,23 @@ impl Switch {
         }
         self.vtep_by_ip.insert(addr.ip(), id);
         Some(id)
+    }
+
+    /// Changes the VNIs a VTEP carries (`None`: all), as its host starts or
+    /// stops carrying networks.
+    pub fn set_vtep_vnis(&mut self, id: VtepId, vnis: Option<Vec<Vni>>) {
+        let Some(vtep) = self.vteps.get_mut(id) else { return };
+        vtep.vnis = vnis;
+        for net in self.networks.values_mut() {
+            let carries = self.vteps[id].carries(net.vni);
+            let listed = net.vteps.contains(&id);
+            if carries && !listed {
+                net.vteps.push(id);
+            } else if !carries && listed {
+                net.vteps.retain(|v| *v != id);
+                net.fdb.forget(Location::Vtep(id));
+            }
+        }
     }
 
     /// Removes a VTEP and every MAC learned behind it.
@@ -417,13 +446,22 @@ impl Switch {
             None => return counters_mut(ports, vteps, ingress).drop(DropReason::MacLimit),
             Some(Learned::Refreshed) => {}
             Some(Learned::New) => *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1,
-            Some(Learned::Moved { from }) => {
+            Some(Learned::Moved { from, counted }) => {
                 *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1;
-                if let Some(n) = learned_mut(ports, vteps, from) {
+                if counted && let Some(n) = learned_mut(ports, vteps, from) {
                     *n -= 1;
                 }
                 net.moves += 1;
             }
+        }
+
+        if let Location::Port(port) = ingress
+            && let Some(request) = neighbor::parse(eth.bytes())
+            && let Some(&owner) = net.neighbors.get(&request.target())
+            && owner != src
+        {
+            net.answered += 1;
+            return Action::Answer { port, owner, request };
         }
 
         let dst = eth.dst_addr();
@@ -463,6 +501,26 @@ impl Switch {
         }
     }
 
+    /// Makes `macs` the network's gossip entries: remote containers behind
+    /// their hosts' VTEPs, known without flooding or learning.
+    pub fn set_gossip_macs(&mut self, network: NetworkId, macs: &[(MacAddr, VtepId)], now: Instant) {
+        let Some(net) = self.networks.get_mut(network) else { return };
+        let (ports, vteps) = (&mut self.ports, &mut self.vteps);
+        net.fdb.set_gossip(macs, now, |at| {
+            if let Some(n) = learned_mut(ports, vteps, at) {
+                *n -= 1;
+            }
+        });
+    }
+
+    /// Makes `neighbors` the addresses this switch answers ARP and ND for
+    /// on `network`.
+    pub fn set_neighbors(&mut self, network: NetworkId, neighbors: impl IntoIterator<Item = (IpAddr, MacAddr)>) {
+        if let Some(net) = self.networks.get_mut(network) {
+            net.neighbors = neighbors.into_iter().collect();
+        }
+    }
+
     /// Removes expired MACs; call every [`SwitchConfig::sweep_interval`].
     pub fn handle_timeout(&mut self, now: Instant) {
         let aging = self.config.mac_aging_time;
@@ -476,17 +534,18 @@ impl Switch {
         }
     }
 
-    /// The live forwarding entries of a network: MAC, location, time since seen.
-    pub fn fdb(&self, network: NetworkId, now: Instant) -> Vec<(MacAddr, Location, Duration)> {
+    /// The live forwarding entries of a network: MAC, location, kind, time
+    /// since seen (learned) or told (gossip).
+    pub fn fdb(&self, network: NetworkId, now: Instant) -> Vec<(MacAddr, Location, FdbKind, Duration)> {
         let aging = self.config.mac_aging_time;
         let Some(net) = self.networks.get(network) else { return Vec::new() };
         let mut rows: Vec<_> = net
             .fdb
             .iter()
-            .map(|(mac, e)| (mac, e.location, now.saturating_duration_since(e.last_seen)))
-            .filter(|(_, _, age)| *age <= aging)
+            .map(|(mac, e)| (mac, e.location, e.kind, now.saturating_duration_since(e.last_seen)))
+            .filter(|(_, _, kind, age)| *kind == FdbKind::Gossip || *age <= aging)
             .collect();
-        rows.sort_by_key(|(mac, _, _)| *mac);
+        rows.sort_by_key(|(mac, ..)| *mac);
         rows
     }
 
@@ -513,6 +572,7 @@ impl Switch {
             flooded: n.flooded,
             mac_moves: n.moves,
             fdb_entries: n.fdb.len() as u64,
+            neighbor_answers: n.answered,
         })
     }
 }

@@ -230,7 +230,7 @@ fn remote_macs_are_learned_behind_their_vtep_and_reached_by_encap() {
     assert_eq!(l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)), Action::Deliver(l.p1));
     assert_eq!(l.sw.network_wire(l.net), Some((Vni::new(1).unwrap(), 1500)));
     let rows = l.sw.fdb(l.net, l.t0);
-    assert!(rows.iter().any(|(mac, at, _)| *mac == C && *at == Location::Vtep(vtep)));
+    assert!(rows.iter().any(|(mac, at, ..)| *mac == C && *at == Location::Vtep(vtep)));
 }
 
 #[test]
@@ -318,4 +318,90 @@ fn vteps_join_networks_by_vni_and_leave_cleanly() {
         sw.handle_datagram(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, B, C, 46)),
         Action::Drop(DropReason::UnknownSource)
     );
+}
+
+// --- gossip entries and neighbor answers -------------------------------------
+
+#[test]
+fn gossip_entries_route_without_flooding_and_never_age() {
+    let Overlay { mut l, vtep } = overlay();
+    l.sw.set_gossip_macs(l.net, &[(C, vtep)], l.t0);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
+    let much_later = l.t0 + Duration::from_secs(100_000);
+    l.sw.handle_timeout(much_later);
+    assert_eq!(l.sw.handle_frame(much_later, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
+    let rows = l.sw.fdb(l.net, much_later);
+    assert!(rows.iter().any(|(m, _, kind, _)| *m == C && *kind == FdbKind::Gossip));
+    assert_eq!(l.sw.vtep_info(vtep).unwrap().learned, 0, "gossip entries count against no limit");
+    // Replaced by the next set: C is gone, D is there.
+    let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    l.sw.set_gossip_macs(l.net, &[(d, vtep)], much_later);
+    assert_eq!(l.sw.handle_frame(much_later, l.p1, &frame(C, A)), flood(l.net, l.p1));
+}
+
+#[test]
+fn traffic_wins_over_gossip_and_local_ports_are_never_overwritten() {
+    let Overlay { mut l, vtep } = overlay();
+    // B is learned on a local port; gossip claiming it is remote is ignored.
+    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
+    l.sw.set_gossip_macs(l.net, &[(B, vtep)], l.t0);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    // C is remote by gossip, then shows up on a local port: it moved here.
+    l.sw.set_gossip_macs(l.net, &[(C, vtep)], l.t0);
+    l.sw.handle_frame(l.t0, l.p3, &frame(MacAddr::BROADCAST, C));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(C, A)), Action::Deliver(l.p3));
+    assert_eq!(l.sw.port_counters(l.p3).unwrap().frames, 1);
+}
+
+#[test]
+fn vteps_follow_the_networks_their_hosts_carry() {
+    let Overlay { mut l, vtep } = overlay();
+    let vteps_of = |sw: &Switch, l: &Lab| {
+        sw.flood_targets(l.net, Location::Port(l.p1)).filter(|t| matches!(t, Location::Vtep(_))).count()
+    };
+    assert_eq!(vteps_of(&l.sw, &l), 1);
+    l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    l.sw.set_vtep_vnis(vtep, Some(vec![Vni::new(99).unwrap()]));
+    assert_eq!(vteps_of(&l.sw, &l), 0);
+    assert!(l.sw.fdb(l.net, l.t0).iter().all(|(m, ..)| *m != C), "its MACs on that network are forgotten");
+    assert_eq!(
+        l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)),
+        Action::Drop(DropReason::UnknownVni)
+    );
+    l.sw.set_vtep_vnis(vtep, None);
+    assert_eq!(vteps_of(&l.sw, &l), 1);
+}
+
+/// An ARP request from a container, as its kernel sends it.
+fn arp_request(sender_mac: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0u8; frame::VNET_HDR_LEN];
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&sender_mac.0);
+    f.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sender_mac.0);
+    f.extend_from_slice(&sender_ip);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target_ip);
+    f
+}
+
+#[test]
+fn arp_for_a_known_address_is_answered_not_flooded() {
+    let mut l = lab(SwitchConfig::default());
+    l.sw.set_neighbors(l.net, [(ip("10.0.0.3"), C)]);
+    match l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 3])) {
+        Action::Answer { port, owner, request } => {
+            assert_eq!((port, owner), (l.p1, C));
+            assert_eq!(request.target(), ip("10.0.0.3"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(l.sw.network_counters(l.net).unwrap().neighbor_answers, 1);
+    assert_eq!(l.sw.network_counters(l.net).unwrap().flooded, 0);
+    // Unknown targets and gratuitous ARP are flooded as ever.
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 9])), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 1])), flood(l.net, l.p1));
+    // A container asking for its own address is not answered by the switch.
+    l.sw.set_neighbors(l.net, [(ip("10.0.0.1"), A)]);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [0, 0, 0, 0], [10, 0, 0, 1])), flood(l.net, l.p1));
 }
