@@ -9,7 +9,10 @@
 //! - [`daemon`]: networks and endpoints, their persistence, and the
 //!   operations `switchctl` asks for; [`control`] carries those requests over
 //!   the control socket.
+//! - [`cluster`]: the gossip member that tells other hosts what this one
+//!   carries and feeds the daemon what they carry.
 
+pub mod cluster;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
+use switchd::cluster::Cluster;
 use switchd::control::server;
 use switchd::daemon::Daemon;
 use switchd_config::{Config, LoadError};
@@ -65,19 +66,38 @@ fn run(config: Config) -> std::io::Result<()> {
         let socket_path = config.host.control_socket.clone();
         let listener = server::bind(&socket_path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", socket_path.display())))?;
-        let host = config.host.name.clone();
+        let host = config.host.clone();
+        let gossip = config.gossip.clone();
         let daemon =
             tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
         let daemon = Arc::new(Mutex::new(daemon));
-        tracing::info!(host = %host, socket = %socket_path.display(), "switchd ready");
+        let mut cluster = match &gossip {
+            Some(settings) => Some(
+                Cluster::start(&host, settings, &daemon)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("gossip: {e:#}")))?,
+            ),
+            None => None,
+        };
+        tracing::info!(host = %host.name, socket = %socket_path.display(), "switchd ready");
 
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let gossiping = async {
+            match cluster.as_mut() {
+                Some(c) => c.run(daemon.clone()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = server::serve(listener, daemon.clone()) => {}
             _ = reap_gone_containers(daemon.clone()) => {}
+            _ = gossiping => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        if let Some(cluster) = cluster {
+            cluster.leave().await;
         }
         tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).shutdown())
             .await

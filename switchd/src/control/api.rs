@@ -71,6 +71,8 @@ pub struct NetworkInfo {
     pub internal: bool,
     /// Endpoints attached on this host.
     pub ports: usize,
+    /// Hosts with endpoints on it, this one included (by gossip).
+    pub hosts: Vec<String>,
     /// "config" (from host.toml) or "runtime" (`network create`).
     pub origin: String,
 }
@@ -124,6 +126,23 @@ pub struct Stats {
     pub vteps: Vec<VtepStats>,
     /// Datagrams dropped before any VTEP was known (unknown sources).
     pub underlay_drops: BTreeMap<String, u64>,
+    /// Gossip traffic, and what was refused; absent without `[gossip]`.
+    pub gossip: Option<GossipStatsInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GossipStatsInfo {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Datagrams refused, by reason: truncated, bad_magic, wrong_key,
+    /// auth_failed, replayed, stale, bad_fragment.
+    pub rejected: BTreeMap<String, u64>,
+    /// Authentic messages that did not decode.
+    pub bad_messages: u64,
+    /// Published entries of other hosts skipped as invalid.
+    pub bad_entries: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -143,7 +162,8 @@ pub struct PeerInfo {
     pub host: Option<String>,
     pub underlay_ip: IpAddr,
     pub vxlan_port: u16,
-    /// "static" for `[[peer]]` entries.
+    /// "static" for `[[peer]]` entries; "alive", "suspect" or "dead" for
+    /// hosts found by gossip.
     pub state: String,
     /// Seconds since its last VXLAN datagram arrived, if one has.
     pub last_heard_secs: Option<f64>,
@@ -176,6 +196,8 @@ pub struct NetworkStats {
     pub flooded: u64,
     pub mac_moves: u64,
     pub fdb_entries: u64,
+    /// ARP requests and neighbour solicitations answered here, not flooded.
+    pub neighbor_answers: u64,
     pub drops: BTreeMap<String, u64>,
 }
 

@@ -52,10 +52,11 @@ pub fn networks(nets: &[NetworkInfo]) -> String {
                 n.mtu.to_string(),
                 yes_no(n.encrypted),
                 n.ports.to_string(),
+                if n.hosts.is_empty() { "-".to_owned() } else { n.hosts.join(",") },
             ]
         })
         .collect();
-    table(&["NAME", "VNI", "SUBNET", "GATEWAY", "MTU", "ENCRYPTED", "PORTS"], &rows)
+    table(&["NAME", "VNI", "SUBNET", "GATEWAY", "MTU", "ENCRYPTED", "PORTS", "HOSTS"], &rows)
 }
 
 fn yes_no(b: bool) -> String {
@@ -143,13 +144,17 @@ pub fn stats(s: &Stats) -> String {
                 n.flooded.to_string(),
                 n.mac_moves.to_string(),
                 n.fdb_entries.to_string(),
+                n.neighbor_answers.to_string(),
                 drops(&n.drops),
             ]
         })
         .collect();
     let mut out = table(&["NETWORK", "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &ports);
     out.push('\n');
-    out.push_str(&table(&["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "DROPS"], &nets));
+    out.push_str(&table(
+        &["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "ANSWERED", "DROPS"],
+        &nets,
+    ));
     if !s.vteps.is_empty() || !s.underlay_drops.is_empty() {
         let vteps: Vec<Vec<String>> = s
             .vteps
@@ -169,6 +174,18 @@ pub fn stats(s: &Stats) -> String {
         out.push('\n');
         out.push_str(&table(&["VTEP", "HOST", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &vteps));
         out.push_str(&format!("\nunderlay drops before any VTEP: {}\n", drops(&s.underlay_drops)));
+    }
+    if let Some(g) = &s.gossip {
+        out.push_str(&format!(
+            "\ngossip: {} datagrams ({} bytes) in, {} ({} bytes) out; refused: {}; bad messages {}, bad entries {}\n",
+            g.datagrams_in,
+            g.bytes_in,
+            g.datagrams_out,
+            g.bytes_out,
+            drops(&g.rejected),
+            g.bad_messages,
+            g.bad_entries
+        ));
     }
     out
 }

@@ -7,6 +7,7 @@
 //! and networks in the [`Dataplane`] and reads its counters.
 
 pub mod attach;
+mod cluster;
 pub mod ipam;
 pub mod state;
 
@@ -21,8 +22,8 @@ use switchd_config::{
 };
 
 use crate::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, NetworkStats, PeerInfo, PortStats, Reply, Request,
-    Stats, Status, VtepStats,
+    AttachPlan, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats, PeerInfo, PortStats,
+    Reply, Request, Stats, Status, VtepStats,
 };
 use crate::dataplane::{Dataplane, Underlay};
 use crate::io::netns::{self, NetnsId};
@@ -90,6 +91,7 @@ pub struct Daemon {
     networks: BTreeMap<String, Network>,
     endpoints: Vec<Endpoint>,
     peers: Vec<Peer>,
+    cluster: cluster::ClusterState,
     dataplane: Dataplane,
     started: Instant,
 }
@@ -99,16 +101,6 @@ pub struct Daemon {
 struct Peer {
     config: PeerConfig,
     vtep: VtepId,
-}
-
-impl Peer {
-    /// "host-b 198.18.0.2", or the address alone.
-    fn label(&self) -> String {
-        match &self.config.name {
-            Some(name) => format!("{name} {}", self.config.underlay_ip),
-            None => self.config.underlay_ip.to_string(),
-        }
-    }
 }
 
 impl Daemon {
@@ -133,6 +125,7 @@ impl Daemon {
             networks: BTreeMap::new(),
             endpoints: Vec::new(),
             peers: Vec::new(),
+            cluster: cluster::ClusterState::default(),
             dataplane,
             started: Instant::now(),
         };
@@ -144,15 +137,20 @@ impl Daemon {
         for net in config.networks {
             daemon.add_network(net, Origin::Config);
         }
-        for net in saved.networks {
+        let saved_networks = saved
+            .networks
+            .into_iter()
+            .map(|n| (n, Origin::Runtime))
+            .chain(saved.cluster_networks.into_iter().map(|n| (n, Origin::Cluster)));
+        for (net, origin) in saved_networks {
             if let Err(e) = daemon.check_network_is_new(&net) {
                 tracing::warn!("saved network {} dropped: {e}", net.name);
                 continue;
             }
-            daemon.add_network(net, Origin::Runtime);
+            daemon.add_network(net, origin);
         }
         daemon.restore_endpoints(saved.endpoints);
-        daemon.save();
+        daemon.commit();
         Ok(daemon)
     }
 
@@ -194,19 +192,25 @@ impl Daemon {
     /// Saves networks and endpoints. A failure is logged, not fatal: the
     /// running switch is still right, only a restart would lose the change.
     fn save(&self) {
+        let of =
+            |origin| self.networks.values().filter(move |n| n.origin == origin).map(|n| n.config.clone()).collect();
         let state = State {
             version: 0,
-            networks: self
-                .networks
-                .values()
-                .filter(|n| n.origin == Origin::Runtime)
-                .map(|n| n.config.clone())
-                .collect(),
+            networks: of(Origin::Runtime),
+            cluster_networks: of(Origin::Cluster),
             endpoints: self.endpoints.iter().map(|e| e.record.clone()).collect(),
         };
         if let Err(e) = state::save(&self.host.state_dir, &state) {
             tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
         }
+    }
+
+    /// After a change: saves it, tells the cluster, and reprograms what
+    /// depends on local endpoints (neighbour answers).
+    fn commit(&mut self) {
+        self.save();
+        self.publish();
+        self.reprogram();
     }
 
     /// Stops the data plane and saves. Interfaces stay in their containers,
@@ -248,7 +252,7 @@ impl Daemon {
             networks: self.networks.len(),
             ports: self.endpoints.len(),
             // Static peers have no liveness to track: configured means alive.
-            peers_alive: self.peers.len(),
+            peers_alive: self.peers.len() + self.cluster.table.hosts.values().filter(|h| h.is_usable()).count(),
         }
     }
 
@@ -267,8 +271,19 @@ impl Daemon {
             encrypted: false,
             internal: c.internal,
             ports: self.endpoints_on(c.name.as_str()).count(),
+            hosts: self.hosts_on(&c.name),
             origin: net.origin.as_str().to_owned(),
         }
+    }
+
+    /// The hosts with endpoints on a network: this one, and others by gossip.
+    fn hosts_on(&self, network: &Name) -> Vec<String> {
+        let mut hosts = std::collections::BTreeSet::new();
+        if self.endpoints_on(network.as_str()).next().is_some() {
+            hosts.insert(self.host.name.to_string());
+        }
+        hosts.extend(self.cluster.table.endpoints_on(network).map(|(h, _)| h.name.to_string()));
+        hosts.into_iter().collect()
     }
 
     fn endpoints_on<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
@@ -282,9 +297,20 @@ impl Daemon {
     fn network_inspect(&self, name: &str) -> OpResult<NetworkDetail> {
         let net = self.network(name)?;
         let host = self.host.name.as_str();
+        let remote = self.cluster.table.endpoints_on(&net.config.name).map(|(h, e)| EndpointInfo {
+            name: e.name.to_string(),
+            network: e.network.to_string(),
+            ip: e.ip,
+            mac: Some(e.mac.to_string()),
+            host: h.name.to_string(),
+            kind: "remote".into(),
+            netns: None,
+            ifname: None,
+            host_ifname: None,
+        });
         Ok(NetworkDetail {
             network: self.network_info(net),
-            endpoints: self.endpoints_on(name).map(|e| e.info(host)).collect(),
+            endpoints: self.endpoints_on(name).map(|e| e.info(host)).chain(remote).collect(),
         })
     }
 
@@ -307,9 +333,10 @@ impl Daemon {
     fn network_create(&mut self, raw: &RawNetwork) -> OpResult<NetworkInfo> {
         let config = validate::network(raw, &self.host, &KeyPath::root()).map_err(join_errors)?;
         self.check_network_is_new(&config)?;
+        self.check_cluster_agrees(&config)?;
         let name = config.name.to_string();
         self.add_network(config, Origin::Runtime);
-        self.save();
+        self.commit();
         Ok(self.network_info(&self.networks[&name]))
     }
 
@@ -322,7 +349,7 @@ impl Daemon {
                 Err(e) => errors.push(e),
             }
         }
-        self.save();
+        self.commit();
         if errors.is_empty() { Ok(removed) } else { Err(errors.join("; ")) }
     }
 
@@ -331,7 +358,16 @@ impl Daemon {
         if net.origin == Origin::Config {
             return Err(format!("network {name:?} is defined in host.toml; remove it there"));
         }
-        let attached: Vec<String> = self.endpoints_on(name).map(|e| e.record.name.to_string()).collect();
+        let remote = self.cluster.table.networks.get(&net.config.name);
+        if net.origin == Origin::Cluster
+            && let Some(c) = remote
+        {
+            let hosts: Vec<&str> = c.hosts.iter().map(Name::as_str).collect();
+            return Err(format!("network {name:?} is defined by {}; remove it there", hosts.join(", ")));
+        }
+        let mut attached: Vec<String> = self.endpoints_on(name).map(|e| e.record.name.to_string()).collect();
+        attached
+            .extend(self.cluster.table.endpoints_on(&net.config.name).map(|(h, e)| format!("{} ({})", e.name, h.name)));
         if !attached.is_empty() {
             return Err(format!(
                 "network {name:?} has endpoints attached: {}; disconnect them first",
@@ -354,7 +390,7 @@ impl Daemon {
         for name in &unused {
             let _ = self.remove_network(name);
         }
-        self.save();
+        self.commit();
         unused
     }
 
@@ -392,7 +428,9 @@ impl Daemon {
                 port.netns.as_deref().unwrap_or_default()
             ));
         }
-        let taken_ips: HashSet<_> = on_net.iter().filter_map(|e| e.record.ip).collect();
+        // Addresses used here or, as gossip tells, on other hosts.
+        let mut taken_ips: HashSet<_> = on_net.iter().filter_map(|e| e.record.ip).collect();
+        taken_ips.extend(self.cluster.table.endpoints_on(&net.name).filter_map(|(_, e)| e.ip));
         let ip = match (port.ip, net.subnet) {
             (Some(ip), _) if taken_ips.contains(&ip) => {
                 return Err(format!("{ip} is already in use on network {:?}", net.name.as_str()));
@@ -435,7 +473,7 @@ impl Daemon {
         let (record, _) = self.plan(raw, origin)?;
         let net = self.networks[record.network.as_str()].config.clone();
         self.open_endpoint(record, &net)?;
-        self.save();
+        self.commit();
         Ok(self.endpoints.last().expect("just added").info(self.host.name.as_str()))
     }
 
@@ -459,7 +497,7 @@ impl Daemon {
             .ok_or_else(|| format!("no endpoint {endpoint:?} on network {network:?}"))?;
         let endpoint = self.endpoints.remove(index);
         self.dataplane.remove_port(endpoint.port);
-        self.save();
+        self.commit();
         let info = endpoint.info(self.host.name.as_str());
         attach::remove(&endpoint.record).map_err(|e| format!("detached, but {e}"))?;
         Ok(info)
@@ -486,7 +524,7 @@ impl Daemon {
             self.dataplane.remove_port(e.port);
         }
         if !gone.is_empty() {
-            self.save();
+            self.commit();
         }
     }
 
@@ -505,13 +543,11 @@ impl Daemon {
                         Some(e) => (e.port_label(), e.record.name.to_string(), None, None),
                         None => ("-".into(), "-".into(), None, None),
                     },
-                    Location::Vtep(id) => match self.peers.iter().find(|p| p.vtep == id) {
-                        Some(p) => (
-                            p.label(),
-                            "-".into(),
-                            p.config.name.as_ref().map(|n| n.to_string()),
-                            Some(p.config.underlay_ip.to_string()),
-                        ),
+                    Location::Vtep(id) => match self.vtep_owner(id) {
+                        Some((host, ip)) => {
+                            let label = host.as_ref().map_or_else(|| ip.clone(), |h| format!("{h} {ip}"));
+                            (label, "-".into(), host, Some(ip))
+                        }
                         None => ("-".into(), "-".into(), None, None),
                     },
                 };
@@ -542,6 +578,7 @@ impl Daemon {
                     flooded: counters.flooded,
                     mac_moves: counters.mac_moves,
                     fdb_entries: counters.fdb_entries,
+                    neighbor_answers: counters.neighbor_answers,
                     ..NetworkStats::default()
                 },
             );
@@ -571,54 +608,75 @@ impl Daemon {
             }
             ports.push(port);
         }
-        let vteps = self
-            .peers
-            .iter()
-            .map(|p| {
-                let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
+        let vtep_ids =
+            self.peers.iter().map(|p| p.vtep).chain(self.cluster.vteps.values().filter(|v| v.owned).map(|v| v.id));
+        let vteps = vtep_ids
+            .filter_map(|id| {
+                let (host, ip) = self.vtep_owner(id)?;
+                let info = self.dataplane.with_switch(|s| s.vtep_info(id));
                 let rx = info.map(|i| i.rx).unwrap_or_default();
-                let (tx_frames, tx_bytes, tx_errors) = self.dataplane.vtep_tx(p.vtep).unwrap_or_default();
-                VtepStats {
-                    vtep: p.config.underlay_ip.to_string(),
-                    host: p.config.name.as_ref().map(|n| n.to_string()),
+                let (tx_frames, tx_bytes, tx_errors) = self.dataplane.vtep_tx(id).unwrap_or_default();
+                Some(VtepStats {
+                    vtep: ip,
+                    host,
                     rx_frames: rx.frames,
                     rx_bytes: rx.bytes,
                     tx_frames,
                     tx_bytes,
                     drops: drops_map(&rx, tx_errors),
-                }
+                })
             })
             .collect();
         let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), 0));
-        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops }
+        let gossip = self.cluster.stats.as_ref().map(|g| {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            GossipStatsInfo {
+                datagrams_in: load(&g.datagrams_in),
+                datagrams_out: load(&g.datagrams_out),
+                bytes_in: load(&g.bytes_in),
+                bytes_out: load(&g.bytes_out),
+                rejected: g.rejections().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                bad_messages: load(&g.bad_messages),
+                bad_entries: self.cluster.state_errors,
+            }
+        });
+        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip }
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
         let now = Instant::now();
-        self.peers
-            .iter()
-            .map(|p| {
-                let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
-                let carried = |vni| p.config.vnis.as_ref().is_none_or(|v| v.contains(&vni));
-                PeerInfo {
-                    host: p.config.name.as_ref().map(|n| n.to_string()),
-                    underlay_ip: p.config.underlay_ip,
-                    vxlan_port: p.config.vxlan_port,
-                    state: "static".into(),
-                    last_heard_secs: info
-                        .as_ref()
-                        .and_then(|i| i.last_rx)
-                        .map(|t| (now.saturating_duration_since(t).as_secs_f64() * 10.0).round() / 10.0),
-                    networks: self
-                        .networks
-                        .values()
-                        .filter(|n| carried(n.config.vni))
-                        .map(|n| n.config.name.to_string())
-                        .collect(),
-                    macs: info.map_or(0, |i| i.learned),
-                }
-            })
-            .collect()
+        let round = |d: std::time::Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+        let gossip = self.cluster.table.hosts.values().map(|h| PeerInfo {
+            host: Some(h.name.to_string()),
+            underlay_ip: h.underlay.ip(),
+            vxlan_port: h.underlay.port(),
+            state: h.liveness.as_str().into(),
+            last_heard_secs: Some(round(h.since_heard)),
+            networks: h.networks.iter().map(|n| n.to_string()).collect(),
+            macs: h.endpoints.len() as u32,
+        });
+        let static_peers = self.peers.iter().map(|p| {
+            let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
+            let carried = |vni| p.config.vnis.as_ref().is_none_or(|v| v.contains(&vni));
+            PeerInfo {
+                host: p.config.name.as_ref().map(|n| n.to_string()),
+                underlay_ip: p.config.underlay_ip,
+                vxlan_port: p.config.vxlan_port,
+                state: "static".into(),
+                last_heard_secs: info
+                    .as_ref()
+                    .and_then(|i| i.last_rx)
+                    .map(|t| (now.saturating_duration_since(t).as_secs_f64() * 10.0).round() / 10.0),
+                networks: self
+                    .networks
+                    .values()
+                    .filter(|n| carried(n.config.vni))
+                    .map(|n| n.config.name.to_string())
+                    .collect(),
+                macs: info.map_or(0, |i| i.learned),
+            }
+        });
+        static_peers.chain(gossip).collect()
     }
 
     fn plan_attach(&self, raw: &RawPort) -> OpResult<AttachPlan> {

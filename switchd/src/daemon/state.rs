@@ -11,12 +11,14 @@ use switchd_config::{IfName, MacAddr, Name, NetworkConfig, PortKind};
 const FILE_NAME: &str = "state.json";
 const VERSION: u32 = 1;
 
-/// Where a network or endpoint came from: host.toml or a `switchctl` command.
+/// Where a network or endpoint came from: host.toml, a `switchctl`
+/// command, or (networks only) another host through gossip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     Config,
     Runtime,
+    Cluster,
 }
 
 impl Origin {
@@ -24,6 +26,7 @@ impl Origin {
         match self {
             Origin::Config => "config",
             Origin::Runtime => "runtime",
+            Origin::Cluster => "cluster",
         }
     }
 }
@@ -53,6 +56,10 @@ pub struct State {
     pub version: u32,
     /// Networks made with `network create` (host.toml's come from the file).
     pub networks: Vec<NetworkConfig>,
+    /// Networks learned from the cluster, kept so that endpoints on them
+    /// come back before gossip does.
+    #[serde(default)]
+    pub cluster_networks: Vec<NetworkConfig>,
     pub endpoints: Vec<EndpointRecord>,
 }
 
@@ -96,6 +103,7 @@ mod tests {
         let state = State {
             version: VERSION,
             networks: vec![],
+            cluster_networks: vec![],
             endpoints: vec![EndpointRecord {
                 network: Name::new("n").unwrap(),
                 name: Name::new("c").unwrap(),

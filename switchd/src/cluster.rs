@@ -1,0 +1,109 @@
+//! The gossip member of a running daemon, on the control plane's tokio
+//! runtime: it publishes what the daemon says this host carries, and a few
+//! times a second turns what it hears into a peer table for the daemon.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use switchd_config::{GossipConfig as GossipSettings, HostConfig};
+use switchd_crypto::Key;
+use switchd_overlay::gossip::node::{GossipConfig, GossipNode};
+use switchd_overlay::gossip::state::Published;
+use switchd_overlay::gossip::table::{PeerTable, Timeouts};
+use switchd_overlay::gossip::transport::{GossipStats, SealedUdp};
+use tokio::sync::watch;
+
+use crate::daemon::Daemon;
+
+/// How often the peer table is rebuilt (and silence measured).
+const TICK: Duration = Duration::from_millis(250);
+/// How long a leaving host keeps gossiping its departure before it stops.
+const LINGER: Duration = Duration::from_millis(300);
+
+#[derive(Debug)]
+pub struct Cluster {
+    node: GossipNode,
+    published: watch::Receiver<Published>,
+    timeouts: Timeouts,
+    /// The last table's routing part (ages left out), to tell real changes.
+    last_routes: Option<PeerTable>,
+    /// Invalid entries of other hosts, as last counted, and those logged.
+    seen_errors: std::collections::BTreeSet<String>,
+}
+
+impl Cluster {
+    /// Joins the cluster and connects the daemon to it.
+    pub async fn start(
+        host: &HostConfig,
+        settings: &GossipSettings,
+        daemon: &Arc<Mutex<Daemon>>,
+    ) -> anyhow::Result<Cluster> {
+        let key = Key::load(&settings.key_file)?;
+        let underlay = host.underlay_ip.ok_or_else(|| anyhow::anyhow!("gossip needs [host] underlay_ip"))?;
+        let timeouts = Timeouts::new(settings.failure_timeout);
+        let config = GossipConfig {
+            name: host.name.clone(),
+            listen: SocketAddr::new(underlay, settings.port),
+            seeds: settings.seeds.clone(),
+            interval: settings.interval,
+            timeouts,
+        };
+        let initial =
+            lock(daemon).published().ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
+        let stats = Arc::new(GossipStats::default());
+        let transport = SealedUdp { key, stats: stats.clone() };
+        // Every start is a new generation, so a restarted host replaces its old self.
+        let generation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let node = GossipNode::start(&config, generation, &transport, &initial).await?;
+        let (tx, rx) = watch::channel(initial);
+        lock(daemon).attach_gossip(tx, stats);
+        tracing::info!(listen = %config.listen, seeds = ?settings.seeds, "gossip started");
+        Ok(Cluster { node, published: rx, timeouts, last_routes: None, seen_errors: Default::default() })
+    }
+
+    /// Publishes changes and feeds the daemon new peer tables, until dropped.
+    pub async fn run(&mut self, daemon: Arc<Mutex<Daemon>>) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tick.tick().await;
+            if self.published.has_changed().unwrap_or(false) {
+                let state = self.published.borrow_and_update().clone();
+                self.node.publish(&state).await;
+            }
+            let (members, errors) = self.node.members().await;
+            for (host, e) in &errors {
+                if self.seen_errors.insert(format!("{host}: {e}")) {
+                    tracing::warn!("gossip from {host}: skipped {e}");
+                }
+            }
+            let table = PeerTable::build(members, self.timeouts);
+            let routes = without_ages(&table);
+            let changed = self.last_routes.as_ref() != Some(&routes);
+            if changed {
+                self.last_routes = Some(routes);
+            }
+            let errors = errors.len() as u64;
+            let daemon = daemon.clone();
+            let _ = tokio::task::spawn_blocking(move || lock(&daemon).update_cluster(table, changed, errors)).await;
+        }
+    }
+
+    /// Tells the cluster this host is leaving, so it is forgotten at once.
+    pub async fn leave(self) {
+        let state = self.published.borrow().clone();
+        self.node.leave(state, LINGER).await;
+    }
+}
+
+fn without_ages(table: &PeerTable) -> PeerTable {
+    let mut t = table.clone();
+    for h in t.hosts.values_mut() {
+        h.since_heard = Duration::ZERO;
+    }
+    t
+}
+
+fn lock(daemon: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
+    daemon.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,267 @@
+//! The daemon's side of gossip: what this host publishes, and turning the
+//! peer table into networks, VTEPs, forwarding entries and neighbour
+//! answers. The gossip itself runs on tokio (`crate::cluster`), which calls
+//! [`Daemon::update_cluster`] with every new table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchd_config::{MacAddr, Name, NetworkConfig, Vni};
+use switchd_overlay::gossip::state::{Published, RemoteEndpoint};
+use switchd_overlay::gossip::table::PeerTable;
+use switchd_overlay::gossip::transport::GossipStats;
+use tokio::sync::watch;
+
+use super::state::Origin;
+use super::{Daemon, OpResult};
+use crate::switch::VtepId;
+
+/// What the daemon keeps of the cluster.
+#[derive(Debug, Default)]
+pub(super) struct ClusterState {
+    /// The latest peer table (for `peers`, `network ls/inspect`, `fdb`).
+    pub table: PeerTable,
+    /// The VTEP of each remote host in the table.
+    pub vteps: BTreeMap<Name, GossipVtep>,
+    /// Where this host's published state goes; `None` without `[gossip]`.
+    pub publisher: Option<watch::Sender<Published>>,
+    pub stats: Option<Arc<GossipStats>>,
+    /// Entries other hosts published that were skipped as invalid.
+    pub state_errors: u64,
+    /// Conflicts already logged, so each is logged once.
+    pub logged: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct GossipVtep {
+    pub addr: SocketAddr,
+    pub id: VtepId,
+    pub vnis: Vec<Vni>,
+    /// Made for gossip (false: a `[[peer]]` at the same address serves it).
+    pub owned: bool,
+}
+
+impl Daemon {
+    /// Connects the daemon to a running gossip member: from now on, every
+    /// change is published through `publisher`.
+    pub fn attach_gossip(&mut self, publisher: watch::Sender<Published>, stats: Arc<GossipStats>) {
+        self.cluster.publisher = Some(publisher);
+        self.cluster.stats = Some(stats);
+        self.publish();
+    }
+
+    /// What this host tells the cluster: its VTEP, the networks it defines
+    /// or has endpoints on, and its endpoints. `None` without an underlay.
+    pub fn published(&self) -> Option<Published> {
+        let ip = self.host.underlay_ip?;
+        let networks = self
+            .networks
+            .values()
+            .filter(|n| n.origin != Origin::Cluster || self.endpoints_on(n.config.name.as_str()).next().is_some())
+            .map(|n| (n.config.name.clone(), n.config.clone()))
+            .collect();
+        let endpoints = self
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let mac = e.record.mac?;
+                Some(RemoteEndpoint {
+                    network: e.record.network.clone(),
+                    mac,
+                    ip: e.record.ip,
+                    name: e.record.name.clone(),
+                })
+            })
+            .collect();
+        Some(Published { underlay: SocketAddr::new(ip, self.host.vxlan_port), leaving: false, networks, endpoints })
+    }
+
+    /// Sends the current published state to the gossip member, if any.
+    pub(super) fn publish(&self) {
+        if let (Some(publisher), Some(state)) = (&self.cluster.publisher, self.published()) {
+            publisher.send_replace(state);
+        }
+    }
+
+    /// Takes a new peer table. When what it routes changed (`routes`),
+    /// networks, VTEPs, forwarding entries and neighbour answers follow it.
+    pub fn update_cluster(&mut self, table: PeerTable, routes: bool, state_errors: u64) {
+        self.cluster.state_errors = state_errors;
+        self.cluster.table = table;
+        for conflict in self.cluster.table.conflicts.clone() {
+            if self.cluster.logged.insert(conflict.clone()) {
+                tracing::warn!("{conflict}");
+            }
+        }
+        if routes {
+            self.adopt_cluster_networks();
+            self.sync_vteps();
+            self.reprogram();
+        }
+    }
+
+    /// Networks the cluster defines become known here; ones it stopped
+    /// defining go, unless endpoints here still use them.
+    fn adopt_cluster_networks(&mut self) {
+        let mut changed = false;
+        let cluster: Vec<NetworkConfig> = self.cluster.table.networks.values().map(|n| n.config.clone()).collect();
+        for config in cluster {
+            match self.networks.get(config.name.as_str()) {
+                Some(local) if local.config != config => {
+                    let note = format!(
+                        "network {:?}: the cluster defines it with vni {}, this host with vni {}; keeping this host's",
+                        config.name.as_str(),
+                        config.vni,
+                        local.config.vni
+                    );
+                    if self.cluster.logged.insert(note.clone()) {
+                        tracing::warn!("{note}");
+                    }
+                }
+                Some(_) => {}
+                None => match self.check_network_is_new(&config) {
+                    Ok(()) => {
+                        tracing::info!("network {} (vni {}) joined from the cluster", config.name, config.vni);
+                        self.add_network(config, Origin::Cluster);
+                        changed = true;
+                    }
+                    Err(e) => {
+                        let note = format!("network {:?} from the cluster not taken: {e}", config.name.as_str());
+                        if self.cluster.logged.insert(note.clone()) {
+                            tracing::warn!("{note}");
+                        }
+                    }
+                },
+            }
+        }
+        let gone: Vec<String> = self
+            .networks
+            .values()
+            .filter(|n| n.origin == Origin::Cluster && !self.cluster.table.networks.contains_key(&n.config.name))
+            .filter(|n| self.endpoints_on(n.config.name.as_str()).next().is_none())
+            .map(|n| n.config.name.to_string())
+            .collect();
+        for name in gone {
+            tracing::info!("network {name} left the cluster");
+            if let Some(net) = self.networks.remove(&name) {
+                self.dataplane.remove_network(net.id);
+            }
+            changed = true;
+        }
+        if changed {
+            self.save();
+        }
+    }
+
+    /// One VTEP per usable remote host, carrying the networks it carries.
+    fn sync_vteps(&mut self) {
+        let own_ip = self.host.underlay_ip;
+        let desired: BTreeMap<Name, (SocketAddr, Vec<Vni>)> = self
+            .cluster
+            .table
+            .hosts
+            .values()
+            .filter(|h| h.is_usable() && Some(h.underlay.ip()) != own_ip)
+            .map(|h| (h.name.clone(), (h.underlay, h.vnis.iter().copied().collect())))
+            .collect();
+        let stale: Vec<Name> = self
+            .cluster
+            .vteps
+            .iter()
+            .filter(|(name, v)| desired.get(*name).is_none_or(|(addr, _)| *addr != v.addr))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            let v = self.cluster.vteps.remove(&name).expect("listed");
+            if v.owned {
+                self.dataplane.remove_vtep(v.id);
+            }
+            tracing::info!("host {name} ({}) left", v.addr.ip());
+        }
+        for (name, (addr, vnis)) in desired {
+            if let Some(v) = self.cluster.vteps.get_mut(&name) {
+                if v.owned && v.vnis != vnis {
+                    self.dataplane.with_switch(|s| s.set_vtep_vnis(v.id, Some(vnis.clone())));
+                    v.vnis = vnis;
+                }
+                continue;
+            }
+            let (id, owned) = match self.peers.iter().find(|p| p.config.underlay_ip == addr.ip()) {
+                Some(peer) => (peer.vtep, false),
+                None => match self.dataplane.add_vtep(addr, Some(vnis.clone())) {
+                    Some(id) => (id, true),
+                    None => continue,
+                },
+            };
+            tracing::info!("host {name} ({}) joined", addr.ip());
+            self.cluster.vteps.insert(name, GossipVtep { addr, id, vnis, owned });
+        }
+    }
+
+    /// Programs every network's gossip entries (remote MACs behind their
+    /// hosts' VTEPs) and neighbour answers (remote and local addresses).
+    pub(super) fn reprogram(&mut self) {
+        let now = Instant::now();
+        for net in self.networks.values() {
+            let name = &net.config.name;
+            let mut macs: Vec<(MacAddr, VtepId)> = Vec::new();
+            let mut neighbors: Vec<(IpAddr, MacAddr)> = Vec::new();
+            for (host, ep) in self.cluster.table.endpoints_on(name) {
+                if let Some(v) = self.cluster.vteps.get(&host.name) {
+                    macs.push((ep.mac, v.id));
+                    neighbors.extend(ep.ip.map(|ip| (ip, ep.mac)));
+                }
+            }
+            for e in self.endpoints_on(name.as_str()) {
+                if let (Some(ip), Some(mac)) = (e.record.ip, e.record.mac) {
+                    neighbors.push((ip, mac));
+                }
+            }
+            let id = net.id;
+            self.dataplane.with_switch(|s| {
+                s.set_gossip_macs(id, &macs, now);
+                s.set_neighbors(id, neighbors);
+            });
+        }
+    }
+
+    /// The remote host behind a VTEP, for display: (host name, address).
+    pub(super) fn vtep_owner(&self, id: VtepId) -> Option<(Option<String>, String)> {
+        if let Some(p) = self.peers.iter().find(|p| p.vtep == id) {
+            return Some((p.config.name.as_ref().map(|n| n.to_string()), p.config.underlay_ip.to_string()));
+        }
+        self.cluster
+            .vteps
+            .iter()
+            .find(|(_, v)| v.id == id)
+            .map(|(name, v)| (Some(name.to_string()), v.addr.ip().to_string()))
+    }
+
+    /// Refuses a network whose name or VNI the cluster uses differently.
+    pub(super) fn check_cluster_agrees(&self, net: &NetworkConfig) -> OpResult<()> {
+        let hosts = |set: &BTreeSet<Name>| set.iter().map(Name::as_str).collect::<Vec<_>>().join(", ");
+        if let Some(c) = self.cluster.table.networks.get(&net.name)
+            && c.config.vni != net.vni
+        {
+            return Err(format!(
+                "network {:?} already exists in the cluster with vni {} (on {})",
+                net.name.as_str(),
+                c.config.vni,
+                hosts(&c.hosts)
+            ));
+        }
+        if let Some(c) =
+            self.cluster.table.networks.values().find(|c| c.config.vni == net.vni && c.config.name != net.name)
+        {
+            return Err(format!(
+                "vni {} is already used in the cluster by network {:?} (on {})",
+                net.vni,
+                c.config.name.as_str(),
+                hosts(&c.hosts)
+            ));
+        }
+        Ok(())
+    }
+}
