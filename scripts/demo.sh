@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The switchd demo: builds switchd, starts it on two hosts (network
-# namespaces joined by a veth "LAN"), attaches three containers to two
-# networks, and shows them talking: on one host through the switch, across
-# hosts through VXLAN. Then isolation, a run-time connect, a crash-restart,
-# and clean-up.
+# namespaces joined by a veth "LAN") that find each other by gossip,
+# attaches three containers to two networks, and shows them talking: on one
+# host through the switch, across hosts through VXLAN. Then isolation, a
+# run-time connect, a crash-restart, and clean-up.
 #
 # Everything lives in private network namespaces named sdemo-*; the networks
 # are `internal` (no default routes), so no packet can leave this machine.
@@ -43,7 +43,10 @@ ip -n sdemo-host-a addr add 198.18.0.1/24 dev u0; ip -n sdemo-host-a link set u0
 ip -n sdemo-host-b addr add 198.18.0.2/24 dev u0; ip -n sdemo-host-b link set u0 up
 ip netns list | grep sdemo
 
-# host.toml for host $1 (a or b), underlay address $2, its peer $3, and extra sections.
+# The cluster key every host shares: 32 random bytes as 64 hex characters.
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$WORK/cluster.key"
+
+# host.toml for host $1 (a or b) with underlay address $2, then extra sections.
 write_config() {
   cat > "$WORK/host-$1.toml" <<EOF
 [host]
@@ -52,10 +55,13 @@ underlay_ip = "$2"
 control_socket = "$WORK/host-$1.sock"
 state_dir = "$WORK/state-$1"
 
-[[peer]]                 # the other host's VTEP
-underlay_ip = "$3"
-name = "host-$4"
-
+[gossip]                 # hosts find each other from a seed; no peer lists
+seeds = ["198.18.0.1:7946"]
+key_file = "cluster.key"
+$3
+EOF
+}
+write_config a 198.18.0.1 '
 [[network]]
 name = "frontend"
 vni = 100
@@ -67,10 +73,7 @@ name = "backend"
 vni = 200
 subnet = "10.20.0.0/24"
 internal = true
-$5
-EOF
-}
-write_config a 198.18.0.1 198.18.0.2 b '
+
 [[port]]
 network = "frontend"
 netns = "sdemo-web"
@@ -85,9 +88,11 @@ name = "api"
 network = "backend"
 netns = "sdemo-api"
 name = "api"'
-write_config b 198.18.0.2 198.18.0.1 a ""
-step "host-a's host.toml: web on frontend, api on both networks"
+write_config b 198.18.0.2 ""
+step "host-a's host.toml: two networks, web on frontend, api on both"
 cat "$WORK/host-a.toml"
+step "host-b's host.toml: nothing but how to find the cluster"
+cat "$WORK/host-b.toml"
 show "$SWITCHD" --check --config "$WORK/host-a.toml"
 
 ctl() { local h=$1; shift; "$SWITCHCTL" --socket "$WORK/host-$h.sock" "$@"; }
@@ -97,10 +102,12 @@ start_switchd() {
   for _ in $(seq 50); do ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.1; done
   cat "$WORK/switchd-$1.log"; exit 1
 }
-step "Starting switchd on both hosts"
+step "Starting switchd on both hosts; they find each other by gossip"
 start_switchd a
 start_switchd b
-show ctl a status
+for _ in $(seq 50); do ctl b network ls | grep -q backend && break; sleep 0.1; done
+show ctl a peers
+show ctl b network ls
 
 step "Connecting a container on host-b at run time: db on backend"
 show ctl b network connect backend sdemo-db --name db --ip 10.20.0.30
@@ -133,9 +140,8 @@ iperf sdemo-web sdemo-api "$API_F"
 step "iperf3 api -> db for 3 s (TCP, across hosts over VXLAN)"
 iperf sdemo-api sdemo-db "$DB"
 
-step "What host-a learned and counted: db's MAC sits behind host-b's VTEP"
+step "What host-a knows: db's MAC sits behind host-b's VTEP, told by gossip"
 show ctl a fdb
-show ctl a peers
 show ctl a stats
 
 step "Crash and restart: kill -9 host-a's switchd; the containers keep their interfaces"

@@ -24,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
     let all = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
     let sources: [IpAddr; 3] = ["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap(), "198.18.0.9".parse().unwrap()];
+    // Addresses whose owners are known: requests for them are answered.
+    let owner = switchd_config::MacAddr([2, 0, 0, 0, 0, 0x42]);
+    sw.set_neighbors(n1, [("10.0.0.2".parse().unwrap(), owner), ("fd00::2".parse().unwrap(), owner)]);
     let mut now = Instant::now();
     let mut rest = data;
     while rest.len() >= 3 {
@@ -54,6 +57,10 @@ fuzz_target!(|data: &[u8]| {
                         }
                     }
                 }
+                Action::Answer { port, owner, .. } => {
+                    assert_eq!(port, ports[i], "answered on another port");
+                    assert!(owner.is_unicast());
+                }
                 Action::Drop(_) => {}
             }
             continue;
@@ -62,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         match sw.handle_datagram(now, src, bytes) {
             Action::Deliver(out) => assert!(ports.contains(&out)),
             Action::Encap { .. } => panic!("a datagram was sent back into the underlay"),
+            Action::Answer { .. } => panic!("a request from the underlay was answered"),
             Action::Flood { network, ingress } => {
                 assert!(matches!(ingress, Location::Vtep(_)));
                 for target in sw.flood_targets(network, ingress) {

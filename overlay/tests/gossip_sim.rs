@@ -31,3 +31,20 @@ async fn a_small_cluster_converges_on_join_and_failure() {
     assert!(report.failure < Duration::from_secs(12), "failure took {:?}", report.failure);
     assert!(report.bytes_per_host_per_sec > 0.0);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn both_sides_of_a_healed_partition_converge() {
+    let config = SimConfig {
+        hosts: 6,
+        endpoints_per_host: 3,
+        networks: 1,
+        seed: 11,
+        loss: 0.02,
+        latency_ms: (1, 20),
+        interval: Duration::from_millis(250),
+        timeouts: Timeouts::new(Duration::from_secs(8)),
+    };
+    let healed = sim::partition_heals(config).await;
+    eprintln!("converged {healed:?} after the partition healed");
+    assert!(healed < Duration::from_secs(10), "took {healed:?}");
+}

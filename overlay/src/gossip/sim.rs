@@ -133,6 +133,41 @@ async fn until(members: &mut [Member], expected: (usize, usize), timeouts: Timeo
     panic!("no convergence on {expected:?} within {limit:?}");
 }
 
+/// Splits a converged cluster in two halves until each side has declared
+/// the other dead, then heals the split. Returns how long both sides took
+/// to see each other again, with all endpoints.
+pub async fn partition_heals(config: SimConfig) -> Duration {
+    let net = SimNet::new(Key::from_bytes([0x5a; 32]), config.seed, config.loss, config.latency_ms);
+    let (n, e) = (config.hosts, config.endpoints_per_host);
+    let limit = Duration::from_secs(120);
+    let mut members = Vec::new();
+    for i in 0..n {
+        members.push(Member { node: Some(start(&net, i, &config).await) });
+    }
+    until(&mut members, (n - 1, (n - 1) * e), config.timeouts, limit).await;
+    let (left, right): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        ((0..n / 2).map(addr).collect(), (n / 2..n).map(addr).collect());
+    net.partition(&left, &right);
+    // Each side keeps only itself (halves of equal size when n is even).
+    let split = Instant::now();
+    while split.elapsed() < limit {
+        let mut sides_apart = true;
+        for (i, m) in members.iter_mut().enumerate() {
+            let Some(node) = m.node.as_mut() else { continue };
+            let (list, _) = node.members().await;
+            let table = PeerTable::build(list, config.timeouts);
+            let side = if i < n / 2 { n / 2 } else { n - n / 2 };
+            sides_apart &= table.hosts.values().filter(|h| h.is_usable()).count() == side - 1;
+        }
+        if sides_apart {
+            break;
+        }
+        tokio::time::sleep(STEP).await;
+    }
+    net.heal();
+    until(&mut members, (n - 1, (n - 1) * e), config.timeouts, limit).await
+}
+
 /// Runs the scenario; call on a paused current-thread tokio runtime.
 pub async fn run(config: SimConfig) -> SimReport {
     let key = Key::from_bytes([0x5a; 32]);

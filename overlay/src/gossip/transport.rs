@@ -189,8 +189,10 @@ struct SimInner {
     rng: u64,
     loss: f64,
     latency_ms: (u64, u64),
-    /// Addresses that neither send nor receive (killed hosts, partitions).
+    /// Addresses that neither send nor receive (killed hosts).
     down: std::collections::HashSet<SocketAddr>,
+    /// Links cut by a partition, both directions listed.
+    cut: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     stats: HashMap<SocketAddr, Arc<GossipStats>>,
 }
 
@@ -209,6 +211,7 @@ impl SimNet {
                 loss,
                 latency_ms,
                 down: Default::default(),
+                cut: Default::default(),
                 stats: HashMap::new(),
             })),
             key,
@@ -229,6 +232,22 @@ impl SimNet {
         } else {
             inner.down.remove(&addr);
         }
+    }
+
+    /// Cuts every link between `a` and `b` (a network partition).
+    pub fn partition(&self, a: &[SocketAddr], b: &[SocketAddr]) {
+        let mut inner = self.inner.lock().expect("sim lock");
+        for x in a {
+            for y in b {
+                inner.cut.insert((*x, *y));
+                inner.cut.insert((*y, *x));
+            }
+        }
+    }
+
+    /// Restores every cut link.
+    pub fn heal(&self) {
+        self.inner.lock().expect("sim lock").cut.clear();
     }
 
     /// The counters of the socket at `addr`.
@@ -279,7 +298,7 @@ impl Socket for SimSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
         let datagrams = self.codec.seal(&msg, self.net.now());
         let mut inner = self.net.inner.lock().expect("sim lock");
-        if inner.down.contains(&self.addr) || inner.down.contains(&to) {
+        if inner.down.contains(&self.addr) || inner.down.contains(&to) || inner.cut.contains(&(self.addr, to)) {
             return Ok(());
         }
         let Some(inbox) = inner.inboxes.get(&to).cloned() else { return Ok(()) };
