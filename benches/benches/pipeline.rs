@@ -22,7 +22,7 @@ fn pipeline(c: &mut Criterion) {
     // Two learned ports: the steady state of a TCP flow.
     {
         let mut sw = Switch::new(SwitchConfig::default());
-        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
         sw.handle_frame(now, p2, &build_plain(mac(1), mac(2), 0x0800, 46));
         let frame = build_plain(mac(2), mac(1), 0x0800, 1450);
@@ -39,7 +39,7 @@ fn pipeline(c: &mut Criterion) {
     // A broadcast on a network of 8 ports: decision plus target list.
     {
         let mut sw = Switch::new(SwitchConfig::default());
-        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let ports: Vec<_> = (0..8).map(|_| sw.add_port(net).unwrap()).collect();
         let frame = build_plain(MacAddr::BROADCAST, mac(1), 0x0806, 46);
         group.bench_function("flood_8_ports", |b| {
@@ -53,7 +53,7 @@ fn pipeline(c: &mut Criterion) {
     // 100k MACs learned across 100 ports; look up destinations all over the table.
     {
         let mut sw = Switch::new(SwitchConfig::new(Duration::from_secs(300), 100_000));
-        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let ports: Vec<_> = (0..100).map(|_| sw.add_port(net).unwrap()).collect();
         for i in 0..100_000u32 {
             sw.handle_frame(now, ports[(i % 100) as usize], &build_plain(MacAddr::BROADCAST, mac(i + 10), 0x0800, 46));

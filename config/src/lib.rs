@@ -13,6 +13,7 @@ pub mod raw;
 pub mod types;
 pub mod validate;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use toml::de::DeTable;
 
 use error::Locator;
 pub use error::{ConfigError, ConfigErrors, FieldError, KeyPath, Seg};
+pub use switchd_crypto::Cipher;
 pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 
 /// A validated host.toml.
@@ -31,6 +33,9 @@ pub struct Config {
     pub gossip: Option<GossipConfig>,
     pub peers: Vec<PeerConfig>,
     pub networks: Vec<NetworkConfig>,
+    /// The key files of networks with their own key (relative paths
+    /// resolved from the config file's directory).
+    pub network_key_files: BTreeMap<Name, PathBuf>,
     pub ports: Vec<PortConfig>,
 }
 
@@ -57,12 +62,14 @@ impl HostConfig {
     pub const DEFAULT_CONTROL_SOCKET: &str = "/run/switchd/switchd.sock";
     pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchd";
 
-    /// What VXLAN costs a network's MTU on this host's underlay.
-    pub fn overlay_overhead(&self) -> u32 {
-        match self.underlay_ip {
+    /// What VXLAN costs a network's MTU on this host's underlay (sealed:
+    /// plus the header and tag of encryption).
+    pub fn overlay_overhead(&self, encrypted: bool) -> u32 {
+        let vxlan = match self.underlay_ip {
             Some(ip) if ip.is_ipv6() => validate::VXLAN_OVERHEAD_V6,
             _ => validate::VXLAN_OVERHEAD,
-        }
+        };
+        vxlan + if encrypted { validate::SEALED_OVERHEAD } else { 0 }
     }
 }
 
@@ -108,6 +115,51 @@ pub struct NetworkConfig {
     pub mtu: Mtu,
     /// Like Docker's `--internal`: endpoints get no default route.
     pub internal: bool,
+    /// Set on an encrypted network: frames between hosts travel sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+impl NetworkConfig {
+    pub fn is_encrypted(&self) -> bool {
+        self.encryption.is_some()
+    }
+}
+
+/// How an encrypted network seals its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// What this host seals with; a receiver opens either cipher.
+    #[serde(with = "cipher_name")]
+    pub cipher: Cipher,
+    /// Where its keys come from.
+    pub key: KeySource,
+}
+
+/// Which key ring an encrypted network's keys derive from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    /// The cluster key (`[gossip] key_file`) and its rotations.
+    Cluster,
+    /// The network's own `key_file` and its rotations: hosts without it
+    /// cannot carry the network.
+    Own,
+}
+
+/// Ciphers by name in host.toml, state files and gossip.
+pub mod cipher_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Cipher;
+
+    pub fn serialize<S: Serializer>(c: &Cipher, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cipher, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// How a port reaches its container.
@@ -237,19 +289,29 @@ impl Config {
 
     /// Things that work but probably are not what was meant.
     pub fn warnings(&self) -> Vec<String> {
-        let overhead = self.host.overlay_overhead();
-        self.networks
-            .iter()
-            .filter(|n| n.mtu.get() + overhead > self.host.underlay_mtu.get())
-            .map(|n| {
-                format!(
-                    "network {:?}: mtu {} plus {overhead} bytes of VXLAN exceeds underlay_mtu {}; frames between hosts will be fragmented or dropped",
+        let mut warnings = Vec::new();
+        for n in &self.networks {
+            let overhead = self.host.overlay_overhead(n.is_encrypted());
+            if n.mtu.get() + overhead > self.host.underlay_mtu.get() {
+                let what = if n.is_encrypted() { "sealed VXLAN" } else { "VXLAN" };
+                warnings.push(format!(
+                    "network {:?}: mtu {} plus {overhead} bytes of {what} exceeds underlay_mtu {}; frames between hosts will be fragmented or dropped",
                     n.name.as_str(),
                     n.mtu,
                     self.host.underlay_mtu
-                )
-            })
-            .collect()
+                ));
+            }
+            if let Some(e) = n.encryption
+                && !e.cipher.is_accelerated()
+            {
+                warnings.push(format!(
+                    "network {:?}: this CPU has no AES instructions; {} will be slow here (chacha20-poly1305 is not)",
+                    n.name.as_str(),
+                    e.cipher
+                ));
+            }
+        }
+        warnings
     }
 }
 

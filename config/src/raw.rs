@@ -65,6 +65,9 @@ pub struct RawNetwork {
     pub gateway: Option<String>,
     pub mtu: Option<i64>,
     pub internal: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub cipher: Option<String>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -82,5 +85,4 @@ pub struct RawPort {
 
 /// Keys that INTERFACE.md reserves for capabilities this version does not
 /// have yet. They are refused like any unknown key, but the message says why.
-pub(crate) const PLANNED_KEYS: &[&str] =
-    &["gossip", "route", "network.encrypted", "network.dns", "network.dhcp", "network.host_access"];
+pub(crate) const PLANNED_KEYS: &[&str] = &["route", "network.dns", "network.dhcp", "network.host_access"];

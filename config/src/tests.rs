@@ -197,7 +197,7 @@ networks = ["a", "b"]
 [[network]]
 name = "a"
 vni = 1
-encrypted = true
+dns = true
 typo_key = 1
 "#;
     let errs = errors(text);
@@ -206,7 +206,7 @@ typo_key = 1
         vec![
             "host.toml:3:10: host.colour: unknown key",
             "host.toml:5:1: route: is not supported yet by this version of switchd",
-            "host.toml:11:13: network[0].encrypted: is not supported yet by this version of switchd",
+            "host.toml:11:7: network[0].dns: is not supported yet by this version of switchd",
             "host.toml:12:12: network[0].typo_key: unknown key",
         ]
     );
@@ -251,8 +251,11 @@ fn run_time_network_uses_the_same_rules() {
         subnet: Some("10.0.0.1/24".into()),
         ..Default::default()
     };
-    let errs: Vec<String> =
-        validate::network(&raw, &host, &KeyPath::root()).unwrap_err().iter().map(|e| e.to_string()).collect();
+    let errs: Vec<String> = validate::network(&raw, &host, Path::new("/"), &KeyPath::root())
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     assert_eq!(
         errs,
         vec![
@@ -380,5 +383,56 @@ fn gossip_section() {
         .unwrap_err()
         .to_string();
     assert!(errs.contains("gossip.key_file: is required"), "{errs}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn encrypted_networks() {
+    let dir = std::env::temp_dir().join(format!("switchd-config-encrypted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cluster.key"), "ab".repeat(32)).unwrap();
+    std::fs::write(dir.join("secret.key"), "cd".repeat(32)).unwrap();
+    let file = dir.join("host.toml");
+    let parse_here = |text: &str| Config::parse(text, &file);
+    let host = "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n";
+    let gossip = "[gossip]\nkey_file = \"cluster.key\"\n";
+    let c = parse_here(&format!(
+        "{host}{gossip}[[network]]\nname = \"a\"\nvni = 1\nencrypted = true\n\
+         [[network]]\nname = \"b\"\nvni = 2\nencrypted = true\ncipher = \"aes-256-gcm\"\nkey_file = \"secret.key\"\n\
+         [[network]]\nname = \"c\"\nvni = 3\n"
+    ))
+    .unwrap();
+    let (a, b, plain) = (&c.networks[0], &c.networks[1], &c.networks[2]);
+    assert_eq!(a.encryption, Some(Encryption { cipher: Cipher::ChaCha20Poly1305, key: KeySource::Cluster }));
+    assert_eq!(a.mtu.get(), 1500 - 50 - 36, "the crypto overhead comes off the default MTU");
+    assert_eq!(b.encryption, Some(Encryption { cipher: Cipher::Aes256Gcm, key: KeySource::Own }));
+    assert_eq!(c.network_key_files.get(&b.name), Some(&dir.join("secret.key")));
+    assert_eq!((plain.encryption, plain.mtu.get()), (None, 1450));
+
+    // Without a key there is nothing to seal with: refused, never plaintext.
+    let errs =
+        parse_here(&format!("{host}[[network]]\nname = \"a\"\nvni = 1\nencrypted = true\n")).unwrap_err().to_string();
+    assert!(errs.contains("network[0].encrypted: needs a key: set [gossip] key_file"), "{errs}");
+    let errs = parse_here(&format!(
+        "{host}{gossip}[[network]]\nname = \"a\"\nvni = 1\ncipher = \"aes-256-gcm\"\nkey_file = \"secret.key\"\n\
+         [[network]]\nname = \"b\"\nvni = 2\nencrypted = true\ncipher = \"des\"\nkey_file = \"missing.key\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "network[0].cipher: applies to encrypted networks only; add encrypted = true",
+        "network[0].key_file: applies to encrypted networks only",
+        "network[1].cipher: \"des\" is not a cipher",
+        "network[1].key_file: ",
+        "missing.key: cannot read key file",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
+
+    // An explicit MTU too large for the sealed overhead is a warning.
+    let c = parse_here(&format!("{host}{gossip}[[network]]\nname = \"a\"\nvni = 1\nencrypted = true\nmtu = 1450\n"))
+        .unwrap();
+    let w = c.warnings();
+    assert!(w[0].contains("mtu 1450 plus 86 bytes of sealed VXLAN exceeds underlay_mtu 1500"), "{w:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,7 @@
 //! Stage two: raw values into typed, validated ones. Every rule that fails
 //! adds a `FieldError`; nothing stops at the first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,12 +9,18 @@ use std::time::Duration;
 use crate::error::{FieldError, KeyPath};
 use crate::raw::{RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort};
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
-use crate::{Config, GossipConfig, HostConfig, NetworkConfig, PeerConfig, PortConfig, PortKind};
+use crate::{
+    Cipher, Config, Encryption, GossipConfig, HostConfig, KeySource, NetworkConfig, PeerConfig, PortConfig, PortKind,
+};
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
 pub const VXLAN_OVERHEAD: u32 = 50;
 /// Over IPv6, 20 more.
 pub const VXLAN_OVERHEAD_V6: u32 = 70;
+/// What sealing adds on an encrypted network: 20 bytes of header beyond
+/// VXLAN's and a 16-byte tag (`switchd_overlay::sealed::OVERHEAD`, which a
+/// test there keeps equal).
+pub const SEALED_OVERHEAD: u32 = 36;
 
 /// Collects errors while fields are checked one by one.
 #[derive(Default)]
@@ -115,17 +121,30 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
 }
 
 /// Checks one network on its own. `at` is where it sits (`network[2]` in a
-/// file, the root for a `switchctl network create`).
-pub fn network(raw: &RawNetwork, host: &HostConfig, at: &KeyPath) -> Result<NetworkConfig, Vec<FieldError>> {
+/// file, the root for a `switchctl network create`); `dir` is where a
+/// relative `key_file` is found from. Returns the network and, when it has
+/// its own key, the key file (read once here to check it).
+pub fn network(
+    raw: &RawNetwork,
+    host: &HostConfig,
+    dir: &Path,
+    at: &KeyPath,
+) -> Result<(NetworkConfig, Option<PathBuf>), Vec<FieldError>> {
     let mut errors = Errors::default();
-    let network = network_into(raw, host, at, &mut errors);
+    let network = network_into(raw, host, dir, at, &mut errors);
     match network {
         Some(n) if errors.0.is_empty() => Ok(n),
         _ => Err(errors.0),
     }
 }
 
-fn network_into(raw: &RawNetwork, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> Option<NetworkConfig> {
+fn network_into(
+    raw: &RawNetwork,
+    host: &HostConfig,
+    dir: &Path,
+    at: &KeyPath,
+    errors: &mut Errors,
+) -> Option<(NetworkConfig, Option<PathBuf>)> {
     let name = errors.required(&at.key("name"), raw.name.clone());
     let name = errors.check(&at.key("name"), name, |n| Name::new(&n));
     let vni = errors.required(&at.key("vni"), raw.vni);
@@ -146,11 +165,50 @@ fn network_into(raw: &RawNetwork, host: &HostConfig, at: &KeyPath, errors: &mut 
         }
         _ => None,
     };
-    let default_mtu = host.underlay_mtu.get() - host.overlay_overhead();
+    let encrypted = raw.encrypted.unwrap_or(false);
+    let only_if_encrypted = |errors: &mut Errors, key: &str| {
+        errors.push(at.key(key), "applies to encrypted networks only; add encrypted = true");
+    };
+    let cipher = match raw.cipher.clone() {
+        Some(_) if !encrypted => {
+            only_if_encrypted(errors, "cipher");
+            None
+        }
+        Some(c) => errors.check(&at.key("cipher"), Some(c), |c| c.parse::<Cipher>()),
+        None => Some(Cipher::default()),
+    };
+    let key_file = match &raw.key_file {
+        Some(_) if !encrypted => {
+            only_if_encrypted(errors, "key_file");
+            None
+        }
+        Some(path) => {
+            let path = if path.is_relative() { dir.join(path) } else { path.clone() };
+            errors.check(&at.key("key_file"), Some(path), |p| match switchd_crypto::Key::load(&p) {
+                Ok(_) => Ok(p),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+        None => None,
+    };
+    let encryption = encrypted.then(|| Encryption {
+        cipher: cipher.unwrap_or_default(),
+        key: if key_file.is_some() { KeySource::Own } else { KeySource::Cluster },
+    });
+    let default_mtu = host.underlay_mtu.get().saturating_sub(host.overlay_overhead(encrypted)).max(Mtu::MIN);
     let mtu = errors.check(&at.key("mtu"), Some(raw.mtu.unwrap_or(i64::from(default_mtu))), |v| {
         u32::try_from(v).map_err(|_| out_of_range(v, Mtu::MIN, Mtu::MAX)).and_then(Mtu::new)
     });
-    Some(NetworkConfig { name: name?, vni: vni?, subnet, gateway, mtu: mtu?, internal: raw.internal.unwrap_or(false) })
+    let config = NetworkConfig {
+        name: name?,
+        vni: vni?,
+        subnet,
+        gateway,
+        mtu: mtu?,
+        internal: raw.internal.unwrap_or(false),
+        encryption,
+    };
+    Some((config, key_file))
 }
 
 fn peer(raw: &RawPeer, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> Option<PeerConfig> {
@@ -337,11 +395,21 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
     let gossip = raw.gossip.as_ref().and_then(|g| gossip(g, &host, dir, &mut errors));
 
     let mut networks = Vec::new();
+    let mut network_key_files = BTreeMap::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut by_vni: HashMap<u32, usize> = HashMap::new();
     for (i, raw_net) in raw.network.iter().enumerate() {
         let at = KeyPath::root().key("network").index(i);
-        let Some(net) = network_into(raw_net, &host, &at, &mut errors) else { continue };
+        let Some((net, key_file)) = network_into(raw_net, &host, dir, &at, &mut errors) else { continue };
+        if net.encryption.is_some_and(|e| e.key == KeySource::Cluster) && raw.gossip.is_none() {
+            errors.push(
+                at.key("encrypted"),
+                "needs a key: set [gossip] key_file (the cluster key) or this network's key_file",
+            );
+        }
+        if let Some(path) = key_file {
+            network_key_files.insert(net.name.clone(), path);
+        }
         if let Some(first) = by_name.insert(net.name.to_string(), i) {
             errors.push(at.key("name"), format!("{:?} is already the name of network[{first}]", net.name.as_str()));
         }
@@ -372,7 +440,11 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
         ports.push(port);
     }
 
-    if errors.0.is_empty() { Ok(Config { host, gossip, peers, networks, ports }) } else { Err(errors.0) }
+    if errors.0.is_empty() {
+        Ok(Config { host, gossip, peers, networks, network_key_files, ports })
+    } else {
+        Err(errors.0)
+    }
 }
 
 /// The values that must be unique among the `[[port]]` entries of one file,

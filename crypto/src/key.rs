@@ -8,7 +8,8 @@
 use std::fmt;
 use std::path::Path;
 
-use ring::hkdf;
+use hkdf::Hkdf;
+use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub const KEY_LEN: usize = 32;
@@ -21,12 +22,23 @@ pub struct Key([u8; KEY_LEN]);
 
 /// A short public identifier of a key, to tell "sealed with another key"
 /// from "tampered with" without revealing anything of the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 4]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::str::FromStr for KeyId {
+    type Err = String;
+
+    /// Eight hex characters, as [`KeyId`]'s `Display` writes them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut id = [0u8; 4];
+        hex::decode_to_slice(s, &mut id).map_err(|_| format!("{s:?} is not a key id (8 hex characters)"))?;
+        Ok(KeyId(id))
     }
 }
 
@@ -69,12 +81,25 @@ impl Key {
     /// A key for one purpose: HKDF-SHA256 of this key with `label` and
     /// `context` as the info.
     pub fn derive(&self, label: &str, context: &[u8]) -> Key {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(&self.0);
-        let info = [label.as_bytes(), b"\0", context];
-        let okm = prk.expand(&info, Len(KEY_LEN)).expect("32 bytes is a valid HKDF-SHA256 length");
+        // Derivation runs when keys or sessions change, never per packet,
+        // so the portable HKDF serves both backends.
+        let hkdf = Hkdf::<Sha256>::new(Some(SALT), &self.0);
         let mut out = [0u8; KEY_LEN];
-        okm.fill(&mut out).expect("the output matches the requested length");
+        hkdf.expand_multi_info(&[label.as_bytes(), b"\0", context], &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
         Key(out)
+    }
+
+    /// A fresh random key.
+    pub fn random() -> Key {
+        let mut bytes = [0u8; KEY_LEN];
+        crate::random::fill(&mut bytes);
+        Key(bytes)
+    }
+
+    /// The key as 64 hex characters, for writing a key file.
+    pub fn to_hex(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(hex::encode(self.0))
     }
 
     /// This key's public identifier.
@@ -91,14 +116,6 @@ impl Key {
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key(id {})", self.id())
-    }
-}
-
-struct Len(usize);
-
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
     }
 }
 
@@ -132,6 +149,8 @@ mod tests {
         // a cluster, cannot pass unnoticed.
         assert_eq!(hex::encode(a.bytes()), "5398c71a2cd6afc64fd57c30cf0b066557c0faf96fa775911a658653dc605f6e");
         assert_eq!(k.id().to_string(), "e32eb522");
+        assert_eq!("e32eb522".parse::<KeyId>(), Ok(k.id()));
+        assert!("e32eb52".parse::<KeyId>().is_err());
     }
 
     #[test]

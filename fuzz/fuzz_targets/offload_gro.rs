@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         let frame = &rest[2..2 + len];
         rest = &rest[2 + len..];
         out.clear();
-        let _ = offload::segment(frame, gso, mss, 1500, 8, &mut out);
+        let _ = offload::segment(frame, gso, mss, 1500, offload::Room::head(8), &mut out);
         let mut copy = frame.to_vec();
         let _ = offload::complete_checksum(&mut copy, start, offset);
         if !gro.append(frame) {
@@ -56,5 +56,5 @@ fn check_joined(frame: &[u8]) {
     };
     let mss = usize::from(u16::from_le_bytes([frame[4], frame[5]]));
     let mut out = Vec::new();
-    offload::segment(&frame[10..], gso, mss, 65535, 0, &mut out).expect("a joined frame segments again");
+    offload::segment(&frame[10..], gso, mss, 65535, offload::Room::NONE, &mut out).expect("a joined frame segments again");
 }

@@ -17,8 +17,8 @@ use switchd_config::{Mtu, Vni};
 
 fuzz_target!(|data: &[u8]| {
     let mut sw = Switch::new(SwitchConfig::new(Duration::from_secs(5), 8));
-    let n1 = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1450).unwrap()).unwrap();
-    let n2 = sw.add_network(Vni::new(2).unwrap(), Mtu::new(9000).unwrap()).unwrap();
+    let n1 = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1450).unwrap(), false).unwrap();
+    let n2 = sw.add_network(Vni::new(2).unwrap(), Mtu::new(9000).unwrap(), false).unwrap();
     let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap()];
     let network_of_port = |i: usize| if i < 2 { n1 } else { n2 };
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();

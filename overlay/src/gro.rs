@@ -254,7 +254,7 @@ mod tests {
         b.write(&mut frame, &payload(20_000)).unwrap();
         let mut out = Vec::new();
         let gso = if v4 { Gso::TcpV4 } else { Gso::TcpV6 };
-        let segs = offload::segment(&frame, gso, 1388, 1450, 0, &mut out).unwrap();
+        let segs = offload::segment(&frame, gso, 1388, 1450, offload::Room::NONE, &mut out).unwrap();
         out.chunks(segs.stride).map(<[u8]>::to_vec).collect()
     }
 
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(mss, if v4 { 1388 } else { 1378 }, "gso_size is the payload per segment");
         let gso = if v4 { Gso::TcpV4 } else { Gso::TcpV6 };
         let mut out = Vec::new();
-        let segs = offload::segment(&joined[VNET_HDR_LEN..], gso, mss, 65535, 0, &mut out).unwrap();
+        let segs = offload::segment(&joined[VNET_HDR_LEN..], gso, mss, 65535, offload::Room::NONE, &mut out).unwrap();
         let again: Vec<Vec<u8>> = out.chunks(segs.stride).map(<[u8]>::to_vec).collect();
         assert_eq!(again.len(), original.len());
         // IPv4 ids count up from the first one in both.

@@ -21,5 +21,6 @@ pub mod flow;
 pub mod gossip;
 pub mod gro;
 pub mod offload;
+pub mod sealed;
 pub mod tunnel;
 pub mod vxlan;

@@ -114,16 +114,35 @@ pub struct Segments {
     pub len: usize,
 }
 
+/// Zero bytes left around each segment for the caller: a VXLAN header in
+/// front; a sealed packet's header in front and its tag behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Room {
+    pub head: usize,
+    pub tail: usize,
+}
+
+impl Room {
+    pub const NONE: Room = Room { head: 0, tail: 0 };
+
+    pub const fn head(head: usize) -> Room {
+        Room { head, tail: 0 }
+    }
+
+    fn len(self) -> usize {
+        self.head + self.tail
+    }
+}
+
 /// Cuts `frame` (an Ethernet frame whose IP payload is one large TCP or UDP
 /// segment) into frames of at most `mss` payload bytes that also fit `mtu`
-/// (an L3 MTU), appended one after another to `out`, each after `headroom`
-/// zero bytes left for the caller (a VXLAN header).
+/// (an L3 MTU), appended one after another to `out`, each inside `room`.
 pub fn segment(
     frame: &[u8],
     gso: Gso,
     mss: usize,
     mtu: usize,
-    headroom: usize,
+    room: Room,
     out: &mut Vec<u8>,
 ) -> Result<Segments, Error> {
     let at = layout(frame)?;
@@ -142,8 +161,8 @@ pub fn segment(
     }
     let payload = &frame[at.payload..at.end.max(at.payload)];
     let count = payload.len().div_ceil(mss).max(1);
-    let stride = headroom + at.payload + mss;
-    let len = headroom * count + at.payload * count + payload.len();
+    let stride = room.len() + at.payload + mss;
+    let len = room.len() * count + at.payload * count + payload.len();
     let start = out.len();
     out.reserve(len);
 
@@ -170,7 +189,7 @@ pub fn segment(
 
     // An empty payload still makes one (header-only) segment.
     for (i, chunk) in payload.chunks(mss).chain(std::iter::once(&[][..])).take(count).enumerate() {
-        out.resize(out.len() + headroom, 0);
+        out.resize(out.len() + room.head, 0);
         let seg_start = out.len();
         out.extend_from_slice(&frame[..at.payload]);
         out.extend_from_slice(chunk);
@@ -209,6 +228,7 @@ pub fn segment(
             };
             l4[6..8].copy_from_slice(&csum.to_be_bytes());
         }
+        out.resize(out.len() + room.tail, 0);
     }
     debug_assert_eq!(out.len(), start + len);
     Ok(Segments { count, stride, len })
@@ -292,7 +312,7 @@ mod tests {
     fn tso_v4_to_mss_with_headroom() {
         let frame = tcp_v4(10_000, true);
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, 8, &mut out).unwrap();
+        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!(segs.count, 7); // 6 x 1448 + 1312
         assert_eq!(segs.stride, 8 + 14 + 20 + 20 + 1448);
         assert_eq!(verify(&out, segs, 8, true), payload(10_000));
@@ -308,7 +328,7 @@ mod tests {
         let frame = tcp_v4(5000, false);
         let mut out = Vec::new();
         // A sender claiming a 9000-byte MSS on a 1450 network still gets 1410-byte segments.
-        let segs = segment(&frame, Gso::TcpV4, 9000, 1450, 0, &mut out).unwrap();
+        let segs = segment(&frame, Gso::TcpV4, 9000, 1450, Room::NONE, &mut out).unwrap();
         assert_eq!(segs.stride, 14 + 1450);
         assert_eq!(segs.count, 4);
         assert_eq!(verify(&out, segs, 0, true), payload(5000));
@@ -324,10 +344,10 @@ mod tests {
             .write(&mut frame, &payload(4000))
             .unwrap();
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::TcpV6, 1428, 1500, 8, &mut out).unwrap();
+        let segs = segment(&frame, Gso::TcpV6, 1428, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!(segs.count, 3);
         assert_eq!(verify(&out, segs, 8, false), payload(4000));
-        assert_eq!(segment(&frame, Gso::TcpV4, 1428, 1500, 8, &mut out).unwrap_err(), Error::Mismatch);
+        assert_eq!(segment(&frame, Gso::TcpV4, 1428, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
     }
 
     #[test]
@@ -339,7 +359,7 @@ mod tests {
             .write(&mut frame, &payload(3000))
             .unwrap();
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::UdpL4, 1200, 1500, 8, &mut out).unwrap();
+        let segs = segment(&frame, Gso::UdpL4, 1200, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!(segs.count, 3);
         let mut joined = Vec::new();
         for i in 0..3 {
@@ -359,7 +379,7 @@ mod tests {
     fn small_gso_frame_is_one_segment() {
         let frame = tcp_v4(100, false);
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, 8, &mut out).unwrap();
+        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!((segs.count, segs.len), (1, 8 + frame.len()));
         verify(&out, segs, 8, true);
     }
@@ -368,11 +388,11 @@ mod tests {
     fn refuses_what_it_cannot_cut() {
         let mut out = Vec::new();
         let arp = [0u8; 42];
-        assert!(segment(&arp, Gso::TcpV4, 1448, 1500, 8, &mut out).is_err());
+        assert!(segment(&arp, Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
         let frame = tcp_v4(100, false);
-        assert_eq!(segment(&frame, Gso::TcpV4, 1448, 40, 8, &mut out).unwrap_err(), Error::MtuTooSmall);
-        assert_eq!(segment(&frame, Gso::UdpL4, 1448, 1500, 8, &mut out).unwrap_err(), Error::Mismatch);
-        assert!(segment(&frame[..30], Gso::TcpV4, 1448, 1500, 8, &mut out).is_err());
+        assert_eq!(segment(&frame, Gso::TcpV4, 1448, 40, Room::head(8), &mut out).unwrap_err(), Error::MtuTooSmall);
+        assert_eq!(segment(&frame, Gso::UdpL4, 1448, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
+        assert!(segment(&frame[..30], Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! Encapsulation: a container's Ethernet frame into the VXLAN datagram(s)
-//! that carry it to another host, in a caller-owned buffer.
+//! that carry it to another host, in a caller-owned buffer, sealed when
+//! the network is encrypted.
 //!
 //! What the frame still needs done (its virtio offload request) is done on
 //! the way in: an open checksum is completed, a TSO/USO frame is cut into
-//! MTU-sized frames, each behind its own VXLAN header, ready for one
-//! `sendmsg` with `UDP_SEGMENT`.
+//! MTU-sized frames, each behind its own header (and, sealed, before its
+//! own tag), ready for one `sendmsg` with `UDP_SEGMENT`. The caller picks
+//! the outer source port (and, sealed, the lane) from the inner flow's
+//! hash ([`crate::flow`]) so a flow keeps one path.
 
-use crate::offload::{self, Gso};
-use crate::{flow, vxlan};
+use switchd_crypto::TAG_LEN;
+use switchd_crypto::session::TxSession;
+
+use crate::offload::{self, Gso, Room};
+use crate::{sealed, vxlan};
 
 /// What a frame asks of the device that sends it (from its virtio header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +26,33 @@ pub enum Offload {
     Segment { gso: Gso, mss: usize },
 }
 
+/// How the datagrams go on the wire.
+#[derive(Debug)]
+pub enum Wire<'s, 'k> {
+    /// RFC 7348 VXLAN, readable by any VTEP.
+    Plain,
+    /// Sealed ([`crate::sealed`]) in this session.
+    Sealed(&'s mut TxSession<'k>),
+}
+
+/// Why a frame could not be encapsulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// Its offload request could not be carried out.
+    Offload(offload::Error),
+    /// The session's lane has no nonce left (after 2^64 packets).
+    NoncesExhausted,
+}
+
+impl From<offload::Error> for Error {
+    fn from(e: offload::Error) -> Self {
+        Error::Offload(e)
+    }
+}
+
 /// The datagrams [`encapsulate`] appended to the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagrams {
-    /// The inner flow's hash, which picks the outer source port.
-    pub flow: u32,
     /// When there are several datagrams: the size of each but the last
     /// (`UDP_SEGMENT`'s segment size). `None`: one datagram.
     pub stride: Option<usize>,
@@ -32,37 +60,47 @@ pub struct Datagrams {
     pub len: usize,
 }
 
-/// Appends to `out` the VXLAN datagram(s) carrying `eth` on `vni`, doing
-/// what `offload` asks; segments fit `mtu` (the network's L3 MTU). On
-/// error, `out` may hold a partial datagram past its old length.
+/// Appends to `out` the datagram(s) carrying `eth` on `vni`, doing what
+/// `offload` asks; segments fit `mtu` (the network's L3 MTU). On error,
+/// `out` may hold a partial datagram past its old length.
 pub fn encapsulate(
     eth: &[u8],
     offload: Offload,
     vni: u32,
     mtu: usize,
+    wire: Wire<'_, '_>,
     out: &mut Vec<u8>,
-) -> Result<Datagrams, offload::Error> {
-    let flow = flow::hash(eth);
-    let header = vxlan::Repr { vni };
+) -> Result<Datagrams, Error> {
+    let room = match wire {
+        Wire::Plain => Room::head(vxlan::HEADER_LEN),
+        Wire::Sealed(_) => Room { head: sealed::HEADER_LEN, tail: TAG_LEN },
+    };
     let base = out.len();
-    match offload {
+    let (stride, len) = match offload {
         Offload::None | Offload::Checksum { .. } => {
-            out.extend_from_slice(&[0; vxlan::HEADER_LEN]);
+            out.resize(base + room.head, 0);
             out.extend_from_slice(eth);
             if let Offload::Checksum { start, offset } = offload {
-                offload::complete_checksum(&mut out[base + vxlan::HEADER_LEN..], start, offset)?;
+                offload::complete_checksum(&mut out[base + room.head..], start, offset)?;
             }
-            header.emit(&mut out[base..]);
-            Ok(Datagrams { flow, stride: None, len: out.len() - base })
+            out.resize(out.len() + room.tail, 0);
+            (None, out.len() - base)
         }
         Offload::Segment { gso, mss } => {
-            let segs = offload::segment(eth, gso, mss, mtu, vxlan::HEADER_LEN, out)?;
-            for start in (base..base + segs.len).step_by(segs.stride) {
-                header.emit(&mut out[start..]);
+            let segs = offload::segment(eth, gso, mss, mtu, room, out)?;
+            ((segs.count > 1).then_some(segs.stride), segs.len)
+        }
+    };
+    let datagrams = out[base..base + len].chunks_mut(stride.unwrap_or(len).max(1));
+    match wire {
+        Wire::Plain => datagrams.for_each(|d| vxlan::Repr { vni }.emit(d)),
+        Wire::Sealed(session) => {
+            for d in datagrams {
+                sealed::seal(d, session).ok_or(Error::NoncesExhausted)?;
             }
-            Ok(Datagrams { flow, stride: (segs.count > 1).then_some(segs.stride), len: segs.len })
         }
     }
+    Ok(Datagrams { stride, len })
 }
 
 #[cfg(test)]
@@ -86,11 +124,10 @@ mod tests {
     fn one_frame_one_datagram() {
         let frame = tcp(100);
         let mut out = Vec::new();
-        let d = encapsulate(&frame, Offload::None, 100, 1450, &mut out).unwrap();
+        let d = encapsulate(&frame, Offload::None, 100, 1450, Wire::Plain, &mut out).unwrap();
         assert_eq!(d.stride, None);
         assert_eq!(&out[..8], &[0x08, 0, 0, 0, 0, 0, 100, 0]);
         assert_eq!(&out[8..], &frame[..]);
-        assert_eq!(d.flow, flow::hash(&frame));
     }
 
     #[test]
@@ -100,7 +137,7 @@ mod tests {
         let partial = checksum::fold(checksum::pseudo_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 6, 120));
         open[50..52].copy_from_slice(&partial.to_be_bytes());
         let mut out = Vec::new();
-        encapsulate(&open, Offload::Checksum { start: 34, offset: 16 }, 5, 1450, &mut out).unwrap();
+        encapsulate(&open, Offload::Checksum { start: 34, offset: 16 }, 5, 1450, Wire::Plain, &mut out).unwrap();
         assert_eq!(&out[8..], &frame[..], "the completed frame equals the one with its checksum computed");
     }
 
@@ -108,7 +145,9 @@ mod tests {
     fn a_tso_frame_becomes_equal_datagrams_each_with_a_header() {
         let frame = tcp(5000);
         let mut out = Vec::new();
-        let d = encapsulate(&frame, Offload::Segment { gso: Gso::TcpV4, mss: 1410 }, 0xabcdef, 1450, &mut out).unwrap();
+        let d =
+            encapsulate(&frame, Offload::Segment { gso: Gso::TcpV4, mss: 1410 }, 0xabcdef, 1450, Wire::Plain, &mut out)
+                .unwrap();
         let stride = d.stride.unwrap();
         assert_eq!(stride, 8 + 14 + 1450);
         for start in (0..out.len()).step_by(stride) {
@@ -118,10 +157,43 @@ mod tests {
         assert_eq!(d.len, out.len());
     }
 
+    /// A TSO frame on an encrypted network: equal sealed datagrams, each
+    /// with its own header, counter and tag, that open back into the
+    /// segments a plain encapsulation makes.
+    #[test]
+    fn a_tso_frame_sealed_opens_into_the_same_segments() {
+        use std::net::IpAddr;
+
+        use switchd_crypto::{Backend, Cipher, Key, RxSessions, SessionId, TxSessions};
+
+        let frame = tcp(5000);
+        let key = Key::from_bytes([3; 32]);
+        let ip: IpAddr = "198.18.0.1".parse().unwrap();
+        let mut tx = TxSessions::new(Backend::default(), sealed::sender_id(ip), SessionId(1), 0..16);
+        let mut session = tx.get((key.id(), &key), 42, Cipher::ChaCha20Poly1305, 0);
+        let offload = Offload::Segment { gso: Gso::TcpV4, mss: 1414 };
+        let mut out = Vec::new();
+        let d = encapsulate(&frame, offload, 42, 1414, Wire::Sealed(&mut session), &mut out).unwrap();
+        let mut plain = Vec::new();
+        let p = encapsulate(&frame, offload, 42, 1414, Wire::Plain, &mut plain).unwrap();
+        let stride = d.stride.unwrap();
+        assert_eq!(stride, p.stride.unwrap() + sealed::OVERHEAD);
+        assert_eq!(stride, 28 + 14 + 1414 + 16, "one underlay MTU of 1500 less IPv4 and UDP");
+
+        let mut rx = RxSessions::new(Backend::default(), 16);
+        let plains: Vec<&[u8]> = plain.chunks(p.stride.unwrap()).collect();
+        for (i, datagram) in out.chunks_mut(stride).enumerate() {
+            let h = sealed::Header::parse(datagram).unwrap();
+            assert_eq!((h.vni, h.counter), (42, i as u64));
+            let inner = sealed::open(datagram, ip, &mut rx, |_, _| Some(&key)).unwrap();
+            assert_eq!(&datagram[inner], &plains[i][vxlan::HEADER_LEN..], "segment {i}");
+        }
+    }
+
     #[test]
     fn datagrams_are_appended() {
         let mut out = vec![0xee; 3];
-        let d = encapsulate(&tcp(10), Offload::None, 1, 1450, &mut out).unwrap();
+        let d = encapsulate(&tcp(10), Offload::None, 1, 1450, Wire::Plain, &mut out).unwrap();
         assert_eq!(&out[..3], &[0xee; 3]);
         assert_eq!(out.len(), 3 + d.len);
         assert_eq!(&out[3..11], &[0x08, 0, 0, 0, 0, 0, 1, 0]);

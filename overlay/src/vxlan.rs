@@ -14,7 +14,11 @@
 //! Reserved fields are zero on emit and ignored on receipt, except the
 //! flag bits: like the Linux kernel, a header with any flag other than I
 //! (a GBP or GPE extension this switch does not speak) is refused, since
-//! its other fields would mean something else.
+//! its other fields would mean something else. The one exception is
+//! switchd's own S flag (0x40, with I): a sealed packet ([`crate::sealed`]),
+//! whose first eight bytes keep this layout so the VNI is found the same
+//! way, and which a kernel peer drops for its unknown flag rather than
+//! misread.
 
 /// The VXLAN header length.
 pub const HEADER_LEN: usize = 8;
@@ -22,6 +26,8 @@ pub const HEADER_LEN: usize = 8;
 pub const DEFAULT_PORT: u16 = 4789;
 /// The I flag: the VNI is valid.
 pub const FLAG_VNI: u8 = 0x08;
+/// switchd's S flag: the rest is sealed (see [`crate::sealed`]).
+pub const FLAG_SEALED: u8 = 0x40;
 /// Outer IPv4 + UDP + VXLAN + inner Ethernet: what a network loses from the
 /// underlay MTU (IPv6 underlay: 20 more).
 pub const OVERHEAD_V4: u32 = 20 + 8 + HEADER_LEN as u32 + 14;
@@ -32,7 +38,7 @@ pub const OVERHEAD_V6: u32 = 40 + 8 + HEADER_LEN as u32 + 14;
 pub enum Error {
     /// Shorter than the VXLAN header.
     Truncated,
-    /// The I flag is clear, or another flag is set.
+    /// The I flag is clear, or another flag than S is set.
     BadFlags,
 }
 
@@ -59,7 +65,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if packet.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        if packet.flags() != FLAG_VNI {
+        if packet.flags() & !FLAG_SEALED != FLAG_VNI {
             return Err(Error::BadFlags);
         }
         Ok(packet)
@@ -69,12 +75,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::FLAGS]
     }
 
+    /// Whether the S flag is set: the payload is sealed, not a frame.
+    pub fn is_sealed(&self) -> bool {
+        self.flags() & FLAG_SEALED != 0
+    }
+
     pub fn vni(&self) -> u32 {
         let b = &self.buffer.as_ref()[field::VNI];
         u32::from_be_bytes([0, b[0], b[1], b[2]])
     }
 
-    /// The inner Ethernet frame.
+    /// The inner Ethernet frame (of a packet that is not sealed).
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
@@ -151,5 +162,11 @@ mod tests {
         assert_eq!(Packet::new_checked(&[0u8; 8][..]).unwrap_err(), Error::BadFlags);
         let gbp = [0x88, 0, 0, 0, 0, 0, 1, 0];
         assert_eq!(Packet::new_checked(&gbp[..]).unwrap_err(), Error::BadFlags);
+        let sealed_without_i = [0x40, 0, 0, 0, 0, 0, 1, 0];
+        assert_eq!(Packet::new_checked(&sealed_without_i[..]).unwrap_err(), Error::BadFlags);
+        let sealed = [0x48, 0, 0, 0, 0, 0, 1, 0];
+        let p = Packet::new_checked(&sealed[..]).unwrap();
+        assert!(p.is_sealed() && p.vni() == 1);
+        assert!(!Packet::new_checked(&KERNEL_BYTES[..]).unwrap().is_sealed());
     }
 }

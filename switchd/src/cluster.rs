@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use switchd_config::{GossipConfig as GossipSettings, HostConfig};
-use switchd_crypto::Key;
 use switchd_overlay::gossip::node::{GossipConfig, GossipNode};
 use switchd_overlay::gossip::state::Published;
 use switchd_overlay::gossip::table::{PeerTable, Timeouts};
@@ -39,7 +38,7 @@ impl Cluster {
         settings: &GossipSettings,
         daemon: &Arc<Mutex<Daemon>>,
     ) -> anyhow::Result<Cluster> {
-        let key = Key::load(&settings.key_file)?;
+        let keys = lock(daemon).cluster_keys().ok_or_else(|| anyhow::anyhow!("gossip needs the cluster key"))?;
         let underlay = host.underlay_ip.ok_or_else(|| anyhow::anyhow!("gossip needs [host] underlay_ip"))?;
         let timeouts = Timeouts::new(settings.failure_timeout);
         let config = GossipConfig {
@@ -52,7 +51,7 @@ impl Cluster {
         let initial =
             lock(daemon).published().ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
         let stats = Arc::new(GossipStats::default());
-        let transport = SealedUdp { key, stats: stats.clone() };
+        let transport = SealedUdp { keys, stats: stats.clone() };
         // Every start is a new generation, so a restarted host replaces its old self.
         let generation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let node = GossipNode::start(&config, generation, &transport, &initial).await?;

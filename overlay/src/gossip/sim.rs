@@ -65,6 +65,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 gateway: Some(format!("10.{}.0.1", 100 + n).parse().expect("an address")),
                 mtu: Mtu::new(1450).expect("an mtu"),
                 internal: true,
+                encryption: None,
             };
             (net.name.clone(), net)
         })
@@ -83,6 +84,8 @@ fn published(i: usize, config: &SimConfig) -> Published {
     Published {
         underlay: SocketAddr::from(([198, 18, (i / 250) as u8, (i % 250 + 1) as u8], 4789)),
         leaving: false,
+        session: None,
+        keys: Default::default(),
         networks,
         endpoints,
     }

@@ -4,9 +4,15 @@
 //!
 //! | key | value (JSON) |
 //! | --- | --- |
-//! | `host` | `{"underlay_ip": "198.18.0.1", "vxlan_port": 4789, "leaving": false}` |
-//! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}` |
+//! | `host` | `{"underlay_ip": "198.18.0.1", "vxlan_port": 4789, "leaving": false, "session": 123}` |
+//! | `keys` | `{"cluster": {"sending": "e32eb522", "accepted": ["e32eb522"]}, "net/secret": {...}}` |
+//! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "chacha20-poly1305", "key": "cluster"}` when encrypted |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}` |
+//!
+//! `session` is the host's data-plane session of this boot (peers refuse
+//! its earlier sessions at once); `keys` names, by id only, the keys each
+//! of its key rings accepts and seals with, so a rotation step can check
+//! that every host is ready for it.
 //!
 //! Values arrive from other hosts, so [`decode`] trusts nothing: every
 //! entry is checked (names, VNI range, MTU, MACs unicast, addresses inside
@@ -21,9 +27,14 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
-use switchd_config::{MacAddr, Mtu, Name, NetworkConfig, Subnet, Vni};
+use switchd_config::{Encryption, MacAddr, Mtu, Name, NetworkConfig, Subnet, Vni};
+use switchd_crypto::{KeyId, SessionId};
 
 pub const HOST_KEY: &str = "host";
+pub const KEYS_KEY: &str = "keys";
+/// The scope name of the cluster's key ring in `keys`; a network's own
+/// ring is `net/<name>`.
+pub const CLUSTER_SCOPE: &str = "cluster";
 pub const NETWORK_PREFIX: &str = "net/";
 pub const ENDPOINT_PREFIX: &str = "ep/";
 /// More keys than any real host publishes.
@@ -40,12 +51,52 @@ pub struct RemoteEndpoint {
     pub name: Name,
 }
 
+/// Which keys a key ring holds, by id (never the keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingState {
+    #[serde(with = "key_id")]
+    pub sending: KeyId,
+    #[serde(with = "key_ids")]
+    pub accepted: Vec<KeyId>,
+}
+
+mod key_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use switchd_crypto::KeyId;
+
+    pub fn serialize<S: Serializer>(id: &KeyId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KeyId, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+mod key_ids {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use switchd_crypto::KeyId;
+
+    pub fn serialize<S: Serializer>(ids: &[KeyId], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(ids.iter().map(|id| id.to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyId>, D::Error> {
+        Vec::<String>::deserialize(d)?.iter().map(|s| s.parse().map_err(serde::de::Error::custom)).collect()
+    }
+}
+
 /// A host's published state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub underlay: SocketAddr,
     /// The host is stopping cleanly: forget it now.
     pub leaving: bool,
+    /// Its data plane's session of this boot.
+    pub session: Option<SessionId>,
+    /// Its key rings by scope ([`CLUSTER_SCOPE`], or `net/<name>`).
+    pub keys: BTreeMap<String, RingState>,
     /// The networks it defines or has endpoints on, by name.
     pub networks: BTreeMap<Name, NetworkConfig>,
     pub endpoints: Vec<RemoteEndpoint>,
@@ -71,6 +122,8 @@ struct HostValue {
     vxlan_port: u16,
     #[serde(default)]
     leaving: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +135,8 @@ struct NetworkValue {
     mtu: u32,
     #[serde(default)]
     internal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption: Option<Encryption>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -97,10 +152,16 @@ fn json<T: Serialize>(value: &T) -> String {
 
 /// The key-value pairs a host publishes.
 pub fn encode(p: &Published) -> Vec<(String, String)> {
-    let mut kvs = vec![(
-        HOST_KEY.to_owned(),
-        json(&HostValue { underlay_ip: p.underlay.ip(), vxlan_port: p.underlay.port(), leaving: p.leaving }),
-    )];
+    let host = HostValue {
+        underlay_ip: p.underlay.ip(),
+        vxlan_port: p.underlay.port(),
+        leaving: p.leaving,
+        session: p.session.map(|s| s.0),
+    };
+    let mut kvs = vec![(HOST_KEY.to_owned(), json(&host))];
+    if !p.keys.is_empty() {
+        kvs.push((KEYS_KEY.to_owned(), json(&p.keys)));
+    }
     for (name, n) in &p.networks {
         let value = NetworkValue {
             vni: n.vni.get(),
@@ -108,6 +169,7 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             gateway: n.gateway,
             mtu: n.mtu.get(),
             internal: n.internal,
+            encryption: n.encryption,
         };
         kvs.push((format!("{NETWORK_PREFIX}{name}"), json(&value)));
     }
@@ -128,6 +190,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let mut err =
         |key: &str, reason: String| errors.push(StateError { key: key.chars().take(MAX_KEY_LEN).collect(), reason });
     let mut host = None;
+    let mut keys = BTreeMap::new();
     let mut networks = BTreeMap::new();
     let mut raw_endpoints = Vec::new();
     for (i, (key, value)) in kvs.into_iter().enumerate() {
@@ -146,6 +209,11 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
                 }
                 Ok(h) => host = Some(h),
                 Err(e) => err(key, e.to_string()),
+            }
+        } else if key == KEYS_KEY {
+            match rings(value) {
+                Ok(r) => keys = r,
+                Err(reason) => err(key, reason),
             }
         } else if let Some(name) = key.strip_prefix(NETWORK_PREFIX) {
             match network(name, value) {
@@ -170,6 +238,8 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let published = host.map(|h| Published {
         underlay: SocketAddr::new(h.underlay_ip, h.vxlan_port),
         leaving: h.leaving,
+        session: h.session.map(SessionId),
+        keys,
         networks,
         endpoints,
     });
@@ -189,7 +259,31 @@ fn network(name: &str, value: &str) -> Result<NetworkConfig, String> {
         (None, Some(_)) => return Err("a gateway without a subnet".into()),
         _ => {}
     }
-    Ok(NetworkConfig { name, vni, subnet: v.subnet, gateway: v.gateway, mtu, internal: v.internal })
+    Ok(NetworkConfig {
+        name,
+        vni,
+        subnet: v.subnet,
+        gateway: v.gateway,
+        mtu,
+        internal: v.internal,
+        encryption: v.encryption,
+    })
+}
+
+/// The `keys` entry: scopes are the cluster or `net/<name>`, each with
+/// the key it seals with among those it accepts.
+fn rings(value: &str) -> Result<BTreeMap<String, RingState>, String> {
+    let rings: BTreeMap<String, RingState> = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    for (scope, ring) in &rings {
+        if scope != CLUSTER_SCOPE {
+            let name = scope.strip_prefix(NETWORK_PREFIX).ok_or(format!("{scope:?} is not a key scope"))?;
+            Name::new(name)?;
+        }
+        if !ring.accepted.contains(&ring.sending) {
+            return Err(format!("{scope}: seals with {} but does not accept it", ring.sending));
+        }
+    }
+    Ok(rings)
 }
 
 fn endpoint(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -> Result<RemoteEndpoint, String> {
@@ -225,10 +319,13 @@ mod tests {
             gateway: Some("10.10.0.1".parse().unwrap()),
             mtu: Mtu::new(1450).unwrap(),
             internal: true,
+            encryption: None,
         };
         Published {
             underlay: "198.18.0.1:4789".parse().unwrap(),
             leaving: false,
+            session: None,
+            keys: BTreeMap::new(),
             networks: [(front.name.clone(), front)].into(),
             endpoints: vec![RemoteEndpoint {
                 network: Name::new("front").unwrap(),
@@ -258,6 +355,62 @@ mod tests {
         let (p, errors) = decode(kv(&kvs));
         assert_eq!(errors, vec![]);
         assert_eq!(p.unwrap(), sample());
+    }
+
+    /// An encrypted network, the session and the key rings, exactly.
+    #[test]
+    fn crypto_state_round_trips_with_exact_bytes() {
+        use switchd_config::{Cipher, KeySource};
+
+        let mut p = sample();
+        let secret = NetworkConfig {
+            name: Name::new("secret").unwrap(),
+            vni: Vni::new(7).unwrap(),
+            subnet: None,
+            gateway: None,
+            mtu: Mtu::new(1414).unwrap(),
+            internal: false,
+            encryption: Some(Encryption { cipher: Cipher::Aes256Gcm, key: KeySource::Own }),
+        };
+        p.networks.insert(secret.name.clone(), secret);
+        p.session = Some(SessionId(0x0123_4567_89ab_cdef));
+        let (a, b): (KeyId, KeyId) = ("e32eb522".parse().unwrap(), "0badf00d".parse().unwrap());
+        p.keys.insert(CLUSTER_SCOPE.into(), RingState { sending: b, accepted: vec![a, b] });
+        p.keys.insert("net/secret".into(), RingState { sending: a, accepted: vec![a] });
+        let kvs = encode(&p);
+        assert_eq!(
+            kvs[0].1,
+            r#"{"underlay_ip":"198.18.0.1","vxlan_port":4789,"leaving":false,"session":81985529216486895}"#
+        );
+        assert_eq!(
+            kvs[1],
+            (
+                "keys".into(),
+                r#"{"cluster":{"sending":"0badf00d","accepted":["e32eb522","0badf00d"]},"net/secret":{"sending":"e32eb522","accepted":["e32eb522"]}}"#.into()
+            )
+        );
+        assert!(kvs.iter().any(|(k, v)| k == "net/secret"
+            && v.ends_with(r#""encryption":{"cipher":"aes-256-gcm","key":"own"}}"#)));
+        let (back, errors) = decode(kv(&kvs));
+        assert_eq!(errors, vec![]);
+        assert_eq!(back.unwrap(), p);
+
+        for (bad, why) in [
+            (r#"{"cluster":{"sending":"0badf00d","accepted":[]}}"#, "does not accept it"),
+            (r#"{"cluster":{"sending":"xyz","accepted":[]}}"#, "is not a key id"),
+            (r#"{"elsewhere":{"sending":"0badf00d","accepted":["0badf00d"]}}"#, "is not a key scope"),
+        ] {
+            let mut kvs = encode(&sample());
+            kvs.push(("keys".into(), bad.into()));
+            let (p, errors) = decode(kv(&kvs));
+            assert!(p.unwrap().keys.is_empty());
+            assert!(errors[0].reason.contains(why), "{errors:?}");
+        }
+        let bad_cipher =
+            r#"{"vni":9,"subnet":null,"gateway":null,"mtu":1400,"encryption":{"cipher":"rot13","key":"cluster"}}"#;
+        let (_, errors) =
+            decode([("host", r#"{"underlay_ip":"198.18.0.1","vxlan_port":4789}"#), ("net/x", bad_cipher)]);
+        assert!(errors[0].reason.contains("is not a cipher"), "{errors:?}");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchd_config::{Name, NetworkConfig, Vni};
+use switchd_crypto::SessionId;
 
-use super::state::{Published, RemoteEndpoint};
+use super::state::{Published, RemoteEndpoint, RingState};
 
 /// A member of the cluster as gossip sees it.
 #[derive(Debug, Clone)]
@@ -63,6 +64,10 @@ pub struct Host {
     pub vnis: BTreeSet<Vni>,
     /// Its endpoints on those networks; empty when it is dead.
     pub endpoints: Vec<RemoteEndpoint>,
+    /// Its data plane's session of this boot.
+    pub session: Option<SessionId>,
+    /// Which keys its key rings accept and seal with, by scope.
+    pub keys: BTreeMap<String, RingState>,
 }
 
 impl Host {
@@ -70,6 +75,25 @@ impl Host {
     pub fn is_usable(&self) -> bool {
         self.liveness != Liveness::Dead
     }
+}
+
+/// A network's definition in a few words, for conflict messages.
+pub fn describe(n: &NetworkConfig) -> String {
+    let mut s = format!("vni {}, mtu {}", n.vni, n.mtu);
+    if let Some(subnet) = n.subnet {
+        s += &format!(", subnet {subnet}");
+    }
+    match n.encryption {
+        Some(e) => {
+            s += &format!(
+                ", encrypted ({}, {} key)",
+                e.cipher,
+                if e.key == switchd_config::KeySource::Own { "own" } else { "cluster" }
+            )
+        }
+        None => s += ", not encrypted",
+    }
+    s
 }
 
 /// A network as the cluster defines it, and the hosts that carry it.
@@ -137,10 +161,10 @@ impl PeerTable {
             let (winner, hosts) = tally.remove(0);
             for (lost, by) in &tally {
                 table.conflicts.push(format!(
-                    "network {name:?}: {} define it with vni {}, ignored for vni {} as most hosts define it",
+                    "network {name:?}: {} define it as {}, ignored for {} as most hosts define it",
                     by.iter().map(Name::as_str).collect::<Vec<_>>().join(","),
-                    lost.vni,
-                    winner.vni
+                    describe(lost),
+                    describe(winner)
                 ));
             }
             winners.push((winner, hosts));
@@ -183,10 +207,28 @@ impl PeerTable {
                     Vec::new()
                 },
                 networks: agreed,
+                session: m.published.session,
+                keys: m.published.keys.clone(),
             };
             table.hosts.insert(m.name, host);
         }
         table
+    }
+
+    /// Usable hosts that, by their gossip, do not accept key `id` in `scope`.
+    pub fn hosts_not_accepting<'a>(
+        &'a self,
+        scope: &'a str,
+        id: switchd_crypto::KeyId,
+    ) -> impl Iterator<Item = &'a Host> {
+        self.hosts
+            .values()
+            .filter(move |h| h.is_usable() && !h.keys.get(scope).is_some_and(|r| r.accepted.contains(&id)))
+    }
+
+    /// Usable hosts that, by their gossip, seal with key `id` in `scope`.
+    pub fn hosts_sending<'a>(&'a self, scope: &'a str, id: switchd_crypto::KeyId) -> impl Iterator<Item = &'a Host> {
+        self.hosts.values().filter(move |h| h.is_usable() && h.keys.get(scope).is_some_and(|r| r.sending == id))
     }
 
     /// Usable hosts carrying `network`, with their endpoints on it.
@@ -217,6 +259,7 @@ mod tests {
             gateway: None,
             mtu: Mtu::new(1450).unwrap(),
             internal: false,
+            encryption: None,
         }
     }
 
@@ -227,6 +270,8 @@ mod tests {
             published: Published {
                 underlay: format!("198.18.0.{}:4789", name.len()).parse().unwrap(),
                 leaving: false,
+                session: None,
+                keys: Default::default(),
                 networks: nets.iter().map(|n| (n.name.clone(), n.clone())).collect(),
                 endpoints: eps
                     .iter()

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use chitchat::transport::{Socket, Transport};
 use chitchat::{ChitchatMessage, Deserializable, Serializable};
-use switchd_crypto::Key;
+use switchd_crypto::{Key, Keyring, SharedKeyring};
 use tokio::sync::mpsc;
 
 use super::wire::{MAX_DATAGRAM, Opener, Reject, Sealer};
@@ -56,9 +56,7 @@ fn unix_now() -> u64 {
 
 /// Random bits for a session id: a fresh one every start.
 pub fn random_session() -> u64 {
-    let mut b = [0u8; 8];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("the system has randomness");
-    u64::from_be_bytes(b)
+    switchd_crypto::random::u64()
 }
 
 /// zstd level 1: fast, and most of the gain.
@@ -76,8 +74,12 @@ struct Codec {
 }
 
 impl Codec {
-    fn new(key: &Key, stats: Arc<GossipStats>) -> Self {
-        Codec { sealer: Sealer::new(key, random_session()), opener: Opener::new(key), stats }
+    fn new(keys: &SharedKeyring, stats: Arc<GossipStats>) -> Self {
+        Codec {
+            sealer: Sealer::with_ring(keys.clone(), random_session()),
+            opener: Opener::with_ring(keys.clone()),
+            stats,
+        }
     }
 
     fn seal(&mut self, msg: &ChitchatMessage, now: u64) -> Vec<Vec<u8>> {
@@ -119,10 +121,11 @@ impl Codec {
     }
 }
 
-/// Gossip over UDP, every datagram sealed under the cluster key.
+/// Gossip over UDP, every datagram sealed under the cluster key in use,
+/// any key of the cluster's ring accepted.
 #[derive(Debug)]
 pub struct SealedUdp {
-    pub key: Key,
+    pub keys: SharedKeyring,
     pub stats: Arc<GossipStats>,
 }
 
@@ -134,7 +137,7 @@ impl Transport for SealedUdp {
             .map_err(|e| anyhow::anyhow!("gossip socket {listen_addr}: {e}"))?;
         Ok(Box::new(UdpSealedSocket {
             socket,
-            codec: Codec::new(&self.key, self.stats.clone()),
+            codec: Codec::new(&self.keys, self.stats.clone()),
             buf: vec![0; MAX_DATAGRAM],
         }))
     }
@@ -279,7 +282,12 @@ impl Transport for SimNet {
         inner.inboxes.insert(listen_addr, tx);
         inner.stats.insert(listen_addr, stats.clone());
         drop(inner);
-        Ok(Box::new(SimSocket { addr: listen_addr, net: self.clone(), rx, codec: Codec::new(&self.key, stats) }))
+        Ok(Box::new(SimSocket {
+            addr: listen_addr,
+            net: self.clone(),
+            rx,
+            codec: Codec::new(&SharedKeyring::new(Keyring::new(self.key.clone())), stats),
+        }))
     }
 }
 

@@ -16,8 +16,10 @@
 //!   sender picks a random 64-bit session at start and seals under a key
 //!   derived from the gossip key and that session, counting from zero. So
 //!   no (key, nonce) pair ever repeats, across hosts or restarts.
-//! - The key id names the gossip key without revealing it: a datagram
-//!   sealed under another cluster's key is counted as such.
+//! - The key id names the cluster key (of the cluster's key ring) the
+//!   gossip key was derived from, without revealing it: a datagram sealed
+//!   under another cluster's key is counted as such, and during a key
+//!   rotation every key of the ring opens while the one in use seals.
 //! - Replays: each session keeps a sliding window over counters; messages
 //!   sent more than [`MAX_AGE`] ago (a capture replayed later, or a previous
 //!   session) are refused by their timestamp.
@@ -27,8 +29,9 @@
 //! - Nothing is remembered about a sender before its datagram authenticates.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use switchd_crypto::{Aead, Key, KeyId, ReplayWindow, TAG_LEN};
+use switchd_crypto::{Aead, Key, KeyId, Keyring, ReplayWindow, SharedKeyring, TAG_LEN};
 
 const MAGIC: &[u8; 4] = b"sdg1";
 pub const HEADER_LEN: usize = 24;
@@ -101,23 +104,49 @@ fn session_aead(gossip_key: &Key, session: u64) -> Aead {
 /// The sending side of one host's gossip.
 #[derive(Debug)]
 pub struct Sealer {
+    keys: SharedKeyring,
+    generation: u64,
     key_id: KeyId,
     session: u64,
     aead: Aead,
+    /// Never reset, not even when the key changes: one count per session.
     counter: u64,
     next_message: u32,
 }
 
 impl Sealer {
-    /// `session` must be random and new for every start of the host.
+    /// Seals under `cluster_key` alone.
     pub fn new(cluster_key: &Key, session: u64) -> Self {
-        let key = gossip_key(cluster_key);
-        Sealer { key_id: key.id(), session, aead: session_aead(&key, session), counter: 0, next_message: 0 }
+        Sealer::with_ring(SharedKeyring::new(Keyring::new(cluster_key.clone())), session)
     }
 
-    /// Seals `message` into datagrams (one unless it is very large), each
-    /// passed to `send`. `now` is the time in seconds since the Unix epoch.
+    /// Seals under whichever key of `keys` is in use. `session` must be
+    /// random and new for every start of the host.
+    pub fn with_ring(keys: SharedKeyring, session: u64) -> Self {
+        let generation = keys.generation();
+        let ring = keys.snapshot();
+        let (key_id, root) = ring.sending();
+        let aead = session_aead(&gossip_key(root), session);
+        Sealer { keys, generation, key_id, session, aead, counter: 0, next_message: 0 }
+    }
+
+    /// Follows a change of the key in use.
+    fn refresh(&mut self) {
+        let generation = self.keys.generation();
+        if generation == self.generation {
+            return;
+        }
+        self.generation = generation;
+        let ring = self.keys.snapshot();
+        let (id, root) = ring.sending();
+        if id != self.key_id {
+            self.key_id = id;
+            self.aead = session_aead(&gossip_key(root), self.session);
+        }
+    }
+
     pub fn seal(&mut self, message: &[u8], now: u64, mut send: impl FnMut(&[u8])) {
+        self.refresh();
         let id = self.next_message;
         self.next_message = self.next_message.wrapping_add(1);
         let parts = message.len().div_ceil(MAX_FRAGMENT).max(1);
@@ -155,12 +184,15 @@ struct Partial {
     started: u64,
 }
 
-/// The receiving side: opens datagrams from any member's session.
+/// The receiving side: opens datagrams from any member's session, sealed
+/// under any key of the ring.
 #[derive(Debug)]
 pub struct Opener {
-    key: Key,
-    key_id: KeyId,
-    sessions: HashMap<u64, Session>,
+    keys: SharedKeyring,
+    generation: u64,
+    ring: Arc<Keyring>,
+    /// By key id and session.
+    sessions: HashMap<(KeyId, u64), Session>,
     partial: HashMap<(u64, u32), Partial>,
     /// Drops by reason.
     pub drops: HashMap<Reject, u64>,
@@ -171,16 +203,32 @@ pub struct Opener {
 }
 
 impl Opener {
+    /// Opens what `cluster_key` alone sealed.
     pub fn new(cluster_key: &Key) -> Self {
-        let key = gossip_key(cluster_key);
+        Opener::with_ring(SharedKeyring::new(Keyring::new(cluster_key.clone())))
+    }
+
+    pub fn with_ring(keys: SharedKeyring) -> Self {
         Opener {
-            key_id: key.id(),
-            key,
+            generation: keys.generation(),
+            ring: keys.snapshot(),
+            keys,
             sessions: HashMap::new(),
             partial: HashMap::new(),
             drops: HashMap::new(),
             accepted: 0,
             clock: 0,
+        }
+    }
+
+    /// Follows a change of the ring: a removed key's sessions go with it.
+    fn refresh(&mut self) {
+        let generation = self.keys.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.ring = self.keys.snapshot();
+            let ring = &self.ring;
+            self.sessions.retain(|(id, _), _| ring.get(*id).is_some());
         }
     }
 
@@ -203,12 +251,15 @@ impl Opener {
         if &datagram[..4] != MAGIC {
             return Err(Reject::BadMagic);
         }
-        if datagram[4..8] != self.key_id.0 {
+        self.refresh();
+        let key_id = KeyId(datagram[4..8].try_into().expect("4 bytes"));
+        let Some(root) = self.ring.get(key_id) else {
             return Err(Reject::WrongKey);
-        }
+        };
         let session_id = u64::from_be_bytes(datagram[8..16].try_into().expect("8 bytes"));
         let counter = u64::from_be_bytes(datagram[16..24].try_into().expect("8 bytes"));
-        if let Some(s) = self.sessions.get(&session_id)
+        let slot = (key_id, session_id);
+        if let Some(s) = self.sessions.get(&slot)
             && !s.window.is_fresh(counter)
         {
             return Err(Reject::Replayed);
@@ -218,8 +269,8 @@ impl Opener {
         let tag: &[u8; TAG_LEN] = tag.try_into().expect("TAG_LEN bytes");
         let mut body = sealed.to_vec();
         // A new session's key is derived to check the tag, and kept only if it does.
-        let fresh = (!self.sessions.contains_key(&session_id)).then(|| session_aead(&self.key, session_id));
-        let aead = self.sessions.get(&session_id).map(|s| &s.aead).or(fresh.as_ref()).expect("known or fresh");
+        let fresh = (!self.sessions.contains_key(&slot)).then(|| session_aead(&gossip_key(root), session_id));
+        let aead = self.sessions.get(&slot).map(|s| &s.aead).or(fresh.as_ref()).expect("known or fresh");
         aead.open(counter, header, &mut body, tag).map_err(|_| Reject::AuthFailed)?;
 
         let sent = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
@@ -229,9 +280,9 @@ impl Opener {
         self.clock += 1;
         if let Some(aead) = fresh {
             self.evict_sessions();
-            self.sessions.insert(session_id, Session { aead, window: ReplayWindow::default(), last_used: 0 });
+            self.sessions.insert(slot, Session { aead, window: ReplayWindow::default(), last_used: 0 });
         }
-        let session = self.sessions.get_mut(&session_id).expect("present");
+        let session = self.sessions.get_mut(&slot).expect("present");
         session.last_used = self.clock;
         if !session.window.accept(counter) {
             return Err(Reject::Replayed);
@@ -370,6 +421,40 @@ mod tests {
         let mut forged = da.clone();
         forged[15] ^= 1;
         assert_eq!(o.open(&forged, NOW), Err(Reject::AuthFailed));
+    }
+
+    /// Rotation: add (both open the new key), use (seal with it), remove
+    /// (the old key no longer opens, its sessions forgotten).
+    #[test]
+    fn key_rotation_loses_nothing_and_retires_the_old_key() {
+        let keys_a = SharedKeyring::new(Keyring::new(key(1)));
+        let keys_b = SharedKeyring::new(Keyring::new(key(1)));
+        let mut a = Sealer::with_ring(keys_a.clone(), 1);
+        let mut b_opens = Opener::with_ring(keys_b.clone());
+        let before = seal_all(&mut a, b"old key", NOW).remove(0);
+        let add = |keys: &SharedKeyring| {
+            let mut ring = (*keys.snapshot()).clone();
+            ring.add(key(2)).unwrap();
+            keys.replace(ring);
+        };
+        add(&keys_b);
+        add(&keys_a);
+        let mut ring = (*keys_a.snapshot()).clone();
+        ring.use_for_sending(key(2).id()).unwrap();
+        keys_a.replace(ring);
+        let after = seal_all(&mut a, b"new key", NOW).remove(0);
+        assert_eq!(&after[4..8], &key(2).id().0, "sealed under the new key");
+        assert_eq!(b_opens.open(&after, NOW).unwrap().as_deref(), Some(&b"new key"[..]));
+        assert_eq!(b_opens.open(&before, NOW).unwrap().as_deref(), Some(&b"old key"[..]), "in flight: still opens");
+        let mut ring = (*keys_b.snapshot()).clone();
+        ring.remove(key(1).id()).unwrap_err();
+        ring.use_for_sending(key(2).id()).unwrap();
+        ring.remove(key(1).id()).unwrap();
+        keys_b.replace(ring);
+        let late = seal_all(&mut Sealer::new(&key(1), 5), b"old key, late", NOW).remove(0);
+        assert_eq!(b_opens.open(&late, NOW), Err(Reject::WrongKey));
+        let next = seal_all(&mut a, b"still flowing", NOW).remove(0);
+        assert!(b_opens.open(&next, NOW).unwrap().is_some());
     }
 
     #[test]

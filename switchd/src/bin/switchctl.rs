@@ -1,12 +1,13 @@
 //! `switchctl`: manage a running switchd, in the spirit of `docker network`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, PeerInfo, Request, Stats, Status,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, Request, Stats, Status,
 };
 use switchd::control::{client, render};
 use switchd_config::raw::{RawNetwork, RawPort};
@@ -40,9 +41,49 @@ enum Command {
     Stats,
     /// Remote hosts: host, underlay IP, state, last heard, networks.
     Peers,
+    /// Keys of encrypted networks and gossip: list, and rotate without loss.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print scripts that do by hand what switchd does.
     #[command(subcommand)]
     Script(ScriptCommand),
+}
+
+/// Rotation without loss, each step on every host before the next:
+/// `key add NEW.key` (all accept it), `key use NEW_ID` (all seal with it),
+/// `key rm OLD_ID` (nobody accepts the old one any more). `use` and `rm`
+/// check, by gossip, that every other host is ready for them.
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Every key: its ring (cluster or network), whether this host seals
+    /// with it, and which hosts accept it and seal with it.
+    Ls,
+    /// Accept a key from now on (it does not seal yet); prints its id.
+    Add {
+        /// A key file: 64 hex characters (e.g. `openssl rand -hex 32`).
+        file: PathBuf,
+        /// Add to this network's own key ring (a network with its own
+        /// key_file), not the cluster's.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Seal with this key from now on.
+    Use(KeyStep),
+    /// Stop accepting this key, for good.
+    Rm(KeyStep),
+}
+
+#[derive(Debug, Args)]
+struct KeyStep {
+    /// The key's id, as `key ls` and `key add` print it.
+    id: String,
+    /// Skip the check that every other host is ready.
+    #[arg(long)]
+    force: bool,
+    /// Retry for up to this many seconds while other hosts are not ready
+    /// yet (their gossip takes a moment to arrive).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    wait: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,15 +103,22 @@ enum NetworkCommand {
         /// Default: the subnet's first address.
         #[arg(long)]
         gateway: Option<String>,
-        /// Default: underlay_mtu - 50.
+        /// Default: underlay_mtu - 50 (and - 36 more when encrypted).
         #[arg(long)]
         mtu: Option<i64>,
         /// Endpoints get no default route (like `docker network create --internal`).
         #[arg(long)]
         internal: bool,
-        /// Encrypt traffic between hosts.
+        /// Encrypt traffic between hosts (with keys from the cluster key,
+        /// unless --key-file gives the network its own).
         #[arg(long)]
         encrypted: bool,
+        /// chacha20-poly1305 (default) or aes-256-gcm.
+        #[arg(long, requires = "encrypted")]
+        cipher: Option<String>,
+        /// The network's own key; hosts without it cannot carry it.
+        #[arg(long, requires = "encrypted")]
+        key_file: Option<PathBuf>,
     },
     /// Remove networks; refused while endpoints are attached.
     Rm {
@@ -181,10 +229,7 @@ fn run(cli: &Cli) -> Result<String, String> {
             NetworkCommand::Inspect { name } => {
                 ask(cli, Request::NetworkInspect { name: name.clone() }, |d: NetworkDetail| render::network_detail(&d))
             }
-            NetworkCommand::Create { name, vni, subnet, gateway, mtu, internal, encrypted } => {
-                if *encrypted {
-                    return Err("--encrypted is not supported yet by this version of switchd".into());
-                }
+            NetworkCommand::Create { name, vni, subnet, gateway, mtu, internal, encrypted, cipher, key_file } => {
                 let network = RawNetwork {
                     name: Some(name.clone()),
                     vni: Some(*vni),
@@ -192,6 +237,9 @@ fn run(cli: &Cli) -> Result<String, String> {
                     gateway: gateway.clone(),
                     mtu: *mtu,
                     internal: Some(*internal),
+                    encrypted: Some(*encrypted),
+                    cipher: cipher.clone(),
+                    key_file: key_file.as_deref().map(absolute).transpose()?,
                 };
                 ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
             }
@@ -206,9 +254,40 @@ fn run(cli: &Cli) -> Result<String, String> {
                 |e: EndpointInfo| format!("{}\n", e.name),
             ),
         },
+        Command::Key(command) => match command {
+            KeyCommand::Ls => ask(cli, Request::KeyLs, |k: Vec<KeyInfo>| render::keys(&k)),
+            KeyCommand::Add { file, network } => {
+                let request = Request::KeyAdd { file: absolute(file)?, network: network.clone() };
+                ask(cli, request, |k: KeyInfo| format!("{}\n", k.id))
+            }
+            KeyCommand::Use(step) => retrying(step.wait, || {
+                let request = Request::KeyUse { id: step.id.clone(), force: step.force };
+                ask(cli, request, |k: KeyInfo| format!("{}\n", k.id))
+            }),
+            KeyCommand::Rm(step) => retrying(step.wait, || {
+                let request = Request::KeyRm { id: step.id.clone(), force: step.force };
+                ask(cli, request, |id: String| format!("{id}\n"))
+            }),
+        },
         Command::Script(ScriptCommand::Attach(args)) => {
             let ctl = format!("switchctl --socket {}", cli.socket.display());
             ask(cli, Request::PlanAttach { port: args.raw() }, |p: AttachPlan| render::attach_script(&p, &ctl))
+        }
+    }
+}
+
+/// A path the daemon can open whatever its working directory.
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs `step` until it succeeds or `wait` seconds have passed.
+fn retrying(wait: f64, mut step: impl FnMut() -> Result<String, String>) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs_f64(wait.max(0.0));
+    loop {
+        match step() {
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            result => return result,
         }
     }
 }

@@ -40,6 +40,21 @@ pub enum Request {
     PlanAttach {
         port: RawPort,
     },
+    KeyLs,
+    /// Adds the key in `file` (an absolute path the daemon reads) to the
+    /// cluster's ring, or to `network`'s own.
+    KeyAdd {
+        file: std::path::PathBuf,
+        network: Option<String>,
+    },
+    KeyUse {
+        id: String,
+        force: bool,
+    },
+    KeyRm {
+        id: String,
+        force: bool,
+    },
 }
 
 /// A reply: `{"result": ...}` or `{"error": "..."}`.
@@ -58,6 +73,11 @@ pub struct Status {
     pub networks: usize,
     pub ports: usize,
     pub peers_alive: usize,
+    /// This boot's data-plane session id (new at every start).
+    pub session: Option<String>,
+    /// Networks the cluster defines that this host does not carry, and why.
+    #[serde(default)]
+    pub refused_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +88,10 @@ pub struct NetworkInfo {
     pub gateway: Option<IpAddr>,
     pub mtu: u32,
     pub encrypted: bool,
+    /// The cipher this host seals with, when encrypted.
+    pub cipher: Option<String>,
+    /// Whose key ring: "cluster", or the network's own name.
+    pub key: Option<String>,
     pub internal: bool,
     /// Endpoints attached on this host.
     pub ports: usize,
@@ -128,6 +152,36 @@ pub struct Stats {
     pub underlay_drops: BTreeMap<String, u64>,
     /// Gossip traffic, and what was refused; absent without `[gossip]`.
     pub gossip: Option<GossipStatsInfo>,
+    /// Encrypted traffic; absent without an underlay.
+    pub crypto: Option<CryptoStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CryptoStats {
+    /// This boot's session id.
+    pub session: String,
+    /// Datagrams sealed and sent (before replication to several hosts).
+    pub sealed: u64,
+    /// Datagrams opened (authentic, fresh).
+    pub opened: u64,
+    /// Peers' sessions held, one replay window each.
+    pub sessions: u64,
+}
+
+/// One key of a ring, for `switchctl key ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// "cluster", or the network whose own key it is.
+    pub scope: String,
+    pub id: String,
+    /// "sending" (this host seals with it) or "accepted".
+    pub state: String,
+    /// Hosts (this one included) that accept it, by gossip.
+    pub accepted_by: Vec<String>,
+    /// Hosts that seal with it.
+    pub sending_by: Vec<String>,
+    /// Hosts sharing the ring that do not accept it yet.
+    pub missing: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::api::{AttachPlan, EndpointInfo, FdbEntry, NetworkDetail, NetworkInfo, PeerInfo, Stats, Status};
+use super::api::{AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, Stats, Status};
 
 /// Left-aligned columns separated by three spaces, like `docker network ls`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -34,10 +34,20 @@ fn opt<T: ToString>(value: &Option<T>) -> String {
 }
 
 pub fn status(s: &Status) -> String {
-    format!(
-        "host:        {}\nversion:     {}\nuptime:      {}s\nnetworks:    {}\nports:       {}\npeers alive: {}\n",
-        s.host, s.version, s.uptime_secs, s.networks, s.ports, s.peers_alive
-    )
+    let mut out = format!(
+        "host:        {}\nversion:     {}\nuptime:      {}s\nnetworks:    {}\nports:       {}\npeers alive: {}\nsession:     {}\n",
+        s.host,
+        s.version,
+        s.uptime_secs,
+        s.networks,
+        s.ports,
+        s.peers_alive,
+        opt(&s.session)
+    );
+    for refused in &s.refused_networks {
+        let _ = writeln!(out, "warning:     {refused}");
+    }
+    out
 }
 
 pub fn networks(nets: &[NetworkInfo]) -> String {
@@ -92,7 +102,10 @@ pub fn network_detail(d: &NetworkDetail) -> String {
         opt(&n.subnet),
         opt(&n.gateway),
         n.mtu,
-        yes_no(n.encrypted),
+        match (&n.cipher, &n.key) {
+            (Some(cipher), Some(key)) => format!("yes ({cipher}, {key} key)"),
+            _ => yes_no(n.encrypted),
+        },
         yes_no(n.internal),
         n.origin
     );
@@ -187,7 +200,31 @@ pub fn stats(s: &Stats) -> String {
             g.bad_entries
         ));
     }
+    if let Some(c) = &s.crypto {
+        out.push_str(&format!(
+            "\nencryption: session {}; {} datagrams sealed, {} opened; {} peer sessions held\n",
+            c.session, c.sealed, c.opened, c.sessions
+        ));
+    }
     out
+}
+
+pub fn keys(keys: &[KeyInfo]) -> String {
+    let list = |hosts: &[String]| if hosts.is_empty() { "-".to_owned() } else { hosts.join(",") };
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.scope.clone(),
+                k.id.clone(),
+                k.state.clone(),
+                list(&k.accepted_by),
+                list(&k.sending_by),
+                list(&k.missing),
+            ]
+        })
+        .collect();
+    table(&["SCOPE", "ID", "STATE", "ACCEPTED_BY", "SENDING_BY", "MISSING"], &rows)
 }
 
 pub fn peers(peers: &[PeerInfo]) -> String {

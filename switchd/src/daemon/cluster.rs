@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use switchd_config::{MacAddr, Name, NetworkConfig, Vni};
 use switchd_overlay::gossip::state::{Published, RemoteEndpoint};
-use switchd_overlay::gossip::table::PeerTable;
+use switchd_overlay::gossip::table::{PeerTable, describe};
 use switchd_overlay::gossip::transport::GossipStats;
 use tokio::sync::watch;
 
@@ -32,6 +32,8 @@ pub(super) struct ClusterState {
     pub state_errors: u64,
     /// Conflicts already logged, so each is logged once.
     pub logged: BTreeSet<String>,
+    /// Cluster networks this host does not carry (it lacks their key), and why.
+    pub refused: BTreeMap<Name, String>,
 }
 
 #[derive(Debug)]
@@ -75,7 +77,14 @@ impl Daemon {
                 })
             })
             .collect();
-        Some(Published { underlay: SocketAddr::new(ip, self.host.vxlan_port), leaving: false, networks, endpoints })
+        Some(Published {
+            underlay: SocketAddr::new(ip, self.host.vxlan_port),
+            leaving: false,
+            session: Some(self.session),
+            keys: self.keys.published(),
+            networks,
+            endpoints,
+        })
     }
 
     /// Sends the current published state to the gossip member, if any.
@@ -99,39 +108,42 @@ impl Daemon {
             self.adopt_cluster_networks();
             self.sync_vteps();
             self.reprogram();
+            self.push_keys();
         }
     }
 
     /// Networks the cluster defines become known here; ones it stopped
     /// defining go, unless endpoints here still use them.
-    fn adopt_cluster_networks(&mut self) {
+    pub(super) fn adopt_cluster_networks(&mut self) {
         let mut changed = false;
         let cluster: Vec<NetworkConfig> = self.cluster.table.networks.values().map(|n| n.config.clone()).collect();
+        self.cluster.refused.clear();
         for config in cluster {
             match self.networks.get(config.name.as_str()) {
                 Some(local) if local.config != config => {
                     let note = format!(
-                        "network {:?}: the cluster defines it with vni {}, this host with vni {}; keeping this host's",
+                        "network {:?}: the cluster defines it as {}, this host as {}; keeping this host's",
                         config.name.as_str(),
-                        config.vni,
-                        local.config.vni
+                        describe(&config),
+                        describe(&local.config)
                     );
                     if self.cluster.logged.insert(note.clone()) {
                         tracing::warn!("{note}");
                     }
                 }
                 Some(_) => {}
-                None => match self.check_network_is_new(&config) {
+                None => match self.check_network_is_new(&config).and_then(|()| self.check_key_held(&config)) {
                     Ok(()) => {
                         tracing::info!("network {} (vni {}) joined from the cluster", config.name, config.vni);
                         self.add_network(config, Origin::Cluster);
                         changed = true;
                     }
                     Err(e) => {
-                        let note = format!("network {:?} from the cluster not taken: {e}", config.name.as_str());
+                        let note = format!("network {:?} from the cluster not carried: {e}", config.name.as_str());
                         if self.cluster.logged.insert(note.clone()) {
                             tracing::warn!("{note}");
                         }
+                        self.cluster.refused.insert(config.name.clone(), note);
                     }
                 },
             }
@@ -156,7 +168,7 @@ impl Daemon {
     }
 
     /// One VTEP per usable remote host, carrying the networks it carries.
-    fn sync_vteps(&mut self) {
+    pub(super) fn sync_vteps(&mut self) {
         let own_ip = self.host.underlay_ip;
         let desired: BTreeMap<Name, (SocketAddr, Vec<Vni>)> = self
             .cluster

@@ -9,25 +9,30 @@
 pub mod attach;
 mod cluster;
 pub mod ipam;
+mod keys;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 use switchd_config::raw::{RawNetwork, RawPort};
 use switchd_config::{
-    Config, HostConfig, KeyPath, MacAddr, Name, NetworkConfig, PeerConfig, PortConfig, PortKind, validate,
+    Config, HostConfig, KeyPath, KeySource, MacAddr, Name, NetworkConfig, PeerConfig, PortConfig, PortKind, validate,
 };
+use switchd_crypto::{Key, KeyId, SessionId, SharedKeyring};
 
 use crate::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats, PeerInfo, PortStats,
-    Reply, Request, Stats, Status, VtepStats,
+    AttachPlan, CryptoStats, EndpointInfo, FdbEntry, GossipStatsInfo, KeyInfo, NetworkDetail, NetworkInfo,
+    NetworkStats, PeerInfo, PortStats, Reply, Request, Stats, Status, VtepStats,
 };
+use crate::dataplane::crypto::{KeySet, NetworkKeys};
 use crate::dataplane::{Dataplane, Underlay};
 use crate::io::netns::{self, NetnsId};
 use crate::switch::{Counters, DropReason, Location, NetworkId, PortId, SwitchConfig, VtepId};
+use keys::{KeyStore, Scope};
 use state::{EndpointRecord, Origin, State};
 
 /// An error for the user: one line, saying what and why.
@@ -93,6 +98,10 @@ pub struct Daemon {
     peers: Vec<Peer>,
     cluster: cluster::ClusterState,
     dataplane: Dataplane,
+    /// The cluster's key ring and those of networks with their own key.
+    keys: KeyStore,
+    /// This boot's data-plane session (see `switchd_crypto::session`).
+    session: SessionId,
     started: Instant,
 }
 
@@ -111,12 +120,15 @@ impl Daemon {
             tracing::warn!("{warning}");
         }
         let switch = SwitchConfig::new(config.host.mac_aging_time, config.host.mac_limit);
+        let session = state::new_session(&config.host.state_dir)?;
         let underlay = match config.host.underlay_ip {
-            Some(ip) => Some(Underlay::bind(ip, config.host.vxlan_port).map_err(|e| {
+            Some(ip) => Some(Underlay::bind(ip, config.host.vxlan_port, session).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("underlay {ip}:{}: {e}", config.host.vxlan_port))
             })?),
             None => None,
         };
+        let cluster_key = config.gossip.as_ref().map(|g| g.key_file.as_path());
+        let keys = KeyStore::open(&config.host.state_dir, cluster_key, &config.network_key_files)?;
         let dataplane = Dataplane::start(switch, config.host.workers, underlay)?;
         let saved = state::load(&config.host.state_dir)?;
         let mut daemon = Daemon {
@@ -127,6 +139,8 @@ impl Daemon {
             peers: Vec::new(),
             cluster: cluster::ClusterState::default(),
             dataplane,
+            keys,
+            session,
             started: Instant::now(),
         };
         for peer in config.peers {
@@ -143,7 +157,7 @@ impl Daemon {
             .map(|n| (n, Origin::Runtime))
             .chain(saved.cluster_networks.into_iter().map(|n| (n, Origin::Cluster)));
         for (net, origin) in saved_networks {
-            if let Err(e) = daemon.check_network_is_new(&net) {
+            if let Err(e) = daemon.check_network_is_new(&net).and_then(|()| daemon.check_key_held(&net)) {
                 tracing::warn!("saved network {} dropped: {e}", net.name);
                 continue;
             }
@@ -206,11 +220,51 @@ impl Daemon {
     }
 
     /// After a change: saves it, tells the cluster, and reprograms what
-    /// depends on local endpoints (neighbour answers).
+    /// depends on local endpoints (neighbour answers) and keys.
     fn commit(&mut self) {
         self.save();
         self.publish();
         self.reprogram();
+        self.push_keys();
+    }
+
+    /// Gives the data plane every encrypted network's keys, and other
+    /// hosts' current sessions.
+    fn push_keys(&self) {
+        let networks = self
+            .networks
+            .values()
+            .filter_map(|n| {
+                let e = n.config.encryption?;
+                let ring = self.keys.ring(&key_scope(&n.config))?;
+                Some((n.config.vni.get(), NetworkKeys { cipher: e.cipher, ring }))
+            })
+            .collect();
+        let sessions = self.cluster.table.hosts.values().filter_map(|h| Some((h.underlay.ip(), h.session?))).collect();
+        self.dataplane.set_keys(KeySet { networks, sessions });
+    }
+
+    /// Refuses an encrypted network whose key this host does not hold:
+    /// it would have to carry it in plaintext, which it never does.
+    fn check_key_held(&self, net: &NetworkConfig) -> OpResult<()> {
+        match net.encryption {
+            Some(_) if self.keys.ring(&key_scope(net)).is_none() => Err(match key_scope(net) {
+                Scope::Cluster => format!(
+                    "network {:?} is encrypted with the cluster key, and this host has none ([gossip] key_file)",
+                    net.name.as_str()
+                ),
+                Scope::Network(name) => format!(
+                    "network {name:?} is encrypted with its own key, which this host does not hold; \
+                     add it with `switchctl key add FILE --network {name}`"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The cluster's key ring, for the gossip transport.
+    pub fn cluster_keys(&self) -> Option<SharedKeyring> {
+        self.keys.cluster().cloned()
     }
 
     /// Stops the data plane and saves. Interfaces stay in their containers,
@@ -241,6 +295,10 @@ impl Daemon {
             Request::Stats => reply(Ok(self.stats())),
             Request::Peers => reply(Ok(self.peers())),
             Request::PlanAttach { port } => reply(self.plan_attach(&port)),
+            Request::KeyLs => reply(Ok(self.key_ls())),
+            Request::KeyAdd { file, network } => reply(self.key_add(&file, network.as_deref())),
+            Request::KeyUse { id, force } => reply(self.key_use(&id, force)),
+            Request::KeyRm { id, force } => reply(self.key_rm(&id, force)),
         }
     }
 
@@ -253,6 +311,8 @@ impl Daemon {
             ports: self.endpoints.len(),
             // Static peers have no liveness to track: configured means alive.
             peers_alive: self.peers.len() + self.cluster.table.hosts.values().filter(|h| h.is_usable()).count(),
+            session: self.host.underlay_ip.map(|_| self.session.to_string()),
+            refused_networks: self.cluster.refused.values().cloned().collect(),
         }
     }
 
@@ -268,7 +328,9 @@ impl Daemon {
             subnet: c.subnet.map(|s| s.to_string()),
             gateway: c.gateway,
             mtu: c.mtu.get(),
-            encrypted: false,
+            encrypted: c.is_encrypted(),
+            cipher: c.encryption.map(|e| e.cipher.to_string()),
+            key: c.encryption.map(|_| key_scope(c).display_name()),
             internal: c.internal,
             ports: self.endpoints_on(c.name.as_str()).count(),
             hosts: self.hosts_on(&c.name),
@@ -324,16 +386,27 @@ impl Daemon {
         Ok(())
     }
 
-    /// Adds a network; its name and VNI are known to be new.
+    /// Adds a network; its name and VNI are known to be new, its key held.
     fn add_network(&mut self, config: NetworkConfig, origin: Origin) {
-        let id = self.dataplane.add_network(config.vni, config.mtu).expect("checked: the VNI is new");
+        let id =
+            self.dataplane.add_network(config.vni, config.mtu, config.is_encrypted()).expect("checked: the VNI is new");
         self.networks.insert(config.name.to_string(), Network { config, id, origin });
     }
 
     fn network_create(&mut self, raw: &RawNetwork) -> OpResult<NetworkInfo> {
-        let config = validate::network(raw, &self.host, &KeyPath::root()).map_err(join_errors)?;
+        // switchctl sends an absolute key_file path.
+        let (config, key_file) =
+            validate::network(raw, &self.host, Path::new("/"), &KeyPath::root()).map_err(join_errors)?;
         self.check_network_is_new(&config)?;
         self.check_cluster_agrees(&config)?;
+        if let Some(path) = key_file {
+            let key = Key::load(&path).map_err(|e| e.to_string())?;
+            let scope = Scope::Network(config.name.clone());
+            if self.keys.ring(&scope).is_none_or(|r| r.get(key.id()).is_none()) {
+                self.keys.add(&scope, key)?;
+            }
+        }
+        self.check_key_held(&config)?;
         let name = config.name.to_string();
         self.add_network(config, Origin::Runtime);
         self.commit();
@@ -628,6 +701,9 @@ impl Daemon {
             })
             .collect();
         let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), 0));
+        let (sealed, opened, sessions) = self.dataplane.crypto_counters();
+        let crypto =
+            self.host.underlay_ip.map(|_| CryptoStats { session: self.session.to_string(), sealed, opened, sessions });
         let gossip = self.cluster.stats.as_ref().map(|g| {
             let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             GossipStatsInfo {
@@ -640,7 +716,7 @@ impl Daemon {
                 bad_entries: self.cluster.state_errors,
             }
         });
-        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip }
+        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip, crypto }
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -700,6 +776,150 @@ impl Daemon {
             gateway: net.gateway,
             default_route: attach::default_route(net).is_some(),
         })
+    }
+}
+
+/// Key rotation: `switchctl key ls/add/use/rm`.
+impl Daemon {
+    /// Every key of every ring, with which hosts (this one included, by
+    /// gossip for the others) accept it and seal with it.
+    fn key_ls(&self) -> Vec<KeyInfo> {
+        let me = self.host.name.to_string();
+        let mut rows = Vec::new();
+        for (scope, ring) in self.keys.rings() {
+            let gossip_scope = scope.gossip_name();
+            let hosts: Vec<_> = self.hosts_with_scope(&scope).collect();
+            for id in ring.ids() {
+                let sending = ring.sending().0 == id;
+                let mut accepted_by = vec![me.clone()];
+                let mut sending_by = if sending { vec![me.clone()] } else { Vec::new() };
+                let mut missing = Vec::new();
+                for h in &hosts {
+                    match h.keys.get(&gossip_scope) {
+                        Some(r) if r.accepted.contains(&id) => {
+                            accepted_by.push(h.name.to_string());
+                            if r.sending == id {
+                                sending_by.push(h.name.to_string());
+                            }
+                        }
+                        _ => missing.push(h.name.to_string()),
+                    }
+                }
+                rows.push(KeyInfo {
+                    scope: scope.display_name(),
+                    id: id.to_string(),
+                    state: if sending { "sending" } else { "accepted" }.into(),
+                    accepted_by,
+                    sending_by,
+                    missing,
+                });
+            }
+        }
+        rows
+    }
+
+    /// The usable remote hosts that hold (or should hold) `scope`'s ring:
+    /// every host for the cluster's, carriers of the network for its own.
+    fn hosts_with_scope<'a>(
+        &'a self,
+        scope: &'a Scope,
+    ) -> impl Iterator<Item = &'a switchd_overlay::gossip::table::Host> + 'a {
+        self.cluster.table.hosts.values().filter(move |h| {
+            h.is_usable()
+                && match scope {
+                    Scope::Cluster => true,
+                    Scope::Network(n) => h.networks.contains(n),
+                }
+        })
+    }
+
+    fn key_add(&mut self, file: &Path, network: Option<&str>) -> OpResult<KeyInfo> {
+        let key = Key::load(file).map_err(|e| e.to_string())?;
+        let scope = match network {
+            None => Scope::Cluster,
+            Some(n) => {
+                let name = Name::new(n).map_err(|e| format!("network: {e}"))?;
+                let own = |c: &NetworkConfig| c.encryption.is_some_and(|e| e.key == KeySource::Own);
+                let known_own = self
+                    .networks
+                    .get(n)
+                    .map(|net| own(&net.config))
+                    .or_else(|| self.cluster.table.networks.get(&name).map(|c| own(&c.config)));
+                match known_own {
+                    Some(true) => {}
+                    Some(false) => {
+                        return Err(format!(
+                            "network {n:?} has no key of its own; rotate the cluster key instead (no --network)"
+                        ));
+                    }
+                    None => return Err(format!("no encrypted network {n:?} here or in the cluster")),
+                }
+                Scope::Network(name)
+            }
+        };
+        let id = self.keys.add(&scope, key)?;
+        tracing::info!("key {id} added to the {} key ring", scope.display_name());
+        self.after_key_change();
+        self.key_ls().into_iter().find(|k| k.id == id.to_string()).ok_or_else(|| "key vanished".into())
+    }
+
+    fn key_use(&mut self, id: &str, force: bool) -> OpResult<KeyInfo> {
+        let id: KeyId = id.parse()?;
+        let scope = self.keys.scope_of(id).ok_or_else(|| format!("no key {id} on this host"))?;
+        let gossip_scope = scope.gossip_name();
+        let missing: Vec<String> = self
+            .hosts_with_scope(&scope)
+            .filter(|h| !h.keys.get(&gossip_scope).is_some_and(|r| r.accepted.contains(&id)))
+            .map(|h| h.name.to_string())
+            .collect();
+        if !missing.is_empty() && !force {
+            return Err(format!(
+                "{} do not accept key {id} yet, so they could not open what this host would seal; \
+                 run `switchctl key add FILE` there first (or --force)",
+                missing.join(", ")
+            ));
+        }
+        self.keys.use_for_sending(id)?;
+        tracing::info!("now sealing with key {id} ({} key ring)", scope.display_name());
+        self.after_key_change();
+        self.key_ls().into_iter().find(|k| k.id == id.to_string()).ok_or_else(|| "key vanished".into())
+    }
+
+    fn key_rm(&mut self, id: &str, force: bool) -> OpResult<String> {
+        let id: KeyId = id.parse()?;
+        let scope = self.keys.scope_of(id).ok_or_else(|| format!("no key {id} on this host"))?;
+        let gossip_scope = scope.gossip_name();
+        let still: Vec<String> = self
+            .hosts_with_scope(&scope)
+            .filter(|h| h.keys.get(&gossip_scope).is_some_and(|r| r.sending == id))
+            .map(|h| h.name.to_string())
+            .collect();
+        if !still.is_empty() && !force {
+            return Err(format!(
+                "{} still seal with key {id}; run `switchctl key use NEW_ID` there first (or --force)",
+                still.join(", ")
+            ));
+        }
+        self.keys.remove(id)?;
+        tracing::info!("key {id} removed from the {} key ring; no longer accepted", scope.display_name());
+        self.after_key_change();
+        Ok(id.to_string())
+    }
+
+    /// After a ring changed: the data plane and gossip follow, and a
+    /// network refused for want of its key may now be carried.
+    fn after_key_change(&mut self) {
+        self.adopt_cluster_networks();
+        self.sync_vteps();
+        self.commit();
+    }
+}
+
+/// The ring an encrypted network's keys come from.
+fn key_scope(net: &NetworkConfig) -> Scope {
+    match net.encryption.map(|e| e.key) {
+        Some(KeySource::Own) => Scope::Network(net.name.clone()),
+        _ => Scope::Cluster,
     }
 }
 

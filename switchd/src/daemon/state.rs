@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use switchd_config::{IfName, MacAddr, Name, NetworkConfig, PortKind};
 
 const FILE_NAME: &str = "state.json";
+const SESSION_FILE: &str = "session";
 const VERSION: u32 = 1;
 
 /// Where a network or endpoint came from: host.toml, a `switchctl`
@@ -61,6 +62,28 @@ pub struct State {
     #[serde(default)]
     pub cluster_networks: Vec<NetworkConfig>,
     pub endpoints: Vec<EndpointRecord>,
+}
+
+/// Starts this boot's data-plane session: greater than the last boot's
+/// (saved here), so peers tell the new boot from a replay of the old one
+/// even if the clock went back.
+pub fn new_session(state_dir: &Path) -> io::Result<switchd_crypto::SessionId> {
+    use switchd_crypto::SessionId;
+    let path = state_dir.join(SESSION_FILE);
+    let previous = match std::fs::read_to_string(&path) {
+        Ok(text) => u64::from_str_radix(text.trim(), 16).ok().map(SessionId),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let session = SessionId::new_boot(now_ms, previous);
+    std::fs::create_dir_all(state_dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(format!("{session}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(session)
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -122,6 +145,19 @@ mod tests {
         std::fs::write(path(&dir), b"{not json").unwrap();
         let err = load(&dir).unwrap_err().to_string();
         assert!(err.contains("state.json"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_start_has_a_greater_session() {
+        let dir = std::env::temp_dir().join(format!("switchd-session-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = new_session(&dir).unwrap();
+        let second = new_session(&dir).unwrap();
+        assert!(second > first);
+        // Even when the saved one lies in the future (the clock went back).
+        std::fs::write(dir.join(SESSION_FILE), "ffffffffffff0000\n").unwrap();
+        assert!(new_session(&dir).unwrap().0 > 0xffff_ffff_ffff_0000);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -230,6 +230,11 @@ impl RecvBatch {
         &self.bufs[i][..self.lens[i]]
     }
 
+    /// The bytes of the `i`-th read, to open sealed datagrams in place.
+    pub fn data_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.bufs[i][..self.lens[i]]
+    }
+
     /// The `i`-th read: its sender and the datagrams in it.
     pub fn read(&self, i: usize) -> (Option<IpAddr>, std::slice::Chunks<'_, u8>) {
         let data = &self.bufs[i][..self.lens[i]];

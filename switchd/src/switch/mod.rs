@@ -2,7 +2,8 @@
 //!
 //! Frames come in two ways: from a local port ([`Switch::handle_frame`]:
 //! virtio header + Ethernet, as a TAP reads it) and from the underlay
-//! ([`Switch::handle_datagram`]: a VXLAN datagram and its sender). Either
+//! ([`Switch::handle_datagram`]: a VXLAN datagram and its sender; sealed
+//! ones are admitted, opened by the caller, then decided). Either
 //! way the switch checks the frame, learns its source (a port, or the
 //! sending VTEP), and says what to do: deliver to a port, encapsulate to a
 //! VTEP, flood the network, or drop, with the reason counted. It never reads
@@ -25,7 +26,8 @@ use hashbrown::HashMap;
 use serde::Serialize;
 use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
-use switchd_overlay::vxlan;
+use switchd_crypto::OpenError;
+use switchd_overlay::{sealed, vxlan};
 
 pub use fdb::{Entry as FdbEntry, Fdb, Kind as FdbKind, Learned};
 use frame::{Ethernet, Frame, FrameError};
@@ -110,6 +112,25 @@ drop_reasons! {
     BadFlags = "bad_vxlan_flags",
     /// A VNI this host does not carry, or the sending VTEP is not a peer on.
     UnknownVni = "unknown_vni",
+    /// Plain VXLAN for a network that is encrypted: never accepted.
+    PlaintextOnEncrypted = "plaintext_on_encrypted",
+    /// A sealed packet for a network that is not encrypted here.
+    SealedOnPlain = "sealed_on_plain",
+    /// A sealed header with an unknown cipher or a reserved byte set.
+    SealedHeader = "sealed_header",
+    /// Sealed under a key this host does not hold (or no longer accepts).
+    UnknownKey = "unknown_key",
+    /// From a sender's earlier boot (a captured packet, or one late from before a restart).
+    OldSession = "old_session",
+    /// The tag did not verify: tampered, forged, or sealed for someone else.
+    AuthFailed = "auth_failed",
+    /// A counter this session has used (a replay), or one too old to tell.
+    Replayed = "replayed",
+    /// The table of sessions is full; the packet is dropped rather than
+    /// an old session forgotten.
+    SessionLimit = "session_limit",
+    /// A frame for an encrypted network this host holds no key for: never sent in plaintext.
+    NoKey = "no_key",
     /// A GSO frame for a remote host that could not be segmented.
     OffloadError = "offload_error",
     /// The destination refused the write (queue full or I/O error);
@@ -122,6 +143,20 @@ impl From<FrameError> for DropReason {
         match e {
             FrameError::Truncated => DropReason::Truncated,
             FrameError::BadVnetHdr => DropReason::BadVnetHdr,
+        }
+    }
+}
+
+impl From<sealed::Refused> for DropReason {
+    fn from(e: sealed::Refused) -> Self {
+        match e {
+            sealed::Refused::Header(sealed::HeaderError::Truncated) => DropReason::Truncated,
+            sealed::Refused::Header(sealed::HeaderError::Malformed) => DropReason::SealedHeader,
+            sealed::Refused::Open(OpenError::UnknownKey) => DropReason::UnknownKey,
+            sealed::Refused::Open(OpenError::OldSession) => DropReason::OldSession,
+            sealed::Refused::Open(OpenError::AuthFailed) => DropReason::AuthFailed,
+            sealed::Refused::Open(OpenError::Replayed) => DropReason::Replayed,
+            sealed::Refused::Open(OpenError::SessionLimit) => DropReason::SessionLimit,
         }
     }
 }
@@ -220,6 +255,8 @@ impl Vtep {
 struct Network {
     vni: Vni,
     mtu: u32,
+    /// Cross-host frames travel sealed, and only sealed ones are accepted.
+    encrypted: bool,
     ports: Vec<PortId>,
     /// VTEPs that carry this network: head-end replication goes to each.
     vteps: Vec<VtepId>,
@@ -241,6 +278,24 @@ pub struct NetworkCounters {
     pub mac_moves: u64,
     pub fdb_entries: u64,
     pub neighbor_answers: u64,
+}
+
+/// How a network's frames are encapsulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkWire {
+    pub vni: Vni,
+    /// The L3 MTU segments are cut to.
+    pub mtu: u32,
+    pub encrypted: bool,
+}
+
+/// A datagram admitted from the underlay: who sent it, for which network,
+/// and whether it still has to be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub vtep: VtepId,
+    pub network: NetworkId,
+    pub sealed: bool,
 }
 
 /// What `switchctl peers` and `stats` show of a VTEP.
@@ -282,7 +337,7 @@ impl Switch {
     }
 
     /// Adds a network. `None` if its VNI is taken.
-    pub fn add_network(&mut self, vni: Vni, mtu: Mtu) -> Option<NetworkId> {
+    pub fn add_network(&mut self, vni: Vni, mtu: Mtu, encrypted: bool) -> Option<NetworkId> {
         if self.by_vni.contains_key(&vni) {
             return None;
         }
@@ -290,6 +345,7 @@ impl Switch {
         let id = self.networks.insert(Network {
             vni,
             mtu: mtu.get(),
+            encrypted,
             ports: Vec::new(),
             vteps,
             fdb: Fdb::default(),
@@ -377,9 +433,9 @@ impl Switch {
         self.vteps.get(id).map(|v| v.addr)
     }
 
-    /// The VNI and MTU of a network, for encapsulation.
-    pub fn network_wire(&self, id: NetworkId) -> Option<(Vni, u32)> {
-        self.networks.get(id).map(|n| (n.vni, n.mtu))
+    /// How a network's frames go on the wire, for encapsulation.
+    pub fn network_wire(&self, id: NetworkId) -> Option<NetworkWire> {
+        self.networks.get(id).map(|n| NetworkWire { vni: n.vni, mtu: n.mtu, encrypted: n.encrypted })
     }
 
     /// Decides what to do with one frame (virtio header + Ethernet) read
@@ -405,29 +461,71 @@ impl Switch {
     /// and the VTEP is a peer on, with a well-formed inner frame that fits
     /// the network's MTU. The inner frame is `payload[vxlan::HEADER_LEN..]`.
     pub fn handle_datagram(&mut self, now: Instant, src: IpAddr, payload: &[u8]) -> Action {
+        match self.admit_datagram(src, payload) {
+            Err(reason) => Action::Drop(reason),
+            // Sealed packets are opened by the caller first (see `admit_datagram`).
+            Ok(arrival) if arrival.sealed => self.drop_arrival(arrival, DropReason::SealedOnPlain),
+            Ok(arrival) => self.handle_decapsulated(now, arrival, &payload[vxlan::HEADER_LEN..]),
+        }
+    }
+
+    /// The first look at a datagram from the underlay, before anything is
+    /// opened or learned: from a known VTEP, for a network it carries, and
+    /// in the form that network requires (sealed if and only if encrypted).
+    /// Counts it, and counts the drop when it is refused. A sealed arrival
+    /// is then opened by the caller (`switchd_overlay::sealed::open`), and
+    /// its inner frame handed to [`Switch::handle_decapsulated`].
+    pub fn admit_datagram(&mut self, src: IpAddr, payload: &[u8]) -> Result<Arrival, DropReason> {
         let Some(&vtep_id) = self.vtep_by_ip.get(&src) else {
             self.underlay.count(payload.len());
-            return self.underlay.drop(DropReason::UnknownSource);
+            self.underlay.drop(DropReason::UnknownSource);
+            return Err(DropReason::UnknownSource);
         };
         let vtep = &mut self.vteps[vtep_id];
         vtep.rx.count(payload.len());
-        vtep.last_rx = Some(now);
+        let refuse = |vtep: &mut Vtep, reason: DropReason| {
+            vtep.rx.drop(reason);
+            Err(reason)
+        };
         let packet = match vxlan::Packet::new_checked(payload) {
             Ok(p) => p,
-            Err(e) => return vtep.rx.drop(e.into()),
+            Err(e) => return refuse(vtep, e.into()),
         };
         let vni = Vni::new(packet.vni()).ok();
         let Some(network) = vni.filter(|v| vtep.carries(*v)).and_then(|v| self.by_vni.get(&v).copied()) else {
-            return vtep.rx.drop(DropReason::UnknownVni);
+            return refuse(vtep, DropReason::UnknownVni);
         };
-        let inner = match Ethernet::new_checked(packet.payload()) {
+        match (self.networks[network].encrypted, packet.is_sealed()) {
+            (true, false) => refuse(vtep, DropReason::PlaintextOnEncrypted),
+            (false, true) => refuse(vtep, DropReason::SealedOnPlain),
+            (_, sealed) => Ok(Arrival { vtep: vtep_id, network, sealed }),
+        }
+    }
+
+    /// Counts the drop of an admitted datagram (one that failed to open).
+    pub fn drop_arrival(&mut self, arrival: Arrival, reason: DropReason) -> Action {
+        match self.vteps.get_mut(arrival.vtep) {
+            Some(vtep) => vtep.rx.drop(reason),
+            None => Action::Drop(reason),
+        }
+    }
+
+    /// Learns from and decides one inner frame of an admitted datagram
+    /// (opened, if it was sealed).
+    pub fn handle_decapsulated(&mut self, now: Instant, arrival: Arrival, frame: &[u8]) -> Action {
+        let (Some(vtep), Some(net)) = (self.vteps.get_mut(arrival.vtep), self.networks.get(arrival.network)) else {
+            // The VTEP or network went while the packet was being opened.
+            return Action::Drop(DropReason::UnknownVni);
+        };
+        vtep.last_rx = Some(now);
+        let inner = match Ethernet::new_checked(frame) {
             Ok(eth) => eth,
             Err(e) => return vtep.rx.drop(e.into()),
         };
-        if !inner.fits_mtu(self.networks[network].mtu) {
+        if !inner.fits_mtu(net.mtu) {
             return vtep.rx.drop(DropReason::Oversize);
         }
-        self.switch(now, network, Location::Vtep(vtep_id), inner)
+        self.switch(now, arrival.network, Location::Vtep(arrival.vtep), inner)
     }
 
     /// Learning and forwarding, the same for both ways in. `ingress` exists.
@@ -495,9 +593,9 @@ impl Switch {
 
     /// Counts frames from `port` that could not be prepared for the underlay
     /// (a GSO frame that would not segment).
-    pub fn count_offload_errors(&mut self, port: PortId, n: u64) {
+    pub fn count_port_drops(&mut self, port: PortId, reason: DropReason, n: u64) {
         if let Some(p) = self.ports.get_mut(port) {
-            p.rx.drops[DropReason::OffloadError as usize] += n;
+            p.rx.drops[reason as usize] += n;
         }
     }
 

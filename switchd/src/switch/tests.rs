@@ -29,7 +29,7 @@ struct Lab {
 
 fn lab(config: SwitchConfig) -> Lab {
     let mut sw = Switch::new(config);
-    let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+    let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
     let p1 = sw.add_port(net).unwrap();
     let p2 = sw.add_port(net).unwrap();
     let p3 = sw.add_port(net).unwrap();
@@ -60,7 +60,7 @@ fn broadcast_and_multicast_flood_even_when_known() {
 #[test]
 fn networks_are_isolated() {
     let mut l = lab(SwitchConfig::default());
-    let other = l.sw.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+    let other = l.sw.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
     let q1 = l.sw.add_port(other).unwrap();
     let q2 = l.sw.add_port(other).unwrap();
     // B is learned on p2 in the first network.
@@ -228,7 +228,7 @@ fn remote_macs_are_learned_behind_their_vtep_and_reached_by_encap() {
     assert_eq!(targets, vec![Location::Port(l.p2), Location::Port(l.p3), Location::Vtep(vtep)]);
     // And remote frames to a local MAC are delivered to its port.
     assert_eq!(l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)), Action::Deliver(l.p1));
-    assert_eq!(l.sw.network_wire(l.net), Some((Vni::new(1).unwrap(), 1500)));
+    assert_eq!(l.sw.network_wire(l.net), Some(NetworkWire { vni: Vni::new(1).unwrap(), mtu: 1500, encrypted: false }));
     let rows = l.sw.fdb(l.net, l.t0);
     assert!(rows.iter().any(|(mac, at, ..)| *mac == C && *at == Location::Vtep(vtep)));
 }
@@ -263,7 +263,7 @@ fn nothing_goes_back_into_the_underlay() {
 #[test]
 fn bad_datagrams_are_counted_by_reason() {
     let Overlay { mut l, vtep } = overlay();
-    let other_net = l.sw.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap()).unwrap();
+    let other_net = l.sw.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
         (vec![0x08, 0, 0], DropReason::Truncated),
         (datagram(0x00, 1, B, C, 46), DropReason::BadFlags),
@@ -294,15 +294,47 @@ fn bad_datagrams_are_counted_by_reason() {
     assert_eq!(l.sw.underlay_counters().drops[DropReason::UnknownSource as usize], 1);
 }
 
+/// An encrypted network takes sealed packets only (opened by the caller
+/// between admission and decision), and a plain one never takes them.
+#[test]
+fn encrypted_networks_admit_sealed_packets_only() {
+    let mut sw = Switch::new(SwitchConfig::default());
+    let secret = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1414).unwrap(), true).unwrap();
+    sw.add_network(Vni::new(2).unwrap(), Mtu::new(1450).unwrap(), false).unwrap();
+    let port = sw.add_port(secret).unwrap();
+    let vtep = sw.add_vtep(format!("{VTEP_B}:4789").parse().unwrap(), None).unwrap();
+    assert!(sw.network_wire(secret).unwrap().encrypted);
+    let t0 = Instant::now();
+
+    let plaintext = datagram(0x08, 1, MacAddr::BROADCAST, C, 46);
+    assert_eq!(sw.handle_datagram(t0, ip(VTEP_B), &plaintext), Action::Drop(DropReason::PlaintextOnEncrypted));
+    let sealed_for_plain = datagram(0x48, 2, MacAddr::BROADCAST, C, 46);
+    assert_eq!(sw.admit_datagram(ip(VTEP_B), &sealed_for_plain), Err(DropReason::SealedOnPlain));
+    assert!(sw.fdb(secret, t0).is_empty(), "nothing learned from refused packets");
+
+    // Admitted, then (opened by the caller, here: as if) decided.
+    let sealed = datagram(0x48, 1, MacAddr::BROADCAST, C, 46);
+    let arrival = sw.admit_datagram(ip(VTEP_B), &sealed).unwrap();
+    assert_eq!(arrival, Arrival { vtep, network: secret, sealed: true });
+    assert_eq!(sw.handle_datagram(t0, ip(VTEP_B), &sealed), Action::Drop(DropReason::SealedOnPlain), "never unopened");
+    assert_eq!(sw.drop_arrival(arrival, DropReason::AuthFailed), Action::Drop(DropReason::AuthFailed));
+    let action = sw.handle_decapsulated(t0, arrival, &sealed[8..]);
+    assert_eq!(action, Action::Flood { network: secret, ingress: Location::Vtep(vtep) });
+    assert_eq!(sw.handle_frame(t0, port, &frame(C, A)), Action::Encap { vtep, network: secret });
+
+    let drops: Vec<_> = sw.vtep_info(vtep).unwrap().rx.drops_by_name().collect();
+    assert_eq!(drops, vec![("plaintext_on_encrypted", 1), ("sealed_on_plain", 2), ("auth_failed", 1)]);
+}
+
 #[test]
 fn vteps_join_networks_by_vni_and_leave_cleanly() {
     let mut sw = Switch::new(SwitchConfig::default());
     let all = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
     let only_5 = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), Some(vec![Vni::new(5).unwrap()])).unwrap();
     assert!(sw.add_vtep("198.18.0.3:8472".parse().unwrap(), None).is_none(), "one VTEP per address");
-    let n5 = sw.add_network(Vni::new(5).unwrap(), Mtu::new(1500).unwrap()).unwrap();
-    let n6 = sw.add_network(Vni::new(6).unwrap(), Mtu::new(1500).unwrap()).unwrap();
-    assert!(sw.add_network(Vni::new(6).unwrap(), Mtu::new(1500).unwrap()).is_none(), "one network per VNI");
+    let n5 = sw.add_network(Vni::new(5).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+    let n6 = sw.add_network(Vni::new(6).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+    assert!(sw.add_network(Vni::new(6).unwrap(), Mtu::new(1500).unwrap(), false).is_none(), "one network per VNI");
     let p5 = sw.add_port(n5).unwrap();
     let p6 = sw.add_port(n6).unwrap();
     let vteps = |sw: &Switch, net, port| -> Vec<Location> {

@@ -12,13 +12,19 @@
 //! included, so a 64 KiB TCP segment crosses in one read and one write.
 //! Towards a VTEP, a frame is encapsulated in a scratch buffer: segmented to
 //! the MTU if it is a GSO frame, its open checksum completed otherwise (see
-//! `switchd_overlay::offload`), then sent with one `sendmsg` (with
-//! `UDP_SEGMENT` when it makes several datagrams). From the underlay, each
-//! inner frame is written to its port behind an all-zero virtio header.
+//! `switchd_overlay::offload`), sealed if its network is encrypted
+//! ([`crypto`]), then sent with one `sendmsg` (with `UDP_SEGMENT` when it
+//! makes several datagrams; [`tx`]). From the underlay, datagrams are
+//! admitted by the switch, sealed ones opened in place outside the lock,
+//! and each inner frame written to its port behind an all-zero virtio
+//! header, consecutive TCP segments joined first (GRO).
 //!
 //! The control plane changes ports, networks and VTEPs through
 //! [`Dataplane`]; it tells the owning worker to start or stop polling a port
 //! through a channel and an eventfd. Worker 0 also runs the MAC aging timer.
+
+pub mod crypto;
+mod tx;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -35,14 +41,18 @@ use socket2::SockAddr;
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::gro::Gro;
 use switchd_overlay::offload::{self, Gso};
-use switchd_overlay::tunnel::{self, Datagrams, Offload};
-use switchd_overlay::vxlan;
+use switchd_overlay::tunnel::{self, Datagrams, Offload, Wire};
+use switchd_overlay::{flow, vxlan};
 
 use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
 use crate::io::udp::{self, RecvBatch};
 use crate::switch::frame::{Frame, GsoType, MAX_FRAME_LEN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
-use crate::switch::{Action, Location, NetworkId, PortId, Switch, SwitchConfig, VtepId, neighbor};
+use crate::switch::{
+    Action, Arrival, DropReason, Location, NetworkId, NetworkWire, PortId, Switch, SwitchConfig, VtepId, neighbor,
+};
+use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
+use tx::TxQueue;
 
 /// Frames read from one port before they are decided and written.
 const BATCH: usize = 32;
@@ -113,20 +123,21 @@ pub struct VtepIo {
     pub tx: TxCounters,
 }
 
-/// The underlay sockets: VXLAN in (read by worker 0), and the pool VXLAN
-/// goes out through (see `io::udp`).
+/// The underlay: VXLAN in (read by worker 0), the pool VXLAN goes out
+/// through (see `io::udp`), and who this host is on the wire.
 #[derive(Debug)]
 pub struct Underlay {
     pub rx: OwnedFd,
     pub tx: Vec<OwnedFd>,
+    pub identity: Identity,
 }
 
 impl Underlay {
-    /// Binds `underlay_ip:port` and the send pool.
-    pub fn bind(ip: IpAddr, port: u16) -> io::Result<Underlay> {
+    /// Binds `underlay_ip:port` and the send pool; `session` is this boot's.
+    pub fn bind(ip: IpAddr, port: u16, session: switchd_crypto::SessionId) -> io::Result<Underlay> {
         let rx = udp::bind_rx(SocketAddr::new(ip, port))?;
         let tx = (0..udp::TX_POOL).map(|_| udp::bind_tx(ip)).collect::<io::Result<_>>()?;
-        Ok(Underlay { rx, tx })
+        Ok(Underlay { rx, tx, identity: Identity { sender: ip, session } })
     }
 }
 
@@ -165,6 +176,8 @@ pub struct Dataplane {
     fabric: Arc<Mutex<Fabric>>,
     workers: Vec<WorkerHandle>,
     owner: SecondaryMap<PortId, usize>,
+    keys: Arc<SharedKeys>,
+    crypto: Arc<CryptoCounters>,
 }
 
 fn lock(fabric: &Mutex<Fabric>) -> MutexGuard<'_, Fabric> {
@@ -181,19 +194,36 @@ impl Dataplane {
             ports: SecondaryMap::new(),
             vteps: SecondaryMap::new(),
         }));
-        let (mut rx, tx_pool) = match underlay {
-            Some(u) => (Some(u.rx), Arc::new(u.tx)),
-            None => (None, Arc::new(Vec::new())),
+        let keys = Arc::new(SharedKeys::default());
+        let counters = Arc::new(CryptoCounters::default());
+        let (mut rx, tx_pool, identity) = match underlay {
+            Some(u) => (Some(u.rx), Arc::new(u.tx), Some(u.identity)),
+            None => (None, Arc::new(Vec::new()), None),
         };
         let mut handles = Vec::new();
         for index in 0..workers.max(1) {
             let (tx, commands) = channel();
             let wake = Arc::new(sys::eventfd()?);
-            let worker = Worker::new(index, fabric.clone(), commands, wake.clone(), rx.take(), tx_pool.clone())?;
+            let underlay_rx = rx.take();
+            let crypto =
+                identity.map(|id| WorkerCrypto::new(index, id, keys.clone(), counters.clone(), underlay_rx.is_some()));
+            let worker =
+                Worker::new(index, fabric.clone(), commands, wake.clone(), underlay_rx, tx_pool.clone(), crypto)?;
             let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || worker.run())?;
             handles.push(WorkerHandle { commands: tx, wake, thread: Some(thread), ports: 0 });
         }
-        Ok(Dataplane { fabric, workers: handles, owner: SecondaryMap::new() })
+        Ok(Dataplane { fabric, workers: handles, owner: SecondaryMap::new(), keys, crypto: counters })
+    }
+
+    /// Gives the workers new keys (taken before their next batch).
+    pub fn set_keys(&self, keys: KeySet) {
+        self.keys.set(keys);
+    }
+
+    /// Sealed datagrams sent, datagrams opened, sessions held.
+    pub fn crypto_counters(&self) -> (u64, u64, u64) {
+        let c = &self.crypto;
+        (c.sealed.load(Relaxed), c.opened.load(Relaxed), c.rx_sessions.load(Relaxed))
     }
 
     /// Runs `f` with the switch locked (for queries and table changes).
@@ -202,8 +232,8 @@ impl Dataplane {
     }
 
     /// Adds a network; `None` if its VNI is taken.
-    pub fn add_network(&self, vni: Vni, mtu: Mtu) -> Option<NetworkId> {
-        self.with_switch(|s| s.add_network(vni, mtu))
+    pub fn add_network(&self, vni: Vni, mtu: Mtu, encrypted: bool) -> Option<NetworkId> {
+        self.with_switch(|s| s.add_network(vni, mtu, encrypted))
     }
 
     /// Removes a network; its ports must have been removed first.
@@ -304,14 +334,20 @@ struct Worker {
     ports: HashMap<u64, (PortId, Arc<PortIo>)>,
     bufs: Vec<Box<[u8]>>,
     lens: [usize; BATCH],
-    /// The VNI and MTU of frame `i`'s network, when it goes to a VTEP.
-    wire: [(u32, u32); BATCH],
+    /// How frame `i`'s network goes on the wire, when it goes to a VTEP.
+    wire: [Option<NetworkWire>; BATCH],
     outs: Vec<Out>,
     underlay_rx: Option<OwnedFd>,
     tx_pool: Arc<Vec<OwnedFd>>,
     recv: RecvBatch,
-    /// (read, offset, length, port) of decapsulated frames to write.
-    decap_outs: Vec<(usize, usize, usize, Arc<PortIo>)>,
+    /// Decapsulated frames to write, and their ports.
+    decap_outs: Vec<(Span, Arc<PortIo>)>,
+    /// Sealed datagrams to open: where, from whom, for which network.
+    to_open: Vec<(Span, IpAddr, Arrival)>,
+    /// What opening them gave: where each frame is, or why it was dropped.
+    opened: Vec<(Arrival, Result<Span, DropReason>)>,
+    /// Keys and sessions; `None` without an underlay.
+    crypto: Option<WorkerCrypto>,
     /// Joins the TCP segments of decapsulated frames for one write.
     gro: Gro,
     /// Where frames are encapsulated (and segmented) before sending.
@@ -329,6 +365,7 @@ impl Worker {
         wake: Arc<OwnedFd>,
         underlay_rx: Option<OwnedFd>,
         tx_pool: Arc<Vec<OwnedFd>>,
+        crypto: Option<WorkerCrypto>,
     ) -> io::Result<Self> {
         let sweep_every = (index == 0).then(|| lock(&fabric).switch.config().sweep_interval());
         let epoll = Epoll::new()?;
@@ -346,12 +383,15 @@ impl Worker {
             ports: HashMap::new(),
             bufs: (0..BATCH).map(|_| vec![0u8; MAX_FRAME_LEN].into_boxed_slice()).collect(),
             lens: [0; BATCH],
-            wire: [(0, 0); BATCH],
+            wire: [None; BATCH],
             outs: Vec::with_capacity(BATCH * 8),
             underlay_rx,
             tx_pool,
             recv: RecvBatch::new(underlay_batch),
             decap_outs: Vec::with_capacity(UNDERLAY_BATCH * 64),
+            to_open: Vec::with_capacity(UNDERLAY_BATCH * 64),
+            opened: Vec::with_capacity(UNDERLAY_BATCH * 64),
+            crypto,
             gro: Gro::new(),
             tx: TxQueue::default(),
             sweep_every,
@@ -465,9 +505,8 @@ impl Worker {
                         }
                     }
                     Location::Vtep(v) => {
-                        if let (Some(io), Some((vni, mtu))) = (fabric.vteps.get(v), fabric.switch.network_wire(network))
-                        {
-                            self.wire[i] = (vni.get(), mtu);
+                        if let (Some(io), Some(wire)) = (fabric.vteps.get(v), fabric.switch.network_wire(network)) {
+                            self.wire[i] = Some(wire);
                             self.outs.push(Out::Vtep(i, io.clone()));
                         }
                     }
@@ -495,11 +534,17 @@ impl Worker {
         }
 
         // Local ports get their frames now; frames for VTEPs are
-        // encapsulated (once per frame, however many VTEPs) into the arena
-        // and queued, then sent with one sendmmsg per source socket.
+        // encapsulated (and sealed: once per frame, however many VTEPs)
+        // into the arena and queued, then sent with one sendmmsg per
+        // source socket.
         self.tx.clear();
-        let mut built: Option<(usize, Option<(usize, Datagrams)>)> = None;
-        let mut offload_errors = 0;
+        if let Some(crypto) = &mut self.crypto {
+            crypto.refresh();
+        }
+        // The frame last encapsulated: (its index, and where its datagrams
+        // start in the arena, their socket, their layout; `None` if it failed).
+        let mut built: Option<(usize, Option<Built>)> = None;
+        let (mut offload_errors, mut no_key) = (0, 0);
         for out in self.outs.drain(..) {
             match out {
                 Out::Port(i, io) => io.send(&self.bufs[i][..self.lens[i]]),
@@ -511,24 +556,28 @@ impl Worker {
                 }
                 Out::Vtep(i, io) => {
                     if built.map(|(frame, _)| frame) != Some(i) {
-                        let (vni, mtu) = self.wire[i];
+                        let wire = self.wire[i].expect("set with every Out::Vtep");
                         let start = self.tx.arena.len();
-                        let result = encapsulate(&self.bufs[i][..self.lens[i]], vni, mtu, &mut self.tx.arena);
-                        if result.is_err() {
+                        let frame = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
+                        let socket = flow::hash(frame.ethernet().bytes()) as usize % self.tx_pool.len().max(1);
+                        let result = encapsulate(&frame, wire, socket, self.crypto.as_mut(), &mut self.tx.arena);
+                        if let Err(reason) = result {
                             self.tx.arena.truncate(start);
-                            offload_errors += 1;
+                            *(if reason == DropReason::NoKey { &mut no_key } else { &mut offload_errors }) += 1;
                         }
-                        built = Some((i, result.ok().map(|d| (start, d))));
+                        built = Some((i, result.ok().map(|d| Built { start, socket, datagrams: d })));
                     }
-                    if let Some((_, Some((start, d)))) = built {
-                        self.tx.queue(d.flow as usize % self.tx_pool.len().max(1), io, start, d);
+                    if let Some((_, Some(b))) = built {
+                        self.tx.queue(b.socket, io, b.start, b.datagrams);
                     }
                 }
             }
         }
         self.tx.flush(&self.tx_pool);
-        if offload_errors > 0 {
-            lock(&self.fabric).switch.count_offload_errors(ingress, offload_errors);
+        if offload_errors + no_key > 0 {
+            let mut fabric = lock(&self.fabric);
+            fabric.switch.count_port_drops(ingress, DropReason::OffloadError, offload_errors);
+            fabric.switch.count_port_drops(ingress, DropReason::NoKey, no_key);
         }
     }
 
@@ -546,6 +595,8 @@ impl Worker {
             return;
         }
         let now = Instant::now();
+        // Under the lock: admit every datagram, decide the plain ones, set
+        // the sealed ones aside.
         {
             let mut fabric = lock(&self.fabric);
             let fabric = &mut *fabric;
@@ -554,33 +605,56 @@ impl Worker {
                 let Some(src) = src else { continue };
                 let mut offset = 0;
                 for datagram in datagrams {
-                    let inner = (read, offset + vxlan::HEADER_LEN, datagram.len().saturating_sub(vxlan::HEADER_LEN));
+                    let at = Span { read, offset, len: datagram.len() };
                     offset += datagram.len();
-                    let action = fabric.switch.handle_datagram(now, src, datagram);
-                    let mut to = |p: PortId| {
-                        if let Some(io) = fabric.ports.get(p) {
-                            self.decap_outs.push((inner.0, inner.1, inner.2, io.clone()));
-                        }
-                    };
-                    match action {
-                        Action::Deliver(p) => to(p),
-                        Action::Flood { network, ingress } => {
-                            for target in fabric.switch.flood_targets(network, ingress) {
-                                if let Location::Port(p) = target {
-                                    to(p);
-                                }
-                            }
-                        }
-                        // Only frames from local ports are answered or encapsulated.
-                        Action::Answer { .. } | Action::Encap { .. } | Action::Drop(_) => {}
+                    let Ok(arrival) = fabric.switch.admit_datagram(src, datagram) else { continue };
+                    if arrival.sealed {
+                        self.to_open.push((at, src, arrival));
+                        continue;
                     }
+                    let inner = at.within(vxlan::HEADER_LEN..at.len);
+                    let action = fabric.switch.handle_decapsulated(now, arrival, &datagram[vxlan::HEADER_LEN..]);
+                    route_decapsulated(fabric, action, inner, &mut self.decap_outs);
                 }
             }
         }
-        // Consecutive segments of one flow to one port go up as one frame.
+        if !self.to_open.is_empty() {
+            self.open_sealed(now);
+        }
+        self.write_decapsulated();
+    }
+
+    /// Opens the sealed datagrams set aside (without the lock), then
+    /// decides their frames and counts the failures (with it).
+    fn open_sealed(&mut self, now: Instant) {
+        let crypto = self.crypto.as_mut().expect("an underlay worker has keys");
+        crypto.refresh();
+        for (at, src, arrival) in self.to_open.drain(..) {
+            let datagram = &mut self.recv.data_mut(at.read)[at.offset..at.offset + at.len];
+            let opened = crypto.open(datagram, src).map(|frame| at.within(frame));
+            self.opened.push((arrival, opened.map_err(DropReason::from)));
+        }
+        let mut fabric = lock(&self.fabric);
+        let fabric = &mut *fabric;
+        for (arrival, result) in self.opened.drain(..) {
+            match result {
+                Err(reason) => {
+                    fabric.switch.drop_arrival(arrival, reason);
+                }
+                Ok(at) => {
+                    let action = fabric.switch.handle_decapsulated(now, arrival, at.of(&self.recv));
+                    route_decapsulated(fabric, action, at, &mut self.decap_outs);
+                }
+            }
+        }
+    }
+
+    /// Writes decapsulated frames to their ports; consecutive segments of
+    /// one flow to one port go up as one frame.
+    fn write_decapsulated(&mut self) {
         let mut joining: Option<Arc<PortIo>> = None;
-        for (read, offset, len, io) in self.decap_outs.drain(..) {
-            let eth = &self.recv.data(read)[offset..offset + len];
+        for (at, io) in self.decap_outs.drain(..) {
+            let eth = at.of(&self.recv);
             if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &io)) && self.gro.append(eth) {
                 continue;
             }
@@ -596,6 +670,54 @@ impl Worker {
         if let Some(port) = joining {
             port.send(self.gro.finish());
         }
+    }
+}
+
+/// Bytes in the receive buffers: `len` at `offset` of read `read`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    read: usize,
+    offset: usize,
+    len: usize,
+}
+
+impl Span {
+    /// The part `range` of this span.
+    fn within(self, range: std::ops::Range<usize>) -> Span {
+        Span { read: self.read, offset: self.offset + range.start, len: range.len() }
+    }
+
+    fn of(self, recv: &RecvBatch) -> &[u8] {
+        &recv.data(self.read)[self.offset..self.offset + self.len]
+    }
+}
+
+/// A frame's datagrams in the send arena.
+#[derive(Debug, Clone, Copy)]
+struct Built {
+    start: usize,
+    socket: usize,
+    datagrams: Datagrams,
+}
+
+/// Queues a decapsulated frame for the ports the switch decided on.
+fn route_decapsulated(fabric: &Fabric, action: Action, at: Span, outs: &mut Vec<(Span, Arc<PortIo>)>) {
+    let mut to = |p: PortId| {
+        if let Some(io) = fabric.ports.get(p) {
+            outs.push((at, io.clone()));
+        }
+    };
+    match action {
+        Action::Deliver(p) => to(p),
+        Action::Flood { network, ingress } => {
+            for target in fabric.switch.flood_targets(network, ingress) {
+                if let Location::Port(p) = target {
+                    to(p);
+                }
+            }
+        }
+        // Only frames from local ports are answered or encapsulated.
+        Action::Answer { .. } | Action::Encap { .. } | Action::Drop(_) => {}
     }
 }
 
@@ -616,91 +738,28 @@ fn offload_of(frame: &Frame<&[u8]>) -> Result<Offload, offload::Error> {
     })
 }
 
-/// Builds the VXLAN datagram(s) for `buf` in `scratch`.
-fn encapsulate(buf: &[u8], vni: u32, mtu: u32, scratch: &mut Vec<u8>) -> Result<Datagrams, offload::Error> {
-    let frame = Frame::new_unchecked(buf);
-    tunnel::encapsulate(frame.ethernet().bytes(), offload_of(&frame)?, vni, mtu as usize, scratch)
-}
-
-/// Encapsulated datagrams waiting to be sent, and the buffers for sending.
-#[derive(Debug, Default)]
-struct TxQueue {
-    /// The datagrams of a batch, one after another.
-    arena: Vec<u8>,
-    msgs: Vec<Queued>,
-    batch: udp::SendBatch,
-}
-
-/// One `sendmmsg` entry waiting: `len` bytes at `start` in the arena.
-#[derive(Debug)]
-struct Queued {
-    /// Index into the send socket pool.
+/// Builds the datagram(s) for `frame` in `scratch`: plain VXLAN, or sealed
+/// on the lane of send socket `socket` when the network is encrypted.
+fn encapsulate(
+    frame: &Frame<&[u8]>,
+    wire: NetworkWire,
     socket: usize,
-    vtep: Arc<VtepIo>,
-    start: usize,
-    len: usize,
-    /// The segment size when the entry holds several datagrams.
-    segment: Option<u16>,
-    datagrams: usize,
-}
-
-impl TxQueue {
-    fn clear(&mut self) {
-        self.arena.clear();
-        self.msgs.clear();
+    crypto: Option<&mut WorkerCrypto>,
+    scratch: &mut Vec<u8>,
+) -> Result<Datagrams, DropReason> {
+    let offload = offload_of(frame).map_err(|_| DropReason::OffloadError)?;
+    let (eth, vni, mtu) = (frame.ethernet().bytes(), wire.vni.get(), wire.mtu as usize);
+    if !wire.encrypted {
+        return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, scratch).map_err(|_| DropReason::OffloadError);
     }
-
-    /// Queues the datagrams at `start` for `vtep`, in as few messages as the
-    /// kernel's GSO limits allow (64 segments, one IP packet in all).
-    fn queue(&mut self, socket: usize, vtep: Arc<VtepIo>, start: usize, d: Datagrams) {
-        let Some(stride) = d.stride else {
-            self.msgs.push(Queued { socket, vtep, start, len: d.len, segment: None, datagrams: 1 });
-            return;
-        };
-        let per_msg = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS) * stride;
-        let mut at = start;
-        while at < start + d.len {
-            let len = per_msg.min(start + d.len - at);
-            let segment = (len > stride).then_some(stride as u16);
-            self.msgs.push(Queued {
-                socket,
-                vtep: vtep.clone(),
-                start: at,
-                len,
-                segment,
-                datagrams: len.div_ceil(stride),
-            });
-            at += len;
-        }
-    }
-
-    /// Sends everything queued: one `sendmmsg` per source socket.
-    fn flush(&mut self, pool: &[OwnedFd]) {
-        if self.msgs.is_empty() {
-            return;
-        }
-        // Stable: datagrams of one flow keep their order.
-        self.msgs.sort_by_key(|m| m.socket);
-        let mut first = 0;
-        while first < self.msgs.len() {
-            let socket = self.msgs[first].socket;
-            let end = first + self.msgs[first..].iter().take_while(|m| m.socket == socket).count();
-            let group = &self.msgs[first..end];
-            let arena = &self.arena;
-            let outgoing = group.iter().map(|m| udp::Outgoing {
-                to: &m.vtep.addr,
-                data: &arena[m.start..m.start + m.len],
-                segment: m.segment,
-            });
-            self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, ok| {
-                let m = &group[i];
-                let counter = if ok { &m.vtep.tx.frames } else { &m.vtep.tx.errors };
-                counter.fetch_add(m.datagrams as u64, Relaxed);
-                if ok {
-                    m.vtep.tx.bytes.fetch_add(m.len as u64, Relaxed);
-                }
-            });
-            first = end;
-        }
-    }
+    // Never plaintext on an encrypted network: no key, no send.
+    let crypto = crypto.ok_or(DropReason::NoKey)?;
+    let counters = crypto.counters.clone();
+    let mut session = crypto.tx_session(vni, socket).ok_or(DropReason::NoKey)?;
+    let d = tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), scratch).map_err(|e| match e {
+        tunnel::Error::Offload(_) => DropReason::OffloadError,
+        tunnel::Error::NoncesExhausted => DropReason::NoKey,
+    })?;
+    counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
+    Ok(d)
 }

@@ -1,0 +1,312 @@
+//! The daemon's key rings: the cluster's (seeded from `[gossip] key_file`)
+//! and one for each network with its own key (seeded from its `key_file`),
+//! rotated at run time with `switchctl key add/use/rm` and kept across
+//! restarts in `state_dir/keys.json` (mode 0600: it holds the keys).
+//!
+//! A key removed with `key rm` is retired: never accepted again on this
+//! host, even if a key file still names it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use switchd_config::Name;
+use switchd_crypto::{Key, KeyId, Keyring, SharedKeyring};
+use switchd_overlay::gossip::state::{CLUSTER_SCOPE, NETWORK_PREFIX, RingState};
+
+const FILE_NAME: &str = "keys.json";
+
+/// Which ring a key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Cluster,
+    Network(Name),
+}
+
+impl Scope {
+    /// The name gossip uses: `cluster`, or `net/<name>`.
+    pub fn gossip_name(&self) -> String {
+        match self {
+            Scope::Cluster => CLUSTER_SCOPE.to_owned(),
+            Scope::Network(n) => format!("{NETWORK_PREFIX}{n}"),
+        }
+    }
+
+    /// The name `switchctl key ls` shows: `cluster`, or the network's.
+    pub fn display_name(&self) -> String {
+        match self {
+            Scope::Cluster => CLUSTER_SCOPE.to_owned(),
+            Scope::Network(n) => n.to_string(),
+        }
+    }
+}
+
+/// One ring as saved: keys in hex, oldest first, and the one in use.
+#[derive(Debug, Default, Serialize, Deserialize, zeroize::ZeroizeOnDrop)]
+struct SavedRing {
+    keys: Vec<String>,
+    #[zeroize(skip)]
+    sending: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    cluster: Option<SavedRing>,
+    #[serde(default)]
+    networks: BTreeMap<String, SavedRing>,
+    #[serde(default)]
+    retired: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct KeyStore {
+    /// Shared with the gossip transport, which seals and opens with it.
+    cluster: Option<SharedKeyring>,
+    networks: BTreeMap<Name, Keyring>,
+    retired: BTreeSet<KeyId>,
+    dir: PathBuf,
+}
+
+impl KeyStore {
+    /// The rings as saved in `state_dir`, plus the keys host.toml names
+    /// (unless retired). A ring's key in use survives a restart.
+    pub fn open(
+        state_dir: &Path,
+        cluster_file: Option<&Path>,
+        network_files: &BTreeMap<Name, PathBuf>,
+    ) -> io::Result<KeyStore> {
+        let saved = load(state_dir)?;
+        let retired: BTreeSet<KeyId> = saved.retired.iter().filter_map(|id| id.parse().ok()).collect();
+        let bad = |what: &str, e: String| io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"));
+        let mut store = KeyStore { cluster: None, networks: BTreeMap::new(), retired, dir: state_dir.to_owned() };
+        let from_file = |path: &Path| Key::load(path).map_err(|e| bad("key file", e.to_string()));
+
+        let mut cluster = saved.cluster.as_ref().map(restore).transpose().map_err(|e| bad("saved cluster keys", e))?;
+        if let Some(path) = cluster_file {
+            store.merge(&mut cluster, from_file(path)?, path);
+        }
+        store.cluster = cluster.map(SharedKeyring::new);
+
+        let mut names: BTreeSet<Name> = network_files.keys().cloned().collect();
+        names.extend(saved.networks.keys().filter_map(|n| Name::new(n).ok()));
+        for name in names {
+            let saved_ring = saved.networks.get(name.as_str());
+            let mut ring = saved_ring.map(restore).transpose().map_err(|e| bad(&format!("saved keys of {name}"), e))?;
+            if let Some(path) = network_files.get(&name) {
+                store.merge(&mut ring, from_file(path)?, path);
+            }
+            if let Some(ring) = ring {
+                store.networks.insert(name, ring);
+            }
+        }
+        store.save()?;
+        Ok(store)
+    }
+
+    /// Adds a key file's key to a ring (making the ring if there is none),
+    /// unless it was retired.
+    fn merge(&self, ring: &mut Option<Keyring>, key: Key, path: &Path) {
+        let id = key.id();
+        if self.retired.contains(&id) {
+            tracing::warn!("{}: key {id} was removed with `switchctl key rm`; not accepted", path.display());
+            return;
+        }
+        match ring {
+            Some(ring) => {
+                let _ = ring.add(key);
+            }
+            None => *ring = Some(Keyring::new(key)),
+        }
+    }
+
+    /// The cluster ring, shared with gossip; `None` without a cluster key.
+    pub fn cluster(&self) -> Option<&SharedKeyring> {
+        self.cluster.as_ref()
+    }
+
+    /// The ring of `scope`, as it is now.
+    pub fn ring(&self, scope: &Scope) -> Option<std::sync::Arc<Keyring>> {
+        match scope {
+            Scope::Cluster => self.cluster.as_ref().map(SharedKeyring::snapshot),
+            Scope::Network(n) => self.networks.get(n).cloned().map(std::sync::Arc::new),
+        }
+    }
+
+    /// Every ring with its scope.
+    pub fn rings(&self) -> Vec<(Scope, std::sync::Arc<Keyring>)> {
+        let cluster = self.cluster.as_ref().map(|c| (Scope::Cluster, c.snapshot()));
+        let networks = self.networks.iter().map(|(n, r)| (Scope::Network(n.clone()), std::sync::Arc::new(r.clone())));
+        cluster.into_iter().chain(networks).collect()
+    }
+
+    /// What gossip tells others: each ring's key ids.
+    pub fn published(&self) -> BTreeMap<String, RingState> {
+        self.rings()
+            .into_iter()
+            .map(|(scope, ring)| {
+                (scope.gossip_name(), RingState { sending: ring.sending().0, accepted: ring.ids().collect() })
+            })
+            .collect()
+    }
+
+    /// The scope holding key `id`.
+    pub fn scope_of(&self, id: KeyId) -> Option<Scope> {
+        self.rings().into_iter().find(|(_, ring)| ring.get(id).is_some()).map(|(scope, _)| scope)
+    }
+
+    /// Adds `key` to `scope`'s ring (a network's ring is made by its first key).
+    pub fn add(&mut self, scope: &Scope, key: Key) -> Result<KeyId, String> {
+        let id = key.id();
+        if self.retired.contains(&id) {
+            return Err(format!("key {id} was removed from this host before; a removed key is never accepted again"));
+        }
+        if let Some(other) = self.scope_of(id)
+            && &other != scope
+        {
+            return Err(format!("key {id} is already in the {} key ring", other.display_name()));
+        }
+        match scope {
+            Scope::Cluster => {
+                let shared = self.cluster.as_ref().ok_or("this host has no cluster key ([gossip] key_file)")?;
+                let mut ring = (*shared.snapshot()).clone();
+                ring.add(key).map_err(|e| e.to_string())?;
+                shared.replace(ring);
+            }
+            Scope::Network(name) => match self.networks.get_mut(name) {
+                Some(ring) => {
+                    ring.add(key).map_err(|e| e.to_string())?;
+                }
+                None => {
+                    self.networks.insert(name.clone(), Keyring::new(key));
+                }
+            },
+        }
+        self.save().map_err(|e| format!("key added, but not saved: {e}"))?;
+        Ok(id)
+    }
+
+    /// Seals with key `id` from now on (in whichever ring holds it).
+    pub fn use_for_sending(&mut self, id: KeyId) -> Result<Scope, String> {
+        let scope = self.scope_of(id).ok_or_else(|| format!("no key {id} on this host"))?;
+        self.change(&scope, |ring| ring.use_for_sending(id))?;
+        Ok(scope)
+    }
+
+    /// Stops accepting key `id`, for good.
+    pub fn remove(&mut self, id: KeyId) -> Result<Scope, String> {
+        let scope = self.scope_of(id).ok_or_else(|| format!("no key {id} on this host"))?;
+        self.change(&scope, |ring| ring.remove(id))?;
+        self.retired.insert(id);
+        self.save().map_err(|e| format!("key removed, but not saved: {e}"))?;
+        Ok(scope)
+    }
+
+    fn change(
+        &mut self,
+        scope: &Scope,
+        f: impl FnOnce(&mut Keyring) -> Result<(), switchd_crypto::KeyringError>,
+    ) -> Result<(), String> {
+        match scope {
+            Scope::Cluster => {
+                let shared = self.cluster.as_ref().expect("scope_of found it");
+                let mut ring = (*shared.snapshot()).clone();
+                f(&mut ring).map_err(|e| e.to_string())?;
+                shared.replace(ring);
+            }
+            Scope::Network(name) => {
+                f(self.networks.get_mut(name).expect("scope_of found it")).map_err(|e| e.to_string())?
+            }
+        }
+        self.save().map_err(|e| format!("changed, but not saved: {e}"))
+    }
+
+    /// Writes the rings: to a temporary file readable by root only, then
+    /// renamed over the old one.
+    fn save(&self) -> io::Result<()> {
+        let ring = |r: &Keyring| SavedRing {
+            keys: r.ids().map(|id| r.get(id).expect("listed").to_hex().to_string()).collect(),
+            sending: r.sending().0.to_string(),
+        };
+        let saved = Saved {
+            cluster: self.cluster.as_ref().map(|c| ring(&c.snapshot())),
+            networks: self.networks.iter().map(|(n, r)| (n.to_string(), ring(r))).collect(),
+            retired: self.retired.iter().map(ToString::to_string).collect(),
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(FILE_NAME);
+        let tmp = path.with_extension("json.tmp");
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let text = zeroize::Zeroizing::new(serde_json::to_vec_pretty(&saved).map_err(io::Error::other)?);
+        file.write_all(&text)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+}
+
+fn load(state_dir: &Path) -> io::Result<Saved> {
+    let path = state_dir.join(FILE_NAME);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes = zeroize::Zeroizing::new(bytes);
+            serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Saved::default()),
+        Err(e) => Err(e),
+    }
+}
+
+fn restore(saved: &SavedRing) -> Result<Keyring, String> {
+    let mut keys = saved.keys.iter().map(|hex| Key::from_hex(hex).map_err(|e| e.to_string()));
+    let mut ring = Keyring::new(keys.next().ok_or("an empty key ring")??);
+    for key in keys {
+        ring.add(key?).map_err(|e| e.to_string())?;
+    }
+    let sending: KeyId = saved.sending.parse()?;
+    ring.use_for_sending(sending).map_err(|e| e.to_string())?;
+    Ok(ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, hex::encode([byte; 32])).unwrap();
+        path
+    }
+
+    #[test]
+    fn rotation_survives_restarts_and_retired_keys_stay_retired() {
+        let dir = std::env::temp_dir().join(format!("switchd-keys-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = key_file(&dir, "old.key", 1);
+        let net_key = key_file(&dir, "net.key", 3);
+        let secret = Name::new("secret").unwrap();
+        let files = BTreeMap::from([(secret.clone(), net_key)]);
+
+        let mut store = KeyStore::open(&dir, Some(&old), &files).unwrap();
+        let (old_id, new_id) = (Key::from_bytes([1; 32]).id(), Key::from_bytes([2; 32]).id());
+        assert_eq!(store.add(&Scope::Cluster, Key::from_bytes([2; 32])), Ok(new_id));
+        assert!(store.add(&Scope::Network(secret.clone()), Key::from_bytes([2; 32])).unwrap_err().contains("cluster"));
+        assert_eq!(store.use_for_sending(new_id), Ok(Scope::Cluster));
+        assert_eq!(store.remove(old_id), Ok(Scope::Cluster));
+        assert!(store.add(&Scope::Cluster, Key::from_bytes([1; 32])).unwrap_err().contains("never accepted again"));
+        let mode = std::fs::metadata(dir.join(FILE_NAME)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+
+        // host.toml still names the old key: it stays retired.
+        let store = KeyStore::open(&dir, Some(&old), &files).unwrap();
+        let cluster = store.ring(&Scope::Cluster).unwrap();
+        assert_eq!(cluster.sending().0, new_id);
+        assert_eq!(cluster.ids().collect::<Vec<_>>(), vec![new_id]);
+        let published = store.published();
+        assert_eq!(published["cluster"].accepted, vec![new_id]);
+        assert_eq!(published["net/secret"].sending, Key::from_bytes([3; 32]).id());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

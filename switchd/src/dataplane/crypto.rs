@@ -1,0 +1,155 @@
+//! The data plane's share of encryption: the keys each encrypted network
+//! seals and opens with (as the control plane last set them), and each
+//! worker's sessions.
+//!
+//! Workers never lock to seal or open. The control plane publishes a new
+//! [`KeySet`] and bumps a generation; each worker checks the generation
+//! (one atomic load) per batch and takes the new set when it changed,
+//! forgetting session keys derived from keys that are gone.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use switchd_crypto::session::TxSession;
+use switchd_crypto::{Backend, Cipher, Keyring, RxSessions, SessionId, TxSessions};
+use switchd_overlay::sealed::{self, Refused};
+
+use crate::io::udp::TX_POOL;
+
+/// Sessions a host keeps at most: per sender, network, key and lane.
+/// Hundreds of hosts with a few networks each stay far below.
+const MAX_RX_SESSIONS: usize = 1 << 18;
+
+/// One encrypted network's keys.
+#[derive(Debug, Clone)]
+pub struct NetworkKeys {
+    /// What this host seals with (a receiver opens either cipher).
+    pub cipher: Cipher,
+    /// Every key accepted; one seals.
+    pub ring: Arc<Keyring>,
+}
+
+/// What the control plane hands the workers.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    /// By VNI. An encrypted network missing here sends nothing.
+    pub networks: HashMap<u32, NetworkKeys>,
+    /// Other hosts' current sessions, as authenticated gossip says:
+    /// their earlier sessions are refused at once.
+    pub sessions: Vec<(IpAddr, SessionId)>,
+}
+
+/// The key set shared between the control plane and the workers.
+#[derive(Debug, Default)]
+pub struct SharedKeys {
+    current: Mutex<Arc<KeySet>>,
+    generation: AtomicU64,
+}
+
+impl SharedKeys {
+    pub fn set(&self, keys: KeySet) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn snapshot(&self) -> (u64, Arc<KeySet>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        (generation, self.current.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// Counters of the encrypted traffic, kept with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct CryptoCounters {
+    pub sealed: AtomicU64,
+    pub opened: AtomicU64,
+    /// Sessions the underlay worker holds (a gauge).
+    pub rx_sessions: AtomicU64,
+}
+
+/// Who this host is on the wire: its VTEP address and this boot's session.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub sender: IpAddr,
+    pub session: SessionId,
+}
+
+/// One worker's keys and sessions.
+#[derive(Debug)]
+pub(super) struct WorkerCrypto {
+    shared: Arc<SharedKeys>,
+    generation: u64,
+    keys: Arc<KeySet>,
+    tx: TxSessions,
+    /// Only the worker that reads the underlay opens.
+    rx: Option<RxSessions>,
+    pub counters: Arc<CryptoCounters>,
+}
+
+impl WorkerCrypto {
+    /// Worker `index` seals on its own lanes (one per send socket), so
+    /// each lane's nonces reach a receiver in the order they were counted.
+    pub fn new(
+        index: usize,
+        identity: Identity,
+        shared: Arc<SharedKeys>,
+        counters: Arc<CryptoCounters>,
+        opens: bool,
+    ) -> Self {
+        let backend = Backend::default();
+        let first = (index * TX_POOL) as u16;
+        let tx = TxSessions::new(
+            backend,
+            sealed::sender_id(identity.sender),
+            identity.session,
+            first..first + TX_POOL as u16,
+        );
+        let (generation, keys) = shared.snapshot();
+        let rx = opens.then(|| RxSessions::new(backend, MAX_RX_SESSIONS));
+        let mut worker = WorkerCrypto { shared, generation, keys, tx, rx, counters };
+        worker.apply();
+        worker
+    }
+
+    /// Takes the control plane's latest key set, if it changed.
+    pub fn refresh(&mut self) {
+        if self.shared.generation.load(Ordering::Acquire) == self.generation {
+            return;
+        }
+        (self.generation, self.keys) = self.shared.snapshot();
+        self.tx.forget_keys();
+        self.apply();
+    }
+
+    fn apply(&mut self) {
+        let Some(rx) = &mut self.rx else { return };
+        let keys = &self.keys;
+        rx.retain(|vni, key| keys.networks.get(&vni).is_some_and(|n| n.ring.get(key).is_some()));
+        for (sender, session) in &keys.sessions {
+            rx.announce(sealed::sender_id(*sender), *session);
+        }
+        self.counters.rx_sessions.store(rx.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The session to seal `vni`'s frames on `lane` with; `None` when this
+    /// host holds no key for the network (then nothing may be sent).
+    pub fn tx_session(&mut self, vni: u32, lane: usize) -> Option<TxSession<'_>> {
+        let net = self.keys.networks.get(&vni)?;
+        Some(self.tx.get(net.ring.sending(), vni, net.cipher, lane))
+    }
+
+    /// Opens a sealed datagram from `sender` in place; where its frame is.
+    pub fn open(&mut self, datagram: &mut [u8], sender: IpAddr) -> Result<Range<usize>, Refused> {
+        let rx = self.rx.as_mut().expect("only the underlay worker opens");
+        let networks = &self.keys.networks;
+        let opened = sealed::open(datagram, sender, rx, |vni, id| networks.get(&vni)?.ring.get(id));
+        if opened.is_ok() {
+            self.counters.opened.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters.rx_sessions.store(rx.len() as u64, Ordering::Relaxed);
+        opened
+    }
+}
