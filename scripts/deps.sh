@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmarks run, if missing:
-# iproute2 (ip, ss), iperf3, ping, ethtool, nsenter, sysctl, python3.
+# iproute2 (ip, ss), iperf3, ping, ethtool, nsenter, sysctl, python3, tcpdump.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -12,6 +12,7 @@ have ethtool  || need+=(ethtool)
 have nsenter  || need+=(util-linux)
 have sysctl   || need+=(procps)
 have python3  || need+=(python3)
+have tcpdump  || need+=(tcpdump)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -127,6 +127,13 @@ impl Netns {
         self.exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "1", "-q", ip]).status.success()
     }
 
+    /// Whether pings of 1000 bytes filled with `pattern` (up to 16 bytes,
+    /// as hex) to `ip` all get their replies.
+    pub fn ping_pattern(&self, ip: &str, pattern: &str) -> bool {
+        let args = ["ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", "-s", "1000", "-p", pattern, ip];
+        self.exec(&args).status.success()
+    }
+
     /// An iperf3 TCP run of `secs` to a server started in `server`; Gbit/s received.
     pub fn iperf(&self, server: &Netns, ip: &str, secs: u32) -> f64 {
         let _srv = server.spawn(&["iperf3", "-s", "-1"]);
@@ -375,6 +382,36 @@ impl Default for Underlay {
     fn default() -> Self {
         Underlay::new()
     }
+}
+
+/// A key file (the same byte 32 times, as hex) in a temp dir, removed on drop.
+#[derive(Debug)]
+pub struct KeyFile(pub PathBuf);
+
+impl KeyFile {
+    pub fn new(tag: &str, byte: u8) -> KeyFile {
+        let path = std::env::temp_dir().join(unique(&format!("{tag}.key")));
+        std::fs::write(&path, format!("{byte:02x}").repeat(32)).expect("write key file");
+        KeyFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A switchd in `host` (at `ip` on the underlay) that finds the others by
+/// gossip through the seed at 198.18.0.1, with the cluster key `key`.
+pub fn gossip_member(host: Netns, ip: &str, key: &KeyFile, body: &str) -> Switchd {
+    let extra =
+        format!("underlay_ip = \"{ip}\"\n\n[gossip]\nseeds = [\"198.18.0.1:7946\"]\nkey_file = \"{}\"\n", key.path());
+    Switchd::start_in(host, &extra, body)
 }
 
 /// Polls `f` every 50 ms until it is true or `timeout` passes.

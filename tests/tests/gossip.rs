@@ -2,39 +2,12 @@
 //! gossip: cross-host reachability, ARP answered locally, failure and
 //! recovery, refusing outsiders, cluster-wide networks.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchd_e2e::{Netns, Switchd, Underlay, wait_until};
-
-/// A cluster key file in a temp dir (removed on drop).
-struct KeyFile(PathBuf);
-
-impl KeyFile {
-    fn new(tag: &str, byte: u8) -> KeyFile {
-        let path = std::env::temp_dir().join(format!("sdt-{}-{tag}.key", std::process::id()));
-        std::fs::write(&path, format!("{byte:02x}").repeat(32)).unwrap();
-        KeyFile(path)
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, gossip_member as member, wait_until};
 
 const FRONT: &str = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n";
-
-/// A switchd host that finds the others through the seed at 198.18.0.1.
-fn member(host: Netns, ip: &str, key: &KeyFile, body: &str) -> Switchd {
-    let extra = format!(
-        "underlay_ip = \"{ip}\"\n\n[gossip]\nseeds = [\"198.18.0.1:7946\"]\nkey_file = \"{}\"\n",
-        key.0.display()
-    );
-    Switchd::start_in(host, &extra, body)
-}
 
 fn names(v: &Value, key: &str) -> Vec<String> {
     v.as_array().unwrap().iter().map(|x| x[key].as_str().unwrap_or("").to_owned()).collect()
