@@ -14,20 +14,29 @@
 #     switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                 (the product)
 #     switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
 #   two hosts joined by a veth underlay (198.18.0.0/15, MTU 1500), containers MTU 1450:
-#     vxlan         c1 -veth- [bridge + kernel vxlan, hA] = [hB] -veth- c2   (reference)
-#     switchd-vxlan c1 -TAP- [switchd, hA] = [switchd, hB] -TAP- c2
+#     vxlan          c1 -veth- [bridge + kernel vxlan, hA] = [hB] -veth- c2   (reference)
+#     switchd-vxlan  c1 -TAP- [switchd, hA] = [switchd, hB] -TAP- c2
+#   encrypted, same two-host topology:
+#     switchd-sealed c1 -TAP- [switchd, hA] = [switchd, hB] -TAP- c2, network encrypted
+#                    with ChaCha20-Poly1305 (the default cipher), container MTU 1414
+#     switchd-sealed-aes  the same with AES-256-GCM
+#     wg-go          hA [wireguard-go wg0] = [wireguard-go wg0] hB, iperf3 between the
+#                    host namespaces over wg0 (MTU 1420): Debian's wireguard-go, the
+#                    userspace reference (this kernel has no WireGuard module)
 # All namespaces are private (prefix sdb-PID-), no default routes; everything
 # is removed on exit, processes are ended by their PID.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
-SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth vxlan switchd-vxlan"}
+SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 WORK=$(mktemp -d /tmp/switchd-compare.XXXXXX)
 NSES=()
 PIDS=()
+WG="wg$$-"
+WG_RUNDIR_CREATED=0
 
 log() { echo "[compare] $*" >&2; }
 
@@ -38,12 +47,20 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   for n in "${NSES[@]:-}"; do [ -n "$n" ] && ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$WORK"
+  [ "$WG_RUNDIR_CREATED" = 1 ] && rmdir /var/run/wireguard 2>/dev/null || true
 }
 trap cleanup EXIT
 
 mkns() { ip netns add "$1"; NSES+=("$1"); ip -n "$1" link set lo up; }
 
 "$ROOT/scripts/deps.sh" >&2
+case " $SCENARIOS " in *" wg-go "*)
+  if ! command -v wireguard-go >/dev/null || ! command -v wg >/dev/null; then
+    log "installing wireguard-go and wireguard-tools"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wireguard-go wireguard-tools >/dev/null 2>&1 \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wireguard-go wireguard-tools; }
+  fi ;;
+esac
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --bins -q)
 SWITCHD="$ROOT/target/release/switchd"
@@ -144,35 +161,74 @@ setup_vxlan() {
   done
 }
 
-# --- switchd VXLAN: a switchd per host, each the other's [[peer]], a TAP to the container
-setup_switchd_vxlan() {
-  mkns "$P-xh1"; mkns "$P-xh2"; mkns "$P-x1"; mkns "$P-x2"
-  underlay "$P-xh1" "$P-xh2" 2
-  local i
+# --- switchd VXLAN: a switchd per host, each the other's [[peer]], a TAP to the container.
+# $1: namespace tag, $2: underlay subnet 198.18.$2.0/24, $3: container subnet 10.$3.0.0/24,
+# $4: extra [[network]] lines (encryption).
+setup_switchd_pair() {
+  local tag=$1 net=$2 sub=$3 extra=$4 i
+  mkns "$P-${tag}h1"; mkns "$P-${tag}h2"; mkns "$P-${tag}1"; mkns "$P-${tag}2"
+  underlay "$P-${tag}h1" "$P-${tag}h2" "$net"
   for i in 1 2; do
-    cat > "$WORK/x$i.toml" <<TOML
+    cat > "$WORK/$tag$i.toml" <<TOML
 [host]
-name = "x$i"
-underlay_ip = "198.18.2.$i"
-control_socket = "$WORK/x$i.sock"
-state_dir = "$WORK/x$i-state"
+name = "$tag$i"
+underlay_ip = "198.18.$net.$i"
+control_socket = "$WORK/$tag$i.sock"
+state_dir = "$WORK/$tag$i-state"
 workers = ${WORKERS:-1}
 
 [[peer]]
-underlay_ip = "198.18.2.$((3 - i))"
+underlay_ip = "198.18.$net.$((3 - i))"
 
 [[network]]
 name = "bench"
 vni = 42
-subnet = "10.80.0.0/24"
+subnet = "10.$sub.0.0/24"
 internal = true
+$extra
 
 [[port]]
 network = "bench"
-netns = "$P-x$i"
-ip = "10.80.0.1$i"
+netns = "$P-$tag$i"
+ip = "10.$sub.0.1$i"
 TOML
-    start_switchd "$P-xh$i" "$WORK/x$i.toml" "$WORK/x$i.sock"
+    start_switchd "$P-${tag}h$i" "$WORK/$tag$i.toml" "$WORK/$tag$i.sock"
+  done
+}
+
+setup_switchd_vxlan() { setup_switchd_pair x 2 80 ""; }
+
+# The network has its own key, so static peers suffice (no gossip needed).
+# $1: namespace tag, $2: underlay subnet, $3: container subnet, $4: cipher.
+setup_switchd_sealed() {
+  [ -e "$WORK/net.key" ] || python3 -c 'import os; print(os.urandom(32).hex())' > "$WORK/net.key"
+  setup_switchd_pair "$1" "$2" "$3" "encrypted = true
+cipher = \"$4\"
+key_file = \"$WORK/net.key\""
+}
+
+# --- wireguard-go: a wg0 per host namespace, peers of each other over the underlay
+setup_wg_go() {
+  mkns "$P-wh1"; mkns "$P-wh2"
+  underlay "$P-wh1" "$P-wh2" 4
+  local i
+  for i in 1 2; do
+    (umask 077; wg genkey > "$WORK/wg$i.key")
+    wg pubkey < "$WORK/wg$i.key" > "$WORK/wg$i.pub"
+  done
+  # wireguard-go keeps its control socket in /var/run/wireguard, shared by
+  # all namespaces: the interface names carry this run's PID to stay apart.
+  [ -d /var/run/wireguard ] || { mkdir -p /var/run/wireguard; WG_RUNDIR_CREATED=1; }
+  for i in 1 2; do
+    ip netns exec "$P-wh$i" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go "$WG$i" >> "$WORK/wg.log" 2>&1 &
+    PIDS+=("$!")
+  done
+  for i in 1 2; do
+    for _ in $(seq 50); do ip -n "$P-wh$i" link show "$WG$i" >/dev/null 2>&1 && break; sleep 0.1; done
+    ip netns exec "$P-wh$i" wg set "$WG$i" private-key "$WORK/wg$i.key" listen-port 51820 \
+      peer "$(cat "$WORK/wg$((3 - i)).pub")" allowed-ips "10.82.0.$((3 - i))/32" endpoint "198.18.4.$((3 - i)):51820"
+    ip -n "$P-wh$i" addr add "10.82.0.$i/24" dev "$WG$i"
+    ip -n "$P-wh$i" link set "$WG$i" mtu 1420 up
   done
 }
 
@@ -196,6 +252,9 @@ case " $SCENARIOS " in *" bridge "*) setup_bridge ;; esac
 case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*) setup_switchd ;; esac
 case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
 case " $SCENARIOS " in *" switchd-vxlan "*) setup_switchd_vxlan ;; esac
+case " $SCENARIOS " in *" switchd-sealed "*) setup_switchd_sealed e 3 81 chacha20-poly1305 ;; esac
+case " $SCENARIOS " in *" switchd-sealed-aes "*) setup_switchd_sealed a 5 83 aes-256-gcm ;; esac
+case " $SCENARIOS " in *" wg-go "*) setup_wg_go ;; esac
 for run in $(seq "$RUNS"); do
   for sc in $SCENARIOS; do
     case $sc in
@@ -204,6 +263,9 @@ for run in $(seq "$RUNS"); do
       switchd-veth) g=$(iperf "$P-v1" "$P-v2" 10.78.0.12) ;;
       vxlan) g=$(iperf "$P-k1" "$P-k2" 10.79.0.2) ;;
       switchd-vxlan) g=$(iperf "$P-x1" "$P-x2" 10.80.0.12) ;;
+      switchd-sealed) g=$(iperf "$P-e1" "$P-e2" 10.81.0.12) ;;
+      switchd-sealed-aes) g=$(iperf "$P-a1" "$P-a2" 10.83.0.12) ;;
+      wg-go) g=$(iperf "$P-wh1" "$P-wh2" 10.82.0.2) ;;
       *) echo "unknown scenario $sc" >&2; exit 2 ;;
     esac
     log "run $run $sc: $g Gbit/s"
@@ -216,14 +278,23 @@ summary() {  # values... -> "median [min-max]"
 }
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
+ratio() { python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$(median $1)" "$(median $2)"; }
+
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); iperf3 TCP ${DURATION}s x ${RUNS} runs"
 for sc in $SCENARIOS; do
-  case $sc in switchd-tap|switchd-veth) ref=bridge ;; switchd-vxlan) ref=vxlan ;; *) ref="" ;; esac
+  case $sc in
+    switchd-tap|switchd-veth) refs="bridge" ;;
+    switchd-vxlan) refs="vxlan" ;;
+    switchd-sealed|switchd-sealed-aes) refs="switchd-vxlan vxlan wg-go" ;;
+    *) refs="" ;;
+  esac
   # shellcheck disable=SC2086
-  line="$(printf '%-13s' "$sc") $(summary ${RESULTS[$sc]}) Gbit/s"
-  if [ -n "$ref" ] && [ -n "${RESULTS[$ref]:-}" ]; then
-    # shellcheck disable=SC2086
-    line="$line  ratio to $ref $(python3 -c 'import sys; print("%.2f" % (float(sys.argv[1])/float(sys.argv[2])))' "$(median ${RESULTS[$sc]})" "$(median ${RESULTS[$ref]})")"
-  fi
+  line="$(printf '%-18s' "$sc") $(summary ${RESULTS[$sc]}) Gbit/s"
+  for ref in $refs; do
+    if [ -n "${RESULTS[$ref]:-}" ]; then
+      # shellcheck disable=SC2086
+      line="$line  ratio to $ref $(ratio "${RESULTS[$sc]}" "${RESULTS[$ref]}")"
+    fi
+  done
   echo "$line"
 done

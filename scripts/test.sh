@@ -9,4 +9,6 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 # The end-to-end tests drive these binaries (found in target/debug).
 cargo build --workspace --bins -q
 cargo test --workspace -q
+# The crypto crate without ring: the pure-Rust backend alone.
+cargo test -p switchd-crypto --no-default-features -q
 echo "all tests passed"

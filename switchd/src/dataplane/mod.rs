@@ -754,12 +754,11 @@ fn encapsulate(
     }
     // Never plaintext on an encrypted network: no key, no send.
     let crypto = crypto.ok_or(DropReason::NoKey)?;
-    let counters = crypto.counters.clone();
     let mut session = crypto.tx_session(vni, socket).ok_or(DropReason::NoKey)?;
     let d = tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), scratch).map_err(|e| match e {
         tunnel::Error::Offload(_) => DropReason::OffloadError,
         tunnel::Error::NoncesExhausted => DropReason::NoKey,
     })?;
-    counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
+    crypto.counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
     Ok(d)
 }
