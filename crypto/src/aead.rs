@@ -189,7 +189,9 @@ mod rustcrypto_backend {
 
     use super::{AuthError, Cipher, NONCE_LEN, SealingKey, TAG_LEN};
 
-    /// Both zero their key schedules on drop (the crates' `zeroize` feature).
+    /// Both zero their keys on drop (chacha20poly1305 always, aes-gcm with
+    /// its `zeroize` feature). ring makes no such promise for its expanded
+    /// keys; the [`crate::Key`] they come from is always zeroed.
     pub enum RustCryptoKey {
         ChaCha(Box<ChaCha20Poly1305>),
         Aes(Box<Aes256Gcm>),
