@@ -36,7 +36,9 @@ pub struct Config {
     /// The key files of networks with their own key (relative paths
     /// resolved from the config file's directory).
     pub network_key_files: BTreeMap<Name, PathBuf>,
+    pub routes: Vec<RouteConfig>,
     pub ports: Vec<PortConfig>,
+    pub publish: Vec<PublishConfig>,
 }
 
 /// `[host]`: this machine's switchd.
@@ -118,6 +120,16 @@ pub struct NetworkConfig {
     /// Set on an encrypted network: frames between hosts travel sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// The gateway answers DNS for the network's containers.
+    #[serde(default = "yes")]
+    pub dns: bool,
+    /// The gateway answers DHCP with each endpoint's address.
+    #[serde(default = "yes")]
+    pub dhcp: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NetworkConfig {
@@ -197,6 +209,63 @@ pub struct PortConfig {
     pub kind: PortKind,
     /// veth and uplink: the host-side interface switchd switches.
     pub host_ifname: Option<IfName>,
+    /// Leave the interface unconfigured (up, with its MAC and MTU): the
+    /// container takes its address from the gateway's DHCP server.
+    #[serde(default)]
+    pub dhcp: bool,
+}
+
+/// `[[route]]`: two networks whose containers may reach each other through
+/// their gateways. Routing between networks is denied unless listed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RouteConfig {
+    pub networks: [Name; 2],
+}
+
+impl RouteConfig {
+    /// The same pair in a canonical order (routes have no direction).
+    pub fn new(a: Name, b: Name) -> Self {
+        if a <= b { RouteConfig { networks: [a, b] } } else { RouteConfig { networks: [b, a] } }
+    }
+
+    /// The other end, if `net` is one end.
+    pub fn peer_of(&self, net: &Name) -> Option<&Name> {
+        match &self.networks {
+            [a, b] if a == net => Some(b),
+            [a, b] if b == net => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// TCP or UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// `[[publish]]`: a host port forwarded to a container's port, like
+/// `docker run -p HOST_PORT:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishConfig {
+    pub network: Name,
+    /// The endpoint's container name.
+    pub container: Name,
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub port: u16,
+    pub protocol: Protocol,
 }
 
 impl PortConfig {
@@ -290,6 +359,18 @@ impl Config {
     /// Things that work but probably are not what was meant.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        for r in &self.routes {
+            for name in &r.networks {
+                if !self.networks.iter().any(|n| n.name == *name) {
+                    warnings.push(format!(
+                        "route {} <-> {}: no network {:?} in this file; it routes once the network exists (created at run time or in the cluster)",
+                        r.networks[0].as_str(),
+                        r.networks[1].as_str(),
+                        name.as_str()
+                    ));
+                }
+            }
+        }
         for n in &self.networks {
             let overhead = self.host.overlay_overhead(n.is_encrypted());
             if n.mtu.get() + overhead > self.host.underlay_mtu.get() {

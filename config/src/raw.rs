@@ -20,7 +20,9 @@ pub struct RawFile {
     pub gossip: Option<RawGossip>,
     pub peer: Vec<RawPeer>,
     pub network: Vec<RawNetwork>,
+    pub route: Vec<RawRoute>,
     pub port: Vec<RawPort>,
+    pub publish: Vec<RawPublish>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -68,6 +70,25 @@ pub struct RawNetwork {
     pub encrypted: Option<bool>,
     pub cipher: Option<String>,
     pub key_file: Option<PathBuf>,
+    pub dns: Option<bool>,
+    pub dhcp: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawRoute {
+    pub networks: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawPublish {
+    pub network: Option<String>,
+    pub container: Option<String>,
+    pub host_port: Option<i64>,
+    pub port: Option<i64>,
+    pub protocol: Option<String>,
+    pub host_ip: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -81,8 +102,9 @@ pub struct RawPort {
     pub mac: Option<String>,
     pub kind: Option<String>,
     pub host_ifname: Option<String>,
+    pub dhcp: Option<bool>,
 }
 
 /// Keys that INTERFACE.md reserves for capabilities this version does not
 /// have yet. They are refused like any unknown key, but the message says why.
-pub(crate) const PLANNED_KEYS: &[&str] = &["route", "network.dns", "network.dhcp", "network.host_access"];
+pub(crate) const PLANNED_KEYS: &[&str] = &["network.host_access"];

@@ -197,7 +197,7 @@ networks = ["a", "b"]
 [[network]]
 name = "a"
 vni = 1
-dns = true
+host_access = true
 typo_key = 1
 "#;
     let errs = errors(text);
@@ -205,11 +205,98 @@ typo_key = 1
         errs,
         vec![
             "host.toml:3:10: host.colour: unknown key",
-            "host.toml:5:1: route: is not supported yet by this version of switchd",
-            "host.toml:11:7: network[0].dns: is not supported yet by this version of switchd",
+            "host.toml:11:15: network[0].host_access: is not supported yet by this version of switchd",
             "host.toml:12:12: network[0].typo_key: unknown key",
         ]
     );
+}
+
+#[test]
+fn services_routes_and_published_ports() {
+    let text = r#"[host]
+name = "h"
+
+[[network]]
+name = "front"
+vni = 1
+subnet = "10.1.0.0/24"
+dhcp = false
+
+[[network]]
+name = "l2"
+vni = 2
+
+[[route]]
+networks = ["l2", "front"]
+
+[[port]]
+network = "front"
+netns = "web"
+dhcp = false
+
+[[publish]]
+network = "front"
+container = "web"
+host_port = 8080
+port = 80
+"#;
+    let config = Config::parse(text, Path::new("host.toml")).unwrap();
+    let (front, l2) = (&config.networks[0], &config.networks[1]);
+    assert!(front.dns && !front.dhcp, "dns on by default with a subnet; dhcp turned off");
+    assert!(!l2.dns && !l2.dhcp, "nothing to serve without a subnet");
+    assert_eq!(config.routes, vec![RouteConfig::new(Name::new("front").unwrap(), Name::new("l2").unwrap())]);
+    let p = &config.publish[0];
+    assert_eq!((p.host_ip.to_string(), p.host_port, p.port, p.protocol), ("0.0.0.0".into(), 8080, 80, Protocol::Tcp));
+
+    let bad = r#"[host]
+name = "h"
+
+[[network]]
+name = "l2"
+vni = 2
+dns = true
+
+[[network]]
+name = "nodhcp"
+vni = 3
+subnet = "10.3.0.0/24"
+dhcp = false
+
+[[route]]
+networks = ["l2"]
+
+[[route]]
+networks = ["l2", "l2"]
+
+[[port]]
+network = "nodhcp"
+netns = "c"
+dhcp = true
+
+[[publish]]
+network = "l2"
+container = "c"
+host_port = 0
+port = 80
+protocol = "sctp"
+
+[[publish]]
+network = "l2"
+host_port = 80
+port = 80
+"#;
+    let errs = errors(bad).join("\n");
+    for expected in [
+        "network[0].dns: needs a subnet",
+        "route[0].networks: lists 1 networks; a route joins exactly two",
+        "route[1].networks: names \"l2\" twice",
+        "port[0].dhcp: network \"nodhcp\" has no DHCP server",
+        "publish[0].host_port: 0 is out of range 1..=65535",
+        "publish[0].protocol: \"sctp\" is not a protocol",
+        "publish[1].container: is required",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
 }
 
 #[test]

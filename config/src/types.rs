@@ -212,6 +212,10 @@ impl MacAddr {
         self == Self::ZERO
     }
 
+    pub fn is_broadcast(self) -> bool {
+        self.0 == [0xff; 6]
+    }
+
     /// Usable as a port's own address: unicast and not all zero.
     pub fn is_unicast(self) -> bool {
         !self.is_multicast() && !self.is_zero()

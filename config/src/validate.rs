@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
-use crate::raw::{RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort};
+use crate::raw::{RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute};
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 use crate::{
     Cipher, Config, Encryption, GossipConfig, HostConfig, KeySource, NetworkConfig, PeerConfig, PortConfig, PortKind,
+    Protocol, PublishConfig, RouteConfig,
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
@@ -199,6 +200,17 @@ fn network_into(
     let mtu = errors.check(&at.key("mtu"), Some(raw.mtu.unwrap_or(i64::from(default_mtu))), |v| {
         u32::try_from(v).map_err(|_| out_of_range(v, Mtu::MIN, Mtu::MAX)).and_then(Mtu::new)
     });
+    // The gateway's services need an address to serve from.
+    let service = |errors: &mut Errors, key: &str, value: Option<bool>| match value {
+        Some(true) if raw.subnet.is_none() => {
+            errors.push(at.key(key), "needs a subnet (the gateway serves it)");
+            false
+        }
+        Some(v) => v,
+        None => subnet.is_some(),
+    };
+    let dns = service(errors, "dns", raw.dns);
+    let dhcp = service(errors, "dhcp", raw.dhcp);
     let config = NetworkConfig {
         name: name?,
         vni: vni?,
@@ -207,6 +219,8 @@ fn network_into(
         mtu: mtu?,
         internal: raw.internal.unwrap_or(false),
         encryption,
+        dns,
+        dhcp,
     };
     Some((config, key_file))
 }
@@ -322,6 +336,19 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         let mac: MacAddr = m.parse()?;
         if mac.is_unicast() { Ok(mac) } else { Err(format!("{mac} is not a unicast address")) }
     });
+    let dhcp = raw.dhcp.unwrap_or(false);
+    if dhcp {
+        match network {
+            Some(net) if !net.dhcp => errors.push(
+                at.key("dhcp"),
+                format!("network {:?} has no DHCP server (dhcp = false, or no subnet)", net.name.as_str()),
+            ),
+            _ if kind != Some(PortKind::Tap) && raw.netns.is_none() => {
+                errors.push(at.key("dhcp"), "applies to ports switchd creates in a netns")
+            }
+            _ => {}
+        }
+    }
     Some(PortConfig {
         network: network?.name.clone(),
         netns: netns.filter(|n| !n.is_empty()),
@@ -331,6 +358,71 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         mac,
         kind: kind?,
         host_ifname,
+        dhcp,
+    })
+}
+
+/// Checks one `[[route]]`: two different network names.
+pub fn route(raw: &RawRoute, at: &KeyPath) -> Result<RouteConfig, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let route = route_into(raw, at, &mut errors);
+    match route {
+        Some(r) if errors.0.is_empty() => Ok(r),
+        _ => Err(errors.0),
+    }
+}
+
+fn route_into(raw: &RawRoute, at: &KeyPath, errors: &mut Errors) -> Option<RouteConfig> {
+    let path = at.key("networks");
+    let names = errors.required(&path, raw.networks.clone())?;
+    let [a, b] = &names[..] else {
+        errors.push(path, format!("lists {} networks; a route joins exactly two", names.len()));
+        return None;
+    };
+    let a = errors.check(&path, Some(a.clone()), |n| Name::new(&n))?;
+    let b = errors.check(&path, Some(b.clone()), |n| Name::new(&n))?;
+    if a == b {
+        errors.push(path, format!("names {:?} twice; a route joins two different networks", a.as_str()));
+        return None;
+    }
+    Some(RouteConfig::new(a, b))
+}
+
+/// Checks one `[[publish]]` (also `switchctl publish`).
+pub fn publish(raw: &RawPublish, at: &KeyPath) -> Result<PublishConfig, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let publish = publish_into(raw, at, &mut errors);
+    match publish {
+        Some(p) if errors.0.is_empty() => Ok(p),
+        _ => Err(errors.0),
+    }
+}
+
+fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<PublishConfig> {
+    let network = errors.required(&at.key("network"), raw.network.clone());
+    let network = errors.check(&at.key("network"), network, |n| Name::new(&n));
+    let container = errors.required(&at.key("container"), raw.container.clone());
+    let container = errors.check(&at.key("container"), container, |n| Name::new(&n));
+    let host_port = errors.required(&at.key("host_port"), raw.host_port);
+    let host_port = errors.check(&at.key("host_port"), host_port, int_in::<u16>(1, 65535));
+    let port = errors.required(&at.key("port"), raw.port);
+    let port = errors.check(&at.key("port"), port, int_in::<u16>(1, 65535));
+    let protocol = errors.check(&at.key("protocol"), Some(raw.protocol.clone().unwrap_or_else(|| "tcp".into())), |p| {
+        match p.as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            other => Err(format!("{other:?} is not a protocol; use \"tcp\" or \"udp\"")),
+        }
+    });
+    let host_ip =
+        errors.check(&at.key("host_ip"), Some(raw.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into())), parse_ip);
+    Some(PublishConfig {
+        network: network?,
+        container: container?,
+        host_ip: host_ip?,
+        host_port: host_port?,
+        port: port?,
+        protocol: protocol?,
     })
 }
 
@@ -440,8 +532,33 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
         ports.push(port);
     }
 
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    for (i, raw_route) in raw.route.iter().enumerate() {
+        let at = KeyPath::root().key("route").index(i);
+        let Some(route) = route_into(raw_route, &at, &mut errors) else { continue };
+        if let Some(first) = routes.iter().position(|r| *r == route) {
+            errors.push(at.key("networks"), format!("is the same pair as route[{first}]"));
+        }
+        routes.push(route);
+    }
+
+    let mut publish: Vec<PublishConfig> = Vec::new();
+    for (i, raw_publish) in raw.publish.iter().enumerate() {
+        let at = KeyPath::root().key("publish").index(i);
+        let Some(p) = publish_into(raw_publish, &at, &mut errors) else { continue };
+        if let Some(first) =
+            publish.iter().position(|q| (q.host_ip, q.host_port, q.protocol) == (p.host_ip, p.host_port, p.protocol))
+        {
+            errors.push(
+                at.key("host_port"),
+                format!("{}/{} is already published by publish[{first}]", p.host_port, p.protocol.as_str()),
+            );
+        }
+        publish.push(p);
+    }
+
     if errors.0.is_empty() {
-        Ok(Config { host, gossip, peers, networks, network_key_files, ports })
+        Ok(Config { host, gossip, peers, networks, network_key_files, routes, ports, publish })
     } else {
         Err(errors.0)
     }

@@ -4,6 +4,8 @@
 //! - [`io`]: TAP devices and AF_PACKET sockets (the ports), network
 //!   namespaces and netlink. The only module that makes system calls.
 //! - [`switch`]: the pure pipeline deciding each frame's fate.
+//! - [`services`]: what the gateway answers (ping, DHCP, DNS, ICMP
+//!   errors of routing), pure functions over frames.
 //! - [`dataplane`]: worker threads pumping frames between ports through the
 //!   switch.
 //! - [`daemon`]: networks and endpoints, their persistence, and the
@@ -17,4 +19,6 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod io;
+pub mod proxy;
+pub mod services;
 pub mod switch;

@@ -66,6 +66,8 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 mtu: Mtu::new(1450).expect("an mtu"),
                 internal: true,
                 encryption: None,
+                dns: true,
+                dhcp: true,
             };
             (net.name.clone(), net)
         })

@@ -137,6 +137,11 @@ struct NetworkValue {
     internal: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     encryption: Option<Encryption>,
+    /// Set when the gateway's DNS or DHCP is off on a network with a subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dns: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dhcp: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,6 +175,9 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             mtu: n.mtu.get(),
             internal: n.internal,
             encryption: n.encryption,
+            // Only what differs from the default (on, with a subnet).
+            dns: (n.dns != n.subnet.is_some()).then_some(n.dns),
+            dhcp: (n.dhcp != n.subnet.is_some()).then_some(n.dhcp),
         };
         kvs.push((format!("{NETWORK_PREFIX}{name}"), json(&value)));
     }
@@ -267,6 +275,8 @@ fn network(name: &str, value: &str) -> Result<NetworkConfig, String> {
         mtu,
         internal: v.internal,
         encryption: v.encryption,
+        dns: v.dns.unwrap_or(v.subnet.is_some()),
+        dhcp: v.dhcp.unwrap_or(v.subnet.is_some()),
     })
 }
 
@@ -320,6 +330,9 @@ mod tests {
             mtu: Mtu::new(1450).unwrap(),
             internal: true,
             encryption: None,
+            dns: true,
+            // Not the default: travels in the entry.
+            dhcp: false,
         };
         Published {
             underlay: "198.18.0.1:4789".parse().unwrap(),
@@ -371,6 +384,8 @@ mod tests {
             mtu: Mtu::new(1414).unwrap(),
             internal: false,
             encryption: Some(Encryption { cipher: Cipher::Aes256Gcm, key: KeySource::Own }),
+            dns: false,
+            dhcp: false,
         };
         p.networks.insert(secret.name.clone(), secret);
         p.session = Some(SessionId(0x0123_4567_89ab_cdef));

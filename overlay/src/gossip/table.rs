@@ -260,6 +260,8 @@ mod tests {
             mtu: Mtu::new(1450).unwrap(),
             internal: false,
             encryption: None,
+            dns: false,
+            dhcp: false,
         }
     }
 

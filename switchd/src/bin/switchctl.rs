@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, Request, Stats, Status,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, Request, RouteInfo,
+    Stats, Status,
 };
 use switchd::control::{client, render};
-use switchd_config::raw::{RawNetwork, RawPort};
+use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Manage a running switchd")]
@@ -44,9 +45,41 @@ enum Command {
     /// Keys of encrypted networks and gossip: list, and rotate without loss.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Routing between networks: which pairs route (all others are denied).
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// Forward a host port to a container's port, like `docker run -p`.
+    Publish {
+        network: String,
+        /// The container's (endpoint's) name.
+        container: String,
+        /// HOSTPORT:PORT, optionally /tcp (default) or /udp.
+        #[arg(value_name = "HOSTPORT:PORT[/PROTO]")]
+        ports: String,
+        /// The host address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        host_ip: String,
+    },
+    /// Stop forwarding a published host port.
+    Unpublish {
+        #[arg(value_name = "HOSTPORT[/PROTO]")]
+        port: String,
+    },
+    /// Published ports and where they lead (like `docker port`).
+    Ports,
     /// Print scripts that do by hand what switchd does.
     #[command(subcommand)]
     Script(ScriptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RouteCommand {
+    /// Every route: the two networks, where it comes from, whether both exist.
+    Ls,
+    /// Let two networks' containers reach each other through their gateways.
+    Add { a: String, b: String },
+    /// Deny routing between two networks again.
+    Rm { a: String, b: String },
 }
 
 /// Rotation without loss, each step on every host before the next:
@@ -119,6 +152,12 @@ enum NetworkCommand {
         /// The network's own key; hosts without it cannot carry it.
         #[arg(long, requires = "encrypted")]
         key_file: Option<PathBuf>,
+        /// No embedded DNS on the gateway.
+        #[arg(long)]
+        no_dns: bool,
+        /// No DHCP server on the gateway.
+        #[arg(long)]
+        no_dhcp: bool,
     },
     /// Remove networks; refused while endpoints are attached.
     Rm {
@@ -158,6 +197,10 @@ struct ConnectArgs {
     /// veth/uplink: the host-side interface to switch (created for veth if missing).
     #[arg(long)]
     host_ifname: Option<String>,
+    /// Leave the interface unconfigured: the container asks the gateway's
+    /// DHCP server for its address.
+    #[arg(long)]
+    dhcp: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -184,6 +227,7 @@ impl ConnectArgs {
             mac: self.mac.clone(),
             kind: Some(format!("{:?}", self.kind).to_lowercase()),
             host_ifname: self.host_ifname.clone(),
+            dhcp: Some(self.dhcp),
         }
     }
 }
@@ -229,7 +273,19 @@ fn run(cli: &Cli) -> Result<String, String> {
             NetworkCommand::Inspect { name } => {
                 ask(cli, Request::NetworkInspect { name: name.clone() }, |d: NetworkDetail| render::network_detail(&d))
             }
-            NetworkCommand::Create { name, vni, subnet, gateway, mtu, internal, encrypted, cipher, key_file } => {
+            NetworkCommand::Create {
+                name,
+                vni,
+                subnet,
+                gateway,
+                mtu,
+                internal,
+                encrypted,
+                cipher,
+                key_file,
+                no_dns,
+                no_dhcp,
+            } => {
                 let network = RawNetwork {
                     name: Some(name.clone()),
                     vni: Some(*vni),
@@ -240,6 +296,8 @@ fn run(cli: &Cli) -> Result<String, String> {
                     encrypted: Some(*encrypted),
                     cipher: cipher.clone(),
                     key_file: key_file.as_deref().map(absolute).transpose()?,
+                    dns: no_dns.then_some(false),
+                    dhcp: no_dhcp.then_some(false),
                 };
                 ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
             }
@@ -269,11 +327,48 @@ fn run(cli: &Cli) -> Result<String, String> {
                 ask(cli, request, |id: String| format!("{id}\n"))
             }),
         },
+        Command::Route(command) => {
+            let route = |a: &String, b: &String| RawRoute { networks: Some(vec![a.clone(), b.clone()]) };
+            let request = match command {
+                RouteCommand::Ls => Request::RouteLs,
+                RouteCommand::Add { a, b } => Request::RouteAdd { route: route(a, b) },
+                RouteCommand::Rm { a, b } => Request::RouteRm { route: route(a, b) },
+            };
+            ask(cli, request, |r: Vec<RouteInfo>| render::routes(&r))
+        }
+        Command::Publish { network, container, ports, host_ip } => {
+            let (host_port, port, protocol) = parse_publish(ports)?;
+            let publish = RawPublish {
+                network: Some(network.clone()),
+                container: Some(container.clone()),
+                host_port: Some(host_port),
+                port: Some(port),
+                protocol: Some(protocol),
+                host_ip: Some(host_ip.clone()),
+            };
+            ask(cli, Request::PublishAdd { publish }, |p: Vec<PublishInfo>| render::published(&p))
+        }
+        Command::Unpublish { port } => {
+            let (port, protocol) = port.split_once('/').unwrap_or((port, "tcp"));
+            let host_port = port.parse().map_err(|_| format!("{port:?} is not a port number"))?;
+            let request = Request::PublishRm { host_port, protocol: protocol.to_owned() };
+            ask(cli, request, |p: Vec<PublishInfo>| render::published(&p))
+        }
+        Command::Ports => ask(cli, Request::PublishLs, |p: Vec<PublishInfo>| render::published(&p)),
         Command::Script(ScriptCommand::Attach(args)) => {
             let ctl = format!("switchctl --socket {}", cli.socket.display());
             ask(cli, Request::PlanAttach { port: args.raw() }, |p: AttachPlan| render::attach_script(&p, &ctl))
         }
     }
+}
+
+/// `HOSTPORT:PORT[/PROTO]`, as `docker run -p` writes it; the daemon
+/// checks the ranges.
+fn parse_publish(spec: &str) -> Result<(i64, i64, String), String> {
+    let (ports, protocol) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let bad = || format!("{spec:?} is not HOSTPORT:PORT[/tcp|/udp]");
+    let (host, container) = ports.split_once(':').ok_or_else(bad)?;
+    Ok((host.parse().map_err(|_| bad())?, container.parse().map_err(|_| bad())?, protocol.to_owned()))
 }
 
 /// A path the daemon can open whatever its working directory.

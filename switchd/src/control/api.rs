@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use switchd_config::raw::{RawNetwork, RawPort};
+use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -55,6 +55,21 @@ pub enum Request {
         id: String,
         force: bool,
     },
+    RouteLs,
+    RouteAdd {
+        route: RawRoute,
+    },
+    RouteRm {
+        route: RawRoute,
+    },
+    PublishLs,
+    PublishAdd {
+        publish: RawPublish,
+    },
+    PublishRm {
+        host_port: u16,
+        protocol: String,
+    },
 }
 
 /// A reply: `{"result": ...}` or `{"error": "..."}`.
@@ -93,6 +108,14 @@ pub struct NetworkInfo {
     /// Whose key ring: "cluster", or the network's own name.
     pub key: Option<String>,
     pub internal: bool,
+    /// The gateway answers DNS / DHCP.
+    #[serde(default)]
+    pub dns: bool,
+    #[serde(default)]
+    pub dhcp: bool,
+    /// The networks it routes to (`[[route]]`).
+    #[serde(default)]
+    pub routes: Vec<String>,
     /// Endpoints attached on this host.
     pub ports: usize,
     /// Hosts with endpoints on it, this one included (by gossip).
@@ -154,6 +177,10 @@ pub struct Stats {
     pub gossip: Option<GossipStatsInfo>,
     /// Encrypted traffic; absent without an underlay.
     pub crypto: Option<CryptoStats>,
+    /// What the gateways did (echo replies, DHCP and DNS answers, ICMP
+    /// errors, refusals), by counter; zeros left out.
+    #[serde(default)]
+    pub services: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -252,7 +279,35 @@ pub struct NetworkStats {
     pub fdb_entries: u64,
     /// ARP requests and neighbour solicitations answered here, not flooded.
     pub neighbor_answers: u64,
+    /// Frames routed out of this network into another.
+    #[serde(default)]
+    pub routed: u64,
     pub drops: BTreeMap<String, u64>,
+}
+
+/// A `[[route]]`, for `switchctl route ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteInfo {
+    pub networks: [String; 2],
+    /// "config" or "runtime".
+    pub origin: String,
+    /// "active", or "waiting for its networks" while one is not here.
+    pub state: String,
+}
+
+/// A published port, for `switchctl publish ls`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishInfo {
+    pub network: String,
+    pub container: String,
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub port: u16,
+    pub protocol: String,
+    /// Where connections go now: the container's address and port, if it
+    /// is attached here.
+    pub target: Option<String>,
+    pub origin: String,
 }
 
 /// Everything `network connect` would set up, for `script attach`.

@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 
-use super::api::{AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, Stats, Status};
+use super::api::{
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, RouteInfo, Stats,
+    Status,
+};
 
 /// Left-aligned columns separated by three spaces, like `docker network ls`.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -96,7 +99,7 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
 pub fn network_detail(d: &NetworkDetail) -> String {
     let n = &d.network;
     let mut out = format!(
-        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\norigin:    {}\n\n",
+        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\ndns:       {}\ndhcp:      {}\nroutes to: {}\norigin:    {}\n\n",
         n.name,
         n.vni,
         opt(&n.subnet),
@@ -107,6 +110,9 @@ pub fn network_detail(d: &NetworkDetail) -> String {
             _ => yes_no(n.encrypted),
         },
         yes_no(n.internal),
+        yes_no(n.dns),
+        yes_no(n.dhcp),
+        if n.routes.is_empty() { "-".to_owned() } else { n.routes.join(", ") },
         n.origin
     );
     out.push_str(&endpoints(&d.endpoints));
@@ -158,6 +164,7 @@ pub fn stats(s: &Stats) -> String {
                 n.mac_moves.to_string(),
                 n.fdb_entries.to_string(),
                 n.neighbor_answers.to_string(),
+                n.routed.to_string(),
                 drops(&n.drops),
             ]
         })
@@ -165,7 +172,7 @@ pub fn stats(s: &Stats) -> String {
     let mut out = table(&["NETWORK", "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &ports);
     out.push('\n');
     out.push_str(&table(
-        &["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "ANSWERED", "DROPS"],
+        &["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "ANSWERED", "ROUTED", "DROPS"],
         &nets,
     ));
     if !s.vteps.is_empty() || !s.underlay_drops.is_empty() {
@@ -206,7 +213,39 @@ pub fn stats(s: &Stats) -> String {
             c.session, c.sealed, c.opened, c.sessions
         ));
     }
+    if !s.services.is_empty() {
+        out.push_str(&format!(
+            "
+gateway services: {}\n",
+            drops(&s.services)
+        ));
+    }
     out
+}
+
+pub fn routes(routes: &[RouteInfo]) -> String {
+    let rows: Vec<Vec<String>> = routes
+        .iter()
+        .map(|r| vec![r.networks[0].clone(), r.networks[1].clone(), r.origin.clone(), r.state.clone()])
+        .collect();
+    table(&["NETWORK", "NETWORK", "ORIGIN", "STATE"], &rows)
+}
+
+pub fn published(ports: &[PublishInfo]) -> String {
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{}:{}/{}", p.host_ip, p.host_port, p.protocol),
+                p.network.clone(),
+                p.container.clone(),
+                p.port.to_string(),
+                opt(&p.target),
+                p.origin.clone(),
+            ]
+        })
+        .collect();
+    table(&["HOST", "NETWORK", "CONTAINER", "PORT", "TARGET", "ORIGIN"], &rows)
 }
 
 pub fn keys(keys: &[KeyInfo]) -> String {

@@ -11,7 +11,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use switchd_config::{IfName, MacAddr, NetworkConfig, PortKind};
+use switchd_config::{IfName, MacAddr, NetworkConfig, PortKind, Subnet};
 
 use super::state::EndpointRecord;
 use crate::io::netns::{self, NetnsError};
@@ -48,20 +48,37 @@ fn first_free_eth() -> IfName {
     (0..).map(IfName::eth).find(|n| sys::if_index(n.as_str()).is_none()).expect("some ethN is free")
 }
 
+/// The network an endpoint is attached to, as its container's side is set
+/// up: the network and the subnets it routes to (through its gateway).
+#[derive(Debug, Clone, Copy)]
+pub struct Attachment<'a> {
+    pub net: &'a NetworkConfig,
+    pub routes: &'a [Subnet],
+}
+
 /// How the container side of a port is configured when switchd creates it.
-pub fn link_setup(
-    name: &str,
-    rename: Option<&IfName>,
-    record: &EndpointRecord,
-    net: &NetworkConfig,
-) -> netlink::LinkSetup {
+/// An endpoint that takes its address by DHCP gets only its MAC and MTU.
+pub fn link_setup(name: &str, rename: Option<&IfName>, record: &EndpointRecord, to: Attachment) -> netlink::LinkSetup {
+    let net = to.net;
+    let configured = !record.dhcp;
+    let gateway = net.gateway.filter(|_| configured);
     netlink::LinkSetup {
         name: name.to_owned(),
         rename: rename.map(|n| n.to_string()),
         mac: record.mac.unwrap_or(MacAddr::ZERO).0,
         mtu: net.mtu.get(),
-        address: record.ip.zip(net.subnet.map(|s| s.prefix_len())),
-        default_gateway: default_route(net),
+        address: record.ip.zip(net.subnet.map(|s| s.prefix_len())).filter(|_| configured),
+        default_gateway: default_route(net).filter(|_| configured),
+        // On an internal network there is no default route to carry them.
+        routes: match gateway {
+            Some(gw) if net.internal => to
+                .routes
+                .iter()
+                .filter(|s| s.net().addr().is_ipv4() == gw.is_ipv4())
+                .map(|s| (s.net().addr(), s.prefix_len(), gw))
+                .collect(),
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -96,14 +113,15 @@ pub fn fresh_host_ifname() -> IfName {
 /// data plane switches. Fills in what it learns: the interface name, and for
 /// an interface that already existed, its real MAC and address. Runs system
 /// calls and spawns a thread: call it off the async runtime.
-pub fn open(record: &mut EndpointRecord, net: &NetworkConfig) -> Result<OwnedFd, AttachError> {
+pub fn open(record: &mut EndpointRecord, to: Attachment) -> Result<OwnedFd, AttachError> {
     match record.kind {
-        PortKind::Tap => open_tap(record, net),
-        PortKind::Veth | PortKind::Uplink => open_host_interface(record, net),
+        PortKind::Tap => open_tap(record, to),
+        PortKind::Veth | PortKind::Uplink => open_host_interface(record, to),
     }
 }
 
-fn open_tap(record: &mut EndpointRecord, net: &NetworkConfig) -> Result<OwnedFd, AttachError> {
+fn open_tap(record: &mut EndpointRecord, to: Attachment) -> Result<OwnedFd, AttachError> {
+    let net = to.net;
     let netns = record.netns.clone().expect("validation requires a netns for a tap port");
     let ifname = pick_ifname(record)?;
     let planned = record.clone();
@@ -112,7 +130,7 @@ fn open_tap(record: &mut EndpointRecord, net: &NetworkConfig) -> Result<OwnedFd,
         if attached == Attached::Existing {
             return Ok((fd, Some(read_facts(&ifname, net))));
         }
-        if let Err(e) = netlink::configure(&link_setup(ifname.as_str(), None, &planned, net)) {
+        if let Err(e) = netlink::configure(&link_setup(ifname.as_str(), None, &planned, to)) {
             // Not persistent any more: the TAP vanishes when `fd` closes.
             let _ = tap::set_persist(&fd, false);
             return Err(setup_err(format!("configuring {ifname} in netns {netns:?}"))(e));
@@ -121,7 +139,10 @@ fn open_tap(record: &mut EndpointRecord, net: &NetworkConfig) -> Result<OwnedFd,
     })??;
     if let Some((mac, ip)) = facts {
         record.mac = mac.or(record.mac);
-        record.ip = ip;
+        // A DHCP client may not have its address (yet): IPAM's stays.
+        if !record.dhcp {
+            record.ip = ip;
+        }
     }
     record.ifname = Some(ifname);
     Ok(fd)
@@ -135,7 +156,7 @@ fn read_facts(ifname: &IfName, net: &NetworkConfig) -> (Option<MacAddr>, Option<
     (mac, ip)
 }
 
-fn open_host_interface(record: &mut EndpointRecord, net: &NetworkConfig) -> Result<OwnedFd, AttachError> {
+fn open_host_interface(record: &mut EndpointRecord, to: Attachment) -> Result<OwnedFd, AttachError> {
     let host = match &record.host_ifname {
         Some(name) => name.clone(),
         None => fresh_host_ifname(),
@@ -144,7 +165,7 @@ fn open_host_interface(record: &mut EndpointRecord, net: &NetworkConfig) -> Resu
         match (&record.netns, record.kind) {
             (Some(netns), PortKind::Veth) => {
                 let netns = netns.clone();
-                create_veth_pair(&host, &netns, record, net)?;
+                create_veth_pair(&host, &netns, record, to)?;
                 record.owned = true;
             }
             _ => return Err(AttachError::NoHostInterface(host.to_string())),
@@ -161,7 +182,7 @@ fn create_veth_pair(
     host: &IfName,
     netns: &str,
     record: &mut EndpointRecord,
-    net: &NetworkConfig,
+    to: Attachment,
 ) -> Result<(), AttachError> {
     let ifname = pick_ifname(record)?;
     let temp = format!("sdp{:08x}", random_u64() as u32);
@@ -171,7 +192,7 @@ fn create_veth_pair(
             .map_err(setup_err(format!("opening netns {netns:?}")))?;
         netlink::move_to_netns(&temp, ns_fd.as_raw_fd())
             .map_err(setup_err(format!("moving {temp} into netns {netns:?}")))?;
-        let setup = link_setup(&temp, Some(&ifname), record, net);
+        let setup = link_setup(&temp, Some(&ifname), record, to);
         netns::run_in(netns, || netlink::configure(&setup))?
             .map_err(setup_err(format!("configuring {ifname} in netns {netns:?}")))
     })();

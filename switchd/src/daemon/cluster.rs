@@ -51,7 +51,7 @@ impl Daemon {
     pub fn attach_gossip(&mut self, publisher: watch::Sender<Published>, stats: Arc<GossipStats>) {
         self.cluster.publisher = Some(publisher);
         self.cluster.stats = Some(stats);
-        self.publish();
+        self.publish_state();
     }
 
     /// What this host tells the cluster: its VTEP, the networks it defines
@@ -88,7 +88,7 @@ impl Daemon {
     }
 
     /// Sends the current published state to the gossip member, if any.
-    pub(super) fn publish(&self) {
+    pub(super) fn publish_state(&self) {
         if let (Some(publisher), Some(state)) = (&self.cluster.publisher, self.published()) {
             publisher.send_replace(state);
         }
@@ -230,6 +230,10 @@ impl Daemon {
                 if let (Some(ip), Some(mac)) = (e.record.ip, e.record.mac) {
                     neighbors.push((ip, mac));
                 }
+            }
+            // Every host answers for the gateway, with the same MAC.
+            if let Some(gw) = net.config.gateway {
+                neighbors.push((gw, crate::switch::Gateway::mac_for(net.config.vni)));
             }
             let id = net.id;
             self.dataplane.with_switch(|s| {

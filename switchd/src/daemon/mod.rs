@@ -8,6 +8,7 @@
 
 pub mod attach;
 mod cluster;
+mod gateway;
 pub mod ipam;
 mod keys;
 pub mod state;
@@ -20,7 +21,8 @@ use std::time::Instant;
 use serde::Serialize;
 use switchd_config::raw::{RawNetwork, RawPort};
 use switchd_config::{
-    Config, HostConfig, KeyPath, KeySource, MacAddr, Name, NetworkConfig, PeerConfig, PortConfig, PortKind, validate,
+    Config, HostConfig, KeyPath, KeySource, MacAddr, Name, NetworkConfig, PeerConfig, PortConfig, PortKind,
+    RouteConfig, Subnet, validate,
 };
 use switchd_crypto::{Key, KeyId, SessionId, SharedKeyring};
 
@@ -103,6 +105,13 @@ pub struct Daemon {
     /// This boot's data-plane session (see `switchd_crypto::session`).
     session: SessionId,
     started: Instant,
+    /// Pairs of networks that route, from host.toml and `route add`.
+    routes: BTreeMap<RouteConfig, Origin>,
+    published: Vec<gateway::Publication>,
+    /// Where published ports lead: local containers by network and name.
+    targets: crate::proxy::Targets,
+    /// The control plane's runtime, where published ports are served.
+    runtime: tokio::runtime::Handle,
 }
 
 /// A remote VTEP from `[[peer]]`.
@@ -131,6 +140,13 @@ impl Daemon {
         let keys = KeyStore::open(&config.host.state_dir, cluster_key, &config.network_key_files)?;
         let dataplane = Dataplane::start(switch, config.host.workers, underlay)?;
         let saved = state::load(&config.host.state_dir)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let routes = config
+            .routes
+            .into_iter()
+            .map(|r| (r, Origin::Config))
+            .chain(saved.routes.into_iter().map(|r| (r, Origin::Runtime)))
+            .collect();
         let mut daemon = Daemon {
             host: config.host,
             config_ports: config.ports,
@@ -142,6 +158,10 @@ impl Daemon {
             keys,
             session,
             started: Instant::now(),
+            routes,
+            published: Vec::new(),
+            targets: Default::default(),
+            runtime,
         };
         for peer in config.peers {
             let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);
@@ -164,6 +184,16 @@ impl Daemon {
             daemon.add_network(net, origin);
         }
         daemon.restore_endpoints(saved.endpoints);
+        let publish = config
+            .publish
+            .into_iter()
+            .map(|p| (p, Origin::Config))
+            .chain(saved.published.into_iter().map(|p| (p, Origin::Runtime)));
+        for (p, origin) in publish {
+            if let Err(e) = daemon.publish(p, origin) {
+                tracing::error!("publish: {e}");
+            }
+        }
         daemon.commit();
         Ok(daemon)
     }
@@ -213,6 +243,13 @@ impl Daemon {
             networks: of(Origin::Runtime),
             cluster_networks: of(Origin::Cluster),
             endpoints: self.endpoints.iter().map(|e| e.record.clone()).collect(),
+            routes: self.routes.iter().filter(|(_, o)| **o == Origin::Runtime).map(|(r, _)| r.clone()).collect(),
+            published: self
+                .published
+                .iter()
+                .filter(|p| p.origin == Origin::Runtime)
+                .map(|p| p.config.clone())
+                .collect(),
         };
         if let Err(e) = state::save(&self.host.state_dir, &state) {
             tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
@@ -220,11 +257,12 @@ impl Daemon {
     }
 
     /// After a change: saves it, tells the cluster, and reprograms what
-    /// depends on local endpoints (neighbour answers) and keys.
+    /// depends on local endpoints (neighbour answers, gateways) and keys.
     fn commit(&mut self) {
         self.save();
-        self.publish();
+        self.publish_state();
         self.reprogram();
+        self.program_gateways();
         self.push_keys();
     }
 
@@ -299,6 +337,12 @@ impl Daemon {
             Request::KeyAdd { file, network } => reply(self.key_add(&file, network.as_deref())),
             Request::KeyUse { id, force } => reply(self.key_use(&id, force)),
             Request::KeyRm { id, force } => reply(self.key_rm(&id, force)),
+            Request::RouteLs => reply(Ok(self.route_ls())),
+            Request::RouteAdd { route } => reply(self.route_add(&route)),
+            Request::RouteRm { route } => reply(self.route_rm(&route)),
+            Request::PublishLs => reply(Ok(self.publish_ls())),
+            Request::PublishAdd { publish } => reply(self.publish_add(&publish)),
+            Request::PublishRm { host_port, protocol } => reply(self.publish_rm(host_port, &protocol)),
         }
     }
 
@@ -332,6 +376,9 @@ impl Daemon {
             cipher: c.encryption.map(|e| e.cipher.to_string()),
             key: c.encryption.map(|_| key_scope(c).display_name()),
             internal: c.internal,
+            dns: c.dns && c.subnet.is_some(),
+            dhcp: c.dhcp && c.subnet.is_some(),
+            routes: self.routes.keys().filter_map(|r| r.peer_of(&c.name)).map(|n| n.to_string()).collect(),
             ports: self.endpoints_on(c.name.as_str()).count(),
             hosts: self.hosts_on(&c.name),
             origin: net.origin.as_str().to_owned(),
@@ -538,6 +585,7 @@ impl Daemon {
             mac,
             owned: false,
             origin,
+            dhcp: port.dhcp,
         };
         Ok((record, netns_id))
     }
@@ -545,7 +593,11 @@ impl Daemon {
     fn connect(&mut self, raw: &RawPort, origin: Origin) -> OpResult<EndpointInfo> {
         let (record, _) = self.plan(raw, origin)?;
         let net = self.networks[record.network.as_str()].config.clone();
+        let netns = record.netns.clone();
         self.open_endpoint(record, &net)?;
+        if let Some(ns) = netns {
+            self.write_resolv_conf(&ns, net.name.as_str());
+        }
         self.commit();
         Ok(self.endpoints.last().expect("just added").info(self.host.name.as_str()))
     }
@@ -553,7 +605,12 @@ impl Daemon {
     /// Opens the endpoint's device and adds its port to the switch.
     fn open_endpoint(&mut self, mut record: EndpointRecord, net: &NetworkConfig) -> OpResult<()> {
         let netns_id = record.netns.as_deref().map(netns::identify).transpose().map_err(|e| e.to_string())?;
-        let fd = attach::open(&mut record, net).map_err(|e| e.to_string())?;
+        let routes: Vec<Subnet> = self
+            .routes
+            .keys()
+            .filter_map(|r| self.networks.get(r.peer_of(&net.name)?.as_str())?.config.subnet)
+            .collect();
+        let fd = attach::open(&mut record, attach::Attachment { net, routes: &routes }).map_err(|e| e.to_string())?;
         let network_id = self.networks[net.name.as_str()].id;
         let port = self.dataplane.add_port(network_id, fd).ok_or("network vanished while connecting")?;
         self.endpoints.push(Endpoint { record, port, netns_id });
@@ -570,6 +627,9 @@ impl Daemon {
             .ok_or_else(|| format!("no endpoint {endpoint:?} on network {network:?}"))?;
         let endpoint = self.endpoints.remove(index);
         self.dataplane.remove_port(endpoint.port);
+        if let Some(ns) = &endpoint.record.netns {
+            self.forget_resolv_conf(ns);
+        }
         self.commit();
         let info = endpoint.info(self.host.name.as_str());
         attach::remove(&endpoint.record).map_err(|e| format!("detached, but {e}"))?;
@@ -595,6 +655,9 @@ impl Daemon {
             let e = self.endpoints.remove(*i);
             tracing::info!("{} on {}: container gone, endpoint detached", e.record.name, e.record.network);
             self.dataplane.remove_port(e.port);
+            if let Some(ns) = &e.record.netns {
+                self.forget_resolv_conf(ns);
+            }
         }
         if !gone.is_empty() {
             self.commit();
@@ -652,6 +715,7 @@ impl Daemon {
                     mac_moves: counters.mac_moves,
                     fdb_entries: counters.fdb_entries,
                     neighbor_answers: counters.neighbor_answers,
+                    routed: counters.routed,
                     ..NetworkStats::default()
                 },
             );
@@ -716,7 +780,9 @@ impl Daemon {
                 bad_entries: self.cluster.state_errors,
             }
         });
-        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip, crypto }
+        let services =
+            self.dataplane.service_counters().snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip, crypto, services }
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -957,5 +1023,6 @@ fn raw_from_port(port: &PortConfig) -> RawPort {
         mac: port.mac.map(|m| m.to_string()),
         kind: Some(port.kind.as_str().to_owned()),
         host_ifname: port.host_ifname.as_ref().map(|n| n.to_string()),
+        dhcp: Some(port.dhcp),
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use switchd_config::{IfName, MacAddr, Name, NetworkConfig, PortKind};
+use switchd_config::{IfName, MacAddr, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig};
 
 const FILE_NAME: &str = "state.json";
 const SESSION_FILE: &str = "session";
@@ -50,6 +50,9 @@ pub struct EndpointRecord {
     /// switchd made the interface, so disconnect deletes it.
     pub owned: bool,
     pub origin: Origin,
+    /// The container takes `ip` by DHCP; switchd leaves the interface unconfigured.
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +65,12 @@ pub struct State {
     #[serde(default)]
     pub cluster_networks: Vec<NetworkConfig>,
     pub endpoints: Vec<EndpointRecord>,
+    /// Routes added with `switchctl route add`.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Ports published with `switchctl publish`.
+    #[serde(default)]
+    pub published: Vec<PublishConfig>,
 }
 
 /// Starts this boot's data-plane session: greater than the last boot's
@@ -138,7 +147,10 @@ mod tests {
                 mac: Some("02:42:0a:00:00:02".parse().unwrap()),
                 owned: true,
                 origin: Origin::Runtime,
+                dhcp: true,
             }],
+            routes: vec![RouteConfig::new(Name::new("b").unwrap(), Name::new("a").unwrap())],
+            published: vec![],
         };
         save(&dir, &state).unwrap();
         assert_eq!(load(&dir).unwrap(), state);

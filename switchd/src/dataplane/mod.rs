@@ -47,9 +47,11 @@ use switchd_overlay::{flow, vxlan};
 use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
 use crate::io::udp::{self, RecvBatch};
+use crate::services::{self, Tables};
 use crate::switch::frame::{Frame, GsoType, MAX_FRAME_LEN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::switch::{
-    Action, Arrival, DropReason, Location, NetworkId, NetworkWire, PortId, Switch, SwitchConfig, VtepId, neighbor,
+    Action, Arrival, DropReason, Location, NetworkId, NetworkWire, Next, PortId, Switch, SwitchConfig, VtepId, l3,
+    neighbor,
 };
 use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
 use tx::TxQueue;
@@ -147,6 +149,10 @@ pub struct Fabric {
     pub switch: Switch,
     ports: SecondaryMap<PortId, Arc<PortIo>>,
     vteps: SecondaryMap<VtepId, Arc<VtepIo>>,
+    /// What the gateway serves from; replaced whole by the control plane.
+    services: Arc<Tables>,
+    /// What the gateway did (atomics: workers count without the lock).
+    service_counters: Arc<services::Counters>,
 }
 
 enum Command {
@@ -193,6 +199,8 @@ impl Dataplane {
             switch: Switch::new(config),
             ports: SecondaryMap::new(),
             vteps: SecondaryMap::new(),
+            services: Arc::default(),
+            service_counters: Arc::default(),
         }));
         let keys = Arc::new(SharedKeys::default());
         let counters = Arc::new(CryptoCounters::default());
@@ -213,6 +221,16 @@ impl Dataplane {
             handles.push(WorkerHandle { commands: tx, wake, thread: Some(thread), ports: 0 });
         }
         Ok(Dataplane { fabric, workers: handles, owner: SecondaryMap::new(), keys, crypto: counters })
+    }
+
+    /// Gives the workers a new snapshot of names, leases and gateways.
+    pub fn set_services(&self, tables: Tables) {
+        lock(&self.fabric).services = Arc::new(tables);
+    }
+
+    /// What the gateway has done.
+    pub fn service_counters(&self) -> Arc<services::Counters> {
+        lock(&self.fabric).service_counters.clone()
     }
 
     /// Gives the workers new keys (taken before their next batch).
@@ -323,6 +341,10 @@ enum Out {
     Port(usize, Arc<PortIo>),
     Vtep(usize, Arc<VtepIo>),
     Answer(usize, Arc<PortIo>, MacAddr, neighbor::Request),
+    /// For the gateway's services, from this port on this network.
+    Serve(usize, Arc<PortIo>, PortId, NetworkId),
+    /// Refused by the router: an ICMP error goes back on the port.
+    Reject(usize, Arc<PortIo>, NetworkId, DropReason),
 }
 
 struct Worker {
@@ -355,6 +377,11 @@ struct Worker {
     /// Worker 0 sweeps aged MACs this often; the others never.
     sweep_every: Option<Duration>,
     last_sweep: Instant,
+    /// The services snapshot, taken with the lock when a batch needs it.
+    services: Arc<Tables>,
+    service_counters: Arc<services::Counters>,
+    /// Where the gateway's answers are built.
+    reply: Vec<u8>,
 }
 
 impl Worker {
@@ -367,7 +394,10 @@ impl Worker {
         tx_pool: Arc<Vec<OwnedFd>>,
         crypto: Option<WorkerCrypto>,
     ) -> io::Result<Self> {
-        let sweep_every = (index == 0).then(|| lock(&fabric).switch.config().sweep_interval());
+        let (sweep_every, service_counters) = {
+            let f = lock(&fabric);
+            ((index == 0).then(|| f.switch.config().sweep_interval()), f.service_counters.clone())
+        };
         let epoll = Epoll::new()?;
         epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;
         if let Some(rx) = &underlay_rx {
@@ -396,6 +426,9 @@ impl Worker {
             tx: TxQueue::default(),
             sweep_every,
             last_sweep: Instant::now(),
+            services: Arc::default(),
+            service_counters,
+            reply: Vec::with_capacity(2048),
         })
     }
 
@@ -528,8 +561,33 @@ impl Worker {
                             self.outs.push(Out::Answer(i, io.clone(), owner, request));
                         }
                     }
+                    Action::Route { network, src, dst, next } => {
+                        l3::forward(&mut self.bufs[i][VNET_HDR_LEN..self.lens[i]], src, dst);
+                        match next {
+                            Next::Port(p) => to(Location::Port(p), network),
+                            Next::Vtep(v) => to(Location::Vtep(v), network),
+                            Next::Flood => {
+                                for target in fabric.switch.flood_targets(network, Location::Port(ingress)) {
+                                    to(target, network);
+                                }
+                            }
+                        }
+                    }
+                    Action::Local { port, network } => {
+                        if let Some(io) = fabric.ports.get(port) {
+                            self.outs.push(Out::Serve(i, io.clone(), port, network));
+                        }
+                    }
+                    Action::Reject { port, network, reason } => {
+                        if let Some(io) = fabric.ports.get(port) {
+                            self.outs.push(Out::Reject(i, io.clone(), network, reason));
+                        }
+                    }
                     Action::Drop(_) => {}
                 }
+            }
+            if self.outs.iter().any(|o| matches!(o, Out::Serve(..) | Out::Reject(..))) {
+                self.services = fabric.services.clone();
             }
         }
 
@@ -553,6 +611,20 @@ impl Worker {
                     let asked = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
                     let n = neighbor::reply(asked.ethernet().bytes(), request, owner, &mut reply[VNET_HDR_LEN..]);
                     io.send(&reply[..VNET_HDR_LEN + n]);
+                }
+                Out::Serve(i, io, port, network) => {
+                    let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
+                    services::serve(&self.services, &self.service_counters, port, network, eth, &mut self.reply);
+                    if !self.reply.is_empty() {
+                        io.send_plain(&self.reply);
+                    }
+                }
+                Out::Reject(i, io, network, reason) => {
+                    let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
+                    services::reject(&self.services, &self.service_counters, network, reason, eth, &mut self.reply);
+                    if !self.reply.is_empty() {
+                        io.send_plain(&self.reply);
+                    }
                 }
                 Out::Vtep(i, io) => {
                     if built.map(|(frame, _)| frame) != Some(i) {
@@ -716,8 +788,14 @@ fn route_decapsulated(fabric: &Fabric, action: Action, at: Span, outs: &mut Vec<
                 }
             }
         }
-        // Only frames from local ports are answered or encapsulated.
-        Action::Answer { .. } | Action::Encap { .. } | Action::Drop(_) => {}
+        // Only frames from local ports are answered, served, routed or
+        // encapsulated.
+        Action::Answer { .. }
+        | Action::Encap { .. }
+        | Action::Local { .. }
+        | Action::Route { .. }
+        | Action::Reject { .. }
+        | Action::Drop(_) => {}
     }
 }
 

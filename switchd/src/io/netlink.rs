@@ -25,6 +25,8 @@ pub struct LinkSetup {
     pub address: Option<(IpAddr, u8)>,
     /// Installed as the default route unless the namespace has one already.
     pub default_gateway: Option<IpAddr>,
+    /// Routes to other networks through the gateway: (destination, prefix, via).
+    pub routes: Vec<(IpAddr, u8, IpAddr)>,
 }
 
 fn nl_error(e: rtnetlink::Error) -> io::Error {
@@ -50,6 +52,11 @@ where
     })
 }
 
+/// A route the builder refused (a family mismatch: a bug here, not input).
+fn invalid_route(e: impl std::fmt::Display) -> rtnetlink::Error {
+    rtnetlink::Error::InvalidNla(e.to_string())
+}
+
 fn index_of(name: &str) -> io::Result<u32> {
     sys::if_index(name).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}")))
 }
@@ -67,18 +74,46 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
             handle.address().add(index, ip, prefix).replace().execute().await?;
         }
         handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await?;
-        if let Some(gateway) = setup.default_gateway {
-            let route = RouteMessageBuilder::<IpAddr>::new()
-                .gateway(gateway)
-                .map_err(|e| rtnetlink::Error::InvalidNla(e.to_string()))?;
-            // Without `replace`, an existing default route (from the container's
+        let default = setup.default_gateway.map(|gw| (None, gw));
+        let others = setup.routes.iter().map(|(dst, len, gw)| (Some((*dst, *len)), *gw));
+        for (destination, via) in default.into_iter().chain(others) {
+            let mut route = RouteMessageBuilder::<IpAddr>::new();
+            if let Some((dst, len)) = destination {
+                route = route.destination_prefix(dst, len).map_err(invalid_route)?;
+            }
+            let route = route.gateway(via).map_err(invalid_route)?.output_interface(index).build();
+            // Without `replace`, an existing route (from the container's
             // first network) wins, as Docker does.
-            match handle.route().add(route.output_interface(index).build()).execute().await {
+            match handle.route().add(route).execute().await {
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EEXIST => {}
                 other => other?,
             }
         }
         Ok(())
+    })
+}
+
+/// Adds (or, with `add` false, deletes) the route to `dst/len` via `via` on
+/// interface `name`. Adding a route that exists, or deleting one that does
+/// not, is not an error.
+pub fn change_route(name: &str, dst: IpAddr, len: u8, via: IpAddr, add: bool) -> io::Result<()> {
+    let index = index_of(name)?;
+    with_handle(|handle| async move {
+        let route = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst, len)
+            .map_err(invalid_route)?
+            .gateway(via)
+            .map_err(invalid_route)?
+            .output_interface(index)
+            .build();
+        let result =
+            if add { handle.route().add(route).execute().await } else { handle.route().del(route).execute().await };
+        match result {
+            Err(rtnetlink::Error::NetlinkError(e)) if [libc::EEXIST, libc::ESRCH].contains(&e.raw_code().abs()) => {
+                Ok(())
+            }
+            other => other,
+        }
     })
 }
 

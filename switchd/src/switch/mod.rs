@@ -14,15 +14,26 @@
 //! has its own forwarding table and VNI, and every decision names ports and
 //! VTEPs of the ingress network only. No frame can cross networks at L2.
 //! Split horizon: a frame from the underlay is never sent back into it.
+//!
+//! Layer 3 is the one exception, and it is explicit: a network with a
+//! subnet has a gateway ([`Gateway`]) that every host plays with the same
+//! MAC. A frame from a local port to the gateway's MAC is either for the
+//! gateway itself ([`Action::Local`]: ping, DHCP, DNS, served by
+//! `crate::services`) or routed ([`Action::Route`]) into another network,
+//! only one that `[[route]]` pairs with it, here on the ingress host; a
+//! denied or impossible route is answered with an ICMP error
+//! ([`Action::Reject`]). A port may only use the addresses it was given.
 
 mod fdb;
 pub mod frame;
+pub mod l3;
 pub mod neighbor;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
+use ipnet::Ipv4Net;
 use serde::Serialize;
 use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
@@ -61,8 +72,46 @@ pub enum Action {
     /// known: answer it on `port` on the owner's behalf
     /// ([`neighbor::reply`]) instead of flooding the question.
     Answer { port: PortId, owner: MacAddr, request: neighbor::Request },
+    /// It is for the gateway itself (ping, DHCP, DNS): serve it and answer
+    /// on `port`.
+    Local { port: PortId, network: NetworkId },
+    /// Route it into `network`: rewrite it ([`l3::forward`] with these
+    /// MACs), then send it on.
+    Route { network: NetworkId, src: MacAddr, dst: MacAddr, next: Next },
+    /// It cannot be routed (the reason is counted): answer the sender on
+    /// `port` with the ICMP error for `reason`, from `network`'s gateway.
+    Reject { port: PortId, network: NetworkId, reason: DropReason },
     /// Drop it; the reason has been counted.
     Drop(DropReason),
+}
+
+/// Where a routed frame goes in its new network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Port(PortId),
+    Vtep(VtepId),
+    /// The destination MAC is not known yet: to every port and VTEP of the network.
+    Flood,
+}
+
+/// A network's router side: the IPv4 gateway address that every host
+/// answers for, with the same MAC everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    pub ip: Ipv4Addr,
+    pub subnet: Ipv4Net,
+    pub mac: MacAddr,
+    /// DHCP requests (broadcast ones too) go to the gateway.
+    pub dhcp: bool,
+}
+
+impl Gateway {
+    /// The gateway MAC of a network: the same on every host (derived from
+    /// the VNI), locally administered.
+    pub fn mac_for(vni: Vni) -> MacAddr {
+        let [_, a, b, c] = vni.get().to_be_bytes();
+        MacAddr([0x02, 0x5d, 0x67, a, b, c])
+    }
 }
 
 macro_rules! drop_reasons {
@@ -133,6 +182,21 @@ drop_reasons! {
     NoKey = "no_key",
     /// A GSO frame for a remote host that could not be segmented.
     OffloadError = "offload_error",
+    /// From a port, with a source address it was not given (IPv4 or ARP),
+    /// or the gateway's MAC.
+    SpoofedAddress = "spoofed_address",
+    /// To the gateway for an address in no network this one routes to
+    /// (ICMP net unreachable).
+    NoRoute = "no_route",
+    /// To the gateway for a network this one has no `[[route]]` to (ICMP
+    /// administratively prohibited).
+    RouteDenied = "route_denied",
+    /// Routed with TTL 1 or 0 (ICMP time exceeded).
+    TtlExceeded = "ttl_exceeded",
+    /// Routed to an address no endpoint holds (ICMP host unreachable).
+    NoNeighbor = "no_neighbor",
+    /// To the gateway MAC but not IPv4: nothing to route or serve.
+    NotRoutable = "not_routable",
     /// The destination refused the write (queue full or I/O error);
     /// counted by the data plane on the egress port or VTEP.
     TxError = "tx_error",
@@ -230,6 +294,8 @@ impl Default for SwitchConfig {
 struct Port {
     network: NetworkId,
     mtu: u32,
+    /// The IPv4 addresses it may send from; `None`: any (an uplink).
+    addresses: Option<Vec<Ipv4Addr>>,
     /// MACs in the network's table that point here.
     learned: u32,
     rx: Counters,
@@ -269,6 +335,11 @@ struct Network {
     neighbors: HashMap<IpAddr, MacAddr>,
     /// ARP and ND requests answered here instead of flooded.
     answered: u64,
+    gateway: Option<Gateway>,
+    /// The networks frames may be routed to from this one.
+    routes: Vec<NetworkId>,
+    /// Frames routed out of this network.
+    routed: u64,
 }
 
 /// Counters of one network, for `switchctl stats`.
@@ -278,6 +349,7 @@ pub struct NetworkCounters {
     pub mac_moves: u64,
     pub fdb_entries: u64,
     pub neighbor_answers: u64,
+    pub routed: u64,
 }
 
 /// How a network's frames are encapsulated.
@@ -353,6 +425,9 @@ impl Switch {
             moves: 0,
             neighbors: HashMap::new(),
             answered: 0,
+            gateway: None,
+            routes: Vec::new(),
+            routed: 0,
         });
         self.by_vni.insert(vni, id);
         Some(id)
@@ -371,7 +446,7 @@ impl Switch {
     /// Adds a port to a network. `None` if the network does not exist.
     pub fn add_port(&mut self, network: NetworkId) -> Option<PortId> {
         let mtu = self.networks.get(network)?.mtu;
-        let id = self.ports.insert(Port { network, mtu, learned: 0, rx: Counters::default() });
+        let id = self.ports.insert(Port { network, mtu, addresses: None, learned: 0, rx: Counters::default() });
         self.networks[network].ports.push(id);
         Some(id)
     }
@@ -382,6 +457,29 @@ impl Switch {
         if let Some(net) = self.networks.get_mut(port.network) {
             net.ports.retain(|p| *p != id);
             net.fdb.forget(Location::Port(id));
+        }
+    }
+
+    /// Limits the IPv4 addresses a port may send from (`None`: any). A
+    /// port that has none may still ask DHCP for one, from 0.0.0.0.
+    pub fn set_port_addresses(&mut self, id: PortId, addresses: Option<Vec<Ipv4Addr>>) {
+        if let Some(port) = self.ports.get_mut(id) {
+            port.addresses = addresses;
+        }
+    }
+
+    /// Sets a network's gateway (`None`: a pure L2 network).
+    pub fn set_gateway(&mut self, id: NetworkId, gateway: Option<Gateway>) {
+        if let Some(net) = self.networks.get_mut(id) {
+            net.gateway = gateway;
+        }
+    }
+
+    /// Sets the networks `id` routes to. Routing is per direction: a pair
+    /// routes both ways when each lists the other.
+    pub fn set_routes(&mut self, id: NetworkId, routes: Vec<NetworkId>) {
+        if let Some(net) = self.networks.get_mut(id) {
+            net.routes = routes;
         }
     }
 
@@ -536,6 +634,17 @@ impl Switch {
         if !src.is_unicast() {
             return counters_mut(ports, vteps, ingress).drop(DropReason::BadSrcMac);
         }
+        let gateway = net.gateway;
+        if let Location::Port(p) = ingress
+            && (gateway.is_some_and(|g| g.mac == src) || !may_send_from(ports[p].addresses.as_deref(), eth.bytes()))
+        {
+            return ports[p].rx.drop(DropReason::SpoofedAddress);
+        }
+        // Routed frames arrive from every host under the gateway MAC:
+        // it lives everywhere and is never learned.
+        if gateway.is_some_and(|g| g.mac == src) {
+            return self.forward(now, network, ingress, eth);
+        }
         let may_add = || match ingress {
             Location::Port(p) => ports[p].learned < config.mac_limit,
             Location::Vtep(v) => vteps[v].learned < config.vtep_mac_limit,
@@ -562,6 +671,25 @@ impl Switch {
             return Action::Answer { port, owner, request };
         }
 
+        if let (Location::Port(port), Some(gw)) = (ingress, gateway) {
+            let dst = eth.dst_addr();
+            let ip = l3::ipv4(eth.bytes());
+            let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
+            if dst == gw.mac || (dhcp && dst.is_broadcast()) {
+                return match ip {
+                    Some(ip) if ip.dst == gw.ip || dhcp => Action::Local { port, network },
+                    Some(ip) => self.route(now, network, port, ip),
+                    None => self.ports[port].rx.drop(DropReason::NotRoutable),
+                };
+            }
+        }
+        self.forward(now, network, ingress, eth)
+    }
+
+    /// Where a frame goes in its network by its destination MAC.
+    fn forward(&mut self, now: Instant, network: NetworkId, ingress: Location, eth: Ethernet<'_>) -> Action {
+        let net = &mut self.networks[network];
+        let (ports, vteps, config) = (&mut self.ports, &mut self.vteps, &self.config);
         let dst = eth.dst_addr();
         let found = if dst.is_multicast() { None } else { net.fdb.lookup(dst, now, config.mac_aging_time) };
         match (found, ingress) {
@@ -576,6 +704,40 @@ impl Switch {
             }
             (Some(Location::Vtep(vtep)), Location::Port(_)) => Action::Encap { vtep, network },
         }
+    }
+
+    /// Routes a frame from `port` (on `from`) that was sent to the gateway
+    /// for `ip.dst`: into the network that holds that address, if `from`
+    /// routes to it, to the MAC that address has there.
+    fn route(&mut self, now: Instant, from: NetworkId, port: PortId, ip: l3::Ipv4) -> Action {
+        let holds = |n: &Network| n.gateway.is_some_and(|g| g.subnet.contains(&ip.dst));
+        let routed = self.networks[from].routes.iter().copied().find(|id| self.networks.get(*id).is_some_and(holds));
+        let reject = |ports: &mut SlotMap<PortId, Port>, reason| {
+            ports[port].rx.drop(reason);
+            Action::Reject { port, network: from, reason }
+        };
+        let Some(to) = routed else {
+            let exists = self.networks.values().any(holds);
+            return reject(&mut self.ports, if exists { DropReason::RouteDenied } else { DropReason::NoRoute });
+        };
+        if ip.ttl <= 1 {
+            return reject(&mut self.ports, DropReason::TtlExceeded);
+        }
+        let aging = self.config.mac_aging_time;
+        let net = &mut self.networks[to];
+        let (Some(&dst), Some(gw)) = (net.neighbors.get(&IpAddr::V4(ip.dst)), net.gateway) else {
+            return reject(&mut self.ports, DropReason::NoNeighbor);
+        };
+        let next = match net.fdb.lookup(dst, now, aging) {
+            Some(Location::Port(p)) => Next::Port(p),
+            Some(Location::Vtep(v)) => Next::Vtep(v),
+            None => {
+                net.flooded += 1;
+                Next::Flood
+            }
+        };
+        self.networks[from].routed += 1;
+        Action::Route { network: to, src: gw.mac, dst, next }
     }
 
     /// Where a flood on `network` from `ingress` goes: every local port but
@@ -671,8 +833,17 @@ impl Switch {
             mac_moves: n.moves,
             fdb_entries: n.fdb.len() as u64,
             neighbor_answers: n.answered,
+            routed: n.routed,
         })
     }
+}
+
+/// Whether a port given `addresses` may send this frame: IPv4 and ARP only
+/// from those addresses (or from 0.0.0.0: DHCP, duplicate address probes).
+fn may_send_from(addresses: Option<&[Ipv4Addr]>, eth: &[u8]) -> bool {
+    let Some(addresses) = addresses else { return true };
+    let sender = l3::ipv4(eth).map(|ip| ip.src).or_else(|| l3::arp_sender(eth));
+    sender.is_none_or(|ip| ip.is_unspecified() || addresses.contains(&ip))
 }
 
 /// The receive counters of an existing port or VTEP.

@@ -437,3 +437,121 @@ fn arp_for_a_known_address_is_answered_not_flooded() {
     l.sw.set_neighbors(l.net, [(ip("10.0.0.1"), A)]);
     assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [0, 0, 0, 0], [10, 0, 0, 1])), flood(l.net, l.p1));
 }
+
+/// Two networks with gateways, 10.1.0.0/24 (VNI 1) and 10.2.0.0/24 (VNI 2),
+/// a port on each holding .2, and routes between them as asked.
+struct RoutedLab {
+    sw: Switch,
+    t0: Instant,
+    front: NetworkId,
+    back: NetworkId,
+    p_front: PortId,
+    p_back: PortId,
+}
+
+const GW_FRONT: &str = "10.1.0.1";
+
+fn routed_lab(route: bool) -> RoutedLab {
+    let mut sw = Switch::new(SwitchConfig::default());
+    let mut add = |vni: u32| {
+        let vni = Vni::new(vni).unwrap();
+        let net = sw.add_network(vni, Mtu::new(1500).unwrap(), false).unwrap();
+        let gateway = Gateway {
+            ip: format!("10.{}.0.1", vni.get()).parse().unwrap(),
+            subnet: format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
+            mac: Gateway::mac_for(vni),
+            dhcp: true,
+        };
+        sw.set_gateway(net, Some(gateway));
+        let port = sw.add_port(net).unwrap();
+        sw.set_port_addresses(port, Some(vec![format!("10.{}.0.2", vni.get()).parse().unwrap()]));
+        (net, port)
+    };
+    let (front, p_front) = add(1);
+    let (back, p_back) = add(2);
+    if route {
+        sw.set_routes(front, vec![back]);
+        sw.set_routes(back, vec![front]);
+    }
+    sw.set_neighbors(front, [("10.1.0.2".parse().unwrap(), A)]);
+    sw.set_neighbors(back, [("10.2.0.2".parse().unwrap(), B)]);
+    RoutedLab { sw, t0: Instant::now(), front, back, p_front, p_back }
+}
+
+/// An IPv4/UDP frame behind a virtio header, as a port reads it.
+fn ip_frame(dst: MacAddr, src: MacAddr, from: &str, to: &str, ttl: u8, dst_port: u16) -> Vec<u8> {
+    let mut out = vec![0u8; frame::VNET_HDR_LEN];
+    let (from, to): (Ipv4Addr, Ipv4Addr) = (from.parse().unwrap(), to.parse().unwrap());
+    etherparse::PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv4(from.octets(), to.octets(), ttl)
+        .udp(40000, dst_port)
+        .write(&mut out, b"hello")
+        .unwrap();
+    out
+}
+
+#[test]
+fn routes_only_listed_pairs_rewriting_macs() {
+    let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
+    let gw2 = Gateway::mac_for(Vni::new(2).unwrap());
+    let mut l = routed_lab(true);
+    // B is known on its port once it has sent something.
+    l.sw.handle_frame(l.t0, l.p_back, &ip_frame(MacAddr::BROADCAST, B, "10.2.0.2", "10.2.0.255", 64, 9));
+    let action = l.sw.handle_frame(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 64, 9));
+    assert_eq!(action, Action::Route { network: l.back, src: gw2, dst: B, next: Next::Port(l.p_back) });
+    assert_eq!(l.sw.network_counters(l.front).unwrap().routed, 1);
+
+    let mut l = routed_lab(false);
+    let action = l.sw.handle_frame(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 64, 9));
+    assert_eq!(action, Action::Reject { port: l.p_front, network: l.front, reason: DropReason::RouteDenied });
+    let drops = &l.sw.port_counters(l.p_front).unwrap().drops;
+    assert_eq!(drops[DropReason::RouteDenied as usize], 1);
+}
+
+#[test]
+fn routing_refusals_say_why() {
+    let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(true);
+    let reject = |reason| Action::Reject { port: l.p_front, network: l.front, reason };
+    let mut send = |to: &str, ttl| l.sw.handle_frame(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", to, ttl, 9));
+    assert_eq!(send("10.2.0.2", 1), reject(DropReason::TtlExceeded), "traceroute's first probe");
+    assert_eq!(send("10.2.0.99", 64), reject(DropReason::NoNeighbor));
+    assert_eq!(send("192.0.2.1", 64), reject(DropReason::NoRoute));
+    // To the gateway itself: served, not routed.
+    assert_eq!(send(GW_FRONT, 64), Action::Local { port: l.p_front, network: l.front });
+    // The unknown destination MAC of a known neighbour floods in the new network.
+    assert!(matches!(send("10.2.0.2", 64), Action::Route { next: Next::Flood, .. }));
+}
+
+#[test]
+fn dhcp_broadcasts_go_to_the_gateway() {
+    let mut l = routed_lab(false);
+    let discover = ip_frame(MacAddr::BROADCAST, A, "0.0.0.0", "255.255.255.255", 64, 67);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &discover), Action::Local { port: l.p_front, network: l.front });
+    // Other broadcasts flood as ever.
+    let other = ip_frame(MacAddr::BROADCAST, A, "10.1.0.2", "255.255.255.255", 64, 137);
+    assert!(matches!(l.sw.handle_frame(l.t0, l.p_front, &other), Action::Flood { .. }));
+}
+
+#[test]
+fn ports_may_only_use_their_addresses() {
+    let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(true);
+    let spoofed = ip_frame(MacAddr::BROADCAST, A, "10.1.0.3", "10.1.0.255", 64, 9);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &spoofed), Action::Drop(DropReason::SpoofedAddress));
+    // An ARP reply claiming the gateway's address.
+    let mut arp = build_plain(MacAddr::BROADCAST, A, 0x0806, 46);
+    let body = &mut arp[frame::VNET_HDR_LEN + 14..];
+    body[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    body[8..14].copy_from_slice(&A.0);
+    body[14..18].copy_from_slice(&[10, 1, 0, 1]);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &arp), Action::Drop(DropReason::SpoofedAddress));
+    // The gateway's MAC as a source.
+    let fake_gw = ip_frame(MacAddr::BROADCAST, gw1, "10.1.0.2", "10.1.0.255", 64, 9);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &fake_gw), Action::Drop(DropReason::SpoofedAddress));
+    let drops = &l.sw.port_counters(l.p_front).unwrap().drops;
+    assert_eq!(drops[DropReason::SpoofedAddress as usize], 3);
+    // Its own address is fine.
+    let own = ip_frame(MacAddr::BROADCAST, A, "10.1.0.2", "10.1.0.255", 64, 9);
+    assert!(matches!(l.sw.handle_frame(l.t0, l.p_front, &own), Action::Flood { .. }));
+}

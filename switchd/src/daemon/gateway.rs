@@ -1,0 +1,309 @@
+//! The daemon's side of layer 3: programming gateways, routes, address
+//! guards and the services snapshot into the data plane; `switchctl route`
+//! and `switchctl publish`; the containers' resolv.conf.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use switchd_config::raw::{RawPublish, RawRoute};
+use switchd_config::{KeyPath, Name, PortKind, PublishConfig, RouteConfig, validate};
+
+use super::state::Origin;
+use super::{Daemon, OpResult, join_errors};
+use crate::control::api::{PublishInfo, RouteInfo};
+use crate::io::netns;
+use crate::proxy;
+use crate::services::dns::Directory;
+use crate::services::{self, NetworkServices, PortServices, Tables};
+use crate::switch::{Gateway, NetworkId};
+
+/// Marks a resolv.conf switchd wrote, so it only ever removes its own.
+const RESOLV_MARK: &str = "# written by switchd: the embedded DNS of the container's first network\n";
+
+/// A published port and its listener (closed on drop).
+#[derive(Debug)]
+pub(super) struct Publication {
+    pub config: PublishConfig,
+    pub origin: Origin,
+    pub _listener: proxy::Listener,
+}
+
+impl Daemon {
+    /// The networks `name` routes to, by name.
+    fn routed_from<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a Name> + 'a {
+        self.routes.keys().filter_map(move |r| r.peer_of(name))
+    }
+
+    /// Programs layer 3 into the data plane: each network's gateway and
+    /// routes, the addresses each port may use, and what the gateway
+    /// serves (names on every host, leases of local endpoints).
+    pub(super) fn program_gateways(&self) {
+        let mut tables = Tables::default();
+        let ids: BTreeMap<&Name, NetworkId> = self.networks.values().map(|n| (&n.config.name, n.id)).collect();
+        for net in self.networks.values() {
+            let c = &net.config;
+            let gateway = match (c.subnet, c.gateway.and_then(services::v4)) {
+                (Some(subnet), Some(ip)) => match subnet.net() {
+                    ipnet::IpNet::V4(v4) => {
+                        Some(Gateway { ip, subnet: v4, mac: Gateway::mac_for(c.vni), dhcp: c.dhcp })
+                    }
+                    ipnet::IpNet::V6(_) => None,
+                },
+                _ => None,
+            };
+            let routed: Vec<&Name> = self.routed_from(&c.name).filter(|n| ids.contains_key(n)).collect();
+            let route_ids: Vec<NetworkId> = routed.iter().map(|n| ids[n]).collect();
+            self.dataplane.with_switch(|s| {
+                s.set_gateway(net.id, gateway);
+                s.set_routes(net.id, route_ids);
+            });
+            let Some(gw) = gateway else { continue };
+            let mut directory = Directory::default();
+            for e in self.endpoints_on(c.name.as_str()) {
+                if let Some(ip) = e.record.ip {
+                    directory.add(e.record.name.as_str(), c.name.as_str(), ip);
+                }
+            }
+            for (_, e) in self.cluster.table.endpoints_on(&c.name) {
+                if let Some(ip) = e.ip {
+                    directory.add(e.name.as_str(), c.name.as_str(), ip);
+                }
+            }
+            let routes = routed
+                .iter()
+                .filter_map(|n| self.networks.get(n.as_str())?.config.subnet)
+                .filter_map(|s| match s.net() {
+                    ipnet::IpNet::V4(v4) => Some(v4),
+                    ipnet::IpNet::V6(_) => None,
+                })
+                .collect();
+            tables.networks.insert(
+                net.id,
+                NetworkServices {
+                    name: c.name.to_string(),
+                    gateway: gw.ip,
+                    mac: gw.mac,
+                    prefix_len: gw.subnet.prefix_len(),
+                    mtu: u16::try_from(c.mtu.get()).unwrap_or(u16::MAX),
+                    router: !c.internal,
+                    dns: c.dns,
+                    dhcp: c.dhcp,
+                    routes,
+                    directory: Arc::new(directory),
+                },
+            );
+        }
+        // What each local endpoint may send from, and may resolve.
+        let mut same_container: HashMap<_, Vec<NetworkId>> = HashMap::new();
+        for e in &self.endpoints {
+            if let (Some(ns), Some(net)) = (e.netns_id, self.networks.get(e.record.network.as_str())) {
+                same_container.entry(ns).or_default().push(net.id);
+            }
+        }
+        let mut targets = std::collections::HashMap::new();
+        for e in &self.endpoints {
+            let Some(net) = self.networks.get(e.record.network.as_str()) else { continue };
+            let guarded = net.config.subnet.is_some() && e.record.kind != PortKind::Uplink;
+            let v4 = e.record.ip.and_then(services::v4);
+            let addresses = guarded.then(|| v4.into_iter().collect());
+            self.dataplane.with_switch(|s| s.set_port_addresses(e.port, addresses));
+            let sees = match e.netns_id {
+                Some(ns) => same_container[&ns].clone(),
+                None => vec![net.id],
+            };
+            tables
+                .ports
+                .insert(e.port, PortServices { name: e.record.name.to_string(), mac: e.record.mac, ip: v4, sees });
+            if let (Some(ns), Some(ip)) = (&e.record.netns, e.record.ip) {
+                let target = proxy::Target { netns: ns.clone(), ip };
+                targets.insert((e.record.network.clone(), e.record.name.clone()), target);
+            }
+        }
+        self.dataplane.set_services(tables);
+        *self.targets.write().unwrap_or_else(|p| p.into_inner()) = targets;
+    }
+
+    /// The gateway's address a container on `network` asks for names.
+    fn dns_server(&self, network: &str) -> Option<IpAddr> {
+        let c = &self.networks.get(network)?.config;
+        c.gateway.filter(|_| c.dns)
+    }
+
+    /// Points a named container's resolver at the embedded DNS of its first
+    /// network (`ip netns exec` mounts /etc/netns/NAME/resolv.conf over
+    /// /etc/resolv.conf). A file switchd did not write is left alone.
+    pub(super) fn write_resolv_conf(&self, netns: &str, network: &str) {
+        let (Some(path), Some(server)) = (resolv_conf_path(netns), self.dns_server(network)) else { return };
+        if path.exists() {
+            return;
+        }
+        let body = format!("{RESOLV_MARK}nameserver {server}\noptions ndots:0\n");
+        let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&path, body));
+        if let Err(e) = written {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// Removes the resolv.conf switchd wrote for a container that has no
+    /// endpoint left.
+    pub(super) fn forget_resolv_conf(&self, netns: &str) {
+        if self.endpoints.iter().any(|e| e.record.netns.as_deref() == Some(netns)) {
+            return;
+        }
+        let Some(path) = resolv_conf_path(netns) else { return };
+        if std::fs::read_to_string(&path).is_ok_and(|s| s.starts_with(RESOLV_MARK)) {
+            let _ = std::fs::remove_file(&path);
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+/// Where `ip netns exec` finds a named namespace's resolv.conf; `None` for
+/// a namespace given by path (its owner configures its resolver).
+fn resolv_conf_path(netns: &str) -> Option<PathBuf> {
+    (!netns.contains('/')).then(|| PathBuf::from("/etc/netns").join(netns).join("resolv.conf"))
+}
+
+/// `switchctl route` and `switchctl publish`.
+impl Daemon {
+    pub(super) fn route_ls(&self) -> Vec<RouteInfo> {
+        self.routes
+            .iter()
+            .map(|(r, origin)| {
+                let [a, b] = &r.networks;
+                let state = match (self.networks.get(a.as_str()), self.networks.get(b.as_str())) {
+                    (Some(_), Some(_)) => "active",
+                    _ => "waiting for its networks",
+                };
+                RouteInfo {
+                    networks: [a.to_string(), b.to_string()],
+                    origin: origin.as_str().to_owned(),
+                    state: state.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn route_add(&mut self, raw: &RawRoute) -> OpResult<Vec<RouteInfo>> {
+        let route = validate::route(raw, &KeyPath::root()).map_err(join_errors)?;
+        if self.routes.contains_key(&route) {
+            return Err(format!("{} and {} already route", route.networks[0].as_str(), route.networks[1].as_str()));
+        }
+        self.routes.insert(route.clone(), Origin::Runtime);
+        self.program_container_routes(&route, true);
+        self.commit();
+        Ok(self.route_ls())
+    }
+
+    pub(super) fn route_rm(&mut self, raw: &RawRoute) -> OpResult<Vec<RouteInfo>> {
+        let route = validate::route(raw, &KeyPath::root()).map_err(join_errors)?;
+        match self.routes.get(&route) {
+            None => return Err(format!("no route between {} and {}", route.networks[0], route.networks[1])),
+            Some(Origin::Config) => return Err("the route is defined in host.toml; remove it there".into()),
+            Some(_) => {}
+        }
+        self.routes.remove(&route);
+        self.program_container_routes(&route, false);
+        self.commit();
+        Ok(self.route_ls())
+    }
+
+    /// Adds (or removes) the routes `route` gives the containers switchd
+    /// configured here: on an internal network, the other network's subnet
+    /// via their gateway (others reach it by their default route).
+    fn program_container_routes(&self, route: &RouteConfig, add: bool) {
+        for e in &self.endpoints {
+            let r = &e.record;
+            let (Some(ns), Some(ifname), false) = (&r.netns, &r.ifname, r.dhcp) else { continue };
+            let (Some(net), Some(peer)) = (self.networks.get(r.network.as_str()), route.peer_of(&r.network)) else {
+                continue;
+            };
+            let (Some(gw), Some(subnet)) =
+                (net.config.gateway, self.networks.get(peer.as_str()).and_then(|p| p.config.subnet))
+            else {
+                continue;
+            };
+            if !net.config.internal || gw.is_ipv4() != subnet.net().addr().is_ipv4() {
+                continue;
+            }
+            let changed = netns::run_in(ns, || {
+                crate::io::netlink::change_route(ifname.as_str(), subnet.net().addr(), subnet.prefix_len(), gw, add)
+            });
+            if let Err(e) = changed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                tracing::warn!("{} on {}: cannot change its route to {subnet}: {e}", r.name, r.network);
+            }
+        }
+    }
+
+    pub(super) fn publish_ls(&self) -> Vec<PublishInfo> {
+        self.published
+            .iter()
+            .map(|p| {
+                let c = &p.config;
+                let target = self
+                    .targets
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(c.network.clone(), c.container.clone()))
+                    .cloned();
+                PublishInfo {
+                    network: c.network.to_string(),
+                    container: c.container.to_string(),
+                    host_ip: c.host_ip,
+                    host_port: c.host_port,
+                    port: c.port,
+                    protocol: c.protocol.as_str().to_owned(),
+                    target: target.map(|t| std::net::SocketAddr::new(t.ip, c.port).to_string()),
+                    origin: p.origin.as_str().to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    /// Publishes a port: binds it now, so a port in use is refused here.
+    pub(super) fn publish(&mut self, config: PublishConfig, origin: Origin) -> OpResult<()> {
+        if let Some(p) = self.published.iter().find(|p| {
+            (p.config.host_ip, p.config.host_port, p.config.protocol)
+                == (config.host_ip, config.host_port, config.protocol)
+        }) {
+            return Err(format!(
+                "{}/{} is already published for {} on {}",
+                config.host_port,
+                config.protocol.as_str(),
+                p.config.container,
+                p.config.network
+            ));
+        }
+        let listener = proxy::start(&config, self.targets.clone(), &self.runtime).map_err(|e| {
+            format!("cannot listen on {}:{}/{}: {e}", config.host_ip, config.host_port, config.protocol.as_str())
+        })?;
+        self.published.push(Publication { config, origin, _listener: listener });
+        Ok(())
+    }
+
+    pub(super) fn publish_add(&mut self, raw: &RawPublish) -> OpResult<Vec<PublishInfo>> {
+        let config = validate::publish(raw, &KeyPath::root()).map_err(join_errors)?;
+        self.publish(config, Origin::Runtime)?;
+        self.save();
+        Ok(self.publish_ls())
+    }
+
+    pub(super) fn publish_rm(&mut self, host_port: u16, protocol: &str) -> OpResult<Vec<PublishInfo>> {
+        let index = self
+            .published
+            .iter()
+            .position(|p| p.config.host_port == host_port && p.config.protocol.as_str() == protocol)
+            .ok_or_else(|| format!("nothing is published on {host_port}/{protocol}"))?;
+        if self.published[index].origin == Origin::Config {
+            return Err("the port is published in host.toml; remove it there".into());
+        }
+        self.published.remove(index);
+        self.save();
+        Ok(self.publish_ls())
+    }
+}

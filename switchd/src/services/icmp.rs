@@ -1,0 +1,123 @@
+//! The gateway's ICMP: echo replies to ping, and the errors a router sends
+//! when it will not forward (RFC 792, RFC 1812): net, host or port
+//! unreachable, administratively prohibited, time exceeded.
+
+use std::net::Ipv4Addr;
+
+use etherparse::PacketBuilder;
+use switchd_config::MacAddr;
+
+use crate::switch::{DropReason, l3};
+
+/// ICMP type and code.
+pub type Kind = (u8, u8);
+
+pub const NET_UNREACHABLE: Kind = (3, 0);
+pub const HOST_UNREACHABLE: Kind = (3, 1);
+pub const PORT_UNREACHABLE: Kind = (3, 3);
+/// RFC 1812 5.2.7.1: "communication administratively prohibited".
+pub const ADMIN_PROHIBITED: Kind = (3, 13);
+pub const TTL_EXCEEDED: Kind = (11, 0);
+
+const ECHO_REQUEST: u8 = 8;
+/// How much of the offending packet an error quotes beyond its IP header
+/// (RFC 792 asks for 8 bytes; more helps tools match their probes).
+const QUOTE: usize = 64;
+
+/// The ICMP error a routing refusal is answered with.
+pub fn code_for(reason: DropReason) -> Kind {
+    match reason {
+        DropReason::RouteDenied => ADMIN_PROHIBITED,
+        DropReason::TtlExceeded => TTL_EXCEEDED,
+        DropReason::NoNeighbor => HOST_UNREACHABLE,
+        _ => NET_UNREACHABLE,
+    }
+}
+
+/// Writes into `out` the gateway's reply to an echo request `eth` (whose
+/// IPv4 header is `ip`); false if it is not an echo request.
+pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec<u8>) -> bool {
+    let Some(icmp) = eth.get(ip.payload_at..) else { return false };
+    let [ECHO_REQUEST, 0, _, _, i0, i1, s0, s1, data @ ..] = icmp else { return false };
+    let (id, seq) = (u16::from_be_bytes([*i0, *i1]), u16::from_be_bytes([*s0, *s1]));
+    let to = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
+    let builder = PacketBuilder::ethernet2(gateway_mac.0, to.0)
+        .ipv4(ip.dst.octets(), ip.src.octets(), 64)
+        .icmpv4_echo_reply(id, seq);
+    builder.write(out, data).is_ok()
+}
+
+/// Writes into `out` an ICMP error `kind` about `eth` (IPv4 header `ip`)
+/// from the gateway `(mac, ip)` back to its sender. Never about an ICMP
+/// error, nor about a packet from 0.0.0.0 (RFC 1812 4.3.2.7).
+pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, from: (MacAddr, Ipv4Addr), out: &mut Vec<u8>) {
+    out.clear();
+    let icmp_error = ip.protocol == l3::PROTO_ICMP && eth.get(ip.payload_at).is_some_and(|t| ![0, 8].contains(t));
+    if icmp_error || ip.src.is_unspecified() || ip.src.is_broadcast() {
+        return;
+    }
+    let quote = &eth[14..(ip.payload_at + QUOTE).min(eth.len())];
+    let to = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
+    let builder = PacketBuilder::ethernet2(from.0.0, to.0)
+        .ipv4(from.1.octets(), ip.src.octets(), 64)
+        .icmpv4_raw(kind.0, kind.1, [0; 4]);
+    if builder.write(out, quote).is_err() {
+        out.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{Icmpv4Type, NetSlice, SlicedPacket, TransportSlice};
+
+    use super::*;
+
+    const ASKER: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const GW: MacAddr = MacAddr([2, 0x5d, 0x67, 0, 0, 100]);
+
+    fn ping(to: [u8; 4]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(ASKER, GW.0)
+            .ipv4([10, 0, 0, 2], to, 64)
+            .icmpv4_echo_request(7, 3)
+            .write(&mut out, b"abcdefgh")
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn echo_replies_mirror_the_request() {
+        let req = ping([10, 0, 0, 1]);
+        let ip = l3::ipv4(&req).unwrap();
+        let mut out = Vec::new();
+        assert!(echo_reply(&req, &ip, GW, &mut out));
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let (Some(NetSlice::Ipv4(v4)), Some(TransportSlice::Icmpv4(icmp))) = (&p.net, &p.transport) else { panic!() };
+        assert_eq!(v4.header().source(), [10, 0, 0, 1]);
+        assert_eq!(v4.header().destination(), [10, 0, 0, 2]);
+        assert!(matches!(icmp.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 7 && e.seq == 3));
+        assert_eq!(icmp.payload(), b"abcdefgh");
+        assert_eq!(&out[..6], &ASKER);
+    }
+
+    #[test]
+    fn errors_quote_the_packet() {
+        let req = ping([10, 2, 0, 5]);
+        let ip = l3::ipv4(&req).unwrap();
+        let mut out = Vec::new();
+        error(&req, &ip, code_for(DropReason::RouteDenied), (GW, [10, 0, 0, 1].into()), &mut out);
+        {
+            let p = SlicedPacket::from_ethernet(&out).unwrap();
+            let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+            assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 13));
+            assert_eq!(icmp.payload(), &req[14..], "the whole small packet is quoted");
+        }
+
+        // Never an error about an error.
+        let mut err_frame = out.clone();
+        err_frame[0..6].copy_from_slice(&GW.0);
+        let ip = l3::ipv4(&err_frame).unwrap();
+        error(&err_frame, &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        assert!(out.is_empty());
+    }
+}

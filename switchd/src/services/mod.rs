@@ -1,0 +1,225 @@
+//! What the gateway serves, on every host alike: ping, DHCP ([`dhcp`]),
+//! DNS ([`dns`]), and the ICMP errors of routing ([`icmp`]).
+//!
+//! The switch hands the data plane frames for the gateway
+//! (`Action::Local`) and frames it will not route (`Action::Reject`); the
+//! worker answers them here, outside the switch's lock, from [`Tables`]: a
+//! snapshot of names, leases and gateways that the control plane replaces
+//! whenever endpoints or networks change. Sans-IO: a frame in, a frame out.
+
+pub mod dhcp;
+pub mod dns;
+pub mod icmp;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use etherparse::PacketBuilder;
+use hashbrown::HashMap;
+use ipnet::Ipv4Net;
+use switchd_config::MacAddr;
+
+use crate::switch::{DropReason, NetworkId, PortId, l3};
+use dns::Directory;
+
+/// A network's gateway and what it offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkServices {
+    pub name: String,
+    pub gateway: Ipv4Addr,
+    pub mac: MacAddr,
+    pub prefix_len: u8,
+    pub mtu: u16,
+    /// Whether containers get a default route (not on internal networks).
+    pub router: bool,
+    pub dns: bool,
+    pub dhcp: bool,
+    /// Subnets of the networks this one routes to.
+    pub routes: Vec<Ipv4Net>,
+    /// Every container on the network, on any host.
+    pub directory: Arc<Directory>,
+}
+
+/// A local endpoint, as DHCP and DNS see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortServices {
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    pub ip: Option<Ipv4Addr>,
+    /// The networks whose names it may resolve: all those its container is on.
+    pub sees: Vec<NetworkId>,
+}
+
+/// The snapshot the workers serve from.
+#[derive(Debug, Default, Clone)]
+pub struct Tables {
+    pub networks: HashMap<NetworkId, NetworkServices>,
+    pub ports: HashMap<PortId, PortServices>,
+}
+
+impl Tables {
+    /// The lease of the endpoint behind `port`, if it has an IPv4 address.
+    pub fn lease(&self, port: PortId, network: NetworkId) -> Option<dhcp::Lease> {
+        let (p, n) = (self.ports.get(&port)?, self.networks.get(&network)?);
+        Some(dhcp::Lease {
+            mac: p.mac?,
+            ip: p.ip?,
+            prefix_len: n.prefix_len,
+            server: n.gateway,
+            router: n.router.then_some(n.gateway),
+            dns: n.dns.then_some(n.gateway),
+            mtu: n.mtu,
+            routes: n.routes.clone(),
+            hostname: p.name.clone(),
+        })
+    }
+
+    /// The directories a DNS query from `port` is answered from.
+    pub fn directories(&self, port: PortId) -> Vec<&Directory> {
+        let sees = self.ports.get(&port).map(|p| &p.sees[..]).unwrap_or_default();
+        sees.iter().filter_map(|n| self.networks.get(n)).filter(|n| n.dns).map(|n| &*n.directory).collect()
+    }
+}
+
+macro_rules! service_counters {
+    ($($field:ident,)*) => {
+        /// What the gateway did, for `switchctl stats`.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $(pub $field: AtomicU64,)*
+        }
+
+        impl Counters {
+            /// Name and value of every counter that is not zero.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                [$((stringify!($field), self.$field.load(Relaxed)),)*].into_iter().filter(|(_, v)| *v > 0).collect()
+            }
+        }
+    };
+}
+
+service_counters! {
+    echo_replies,
+    icmp_errors,
+    dhcp_offers,
+    dhcp_acks,
+    dhcp_naks,
+    dhcp_ignored,
+    dhcp_unknown_client,
+    dhcp_malformed,
+    dns_answers,
+    dns_nxdomain,
+    dns_refused,
+    dns_malformed,
+    dns_tcp_connections,
+    unserved,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// Answers a frame the switch gave the gateway (`Action::Local`) from the
+/// port `port` on `network`: writes the reply (an Ethernet frame) into
+/// `out`, or leaves `out` empty when there is none.
+pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: NetworkId, eth: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv4(eth)) else {
+        bump(&counters.unserved);
+        return;
+    };
+    let asker = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
+    let payload = &eth[ip.payload_at.min(eth.len())..];
+    match (ip.protocol, ip.dst_port) {
+        (l3::PROTO_UDP, Some(dhcp::SERVER_PORT)) if net.dhcp => {
+            let lease = tables.lease(port, network);
+            match dhcp::respond(udp_payload(payload), lease.as_ref()) {
+                dhcp::Outcome::Reply { payload, kind, to } => {
+                    bump(match kind {
+                        dhcproto::v4::MessageType::Offer => &counters.dhcp_offers,
+                        dhcproto::v4::MessageType::Nak => &counters.dhcp_naks,
+                        _ => &counters.dhcp_acks,
+                    });
+                    let dst = match to {
+                        dhcp::Destination::Broadcast => Ipv4Addr::BROADCAST,
+                        dhcp::Destination::Unicast(ip) => ip,
+                    };
+                    udp(out, (net.mac, net.gateway, dhcp::SERVER_PORT), (asker, dst, dhcp::CLIENT_PORT), &payload);
+                }
+                dhcp::Outcome::Ignored(_) => bump(&counters.dhcp_ignored),
+                dhcp::Outcome::UnknownClient => bump(&counters.dhcp_unknown_client),
+                dhcp::Outcome::Malformed => bump(&counters.dhcp_malformed),
+            }
+        }
+        _ if ip.dst != net.gateway => bump(&counters.unserved),
+        (l3::PROTO_ICMP, _) => match icmp::echo_reply(eth, &ip, net.mac, out) {
+            true => bump(&counters.echo_replies),
+            false => bump(&counters.unserved),
+        },
+        (l3::PROTO_UDP, Some(53)) if net.dns => {
+            // A destination port means the UDP ports are there.
+            let src_port = u16::from_be_bytes([payload[0], payload[1]]);
+            let dirs = tables.directories(port);
+            let (outcome, reply) = dns::answer(udp_payload(payload), &dirs, dns::Transport::Udp);
+            bump(match outcome {
+                dns::Outcome::Answered => &counters.dns_answers,
+                dns::Outcome::NxDomain => &counters.dns_nxdomain,
+                dns::Outcome::Refused => &counters.dns_refused,
+                dns::Outcome::Dropped => &counters.dns_malformed,
+            });
+            if let Some(reply) = reply {
+                udp(out, (net.mac, net.gateway, 53), (asker, ip.src, src_port), &reply);
+            }
+        }
+        // Nothing listens on other UDP ports of the gateway: say so, as a
+        // host would (and as traceroute to the gateway expects).
+        (l3::PROTO_UDP, Some(_)) => {
+            icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, (net.mac, net.gateway), out);
+            bump(&counters.icmp_errors);
+        }
+        _ => bump(&counters.unserved),
+    }
+}
+
+/// Answers a frame the switch would not route (`Action::Reject`) with the
+/// ICMP error for `reason`, from `network`'s gateway.
+pub fn reject(
+    tables: &Tables,
+    counters: &Counters,
+    network: NetworkId,
+    reason: DropReason,
+    eth: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    if let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv4(eth)) {
+        icmp::error(eth, &ip, icmp::code_for(reason), (net.mac, net.gateway), out);
+        if !out.is_empty() {
+            bump(&counters.icmp_errors);
+        }
+    }
+}
+
+/// The data of a UDP datagram (`udp` starts at its header), bounded by its
+/// length field.
+fn udp_payload(udp: &[u8]) -> &[u8] {
+    let len = udp.get(4..6).map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    udp.get(8..len.clamp(8, udp.len())).unwrap_or_default()
+}
+
+/// Writes an Ethernet/IPv4/UDP frame from `(mac, ip, port)` to `(mac, ip, port)`.
+fn udp(out: &mut Vec<u8>, from: (MacAddr, Ipv4Addr, u16), to: (MacAddr, Ipv4Addr, u16), payload: &[u8]) {
+    let builder = PacketBuilder::ethernet2(from.0.0, to.0.0).ipv4(from.1.octets(), to.1.octets(), 64).udp(from.2, to.2);
+    if builder.write(out, payload).is_err() {
+        out.clear();
+    }
+}
+
+/// An address for display or DNS from an IPv4 one.
+pub fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}
