@@ -114,9 +114,10 @@ impl Daemon {
                 Some(ns) => same_container[&ns].clone(),
                 None => vec![net.id],
             };
-            tables
-                .ports
-                .insert(e.port, PortServices { name: e.record.name.to_string(), mac: e.record.mac, ip: v4, sees });
+            tables.ports.insert(
+                e.port,
+                PortServices { network: net.id, name: e.record.name.to_string(), mac: e.record.mac, ip: v4, sees },
+            );
             if let (Some(ns), Some(ip)) = (&e.record.netns, e.record.ip) {
                 let target = proxy::Target { netns: ns.clone(), ip };
                 targets.insert((e.record.network.clone(), e.record.name.clone()), target);

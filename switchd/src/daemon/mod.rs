@@ -45,6 +45,8 @@ struct Network {
     config: NetworkConfig,
     id: NetworkId,
     origin: Origin,
+    /// The gateway's kernel stack (DNS over TCP) and its port.
+    stack: Option<(crate::io::gateway::GatewayStack, PortId)>,
 }
 
 #[derive(Debug)]
@@ -437,7 +439,32 @@ impl Daemon {
     fn add_network(&mut self, config: NetworkConfig, origin: Origin) {
         let id =
             self.dataplane.add_network(config.vni, config.mtu, config.is_encrypted()).expect("checked: the VNI is new");
-        self.networks.insert(config.name.to_string(), Network { config, id, origin });
+        let stack = self.start_gateway_stack(&config, id);
+        self.networks.insert(config.name.to_string(), Network { config, id, origin, stack });
+    }
+
+    /// Starts the gateway's kernel stack of a network whose gateway answers
+    /// DNS. Without it (it failed to start), DNS over UDP still works.
+    fn start_gateway_stack(
+        &mut self,
+        config: &NetworkConfig,
+        id: NetworkId,
+    ) -> Option<(crate::io::gateway::GatewayStack, PortId)> {
+        let ip = config.gateway.and_then(crate::services::v4).filter(|_| config.dns)?;
+        let prefix = config.subnet?.prefix_len();
+        let mac = crate::switch::Gateway::mac_for(config.vni);
+        let source = self.dataplane.services_source();
+        let started = crate::io::gateway::start(id, ip, prefix, mac, config.mtu.get(), source, &self.runtime);
+        let (stack, tap) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("network {}: no gateway stack, so no DNS over TCP: {e}", config.name);
+                return None;
+            }
+        };
+        let port = self.dataplane.add_port(id, tap)?;
+        self.dataplane.with_switch(|s| s.set_gateway_port(id, Some(port)));
+        Some((stack, port))
     }
 
     fn network_create(&mut self, raw: &RawNetwork) -> OpResult<NetworkInfo> {
@@ -495,8 +522,12 @@ impl Daemon {
             ));
         }
         let id = net.id;
+        if let Some(removed) = self.networks.remove(name)
+            && let Some((_, port)) = removed.stack
+        {
+            self.dataplane.remove_port(port);
+        }
         self.dataplane.remove_network(id);
-        self.networks.remove(name);
         Ok(())
     }
 

@@ -228,6 +228,15 @@ impl Dataplane {
         lock(&self.fabric).services = Arc::new(tables);
     }
 
+    /// Where the gateway stack's DNS server reads the services snapshot.
+    pub fn services_source(&self) -> crate::io::gateway::TablesSource {
+        let fabric = self.fabric.clone();
+        Arc::new(move || {
+            let f = lock(&fabric);
+            (f.services.clone(), f.service_counters.clone())
+        })
+    }
+
     /// What the gateway has done.
     pub fn service_counters(&self) -> Arc<services::Counters> {
         lock(&self.fabric).service_counters.clone()

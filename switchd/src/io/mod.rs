@@ -3,6 +3,7 @@
 //! calls these and stays free of system calls.
 
 pub mod epoll;
+pub mod gateway;
 pub mod netlink;
 pub mod netns;
 pub mod packet;

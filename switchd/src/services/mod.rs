@@ -44,6 +44,8 @@ pub struct NetworkServices {
 /// A local endpoint, as DHCP and DNS see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortServices {
+    /// The network the port is on.
+    pub network: NetworkId,
     pub name: String,
     pub mac: Option<MacAddr>,
     pub ip: Option<Ipv4Addr>,
@@ -75,6 +77,12 @@ impl Tables {
         })
     }
 
+    /// The local endpoint holding `ip` on `network`.
+    pub fn port_with(&self, network: NetworkId, ip: IpAddr) -> Option<PortId> {
+        let ip = v4(ip)?;
+        self.ports.iter().find(|(_, p)| p.ip == Some(ip) && p.network == network).map(|(id, _)| *id)
+    }
+
     /// The directories a DNS query from `port` is answered from.
     pub fn directories(&self, port: PortId) -> Vec<&Directory> {
         let sees = self.ports.get(&port).map(|p| &p.sees[..]).unwrap_or_default();
@@ -91,6 +99,16 @@ macro_rules! service_counters {
         }
 
         impl Counters {
+            /// Counts what became of a DNS query.
+            pub fn count_dns(&self, outcome: dns::Outcome) {
+                bump(match outcome {
+                    dns::Outcome::Answered => &self.dns_answers,
+                    dns::Outcome::NxDomain => &self.dns_nxdomain,
+                    dns::Outcome::Refused => &self.dns_refused,
+                    dns::Outcome::Dropped => &self.dns_malformed,
+                });
+            }
+
             /// Name and value of every counter that is not zero.
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 [$((stringify!($field), self.$field.load(Relaxed)),)*].into_iter().filter(|(_, v)| *v > 0).collect()
@@ -112,7 +130,7 @@ service_counters! {
     dns_nxdomain,
     dns_refused,
     dns_malformed,
-    dns_tcp_connections,
+    dns_tcp_queries,
     unserved,
 }
 
@@ -162,12 +180,7 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
             let src_port = u16::from_be_bytes([payload[0], payload[1]]);
             let dirs = tables.directories(port);
             let (outcome, reply) = dns::answer(udp_payload(payload), &dirs, dns::Transport::Udp);
-            bump(match outcome {
-                dns::Outcome::Answered => &counters.dns_answers,
-                dns::Outcome::NxDomain => &counters.dns_nxdomain,
-                dns::Outcome::Refused => &counters.dns_refused,
-                dns::Outcome::Dropped => &counters.dns_malformed,
-            });
+            counters.count_dns(outcome);
             if let Some(reply) = reply {
                 udp(out, (net.mac, net.gateway, 53), (asker, ip.src, src_port), &reply);
             }

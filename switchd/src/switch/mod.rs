@@ -336,6 +336,9 @@ struct Network {
     /// ARP and ND requests answered here instead of flooded.
     answered: u64,
     gateway: Option<Gateway>,
+    /// The port of the gateway's kernel stack (`crate::io::gateway`): TCP
+    /// for the gateway goes there. It may send as the gateway.
+    gateway_port: Option<PortId>,
     /// The networks frames may be routed to from this one.
     routes: Vec<NetworkId>,
     /// Frames routed out of this network.
@@ -426,6 +429,7 @@ impl Switch {
             neighbors: HashMap::new(),
             answered: 0,
             gateway: None,
+            gateway_port: None,
             routes: Vec::new(),
             routed: 0,
         });
@@ -472,6 +476,14 @@ impl Switch {
     pub fn set_gateway(&mut self, id: NetworkId, gateway: Option<Gateway>) {
         if let Some(net) = self.networks.get_mut(id) {
             net.gateway = gateway;
+        }
+    }
+
+    /// Makes `port` the network's gateway stack (see [`Network`]'s
+    /// `gateway_port`); it receives no floods.
+    pub fn set_gateway_port(&mut self, id: NetworkId, port: Option<PortId>) {
+        if let Some(net) = self.networks.get_mut(id) {
+            net.gateway_port = port;
         }
     }
 
@@ -635,21 +647,21 @@ impl Switch {
             return counters_mut(ports, vteps, ingress).drop(DropReason::BadSrcMac);
         }
         let gateway = net.gateway;
+        let from_stack = matches!(ingress, Location::Port(p) if net.gateway_port == Some(p));
+        let as_gateway = gateway.is_some_and(|g| g.mac == src);
         if let Location::Port(p) = ingress
-            && (gateway.is_some_and(|g| g.mac == src) || !may_send_from(ports[p].addresses.as_deref(), eth.bytes()))
+            && !from_stack
+            && (as_gateway || !may_send_from(ports[p].addresses.as_deref(), eth.bytes()))
         {
             return ports[p].rx.drop(DropReason::SpoofedAddress);
         }
-        // Routed frames arrive from every host under the gateway MAC:
-        // it lives everywhere and is never learned.
-        if gateway.is_some_and(|g| g.mac == src) {
-            return self.forward(now, network, ingress, eth);
-        }
+        // The gateway MAC lives on every host (routed frames arrive under it
+        // from all of them, the gateway stack sends under it): never learned.
         let may_add = || match ingress {
             Location::Port(p) => ports[p].learned < config.mac_limit,
             Location::Vtep(v) => vteps[v].learned < config.vtep_mac_limit,
         };
-        match net.fdb.learn(src, ingress, now, may_add) {
+        match if as_gateway { Some(Learned::Refreshed) } else { net.fdb.learn(src, ingress, now, may_add) } {
             None => return counters_mut(ports, vteps, ingress).drop(DropReason::MacLimit),
             Some(Learned::Refreshed) => {}
             Some(Learned::New) => *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1,
@@ -671,14 +683,24 @@ impl Switch {
             return Action::Answer { port, owner, request };
         }
 
-        if let (Location::Port(port), Some(gw)) = (ingress, gateway) {
+        if let (Location::Port(port), Some(gw), false) = (ingress, gateway, from_stack) {
             let dst = eth.dst_addr();
             let ip = l3::ipv4(eth.bytes());
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
+            let stack = net.gateway_port;
             if dst == gw.mac || (dhcp && dst.is_broadcast()) {
                 return match ip {
-                    Some(ip) if ip.dst == gw.ip || dhcp => Action::Local { port, network },
+                    Some(_) if dhcp => Action::Local { port, network },
+                    // TCP is the gateway stack's (DNS over TCP), if there is one.
+                    Some(ip) if ip.dst == gw.ip && ip.protocol == l3::PROTO_TCP && stack.is_some() => {
+                        Action::Deliver(stack.expect("checked"))
+                    }
+                    Some(ip) if ip.dst == gw.ip => Action::Local { port, network },
                     Some(ip) => self.route(now, network, port, ip),
+                    // An ARP reply to the stack's own question.
+                    None if stack.is_some() && l3::arp_sender(eth.bytes()).is_some() => {
+                        Action::Deliver(stack.expect("checked"))
+                    }
                     None => self.ports[port].rx.drop(DropReason::NotRoutable),
                 };
             }
@@ -744,12 +766,13 @@ impl Switch {
     /// the ingress one, and, for a frame from a local port, every VTEP that
     /// carries the network (never back into the underlay).
     pub fn flood_targets(&self, network: NetworkId, ingress: Location) -> impl Iterator<Item = Location> + '_ {
-        let (ports, vteps) = match self.networks.get(network) {
-            Some(n) => (&n.ports[..], &n.vteps[..]),
-            None => (&[][..], &[][..]),
+        let (ports, vteps, stack) = match self.networks.get(network) {
+            Some(n) => (&n.ports[..], &n.vteps[..], n.gateway_port),
+            None => (&[][..], &[][..], None),
         };
         let vteps = if matches!(ingress, Location::Port(_)) { vteps } else { &[][..] };
-        let ports = ports.iter().map(|p| Location::Port(*p)).filter(move |p| *p != ingress);
+        let ports =
+            ports.iter().filter(move |p| Some(**p) != stack).map(|p| Location::Port(*p)).filter(move |p| *p != ingress);
         ports.chain(vteps.iter().map(|v| Location::Vtep(*v)))
     }
 

@@ -1,0 +1,137 @@
+//! The gateway's kernel stack: for what needs TCP (DNS over TCP), each
+//! network's gateway address also lives on a TAP in a private network
+//! namespace of switchd's own, where the kernel terminates TCP and a task
+//! on the control plane's runtime answers.
+//!
+//! The namespace has no name and is held only by an fd: it and its TAP
+//! vanish with switchd, even after kill -9, leaving nothing behind. The
+//! switch delivers TCP for the gateway address to the TAP's port; every
+//! other gateway service (ARP, ping, DHCP, UDP DNS) is answered by the data
+//! plane itself (`crate::services`).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchd_config::{IfName, MacAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::{netlink, netns, sys, tap};
+use crate::services::{Counters, Tables, dns};
+use crate::switch::NetworkId;
+
+/// How long a DNS client may keep a TCP connection open without asking.
+const IDLE: Duration = Duration::from_secs(10);
+/// Connections served at once per network; more wait in the backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// A network's gateway stack: its namespace, and the DNS server task
+/// (stopped on drop; the namespace goes when its fd closes).
+#[derive(Debug)]
+pub struct GatewayStack {
+    _netns: OwnedFd,
+    task: JoinHandle<()>,
+}
+
+impl Drop for GatewayStack {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Where the DNS task reads the current services snapshot.
+pub type TablesSource = Arc<dyn Fn() -> (Arc<Tables>, Arc<Counters>) + Send + Sync>;
+
+/// Creates the namespace and its TAP (`gw0`: the gateway's MAC, address and
+/// MTU), starts the DNS over TCP server on `runtime`, and returns the stack
+/// and the TAP's fd for the data plane.
+pub fn start(
+    network: NetworkId,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    mac: MacAddr,
+    mtu: u32,
+    tables: TablesSource,
+    runtime: &tokio::runtime::Handle,
+) -> io::Result<(GatewayStack, OwnedFd)> {
+    let netns = std::thread::spawn(|| {
+        // SAFETY: unshare affects only this short-lived thread.
+        sys::cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+        sys::open("/proc/thread-self/ns/net", libc::O_RDONLY)
+    })
+    .join()
+    .map_err(|_| io::Error::other("namespace thread panicked"))??;
+    let path = format!("/proc/self/fd/{}", netns.as_raw_fd());
+    let (tap, listener) = netns::run_in(&path, || -> io::Result<_> {
+        let name = IfName::new("gw0").expect("a valid name");
+        let (fd, _) = tap::attach(&name).map_err(io::Error::other)?;
+        // Not persistent: the TAP goes when switchd does.
+        tap::set_persist(&fd, false)?;
+        // Quiet: no IPv6 autoconfiguration chatter (IPv4 only, like the gateway).
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+        netlink::set_up("lo")?;
+        netlink::configure(&netlink::LinkSetup {
+            name: name.to_string(),
+            rename: None,
+            mac: mac.0,
+            mtu,
+            address: Some((ip.into(), prefix_len)),
+            default_gateway: None,
+            routes: Vec::new(),
+        })?;
+        let listener = std::net::TcpListener::bind(SocketAddr::from((ip, 53)))?;
+        listener.set_nonblocking(true)?;
+        Ok((fd, listener))
+    })
+    .map_err(io::Error::other)??;
+    let _entered = runtime.enter();
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let task = runtime.spawn(serve_dns(listener, network, tables));
+    Ok((GatewayStack { _netns: netns, task }, tap))
+}
+
+async fn serve_dns(listener: tokio::net::TcpListener, network: NetworkId, tables: TablesSource) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let tables = tables.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tokio::time::timeout(IDLE * 6, serve_connection(stream, peer, network, tables)).await;
+        });
+    }
+}
+
+/// Answers length-prefixed queries (RFC 7766) until the client is done.
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    network: NetworkId,
+    tables: TablesSource,
+) -> io::Result<()> {
+    let mut query = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        let len = match tokio::time::timeout(IDLE, stream.read_u16()).await {
+            Ok(Ok(len)) => usize::from(len),
+            _ => return Ok(()),
+        };
+        stream.read_exact(&mut query[..len]).await?;
+        let (tables, counters) = tables();
+        // The asker is the local endpoint with the peer's address on this network.
+        let asker = tables.port_with(network, peer.ip());
+        let dirs = asker.map(|port| tables.directories(port)).unwrap_or_default();
+        let (outcome, reply) = dns::answer(&query[..len], &dirs, dns::Transport::Tcp);
+        counters.count_dns(outcome);
+        counters.dns_tcp_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(reply) = reply else { return Ok(()) };
+        let mut framed = Vec::with_capacity(reply.len() + 2);
+        framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&reply);
+        stream.write_all(&framed).await?;
+    }
+}
