@@ -201,3 +201,126 @@ fn dhcp_clients_get_everything_and_resolve_their_peers() {
     assert!(services["dns_answers"].as_u64().unwrap() >= 4, "{services}");
     assert!(services["dns_nxdomain"].as_u64().unwrap() >= 2, "{services}");
 }
+
+/// The flask-app of the three-tier example: HTTP on port 5000, counting
+/// visits in "mongo" (a redis-server), both found by name.
+const APP: &str = r#"
+import http.server, socket
+class App(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with socket.create_connection(("mongo", 6379), timeout=3) as db:
+            db.sendall(b"*2\r\n$4\r\nINCR\r\n$4\r\nhits\r\n")
+            hits = db.recv(64).decode().strip().lstrip(":")
+        body = f"hits={hits} served by flask-app\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 5000), App).serve_forever()
+"#;
+
+/// nginx in the foreground, one process, proxying to flask-app by name.
+fn nginx_conf(dir: &std::path::Path) -> std::path::PathBuf {
+    let conf = dir.join("nginx.conf");
+    let text = format!(
+        "daemon off;\nmaster_process off;\nuser root;\nerror_log {dir}/nginx-error.log;\npid {dir}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n\
+         fastcgi_temp_path {dir};\n  uwsgi_temp_path {dir};\n  scgi_temp_path {dir};\n\
+         server {{ listen 80; location / {{ proxy_pass http://flask-app:5000; }} }}\n}}\n",
+        dir = dir.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    conf
+}
+
+fn http_get(ns: &Netns, url: &str) -> Result<String, String> {
+    let program =
+        format!("import urllib.request\nprint(urllib.request.urlopen({url:?}, timeout=5).read().decode(), end='')");
+    let out = ns.exec(&["python3", "-c", &program]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn listening(ns: &Netns, port: u16) -> bool {
+    wait_until(Duration::from_secs(10), || !ns.ok(&["ss", "-ltnH", &format!("sport = :{port}")]).trim().is_empty())
+}
+
+#[test]
+fn three_tier_app_across_two_hosts() {
+    let nets = format!(
+        "{}{}\n[[publish]]\nnetwork = \"public-net-1\"\ncontainer = \"nginx\"\nhost_port = 8080\nport = 80\n",
+        network("public-net-1", 410, "10.41.0.0/24"),
+        network("private-net-1", 420, "10.42.0.0/24")
+    );
+    let (_ul, _key, a, b) = two_hosts("tier", &nets);
+    let (nginx, app, mongo) = (Netns::new("nginx"), Netns::new("flask"), Netns::new("mongo"));
+    // Host b: the app on both networks, the database on the private one.
+    b.connect("private-net-1", &mongo, &["--name", "mongo"]);
+    b.connect("public-net-1", &app, &["--name", "flask-app"]);
+    b.connect("private-net-1", &app, &["--name", "flask-app"]);
+    wait_for_endpoint(&a, "public-net-1", "flask-app");
+    // Host a: nginx, on the public network only.
+    a.connect("public-net-1", &nginx, &["--name", "nginx"]);
+
+    let db_dir = b.dir.join("redis");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let _redis = mongo.spawn(&[
+        "redis-server",
+        "--port",
+        "6379",
+        "--bind",
+        "0.0.0.0",
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        db_dir.to_str().unwrap(),
+    ]);
+    assert!(listening(&mongo, 6379), "redis-server did not start");
+    let _app = app.spawn(&["python3", "-c", APP]);
+    assert!(listening(&app, 5000), "flask-app did not start");
+    let _nginx = nginx.spawn(&["nginx", "-c", nginx_conf(&a.dir).to_str().unwrap()]);
+    assert!(
+        listening(&nginx, 80),
+        "nginx did not start: {}",
+        std::fs::read_to_string(a.dir.join("nginx-error.log")).unwrap_or_default()
+    );
+
+    // Through the published port on host a's own address: nginx (host a)
+    // -> flask-app (host b, by name) -> mongo (by name).
+    let url = format!("http://{}:8080/", "198.18.0.1");
+    assert_eq!(http_get(&a.host, &url).unwrap(), "hits=1 served by flask-app\n", "{}", a.log());
+    assert_eq!(http_get(&b.host, &url).unwrap(), "hits=2 served by flask-app\n", "from another host");
+
+    // nginx resolves flask-app, but not mongo, and cannot reach it.
+    assert!(!nginx.ok(&["getent", "hosts", "flask-app"]).is_empty());
+    assert!(!nginx.exec(&["getent", "hosts", "mongo"]).status.success(), "nginx must not resolve mongo");
+    let mongo_ip = b.json(&["network", "inspect", "private-net-1"])["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "mongo")
+        .map(|e| e["ip"].as_str().unwrap().to_owned())
+        .unwrap();
+    let reach = format!("import socket\nsocket.create_connection(({mongo_ip:?}, 6379), timeout=2)");
+    assert!(!nginx.exec(&["python3", "-c", &reach]).status.success(), "nginx must not reach mongo");
+
+    // Inspect shows every endpoint with name, IP, MAC and host.
+    let detail = a.json(&["network", "inspect", "public-net-1"]);
+    let endpoints = detail["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2, "{detail}");
+    for e in endpoints {
+        assert!(e["ip"].is_string() && e["mac"].is_string() && e["host"].is_string(), "{e}");
+    }
+    let ports = a.json(&["ports"]);
+    assert_eq!(ports[0]["target"], format!("{}:80", ip_of(&endpoints.iter().find(|e| e["name"] == "nginx").unwrap())));
+}
