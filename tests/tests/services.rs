@@ -322,5 +322,5 @@ fn three_tier_app_across_two_hosts() {
         assert!(e["ip"].is_string() && e["mac"].is_string() && e["host"].is_string(), "{e}");
     }
     let ports = a.json(&["ports"]);
-    assert_eq!(ports[0]["target"], format!("{}:80", ip_of(&endpoints.iter().find(|e| e["name"] == "nginx").unwrap())));
+    assert_eq!(ports[0]["target"], format!("{}:80", ip_of(endpoints.iter().find(|e| e["name"] == "nginx").unwrap())));
 }
