@@ -324,3 +324,136 @@ fn three_tier_app_across_two_hosts() {
     let ports = a.json(&["ports"]);
     assert_eq!(ports[0]["target"], format!("{}:80", ip_of(endpoints.iter().find(|e| e["name"] == "nginx").unwrap())));
 }
+
+fn endpoint_ips(sd: &Switchd, network: &str) -> Vec<String> {
+    let detail = sd.json(&["network", "inspect", network]);
+    detail["endpoints"].as_array().unwrap().iter().filter_map(|e| e["ip"].as_str().map(str::to_owned)).collect()
+}
+
+#[test]
+fn addresses_are_handed_out_once_across_the_cluster() {
+    let nets = format!("{}{}", network("front", 510, "10.51.0.0/24"), network("tiny", 520, "10.52.0.0/29"));
+    let (_ul, _key, mut a, b) = two_hosts("ipam", &nets);
+    let containers: Vec<Netns> = (0..6).map(|i| Netns::new(&format!("c{i}"))).collect();
+    // Three containers on each host at once, before either host has heard
+    // of the other's: still six different addresses.
+    let ips: Vec<String> = std::thread::scope(|scope| {
+        let joins: Vec<_> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let sd = if i % 2 == 0 { &a } else { &b };
+                scope.spawn(move || ip_of(&sd.connect("front", c, &[])))
+            })
+            .collect();
+        joins.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    let unique: std::collections::BTreeSet<&String> = ips.iter().collect();
+    assert_eq!(unique.len(), 6, "an address handed out twice: {ips:?}");
+    assert!(wait_until(Duration::from_secs(10), || endpoint_ips(&a, "front").len() == 6));
+
+    // A static address in use on the other host is refused.
+    let extra = Netns::new("extra");
+    let taken = &ips[1]; // on b
+    let err = a.try_ctl(&["network", "connect", "front", &extra.name, "--ip", taken]).unwrap_err();
+    assert!(err.contains(&format!("{taken} is already in use on network \"front\"")), "{err}");
+
+    // An address returns to the pool on disconnect.
+    a.ctl(&["network", "disconnect", "front", &containers[0].name]);
+    assert_eq!(ip_of(&a.connect("front", &extra, &[])), ips[0], "the freed address is handed out again");
+
+    // Addresses and claims survive a restart.
+    let before = endpoint_ips(&a, "front");
+    a.terminate();
+    a.launch();
+    assert!(wait_until(Duration::from_secs(10), || endpoint_ips(&a, "front").len() == 6));
+    let mut after = endpoint_ips(&a, "front");
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "addresses after a restart");
+    assert!(containers[2].ping(&ips[1], 2), "still reaching the other host after a restart");
+
+    // A /29 has two blocks; with b holding one, a runs out after its own.
+    b.connect("tiny", &containers[1], &[]);
+    let mut got = Vec::new();
+    let err = loop {
+        let ns = Netns::new("t");
+        match a.try_ctl(&["--json", "network", "connect", "tiny", &ns.name]) {
+            Ok(_) => got.push(ns),
+            Err(e) => break e,
+        }
+        assert!(got.len() <= 4, "more addresses than a's block holds");
+    };
+    assert!(err.contains("no free address left in 10.52.0.0/29"), "{err}");
+    assert!(!got.is_empty());
+}
+
+/// A frame for the gateway from container `ns` (eth0 is at `mac`, address
+/// `src`): IPv4/UDP from `src:sport` to `dst:dport`, the payload in Python.
+fn inject_udp(ns: &Netns, dst_mac: &str, src: &str, dst: &str, sport: u16, dport: u16, payload: &str) {
+    let mac = ns.mac("eth0");
+    ns.inject(&format!(
+        r#"
+import struct
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+payload = {payload}
+udp = struct.pack("!HHHH", {sport}, {dport}, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton("{src}"), socket.inet_aton("{dst}"))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+eth = bytes.fromhex("{dst_mac}".replace(":", "")) + bytes.fromhex("{mac}".replace(":", "")) + b"\x08\x00"
+s.send(eth + ip + udp)
+"#
+    ));
+}
+
+#[test]
+fn bad_input_to_the_gateway_is_counted_and_changes_nothing() {
+    let sd = Switchd::start("", &network("front", 610, "10.61.0.0/24"));
+    let (c, d) = (Netns::new("c"), Netns::new("d"));
+    let c_ip = ip_of(&sd.connect("front", &c, &["--name", "c"]));
+    let d_ip = ip_of(&sd.connect("front", &d, &["--name", "d"]));
+    let gw_mac = "02:5d:67:00:02:62"; // VNI 610
+    assert!(c.ping("10.61.0.1", 1));
+    assert_eq!(c.ok(&["ip", "neigh", "show", "10.61.0.1"]).split_whitespace().nth(4), Some(gw_mac));
+
+    // DHCP: junk, a client MAC that is not attached, a huge option area.
+    inject_udp(&c, "ff:ff:ff:ff:ff:ff", "0.0.0.0", "255.255.255.255", 68, 67, r#"b"\x01\x02junk""#);
+    let stranger = r#"bytes([1, 1, 6, 0]) + b"\0" * 24 + bytes.fromhex("02aabbccddee") + b"\0" * 202 + bytes([99, 130, 83, 99, 53, 1, 1, 255])"#;
+    inject_udp(&c, "ff:ff:ff:ff:ff:ff", "0.0.0.0", "255.255.255.255", 68, 67, stranger);
+    // DNS: junk with a query header, fifty questions, a 255-byte name.
+    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, r#"b"\xab\xcd\x01\x00\x00\x01" + b"\0" * 6 + b"\x3f" * 40"#);
+    let many = r#"b"\x12\x34\x01\x00\x00\x32\0\0\0\0\0\0" + b"\x01a\x00\x00\x01\x00\x01" * 50"#;
+    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, many);
+    let huge = r#"b"\x12\x35\x01\x00\x00\x01\0\0\0\0\0\0" + (b"\x3f" + b"a" * 63) * 3 + b"\x3d" + b"b" * 61 + b"\x00\x00\x01\x00\x01""#;
+    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, huge);
+    // Spoofing: an IPv4 source c was not given, and ARP replies claiming
+    // the gateway's address and d's.
+    inject_udp(&c, "ff:ff:ff:ff:ff:ff", &d_ip, "10.61.0.255", 9, 9, r#"b"spoof""#);
+    let mac = c.mac("eth0").replace(':', "");
+    for claimed in ["10.61.0.1", d_ip.as_str()] {
+        c.inject(&format!(
+            "arp = bytes.fromhex('ffffffffffff{mac}0806000108000604000 2{mac}'.replace(' ', '')) + socket.inet_aton('{claimed}') + b'\\xff' * 6 + socket.inet_aton('{claimed}') + b'\\0' * 18\ns.send(arp)"
+        ));
+    }
+
+    let services = &sd.json(&["stats"])["services"];
+    let count = |k: &str| services[k].as_u64().unwrap_or(0);
+    assert!(wait_until(Duration::from_secs(3), || {
+        let s = &sd.json(&["stats"])["services"];
+        s["dns_refused"].as_u64().unwrap_or(0) >= 2
+    }));
+    assert_eq!(count("dhcp_malformed"), 1, "{services}");
+    assert_eq!(count("dhcp_unknown_client"), 1, "{services}");
+    assert!(count("dns_refused") >= 2, "FORMERR for junk and many questions: {services}");
+    assert_eq!(count("dns_nxdomain"), 1, "the huge name is just unknown: {services}");
+    assert_eq!(drops(&sd, "c", "spoofed_address"), 3);
+    // Nothing changed: d still owns its address, the gateway answers.
+    assert_eq!(d.ok(&["ip", "neigh", "show", "10.61.0.1"]).split_whitespace().nth(4).unwrap_or(gw_mac), gw_mac);
+    assert!(d.ping(&c_ip, 1) && c.ping("10.61.0.1", 1));
+    assert_eq!(dig(&d, &["+short", "c"]).trim(), c_ip);
+}

@@ -90,6 +90,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
         keys: Default::default(),
         networks,
         endpoints,
+        ipam: Default::default(),
     }
 }
 

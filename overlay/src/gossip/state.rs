@@ -8,6 +8,7 @@
 //! | `keys` | `{"cluster": {"sending": "e32eb522", "accepted": ["e32eb522"]}, "net/secret": {...}}` |
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "chacha20-poly1305", "key": "cluster"}` when encrypted |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}` |
+//! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
 //!
 //! `session` is the host's data-plane session of this boot (peers refuse
 //! its earlier sessions at once); `keys` names, by id only, the keys each
@@ -37,6 +38,9 @@ pub const KEYS_KEY: &str = "keys";
 pub const CLUSTER_SCOPE: &str = "cluster";
 pub const NETWORK_PREFIX: &str = "net/";
 pub const ENDPOINT_PREFIX: &str = "ep/";
+pub const IPAM_PREFIX: &str = "ipam/";
+/// The most address blocks one host claims on one network.
+pub const MAX_CLAIMS: usize = 32;
 /// More keys than any real host publishes.
 pub const MAX_KEYS: usize = 20_000;
 pub const MAX_KEY_LEN: usize = 256;
@@ -100,6 +104,8 @@ pub struct Published {
     /// The networks it defines or has endpoints on, by name.
     pub networks: BTreeMap<Name, NetworkConfig>,
     pub endpoints: Vec<RemoteEndpoint>,
+    /// Address blocks it claims, per network: block -> claimed at (ms since the epoch).
+    pub ipam: BTreeMap<Name, BTreeMap<u32, u64>>,
 }
 
 /// An entry that was skipped, and why.
@@ -187,6 +193,11 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             json(&EndpointValue { ip: e.ip, name: e.name.to_string() }),
         ));
     }
+    for (network, claims) in &p.ipam {
+        if !claims.is_empty() {
+            kvs.push((format!("{IPAM_PREFIX}{network}"), json(claims)));
+        }
+    }
     kvs
 }
 
@@ -201,6 +212,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let mut keys = BTreeMap::new();
     let mut networks = BTreeMap::new();
     let mut raw_endpoints = Vec::new();
+    let mut raw_claims = Vec::new();
     for (i, (key, value)) in kvs.into_iter().enumerate() {
         if i >= MAX_KEYS {
             err(key, format!("more than {MAX_KEYS} keys; the rest is ignored"));
@@ -232,6 +244,8 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
             }
         } else if let Some(rest) = key.strip_prefix(ENDPOINT_PREFIX) {
             raw_endpoints.push((key, rest, value));
+        } else if let Some(network) = key.strip_prefix(IPAM_PREFIX) {
+            raw_claims.push((key, network, value));
         }
         // Other keys are for newer versions: ignored, not errors.
     }
@@ -243,6 +257,15 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
         }
     }
     endpoints.sort();
+    let mut ipam = BTreeMap::new();
+    for (key, network, value) in raw_claims {
+        match claims(network, value, &networks) {
+            Ok((network, c)) => {
+                ipam.insert(network, c);
+            }
+            Err(reason) => err(key, reason),
+        }
+    }
     let published = host.map(|h| Published {
         underlay: SocketAddr::new(h.underlay_ip, h.vxlan_port),
         leaving: h.leaving,
@@ -250,6 +273,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
         keys,
         networks,
         endpoints,
+        ipam,
     });
     if published.is_none() {
         err(HOST_KEY, "missing or invalid: the host cannot be used".into());
@@ -294,6 +318,28 @@ fn rings(value: &str) -> Result<BTreeMap<String, RingState>, String> {
         }
     }
     Ok(rings)
+}
+
+/// An `ipam/<network>` entry: claims on a network the host declares, of
+/// blocks its subnet has.
+fn claims(
+    network: &str,
+    value: &str,
+    networks: &BTreeMap<Name, NetworkConfig>,
+) -> Result<(Name, BTreeMap<u32, u64>), String> {
+    let network = Name::new(network)?;
+    let Some(subnet) = networks.get(&network).and_then(|n| n.subnet) else {
+        return Err(format!("network {:?} is not one this host declares with a subnet", network.as_str()));
+    };
+    let claims: BTreeMap<u32, u64> = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    if claims.len() > MAX_CLAIMS {
+        return Err(format!("{} blocks claimed; at most {MAX_CLAIMS}", claims.len()));
+    }
+    let size = 1u128 << (subnet.net().max_prefix_len() - subnet.prefix_len()).min(127);
+    if let Some(block) = claims.keys().find(|b| u128::from(**b) >= size) {
+        return Err(format!("block {block} is beyond subnet {subnet}"));
+    }
+    Ok((network, claims))
 }
 
 fn endpoint(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -> Result<RemoteEndpoint, String> {
@@ -346,6 +392,7 @@ mod tests {
                 ip: Some("10.10.0.2".parse().unwrap()),
                 name: Name::new("web").unwrap(),
             }],
+            ipam: [(Name::new("front").unwrap(), [(3, 1_795_000_000_000)].into())].into(),
         }
     }
 

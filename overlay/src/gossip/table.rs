@@ -68,6 +68,9 @@ pub struct Host {
     pub session: Option<SessionId>,
     /// Which keys its key rings accept and seal with, by scope.
     pub keys: BTreeMap<String, RingState>,
+    /// The address blocks it claims, per network it carries (kept while it
+    /// is dead too: its containers' addresses stay reserved until it leaves).
+    pub ipam: BTreeMap<Name, BTreeMap<u32, u64>>,
 }
 
 impl Host {
@@ -206,6 +209,13 @@ impl PeerTable {
                 } else {
                     Vec::new()
                 },
+                ipam: m
+                    .published
+                    .ipam
+                    .iter()
+                    .filter(|(n, _)| agreed.contains(*n))
+                    .map(|(n, c)| (n.clone(), c.clone()))
+                    .collect(),
                 networks: agreed,
                 session: m.published.session,
                 keys: m.published.keys.clone(),
@@ -284,6 +294,7 @@ mod tests {
                         name: Name::new(&format!("c{m}")).unwrap(),
                     })
                     .collect(),
+                ipam: Default::default(),
             },
             since_heard: Duration::from_secs(heard_secs),
         }

@@ -48,17 +48,34 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
     }
 }
 
+/// How many times a request that must wait (an address block being
+/// claimed) is retried.
+const RETRIES: usize = 5;
+
+/// Runs a request on a blocking thread; one that must wait is retried
+/// after the wait, with the daemon free meanwhile.
+async fn handle(daemon: &Arc<Mutex<Daemon>>, request: Request) -> Reply {
+    let request = Arc::new(request);
+    for _ in 0..RETRIES {
+        let (daemon, request) = (daemon.clone(), request.clone());
+        let result =
+            tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).handle(&request))
+                .await;
+        match result {
+            Ok(Ok(reply)) => return reply,
+            Ok(Err(wait)) => tokio::time::sleep(wait).await,
+            Err(e) => return Reply::Error(format!("internal error: {e}")),
+        }
+    }
+    Reply::Error("gave up waiting for an address block to be confirmed by the cluster".into())
+}
+
 async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read.take(MAX_REQUEST)).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => {
-                let daemon = daemon.clone();
-                tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).handle(request))
-                    .await
-                    .unwrap_or_else(|e| Reply::Error(format!("internal error: {e}")))
-            }
+            Ok(request) => handle(&daemon, request).await,
             Err(e) => Reply::Error(format!("bad request: {e}")),
         };
         let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();

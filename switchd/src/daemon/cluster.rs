@@ -58,7 +58,7 @@ impl Daemon {
     /// or has endpoints on, and its endpoints. `None` without an underlay.
     pub fn published(&self) -> Option<Published> {
         let ip = self.host.underlay_ip?;
-        let networks = self
+        let networks: std::collections::BTreeMap<Name, NetworkConfig> = self
             .networks
             .values()
             .filter(|n| n.origin != Origin::Cluster || self.endpoints_on(n.config.name.as_str()).next().is_some())
@@ -82,6 +82,12 @@ impl Daemon {
             leaving: false,
             session: Some(self.session),
             keys: self.keys.published(),
+            ipam: self
+                .claims
+                .iter()
+                .filter(|(n, _)| networks.contains_key(*n))
+                .map(|(n, c)| (n.clone(), c.clone()))
+                .collect(),
             networks,
             endpoints,
         })
@@ -99,6 +105,7 @@ impl Daemon {
     pub fn update_cluster(&mut self, table: PeerTable, routes: bool, state_errors: u64) {
         self.cluster.state_errors = state_errors;
         self.cluster.table = table;
+        self.drop_lost_claims();
         for conflict in self.cluster.table.conflicts.clone() {
             if self.cluster.logged.insert(conflict.clone()) {
                 tracing::warn!("{conflict}");
@@ -108,6 +115,7 @@ impl Daemon {
             self.adopt_cluster_networks();
             self.sync_vteps();
             self.reprogram();
+            self.program_gateways();
             self.push_keys();
         }
     }

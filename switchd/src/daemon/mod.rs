@@ -14,9 +14,9 @@ mod keys;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use switchd_config::raw::{RawNetwork, RawPort};
@@ -39,6 +39,48 @@ use state::{EndpointRecord, Origin, State};
 
 /// An error for the user: one line, saying what and why.
 pub type OpResult<T> = Result<T, String>;
+
+/// Why a connect did not happen (yet).
+#[derive(Debug)]
+enum Refused {
+    /// For the user: what and why.
+    Error(String),
+    /// This host just claimed an address block: try again after this long.
+    Wait(Duration),
+}
+
+impl From<String> for Refused {
+    fn from(e: String) -> Self {
+        Refused::Error(e)
+    }
+}
+
+impl From<Refused> for String {
+    fn from(r: Refused) -> String {
+        r.to_string()
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Error(e) => f.write_str(e),
+            Refused::Wait(_) => f.write_str("the address block this host claimed is not confirmed yet; try again"),
+        }
+    }
+}
+
+/// How a connect gets an address from a block not confirmed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimMode {
+    /// Claim, and wait for the claim to stand (`network connect`).
+    Wait,
+    /// Claim and use at once (host.toml's ports at start: gossip is not
+    /// running yet, so there is nothing to wait for).
+    Now,
+    /// Claim nothing (`script attach`, which only shows the plan).
+    Preview,
+}
 
 #[derive(Debug)]
 struct Network {
@@ -114,6 +156,10 @@ pub struct Daemon {
     targets: crate::proxy::Targets,
     /// The control plane's runtime, where published ports are served.
     runtime: tokio::runtime::Handle,
+    /// Address blocks this host claims, per network (see `ipam`).
+    claims: BTreeMap<Name, ipam::Claims>,
+    /// How long a claim must stand before it is used: a few gossip rounds.
+    claim_confirm: Duration,
 }
 
 /// A remote VTEP from `[[peer]]`.
@@ -143,6 +189,8 @@ impl Daemon {
         let dataplane = Dataplane::start(switch, config.host.workers, underlay)?;
         let saved = state::load(&config.host.state_dir)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
+        let claim_confirm =
+            config.gossip.as_ref().map_or(Duration::ZERO, |g| (g.interval * 6).max(Duration::from_secs(1)));
         let routes = config
             .routes
             .into_iter()
@@ -164,6 +212,8 @@ impl Daemon {
             published: Vec::new(),
             targets: Default::default(),
             runtime,
+            claims: saved.ipam,
+            claim_confirm,
         };
         for peer in config.peers {
             let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);
@@ -229,7 +279,7 @@ impl Daemon {
         }
         for port in wanted.into_iter().flatten() {
             let raw = raw_from_port(&port);
-            if let Err(e) = self.connect(&raw, Origin::Config) {
+            if let Err(e) = self.connect(&raw, Origin::Config, ClaimMode::Now) {
                 tracing::error!("[[port]] {} on {}: {e}", port.display_name().unwrap_or_default(), port.network);
             }
         }
@@ -252,6 +302,7 @@ impl Daemon {
                 .filter(|p| p.origin == Origin::Runtime)
                 .map(|p| p.config.clone())
                 .collect(),
+            ipam: self.claims.clone(),
         };
         if let Err(e) = state::save(&self.host.state_dir, &state) {
             tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
@@ -315,21 +366,28 @@ impl Daemon {
     }
 
     /// Runs one control request.
-    pub fn handle(&mut self, request: Request) -> Reply {
+    /// Runs one control request. `Err(wait)`: it cannot be done yet (an
+    /// address block being claimed); ask again after `wait`, without
+    /// holding the daemon, so gossip goes on meanwhile.
+    pub fn handle(&mut self, request: &Request) -> Result<Reply, Duration> {
         fn reply<T: Serialize>(result: OpResult<T>) -> Reply {
             match result.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())) {
                 Ok(value) => Reply::Result(value),
                 Err(e) => Reply::Error(e),
             }
         }
-        match request {
+        let request = request.clone();
+        Ok(match request {
             Request::Status => reply(Ok(self.status())),
             Request::NetworkLs => reply(Ok(self.network_ls())),
             Request::NetworkInspect { name } => reply(self.network_inspect(&name)),
             Request::NetworkCreate { network } => reply(self.network_create(&network)),
             Request::NetworkRm { names } => reply(self.network_rm(&names)),
             Request::NetworkPrune => reply(Ok(self.network_prune())),
-            Request::NetworkConnect { port } => reply(self.connect(&port, Origin::Runtime)),
+            Request::NetworkConnect { port } => match self.connect(&port, Origin::Runtime, ClaimMode::Wait) {
+                Err(Refused::Wait(wait)) => return Err(wait),
+                result => reply(result.map_err(String::from)),
+            },
             Request::NetworkDisconnect { network, endpoint } => reply(self.disconnect(&network, &endpoint)),
             Request::Fdb { network } => reply(self.fdb(network.as_deref())),
             Request::Stats => reply(Ok(self.stats())),
@@ -345,7 +403,7 @@ impl Daemon {
             Request::PublishLs => reply(Ok(self.publish_ls())),
             Request::PublishAdd { publish } => reply(self.publish_add(&publish)),
             Request::PublishRm { host_port, protocol } => reply(self.publish_rm(host_port, &protocol)),
-        }
+        })
     }
 
     fn status(&self) -> Status {
@@ -522,6 +580,7 @@ impl Daemon {
             ));
         }
         let id = net.id;
+        self.claims.remove(&net.config.name.clone());
         if let Some(removed) = self.networks.remove(name)
             && let Some((_, port)) = removed.stack
         {
@@ -547,7 +606,12 @@ impl Daemon {
 
     /// Validates a connect request and works out its endpoint: name, address
     /// and MAC, refusing duplicates. Nothing is created yet.
-    fn plan(&self, raw: &RawPort, origin: Origin) -> OpResult<(EndpointRecord, Option<NetnsId>)> {
+    fn plan(
+        &mut self,
+        raw: &RawPort,
+        origin: Origin,
+        mode: ClaimMode,
+    ) -> Result<(EndpointRecord, Option<NetnsId>), Refused> {
         let configs: Vec<NetworkConfig> = self.networks.values().map(|n| n.config.clone()).collect();
         let port = validate::port(raw, &configs, &KeyPath::root()).map_err(join_errors)?;
         let net = &self.networks[port.network.as_str()].config;
@@ -561,15 +625,16 @@ impl Daemon {
                 e.record.name.as_str(),
                 net.name.as_str(),
                 e.record.ifname.as_ref().map(|i| format!(" (as {i})")).unwrap_or_default()
-            ));
+            )
+            .into());
         }
         if on_net.iter().any(|e| e.record.name == name) {
-            return Err(format!("name {:?} is already used on network {:?}", name.as_str(), net.name.as_str()));
+            return Err(format!("name {:?} is already used on network {:?}", name.as_str(), net.name.as_str()).into());
         }
         if let Some(host) = &port.host_ifname
             && let Some(e) = self.endpoints.iter().find(|e| e.record.host_ifname.as_ref() == Some(host))
         {
-            return Err(format!("host interface {host} is already switched for {:?}", e.record.name.as_str()));
+            return Err(format!("host interface {host} is already switched for {:?}", e.record.name.as_str()).into());
         }
         if let (Some(ns_id), Some(ifname)) = (netns_id, &port.ifname)
             && self.endpoints.iter().any(|e| e.netns_id == Some(ns_id) && e.record.ifname.as_ref() == Some(ifname))
@@ -577,28 +642,29 @@ impl Daemon {
             return Err(format!(
                 "{ifname} in netns {:?} is already attached",
                 port.netns.as_deref().unwrap_or_default()
-            ));
+            )
+            .into());
+        }
+        if let Some(mac) = port.mac
+            && on_net.iter().any(|e| e.record.mac == Some(mac))
+        {
+            return Err(format!("{mac} is already in use on network {:?}", net.name.as_str()).into());
         }
         // Addresses used here or, as gossip tells, on other hosts.
         let mut taken_ips: HashSet<_> = on_net.iter().filter_map(|e| e.record.ip).collect();
         taken_ips.extend(self.cluster.table.endpoints_on(&net.name).filter_map(|(_, e)| e.ip));
         let ip = match (port.ip, net.subnet) {
             (Some(ip), _) if taken_ips.contains(&ip) => {
-                return Err(format!("{ip} is already in use on network {:?}", net.name.as_str()));
+                return Err(format!("{ip} is already in use on network {:?}", net.name.as_str()).into());
             }
             (Some(ip), _) => Some(ip),
             // A host interface switchd does not configure gets no address.
-            (None, Some(subnet)) if port.kind != PortKind::Uplink => Some(
-                ipam::next_free(subnet, net.gateway, |ip| taken_ips.contains(&ip))
-                    .ok_or_else(|| format!("no free address left in {subnet} on network {:?}", net.name.as_str()))?,
-            ),
+            (None, Some(_)) if port.kind != PortKind::Uplink => {
+                let net = net.clone();
+                self.pick_address(&net, &taken_ips, mode)?
+            }
             (None, _) => None,
         };
-        if let Some(mac) = port.mac
-            && on_net.iter().any(|e| e.record.mac == Some(mac))
-        {
-            return Err(format!("{mac} is already in use on network {:?}", net.name.as_str()));
-        }
         let mac = match (port.mac, ip, port.kind) {
             (Some(mac), _, _) => Some(mac),
             (None, _, PortKind::Uplink) => None,
@@ -621,8 +687,76 @@ impl Daemon {
         Ok((record, netns_id))
     }
 
-    fn connect(&mut self, raw: &RawPort, origin: Origin) -> OpResult<EndpointInfo> {
-        let (record, _) = self.plan(raw, origin)?;
+    /// An address for a new endpoint on `net` from a block this host owns
+    /// (see `ipam`), claiming one when it has none with room.
+    fn pick_address(
+        &mut self,
+        net: &NetworkConfig,
+        taken: &HashSet<IpAddr>,
+        mode: ClaimMode,
+    ) -> Result<Option<IpAddr>, Refused> {
+        let subnet = net.subnet.expect("called for networks with a subnet");
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let me = self.host.name.clone();
+        let empty = ipam::Claims::new();
+        let mine = self.claims.get(&net.name).unwrap_or(&empty);
+        let mut all: Vec<(&Name, &ipam::Claims)> = vec![(&me, mine)];
+        all.extend(self.cluster.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(&net.name)?))));
+        let gossiping = self.cluster.publisher.is_some();
+        let pool = ipam::Pool {
+            subnet,
+            gateway: net.gateway,
+            me: &me,
+            claims: gossiping.then_some(&all[..]),
+            now_ms,
+            confirm: if mode == ClaimMode::Now { Duration::ZERO } else { self.claim_confirm },
+        };
+        let exhausted = || format!("no free address left in {subnet} on network {:?}", net.name.as_str());
+        match ipam::allocate(pool, |ip| taken.contains(&ip)) {
+            ipam::Allocation::Address(ip) => Ok(Some(ip)),
+            ipam::Allocation::Exhausted => Err(exhausted().into()),
+            ipam::Allocation::Wait(_) | ipam::Allocation::Claim(_) if mode == ClaimMode::Preview => Ok(None),
+            ipam::Allocation::Wait(wait) => Err(Refused::Wait(wait)),
+            ipam::Allocation::Claim(block) => {
+                tracing::info!("network {}: claiming address block {block}", net.name);
+                self.claims.entry(net.name.clone()).or_default().insert(block, now_ms);
+                self.save();
+                self.publish_state();
+                if mode == ClaimMode::Now {
+                    return self.pick_address(net, taken, mode);
+                }
+                Err(Refused::Wait(self.claim_confirm))
+            }
+        }
+    }
+
+    /// Gives up claims that an earlier claim of another host beat (both
+    /// were made before either had heard of the other).
+    fn drop_lost_claims(&mut self) {
+        let me = &self.host.name;
+        let mut changed = false;
+        for (net, mine) in &mut self.claims {
+            let others: Vec<(&Name, &ipam::Claims)> =
+                self.cluster.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(net)?))).collect();
+            mine.retain(|block, at| {
+                let lost = others.iter().any(|(h, c)| c.get(block).is_some_and(|t| (*t, *h) < (*at, me)));
+                if lost {
+                    tracing::warn!(
+                        "network {net}: address block {block} was claimed first by another host; giving it up"
+                    );
+                    changed = true;
+                }
+                !lost
+            });
+        }
+        if changed {
+            self.save();
+            self.publish_state();
+        }
+    }
+
+    fn connect(&mut self, raw: &RawPort, origin: Origin, mode: ClaimMode) -> Result<EndpointInfo, Refused> {
+        let (record, _) = self.plan(raw, origin, mode)?;
         let net = self.networks[record.network.as_str()].config.clone();
         let netns = record.netns.clone();
         self.open_endpoint(record, &net)?;
@@ -852,8 +986,8 @@ impl Daemon {
         static_peers.chain(gossip).collect()
     }
 
-    fn plan_attach(&self, raw: &RawPort) -> OpResult<AttachPlan> {
-        let (mut record, _) = self.plan(raw, Origin::Runtime)?;
+    fn plan_attach(&mut self, raw: &RawPort) -> OpResult<AttachPlan> {
+        let (mut record, _) = self.plan(raw, Origin::Runtime, ClaimMode::Preview).map_err(String::from)?;
         let net = &self.networks[record.network.as_str()].config;
         if record.kind != PortKind::Tap && record.host_ifname.is_none() {
             record.host_ifname = Some(attach::fresh_host_ifname());

@@ -71,6 +71,9 @@ pub struct State {
     /// Ports published with `switchctl publish`.
     #[serde(default)]
     pub published: Vec<PublishConfig>,
+    /// Address blocks this host claims, per network: block -> since (ms).
+    #[serde(default)]
+    pub ipam: std::collections::BTreeMap<Name, std::collections::BTreeMap<u32, u64>>,
 }
 
 /// Starts this boot's data-plane session: greater than the last boot's
@@ -151,6 +154,7 @@ mod tests {
             }],
             routes: vec![RouteConfig::new(Name::new("b").unwrap(), Name::new("a").unwrap())],
             published: vec![],
+            ipam: [(Name::new("n").unwrap(), [(2, 1_795_000_000_000)].into())].into(),
         };
         save(&dir, &state).unwrap();
         assert_eq!(load(&dir).unwrap(), state);
