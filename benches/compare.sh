@@ -13,6 +13,9 @@
 #     bridge        c1 -veth- [Linux bridge in ns h] -veth- c2         (reference)
 #     switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                 (the product)
 #     switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
+#   routed between two networks, one host, MTU 1500:
+#     routed          c1 -veth- [Linux router: ns r, ip_forward] -veth- c2   (reference)
+#     switchd-routed  c1 -TAP- [switchd: bench -> bench2 via the gateway] -TAP- c2
 #   two hosts joined by a veth underlay (198.18.0.0/15, MTU 1500), containers MTU 1450:
 #     vxlan          c1 -veth- [bridge + kernel vxlan, hA] = [hB] -veth- c2   (reference)
 #     switchd-vxlan  c1 -TAP- [switchd, hA] = [switchd, hB] -TAP- c2
@@ -29,7 +32,7 @@ set -euo pipefail
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
-SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
+SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 WORK=$(mktemp -d /tmp/switchd-compare.XXXXXX)
@@ -81,6 +84,22 @@ setup_bridge() {
   done
 }
 
+# --- routed: the kernel's router between two subnets ---------------------------
+setup_routed() {
+  mkns "$P-rr"; mkns "$P-r1"; mkns "$P-r2"
+  ip netns exec "$P-rr" sysctl -qw net.ipv4.ip_forward=1
+  local i
+  for i in 1 2; do
+    ip -n "$P-rr" link add "vr$i" type veth peer name eth0 netns "$P-r$i"
+    ip -n "$P-rr" addr add "10.8$((4 + i)).0.1/24" dev "vr$i"
+    ip -n "$P-rr" link set "vr$i" up
+    ip -n "$P-r$i" addr add "10.8$((4 + i)).0.2/24" dev eth0
+    ip -n "$P-r$i" link set eth0 up
+  done
+  ip -n "$P-r1" route add 10.86.0.0/24 via 10.85.0.1
+  ip -n "$P-r2" route add 10.85.0.0/24 via 10.86.0.1
+}
+
 # Starts switchd in ns $1 with config $2 and waits for its socket $3.
 start_switchd() {
   ip netns exec "$1" "$SWITCHD" --config "$2" 2>> "$WORK/switchd.log" &
@@ -96,7 +115,7 @@ start_switchd() {
 
 # --- switchd: one daemon in ns sh, TAP ports to s1, s2 and veth ports to v1, v2 -
 setup_switchd() {
-  mkns "$P-sh"; mkns "$P-s1"; mkns "$P-s2"; mkns "$P-v1"; mkns "$P-v2"
+  mkns "$P-sh"; mkns "$P-s1"; mkns "$P-s2"; mkns "$P-v1"; mkns "$P-v2"; mkns "$P-s3"
   cat > "$WORK/host.toml" <<EOF
 [host]
 name = "compare"
@@ -110,6 +129,21 @@ vni = 77
 subnet = "10.78.0.0/24"
 mtu = 1500
 internal = true
+
+[[network]]
+name = "bench2"
+vni = 78
+subnet = "10.84.0.0/24"
+mtu = 1500
+internal = true
+
+[[route]]                 # s1 (bench) reaches s3 (bench2) through the gateway
+networks = ["bench", "bench2"]
+
+[[port]]
+network = "bench2"
+netns = "$P-s3"
+ip = "10.84.0.23"
 
 [[port]]
 network = "bench"
@@ -249,7 +283,8 @@ iperf() {
 
 declare -A RESULTS
 case " $SCENARIOS " in *" bridge "*) setup_bridge ;; esac
-case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*) setup_switchd ;; esac
+case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*|*" switchd-routed "*) setup_switchd ;; esac
+case " $SCENARIOS " in *" routed "*) setup_routed ;; esac
 case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
 case " $SCENARIOS " in *" switchd-vxlan "*) setup_switchd_vxlan ;; esac
 case " $SCENARIOS " in *" switchd-sealed "*) setup_switchd_sealed e 3 81 chacha20-poly1305 ;; esac
@@ -261,6 +296,8 @@ for run in $(seq "$RUNS"); do
       bridge) g=$(iperf "$P-b1" "$P-b2" 10.77.0.2) ;;
       switchd-tap) g=$(iperf "$P-s1" "$P-s2" 10.78.0.22) ;;
       switchd-veth) g=$(iperf "$P-v1" "$P-v2" 10.78.0.12) ;;
+      routed) g=$(iperf "$P-r1" "$P-r2" 10.86.0.2) ;;
+      switchd-routed) g=$(iperf "$P-s1" "$P-s3" 10.84.0.23) ;;
       vxlan) g=$(iperf "$P-k1" "$P-k2" 10.79.0.2) ;;
       switchd-vxlan) g=$(iperf "$P-x1" "$P-x2" 10.80.0.12) ;;
       switchd-sealed) g=$(iperf "$P-e1" "$P-e2" 10.81.0.12) ;;
@@ -284,6 +321,7 @@ echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); iperf3 
 for sc in $SCENARIOS; do
   case $sc in
     switchd-tap|switchd-veth) refs="bridge" ;;
+    switchd-routed) refs="routed switchd-tap" ;;
     switchd-vxlan) refs="vxlan" ;;
     switchd-sealed|switchd-sealed-aes) refs="switchd-vxlan vxlan wg-go" ;;
     *) refs="" ;;

@@ -5,8 +5,10 @@
 # host through the switch, across hosts through VXLAN. Then isolation, a
 # run-time connect, a crash-restart, and clean-up.
 #
-# Then an encrypted network: sealed on the wire (tcpdump shows it), and its
-# key rotated while pings flow.
+# Then what the gateway serves: names (embedded DNS), routing between two
+# networks once a route allows it, DHCP, and a published port. Then an
+# encrypted network: sealed on the wire (tcpdump shows it), and its key
+# rotated while pings flow.
 #
 # Everything lives in private network namespaces named sdemo-*; the networks
 # are `internal` (no default routes), so no packet can leave this machine.
@@ -24,13 +26,13 @@ SWITCHD=$ROOT/target/release/switchd
 SWITCHCTL=$ROOT/target/release/switchctl
 
 WORK=$(mktemp -d /tmp/switchd-demo.XXXXXX)
-NSES=(sdemo-host-a sdemo-host-b sdemo-web sdemo-api sdemo-db)
+NSES=(sdemo-host-a sdemo-host-b sdemo-web sdemo-api sdemo-db sdemo-dhcp)
 declare -A SD_PID=()
 cleanup() {
   step "Cleaning up"
   local h
   for h in "${!SD_PID[@]}"; do kill "${SD_PID[$h]}" 2>/dev/null && wait "${SD_PID[$h]}" 2>/dev/null || true; done
-  for n in "${NSES[@]}"; do ip netns del "$n" 2>/dev/null || true; done
+  for n in "${NSES[@]}"; do ip netns del "$n" 2>/dev/null || true; rm -rf "/etc/netns/$n"; done
   rm -rf "$WORK"
   echo "removed namespaces ${NSES[*]} and $WORK"
 }
@@ -152,6 +154,45 @@ kill -9 "${SD_PID[a]}"; wait "${SD_PID[a]}" 2>/dev/null || true; unset 'SD_PID[a
 show ip -n sdemo-web -br addr show eth0
 start_switchd a
 show ip netns exec sdemo-api ping -c 3 -i 0.2 "$DB"
+
+step "Names: each container's resolver is its gateway, where switchd answers for the containers of its networks"
+show cat /etc/netns/sdemo-web/resolv.conf
+show ip netns exec sdemo-web getent hosts api
+show ip netns exec sdemo-api dig +short db
+echo "web asks for db, which is on backend only:"
+show ip netns exec sdemo-web dig db +noall +comments | grep status
+show ip netns exec sdemo-web ping -c 1 10.10.0.1
+
+step "Routing: frontend and backend route once both hosts say so; web reaches db through its gateway"
+show ctl a route add frontend backend
+show ctl b route add frontend backend
+show ip -n sdemo-web route
+# (host-b now carries frontend too, since it routes into it; a moment for gossip to say so)
+for _ in $(seq 20); do ip netns exec sdemo-web ping -c 1 -W 1 "$DB" >/dev/null 2>&1 && break; done
+show ip netns exec sdemo-web ping -c 3 -i 0.2 "$DB"
+show ip netns exec sdemo-web busybox traceroute -n -q 1 -w 1 "$DB"
+
+step "DHCP: a container connected with --dhcp asks the gateway for its address (busybox udhcpc)"
+show ctl a network connect frontend sdemo-dhcp --name dhcp-client --dhcp
+cat > "$WORK/udhcpc.sh" <<'SCRIPT'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/$mask" dev "$interface"; ip link set "$interface" mtu "$mtu"
+set -- $staticroutes; while [ $# -ge 2 ]; do ip route add "$1" via "$2" dev "$interface"; shift 2; done
+echo "got $ip/$mask, dns $dns, mtu $mtu, routes: ${staticroutes:-none}"
+SCRIPT
+chmod +x "$WORK/udhcpc.sh"
+show ip netns exec sdemo-dhcp busybox udhcpc -i eth0 -n -q -f -s "$WORK/udhcpc.sh"
+show ip netns exec sdemo-dhcp dig +short web
+
+step "A published port: host-b's port 8080 leads to an HTTP server in db (like docker run -p 8080:8000)"
+echo "hello through a published port" > "$WORK/hello.txt"
+ip netns exec sdemo-db python3 -m http.server 8000 --bind 0.0.0.0 --directory "$WORK" >/dev/null 2>&1 &
+HTTP=$!
+for _ in $(seq 50); do [ -n "$(ip netns exec sdemo-db ss -ltnH 'sport = :8000')" ] && break; sleep 0.1; done
+show ctl b publish backend db 8080:8000
+show ip netns exec sdemo-host-a python3 -c "import urllib.request; print(urllib.request.urlopen('http://198.18.0.2:8080/hello.txt').read().decode(), end='')"
+kill "$HTTP"; wait "$HTTP" 2>/dev/null || true
 
 step "An encrypted network, made at run time: between hosts its frames travel sealed (ChaCha20-Poly1305)"
 show ctl a network create vault --vni 300 --subnet 10.30.0.0/24 --internal --encrypted

@@ -333,6 +333,22 @@ impl Subnet {
         !(ip.is_ipv4() && ip == self.0.broadcast())
     }
 
+    /// How many addresses the subnet spans (saturating at 2^127).
+    pub fn size(self) -> u128 {
+        1u128 << (self.0.max_prefix_len() - self.0.prefix_len()).min(127)
+    }
+
+    /// IPAM cuts a subnet into 16 blocks of 4 to 256 addresses, claimed by
+    /// hosts through gossip: the addresses of one block.
+    pub fn block_size(self) -> u128 {
+        (self.size() / 16).clamp(4.min(self.size()), 256)
+    }
+
+    /// How many IPAM blocks the subnet has (at most 65536).
+    pub fn block_count(self) -> u32 {
+        (self.size() / self.block_size()).clamp(1, 1 << 16) as u32
+    }
+
     /// The first assignable address: the default gateway, as Docker picks it.
     pub fn first_host(self) -> IpAddr {
         self.nth_host(1).expect("a validated subnet has at least two host addresses")

@@ -3,6 +3,10 @@
 //! decision. Nothing may panic, no frame may leave its network (local ports,
 //! VNI), go back out of its ingress port, or go from the underlay back into it.
 //!
+//! Networks 1 and 3 have gateways and route to each other (2 has neither):
+//! a frame is routed only between them, served or refused only on its own
+//! port and network.
+//!
 //! Input: records `[kind: u8][len: u16 LE][len bytes]`; `kind` picks the
 //! source (a peer for VNI 1, a peer for all, a stranger, or a local port).
 
@@ -12,15 +16,29 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use switchd::switch::{Action, Location, Switch, SwitchConfig};
+use switchd::switch::{Action, Gateway, Location, Next, Switch, SwitchConfig};
 use switchd_config::{Mtu, Vni};
 
 fuzz_target!(|data: &[u8]| {
     let mut sw = Switch::new(SwitchConfig::new(Duration::from_secs(5), 8));
     let n1 = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1450).unwrap(), false).unwrap();
     let n2 = sw.add_network(Vni::new(2).unwrap(), Mtu::new(9000).unwrap(), false).unwrap();
-    let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap()];
-    let network_of_port = |i: usize| if i < 2 { n1 } else { n2 };
+    let n3 = sw.add_network(Vni::new(3).unwrap(), Mtu::new(1450).unwrap(), false).unwrap();
+    for (net, vni) in [(n1, 1u8), (n3, 3)] {
+        let gateway = Gateway {
+            ip: [10, vni, 0, 1].into(),
+            subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
+            mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
+            dhcp: true,
+        };
+        sw.set_gateway(net, Some(gateway));
+    }
+    sw.set_routes(n1, vec![n3]);
+    sw.set_routes(n3, vec![n1]);
+    let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap(), sw.add_port(n3).unwrap()];
+    sw.set_port_addresses(ports[0], Some(vec![[10, 1, 0, 2].into()]));
+    sw.set_neighbors(n3, [("10.3.0.2".parse().unwrap(), switchd_config::MacAddr([2, 0, 0, 0, 3, 2]))]);
+    let network_of_port = |i: usize| [n1, n1, n2, n3][i];
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
     let all = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
     let sources: [IpAddr; 3] = ["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap(), "198.18.0.9".parse().unwrap()];
@@ -61,6 +79,18 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(port, ports[i], "answered on another port");
                     assert!(owner.is_unicast());
                 }
+                Action::Local { port, network } | Action::Reject { port, network, .. } => {
+                    assert_eq!((port, network), (ports[i], network_of_port(i)), "served on another port");
+                    assert_ne!(network, n2, "a network without a gateway");
+                }
+                Action::Route { network, next, .. } => {
+                    let from = network_of_port(i);
+                    assert!((from, network) == (n1, n3) || (from, network) == (n3, n1), "routed where no route goes");
+                    if let Next::Port(p) = next {
+                        let o = ports.iter().position(|q| *q == p).expect("a known port");
+                        assert_eq!(network_of_port(o), network);
+                    }
+                }
                 Action::Drop(_) => {}
             }
             continue;
@@ -70,6 +100,9 @@ fuzz_target!(|data: &[u8]| {
             Action::Deliver(out) => assert!(ports.contains(&out)),
             Action::Encap { .. } => panic!("a datagram was sent back into the underlay"),
             Action::Answer { .. } => panic!("a request from the underlay was answered"),
+            Action::Local { .. } | Action::Route { .. } | Action::Reject { .. } => {
+                panic!("the underlay was served or routed: only the ingress host routes")
+            }
             Action::Flood { network, ingress } => {
                 assert!(matches!(ingress, Location::Vtep(_)));
                 for target in sw.flood_targets(network, ingress) {

@@ -34,18 +34,22 @@ pub fn require_root() {
     SWEEP.call_once(sweep_leftovers);
 }
 
-/// Deletes namespaces left by test processes that no longer exist.
+/// Deletes namespaces (and their /etc/netns resolver files) left by test
+/// processes that no longer exist.
 fn sweep_leftovers() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) =
-            name.strip_prefix(PREFIX).and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+    for dir in ["/run/netns", "/etc/netns"] {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) =
+                name.strip_prefix(PREFIX).and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("ip").args(["netns", "del", &name]).output();
+                let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
+            }
         }
     }
 }
@@ -172,6 +176,8 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = run("ip", &["netns", "del", &self.name]);
+        // The resolv.conf switchd wrote for it, if the daemon was gone first.
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
     }
 }
 

@@ -38,8 +38,15 @@ fn drops(sd: &Switchd, endpoint: &str, reason: &str) -> u64 {
 
 #[test]
 fn routing_between_networks_only_where_a_route_allows() {
+    // Host b defines nothing: it carries what the cluster defines, and the
+    // network it routes into, as soon as it routes.
     let nets = format!("{}{}", network("frontend", 310, "10.31.0.0/24"), network("backend", 320, "10.32.0.0/24"));
-    let (_ul, _key, a, b) = two_hosts("route", &nets);
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("route", 0x42);
+    let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
+    let a = gossip_member(ha, &ipa, &key, &nets);
+    let b = gossip_member(hb, &ipb, &key, "");
+    assert!(wait_until(Duration::from_secs(10), || b.ctl(&["network", "ls"]).contains("frontend")));
     let (s1, s2) = (Netns::new("s1"), Netns::new("s2"));
     let ip1 = ip_of(&a.connect("frontend", &s1, &["--name", "s1"]));
     let ip2 = ip_of(&b.connect("backend", &s2, &["--name", "s2"]));
@@ -65,7 +72,14 @@ fn routing_between_networks_only_where_a_route_allows() {
         sd.ctl(&["route", "add", "frontend", "backend"]);
     }
     assert!(s1.ok(&["ip", "route"]).contains("10.32.0.0/24 via 10.31.0.1"), "route installed in s1");
-    assert!(s1.ping(&ip2, 3), "s1 -> s2 through the gateway\n{}\n{}", a.log(), b.log());
+    // Once b's gossip says it carries frontend too (it routes into it).
+    assert!(
+        wait_until(Duration::from_secs(10), || s1.ping(&ip2, 1)),
+        "s1 -> s2 through the gateway\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    assert!(s1.ping(&ip2, 3));
     assert!(s2.ping(&ip1, 3), "s2 -> s1 through the gateway");
     // TTL one less: one router on the way.
     let out = s1.ok(&["ping", "-c", "1", "-W", "1", &ip2]);

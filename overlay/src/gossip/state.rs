@@ -335,9 +335,8 @@ fn claims(
     if claims.len() > MAX_CLAIMS {
         return Err(format!("{} blocks claimed; at most {MAX_CLAIMS}", claims.len()));
     }
-    let size = 1u128 << (subnet.net().max_prefix_len() - subnet.prefix_len()).min(127);
-    if let Some(block) = claims.keys().find(|b| u128::from(**b) >= size) {
-        return Err(format!("block {block} is beyond subnet {subnet}"));
+    if let Some(block) = claims.keys().find(|b| **b >= subnet.block_count()) {
+        return Err(format!("block {block} is beyond subnet {subnet} ({} blocks)", subnet.block_count()));
     }
     Ok((network, claims))
 }
@@ -408,13 +407,36 @@ mod tests {
             kvs[1],
             (
                 "net/front".into(),
-                r#"{"vni":100,"subnet":"10.10.0.0/24","gateway":"10.10.0.1","mtu":1450,"internal":true}"#.into()
+                r#"{"vni":100,"subnet":"10.10.0.0/24","gateway":"10.10.0.1","mtu":1450,"internal":true,"dhcp":false}"#
+                    .into()
             )
         );
         assert_eq!(kvs[2], ("ep/front/02:42:0a:0a:00:02".into(), r#"{"ip":"10.10.0.2","name":"web"}"#.into()));
+        assert_eq!(kvs[3], ("ipam/front".into(), r#"{"3":1795000000000}"#.into()));
         let (p, errors) = decode(kv(&kvs));
         assert_eq!(errors, vec![]);
         assert_eq!(p.unwrap(), sample());
+    }
+
+    #[test]
+    fn bad_address_claims_are_refused() {
+        let mut kvs = encode(&sample());
+        let at = kvs.iter().position(|(k, _)| k == "ipam/front").unwrap();
+        for (key, value, reason) in [
+            ("ipam/front", r#"{"16":1}"#.to_owned(), "beyond subnet"),
+            ("ipam/front", r#"{"x":1}"#.to_owned(), "invalid"),
+            ("ipam/back", r#"{"1":1}"#.to_owned(), "not one this host declares"),
+            (
+                "ipam/front",
+                serde_json::to_string(&(0..40).map(|b| (b, 1)).collect::<BTreeMap<u32, u64>>()).unwrap(),
+                "at most",
+            ),
+        ] {
+            kvs[at] = (key.to_owned(), value);
+            let (p, errors) = decode(kv(&kvs));
+            assert!(errors.iter().any(|e| e.reason.contains(reason)), "{reason}: {errors:?}");
+            assert!(p.unwrap().ipam.is_empty(), "a bad claim never reaches the table");
+        }
     }
 
     /// An encrypted network, the session and the key rings, exactly.

@@ -61,7 +61,15 @@ impl Daemon {
         let networks: std::collections::BTreeMap<Name, NetworkConfig> = self
             .networks
             .values()
-            .filter(|n| n.origin != Origin::Cluster || self.endpoints_on(n.config.name.as_str()).next().is_some())
+            // A cluster network is carried here while containers here use
+            // it, directly or as the destination of a route: routed frames
+            // leave this host in its VNI.
+            .filter(|n| {
+                let used = |name: &str| self.endpoints_on(name).next().is_some();
+                let routed_into =
+                    self.routes.keys().filter_map(|r| r.peer_of(&n.config.name)).any(|p| used(p.as_str()));
+                n.origin != Origin::Cluster || used(n.config.name.as_str()) || routed_into
+            })
             .map(|n| (n.config.name.clone(), n.config.clone()))
             .collect();
         let endpoints = self

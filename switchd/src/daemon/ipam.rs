@@ -1,8 +1,8 @@
 //! Address assignment across the cluster, without a coordinator.
 //!
-//! A subnet is cut into blocks (16 of them, of 4 to 256 addresses). A host
-//! hands out addresses only from blocks it owns, so two hosts never hand
-//! out the same one. It claims a block by publishing the claim (block and
+//! A subnet is cut into blocks (16 of them, of 4 to 256 addresses:
+//! `Subnet::block_size`). A host hands out addresses only from blocks it
+//! owns, so two hosts never hand out the same one. It claims a block by publishing the claim (block and
 //! time) through gossip; of several claims on one block the earliest wins
 //! (the lower host name on a tie), which every host works out alike from
 //! the same table. A claim is used once it has stood unchallenged for a few
@@ -19,30 +19,13 @@ use std::time::Duration;
 
 use switchd_config::{Name, Subnet};
 
-/// How many blocks a subnet is cut into (fewer when it is tiny).
-pub const BLOCKS: u128 = 16;
-/// Blocks hold at least this many addresses, and at most `MAX_BLOCK`.
-pub const MIN_BLOCK: u128 = 4;
-pub const MAX_BLOCK: u128 = 256;
-
 /// Claims on one network: block -> when it was claimed (ms since the epoch).
+/// Blocks are cut by `Subnet::block_size`.
 pub type Claims = BTreeMap<u32, u64>;
-
-/// How many addresses one block of `subnet` holds.
-pub fn block_size(subnet: Subnet) -> u128 {
-    let size = 1u128 << (subnet.net().max_prefix_len() - subnet.prefix_len()).min(127);
-    (size / BLOCKS).clamp(MIN_BLOCK.min(size), MAX_BLOCK)
-}
-
-/// How many blocks `subnet` has (a huge subnet: only the first 65536).
-pub fn block_count(subnet: Subnet) -> u32 {
-    let size = 1u128 << (subnet.net().max_prefix_len() - subnet.prefix_len()).min(127);
-    (size / block_size(subnet)).clamp(1, 1 << 16) as u32
-}
 
 /// The addresses of block `block` that may be handed out.
 fn block_hosts(subnet: Subnet, block: u32) -> impl Iterator<Item = IpAddr> {
-    let size = block_size(subnet);
+    let size = subnet.block_size();
     let start = u128::from(block) * size;
     (start..start + size).filter_map(move |n| subnet.nth_host(n))
 }
@@ -82,7 +65,7 @@ pub struct Pool<'a> {
 pub fn allocate(pool: Pool, taken: impl Fn(IpAddr) -> bool) -> Allocation {
     let free = |ip: &IpAddr| Some(*ip) != pool.gateway && !taken(*ip);
     let Some(claims) = pool.claims else {
-        return match (0..block_count(pool.subnet)).flat_map(|b| block_hosts(pool.subnet, b)).find(free) {
+        return match (0..pool.subnet.block_count()).flat_map(|b| block_hosts(pool.subnet, b)).find(free) {
             Some(ip) => Allocation::Address(ip),
             None => Allocation::Exhausted,
         };
@@ -108,7 +91,7 @@ pub fn allocate(pool: Pool, taken: impl Fn(IpAddr) -> bool) -> Allocation {
     }
     // A new block no host has claimed, searched from a place of this
     // host's own so that hosts starting together rarely pick the same.
-    let count = block_count(pool.subnet);
+    let count = pool.subnet.block_count();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     pool.me.hash(&mut hasher);
     let start = (hasher.finish() % u64::from(count)) as u32;
@@ -137,12 +120,15 @@ mod tests {
 
     #[test]
     fn blocks_of_subnets() {
-        let s = |s: &str| s.parse::<Subnet>().unwrap();
-        assert_eq!((block_size(s("10.0.0.0/24")), block_count(s("10.0.0.0/24"))), (16, 16));
-        assert_eq!((block_size(s("10.0.0.0/16")), block_count(s("10.0.0.0/16"))), (256, 256));
-        assert_eq!((block_size(s("10.0.0.0/28")), block_count(s("10.0.0.0/28"))), (4, 4));
-        assert_eq!((block_size(s("10.0.0.0/31")), block_count(s("10.0.0.0/31"))), (2, 1));
-        assert_eq!(block_count(s("fd00::/64")), 1 << 16);
+        let s = |s: &str| {
+            let subnet = s.parse::<Subnet>().unwrap();
+            (subnet.block_size(), subnet.block_count())
+        };
+        assert_eq!(s("10.0.0.0/24"), (16, 16));
+        assert_eq!(s("10.0.0.0/16"), (256, 256));
+        assert_eq!(s("10.0.0.0/28"), (4, 4));
+        assert_eq!(s("10.0.0.0/30"), (4, 1));
+        assert_eq!(s("fd00::/64").1, 1 << 16);
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub struct Daemon {
     runtime: tokio::runtime::Handle,
     /// Address blocks this host claims, per network (see `ipam`).
     claims: BTreeMap<Name, ipam::Claims>,
-    /// How long a claim must stand before it is used: a few gossip rounds.
+    /// How long a claim must stand before it is used: a few gossip rounds;
+    /// zero without gossip, where this host alone owns every block.
     claim_confirm: Duration,
 }
 
@@ -702,7 +703,9 @@ impl Daemon {
         let mine = self.claims.get(&net.name).unwrap_or(&empty);
         let mut all: Vec<(&Name, &ipam::Claims)> = vec![(&me, mine)];
         all.extend(self.cluster.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(&net.name)?))));
-        let gossiping = self.cluster.publisher.is_some();
+        // With gossip configured, always by claims (also at start, before
+        // the member runs: its claims go out with its first gossip).
+        let gossiping = !self.claim_confirm.is_zero();
         let pool = ipam::Pool {
             subnet,
             gateway: net.gateway,

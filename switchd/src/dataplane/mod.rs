@@ -623,7 +623,16 @@ impl Worker {
                 }
                 Out::Serve(i, io, port, network) => {
                     let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
-                    services::serve(&self.services, &self.service_counters, port, network, eth, &mut self.reply);
+                    let (tables, counters, reply) = (&self.services, &self.service_counters, &mut self.reply);
+                    // The responders parse with libraries; should one of
+                    // them panic on some input, drop the frame, not the worker.
+                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        services::serve(tables, counters, port, network, eth, reply)
+                    }));
+                    if served.is_err() {
+                        self.reply.clear();
+                        tracing::error!("a gateway service panicked on a frame (a bug); the frame is dropped");
+                    }
                     if !self.reply.is_empty() {
                         io.send_plain(&self.reply);
                     }

@@ -64,10 +64,50 @@ pub enum Destination {
     Unicast(Ipv4Addr),
 }
 
+/// The fixed part of a message (RFC 2131: op to file), then the magic cookie.
+const FIXED_LEN: usize = 236;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+/// The options this server reads, and the lengths they may have: message
+/// type, requested address, server identifier, client identifier,
+/// parameter list, host name.
+const OPTIONS_READ: &[(u8, std::ops::RangeInclusive<usize>)] =
+    &[(53, 1..=1), (50, 4..=4), (54, 4..=4), (61, 2..=255), (55, 1..=255), (12, 1..=255)];
+
+/// The message with only the options this server reads, each of a length
+/// it may have; `None` if the options do not even parse as TLVs. The
+/// decoder then never meets an option it could choke on (dhcproto asserts
+/// on some lengths), and options cannot overload `sname`/`file` (option
+/// 52 is dropped).
+fn sanitize(payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.get(FIXED_LEN..FIXED_LEN + 4) != Some(&MAGIC[..]) {
+        return None;
+    }
+    let mut out = payload[..FIXED_LEN + 4].to_vec();
+    let mut rest = &payload[FIXED_LEN + 4..];
+    loop {
+        match rest {
+            [] | [255, ..] => break,
+            [0, tail @ ..] => rest = tail,
+            [code, len, tail @ ..] if usize::from(*len) <= tail.len() => {
+                let (body, tail) = tail.split_at(usize::from(*len));
+                if OPTIONS_READ.iter().any(|(c, lens)| c == code && lens.contains(&body.len())) {
+                    out.extend_from_slice(&[*code, *len]);
+                    out.extend_from_slice(body);
+                }
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    out.push(255);
+    Some(out)
+}
+
 /// Answers one message (the payload of a UDP datagram to port 67) that
 /// arrived from the port whose endpoint holds `lease`.
 pub fn respond(payload: &[u8], lease: Option<&Lease>) -> Outcome {
-    let Ok(request) = v4::Message::from_bytes(payload) else { return Outcome::Malformed };
+    let Some(clean) = sanitize(payload) else { return Outcome::Malformed };
+    let Ok(request) = v4::Message::from_bytes(&clean) else { return Outcome::Malformed };
     if request.opcode() != Opcode::BootRequest || request.hlen() != 6 {
         return Outcome::Malformed;
     }
@@ -218,6 +258,21 @@ mod tests {
         m.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
         let (_, kind, to) = reply(respond(&m.to_vec().unwrap(), Some(&lease())));
         assert_eq!((kind, to), (MessageType::Ack, Destination::Unicast(lease().ip)));
+    }
+
+    #[test]
+    fn options_it_does_not_read_are_dropped_before_decoding() {
+        let mut req = request(MessageType::Discover, MAC, None);
+        req.pop(); // the end option
+        // A client FQDN (81) of length 1, on which dhcproto would assert,
+        // and an option overload (52).
+        req.extend_from_slice(&[81, 1, 0, 52, 1, 3, 255]);
+        let (_, kind, _) = reply(respond(&req, Some(&lease())));
+        assert_eq!(kind, MessageType::Offer);
+        let mut cut = request(MessageType::Discover, MAC, None);
+        cut.pop();
+        cut.extend_from_slice(&[12, 200, b'x']); // longer than what is left
+        assert_eq!(respond(&cut, Some(&lease())), Outcome::Malformed);
     }
 
     #[test]

@@ -20,6 +20,9 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 pub const TTL: u32 = 60;
 /// The largest UDP answer without EDNS (RFC 1035).
 pub const UDP_MAX: usize = 512;
+/// The largest UDP answer with EDNS, whatever the client offers: it fits
+/// any network's MTU, so no answer is fragmented (DNS flag day 2020).
+pub const EDNS_MAX: usize = 1232;
 
 /// The names of one network: container names, and `name.network`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -125,7 +128,9 @@ pub fn answer(query: &[u8], dirs: &[&Directory], transport: Transport) -> (Outco
         .add_answers(records);
     let limit = match transport {
         Transport::Tcp => usize::from(u16::MAX),
-        Transport::Udp => request.extensions().as_ref().map_or(UDP_MAX, |e| usize::from(e.max_payload()).max(UDP_MAX)),
+        Transport::Udp => {
+            request.extensions().as_ref().map_or(UDP_MAX, |e| usize::from(e.max_payload()).clamp(UDP_MAX, EDNS_MAX))
+        }
     };
     let mut bytes = reply.to_vec().ok();
     if bytes.as_ref().is_some_and(|b| b.len() > limit) {
