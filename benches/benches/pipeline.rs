@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use switchd::switch::frame::build_plain;
-use switchd::switch::{Action, Switch, SwitchConfig};
+use switchd::switch::{Action, Gateway, Next, Switch, SwitchConfig, l3};
 use switchd_config::{MacAddr, Mtu, Vni};
 
 fn mac(n: u32) -> MacAddr {
@@ -28,6 +28,33 @@ fn pipeline(c: &mut Criterion) {
         let frame = build_plain(mac(2), mac(1), 0x0800, 1450);
         sw.handle_frame(now, p1, &frame);
         group.bench_function("learned_unicast", |b| {
+            b.iter(|| {
+                let action = sw.handle_frame(now, p1, black_box(&frame));
+                debug_assert_eq!(action, Action::Deliver(p2));
+                action
+            })
+        });
+    }
+
+    // The same on a network with a gateway, from a port held to its
+    // address: what the address guard costs.
+    {
+        let mut sw = Switch::new(SwitchConfig::default());
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+        let gateway =
+            Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
+        sw.set_gateway(net, Some(gateway));
+        let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
+        sw.set_port_addresses(p1, Some(vec![[10, 1, 0, 2].into()]));
+        sw.handle_frame(now, p2, &build_plain(mac(1), mac(2), 0x0800, 46));
+        let mut frame = vec![0u8; 10];
+        etherparse::PacketBuilder::ethernet2(mac(1).0, mac(2).0)
+            .ipv4([10, 1, 0, 2], [10, 1, 0, 3], 64)
+            .tcp(40000, 5201, 1, 65535)
+            .write(&mut frame, &[0; 1400])
+            .unwrap();
+        sw.handle_frame(now, p1, &frame);
+        group.bench_function("learned_unicast_guarded", |b| {
             b.iter(|| {
                 let action = sw.handle_frame(now, p1, black_box(&frame));
                 debug_assert_eq!(action, Action::Deliver(p2));
@@ -69,6 +96,52 @@ fn pipeline(c: &mut Criterion) {
                     i
                 },
                 |i| sw.handle_frame(now, src_port, black_box(&frames[i])),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // A routed frame: the decision (gateway, route, neighbour, FDB of the
+    // other network) and the rewrite (MACs, TTL, checksum).
+    {
+        let mut sw = Switch::new(SwitchConfig::default());
+        let mut nets = Vec::new();
+        for vni in [1u8, 2] {
+            let net = sw.add_network(Vni::new(u32::from(vni)).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+            let gateway = Gateway {
+                ip: [10, vni, 0, 1].into(),
+                subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
+                mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
+                dhcp: true,
+            };
+            sw.set_gateway(net, Some(gateway));
+            nets.push(net);
+        }
+        sw.set_routes(nets[0], vec![nets[1]]);
+        let (p1, p2) = (sw.add_port(nets[0]).unwrap(), sw.add_port(nets[1]).unwrap());
+        sw.set_neighbors(nets[1], [("10.2.0.2".parse().unwrap(), mac(2))]);
+        let mut learn = vec![0u8; 10];
+        etherparse::PacketBuilder::ethernet2(mac(2).0, MacAddr::BROADCAST.0)
+            .ipv4([10, 2, 0, 2], [10, 2, 0, 255], 64)
+            .udp(9, 9)
+            .write(&mut learn, &[0; 18])
+            .unwrap();
+        sw.handle_frame(now, p2, &learn);
+        let mut frame = vec![0u8; 10];
+        etherparse::PacketBuilder::ethernet2(mac(1).0, Gateway::mac_for(Vni::new(1).unwrap()).0)
+            .ipv4([10, 1, 0, 2], [10, 2, 0, 2], 64)
+            .tcp(40000, 5201, 1, 65535)
+            .write(&mut frame, &[0; 1400])
+            .unwrap();
+        group.bench_function("routed_unicast", |b| {
+            b.iter_batched_ref(
+                || frame.clone(),
+                |copy| {
+                    let action = sw.handle_frame(now, p1, black_box(copy));
+                    let Action::Route { src, dst, next: Next::Port(_), .. } = action else {
+                        unreachable!("{action:?}")
+                    };
+                    l3::forward(&mut copy[10..], src, dst);
+                },
                 BatchSize::SmallInput,
             )
         });

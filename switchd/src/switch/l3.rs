@@ -61,6 +61,16 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
     })
 }
 
+/// The source address of an untagged IPv4 frame: only what the address
+/// guard needs, read without parsing the rest (it runs on every frame).
+pub fn ipv4_src(eth: &[u8]) -> Option<Ipv4Addr> {
+    if ethertype(eth)? != ETHERTYPE_IPV4 || eth.get(ETH)? >> 4 != 4 {
+        return None;
+    }
+    let src: [u8; 4] = eth.get(ETH + 12..ETH + 16)?.try_into().ok()?;
+    Some(Ipv4Addr::from(src))
+}
+
 /// The sender address of an ARP message (request, reply or announcement)
 /// for IPv4 over Ethernet.
 pub fn arp_sender(eth: &[u8]) -> Option<Ipv4Addr> {
@@ -117,6 +127,8 @@ mod tests {
         bad[14] = 0x44; // IHL 4: shorter than a header
         assert_eq!(ipv4(&bad), None);
         assert_eq!(ipv4(&udp_frame(64, 53)[..20]), None, "truncated");
+        assert_eq!(ipv4_src(&udp_frame(64, 53)), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(ipv4_src(&udp_frame(64, 53)[..29]), None, "truncated");
     }
 
     #[test]

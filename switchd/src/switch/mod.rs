@@ -685,7 +685,8 @@ impl Switch {
 
         if let (Location::Port(port), Some(gw), false) = (ingress, gateway, from_stack) {
             let dst = eth.dst_addr();
-            let ip = l3::ipv4(eth.bytes());
+            // Only frames to the gateway, and broadcasts that may be DHCP, are read further.
+            let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.bytes())).flatten();
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let stack = net.gateway_port;
             if dst == gw.mac || (dhcp && dst.is_broadcast()) {
@@ -865,7 +866,7 @@ impl Switch {
 /// from those addresses (or from 0.0.0.0: DHCP, duplicate address probes).
 fn may_send_from(addresses: Option<&[Ipv4Addr]>, eth: &[u8]) -> bool {
     let Some(addresses) = addresses else { return true };
-    let sender = l3::ipv4(eth).map(|ip| ip.src).or_else(|| l3::arp_sender(eth));
+    let sender = l3::ipv4_src(eth).or_else(|| l3::arp_sender(eth));
     sender.is_none_or(|ip| ip.is_unspecified() || addresses.contains(&ip))
 }
 
