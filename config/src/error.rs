@@ -33,20 +33,6 @@ impl KeyPath {
         segs.push(Seg::Index(index));
         KeyPath(segs)
     }
-
-    /// The path without array indexes, `network.vni`, for matching against a
-    /// list of keys.
-    pub(crate) fn schema_name(&self) -> String {
-        let keys: Vec<&str> = self
-            .0
-            .iter()
-            .filter_map(|s| match s {
-                Seg::Key(k) => Some(k.as_str()),
-                Seg::Index(_) => None,
-            })
-            .collect();
-        keys.join(".")
-    }
 }
 
 impl fmt::Display for KeyPath {

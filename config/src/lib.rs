@@ -126,6 +126,10 @@ pub struct NetworkConfig {
     /// The gateway answers DHCP with each endpoint's address.
     #[serde(default = "yes")]
     pub dhcp: bool,
+    /// A host-side interface holds the gateway address: the host reaches
+    /// the containers, they reach the host, and through its NAT the outside.
+    #[serde(default)]
+    pub host_access: bool,
 }
 
 fn yes() -> bool {
@@ -330,12 +334,7 @@ impl Config {
             serde_ignored::deserialize(de, |path| unknown.push(ignored_path(&path)))
         });
         for path in &unknown {
-            let reason = if raw::PLANNED_KEYS.contains(&path.schema_name().as_str()) {
-                "is not supported yet by this version of switchd".to_owned()
-            } else {
-                "unknown key".to_owned()
-            };
-            errors.push(at.at_path(path, reason));
+            errors.push(at.at_path(path, "unknown key".to_owned()));
         }
         match raw {
             Err(e) => {

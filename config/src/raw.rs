@@ -72,6 +72,7 @@ pub struct RawNetwork {
     pub key_file: Option<PathBuf>,
     pub dns: Option<bool>,
     pub dhcp: Option<bool>,
+    pub host_access: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -104,7 +105,3 @@ pub struct RawPort {
     pub host_ifname: Option<String>,
     pub dhcp: Option<bool>,
 }
-
-/// Keys that INTERFACE.md reserves for capabilities this version does not
-/// have yet. They are refused like any unknown key, but the message says why.
-pub(crate) const PLANNED_KEYS: &[&str] = &["network.host_access"];

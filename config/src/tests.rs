@@ -197,7 +197,7 @@ networks = ["a", "b"]
 [[network]]
 name = "a"
 vni = 1
-host_access = true
+host_acess = true
 typo_key = 1
 "#;
     let errs = errors(text);
@@ -205,7 +205,7 @@ typo_key = 1
         errs,
         vec![
             "host.toml:3:10: host.colour: unknown key",
-            "host.toml:11:15: network[0].host_access: is not supported yet by this version of switchd",
+            "host.toml:11:14: network[0].host_acess: unknown key",
             "host.toml:12:12: network[0].typo_key: unknown key",
         ]
     );
@@ -255,6 +255,7 @@ name = "h"
 name = "l2"
 vni = 2
 dns = true
+host_access = true
 
 [[network]]
 name = "nodhcp"
@@ -288,6 +289,7 @@ port = 80
     let errs = errors(bad).join("\n");
     for expected in [
         "network[0].dns: needs a subnet",
+        "network[0].host_access: needs an IPv4 subnet",
         "route[0].networks: lists 1 networks; a route joins exactly two",
         "route[1].networks: names \"l2\" twice",
         "port[0].dhcp: network \"nodhcp\" has no DHCP server",

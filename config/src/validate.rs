@@ -211,6 +211,10 @@ fn network_into(
     };
     let dns = service(errors, "dns", raw.dns);
     let dhcp = service(errors, "dhcp", raw.dhcp);
+    let host_access = raw.host_access.unwrap_or(false);
+    if host_access && !gateway.is_some_and(|g| g.is_ipv4()) {
+        errors.push(at.key("host_access"), "needs an IPv4 subnet (the host side takes the gateway address)");
+    }
     let config = NetworkConfig {
         name: name?,
         vni: vni?,
@@ -221,6 +225,7 @@ fn network_into(
         encryption,
         dns,
         dhcp,
+        host_access,
     };
     Some((config, key_file))
 }

@@ -471,3 +471,66 @@ fn bad_input_to_the_gateway_is_counted_and_changes_nothing() {
     assert!(d.ping(&c_ip, 1) && c.ping("10.61.0.1", 1));
     assert_eq!(dig(&d, &["+short", "c"]).trim(), c_ip);
 }
+
+/// An HTTP server on `port` that answers with the client's address.
+fn whoami_server(ns: &Netns, port: u16) -> switchd_e2e::Proc {
+    let program = format!(
+        r#"
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.client_address[0].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("0.0.0.0", {port}), H).serve_forever()
+"#
+    );
+    let server = ns.spawn(&["python3", "-c", &program]);
+    assert!(listening(ns, port), "whoami server on {port} did not start in {}", ns.name);
+    server
+}
+
+#[test]
+fn host_access_reaches_the_host_and_through_its_nat_the_outside() {
+    let net =
+        "\n[[network]]\nname = \"front\"\nvni = 710\nsubnet = \"10.71.0.0/24\"\ninternal = true\nhost_access = true\n";
+    let sd = Switchd::start("", net);
+    let c = Netns::new("c");
+    let c_ip = ip_of(&sd.connect("front", &c, &["--name", "c"]));
+    let host = &sd.host;
+    assert!(host.ok(&["ip", "-br", "addr", "show", "sdg710"]).contains("10.71.0.1/24"), "the host side");
+
+    // The host reaches the container, and the container the host.
+    assert!(host.ping(&c_ip, 2), "host -> container\n{}", sd.log());
+    let _host_server = whoami_server(host, 8000);
+    assert_eq!(http_get(&c, "http://10.71.0.1:8000/").unwrap(), c_ip, "container -> host, from its own address");
+    // What switchd serves stays switchd's: ping and DNS at the gateway.
+    assert!(c.ping("10.71.0.1", 1));
+    assert_eq!(dig(&c, &["+short", "c"]).trim(), c_ip);
+
+    // The outside: a namespace behind the host, reached through the host's
+    // routing and NAT (the rule the README documents).
+    let outside = Netns::new("out");
+    host.ok(&["ip", "link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", &outside.name]);
+    host.ok(&["ip", "addr", "add", "198.19.0.1/24", "dev", "out0"]);
+    host.ok(&["ip", "link", "set", "out0", "up"]);
+    outside.ok(&["ip", "addr", "add", "198.19.0.2/24", "dev", "eth0"]);
+    outside.ok(&["ip", "link", "set", "eth0", "up"]);
+    host.ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // No default route anywhere: the container routes just that subnet.
+    c.ok(&["ip", "route", "add", "198.19.0.0/24", "via", "10.71.0.1"]);
+    let _outside_server = whoami_server(&outside, 8001);
+    // Without NAT the outside cannot answer (it has no route back).
+    assert!(http_get(&c, "http://198.19.0.2:8001/").is_err(), "reached the outside without NAT?");
+    for rule in [
+        "add table ip switchd",
+        "add chain ip switchd postrouting { type nat hook postrouting priority srcnat ; }",
+        "add rule ip switchd postrouting ip saddr 10.71.0.0/24 oifname != \"sdg710\" masquerade",
+    ] {
+        let mut args = vec!["nft"];
+        args.extend(rule.split(' '));
+        host.ok(&args);
+    }
+    assert_eq!(http_get(&c, "http://198.19.0.2:8001/").unwrap(), "198.19.0.1", "egress through the host's NAT");
+}

@@ -68,6 +68,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 encryption: None,
                 dns: true,
                 dhcp: true,
+                host_access: false,
             };
             (net.name.clone(), net)
         })

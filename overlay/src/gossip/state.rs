@@ -148,6 +148,8 @@ struct NetworkValue {
     dns: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dhcp: Option<bool>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    host_access: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -184,6 +186,7 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             // Only what differs from the default (on, with a subnet).
             dns: (n.dns != n.subnet.is_some()).then_some(n.dns),
             dhcp: (n.dhcp != n.subnet.is_some()).then_some(n.dhcp),
+            host_access: n.host_access,
         };
         kvs.push((format!("{NETWORK_PREFIX}{name}"), json(&value)));
     }
@@ -301,6 +304,7 @@ fn network(name: &str, value: &str) -> Result<NetworkConfig, String> {
         encryption: v.encryption,
         dns: v.dns.unwrap_or(v.subnet.is_some()),
         dhcp: v.dhcp.unwrap_or(v.subnet.is_some()),
+        host_access: v.host_access && v.gateway.is_some_and(|g| g.is_ipv4()),
     })
 }
 
@@ -378,6 +382,7 @@ mod tests {
             dns: true,
             // Not the default: travels in the entry.
             dhcp: false,
+            host_access: false,
         };
         Published {
             underlay: "198.18.0.1:4789".parse().unwrap(),
@@ -455,6 +460,7 @@ mod tests {
             encryption: Some(Encryption { cipher: Cipher::Aes256Gcm, key: KeySource::Own }),
             dns: false,
             dhcp: false,
+            host_access: false,
         };
         p.networks.insert(secret.name.clone(), secret);
         p.session = Some(SessionId(0x0123_4567_89ab_cdef));

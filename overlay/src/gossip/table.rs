@@ -272,6 +272,7 @@ mod tests {
             encryption: None,
             dns: false,
             dhcp: false,
+            host_access: false,
         }
     }
 

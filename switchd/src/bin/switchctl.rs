@@ -158,6 +158,10 @@ enum NetworkCommand {
         /// No DHCP server on the gateway.
         #[arg(long)]
         no_dhcp: bool,
+        /// A host-side interface (sdgVNI) with the gateway address: the host
+        /// reaches the containers, and they the host and, through its NAT, the outside.
+        #[arg(long)]
+        host_access: bool,
     },
     /// Remove networks; refused while endpoints are attached.
     Rm {
@@ -285,6 +289,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                 key_file,
                 no_dns,
                 no_dhcp,
+                host_access,
             } => {
                 let network = RawNetwork {
                     name: Some(name.clone()),
@@ -298,6 +303,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                     key_file: key_file.as_deref().map(absolute).transpose()?,
                     dns: no_dns.then_some(false),
                     dhcp: no_dhcp.then_some(false),
+                    host_access: Some(*host_access),
                 };
                 ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
             }

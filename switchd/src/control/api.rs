@@ -113,6 +113,9 @@ pub struct NetworkInfo {
     pub dns: bool,
     #[serde(default)]
     pub dhcp: bool,
+    /// The host holds the gateway address on `sdgVNI`.
+    #[serde(default)]
+    pub host_access: bool,
     /// The networks it routes to (`[[route]]`).
     #[serde(default)]
     pub routes: Vec<String>,

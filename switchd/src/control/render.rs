@@ -99,7 +99,7 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
 pub fn network_detail(d: &NetworkDetail) -> String {
     let n = &d.network;
     let mut out = format!(
-        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\ndns:       {}\ndhcp:      {}\nroutes to: {}\norigin:    {}\n\n",
+        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\ndns:       {}\ndhcp:      {}\nhost:      {}\nroutes to: {}\norigin:    {}\n\n",
         n.name,
         n.vni,
         opt(&n.subnet),
@@ -112,6 +112,7 @@ pub fn network_detail(d: &NetworkDetail) -> String {
         yes_no(n.internal),
         yes_no(n.dns),
         yes_no(n.dhcp),
+        if n.host_access { format!("sdg{} holds the gateway address", n.vni) } else { "no access".to_owned() },
         if n.routes.is_empty() { "-".to_owned() } else { n.routes.join(", ") },
         n.origin
     );

@@ -89,6 +89,8 @@ struct Network {
     origin: Origin,
     /// The gateway's kernel stack (DNS over TCP) and its port.
     stack: Option<(crate::io::gateway::GatewayStack, PortId)>,
+    /// The host side's port, with host access.
+    host_port: Option<PortId>,
 }
 
 #[derive(Debug)]
@@ -439,6 +441,7 @@ impl Daemon {
             internal: c.internal,
             dns: c.dns && c.subnet.is_some(),
             dhcp: c.dhcp && c.subnet.is_some(),
+            host_access: net.host_port.is_some(),
             routes: self.routes.keys().filter_map(|r| r.peer_of(&c.name)).map(|n| n.to_string()).collect(),
             ports: self.endpoints_on(c.name.as_str()).count(),
             hosts: self.hosts_on(&c.name),
@@ -499,7 +502,29 @@ impl Daemon {
         let id =
             self.dataplane.add_network(config.vni, config.mtu, config.is_encrypted()).expect("checked: the VNI is new");
         let stack = self.start_gateway_stack(&config, id);
-        self.networks.insert(config.name.to_string(), Network { config, id, origin, stack });
+        let host_port = self.open_host_side(&config, id);
+        self.networks.insert(config.name.to_string(), Network { config, id, origin, stack, host_port });
+    }
+
+    /// With host access: the host-side interface `sdgVNI`, holding the
+    /// gateway address, as a port of the network.
+    fn open_host_side(&mut self, config: &NetworkConfig, id: NetworkId) -> Option<PortId> {
+        let ip = config.gateway.and_then(crate::services::v4).filter(|_| config.host_access)?;
+        let name = switchd_config::IfName::new(&format!("sdg{}", config.vni)).expect("sdg and 8 digits fit");
+        let mac = crate::switch::Gateway::mac_for(config.vni);
+        let prefix = config.subnet?.prefix_len();
+        match crate::io::gateway::host_interface(&name, ip, prefix, mac, config.mtu.get()) {
+            Ok(fd) => {
+                let port = self.dataplane.add_port(id, fd)?;
+                self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));
+                tracing::info!("network {}: host access through {name} ({ip}/{prefix})", config.name);
+                Some(port)
+            }
+            Err(e) => {
+                tracing::error!("network {}: no host access, {name} could not be made: {e}", config.name);
+                None
+            }
+        }
     }
 
     /// Starts the gateway's kernel stack of a network whose gateway answers
@@ -582,10 +607,10 @@ impl Daemon {
         }
         let id = net.id;
         self.claims.remove(&net.config.name.clone());
-        if let Some(removed) = self.networks.remove(name)
-            && let Some((_, port)) = removed.stack
-        {
-            self.dataplane.remove_port(port);
+        if let Some(removed) = self.networks.remove(name) {
+            for port in removed.stack.map(|(_, port)| port).into_iter().chain(removed.host_port) {
+                self.dataplane.remove_port(port);
+            }
         }
         self.dataplane.remove_network(id);
         Ok(())

@@ -94,6 +94,24 @@ pub fn start(
     Ok((GatewayStack { _netns: netns, task }, tap))
 }
 
+/// The host side of a network with host access: a TAP `name` in switchd's
+/// own namespace (the host's) with the gateway's MAC, address and MTU. Not
+/// persistent: it goes with switchd.
+pub fn host_interface(name: &IfName, ip: Ipv4Addr, prefix_len: u8, mac: MacAddr, mtu: u32) -> io::Result<OwnedFd> {
+    let (fd, _) = tap::attach(name).map_err(io::Error::other)?;
+    tap::set_persist(&fd, false)?;
+    netlink::configure(&netlink::LinkSetup {
+        name: name.to_string(),
+        rename: None,
+        mac: mac.0,
+        mtu,
+        address: Some((ip.into(), prefix_len)),
+        default_gateway: None,
+        routes: Vec::new(),
+    })?;
+    Ok(fd)
+}
+
 async fn serve_dns(listener: tokio::net::TcpListener, network: NetworkId, tables: TablesSource) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {

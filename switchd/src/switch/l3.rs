@@ -25,11 +25,17 @@ pub struct Ipv4 {
     pub payload_at: usize,
     /// TCP or UDP destination port of a first (or only) fragment.
     pub dst_port: Option<u16>,
+    /// The ICMP type of a first (or only) fragment.
+    pub icmp_type: Option<u8>,
 }
 
 impl Ipv4 {
     pub fn is_udp_to(&self, port: u16) -> bool {
         self.protocol == PROTO_UDP && self.dst_port == Some(port)
+    }
+
+    pub fn is_echo_request(&self) -> bool {
+        self.protocol == PROTO_ICMP && self.icmp_type == Some(8)
     }
 }
 
@@ -51,6 +57,8 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
         }
         _ => None,
     };
+    let icmp_type =
+        (header.protocol().0 == PROTO_ICMP && first_fragment).then(|| eth.get(payload_at).copied()).flatten();
     Some(Ipv4 {
         src: header.source_addr(),
         dst: header.destination_addr(),
@@ -58,6 +66,7 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
         protocol: header.protocol().0,
         payload_at,
         dst_port,
+        icmp_type,
     })
 }
 

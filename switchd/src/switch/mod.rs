@@ -22,7 +22,11 @@
 //! `crate::services`) or routed ([`Action::Route`]) into another network,
 //! only one that `[[route]]` pairs with it, here on the ingress host; a
 //! denied or impossible route is answered with an ICMP error
-//! ([`Action::Reject`]). A port may only use the addresses it was given.
+//! ([`Action::Reject`]). Two ports speak for the gateway: its kernel stack
+//! (TCP, for DNS over TCP) and, with host access, the host's side (what
+//! switchd does not serve at the gateway address, and what is bound
+//! outside every network). Any other port may only use the addresses it
+//! was given.
 
 mod fdb;
 pub mod frame;
@@ -339,6 +343,10 @@ struct Network {
     /// The port of the gateway's kernel stack (`crate::io::gateway`): TCP
     /// for the gateway goes there. It may send as the gateway.
     gateway_port: Option<PortId>,
+    /// The host's side of the network (`host_access`): it holds the gateway
+    /// address, so traffic for the gateway that switchd does not serve, and
+    /// traffic for outside every network, goes there. It may send as the gateway.
+    host_port: Option<PortId>,
     /// The networks frames may be routed to from this one.
     routes: Vec<NetworkId>,
     /// Frames routed out of this network.
@@ -430,6 +438,7 @@ impl Switch {
             answered: 0,
             gateway: None,
             gateway_port: None,
+            host_port: None,
             routes: Vec::new(),
             routed: 0,
         });
@@ -484,6 +493,14 @@ impl Switch {
     pub fn set_gateway_port(&mut self, id: NetworkId, port: Option<PortId>) {
         if let Some(net) = self.networks.get_mut(id) {
             net.gateway_port = port;
+        }
+    }
+
+    /// Makes `port` the network's host side (see [`Network`]'s
+    /// `host_port`); it receives no floods.
+    pub fn set_host_port(&mut self, id: NetworkId, port: Option<PortId>) {
+        if let Some(net) = self.networks.get_mut(id) {
+            net.host_port = port;
         }
     }
 
@@ -647,7 +664,9 @@ impl Switch {
             return counters_mut(ports, vteps, ingress).drop(DropReason::BadSrcMac);
         }
         let gateway = net.gateway;
-        let from_stack = matches!(ingress, Location::Port(p) if net.gateway_port == Some(p));
+        // The gateway stack and the host side speak for the gateway.
+        let from_stack =
+            matches!(ingress, Location::Port(p) if net.gateway_port == Some(p) || net.host_port == Some(p));
         let as_gateway = gateway.is_some_and(|g| g.mac == src);
         if let Location::Port(p) = ingress
             && !from_stack
@@ -688,21 +707,26 @@ impl Switch {
             // Only frames to the gateway, and broadcasts that may be DHCP, are read further.
             let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.bytes())).flatten();
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
-            let stack = net.gateway_port;
+            let (stack, host) = (net.gateway_port, net.host_port);
             if dst == gw.mac || (dhcp && dst.is_broadcast()) {
-                return match ip {
-                    Some(_) if dhcp => Action::Local { port, network },
-                    // TCP is the gateway stack's (DNS over TCP), if there is one.
-                    Some(ip) if ip.dst == gw.ip && ip.protocol == l3::PROTO_TCP && stack.is_some() => {
-                        Action::Deliver(stack.expect("checked"))
+                // What switchd itself serves at the gateway address.
+                let served = |ip: &l3::Ipv4| ip.is_echo_request() || ip.is_udp_to(53);
+                let dns_tcp = |ip: &l3::Ipv4| ip.protocol == l3::PROTO_TCP && ip.dst_port == Some(53);
+                return match (ip, stack, host) {
+                    (Some(_), ..) if dhcp => Action::Local { port, network },
+                    (Some(ip), Some(stack), _) if ip.dst == gw.ip && dns_tcp(&ip) => Action::Deliver(stack),
+                    // With host access, the rest is the host's.
+                    (Some(ip), _, Some(host)) if ip.dst == gw.ip && !served(&ip) => Action::Deliver(host),
+                    (Some(ip), Some(stack), _) if ip.dst == gw.ip && ip.protocol == l3::PROTO_TCP => {
+                        Action::Deliver(stack)
                     }
-                    Some(ip) if ip.dst == gw.ip => Action::Local { port, network },
-                    Some(ip) => self.route(now, network, port, ip),
-                    // An ARP reply to the stack's own question.
-                    None if stack.is_some() && l3::arp_sender(eth.bytes()).is_some() => {
-                        Action::Deliver(stack.expect("checked"))
+                    (Some(ip), ..) if ip.dst == gw.ip => Action::Local { port, network },
+                    (Some(ip), ..) => self.route(now, network, port, ip),
+                    // An ARP reply to a question of the host side or the stack.
+                    (None, stack, host) if l3::arp_sender(eth.bytes()).is_some() && host.or(stack).is_some() => {
+                        Action::Deliver(host.or(stack).expect("checked"))
                     }
-                    None => self.ports[port].rx.drop(DropReason::NotRoutable),
+                    (None, ..) => self.ports[port].rx.drop(DropReason::NotRoutable),
                 };
             }
         }
@@ -740,8 +764,15 @@ impl Switch {
             Action::Reject { port, network: from, reason }
         };
         let Some(to) = routed else {
-            let exists = self.networks.values().any(holds);
-            return reject(&mut self.ports, if exists { DropReason::RouteDenied } else { DropReason::NoRoute });
+            if self.networks.values().any(holds) {
+                return reject(&mut self.ports, DropReason::RouteDenied);
+            }
+            // Outside every network: the host's, with host access (its
+            // routing and NAT take it on); unreachable otherwise.
+            return match self.networks[from].host_port {
+                Some(host) => Action::Deliver(host),
+                None => reject(&mut self.ports, DropReason::NoRoute),
+            };
         };
         if ip.ttl <= 1 {
             return reject(&mut self.ports, DropReason::TtlExceeded);
@@ -767,13 +798,16 @@ impl Switch {
     /// the ingress one, and, for a frame from a local port, every VTEP that
     /// carries the network (never back into the underlay).
     pub fn flood_targets(&self, network: NetworkId, ingress: Location) -> impl Iterator<Item = Location> + '_ {
-        let (ports, vteps, stack) = match self.networks.get(network) {
-            Some(n) => (&n.ports[..], &n.vteps[..], n.gateway_port),
-            None => (&[][..], &[][..], None),
+        let (ports, vteps, stack, host) = match self.networks.get(network) {
+            Some(n) => (&n.ports[..], &n.vteps[..], n.gateway_port, n.host_port),
+            None => (&[][..], &[][..], None, None),
         };
         let vteps = if matches!(ingress, Location::Port(_)) { vteps } else { &[][..] };
-        let ports =
-            ports.iter().filter(move |p| Some(**p) != stack).map(|p| Location::Port(*p)).filter(move |p| *p != ingress);
+        let ports = ports
+            .iter()
+            .filter(move |p| Some(**p) != stack && Some(**p) != host)
+            .map(|p| Location::Port(*p))
+            .filter(move |p| *p != ingress);
         ports.chain(vteps.iter().map(|v| Location::Vtep(*v)))
     }
 
