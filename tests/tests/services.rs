@@ -335,6 +335,18 @@ fn three_tier_app_across_two_hosts() {
     for e in endpoints {
         assert!(e["ip"].is_string() && e["mac"].is_string() && e["host"].is_string(), "{e}");
     }
+    // A UDP port published at run time on host b, to the app's container.
+    let echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 5300))\n\
+                while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'echo:' + d, a)\n";
+    let _echo = app.spawn(&["python3", "-c", echo]);
+    assert!(wait_until(Duration::from_secs(5), || !app.ok(&["ss", "-lunH", "sport = :5300"]).trim().is_empty()));
+    b.ctl(&["publish", "public-net-1", "flask-app", "5300:5300/udp"]);
+    let ask = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(3)\n\
+               s.sendto(b'ping', ('198.18.0.2', 5300))\nprint(s.recvfrom(2048)[0].decode(), end='')";
+    assert_eq!(a.host.ok(&["python3", "-c", ask]), "echo:ping", "UDP through a published port");
+    b.ctl(&["unpublish", "5300/udp"]);
+    assert!(!b.ctl(&["ports"]).contains("5300"));
+
     let ports = a.json(&["ports"]);
     assert_eq!(ports[0]["target"], format!("{}:80", ip_of(endpoints.iter().find(|e| e["name"] == "nginx").unwrap())));
 }
