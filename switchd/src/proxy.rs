@@ -24,6 +24,8 @@ use crate::io::netns;
 
 /// How long a UDP client may stay silent before its relay is closed.
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// How long to pause after a failed accept or receive, rather than spin.
+pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How long connecting to the container may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -79,7 +81,11 @@ fn lookup(targets: &Targets, key: &(Name, Name)) -> Option<Target> {
 
 async fn serve_tcp(listener: TcpListener, targets: Targets, key: (Name, Name), port: u16) {
     loop {
-        let Ok((mut client, from)) = listener.accept().await else { continue };
+        let Ok((mut client, from)) = listener.accept().await else {
+            // Out of fds, most likely: give the others time to finish.
+            tokio::time::sleep(ERROR_PAUSE).await;
+            continue;
+        };
         let targets = targets.clone();
         let key = key.clone();
         tokio::spawn(async move {
@@ -112,7 +118,10 @@ async fn serve_udp(socket: Arc<UdpSocket>, targets: Targets, key: (Name, Name), 
     let mut relays: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else { continue };
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(ERROR_PAUSE).await;
+            continue;
+        };
         relays.retain(|_, r| Arc::strong_count(r) > 1);
         let relay = match relays.get(&from) {
             Some(r) => r.clone(),

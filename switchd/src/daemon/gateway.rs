@@ -110,10 +110,7 @@ impl Daemon {
             let v4 = e.record.ip.and_then(services::v4);
             let addresses = guarded.then(|| v4.into_iter().collect());
             self.dataplane.with_switch(|s| s.set_port_addresses(e.port, addresses));
-            let sees = match e.netns_id {
-                Some(ns) => same_container[&ns].clone(),
-                None => vec![net.id],
-            };
+            let sees = e.netns_id.and_then(|ns| same_container.get(&ns).cloned()).unwrap_or_else(|| vec![net.id]);
             tables.ports.insert(
                 e.port,
                 PortServices { network: net.id, name: e.record.name.to_string(), mac: e.record.mac, ip: v4, sees },

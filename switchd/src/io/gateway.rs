@@ -116,7 +116,10 @@ async fn serve_dns(listener: tokio::net::TcpListener, network: NetworkId, tables
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
+            continue;
+        };
         let tables = tables.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -229,7 +229,7 @@ fn udp(out: &mut Vec<u8>, from: (MacAddr, Ipv4Addr, u16), to: (MacAddr, Ipv4Addr
     }
 }
 
-/// An address for display or DNS from an IPv4 one.
+/// `ip` if it is an IPv4 address (the gateway services are IPv4's).
 pub fn v4(ip: IpAddr) -> Option<Ipv4Addr> {
     match ip {
         IpAddr::V4(v4) => Some(v4),
