@@ -48,7 +48,7 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
-  for n in "${NSES[@]:-}"; do [ -n "$n" ] && ip netns del "$n" 2>/dev/null || true; done
+  for n in "${NSES[@]:-}"; do [ -n "$n" ] && { ip netns del "$n" 2>/dev/null; rm -rf "/etc/netns/$n"; } || true; done
   rm -rf "$WORK"
   [ "$WG_RUNDIR_CREATED" = 1 ] && rmdir /var/run/wireguard 2>/dev/null || true
 }
