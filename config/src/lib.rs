@@ -31,6 +31,7 @@ pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 pub struct Config {
     pub host: HostConfig,
     pub gossip: Option<GossipConfig>,
+    pub docker: Option<DockerConfig>,
     pub peers: Vec<PeerConfig>,
     pub networks: Vec<NetworkConfig>,
     /// The key files of networks with their own key (relative paths
@@ -93,6 +94,23 @@ pub struct GossipConfig {
 
 impl GossipConfig {
     pub const DEFAULT_PORT: u16 = 7946;
+}
+
+/// `[docker]`: switchd as a Docker network driver (libnetwork's remote
+/// driver protocol) on a Unix socket where dockerd finds plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// `/run/docker/plugins/NAME.sock`: `docker network create -d NAME`.
+    pub socket: PathBuf,
+}
+
+impl DockerConfig {
+    pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/switchd.sock";
+
+    /// The driver name dockerd knows it by: the socket's file name without `.sock`.
+    pub fn driver(&self) -> String {
+        self.socket.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
 }
 
 /// `[[peer]]`: a remote VTEP (another switchd, or a kernel vxlan device).

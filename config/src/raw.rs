@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub struct RawFile {
     pub host: RawHost,
     pub gossip: Option<RawGossip>,
+    pub docker: Option<RawDocker>,
     pub peer: Vec<RawPeer>,
     pub network: Vec<RawNetwork>,
     pub route: Vec<RawRoute>,
@@ -37,6 +38,12 @@ pub struct RawHost {
     pub mac_aging_time: Option<i64>,
     pub mac_limit: Option<i64>,
     pub workers: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawDocker {
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
-use crate::raw::{RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute};
+use crate::raw::{RawDocker, RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute};
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 use crate::{
-    Cipher, Config, Encryption, GossipConfig, HostConfig, KeySource, NetworkConfig, PeerConfig, PortConfig, PortKind,
-    Protocol, PublishConfig, RouteConfig,
+    Cipher, Config, DockerConfig, Encryption, GossipConfig, HostConfig, KeySource, NetworkConfig, PeerConfig,
+    PortConfig, PortKind, Protocol, PublishConfig, RouteConfig,
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
@@ -431,6 +431,22 @@ fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<P
     })
 }
 
+fn docker(raw: &RawDocker, errors: &mut Errors) -> Option<DockerConfig> {
+    let at = KeyPath::root().key("docker").key("socket");
+    let socket = raw.socket.clone().unwrap_or_else(|| PathBuf::from(DockerConfig::DEFAULT_SOCKET));
+    errors.check(&at, Some(socket), |socket| {
+        let named =
+            socket.extension().is_some_and(|e| e == "sock") && socket.file_stem().is_some_and(|s| !s.is_empty());
+        if !socket.is_absolute() || !named {
+            return Err(format!(
+                "{} must be an absolute path ending in NAME.sock (dockerd names the driver after it)",
+                socket.display()
+            ));
+        }
+        Ok(DockerConfig { socket })
+    })
+}
+
 fn gossip(raw: &RawGossip, host: &HostConfig, dir: &Path, errors: &mut Errors) -> Option<GossipConfig> {
     let at = KeyPath::root().key("gossip");
     let port = errors.check(
@@ -490,6 +506,7 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
     let mut errors = Errors::default();
     let host = host(&raw.host, &mut errors);
     let gossip = raw.gossip.as_ref().and_then(|g| gossip(g, &host, dir, &mut errors));
+    let docker = raw.docker.as_ref().and_then(|d| docker(d, &mut errors));
 
     let mut networks = Vec::new();
     let mut network_key_files = BTreeMap::new();
@@ -563,7 +580,7 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
     }
 
     if errors.0.is_empty() {
-        Ok(Config { host, gossip, peers, networks, network_key_files, routes, ports, publish })
+        Ok(Config { host, gossip, docker, peers, networks, network_key_files, routes, ports, publish })
     } else {
         Err(errors.0)
     }

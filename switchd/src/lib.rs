@@ -11,6 +11,7 @@
 //! - [`daemon`]: networks and endpoints, their persistence, and the
 //!   operations `switchctl` asks for; [`control`] carries those requests over
 //!   the control socket.
+//! - [`docker`]: the Docker network driver (libnetwork's remote protocol).
 //! - [`cluster`]: the gossip member that tells other hosts what this one
 //!   carries and feeds the daemon what they carry.
 
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod docker;
 pub mod io;
 pub mod proxy;
 pub mod services;

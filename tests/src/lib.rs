@@ -244,8 +244,11 @@ impl Switchd {
     pub fn launch(&mut self) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("switchd.log")).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.host.name])
+        // Only the network namespace, as on a real host: `ip netns exec`
+        // would also give it a mount namespace of its own, where the
+        // container namespaces dockerd mounts later would not show.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.host.name))
             .arg(bin("switchd"))
             .arg("--config")
             .arg(self.config_path())
@@ -437,4 +440,102 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// The IPv4 address of an endpoint from `connect --json`.
 pub fn ip_of(endpoint: &serde_json::Value) -> String {
     endpoint["ip"].as_str().expect("endpoint has an ip").to_owned()
+}
+
+/// A dockerd (Debian's docker.io) in a host namespace: its own data and
+/// exec roots and API socket under a temp dir, cgroupfs, no iptables, no
+/// default bridge. Started with `nsenter --net` (not `ip netns exec`, whose
+/// fresh /sys hides the cgroup mounts dockerd needs); stopped and cleaned
+/// up on drop. `image` is a tiny image made from busybox-static.
+#[derive(Debug)]
+pub struct Dockerd {
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Dockerd {
+    pub const IMAGE: &str = "sdbox:latest";
+
+    pub fn start(host: &Netns) -> Dockerd {
+        let dir = std::env::temp_dir().join(unique("dockerd"));
+        std::fs::create_dir_all(&dir).expect("dockerd dir");
+        let nproc = check(run("bash", &["-c", "ulimit -Hu"]), "ulimit").trim().to_owned();
+        let log = std::fs::File::create(dir.join("dockerd.log")).expect("log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", host.name))
+            .arg("dockerd")
+            .args(["--data-root", &dir.join("data").to_string_lossy()])
+            .args(["--exec-root", &dir.join("exec").to_string_lossy()])
+            .args(["-H", &format!("unix://{}", dir.join("docker.sock").display())])
+            .args(["--pidfile", &dir.join("docker.pid").to_string_lossy()])
+            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
+            .args(["--default-ulimit", "nofile=20000:20000", "--default-ulimit", &format!("nproc={nproc}:{nproc}")])
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        let d = Dockerd { dir, child: Some(child) };
+        let up = wait_until(Duration::from_secs(30), || d.exec(&["version"]).status.success());
+        assert!(up, "dockerd did not start:\n{}", d.log());
+        // The image: busybox-static and its applets, imported.
+        let root = d.dir.join("image");
+        std::fs::create_dir_all(root.join("bin")).expect("image dir");
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+        for applet in ["sh", "ping", "ip", "nslookup", "sleep", "cat", "wget", "hostname"] {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+        let import = format!(
+            "tar -C {} -c . | DOCKER_HOST=unix://{} docker import - {}",
+            root.display(),
+            d.dir.join("docker.sock").display(),
+            Self::IMAGE
+        );
+        check(run("sh", &["-c", &import]), "docker import");
+        d
+    }
+
+    /// `docker ARGS` against this daemon.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.dir.join("docker.sock").display()))
+            .args(args)
+            .output()
+            .expect("run docker")
+    }
+
+    /// `docker ARGS` that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        check(self.exec(args), &format!("docker {args:?}"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Containers first, so their namespaces and mounts go cleanly.
+        let ids = self.exec(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.exec(&["rm", "-f", id]);
+        }
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: a plain signal to a child we started and have not reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            if !wait_until(Duration::from_secs(15), || child.try_wait().ok().flatten().is_some()) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- dockerd log ---\n{}", self.log());
+        }
+        let _ = run(
+            "sh",
+            &["-c", &format!("grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", self.dir.display())],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

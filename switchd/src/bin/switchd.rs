@@ -68,6 +68,15 @@ fn run(config: Config) -> std::io::Result<()> {
             .map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", socket_path.display())))?;
         let host = config.host.clone();
         let gossip = config.gossip.clone();
+        let docker = match &config.docker {
+            Some(d) => Some((
+                switchd::docker::http::bind(&d.socket).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("docker plugin socket {}: {e}", d.socket.display()))
+                })?,
+                d.clone(),
+            )),
+            None => None,
+        };
         let daemon =
             tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
         let daemon = Arc::new(Mutex::new(daemon));
@@ -89,8 +98,19 @@ fn run(config: Config) -> std::io::Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let docker_socket = docker.as_ref().map(|(_, d)| d.socket.clone());
+        let serving_docker = async {
+            match docker {
+                Some((listener, d)) => {
+                    tracing::info!(driver = %d.driver(), socket = %d.socket.display(), "docker network driver ready");
+                    switchd::docker::http::serve(listener, daemon.clone()).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = server::serve(listener, daemon.clone()) => {}
+            _ = serving_docker => {}
             _ = reap_gone_containers(daemon.clone()) => {}
             _ = gossiping => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -103,6 +123,9 @@ fn run(config: Config) -> std::io::Result<()> {
             .await
             .map_err(std::io::Error::other)?;
         let _ = std::fs::remove_file(&socket_path);
+        if let Some(path) = docker_socket {
+            let _ = std::fs::remove_file(path);
+        }
         tracing::info!("stopped; containers keep their interfaces until the next start");
         Ok(())
     })

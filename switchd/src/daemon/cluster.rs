@@ -173,9 +173,7 @@ impl Daemon {
             .collect();
         for name in gone {
             tracing::info!("network {name} left the cluster");
-            if let Some(net) = self.networks.remove(&name) {
-                self.dataplane.remove_network(net.id);
-            }
+            self.drop_network(&name);
             changed = true;
         }
         if changed {

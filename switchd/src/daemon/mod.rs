@@ -8,6 +8,7 @@
 
 pub mod attach;
 mod cluster;
+mod docker;
 mod gateway;
 pub mod ipam;
 mod keys;
@@ -160,6 +161,10 @@ pub struct Daemon {
     runtime: tokio::runtime::Handle,
     /// Address blocks this host claims, per network (see `ipam`).
     claims: BTreeMap<Name, ipam::Claims>,
+    /// Docker's networks (by id) as switchd's, and endpoints between
+    /// dockerd's `CreateEndpoint` and `Join`.
+    docker_networks: docker::DockerNetworks,
+    docker_endpoints: BTreeMap<String, docker::PendingEndpoint>,
     /// How long a claim must stand before it is used: a few gossip rounds;
     /// zero without gossip, where this host alone owns every block.
     claim_confirm: Duration,
@@ -217,6 +222,8 @@ impl Daemon {
             runtime,
             claims: saved.ipam,
             claim_confirm,
+            docker_networks: saved.docker_networks,
+            docker_endpoints: BTreeMap::new(),
         };
         for peer in config.peers {
             let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);
@@ -256,6 +263,15 @@ impl Daemon {
     fn restore_endpoints(&mut self, saved: Vec<EndpointRecord>) {
         let mut wanted: Vec<Option<PortConfig>> = self.config_ports.iter().cloned().map(Some).collect();
         for mut record in saved {
+            if record.docker_endpoint.is_some() {
+                // Its TAP went with the last switchd; dockerd does not join again.
+                tracing::warn!(
+                    "{} on {}: a Docker endpoint does not survive a restart of switchd; reconnect the container",
+                    record.name,
+                    record.network
+                );
+                continue;
+            }
             let from_config = wanted.iter_mut().find(|p| p.as_ref().is_some_and(|p| same_attachment(p, &record)));
             if record.origin == Origin::Config && from_config.is_none() {
                 tracing::info!("{} on {}: no longer in host.toml, detaching", record.name, record.network);
@@ -306,6 +322,7 @@ impl Daemon {
                 .map(|p| p.config.clone())
                 .collect(),
             ipam: self.claims.clone(),
+            docker_networks: self.docker_networks.clone(),
         };
         if let Err(e) = state::save(&self.host.state_dir, &state) {
             tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
@@ -513,7 +530,7 @@ impl Daemon {
         let name = switchd_config::IfName::new(&format!("sdg{}", config.vni)).expect("sdg and 8 digits fit");
         let mac = crate::switch::Gateway::mac_for(config.vni);
         let prefix = config.subnet?.prefix_len();
-        match crate::io::gateway::host_interface(&name, ip, prefix, mac, config.mtu.get()) {
+        match crate::io::gateway::host_tap(&name, Some((ip, prefix)), mac, config.mtu.get()) {
             Ok(fd) => {
                 let port = self.dataplane.add_port(id, fd)?;
                 self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));
@@ -605,15 +622,19 @@ impl Daemon {
                 attached.join(", ")
             ));
         }
-        let id = net.id;
-        self.claims.remove(&net.config.name.clone());
-        if let Some(removed) = self.networks.remove(name) {
-            for port in removed.stack.map(|(_, port)| port).into_iter().chain(removed.host_port) {
-                self.dataplane.remove_port(port);
-            }
-        }
-        self.dataplane.remove_network(id);
+        self.drop_network(name);
         Ok(())
+    }
+
+    /// Takes a network out of the data plane with its gateway's ports, and
+    /// forgets its address claims. Its endpoints are gone already.
+    fn drop_network(&mut self, name: &str) {
+        let Some(removed) = self.networks.remove(name) else { return };
+        self.claims.remove(&removed.config.name);
+        for port in removed.stack.map(|(_, port)| port).into_iter().chain(removed.host_port) {
+            self.dataplane.remove_port(port);
+        }
+        self.dataplane.remove_network(removed.id);
     }
 
     fn network_prune(&mut self) -> Vec<String> {
@@ -709,6 +730,7 @@ impl Daemon {
             owned: false,
             origin,
             dhcp: port.dhcp,
+            docker_endpoint: None,
         };
         Ok((record, netns_id))
     }
@@ -837,6 +859,8 @@ impl Daemon {
             .endpoints
             .iter()
             .enumerate()
+            // Docker's endpoints go when dockerd says (`Leave`).
+            .filter(|(_, e)| e.record.docker_endpoint.is_none())
             .filter(|(_, e)| match (&e.record.netns, &e.record.host_ifname) {
                 (_, Some(host)) => crate::io::sys::if_index(host.as_str()).is_none(),
                 (Some(ns), None) => netns::identify(ns).ok() != e.netns_id,

@@ -53,6 +53,10 @@ pub struct EndpointRecord {
     /// The container takes `ip` by DHCP; switchd leaves the interface unconfigured.
     #[serde(default)]
     pub dhcp: bool,
+    /// The Docker endpoint id, for an endpoint dockerd made (its TAP was
+    /// moved into the container by dockerd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +78,9 @@ pub struct State {
     /// Address blocks this host claims, per network: block -> since (ms).
     #[serde(default)]
     pub ipam: std::collections::BTreeMap<Name, std::collections::BTreeMap<u32, u64>>,
+    /// Docker's networks (by id) and the switchd networks they are.
+    #[serde(default)]
+    pub docker_networks: std::collections::BTreeMap<String, Name>,
 }
 
 /// Starts this boot's data-plane session: greater than the last boot's
@@ -151,10 +158,12 @@ mod tests {
                 owned: true,
                 origin: Origin::Runtime,
                 dhcp: true,
+                docker_endpoint: None,
             }],
             routes: vec![RouteConfig::new(Name::new("b").unwrap(), Name::new("a").unwrap())],
             published: vec![],
             ipam: [(Name::new("n").unwrap(), [(2, 1_795_000_000_000)].into())].into(),
+            docker_networks: [("faeb295fb0dd".to_owned(), Name::new("n").unwrap())].into(),
         };
         save(&dir, &state).unwrap();
         assert_eq!(load(&dir).unwrap(), state);

@@ -94,10 +94,11 @@ pub fn start(
     Ok((GatewayStack { _netns: netns, task }, tap))
 }
 
-/// The host side of a network with host access: a TAP `name` in switchd's
-/// own namespace (the host's) with the gateway's MAC, address and MTU. Not
-/// persistent: it goes with switchd.
-pub fn host_interface(name: &IfName, ip: Ipv4Addr, prefix_len: u8, mac: MacAddr, mtu: u32) -> io::Result<OwnedFd> {
+/// A TAP `name` in switchd's own namespace (the host's) with this MAC,
+/// address and MTU, up: the host side of a network with host access, or a
+/// Docker container's interface before dockerd moves it. Not persistent:
+/// it goes with switchd.
+pub fn host_tap(name: &IfName, address: Option<(Ipv4Addr, u8)>, mac: MacAddr, mtu: u32) -> io::Result<OwnedFd> {
     let (fd, _) = tap::attach(name).map_err(io::Error::other)?;
     tap::set_persist(&fd, false)?;
     netlink::configure(&netlink::LinkSetup {
@@ -105,7 +106,7 @@ pub fn host_interface(name: &IfName, ip: Ipv4Addr, prefix_len: u8, mac: MacAddr,
         rename: None,
         mac: mac.0,
         mtu,
-        address: Some((ip.into(), prefix_len)),
+        address: address.map(|(ip, len)| (ip.into(), len)),
         default_gateway: None,
         routes: Vec::new(),
     })?;

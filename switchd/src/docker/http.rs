@@ -1,0 +1,142 @@
+//! The plugin socket: HTTP/1.1 on a Unix socket, as dockerd's plugin client
+//! speaks it (POST, a JSON body of `Content-Length` bytes, keep-alive).
+//! Requests are parsed with httparse; every reply is `200 OK` with a JSON
+//! body, errors as `{"Err": "..."}` (what libnetwork reads).
+
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::daemon::Daemon;
+
+/// The largest request accepted (headers and body).
+const MAX_REQUEST: usize = 1 << 20;
+const MAX_HEADERS: usize = 32;
+
+/// Binds the plugin socket, replacing a stale one.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use", path.display())));
+        }
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// Serves dockerd until the task is dropped.
+pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(serve_connection(stream, daemon.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("docker plugin socket: {e}");
+                tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// One parsed request: its path and body, and how many bytes it took.
+fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let head = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("bad HTTP request: {e}")),
+    };
+    let length = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok()))
+        .unwrap_or(Some(0))
+        .ok_or("bad Content-Length")?;
+    if head + length > MAX_REQUEST {
+        return Err(format!("request of {} bytes; at most {MAX_REQUEST}", head + length));
+    }
+    if buf.len() < head + length {
+        return Ok(None);
+    }
+    let path = request.path.unwrap_or("/").to_owned();
+    Ok(Some((path, buf[head..head + length].to_vec(), head + length)))
+}
+
+async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let (path, body, used) = loop {
+            match parse_request(&buf) {
+                Ok(Some(request)) => break request,
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = respond(&mut stream, &super::error_reply(&e)).await;
+                    return;
+                }
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        buf.drain(..used);
+        let reply = match super::parse(&path, &body) {
+            Err(e) => super::error_reply(&e),
+            Ok(request) => match super::fixed_reply(&request) {
+                Some(reply) => reply,
+                None => {
+                    let daemon = daemon.clone();
+                    tokio::task::spawn_blocking(move || {
+                        daemon.lock().unwrap_or_else(|p| p.into_inner()).docker(request)
+                    })
+                    .await
+                    .unwrap_or_else(|e| super::error_reply(&format!("internal error: {e}")))
+                }
+            },
+        };
+        if let Err(e) = respond(&mut stream, &reply).await {
+            tracing::debug!("docker plugin socket: {e}");
+            return;
+        }
+    }
+}
+
+async fn respond(stream: &mut UnixStream, reply: &Value) -> io::Result<()> {
+    let body = serde_json::to_vec(reply).unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_pieces_and_bad_ones() {
+        let req = b"POST /NetworkDriver.Join HTTP/1.1\r\nHost: \r\nContent-Length: 2\r\n\r\n{}POST /x";
+        assert_eq!(parse_request(&req[..20]).unwrap(), None, "headers not complete");
+        assert_eq!(parse_request(&req[..65]).unwrap(), None, "body not complete");
+        let (path, body, used) = parse_request(req).unwrap().unwrap();
+        assert_eq!((path.as_str(), body.as_slice(), used), ("/NetworkDriver.Join", &b"{}"[..], 66));
+        assert!(parse_request(b"\x00\x01 nonsense\r\n\r\n").is_err());
+        let huge = b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
+        assert!(parse_request(huge).unwrap_err().contains("at most"));
+        let bad = b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n";
+        assert_eq!(parse_request(bad).unwrap_err(), "bad Content-Length");
+    }
+}
