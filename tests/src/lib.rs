@@ -34,10 +34,10 @@ pub fn require_root() {
     SWEEP.call_once(sweep_leftovers);
 }
 
-/// Deletes namespaces (and their /etc/netns resolver files) left by test
-/// processes that no longer exist.
+/// Deletes namespaces (and their /etc/netns resolver files, and Docker
+/// plugin sockets) left by test processes that no longer exist.
 fn sweep_leftovers() {
-    for dir in ["/run/netns", "/etc/netns"] {
+    for dir in ["/run/netns", "/etc/netns", "/run/docker/plugins"] {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -49,6 +49,8 @@ fn sweep_leftovers() {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = Command::new("ip").args(["netns", "del", &name]).output();
                 let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
+                // A plugin socket of a switchd that was killed.
+                let _ = std::fs::remove_file(Path::new(dir).join(&name));
             }
         }
     }

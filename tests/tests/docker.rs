@@ -18,6 +18,14 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     let a = gossip_member(ha, &ipa, &key, &format!("\n[docker]\nsocket = \"{socket}\"\n"));
     let b = gossip_member(hb, &ipb, &key, "");
     let docker = Dockerd::start(&a.host);
+    // switchd removes its socket when stopped; the harness kills it.
+    struct RemoveOnDrop(String);
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _socket = RemoveOnDrop(socket.clone());
 
     let created = docker.exec(&[
         "network",
