@@ -2,8 +2,8 @@
 # Installs what the demo, the tests and the benchmarks run, if missing:
 # iproute2 (ip, ss), iperf3, ping, ethtool, nsenter, sysctl, python3, tcpdump,
 # and for the gateway services: dig, busybox (udhcpc, traceroute), dhclient,
-# nginx and redis-server (the three-tier app), dockerd and a static busybox
-# (the image the Docker tests run).
+# nginx and redis-server (the three-tier app), dockerd, podman and a static
+# busybox (the image the container engine tests run).
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -22,6 +22,7 @@ have dhclient || need+=(isc-dhcp-client)
 have nginx    || need+=(nginx-light)
 have redis-server || need+=(redis-server)
 have dockerd  || need+=(docker.io)
+have podman   || need+=(podman)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

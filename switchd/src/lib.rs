@@ -11,11 +11,13 @@
 //! - [`daemon`]: networks and endpoints, their persistence, and the
 //!   operations `switchctl` asks for; [`control`] carries those requests over
 //!   the control socket.
-//! - [`docker`]: the Docker network driver (libnetwork's remote protocol).
+//! - [`docker`]: the Docker network driver (libnetwork's remote protocol);
+//!   [`cni`]: the CNI plugin `switchd-cni`.
 //! - [`cluster`]: the gossip member that tells other hosts what this one
 //!   carries and feeds the daemon what they carry.
 
 pub mod cluster;
+pub mod cni;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;

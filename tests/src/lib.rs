@@ -34,10 +34,11 @@ pub fn require_root() {
     SWEEP.call_once(sweep_leftovers);
 }
 
-/// Deletes namespaces (and their /etc/netns resolver files, and Docker
-/// plugin sockets) left by test processes that no longer exist.
+/// Deletes namespaces (and their /etc/netns resolver files), Docker plugin
+/// sockets and temp dirs left by test processes that no longer exist.
 fn sweep_leftovers() {
-    for dir in ["/run/netns", "/etc/netns", "/run/docker/plugins"] {
+    let temp = std::env::temp_dir();
+    for dir in [Path::new("/run/netns"), Path::new("/etc/netns"), Path::new("/run/docker/plugins"), temp.as_path()] {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -49,8 +50,11 @@ fn sweep_leftovers() {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = Command::new("ip").args(["netns", "del", &name]).output();
                 let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
-                // A plugin socket of a switchd that was killed.
-                let _ = std::fs::remove_file(Path::new(dir).join(&name));
+                // A plugin socket of a switchd that was killed, a temp dir.
+                let _ = std::fs::remove_file(dir.join(&name));
+                if dir == temp.as_path() {
+                    let _ = std::fs::remove_dir_all(dir.join(&name));
+                }
             }
         }
     }
@@ -459,9 +463,9 @@ impl Dockerd {
     pub const IMAGE: &str = "sdbox:latest";
 
     pub fn start(host: &Netns) -> Dockerd {
+        let nproc = check(run("bash", &["-c", "ulimit -Hu"]), "ulimit").trim().to_owned();
         let dir = std::env::temp_dir().join(unique("dockerd"));
         std::fs::create_dir_all(&dir).expect("dockerd dir");
-        let nproc = check(run("bash", &["-c", "ulimit -Hu"]), "ulimit").trim().to_owned();
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("log");
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", host.name))
@@ -534,6 +538,88 @@ impl Drop for Dockerd {
         if std::thread::panicking() {
             eprintln!("--- dockerd log ---\n{}", self.log());
         }
+        let _ = run(
+            "sh",
+            &["-c", &format!("grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", self.dir.display())],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// podman (Debian's 4.3) with the CNI backend, its own storage and
+/// configuration under a temp dir, runc and cgroupfs, and `switchd-cni` as
+/// a plugin. `network(name, socket)` writes a conflist for a switchd
+/// network. Containers and storage are removed on drop.
+#[derive(Debug)]
+pub struct Podman {
+    pub dir: PathBuf,
+}
+
+impl Podman {
+    pub const IMAGE: &str = "sdbox:latest";
+
+    pub fn new() -> Podman {
+        let dir = std::env::temp_dir().join(unique("podman"));
+        for sub in ["cni", "bin", "image/bin"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("podman dirs");
+        }
+        std::fs::copy(bin("switchd-cni"), dir.join("bin/switchd-cni")).expect("switchd-cni");
+        let conf = format!(
+            "[containers]\ndefault_ulimits = []\n\n[network]\nnetwork_backend = \"cni\"\n\
+             cni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\n\n\
+             [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+            dir.join("bin").display(),
+            dir.join("cni").display()
+        );
+        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
+        let p = Podman { dir };
+        let root = p.dir.join("image");
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+        for applet in ["sh", "ping", "ip", "nslookup", "sleep", "cat", "hostname"] {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+        let tarball = p.dir.join("image.tar");
+        check(run("tar", &["-C", &root.to_string_lossy(), "-cf", &tarball.to_string_lossy(), "."]), "tar");
+        p.ok(&["import", &tarball.to_string_lossy(), Self::IMAGE]);
+        p
+    }
+
+    /// A CNI network named `name` that is switchd's network `name`.
+    pub fn network(&self, name: &str, socket: &Path) {
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": name,
+            "plugins": [{ "type": "switchd-cni", "network": name, "socket": socket }],
+        });
+        std::fs::write(self.dir.join("cni").join(format!("{name}.conflist")), conf.to_string()).expect("conflist");
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .args(["--root", &self.dir.join("root").to_string_lossy()])
+            .args(["--runroot", &self.dir.join("run").to_string_lossy()])
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .expect("run podman")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        check(self.exec(args), &format!("podman {args:?}"))
+    }
+}
+
+impl Default for Podman {
+    fn default() -> Self {
+        Podman::new()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.exec(&["rm", "-a", "-f", "-t", "0"]);
+        let _ = self.exec(&["system", "reset", "-f"]);
         let _ = run(
             "sh",
             &["-c", &format!("grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l", self.dir.display())],

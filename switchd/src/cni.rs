@@ -1,0 +1,345 @@
+//! The CNI plugin (`switchd-cni`, CNI spec 1.0): a container runtime
+//! (podman, containerd, Kubernetes) hands it a network namespace, and it
+//! asks the local switchd to attach it, as `switchctl network connect`
+//! does, then reports the result in CNI's format.
+//!
+//! The network configuration:
+//!
+//! ```json
+//! { "cniVersion": "1.0.0", "name": "front", "type": "switchd-cni",
+//!   "network": "front",                          // default: name
+//!   "socket": "/run/switchd/switchd.sock",       // default
+//!   "ipam": { "type": "host-local", ... } }      // optional: else switchd's IPAM
+//! ```
+//!
+//! Errors go to stdout in CNI's form (`code`, `msg`, `details`), with the
+//! spec's codes: 4 for a bad configuration, 7 for bad environment
+//! variables, 11 to try again later, 999 for switchd's own refusals.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchd_config::raw::RawPort;
+
+use crate::control::api::{EndpointInfo, NetworkDetail, Request};
+use crate::control::client;
+
+pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+const DEFAULT_SOCKET: &str = "/run/switchd/switchd.sock";
+
+/// A CNI error: its code, message and details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: u32,
+    pub msg: String,
+    pub details: String,
+}
+
+impl Error {
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    pub const INVALID_CONFIG: u32 = 4;
+    pub const INVALID_ENV: u32 = 7;
+    pub const TRY_AGAIN: u32 = 11;
+    /// switchd refused (its message says why).
+    pub const SWITCHD: u32 = 999;
+
+    fn new(code: u32, msg: &str, details: impl Into<String>) -> Self {
+        Error { code, msg: msg.to_owned(), details: details.into() }
+    }
+
+    /// The error as CNI prints it.
+    pub fn to_json(&self, cni_version: &str) -> Value {
+        json!({ "cniVersion": cni_version, "code": self.code, "msg": self.msg, "details": self.details })
+    }
+}
+
+/// The part of the network configuration this plugin reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    #[serde(default)]
+    pub ipam: Option<Value>,
+}
+
+impl NetConf {
+    pub fn parse(stdin: &[u8]) -> Result<NetConf, Error> {
+        let conf: NetConf = serde_json::from_slice(stdin)
+            .map_err(|e| Error::new(Error::INVALID_CONFIG, "invalid network configuration", e.to_string()))?;
+        if !SUPPORTED.contains(&conf.cni_version.as_str()) {
+            return Err(Error::new(
+                Error::INCOMPATIBLE_VERSION,
+                "incompatible CNI version",
+                format!("{} is not one of {}", conf.cni_version, SUPPORTED.join(", ")),
+            ));
+        }
+        Ok(conf)
+    }
+
+    fn network(&self) -> &str {
+        self.network.as_deref().unwrap_or(&self.name)
+    }
+
+    fn socket(&self) -> &Path {
+        self.socket.as_deref().unwrap_or(Path::new(DEFAULT_SOCKET))
+    }
+
+    /// The delegated IPAM plugin's type, when it is not switchd's.
+    fn ipam_type(&self) -> Option<&str> {
+        self.ipam.as_ref()?.get("type")?.as_str().filter(|t| *t != "switchd")
+    }
+}
+
+/// The operation and its environment (CNI_* variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    pub command: String,
+    pub container_id: String,
+    pub netns: Option<String>,
+    pub ifname: String,
+    /// `CNI_ARGS`: `K=V;K=V`.
+    pub args: BTreeMap<String, String>,
+    pub path: String,
+}
+
+impl Env {
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Env, Error> {
+        let command = get("CNI_COMMAND").ok_or_else(|| Error::new(Error::INVALID_ENV, "CNI_COMMAND is not set", ""))?;
+        let need = |key: &str| {
+            get(key)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::new(Error::INVALID_ENV, &format!("{key} is not set"), ""))
+        };
+        if command == "VERSION" {
+            return Ok(Env {
+                command,
+                container_id: String::new(),
+                netns: None,
+                ifname: String::new(),
+                args: BTreeMap::new(),
+                path: String::new(),
+            });
+        }
+        let args = get("CNI_ARGS")
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok(Env {
+            container_id: need("CNI_CONTAINERID")?,
+            // DEL may come after the namespace is gone.
+            netns: if command == "DEL" { get("CNI_NETNS").filter(|n| !n.is_empty()) } else { Some(need("CNI_NETNS")?) },
+            ifname: need("CNI_IFNAME")?,
+            args,
+            path: get("CNI_PATH").unwrap_or_default(),
+            command,
+        })
+    }
+
+    /// The endpoint's name in switchd: the pod or container name the
+    /// runtime passes (`K8S_POD_NAME`), else the container id's first 12.
+    fn endpoint_name(&self) -> String {
+        self.args
+            .get("K8S_POD_NAME")
+            .filter(|n| switchd_config::Name::new(n).is_ok())
+            .cloned()
+            .unwrap_or_else(|| self.container_id.chars().take(12).collect())
+    }
+}
+
+/// Runs one CNI command; the JSON to print on success.
+pub fn run(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
+    match env.command.as_str() {
+        "VERSION" => Ok(json!({ "cniVersion": conf.cni_version, "supportedVersions": SUPPORTED })),
+        "ADD" => add(conf, env, stdin),
+        "DEL" => del(conf, env, stdin).map(|()| Value::Null),
+        "CHECK" => check(conf, env).map(|()| Value::Null),
+        other => Err(Error::new(Error::INVALID_ENV, "unknown CNI_COMMAND", other)),
+    }
+}
+
+fn switchd(conf: &NetConf, request: &Request) -> Result<Value, Error> {
+    client::call(conf.socket(), request).map_err(|e| {
+        let code = if e.starts_with("cannot reach switchd") { Error::TRY_AGAIN } else { Error::SWITCHD };
+        Error::new(code, "switchd refused", e)
+    })
+}
+
+fn inspect(conf: &NetConf) -> Result<NetworkDetail, Error> {
+    let value = switchd(conf, &Request::NetworkInspect { name: conf.network().to_owned() })?;
+    serde_json::from_value(value)
+        .map_err(|e| Error::new(Error::SWITCHD, "unexpected reply from switchd", e.to_string()))
+}
+
+/// Runs the delegated IPAM plugin (found in `CNI_PATH`) with the same
+/// configuration and environment; its result.
+fn delegate_ipam(kind: &str, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
+    let plugin = env.path.split(':').map(|dir| Path::new(dir).join(kind)).find(|p| p.is_file()).ok_or_else(|| {
+        Error::new(Error::INVALID_CONFIG, "IPAM plugin not found", format!("{kind} in CNI_PATH {}", env.path))
+    })?;
+    let mut child = Command::new(&plugin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::new(Error::INVALID_CONFIG, "cannot run the IPAM plugin", e.to_string()))?;
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin);
+    }
+    let out = child.wait_with_output().map_err(|e| Error::new(Error::SWITCHD, "IPAM plugin failed", e.to_string()))?;
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if !out.status.success() {
+        let msg = value.get("msg").and_then(Value::as_str).unwrap_or("failed").to_owned();
+        return Err(Error::new(Error::SWITCHD, "IPAM plugin failed", msg));
+    }
+    Ok(value)
+}
+
+fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
+    let detail = inspect(conf)?;
+    let ip = match conf.ipam_type() {
+        Some(kind) => {
+            let result = delegate_ipam(kind, env, stdin)?;
+            let address = result["ips"][0]["address"].as_str().unwrap_or_default();
+            Some(address.split('/').next().unwrap_or_default().to_owned()).filter(|a| !a.is_empty())
+        }
+        None => None,
+    };
+    let port = RawPort {
+        network: Some(conf.network().to_owned()),
+        netns: env.netns.clone(),
+        name: Some(env.endpoint_name()),
+        ifname: Some(env.ifname.clone()),
+        ip,
+        kind: Some("tap".into()),
+        ..RawPort::default()
+    };
+    let value = switchd(conf, &Request::NetworkConnect { port })?;
+    let endpoint: EndpointInfo = serde_json::from_value(value)
+        .map_err(|e| Error::new(Error::SWITCHD, "unexpected reply from switchd", e.to_string()))?;
+    Ok(result(&conf.cni_version, env, &endpoint, &detail))
+}
+
+/// CNI's result: the interface, its address, routes and DNS.
+fn result(version: &str, env: &Env, endpoint: &EndpointInfo, detail: &NetworkDetail) -> Value {
+    let net = &detail.network;
+    let prefix = net.subnet.as_deref().and_then(|s| s.split('/').nth(1)).unwrap_or("32");
+    let mut ips = Vec::new();
+    if let Some(ip) = endpoint.ip {
+        let mut entry = json!({ "address": format!("{ip}/{prefix}"), "interface": 0 });
+        if let Some(gw) = net.gateway {
+            entry["gateway"] = json!(gw.to_string());
+        }
+        ips.push(entry);
+    }
+    let routes: Vec<Value> = match (net.gateway, net.internal) {
+        (Some(gw), false) => {
+            vec![json!({ "dst": if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" }, "gw": gw.to_string() })]
+        }
+        _ => Vec::new(),
+    };
+    let dns: Value = match net.gateway.filter(|_| net.dns) {
+        Some(gw) => json!({ "nameservers": [gw.to_string()] }),
+        None => json!({}),
+    };
+    json!({
+        "cniVersion": version,
+        "interfaces": [{ "name": env.ifname, "mac": endpoint.mac, "sandbox": env.netns }],
+        "ips": ips,
+        "routes": routes,
+        "dns": dns,
+    })
+}
+
+/// Detaches; a container that is not attached is not an error (DEL is
+/// idempotent).
+fn del(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), Error> {
+    let endpoint = env.netns.clone().unwrap_or_else(|| env.endpoint_name());
+    let request = Request::NetworkDisconnect { network: conf.network().to_owned(), endpoint };
+    match switchd(conf, &request) {
+        Ok(_) => {}
+        Err(e) if e.details.starts_with("no endpoint") || e.details.starts_with("no network") => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(kind) = conf.ipam_type() {
+        delegate_ipam(kind, env, stdin)?;
+    }
+    Ok(())
+}
+
+/// The endpoint exists and the interface inside has its address.
+fn check(conf: &NetConf, env: &Env) -> Result<(), Error> {
+    let detail = inspect(conf)?;
+    let name = env.endpoint_name();
+    let endpoint =
+        detail.endpoints.iter().find(|e| e.name == name && e.netns.as_deref() == env.netns.as_deref()).ok_or_else(
+            || Error::new(Error::SWITCHD, "not attached", format!("{name} is not on {}", conf.network())),
+        )?;
+    let netns = env.netns.as_deref().unwrap_or_default();
+    let ifname = env.ifname.clone();
+    let addresses = crate::io::netns::run_in(netns, move || crate::io::netlink::addresses(&ifname))
+        .map_err(|e| Error::new(Error::SWITCHD, "cannot enter the namespace", e.to_string()))?
+        .map_err(|e| Error::new(Error::SWITCHD, "interface missing", format!("{}: {e}", env.ifname)))?;
+    match endpoint.ip {
+        Some(ip) if !addresses.contains(&ip) => {
+            Err(Error::new(Error::SWITCHD, "address missing", format!("{} has not {ip}", env.ifname)))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Env, Error> {
+        let map: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Env::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn configurations_and_environments() {
+        let conf = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"front","type":"switchd-cni"}"#).unwrap();
+        assert_eq!((conf.network(), conf.socket()), ("front", Path::new(DEFAULT_SOCKET)));
+        assert_eq!(conf.ipam_type(), None);
+        let e = NetConf::parse(br#"{"cniVersion":"9.9.9","name":"front"}"#).unwrap_err();
+        assert_eq!(e.code, Error::INCOMPATIBLE_VERSION);
+        let e = NetConf::parse(br#"{"name":"front"}"#).unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_CONFIG, "invalid network configuration"));
+        assert!(e.details.contains("cniVersion"), "{}", e.details);
+
+        let ok = env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "0123456789abcdef0123"),
+            ("CNI_NETNS", "/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAME=web"),
+        ])
+        .unwrap();
+        assert_eq!(ok.endpoint_name(), "web");
+        let e = env(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c")]).unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_ENV, "CNI_NETNS is not set"));
+        let del =
+            env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "0123456789abcdef"), ("CNI_IFNAME", "eth0")]).unwrap();
+        assert_eq!(
+            (del.netns.as_deref(), del.endpoint_name().as_str()),
+            (None, "0123456789ab"),
+            "DEL without a namespace"
+        );
+        let version = run(&conf, &env(&[("CNI_COMMAND", "VERSION")]).unwrap(), b"").unwrap();
+        assert_eq!(version["supportedVersions"][3], "1.0.0");
+        let gc = Env { command: "GC".into(), ..ok };
+        let e = run(&conf, &gc, b"").unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_ENV, "unknown CNI_COMMAND"));
+    }
+}

@@ -1,0 +1,102 @@
+//! switchd as a CNI network for podman (Debian's 4.3, CNI backend): `podman
+//! run --network` a switchd network gets its address, route and DNS from
+//! switchd and reaches a container on another host; `podman rm` runs DEL
+//! and the endpoint disappears; a bad configuration gets CNI's error form.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use switchd_e2e::{KeyFile, Netns, Podman, Underlay, bin, gossip_member, ip_of, wait_until};
+
+#[test]
+fn podman_containers_on_a_switchd_network_reach_another_host() {
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("podman", 0x42);
+    let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
+    let net = "\n[[network]]\nname = \"front\"\nvni = 960\nsubnet = \"10.96.0.0/24\"\ninternal = true\n";
+    let a = gossip_member(ha, &ipa, &key, net);
+    let b = gossip_member(hb, &ipb, &key, net);
+    let podman = Podman::new();
+    podman.network("front", &a.socket());
+
+    let c2 = Netns::new("c2");
+    let c2_ip = ip_of(&b.connect("front", &c2, &["--name", "c2"]));
+    podman.ok(&["run", "-d", "--name", "pweb", "--network", "front", Podman::IMAGE, "sleep", "600"]);
+
+    // switchd attached it under the container's name, with an address.
+    let detail = a.json(&["network", "inspect", "front"]);
+    let pweb = detail["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == "pweb").cloned();
+    let pweb = pweb.unwrap_or_else(|| panic!("pweb not attached: {detail}\n{}", a.log()));
+    let pweb_ip = ip_of(&pweb);
+    let addr = podman.ok(&["exec", "pweb", "ip", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("{pweb_ip}/24")), "{addr}");
+    assert!(podman.ok(&["exec", "pweb", "cat", "/etc/resolv.conf"]).contains("nameserver 10.96.0.1"), "DNS from CNI");
+
+    // Across hosts, by address and by name.
+    assert!(wait_until(Duration::from_secs(10), || podman
+        .exec(&["exec", "pweb", "ping", "-c", "1", "-W", "1", &c2_ip])
+        .status
+        .success()));
+    assert!(c2.ping(&pweb_ip, 2), "c2 -> pweb");
+    assert!(podman.ok(&["exec", "pweb", "nslookup", "c2", "10.96.0.1"]).contains(&c2_ip));
+
+    // podman rm runs DEL: the endpoint goes.
+    podman.ok(&["rm", "-f", "-t", "0", "pweb"]);
+    let gone =
+        !a.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().iter().any(|e| e["name"] == "pweb");
+    assert!(gone, "pweb still attached after podman rm");
+}
+
+/// Runs switchd-cni with `env` and `stdin`; its exit success and stdout JSON.
+fn cni(env: &[(&str, &str)], stdin: &str) -> (bool, serde_json::Value) {
+    let mut child = Command::new(bin("switchd-cni"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run switchd-cni");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn bad_cni_input_gets_cnis_error_form_and_changes_nothing() {
+    let net = "\n[[network]]\nname = \"front\"\nvni = 961\nsubnet = \"10.96.1.0/24\"\ninternal = true\n";
+    let sd = switchd_e2e::Switchd::start("", net);
+    let c = Netns::new("c");
+    let socket = sd.socket();
+    let socket = socket.to_str().unwrap();
+    let netns = format!("/run/netns/{}", c.name);
+    let add =
+        [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "abc123"), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", "eth0")];
+    let good = format!(r#"{{"cniVersion":"1.0.0","name":"front","type":"switchd-cni","socket":"{socket}"}}"#);
+
+    let (ok, err) = cni(&add, r#"{"cniVersion":"1.0.0","type":"switchd-cni"}"#);
+    assert!(!ok);
+    assert_eq!(err["code"], 4, "{err}");
+    assert!(err["details"].as_str().unwrap().contains("missing field `name`"), "{err}");
+    let (ok, err) = cni(&add[..2], &good);
+    assert!(!ok);
+    assert_eq!((err["code"].as_u64(), err["msg"].as_str()), (Some(7), Some("CNI_NETNS is not set")));
+    let (ok, err) = cni(&add, &good.replace("\"front\"", "\"nowhere\""));
+    assert!(!ok);
+    assert!(err["details"].as_str().unwrap().contains("no network named \"nowhere\""), "{err}");
+    let (ok, err) = cni(&add, &good.replace("1.0.0", "7.0.0"));
+    assert!(!ok && err["code"] == 1, "{err}");
+    assert_eq!(sd.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().len(), 0, "nothing attached");
+
+    // And the good one: ADD, CHECK, DEL twice (idempotent).
+    let (ok, result) = cni(&add, &good);
+    assert!(ok, "{result}");
+    assert_eq!(result["interfaces"][0]["name"], "eth0");
+    assert!(result["ips"][0]["address"].as_str().unwrap().starts_with("10.96.1."));
+    assert_eq!(result["dns"]["nameservers"][0], "10.96.1.1");
+    let check = [("CNI_COMMAND", "CHECK"), add[1], add[2], add[3]];
+    assert!(cni(&check, &good).0, "CHECK");
+    let del = [("CNI_COMMAND", "DEL"), add[1], add[2], add[3]];
+    assert!(cni(&del, &good).0 && cni(&del, &good).0, "DEL, twice");
+    assert!(!c.has_link("eth0"));
+}
