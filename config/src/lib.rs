@@ -102,10 +102,14 @@ impl GossipConfig {
 pub struct DockerConfig {
     /// `/run/docker/plugins/NAME.sock`: `docker network create -d NAME`.
     pub socket: PathBuf,
+    /// dockerd's API, where switchd learns its containers' names (dockerd
+    /// does not tell a network driver).
+    pub api_socket: PathBuf,
 }
 
 impl DockerConfig {
     pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/switchd.sock";
+    pub const DEFAULT_API_SOCKET: &str = "/var/run/docker.sock";
 
     /// The driver name dockerd knows it by: the socket's file name without `.sock`.
     pub fn driver(&self) -> String {

@@ -44,6 +44,7 @@ pub struct RawHost {
 #[serde(default)]
 pub struct RawDocker {
     pub socket: Option<PathBuf>,
+    pub api_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

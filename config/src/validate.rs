@@ -443,7 +443,8 @@ fn docker(raw: &RawDocker, errors: &mut Errors) -> Option<DockerConfig> {
                 socket.display()
             ));
         }
-        Ok(DockerConfig { socket })
+        let api_socket = raw.api_socket.clone().unwrap_or_else(|| PathBuf::from(DockerConfig::DEFAULT_API_SOCKET));
+        Ok(DockerConfig { socket, api_socket })
     })
 }
 

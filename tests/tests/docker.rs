@@ -15,9 +15,15 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
     let driver = format!("sdt-{}-driver", std::process::id());
     let socket = format!("/run/docker/plugins/{driver}.sock");
-    let a = gossip_member(ha, &ipa, &key, &format!("\n[docker]\nsocket = \"{socket}\"\n"));
+    let docker = Dockerd::start(&ha);
+    let api = docker.dir.join("docker.sock");
+    let a = gossip_member(
+        ha,
+        &ipa,
+        &key,
+        &format!("\n[docker]\nsocket = \"{socket}\"\napi_socket = \"{}\"\n", api.display()),
+    );
     let b = gossip_member(hb, &ipb, &key, "");
-    let docker = Dockerd::start(&a.host);
     // switchd removes its socket when stopped; the harness kills it.
     struct RemoveOnDrop(String);
     impl Drop for RemoveOnDrop {
@@ -73,6 +79,83 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     assert!(lookup.contains(&c2_ip), "{lookup}");
     let web_ip = docker.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web"]);
     assert!(c2.ping(web_ip.trim(), 2), "c2 -> web");
+    // switchd learns the container's name from dockerd: c2, on the other
+    // host, finds web by name through switchd's DNS.
+    let named = wait_until(Duration::from_secs(10), || {
+        c2.exec(&["dig", "+short", "+tries=1", "+time=1", "web"]).stdout == format!("{}\n", web_ip.trim()).into_bytes()
+    });
+    assert!(named, "web by name from c2\n{}", a.ctl(&["network", "inspect", "front"]));
+
+    // An encrypted network through Docker: -o encrypted; a capture of host
+    // a's underlay while c3 (on b) pings the Docker container with a
+    // marker shows only sealed packets on its VNI, and no marker.
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &driver,
+        "--subnet",
+        "10.98.0.0/24",
+        "-o",
+        "name=vault",
+        "-o",
+        "vni=980",
+        "-o",
+        "encrypted",
+        "-o",
+        "internal",
+        "vault",
+    ]);
+    assert!(a.json(&["network", "inspect", "vault"])["encrypted"].as_bool().unwrap());
+    docker.ok(&["run", "-d", "--name", "sweb", "--network", "vault", Dockerd::IMAGE, "sleep", "600"]);
+    let sweb_ip = docker.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "sweb"]);
+    let sweb_ip = sweb_ip.trim();
+    assert!(wait_until(Duration::from_secs(10), || b.ctl(&["network", "ls"]).contains("vault")));
+    let c3 = Netns::new("c3");
+    b.connect("vault", &c3, &["--name", "c3"]);
+    let pcap = a.dir.join("vault.pcap");
+    let pcap_path = pcap.to_str().unwrap();
+    let tcpdump =
+        a.host.spawn(&["tcpdump", "-i", "u0", "--immediate-mode", "-U", "-w", pcap_path, "udp", "port", "4789"]);
+    assert!(wait_until(Duration::from_secs(5), || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24)));
+    std::thread::sleep(Duration::from_millis(300));
+    let marker = "DOCKER-VAULT-MARKER!";
+    let hex: String = marker.bytes().take(16).map(|b| format!("{b:02x}")).collect();
+    assert!(wait_until(Duration::from_secs(10), || c3.ping(sweb_ip, 1)), "c3 -> sweb over the encrypted network");
+    assert!(c3.ping_pattern(sweb_ip, &hex), "marked pings both ways");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdump);
+    let bytes = std::fs::read(&pcap).unwrap();
+    assert!(!bytes.windows(12).any(|w| w == &marker.as_bytes()[..12]), "the marker crossed the underlay in the clear");
+    // VXLAN flags byte: 0x48 sealed, 0x08 plain; VNI 980 = 00 03 d4.
+    let sealed = bytes.windows(8).filter(|w| w[0] == 0x48 && w[4..7] == [0x00, 0x03, 0xd4]).count();
+    let plain =
+        bytes.windows(8).filter(|w| w[0] == 0x08 && w[1..4] == [0, 0, 0] && w[4..7] == [0x00, 0x03, 0xd4]).count();
+    assert!(sealed >= 6 && plain == 0, "{sealed} sealed, {plain} plain packets on VNI 980");
+    docker.ok(&["rm", "-f", "sweb"]);
+    b.ctl(&["network", "disconnect", "vault", "c3"]);
+
+    // Bad requests on the plugin socket get the protocol's error and change nothing.
+    let bad = a.host.python(&format!(
+        "import socket\n\
+         def ask(path, body):\n\
+         \x20   s = socket.socket(socket.AF_UNIX); s.connect('{socket}')\n\
+         \x20   s.sendall(b'POST ' + path + b' HTTP/1.1\\r\\nContent-Length: ' + str(len(body)).encode() + b'\\r\\n\\r\\n' + body)\n\
+         \x20   data = b''\n\
+         \x20   while b'\\r\\n\\r\\n' not in data: data += s.recv(4096)\n\
+         \x20   head, body = data.split(b'\\r\\n\\r\\n', 1)\n\
+         \x20   n = int([l for l in head.split(b'\\r\\n') if l.lower().startswith(b'content-length')][0].split(b':')[1])\n\
+         \x20   while len(body) < n: body += s.recv(4096)\n\
+         \x20   print(body.decode())\n\
+         ask(b'/NetworkDriver.CreateNetwork', b'{{not json')\n\
+         ask(b'/NetworkDriver.Teleport', b'{{}}')\n\
+         ask(b'/NetworkDriver.Join', b'{{\"NetworkID\": \"nope\", \"EndpointID\": \"x\", \"SandboxKey\": \"/x\"}}')\n"
+    ));
+    let replies: Vec<serde_json::Value> = bad.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(replies[0]["Err"].as_str().unwrap().starts_with("/NetworkDriver.CreateNetwork: bad request body"), "{bad}");
+    assert_eq!(replies[1]["Err"], "/NetworkDriver.Teleport: not an operation of the network driver protocol");
+    assert_eq!(replies[2]["Err"], "endpoint x was not created here");
+    assert_eq!(a.json(&["network", "ls"]).as_array().unwrap().len(), 2, "front and vault, nothing more");
 
     // Removing the network is refused while a container is attached (here, c2 on b).
     let rm = docker.exec(&["network", "rm", "front"]);
@@ -91,7 +174,11 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     );
     b.ctl(&["network", "disconnect", "front", "c2"]);
     assert!(wait_until(Duration::from_secs(10), || docker.exec(&["network", "rm", "front"]).status.success()));
+    docker.ok(&["network", "rm", "vault"]);
     // Gone from the cluster once b's gossip no longer carries it either.
-    let gone = wait_until(Duration::from_secs(15), || !a.ctl(&["network", "ls"]).contains("front"));
+    let gone = wait_until(Duration::from_secs(15), || {
+        let ls = a.ctl(&["network", "ls"]);
+        !ls.contains("front") && !ls.contains("vault")
+    });
     assert!(gone, "a: {}\nb: {}\n{}", a.ctl(&["network", "ls"]), b.ctl(&["network", "ls"]), a.log());
 }

@@ -103,7 +103,10 @@ fn run(config: Config) -> std::io::Result<()> {
             match docker {
                 Some((listener, d)) => {
                     tracing::info!(driver = %d.driver(), socket = %d.socket.display(), "docker network driver ready");
-                    switchd::docker::http::serve(listener, daemon.clone()).await
+                    tokio::join!(
+                        switchd::docker::http::serve(listener, daemon.clone()),
+                        switchd::docker::http::name_endpoints(d.api_socket.clone(), daemon.clone())
+                    );
                 }
                 None => std::future::pending().await,
             }

@@ -208,6 +208,48 @@ impl Daemon {
         Ok(reply)
     }
 
+    /// Docker's networks with endpoints still named after their id.
+    pub fn docker_unnamed(&self) -> Vec<(String, Vec<String>)> {
+        let mut unnamed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in &self.endpoints {
+            let Some(endpoint_id) = &e.record.docker_endpoint else { continue };
+            if e.record.name.as_str() != endpoint_name(endpoint_id) {
+                continue;
+            }
+            let network = self.docker_networks.iter().find(|(_, name)| **name == e.record.network);
+            if let Some((network_id, _)) = network {
+                unnamed.entry(network_id.clone()).or_default().push(endpoint_id.clone());
+            }
+        }
+        unnamed.into_iter().collect()
+    }
+
+    /// Names Docker endpoints after their containers: (endpoint id, name).
+    pub fn docker_name_endpoints(&mut self, names: &[(String, String)]) {
+        let mut changed = false;
+        for (endpoint_id, container) in names {
+            let Ok(name) = Name::new(container.trim_start_matches('/')) else { continue };
+            let Some(index) =
+                self.endpoints.iter().position(|e| e.record.docker_endpoint.as_deref() == Some(endpoint_id.as_str()))
+            else {
+                continue;
+            };
+            let network = self.endpoints[index].record.network.clone();
+            if self.endpoints_on(network.as_str()).any(|e| e.record.name == name) {
+                tracing::warn!(
+                    "docker container {name} on {network}: the name is taken; it stays {}",
+                    self.endpoints[index].record.name
+                );
+                continue;
+            }
+            self.endpoints[index].record.name = name;
+            changed = true;
+        }
+        if changed {
+            self.commit();
+        }
+    }
+
     /// Detaches a Docker endpoint: its TAP goes with its port.
     fn docker_leave(&mut self, endpoint_id: &str) -> OpResult<()> {
         let index = self

@@ -46,6 +46,55 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
     }
 }
 
+/// `GET path` on dockerd's API socket; the JSON body of a 200 reply.
+pub async fn get_json(socket: &Path, path: &str) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(socket).await.map_err(|e| format!("{}: {e}", socket.display()))?;
+    // HTTP/1.0: the reply ends when the connection does.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut limited = stream.take(MAX_REQUEST as u64 * 8);
+    let read = limited.read_to_end(&mut reply);
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .map_err(|_| "dockerd did not answer in 5 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let head = match response.parse(&reply) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return Err("bad HTTP reply from dockerd".into()),
+    };
+    if response.code != Some(200) {
+        return Err(format!("dockerd answered {}", response.code.unwrap_or(0)));
+    }
+    serde_json::from_slice(&reply[head..]).map_err(|e| format!("bad JSON from dockerd: {e}"))
+}
+
+/// Every second, gives Docker's endpoints their containers' names (which
+/// dockerd passes no driver): the names the embedded DNS answers and
+/// gossip spreads.
+pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Daemon>>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let unnamed = daemon.lock().unwrap_or_else(|p| p.into_inner()).docker_unnamed();
+        for (network_id, endpoints) in unnamed {
+            let Ok(network) = get_json(&api_socket, &format!("/networks/{network_id}")).await else { continue };
+            let names: Vec<(String, String)> = network["Containers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, c)| Some((c["EndpointID"].as_str()?.to_owned(), c["Name"].as_str()?.to_owned())))
+                .filter(|(endpoint, _)| endpoints.contains(endpoint))
+                .collect();
+            if !names.is_empty() {
+                daemon.lock().unwrap_or_else(|p| p.into_inner()).docker_name_endpoints(&names);
+            }
+        }
+    }
+}
+
 /// One parsed request: its path and body, and how many bytes it took.
 fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -118,8 +167,9 @@ async fn respond(stream: &mut UnixStream, reply: &Value) -> io::Result<()> {
         "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await
+    let mut message = head.into_bytes();
+    message.extend_from_slice(&body);
+    stream.write_all(&message).await
 }
 
 #[cfg(test)]
