@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchd_config::raw::RawPort;
 
-use crate::control::api::{EndpointInfo, NetworkDetail, Request};
+use crate::control::api::{EndpointInfo, NetworkDetail, NetworkInfo, Request};
 use crate::control::client;
 
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
@@ -227,11 +227,19 @@ fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
     let value = switchd(conf, &Request::NetworkConnect { port })?;
     let endpoint: EndpointInfo = serde_json::from_value(value)
         .map_err(|e| Error::new(Error::SWITCHD, "unexpected reply from switchd", e.to_string()))?;
-    Ok(result(&conf.cni_version, env, &endpoint, &detail))
+    // The subnets of the networks it routes to: switchd installed routes to
+    // them (on an internal network), and the result lists them.
+    let routed: Vec<String> = if detail.network.internal && !detail.network.routes.is_empty() {
+        let all: Vec<NetworkInfo> = serde_json::from_value(switchd(conf, &Request::NetworkLs)?).unwrap_or_default();
+        all.into_iter().filter(|n| detail.network.routes.contains(&n.name)).filter_map(|n| n.subnet).collect()
+    } else {
+        Vec::new()
+    };
+    Ok(result(&conf.cni_version, env, &endpoint, &detail, &routed))
 }
 
 /// CNI's result: the interface, its address, routes and DNS.
-fn result(version: &str, env: &Env, endpoint: &EndpointInfo, detail: &NetworkDetail) -> Value {
+fn result(version: &str, env: &Env, endpoint: &EndpointInfo, detail: &NetworkDetail, routed: &[String]) -> Value {
     let net = &detail.network;
     let prefix = net.subnet.as_deref().and_then(|s| s.split('/').nth(1)).unwrap_or("32");
     let mut ips = Vec::new();
@@ -246,7 +254,8 @@ fn result(version: &str, env: &Env, endpoint: &EndpointInfo, detail: &NetworkDet
         (Some(gw), false) => {
             vec![json!({ "dst": if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" }, "gw": gw.to_string() })]
         }
-        _ => Vec::new(),
+        (Some(gw), true) => routed.iter().map(|dst| json!({ "dst": dst, "gw": gw.to_string() })).collect(),
+        (None, _) => Vec::new(),
     };
     let dns: Value = match net.gateway.filter(|_| net.dns) {
         Some(gw) => json!({ "nameservers": [gw.to_string()] }),

@@ -77,6 +77,7 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     assert!(ping.status.success(), "web -> c2: {}\n{}", String::from_utf8_lossy(&ping.stdout), a.log());
     let lookup = docker.ok(&["exec", "web", "nslookup", "c2"]);
     assert!(lookup.contains(&c2_ip), "{lookup}");
+    docker.ok(&["exec", "web", "ping", "-c", "1", "-W", "2", "c2"]);
     let web_ip = docker.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web"]);
     assert!(c2.ping(web_ip.trim(), 2), "c2 -> web");
     // switchd learns the container's name from dockerd: c2, on the other
@@ -85,6 +86,7 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
         c2.exec(&["dig", "+short", "+tries=1", "+time=1", "web"]).stdout == format!("{}\n", web_ip.trim()).into_bytes()
     });
     assert!(named, "web by name from c2\n{}", a.ctl(&["network", "inspect", "front"]));
+    assert!(c2.ok(&["ping", "-c", "1", "-W", "2", "web"]).contains(web_ip.trim()), "c2 pings web by name");
 
     // An encrypted network through Docker: -o encrypted; a capture of host
     // a's underlay while c3 (on b) pings the Docker container with a

@@ -14,7 +14,9 @@ fn podman_containers_on_a_switchd_network_reach_another_host() {
     let mut ul = Underlay::new();
     let key = KeyFile::new("podman", 0x42);
     let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
-    let net = "\n[[network]]\nname = \"front\"\nvni = 960\nsubnet = \"10.96.0.0/24\"\ninternal = true\n";
+    let net = "\n[[network]]\nname = \"front\"\nvni = 960\nsubnet = \"10.96.0.0/24\"\ninternal = true\n\
+               \n[[network]]\nname = \"back\"\nvni = 962\nsubnet = \"10.96.2.0/24\"\ninternal = true\n\
+               \n[[route]]\nnetworks = [\"front\", \"back\"]\n";
     let a = gossip_member(ha, &ipa, &key, net);
     let b = gossip_member(hb, &ipb, &key, net);
     let podman = Podman::new();
@@ -32,6 +34,9 @@ fn podman_containers_on_a_switchd_network_reach_another_host() {
     let addr = podman.ok(&["exec", "pweb", "ip", "-4", "addr", "show", "eth0"]);
     assert!(addr.contains(&format!("{pweb_ip}/24")), "{addr}");
     assert!(podman.ok(&["exec", "pweb", "cat", "/etc/resolv.conf"]).contains("nameserver 10.96.0.1"), "DNS from CNI");
+    // No default route (internal), but one to the routed network.
+    let routes = podman.ok(&["exec", "pweb", "ip", "route"]);
+    assert!(routes.contains("10.96.2.0/24 via 10.96.0.1") && !routes.contains("default"), "{routes}");
 
     // Across hosts, by address and by name.
     assert!(wait_until(Duration::from_secs(10), || podman
@@ -91,6 +96,7 @@ fn bad_cni_input_gets_cnis_error_form_and_changes_nothing() {
     // And the good one: ADD, CHECK, DEL twice (idempotent).
     let (ok, result) = cni(&add, &good);
     assert!(ok, "{result}");
+    assert_eq!(result["cniVersion"], "1.0.0");
     assert_eq!(result["interfaces"][0]["name"], "eth0");
     assert!(result["ips"][0]["address"].as_str().unwrap().starts_with("10.96.1."));
     assert_eq!(result["dns"]["nameservers"][0], "10.96.1.1");
