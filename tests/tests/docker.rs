@@ -38,6 +38,8 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
         "create",
         "-d",
         &driver,
+        "--ipam-driver",
+        &driver,
         "--subnet",
         "10.95.0.0/24",
         "-o",
@@ -51,6 +53,10 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     assert!(created.status.success(), "{}\n{}", String::from_utf8_lossy(&created.stderr), a.log());
     assert!(wait_until(Duration::from_secs(10), || b.ctl(&["network", "ls"]).contains("front")), "b adopts it");
 
+    // c2 on b first: with switchd's IPAM (--ipam-driver), the Docker
+    // container's address comes from a block host a owns, never c2's.
+    let c2 = Netns::new("c2");
+    let c2_ip = ip_of(&b.connect("front", &c2, &["--name", "c2"]));
     docker.ok(&[
         "run",
         "-d",
@@ -64,8 +70,6 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
         "sleep",
         "600",
     ]);
-    let c2 = Netns::new("c2");
-    let c2_ip = ip_of(&b.connect("front", &c2, &["--name", "c2"]));
     let seen = wait_until(Duration::from_secs(10), || {
         a.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().iter().any(|e| e["name"] == "c2")
     });
@@ -79,6 +83,7 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     assert!(lookup.contains(&c2_ip), "{lookup}");
     docker.ok(&["exec", "web", "ping", "-c", "1", "-W", "2", "c2"]);
     let web_ip = docker.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web"]);
+    assert_ne!(web_ip.trim(), c2_ip, "switchd's IPAM gave web an address of a's own block");
     assert!(c2.ping(web_ip.trim(), 2), "c2 -> web");
     // switchd learns the container's name from dockerd: c2, on the other
     // host, finds web by name through switchd's DNS.

@@ -1,16 +1,17 @@
 //! The daemon's side of the Docker network driver (`crate::docker`):
 //! Docker's networks and endpoints as switchd's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchd_config::raw::RawNetwork;
-use switchd_config::{IfName, MacAddr, Name, PortKind};
+use switchd_config::{IfName, MacAddr, Name, PortKind, Subnet};
 
 use super::state::{EndpointRecord, Origin};
-use super::{Daemon, Endpoint, OpResult};
-use crate::docker::{CreateEndpoint, CreateNetwork, Join, Request, error_reply};
+use super::{ClaimMode, Daemon, Endpoint, OpResult, Refused};
+use crate::docker::{CreateEndpoint, CreateNetwork, Join, Request, RequestAddress, error_reply};
 
 /// An endpoint dockerd created and has not joined yet.
 #[derive(Debug, Clone)]
@@ -27,8 +28,19 @@ fn endpoint_name(endpoint_id: &str) -> String {
 
 impl Daemon {
     /// Runs one driver operation; the reply in the protocol's form.
-    pub fn docker(&mut self, request: Request) -> Value {
+    /// `Err(wait)`: not yet (an address block being claimed); ask again
+    /// after `wait`, without holding the daemon.
+    pub fn docker(&mut self, request: &Request) -> Result<Value, Duration> {
+        let request = request.clone();
         let result = match request {
+            Request::RequestAddress(r) => match self.docker_request_address(&r) {
+                Err(Refused::Wait(wait)) => return Err(wait),
+                other => other.map_err(String::from),
+            },
+            Request::ReleaseAddress { pool_id, address } => {
+                self.docker_release_address(&pool_id, &address);
+                Ok(json!({}))
+            }
             Request::CreateNetwork(n) => self.docker_create_network(&n).map(|()| json!({})),
             Request::DeleteNetwork { network_id } => self.docker_delete_network(&network_id).map(|()| json!({})),
             Request::CreateEndpoint(e) => self.docker_create_endpoint(&e),
@@ -40,7 +52,53 @@ impl Daemon {
             Request::Leave { endpoint_id, .. } => self.docker_leave(&endpoint_id).map(|()| json!({})),
             other => Err(format!("{other:?} has no daemon side")),
         };
-        result.unwrap_or_else(|e| error_reply(&e))
+        Ok(result.unwrap_or_else(|e| error_reply(&e)))
+    }
+
+    /// An address from switchd's IPAM (`--ipam-driver switchd`): from a
+    /// block this host owns, so two engines on two hosts never give the
+    /// same one. It is held until dockerd releases it. The gateway is the
+    /// network's, or the subnet's first address.
+    fn docker_request_address(&mut self, r: &RequestAddress) -> Result<Value, Refused> {
+        let subnet: Subnet =
+            r.pool_id.parse().map_err(|e: String| Refused::Error(format!("pool {}: {e}", r.pool_id)))?;
+        let with_prefix = |ip: IpAddr| json!({ "Address": format!("{ip}/{}", subnet.prefix_len()), "Data": {} });
+        if r.is_gateway() {
+            let gw = match r.address.as_str() {
+                "" => subnet.first_host(),
+                a => a.parse().map_err(|_| Refused::Error(format!("{a:?} is not an address")))?,
+            };
+            return Ok(with_prefix(gw));
+        }
+        let net = self
+            .networks
+            .values()
+            .find(|n| n.config.subnet == Some(subnet))
+            .map(|n| n.config.clone())
+            .ok_or_else(|| Refused::Error(format!("no switchd network with subnet {subnet}")))?;
+        let mut taken: HashSet<IpAddr> = self.endpoints_on(net.name.as_str()).filter_map(|e| e.record.ip).collect();
+        taken.extend(self.cluster.table.endpoints_on(&net.name).filter_map(|(_, e)| e.ip));
+        let reserved = self.docker_reserved.entry(subnet.to_string()).or_default();
+        if !r.address.is_empty() {
+            let ip: IpAddr =
+                r.address.parse().map_err(|_| Refused::Error(format!("{:?} is not an address", r.address)))?;
+            if taken.contains(&ip) || reserved.contains(&ip) {
+                return Err(Refused::Error(format!("{ip} is already in use on network {:?}", net.name.as_str())));
+            }
+            reserved.insert(ip);
+            return Ok(with_prefix(ip));
+        }
+        taken.extend(reserved.iter().copied());
+        let ip =
+            self.pick_address(&net, &taken, ClaimMode::Wait)?.ok_or_else(|| Refused::Error("no address".into()))?;
+        self.docker_reserved.entry(subnet.to_string()).or_default().insert(ip);
+        Ok(with_prefix(ip))
+    }
+
+    fn docker_release_address(&mut self, pool_id: &str, address: &str) {
+        if let (Some(reserved), Ok(ip)) = (self.docker_reserved.get_mut(pool_id), address.parse::<IpAddr>()) {
+            reserved.remove(&ip);
+        }
     }
 
     fn docker_network(&self, network_id: &str) -> OpResult<String> {
@@ -266,3 +324,5 @@ impl Daemon {
 
 /// Docker's networks by id, as saved.
 pub(super) type DockerNetworks = BTreeMap<String, switchd_config::Name>;
+/// Addresses switchd's IPAM gave dockerd and dockerd has not released, by pool.
+pub(super) type DockerReserved = BTreeMap<String, BTreeSet<IpAddr>>;

@@ -165,6 +165,7 @@ pub struct Daemon {
     /// dockerd's `CreateEndpoint` and `Join`.
     docker_networks: docker::DockerNetworks,
     docker_endpoints: BTreeMap<String, docker::PendingEndpoint>,
+    docker_reserved: docker::DockerReserved,
     /// How long a claim must stand before it is used: a few gossip rounds;
     /// zero without gossip, where this host alone owns every block.
     claim_confirm: Duration,
@@ -224,6 +225,7 @@ impl Daemon {
             claim_confirm,
             docker_networks: saved.docker_networks,
             docker_endpoints: BTreeMap::new(),
+            docker_reserved: Default::default(),
         };
         for peer in config.peers {
             let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);

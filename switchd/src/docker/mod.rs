@@ -18,6 +18,8 @@
 
 pub mod http;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,6 +45,56 @@ pub enum Request {
     },
     /// Discovery and external connectivity: nothing to do.
     Ignored,
+    /// IPAM (`--ipam-driver`): the pool is the subnet given with `--subnet`.
+    AddressSpaces,
+    RequestPool {
+        pool: String,
+    },
+    RequestAddress(RequestAddress),
+    ReleaseAddress {
+        pool_id: String,
+        address: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RequestAddress {
+    #[serde(rename = "PoolID")]
+    pub pool_id: String,
+    #[serde(default)]
+    pub address: String,
+    /// dockerd sends `null` when there are none.
+    #[serde(default)]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+impl RequestAddress {
+    /// dockerd asks for the network's gateway address this way.
+    pub fn is_gateway(&self) -> bool {
+        self.options
+            .as_ref()
+            .and_then(|o| o.get("RequestAddressType"))
+            .is_some_and(|t| t == "com.docker.network.gateway")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PoolRequest {
+    #[serde(default)]
+    pool: String,
+    #[serde(default, rename = "V6")]
+    v6: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AddressRelease {
+    #[serde(rename = "PoolID")]
+    pool_id: String,
+    #[serde(default)]
+    address: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -133,6 +185,23 @@ pub fn parse(path: &str, body: &[u8]) -> Result<Request, String> {
             let ids = ids()?;
             Request::Leave { network_id: ids.network_id, endpoint_id: ids.endpoint_id }
         }
+        "/IpamDriver.GetCapabilities" | "/IpamDriver.ReleasePool" => Request::Ignored,
+        "/IpamDriver.GetDefaultAddressSpaces" => Request::AddressSpaces,
+        "/IpamDriver.RequestPool" => {
+            let request: PoolRequest = body_as(path, body)?;
+            if request.v6 {
+                return Err("switchd's IPAM serves IPv4 pools only; use another --ipam-driver for IPv6".into());
+            }
+            if request.pool.is_empty() {
+                return Err("switchd's IPAM needs the network's subnet: give --subnet".into());
+            }
+            Request::RequestPool { pool: request.pool }
+        }
+        "/IpamDriver.RequestAddress" => Request::RequestAddress(body_as(path, body)?),
+        "/IpamDriver.ReleaseAddress" => {
+            let r: AddressRelease = body_as(path, body)?;
+            Request::ReleaseAddress { pool_id: r.pool_id, address: r.address }
+        }
         "/NetworkDriver.DiscoverNew"
         | "/NetworkDriver.DiscoverDelete"
         | "/NetworkDriver.ProgramExternalConnectivity"
@@ -144,7 +213,11 @@ pub fn parse(path: &str, body: &[u8]) -> Result<Request, String> {
 /// The replies that do not depend on the daemon.
 pub fn fixed_reply(request: &Request) -> Option<Value> {
     match request {
-        Request::Activate => Some(json!({ "Implements": ["NetworkDriver"] })),
+        Request::Activate => Some(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
+        Request::RequestPool { pool } => Some(json!({ "PoolID": pool, "Pool": pool, "Data": {} })),
+        Request::AddressSpaces => {
+            Some(json!({ "LocalDefaultAddressSpace": "switchd", "GlobalDefaultAddressSpace": "switchd" }))
+        }
         // Global scope needs swarm in dockerd 20.10; see the module docs.
         Request::GetCapabilities => Some(json!({ "Scope": "local", "ConnectivityScope": "global" })),
         Request::EndpointOperInfo => Some(json!({ "Value": {} })),
@@ -188,6 +261,24 @@ mod tests {
             fixed_reply(&Request::GetCapabilities).unwrap(),
             json!({"Scope": "local", "ConnectivityScope": "global"})
         );
+    }
+
+    #[test]
+    fn ipam_requests_parse() {
+        let pool = br#"{"AddressSpace":"switchd","Pool":"10.95.0.0/24","SubPool":"","Options":{},"V6":false}"#;
+        let request = parse("/IpamDriver.RequestPool", pool).unwrap();
+        assert_eq!(request, Request::RequestPool { pool: "10.95.0.0/24".into() });
+        assert_eq!(fixed_reply(&request).unwrap()["PoolID"], "10.95.0.0/24");
+        let e = parse("/IpamDriver.RequestPool", br#"{"AddressSpace":"switchd","Pool":""}"#).unwrap_err();
+        assert!(e.contains("give --subnet"), "{e}");
+        let gw =
+            br#"{"PoolID":"10.95.0.0/24","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}"#;
+        let Request::RequestAddress(r) = parse("/IpamDriver.RequestAddress", gw).unwrap() else { panic!() };
+        assert!(r.is_gateway());
+        // As dockerd asks for a container's address.
+        let plain = br#"{"PoolID":"10.95.0.0/24","Address":"","Options":null}"#;
+        let Request::RequestAddress(r) = parse("/IpamDriver.RequestAddress", plain).unwrap() else { panic!() };
+        assert!(!r.is_gateway());
     }
 
     #[test]
