@@ -105,4 +105,26 @@ fn bad_cni_input_gets_cnis_error_form_and_changes_nothing() {
     let del = [("CNI_COMMAND", "DEL"), add[1], add[2], add[3]];
     assert!(cni(&del, &good).0 && cni(&del, &good).0, "DEL, twice");
     assert!(!c.has_link("eth0"));
+
+    // IPAM delegated to a standard plugin (host-local, from CNI_PATH).
+    let store = sd.dir.join("host-local");
+    let delegated = format!(
+        r#"{{"cniVersion":"1.0.0","name":"front","type":"switchd-cni","socket":"{socket}",
+            "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"10.96.1.0/24",
+            "rangeStart":"10.96.1.200","rangeEnd":"10.96.1.210"}}]]}}}}"#,
+        store.display()
+    );
+    let with_path: Vec<(&str, &str)> = add.iter().copied().chain([("CNI_PATH", "/usr/lib/cni")]).collect();
+    let (ok, result) = cni(&with_path, &delegated);
+    assert!(ok, "{result}");
+    assert_eq!(result["ips"][0]["address"], "10.96.1.200/24", "host-local's address: {result}");
+    let detail = sd.json(&["network", "inspect", "front"]);
+    assert_eq!(detail["endpoints"][0]["ip"], "10.96.1.200", "switchd attached it with host-local's address");
+    // host-local keeps a file per address it holds.
+    let lease = store.join("front").join("10.96.1.200");
+    assert!(lease.exists(), "host-local holds the address");
+    let del_path: Vec<(&str, &str)> = del.iter().copied().chain([("CNI_PATH", "/usr/lib/cni")]).collect();
+    assert!(cni(&del_path, &delegated).0);
+    assert!(!lease.exists(), "DEL released it in host-local too");
+    assert!(sd.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().is_empty());
 }
