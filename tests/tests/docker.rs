@@ -17,7 +17,7 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     let socket = format!("/run/docker/plugins/{driver}.sock");
     let docker = Dockerd::start(&ha);
     let api = docker.dir.join("docker.sock");
-    let a = gossip_member(
+    let mut a = gossip_member(
         ha,
         &ipa,
         &key,
@@ -92,6 +92,19 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     });
     assert!(named, "web by name from c2\n{}", a.ctl(&["network", "inspect", "front"]));
     assert!(c2.ok(&["ping", "-c", "1", "-W", "2", "web"]).contains(web_ip.trim()), "c2 pings web by name");
+
+    // A restart of switchd reopens the container's interface where dockerd
+    // put it: web is reachable again, under its name.
+    a.terminate();
+    a.launch();
+    assert!(wait_until(Duration::from_secs(10), || c2.ping(web_ip.trim(), 1)), "web after a restart\n{}", a.log());
+    let names: Vec<String> = a.json(&["network", "inspect", "front"])["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"web".to_owned()), "{names:?}");
 
     // An encrypted network through Docker: -o encrypted; a capture of host
     // a's underlay while c3 (on b) pings the Docker container with a

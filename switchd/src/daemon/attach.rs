@@ -99,6 +99,15 @@ pub fn pick_ifname(record: &EndpointRecord) -> Result<IfName, AttachError> {
     }
 }
 
+/// The name of the interface with `mac` in namespace `netns` (where dockerd
+/// moved and renamed a TAP switchd made).
+pub fn find_by_mac(netns: &str, mac: MacAddr) -> Option<IfName> {
+    netns::run_in(netns, || sys::if_names().into_iter().find(|n| sys::if_hwaddr(n).is_ok_and(|m| m == mac.0)))
+        .ok()
+        .flatten()
+        .and_then(|n| IfName::new(&n).ok())
+}
+
 /// A host-side veth name no one uses: `sdv` and 8 hex digits.
 pub fn fresh_host_ifname() -> IfName {
     loop {

@@ -205,8 +205,10 @@ impl Daemon {
 
     /// Makes the container's interface: a TAP here, with the endpoint's MAC
     /// and the network's MTU, that dockerd moves into the container (whose
-    /// namespace does not exist yet at `Join`) and addresses. Not
-    /// persistent: it goes with its endpoint, or with switchd.
+    /// namespace does not exist yet at `Join`), renames and addresses.
+    /// Persistent: once its name in the container is known
+    /// ([`Daemon::docker_find_interfaces`]), a restarted switchd reopens it
+    /// there like any other endpoint's.
     fn docker_join(&mut self, j: &Join) -> OpResult<Value> {
         let pending = self
             .docker_endpoints
@@ -224,7 +226,7 @@ impl Daemon {
         }
         let short = j.endpoint_id.get(..8).unwrap_or(&j.endpoint_id);
         let ifname = IfName::new(&format!("sdd{short}")).map_err(|e| format!("endpoint id: {e}"))?;
-        let fd = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get())
+        let fd = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
             .map_err(|e| format!("creating {ifname}: {e}"))?;
         let port = self.dataplane.add_port(network_id, fd).ok_or("network vanished while joining")?;
         let record = EndpointRecord {
@@ -308,16 +310,43 @@ impl Daemon {
         }
     }
 
-    /// Detaches a Docker endpoint: its TAP goes with its port.
+    /// Learns where dockerd put the TAPs of Docker endpoints: their name in
+    /// the container (found by MAC), saved so a restart reopens them.
+    pub fn docker_find_interfaces(&mut self) {
+        let mut found = false;
+        for e in &mut self.endpoints {
+            let r = &mut e.record;
+            if let (Some(_), None, Some(netns), Some(mac)) = (&r.docker_endpoint, &r.ifname, &r.netns, r.mac)
+                && let Some(ifname) = super::attach::find_by_mac(netns, mac)
+            {
+                e.netns_id = crate::io::netns::identify(netns).ok();
+                r.ifname = Some(ifname);
+                found = true;
+            }
+        }
+        if found {
+            self.save();
+        }
+    }
+
+    /// Detaches a Docker endpoint and deletes its (persistent) TAP.
     fn docker_leave(&mut self, endpoint_id: &str) -> OpResult<()> {
         let index = self
             .endpoints
             .iter()
             .position(|e| e.record.docker_endpoint.as_deref() == Some(endpoint_id))
             .ok_or_else(|| format!("endpoint {endpoint_id:.12} is not attached here"))?;
-        let endpoint = self.endpoints.remove(index);
+        let mut endpoint = self.endpoints.remove(index);
         self.dataplane.remove_port(endpoint.port);
+        let r = &mut endpoint.record;
+        if let (None, Some(netns), Some(mac)) = (&r.ifname, &r.netns, r.mac) {
+            r.ifname = super::attach::find_by_mac(netns, mac);
+        }
+        r.owned = true;
         self.commit();
+        if r.ifname.is_some() {
+            super::attach::remove(r).map_err(|e| format!("detached, but {e}"))?;
+        }
         Ok(())
     }
 }

@@ -265,10 +265,10 @@ impl Daemon {
     fn restore_endpoints(&mut self, saved: Vec<EndpointRecord>) {
         let mut wanted: Vec<Option<PortConfig>> = self.config_ports.iter().cloned().map(Some).collect();
         for mut record in saved {
-            if record.docker_endpoint.is_some() {
-                // Its TAP went with the last switchd; dockerd does not join again.
+            if record.docker_endpoint.is_some() && record.ifname.is_none() {
+                // Its interface was never found inside the container.
                 tracing::warn!(
-                    "{} on {}: a Docker endpoint does not survive a restart of switchd; reconnect the container",
+                    "{} on {}: a Docker endpoint not found in its container, dropped",
                     record.name,
                     record.network
                 );
@@ -532,7 +532,7 @@ impl Daemon {
         let name = switchd_config::IfName::new(&format!("sdg{}", config.vni)).expect("sdg and 8 digits fit");
         let mac = crate::switch::Gateway::mac_for(config.vni);
         let prefix = config.subnet?.prefix_len();
-        match crate::io::gateway::host_tap(&name, Some((ip, prefix)), mac, config.mtu.get()) {
+        match crate::io::gateway::host_tap(&name, Some((ip, prefix)), mac, config.mtu.get(), false) {
             Ok(fd) => {
                 let port = self.dataplane.add_port(id, fd)?;
                 self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));

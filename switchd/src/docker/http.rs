@@ -71,13 +71,18 @@ pub async fn get_json(socket: &Path, path: &str) -> Result<Value, String> {
     serde_json::from_slice(&reply[head..]).map_err(|e| format!("bad JSON from dockerd: {e}"))
 }
 
-/// Every second, gives Docker's endpoints their containers' names (which
-/// dockerd passes no driver): the names the embedded DNS answers and
-/// gossip spreads.
+/// Every second, finds where dockerd put the TAPs of new Docker endpoints,
+/// and gives the endpoints their containers' names (which dockerd passes no
+/// driver): the names the embedded DNS answers and gossip spreads.
 pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Daemon>>) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         every.tick().await;
+        let finder = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            finder.lock().unwrap_or_else(|p| p.into_inner()).docker_find_interfaces()
+        })
+        .await;
         let unnamed = daemon.lock().unwrap_or_else(|p| p.into_inner()).docker_unnamed();
         for (network_id, endpoints) in unnamed {
             let Ok(network) = get_json(&api_socket, &format!("/networks/{network_id}")).await else { continue };

@@ -95,12 +95,19 @@ pub fn start(
 }
 
 /// A TAP `name` in switchd's own namespace (the host's) with this MAC,
-/// address and MTU, up: the host side of a network with host access, or a
-/// Docker container's interface before dockerd moves it. Not persistent:
-/// it goes with switchd.
-pub fn host_tap(name: &IfName, address: Option<(Ipv4Addr, u8)>, mac: MacAddr, mtu: u32) -> io::Result<OwnedFd> {
+/// address and MTU, up: the host side of a network with host access (not
+/// persistent: it goes with switchd), or a Docker container's interface
+/// before dockerd moves it (persistent: it outlives a restart of switchd,
+/// which then reopens it inside the container).
+pub fn host_tap(
+    name: &IfName,
+    address: Option<(Ipv4Addr, u8)>,
+    mac: MacAddr,
+    mtu: u32,
+    persist: bool,
+) -> io::Result<OwnedFd> {
     let (fd, _) = tap::attach(name).map_err(io::Error::other)?;
-    tap::set_persist(&fd, false)?;
+    tap::set_persist(&fd, persist)?;
     netlink::configure(&netlink::LinkSetup {
         name: name.to_string(),
         rename: None,

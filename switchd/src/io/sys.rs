@@ -111,6 +111,26 @@ pub fn if_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The names of the interfaces in the calling thread's network namespace.
+pub fn if_names() -> Vec<String> {
+    // SAFETY: if_nameindex returns an array ending with a zero entry, or null.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    let mut at = list;
+    // SAFETY: every entry up to the terminating one is valid, with a NUL-terminated name.
+    unsafe {
+        while (*at).if_index != 0 {
+            names.push(std::ffi::CStr::from_ptr((*at).if_name).to_string_lossy().into_owned());
+            at = at.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names
+}
+
 /// The hardware address of interface `name` in the calling thread's netns.
 pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
     let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
