@@ -145,7 +145,7 @@ impl Daemon {
             };
             self.network_create(&raw)?;
         }
-        self.docker_networks.insert(n.network_id.clone(), switchd_config::Name::new(&name).map_err(|e| e.to_string())?);
+        self.docker_networks.insert(n.network_id.clone(), Name::new(&name).map_err(|e| e.to_string())?);
         self.save();
         Ok(())
     }
@@ -352,6 +352,6 @@ impl Daemon {
 }
 
 /// Docker's networks by id, as saved.
-pub(super) type DockerNetworks = BTreeMap<String, switchd_config::Name>;
+pub(super) type DockerNetworks = BTreeMap<String, Name>;
 /// Addresses switchd's IPAM gave dockerd and dockerd has not released, by pool.
 pub(super) type DockerReserved = BTreeMap<String, BTreeSet<IpAddr>>;

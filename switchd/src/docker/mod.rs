@@ -7,14 +7,16 @@
 //! (each engine keeps its own view) with `global` connectivity (the network
 //! reaches other hosts: switchd's gossip makes it cluster-wide). It passes
 //! no network or container name: networks are named by `-o name=NAME`, or
-//! `docker-` and the first 12 hex digits of the network id. `Join` names the
-//! container's namespace (`SandboxKey`): switchd attaches a TAP inside it
-//! itself, configured as `network connect` does, and returns no interface
-//! for dockerd to move; `DisableGatewayService` keeps dockerd from adding
-//! its own gateway bridge.
+//! `docker-` and the first 12 hex digits of the network id; containers'
+//! names are read from dockerd's API afterwards (`http::name_endpoints`).
+//! At `Join` the container's namespace does not exist yet (runc makes it
+//! later), so switchd makes a TAP in its own namespace and returns it for
+//! dockerd to move, rename and address; `DisableGatewayService` keeps
+//! dockerd from adding its own gateway bridge. The same socket serves the
+//! IPAM protocol (`--ipam-driver`), from switchd's cluster-wide IPAM.
 //!
-//! Sans-IO: [`handle`] maps one request to the daemon's operations and the
-//! reply; `http` carries it.
+//! Sans-IO: [`parse`] reads a request, [`fixed_reply`] answers what needs
+//! no daemon, `Daemon::docker` the rest; `http` carries them.
 
 pub mod http;
 
