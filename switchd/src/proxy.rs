@@ -26,6 +26,10 @@ use crate::io::netns;
 const UDP_IDLE: Duration = Duration::from_secs(60);
 /// How long to pause after a failed accept or receive, rather than spin.
 pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// TCP connections relayed at once per published port.
+const MAX_TCP_CONNECTIONS: usize = 1024;
+/// UDP clients relayed at once per published port.
+const MAX_UDP_CLIENTS: usize = 1024;
 /// How long connecting to the container may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -80,7 +84,10 @@ fn lookup(targets: &Targets, key: &(Name, Name)) -> Option<Target> {
 }
 
 async fn serve_tcp(listener: TcpListener, targets: Targets, key: (Name, Name), port: u16) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
+        // Past the limit, new connections wait in the listen backlog.
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let Ok((mut client, from)) = listener.accept().await else {
             // Out of fds, most likely: give the others time to finish.
             tokio::time::sleep(ERROR_PAUSE).await;
@@ -89,6 +96,7 @@ async fn serve_tcp(listener: TcpListener, targets: Targets, key: (Name, Name), p
         let targets = targets.clone();
         let key = key.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let Some(target) = lookup(&targets, &key) else {
                 tracing::debug!("publish: {} on {} is not attached here; closing {from}", key.1, key.0);
                 return;
@@ -125,6 +133,9 @@ async fn serve_udp(socket: Arc<UdpSocket>, targets: Targets, key: (Name, Name), 
         relays.retain(|_, r| Arc::strong_count(r) > 1);
         let relay = match relays.get(&from) {
             Some(r) => r.clone(),
+            // Each client costs a socket: past the limit, new ones wait
+            // for others to go quiet.
+            None if relays.len() >= MAX_UDP_CLIENTS => continue,
             None => {
                 let Some(target) = lookup(&targets, &key) else { continue };
                 let to = SocketAddr::new(target.ip, port);
