@@ -82,6 +82,9 @@ impl Daemon {
         if !r.address.is_empty() {
             let ip: IpAddr =
                 r.address.parse().map_err(|_| Refused::Error(format!("{:?} is not an address", r.address)))?;
+            if !subnet.is_assignable(ip) || Some(ip) == net.gateway {
+                return Err(Refused::Error(format!("{ip} is not a usable address in {subnet}")));
+            }
             if taken.contains(&ip) || reserved.contains(&ip) {
                 return Err(Refused::Error(format!("{ip} is already in use on network {:?}", net.name.as_str())));
             }
@@ -226,12 +229,18 @@ impl Daemon {
         }
         let short = j.endpoint_id.get(..8).unwrap_or(&j.endpoint_id);
         let ifname = IfName::new(&format!("sdd{short}")).map_err(|e| format!("endpoint id: {e}"))?;
+        let name = Name::new(&endpoint_name(&j.endpoint_id)).map_err(|e| format!("endpoint id: {e}"))?;
         let fd = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
             .map_err(|e| format!("creating {ifname}: {e}"))?;
-        let port = self.dataplane.add_port(network_id, fd).ok_or("network vanished while joining")?;
+        let guard = pending.ip.and_then(crate::services::v4).map(|ip| vec![ip]);
+        let port = self.dataplane.add_port(network_id, fd, guard.or(Some(Vec::new())));
+        let Some(port) = port else {
+            let _ = crate::io::netlink::delete(ifname.as_str());
+            return Err("network vanished while joining".into());
+        };
         let record = EndpointRecord {
             network: config.name.clone(),
-            name: Name::new(&endpoint_name(&j.endpoint_id)).map_err(|e| e.to_string())?,
+            name,
             kind: PortKind::Tap,
             netns: Some(j.sandbox_key.clone()),
             ifname: None,

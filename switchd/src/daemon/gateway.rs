@@ -3,13 +3,13 @@
 //! and `switchctl publish`; the containers' resolv.conf.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 use switchd_config::raw::{RawPublish, RawRoute};
-use switchd_config::{KeyPath, Name, PortKind, PublishConfig, RouteConfig, validate};
+use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, validate};
 
 use super::state::Origin;
 use super::{Daemon, OpResult, join_errors};
@@ -106,9 +106,8 @@ impl Daemon {
         let mut targets = std::collections::HashMap::new();
         for e in &self.endpoints {
             let Some(net) = self.networks.get(e.record.network.as_str()) else { continue };
-            let guarded = net.config.subnet.is_some() && e.record.kind != PortKind::Uplink;
             let v4 = e.record.ip.and_then(services::v4);
-            let addresses = guarded.then(|| v4.into_iter().collect());
+            let addresses = address_guard(&e.record, &net.config);
             self.dataplane.with_switch(|s| s.set_port_addresses(e.port, addresses));
             let sees = e.netns_id.and_then(|ns| same_container.get(&ns).cloned()).unwrap_or_else(|| vec![net.id]);
             tables.ports.insert(
@@ -159,6 +158,14 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The IPv4 addresses an endpoint's port may send from: its own, on a
+/// network with a subnet; `None` (anything) for an uplink, which bridges a
+/// LAN, and on a pure L2 network.
+pub(super) fn address_guard(record: &super::state::EndpointRecord, net: &NetworkConfig) -> Option<Vec<Ipv4Addr>> {
+    let guarded = net.subnet.is_some() && record.kind != PortKind::Uplink;
+    guarded.then(|| record.ip.and_then(services::v4).into_iter().collect())
 }
 
 /// Where `ip netns exec` finds a named namespace's resolv.conf; `None` for

@@ -534,7 +534,7 @@ impl Daemon {
         let prefix = config.subnet?.prefix_len();
         match crate::io::gateway::host_tap(&name, Some((ip, prefix)), mac, config.mtu.get(), false) {
             Ok(fd) => {
-                let port = self.dataplane.add_port(id, fd)?;
+                let port = self.dataplane.add_port(id, fd, None)?;
                 self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));
                 tracing::info!("network {}: host access through {name} ({ip}/{prefix})", config.name);
                 Some(port)
@@ -565,7 +565,7 @@ impl Daemon {
                 return None;
             }
         };
-        let port = self.dataplane.add_port(id, tap)?;
+        let port = self.dataplane.add_port(id, tap, None)?;
         self.dataplane.with_switch(|s| s.set_gateway_port(id, Some(port)));
         Some((stack, port))
     }
@@ -702,6 +702,10 @@ impl Daemon {
         // Addresses used here or, as gossip tells, on other hosts.
         let mut taken_ips: HashSet<_> = on_net.iter().filter_map(|e| e.record.ip).collect();
         taken_ips.extend(self.cluster.table.endpoints_on(&net.name).filter_map(|(_, e)| e.ip));
+        // Addresses switchd's IPAM gave dockerd for endpoints to come.
+        if let Some(reserved) = net.subnet.and_then(|s| self.docker_reserved.get(&s.to_string())) {
+            taken_ips.extend(reserved.iter().copied());
+        }
         let ip = match (port.ip, net.subnet) {
             (Some(ip), _) if taken_ips.contains(&ip) => {
                 return Err(format!("{ip} is already in use on network {:?}", net.name.as_str()).into());
@@ -829,7 +833,8 @@ impl Daemon {
             .collect();
         let fd = attach::open(&mut record, attach::Attachment { net, routes: &routes }).map_err(|e| e.to_string())?;
         let network_id = self.networks[net.name.as_str()].id;
-        let port = self.dataplane.add_port(network_id, fd).ok_or("network vanished while connecting")?;
+        let guard = gateway::address_guard(&record, net);
+        let port = self.dataplane.add_port(network_id, fd, guard).ok_or("network vanished while connecting")?;
         self.endpoints.push(Endpoint { record, port, netns_id });
         Ok(())
     }

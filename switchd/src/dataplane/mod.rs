@@ -283,13 +283,20 @@ impl Dataplane {
         fabric.vteps.remove(id);
     }
 
-    /// Adds a port on `network` switching frames through `fd`, and starts
-    /// polling it. `None` if the network does not exist.
-    pub fn add_port(&mut self, network: NetworkId, fd: OwnedFd) -> Option<PortId> {
+    /// Adds a port on `network` switching frames through `fd`, held to
+    /// `addresses` from its first frame (see `Switch::set_port_addresses`),
+    /// and starts polling it. `None` if the network does not exist.
+    pub fn add_port(
+        &mut self,
+        network: NetworkId,
+        fd: OwnedFd,
+        addresses: Option<Vec<std::net::Ipv4Addr>>,
+    ) -> Option<PortId> {
         let io = Arc::new(PortIo { fd, tx: TxCounters::default() });
         let id = {
             let mut fabric = lock(&self.fabric);
             let id = fabric.switch.add_port(network)?;
+            fabric.switch.set_port_addresses(id, addresses);
             fabric.ports.insert(id, io.clone());
             id
         };

@@ -83,7 +83,11 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Da
             finder.lock().unwrap_or_else(|p| p.into_inner()).docker_find_interfaces()
         })
         .await;
-        let unnamed = daemon.lock().unwrap_or_else(|p| p.into_inner()).docker_unnamed();
+        let asker = daemon.clone();
+        let unnamed =
+            tokio::task::spawn_blocking(move || asker.lock().unwrap_or_else(|p| p.into_inner()).docker_unnamed())
+                .await
+                .unwrap_or_default();
         for (network_id, endpoints) in unnamed {
             let Ok(network) = get_json(&api_socket, &format!("/networks/{network_id}")).await else { continue };
             let names: Vec<(String, String)> = network["Containers"]
@@ -94,7 +98,11 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Da
                 .filter(|(endpoint, _)| endpoints.contains(endpoint))
                 .collect();
             if !names.is_empty() {
-                daemon.lock().unwrap_or_else(|p| p.into_inner()).docker_name_endpoints(&names);
+                let namer = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    namer.lock().unwrap_or_else(|p| p.into_inner()).docker_name_endpoints(&names)
+                })
+                .await;
             }
         }
     }
@@ -116,14 +124,15 @@ fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, String>
         .map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok()))
         .unwrap_or(Some(0))
         .ok_or("bad Content-Length")?;
-    if head + length > MAX_REQUEST {
-        return Err(format!("request of {} bytes; at most {MAX_REQUEST}", head + length));
-    }
-    if buf.len() < head + length {
+    let total = head.checked_add(length).filter(|t| *t <= MAX_REQUEST);
+    let Some(total) = total else {
+        return Err(format!("a body of {length} bytes; at most {MAX_REQUEST} in all"));
+    };
+    if buf.len() < total {
         return Ok(None);
     }
     let path = request.path.unwrap_or("/").to_owned();
-    Ok(Some((path, buf[head..head + length].to_vec(), head + length)))
+    Ok(Some((path, buf[head..total].to_vec(), total)))
 }
 
 async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
@@ -131,6 +140,10 @@ async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
     let mut chunk = [0u8; 4096];
     loop {
         let (path, body, used) = loop {
+            if buf.len() > MAX_REQUEST {
+                let _ = respond(&mut stream, &super::error_reply("request too large")).await;
+                return;
+            }
             match parse_request(&buf) {
                 Ok(Some(request)) => break request,
                 Ok(None) => {}

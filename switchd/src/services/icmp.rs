@@ -49,11 +49,13 @@ pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec
 
 /// Writes into `out` an ICMP error `kind` about `eth` (IPv4 header `ip`)
 /// from the gateway `(mac, ip)` back to its sender. Never about an ICMP
-/// error, nor about a packet from 0.0.0.0 (RFC 1812 4.3.2.7).
+/// error, a packet from 0.0.0.0, to a multicast or broadcast address, or a
+/// fragment after the first (RFC 1812 4.3.2.7).
 pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, from: (MacAddr, Ipv4Addr), out: &mut Vec<u8>) {
     out.clear();
     let icmp_error = ip.protocol == l3::PROTO_ICMP && eth.get(ip.payload_at).is_some_and(|t| ![0, 8].contains(t));
-    if icmp_error || ip.src.is_unspecified() || ip.src.is_broadcast() {
+    let not_for_one = ip.dst.is_multicast() || ip.dst.is_broadcast() || ip.src.is_multicast();
+    if icmp_error || ip.src.is_unspecified() || ip.src.is_broadcast() || not_for_one || ip.later_fragment {
         return;
     }
     let quote = &eth[14..(ip.payload_at + QUOTE).min(eth.len())];

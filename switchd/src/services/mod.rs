@@ -150,7 +150,10 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
     let asker = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
     let payload = &eth[ip.payload_at.min(eth.len())..];
     match (ip.protocol, ip.dst_port) {
-        (l3::PROTO_UDP, Some(dhcp::SERVER_PORT)) if net.dhcp => {
+        // DHCP only from the network's own ports (not routed to another gateway).
+        (l3::PROTO_UDP, Some(dhcp::SERVER_PORT))
+            if net.dhcp && tables.ports.get(&port).is_some_and(|p| p.network == network) =>
+        {
             let lease = tables.lease(port, network);
             match dhcp::respond(udp_payload(payload), lease.as_ref()) {
                 dhcp::Outcome::Reply { payload, kind, to } => {

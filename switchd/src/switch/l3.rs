@@ -27,6 +27,8 @@ pub struct Ipv4 {
     pub dst_port: Option<u16>,
     /// The ICMP type of a first (or only) fragment.
     pub icmp_type: Option<u8>,
+    /// A fragment after the first.
+    pub later_fragment: bool,
 }
 
 impl Ipv4 {
@@ -67,6 +69,7 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
         payload_at,
         dst_port,
         icmp_type,
+        later_fragment: !first_fragment,
     })
 }
 

@@ -187,7 +187,8 @@ drop_reasons! {
     /// A GSO frame for a remote host that could not be segmented.
     OffloadError = "offload_error",
     /// From a port, with a source address it was not given (IPv4 or ARP),
-    /// or the gateway's MAC.
+    /// the gateway's MAC, or in a form the guard cannot check (VLAN tags,
+    /// ARP other than Ethernet/IPv4).
     SpoofedAddress = "spoofed_address",
     /// To the gateway for an address in no network this one routes to
     /// (ICMP net unreachable).
@@ -777,6 +778,10 @@ impl Switch {
         if ip.ttl <= 1 {
             return reject(&mut self.ports, DropReason::TtlExceeded);
         }
+        // The other network's gateway address: answered here, as its gateway.
+        if self.networks[to].gateway.is_some_and(|g| g.ip == ip.dst) {
+            return Action::Local { port, network: to };
+        }
         let aging = self.config.mac_aging_time;
         let net = &mut self.networks[to];
         let (Some(&dst), Some(gw)) = (net.neighbors.get(&IpAddr::V4(ip.dst)), net.gateway) else {
@@ -896,12 +901,21 @@ impl Switch {
     }
 }
 
-/// Whether a port given `addresses` may send this frame: IPv4 and ARP only
-/// from those addresses (or from 0.0.0.0: DHCP, duplicate address probes).
+/// Whether a port given `addresses` may send this frame: IPv4 and ARP
+/// (Ethernet/IPv4 only) from those addresses, or from 0.0.0.0 (DHCP,
+/// duplicate address probes). Nothing the guard cannot read that a stack
+/// would take as IPv4 or ARP: no VLAN-tagged frames (Linux takes VLAN 0 as
+/// untagged), no other kinds of ARP (Linux accepts other hardware types).
+/// Other EtherTypes (IPv6, experiments) carry no IPv4 address and pass.
 fn may_send_from(addresses: Option<&[Ipv4Addr]>, eth: &[u8]) -> bool {
     let Some(addresses) = addresses else { return true };
-    let sender = l3::ipv4_src(eth).or_else(|| l3::arp_sender(eth));
-    sender.is_none_or(|ip| ip.is_unspecified() || addresses.contains(&ip))
+    let allowed = |ip: Ipv4Addr| ip.is_unspecified() || addresses.contains(&ip);
+    match eth.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) {
+        Some(l3::ETHERTYPE_IPV4) => l3::ipv4_src(eth).is_some_and(allowed),
+        Some(l3::ETHERTYPE_ARP) => l3::arp_sender(eth).is_some_and(allowed),
+        Some(0x8100 | 0x88a8 | 0x9100) | None => false,
+        Some(_) => true,
+    }
 }
 
 /// The receive counters of an existing port or VTEP.

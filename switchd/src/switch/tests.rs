@@ -555,3 +555,32 @@ fn ports_may_only_use_their_addresses() {
     let own = ip_frame(MacAddr::BROADCAST, A, "10.1.0.2", "10.1.0.255", 64, 9);
     assert!(matches!(l.sw.handle_frame(l.t0, l.p_front, &own), Action::Flood { .. }));
 }
+
+#[test]
+fn the_guard_refuses_what_it_cannot_read() {
+    let mut l = routed_lab(false);
+    let spoof = |l: &mut RoutedLab, frame: Vec<u8>| l.sw.handle_frame(l.t0, l.p_front, &frame);
+    // An 802.1Q tag (VLAN 0) around a spoofed IPv4 source.
+    let mut tagged = ip_frame(MacAddr::BROADCAST, A, "10.1.0.3", "10.1.0.255", 64, 9);
+    let vlan = [0x81, 0x00, 0x00, 0x00];
+    tagged.splice(frame::VNET_HDR_LEN + 12..frame::VNET_HDR_LEN + 12, vlan);
+    assert_eq!(spoof(&mut l, tagged), Action::Drop(DropReason::SpoofedAddress));
+    // ARP with another hardware type claiming the gateway.
+    let mut arp = build_plain(MacAddr::BROADCAST, A, 0x0806, 46);
+    let body = &mut arp[frame::VNET_HDR_LEN + 14..];
+    body[..8].copy_from_slice(&[0, 6, 8, 0, 6, 4, 0, 2]);
+    body[14..18].copy_from_slice(&[10, 1, 0, 1]);
+    assert_eq!(spoof(&mut l, arp), Action::Drop(DropReason::SpoofedAddress));
+    // Other EtherTypes carry no IPv4 address: they pass.
+    assert!(matches!(spoof(&mut l, build_plain(MacAddr::BROADCAST, A, 0x88b5, 46)), Action::Flood { .. }));
+}
+
+#[test]
+fn the_other_networks_gateway_is_served_not_flooded() {
+    let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(true);
+    // The daemon puts each gateway among its network's neighbours.
+    l.sw.set_neighbors(l.back, [("10.2.0.1".parse().unwrap(), Gateway::mac_for(Vni::new(2).unwrap()))]);
+    let to_gw2 = ip_frame(gw1, A, "10.1.0.2", "10.2.0.1", 64, 53);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &to_gw2), Action::Local { port: l.p_front, network: l.back });
+}
