@@ -448,6 +448,20 @@ pub fn ip_of(endpoint: &serde_json::Value) -> String {
     endpoint["ip"].as_str().expect("endpoint has an ip").to_owned()
 }
 
+/// The test image of both engines, as a tarball in `dir`: busybox-static
+/// and the applets the tests run (no registry is reachable here).
+fn busybox_image(dir: &Path) -> PathBuf {
+    let root = dir.join("image");
+    std::fs::create_dir_all(root.join("bin")).expect("image dir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+    for applet in ["sh", "ping", "ip", "nslookup", "sleep", "cat", "wget", "hostname"] {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+    }
+    let tarball = dir.join("image.tar");
+    check(run("tar", &["-C", &root.to_string_lossy(), "-cf", &tarball.to_string_lossy(), "."]), "tar");
+    tarball
+}
+
 /// A dockerd (Debian's docker.io) in a host namespace: its own data and
 /// exec roots and API socket under a temp dir, cgroupfs, no iptables, no
 /// default bridge. Started with `nsenter --net` (not `ip netns exec`, whose
@@ -484,20 +498,8 @@ impl Dockerd {
         let d = Dockerd { dir, child: Some(child) };
         let up = wait_until(Duration::from_secs(30), || d.exec(&["version"]).status.success());
         assert!(up, "dockerd did not start:\n{}", d.log());
-        // The image: busybox-static and its applets, imported.
-        let root = d.dir.join("image");
-        std::fs::create_dir_all(root.join("bin")).expect("image dir");
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-        for applet in ["sh", "ping", "ip", "nslookup", "sleep", "cat", "wget", "hostname"] {
-            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-        }
-        let import = format!(
-            "tar -C {} -c . | DOCKER_HOST=unix://{} docker import - {}",
-            root.display(),
-            d.dir.join("docker.sock").display(),
-            Self::IMAGE
-        );
-        check(run("sh", &["-c", &import]), "docker import");
+        let tarball = busybox_image(&d.dir);
+        d.ok(&["import", &tarball.to_string_lossy(), Self::IMAGE]);
         d
     }
 
@@ -560,7 +562,7 @@ impl Podman {
 
     pub fn new() -> Podman {
         let dir = std::env::temp_dir().join(unique("podman"));
-        for sub in ["cni", "bin", "image/bin"] {
+        for sub in ["cni", "bin"] {
             std::fs::create_dir_all(dir.join(sub)).expect("podman dirs");
         }
         std::fs::copy(bin("switchd-cni"), dir.join("bin/switchd-cni")).expect("switchd-cni");
@@ -573,13 +575,7 @@ impl Podman {
         );
         std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
         let p = Podman { dir };
-        let root = p.dir.join("image");
-        std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-        for applet in ["sh", "ping", "ip", "nslookup", "sleep", "cat", "hostname"] {
-            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-        }
-        let tarball = p.dir.join("image.tar");
-        check(run("tar", &["-C", &root.to_string_lossy(), "-cf", &tarball.to_string_lossy(), "."]), "tar");
+        let tarball = busybox_image(&p.dir);
         p.ok(&["import", &tarball.to_string_lossy(), Self::IMAGE]);
         p
     }

@@ -48,26 +48,8 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
     }
 }
 
-/// How many times a request that must wait (an address block being
-/// claimed) is retried.
-const RETRIES: usize = 5;
-
-/// Runs a request on a blocking thread; one that must wait is retried
-/// after the wait, with the daemon free meanwhile.
 async fn handle(daemon: &Arc<Mutex<Daemon>>, request: Request) -> Reply {
-    let request = Arc::new(request);
-    for _ in 0..RETRIES {
-        let (daemon, request) = (daemon.clone(), request.clone());
-        let result =
-            tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).handle(&request))
-                .await;
-        match result {
-            Ok(Ok(reply)) => return reply,
-            Ok(Err(wait)) => tokio::time::sleep(wait).await,
-            Err(e) => return Reply::Error(format!("internal error: {e}")),
-        }
-    }
-    Reply::Error("gave up waiting for an address block to be confirmed by the cluster".into())
+    crate::daemon::run_waiting(daemon, move |d| d.handle(&request)).await.unwrap_or_else(Reply::Error)
 }
 
 async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {

@@ -41,6 +41,32 @@ use state::{EndpointRecord, Origin, State};
 /// An error for the user: one line, saying what and why.
 pub type OpResult<T> = Result<T, String>;
 
+/// How many times an operation that must wait (an address block being
+/// claimed) is tried.
+const TRIES: usize = 5;
+
+/// Runs `op` on the daemon on a blocking thread; while it answers
+/// `Err(wait)` (an address block being claimed), runs it again after the
+/// wait, with the daemon free meanwhile so gossip goes on. Both the control
+/// socket and the Docker plugin socket run their requests this way.
+pub async fn run_waiting<T: Send + 'static>(
+    daemon: &std::sync::Arc<std::sync::Mutex<Daemon>>,
+    op: impl Fn(&mut Daemon) -> Result<T, Duration> + Send + Sync + 'static,
+) -> Result<T, String> {
+    let op = std::sync::Arc::new(op);
+    for _ in 0..TRIES {
+        let (daemon, op) = (daemon.clone(), op.clone());
+        let result =
+            tokio::task::spawn_blocking(move || op(&mut daemon.lock().unwrap_or_else(|p| p.into_inner()))).await;
+        match result {
+            Ok(Ok(reply)) => return Ok(reply),
+            Ok(Err(wait)) => tokio::time::sleep(wait).await,
+            Err(e) => return Err(format!("internal error: {e}")),
+        }
+    }
+    Err("gave up waiting for an address block to be confirmed by the cluster".into())
+}
+
 /// Why a connect did not happen (yet).
 #[derive(Debug)]
 enum Refused {

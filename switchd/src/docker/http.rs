@@ -173,26 +173,8 @@ async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
     }
 }
 
-/// How many times an operation that must wait (an address block being
-/// claimed) is retried.
-const RETRIES: usize = 5;
-
-/// Runs an operation on a blocking thread; one that must wait is retried
-/// after the wait, with the daemon free meanwhile.
 async fn run(daemon: &Arc<Mutex<Daemon>>, request: super::Request) -> Value {
-    let request = Arc::new(request);
-    for _ in 0..RETRIES {
-        let (daemon, request) = (daemon.clone(), request.clone());
-        let result =
-            tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).docker(&request))
-                .await;
-        match result {
-            Ok(Ok(reply)) => return reply,
-            Ok(Err(wait)) => tokio::time::sleep(wait).await,
-            Err(e) => return super::error_reply(&format!("internal error: {e}")),
-        }
-    }
-    super::error_reply("gave up waiting for an address block to be confirmed by the cluster")
+    crate::daemon::run_waiting(daemon, move |d| d.docker(&request)).await.unwrap_or_else(|e| super::error_reply(&e))
 }
 
 async fn respond(stream: &mut UnixStream, reply: &Value) -> io::Result<()> {
