@@ -1,32 +1,88 @@
 #!/usr/bin/env bash
-# Installs what the demo, the tests and the benchmarks run, if missing:
-# iproute2 (ip, ss), iperf3, ping, ethtool, nsenter, sysctl, python3, tcpdump,
-# and for the gateway services: dig, busybox (udhcpc, traceroute), dhclient,
-# nginx and redis-server (the three-tier app), dockerd, podman and a static
-# busybox (the image the container engine tests run).
+# Installs what the demo, the tests and the benchmarks run, if missing, from
+# one list. `deps.sh --resolve` asks apt-get, without installing anything,
+# whether the whole list installs together on this machine (whatever is
+# installed now): the test suite runs it, so a conflict between two
+# packages of the list fails CI on every machine, not only on fresh ones.
 set -euo pipefail
-need=()
-have() { command -v "$1" >/dev/null 2>&1; }
-have ip       || need+=(iproute2)
-have ss       || need+=(iproute2)
-have iperf3   || need+=(iperf3)
-have ping     || need+=(iputils-ping)
-have ethtool  || need+=(ethtool)
-have nsenter  || need+=(util-linux)
-have sysctl   || need+=(procps)
-have python3  || need+=(python3)
-have tcpdump  || need+=(tcpdump)
-have dig      || need+=(dnsutils)
-have busybox  || need+=(busybox)
-have dhclient || need+=(isc-dhcp-client)
-have nginx    || need+=(nginx-light)
-have redis-server || need+=(redis-server)
-have dockerd  || need+=(docker.io)
-have podman   || need+=(podman)
-dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+
+# Every package the scripts may ask for, and what shows it is installed:
+# commands on PATH, or `=` for the package itself (dpkg).
+PACKAGES=(
+  "iproute2         ip ss"
+  "iperf3           iperf3"
+  "iputils-ping     ping"
+  "ethtool          ethtool"
+  "util-linux       nsenter"
+  "procps           sysctl"
+  "python3          python3"
+  "tcpdump          tcpdump"
+  "dnsutils         dig"
+  "isc-dhcp-client  dhclient"
+  "nginx-light      nginx"
+  "redis-server     redis-server"
+  "docker.io        dockerd"
+  "podman           podman"
+  # The only busybox: its `busybox` command has udhcpc and traceroute, and
+  # its static binary is the image the container engine tests run. (Debian's
+  # dynamic `busybox` conflicts with it: never ask for both.)
+  "busybox-static   ="
+)
+
+all_packages() { for entry in "${PACKAGES[@]}"; do echo "${entry%% *}"; done; }
+
+missing_packages() {
+  local entry pkg checks c
+  for entry in "${PACKAGES[@]}"; do
+    read -r pkg checks <<<"$entry"
+    for c in $checks; do
+      if [ "$c" = "=" ]; then
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || { echo "$pkg"; break; }
+      elif ! command -v "$c" >/dev/null 2>&1; then
+        echo "$pkg"
+        break
+      fi
+    done
+  done
+}
+
+export DEBIAN_FRONTEND=noninteractive
+
+# `apt-get install -s` of the whole list: fails if apt-get cannot install
+# it all together, or would remove anything to do so.
+# Extra packages in "$@" join the list (the suite checks that a known
+# conflict is caught).
+resolve() {
+  local out
+  # shellcheck disable=SC2046
+  if ! out=$(apt-get install -s $(all_packages) "$@" 2>&1); then
+    if grep -q "Unable to locate package" <<<"$out"; then
+      apt-get update -qq
+      # shellcheck disable=SC2046
+      out=$(apt-get install -s $(all_packages) "$@" 2>&1) || { echo "$out" >&2; return 1; }
+    else
+      echo "$out" >&2
+      echo "deps.sh: apt-get cannot install the package list together (above)" >&2
+      return 1
+    fi
+  fi
+  if grep -q '^Remv ' <<<"$out"; then
+    grep '^Remv ' <<<"$out" >&2
+    echo "deps.sh: installing the package list would remove the packages above" >&2
+    return 1
+  fi
+  echo "deps.sh: all $(all_packages | wc -l) packages resolve together"
+}
+
+if [ "${1:-}" = "--resolve" ]; then
+  shift
+  resolve "$@"
+  exit
+fi
+
+mapfile -t need < <(missing_packages | sort -u)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
   # Install nginx and redis without starting their services: the tests
   # start their own, in namespaces, and end them.
   if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -3,6 +3,13 @@
 # tests, and the end-to-end tests in network namespaces (root needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Every package the scripts may ask for installs together on this Debian
+# (whatever is installed here now), and the check does catch a conflict.
+scripts/deps.sh --resolve
+if scripts/deps.sh --resolve busybox >/dev/null 2>&1; then
+  echo "deps.sh --resolve missed the busybox/busybox-static conflict" >&2
+  exit 1
+fi
 scripts/deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -q -- -D warnings
