@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use switchd_config::{IfName, MacAddr, NetworkConfig, PortKind, Subnet};
 
-use super::state::EndpointRecord;
+use super::state::{Device, EndpointRecord};
 use crate::io::netns::{self, NetnsError};
 use crate::io::tap::{self, Attached, TapError};
 use crate::io::{netlink, packet, sys};
@@ -106,6 +106,36 @@ pub fn find_by_mac(netns: &str, mac: MacAddr) -> Option<IfName> {
         .ok()
         .flatten()
         .and_then(|n| IfName::new(&n).ok())
+}
+
+/// Settles the names of the interfaces `record` will use (the container's
+/// `ethN`, a veth's host side) before anything is made, and says which one
+/// [`open`] will create: what a crash would leave, to be journaled first.
+/// `None`: it takes over interfaces that exist, or makes nothing.
+pub fn prepare(record: &mut EndpointRecord) -> Result<Option<Device>, AttachError> {
+    match record.kind {
+        PortKind::Tap => {
+            let netns = record.netns.clone().expect("validation requires a netns for a tap port");
+            let wanted = record.ifname.clone();
+            let (ifname, exists) = netns::run_in(&netns, || {
+                let name = wanted.unwrap_or_else(first_free_eth);
+                let exists = sys::if_index(name.as_str()).is_some();
+                (name, exists)
+            })?;
+            record.ifname = Some(ifname.clone());
+            Ok((!exists).then_some(Device::InNetns { netns, ifname }))
+        }
+        PortKind::Veth => {
+            let host = record.host_ifname.clone().unwrap_or_else(fresh_host_ifname);
+            record.host_ifname = Some(host.clone());
+            if sys::if_index(host.as_str()).is_some() || record.netns.is_none() {
+                return Ok(None);
+            }
+            record.ifname = Some(pick_ifname(record)?);
+            Ok(Some(Device::Host { ifname: host }))
+        }
+        PortKind::Uplink => Ok(None),
+    }
 }
 
 /// A host-side veth name no one uses: `sdv` and 8 hex digits.
@@ -213,24 +243,39 @@ fn create_veth_pair(
     Ok(())
 }
 
-/// Removes what switchd made for `record`: the TAP in the container, or a
-/// veth pair it created. Interfaces switchd only took over stay.
-pub fn remove(record: &EndpointRecord) -> Result<(), AttachError> {
+/// What disconnecting `record` deletes: the TAP in the container, or a
+/// veth pair switchd created. Interfaces switchd only took over stay.
+pub fn made_device(record: &EndpointRecord) -> Option<Device> {
+    match (record.kind, &record.netns, &record.ifname, &record.host_ifname) {
+        (PortKind::Tap, Some(netns), Some(ifname), _) => {
+            Some(Device::InNetns { netns: netns.clone(), ifname: ifname.clone() })
+        }
+        (PortKind::Veth, _, _, Some(host)) if record.owned => Some(Device::Host { ifname: host.clone() }),
+        _ => None,
+    }
+}
+
+/// Deletes `device`; one that is gone already (or whose container is) is fine.
+pub fn delete(device: &Device) -> Result<(), AttachError> {
     let ignore_missing = |r: io::Result<()>| match r {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
     };
-    match (record.kind, &record.netns, &record.ifname, &record.host_ifname) {
-        (PortKind::Tap, Some(netns), Some(ifname), _) => {
+    match device {
+        Device::InNetns { netns, ifname } => {
             match netns::run_in(netns, || ignore_missing(netlink::delete(ifname.as_str()))) {
                 // The container is gone, and its interfaces with it.
                 Err(NetnsError::NotFound(_)) => Ok(()),
-                other => other?.map_err(setup_err(format!("deleting {ifname} in netns {netns:?}"))),
+                other => other?.map_err(setup_err(format!("deleting {device}"))),
             }
         }
-        (PortKind::Veth, _, _, Some(host)) if record.owned => {
-            ignore_missing(netlink::delete(host.as_str())).map_err(setup_err(format!("deleting veth {host}")))
+        Device::Host { ifname } => {
+            ignore_missing(netlink::delete(ifname.as_str())).map_err(setup_err(format!("deleting {device}")))
         }
-        _ => Ok(()),
     }
+}
+
+/// Removes what switchd made for `record` ([`made_device`]).
+pub fn remove(record: &EndpointRecord) -> Result<(), AttachError> {
+    made_device(record).map_or(Ok(()), |device| delete(&device))
 }

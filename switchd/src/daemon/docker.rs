@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use switchd_config::raw::RawNetwork;
 use switchd_config::{IfName, MacAddr, Name, PortKind, Subnet};
 
-use super::state::{EndpointRecord, Origin};
+use super::state::{Device, EndpointRecord, Intent, Op, Origin};
 use super::{ClaimMode, Daemon, Endpoint, OpResult, Refused};
 use crate::docker::{CreateEndpoint, CreateNetwork, Join, Request, RequestAddress, error_reply};
 
@@ -230,14 +230,6 @@ impl Daemon {
         let short = j.endpoint_id.get(..8).unwrap_or(&j.endpoint_id);
         let ifname = IfName::new(&format!("sdd{short}")).map_err(|e| format!("endpoint id: {e}"))?;
         let name = Name::new(&endpoint_name(&j.endpoint_id)).map_err(|e| format!("endpoint id: {e}"))?;
-        let fd = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
-            .map_err(|e| format!("creating {ifname}: {e}"))?;
-        let guard = pending.ip.and_then(crate::services::v4).map(|ip| vec![ip]);
-        let port = self.dataplane.add_port(network_id, fd, guard.or(Some(Vec::new())));
-        let Some(port) = port else {
-            let _ = crate::io::netlink::delete(ifname.as_str());
-            return Err("network vanished while joining".into());
-        };
         let record = EndpointRecord {
             network: config.name.clone(),
             name,
@@ -252,6 +244,25 @@ impl Daemon {
             dhcp: false,
             docker_endpoint: Some(j.endpoint_id.clone()),
         };
+        let device = Device::Host { ifname: ifname.clone() };
+        self.begin(Op::Connect, &record, Some(device.clone()))?;
+        let made = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
+            .map_err(|e| format!("creating {ifname}: {e}"))
+            .and_then(|fd| {
+                let guard = pending.ip.and_then(crate::services::v4).map(|ip| vec![ip]);
+                self.dataplane
+                    .add_port(network_id, fd, guard.or(Some(Vec::new())))
+                    .ok_or_else(|| "network vanished while joining".to_owned())
+            });
+        self.pending.clear();
+        let port = match made {
+            Ok(port) => port,
+            Err(e) => {
+                let _ = super::attach::delete(&device);
+                self.save();
+                return Err(e);
+            }
+        };
         self.endpoints.push(Endpoint { record, port, netns_id: None });
         self.commit();
         // What dockerd configures besides the address: the default route, or
@@ -259,9 +270,8 @@ impl Daemon {
         let gateway = config.gateway.filter(|_| !config.internal).map(|g| g.to_string());
         let routes: Vec<Value> = match config.gateway.filter(|_| config.internal) {
             Some(gw) => self
-                .routes
-                .keys()
-                .filter_map(|r| self.networks.get(r.peer_of(&config.name)?.as_str())?.config.subnet)
+                .routed_subnets(&config.name)
+                .into_iter()
                 .map(|s| json!({ "Destination": s.to_string(), "RouteType": 0, "NextHop": gw.to_string() }))
                 .collect(),
             None => Vec::new(),
@@ -351,12 +361,14 @@ impl Daemon {
         if let (None, Some(netns), Some(mac)) = (&r.ifname, &r.netns, r.mac) {
             r.ifname = super::attach::find_by_mac(netns, mac);
         }
-        r.owned = true;
+        let device = super::attach::made_device(r);
+        self.pending = vec![Intent { op: Op::Disconnect, endpoint: r.clone(), device: device.clone() }];
+        // The record goes and the intent comes in one save.
         self.commit();
-        if r.ifname.is_some() {
-            super::attach::remove(r).map_err(|e| format!("detached, but {e}"))?;
-        }
-        Ok(())
+        let deleted = device.map_or(Ok(()), |d| super::attach::delete(&d));
+        self.pending.clear();
+        self.save();
+        deleted.map_err(|e| format!("detached, but {e}"))
     }
 }
 

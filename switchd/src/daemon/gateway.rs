@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 use switchd_config::raw::{RawPublish, RawRoute};
-use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, validate};
+use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, Subnet, validate};
 
 use super::state::Origin;
 use super::{Daemon, OpResult, join_errors};
@@ -200,8 +200,9 @@ impl Daemon {
             return Err(format!("{} and {} already route", route.networks[0].as_str(), route.networks[1].as_str()));
         }
         self.routes.insert(route.clone(), Origin::Runtime);
-        self.program_container_routes(&route, true);
+        // Saved first: the containers' routes follow from the state.
         self.commit();
+        self.sync_container_routes(&route.networks);
         Ok(self.route_ls())
     }
 
@@ -213,34 +214,39 @@ impl Daemon {
             Some(_) => {}
         }
         self.routes.remove(&route);
-        self.program_container_routes(&route, false);
         self.commit();
+        self.sync_container_routes(&route.networks);
         Ok(self.route_ls())
     }
 
-    /// Adds (or removes) the routes `route` gives the containers switchd
-    /// configured here: on an internal network, the other network's subnet
-    /// via their gateway (others reach it by their default route).
-    fn program_container_routes(&self, route: &RouteConfig, add: bool) {
+    /// The subnets of the networks `network` routes to.
+    pub(super) fn routed_subnets(&self, network: &Name) -> Vec<Subnet> {
+        self.routed_from(network).filter_map(|n| self.networks.get(n.as_str())?.config.subnet).collect()
+    }
+
+    /// Puts the routes of the containers switchd configured on `networks`
+    /// (all, if empty) right: on an internal network, each routed
+    /// network's subnet via their gateway (others reach it by their
+    /// default route). Derived from the state, so it also repairs what a
+    /// crash between a route change and its routes left.
+    pub(super) fn sync_container_routes(&self, networks: &[Name]) {
         for e in &self.endpoints {
             let r = &e.record;
             let (Some(ns), Some(ifname), false) = (&r.netns, &r.ifname, r.dhcp) else { continue };
-            let (Some(net), Some(peer)) = (self.networks.get(r.network.as_str()), route.peer_of(&r.network)) else {
-                continue;
-            };
-            let (Some(gw), Some(subnet)) =
-                (net.config.gateway, self.networks.get(peer.as_str()).and_then(|p| p.config.subnet))
-            else {
-                continue;
-            };
-            if !net.config.internal || gw.is_ipv4() != subnet.net().addr().is_ipv4() {
+            if !networks.is_empty() && !networks.contains(&r.network) {
                 continue;
             }
-            let changed = netns::run_in(ns, || {
-                crate::io::netlink::change_route(ifname.as_str(), subnet.net().addr(), subnet.prefix_len(), gw, add)
-            });
-            if let Err(e) = changed.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-                tracing::warn!("{} on {}: cannot change its route to {subnet}: {e}", r.name, r.network);
+            let Some(net) = self.networks.get(r.network.as_str()) else { continue };
+            let (Some(gw), true) = (net.config.gateway, net.config.internal) else { continue };
+            let wanted: Vec<(IpAddr, u8)> = self
+                .routed_subnets(&r.network)
+                .into_iter()
+                .filter(|s| s.net().addr().is_ipv4() == gw.is_ipv4())
+                .map(|s| (s.net().addr(), s.prefix_len()))
+                .collect();
+            let synced = netns::run_in(ns, || crate::io::netlink::sync_routes(ifname.as_str(), gw, &wanted));
+            if let Err(e) = synced.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                tracing::warn!("{} on {}: cannot set its routes to routed networks: {e}", r.name, r.network);
             }
         }
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use switchd_config::raw::{RawNetwork, RawPort};
 use switchd_config::{
     Config, HostConfig, KeyPath, KeySource, MacAddr, Name, NetworkConfig, PeerConfig, PortConfig, PortKind,
-    RouteConfig, Subnet, validate,
+    RouteConfig, validate,
 };
 use switchd_crypto::{Key, KeyId, SessionId, SharedKeyring};
 
@@ -36,7 +36,7 @@ use crate::dataplane::{Dataplane, Underlay};
 use crate::io::netns::{self, NetnsId};
 use crate::switch::{Counters, DropReason, Location, NetworkId, PortId, SwitchConfig, VtepId};
 use keys::{KeyStore, Scope};
-use state::{EndpointRecord, Origin, State};
+use state::{Device, EndpointRecord, Intent, Op, Origin, State};
 
 /// An error for the user: one line, saying what and why.
 pub type OpResult<T> = Result<T, String>;
@@ -195,6 +195,9 @@ pub struct Daemon {
     /// How long a claim must stand before it is used: a few gossip rounds;
     /// zero without gossip, where this host alone owns every block.
     claim_confirm: Duration,
+    /// The operation under way on the system, saved before its first
+    /// system call (the journal: see `state`).
+    pending: Vec<Intent>,
 }
 
 /// A remote VTEP from `[[peer]]`.
@@ -212,6 +215,9 @@ impl Daemon {
             tracing::warn!("{warning}");
         }
         let switch = SwitchConfig::new(config.host.mac_aging_time, config.host.mac_limit);
+        // First, so that a state this build cannot read stops it before
+        // anything is touched.
+        let saved = state::load(&config.host.state_dir)?;
         let session = state::new_session(&config.host.state_dir)?;
         let underlay = match config.host.underlay_ip {
             Some(ip) => Some(Underlay::bind(ip, config.host.vxlan_port, session).map_err(|e| {
@@ -222,7 +228,6 @@ impl Daemon {
         let cluster_key = config.gossip.as_ref().map(|g| g.key_file.as_path());
         let keys = KeyStore::open(&config.host.state_dir, cluster_key, &config.network_key_files)?;
         let dataplane = Dataplane::start(switch, config.host.workers, underlay)?;
-        let saved = state::load(&config.host.state_dir)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let claim_confirm =
             config.gossip.as_ref().map_or(Duration::ZERO, |g| (g.interval * 6).max(Duration::from_secs(1)));
@@ -251,8 +256,10 @@ impl Daemon {
             claim_confirm,
             docker_networks: saved.docker_networks,
             docker_endpoints: BTreeMap::new(),
-            docker_reserved: Default::default(),
+            docker_reserved: saved.docker_reserved,
+            pending: Vec::new(),
         };
+        let interrupted = daemon.finish_interrupted(saved.pending);
         for peer in config.peers {
             let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);
             let vtep = daemon.dataplane.add_vtep(addr, peer.vnis.clone()).expect("validation refuses duplicate peers");
@@ -274,6 +281,11 @@ impl Daemon {
             daemon.add_network(net, origin);
         }
         daemon.restore_endpoints(saved.endpoints);
+        for netns in interrupted {
+            daemon.forget_resolv_conf(&netns);
+        }
+        // Reattached interfaces keep what they had; their routes follow the state.
+        daemon.sync_container_routes(&[]);
         let publish = config
             .publish
             .into_iter()
@@ -288,8 +300,43 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Finishes the operations a crash cut short (see `state`), before
+    /// anything else touches the system: each one's device is deleted, so
+    /// a connect is rolled back and a disconnect completed. Returns the
+    /// namespaces they were in (for their resolv.conf, once endpoints are
+    /// restored).
+    fn finish_interrupted(&mut self, pending: Vec<Intent>) -> Vec<String> {
+        let mut namespaces = Vec::new();
+        for intent in pending {
+            let e = &intent.endpoint;
+            let (op, outcome) = match intent.op {
+                Op::Connect => ("connect", "rolled back"),
+                Op::Disconnect => ("disconnect", "completed"),
+            };
+            let done = match &intent.device {
+                None => Ok("it made no interface".to_owned()),
+                Some(device) => attach::delete(device).map(|()| format!("deleted {device}")),
+            };
+            match done {
+                Ok(what) => tracing::warn!(
+                    "reconciled at start: a {op} of {} on {} was cut short by a crash; {outcome}: {what}",
+                    e.name,
+                    e.network
+                ),
+                Err(err) => tracing::error!(
+                    "reconciling at start: a {op} of {} on {} was cut short by a crash, and cannot be {outcome}: {err}",
+                    e.name,
+                    e.network
+                ),
+            }
+            namespaces.extend(e.netns.clone());
+        }
+        namespaces
+    }
+
     fn restore_endpoints(&mut self, saved: Vec<EndpointRecord>) {
         let mut wanted: Vec<Option<PortConfig>> = self.config_ports.iter().cloned().map(Some).collect();
+        let mut orphans = Vec::new();
         for mut record in saved {
             if record.docker_endpoint.is_some() && record.ifname.is_none() {
                 // Its interface was never found inside the container.
@@ -313,15 +360,24 @@ impl Daemon {
                 record.origin = Origin::Config;
             }
             let Some(net) = self.networks.get(record.network.as_str()) else {
-                tracing::warn!("{}: network {} no longer exists, endpoint dropped", record.name, record.network);
+                let reason = format!("network {} no longer exists", record.network);
+                orphans.push(state::Orphan { reason, endpoint: record });
                 continue;
             };
             let net_config = net.config.clone();
             match self.open_endpoint(record.clone(), &net_config) {
                 Ok(()) => tracing::info!("{} on {}: reattached", record.name, record.network),
-                Err(e) => {
-                    tracing::warn!("{} on {}: cannot reattach, endpoint dropped: {e}", record.name, record.network)
-                }
+                Err(e) => orphans.push(state::Orphan { reason: format!("cannot reattach: {e}"), endpoint: record }),
+            }
+        }
+        if !orphans.is_empty() {
+            let kept = state::keep_orphans(&self.host.state_dir, &orphans);
+            for o in &orphans {
+                let at = match &kept {
+                    Ok(path) => format!("kept in {}", path.display()),
+                    Err(e) => format!("and could not be kept aside: {e}"),
+                };
+                tracing::warn!("{} on {}: {}; endpoint set aside, {at}", o.endpoint.name, o.endpoint.network, o.reason);
             }
         }
         for port in wanted.into_iter().flatten() {
@@ -335,6 +391,12 @@ impl Daemon {
     /// Saves networks and endpoints. A failure is logged, not fatal: the
     /// running switch is still right, only a restart would lose the change.
     fn save(&self) {
+        if let Err(e) = self.try_save() {
+            tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
+        }
+    }
+
+    fn try_save(&self) -> std::io::Result<()> {
         let of =
             |origin| self.networks.values().filter(move |n| n.origin == origin).map(|n| n.config.clone()).collect();
         let state = State {
@@ -351,10 +413,22 @@ impl Daemon {
                 .collect(),
             ipam: self.claims.clone(),
             docker_networks: self.docker_networks.clone(),
+            docker_reserved: self.docker_reserved.clone(),
+            pending: self.pending.clone(),
         };
-        if let Err(e) = state::save(&self.host.state_dir, &state) {
-            tracing::error!("cannot save state in {}: {e}", self.host.state_dir.display());
-        }
+        state::save(&self.host.state_dir, &state)
+    }
+
+    /// Records an operation before its first system call: if switchd dies
+    /// before it is done, the next start finishes it (`finish_interrupted`).
+    /// Refused if it cannot be recorded. The save that records the
+    /// outcome clears it (`pending.clear()` then `commit` or `save`).
+    fn begin(&mut self, op: Op, endpoint: &EndpointRecord, device: Option<Device>) -> OpResult<()> {
+        self.pending = vec![Intent { op, endpoint: endpoint.clone(), device }];
+        self.try_save().map_err(|e| {
+            self.pending.clear();
+            format!("cannot record the operation in {}: {e}", self.host.state_dir.display())
+        })
     }
 
     /// After a change: saves it, tells the cluster, and reprograms what
@@ -838,10 +912,23 @@ impl Daemon {
     }
 
     fn connect(&mut self, raw: &RawPort, origin: Origin, mode: ClaimMode) -> Result<EndpointInfo, Refused> {
-        let (record, _) = self.plan(raw, origin, mode)?;
+        let (mut record, _) = self.plan(raw, origin, mode)?;
         let net = self.networks[record.network.as_str()].config.clone();
         let netns = record.netns.clone();
-        self.open_endpoint(record, &net)?;
+        let device = attach::prepare(&mut record).map_err(|e| e.to_string())?;
+        self.begin(Op::Connect, &record, device.clone())?;
+        let opened = self.open_endpoint(record, &net);
+        self.pending.clear();
+        if let Err(e) = opened {
+            // Whatever step failed, nothing it made stays.
+            if let Some(device) = &device
+                && let Err(cleanup) = attach::delete(device)
+            {
+                tracing::warn!("after a failed connect: {cleanup}");
+            }
+            self.save();
+            return Err(e.into());
+        }
         if let Some(ns) = netns {
             self.write_resolv_conf(&ns, net.name.as_str());
         }
@@ -852,11 +939,7 @@ impl Daemon {
     /// Opens the endpoint's device and adds its port to the switch.
     fn open_endpoint(&mut self, mut record: EndpointRecord, net: &NetworkConfig) -> OpResult<()> {
         let netns_id = record.netns.as_deref().map(netns::identify).transpose().map_err(|e| e.to_string())?;
-        let routes: Vec<Subnet> = self
-            .routes
-            .keys()
-            .filter_map(|r| self.networks.get(r.peer_of(&net.name)?.as_str())?.config.subnet)
-            .collect();
+        let routes = self.routed_subnets(&net.name);
         let fd = attach::open(&mut record, attach::Attachment { net, routes: &routes }).map_err(|e| e.to_string())?;
         let network_id = self.networks[net.name.as_str()].id;
         let guard = gateway::address_guard(&record, net);
@@ -875,13 +958,18 @@ impl Daemon {
             .ok_or_else(|| format!("no endpoint {endpoint:?} on network {network:?}"))?;
         let endpoint = self.endpoints.remove(index);
         self.dataplane.remove_port(endpoint.port);
+        let device = attach::made_device(&endpoint.record);
+        self.pending = vec![Intent { op: Op::Disconnect, endpoint: endpoint.record.clone(), device: device.clone() }];
         if let Some(ns) = &endpoint.record.netns {
             self.forget_resolv_conf(ns);
         }
+        // The record goes and the intent comes in one save.
         self.commit();
-        let info = endpoint.info(self.host.name.as_str());
-        attach::remove(&endpoint.record).map_err(|e| format!("detached, but {e}"))?;
-        Ok(info)
+        let deleted = device.map_or(Ok(()), |d| attach::delete(&d));
+        self.pending.clear();
+        self.save();
+        deleted.map_err(|e| format!("detached, but {e}"))?;
+        Ok(endpoint.info(self.host.name.as_str()))
     }
 
     /// Detaches endpoints whose container is gone: its netns no longer

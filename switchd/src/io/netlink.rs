@@ -160,3 +160,45 @@ pub fn addresses(name: &str) -> io::Result<Vec<IpAddr>> {
             .collect())
     })
 }
+
+/// Makes the routes via `via` on interface `name` exactly `wanted`
+/// (destination, prefix length), default route aside: missing ones are
+/// added, others via `via` deleted. Derived from the state alone, so after
+/// a crash between a state change and the routes it implies, running it
+/// again puts them right.
+pub fn sync_routes(name: &str, via: IpAddr, wanted: &[(IpAddr, u8)]) -> io::Result<()> {
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+    let index = index_of(name)?;
+    let present = with_handle(|handle| async move {
+        let query = match via {
+            IpAddr::V4(_) => RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
+            IpAddr::V6(_) => RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
+        };
+        let messages: Vec<_> = handle.route().get(query).execute().try_collect().await?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| {
+                let len = m.header.destination_prefix_length;
+                let (mut dst, mut gw, mut oif) = (None, None, None);
+                for a in m.attributes {
+                    match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(ip)),
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => dst = Some(IpAddr::V6(ip)),
+                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gw = Some(IpAddr::V4(ip)),
+                        RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => gw = Some(IpAddr::V6(ip)),
+                        RouteAttribute::Oif(i) => oif = Some(i),
+                        _ => {}
+                    }
+                }
+                (len > 0 && gw == Some(via) && oif == Some(index)).then_some((dst?, len))
+            })
+            .collect::<Vec<_>>())
+    })?;
+    for stale in present.iter().filter(|r| !wanted.contains(r)) {
+        change_route(name, stale.0, stale.1, via, false)?;
+    }
+    for missing in wanted.iter().filter(|r| !present.contains(r)) {
+        change_route(name, missing.0, missing.1, via, true)?;
+    }
+    Ok(())
+}
