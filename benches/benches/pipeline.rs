@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use switchd::switch::frame::build_plain;
-use switchd::switch::{Action, Gateway, Next, Switch, SwitchConfig, l3};
+use switchd::switch::{Action, EndpointGuard, Gateway, Next, PortGuard, Switch, SwitchConfig, l3};
 use switchd_config::{MacAddr, Mtu, Vni};
 
 fn mac(n: u32) -> MacAddr {
@@ -45,7 +45,7 @@ fn pipeline(c: &mut Criterion) {
             Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
         sw.set_gateway(net, Some(gateway));
         let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
-        sw.set_port_addresses(p1, Some(vec![[10, 1, 0, 2].into()]));
+        sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
         sw.handle_frame(now, p2, &build_plain(mac(1), mac(2), 0x0800, 46));
         let mut frame = vec![0u8; 10];
         etherparse::PacketBuilder::ethernet2(mac(1).0, mac(2).0)

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use switchd::switch::{Action, Gateway, Location, Next, Switch, SwitchConfig};
+use switchd::switch::{Action, EndpointGuard, Gateway, Location, Next, PortGuard, Switch, SwitchConfig};
 use switchd_config::{Mtu, Vni};
 
 fuzz_target!(|data: &[u8]| {
@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
     sw.set_routes(n1, vec![n3]);
     sw.set_routes(n3, vec![n1]);
     let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap(), sw.add_port(n3).unwrap()];
-    sw.set_port_addresses(ports[0], Some(vec![[10, 1, 0, 2].into()]));
+    let guard = EndpointGuard::new(switchd_config::MacAddr([2, 0, 0, 0, 1, 2]), true, Some([10, 1, 0, 2].into()));
+    sw.set_port_guard(ports[0], PortGuard::Endpoint(guard));
     sw.set_neighbors(n3, [("10.3.0.2".parse().unwrap(), switchd_config::MacAddr([2, 0, 0, 0, 3, 2]))]);
     let network_of_port = |i: usize| [n1, n1, n2, n3][i];
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();

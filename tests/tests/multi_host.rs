@@ -115,12 +115,15 @@ fn broadcast_reaches_every_host_of_the_network_and_no_other() {
 
     let tx = |sd: &Switchd, ns: &Netns| counter(&sd.port_stats(&ns.name)["tx_frames"]);
     let from_a_at_c = || counter(&vtep_stats(&c, &ipa)["rx_frames"]);
-    let broadcast =
-        "for i in range(20):\n    s.send(bytes.fromhex('ffffffffffff' + '020000000abc' + '88b5') + bytes(46))";
+    // From the container's own MAC: another would be refused (spoofed_mac).
+    let broadcast = |ns: &Netns| {
+        let mac = ns.mac("eth0").replace(':', "");
+        format!("for i in range(20):\n    s.send(bytes.fromhex('ffffffffffff' + '{mac}' + '88b5') + bytes(46))")
+    };
 
     // 20 broadcasts on `back` from a2: b2 gets them; c never sees a datagram.
     let (b2_before, c_before) = (tx(&b, &b2), from_a_at_c());
-    a2.inject(broadcast);
+    a2.inject(&broadcast(&a2));
     assert!(wait_until(Duration::from_secs(3), || tx(&b, &b2) >= b2_before + 20), "b2 missed broadcasts on back");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(from_a_at_c(), c_before, "host c, which does not carry back, received its broadcast");
@@ -128,7 +131,7 @@ fn broadcast_reaches_every_host_of_the_network_and_no_other() {
 
     // 20 broadcasts on `front` from a1: both other hosts' containers get them.
     let (b1_before, c1_before) = (tx(&b, &b1), tx(&c, &c1));
-    a1.inject(broadcast);
+    a1.inject(&broadcast(&a1));
     assert!(wait_until(Duration::from_secs(3), || tx(&b, &b1) >= b1_before + 20 && tx(&c, &c1) >= c1_before + 20));
     // And head-end replication sent one copy per host, not more.
     assert_eq!(counter(&vtep_stats(&a, &ipc)["drops"]["tx_error"]), 0);

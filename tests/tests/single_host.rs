@@ -286,22 +286,38 @@ fn bad_frames_are_counted_and_dropped() {
         "for src in ('010203040506', '000000000000'):\n    s.send(bytes.fromhex('ffffffffffff' + src + '0800') + bytes(46))",
     );
 
-    // A MAC flood: 1000 random source MACs (an experimental EtherType: no
-    // IPv4 inside for the address guard to refuse first).
+    // A MAC flood from a container: 1000 random source MACs (an
+    // experimental EtherType: no IPv4 inside for the address guard to
+    // refuse first). A container may only use its own MAC: none is learned.
     c1.inject(
         "import os\nfor i in range(1000):\n    s.send(bytes.fromhex('ffffffffffff') + bytes([2]) + os.urandom(5) + bytes.fromhex('88b5') + bytes(46))",
     );
-
     let ok = wait_until(Duration::from_secs(3), || {
-        sd.port_stats(&c1.name)["drops"]["mac_limit"].as_u64().unwrap_or(0) >= 800
+        sd.port_stats(&c1.name)["drops"]["spoofed_mac"].as_u64().is_some_and(|n| n >= 1000)
     });
     let drops = sd.port_stats(&c1.name)["drops"].clone();
-    assert!(ok, "MAC flood not limited: {drops}");
-    assert!(drops["oversize"].as_u64().unwrap_or(0) >= 2, "{drops}");
+    assert!(ok, "MAC flood not refused: {drops}");
+    assert!(drops["oversize"].as_u64().expect("oversize drops") >= 2, "{drops}");
     assert_eq!(drops["bad_src_mac"], 2, "{drops}");
-    let learned_on_c1 =
-        sd.json(&["fdb", "front"]).as_array().unwrap().iter().filter(|e| e["endpoint"] == c1.name.as_str()).count();
-    assert_eq!(learned_on_c1, 100, "the port learned exactly its limit");
+    let learned_on = |name: &str| {
+        sd.json(&["fdb", "front"]).as_array().expect("fdb rows").iter().filter(|e| e["where"] == name).count()
+    };
+    assert_eq!(learned_on(&format!("{}:eth0", c1.name)), 1, "only c1's own MAC");
+
+    // The same flood from a LAN behind an uplink, where other MACs are
+    // fine: the port learns exactly its limit.
+    let lan = Netns::new("lan");
+    sd.host.ok(&["ip", "link", "add", "upl0", "type", "veth", "peer", "name", "eth0", "netns", &lan.name]);
+    lan.ok(&["ip", "link", "set", "eth0", "up"]);
+    sd.ctl(&["network", "connect", "front", "--kind", "uplink", "--host-ifname", "upl0"]);
+    lan.inject(
+        "import os\nfor i in range(1000):\n    s.send(bytes.fromhex('ffffffffffff') + bytes([2]) + os.urandom(5) + bytes.fromhex('88b5') + bytes(46))",
+    );
+    let ok = wait_until(Duration::from_secs(3), || {
+        sd.port_stats("upl0")["drops"]["mac_limit"].as_u64().is_some_and(|n| n >= 800)
+    });
+    assert!(ok, "MAC flood not limited: {}", sd.port_stats("upl0"));
+    assert_eq!(learned_on("upl0"), 100, "the port learned exactly its limit");
 
     // The daemon is fine and the known MACs still switch.
     assert!(c2.ping("10.10.0.41", 2), "switching broke after bad input:\n{}", sd.log());

@@ -249,9 +249,9 @@ impl Daemon {
         let made = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
             .map_err(|e| format!("creating {ifname}: {e}"))
             .and_then(|fd| {
-                let guard = pending.ip.and_then(crate::services::v4).map(|ip| vec![ip]);
+                let guard = super::gateway::port_guard(&record, &config);
                 self.dataplane
-                    .add_port(network_id, fd, guard.or(Some(Vec::new())))
+                    .add_port(network_id, fd, guard)
                     .ok_or_else(|| "network vanished while joining".to_owned())
             });
         self.pending.clear();

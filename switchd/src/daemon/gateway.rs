@@ -3,7 +3,7 @@
 //! and `switchctl publish`; the containers' resolv.conf.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::io::netns;
 use crate::proxy;
 use crate::services::dns::Directory;
 use crate::services::{self, NetworkServices, PortServices, Tables};
-use crate::switch::{Gateway, NetworkId};
+use crate::switch::{EndpointGuard, Gateway, NetworkId, PortGuard};
 
 /// Marks a resolv.conf switchd wrote, so it only ever removes its own.
 const RESOLV_MARK: &str = "# written by switchd: the embedded DNS of the container's first network\n";
@@ -107,8 +107,8 @@ impl Daemon {
         for e in &self.endpoints {
             let Some(net) = self.networks.get(e.record.network.as_str()) else { continue };
             let v4 = e.record.ip.and_then(services::v4);
-            let addresses = address_guard(&e.record, &net.config);
-            self.dataplane.with_switch(|s| s.set_port_addresses(e.port, addresses));
+            let guard = port_guard(&e.record, &net.config);
+            self.dataplane.with_switch(|s| s.set_port_guard(e.port, guard));
             let sees = e.netns_id.and_then(|ns| same_container.get(&ns).cloned()).unwrap_or_else(|| vec![net.id]);
             tables.ports.insert(
                 e.port,
@@ -160,12 +160,21 @@ impl Daemon {
     }
 }
 
-/// The IPv4 addresses an endpoint's port may send from: its own, on a
-/// network with a subnet; `None` (anything) for an uplink, which bridges a
-/// LAN, and on a pure L2 network.
-pub(super) fn address_guard(record: &super::state::EndpointRecord, net: &NetworkConfig) -> Option<Vec<Ipv4Addr>> {
-    let guarded = net.subnet.is_some() && record.kind != PortKind::Uplink;
-    guarded.then(|| record.ip.and_then(services::v4).into_iter().collect())
+/// What an endpoint's port may send (see `crate::switch::guard`): a
+/// container's interface (a TAP, a veth into a netns) only its MAC and, on
+/// a network with a subnet, its addresses; a port that bridges a LAN (an
+/// uplink, a veth switchd was only given the host end of) any MAC but an
+/// endpoint's.
+pub(super) fn port_guard(record: &super::state::EndpointRecord, net: &NetworkConfig) -> PortGuard {
+    let container = match record.kind {
+        PortKind::Tap => true,
+        PortKind::Veth => record.netns.is_some(),
+        PortKind::Uplink => false,
+    };
+    match (container, record.mac) {
+        (true, Some(mac)) => PortGuard::Endpoint(EndpointGuard::new(mac, net.subnet.is_some(), record.ip)),
+        _ => PortGuard::Lan,
+    }
 }
 
 /// Where `ip netns exec` finds a named namespace's resolv.conf; `None` for

@@ -34,7 +34,7 @@ use crate::control::api::{
 use crate::dataplane::crypto::{KeySet, NetworkKeys};
 use crate::dataplane::{Dataplane, Underlay};
 use crate::io::netns::{self, NetnsId};
-use crate::switch::{Counters, DropReason, Location, NetworkId, PortId, SwitchConfig, VtepId};
+use crate::switch::{Counters, DropReason, Location, NetworkId, PortGuard, PortId, SwitchConfig, VtepId};
 use keys::{KeyStore, Scope};
 use state::{Device, EndpointRecord, Intent, Op, Origin, State};
 
@@ -634,7 +634,7 @@ impl Daemon {
         let prefix = config.subnet?.prefix_len();
         match crate::io::gateway::host_tap(&name, Some((ip, prefix)), mac, config.mtu.get(), false) {
             Ok(fd) => {
-                let port = self.dataplane.add_port(id, fd, None)?;
+                let port = self.dataplane.add_port(id, fd, PortGuard::Open)?;
                 self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));
                 tracing::info!("network {}: host access through {name} ({ip}/{prefix})", config.name);
                 Some(port)
@@ -665,7 +665,7 @@ impl Daemon {
                 return None;
             }
         };
-        let port = self.dataplane.add_port(id, tap, None)?;
+        let port = self.dataplane.add_port(id, tap, PortGuard::Open)?;
         self.dataplane.with_switch(|s| s.set_gateway_port(id, Some(port)));
         Some((stack, port))
     }
@@ -942,7 +942,7 @@ impl Daemon {
         let routes = self.routed_subnets(&net.name);
         let fd = attach::open(&mut record, attach::Attachment { net, routes: &routes }).map_err(|e| e.to_string())?;
         let network_id = self.networks[net.name.as_str()].id;
-        let guard = gateway::address_guard(&record, net);
+        let guard = gateway::port_guard(&record, net);
         let port = self.dataplane.add_port(network_id, fd, guard).ok_or("network vanished while connecting")?;
         self.endpoints.push(Endpoint { record, port, netns_id });
         Ok(())

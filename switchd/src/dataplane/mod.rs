@@ -50,8 +50,8 @@ use crate::io::udp::{self, RecvBatch};
 use crate::services::{self, Tables};
 use crate::switch::frame::{Frame, GsoType, MAX_FRAME_LEN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::switch::{
-    Action, Arrival, DropReason, Location, NetworkId, NetworkWire, Next, PortId, Switch, SwitchConfig, VtepId, l3,
-    neighbor,
+    Action, Arrival, DropReason, Location, NetworkId, NetworkWire, Next, PortGuard, PortId, Switch, SwitchConfig,
+    VtepId, l3, neighbor,
 };
 use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
 use tx::TxQueue;
@@ -284,19 +284,14 @@ impl Dataplane {
     }
 
     /// Adds a port on `network` switching frames through `fd`, held to
-    /// `addresses` from its first frame (see `Switch::set_port_addresses`),
-    /// and starts polling it. `None` if the network does not exist.
-    pub fn add_port(
-        &mut self,
-        network: NetworkId,
-        fd: OwnedFd,
-        addresses: Option<Vec<std::net::Ipv4Addr>>,
-    ) -> Option<PortId> {
+    /// `guard` from its first frame (see `Switch::set_port_guard`), and
+    /// starts polling it. `None` if the network does not exist.
+    pub fn add_port(&mut self, network: NetworkId, fd: OwnedFd, guard: PortGuard) -> Option<PortId> {
         let io = Arc::new(PortIo { fd, tx: TxCounters::default() });
         let id = {
             let mut fabric = lock(&self.fabric);
             let id = fabric.switch.add_port(network)?;
-            fabric.switch.set_port_addresses(id, addresses);
+            fabric.switch.set_port_guard(id, guard);
             fabric.ports.insert(id, io.clone());
             id
         };

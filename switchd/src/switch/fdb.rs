@@ -94,36 +94,33 @@ impl Fdb {
         self.entries.get(&mac.to_u64()).filter(|e| e.is_live(now, aging)).map(|e| e.location)
     }
 
-    /// Records `mac` at `location`. `may_add` is asked before a new or moved
-    /// entry is made (a refresh never needs permission); `None` means it refused.
-    pub fn learn(
+    /// Records `mac` at `location`. `may_add` is asked, with the entry it
+    /// would replace, before a new or moved entry is made (a refresh never
+    /// needs permission); its `Err` is returned and nothing changes.
+    pub fn learn<E>(
         &mut self,
         mac: MacAddr,
         location: Location,
         now: Instant,
-        may_add: impl FnOnce() -> bool,
-    ) -> Option<Learned> {
+        may_add: impl FnOnce(Option<&Entry>) -> Result<(), E>,
+    ) -> Result<Learned, E> {
         use hashbrown::hash_map::Entry as Slot;
         match self.entries.entry(mac.to_u64()) {
             Slot::Occupied(mut slot) => {
                 let entry = slot.get_mut();
                 if entry.location == location {
                     entry.last_seen = now;
-                    Some(Learned::Refreshed)
-                } else if may_add() {
-                    let (from, counted) = (entry.location, entry.counts());
-                    *entry = Entry { location, last_seen: now, kind: Kind::Learned };
-                    Some(Learned::Moved { from, counted })
-                } else {
-                    None
+                    return Ok(Learned::Refreshed);
                 }
+                may_add(Some(entry))?;
+                let (from, counted) = (entry.location, entry.counts());
+                *entry = Entry { location, last_seen: now, kind: Kind::Learned };
+                Ok(Learned::Moved { from, counted })
             }
             Slot::Vacant(slot) => {
-                if !may_add() {
-                    return None;
-                }
+                may_add(None)?;
                 slot.insert(Entry { location, last_seen: now, kind: Kind::Learned });
-                Some(Learned::New)
+                Ok(Learned::New)
             }
         }
     }

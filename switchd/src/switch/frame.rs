@@ -28,6 +28,14 @@ pub const VLAN_TAG_LEN: usize = 4;
 /// The largest frame a port reads or writes: a 64 KiB GSO segment plus headers.
 pub const MAX_FRAME_LEN: usize = VNET_HDR_LEN + ETH_HDR_LEN + VLAN_TAG_LEN + 65535;
 
+/// The smallest segment a GSO frame may ask for: Linux's own floor for
+/// TCP (`tcp_min_snd_mss`), which no stack goes below. A container sets
+/// its virtio header itself (`PACKET_VNET_HDR`): one 64 KiB frame asking
+/// for 1-byte segments would become 65,000 datagrams.
+pub const MIN_GSO_SIZE: u16 = 48;
+/// The most segments one frame may become: 64 KiB at [`MIN_GSO_SIZE`].
+pub const MAX_GSO_SEGMENTS: usize = 65535usize.div_ceil(MIN_GSO_SIZE as usize);
+
 pub const VNET_F_NEEDS_CSUM: u8 = 1;
 pub const VNET_F_DATA_VALID: u8 = 2;
 
@@ -140,6 +148,15 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// The Ethernet frame after the virtio header.
     pub fn ethernet(&self) -> Ethernet<'_> {
         Ethernet { bytes: &self.buffer.as_ref()[VNET_HDR_LEN..] }
+    }
+
+    /// Whether a GSO frame asks for sane segments: none smaller than
+    /// [`MIN_GSO_SIZE`], no more than [`MAX_GSO_SEGMENTS`] of them (an
+    /// upper bound: headers are counted as payload). True for other frames.
+    pub fn gso_is_sane(&self) -> bool {
+        let size = self.gso_size();
+        self.gso_type() == GsoType::None
+            || (size >= MIN_GSO_SIZE && self.ethernet().bytes().len().div_ceil(usize::from(size)) <= MAX_GSO_SEGMENTS)
     }
 
     /// Whether the frame fits an interface of this MTU. A GSO frame is one
@@ -261,6 +278,19 @@ mod tests {
         // ECN bit on a TCP type is fine.
         buf[1] = 0x81;
         assert_eq!(Frame::new_checked(&buf[..]).unwrap().gso_type(), GsoType::TcpV4);
+    }
+
+    #[test]
+    fn gso_asking_for_tiny_segments_is_not_sane() {
+        let mut buf = build_plain(B, A, 0x0800, 65000);
+        buf[..10].copy_from_slice(&[0x01, 0x01, 0x42, 0x00, 0xa8, 0x05, 0x22, 0x00, 0x10, 0x00]);
+        assert!(Frame::new_checked(&buf[..]).unwrap().gso_is_sane(), "gso_size 1448");
+        for (size, sane) in [(1u16, false), (47, false), (48, true), (536, true)] {
+            buf[4..6].copy_from_slice(&size.to_le_bytes());
+            assert_eq!(Frame::new_checked(&buf[..]).unwrap().gso_is_sane(), sane, "gso_size {size}");
+        }
+        // A plain frame has no segments to ask for.
+        assert!(Frame::new_checked(&build_plain(B, A, 0x0800, 60)[..]).unwrap().gso_is_sane());
     }
 
     #[test]

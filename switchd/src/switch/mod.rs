@@ -30,6 +30,7 @@
 
 mod fdb;
 pub mod frame;
+pub mod guard;
 pub mod l3;
 pub mod neighbor;
 
@@ -46,6 +47,7 @@ use switchd_overlay::{sealed, vxlan};
 
 pub use fdb::{Entry as FdbEntry, Fdb, Kind as FdbKind, Learned};
 use frame::{Ethernet, Frame, FrameError};
+pub use guard::{EndpointGuard, PortGuard};
 
 new_key_type! {
     /// A port of the switch (one container interface or host interface).
@@ -146,6 +148,10 @@ drop_reasons! {
     Truncated = "truncated",
     /// Unknown GSO type, GSO without segment size, or checksum outside the frame.
     BadVnetHdr = "bad_vnet_hdr",
+    /// A GSO frame asking for segments smaller than any TCP stack sends
+    /// ([`frame::MIN_GSO_SIZE`]), or for more of them than a frame can
+    /// legitimately make ([`frame::MAX_GSO_SEGMENTS`]): an amplification.
+    BadGso = "bad_gso",
     /// Larger than the network MTU (or GSO segments larger than it).
     Oversize = "oversize",
     /// Source MAC is multicast, broadcast or all zero.
@@ -186,10 +192,18 @@ drop_reasons! {
     NoKey = "no_key",
     /// A GSO frame for a remote host that could not be segmented.
     OffloadError = "offload_error",
-    /// From a port, with a source address it was not given (IPv4 or ARP),
-    /// the gateway's MAC, or in a form the guard cannot check (VLAN tags,
-    /// ARP other than Ethernet/IPv4).
+    /// From a port, with a source MAC it was not given (a container), or
+    /// a switchd endpoint's MAC (a LAN behind an uplink, a VTEP claiming a
+    /// local endpoint's): never learned.
+    SpoofedMac = "spoofed_mac",
+    /// From a port, with a source address it was not given (IPv4, ARP,
+    /// IPv6), the gateway's MAC, or in a form the guard cannot check (VLAN
+    /// tags, ARP other than Ethernet/IPv4, a broken IPv6 header chain).
     SpoofedAddress = "spoofed_address",
+    /// Neighbour discovery from a container that lies: an advertisement
+    /// for an address not its own, a duplicate-address probe for another's,
+    /// another link-layer address, a router advertisement or a redirect.
+    SpoofedNd = "spoofed_nd",
     /// To the gateway for an address in no network this one routes to
     /// (ICMP net unreachable).
     NoRoute = "no_route",
@@ -299,8 +313,8 @@ impl Default for SwitchConfig {
 struct Port {
     network: NetworkId,
     mtu: u32,
-    /// The IPv4 addresses it may send from; `None`: any (an uplink).
-    addresses: Option<Vec<Ipv4Addr>>,
+    /// What it may send.
+    guard: PortGuard,
     /// MACs in the network's table that point here.
     learned: u32,
     rx: Counters,
@@ -338,6 +352,9 @@ struct Network {
     moves: u64,
     /// Who owns which address: local endpoints and gossip's remote ones.
     neighbors: HashMap<IpAddr, MacAddr>,
+    /// The MACs of the local endpoints (ports with an [`EndpointGuard`]),
+    /// keyed as in the FDB: no other port or VTEP may take them.
+    endpoint_macs: HashMap<u64, PortId>,
     /// ARP and ND requests answered here instead of flooded.
     answered: u64,
     gateway: Option<Gateway>,
@@ -436,6 +453,7 @@ impl Switch {
             flooded: 0,
             moves: 0,
             neighbors: HashMap::new(),
+            endpoint_macs: HashMap::new(),
             answered: 0,
             gateway: None,
             gateway_port: None,
@@ -460,7 +478,7 @@ impl Switch {
     /// Adds a port to a network. `None` if the network does not exist.
     pub fn add_port(&mut self, network: NetworkId) -> Option<PortId> {
         let mtu = self.networks.get(network)?.mtu;
-        let id = self.ports.insert(Port { network, mtu, addresses: None, learned: 0, rx: Counters::default() });
+        let id = self.ports.insert(Port { network, mtu, guard: PortGuard::Open, learned: 0, rx: Counters::default() });
         self.networks[network].ports.push(id);
         Some(id)
     }
@@ -471,15 +489,20 @@ impl Switch {
         if let Some(net) = self.networks.get_mut(port.network) {
             net.ports.retain(|p| *p != id);
             net.fdb.forget(Location::Port(id));
+            net.endpoint_macs.retain(|_, p| *p != id);
         }
     }
 
-    /// Limits the IPv4 addresses a port may send from (`None`: any). A
-    /// port that has none may still ask DHCP for one, from 0.0.0.0.
-    pub fn set_port_addresses(&mut self, id: PortId, addresses: Option<Vec<Ipv4Addr>>) {
-        if let Some(port) = self.ports.get_mut(id) {
-            port.addresses = addresses;
+    /// Sets what a port may send (see [`guard`]). A container's port that
+    /// has no address may still ask DHCP for one, from 0.0.0.0.
+    pub fn set_port_guard(&mut self, id: PortId, guard: PortGuard) {
+        let Some(port) = self.ports.get_mut(id) else { return };
+        let net = &mut self.networks[port.network];
+        net.endpoint_macs.retain(|_, p| *p != id);
+        if let PortGuard::Endpoint(g) = &guard {
+            net.endpoint_macs.insert(g.mac.to_u64(), id);
         }
+        port.guard = guard;
     }
 
     /// Sets a network's gateway (`None`: a pure L2 network).
@@ -577,6 +600,9 @@ impl Switch {
             Ok(frame) => frame,
             Err(e) => return port.rx.drop(e.into()),
         };
+        if !frame.gso_is_sane() {
+            return port.rx.drop(DropReason::BadGso);
+        }
         if !frame.fits_mtu(port.mtu) {
             return port.rx.drop(DropReason::Oversize);
         }
@@ -671,21 +697,46 @@ impl Switch {
         let as_gateway = gateway.is_some_and(|g| g.mac == src);
         if let Location::Port(p) = ingress
             && !from_stack
-            && (as_gateway || !may_send_from(ports[p].addresses.as_deref(), eth.bytes()))
         {
-            return ports[p].rx.drop(DropReason::SpoofedAddress);
+            if as_gateway {
+                return ports[p].rx.drop(DropReason::SpoofedAddress);
+            }
+            if let PortGuard::Endpoint(guard) = &ports[p].guard
+                && let Err(reason) = guard.check(eth.bytes())
+            {
+                return ports[p].rx.drop(reason);
+            }
         }
         // The gateway MAC lives on every host (routed frames arrive under it
         // from all of them, the gateway stack sends under it): never learned.
-        let may_add = || match ingress {
-            Location::Port(p) => ports[p].learned < config.mac_limit,
-            Location::Vtep(v) => vteps[v].learned < config.vtep_mac_limit,
+        // A MAC that moves or is new here is checked first: a switchd
+        // endpoint's MAC is taken by no other port (a LAN behind an uplink)
+        // and by no VTEP; then the limits.
+        let endpoint_macs = &net.endpoint_macs;
+        let may_add = |existing: Option<&FdbEntry>| {
+            let endpoints_mac =
+                endpoint_macs.contains_key(&src.to_u64()) || existing.is_some_and(|e| e.kind == FdbKind::Gossip);
+            let (learned, limit) = match ingress {
+                Location::Port(p) => {
+                    if ports[p].guard == PortGuard::Lan && endpoints_mac {
+                        return Err(DropReason::SpoofedMac);
+                    }
+                    (ports[p].learned, config.mac_limit)
+                }
+                Location::Vtep(v) => {
+                    if endpoint_macs.contains_key(&src.to_u64()) {
+                        return Err(DropReason::SpoofedMac);
+                    }
+                    (vteps[v].learned, config.vtep_mac_limit)
+                }
+            };
+            if learned < limit { Ok(()) } else { Err(DropReason::MacLimit) }
         };
-        match if as_gateway { Some(Learned::Refreshed) } else { net.fdb.learn(src, ingress, now, may_add) } {
-            None => return counters_mut(ports, vteps, ingress).drop(DropReason::MacLimit),
-            Some(Learned::Refreshed) => {}
-            Some(Learned::New) => *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1,
-            Some(Learned::Moved { from, counted }) => {
+        match if as_gateway { Ok(Learned::Refreshed) } else { net.fdb.learn(src, ingress, now, may_add) } {
+            Err(reason) => return counters_mut(ports, vteps, ingress).drop(reason),
+            Ok(Learned::Refreshed) => {}
+            Ok(Learned::New) => *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1,
+            Ok(Learned::Moved { from, counted }) => {
                 *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1;
                 if counted && let Some(n) = learned_mut(ports, vteps, from) {
                     *n -= 1;
@@ -898,23 +949,6 @@ impl Switch {
             neighbor_answers: n.answered,
             routed: n.routed,
         })
-    }
-}
-
-/// Whether a port given `addresses` may send this frame: IPv4 and ARP
-/// (Ethernet/IPv4 only) from those addresses, or from 0.0.0.0 (DHCP,
-/// duplicate address probes). Nothing the guard cannot read that a stack
-/// would take as IPv4 or ARP: no VLAN-tagged frames (Linux takes VLAN 0 as
-/// untagged), no other kinds of ARP (Linux accepts other hardware types).
-/// Other EtherTypes (IPv6, experiments) carry no IPv4 address and pass.
-fn may_send_from(addresses: Option<&[Ipv4Addr]>, eth: &[u8]) -> bool {
-    let Some(addresses) = addresses else { return true };
-    let allowed = |ip: Ipv4Addr| ip.is_unspecified() || addresses.contains(&ip);
-    match eth.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) {
-        Some(l3::ETHERTYPE_IPV4) => l3::ipv4_src(eth).is_some_and(allowed),
-        Some(l3::ETHERTYPE_ARP) => l3::arp_sender(eth).is_some_and(allowed),
-        Some(0x8100 | 0x88a8 | 0x9100) | None => false,
-        Some(_) => true,
     }
 }
 

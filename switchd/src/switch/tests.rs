@@ -464,7 +464,8 @@ fn routed_lab(route: bool) -> RoutedLab {
         };
         sw.set_gateway(net, Some(gateway));
         let port = sw.add_port(net).unwrap();
-        sw.set_port_addresses(port, Some(vec![format!("10.{}.0.2", vni.get()).parse().unwrap()]));
+        let (mac, ip) = ([A, B][vni.get() as usize - 1], format!("10.{}.0.2", vni.get()).parse().unwrap());
+        sw.set_port_guard(port, PortGuard::Endpoint(EndpointGuard::new(mac, true, Some(ip))));
         (net, port)
     };
     let (front, p_front) = add(1);
@@ -583,4 +584,85 @@ fn the_other_networks_gateway_is_served_not_flooded() {
     l.sw.set_neighbors(l.back, [("10.2.0.1".parse().unwrap(), Gateway::mac_for(Vni::new(2).unwrap()))]);
     let to_gw2 = ip_frame(gw1, A, "10.1.0.2", "10.2.0.1", 64, 53);
     assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &to_gw2), Action::Local { port: l.p_front, network: l.back });
+}
+
+/// A lab whose three ports are containers A, B and C (their MACs guarded),
+/// plus a LAN port and a VTEP.
+fn guarded_lab() -> (Lab, PortId, VtepId) {
+    let mut l = lab(SwitchConfig::default());
+    for (port, mac) in [(l.p1, A), (l.p2, B), (l.p3, C)] {
+        l.sw.set_port_guard(port, PortGuard::Endpoint(EndpointGuard::new(mac, false, None)));
+    }
+    let lan = l.sw.add_port(l.net).unwrap();
+    l.sw.set_port_guard(lan, PortGuard::Lan);
+    let vtep = l.sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
+    (l, lan, vtep)
+}
+
+fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x08, 0, 0, 0];
+    d.extend_from_slice(&(vni << 8).to_be_bytes());
+    d.extend_from_slice(inner);
+    d
+}
+
+#[test]
+fn a_container_cannot_take_another_ones_mac() {
+    let (mut l, _, _) = guarded_lab();
+    // C talks to B: B is learned on p2.
+    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(C, B)), flood(l.net, l.p2));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2));
+    // A sends one frame as B, of an EtherType nothing reads.
+    let forged = build_plain(MacAddr::BROADCAST, B, 0x88b5, 46);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &forged), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2), "B's traffic stays B's");
+    assert_eq!(l.sw.port_counters(l.p1).unwrap().drops[DropReason::SpoofedMac as usize], 1);
+    assert_eq!(l.sw.network_counters(l.net).unwrap().mac_moves, 0);
+}
+
+#[test]
+fn a_lan_may_use_any_mac_but_an_endpoints() {
+    let (mut l, lan, vtep) = guarded_lab();
+    let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(A, d)), flood(l.net, lan), "a LAN host's own MAC is learned");
+    // A local endpoint's MAC, learned or not yet: refused.
+    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, B)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(d, B)), Action::Deliver(lan));
+    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, B)), Action::Drop(DropReason::SpoofedMac));
+    // A remote endpoint's MAC, known by gossip: refused too.
+    let remote = MacAddr([2, 0, 0, 0, 0, 0xe]);
+    l.sw.set_gossip_macs(l.net, &[(remote, vtep)], l.t0);
+    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(remote, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.port_counters(lan).unwrap().drops[DropReason::SpoofedMac as usize], 3);
+}
+
+#[test]
+fn a_vtep_cannot_take_a_local_endpoints_mac() {
+    let (mut l, _, vtep) = guarded_lab();
+    l.sw.handle_frame(l.t0, l.p2, &frame(C, B));
+    let from = "198.18.0.2".parse().unwrap();
+    let forged = vxlan(1, &build_plain(MacAddr::BROADCAST, B, 0x0800, 46)[frame::VNET_HDR_LEN..]);
+    assert_eq!(l.sw.handle_datagram(l.t0, from, &forged), Action::Drop(DropReason::SpoofedMac));
+    // Also one not heard from yet.
+    let forged = vxlan(1, &build_plain(MacAddr::BROADCAST, A, 0x0800, 46)[frame::VNET_HDR_LEN..]);
+    assert_eq!(l.sw.handle_datagram(l.t0, from, &forged), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2));
+    assert_eq!(l.sw.vtep_info(vtep).unwrap().rx.drops[DropReason::SpoofedMac as usize], 2);
+    // Once A is gone (it moved to another host), its MAC may appear there.
+    l.sw.remove_port(l.p1);
+    let moved = vxlan(1, &build_plain(MacAddr::BROADCAST, A, 0x0800, 46)[frame::VNET_HDR_LEN..]);
+    assert!(matches!(l.sw.handle_datagram(l.t0, from, &moved), Action::Flood { .. }));
+}
+
+#[test]
+fn gso_frames_asking_for_tiny_segments_are_dropped() {
+    let mut l = lab(SwitchConfig::default());
+    let mut tso = build_plain(B, A, 0x0800, 65000);
+    // TCPV4, NEEDS_CSUM at 34+16, gso_size 1.
+    tso[..10].copy_from_slice(&[0x01, 0x01, 0x42, 0x00, 0x01, 0x00, 0x22, 0x00, 0x10, 0x00]);
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &tso), Action::Drop(DropReason::BadGso));
+    assert_eq!(l.sw.port_counters(l.p1).unwrap().drops[DropReason::BadGso as usize], 1);
+    tso[4..6].copy_from_slice(&1448u16.to_le_bytes());
+    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &tso), flood(l.net, l.p1));
 }
