@@ -202,3 +202,42 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     });
     assert!(gone, "a: {}\nb: {}\n{}", a.ctl(&["network", "ls"]), b.ctl(&["network", "ls"]), a.log());
 }
+
+/// Addresses switchd's IPAM gave dockerd (`RequestAddress`, before the
+/// endpoint's `Join`) stay reserved across a restart of switchd: neither a
+/// container connected meanwhile nor another request gets them.
+#[test]
+fn ipam_reservations_survive_a_restart() {
+    let driver = format!("sdt-{}-resv", std::process::id());
+    let socket = format!("/run/docker/plugins/{driver}.sock");
+    struct RemoveOnDrop(String);
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _socket = RemoveOnDrop(socket.clone());
+    let body = format!(
+        "\n[docker]\nsocket = \"{socket}\"\n\n[[network]]\nname = \"front\"\nvni = 990\nsubnet = \"10.99.0.0/24\"\ninternal = true\n"
+    );
+    let mut sd = switchd_e2e::Switchd::start("", &body);
+    let request = |sd: &switchd_e2e::Switchd| -> String {
+        let reply = sd.host.python(&format!(
+            "import socket, json\n\
+             s = socket.socket(socket.AF_UNIX); s.connect('{socket}')\n\
+             body = json.dumps({{'PoolID': '10.99.0.0/24', 'Address': '', 'Options': None}}).encode()\n\
+             s.sendall(b'POST /IpamDriver.RequestAddress HTTP/1.1\\r\\nContent-Length: ' + str(len(body)).encode() + b'\\r\\n\\r\\n' + body)\n\
+             data = b''\n\
+             while not data.endswith(b'}}'): data += s.recv(4096)\n\
+             print(json.loads(data.split(b'\\r\\n\\r\\n', 1)[1])['Address'])\n"
+        ));
+        reply.trim().split('/').next().expect("an address").to_owned()
+    };
+    let reserved = request(&sd);
+    sd.kill9();
+    sd.launch();
+    let c = Netns::new("c");
+    let connected = ip_of(&sd.connect("front", &c, &[]));
+    assert_ne!(connected, reserved, "the reserved address went to a container after a restart");
+    assert_ne!(request(&sd), reserved, "the reserved address was given out twice");
+}

@@ -415,6 +415,32 @@ fn addresses_are_handed_out_once_across_the_cluster() {
     assert!(!got.is_empty());
 }
 
+/// 200 containers attach to host a and leave; then 200 attach to host b.
+/// Host a held most address blocks of the /24: it gives them back when b
+/// asks for them, so b runs out of nothing.
+#[test]
+fn address_blocks_go_back_when_another_host_needs_them() {
+    let body = format!("interval_ms = 100\n{}", network("front", 530, "10.53.0.0/24"));
+    let (_ul, _key, a, b) = two_hosts("blocks", &body);
+    let containers: Vec<Netns> = (0..200).map(|i| Netns::new(&format!("b{i}"))).collect();
+    let attach_all = |sd: &Switchd| -> Vec<String> {
+        containers.iter().map(|c| ip_of(&sd.connect("front", c, &["--name", &c.name]))).collect()
+    };
+    let on_a = attach_all(&a);
+    for c in &containers {
+        a.ctl(&["network", "disconnect", "front", &c.name]);
+    }
+    let on_b = attach_all(&b);
+    let unique: std::collections::BTreeSet<&String> = on_b.iter().collect();
+    assert_eq!(unique.len(), 200, "an address handed out twice on b");
+    assert_eq!(on_a.len(), 200);
+    let given = a.log().matches("which asked for it").count();
+    assert!(given > 0, "host a gave no block back:\n{}", a.log());
+    eprintln!("host a gave {given} address blocks to host b");
+    // Every address is b's now, and a knows them all (by gossip).
+    assert!(wait_until(Duration::from_secs(10), || endpoint_ips(&a, "front").len() == 200));
+}
+
 /// A frame for the gateway from container `ns` (eth0 is at `mac`, address
 /// `src`): IPv4/UDP from `src:sport` to `dst:dport`, the payload in Python.
 fn inject_udp(ns: &Netns, dst_mac: &str, src: &str, dst: &str, sport: u16, dport: u16, payload: &str) {

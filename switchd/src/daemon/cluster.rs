@@ -68,7 +68,9 @@ impl Daemon {
                 let used = |name: &str| self.endpoints_on(name).next().is_some();
                 let routed_into =
                     self.routes.keys().filter_map(|r| r.peer_of(&n.config.name)).any(|p| used(p.as_str()));
-                n.origin != Origin::Cluster || used(n.config.name.as_str()) || routed_into
+                // Claims made for a first container must be seen at once.
+                let claiming = self.claims.get(&n.config.name).is_some_and(|c| !c.is_empty());
+                n.origin != Origin::Cluster || used(n.config.name.as_str()) || routed_into || claiming
             })
             .map(|n| (n.config.name.clone(), n.config.clone()))
             .collect();
@@ -113,7 +115,7 @@ impl Daemon {
     pub fn update_cluster(&mut self, table: PeerTable, routes: bool, state_errors: u64) {
         self.cluster.state_errors = state_errors;
         self.cluster.table = table;
-        self.drop_lost_claims();
+        self.tend_claims();
         for conflict in self.cluster.table.conflicts.clone() {
             if self.cluster.logged.insert(conflict.clone()) {
                 tracing::warn!("{conflict}");

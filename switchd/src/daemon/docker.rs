@@ -89,18 +89,21 @@ impl Daemon {
                 return Err(Refused::Error(format!("{ip} is already in use on network {:?}", net.name.as_str())));
             }
             reserved.insert(ip);
+            self.save();
             return Ok(with_prefix(ip));
         }
         taken.extend(reserved.iter().copied());
         let ip =
             self.pick_address(&net, &taken, ClaimMode::Wait)?.ok_or_else(|| Refused::Error("no address".into()))?;
         self.docker_reserved.entry(subnet.to_string()).or_default().insert(ip);
+        self.save();
         Ok(with_prefix(ip))
     }
 
     fn docker_release_address(&mut self, pool_id: &str, address: &str) {
         if let (Some(reserved), Ok(ip)) = (self.docker_reserved.get_mut(pool_id), address.parse::<IpAddr>()) {
             reserved.remove(&ip);
+            self.save();
         }
     }
 

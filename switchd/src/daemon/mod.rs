@@ -45,6 +45,13 @@ pub type OpResult<T> = Result<T, String>;
 /// claimed) is tried.
 const TRIES: usize = 5;
 
+/// How long a host keeps an address block it has no address in.
+const IDLE_BLOCK_RELEASE: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Runs `op` on the daemon on a blocking thread; while it answers
 /// `Err(wait)` (an address block being claimed), runs it again after the
 /// wait, with the daemon free meanwhile so gossip goes on. Both the control
@@ -187,6 +194,8 @@ pub struct Daemon {
     runtime: tokio::runtime::Handle,
     /// Address blocks this host claims, per network (see `ipam`).
     claims: BTreeMap<Name, ipam::Claims>,
+    /// Since when this host has used no address of each of its blocks.
+    idle_blocks: BTreeMap<Name, BTreeMap<u32, u64>>,
     /// Docker's networks (by id) as switchd's, and endpoints between
     /// dockerd's `CreateEndpoint` and `Join`.
     docker_networks: docker::DockerNetworks,
@@ -253,6 +262,7 @@ impl Daemon {
             targets: Default::default(),
             runtime,
             claims: saved.ipam,
+            idle_blocks: BTreeMap::new(),
             claim_confirm,
             docker_networks: saved.docker_networks,
             docker_endpoints: BTreeMap::new(),
@@ -850,31 +860,33 @@ impl Daemon {
         mode: ClaimMode,
     ) -> Result<Option<IpAddr>, Refused> {
         let subnet = net.subnet.expect("called for networks with a subnet");
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let me = self.host.name.clone();
-        let empty = ipam::Claims::new();
-        let mine = self.claims.get(&net.name).unwrap_or(&empty);
-        let mut all: Vec<(&Name, &ipam::Claims)> = vec![(&me, mine)];
-        all.extend(self.cluster.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(&net.name)?))));
-        // With gossip configured, always by claims (also at start, before
-        // the member runs: its claims go out with its first gossip).
-        let gossiping = !self.claim_confirm.is_zero();
-        let pool = ipam::Pool {
-            subnet,
-            gateway: net.gateway,
-            me: &me,
-            claims: gossiping.then_some(&all[..]),
-            now_ms,
-            confirm: if mode == ClaimMode::Now { Duration::ZERO } else { self.claim_confirm },
-        };
+        let now_ms = now_ms();
+        let confirm = if mode == ClaimMode::Now { Duration::ZERO } else { self.claim_confirm };
+        let decided = self.with_ipam_pool(net, now_ms, confirm, |pool| {
+            let allocation = ipam::allocate(pool, |ip| taken.contains(&ip));
+            let owner = match &allocation {
+                ipam::Allocation::Claim(block) => ipam::owner(*block, pool.claims.unwrap_or_default()).cloned(),
+                _ => None,
+            };
+            (allocation, owner)
+        });
         let exhausted = || format!("no free address left in {subnet} on network {:?}", net.name.as_str());
-        match ipam::allocate(pool, |ip| taken.contains(&ip)) {
-            ipam::Allocation::Address(ip) => Ok(Some(ip)),
-            ipam::Allocation::Exhausted => Err(exhausted().into()),
-            ipam::Allocation::Wait(_) | ipam::Allocation::Claim(_) if mode == ClaimMode::Preview => Ok(None),
-            ipam::Allocation::Wait(wait) => Err(Refused::Wait(wait)),
-            ipam::Allocation::Claim(block) => {
-                tracing::info!("network {}: claiming address block {block}", net.name);
+        match decided {
+            (ipam::Allocation::Address(ip), _) => Ok(Some(ip)),
+            (ipam::Allocation::Exhausted, _) => Err(exhausted().into()),
+            (ipam::Allocation::Wait(_) | ipam::Allocation::Claim(_), _) if mode == ClaimMode::Preview => Ok(None),
+            (ipam::Allocation::Wait(wait), _) => Err(Refused::Wait(wait)),
+            // At start, before gossip runs, there is no one to ask.
+            (ipam::Allocation::Claim(_), Some(_)) if mode == ClaimMode::Now => Err(exhausted().into()),
+            (ipam::Allocation::Claim(block), owner) => {
+                match owner {
+                    Some(owner) => tracing::info!(
+                        "network {}: every address block is claimed; asking {owner} for block {block}, \
+                         where it has no address",
+                        net.name
+                    ),
+                    None => tracing::info!("network {}: claiming address block {block}", net.name),
+                }
                 self.claims.entry(net.name.clone()).or_default().insert(block, now_ms);
                 self.save();
                 self.publish_state();
@@ -886,24 +898,82 @@ impl Daemon {
         }
     }
 
-    /// Gives up claims that an earlier claim of another host beat (both
-    /// were made before either had heard of the other).
-    fn drop_lost_claims(&mut self) {
+    /// Runs `f` with the IPAM pool of `net`: its subnet, and every host's
+    /// claims on it (`None` without gossip, where this host owns all).
+    fn with_ipam_pool<T>(
+        &self,
+        net: &NetworkConfig,
+        now_ms: u64,
+        confirm: Duration,
+        f: impl FnOnce(ipam::Pool) -> T,
+    ) -> T {
         let me = &self.host.name;
+        let empty = ipam::Claims::new();
+        let mine = self.claims.get(&net.name).unwrap_or(&empty);
+        let mut all: Vec<(&Name, &ipam::Claims)> = vec![(me, mine)];
+        all.extend(self.cluster.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(&net.name)?))));
+        // With gossip configured, always by claims (also at start, before
+        // the member runs: its claims go out with its first gossip).
+        let gossiping = !self.claim_confirm.is_zero();
+        f(ipam::Pool {
+            subnet: net.subnet.expect("called for networks with a subnet"),
+            gateway: net.gateway,
+            me,
+            claims: gossiping.then_some(&all[..]),
+            now_ms,
+            confirm,
+            request_for: self.claim_confirm * 3,
+        })
+    }
+
+    /// Gives back address blocks (see `ipam::tend`): claims another host's
+    /// earlier claim beat or whose request lapsed, blocks another host asks
+    /// for and this one has no address in, and blocks unused here for
+    /// [`IDLE_BLOCK_RELEASE`].
+    fn tend_claims(&mut self) {
+        if self.claim_confirm.is_zero() {
+            return;
+        }
+        let now_ms = now_ms();
         let mut changed = false;
-        for (net, mine) in &mut self.claims {
-            let others: Vec<(&Name, &ipam::Claims)> =
-                self.cluster.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(net)?))).collect();
-            mine.retain(|block, at| {
-                let lost = others.iter().any(|(h, c)| c.get(block).is_some_and(|t| (*t, *h) < (*at, me)));
-                if lost {
-                    tracing::warn!(
-                        "network {net}: address block {block} was claimed first by another host; giving it up"
-                    );
-                    changed = true;
-                }
-                !lost
+        let networks: Vec<NetworkConfig> = self
+            .networks
+            .values()
+            .filter(|n| n.config.subnet.is_some() && self.claims.get(&n.config.name).is_some_and(|c| !c.is_empty()))
+            .map(|n| n.config.clone())
+            .collect();
+        for net in networks {
+            let mut used: HashSet<IpAddr> = self.endpoints_on(net.name.as_str()).filter_map(|e| e.record.ip).collect();
+            if let Some(reserved) = net.subnet.and_then(|s| self.docker_reserved.get(&s.to_string())) {
+                used.extend(reserved.iter().copied());
+            }
+            let mut idle = self.idle_blocks.remove(&net.name).unwrap_or_default();
+            let released = self.with_ipam_pool(&net, now_ms, self.claim_confirm, |pool| {
+                ipam::tend(pool, |ip| used.contains(&ip), &mut idle, IDLE_BLOCK_RELEASE)
             });
+            self.idle_blocks.insert(net.name.clone(), idle);
+            for (block, why) in released {
+                match why {
+                    ipam::Release::Lost => tracing::warn!(
+                        "network {}: address block {block} is another host's (claimed first, or not given \
+                         when asked for); giving up the claim",
+                        net.name
+                    ),
+                    ipam::Release::Yielded(host) => tracing::info!(
+                        "network {}: giving address block {block} to {host}, which asked for it",
+                        net.name
+                    ),
+                    ipam::Release::Idle => tracing::info!(
+                        "network {}: giving address block {block} back, unused here for {} s",
+                        net.name,
+                        IDLE_BLOCK_RELEASE.as_secs()
+                    ),
+                }
+                if let Some(mine) = self.claims.get_mut(&net.name) {
+                    mine.remove(&block);
+                }
+                changed = true;
+            }
         }
         if changed {
             self.save();
