@@ -1,15 +1,22 @@
 //! The gossip member of a running daemon, on the control plane's tokio
 //! runtime: it publishes what the daemon says this host carries, and a few
 //! times a second turns what it hears into a peer table for the daemon.
+//!
+//! The members it hears are kept in `state_dir/peers.json`
+//! (`switchd_overlay::gossip::cache`): after a restart the daemon routes by
+//! them at once, before gossip has spoken, and each counts as silent since
+//! the start until gossip hears from it again.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use switchd_config::{GossipConfig as GossipSettings, HostConfig};
+use switchd_overlay::gossip::cache;
 use switchd_overlay::gossip::node::{GossipConfig, GossipNode};
 use switchd_overlay::gossip::state::Published;
-use switchd_overlay::gossip::table::{PeerTable, Timeouts};
+use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
 use switchd_overlay::gossip::transport::{GossipStats, SealedUdp};
 use tokio::sync::watch;
 
@@ -19,6 +26,8 @@ use crate::daemon::Daemon;
 const TICK: Duration = Duration::from_millis(250);
 /// How long a leaving host keeps gossiping its departure before it stops.
 const LINGER: Duration = Duration::from_millis(300);
+/// The kept members, in `state_dir`.
+const CACHE_FILE: &str = "peers.json";
 
 #[derive(Debug)]
 pub struct Cluster {
@@ -29,6 +38,10 @@ pub struct Cluster {
     last_routes: Option<PeerTable>,
     /// Invalid entries of other hosts, as last counted, and those logged.
     seen_errors: std::collections::BTreeSet<String>,
+    /// Members kept from the last run that gossip has not heard yet.
+    kept: Vec<Member>,
+    started: Instant,
+    cache_path: PathBuf,
 }
 
 impl Cluster {
@@ -50,6 +63,24 @@ impl Cluster {
         };
         let initial =
             lock(daemon).published().ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
+        let cache_path = host.state_dir.join(CACHE_FILE);
+        let kept = match std::fs::read(&cache_path) {
+            Ok(bytes) => cache::from_bytes(&bytes, Duration::ZERO).unwrap_or_else(|e| {
+                tracing::warn!("{}: {e}; starting without the hosts heard last time", cache_path.display());
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        };
+        if !kept.is_empty() {
+            tracing::info!(
+                "{} hosts known from the last run, used until gossip confirms them (or for {:?})",
+                kept.len(),
+                timeouts.dead_after
+            );
+            let table = PeerTable::build(kept.clone(), timeouts);
+            let daemon = daemon.clone();
+            tokio::task::spawn_blocking(move || lock(&daemon).update_cluster(table, true, 0)).await?;
+        }
         let stats = Arc::new(GossipStats::default());
         let transport = SealedUdp { keys, stats: stats.clone() };
         // Every start is a new generation, so a restarted host replaces its old self.
@@ -58,7 +89,16 @@ impl Cluster {
         let (tx, rx) = watch::channel(initial);
         lock(daemon).attach_gossip(tx, stats);
         tracing::info!(listen = %config.listen, seeds = ?settings.seeds, "gossip started");
-        Ok(Cluster { node, published: rx, timeouts, last_routes: None, seen_errors: Default::default() })
+        Ok(Cluster {
+            node,
+            published: rx,
+            timeouts,
+            last_routes: None,
+            seen_errors: Default::default(),
+            kept,
+            started: Instant::now(),
+            cache_path,
+        })
     }
 
     /// Publishes changes and feeds the daemon new peer tables, until dropped.
@@ -70,12 +110,21 @@ impl Cluster {
                 let state = self.published.borrow_and_update().clone();
                 self.node.publish(&state).await;
             }
-            let (members, errors) = self.node.members().await;
+            let (mut members, errors) = self.node.members().await;
             for (host, e) in &errors {
                 if self.seen_errors.insert(format!("{host}: {e}")) {
                     tracing::warn!("gossip from {host}: skipped {e}");
                 }
             }
+            // Kept members stand in until gossip hears them, silent since the start.
+            self.kept.retain(|k| !members.iter().any(|m| m.name == k.name));
+            let silent = self.started.elapsed();
+            members.extend(self.kept.iter().cloned().map(|k| Member { since_heard: silent, ..k }));
+            let usable: Vec<Member> = members
+                .iter()
+                .filter(|m| m.since_heard < self.timeouts.dead_after && !m.published.leaving)
+                .cloned()
+                .collect();
             let table = PeerTable::build(members, self.timeouts);
             let routes = without_ages(&table);
             let changed = self.last_routes.as_ref() != Some(&routes);
@@ -84,7 +133,14 @@ impl Cluster {
             }
             let errors = errors.len() as u64;
             let daemon = daemon.clone();
-            let _ = tokio::task::spawn_blocking(move || lock(&daemon).update_cluster(table, changed, errors)).await;
+            let cache_path = self.cache_path.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if changed {
+                    keep(&cache_path, &usable);
+                }
+                lock(&daemon).update_cluster(table, changed, errors)
+            })
+            .await;
         }
     }
 
@@ -92,6 +148,15 @@ impl Cluster {
     pub async fn leave(self) {
         let state = self.published.borrow().clone();
         self.node.leave(state, LINGER).await;
+    }
+}
+
+/// Saves the members heard (atomically: a crash leaves the old file or the new).
+fn keep(path: &std::path::Path, members: &[Member]) {
+    let tmp = path.with_extension("json.tmp");
+    let written = std::fs::write(&tmp, cache::to_bytes(members)).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!("cannot keep the hosts heard in {}: {e}", path.display());
     }
 }
 

@@ -246,3 +246,56 @@ fn a_network_created_on_one_host_appears_on_the_others() {
     let err = c.hosts[1].try_ctl(&["network", "rm", "late"]).unwrap_err();
     assert!(err.contains("has endpoints attached"), "{err}");
 }
+
+/// The longest silence between replies in `ping -D` output (timestamps in
+/// seconds), and how many replies there were.
+fn longest_gap(ping_output: &str) -> (Duration, usize) {
+    let stamps: Vec<f64> = ping_output
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let gap = stamps.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    (Duration::from_secs_f64(gap), stamps.len())
+}
+
+/// After kill -9 and a restart of one host, traffic through it resumes
+/// within a second, both ways: the restarted host routes by the members it
+/// kept (its containers' first ARP after the restart is answered at once),
+/// and the others keep its entries until its new state arrives.
+#[test]
+fn traffic_resumes_within_a_second_of_a_restart_in_a_cluster() {
+    let mut c = cluster("restart");
+    let (to_first, to_third) = ("10.10.0.11", "10.10.0.13");
+    for round in 0..3 {
+        // Pings every 10 ms for 4 s each way through host 1, killed after 1 s.
+        let out = std::thread::scope(|scope| {
+            let there =
+                scope.spawn(|| c.containers[1].exec(&["ping", "-D", "-i", "0.01", "-c", "400", "-W", "1", to_first]));
+            let back =
+                scope.spawn(|| c.containers[0].exec(&["ping", "-D", "-i", "0.01", "-c", "400", "-W", "1", to_third]));
+            std::thread::sleep(Duration::from_secs(1));
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            c.hosts[0].kill9();
+            c.hosts[0].launch();
+            let t2 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+            if std::env::var("DEBUG_PING").is_ok() {
+                eprintln!("KILL {t:.3} READY {t2:.3}");
+            }
+            [there.join().unwrap(), back.join().unwrap()]
+        });
+        for (way, o) in ["to the restarted host", "from the restarted host"].iter().zip(&out) {
+            let (gap, replies) = longest_gap(&String::from_utf8_lossy(&o.stdout));
+            if std::env::var("DEBUG_PING").is_ok() {
+                eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+            }
+            eprintln!("round {round}, {way}: {replies} replies, longest silence {gap:?}");
+            assert!(replies > 200, "{way}: only {replies} replies");
+            assert!(
+                gap < Duration::from_secs(1),
+                "{way}: traffic stopped for {gap:?} (round {round})\n{}",
+                c.hosts[0].log()
+            );
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //! - [`state`]: what each host publishes (its VTEP, networks, endpoints)
 //!   and the checked decoding of what others publish.
 //! - [`table`]: the peer table built from live members.
+//! - [`cache`]: the members last heard, kept across a restart so that a
+//!   restarted host carries traffic before gossip has spoken.
 //! - [`node`]: one host's chitchat instance, publishing and listening.
 //! - [`sim`]: many members in one process, for convergence measurements.
 //!
@@ -16,6 +18,7 @@
 //! used: from 0.12 on, chitchat's message encoding is private to the crate
 //! (quickwit-oss/chitchat#207), which makes a sealing transport impossible.
 
+pub mod cache;
 pub mod node;
 pub mod sim;
 pub mod state;
