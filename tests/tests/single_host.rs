@@ -418,3 +418,55 @@ fn uplink_bridges_a_network_onto_a_lan() {
     assert!(sd.host.has_link("upl0"));
     assert!(!c1.ping("10.10.0.200", 1));
 }
+
+/// State files switchd cannot use are refused or reported, never silently
+/// rewritten: a state of a newer version stops the start and stays as it
+/// was; a garbage session file is reported; an endpoint whose network is
+/// gone is set aside in state.json.orphans, and the log says so.
+#[test]
+fn unusable_state_is_refused_or_set_aside_with_a_message() {
+    let c1 = Netns::new("c1");
+    let mut sd = Switchd::start("", &format!("{TWO_NETWORKS}{}", port("front", &c1, "")));
+    sd.ctl(&["network", "create", "later", "--vni", "7", "--subnet", "10.70.0.0/24", "--internal"]);
+    let c2 = Netns::new("c2");
+    sd.connect("later", &c2, &["--name", "c2"]);
+    sd.kill9();
+    let state_dir = sd.dir.join("state");
+    let state_file = state_dir.join("state.json");
+    let good = std::fs::read_to_string(&state_file).expect("state.json");
+
+    // A newer version: switchd refuses to start and leaves the file alone.
+    let mut newer: serde_json::Value = serde_json::from_str(&good).expect("JSON");
+    newer["version"] = 999.into();
+    let newer = newer.to_string();
+    std::fs::write(&state_file, &newer).unwrap();
+    let out = run(
+        "nsenter",
+        &[
+            &format!("--net=/run/netns/{}", sd.host.name),
+            bin("switchd").to_str().unwrap(),
+            "--config",
+            sd.config_path().to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "switchd started on a newer state");
+    assert!(stderr.contains("newer switchd") && stderr.contains("999"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), newer, "the file was rewritten");
+
+    // The network `later` removed from the state by hand: c2 has none.
+    let mut orphaned: serde_json::Value = serde_json::from_str(&good).unwrap();
+    orphaned["networks"] = serde_json::json!([]);
+    std::fs::write(&state_file, orphaned.to_string()).unwrap();
+    // And a session file that is not one.
+    std::fs::write(state_dir.join("session"), "garbage\n").unwrap();
+    sd.launch();
+    let log = sd.log();
+    assert!(log.contains("\"garbage\" is not a session id"), "{log}");
+    assert!(log.contains("network later no longer exists; endpoint set aside, kept in"), "{log}");
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_dir.join("state.json.orphans")).expect("orphans file"))
+            .expect("JSON");
+    assert_eq!(kept[0]["endpoint"]["name"], "c2", "{kept}");
+    assert!(c1.has_link("eth0"), "the endpoint on a network that exists is back");
+}
