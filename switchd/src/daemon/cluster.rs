@@ -61,16 +61,10 @@ impl Daemon {
         let networks: std::collections::BTreeMap<Name, NetworkConfig> = self
             .networks
             .values()
-            // A cluster network is carried here while containers here use
-            // it, directly or as the destination of a route: routed frames
-            // leave this host in its VNI.
             .filter(|n| {
-                let used = |name: &str| self.endpoints_on(name).next().is_some();
-                let routed_into =
-                    self.routes.keys().filter_map(|r| r.peer_of(&n.config.name)).any(|p| used(p.as_str()));
                 // Claims made for a first container must be seen at once.
                 let claiming = self.claims.get(&n.config.name).is_some_and(|c| !c.is_empty());
-                n.origin != Origin::Cluster || used(n.config.name.as_str()) || routed_into || claiming
+                self.carries(n) || claiming
             })
             .map(|n| (n.config.name.clone(), n.config.clone()))
             .collect();
@@ -101,6 +95,17 @@ impl Daemon {
             networks,
             endpoints,
         })
+    }
+
+    /// Whether this host carries `net` for its own sake: it defines it, or
+    /// containers here use it, directly or as the destination of a route
+    /// (routed frames leave this host in its VNI). A network of the
+    /// cluster's that none of that holds for is carried only while this
+    /// host has address claims on it (see `tend_claims`).
+    pub(super) fn carries(&self, net: &super::Network) -> bool {
+        let used = |name: &str| self.endpoints_on(name).next().is_some();
+        let routed_into = self.routes.keys().filter_map(|r| r.peer_of(&net.config.name)).any(|p| used(p.as_str()));
+        net.origin != Origin::Cluster || used(net.config.name.as_str()) || routed_into
     }
 
     /// Sends the current published state to the gossip member, if any.

@@ -936,20 +936,23 @@ impl Daemon {
         }
         let now_ms = now_ms();
         let mut changed = false;
-        let networks: Vec<NetworkConfig> = self
+        // A cluster network this host no longer carries for its own sake
+        // keeps no block longer than it takes to use a fresh claim: holding
+        // claims keeps the network published, and so in the cluster.
+        let networks: Vec<(NetworkConfig, Duration)> = self
             .networks
             .values()
             .filter(|n| n.config.subnet.is_some() && self.claims.get(&n.config.name).is_some_and(|c| !c.is_empty()))
-            .map(|n| n.config.clone())
+            .map(|n| (n.config.clone(), if self.carries(n) { IDLE_BLOCK_RELEASE } else { Duration::ZERO }))
             .collect();
-        for net in networks {
+        for (net, release_after) in networks {
             let mut used: HashSet<IpAddr> = self.endpoints_on(net.name.as_str()).filter_map(|e| e.record.ip).collect();
             if let Some(reserved) = net.subnet.and_then(|s| self.docker_reserved.get(&s.to_string())) {
                 used.extend(reserved.iter().copied());
             }
             let mut idle = self.idle_blocks.remove(&net.name).unwrap_or_default();
             let released = self.with_ipam_pool(&net, now_ms, self.claim_confirm, |pool| {
-                ipam::tend(pool, |ip| used.contains(&ip), &mut idle, IDLE_BLOCK_RELEASE)
+                ipam::tend(pool, |ip| used.contains(&ip), &mut idle, release_after)
             });
             self.idle_blocks.insert(net.name.clone(), idle);
             for (block, why) in released {
@@ -966,7 +969,7 @@ impl Daemon {
                     ipam::Release::Idle => tracing::info!(
                         "network {}: giving address block {block} back, unused here for {} s",
                         net.name,
-                        IDLE_BLOCK_RELEASE.as_secs()
+                        release_after.as_secs()
                     ),
                 }
                 if let Some(mine) = self.claims.get_mut(&net.name) {
