@@ -4,16 +4,14 @@
 //!
 //! The members it hears are kept in `state_dir/peers.json`
 //! (`switchd_overlay::gossip::cache`): after a restart the daemon routes by
-//! them at once, before gossip has spoken, and each counts as silent since
-//! the start until gossip hears from it again.
+//! them at once, before gossip has spoken, and here each counts as silent
+//! since the start until gossip hears from it again.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use switchd_config::{GossipConfig as GossipSettings, HostConfig};
-use switchd_overlay::gossip::cache;
 use switchd_overlay::gossip::node::{GossipConfig, GossipNode};
 use switchd_overlay::gossip::state::Published;
 use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
@@ -26,8 +24,6 @@ use crate::daemon::Daemon;
 const TICK: Duration = Duration::from_millis(250);
 /// How long a leaving host keeps gossiping its departure before it stops.
 const LINGER: Duration = Duration::from_millis(300);
-/// The kept members, in `state_dir`.
-const CACHE_FILE: &str = "peers.json";
 
 #[derive(Debug)]
 pub struct Cluster {
@@ -41,7 +37,6 @@ pub struct Cluster {
     /// Members kept from the last run that gossip has not heard yet.
     kept: Vec<Member>,
     started: Instant,
-    cache_path: PathBuf,
 }
 
 impl Cluster {
@@ -63,24 +58,7 @@ impl Cluster {
         };
         let initial =
             lock(daemon).published().ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
-        let cache_path = host.state_dir.join(CACHE_FILE);
-        let kept = match std::fs::read(&cache_path) {
-            Ok(bytes) => cache::from_bytes(&bytes, Duration::ZERO).unwrap_or_else(|e| {
-                tracing::warn!("{}: {e}; starting without the hosts heard last time", cache_path.display());
-                Vec::new()
-            }),
-            Err(_) => Vec::new(),
-        };
-        if !kept.is_empty() {
-            tracing::info!(
-                "{} hosts known from the last run, used until gossip confirms them (or for {:?})",
-                kept.len(),
-                timeouts.dead_after
-            );
-            let table = PeerTable::build(kept.clone(), timeouts);
-            let daemon = daemon.clone();
-            tokio::task::spawn_blocking(move || lock(&daemon).update_cluster(table, true, 0)).await?;
-        }
+        let kept = lock(daemon).take_kept_members();
         let stats = Arc::new(GossipStats::default());
         let transport = SealedUdp { keys, stats: stats.clone() };
         // Every start is a new generation, so a restarted host replaces its old self.
@@ -97,7 +75,6 @@ impl Cluster {
             seen_errors: Default::default(),
             kept,
             started: Instant::now(),
-            cache_path,
         })
     }
 
@@ -133,12 +110,12 @@ impl Cluster {
             }
             let errors = errors.len() as u64;
             let daemon = daemon.clone();
-            let cache_path = self.cache_path.clone();
             let _ = tokio::task::spawn_blocking(move || {
+                let mut daemon = lock(&daemon);
                 if changed {
-                    keep(&cache_path, &usable);
+                    daemon.keep_members(&usable);
                 }
-                lock(&daemon).update_cluster(table, changed, errors)
+                daemon.update_cluster(table, changed, errors)
             })
             .await;
         }
@@ -148,15 +125,6 @@ impl Cluster {
     pub async fn leave(self) {
         let state = self.published.borrow().clone();
         self.node.leave(state, LINGER).await;
-    }
-}
-
-/// Saves the members heard (atomically: a crash leaves the old file or the new).
-fn keep(path: &std::path::Path, members: &[Member]) {
-    let tmp = path.with_extension("json.tmp");
-    let written = std::fs::write(&tmp, cache::to_bytes(members)).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        tracing::warn!("cannot keep the hosts heard in {}: {e}", path.display());
     }
 }
 

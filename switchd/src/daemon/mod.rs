@@ -207,6 +207,9 @@ pub struct Daemon {
     /// The operation under way on the system, saved before its first
     /// system call (the journal: see `state`).
     pending: Vec<Intent>,
+    /// The gossip members heard before the last stop, routed by from the
+    /// start until the gossip member takes them over (`crate::cluster`).
+    kept_members: Vec<switchd_overlay::gossip::table::Member>,
 }
 
 /// A remote VTEP from `[[peer]]`.
@@ -268,6 +271,7 @@ impl Daemon {
             docker_endpoints: BTreeMap::new(),
             docker_reserved: saved.docker_reserved,
             pending: Vec::new(),
+            kept_members: Vec::new(),
         };
         let interrupted = daemon.finish_interrupted(saved.pending);
         for peer in config.peers {
@@ -289,6 +293,21 @@ impl Daemon {
                 continue;
             }
             daemon.add_network(net, origin);
+        }
+        // The cluster as last heard, before any container's interface is
+        // back: its first ARP after the restart must find its peers.
+        if let Some(gossip) = &config.gossip {
+            daemon.kept_members = state::load_peers(&daemon.host.state_dir);
+            if !daemon.kept_members.is_empty() {
+                tracing::info!(
+                    "{} hosts known from the last run, used until gossip confirms them (or for {:?})",
+                    daemon.kept_members.len(),
+                    gossip.failure_timeout
+                );
+                let timeouts = switchd_overlay::gossip::table::Timeouts::new(gossip.failure_timeout);
+                let table = switchd_overlay::gossip::table::PeerTable::build(daemon.kept_members.clone(), timeouts);
+                daemon.update_cluster(table, true, 0);
+            }
         }
         daemon.restore_endpoints(saved.endpoints);
         for netns in interrupted {
@@ -482,6 +501,19 @@ impl Daemon {
                 ),
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// The gossip members kept from the last run (see `state::load_peers`),
+    /// for the gossip member to merge until it hears them itself.
+    pub fn take_kept_members(&mut self) -> Vec<switchd_overlay::gossip::table::Member> {
+        std::mem::take(&mut self.kept_members)
+    }
+
+    /// Keeps the gossip members heard for the next start.
+    pub fn keep_members(&self, members: &[switchd_overlay::gossip::table::Member]) {
+        if let Err(e) = state::save_peers(&self.host.state_dir, members) {
+            tracing::warn!("cannot keep the hosts heard in {}: {e}", self.host.state_dir.display());
         }
     }
 

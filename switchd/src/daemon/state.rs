@@ -19,6 +19,8 @@ const FILE_NAME: &str = "state.json";
 /// Endpoints set aside at start because their network is gone.
 const ORPHANS_FILE: &str = "state.json.orphans";
 const SESSION_FILE: &str = "session";
+/// The gossip members last heard (see `switchd_overlay::gossip::cache`).
+const PEERS_FILE: &str = "peers.json";
 /// The newest state format this build reads and writes.
 pub const VERSION: u32 = 1;
 
@@ -220,6 +222,26 @@ pub fn keep_orphans(state_dir: &Path, orphans: &[Orphan]) -> io::Result<PathBuf>
     kept.extend(orphans.iter().cloned());
     write_atomically(&path, &serde_json::to_vec_pretty(&kept).map_err(io::Error::other)?)?;
     Ok(path)
+}
+
+/// The gossip members heard before the last stop, silent since now; none
+/// if there is no file or it cannot be read (said in the log).
+pub fn load_peers(state_dir: &Path) -> Vec<switchd_overlay::gossip::table::Member> {
+    let path = state_dir.join(PEERS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            switchd_overlay::gossip::cache::from_bytes(&bytes, std::time::Duration::ZERO).unwrap_or_else(|e| {
+                tracing::warn!("{}: {e}; starting without the hosts heard last time", path.display());
+                Vec::new()
+            })
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Keeps the gossip members heard, for the next start.
+pub fn save_peers(state_dir: &Path, members: &[switchd_overlay::gossip::table::Member]) -> io::Result<()> {
+    write_atomically(&state_dir.join(PEERS_FILE), &switchd_overlay::gossip::cache::to_bytes(members))
 }
 
 /// Writes `bytes` to a temporary file, flushed, then renamed over `path`,
