@@ -49,16 +49,26 @@ impl Cluster {
         let keys = lock(daemon).cluster_keys().ok_or_else(|| anyhow::anyhow!("gossip needs the cluster key"))?;
         let underlay = host.underlay_ip.ok_or_else(|| anyhow::anyhow!("gossip needs [host] underlay_ip"))?;
         let timeouts = Timeouts::new(settings.failure_timeout);
+        let kept = lock(daemon).take_kept_members();
+        // The hosts heard last time are asked at once too (at the cluster's
+        // gossip port): a host that stopped cleanly was forgotten by them,
+        // and is carried again as soon as they hear its new self.
+        let mut seeds = settings.seeds.clone();
+        for m in &kept {
+            let addr = SocketAddr::new(m.published.underlay.ip(), settings.port);
+            if !seeds.contains(&addr) {
+                seeds.push(addr);
+            }
+        }
         let config = GossipConfig {
             name: host.name.clone(),
             listen: SocketAddr::new(underlay, settings.port),
-            seeds: settings.seeds.clone(),
+            seeds,
             interval: settings.interval,
             timeouts,
         };
         let initial =
             lock(daemon).published().ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
-        let kept = lock(daemon).take_kept_members();
         let stats = Arc::new(GossipStats::default());
         let transport = SealedUdp { keys, stats: stats.clone() };
         // Every start is a new generation, so a restarted host replaces its old self.
@@ -66,7 +76,7 @@ impl Cluster {
         let node = GossipNode::start(&config, generation, &transport, &initial).await?;
         let (tx, rx) = watch::channel(initial);
         lock(daemon).attach_gossip(tx, stats);
-        tracing::info!(listen = %config.listen, seeds = ?settings.seeds, "gossip started");
+        tracing::info!(listen = %config.listen, seeds = ?config.seeds, "gossip started");
         Ok(Cluster {
             node,
             published: rx,
