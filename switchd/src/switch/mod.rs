@@ -714,23 +714,22 @@ impl Switch {
         // and by no VTEP; then the limits.
         let endpoint_macs = &net.endpoint_macs;
         let may_add = |existing: Option<&FdbEntry>| {
-            let endpoints_mac =
-                endpoint_macs.contains_key(&src.to_u64()) || existing.is_some_and(|e| e.kind == FdbKind::Gossip);
-            let (learned, limit) = match ingress {
+            let local_endpoints = endpoint_macs.contains_key(&src.to_u64());
+            let (taken, learned, limit) = match ingress {
                 Location::Port(p) => {
-                    if ports[p].guard == PortGuard::Lan && endpoints_mac {
-                        return Err(DropReason::SpoofedMac);
-                    }
-                    (ports[p].learned, config.mac_limit)
+                    let remote_endpoints = existing.is_some_and(|e| e.kind == FdbKind::Gossip);
+                    let taken = ports[p].guard == PortGuard::Lan && (local_endpoints || remote_endpoints);
+                    (taken, ports[p].learned, config.mac_limit)
                 }
-                Location::Vtep(v) => {
-                    if endpoint_macs.contains_key(&src.to_u64()) {
-                        return Err(DropReason::SpoofedMac);
-                    }
-                    (vteps[v].learned, config.vtep_mac_limit)
-                }
+                Location::Vtep(v) => (local_endpoints, vteps[v].learned, config.vtep_mac_limit),
             };
-            if learned < limit { Ok(()) } else { Err(DropReason::MacLimit) }
+            if taken {
+                Err(DropReason::SpoofedMac)
+            } else if learned >= limit {
+                Err(DropReason::MacLimit)
+            } else {
+                Ok(())
+            }
         };
         match if as_gateway { Ok(Learned::Refreshed) } else { net.fdb.learn(src, ingress, now, may_add) } {
             Err(reason) => return counters_mut(ports, vteps, ingress).drop(reason),
