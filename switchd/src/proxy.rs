@@ -20,12 +20,11 @@ use switchd_config::{Name, Protocol, PublishConfig};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
+use crate::conns::AcceptErrors;
 use crate::io::netns;
 
 /// How long a UDP client may stay silent before its relay is closed.
 const UDP_IDLE: Duration = Duration::from_secs(60);
-/// How long to pause after a failed accept or receive, rather than spin.
-pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// TCP connections relayed at once per published port.
 const MAX_TCP_CONNECTIONS: usize = 1024;
 /// UDP clients relayed at once per published port.
@@ -85,13 +84,16 @@ fn lookup(targets: &Targets, key: &(Name, Name)) -> Option<Target> {
 
 async fn serve_tcp(listener: TcpListener, targets: Targets, key: (Name, Name), port: u16) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
+    let mut errors = AcceptErrors::new(format!("published port {port}: accept"));
     loop {
         // Past the limit, new connections wait in the listen backlog.
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let Ok((mut client, from)) = listener.accept().await else {
-            // Out of fds, most likely: give the others time to finish.
-            tokio::time::sleep(ERROR_PAUSE).await;
-            continue;
+        let (mut client, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                errors.pause(&e).await;
+                continue;
+            }
         };
         let targets = targets.clone();
         let key = key.clone();
@@ -125,10 +127,14 @@ async fn serve_tcp(listener: TcpListener, targets: Targets, key: (Name, Name), p
 async fn serve_udp(socket: Arc<UdpSocket>, targets: Targets, key: (Name, Name), port: u16) {
     let mut relays: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
+    let mut errors = AcceptErrors::new(format!("published port {port}/udp: receive"));
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
-            tokio::time::sleep(ERROR_PAUSE).await;
-            continue;
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(received) => received,
+            Err(e) => {
+                errors.pause(&e).await;
+                continue;
+            }
         };
         relays.retain(|_, r| Arc::strong_count(r) > 1);
         let relay = match relays.get(&from) {

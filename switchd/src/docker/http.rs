@@ -2,20 +2,27 @@
 //! speaks it (POST, a JSON body of `Content-Length` bytes, keep-alive).
 //! Requests are parsed with httparse; every reply is `200 OK` with a JSON
 //! body, errors as `{"Err": "..."}` (what libnetwork reads).
+//!
+//! At most [`MAX_CONNECTIONS`] connections are held; past that the one
+//! idle longest (between requests) is closed (see `crate::conns`).
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
 use crate::daemon::Daemon;
 
 /// The largest request accepted (headers and body).
 const MAX_REQUEST: usize = 1 << 20;
 const MAX_HEADERS: usize = 32;
+/// Connections held at once (dockerd keeps a few alive).
+pub const MAX_CONNECTIONS: usize = 128;
 
 /// Binds the plugin socket, replacing a stale one.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
@@ -33,14 +40,19 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 
 /// Serves dockerd until the task is dropped.
 pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    let limits = Limits { max: MAX_CONNECTIONS, per_source: MAX_CONNECTIONS, idle_timeout: None };
+    let table = Table::new("docker plugin socket", limits);
+    let mut errors = AcceptErrors::new("docker plugin socket: accept");
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, daemon.clone()));
+                // Refused (every connection busy): closed at once.
+                if let Ok(admitted) = table.admit(Instant::now(), Source::Local) {
+                    tokio::spawn(serve_connection(stream, daemon.clone(), admitted.guard));
+                }
             }
             Err(e) => {
-                tracing::warn!("docker plugin socket: {e}");
-                tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
+                errors.pause(&e).await;
             }
         }
     }
@@ -135,7 +147,7 @@ fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, String>
     Ok(Some((path, buf[head..total].to_vec(), total)))
 }
 
-async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
+async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard: Guard) {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -152,11 +164,16 @@ async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
                     return;
                 }
             }
-            match stream.read(&mut chunk).await {
+            let read = tokio::select! {
+                read = stream.read(&mut chunk) => read,
+                _ = guard.closed() => return,
+            };
+            match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
+        let busy = guard.busy();
         buf.drain(..used);
         tracing::debug!("docker plugin: {path} {}", String::from_utf8_lossy(&body));
         let reply = match super::parse(&path, &body) {
@@ -166,7 +183,12 @@ async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
                 None => run(&daemon, request).await,
             },
         };
-        if let Err(e) = respond(&mut stream, &reply).await {
+        drop(busy);
+        let responded = tokio::select! {
+            responded = respond(&mut stream, &reply) => responded,
+            _ = guard.closed() => return,
+        };
+        if let Err(e) = responded {
             tracing::debug!("docker plugin socket: {e}");
             return;
         }
