@@ -525,3 +525,37 @@ fn encrypted_networks() {
     assert!(w[0].contains("mtu 1450 plus 86 bytes of sealed VXLAN exceeds underlay_mtu 1500"), "{w:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn published_ports_have_bounds_and_idle_timeouts() {
+    let head = "[host]\nname = \"h\"\n\n[[network]]\nname = \"front\"\nvni = 1\nsubnet = \"10.1.0.0/24\"\n";
+    let publish = |extra: &str| {
+        format!("{head}\n[[publish]]\nnetwork = \"front\"\ncontainer = \"web\"\nhost_port = 8080\nport = 80\n{extra}")
+    };
+    let tcp = parse(&publish("")).unwrap().publish.remove(0);
+    assert_eq!(tcp.idle_timeout, Some(Duration::from_secs(7440)), "TCP: RFC 5382's 2 h 4 min");
+    assert_eq!((tcp.max_connections, tcp.max_per_source), (1024, 256));
+    let udp = parse(&publish("protocol = \"udp\"")).unwrap().publish.remove(0);
+    assert_eq!(udp.idle_timeout, Some(Duration::from_secs(30)), "UDP: conntrack's 30 s");
+    let never = parse(&publish("idle_timeout = 0\nmax_connections = 100")).unwrap().publish.remove(0);
+    assert_eq!((never.idle_timeout, never.max_connections, never.max_per_source), (None, 100, 100));
+    let set = parse(&publish("idle_timeout = 5\nmax_connections = 10\nmax_per_source = 2")).unwrap().publish.remove(0);
+    assert_eq!((set.idle_timeout, set.max_connections, set.max_per_source), (Some(Duration::from_secs(5)), 10, 2));
+
+    let errs =
+        errors(&publish("protocol = \"udp\"\nidle_timeout = 0\nmax_connections = 0\nmax_per_source = 3")).join("\n");
+    assert!(errs.contains("publish[0].idle_timeout: 0 is out of range 1..=86400"), "{errs}");
+    assert!(errs.contains("publish[0].max_connections: 0 is out of range 1..=65536"), "{errs}");
+    let errs = errors(&publish("max_connections = 2\nmax_per_source = 3\nidle_timeout = -1")).join("\n");
+    assert!(errs.contains("publish[0].max_per_source: 3 is more than max_connections (2)"), "{errs}");
+    assert!(errs.contains("publish[0].idle_timeout: -1 is out of range 0..=604800"), "{errs}");
+
+    // Saved by an older switchd (no bounds): the defaults; and a round trip.
+    let old = r#"{"network":"front","container":"web","host_ip":"0.0.0.0","host_port":53,"port":53,"protocol":"udp"}"#;
+    let restored: PublishConfig = serde_json::from_str(old).unwrap();
+    assert_eq!((restored.idle_timeout, restored.max_connections), (Some(Duration::from_secs(30)), 1024));
+    for p in [tcp, udp, never, set] {
+        let back: PublishConfig = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}

@@ -421,6 +421,32 @@ fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<P
     });
     let host_ip =
         errors.check(&at.key("host_ip"), Some(raw.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into())), parse_ip);
+    let idle_timeout = match (raw.idle_timeout, protocol) {
+        (None, Some(p)) => Some(Some(PublishConfig::default_idle_timeout(p))),
+        (None, None) => None,
+        // A UDP client never says goodbye: only silence ends its relay.
+        (Some(v), Some(Protocol::Udp)) => errors.check(&at.key("idle_timeout"), Some(v), |v| {
+            int_in::<u64>(1, 86_400)(v).map(|s| Some(Duration::from_secs(s)))
+        }),
+        (Some(v), _) => errors.check(&at.key("idle_timeout"), Some(v), |v| {
+            int_in::<u64>(0, 604_800)(v).map(|s| (s > 0).then(|| Duration::from_secs(s)))
+        }),
+    };
+    let max_connections = errors.check(
+        &at.key("max_connections"),
+        Some(raw.max_connections.unwrap_or(i64::from(PublishConfig::DEFAULT_MAX_CONNECTIONS))),
+        int_in::<u32>(1, 65_536),
+    );
+    let max_per_source = match raw.max_per_source {
+        None => max_connections.map(|max| PublishConfig::DEFAULT_MAX_PER_SOURCE.min(max)),
+        Some(v) => errors.check(&at.key("max_per_source"), Some(v), |v| {
+            let n = int_in::<u32>(1, 65_536)(v)?;
+            match max_connections {
+                Some(max) if n > max => Err(format!("{n} is more than max_connections ({max})")),
+                _ => Ok(n),
+            }
+        }),
+    };
     Some(PublishConfig {
         network: network?,
         container: container?,
@@ -428,6 +454,9 @@ fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<P
         host_port: host_port?,
         port: port?,
         protocol: protocol?,
+        idle_timeout: idle_timeout?,
+        max_connections: max_connections?,
+        max_per_source: max_per_source?,
     })
 }
 

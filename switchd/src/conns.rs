@@ -279,8 +279,9 @@ impl Slot {
 struct Inner {
     /// Names the table in warnings ("control socket").
     name: String,
-    /// Evictions and refusals, reported at most once per interval.
-    report: RateLimit,
+    /// Evictions for a source, evictions for the table, refusals: each
+    /// reported at most once per interval.
+    reports: [RateLimit; 3],
     limits: Limits,
     next_id: u64,
     slots: HashMap<u64, Arc<Slot>>,
@@ -290,9 +291,9 @@ struct Inner {
 }
 
 impl Inner {
-    /// Warns that a bound was met (rate-limited, with a count).
-    fn report(&mut self, now: Instant, what: std::fmt::Arguments<'_>) {
-        if let Some(held_back) = self.report.allow(now) {
+    /// Warns that a bound was met (rate-limited per `kind`, with a count).
+    fn report(&mut self, now: Instant, kind: usize, what: std::fmt::Arguments<'_>) {
+        if let Some(held_back) = self.reports[kind].allow(now) {
             let more = if held_back > 0 { format!(" ({held_back} more since the last report)") } else { String::new() };
             tracing::warn!("{}: {what}{more}", self.name);
         }
@@ -348,7 +349,7 @@ impl Table {
         let limits = Limits { max, per_source: limits.per_source.clamp(1, max), ..limits };
         let inner = Arc::new(Mutex::new(Inner {
             name: name.into(),
-            report: RateLimit::new(REPORT_INTERVAL),
+            reports: [const { RateLimit::new(REPORT_INTERVAL) }; 3],
             limits,
             next_id: 0,
             slots: HashMap::new(),
@@ -376,12 +377,13 @@ impl Table {
         if inner.live_by_source.get(&source).copied().unwrap_or(0) >= limits.per_source {
             let Some((id, idle)) = inner.idlest(now, Some(source)) else {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                inner.report(now, format_args!("refused a connection: {}", Refused::SourceFull(limits.per_source)));
+                inner.report(now, 2, format_args!("refused a connection: {}", Refused::SourceFull(limits.per_source)));
                 return Err(Refused::SourceFull(limits.per_source));
             };
             inner.close(id);
             inner.report(
                 now,
+                0,
                 format_args!(
                     "a source holds {} connections, as many as it may: closed its one idle longest ({} s)",
                     limits.per_source,
@@ -392,12 +394,13 @@ impl Table {
         } else if inner.live >= limits.max {
             let Some((id, idle)) = inner.idlest(now, None) else {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                inner.report(now, format_args!("refused a connection: {}", Refused::Full(limits.max)));
+                inner.report(now, 2, format_args!("refused a connection: {}", Refused::Full(limits.max)));
                 return Err(Refused::Full(limits.max));
             };
             inner.close(id);
             inner.report(
                 now,
+                1,
                 format_args!(
                     "{} connections held, as many as may be: closed the one idle longest ({} s)",
                     limits.max,
@@ -481,6 +484,15 @@ impl Guard {
     /// Whether the connection has been told to close.
     pub fn is_closed(&self) -> bool {
         self.slot.is_closed()
+    }
+
+    /// Tells the table the connection is closing (its task is ending): it
+    /// no longer counts against the bounds, though its place is only given
+    /// back when the last holder drops it.
+    pub fn close(&self) {
+        if let Some(table) = self.table.upgrade() {
+            lock(&table).close(self.id);
+        }
     }
 
     /// Marks the connection busy (a request being handled: never idle, so

@@ -152,3 +152,219 @@ fn raises_its_soft_descriptor_limit() {
     assert_eq!(numbers, ["4096", "4096"], "{line}");
     assert!(sd.log().contains("open files limit raised from 100 to 4096"), "{}", sd.log());
 }
+
+/// A TCP and UDP echo server on port 7000 for any number of clients.
+const ECHO_SERVER: &str = r#"
+import selectors, socket
+sel = selectors.DefaultSelector()
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 7000))
+l.listen(4096)
+l.setblocking(False)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 7000))
+u.setblocking(False)
+sel.register(l, selectors.EVENT_READ, "accept")
+sel.register(u, selectors.EVENT_READ, "udp")
+while True:
+    for key, _ in sel.select():
+        if key.data == "accept":
+            try:
+                c, _ = l.accept()
+                c.setblocking(False)
+                sel.register(c, selectors.EVENT_READ, "tcp")
+            except OSError:
+                pass
+        elif key.data == "udp":
+            try:
+                d, a = u.recvfrom(65536)
+                u.sendto(d, a)
+            except OSError:
+                pass
+        else:
+            try:
+                d = key.fileobj.recv(65536)
+            except OSError:
+                d = b""
+            if d:
+                key.fileobj.send(d)
+            else:
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+"#;
+
+/// Holds idle TCP connections to `argv[1]:argv[2]` for `argv[3]` seconds:
+/// `SRC:COUNT` each from a source address; writes how many connected
+/// into the file `argv[4]` when done.
+const IDLE_TCP_CLIENTS: &str = r#"
+import socket, sys, time
+dst, hold, ready = (sys.argv[1], int(sys.argv[2])), float(sys.argv[3]), sys.argv[4]
+deadline = time.time() + hold
+held = []
+for item in sys.argv[5:]:
+    src, count = item.split(":")
+    for _ in range(int(count)):
+        s = socket.socket()
+        s.settimeout(2)
+        s.bind((src, 0))
+        try:
+            s.connect(dst)
+            held.append(s)
+        except OSError:
+            s.close()
+open(ready, "w").write(str(len(held)))
+time.sleep(max(0.0, deadline - time.time()))
+"#;
+
+/// Sends one datagram to `argv[1]:argv[2]` from each of `COUNT` source
+/// ports of each `SRC:COUNT`, keeping the sockets for `argv[3]` seconds;
+/// writes how many were sent into the file `argv[4]`.
+const UDP_SOURCE_PORTS: &str = r#"
+import socket, sys, time
+dst, hold, ready = (sys.argv[1], int(sys.argv[2])), float(sys.argv[3]), sys.argv[4]
+deadline = time.time() + hold
+held = []
+for item in sys.argv[5:]:
+    src, count = item.split(":")
+    for _ in range(int(count)):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        s.sendto(b"x", dst)
+        held.append(s)
+        time.sleep(0.0005)
+open(ready, "w").write(str(len(held)))
+time.sleep(max(0.0, deadline - time.time()))
+"#;
+
+/// One round trip through a published port from source address `src`: the
+/// echo, or the error.
+fn echo(ns: &Netns, proto: &str, src: &str, port: u16) -> String {
+    let program = format!(
+        "import socket\nkind = socket.SOCK_STREAM if '{proto}' == 'tcp' else socket.SOCK_DGRAM\n\
+         s = socket.socket(socket.AF_INET, kind)\ns.settimeout(3)\ns.bind(('{src}', 0))\n\
+         try:\n    s.connect(('127.0.0.1', {port}))\n    s.send(b'hello')\n    print(s.recv(100).decode(), end='')\n\
+         except OSError as e:\n    print('error:', e, end='')\n"
+    );
+    String::from_utf8_lossy(&ns.exec(&["python3", "-c", &program]).stdout).into_owned()
+}
+
+/// A switchd with one container running the echo server, published with
+/// `publish` (extra `[[publish]]` lines go there).
+fn published(publish: &str) -> (Switchd, Netns, switchd_e2e::Proc) {
+    let web = Netns::new("web");
+    let body = format!(
+        "[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n\n\
+         [[port]]\nnetwork = \"front\"\nnetns = \"{}\"\nname = \"web\"\nip = \"10.10.0.10\"\n\n{publish}",
+        web.name
+    );
+    let sd = Switchd::start("", &body);
+    let server = web.spawn(&["python3", "-c", ECHO_SERVER]);
+    assert!(wait_until(Duration::from_secs(5), || !web.ok(&["ss", "-ltnH", "sport = :7000"]).trim().is_empty()));
+    (sd, web, server)
+}
+
+fn publish_entry(host_port: u16, protocol: &str, extra: &str) -> String {
+    format!(
+        "[[publish]]\nnetwork = \"front\"\ncontainer = \"web\"\nhost_ip = \"127.0.0.1\"\nhost_port = {host_port}\n\
+         port = 7000\nprotocol = \"{protocol}\"\n{extra}\n"
+    )
+}
+
+/// Established connections in `ns` on local port `port`, by peer address.
+fn established(ns: &Netns, port: u16) -> std::collections::BTreeMap<String, usize> {
+    let mut by_peer = std::collections::BTreeMap::new();
+    for line in ns.ok(&["ss", "-tnH", "state", "established", &format!("( sport = :{port} )")]).lines() {
+        let peer = line.split_whitespace().last().and_then(|p| p.rsplit_once(':')).map(|(ip, _)| ip.to_owned());
+        *by_peer.entry(peer.expect("a peer address")).or_insert(0) += 1;
+    }
+    by_peer
+}
+
+/// UDP sockets in `ns` connected to the echo server (the relays).
+fn udp_relays(ns: &Netns) -> usize {
+    ns.ok(&["ss", "-uanH", "dst", "10.10.0.10:7000"]).lines().count()
+}
+
+/// 1,100 idle TCP connections from five addresses, one of them opening
+/// 300, on a port with the default bounds (1,024 in all, 256 per source):
+/// the source with 300 keeps 256, the table stays at 1,024 by closing the
+/// connections idle longest, and a new client is served at once.
+#[test]
+fn idle_tcp_connections_cannot_lock_a_published_port() {
+    let (sd, _web, _server) = published(&publish_entry(8080, "tcp", ""));
+    let ready = sd.dir.join("tcp-ready");
+    let plan = ["127.0.0.2:300", "127.0.0.3:200", "127.0.0.4:200", "127.0.0.5:200", "127.0.0.6:200"];
+    let mut args = vec!["127.0.0.1", "8080", "20", ready.to_str().expect("UTF-8")];
+    args.extend(plan);
+    let _clients = python_bg(&sd.host, IDLE_TCP_CLIENTS, &args);
+    assert!(wait_until(Duration::from_secs(15), || ready.exists()), "the idle clients did not connect");
+    let connected: usize = std::fs::read_to_string(&ready).expect("ready").trim().parse().expect("a count");
+    assert_eq!(connected, 1100, "every idle client connected (to the listener)");
+
+    let settled = wait_until(Duration::from_secs(5), || established(&sd.host, 8080).values().sum::<usize>() <= 1024);
+    let held = established(&sd.host, 8080);
+    assert!(settled, "more than 1024 connections held: {held:?}");
+    let from_one = *held.get("127.0.0.2").expect("connections from 127.0.0.2");
+    assert!(from_one <= 256, "one source holds {from_one} connections: {held:?}");
+
+    // New clients get in: from a new source, and from the greedy one.
+    assert_eq!(echo(&sd.host, "tcp", "127.0.0.1", 8080), "hello", "{}", sd.log());
+    assert_eq!(echo(&sd.host, "tcp", "127.0.0.2", 8080), "hello");
+    let log = sd.log();
+    assert!(log.contains("published port 127.0.0.1:8080/tcp: 1024 connections held"), "{log}");
+    assert!(log.contains("a source holds 256 connections"), "{log}");
+    assert!(log.lines().count() < 30, "evictions are reported at most every 10 s:\n{log}");
+}
+
+/// UDP clients from 300 source ports of one address, then 880 from four
+/// others, on a port with the default bounds: the first address keeps 256
+/// relays, the table 1,024, and a new client is answered.
+#[test]
+fn udp_source_ports_cannot_lock_a_published_port() {
+    let (sd, web, _server) = published(&publish_entry(5300, "udp", ""));
+    let ready = sd.dir.join("udp-ready");
+    let mut args = vec!["127.0.0.1", "5300", "20", ready.to_str().expect("UTF-8"), "127.0.0.2:300"];
+    let _one = python_bg(&sd.host, UDP_SOURCE_PORTS, &args);
+    assert!(wait_until(Duration::from_secs(10), || ready.exists()), "the UDP clients did not send");
+    assert!(wait_until(Duration::from_secs(5), || udp_relays(&web) >= 256), "{} relays", udp_relays(&web));
+    std::thread::sleep(Duration::from_millis(500));
+    let relays = udp_relays(&web);
+    assert!(relays <= 256, "one source holds {relays} UDP relays");
+
+    let ready_more = sd.dir.join("udp-ready-more");
+    args = vec!["127.0.0.1", "5300", "20", ready_more.to_str().expect("UTF-8")];
+    args.extend(["127.0.0.3:220", "127.0.0.4:220", "127.0.0.5:220", "127.0.0.6:220"]);
+    let _more = python_bg(&sd.host, UDP_SOURCE_PORTS, &args);
+    assert!(wait_until(Duration::from_secs(15), || ready_more.exists()), "the UDP clients did not send");
+    std::thread::sleep(Duration::from_millis(300));
+    let relays = udp_relays(&web);
+    assert!(relays <= 1024, "{relays} UDP relays");
+    assert_eq!(echo(&sd.host, "udp", "127.0.0.1", 5300), "hello", "{}", sd.log());
+    assert!(sd.log().contains("published port 127.0.0.1:5300/udp: 1024 connections held"), "{}", sd.log());
+}
+
+/// With `idle_timeout = 1`, relays silent for a second are closed (TCP and
+/// UDP), and a TCP connection that keeps talking is not.
+#[test]
+fn idle_relays_time_out() {
+    let publish =
+        format!("{}{}", publish_entry(8081, "tcp", "idle_timeout = 1"), publish_entry(5301, "udp", "idle_timeout = 1"));
+    let (sd, web, _server) = published(&publish);
+    assert_eq!(echo(&sd.host, "udp", "127.0.0.1", 5301), "hello");
+    let ready = sd.dir.join("idle-ready");
+    let _idle = python_bg(
+        &sd.host,
+        IDLE_TCP_CLIENTS,
+        &["127.0.0.1", "8081", "10", ready.to_str().expect("UTF-8"), "127.0.0.2:5"],
+    );
+    assert!(wait_until(Duration::from_secs(5), || ready.exists()));
+    let chatty = "import socket, time\ns = socket.create_connection(('127.0.0.1', 8081), timeout=2)\n\
+                  for _ in range(12):\n    s.send(b'hi')\n    assert s.recv(10) == b'hi'\n    time.sleep(0.25)\nprint('alive', end='')";
+    let started = Instant::now();
+    assert_eq!(sd.host.ok(&["python3", "-c", chatty]), "alive", "a connection that talks stays open for 3 s");
+    assert!(started.elapsed() > Duration::from_millis(2500));
+    let gone = wait_until(Duration::from_secs(3), || established(&sd.host, 8081).is_empty());
+    assert!(gone, "idle TCP connections still held after their timeout: {:?}", established(&sd.host, 8081));
+    assert_eq!(udp_relays(&web), 0, "the UDP relay is closed after a second of silence");
+}
