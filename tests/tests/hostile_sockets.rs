@@ -8,6 +8,7 @@
 //! fixed time by a client that then exits), comes from namespaces or
 //! loopback addresses of this test, and stops by itself.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -367,4 +368,79 @@ fn idle_relays_time_out() {
     let gone = wait_until(Duration::from_secs(3), || established(&sd.host, 8081).is_empty());
     assert!(gone, "idle TCP connections still held after their timeout: {:?}", established(&sd.host, 8081));
     assert_eq!(udp_relays(&web), 0, "the UDP relay is closed after a second of silence");
+}
+
+/// Runs `switchd-cni` in `ns` with `command` for `conf` (CNI_PATH
+/// `cni_path`, the container `pod`); its exit success and stdout as JSON.
+fn cni(ns: &Netns, command: &str, conf: &serde_json::Value, cni_path: &Path, pod: &Netns) -> (bool, serde_json::Value) {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(bin("switchd-cni"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", "0123456789abcdef0123")
+        .env("CNI_NETNS", format!("/run/netns/{}", pod.name))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", cni_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run switchd-cni");
+    child.stdin.take().expect("stdin").write_all(conf.to_string().as_bytes()).expect("write the configuration");
+    let out = child.wait_with_output().expect("switchd-cni ran");
+    let json = if out.stdout.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    (out.status.success(), json)
+}
+
+/// CVE-2021-20206: an IPAM `type` of `../evil.sh`, or an absolute path,
+/// ran that program as root on ADD and DEL. Now it is refused with CNI's
+/// code 4 before anything runs, while a plugin in CNI_PATH still runs.
+#[test]
+fn cni_plugin_types_never_leave_cni_path() {
+    let sd =
+        Switchd::start("", "[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n");
+    let pod = Netns::new("pod");
+    let root = sd.dir.join("cni");
+    let bin_dir = root.join("bin");
+    std::fs::create_dir_all(&bin_dir).expect("plugin dir");
+    let marker = root.join("evil-ran");
+    let evil = root.join("evil.sh");
+    let ipam_result = r#"{"cniVersion":"1.0.0","ips":[{"address":"10.10.0.77/24"}]}"#;
+    let scripts = [
+        (evil.clone(), format!("#!/bin/sh\ntouch {}\necho '{ipam_result}'\n", marker.display())),
+        (bin_dir.join("host-local"), format!("#!/bin/sh\ncat > /dev/null\necho '{ipam_result}'\n")),
+    ];
+    for (path, text) in scripts {
+        std::fs::write(&path, text).expect("plugin script");
+        let out = switchd_e2e::run("chmod", &["755", path.to_str().expect("UTF-8")]);
+        assert!(out.status.success());
+    }
+    let conf = |kind: &str| {
+        serde_json::json!({ "cniVersion": "1.0.0", "name": "front", "type": "switchd-cni",
+                            "socket": sd.socket(), "ipam": { "type": kind } })
+    };
+
+    for kind in ["../evil.sh", evil.to_str().expect("UTF-8"), "bin/../../evil.sh"] {
+        for command in ["ADD", "DEL"] {
+            let (ok, reply) = cni(&sd.host, command, &conf(kind), &bin_dir, &pod);
+            assert!(!ok, "{command} with ipam type {kind:?} succeeded: {reply}");
+            assert_eq!(reply["code"].as_u64().expect("an error code"), 4, "{command} {kind:?}: {reply}");
+            assert!(!marker.exists(), "{command} with ipam type {kind:?} ran {}", evil.display());
+        }
+    }
+    let endpoints = sd.json(&["network", "inspect", "front"])["endpoints"].as_array().expect("endpoints").len();
+    assert_eq!(endpoints, 0, "a refused ADD attaches nothing");
+
+    // A plugin by name in CNI_PATH still runs, and its address is used.
+    let (ok, reply) = cni(&sd.host, "ADD", &conf("host-local"), &bin_dir, &pod);
+    assert!(ok, "{reply}");
+    assert_eq!(reply["ips"][0]["address"], "10.10.0.77/24", "{reply}");
+    let (ok, reply) = cni(&sd.host, "DEL", &conf("host-local"), &bin_dir, &pod);
+    assert!(ok, "{reply}");
+    assert!(!marker.exists());
 }
