@@ -444,3 +444,72 @@ fn cni_plugin_types_never_leave_cni_path() {
     assert!(ok, "{reply}");
     assert!(!marker.exists());
 }
+
+/// Sends `requests` (one connection each) to a Unix socket and returns what
+/// came back on each before the server closed it or 2 s passed.
+fn unix_exchange(ns: &Netns, socket: &Path, requests: &[&[u8]]) -> Vec<String> {
+    let program = r#"
+import socket, sys, time
+path = sys.argv[1]
+for hexed in sys.argv[2:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect(path)
+    s.sendall(bytes.fromhex(hexed))
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                got += b"<closed>"
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    print(got.hex())
+"#;
+    let hexed: Vec<String> = requests.iter().map(|r| r.iter().map(|b| format!("{b:02x}")).collect()).collect();
+    let mut args = vec!["python3", "-c", program, socket.to_str().expect("UTF-8")];
+    args.extend(hexed.iter().map(String::as_str));
+    let out = ns.ok(&args);
+    out.lines()
+        .map(|line| {
+            let bytes: Vec<u8> =
+                (0..line.len()).step_by(2).map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex")).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .collect()
+}
+
+/// A file removed on drop (a socket a killed switchd leaves behind).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Two Content-Lengths (the first won) and a chunked body (read as a second
+/// request) on the plugin socket: both answered 400 and the connection
+/// closed; a well-framed request on the same socket is still answered.
+#[test]
+fn plugin_http_refuses_ambiguous_framing() {
+    let socket = std::env::temp_dir().join(format!("sdt-{}-plugin.sock", std::process::id()));
+    let _socket_file = RemoveOnDrop(socket.clone());
+    let api = std::env::temp_dir().join(format!("sdt-{}-no-dockerd.sock", std::process::id()));
+    let extra = format!("\n[docker]\nsocket = \"{}\"\napi_socket = \"{}\"\n", socket.display(), api.display());
+    let sd = Switchd::start("", &extra);
+    let twice: &[u8] = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}";
+    let chunked: &[u8] =
+        b"POST /NetworkDriver.GetCapabilities HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    let fine: &[u8] = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    let replies = unix_exchange(&sd.host, &socket, &[twice, chunked, fine]);
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    for (reply, what) in replies[..2].iter().zip(["two Content-Lengths", "chunked"]) {
+        assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{what}: {reply:?}");
+        assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{what}: one reply, then the connection closes: {reply:?}");
+        assert!(reply.ends_with("<closed>"), "{what}: {reply:?}");
+    }
+    assert!(replies[2].starts_with("HTTP/1.1 200 OK\r\n") && replies[2].contains("NetworkDriver"), "{:?}", replies[2]);
+}
