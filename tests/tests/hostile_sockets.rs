@@ -513,3 +513,18 @@ fn plugin_http_refuses_ambiguous_framing() {
     }
     assert!(replies[2].starts_with("HTTP/1.1 200 OK\r\n") && replies[2].contains("NetworkDriver"), "{:?}", replies[2]);
 }
+
+/// A line that is not UTF-8 on the control socket closed the connection
+/// without a word; now it is answered with an error and the next request
+/// on the same connection is served.
+#[test]
+fn control_socket_answers_a_line_that_is_not_utf8() {
+    let sd = Switchd::start("", "");
+    let replies = unix_exchange(&sd.host, &sd.socket(), &[b"\xff\xfe\x80\n{\"command\":\"status\"}\n"]);
+    let lines: Vec<&str> = replies[0].lines().collect();
+    assert_eq!(lines.len(), 2, "an error, then the status: {replies:?}");
+    let error: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON reply");
+    assert!(error["error"].as_str().expect("an error reply").starts_with("bad request: not UTF-8"), "{error}");
+    let status: serde_json::Value = serde_json::from_str(lines[1]).expect("a JSON reply");
+    assert_eq!(status["result"]["host"].as_str().expect("status names the host"), sd.host.name, "{status}");
+}

@@ -14,14 +14,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::api::{Reply, Request};
 use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
 use crate::daemon::Daemon;
 
-/// The largest request accepted on one connection.
+/// The longest request line accepted.
 const MAX_REQUEST: u64 = 1 << 20;
 /// Connections held at once.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -74,19 +74,46 @@ async fn handle(daemon: &Arc<Mutex<Daemon>>, request: Request) -> Reply {
 }
 
 async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard: Guard) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_REQUEST)).lines();
+    let (read, write) = stream.into_split();
+    serve_lines(read, write, &guard, |request| handle(&daemon, request)).await;
+}
+
+/// Answers one request per line, in order, until the client closes, sends
+/// a line longer than [`MAX_REQUEST`], or is told to close (`guard`). A
+/// line that is not a request (not even UTF-8) gets an error reply, and
+/// the next line is read as usual.
+async fn serve_lines<R, W, F, Fut>(read: R, mut write: W, guard: &Guard, mut answer: F)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
     loop {
-        let line = tokio::select! {
-            line = lines.next_line() => line,
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_REQUEST + 1);
+        let read = tokio::select! {
+            read = limited.read_until(b'\n', &mut line) => read,
             _ = guard.closed() => return,
         };
-        let Ok(Some(line)) = line else { return };
-        let reply = {
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let too_long = line.len() as u64 > MAX_REQUEST;
+        let reply = if too_long {
+            Reply::Error(format!("bad request: longer than {MAX_REQUEST} bytes"))
+        } else {
             let _busy = guard.busy();
-            match serde_json::from_str::<Request>(&line) {
-                Ok(request) => handle(&daemon, request).await,
-                Err(e) => Reply::Error(format!("bad request: {e}")),
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            match std::str::from_utf8(text) {
+                Err(e) => Reply::Error(format!("bad request: not UTF-8 ({e})")),
+                Ok(text) => match serde_json::from_str::<Request>(text) {
+                    Ok(request) => answer(request).await,
+                    Err(e) => Reply::Error(format!("bad request: {e}")),
+                },
             }
         };
         let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
@@ -96,5 +123,67 @@ async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard:
             written = write.write_all(&bytes) => if written.is_err() { return },
             _ = guard.closed() => return,
         }
+        if too_long {
+            // The rest of that line cannot be told from the next request.
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncBufReadExt;
+
+    use super::*;
+
+    /// Sends `input` to `serve_lines` (answering every request with its
+    /// command's name) and returns the reply lines.
+    async fn exchange(input: &[u8]) -> Vec<String> {
+        let table = Table::new("test", Limits { max: 1, per_source: 1, idle_timeout: None });
+        let guard = table.admit(Instant::now(), Source::Local).unwrap().guard;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_read, server_write) = tokio::io::split(server);
+        let (client_read, mut client_write) = tokio::io::split(client);
+        let input = input.to_vec();
+        // Written alongside: a long input does not fit the pipe at once.
+        tokio::spawn(async move {
+            let _ = client_write.write_all(&input).await;
+            let _ = client_write.shutdown().await;
+        });
+        let serving = serve_lines(server_read, server_write, &guard, |r| async move {
+            Reply::Result(serde_json::to_value(&r).unwrap()["command"].clone())
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), serving).await.expect("serve_lines ends at EOF");
+        let mut lines = BufReader::new(client_read).lines();
+        let mut replies = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            replies.push(line);
+        }
+        replies
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_answered_and_the_next_one_served() {
+        let replies = exchange(b"\xff\xfe\n{\"command\":\"status\"}\n").await;
+        assert_eq!(replies.len(), 2, "{replies:?}");
+        assert!(replies[0].starts_with(r#"{"error":"bad request: not UTF-8"#), "{}", replies[0]);
+        assert_eq!(replies[1], r#"{"result":"status"}"#);
+    }
+
+    #[tokio::test]
+    async fn bad_json_empty_lines_and_a_last_line_without_newline() {
+        let replies = exchange(b"nonsense\n\n{\"command\":\"peers\"}").await;
+        assert_eq!(replies.len(), 3, "{replies:?}");
+        assert!(replies[0].starts_with(r#"{"error":"bad request: expected"#), "{}", replies[0]);
+        assert!(replies[1].starts_with(r#"{"error":"bad request: EOF"#), "{}", replies[1]);
+        assert_eq!(replies[2], r#"{"result":"peers"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_line_too_long_is_refused_and_the_connection_closed() {
+        let mut input = vec![b'x'; MAX_REQUEST as usize + 10];
+        input.extend_from_slice(b"\n{\"command\":\"status\"}\n");
+        let replies = exchange(&input).await;
+        assert_eq!(replies, [format!(r#"{{"error":"bad request: longer than {MAX_REQUEST} bytes"}}"#)]);
     }
 }
