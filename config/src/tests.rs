@@ -559,3 +559,68 @@ fn published_ports_have_bounds_and_idle_timeouts() {
         assert_eq!(back, p);
     }
 }
+
+#[test]
+fn socket_paths_must_fit_a_unix_socket_address() {
+    // sun_path: 108 bytes with the NUL.
+    let fits = format!("/tmp/{}", "s".repeat(107 - 5));
+    let long = format!("{fits}x");
+    assert!(parse(&format!("[host]\nname = \"h\"\ncontrol_socket = \"{fits}\"\n")).is_ok());
+    let errs = errors(&format!(
+        "[host]\nname = \"h\"\ncontrol_socket = \"{long}\"\n\n[docker]\nsocket = \"{}.sock\"\napi_socket = \"{long}\"\n",
+        &long[..long.len() - 5]
+    ))
+    .join("\n");
+    for key in ["host.control_socket", "docker.socket", "docker.api_socket"] {
+        assert!(
+            errs.contains(&format!("{key}: ")) && errs.contains("is 108 bytes; a Unix socket path is at most 107"),
+            "{key}: {errs}"
+        );
+    }
+    assert_eq!(errs.lines().count(), 3, "{errs}");
+}
+
+#[test]
+fn vtep_addresses_are_unicast() {
+    for (ip, why) in [
+        ("255.255.255.255", "broadcast"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("::ffff:255.255.255.255", "broadcast"),
+    ] {
+        let errs = errors(&format!("[host]\nname = \"h\"\nunderlay_ip = \"{ip}\"\n")).join("\n");
+        assert!(errs.contains(&format!("host.underlay_ip: {ip} cannot be a VTEP address: it is {why}")), "{errs}");
+    }
+    let errs = errors(
+        "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[[peer]]\nunderlay_ip = \"255.255.255.255\"\n\
+         [gossip]\nseeds = [\"255.255.255.255:7946\"]\nkey_file = \"/nonexistent\"\n",
+    )
+    .join("\n");
+    assert!(errs.contains("peer[0].underlay_ip: 255.255.255.255 cannot be a VTEP address: it is broadcast"), "{errs}");
+    assert!(errs.contains("gossip.seeds[0]: 255.255.255.255 is not a unicast address"), "{errs}");
+    assert!(
+        parse("[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.255\"\n").is_ok(),
+        "only the limited broadcast is known"
+    );
+}
+
+#[test]
+fn huge_values_and_keys_are_cut_in_errors() {
+    let huge = "a".repeat(1 << 20);
+    for text in [
+        format!("[host]\nname = \"{huge}\"\n"),
+        format!("[host]\nname = \"h\"\nunderlay_ip = \"{huge}\"\n"),
+        format!("[host]\nname = \"h\"\nvxlan_port = \"{huge}\"\n"),
+        format!("[host]\nname = \"h\"\n{huge} = 1\n"),
+        format!("[host]\nname = \"h\"\ncontrol_socket = \"/{huge}\"\n"),
+        format!("[host]\nname = \"h\"\n[[network]]\nname = \"n\"\nvni = 1\nencrypted = true\ncipher = \"{huge}\"\n"),
+    ] {
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.len() < 1000, "{} bytes: {}", message.len(), &message[..200]);
+        assert!(message.contains("aaaa"), "the start of the value is shown: {message}");
+    }
+    let message = parse(&format!("[host]\nname = \"{huge}\"\n")).unwrap_err().to_string();
+    assert!(message.contains(&format!("... ({} bytes) is longer than 64 characters", huge.len())), "{message}");
+}

@@ -528,3 +528,82 @@ fn control_socket_answers_a_line_that_is_not_utf8() {
     let status: serde_json::Value = serde_json::from_str(lines[1]).expect("a JSON reply");
     assert_eq!(status["result"]["host"].as_str().expect("status names the host"), sd.host.name, "{status}");
 }
+
+/// `switchd --check` in `ns` on `config` text, under a memory cap (a check
+/// that reads without end must fail the test, not the machine); its exit
+/// code and message.
+fn check_config(ns: &Netns, dir: &Path, config: &str) -> (Option<i32>, String) {
+    let path = dir.join("check.toml");
+    std::fs::write(&path, config).expect("write the config");
+    let out = Command::new("timeout")
+        .args(["20", "prlimit", "--as=1073741824", "ip", "netns", "exec", &ns.name])
+        .arg(bin("switchd"))
+        .args(["--check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run switchd --check");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `--check` refused too little: a control socket path longer than a Unix
+/// socket takes, a broadcast underlay address, an endless key file
+/// (`/dev/zero` was read until memory ran out), and it echoed a 1 MB host
+/// name whole. Each now exits 2 at once with a short message naming the key.
+#[test]
+fn check_refuses_what_start_would_fail_on() {
+    let ns = Netns::new("check");
+    let dir = std::env::temp_dir().join(format!("sdt-{}-check", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let long_socket = format!("/tmp/{}.sock", "s".repeat(120));
+    let huge_name = "n".repeat(1 << 20);
+    let cases = [
+        (format!("[host]\nname = \"h\"\ncontrol_socket = \"{long_socket}\"\n"), "host.control_socket: "),
+        ("[host]\nname = \"h\"\nunderlay_ip = \"255.255.255.255\"\n".to_owned(), "host.underlay_ip: 255.255.255.255"),
+        (
+            "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[gossip]\nkey_file = \"/dev/zero\"\n".to_owned(),
+            "gossip.key_file: /dev/zero: not a regular file",
+        ),
+        (
+            "[host]\nname = \"h\"\n[[network]]\nname = \"n\"\nvni = 1\nencrypted = true\nkey_file = \"/dev/zero\"\n"
+                .to_owned(),
+            "network[0].key_file: /dev/zero: not a regular file",
+        ),
+        (format!("[host]\nname = \"{huge_name}\"\n"), "host.name: \"nnnn"),
+    ];
+    let mut failures = Vec::new();
+    for (config, expected) in &cases {
+        let started = Instant::now();
+        let (code, message) = check_config(&ns, &dir, config);
+        let fine = code == Some(2)
+            && message.contains(expected)
+            && message.len() < 1000
+            && started.elapsed() < Duration::from_secs(5);
+        if !fine {
+            failures.push(format!(
+                "{expected}: exit {code:?} after {:?}: {}",
+                started.elapsed(),
+                &message[..message.len().min(300)]
+            ));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `switchctl key add /dev/zero` made the daemon read until memory ran out;
+/// now it is refused at once and the daemon carries on.
+#[test]
+fn key_add_refuses_an_endless_file() {
+    let key = switchd_e2e::KeyFile::new("cluster", 7);
+    let host = Netns::new("host");
+    host.ok(&["ip", "addr", "add", "198.18.0.1/32", "dev", "lo"]);
+    let extra = format!("underlay_ip = \"198.18.0.1\"\n\n[gossip]\nseeds = []\nkey_file = \"{}\"\n", key.path());
+    let mut sd = Switchd::start_in(host, &extra, "");
+    // A cap, so that the daemon of a build without the fix fails alone.
+    sd.relaunch_limited(&["--as=2147483648"]);
+    let started = Instant::now();
+    let refused = sd.try_ctl(&["key", "add", "/dev/zero"]).expect_err("/dev/zero is no key");
+    assert!(refused.contains("not a regular file"), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(sd.try_ctl(&["status"]).is_ok(), "switchd carries on:\n{}", sd.log());
+}
