@@ -26,7 +26,7 @@ use switchd_config::{Name, Protocol, PublishConfig};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
-use crate::conns::{AcceptErrors, CountersSnapshot, Guard, Limits, Source, Stamped, Table};
+use crate::conns::{self, AcceptErrors, CountersSnapshot, ErrorKind, Guard, Limits, Source, Stamped, Table};
 use crate::io::netns;
 
 /// How long connecting to the container may take.
@@ -135,18 +135,14 @@ async fn relay_tcp(client: TcpStream, from: SocketAddr, guard: Guard, to: Upstre
         tracing::debug!("publish: {} on {} is not attached here; closing {from}", to.key.1, to.key.0);
         return;
     };
-    let connecting = tokio::task::spawn_blocking(move || {
-        netns::run_in(&netns, || std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT))
-    });
-    let connected = tokio::select! {
-        connected = connecting => connected,
-        _ = guard.closed() => return,
+    let connected = {
+        // Not to be closed for room while it connects.
+        let _busy = guard.busy();
+        in_container(netns, move || std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)).await
     };
     let stream = match connected {
-        Ok(Ok(Ok(s))) => s,
-        Ok(Ok(Err(e))) => return tracing::debug!("publish: connecting to {addr} for {from}: {e}"),
-        Ok(Err(e)) => return tracing::debug!("publish: {e}"),
-        Err(_) => return,
+        Ok(s) => s,
+        Err(e) => return tracing::debug!("publish: connecting to {addr} for {from}: {e}"),
     };
     let Ok(upstream) = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) else {
         return;
@@ -208,21 +204,46 @@ async fn serve_udp(socket: Arc<UdpSocket>, to: Upstream, table: Table, name: Str
     }
 }
 
+/// Runs `open` (which makes a socket) on a thread inside `netns`. If
+/// descriptors ran out, the connections idle longest are closed and it is
+/// tried once more: a newcomer must not fail for want of the descriptors
+/// idle clients hold.
+async fn in_container<T, F>(netns: String, open: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: Fn() -> io::Result<T> + Clone + Send + 'static,
+{
+    let attempt = |netns: String, open: F| async move {
+        match tokio::task::spawn_blocking(move || netns::run_in(&netns, open)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(netns::NetnsError::Io(_, e))) => Err(e),
+            Ok(Err(e)) => Err(io::Error::other(e.to_string())),
+            Err(e) => Err(io::Error::other(e)),
+        }
+    };
+    match attempt(netns.clone(), open.clone()).await {
+        Err(e) if ErrorKind::of(&e) == ErrorKind::Resources => {
+            let closed = conns::reclaim(Instant::now(), conns::RECLAIM);
+            tracing::debug!("publish: {e}: closed {closed} idle connections, trying again");
+            tokio::time::sleep(conns::RESOURCE_PAUSE).await;
+            attempt(netns, open).await
+        }
+        result => result,
+    }
+}
+
 /// A socket in the container's namespace, connected to its address.
 async fn open_udp_relay(to: &Upstream) -> Option<Arc<UdpSocket>> {
     let (netns, addr) = to.find()?;
-    let opened = tokio::task::spawn_blocking(move || {
-        netns::run_in(&netns, || {
-            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
-            let s = std::net::UdpSocket::bind(bind)?;
-            s.connect(addr)?;
-            s.set_nonblocking(true)?;
-            Ok::<_, io::Error>(s)
-        })
+    let opened = in_container(netns, move || {
+        let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
+        let s = std::net::UdpSocket::bind(bind)?;
+        s.connect(addr)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
     })
     .await;
-    let Ok(Ok(Ok(std_socket))) = opened else { return None };
-    UdpSocket::from_std(std_socket).map(Arc::new).ok()
+    UdpSocket::from_std(opened.ok()?).map(Arc::new).ok()
 }
 
 /// Carries a container's replies back to one client until its relay is

@@ -287,6 +287,31 @@ fn udp_relays(ns: &Netns) -> usize {
     ns.ok(&["ss", "-uanH", "dst", "10.10.0.10:7000"]).lines().count()
 }
 
+/// Idle connections to a published port using up switchd's descriptors
+/// (600 under a limit of 256, each relay holding two): a new client is
+/// still relayed, `switchctl status` answers, and nothing spins.
+#[test]
+fn descriptors_used_up_by_a_published_port() {
+    let (mut sd, _web, _server) = published(&publish_entry(8082, "tcp", ""));
+    sd.relaunch_limited(&["--nofile=256:256"]);
+    let pid = sd.pid();
+    let ready = sd.dir.join("tcp-ready");
+    let args =
+        ["127.0.0.1", "8082", "15", ready.to_str().expect("UTF-8"), "127.0.0.2:200", "127.0.0.3:200", "127.0.0.4:200"];
+    let _clients = python_bg(&sd.host, IDLE_TCP_CLIENTS, &args);
+    assert!(wait_until(Duration::from_secs(15), || ready.exists()), "the idle clients did not connect");
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = (cpu_seconds(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    assert!(cpu < 0.3, "switchd used {:.0}% of a CPU with its descriptors used up", cpu * 100.0);
+    assert_eq!(echo(&sd.host, "tcp", "127.0.0.1", 8082), "hello", "{}", sd.log());
+    let status = status_within(&sd, Duration::from_secs(3));
+    assert!(status.as_ref().is_ok_and(|took| *took < Duration::from_secs(2)), "switchctl status: {status:?}");
+    assert!(sd.log().lines().count() < 30, "{}", sd.log());
+}
+
 /// 1,100 idle TCP connections from five addresses, one of them opening
 /// 300, on a port with the default bounds (1,024 in all, 256 per source):
 /// the source with 300 keeps 256, the table stays at 1,024 by closing the
