@@ -430,6 +430,15 @@ impl Table {
         Ok(Admitted { guard, evicted })
     }
 
+    /// Tells every connection to close (the server is going away).
+    pub fn close_all(&self) {
+        let mut inner = lock(&self.inner);
+        let ids: Vec<u64> = inner.slots.keys().copied().collect();
+        for id in ids {
+            inner.close(id);
+        }
+    }
+
     /// Connections held (not yet told to close).
     pub fn live(&self) -> usize {
         lock(&self.inner).live
@@ -728,6 +737,17 @@ mod tests {
         let _busy4 = fourth.guard.busy();
         assert_eq!(table.admit(t0 + 11 * SECOND, ip(1)).unwrap_err(), Refused::SourceFull(3));
         assert!(table.admit(t0 + 11 * SECOND, ip(3)).is_ok(), "other sources still get in");
+    }
+
+    #[test]
+    fn close_all_closes_busy_ones_too() {
+        let table = Table::new("test", limits(4, 4));
+        let a = table.admit(Instant::now(), ip(1)).unwrap().guard;
+        let b = table.admit(Instant::now(), ip(2)).unwrap().guard;
+        let _busy = b.busy();
+        table.close_all();
+        assert!(a.is_closed() && b.is_closed());
+        assert_eq!(table.live(), 0);
     }
 
     #[test]

@@ -59,6 +59,8 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.task.abort();
+        // The relays are tasks of their own: tell them to end.
+        self.table.close_all();
     }
 }
 
