@@ -403,9 +403,25 @@ pub enum LoadError {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// The largest config file read: thousands of ports fit, and a path
+    /// like `/dev/zero` ends in an error rather than out of memory.
+    pub const MAX_FILE_LEN: u64 = 16 << 20;
+
+    /// Reads and validates the file at `path` (at most [`Self::MAX_FILE_LEN`]
+    /// bytes; it may be a pipe, as `--config <(...)` gives).
     pub fn load(path: &Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        use std::io::Read;
+        let failed = |source| LoadError::Read { path: path.to_owned(), source };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(Self::MAX_FILE_LEN + 1).read_to_end(&mut bytes))
+            .map_err(failed)?;
+        if bytes.len() as u64 > Self::MAX_FILE_LEN {
+            let why = format!("larger than {} MiB", Self::MAX_FILE_LEN >> 20);
+            return Err(failed(std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
         Config::parse(&text, path).map_err(LoadError::Invalid)
     }
 

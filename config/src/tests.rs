@@ -624,3 +624,18 @@ fn huge_values_and_keys_are_cut_in_errors() {
     let message = parse(&format!("[host]\nname = \"{huge}\"\n")).unwrap_err().to_string();
     assert!(message.contains(&format!("... ({} bytes) is longer than 64 characters", huge.len())), "{message}");
 }
+
+#[test]
+fn config_files_are_read_only_so_far() {
+    let e = Config::load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert_eq!(e, "/dev/zero: cannot read: larger than 16 MiB");
+    let dir = std::env::temp_dir().join(format!("switchd-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("binary.toml");
+    std::fs::write(&binary, [0xff, 0xfe, b'\n']).unwrap();
+    assert!(Config::load(&binary).unwrap_err().to_string().ends_with("cannot read: not UTF-8 text"));
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[host]\nname = \"h\"\n").unwrap();
+    assert_eq!(Config::load(&good).unwrap().host.name.as_str(), "h");
+    let _ = std::fs::remove_dir_all(&dir);
+}

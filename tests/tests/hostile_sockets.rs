@@ -560,20 +560,25 @@ fn control_socket_answers_a_line_that_is_not_utf8() {
 fn check_config(ns: &Netns, dir: &Path, config: &str) -> (Option<i32>, String) {
     let path = dir.join("check.toml");
     std::fs::write(&path, config).expect("write the config");
+    check_config_file(ns, &path)
+}
+
+fn check_config_file(ns: &Netns, path: &Path) -> (Option<i32>, String) {
     let out = Command::new("timeout")
         .args(["20", "prlimit", "--as=1073741824", "ip", "netns", "exec", &ns.name])
         .arg(bin("switchd"))
         .args(["--check", "--config"])
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("run switchd --check");
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// `--check` refused too little: a control socket path longer than a Unix
-/// socket takes, a broadcast underlay address, an endless key file
-/// (`/dev/zero` was read until memory ran out), and it echoed a 1 MB host
-/// name whole. Each now exits 2 at once with a short message naming the key.
+/// socket takes, a broadcast underlay address, an endless key file or
+/// config file (`/dev/zero` was read until memory ran out), and it echoed a
+/// 1 MB host name whole. Each now exits 2 at once with a short message
+/// naming the key.
 #[test]
 fn check_refuses_what_start_would_fail_on() {
     let ns = Netns::new("check");
@@ -612,6 +617,11 @@ fn check_refuses_what_start_would_fail_on() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    // The config file itself, endless.
+    let (code, message) = check_config_file(&ns, Path::new("/dev/zero"));
+    if code != Some(2) || !message.contains("/dev/zero: cannot read: larger than 16 MiB") {
+        failures.push(format!("--config /dev/zero: exit {code:?}: {message}"));
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
