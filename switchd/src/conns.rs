@@ -275,13 +275,22 @@ impl Slot {
     }
 }
 
+/// What a table warns about, each kind rate-limited on its own.
+#[derive(Debug, Clone, Copy)]
+enum Report {
+    SourceFull = 0,
+    Full = 1,
+    Refused = 2,
+}
+
 #[derive(Debug)]
 struct Inner {
     /// Names the table in warnings ("control socket").
     name: String,
-    /// Evictions for a source, evictions for the table, refusals: each
-    /// reported at most once per interval.
+    /// Each kind of [`Report`] at most once per interval.
     reports: [RateLimit; 3],
+    /// The table's counters (also counted by [`reclaim`]).
+    counters: Arc<Counters>,
     limits: Limits,
     next_id: u64,
     slots: HashMap<u64, Arc<Slot>>,
@@ -291,9 +300,9 @@ struct Inner {
 }
 
 impl Inner {
-    /// Warns that a bound was met (rate-limited per `kind`, with a count).
-    fn report(&mut self, now: Instant, kind: usize, what: std::fmt::Arguments<'_>) {
-        if let Some(held_back) = self.reports[kind].allow(now) {
+    /// Warns that a bound was met (rate-limited per kind, with a count).
+    fn report(&mut self, now: Instant, kind: Report, what: std::fmt::Arguments<'_>) {
+        if let Some(held_back) = self.reports[kind as usize].allow(now) {
             let more = if held_back > 0 { format!(" ({held_back} more since the last report)") } else { String::new() };
             tracing::warn!("{}: {what}{more}", self.name);
         }
@@ -347,7 +356,9 @@ impl Table {
     pub fn new(name: impl Into<String>, limits: Limits) -> Table {
         let max = limits.max.max(1);
         let limits = Limits { max, per_source: limits.per_source.clamp(1, max), ..limits };
+        let counters = Arc::new(Counters::default());
         let inner = Arc::new(Mutex::new(Inner {
+            counters: counters.clone(),
             name: name.into(),
             reports: [const { RateLimit::new(REPORT_INTERVAL) }; 3],
             limits,
@@ -359,7 +370,7 @@ impl Table {
         let mut tables = lock(&TABLES);
         tables.retain(|t| t.strong_count() > 0);
         tables.push(Arc::downgrade(&inner));
-        Table { inner, counters: Arc::new(Counters::default()) }
+        Table { inner, counters }
     }
 
     pub fn limits(&self) -> Limits {
@@ -377,13 +388,17 @@ impl Table {
         if inner.live_by_source.get(&source).copied().unwrap_or(0) >= limits.per_source {
             let Some((id, idle)) = inner.idlest(now, Some(source)) else {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                inner.report(now, 2, format_args!("refused a connection: {}", Refused::SourceFull(limits.per_source)));
+                inner.report(
+                    now,
+                    Report::Refused,
+                    format_args!("refused a connection: {}", Refused::SourceFull(limits.per_source)),
+                );
                 return Err(Refused::SourceFull(limits.per_source));
             };
             inner.close(id);
             inner.report(
                 now,
-                0,
+                Report::SourceFull,
                 format_args!(
                     "a source holds {} connections, as many as it may: closed its one idle longest ({} s)",
                     limits.per_source,
@@ -394,13 +409,13 @@ impl Table {
         } else if inner.live >= limits.max {
             let Some((id, idle)) = inner.idlest(now, None) else {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                inner.report(now, 2, format_args!("refused a connection: {}", Refused::Full(limits.max)));
+                inner.report(now, Report::Refused, format_args!("refused a connection: {}", Refused::Full(limits.max)));
                 return Err(Refused::Full(limits.max));
             };
             inner.close(id);
             inner.report(
                 now,
-                1,
+                Report::Full,
                 format_args!(
                     "{} connections held, as many as may be: closed the one idle longest ({} s)",
                     limits.max,
@@ -580,7 +595,9 @@ pub fn reclaim(now: Instant, n: usize) -> usize {
     candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
     let mut closed = 0;
     for (_, t, id) in candidates.into_iter().take(n) {
-        if lock(&tables[t]).close(id) {
+        let mut inner = lock(&tables[t]);
+        if inner.close(id) {
+            inner.counters.reclaimed.fetch_add(1, Ordering::Relaxed);
             closed += 1;
         }
     }
@@ -779,6 +796,7 @@ mod tests {
         assert!(a.is_closed() && b.is_closed(), "the two idle longest, across tables");
         assert!(!c.is_closed() && !busy.is_closed());
         assert_eq!(one.live() + two.live(), 2);
+        assert_eq!((one.counters().reclaimed, two.counters().reclaimed), (1, 1));
     }
 
     #[tokio::test]
