@@ -6,6 +6,11 @@ use std::path::PathBuf;
 
 use toml::de::{DeTable, DeValue};
 
+/// How much of a key or value an error message shows.
+const MAX_SHOWN: usize = 64;
+/// The longest reason an error gives (serde's messages quote values whole).
+const MAX_REASON: usize = 512;
+
 /// One step of a key path: a table key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
@@ -38,9 +43,14 @@ impl KeyPath {
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, seg) in self.0.iter().enumerate() {
+            // An unknown key may be megabytes long: name its start.
+            let cut = |k: &str| match k.char_indices().nth(MAX_SHOWN) {
+                Some((at, _)) => format!("{}...", &k[..at]),
+                None => k.to_owned(),
+            };
             match seg {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Key(k) if i == 0 => write!(f, "{}", cut(k))?,
+                Seg::Key(k) => write!(f, ".{}", cut(k))?,
                 Seg::Index(n) => write!(f, "[{n}]")?,
             }
         }
@@ -111,8 +121,13 @@ pub(crate) struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    pub fn at_span(&self, span: Option<Range<usize>>, key: String, reason: String) -> ConfigError {
+    pub fn at_span(&self, span: Option<Range<usize>>, key: String, mut reason: String) -> ConfigError {
         let (line, column) = self.line_col(span.map_or(0, |s| s.start));
+        if let Some((at, _)) = reason.char_indices().nth(MAX_REASON) {
+            let len = reason.len();
+            reason.truncate(at);
+            reason.push_str(&format!("... ({len} bytes in all)"));
+        }
         ConfigError { line, column, key, reason }
     }
 

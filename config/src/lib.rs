@@ -282,8 +282,9 @@ impl Protocol {
 }
 
 /// `[[publish]]`: a host port forwarded to a container's port, like
-/// `docker run -p HOST_PORT:PORT`.
+/// `docker run -p HOST_PORT:PORT`, with bounds on what clients may hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SavedPublish")]
 pub struct PublishConfig {
     pub network: Name,
     /// The endpoint's container name.
@@ -292,6 +293,78 @@ pub struct PublishConfig {
     pub host_port: u16,
     pub port: u16,
     pub protocol: Protocol,
+    /// How long a relay (a TCP connection, a UDP client) may stay silent
+    /// both ways before it is closed; `None`: never (TCP only).
+    #[serde(serialize_with = "secs_or_never")]
+    pub idle_timeout: Option<Duration>,
+    /// Relays held at once; when full, the one idle longest is closed.
+    pub max_connections: u32,
+    /// Relays held at once for one client address (IPv6: one /64).
+    pub max_per_source: u32,
+}
+
+impl PublishConfig {
+    /// RFC 5382 (NAT behaviour for TCP): an established connection may not
+    /// be dropped as idle before 2 h 4 min, so that TCP keepalives (every
+    /// 2 h by default) keep it. Docker's proxy never closes one.
+    pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(7440);
+    /// Linux conntrack's `nf_conntrack_udp_timeout`.
+    pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+    /// A quarter of the default table: no one client takes it all.
+    pub const DEFAULT_MAX_PER_SOURCE: u32 = 256;
+
+    pub fn default_idle_timeout(protocol: Protocol) -> Duration {
+        match protocol {
+            Protocol::Tcp => Self::DEFAULT_TCP_IDLE_TIMEOUT,
+            Protocol::Udp => Self::DEFAULT_UDP_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// A publication as saved in `state.json`: saved before the bounds
+/// existed, it gets their defaults.
+#[derive(Deserialize)]
+struct SavedPublish {
+    network: Name,
+    container: Name,
+    host_ip: IpAddr,
+    host_port: u16,
+    port: u16,
+    protocol: Protocol,
+    /// Seconds; 0: never.
+    #[serde(default)]
+    idle_timeout: Option<u64>,
+    #[serde(default)]
+    max_connections: Option<u32>,
+    #[serde(default)]
+    max_per_source: Option<u32>,
+}
+
+impl From<SavedPublish> for PublishConfig {
+    fn from(s: SavedPublish) -> Self {
+        let max_connections = s.max_connections.unwrap_or(PublishConfig::DEFAULT_MAX_CONNECTIONS).max(1);
+        PublishConfig {
+            idle_timeout: match s.idle_timeout {
+                None => Some(PublishConfig::default_idle_timeout(s.protocol)),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            },
+            max_connections,
+            max_per_source: s.max_per_source.unwrap_or(PublishConfig::DEFAULT_MAX_PER_SOURCE).clamp(1, max_connections),
+            network: s.network,
+            container: s.container,
+            host_ip: s.host_ip,
+            host_port: s.host_port,
+            port: s.port,
+            protocol: s.protocol,
+        }
+    }
+}
+
+/// An optional duration as whole seconds, 0 for none (as `SavedPublish` reads it).
+fn secs_or_never<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.map_or(0, |d| d.as_secs()))
 }
 
 impl PortConfig {
@@ -330,9 +403,25 @@ pub enum LoadError {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// The largest config file read: thousands of ports fit, and a path
+    /// like `/dev/zero` ends in an error rather than out of memory.
+    pub const MAX_FILE_LEN: u64 = 16 << 20;
+
+    /// Reads and validates the file at `path` (at most [`Self::MAX_FILE_LEN`]
+    /// bytes; it may be a pipe, as `--config <(...)` gives).
     pub fn load(path: &Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        use std::io::Read;
+        let failed = |source| LoadError::Read { path: path.to_owned(), source };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(Self::MAX_FILE_LEN + 1).read_to_end(&mut bytes))
+            .map_err(failed)?;
+        if bytes.len() as u64 > Self::MAX_FILE_LEN {
+            let why = format!("larger than {} MiB", Self::MAX_FILE_LEN >> 20);
+            return Err(failed(std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))?;
         Config::parse(&text, path).map_err(LoadError::Invalid)
     }
 

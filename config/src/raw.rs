@@ -98,6 +98,9 @@ pub struct RawPublish {
     pub port: Option<i64>,
     pub protocol: Option<String>,
     pub host_ip: Option<String>,
+    pub idle_timeout: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub max_per_source: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

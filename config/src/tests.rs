@@ -525,3 +525,117 @@ fn encrypted_networks() {
     assert!(w[0].contains("mtu 1450 plus 86 bytes of sealed VXLAN exceeds underlay_mtu 1500"), "{w:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn published_ports_have_bounds_and_idle_timeouts() {
+    let head = "[host]\nname = \"h\"\n\n[[network]]\nname = \"front\"\nvni = 1\nsubnet = \"10.1.0.0/24\"\n";
+    let publish = |extra: &str| {
+        format!("{head}\n[[publish]]\nnetwork = \"front\"\ncontainer = \"web\"\nhost_port = 8080\nport = 80\n{extra}")
+    };
+    let tcp = parse(&publish("")).unwrap().publish.remove(0);
+    assert_eq!(tcp.idle_timeout, Some(Duration::from_secs(7440)), "TCP: RFC 5382's 2 h 4 min");
+    assert_eq!((tcp.max_connections, tcp.max_per_source), (1024, 256));
+    let udp = parse(&publish("protocol = \"udp\"")).unwrap().publish.remove(0);
+    assert_eq!(udp.idle_timeout, Some(Duration::from_secs(30)), "UDP: conntrack's 30 s");
+    let never = parse(&publish("idle_timeout = 0\nmax_connections = 100")).unwrap().publish.remove(0);
+    assert_eq!((never.idle_timeout, never.max_connections, never.max_per_source), (None, 100, 100));
+    let set = parse(&publish("idle_timeout = 5\nmax_connections = 10\nmax_per_source = 2")).unwrap().publish.remove(0);
+    assert_eq!((set.idle_timeout, set.max_connections, set.max_per_source), (Some(Duration::from_secs(5)), 10, 2));
+
+    let errs =
+        errors(&publish("protocol = \"udp\"\nidle_timeout = 0\nmax_connections = 0\nmax_per_source = 3")).join("\n");
+    assert!(errs.contains("publish[0].idle_timeout: 0 is out of range 1..=86400"), "{errs}");
+    assert!(errs.contains("publish[0].max_connections: 0 is out of range 1..=65536"), "{errs}");
+    let errs = errors(&publish("max_connections = 2\nmax_per_source = 3\nidle_timeout = -1")).join("\n");
+    assert!(errs.contains("publish[0].max_per_source: 3 is more than max_connections (2)"), "{errs}");
+    assert!(errs.contains("publish[0].idle_timeout: -1 is out of range 0..=604800"), "{errs}");
+
+    // Saved by an older switchd (no bounds): the defaults; and a round trip.
+    let old = r#"{"network":"front","container":"web","host_ip":"0.0.0.0","host_port":53,"port":53,"protocol":"udp"}"#;
+    let restored: PublishConfig = serde_json::from_str(old).unwrap();
+    assert_eq!((restored.idle_timeout, restored.max_connections), (Some(Duration::from_secs(30)), 1024));
+    for p in [tcp, udp, never, set] {
+        let back: PublishConfig = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}
+
+#[test]
+fn socket_paths_must_fit_a_unix_socket_address() {
+    // sun_path: 108 bytes with the NUL.
+    let fits = format!("/tmp/{}", "s".repeat(107 - 5));
+    let long = format!("{fits}x");
+    assert!(parse(&format!("[host]\nname = \"h\"\ncontrol_socket = \"{fits}\"\n")).is_ok());
+    let errs = errors(&format!(
+        "[host]\nname = \"h\"\ncontrol_socket = \"{long}\"\n\n[docker]\nsocket = \"{}.sock\"\napi_socket = \"{long}\"\n",
+        &long[..long.len() - 5]
+    ))
+    .join("\n");
+    for key in ["host.control_socket", "docker.socket", "docker.api_socket"] {
+        assert!(
+            errs.contains(&format!("{key}: ")) && errs.contains("is 108 bytes; a Unix socket path is at most 107"),
+            "{key}: {errs}"
+        );
+    }
+    assert_eq!(errs.lines().count(), 3, "{errs}");
+}
+
+#[test]
+fn vtep_addresses_are_unicast() {
+    for (ip, why) in [
+        ("255.255.255.255", "broadcast"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("::ffff:255.255.255.255", "broadcast"),
+    ] {
+        let errs = errors(&format!("[host]\nname = \"h\"\nunderlay_ip = \"{ip}\"\n")).join("\n");
+        assert!(errs.contains(&format!("host.underlay_ip: {ip} cannot be a VTEP address: it is {why}")), "{errs}");
+    }
+    let errs = errors(
+        "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[[peer]]\nunderlay_ip = \"255.255.255.255\"\n\
+         [gossip]\nseeds = [\"255.255.255.255:7946\"]\nkey_file = \"/nonexistent\"\n",
+    )
+    .join("\n");
+    assert!(errs.contains("peer[0].underlay_ip: 255.255.255.255 cannot be a VTEP address: it is broadcast"), "{errs}");
+    assert!(errs.contains("gossip.seeds[0]: 255.255.255.255 is not a unicast address"), "{errs}");
+    assert!(
+        parse("[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.255\"\n").is_ok(),
+        "only the limited broadcast is known"
+    );
+}
+
+#[test]
+fn huge_values_and_keys_are_cut_in_errors() {
+    let huge = "a".repeat(1 << 20);
+    for text in [
+        format!("[host]\nname = \"{huge}\"\n"),
+        format!("[host]\nname = \"h\"\nunderlay_ip = \"{huge}\"\n"),
+        format!("[host]\nname = \"h\"\nvxlan_port = \"{huge}\"\n"),
+        format!("[host]\nname = \"h\"\n{huge} = 1\n"),
+        format!("[host]\nname = \"h\"\ncontrol_socket = \"/{huge}\"\n"),
+        format!("[host]\nname = \"h\"\n[[network]]\nname = \"n\"\nvni = 1\nencrypted = true\ncipher = \"{huge}\"\n"),
+    ] {
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.len() < 1000, "{} bytes: {}", message.len(), &message[..200]);
+        assert!(message.contains("aaaa"), "the start of the value is shown: {message}");
+    }
+    let message = parse(&format!("[host]\nname = \"{huge}\"\n")).unwrap_err().to_string();
+    assert!(message.contains(&format!("... ({} bytes) is longer than 64 characters", huge.len())), "{message}");
+}
+
+#[test]
+fn config_files_are_read_only_so_far() {
+    let e = Config::load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert_eq!(e, "/dev/zero: cannot read: larger than 16 MiB");
+    let dir = std::env::temp_dir().join(format!("switchd-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("binary.toml");
+    std::fs::write(&binary, [0xff, 0xfe, b'\n']).unwrap();
+    assert!(Config::load(&binary).unwrap_err().to_string().ends_with("cannot read: not UTF-8 text"));
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "[host]\nname = \"h\"\n").unwrap();
+    assert_eq!(Config::load(&good).unwrap().host.name.as_str(), "h");
+    let _ = std::fs::remove_dir_all(&dir);
+}

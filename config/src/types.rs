@@ -90,6 +90,16 @@ impl fmt::Display for Mtu {
     }
 }
 
+/// A value for an error message: quoted, and cut after 64 characters (a
+/// config value can be megabytes long; the message need not be).
+pub fn shown(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 /// A network or container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}`, as Docker
 /// accepts them, so it is also a usable DNS label path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -105,13 +115,13 @@ impl Name {
             return Err("must not be empty".into());
         };
         if !first.is_ascii_alphanumeric() {
-            return Err(format!("{value:?} must start with a letter or digit"));
+            return Err(format!("{} must start with a letter or digit", shown(value)));
         }
         if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
-            return Err(format!("{value:?} contains {bad:?}; allowed are letters, digits, '_', '.' and '-'"));
+            return Err(format!("{} contains {bad:?}; allowed are letters, digits, '_', '.' and '-'", shown(value)));
         }
         if value.len() > Self::MAX_LEN {
-            return Err(format!("{value:?} is longer than {} characters", Self::MAX_LEN));
+            return Err(format!("{} is longer than {} characters", shown(value), Self::MAX_LEN));
         }
         Ok(Name(value.to_owned()))
     }
@@ -154,13 +164,13 @@ impl IfName {
             return Err("must not be empty".into());
         }
         if value.len() > Self::MAX_LEN {
-            return Err(format!("{value:?} is longer than {} bytes", Self::MAX_LEN));
+            return Err(format!("{} is longer than {} bytes", shown(value), Self::MAX_LEN));
         }
         if value == "." || value == ".." {
-            return Err(format!("{value:?} is not a valid interface name"));
+            return Err(format!("{} is not a valid interface name", shown(value)));
         }
         if let Some(bad) = value.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
-            return Err(format!("{value:?} contains {bad:?}, which interface names may not"));
+            return Err(format!("{} contains {bad:?}, which interface names may not", shown(value)));
         }
         Ok(IfName(value.to_owned()))
     }
@@ -256,10 +266,10 @@ impl FromStr for MacAddr {
             let part = parts.next().filter(|p| p.len() == 2);
             *byte = part
                 .and_then(|p| u8::from_str_radix(p, 16).ok())
-                .ok_or_else(|| format!("{s:?} is not a MAC address like 02:42:0a:00:00:02"))?;
+                .ok_or_else(|| format!("{} is not a MAC address like 02:42:0a:00:00:02", shown(s)))?;
         }
         if parts.next().is_some() {
-            return Err(format!("{s:?} is not a MAC address like 02:42:0a:00:00:02"));
+            return Err(format!("{} is not a MAC address like 02:42:0a:00:00:02", shown(s)));
         }
         Ok(MacAddr(out))
     }
@@ -370,7 +380,7 @@ impl Subnet {
 impl FromStr for Subnet {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let net: IpNet = s.parse().map_err(|_| format!("{s:?} is not a CIDR subnet like 10.10.0.0/24"))?;
+        let net: IpNet = s.parse().map_err(|_| format!("{} is not a CIDR subnet like 10.10.0.0/24", shown(s)))?;
         Subnet::new(net)
     }
 }

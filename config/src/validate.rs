@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
 use crate::raw::{RawDocker, RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute};
-use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
+use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni, shown};
 use crate::{
     Cipher, Config, DockerConfig, Encryption, GossipConfig, HostConfig, KeySource, NetworkConfig, PeerConfig,
     PortConfig, PortKind, Protocol, PublishConfig, RouteConfig,
@@ -66,7 +66,41 @@ fn int_in<T: TryFrom<i64>>(min: i64, max: i64) -> impl Fn(i64) -> Result<T, Stri
 }
 
 fn parse_ip(s: String) -> Result<IpAddr, String> {
-    s.parse().map_err(|_| format!("{s:?} is not an IP address"))
+    s.parse().map_err(|_| format!("{} is not an IP address", shown(&s)))
+}
+
+/// A Unix socket's path fits `sun_path`: 108 bytes with the final NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A path a Unix socket can be bound at (checked here, so that `--check`
+/// refuses what `bind` would).
+fn socket_path(path: PathBuf) -> Result<PathBuf, String> {
+    let len = path.as_os_str().len();
+    if len == 0 {
+        return Err("must not be empty".into());
+    }
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "{} is {len} bytes; a Unix socket path is at most {MAX_SOCKET_PATH}",
+            shown(&path.to_string_lossy())
+        ));
+    }
+    Ok(path)
+}
+
+/// A VTEP address: unicast (not unspecified, multicast or broadcast, also
+/// written as an IPv4-mapped IPv6 address).
+fn vtep_address(ip: IpAddr) -> Result<IpAddr, String> {
+    let why = match ip.to_canonical() {
+        c if c.is_unspecified() => Some("unspecified"),
+        c if c.is_multicast() => Some("multicast"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("broadcast"),
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(format!("{ip} cannot be a VTEP address: it is {why}, not unicast")),
+        None => Ok(ip),
+    }
 }
 
 fn read_hostname() -> Option<String> {
@@ -87,13 +121,8 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
             })
         }
     };
-    let underlay_ip = errors.check(&at.key("underlay_ip"), raw.underlay_ip.clone(), |s| {
-        let ip = parse_ip(s)?;
-        if ip.is_unspecified() || ip.is_multicast() {
-            return Err(format!("{ip} cannot be a VTEP address"));
-        }
-        Ok(ip)
-    });
+    let underlay_ip =
+        errors.check(&at.key("underlay_ip"), raw.underlay_ip.clone(), |s| parse_ip(s).and_then(vtep_address));
     let overhead = if underlay_ip.is_some_and(|ip| ip.is_ipv6()) { VXLAN_OVERHEAD_V6 } else { VXLAN_OVERHEAD };
     let vxlan_port = errors.check(&at.key("vxlan_port"), Some(raw.vxlan_port.unwrap_or(4789)), int_in::<u16>(1, 65535));
     let underlay_mtu = match raw.underlay_mtu {
@@ -108,11 +137,16 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
     });
     let mac_limit = errors.check(&at.key("mac_limit"), Some(raw.mac_limit.unwrap_or(1024)), int_in::<u32>(1, 1 << 24));
     let workers = errors.check(&at.key("workers"), Some(raw.workers.unwrap_or(1)), int_in::<usize>(1, 64));
+    let control_socket = errors.check(
+        &at.key("control_socket"),
+        Some(raw.control_socket.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET))),
+        socket_path,
+    );
     HostConfig {
         name: name.unwrap_or_else(|| Name::new("invalid").expect("a valid name")),
         underlay_ip,
         vxlan_port: vxlan_port.unwrap_or(4789),
-        control_socket: raw.control_socket.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET)),
+        control_socket: control_socket.unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET)),
         state_dir: raw.state_dir.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_STATE_DIR)),
         underlay_mtu: underlay_mtu.unwrap_or(Mtu::new(1500).expect("1500 is a valid MTU")),
         mac_aging_time: aging.unwrap_or(Duration::from_secs(300)),
@@ -175,7 +209,10 @@ fn network_into(
             only_if_encrypted(errors, "cipher");
             None
         }
-        Some(c) => errors.check(&at.key("cipher"), Some(c), |c| c.parse::<Cipher>()),
+        Some(c) => errors.check(&at.key("cipher"), Some(c), |c| {
+            c.parse::<Cipher>()
+                .map_err(|_| format!("{} is not a cipher; use \"chacha20-poly1305\" or \"aes-256-gcm\"", shown(&c)))
+        }),
         None => Some(Cipher::default()),
     };
     let key_file = match &raw.key_file {
@@ -240,8 +277,7 @@ fn peer(raw: &RawPeer, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> 
             Some(own) if own.is_ipv4() != ip.is_ipv4() => {
                 Err(format!("{ip} is not of the same IP version as underlay_ip {own}"))
             }
-            Some(_) if ip.is_unspecified() || ip.is_multicast() => Err(format!("{ip} cannot be a VTEP address")),
-            Some(_) => Ok(ip),
+            Some(_) => vtep_address(ip),
         }
     });
     let vnis = match &raw.vnis {
@@ -287,7 +323,7 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
     let network = network_name.as_ref().and_then(|n| {
         let found = networks.iter().find(|net| net.name.as_str() == n);
         if found.is_none() {
-            errors.push(at.key("network"), format!("no network named {n:?}"));
+            errors.push(at.key("network"), format!("no network named {}", shown(n)));
         }
         found
     });
@@ -296,7 +332,7 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
             "tap" => Ok(PortKind::Tap),
             "veth" => Ok(PortKind::Veth),
             "uplink" => Ok(PortKind::Uplink),
-            other => Err(format!("{other:?} is not a port kind; use \"tap\", \"veth\" or \"uplink\"")),
+            other => Err(format!("{} is not a port kind; use \"tap\", \"veth\" or \"uplink\"", shown(other))),
         });
     let netns = raw.netns.clone();
     if netns.as_deref() == Some("") {
@@ -416,11 +452,37 @@ fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<P
         match p.as_str() {
             "tcp" => Ok(Protocol::Tcp),
             "udp" => Ok(Protocol::Udp),
-            other => Err(format!("{other:?} is not a protocol; use \"tcp\" or \"udp\"")),
+            other => Err(format!("{} is not a protocol; use \"tcp\" or \"udp\"", shown(other))),
         }
     });
     let host_ip =
         errors.check(&at.key("host_ip"), Some(raw.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into())), parse_ip);
+    let idle_timeout = match (raw.idle_timeout, protocol) {
+        (None, Some(p)) => Some(Some(PublishConfig::default_idle_timeout(p))),
+        (None, None) => None,
+        // A UDP client never says goodbye: only silence ends its relay.
+        (Some(v), Some(Protocol::Udp)) => errors.check(&at.key("idle_timeout"), Some(v), |v| {
+            int_in::<u64>(1, 86_400)(v).map(|s| Some(Duration::from_secs(s)))
+        }),
+        (Some(v), _) => errors.check(&at.key("idle_timeout"), Some(v), |v| {
+            int_in::<u64>(0, 604_800)(v).map(|s| (s > 0).then(|| Duration::from_secs(s)))
+        }),
+    };
+    let max_connections = errors.check(
+        &at.key("max_connections"),
+        Some(raw.max_connections.unwrap_or(i64::from(PublishConfig::DEFAULT_MAX_CONNECTIONS))),
+        int_in::<u32>(1, 65_536),
+    );
+    let max_per_source = match raw.max_per_source {
+        None => max_connections.map(|max| PublishConfig::DEFAULT_MAX_PER_SOURCE.min(max)),
+        Some(v) => errors.check(&at.key("max_per_source"), Some(v), |v| {
+            let n = int_in::<u32>(1, 65_536)(v)?;
+            match max_connections {
+                Some(max) if n > max => Err(format!("{n} is more than max_connections ({max})")),
+                _ => Ok(n),
+            }
+        }),
+    };
     Some(PublishConfig {
         network: network?,
         container: container?,
@@ -428,24 +490,33 @@ fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<P
         host_port: host_port?,
         port: port?,
         protocol: protocol?,
+        idle_timeout: idle_timeout?,
+        max_connections: max_connections?,
+        max_per_source: max_per_source?,
     })
 }
 
 fn docker(raw: &RawDocker, errors: &mut Errors) -> Option<DockerConfig> {
     let at = KeyPath::root().key("docker").key("socket");
     let socket = raw.socket.clone().unwrap_or_else(|| PathBuf::from(DockerConfig::DEFAULT_SOCKET));
-    errors.check(&at, Some(socket), |socket| {
+    let socket = errors.check(&at, Some(socket), |socket| {
         let named =
             socket.extension().is_some_and(|e| e == "sock") && socket.file_stem().is_some_and(|s| !s.is_empty());
         if !socket.is_absolute() || !named {
             return Err(format!(
                 "{} must be an absolute path ending in NAME.sock (dockerd names the driver after it)",
-                socket.display()
+                shown(&socket.to_string_lossy())
             ));
         }
-        let api_socket = raw.api_socket.clone().unwrap_or_else(|| PathBuf::from(DockerConfig::DEFAULT_API_SOCKET));
-        Ok(DockerConfig { socket, api_socket })
-    })
+        let socket = socket_path(socket)?;
+        Ok(socket)
+    });
+    let api_socket = errors.check(
+        &KeyPath::root().key("docker").key("api_socket"),
+        Some(raw.api_socket.clone().unwrap_or_else(|| PathBuf::from(DockerConfig::DEFAULT_API_SOCKET))),
+        socket_path,
+    );
+    Some(DockerConfig { socket: socket?, api_socket: api_socket? })
 }
 
 fn gossip(raw: &RawGossip, host: &HostConfig, dir: &Path, errors: &mut Errors) -> Option<GossipConfig> {
@@ -464,8 +535,13 @@ fn gossip(raw: &RawGossip, host: &HostConfig, dir: &Path, errors: &mut Errors) -
             .parse::<SocketAddr>()
             .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port.unwrap_or(GossipConfig::DEFAULT_PORT))));
         match parsed {
+            Ok(addr) if vtep_address(addr.ip()).is_err() => {
+                errors.push(at.key("seeds").index(i), format!("{} is not a unicast address", addr.ip()))
+            }
             Ok(addr) => seeds.push(addr),
-            Err(_) => errors.push(at.key("seeds").index(i), format!("{s:?} is not an address like 198.18.0.2:7946")),
+            Err(_) => {
+                errors.push(at.key("seeds").index(i), format!("{} is not an address like 198.18.0.2:7946", shown(s)))
+            }
         }
     }
     let key_file = match &raw.key_file {
@@ -599,9 +675,9 @@ impl PortUniqueness {
         let net = port.network.as_str();
         let mut claims: Vec<(&'static str, String)> = Vec::new();
         if let Some(ns) = &port.netns {
-            claims.push(("netns", format!("netns {ns:?} on network {net:?}")));
+            claims.push(("netns", format!("netns {} on network {net:?}", shown(ns))));
             if let Some(ifname) = &port.ifname {
-                claims.push(("ifname", format!("interface {ifname} in netns {ns:?}")));
+                claims.push(("ifname", format!("interface {ifname} in netns {}", shown(ns))));
             }
         }
         if let Some(ip) = port.ip {
@@ -611,7 +687,7 @@ impl PortUniqueness {
             claims.push(("mac", format!("{mac} on network {net:?}")));
         }
         if let Some(name) = port.display_name() {
-            claims.push(("name", format!("container name {name:?} on network {net:?}")));
+            claims.push(("name", format!("container name {} on network {net:?}", shown(&name))));
         }
         if let Some(h) = &port.host_ifname {
             claims.push(("host_ifname", format!("host interface {h}")));

@@ -15,6 +15,12 @@
 //! Errors go to stdout in CNI's form (`code`, `msg`, `details`), with the
 //! spec's codes: 4 for a bad configuration, 7 for bad environment
 //! variables, 11 to try again later, 999 for switchd's own refusals.
+//!
+//! A delegated IPAM plugin runs as root, so it is found only as libcni
+//! finds plugins since CVE-2021-20206: its `type` is a file name (no `/`,
+//! not `.` or `..`), looked up in the absolute directories of `CNI_PATH`
+//! and nowhere else. Any other `type` is refused with code 4 before
+//! anything runs, on every command.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -81,6 +87,12 @@ impl NetConf {
                 "incompatible CNI version",
                 format!("{} is not one of {}", conf.cni_version, SUPPORTED.join(", ")),
             ));
+        }
+        if let Some(kind) = conf.ipam.as_ref().and_then(|ipam| ipam.get("type")) {
+            let kind = kind.as_str().ok_or_else(|| {
+                Error::new(Error::INVALID_CONFIG, "invalid network configuration", "ipam.type is not a string")
+            })?;
+            check_plugin_name(kind)?;
         }
         Ok(conf)
     }
@@ -181,12 +193,39 @@ fn inspect(conf: &NetConf) -> Result<NetworkDetail, Error> {
         .map_err(|e| Error::new(Error::SWITCHD, "unexpected reply from switchd", e.to_string()))
 }
 
+/// A plugin type must name a file in a directory: anything with a `/`
+/// (`../evil.sh`, `/tmp/evil.sh`) would run a program from elsewhere.
+fn check_plugin_name(kind: &str) -> Result<(), Error> {
+    if kind.is_empty() || kind == "." || kind == ".." || kind.contains('/') || kind.contains('\0') {
+        return Err(Error::new(
+            Error::INVALID_CONFIG,
+            "invalid plugin type",
+            format!("{kind:?}: a plugin type is the name of a file in CNI_PATH, without '/'"),
+        ));
+    }
+    Ok(())
+}
+
+/// The plugin `kind` in the first absolute directory of `cni_path` that
+/// holds it (a relative one would depend on the runtime's working
+/// directory, so it is skipped).
+pub fn find_plugin(kind: &str, cni_path: &str) -> Result<PathBuf, Error> {
+    check_plugin_name(kind)?;
+    cni_path
+        .split(':')
+        .map(Path::new)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(kind))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::new(Error::INVALID_CONFIG, "IPAM plugin not found", format!("{kind} in CNI_PATH {cni_path}"))
+        })
+}
+
 /// Runs the delegated IPAM plugin (found in `CNI_PATH`) with the same
 /// configuration and environment; its result.
 fn delegate_ipam(kind: &str, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
-    let plugin = env.path.split(':').map(|dir| Path::new(dir).join(kind)).find(|p| p.is_file()).ok_or_else(|| {
-        Error::new(Error::INVALID_CONFIG, "IPAM plugin not found", format!("{kind} in CNI_PATH {}", env.path))
-    })?;
+    let plugin = find_plugin(kind, &env.path)?;
     let mut child = Command::new(&plugin)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -350,5 +389,39 @@ mod tests {
         let gc = Env { command: "GC".into(), ..ok };
         let e = run(&conf, &gc, b"").unwrap_err();
         assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_ENV, "unknown CNI_COMMAND"));
+    }
+
+    /// CVE-2021-20206: a plugin type with a `/` ran whatever it pointed at.
+    #[test]
+    fn plugins_are_found_only_by_name_in_cni_path() {
+        let root = std::env::temp_dir().join(format!("switchd-cni-test-{}", std::process::id()));
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for file in [bin.join("host-local"), root.join("evil.sh")] {
+            std::fs::write(&file, "#!/bin/sh\n").unwrap();
+        }
+        let cni_path = format!("/nonexistent:{}", bin.display());
+        assert_eq!(find_plugin("host-local", &cni_path).unwrap(), bin.join("host-local"));
+
+        let evil = root.join("evil.sh");
+        for kind in ["../evil.sh", evil.to_str().unwrap(), "sub/host-local", "", ".", ".."] {
+            let e = find_plugin(kind, &cni_path).unwrap_err();
+            assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_CONFIG, "invalid plugin type"), "{kind:?}");
+        }
+        // A relative directory in CNI_PATH is never searched (this one
+        // leads from any working directory to `root`).
+        let relative = format!("{}{}", "../".repeat(64), root.strip_prefix("/").unwrap().display());
+        assert!(Path::new(&relative).join("evil.sh").is_file());
+        assert_eq!(find_plugin("evil.sh", &relative).unwrap_err().msg, "IPAM plugin not found");
+        let _ = std::fs::remove_dir_all(&root);
+
+        // Refused as the configuration is read, before any command runs.
+        let conf = br#"{"cniVersion":"1.0.0","name":"front","ipam":{"type":"../evil.sh"}}"#;
+        let e = NetConf::parse(conf).unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_CONFIG, "invalid plugin type"));
+        let e = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"front","ipam":{"type":7}}"#).unwrap_err();
+        assert_eq!((e.code, e.details.as_str()), (Error::INVALID_CONFIG, "ipam.type is not a string"));
+        let ok = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"front","ipam":{"type":"host-local"}}"#).unwrap();
+        assert_eq!(ok.ipam_type(), Some("host-local"));
     }
 }

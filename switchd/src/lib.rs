@@ -15,9 +15,12 @@
 //!   [`cni`]: the CNI plugin `switchd-cni`.
 //! - [`cluster`]: the gossip member that tells other hosts what this one
 //!   carries and feeds the daemon what they carry.
+//! - [`conns`]: what every server loop on switchd's sockets shares: accept
+//!   errors that never spin, connection tables with limits and eviction.
 
 pub mod cluster;
 pub mod cni;
+pub mod conns;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;

@@ -623,3 +623,30 @@ impl Drop for Podman {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+impl Switchd {
+    /// Stops this switchd (kill -9) and starts it again under `prlimit`
+    /// with `limits` (e.g. `["--nofile=64:4096"]`), to see how it copes
+    /// with few descriptors or little memory. prlimit and nsenter both exec,
+    /// so [`Switchd::pid`] is switchd's own PID.
+    pub fn relaunch_limited(&mut self, limits: &[&str]) {
+        self.kill9();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("switchd.log")).expect("log file");
+        let child = Command::new("prlimit")
+            .args(limits)
+            .arg("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.host.name))
+            .arg(bin("switchd"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start switchd under prlimit");
+        self.child = Some(child);
+        let ready = wait_until(Duration::from_secs(10), || self.try_ctl(&["status"]).is_ok());
+        assert!(ready, "switchd did not come up under prlimit {limits:?}:\n{}", self.log());
+    }
+}

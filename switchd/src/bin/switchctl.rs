@@ -59,6 +59,17 @@ enum Command {
         /// The host address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host_ip: String,
+        /// Close a relay silent both ways this long (seconds; 0: never, TCP
+        /// only). Default: 7440 for TCP (RFC 5382), 30 for UDP.
+        #[arg(long, value_name = "SECS")]
+        idle_timeout: Option<i64>,
+        /// Relays (TCP connections, UDP clients) held at once; when full,
+        /// the one idle longest is closed. Default 1024.
+        #[arg(long, value_name = "N")]
+        max_connections: Option<i64>,
+        /// Relays held at once for one client address. Default 256.
+        #[arg(long, value_name = "N")]
+        max_per_source: Option<i64>,
     },
     /// Stop forwarding a published host port.
     Unpublish {
@@ -342,7 +353,7 @@ fn run(cli: &Cli) -> Result<String, String> {
             };
             ask(cli, request, |r: Vec<RouteInfo>| render::routes(&r))
         }
-        Command::Publish { network, container, ports, host_ip } => {
+        Command::Publish { network, container, ports, host_ip, idle_timeout, max_connections, max_per_source } => {
             let (host_port, port, protocol) = parse_publish(ports)?;
             let publish = RawPublish {
                 network: Some(network.clone()),
@@ -351,6 +362,9 @@ fn run(cli: &Cli) -> Result<String, String> {
                 port: Some(port),
                 protocol: Some(protocol),
                 host_ip: Some(host_ip.clone()),
+                idle_timeout: *idle_timeout,
+                max_connections: *max_connections,
+                max_per_source: *max_per_source,
             };
             ask(cli, Request::PublishAdd { publish }, |p: Vec<PublishInfo>| render::published(&p))
         }

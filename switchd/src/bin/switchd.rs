@@ -61,6 +61,12 @@ async fn reap_gone_containers(daemon: Arc<Mutex<Daemon>>) {
 }
 
 fn run(config: Config) -> std::io::Result<()> {
+    // Every connection costs a descriptor: take all the system allows.
+    match switchd::io::sys::raise_nofile_limit() {
+        Ok((before, after)) if after > before => tracing::info!("open files limit raised from {before} to {after}"),
+        Ok((_, after)) => tracing::info!("open files limit {after}"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let socket_path = config.host.control_socket.clone();

@@ -2,20 +2,29 @@
 //! JSON request per line, answered in order. Requests run on a blocking
 //! thread, one at a time (the daemon is behind a mutex), so `switchctl`
 //! commands apply in the order they arrive.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are held: past that, the one
+//! idle longest (waiting for a request, not being answered) is closed, so
+//! that clients which connect and say nothing can never lock `switchctl`
+//! out (see `crate::conns`).
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::api::{Reply, Request};
+use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
 use crate::daemon::Daemon;
 
-/// The largest request accepted on one connection.
+/// The longest request line accepted.
 const MAX_REQUEST: u64 = 1 << 20;
+/// Connections held at once.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// Binds the control socket, refusing to steal it from a running daemon.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
@@ -38,12 +47,24 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 
 /// Serves connections until the task is dropped.
 pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    let limits = Limits { max: MAX_CONNECTIONS, per_source: MAX_CONNECTIONS, idle_timeout: None };
+    let table = Table::new("control socket", limits);
+    let mut errors = AcceptErrors::new("control socket: accept");
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, daemon.clone()));
+            Ok((stream, _)) => match table.admit(Instant::now(), Source::Local) {
+                Ok(admitted) => {
+                    tokio::spawn(serve_connection(stream, daemon.clone(), admitted.guard));
+                }
+                Err(refused) => {
+                    // Best effort: the client learns why before the close.
+                    let line = serde_json::to_vec(&Reply::Error(format!("switchd is busy: {refused}")));
+                    let _ = stream.try_write(&[line.unwrap_or_default(), b"\n".to_vec()].concat());
+                }
+            },
+            Err(e) => {
+                errors.pause(&e).await;
             }
-            Err(e) => tracing::warn!("control socket accept: {e}"),
         }
     }
 }
@@ -52,18 +73,117 @@ async fn handle(daemon: &Arc<Mutex<Daemon>>, request: Request) -> Reply {
     crate::daemon::run_waiting(daemon, move |d| d.handle(&request)).await.unwrap_or_else(Reply::Error)
 }
 
-async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_REQUEST)).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => handle(&daemon, request).await,
-            Err(e) => Reply::Error(format!("bad request: {e}")),
+async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard: Guard) {
+    let (read, write) = stream.into_split();
+    serve_lines(read, write, &guard, |request| handle(&daemon, request)).await;
+}
+
+/// Answers one request per line, in order, until the client closes, sends
+/// a line longer than [`MAX_REQUEST`], or is told to close (`guard`). A
+/// line that is not a request (not even UTF-8) gets an error reply, and
+/// the next line is read as usual.
+async fn serve_lines<R, W, F, Fut>(read: R, mut write: W, guard: &Guard, mut answer: F)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_REQUEST + 1);
+        let read = tokio::select! {
+            read = limited.read_until(b'\n', &mut line) => read,
+            _ = guard.closed() => return,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let too_long = line.len() as u64 > MAX_REQUEST;
+        let reply = if too_long {
+            Reply::Error(format!("bad request: longer than {MAX_REQUEST} bytes"))
+        } else {
+            let _busy = guard.busy();
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            match std::str::from_utf8(text) {
+                Err(e) => Reply::Error(format!("bad request: not UTF-8 ({e})")),
+                Ok(text) => match serde_json::from_str::<Request>(text) {
+                    Ok(request) => answer(request).await,
+                    Err(e) => Reply::Error(format!("bad request: {e}")),
+                },
+            }
         };
         let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
         bytes.push(b'\n');
-        if write.write_all(&bytes).await.is_err() {
+        // A client that does not read its replies is idle, and may be closed.
+        tokio::select! {
+            written = write.write_all(&bytes) => if written.is_err() { return },
+            _ = guard.closed() => return,
+        }
+        if too_long {
+            // The rest of that line cannot be told from the next request.
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncBufReadExt;
+
+    use super::*;
+
+    /// Sends `input` to `serve_lines` (answering every request with its
+    /// command's name) and returns the reply lines.
+    async fn exchange(input: &[u8]) -> Vec<String> {
+        let table = Table::new("test", Limits { max: 1, per_source: 1, idle_timeout: None });
+        let guard = table.admit(Instant::now(), Source::Local).unwrap().guard;
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let (server_read, server_write) = tokio::io::split(server);
+        let (client_read, mut client_write) = tokio::io::split(client);
+        let input = input.to_vec();
+        // Written alongside: a long input does not fit the pipe at once.
+        tokio::spawn(async move {
+            let _ = client_write.write_all(&input).await;
+            let _ = client_write.shutdown().await;
+        });
+        let serving = serve_lines(server_read, server_write, &guard, |r| async move {
+            Reply::Result(serde_json::to_value(&r).unwrap()["command"].clone())
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), serving).await.expect("serve_lines ends at EOF");
+        let mut lines = BufReader::new(client_read).lines();
+        let mut replies = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            replies.push(line);
+        }
+        replies
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_answered_and_the_next_one_served() {
+        let replies = exchange(b"\xff\xfe\n{\"command\":\"status\"}\n").await;
+        assert_eq!(replies.len(), 2, "{replies:?}");
+        assert!(replies[0].starts_with(r#"{"error":"bad request: not UTF-8"#), "{}", replies[0]);
+        assert_eq!(replies[1], r#"{"result":"status"}"#);
+    }
+
+    #[tokio::test]
+    async fn bad_json_empty_lines_and_a_last_line_without_newline() {
+        let replies = exchange(b"nonsense\n\n{\"command\":\"peers\"}").await;
+        assert_eq!(replies.len(), 3, "{replies:?}");
+        assert!(replies[0].starts_with(r#"{"error":"bad request: expected"#), "{}", replies[0]);
+        assert!(replies[1].starts_with(r#"{"error":"bad request: EOF"#), "{}", replies[1]);
+        assert_eq!(replies[2], r#"{"result":"peers"}"#);
+    }
+
+    #[tokio::test]
+    async fn a_line_too_long_is_refused_and_the_connection_closed() {
+        let mut input = vec![b'x'; MAX_REQUEST as usize + 10];
+        input.extend_from_slice(b"\n{\"command\":\"status\"}\n");
+        let replies = exchange(&input).await;
+        assert_eq!(replies, [format!(r#"{{"error":"bad request: longer than {MAX_REQUEST} bytes"}}"#)]);
     }
 }

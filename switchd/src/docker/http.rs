@@ -1,21 +1,35 @@
 //! The plugin socket: HTTP/1.1 on a Unix socket, as dockerd's plugin client
 //! speaks it (POST, a JSON body of `Content-Length` bytes, keep-alive).
-//! Requests are parsed with httparse; every reply is `200 OK` with a JSON
-//! body, errors as `{"Err": "..."}` (what libnetwork reads).
+//! Requests are parsed with httparse; every reply to a request is `200 OK`
+//! with a JSON body, errors as `{"Err": "..."}` (what libnetwork reads).
+//!
+//! Framing is strict, as RFC 9112 asks of a server that cannot tell where
+//! a request ends otherwise: a body is exactly one `Content-Length` of
+//! digits. Two `Content-Length`s, or any `Transfer-Encoding` (chunked
+//! bodies are not read here, so their chunks would be taken for another
+//! request), are answered `400 Bad Request` and the connection is closed,
+//! as are malformed requests; one too large, `413`.
+//!
+//! At most [`MAX_CONNECTIONS`] connections are held; past that the one
+//! idle longest (between requests) is closed (see `crate::conns`).
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
 use crate::daemon::Daemon;
 
 /// The largest request accepted (headers and body).
 const MAX_REQUEST: usize = 1 << 20;
 const MAX_HEADERS: usize = 32;
+/// Connections held at once (dockerd keeps a few alive).
+pub const MAX_CONNECTIONS: usize = 128;
 
 /// Binds the plugin socket, replacing a stale one.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
@@ -33,14 +47,19 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 
 /// Serves dockerd until the task is dropped.
 pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    let limits = Limits { max: MAX_CONNECTIONS, per_source: MAX_CONNECTIONS, idle_timeout: None };
+    let table = Table::new("docker plugin socket", limits);
+    let mut errors = AcceptErrors::new("docker plugin socket: accept");
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, daemon.clone()));
+                // Refused (every connection busy): closed at once.
+                if let Ok(admitted) = table.admit(Instant::now(), Source::Local) {
+                    tokio::spawn(serve_connection(stream, daemon.clone(), admitted.guard));
+                }
             }
             Err(e) => {
-                tracing::warn!("docker plugin socket: {e}");
-                tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
+                errors.pause(&e).await;
             }
         }
     }
@@ -108,25 +127,49 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Da
     }
 }
 
+/// Why a request cannot be read: the HTTP status to answer before closing
+/// the connection, and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HttpError {
+    status: u16,
+    message: String,
+}
+
+impl HttpError {
+    fn bad(message: impl Into<String>) -> Self {
+        HttpError { status: 400, message: message.into() }
+    }
+}
+
 /// One parsed request: its path and body, and how many bytes it took.
-fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, String> {
+fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head = match request.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("bad HTTP request: {e}")),
+        Err(e) => return Err(HttpError::bad(format!("bad HTTP request: {e}"))),
     };
-    let length = request
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<usize>().ok()))
-        .unwrap_or(Some(0))
-        .ok_or("bad Content-Length")?;
+    if request.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+        return Err(HttpError::bad("Transfer-Encoding is not supported: send the body with a Content-Length"));
+    }
+    let mut lengths = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length"));
+    let length = match (lengths.next(), lengths.next()) {
+        (None, _) => 0,
+        (Some(_), Some(_)) => return Err(HttpError::bad("more than one Content-Length")),
+        (Some(h), None) => std::str::from_utf8(h.value)
+            .ok()
+            .map(|v| v.trim_matches([' ', '\t']))
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<usize>().ok())
+            .ok_or_else(|| HttpError::bad("bad Content-Length"))?,
+    };
     let total = head.checked_add(length).filter(|t| *t <= MAX_REQUEST);
     let Some(total) = total else {
-        return Err(format!("a body of {length} bytes; at most {MAX_REQUEST} in all"));
+        return Err(HttpError {
+            status: 413,
+            message: format!("a body of {length} bytes; at most {MAX_REQUEST} in all"),
+        });
     };
     if buf.len() < total {
         return Ok(None);
@@ -135,28 +178,35 @@ fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, String>
     Ok(Some((path, buf[head..total].to_vec(), total)))
 }
 
-async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
+async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard: Guard) {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
         let (path, body, used) = loop {
             if buf.len() > MAX_REQUEST {
-                let _ = respond(&mut stream, &super::error_reply("request too large")).await;
+                let _ = respond(&mut stream, 413, &super::error_reply("request too large")).await;
                 return;
             }
             match parse_request(&buf) {
                 Ok(Some(request)) => break request,
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = respond(&mut stream, &super::error_reply(&e)).await;
+                    // Where this request ends is unknown: nothing after it
+                    // can be read as a request, so the connection closes.
+                    let _ = respond(&mut stream, e.status, &super::error_reply(&e.message)).await;
                     return;
                 }
             }
-            match stream.read(&mut chunk).await {
+            let read = tokio::select! {
+                read = stream.read(&mut chunk) => read,
+                _ = guard.closed() => return,
+            };
+            match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
+        let busy = guard.busy();
         buf.drain(..used);
         tracing::debug!("docker plugin: {path} {}", String::from_utf8_lossy(&body));
         let reply = match super::parse(&path, &body) {
@@ -166,7 +216,12 @@ async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>) {
                 None => run(&daemon, request).await,
             },
         };
-        if let Err(e) = respond(&mut stream, &reply).await {
+        drop(busy);
+        let responded = tokio::select! {
+            responded = respond(&mut stream, 200, &reply) => responded,
+            _ = guard.closed() => return,
+        };
+        if let Err(e) = responded {
             tracing::debug!("docker plugin socket: {e}");
             return;
         }
@@ -177,10 +232,17 @@ async fn run(daemon: &Arc<Mutex<Daemon>>, request: super::Request) -> Value {
     crate::daemon::run_waiting(daemon, move |d| d.docker(&request)).await.unwrap_or_else(|e| super::error_reply(&e))
 }
 
-async fn respond(stream: &mut UnixStream, reply: &Value) -> io::Result<()> {
+/// Writes a reply with `status` (200, or an error after which the
+/// connection closes).
+async fn respond(stream: &mut UnixStream, status: u16, reply: &Value) -> io::Result<()> {
     let body = serde_json::to_vec(reply).unwrap_or_default();
+    let (reason, close) = match status {
+        200 => ("OK", ""),
+        413 => ("Content Too Large", "Connection: close\r\n"),
+        _ => ("Bad Request", "Connection: close\r\n"),
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\n{close}Content-Length: {}\r\n\r\n",
         body.len()
     );
     let mut message = head.into_bytes();
@@ -199,10 +261,31 @@ mod tests {
         assert_eq!(parse_request(&req[..65]).unwrap(), None, "body not complete");
         let (path, body, used) = parse_request(req).unwrap().unwrap();
         assert_eq!((path.as_str(), body.as_slice(), used), ("/NetworkDriver.Join", &b"{}"[..], 66));
-        assert!(parse_request(b"\x00\x01 nonsense\r\n\r\n").is_err());
+        assert_eq!(parse_request(b"\x00\x01 nonsense\r\n\r\n").unwrap_err().status, 400);
         let huge = b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n";
-        assert!(parse_request(huge).unwrap_err().contains("at most"));
-        let bad = b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n";
-        assert_eq!(parse_request(bad).unwrap_err(), "bad Content-Length");
+        let e = parse_request(huge).unwrap_err();
+        assert!(e.status == 413 && e.message.contains("at most"), "{e:?}");
+        for bad in ["x", "+2", "-1", "", "2, 2", "0x2"] {
+            let req = format!("POST / HTTP/1.1\r\nContent-Length: {bad}\r\n\r\n{{}}");
+            assert_eq!(parse_request(req.as_bytes()).unwrap_err(), HttpError::bad("bad Content-Length"), "{bad:?}");
+        }
+    }
+
+    /// Two Content-Lengths (the first won) and chunked bodies (read as a
+    /// second request) are ambiguous framing: refused, never guessed.
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let twice = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}";
+        assert_eq!(parse_request(twice).unwrap_err(), HttpError::bad("more than one Content-Length"));
+        let same = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_request(same).unwrap_err().status, 400, "even when they agree");
+        let chunked =
+            b"POST /NetworkDriver.GetCapabilities HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        let e = parse_request(chunked).unwrap_err();
+        assert!(e.status == 400 && e.message.starts_with("Transfer-Encoding is not supported"), "{e:?}");
+        let both = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: identity\r\n\r\n{}";
+        assert_eq!(parse_request(both).unwrap_err().status, 400);
+        let fine = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length:  2 \r\n\r\n{}";
+        assert_eq!(parse_request(fine).unwrap().unwrap().2, fine.len());
     }
 }

@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchd_config::{IfName, MacAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,13 +21,18 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::{netlink, netns, sys, tap};
+use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
 use crate::services::{Counters, Tables, dns};
 use crate::switch::NetworkId;
 
 /// How long a DNS client may keep a TCP connection open without asking.
 const IDLE: Duration = Duration::from_secs(10);
-/// Connections served at once per network; more wait in the backlog.
+/// Connections served at once per network; past that, the one idle
+/// longest is closed to make room (`crate::conns`).
 const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once per client address, so that one container
+/// cannot hold them all.
+const MAX_PER_SOURCE: usize = 16;
 
 /// A network's gateway stack: its namespace, and the DNS server task
 /// (stopped on drop; the namespace goes when its fd closes).
@@ -121,17 +126,26 @@ pub fn host_tap(
 }
 
 async fn serve_dns(listener: tokio::net::TcpListener, network: NetworkId, tables: TablesSource) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let limits = Limits { max: MAX_CONNECTIONS, per_source: MAX_PER_SOURCE, idle_timeout: None };
+    let table =
+        Table::new(format!("DNS over TCP on {}", listener.local_addr().map_or("?".into(), |a| a.to_string())), limits);
+    let mut errors = AcceptErrors::new("DNS over TCP: accept");
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(crate::proxy::ERROR_PAUSE).await;
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                errors.pause(&e).await;
+                continue;
+            }
         };
+        let Ok(admitted) = table.admit(Instant::now(), Source::of(peer.ip())) else { continue };
         let tables = tables.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tokio::time::timeout(IDLE * 6, serve_connection(stream, peer, network, tables)).await;
+            let guard = admitted.guard;
+            tokio::select! {
+                _ = tokio::time::timeout(IDLE * 6, serve_connection(stream, peer, network, tables, &guard)) => {}
+                _ = guard.closed() => {}
+            }
         });
     }
 }
@@ -142,6 +156,7 @@ async fn serve_connection(
     peer: SocketAddr,
     network: NetworkId,
     tables: TablesSource,
+    guard: &Guard,
 ) -> io::Result<()> {
     let mut query = vec![0u8; usize::from(u16::MAX)];
     loop {
@@ -150,6 +165,7 @@ async fn serve_connection(
             _ => return Ok(()),
         };
         stream.read_exact(&mut query[..len]).await?;
+        guard.touch(Instant::now());
         let (tables, counters) = tables();
         // The asker is the local endpoint with the peer's address on this network.
         let asker = tables.port_with(network, peer.ip());

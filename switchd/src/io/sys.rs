@@ -159,3 +159,30 @@ pub fn eventfd_drain(fd: RawFd) {
     let mut buf = [0u8; 8];
     let _ = read(fd, &mut buf);
 }
+
+/// Raises this process's soft limit of open descriptors to its hard limit
+/// (a daemon holding many connections should not stop at a login shell's
+/// 1024); returns the soft limit before and after.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid rlimit for getrlimit to fill.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    let before = limit.rlim_cur;
+    // An unlimited hard limit cannot be the soft one: the kernel caps
+    // descriptors at fs.nr_open.
+    let target = if limit.rlim_max == libc::RLIM_INFINITY {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+            .unwrap_or(before)
+    } else {
+        limit.rlim_max
+    };
+    if target > before {
+        limit.rlim_cur = target;
+        // SAFETY: `limit` is a valid rlimit, read above, with a soft limit
+        // no higher than the hard one.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
+    }
+    Ok((before, limit.rlim_cur.max(before)))
+}
