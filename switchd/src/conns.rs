@@ -207,8 +207,8 @@ pub struct Counters {
     pub reclaimed: AtomicU64,
 }
 
-/// The same, as plain numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// The same, as plain numbers (`switchctl ports` shows them as `relays`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CountersSnapshot {
     pub active: u64,
     pub admitted: u64,

@@ -337,6 +337,12 @@ fn idle_tcp_connections_cannot_lock_a_published_port() {
     assert!(log.contains("published port 127.0.0.1:8080/tcp: 1024 connections held"), "{log}");
     assert!(log.contains("a source holds 256 connections"), "{log}");
     assert!(log.lines().count() < 30, "evictions are reported at most every 10 s:\n{log}");
+    // And counted where `switchctl ports` shows them.
+    let ports = sd.json(&["ports"]);
+    let relays = &ports[0]["relays"];
+    assert!(relays["evicted"].as_u64().expect("evicted") >= 76, "{ports}");
+    assert!(relays["active"].as_u64().expect("active") <= 1024, "{ports}");
+    assert!(relays["admitted"].as_u64().expect("admitted") >= 1102, "{ports}");
 }
 
 /// UDP clients from 300 source ports of one address, then 880 from four

@@ -311,6 +311,11 @@ pub struct PublishInfo {
     /// is attached here.
     pub target: Option<String>,
     pub origin: String,
+    /// Its relays: held now, and since it was published how many were
+    /// admitted, closed for a newcomer, refused, timed out, or closed when
+    /// descriptors ran out.
+    #[serde(default)]
+    pub relays: crate::conns::CountersSnapshot,
 }
 
 /// Everything `network connect` would set up, for `script attach`.

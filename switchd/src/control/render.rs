@@ -243,10 +243,12 @@ pub fn published(ports: &[PublishInfo]) -> String {
                 p.port.to_string(),
                 opt(&p.target),
                 p.origin.clone(),
+                p.relays.active.to_string(),
+                p.relays.evicted.to_string(),
             ]
         })
         .collect();
-    table(&["HOST", "NETWORK", "CONTAINER", "PORT", "TARGET", "ORIGIN"], &rows)
+    table(&["HOST", "NETWORK", "CONTAINER", "PORT", "TARGET", "ORIGIN", "RELAYS", "EVICTED"], &rows)
 }
 
 pub fn keys(keys: &[KeyInfo]) -> String {

@@ -28,7 +28,7 @@ const RESOLV_MARK: &str = "# written by switchd: the embedded DNS of the contain
 pub(super) struct Publication {
     pub config: PublishConfig,
     pub origin: Origin,
-    pub _listener: proxy::Listener,
+    pub listener: proxy::Listener,
 }
 
 impl Daemon {
@@ -280,6 +280,7 @@ impl Daemon {
                     protocol: c.protocol.as_str().to_owned(),
                     target: target.map(|t| std::net::SocketAddr::new(t.ip, c.port).to_string()),
                     origin: p.origin.as_str().to_owned(),
+                    relays: p.listener.counters(),
                 }
             })
             .collect()
@@ -302,7 +303,7 @@ impl Daemon {
         let listener = proxy::start(&config, self.targets.clone(), &self.runtime).map_err(|e| {
             format!("cannot listen on {}:{}/{}: {e}", config.host_ip, config.host_port, config.protocol.as_str())
         })?;
-        self.published.push(Publication { config, origin, _listener: listener });
+        self.published.push(Publication { config, origin, listener });
         Ok(())
     }
 
