@@ -139,14 +139,23 @@ impl Transport for SealedUdp {
             socket,
             codec: Codec::new(&self.keys, self.stats.clone()),
             buf: vec![0; MAX_DATAGRAM],
+            last_error_log: None,
+            errors_held_back: 0,
         }))
     }
 }
+
+/// How long gossip's receive loop pauses after an error, and how often it
+/// says so at most.
+const RECV_ERROR_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+const RECV_ERROR_REPORT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct UdpSealedSocket {
     socket: tokio::net::UdpSocket,
     codec: Codec,
     buf: Vec<u8>,
+    last_error_log: Option<std::time::Instant>,
+    errors_held_back: u64,
 }
 
 #[async_trait]
@@ -162,12 +171,26 @@ impl Socket for UdpSealedSocket {
         Ok(())
     }
 
+    /// Never fails: chitchat stops gossiping for good on an error here, and
+    /// what a UDP receive can fail with (an ICMP error for an earlier send,
+    /// buffers or memory running short) passes. A repeated error pauses
+    /// the loop, so it cannot spin, and is logged once per 10 s.
     async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
         loop {
             let (n, from) = match self.socket.recv_from(&mut self.buf).await {
                 Ok(got) => got,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(anyhow::anyhow!("gossip receive: {e}")),
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    self.errors_held_back += 1;
+                    if self.last_error_log.is_none_or(|t| now.duration_since(t) >= RECV_ERROR_REPORT) {
+                        tracing::warn!("gossip receive: {e} ({} errors since the last report)", self.errors_held_back);
+                        self.last_error_log = Some(now);
+                        self.errors_held_back = 0;
+                    }
+                    tokio::time::sleep(RECV_ERROR_PAUSE).await;
+                    continue;
+                }
             };
             if let Some(msg) = self.codec.open(&self.buf[..n], unix_now()) {
                 return Ok((from, msg));
