@@ -248,12 +248,23 @@ impl Switchd {
 
     /// Starts the daemon and waits until it answers.
     pub fn launch(&mut self) {
+        self.spawn(&[]);
+    }
+
+    /// Starts the daemon, under `prlimit LIMITS` if any are given, and
+    /// waits until it answers.
+    fn spawn(&mut self, limits: &[&str]) {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("switchd.log")).expect("log file");
+        // prlimit and nsenter both exec, so `pid` is switchd's own.
+        let mut command = if limits.is_empty() { Command::new("nsenter") } else { Command::new("prlimit") };
+        if !limits.is_empty() {
+            command.args(limits).arg("nsenter");
+        }
         // Only the network namespace, as on a real host: `ip netns exec`
         // would also give it a mount namespace of its own, where the
         // container namespaces dockerd mounts later would not show.
-        let child = Command::new("nsenter")
+        let child = command
             .arg(format!("--net=/run/netns/{}", self.host.name))
             .arg(bin("switchd"))
             .arg("--config")
@@ -265,7 +276,7 @@ impl Switchd {
             .expect("start switchd");
         self.child = Some(child);
         let ready = wait_until(Duration::from_secs(10), || self.try_ctl(&["status"]).is_ok());
-        assert!(ready, "switchd did not come up:\n{}", self.log());
+        assert!(ready, "switchd did not come up (limits {limits:?}):\n{}", self.log());
     }
 
     pub fn pid(&self) -> u32 {
@@ -631,22 +642,6 @@ impl Switchd {
     /// so [`Switchd::pid`] is switchd's own PID.
     pub fn relaunch_limited(&mut self, limits: &[&str]) {
         self.kill9();
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("switchd.log")).expect("log file");
-        let child = Command::new("prlimit")
-            .args(limits)
-            .arg("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.host.name))
-            .arg(bin("switchd"))
-            .arg("--config")
-            .arg(self.config_path())
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start switchd under prlimit");
-        self.child = Some(child);
-        let ready = wait_until(Duration::from_secs(10), || self.try_ctl(&["status"]).is_ok());
-        assert!(ready, "switchd did not come up under prlimit {limits:?}:\n{}", self.log());
+        self.spawn(limits);
     }
 }

@@ -19,6 +19,22 @@ fn hex(mac: &str) -> String {
     mac.replace(':', "")
 }
 
+/// Two hosts with static peers, each with a container on network `front`
+/// of `vni` (subnet 10.(vni / 10).0.0/24): (underlay, a, b, a's and b's
+/// underlay addresses).
+fn two_hosts(vni: u32, on_a: (&Netns, &str), on_b: (&Netns, &str)) -> (Underlay, Switchd, Switchd, String, String) {
+    let mut ul = Underlay::new();
+    let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
+    let net = network(vni, &format!("10.{}.0.0/24", vni / 10));
+    let host = |ns: Netns, me: &str, other: &str, (c, ip): (&Netns, &str)| {
+        let body = format!("\n[[peer]]\nunderlay_ip = \"{other}\"\n{net}{}", port(c, ip));
+        Switchd::start_in(ns, &format!("underlay_ip = \"{me}\""), &body)
+    };
+    let a = host(ha, &ipa, &ipb, on_a);
+    let b = host(hb, &ipb, &ipa, on_b);
+    (ul, a, b, ipa, ipb)
+}
+
 /// A drop counter of a port, which must be there.
 fn port_drop(sd: &Switchd, endpoint: &str, reason: &str) -> u64 {
     let stats = sd.port_stats(endpoint);
@@ -68,21 +84,8 @@ fn a_container_cannot_take_another_containers_mac() {
 
 #[test]
 fn vxlan_from_a_peer_never_moves_a_local_endpoints_mac() {
-    let mut ul = Underlay::new();
-    let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
     let (local, remote) = (Netns::new("loc"), Netns::new("rem"));
-    let net = network(710, "10.71.0.0/24");
-    let peer = |ip: &str| format!("\n[[peer]]\nunderlay_ip = \"{ip}\"\n");
-    let a = Switchd::start_in(
-        ha,
-        &format!("underlay_ip = \"{ipa}\""),
-        &format!("{}{net}{}", peer(&ipb), port(&local, "10.71.0.10")),
-    );
-    let b = Switchd::start_in(
-        hb,
-        &format!("underlay_ip = \"{ipb}\""),
-        &format!("{}{net}{}", peer(&ipa), port(&remote, "10.71.0.20")),
-    );
+    let (_ul, a, b, ipa, ipb) = two_hosts(710, (&local, "10.71.0.10"), (&remote, "10.71.0.20"));
     assert!(remote.ping("10.71.0.10", 1), "across hosts");
     let local_mac = local.mac("eth0");
     let local_port = format!("{}:eth0", local.name);
@@ -186,21 +189,8 @@ s.send(icmp6("{attacker_ll}", "ff02::1", ra))
 /// would be cut into 65,000 VXLAN datagrams: it is dropped at the port.
 #[test]
 fn a_tso_frame_asking_for_one_byte_segments_is_dropped() {
-    let mut ul = Underlay::new();
-    let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
     let (sender, receiver) = (Netns::new("snd"), Netns::new("rcv"));
-    let net = network(730, "10.73.0.0/24");
-    let peer = |ip: &str| format!("\n[[peer]]\nunderlay_ip = \"{ip}\"\n");
-    let a = Switchd::start_in(
-        ha,
-        &format!("underlay_ip = \"{ipa}\""),
-        &format!("{}{net}{}", peer(&ipb), port(&sender, "10.73.0.10")),
-    );
-    let _b = Switchd::start_in(
-        hb,
-        &format!("underlay_ip = \"{ipb}\""),
-        &format!("{}{net}{}", peer(&ipa), port(&receiver, "10.73.0.20")),
-    );
+    let (_ul, a, _b, _, ipb) = two_hosts(730, (&sender, "10.73.0.10"), (&receiver, "10.73.0.20"));
     assert!(sender.ping("10.73.0.20", 1));
     let vtep_tx = || {
         let stats = a.json(&["stats"]);
