@@ -2,14 +2,22 @@
 //! source MAC made the port's own so that the address, ARP, IPv6 and
 //! neighbour discovery checks are reached. Nothing may panic, and what the
 //! guard lets through holds to what it promises: IPv4 and ARP only from the
-//! port's address (or 0.0.0.0), ARP only naming the port's MAC.
+//! port's address (or 0.0.0.0), ARP only naming the port's MAC; IPv6 only
+//! from its link-local address (or ::), no router advertisements or
+//! redirects, advertisements only for its own address and never from ::,
+//! duplicate-address probes only for its own, link-layer options naming
+//! its own MAC (checked where ICMPv6 follows the IPv6 header directly).
 //!
-//! Input: `[addressed: u8][frame...]`.
+//! Input: `[addressed: u8][frame...]`. Seeds (every kind of frame the guard
+//! reads, with extension headers and fragments) in `seeds/port_guard`, a
+//! dictionary in `port_guard.dict`: EtherTypes are matched as 16-bit
+//! values, which libFuzzer does not learn from by itself.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use switchd::switch::EndpointGuard;
+use switchd::switch::guard::link_local;
 use switchd_config::MacAddr;
 
 const MAC: MacAddr = MacAddr([2, 0x42, 10, 0, 0, 2]);
@@ -35,6 +43,36 @@ fuzz_target!(|data: &[u8]| {
             assert!(ip == [10, 0, 0, 2] || ip == [0, 0, 0, 0], "ARP from {ip:?} let through");
         }
         Some([0x81, 0x00]) => panic!("a VLAN-tagged frame let through"),
+        Some([0x86, 0xdd]) => {
+            let ll = link_local(MAC).octets();
+            assert!(eth.len() >= 54 && eth[14] >> 4 == 6, "short/non-v6 let through");
+            let src = &eth[22..38];
+            let unspec = src == [0u8; 16];
+            assert!(unspec || src == ll, "IPv6 from {src:02x?} let through");
+            if eth[20] == 58 && eth.len() > 54 {
+                let icmp = &eth[54..];
+                let kind = icmp[0];
+                assert!(kind != 134 && kind != 137, "RA/redirect let through");
+                let target = icmp.get(8..24);
+                if kind == 136 {
+                    assert!(!unspec, "NA from :: let through");
+                    assert_eq!(target, Some(&ll[..]), "NA for another target let through");
+                }
+                if kind == 135 && unspec {
+                    assert_eq!(target, Some(&ll[..]), "DAD for another target let through");
+                }
+                let (at, own) = match kind { 133 => (8, 1), 135 => (24, 1), 136 => (24, 2), _ => return };
+                let mut o = icmp.get(at..).unwrap_or_default();
+                while o.len() >= 2 {
+                    let len = usize::from(o[1]) * 8;
+                    assert!(len != 0 && len <= o.len(), "malformed ND options let through");
+                    if o[0] == own {
+                        assert_eq!(o.get(2..8), Some(&MAC.0[..]), "ND option naming another MAC let through");
+                    }
+                    o = &o[len..];
+                }
+            }
+        }
         _ => {}
     }
 });

@@ -38,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
     let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap(), sw.add_port(n3).unwrap()];
     let guard = EndpointGuard::new(switchd_config::MacAddr([2, 0, 0, 0, 1, 2]), true, Some([10, 1, 0, 2].into()));
     sw.set_port_guard(ports[0], PortGuard::Endpoint(guard));
+    // A LAN behind port 1: any MAC but an endpoint's (port 0's, or one gossip names).
+    sw.set_port_guard(ports[1], PortGuard::Lan);
     sw.set_neighbors(n3, [("10.3.0.2".parse().unwrap(), switchd_config::MacAddr([2, 0, 0, 0, 3, 2]))]);
     let network_of_port = |i: usize| [n1, n1, n2, n3][i];
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
@@ -47,6 +49,10 @@ fuzz_target!(|data: &[u8]| {
     let owner = switchd_config::MacAddr([2, 0, 0, 0, 0, 0x42]);
     sw.set_neighbors(n1, [("10.0.0.2".parse().unwrap(), owner), ("fd00::2".parse().unwrap(), owner)]);
     let mut now = Instant::now();
+    // A remote endpoint, known by gossip behind the VTEP of every network.
+    let remote = switchd_config::MacAddr([2, 0, 0, 0, 9, 9]);
+    sw.set_gossip_macs(n1, &[(remote, all)], now);
+    let endpoint = switchd_config::MacAddr([2, 0, 0, 0, 1, 2]);
     let mut rest = data;
     while rest.len() >= 3 {
         let kind = rest[0] as usize;
@@ -116,6 +122,16 @@ fuzz_target!(|data: &[u8]| {
         }
         if kind & 0x80 != 0 {
             sw.handle_timeout(now);
+        }
+        // No port and no VTEP ever takes port 0's MAC, and the LAN never
+        // takes the remote endpoint's.
+        for (mac, at, ..) in sw.fdb(n1, now) {
+            if mac == endpoint {
+                assert_eq!(at, Location::Port(ports[0]), "an endpoint's MAC was taken");
+            }
+            if mac == remote {
+                assert_ne!(at, Location::Port(ports[1]), "the LAN took a remote endpoint's MAC");
+            }
         }
     }
 });

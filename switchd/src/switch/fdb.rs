@@ -94,15 +94,15 @@ impl Fdb {
         self.entries.get(&mac.to_u64()).filter(|e| e.is_live(now, aging)).map(|e| e.location)
     }
 
-    /// Records `mac` at `location`. `may_add` is asked, with the entry it
-    /// would replace, before a new or moved entry is made (a refresh never
-    /// needs permission); its `Err` is returned and nothing changes.
+    /// Records `mac` at `location`. `may_add` is asked before a new or
+    /// moved entry is made (a refresh never needs permission); its `Err` is
+    /// returned and nothing changes.
     pub fn learn<E>(
         &mut self,
         mac: MacAddr,
         location: Location,
         now: Instant,
-        may_add: impl FnOnce(Option<&Entry>) -> Result<(), E>,
+        may_add: impl FnOnce() -> Result<(), E>,
     ) -> Result<Learned, E> {
         use hashbrown::hash_map::Entry as Slot;
         match self.entries.entry(mac.to_u64()) {
@@ -112,13 +112,13 @@ impl Fdb {
                     entry.last_seen = now;
                     return Ok(Learned::Refreshed);
                 }
-                may_add(Some(entry))?;
+                may_add()?;
                 let (from, counted) = (entry.location, entry.counts());
                 *entry = Entry { location, last_seen: now, kind: Kind::Learned };
                 Ok(Learned::Moved { from, counted })
             }
             Slot::Vacant(slot) => {
-                may_add(None)?;
+                may_add()?;
                 slot.insert(Entry { location, last_seen: now, kind: Kind::Learned });
                 Ok(Learned::New)
             }

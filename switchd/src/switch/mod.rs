@@ -355,6 +355,9 @@ struct Network {
     /// The MACs of the local endpoints (ports with an [`EndpointGuard`]),
     /// keyed as in the FDB: no other port or VTEP may take them.
     endpoint_macs: HashMap<u64, PortId>,
+    /// The MACs of remote endpoints, as gossip names them: no LAN port may
+    /// take them (whether the FDB still has them from gossip or not).
+    remote_endpoint_macs: hashbrown::HashSet<u64>,
     /// ARP and ND requests answered here instead of flooded.
     answered: u64,
     gateway: Option<Gateway>,
@@ -454,6 +457,7 @@ impl Switch {
             moves: 0,
             neighbors: HashMap::new(),
             endpoint_macs: HashMap::new(),
+            remote_endpoint_macs: hashbrown::HashSet::new(),
             answered: 0,
             gateway: None,
             gateway_port: None,
@@ -712,12 +716,12 @@ impl Switch {
         // A MAC that moves or is new here is checked first: a switchd
         // endpoint's MAC is taken by no other port (a LAN behind an uplink)
         // and by no VTEP; then the limits.
-        let endpoint_macs = &net.endpoint_macs;
-        let may_add = |existing: Option<&FdbEntry>| {
+        let (endpoint_macs, remote_endpoint_macs) = (&net.endpoint_macs, &net.remote_endpoint_macs);
+        let may_add = || {
             let local_endpoints = endpoint_macs.contains_key(&src.to_u64());
             let (taken, learned, limit) = match ingress {
                 Location::Port(p) => {
-                    let remote_endpoints = existing.is_some_and(|e| e.kind == FdbKind::Gossip);
+                    let remote_endpoints = remote_endpoint_macs.contains(&src.to_u64());
                     let taken = ports[p].guard == PortGuard::Lan && (local_endpoints || remote_endpoints);
                     (taken, ports[p].learned, config.mac_limit)
                 }
@@ -878,6 +882,7 @@ impl Switch {
     /// their hosts' VTEPs, known without flooding or learning.
     pub fn set_gossip_macs(&mut self, network: NetworkId, macs: &[(MacAddr, VtepId)], now: Instant) {
         let Some(net) = self.networks.get_mut(network) else { return };
+        net.remote_endpoint_macs = macs.iter().map(|(m, _)| m.to_u64()).collect();
         let (ports, vteps) = (&mut self.ports, &mut self.vteps);
         net.fdb.set_gossip(macs, now, |at| {
             if let Some(n) = learned_mut(ports, vteps, at) {

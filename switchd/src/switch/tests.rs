@@ -637,6 +637,27 @@ fn a_lan_may_use_any_mac_but_an_endpoints() {
     assert_eq!(l.sw.port_counters(lan).unwrap().drops[DropReason::SpoofedMac as usize], 3);
 }
 
+/// Found by fuzzing: a remote endpoint's MAC that traffic from a VTEP
+/// re-learned (or that aged out) is still an endpoint's: the LAN may not
+/// take it.
+#[test]
+fn a_lan_cannot_take_a_remote_endpoints_mac_once_traffic_moved_it() {
+    let (mut l, lan, vtep) = guarded_lab();
+    let _other_host = l.sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
+    let remote = MacAddr([2, 0, 0, 0, 0, 0xe]);
+    l.sw.set_gossip_macs(l.net, &[(remote, vtep)], l.t0);
+    // The container moved behind another host before gossip said so.
+    let moved = vxlan(1, &build_plain(MacAddr::BROADCAST, remote, 0x0800, 46)[frame::VNET_HDR_LEN..]);
+    assert!(matches!(l.sw.handle_datagram(l.t0, "198.18.0.3".parse().unwrap(), &moved), Action::Flood { .. }));
+    let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
+    // And after the learned entry aged out.
+    let later = l.t0 + Duration::from_secs(400);
+    l.sw.handle_timeout(later);
+    assert_eq!(l.sw.handle_frame(later, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(remote, A)), flood(l.net, l.p1));
+}
+
 #[test]
 fn a_vtep_cannot_take_a_local_endpoints_mac() {
     let (mut l, _, vtep) = guarded_lab();
