@@ -15,13 +15,12 @@ use crate::{
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
-pub const VXLAN_OVERHEAD: u32 = 50;
+pub const VXLAN_OVERHEAD: u32 = switchd_wire::vxlan::OVERHEAD_V4;
 /// Over IPv6, 20 more.
-pub const VXLAN_OVERHEAD_V6: u32 = 70;
+pub const VXLAN_OVERHEAD_V6: u32 = switchd_wire::vxlan::OVERHEAD_V6;
 /// What sealing adds on an encrypted network: 20 bytes of header beyond
-/// VXLAN's and a 16-byte tag (`switchd_overlay::sealed::OVERHEAD`, which a
-/// test there keeps equal).
-pub const SEALED_OVERHEAD: u32 = 36;
+/// VXLAN's and a 16-byte tag.
+pub const SEALED_OVERHEAD: u32 = switchd_wire::sealed::OVERHEAD as u32;
 
 /// Collects errors while fields are checked one by one.
 #[derive(Default)]
@@ -124,7 +123,11 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
     let underlay_ip =
         errors.check(&at.key("underlay_ip"), raw.underlay_ip.clone(), |s| parse_ip(s).and_then(vtep_address));
     let overhead = if underlay_ip.is_some_and(|ip| ip.is_ipv6()) { VXLAN_OVERHEAD_V6 } else { VXLAN_OVERHEAD };
-    let vxlan_port = errors.check(&at.key("vxlan_port"), Some(raw.vxlan_port.unwrap_or(4789)), int_in::<u16>(1, 65535));
+    let vxlan_port = errors.check(
+        &at.key("vxlan_port"),
+        Some(raw.vxlan_port.unwrap_or(i64::from(switchd_wire::vxlan::DEFAULT_PORT))),
+        int_in::<u16>(1, 65535),
+    );
     let underlay_mtu = match raw.underlay_mtu {
         Some(v) => errors.check(&at.key("underlay_mtu"), Some(v), |v| {
             let v: u32 = int_in(i64::from(Mtu::MIN + overhead), i64::from(Mtu::MAX))(v)?;
@@ -145,7 +148,7 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
     HostConfig {
         name: name.unwrap_or_else(|| Name::new("invalid").expect("a valid name")),
         underlay_ip,
-        vxlan_port: vxlan_port.unwrap_or(4789),
+        vxlan_port: vxlan_port.unwrap_or(switchd_wire::vxlan::DEFAULT_PORT),
         control_socket: control_socket.unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET)),
         state_dir: raw.state_dir.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_STATE_DIR)),
         underlay_mtu: underlay_mtu.unwrap_or(Mtu::new(1500).expect("1500 is a valid MTU")),

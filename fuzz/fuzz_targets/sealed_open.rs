@@ -18,7 +18,8 @@ use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
 use switchd_crypto::{Backend, Cipher, Key, RxSessions, SessionId, TAG_LEN, TxSessions};
-use switchd_overlay::sealed::{self, HEADER_LEN};
+use switchd_overlay::sealed;
+use switchd_wire::sealed::HEADER_LEN;
 
 /// Each run gets its own key, so no datagram a previous run sealed (and
 /// the fuzzer kept) is genuine here.

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use switchd::switch::{Action, EndpointGuard, Gateway, Location, Next, PortGuard, Switch, SwitchConfig};
+use switchd::switch::{Action, EndpointGuard, Gateway, Location, Next, NoKeys, Plan, PortGuard, Switch, SwitchConfig, Target};
 use switchd_config::{Mtu, Vni};
 
 fuzz_target!(|data: &[u8]| {
@@ -53,6 +53,30 @@ fuzz_target!(|data: &[u8]| {
     let remote = switchd_config::MacAddr([2, 0, 0, 0, 9, 9]);
     sw.set_gossip_macs(n1, &[(remote, all)], now);
     let endpoint = switchd_config::MacAddr([2, 0, 0, 0, 1, 2]);
+    let mut plan = Plan::default();
+    // Every target of a plan is in the network the frame reached (its own,
+    // or the one it was routed into), never the ingress port, and a VTEP
+    // only with the network's wire settings and if it carries the network.
+    let check_targets = |plan: &Plan, from, ingress| {
+        let network = match plan.action {
+            Action::Route { network, .. } => network,
+            _ => from,
+        };
+        for target in &plan.targets {
+            match *target {
+                Target::Port(p) => {
+                    assert_ne!(p, ingress, "back out of the ingress port");
+                    let o = ports.iter().position(|q| *q == p).expect("a known port");
+                    assert_eq!(network_of_port(o), network, "a frame left its network");
+                }
+                Target::Vtep(v) => {
+                    assert!(v == all || (v == only_1 && network == n1), "a VTEP that does not carry the network");
+                    let wire = plan.wire.expect("wire settings with a VTEP target");
+                    assert_eq!(Some(wire.vni), [(n1, 1), (n2, 2), (n3, 3)].iter().find(|(n, _)| *n == network).map(|(_, v)| Vni::new(*v).unwrap()));
+                }
+            }
+        }
+    };
     let mut rest = data;
     while rest.len() >= 3 {
         let kind = rest[0] as usize;
@@ -63,62 +87,54 @@ fuzz_target!(|data: &[u8]| {
         if kind % 4 == 3 {
             // From a local port.
             let i = (kind / 4) % ports.len();
-            match sw.handle_frame(now, ports[i], bytes) {
-                Action::Deliver(out) => assert!(ports.iter().position(|p| *p == out).is_some_and(|o| network_of_port(o) == network_of_port(i))),
-                Action::Encap { network, vtep } => {
-                    assert_eq!(network, network_of_port(i));
-                    assert!(vtep == all || (vtep == only_1 && network == n1), "encap to a VTEP that does not carry the network");
-                }
-                Action::Flood { network, ingress } => {
-                    assert_eq!(network, network_of_port(i));
-                    for target in sw.flood_targets(network, ingress) {
-                        match target {
-                            Location::Port(p) => {
-                                assert_ne!(p, ports[i], "flooded back out of the ingress port");
-                                let o = ports.iter().position(|q| *q == p).expect("a known port");
-                                assert_eq!(network_of_port(o), network);
-                            }
-                            Location::Vtep(v) => assert!(v == all || (v == only_1 && network == n1)),
-                        }
-                    }
-                }
+            let from = network_of_port(i);
+            sw.handle_frame(now, ports[i], bytes, &mut plan);
+            check_targets(&plan, from, ports[i]);
+            match plan.action {
+                Action::Deliver(_) | Action::Encap { .. } => assert_eq!(plan.targets.len(), 1),
+                Action::Flood { network, .. } => assert_eq!(network, from),
                 Action::Answer { port, owner, .. } => {
                     assert_eq!(port, ports[i], "answered on another port");
                     assert!(owner.is_unicast());
+                    assert!(plan.targets.is_empty());
                 }
                 Action::Local { port, network } | Action::Reject { port, network, .. } => {
-                    assert_eq!((port, network), (ports[i], network_of_port(i)), "served on another port");
+                    assert_eq!((port, network), (ports[i], from), "served on another port");
                     assert_ne!(network, n2, "a network without a gateway");
+                    assert!(plan.targets.is_empty());
                 }
                 Action::Route { network, next, .. } => {
-                    let from = network_of_port(i);
                     assert!((from, network) == (n1, n3) || (from, network) == (n3, n1), "routed where no route goes");
                     if let Next::Port(p) = next {
-                        let o = ports.iter().position(|q| *q == p).expect("a known port");
-                        assert_eq!(network_of_port(o), network);
+                        assert_eq!(plan.targets, [Target::Port(p)]);
                     }
                 }
-                Action::Drop(_) => {}
+                Action::Drop(_) => assert!(plan.targets.is_empty()),
             }
             continue;
         }
         let src = sources[kind % 4 % 3];
-        match sw.handle_datagram(now, src, bytes) {
+        let mut datagram = bytes.to_vec();
+        sw.handle_datagram(now, src, &mut datagram, &mut NoKeys, &mut plan);
+        match plan.action {
             Action::Deliver(out) => assert!(ports.contains(&out)),
             Action::Encap { .. } => panic!("a datagram was sent back into the underlay"),
             Action::Answer { .. } => panic!("a request from the underlay was answered"),
             Action::Local { .. } | Action::Route { .. } | Action::Reject { .. } => {
                 panic!("the underlay was served or routed: only the ingress host routes")
             }
-            Action::Flood { network, ingress } => {
-                assert!(matches!(ingress, Location::Vtep(_)));
-                for target in sw.flood_targets(network, ingress) {
-                    let Location::Port(p) = target else { panic!("flooded back into the underlay") };
-                    let i = ports.iter().position(|q| *q == p).expect("a known port");
-                    assert_eq!(network_of_port(i), network);
-                }
+            Action::Flood { network, .. } => {
+                let i = plan.ports().next().map(|p| ports.iter().position(|q| *q == p).expect("a known port"));
+                assert!(i.is_none_or(|i| network_of_port(i) == network));
             }
-            Action::Drop(_) => {}
+            Action::Drop(_) => assert!(plan.targets.is_empty()),
+        }
+        assert!(plan.vteps().next().is_none(), "sent back into the underlay");
+        for p in plan.ports() {
+            assert!(ports.contains(&p));
+        }
+        if !plan.targets.is_empty() {
+            assert!(plan.inner.end <= datagram.len() && plan.inner.start >= 8, "inner frame {:?}", plan.inner);
         }
         if kind & 0x80 != 0 {
             sw.handle_timeout(now);

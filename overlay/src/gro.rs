@@ -16,17 +16,13 @@
 //! [`Gro::append`] the following ones while they continue it, then
 //! [`Gro::finish`] to get the frame (virtio header + Ethernet) to write.
 
-use crate::checksum;
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::ip::Protocol;
+use switchd_wire::tcp::flags::{ACK as TCP_ACK, PSH as TCP_PSH};
+use switchd_wire::vnet::{self, GsoType, HEADER_LEN as VNET_HDR_LEN};
+use switchd_wire::{checksum, ipv4, ipv6, tcp};
 
-/// `struct virtio_net_hdr` length, and the flag and types used here.
-const VNET_HDR_LEN: usize = 10;
-const VNET_F_NEEDS_CSUM: u8 = 1;
-const VNET_GSO_TCPV4: u8 = 1;
-const VNET_GSO_TCPV6: u8 = 4;
-
-const ETH_LEN: usize = 14;
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
+const ETH_LEN: usize = ethernet::HEADER_LEN;
 /// The largest IP packet: the joined frame never exceeds it.
 const MAX_IP_LEN: usize = 65535;
 
@@ -52,46 +48,39 @@ impl Segment {
 /// IPv6 (no extension headers), with a valid TCP checksum. `None` for
 /// anything else.
 fn parse(eth: &[u8]) -> Option<Segment> {
-    let ethertype = u16::from_be_bytes([*eth.get(12)?, *eth.get(13)?]);
+    let frame = ethernet::Frame::new_checked(eth).ok()?;
     let l3 = ETH_LEN;
-    let (ipv4, l4, end) = match ethertype {
-        0x0800 => {
-            let ip = eth.get(l3..l3 + 20)?;
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            let fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff; // MF or offset
-            if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 || fragment != 0 || total < ihl {
+    let (ipv4, l4, end) = match frame.ethertype() {
+        EtherType::Ipv4 => {
+            let ip = ipv4::Packet::new_checked(frame.payload()).ok()?;
+            if ip.protocol() != Protocol::Tcp || ip.is_fragment() {
                 return None;
             }
-            (true, l3 + ihl, l3 + total)
+            (true, l3 + ip.header_len(), l3 + usize::from(ip.total_len()))
         }
-        0x86dd => {
-            let ip = eth.get(l3..l3 + 40)?;
-            if ip[0] >> 4 != 6 || ip[6] != 6 {
+        EtherType::Ipv6 => {
+            let ip = ipv6::Packet::new_checked(frame.payload()).ok()?;
+            if ip.next_header() != Protocol::Tcp {
                 return None;
             }
-            (false, l3 + 40, l3 + 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])))
+            (false, l3 + ipv6::HEADER_LEN, l3 + ipv6::HEADER_LEN + usize::from(ip.payload_len()))
         }
         _ => return None,
     };
-    if end > eth.len() {
-        return None;
-    }
-    let tcp = eth.get(l4..l4 + 20)?;
-    let payload = l4 + usize::from(tcp[12] >> 4) * 4;
-    if payload < l4 + 20 || payload > end {
-        return None;
-    }
-    let seg =
-        Segment { ipv4, l4, payload, end, seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]), flags: tcp[13] };
-    let sum = checksum::add(pseudo(eth, &seg, (end - l4) as u32), &eth[l4..end]);
-    (checksum::fold(sum) == 0xffff).then_some(seg)
+    let tcp = tcp::Packet::new_checked(&eth[l4..end]).ok()?;
+    let payload = l4 + tcp.header_len();
+    let seg = Segment { ipv4, l4, payload, end, seq: tcp.seq_number(), flags: tcp.flags() };
+    tcp.verify_checksum(pseudo(eth, &seg, (end - l4) as u32)).then_some(seg)
 }
 
 /// The pseudo-header sum of a segment whose TCP part is `len` bytes.
 fn pseudo(eth: &[u8], seg: &Segment, len: u32) -> u64 {
-    let addrs = if seg.ipv4 { &eth[ETH_LEN + 12..ETH_LEN + 20] } else { &eth[ETH_LEN + 8..ETH_LEN + 40] };
-    checksum::add(0, addrs) + 6 + u64::from(len)
+    let ip = &eth[ETH_LEN..];
+    if seg.ipv4 {
+        ipv4::Packet::new_unchecked(ip).pseudo_header(len)
+    } else {
+        ipv6::Packet::new_unchecked(ip).pseudo_header(Protocol::Tcp, len)
+    }
 }
 
 /// The bytes of the IP header that all joined segments share: all but the
@@ -139,7 +128,7 @@ impl Gro {
             return false;
         }
         self.buf.clear();
-        self.buf.extend_from_slice(&[0; VNET_HDR_LEN]);
+        self.buf.extend_from_slice(&vnet::Repr::PLAIN_BYTES);
         self.buf.extend_from_slice(&eth[..seg.end]);
         self.pending = Some(Pending {
             first: seg,
@@ -222,13 +211,16 @@ impl Gro {
         // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the stack adds the rest.
         let partial = checksum::fold(pseudo(&self.buf[VNET_HDR_LEN..], &seg, (total - l4) as u32));
         self.buf[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
-        let hdr = &mut self.buf[..VNET_HDR_LEN];
-        hdr[0] = VNET_F_NEEDS_CSUM;
-        hdr[1] = if seg.ipv4 { VNET_GSO_TCPV4 } else { VNET_GSO_TCPV6 };
-        hdr[2..4].copy_from_slice(&((seg.payload) as u16).to_le_bytes());
-        hdr[4..6].copy_from_slice(&(p.mss as u16).to_le_bytes());
-        hdr[6..8].copy_from_slice(&(seg.l4 as u16).to_le_bytes());
-        hdr[8..10].copy_from_slice(&16u16.to_le_bytes());
+        let gso = if seg.ipv4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
+        vnet::Repr {
+            flags: vnet::FLAG_NEEDS_CSUM,
+            gso_type: gso.to_raw(),
+            hdr_len: seg.payload as u16,
+            gso_size: p.mss as u16,
+            csum_start: seg.l4 as u16,
+            csum_offset: 16,
+        }
+        .emit(&mut self.buf);
         &self.buf
     }
 }
@@ -238,7 +230,7 @@ mod tests {
     use etherparse::PacketBuilder;
 
     use super::*;
-    use crate::offload::{self, Gso};
+    use crate::offload;
 
     fn payload(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 13 + i / 7) as u8).collect()
@@ -253,7 +245,7 @@ mod tests {
         let mut frame = Vec::new();
         b.write(&mut frame, &payload(20_000)).unwrap();
         let mut out = Vec::new();
-        let gso = if v4 { Gso::TcpV4 } else { Gso::TcpV6 };
+        let gso = if v4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
         let segs = offload::segment(&frame, gso, 1388, 1450, offload::Room::NONE, &mut out).unwrap();
         out.chunks(segs.stride).map(<[u8]>::to_vec).collect()
     }
@@ -262,11 +254,11 @@ mod tests {
     /// gives the same bytes: the round trip a receiving stack relies on.
     fn check_round_trip(joined: &[u8], original: &[Vec<u8>], v4: bool) {
         let hdr = &joined[..VNET_HDR_LEN];
-        assert_eq!(hdr[0], VNET_F_NEEDS_CSUM);
-        assert_eq!(hdr[1], if v4 { VNET_GSO_TCPV4 } else { VNET_GSO_TCPV6 });
+        assert_eq!(hdr[0], vnet::FLAG_NEEDS_CSUM);
+        assert_eq!(GsoType::from_raw(hdr[1]), if v4 { GsoType::TcpV4 } else { GsoType::TcpV6 });
         let mss = usize::from(u16::from_le_bytes([hdr[4], hdr[5]]));
         assert_eq!(mss, if v4 { 1388 } else { 1378 }, "gso_size is the payload per segment");
-        let gso = if v4 { Gso::TcpV4 } else { Gso::TcpV6 };
+        let gso = if v4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
         let mut out = Vec::new();
         let segs = offload::segment(&joined[VNET_HDR_LEN..], gso, mss, 65535, offload::Room::NONE, &mut out).unwrap();
         let again: Vec<Vec<u8>> = out.chunks(segs.stride).map(<[u8]>::to_vec).collect();
@@ -311,7 +303,7 @@ mod tests {
         assert!(!gro.append(&corrupt), "a bad checksum");
         assert!(gro.append(&segs[2]));
         let joined = gro.finish();
-        assert_eq!(joined[1], VNET_GSO_TCPV4);
+        assert_eq!(GsoType::from_raw(joined[1]), GsoType::TcpV4);
     }
 
     #[test]

@@ -14,20 +14,10 @@
 //! Both write into caller-owned buffers and allocate nothing once the
 //! output buffer has grown to its working size.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-
-use crate::checksum;
-
-/// What kind of segmentation a frame asks for (its virtio `gso_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gso {
-    TcpV4,
-    TcpV6,
-    /// UDP segmentation offload (`VIRTIO_NET_HDR_GSO_UDP_L4`), either IP version.
-    UdpL4,
-}
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::ip::Protocol;
+use switchd_wire::vnet::GsoType;
+use switchd_wire::{checksum, ipv4, ipv6, tcp, udp};
 
 /// Why a frame cannot be segmented or checksummed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,27 +67,30 @@ fn offset_in(frame: &[u8], part: &[u8]) -> usize {
 }
 
 fn layout(frame: &[u8]) -> Result<Layout, Error> {
-    let packet = SlicedPacket::from_ethernet(frame).map_err(|_| Error::Truncated)?;
-    let (l3, ipv4) = match &packet.net {
-        Some(NetSlice::Ipv4(ip)) => (offset_in(frame, ip.header().slice()), true),
-        Some(NetSlice::Ipv6(ip)) => (offset_in(frame, ip.header().slice()), false),
+    let eth = ethernet::Frame::new_checked(frame).map_err(|_| Error::Truncated)?;
+    let l3 = ethernet::HEADER_LEN;
+    let ip = &frame[l3..];
+    let (ipv4, end, protocol, upper) = match eth.ethertype() {
+        EtherType::Ipv4 => {
+            let p = ipv4::Packet::new_checked(ip).map_err(|_| Error::Truncated)?;
+            (true, l3 + usize::from(p.total_len()), p.protocol(), &ip[p.header_len()..usize::from(p.total_len())])
+        }
+        EtherType::Ipv6 => {
+            let p = ipv6::Packet::new_checked(ip).map_err(|_| Error::Truncated)?;
+            let end = l3 + ipv6::HEADER_LEN + usize::from(p.payload_len());
+            match ipv6::upper_layer(p.next_header(), &ip[ipv6::HEADER_LEN..end - l3]).map_err(|_| Error::Truncated)? {
+                ipv6::UpperLayer::Protocol(protocol, upper) => (false, end, protocol, upper),
+                ipv6::UpperLayer::LaterFragment => return Err(Error::Mismatch),
+            }
+        }
         _ => return Err(Error::Mismatch),
     };
-    let (l4, payload, tcp) = match &packet.transport {
-        Some(TransportSlice::Tcp(tcp)) => {
-            let l4 = offset_in(frame, tcp.slice());
-            (l4, l4 + tcp.header_len(), true)
-        }
-        Some(TransportSlice::Udp(udp)) => {
-            let l4 = offset_in(frame, udp.slice());
-            (l4, l4 + 8, false)
-        }
+    let l4 = offset_in(frame, upper);
+    let (payload, tcp) = match protocol {
+        Protocol::Tcp => (l4 + tcp::Packet::new_checked(upper).map_err(|_| Error::Truncated)?.header_len(), true),
+        Protocol::Udp if upper.len() >= udp::HEADER_LEN => (l4 + udp::HEADER_LEN, false),
+        Protocol::Udp => return Err(Error::Truncated),
         _ => return Err(Error::Mismatch),
-    };
-    let end = match &packet.net {
-        Some(NetSlice::Ipv4(ip)) => l3 + usize::from(ip.header().total_len()),
-        Some(NetSlice::Ipv6(ip)) => l3 + 40 + usize::from(ip.header().payload_length()),
-        _ => unreachable!("checked above"),
     };
     Ok(Layout { l3, l4, payload, end: end.min(frame.len()), ipv4, tcp })
 }
@@ -137,9 +130,10 @@ impl Room {
 /// Cuts `frame` (an Ethernet frame whose IP payload is one large TCP or UDP
 /// segment) into frames of at most `mss` payload bytes that also fit `mtu`
 /// (an L3 MTU), appended one after another to `out`, each inside `room`.
+/// `gso` names what the frame carries: TCP over IPv4 or IPv6, or UDP.
 pub fn segment(
     frame: &[u8],
-    gso: Gso,
+    gso: GsoType,
     mss: usize,
     mtu: usize,
     room: Room,
@@ -147,9 +141,10 @@ pub fn segment(
 ) -> Result<Segments, Error> {
     let at = layout(frame)?;
     let matches = match gso {
-        Gso::TcpV4 => at.ipv4 && at.tcp,
-        Gso::TcpV6 => !at.ipv4 && at.tcp,
-        Gso::UdpL4 => !at.tcp,
+        GsoType::TcpV4 => at.ipv4 && at.tcp,
+        GsoType::TcpV6 => !at.ipv4 && at.tcp,
+        GsoType::UdpL4 => !at.tcp,
+        GsoType::None | GsoType::Udp | GsoType::Unknown(_) => false,
     };
     if !matches {
         return Err(Error::Mismatch);
@@ -173,17 +168,12 @@ pub fn segment(
         let protocol = if at.tcp { 6 } else { 17 };
         if at.ipv4 {
             let b = ip(12);
-            checksum::pseudo_v4(
-                Ipv4Addr::new(b[0], b[1], b[2], b[3]),
-                Ipv4Addr::new(b[4], b[5], b[6], b[7]),
-                protocol,
-                l4_len,
-            )
+            checksum::pseudo_v4([b[0], b[1], b[2], b[3]].into(), [b[4], b[5], b[6], b[7]].into(), protocol, l4_len)
         } else {
             let b = ip(8);
             let src: [u8; 16] = b[..16].try_into().expect("40-byte IPv6 header");
             let dst: [u8; 16] = b[16..32].try_into().expect("40-byte IPv6 header");
-            checksum::pseudo_v6(Ipv6Addr::from(src), Ipv6Addr::from(dst), protocol, l4_len)
+            checksum::pseudo_v6(src.into(), dst.into(), protocol, l4_len)
         }
     };
 
@@ -236,7 +226,7 @@ pub fn segment(
 
 #[cfg(test)]
 mod tests {
-    use etherparse::{PacketBuilder, TcpHeaderSlice};
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpHeaderSlice, TransportSlice};
 
     use super::*;
 
@@ -312,7 +302,7 @@ mod tests {
     fn tso_v4_to_mss_with_headroom() {
         let frame = tcp_v4(10_000, true);
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!(segs.count, 7); // 6 x 1448 + 1312
         assert_eq!(segs.stride, 8 + 14 + 20 + 20 + 1448);
         assert_eq!(verify(&out, segs, 8, true), payload(10_000));
@@ -328,7 +318,7 @@ mod tests {
         let frame = tcp_v4(5000, false);
         let mut out = Vec::new();
         // A sender claiming a 9000-byte MSS on a 1450 network still gets 1410-byte segments.
-        let segs = segment(&frame, Gso::TcpV4, 9000, 1450, Room::NONE, &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV4, 9000, 1450, Room::NONE, &mut out).unwrap();
         assert_eq!(segs.stride, 14 + 1450);
         assert_eq!(segs.count, 4);
         assert_eq!(verify(&out, segs, 0, true), payload(5000));
@@ -344,10 +334,10 @@ mod tests {
             .write(&mut frame, &payload(4000))
             .unwrap();
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::TcpV6, 1428, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV6, 1428, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!(segs.count, 3);
         assert_eq!(verify(&out, segs, 8, false), payload(4000));
-        assert_eq!(segment(&frame, Gso::TcpV4, 1428, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
+        assert_eq!(segment(&frame, GsoType::TcpV4, 1428, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
     }
 
     #[test]
@@ -359,7 +349,7 @@ mod tests {
             .write(&mut frame, &payload(3000))
             .unwrap();
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::UdpL4, 1200, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::UdpL4, 1200, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!(segs.count, 3);
         let mut joined = Vec::new();
         for i in 0..3 {
@@ -379,7 +369,7 @@ mod tests {
     fn small_gso_frame_is_one_segment() {
         let frame = tcp_v4(100, false);
         let mut out = Vec::new();
-        let segs = segment(&frame, Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
         assert_eq!((segs.count, segs.len), (1, 8 + frame.len()));
         verify(&out, segs, 8, true);
     }
@@ -388,11 +378,11 @@ mod tests {
     fn refuses_what_it_cannot_cut() {
         let mut out = Vec::new();
         let arp = [0u8; 42];
-        assert!(segment(&arp, Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
+        assert!(segment(&arp, GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
         let frame = tcp_v4(100, false);
-        assert_eq!(segment(&frame, Gso::TcpV4, 1448, 40, Room::head(8), &mut out).unwrap_err(), Error::MtuTooSmall);
-        assert_eq!(segment(&frame, Gso::UdpL4, 1448, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
-        assert!(segment(&frame[..30], Gso::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
+        assert_eq!(segment(&frame, GsoType::TcpV4, 1448, 40, Room::head(8), &mut out).unwrap_err(), Error::MtuTooSmall);
+        assert_eq!(segment(&frame, GsoType::UdpL4, 1448, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
+        assert!(segment(&frame[..30], GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
     }
 
     #[test]

@@ -1,31 +1,7 @@
 //! Sealed VXLAN: how an encrypted network's frames travel between switchd
-//! hosts. The same UDP port as VXLAN; the first eight bytes keep VXLAN's
-//! layout (with switchd's S flag), so the VNI is found, and the sender and
-//! VNI checked, before any cryptography runs.
-//!
-//! ```text
-//!  0                   1                   2                   3
-//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//! +-+-+-+-+-+-+-+-+---------------+-------------------------------+
-//! |R|S|R|R|I|R|R|R|    cipher     |             lane              |
-//! +-+-+-+-+-+-+-+-+---------------+---------------+---------------+
-//! |           VXLAN Network Identifier (VNI)      | reserved (0)  |
-//! +-----------------------------------------------+---------------+
-//! |                            key id                             |
-//! +---------------------------------------------------------------+
-//! |                       session (64 bits)                       |
-//! |                                                               |
-//! +---------------------------------------------------------------+
-//! |                   counter = nonce (64 bits)                   |
-//! |                                                               |
-//! +---------------------------------------------------------------+ <- 28 bytes: the AAD
-//! |                                                               |
-//! ~                inner Ethernet frame, encrypted                ~
-//! |                                                               |
-//! +---------------------------------------------------------------+
-//! |                      tag (128 bits)                           |
-//! +---------------------------------------------------------------+
-//! ```
+//! hosts: sealing and opening in place. The header's layout is
+//! `switchd_wire::sealed`'s (the diagram is there); this is what its
+//! fields mean and how they are used:
 //!
 //! - **flags** `0x48`: I and S. **cipher**: 1 ChaCha20-Poly1305, 2
 //!   AES-256-GCM (the sender's choice; a receiver opens either).
@@ -48,26 +24,8 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use switchd_crypto::session::TxSession;
-use switchd_crypto::{Cipher, Key, KeyId, OpenError, RxSessions, SessionId, SessionRef, TAG_LEN};
-
-use crate::vxlan;
-
-pub const HEADER_LEN: usize = 28;
-/// What sealing adds to a plain VXLAN packet.
-pub const OVERHEAD: usize = HEADER_LEN - vxlan::HEADER_LEN + TAG_LEN;
-pub const FLAGS: u8 = vxlan::FLAG_VNI | vxlan::FLAG_SEALED;
-
-mod field {
-    use std::ops::Range;
-    pub const FLAGS: usize = 0;
-    pub const CIPHER: usize = 1;
-    pub const LANE: Range<usize> = 2..4;
-    pub const VNI: Range<usize> = 4..7;
-    pub const RESERVED: usize = 7;
-    pub const KEY: Range<usize> = 8..12;
-    pub const SESSION: Range<usize> = 12..20;
-    pub const COUNTER: Range<usize> = 20..28;
-}
+use switchd_crypto::{Cipher, Key, KeyId, OpenError, RxSessions, SessionId, SessionRef};
+use switchd_wire::sealed::{self as wire, HEADER_LEN, TAG_LEN};
 
 /// Why a sealed packet's header is refused (before any cryptography).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +43,7 @@ pub enum Refused {
     Open(OpenError),
 }
 
-/// A sealed packet's header.
+/// A sealed packet's header, in the crypto crate's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub cipher: Cipher,
@@ -102,33 +60,29 @@ impl Header {
         if datagram.len() < HEADER_LEN + TAG_LEN {
             return Err(HeaderError::Truncated);
         }
-        let h = &datagram[..HEADER_LEN];
-        let cipher = Cipher::from_wire_id(h[field::CIPHER]);
-        let (Some(cipher), FLAGS, 0) = (cipher, h[field::FLAGS], h[field::RESERVED]) else {
-            return Err(HeaderError::Malformed);
-        };
-        let be64 = |r: Range<usize>| u64::from_be_bytes(h[r].try_into().expect("8 bytes"));
+        let h = wire::Header::parse(datagram).map_err(|_| HeaderError::Malformed)?;
+        let cipher = Cipher::from_wire_id(h.cipher.into()).ok_or(HeaderError::Malformed)?;
         Ok(Header {
             cipher,
-            lane: u16::from_be_bytes([h[2], h[3]]),
-            vni: u32::from_be_bytes([0, h[4], h[5], h[6]]),
-            key: KeyId(h[field::KEY].try_into().expect("4 bytes")),
-            session: SessionId(be64(field::SESSION)),
-            counter: be64(field::COUNTER),
+            lane: h.lane,
+            vni: h.vni,
+            key: KeyId(h.key_id),
+            session: SessionId(h.session),
+            counter: h.counter,
         })
     }
 
     /// Writes the header into the first [`HEADER_LEN`] bytes of `buf`.
     pub fn emit(&self, buf: &mut [u8]) {
-        let h = &mut buf[..HEADER_LEN];
-        h[field::FLAGS] = FLAGS;
-        h[field::CIPHER] = self.cipher.wire_id();
-        h[field::LANE].copy_from_slice(&self.lane.to_be_bytes());
-        h[field::VNI].copy_from_slice(&self.vni.to_be_bytes()[1..]);
-        h[field::RESERVED] = 0;
-        h[field::KEY].copy_from_slice(&self.key.0);
-        h[field::SESSION].copy_from_slice(&self.session.0.to_be_bytes());
-        h[field::COUNTER].copy_from_slice(&self.counter.to_be_bytes());
+        wire::Header {
+            cipher: self.cipher.wire_id().into(),
+            lane: self.lane,
+            vni: self.vni,
+            key_id: self.key.0,
+            session: self.session.0,
+            counter: self.counter,
+        }
+        .emit(buf);
     }
 }
 
@@ -218,7 +172,7 @@ mod tests {
         header.extend_from_slice(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&d[..HEADER_LEN], &header[..]);
         assert_eq!(d.len(), HEADER_LEN + 7 + TAG_LEN);
-        assert_eq!(OVERHEAD as u32, switchd_config::validate::SEALED_OVERHEAD, "config's MTU rule knows the overhead");
+        assert_eq!(TAG_LEN, switchd_crypto::TAG_LEN, "the wire's tag is the AEAD's");
         assert_eq!(
             hex::encode(&d[HEADER_LEN..]),
             "3898f4cc704436c1484e9dc986241ddc82d93e37439c51",

@@ -9,22 +9,13 @@
 //! the outer source port (and, sealed, the lane) from the inner flow's
 //! hash ([`crate::flow`]) so a flow keeps one path.
 
-use switchd_crypto::TAG_LEN;
 use switchd_crypto::session::TxSession;
+use switchd_wire::sealed::{HEADER_LEN as SEALED_HEADER_LEN, TAG_LEN};
+pub use switchd_wire::vnet::Offload;
+use switchd_wire::vxlan;
 
-use crate::offload::{self, Gso, Room};
-use crate::{sealed, vxlan};
-
-/// What a frame asks of the device that sends it (from its virtio header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offload {
-    /// Nothing: send it as it is.
-    None,
-    /// Complete the checksum at `start + offset` over `start..`.
-    Checksum { start: usize, offset: usize },
-    /// Cut it into segments of `mss` payload bytes.
-    Segment { gso: Gso, mss: usize },
-}
+use crate::offload::{self, Room};
+use crate::sealed;
 
 /// How the datagrams go on the wire.
 #[derive(Debug)]
@@ -73,7 +64,7 @@ pub fn encapsulate(
 ) -> Result<Datagrams, Error> {
     let room = match wire {
         Wire::Plain => Room::head(vxlan::HEADER_LEN),
-        Wire::Sealed(_) => Room { head: sealed::HEADER_LEN, tail: TAG_LEN },
+        Wire::Sealed(_) => Room { head: SEALED_HEADER_LEN, tail: TAG_LEN },
     };
     let base = out.len();
     let (stride, len) = match offload {
@@ -106,9 +97,10 @@ pub fn encapsulate(
 #[cfg(test)]
 mod tests {
     use etherparse::PacketBuilder;
+    use switchd_wire::checksum;
+    use switchd_wire::vnet::GsoType;
 
     use super::*;
-    use crate::checksum;
 
     fn tcp(len: usize) -> Vec<u8> {
         let mut f = Vec::new();
@@ -145,9 +137,15 @@ mod tests {
     fn a_tso_frame_becomes_equal_datagrams_each_with_a_header() {
         let frame = tcp(5000);
         let mut out = Vec::new();
-        let d =
-            encapsulate(&frame, Offload::Segment { gso: Gso::TcpV4, mss: 1410 }, 0xabcdef, 1450, Wire::Plain, &mut out)
-                .unwrap();
+        let d = encapsulate(
+            &frame,
+            Offload::Segment { gso: GsoType::TcpV4, mss: 1410 },
+            0xabcdef,
+            1450,
+            Wire::Plain,
+            &mut out,
+        )
+        .unwrap();
         let stride = d.stride.unwrap();
         assert_eq!(stride, 8 + 14 + 1450);
         for start in (0..out.len()).step_by(stride) {
@@ -171,13 +169,13 @@ mod tests {
         let ip: IpAddr = "198.18.0.1".parse().unwrap();
         let mut tx = TxSessions::new(Backend::default(), sealed::sender_id(ip), SessionId(1), 0..16);
         let mut session = tx.get((key.id(), &key), 42, Cipher::ChaCha20Poly1305, 0);
-        let offload = Offload::Segment { gso: Gso::TcpV4, mss: 1414 };
+        let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1414 };
         let mut out = Vec::new();
         let d = encapsulate(&frame, offload, 42, 1414, Wire::Sealed(&mut session), &mut out).unwrap();
         let mut plain = Vec::new();
         let p = encapsulate(&frame, offload, 42, 1414, Wire::Plain, &mut plain).unwrap();
         let stride = d.stride.unwrap();
-        assert_eq!(stride, p.stride.unwrap() + sealed::OVERHEAD);
+        assert_eq!(stride, p.stride.unwrap() + switchd_wire::sealed::OVERHEAD);
         assert_eq!(stride, 28 + 14 + 1414 + 16, "one underlay MTU of 1500 less IPv4 and UDP");
 
         let mut rx = RxSessions::new(Backend::default(), 16);

@@ -254,8 +254,8 @@ impl Daemon {
             .and_then(|fd| {
                 let guard = super::gateway::port_guard(&record, &config);
                 self.dataplane
-                    .add_port(network_id, fd, guard)
-                    .ok_or_else(|| "network vanished while joining".to_owned())
+                    .add_port(network_id, Box::new(crate::dataplane::FdPort(fd)), guard)
+                    .map_err(|e| format!("switching {ifname}: {e}"))
             });
         self.pending.clear();
         let port = match made {

@@ -32,7 +32,7 @@ use crate::control::api::{
     NetworkStats, PeerInfo, PortStats, Reply, Request, Stats, Status, VtepStats,
 };
 use crate::dataplane::crypto::{KeySet, NetworkKeys};
-use crate::dataplane::{Dataplane, Underlay};
+use crate::dataplane::{Dataplane, DeviceStats, FdPort, Underlay};
 use crate::io::netns::{self, NetnsId};
 use crate::switch::{Counters, DropReason, Location, NetworkId, PortGuard, PortId, SwitchConfig, VtepId};
 use keys::{KeyStore, Scope};
@@ -676,7 +676,13 @@ impl Daemon {
         let prefix = config.subnet?.prefix_len();
         match crate::io::gateway::host_tap(&name, Some((ip, prefix)), mac, config.mtu.get(), false) {
             Ok(fd) => {
-                let port = self.dataplane.add_port(id, fd, PortGuard::Open)?;
+                let port = match self.dataplane.add_port(id, Box::new(FdPort(fd)), PortGuard::Open) {
+                    Ok(port) => port,
+                    Err(e) => {
+                        tracing::error!("network {}: no host access, {name} cannot be switched: {e}", config.name);
+                        return None;
+                    }
+                };
                 self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));
                 tracing::info!("network {}: host access through {name} ({ip}/{prefix})", config.name);
                 Some(port)
@@ -707,7 +713,13 @@ impl Daemon {
                 return None;
             }
         };
-        let port = self.dataplane.add_port(id, tap, PortGuard::Open)?;
+        let port = match self.dataplane.add_port(id, Box::new(FdPort(tap)), PortGuard::Open) {
+            Ok(port) => port,
+            Err(e) => {
+                tracing::warn!("network {}: no gateway stack, so no DNS over TCP: {e}", config.name);
+                return None;
+            }
+        };
         self.dataplane.with_switch(|s| s.set_gateway_port(id, Some(port)));
         Some((stack, port))
     }
@@ -1048,7 +1060,10 @@ impl Daemon {
         let fd = attach::open(&mut record, attach::Attachment { net, routes: &routes }).map_err(|e| e.to_string())?;
         let network_id = self.networks[net.name.as_str()].id;
         let guard = gateway::port_guard(&record, net);
-        let port = self.dataplane.add_port(network_id, fd, guard).ok_or("network vanished while connecting")?;
+        let port = self
+            .dataplane
+            .add_port(network_id, Box::new(FdPort(fd)), guard)
+            .map_err(|e| format!("switching {}: {e}", record.name))?;
         self.endpoints.push(Endpoint { record, port, netns_id });
         Ok(())
     }
@@ -1165,8 +1180,9 @@ impl Daemon {
         }
         for e in &self.endpoints {
             let rx = self.dataplane.with_switch(|s| s.port_counters(e.port).cloned()).unwrap_or_default();
-            let (tx_frames, tx_bytes, tx_errors) = self.dataplane.port_tx(e.port).unwrap_or_default();
-            let drops = drops_map(&rx, tx_errors);
+            let dev = self.dataplane.port_stats(e.port).unwrap_or_default();
+            let (tx_frames, tx_bytes) = (dev.frames, dev.bytes);
+            let drops = drops_map(&rx, &dev);
             let port = PortStats {
                 network: e.record.network.to_string(),
                 endpoint: e.record.name.to_string(),
@@ -1195,7 +1211,8 @@ impl Daemon {
                 let (host, ip) = self.vtep_owner(id)?;
                 let info = self.dataplane.with_switch(|s| s.vtep_info(id));
                 let rx = info.map(|i| i.rx).unwrap_or_default();
-                let (tx_frames, tx_bytes, tx_errors) = self.dataplane.vtep_tx(id).unwrap_or_default();
+                let dev = self.dataplane.vtep_stats(id).unwrap_or_default();
+                let (tx_frames, tx_bytes) = (dev.frames, dev.bytes);
                 Some(VtepStats {
                     vtep: ip,
                     host,
@@ -1203,11 +1220,11 @@ impl Daemon {
                     rx_bytes: rx.bytes,
                     tx_frames,
                     tx_bytes,
-                    drops: drops_map(&rx, tx_errors),
+                    drops: drops_map(&rx, &dev),
                 })
             })
             .collect();
-        let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), 0));
+        let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), &DeviceStats::default()));
         let (sealed, opened, sessions) = self.dataplane.crypto_counters();
         let crypto =
             self.host.underlay_ip.map(|_| CryptoStats { session: self.session.to_string(), sealed, opened, sessions });
@@ -1432,11 +1449,18 @@ fn key_scope(net: &NetworkConfig) -> Scope {
     }
 }
 
-/// Drops by reason, with refused sends counted as `tx_error`.
-fn drops_map(rx: &Counters, tx_errors: u64) -> BTreeMap<String, u64> {
+/// Drops by reason: the switch's, and the data plane's (refused sends, and
+/// frames it could not send on).
+fn drops_map(rx: &Counters, dev: &DeviceStats) -> BTreeMap<String, u64> {
     let mut drops: BTreeMap<String, u64> = rx.drops_by_name().map(|(k, v)| (k.to_owned(), v)).collect();
-    if tx_errors > 0 {
-        drops.insert(DropReason::TxError.as_str().to_owned(), tx_errors);
+    let data_plane = [
+        (DropReason::TxError, dev.errors),
+        (DropReason::TxQueueFull, dev.queue_full),
+        (DropReason::OffloadError, dev.offload_errors),
+        (DropReason::NoKey, dev.no_key),
+    ];
+    for (reason, n) in data_plane.into_iter().filter(|(_, n)| *n > 0) {
+        *drops.entry(reason.as_str().to_owned()).or_default() += n;
     }
     drops
 }

@@ -140,9 +140,11 @@ impl WorkerCrypto {
         let net = self.keys.networks.get(&vni)?;
         Some(self.tx.get(net.ring.sending(), vni, net.cipher, lane))
     }
+}
 
+impl crate::switch::Opener for WorkerCrypto {
     /// Opens a sealed datagram from `sender` in place; where its frame is.
-    pub fn open(&mut self, datagram: &mut [u8], sender: IpAddr) -> Result<Range<usize>, Refused> {
+    fn open(&mut self, datagram: &mut [u8], sender: IpAddr) -> Result<Range<usize>, Refused> {
         let rx = self.rx.as_mut().expect("only the underlay worker opens");
         let networks = &self.keys.networks;
         let opened = sealed::open(datagram, sender, rx, |vni, id| networks.get(&vni)?.ring.get(id));

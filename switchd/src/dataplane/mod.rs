@@ -1,12 +1,15 @@
-//! The data plane: worker threads that move frames between ports and the
-//! underlay through the [`Switch`].
+//! The data plane: worker threads that pump frames between ports and the
+//! underlay, carrying out what the [`Switch`] plans.
 //!
 //! Each port is read by one worker (assigned round-robin); worker 0 also
 //! reads the underlay's VXLAN socket. Any worker may write to any port or
 //! send to any VTEP. A worker reads a batch from a ready port or socket,
-//! takes the fabric lock once to decide it all, releases it, then writes.
-//! Buffers are allocated once per worker and reused: the steady state
-//! allocates nothing per frame.
+//! takes the fabric lock once to have the switch plan it all (one call per
+//! frame or datagram: [`Switch::handle_frame`], [`Switch::handle_datagram`],
+//! which also opens sealed datagrams through the worker's keys), maps the
+//! plans' targets to devices, releases the lock, then writes. Buffers are
+//! allocated once per worker and reused: the steady state allocates nothing
+//! per frame.
 //!
 //! Between ports, frames go out exactly as they came in, virtio header
 //! included, so a 64 KiB TCP segment crosses in one read and one write.
@@ -14,16 +17,21 @@
 //! the MTU if it is a GSO frame, its open checksum completed otherwise (see
 //! `switchd_overlay::offload`), sealed if its network is encrypted
 //! ([`crypto`]), then sent with one `sendmsg` (with `UDP_SEGMENT` when it
-//! makes several datagrams; [`tx`]). From the underlay, datagrams are
-//! admitted by the switch, sealed ones opened in place outside the lock,
-//! and each inner frame written to its port behind an all-zero virtio
-//! header, consecutive TCP segments joined first (GRO).
+//! makes several datagrams; [`tx`]). From the underlay, each inner frame is
+//! written to its port behind an all-zero virtio header, consecutive TCP
+//! segments joined first (GRO).
+//!
+//! Devices are [`Port`]s ([`port`]): a TAP or AF_PACKET socket in service,
+//! a pcap recorder or a fault injector around one, or an in-memory port in
+//! the tests below, which drive a worker's batches without threads.
 //!
 //! The control plane changes ports, networks and VTEPs through
-//! [`Dataplane`]; it tells the owning worker to start or stop polling a port
-//! through a channel and an eventfd. Worker 0 also runs the MAC aging timer.
+//! [`Dataplane`]; a port is registered with its worker's epoll at once (so
+//! a failure is the caller's error), and the worker learns of it through a
+//! channel and an eventfd. Worker 0 also runs the MAC aging timer.
 
 pub mod crypto;
+pub mod port;
 mod tx;
 
 use std::io;
@@ -38,22 +46,23 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
-use switchd_config::{MacAddr, Mtu, Vni};
+use switchd_config::{Mtu, Vni};
+use switchd_overlay::flow;
 use switchd_overlay::gro::Gro;
-use switchd_overlay::offload::{self, Gso};
-use switchd_overlay::tunnel::{self, Datagrams, Offload, Wire};
-use switchd_overlay::{flow, vxlan};
+use switchd_overlay::tunnel::{self, Datagrams, Wire};
+use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
 
+use crate::conns::{REPORT_INTERVAL, RateLimit};
 use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
 use crate::io::udp::{self, RecvBatch};
 use crate::services::{self, Tables};
-use crate::switch::frame::{Frame, GsoType, MAX_FRAME_LEN, VNET_F_NEEDS_CSUM, VNET_HDR_LEN};
 use crate::switch::{
-    Action, Arrival, DropReason, Location, NetworkId, NetworkWire, Next, PortGuard, PortId, Switch, SwitchConfig,
-    VtepId, l3, neighbor,
+    Action, DropReason, NetworkId, NetworkWire, NoKeys, Plan, PortGuard, PortId, Switch, SwitchConfig, Target, VtepId,
+    l3, neighbor,
 };
 use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
+pub use port::{FdPort, Port};
 use tx::TxQueue;
 
 /// Frames read from one port before they are decided and written.
@@ -64,57 +73,100 @@ const UNDERLAY_BATCH: usize = 8;
 /// take these values).
 const WAKE_TOKEN: u64 = u64::MAX;
 const UNDERLAY_TOKEN: u64 = u64::MAX - 1;
-/// What precedes a decapsulated frame on its way into a port: no offloads,
-/// checksums as they are.
-const PLAIN_VNET_HDR: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
+const VNET_HDR_LEN: usize = vnet::HEADER_LEN;
 /// The largest `sendmsg` the kernel takes (an IPv4 datagram, less headers).
 const MAX_SEND: usize = 65_000;
+
+/// Refused writes and sends are logged at most this often, with a count.
+static TX_ERROR_LOG: Mutex<RateLimit> = Mutex::new(RateLimit::new(REPORT_INTERVAL));
 
 /// Transmit counters, kept by the workers with relaxed atomics.
 #[derive(Debug, Default)]
 pub struct TxCounters {
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
-    /// Sends the kernel refused (queue full, or a frame it rejected).
+    /// Writes refused because the device's queue was full (`EAGAIN`,
+    /// `ENOBUFS`): the receiver is not keeping up.
+    pub queue_full: AtomicU64,
+    /// Writes refused for any other reason (logged).
     pub errors: AtomicU64,
 }
 
 impl TxCounters {
-    fn record(&self, result: io::Result<usize>, len: usize) {
+    fn record(&self, result: io::Result<usize>, len: usize, to: impl Fn() -> String) {
+        self.record_many(result.map(drop), 1, len, to);
+    }
+
+    /// Counts `count` frames or datagrams of `len` bytes in all, written
+    /// (or refused) at once; `to` names the device, for the log.
+    fn record_many(&self, result: io::Result<()>, count: u64, len: usize, to: impl Fn() -> String) {
         match result {
-            Ok(_) => {
-                self.frames.fetch_add(1, Relaxed);
+            Ok(()) => {
+                self.frames.fetch_add(count, Relaxed);
                 self.bytes.fetch_add(len as u64, Relaxed);
             }
-            Err(_) => {
-                self.errors.fetch_add(1, Relaxed);
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.queue_full.fetch_add(count, Relaxed);
+            }
+            Err(e) => {
+                self.errors.fetch_add(count, Relaxed);
+                let mut log = TX_ERROR_LOG.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(held_back) = log.allow(Instant::now()) {
+                    tracing::warn!("writing to {}: {e} ({held_back} more refused writes since the last report)", to());
+                }
             }
         }
     }
-
-    /// Frames, bytes, errors.
-    pub fn load(&self) -> (u64, u64, u64) {
-        (self.frames.load(Relaxed), self.bytes.load(Relaxed), self.errors.load(Relaxed))
-    }
 }
 
-/// A port's device, as the data plane sees it: an fd that reads and writes
-/// whole frames behind a virtio header (a TAP or an AF_PACKET socket).
+/// What the data plane counts of a device: what it wrote there, what was
+/// refused, and (for a port) frames from it it could not send on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub queue_full: u64,
+    pub errors: u64,
+    /// Frames from the port that would not segment for the underlay.
+    pub offload_errors: u64,
+    /// Frames from the port for an encrypted network this host has no key for.
+    pub no_key: u64,
+}
+
+/// A port's device and what the data plane counts of it.
 #[derive(Debug)]
 pub struct PortIo {
-    fd: OwnedFd,
+    dev: Box<dyn Port>,
     pub tx: TxCounters,
+    offload_errors: AtomicU64,
+    no_key: AtomicU64,
 }
 
 impl PortIo {
-    fn send(&self, frame: &[u8]) {
-        self.tx.record(sys::write(self.fd.as_raw_fd(), frame), frame.len());
+    fn new(dev: Box<dyn Port>) -> Self {
+        PortIo { dev, tx: TxCounters::default(), offload_errors: AtomicU64::new(0), no_key: AtomicU64::new(0) }
     }
 
-    /// Writes a plain Ethernet frame (from the underlay) behind an all-zero
-    /// virtio header, without copying it.
+    fn send(&self, frame: &[u8]) {
+        self.tx.record(self.dev.send(frame), frame.len(), || "a port".to_owned());
+    }
+
+    /// Writes a plain Ethernet frame (from the underlay, or an answer)
+    /// behind an all-zero virtio header, without copying it.
     fn send_plain(&self, eth: &[u8]) {
-        self.tx.record(sys::writev(self.fd.as_raw_fd(), &[&PLAIN_VNET_HDR, eth]), eth.len());
+        self.tx.record(self.dev.send_parts(&vnet::Repr::PLAIN_BYTES, eth), eth.len(), || "a port".to_owned());
+    }
+
+    fn stats(&self) -> DeviceStats {
+        let t = &self.tx;
+        DeviceStats {
+            frames: t.frames.load(Relaxed),
+            bytes: t.bytes.load(Relaxed),
+            queue_full: t.queue_full.load(Relaxed),
+            errors: t.errors.load(Relaxed),
+            offload_errors: self.offload_errors.load(Relaxed),
+            no_key: self.no_key.load(Relaxed),
+        }
     }
 }
 
@@ -123,6 +175,24 @@ impl PortIo {
 pub struct VtepIo {
     addr: SockAddr,
     pub tx: TxCounters,
+}
+
+impl VtepIo {
+    /// The VTEP's address, for messages.
+    pub(super) fn name(&self) -> String {
+        self.addr.as_socket().map_or_else(|| "a VTEP".to_owned(), |a| format!("VTEP {a}"))
+    }
+
+    fn stats(&self) -> DeviceStats {
+        let t = &self.tx;
+        DeviceStats {
+            frames: t.frames.load(Relaxed),
+            bytes: t.bytes.load(Relaxed),
+            queue_full: t.queue_full.load(Relaxed),
+            errors: t.errors.load(Relaxed),
+            ..DeviceStats::default()
+        }
+    }
 }
 
 /// The underlay: VXLAN in (read by worker 0), the pool VXLAN goes out
@@ -155,6 +225,33 @@ pub struct Fabric {
     service_counters: Arc<services::Counters>,
 }
 
+impl Fabric {
+    fn new(config: SwitchConfig) -> Self {
+        Fabric {
+            switch: Switch::new(config),
+            ports: SecondaryMap::new(),
+            vteps: SecondaryMap::new(),
+            services: Arc::default(),
+            service_counters: Arc::default(),
+        }
+    }
+
+    /// The devices `plan`'s copies of frame `i` go to, with the ingress
+    /// port's reply first when the plan calls for one: the one place where
+    /// decisions meet devices.
+    fn devices(&self, plan: &Plan, i: usize, outs: &mut Vec<Out>) {
+        if matches!(plan.action, Action::Answer { .. } | Action::Local { .. } | Action::Reject { .. }) {
+            outs.push(Out::Reply(i));
+        }
+        for target in &plan.targets {
+            match *target {
+                Target::Port(p) => outs.extend(self.ports.get(p).map(|io| Out::Port(i, io.clone()))),
+                Target::Vtep(v) => outs.extend(self.vteps.get(v).map(|io| Out::Vtep(i, io.clone()))),
+            }
+        }
+    }
+}
+
 enum Command {
     Poll(PortId, Arc<PortIo>),
     Forget(PortId),
@@ -165,6 +262,7 @@ enum Command {
 struct WorkerHandle {
     commands: Sender<Command>,
     wake: Arc<OwnedFd>,
+    epoll: Arc<Epoll>,
     thread: Option<JoinHandle<()>>,
     ports: usize,
 }
@@ -192,16 +290,15 @@ fn lock(fabric: &Mutex<Fabric>) -> MutexGuard<'_, Fabric> {
     fabric.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The token a port's readiness comes with.
+fn token_of(id: PortId) -> u64 {
+    id.data().as_ffi()
+}
+
 impl Dataplane {
     /// Starts `workers` data-plane threads; with an underlay, worker 0 reads it.
     pub fn start(config: SwitchConfig, workers: usize, underlay: Option<Underlay>) -> io::Result<Self> {
-        let fabric = Arc::new(Mutex::new(Fabric {
-            switch: Switch::new(config),
-            ports: SecondaryMap::new(),
-            vteps: SecondaryMap::new(),
-            services: Arc::default(),
-            service_counters: Arc::default(),
-        }));
+        let fabric = Arc::new(Mutex::new(Fabric::new(config)));
         let keys = Arc::new(SharedKeys::default());
         let counters = Arc::new(CryptoCounters::default());
         let (mut rx, tx_pool, identity) = match underlay {
@@ -217,8 +314,9 @@ impl Dataplane {
                 identity.map(|id| WorkerCrypto::new(index, id, keys.clone(), counters.clone(), underlay_rx.is_some()));
             let worker =
                 Worker::new(index, fabric.clone(), commands, wake.clone(), underlay_rx, tx_pool.clone(), crypto)?;
+            let epoll = worker.epoll.clone();
             let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || worker.run())?;
-            handles.push(WorkerHandle { commands: tx, wake, thread: Some(thread), ports: 0 });
+            handles.push(WorkerHandle { commands: tx, wake, epoll, thread: Some(thread), ports: 0 });
         }
         Ok(Dataplane { fabric, workers: handles, owner: SecondaryMap::new(), keys, crypto: counters })
     }
@@ -283,48 +381,63 @@ impl Dataplane {
         fabric.vteps.remove(id);
     }
 
-    /// Adds a port on `network` switching frames through `fd`, held to
+    /// Adds a port on `network` switching frames through `dev`, held to
     /// `guard` from its first frame (see `Switch::set_port_guard`), and
-    /// starts polling it. `None` if the network does not exist.
-    pub fn add_port(&mut self, network: NetworkId, fd: OwnedFd, guard: PortGuard) -> Option<PortId> {
-        let io = Arc::new(PortIo { fd, tx: TxCounters::default() });
+    /// starts polling it. Refused if the network does not exist, or the
+    /// device cannot be polled.
+    pub fn add_port(&mut self, network: NetworkId, dev: Box<dyn Port>, guard: PortGuard) -> io::Result<PortId> {
+        let io = Arc::new(PortIo::new(dev));
         let id = {
             let mut fabric = lock(&self.fabric);
-            let id = fabric.switch.add_port(network)?;
+            let id = fabric
+                .switch
+                .add_port(network)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the network is gone"))?;
             fabric.switch.set_port_guard(id, guard);
             fabric.ports.insert(id, io.clone());
             id
         };
-        let (index, worker) = self.workers.iter_mut().enumerate().min_by_key(|(_, w)| w.ports)?;
+        let (index, worker) = self.workers.iter_mut().enumerate().min_by_key(|(_, w)| w.ports).expect("a worker");
+        if let Some(fd) = io.dev.poll_fd()
+            && let Err(e) = worker.epoll.add(fd, token_of(id))
+        {
+            let mut fabric = lock(&self.fabric);
+            fabric.switch.remove_port(id);
+            fabric.ports.remove(id);
+            return Err(io::Error::new(e.kind(), format!("polling the port: {e}")));
+        }
         worker.ports += 1;
         worker.send(Command::Poll(id, io));
         self.owner.insert(id, index);
-        Some(id)
+        Ok(id)
     }
 
     /// Stops switching a port. Its fd closes once the last in-flight write
     /// is done.
     pub fn remove_port(&mut self, id: PortId) {
-        {
+        let io = {
             let mut fabric = lock(&self.fabric);
             fabric.switch.remove_port(id);
-            fabric.ports.remove(id);
-        }
+            fabric.ports.remove(id)
+        };
         if let Some(index) = self.owner.remove(id) {
             let worker = &mut self.workers[index];
+            if let Some(fd) = io.as_ref().and_then(|io| io.dev.poll_fd()) {
+                let _ = worker.epoll.delete(fd);
+            }
             worker.ports -= 1;
             worker.send(Command::Forget(id));
         }
     }
 
-    /// A port's transmit counters: frames, bytes, refused writes.
-    pub fn port_tx(&self, id: PortId) -> Option<(u64, u64, u64)> {
-        lock(&self.fabric).ports.get(id).map(|io| io.tx.load())
+    /// What the data plane counts of a port.
+    pub fn port_stats(&self, id: PortId) -> Option<DeviceStats> {
+        lock(&self.fabric).ports.get(id).map(|io| io.stats())
     }
 
-    /// A VTEP's transmit counters: datagrams, bytes, refused sends.
-    pub fn vtep_tx(&self, id: VtepId) -> Option<(u64, u64, u64)> {
-        lock(&self.fabric).vteps.get(id).map(|io| io.tx.load())
+    /// What the data plane counts of a VTEP.
+    pub fn vtep_stats(&self, id: VtepId) -> Option<DeviceStats> {
+        lock(&self.fabric).vteps.get(id).map(|io| io.stats())
     }
 
     /// Stops the workers. Ports' fds close; persistent TAPs stay.
@@ -346,16 +459,13 @@ impl Drop for Dataplane {
     }
 }
 
-/// One decided output of a batch: frame `i` goes to this port or VTEP, or
-/// is answered on this port on an address owner's behalf.
+/// One output of a batch, in order: frame `i` to this port as it is, to
+/// this VTEP encapsulated, or the ingress port's reply (what the plan says:
+/// an ARP/ND answer, a served request, an ICMP error).
 enum Out {
     Port(usize, Arc<PortIo>),
     Vtep(usize, Arc<VtepIo>),
-    Answer(usize, Arc<PortIo>, MacAddr, neighbor::Request),
-    /// For the gateway's services, from this port on this network.
-    Serve(usize, Arc<PortIo>, PortId, NetworkId),
-    /// Refused by the router: an ICMP error goes back on the port.
-    Reject(usize, Arc<PortIo>, NetworkId, DropReason),
+    Reply(usize),
 }
 
 struct Worker {
@@ -363,22 +473,20 @@ struct Worker {
     fabric: Arc<Mutex<Fabric>>,
     commands: Receiver<Command>,
     wake: Arc<OwnedFd>,
-    epoll: Epoll,
+    epoll: Arc<Epoll>,
     ports: HashMap<u64, (PortId, Arc<PortIo>)>,
     bufs: Vec<Box<[u8]>>,
     lens: [usize; BATCH],
-    /// How frame `i`'s network goes on the wire, when it goes to a VTEP.
-    wire: [Option<NetworkWire>; BATCH],
+    /// The switch's plan for each frame of the batch.
+    plans: Vec<Plan>,
     outs: Vec<Out>,
     underlay_rx: Option<OwnedFd>,
     tx_pool: Arc<Vec<OwnedFd>>,
     recv: RecvBatch,
+    /// The plan of the datagram being decided.
+    plan: Plan,
     /// Decapsulated frames to write, and their ports.
     decap_outs: Vec<(Span, Arc<PortIo>)>,
-    /// Sealed datagrams to open: where, from whom, for which network.
-    to_open: Vec<(Span, IpAddr, Arrival)>,
-    /// What opening them gave: where each frame is, or why it was dropped.
-    opened: Vec<(Arrival, Result<Span, DropReason>)>,
     /// Keys and sessions; `None` without an underlay.
     crypto: Option<WorkerCrypto>,
     /// Joins the TCP segments of decapsulated frames for one write.
@@ -409,7 +517,7 @@ impl Worker {
             let f = lock(&fabric);
             ((index == 0).then(|| f.switch.config().sweep_interval()), f.service_counters.clone())
         };
-        let epoll = Epoll::new()?;
+        let epoll = Arc::new(Epoll::new()?);
         epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;
         if let Some(rx) = &underlay_rx {
             epoll.add(rx.as_raw_fd(), UNDERLAY_TOKEN)?;
@@ -424,14 +532,13 @@ impl Worker {
             ports: HashMap::new(),
             bufs: (0..BATCH).map(|_| vec![0u8; MAX_FRAME_LEN].into_boxed_slice()).collect(),
             lens: [0; BATCH],
-            wire: [None; BATCH],
+            plans: (0..BATCH).map(|_| Plan::default()).collect(),
             outs: Vec::with_capacity(BATCH * 8),
             underlay_rx,
             tx_pool,
             recv: RecvBatch::new(underlay_batch),
+            plan: Plan::default(),
             decap_outs: Vec::with_capacity(UNDERLAY_BATCH * 64),
-            to_open: Vec::with_capacity(UNDERLAY_BATCH * 64),
-            opened: Vec::with_capacity(UNDERLAY_BATCH * 64),
             crypto,
             gro: Gro::new(),
             tx: TxQueue::default(),
@@ -470,22 +577,17 @@ impl Worker {
         }
     }
 
-    /// Applies queued commands; false when told to stop.
+    /// Applies queued commands; false when told to stop. (The control
+    /// plane registers and removes the ports' fds with this worker's epoll
+    /// itself.)
     fn handle_commands(&mut self) -> bool {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Poll(id, io) => {
-                    let token = id.data().as_ffi();
-                    if let Err(e) = self.epoll.add(io.fd.as_raw_fd(), token) {
-                        tracing::error!("cannot poll port: {e}");
-                        continue;
-                    }
-                    self.ports.insert(token, (id, io));
+                    self.ports.insert(token_of(id), (id, io));
                 }
                 Command::Forget(id) => {
-                    if let Some((_, io)) = self.ports.remove(&id.data().as_ffi()) {
-                        let _ = self.epoll.delete(io.fd.as_raw_fd());
-                    }
+                    self.ports.remove(&token_of(id));
                 }
                 Command::Stop => return false,
             }
@@ -509,12 +611,13 @@ impl Worker {
         }
     }
 
-    /// Reads a batch from one ready port, decides it, writes and sends it.
+    /// Reads a batch from one ready port, has the switch plan it, writes
+    /// and sends it.
     fn service_port(&mut self, token: u64) {
         let Some((ingress, port)) = self.ports.get(&token).cloned() else { return };
         let mut n = 0;
         while n < BATCH {
-            match sys::read(port.fd.as_raw_fd(), &mut self.bufs[n]) {
+            match port.dev.recv(&mut self.bufs[n]) {
                 Ok(len) => {
                     self.lens[n] = len;
                     n += 1;
@@ -526,7 +629,9 @@ impl Worker {
                     // stop polling it rather than spin on the error. The
                     // control plane removes the port.
                     tracing::warn!("port read failed, no longer polling it: {e}");
-                    let _ = self.epoll.delete(port.fd.as_raw_fd());
+                    if let Some(fd) = port.dev.poll_fd() {
+                        let _ = self.epoll.delete(fd);
+                    }
                     self.ports.remove(&token);
                     break;
                 }
@@ -538,66 +643,21 @@ impl Worker {
 
         let now = Instant::now();
         {
-            let mut fabric = lock(&self.fabric);
-            let fabric = &mut *fabric;
+            let fabric = &mut *lock(&self.fabric);
+            let mut serves = false;
             for i in 0..n {
-                let action = fabric.switch.handle_frame(now, ingress, &self.bufs[i][..self.lens[i]]);
-                let mut to = |at: Location, network: NetworkId| match at {
-                    Location::Port(p) => {
-                        if let Some(io) = fabric.ports.get(p) {
-                            self.outs.push(Out::Port(i, io.clone()));
-                        }
+                let plan = &mut self.plans[i];
+                fabric.switch.handle_frame(now, ingress, &self.bufs[i][..self.lens[i]], plan);
+                match plan.action {
+                    Action::Route { src, dst, .. } => {
+                        l3::forward(&mut self.bufs[i][VNET_HDR_LEN..self.lens[i]], src, dst)
                     }
-                    Location::Vtep(v) => {
-                        if let (Some(io), Some(wire)) = (fabric.vteps.get(v), fabric.switch.network_wire(network)) {
-                            self.wire[i] = Some(wire);
-                            self.outs.push(Out::Vtep(i, io.clone()));
-                        }
-                    }
-                };
-                match action {
-                    Action::Deliver(out) => {
-                        if let Some(io) = fabric.ports.get(out) {
-                            self.outs.push(Out::Port(i, io.clone()));
-                        }
-                    }
-                    Action::Encap { vtep, network } => to(Location::Vtep(vtep), network),
-                    Action::Flood { network, ingress } => {
-                        for target in fabric.switch.flood_targets(network, ingress) {
-                            to(target, network);
-                        }
-                    }
-                    Action::Answer { port, owner, request } => {
-                        if let Some(io) = fabric.ports.get(port) {
-                            self.outs.push(Out::Answer(i, io.clone(), owner, request));
-                        }
-                    }
-                    Action::Route { network, src, dst, next } => {
-                        l3::forward(&mut self.bufs[i][VNET_HDR_LEN..self.lens[i]], src, dst);
-                        match next {
-                            Next::Port(p) => to(Location::Port(p), network),
-                            Next::Vtep(v) => to(Location::Vtep(v), network),
-                            Next::Flood => {
-                                for target in fabric.switch.flood_targets(network, Location::Port(ingress)) {
-                                    to(target, network);
-                                }
-                            }
-                        }
-                    }
-                    Action::Local { port, network } => {
-                        if let Some(io) = fabric.ports.get(port) {
-                            self.outs.push(Out::Serve(i, io.clone(), port, network));
-                        }
-                    }
-                    Action::Reject { port, network, reason } => {
-                        if let Some(io) = fabric.ports.get(port) {
-                            self.outs.push(Out::Reject(i, io.clone(), network, reason));
-                        }
-                    }
-                    Action::Drop(_) => {}
+                    Action::Local { .. } | Action::Reject { .. } => serves = true,
+                    _ => {}
                 }
+                fabric.devices(plan, i, &mut self.outs);
             }
-            if self.outs.iter().any(|o| matches!(o, Out::Serve(..) | Out::Reject(..))) {
+            if serves {
                 self.services = fabric.services.clone();
             }
         }
@@ -613,49 +673,27 @@ impl Worker {
         // The frame last encapsulated: (its index, and where its datagrams
         // start in the arena, their socket, their layout; `None` if it failed).
         let mut built: Option<(usize, Option<Built>)> = None;
-        let (mut offload_errors, mut no_key) = (0, 0);
         for out in self.outs.drain(..) {
             match out {
                 Out::Port(i, io) => io.send(&self.bufs[i][..self.lens[i]]),
-                Out::Answer(i, io, owner, request) => {
-                    let mut reply = [0u8; VNET_HDR_LEN + neighbor::MAX_REPLY_LEN];
-                    let asked = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
-                    let n = neighbor::reply(asked.ethernet().bytes(), request, owner, &mut reply[VNET_HDR_LEN..]);
-                    io.send(&reply[..VNET_HDR_LEN + n]);
-                }
-                Out::Serve(i, io, port, network) => {
+                Out::Reply(i) => {
                     let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
-                    let (tables, counters, reply) = (&self.services, &self.service_counters, &mut self.reply);
-                    // The responders parse with libraries; should one of
-                    // them panic on some input, drop the frame, not the worker.
-                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        services::serve(tables, counters, port, network, eth, reply)
-                    }));
-                    if served.is_err() {
-                        self.reply.clear();
-                        tracing::error!("a gateway service panicked on a frame (a bug); the frame is dropped");
-                    }
+                    reply(&self.plans[i], eth, (&self.services, &self.service_counters), &mut self.reply);
                     if !self.reply.is_empty() {
-                        io.send_plain(&self.reply);
-                    }
-                }
-                Out::Reject(i, io, network, reason) => {
-                    let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
-                    services::reject(&self.services, &self.service_counters, network, reason, eth, &mut self.reply);
-                    if !self.reply.is_empty() {
-                        io.send_plain(&self.reply);
+                        port.send_plain(&self.reply);
                     }
                 }
                 Out::Vtep(i, io) => {
                     if built.map(|(frame, _)| frame) != Some(i) {
-                        let wire = self.wire[i].expect("set with every Out::Vtep");
+                        let wire = self.plans[i].wire.expect("a plan with a VTEP target has wire settings");
                         let start = self.tx.arena.len();
                         let frame = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
-                        let socket = flow::hash(frame.ethernet().bytes()) as usize % self.tx_pool.len().max(1);
+                        let socket = flow::hash(frame.ethernet().into_inner()) as usize % self.tx_pool.len().max(1);
                         let result = encapsulate(&frame, wire, socket, self.crypto.as_mut(), &mut self.tx.arena);
                         if let Err(reason) = result {
                             self.tx.arena.truncate(start);
-                            *(if reason == DropReason::NoKey { &mut no_key } else { &mut offload_errors }) += 1;
+                            let counter = if reason == DropReason::NoKey { &port.no_key } else { &port.offload_errors };
+                            counter.fetch_add(1, Relaxed);
                         }
                         built = Some((i, result.ok().map(|d| Built { start, socket, datagrams: d })));
                     }
@@ -666,14 +704,10 @@ impl Worker {
             }
         }
         self.tx.flush(&self.tx_pool);
-        if offload_errors + no_key > 0 {
-            let mut fabric = lock(&self.fabric);
-            fabric.switch.count_port_drops(ingress, DropReason::OffloadError, offload_errors);
-            fabric.switch.count_port_drops(ingress, DropReason::NoKey, no_key);
-        }
     }
 
-    /// Reads what the underlay has, decapsulates, decides and writes it.
+    /// Reads what the underlay has, has the switch plan each datagram
+    /// (opening sealed ones in place), and writes the frames.
     fn service_underlay(&mut self) {
         let Some(rx) = &self.underlay_rx else { return };
         let n = match self.recv.recv(rx) {
@@ -687,58 +721,32 @@ impl Worker {
             return;
         }
         let now = Instant::now();
-        // Under the lock: admit every datagram, decide the plain ones, set
-        // the sealed ones aside.
+        if let Some(crypto) = &mut self.crypto {
+            crypto.refresh();
+        }
         {
-            let mut fabric = lock(&self.fabric);
-            let fabric = &mut *fabric;
+            let fabric = &mut *lock(&self.fabric);
             for read in 0..n {
-                let (src, datagrams) = self.recv.read(read);
-                let Some(src) = src else { continue };
+                let Some(src) = self.recv.sender(read) else { continue };
+                let segment = self.recv.segment_size(read);
                 let mut offset = 0;
-                for datagram in datagrams {
-                    let at = Span { read, offset, len: datagram.len() };
-                    offset += datagram.len();
-                    let Ok(arrival) = fabric.switch.admit_datagram(src, datagram) else { continue };
-                    if arrival.sealed {
-                        self.to_open.push((at, src, arrival));
-                        continue;
+                for datagram in self.recv.data_mut(read).chunks_mut(segment) {
+                    let len = datagram.len();
+                    match &mut self.crypto {
+                        Some(keys) => fabric.switch.handle_datagram(now, src, datagram, keys, &mut self.plan),
+                        None => fabric.switch.handle_datagram(now, src, datagram, &mut NoKeys, &mut self.plan),
                     }
-                    let inner = at.within(vxlan::HEADER_LEN..at.len);
-                    let action = fabric.switch.handle_decapsulated(now, arrival, &datagram[vxlan::HEADER_LEN..]);
-                    route_decapsulated(fabric, action, inner, &mut self.decap_outs);
+                    let inner = Span { read, offset: offset + self.plan.inner.start, len: self.plan.inner.len() };
+                    // Only frames from local ports are answered, served,
+                    // routed or encapsulated: from the underlay, ports only.
+                    for p in self.plan.ports() {
+                        self.decap_outs.extend(fabric.ports.get(p).map(|io| (inner, io.clone())));
+                    }
+                    offset += len;
                 }
             }
-        }
-        if !self.to_open.is_empty() {
-            self.open_sealed(now);
         }
         self.write_decapsulated();
-    }
-
-    /// Opens the sealed datagrams set aside (without the lock), then
-    /// decides their frames and counts the failures (with it).
-    fn open_sealed(&mut self, now: Instant) {
-        let crypto = self.crypto.as_mut().expect("an underlay worker has keys");
-        crypto.refresh();
-        for (at, src, arrival) in self.to_open.drain(..) {
-            let datagram = &mut self.recv.data_mut(at.read)[at.offset..at.offset + at.len];
-            let opened = crypto.open(datagram, src).map(|frame| at.within(frame));
-            self.opened.push((arrival, opened.map_err(DropReason::from)));
-        }
-        let mut fabric = lock(&self.fabric);
-        let fabric = &mut *fabric;
-        for (arrival, result) in self.opened.drain(..) {
-            match result {
-                Err(reason) => {
-                    fabric.switch.drop_arrival(arrival, reason);
-                }
-                Ok(at) => {
-                    let action = fabric.switch.handle_decapsulated(now, arrival, at.of(&self.recv));
-                    route_decapsulated(fabric, action, at, &mut self.decap_outs);
-                }
-            }
-        }
     }
 
     /// Writes decapsulated frames to their ports; consecutive segments of
@@ -765,6 +773,33 @@ impl Worker {
     }
 }
 
+/// Builds in `out` the ingress port's reply that `plan` calls for to the
+/// Ethernet frame `eth`: an ARP/ND answer, what the gateway serves, or an
+/// ICMP error. `out` is empty when there is none.
+fn reply(plan: &Plan, eth: &[u8], (tables, counters): (&Tables, &services::Counters), out: &mut Vec<u8>) {
+    out.clear();
+    match plan.action {
+        Action::Answer { owner, request, .. } => {
+            out.resize(neighbor::MAX_REPLY_LEN, 0);
+            let n = neighbor::reply(eth, request, owner, &mut out[..]);
+            out.truncate(n);
+        }
+        Action::Local { port, network } => {
+            // The responders parse with libraries; should one of them panic
+            // on some input, drop the frame, not the worker.
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                services::serve(tables, counters, port, network, eth, out)
+            }));
+            if served.is_err() {
+                out.clear();
+                tracing::error!("a gateway service panicked on a frame (a bug); the frame is dropped");
+            }
+        }
+        Action::Reject { network, reason, .. } => services::reject(tables, counters, network, reason, eth, out),
+        _ => {}
+    }
+}
+
 /// Bytes in the receive buffers: `len` at `offset` of read `read`.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -774,11 +809,6 @@ struct Span {
 }
 
 impl Span {
-    /// The part `range` of this span.
-    fn within(self, range: std::ops::Range<usize>) -> Span {
-        Span { read: self.read, offset: self.offset + range.start, len: range.len() }
-    }
-
     fn of(self, recv: &RecvBatch) -> &[u8] {
         &recv.data(self.read)[self.offset..self.offset + self.len]
     }
@@ -792,50 +822,6 @@ struct Built {
     datagrams: Datagrams,
 }
 
-/// Queues a decapsulated frame for the ports the switch decided on.
-fn route_decapsulated(fabric: &Fabric, action: Action, at: Span, outs: &mut Vec<(Span, Arc<PortIo>)>) {
-    let mut to = |p: PortId| {
-        if let Some(io) = fabric.ports.get(p) {
-            outs.push((at, io.clone()));
-        }
-    };
-    match action {
-        Action::Deliver(p) => to(p),
-        Action::Flood { network, ingress } => {
-            for target in fabric.switch.flood_targets(network, ingress) {
-                if let Location::Port(p) = target {
-                    to(p);
-                }
-            }
-        }
-        // Only frames from local ports are answered, served, routed or
-        // encapsulated.
-        Action::Answer { .. }
-        | Action::Encap { .. }
-        | Action::Local { .. }
-        | Action::Route { .. }
-        | Action::Reject { .. }
-        | Action::Drop(_) => {}
-    }
-}
-
-/// What a frame read from a port (virtio header + Ethernet, checked by the
-/// switch) asks of the device that sends it.
-fn offload_of(frame: &Frame<&[u8]>) -> Result<Offload, offload::Error> {
-    let mss = usize::from(frame.gso_size());
-    Ok(match frame.gso_type() {
-        GsoType::None if frame.flags() & VNET_F_NEEDS_CSUM != 0 => {
-            Offload::Checksum { start: usize::from(frame.csum_start()), offset: usize::from(frame.csum_offset()) }
-        }
-        GsoType::None => Offload::None,
-        GsoType::TcpV4 => Offload::Segment { gso: Gso::TcpV4, mss },
-        GsoType::TcpV6 => Offload::Segment { gso: Gso::TcpV6, mss },
-        GsoType::UdpL4 => Offload::Segment { gso: Gso::UdpL4, mss },
-        // UFO is never enabled on our TAPs, and unknown types were refused.
-        GsoType::Udp | GsoType::Unknown(_) => return Err(offload::Error::Mismatch),
-    })
-}
-
 /// Builds the datagram(s) for `frame` in `scratch`: plain VXLAN, or sealed
 /// on the lane of send socket `socket` when the network is encrypted.
 fn encapsulate(
@@ -845,8 +831,8 @@ fn encapsulate(
     crypto: Option<&mut WorkerCrypto>,
     scratch: &mut Vec<u8>,
 ) -> Result<Datagrams, DropReason> {
-    let offload = offload_of(frame).map_err(|_| DropReason::OffloadError)?;
-    let (eth, vni, mtu) = (frame.ethernet().bytes(), wire.vni.get(), wire.mtu as usize);
+    let offload = frame.offload().map_err(|_| DropReason::OffloadError)?;
+    let (eth, vni, mtu) = (frame.ethernet().into_inner(), wire.vni.get(), wire.mtu as usize);
     if !wire.encrypted {
         return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, scratch).map_err(|_| DropReason::OffloadError);
     }
@@ -860,3 +846,6 @@ fn encapsulate(
     crypto.counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests;

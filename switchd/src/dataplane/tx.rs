@@ -3,7 +3,6 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use switchd_overlay::tunnel::Datagrams;
 
@@ -86,13 +85,9 @@ impl TxQueue {
                 data: &arena[m.start..m.start + m.len],
                 segment: m.segment,
             });
-            self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, ok| {
+            self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, result| {
                 let m = &group[i];
-                let counter = if ok { &m.vtep.tx.frames } else { &m.vtep.tx.errors };
-                counter.fetch_add(m.datagrams as u64, Relaxed);
-                if ok {
-                    m.vtep.tx.bytes.fetch_add(m.len as u64, Relaxed);
-                }
+                m.vtep.tx.record_many(result, m.datagrams as u64, m.len, || m.vtep.name());
             });
             first = end;
         }

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use switchd_config::IfName;
 
 use super::sys::{self, IfReq};
-use crate::switch::frame::VNET_HDR_LEN;
+use switchd_wire::vnet::HEADER_LEN as VNET_HDR_LEN;
 
 const TAP_FLAGS: libc::c_int = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
 

@@ -91,13 +91,13 @@ unsafe impl Send for SendBatch {}
 
 impl SendBatch {
     /// Sends `msgs` on `fd`, as few `sendmmsg` calls as it takes; a message
-    /// the kernel refuses is skipped. Calls `done(i, ok)` for each message.
+    /// the kernel refuses is skipped. Calls `done(i, result)` for each message.
     /// Allocates only while the batch grows past its largest size so far.
     pub fn send<'a>(
         &mut self,
         fd: RawFd,
         msgs: impl Iterator<Item = Outgoing<'a>> + Clone,
-        mut done: impl FnMut(usize, bool),
+        mut done: impl FnMut(usize, io::Result<()>),
     ) {
         self.iovs.clear();
         self.headers.clear();
@@ -137,12 +137,12 @@ impl SendBatch {
                 unsafe { libc::sendmmsg(fd, self.headers[next..].as_mut_ptr(), (n - next) as u32, libc::MSG_DONTWAIT) };
             if sent <= 0 {
                 // The message at `next` was refused (queue full, too big...).
-                done(next, false);
+                done(next, Err(io::Error::last_os_error()));
                 next += 1;
                 continue;
             }
             for i in next..next + sent as usize {
-                done(i, true);
+                done(i, Ok(()));
             }
             next += sent as usize;
         }
@@ -235,10 +235,15 @@ impl RecvBatch {
         &mut self.bufs[i][..self.lens[i]]
     }
 
-    /// The `i`-th read: its sender and the datagrams in it.
-    pub fn read(&self, i: usize) -> (Option<IpAddr>, std::slice::Chunks<'_, u8>) {
-        let data = &self.bufs[i][..self.lens[i]];
-        (ip_of(&self.srcs[i]), data.chunks(self.segments[i]))
+    /// Who sent the `i`-th read.
+    pub fn sender(&self, i: usize) -> Option<IpAddr> {
+        ip_of(&self.srcs[i])
+    }
+
+    /// The size of the datagrams in the `i`-th read (one datagram, or a
+    /// burst the kernel coalesced with `UDP_GRO`; the last may be shorter).
+    pub fn segment_size(&self, i: usize) -> usize {
+        self.segments[i]
     }
 }
 
@@ -292,16 +297,15 @@ mod tests {
             Outgoing { to: &to, data: b"single", segment: None },
         ];
         let mut sent = Vec::new();
-        SendBatch::default().send(tx.as_raw_fd(), msgs.into_iter(), |i, ok| sent.push((i, ok)));
+        SendBatch::default().send(tx.as_raw_fd(), msgs.into_iter(), |i, result| sent.push((i, result.is_ok())));
         assert_eq!(sent, vec![(0, true), (1, true)]);
         let mut batch = RecvBatch::new(4);
         let mut datagrams = Vec::new();
         for _ in 0..100 {
             let n = batch.recv(&rx).unwrap();
             for i in 0..n {
-                let (src, chunks) = batch.read(i);
-                assert_eq!(src, Some("127.0.0.1".parse().unwrap()));
-                datagrams.extend(chunks.map(<[u8]>::to_vec));
+                assert_eq!(batch.sender(i), Some("127.0.0.1".parse().unwrap()));
+                datagrams.extend(batch.data(i).chunks(batch.segment_size(i)).map(<[u8]>::to_vec));
             }
             if datagrams.len() == 4 {
                 break;

@@ -4,22 +4,24 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::PacketBuilder;
 use switchd_config::MacAddr;
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::icmpv4::{self, Message, unreachable};
+use switchd_wire::ip::Protocol;
+use switchd_wire::ipv4;
 
 use crate::switch::{DropReason, l3};
 
 /// ICMP type and code.
-pub type Kind = (u8, u8);
+pub type Kind = (Message, u8);
 
-pub const NET_UNREACHABLE: Kind = (3, 0);
-pub const HOST_UNREACHABLE: Kind = (3, 1);
-pub const PORT_UNREACHABLE: Kind = (3, 3);
+pub const NET_UNREACHABLE: Kind = (Message::DstUnreachable, unreachable::NET);
+pub const HOST_UNREACHABLE: Kind = (Message::DstUnreachable, unreachable::HOST);
+pub const PORT_UNREACHABLE: Kind = (Message::DstUnreachable, unreachable::PORT);
 /// RFC 1812 5.2.7.1: "communication administratively prohibited".
-pub const ADMIN_PROHIBITED: Kind = (3, 13);
-pub const TTL_EXCEEDED: Kind = (11, 0);
+pub const ADMIN_PROHIBITED: Kind = (Message::DstUnreachable, unreachable::ADMIN_PROHIBITED);
+pub const TTL_EXCEEDED: Kind = (Message::TimeExceeded, 0);
 
-const ECHO_REQUEST: u8 = 8;
 /// How much of the offending packet an error quotes beyond its IP header
 /// (RFC 792 asks for 8 bytes; more helps tools match their probes).
 const QUOTE: usize = 64;
@@ -34,17 +36,35 @@ pub fn code_for(reason: DropReason) -> Kind {
     }
 }
 
+/// Appends to `out` an Ethernet/IPv4 frame from `from` to `to` carrying `icmp`.
+fn emit(out: &mut Vec<u8>, from: (MacAddr, Ipv4Addr), to: (MacAddr, Ipv4Addr), icmp: icmpv4::Repr) {
+    let ip = ipv4::Repr {
+        src_addr: from.1,
+        dst_addr: to.1,
+        protocol: Protocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        ttl: 64,
+    };
+    let start = out.len();
+    out.resize(start + ethernet::HEADER_LEN + ip.buffer_len() + icmp.buffer_len(), 0);
+    let mut frame = ethernet::Frame::new_unchecked(&mut out[start..]);
+    ethernet::Repr { src_addr: from.0, dst_addr: to.0, ethertype: EtherType::Ipv4 }.emit(&mut frame);
+    let (header, payload) = frame.payload_mut().split_at_mut(ipv4::MIN_HEADER_LEN);
+    ip.emit(header);
+    icmp.emit(payload);
+}
+
 /// Writes into `out` the gateway's reply to an echo request `eth` (whose
 /// IPv4 header is `ip`); false if it is not an echo request.
 pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec<u8>) -> bool {
-    let Some(icmp) = eth.get(ip.payload_at..) else { return false };
-    let [ECHO_REQUEST, 0, _, _, i0, i1, s0, s1, data @ ..] = icmp else { return false };
-    let (id, seq) = (u16::from_be_bytes([*i0, *i1]), u16::from_be_bytes([*s0, *s1]));
-    let to = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
-    let builder = PacketBuilder::ethernet2(gateway_mac.0, to.0)
-        .ipv4(ip.dst.octets(), ip.src.octets(), 64)
-        .icmpv4_echo_reply(id, seq);
-    builder.write(out, data).is_ok()
+    let Some(Ok(request)) = eth.get(ip.payload_at..).map(icmpv4::Packet::new_checked) else { return false };
+    if request.msg_type() != Message::EchoRequest {
+        return false;
+    }
+    let asker = ethernet::Frame::new_unchecked(eth).src_addr();
+    let reply = icmpv4::Repr::EchoReply { ident: request.echo_ident(), seq: request.echo_seq(), data: request.data() };
+    emit(out, (gateway_mac, ip.dst), (asker, ip.src), reply);
+    true
 }
 
 /// Writes into `out` an ICMP error `kind` about `eth` (IPv4 header `ip`)
@@ -53,24 +73,19 @@ pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec
 /// fragment after the first (RFC 1812 4.3.2.7).
 pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, from: (MacAddr, Ipv4Addr), out: &mut Vec<u8>) {
     out.clear();
-    let icmp_error = ip.protocol == l3::PROTO_ICMP && eth.get(ip.payload_at).is_some_and(|t| ![0, 8].contains(t));
+    let icmp_error = ip.icmp.is_some_and(Message::is_error);
     let not_for_one = ip.dst.is_multicast() || ip.dst.is_broadcast() || ip.src.is_multicast();
     if icmp_error || ip.src.is_unspecified() || ip.src.is_broadcast() || not_for_one || ip.later_fragment {
         return;
     }
-    let quote = &eth[14..(ip.payload_at + QUOTE).min(eth.len())];
-    let to = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
-    let builder = PacketBuilder::ethernet2(from.0.0, to.0)
-        .ipv4(from.1.octets(), ip.src.octets(), 64)
-        .icmpv4_raw(kind.0, kind.1, [0; 4]);
-    if builder.write(out, quote).is_err() {
-        out.clear();
-    }
+    let quote = &eth[ethernet::HEADER_LEN..(ip.payload_at + QUOTE).min(eth.len())];
+    let to = ethernet::Frame::new_unchecked(eth).src_addr();
+    emit(out, from, (to, ip.src), icmpv4::Repr::Error { msg_type: kind.0, code: kind.1, quote });
 }
 
 #[cfg(test)]
 mod tests {
-    use etherparse::{Icmpv4Type, NetSlice, SlicedPacket, TransportSlice};
+    use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
     use super::*;
 
@@ -112,6 +127,7 @@ mod tests {
             let p = SlicedPacket::from_ethernet(&out).unwrap();
             let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
             assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 13));
+            assert!(icmp.checksum() != 0);
             assert_eq!(icmp.payload(), &req[14..], "the whole small packet is quoted");
         }
 

@@ -15,10 +15,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use etherparse::PacketBuilder;
 use hashbrown::HashMap;
 use ipnet::Ipv4Net;
 use switchd_config::MacAddr;
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::ip::Protocol;
+use switchd_wire::{ipv4, udp};
 
 use crate::switch::{DropReason, NetworkId, PortId, l3};
 use dns::Directory;
@@ -147,11 +149,11 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
         bump(&counters.unserved);
         return;
     };
-    let asker = MacAddr(eth[6..12].try_into().expect("a checked Ethernet header"));
+    let asker = ethernet::Frame::new_unchecked(eth).src_addr();
     let payload = &eth[ip.payload_at.min(eth.len())..];
-    match (ip.protocol, ip.dst_port) {
+    match (ip.protocol, ip.dst_port()) {
         // DHCP only from the network's own ports (not routed to another gateway).
-        (l3::PROTO_UDP, Some(dhcp::SERVER_PORT))
+        (Protocol::Udp, Some(dhcp::SERVER_PORT))
             if net.dhcp && tables.ports.get(&port).is_some_and(|p| p.network == network) =>
         {
             let lease = tables.lease(port, network);
@@ -174,13 +176,12 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
             }
         }
         _ if ip.dst != net.gateway => bump(&counters.unserved),
-        (l3::PROTO_ICMP, _) => match icmp::echo_reply(eth, &ip, net.mac, out) {
+        (Protocol::Icmp, _) => match icmp::echo_reply(eth, &ip, net.mac, out) {
             true => bump(&counters.echo_replies),
             false => bump(&counters.unserved),
         },
-        (l3::PROTO_UDP, Some(53)) if net.dns => {
-            // A destination port means the UDP ports are there.
-            let src_port = u16::from_be_bytes([payload[0], payload[1]]);
+        (Protocol::Udp, Some(53)) if net.dns => {
+            let src_port = ip.ports.map_or(0, |(src, _)| src);
             let dirs = tables.directories(port);
             let (outcome, reply) = dns::answer(udp_payload(payload), &dirs, dns::Transport::Udp);
             counters.count_dns(outcome);
@@ -190,7 +191,7 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
         }
         // Nothing listens on other UDP ports of the gateway: say so, as a
         // host would (and as traceroute to the gateway expects).
-        (l3::PROTO_UDP, Some(_)) => {
+        (Protocol::Udp, Some(_)) => {
             icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, (net.mac, net.gateway), out);
             bump(&counters.icmp_errors);
         }
@@ -217,19 +218,33 @@ pub fn reject(
     }
 }
 
-/// The data of a UDP datagram (`udp` starts at its header), bounded by its
-/// length field.
-fn udp_payload(udp: &[u8]) -> &[u8] {
-    let len = udp.get(4..6).map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-    udp.get(8..len.clamp(8, udp.len())).unwrap_or_default()
+/// The data of a UDP datagram (`datagram` starts at its header), bounded by
+/// its length field; nothing if the header is not whole.
+fn udp_payload(datagram: &[u8]) -> &[u8] {
+    udp::Packet::new_checked(datagram).map_or(&[][..], |d| {
+        let len = usize::from(d.len());
+        &datagram[udp::HEADER_LEN..len]
+    })
 }
 
-/// Writes an Ethernet/IPv4/UDP frame from `(mac, ip, port)` to `(mac, ip, port)`.
+/// Writes an Ethernet/IPv4/UDP frame from `(mac, ip, port)` to `(mac, ip, port)`,
+/// checksums filled.
 fn udp(out: &mut Vec<u8>, from: (MacAddr, Ipv4Addr, u16), to: (MacAddr, Ipv4Addr, u16), payload: &[u8]) {
-    let builder = PacketBuilder::ethernet2(from.0.0, to.0.0).ipv4(from.1.octets(), to.1.octets(), 64).udp(from.2, to.2);
-    if builder.write(out, payload).is_err() {
-        out.clear();
-    }
+    let udp_len = udp::HEADER_LEN + payload.len();
+    let ip = ipv4::Repr { src_addr: from.1, dst_addr: to.1, protocol: Protocol::Udp, payload_len: udp_len, ttl: 64 };
+    let start = out.len();
+    out.resize(start + ethernet::HEADER_LEN + ip.buffer_len() + udp_len, 0);
+    let mut frame = ethernet::Frame::new_unchecked(&mut out[start..]);
+    ethernet::Repr { src_addr: from.0, dst_addr: to.0, ethertype: EtherType::Ipv4 }.emit(&mut frame);
+    let (header, datagram) = frame.payload_mut().split_at_mut(ipv4::MIN_HEADER_LEN);
+    ip.emit(header);
+    datagram[..2].copy_from_slice(&from.2.to_be_bytes());
+    datagram[2..4].copy_from_slice(&to.2.to_be_bytes());
+    datagram[udp::HEADER_LEN..].copy_from_slice(payload);
+    let mut d = udp::Packet::new_unchecked(&mut datagram[..]);
+    d.set_len(udp_len as u16);
+    let pseudo = ipv4::Packet::new_unchecked(&*header).pseudo_header(udp_len as u32);
+    d.fill_checksum(pseudo);
 }
 
 /// `ip` if it is an IPv4 address (the gateway services are IPv4's).

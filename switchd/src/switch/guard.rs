@@ -24,25 +24,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use switchd_config::MacAddr;
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::icmpv6::{self, Nd, NdOptionType};
+use switchd_wire::ip::Protocol;
+use switchd_wire::{arp, ipv4, ipv6};
 
 use super::DropReason;
-use super::l3;
-
-const ETH: usize = 14;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const IPV6_HEADER_LEN: usize = 40;
-const PROTO_ICMPV6: u8 = 58;
-/// Extension headers read before giving up on a chain (none is legitimately longer).
-const MAX_EXTENSION_HEADERS: usize = 8;
-
-/// ICMPv6 neighbour discovery (RFC 4861).
-const ROUTER_SOLICITATION: u8 = 133;
-const ROUTER_ADVERTISEMENT: u8 = 134;
-const NEIGHBOR_SOLICITATION: u8 = 135;
-const NEIGHBOR_ADVERTISEMENT: u8 = 136;
-const REDIRECT: u8 = 137;
-const OPTION_SOURCE_LL: u8 = 1;
-const OPTION_TARGET_LL: u8 = 2;
 
 /// What a port may send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,123 +71,84 @@ impl EndpointGuard {
     /// Whether the port may send `eth` (an untagged Ethernet frame, at
     /// least a header long): `Err` names what it lied about.
     pub fn check(&self, eth: &[u8]) -> Result<(), DropReason> {
-        if eth.get(6..12) != Some(&self.mac.0[..]) {
+        let frame = ethernet::Frame::new_checked(eth).map_err(|_| DropReason::SpoofedMac)?;
+        if frame.src_addr() != self.mac {
             return Err(DropReason::SpoofedMac);
         }
         if self.ipv4.is_none() && self.ipv6.is_none() {
             return Ok(());
         }
-        match eth.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]])) {
-            Some(l3::ETHERTYPE_IPV4) => self.check_v4_source(l3::ipv4_src(eth)),
-            Some(l3::ETHERTYPE_ARP) => self.check_arp(eth),
-            Some(ETHERTYPE_IPV6) => self.check_ipv6(eth),
-            Some(0x8100 | 0x88a8 | 0x9100) | None => Err(DropReason::SpoofedAddress),
+        let payload = frame.payload();
+        match frame.ethertype() {
+            EtherType::Ipv4 => {
+                let packet = ipv4::Packet::new_checked(payload).map_err(|_| DropReason::SpoofedAddress)?;
+                self.check_v4_source(packet.src_addr())
+            }
+            EtherType::Arp => self.check_arp(payload),
+            EtherType::Ipv6 => self.check_ipv6(payload),
+            t if t.is_vlan_tag() => Err(DropReason::SpoofedAddress),
             // Other EtherTypes carry no address the guard knows.
-            Some(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 
-    fn check_v4_source(&self, src: Option<Ipv4Addr>) -> Result<(), DropReason> {
-        let allowed = |ip: Ipv4Addr| ip.is_unspecified() || self.ipv4.as_ref().is_none_or(|a| a.contains(&ip));
-        if src.is_some_and(allowed) { Ok(()) } else { Err(DropReason::SpoofedAddress) }
+    fn check_v4_source(&self, src: Ipv4Addr) -> Result<(), DropReason> {
+        let allowed = src.is_unspecified() || self.ipv4.as_ref().is_none_or(|a| a.contains(&src));
+        if allowed { Ok(()) } else { Err(DropReason::SpoofedAddress) }
     }
 
     /// ARP: Ethernet/IPv4 only, from its own MAC and address.
-    fn check_arp(&self, eth: &[u8]) -> Result<(), DropReason> {
-        self.check_v4_source(l3::arp_sender(eth))?;
-        match eth.get(ETH + 8..ETH + 14) {
-            Some(sender_mac) if sender_mac == self.mac.0 => Ok(()),
-            _ => Err(DropReason::SpoofedMac),
-        }
+    fn check_arp(&self, payload: &[u8]) -> Result<(), DropReason> {
+        let packet = arp::Packet::new_checked(payload).map_err(|_| DropReason::SpoofedAddress)?;
+        self.check_v4_source(packet.sender_ip())?;
+        if packet.sender_mac() == self.mac { Ok(()) } else { Err(DropReason::SpoofedMac) }
     }
 
     fn own_v6(&self, ip: Ipv6Addr) -> bool {
         self.ipv6.as_ref().is_none_or(|a| a.contains(&ip))
     }
 
-    fn check_ipv6(&self, eth: &[u8]) -> Result<(), DropReason> {
-        let ip = eth.get(ETH..).unwrap_or_default();
-        let Some(header) = ip.get(..IPV6_HEADER_LEN).filter(|h| h[0] >> 4 == 6) else {
-            return Err(DropReason::SpoofedAddress);
-        };
-        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&header[8..24]).expect("16 bytes"));
+    fn check_ipv6(&self, payload: &[u8]) -> Result<(), DropReason> {
+        let packet = ipv6::Packet::new_checked(payload).map_err(|_| DropReason::SpoofedAddress)?;
+        let src = packet.src_addr();
         if !src.is_unspecified() && !self.own_v6(src) {
             return Err(DropReason::SpoofedAddress);
         }
-        match upper_layer(ip)? {
-            Some((PROTO_ICMPV6, icmp)) => self.check_neighbor_discovery(src, icmp),
+        match packet.upper_layer().map_err(|_| DropReason::SpoofedAddress)? {
+            ipv6::UpperLayer::Protocol(Protocol::Icmpv6, icmp) => self.check_neighbor_discovery(src, icmp),
             _ => Ok(()),
         }
     }
 
     /// Neighbour discovery from a container tells only the truth about itself.
     fn check_neighbor_discovery(&self, src: Ipv6Addr, icmp: &[u8]) -> Result<(), DropReason> {
-        let Some(&kind) = icmp.first() else { return Ok(()) };
-        let target = || icmp.get(8..24).map(|t| Ipv6Addr::from(<[u8; 16]>::try_from(t).expect("16 bytes")));
-        let (options_at, own_option) = match kind {
+        let Ok(packet) = icmpv6::Packet::new_checked(icmp) else { return Ok(()) };
+        let nd = match packet.nd() {
+            None => return Ok(()),
+            Some(nd) => nd.map_err(|_| DropReason::SpoofedNd)?,
+        };
+        let own_option = match nd {
             // Only the gateway, which is switchd's, advertises routes or redirects.
-            ROUTER_ADVERTISEMENT | REDIRECT => return Err(DropReason::SpoofedNd),
-            ROUTER_SOLICITATION => (8, OPTION_SOURCE_LL),
-            NEIGHBOR_SOLICITATION => {
-                // Duplicate address detection (from ::) probes its own addresses only.
-                if src.is_unspecified() && !target().is_some_and(|t| self.own_v6(t)) {
-                    return Err(DropReason::SpoofedNd);
-                }
-                (24, OPTION_SOURCE_LL)
+            Nd::RouterAdvert { .. } | Nd::Redirect { .. } => return Err(DropReason::SpoofedNd),
+            Nd::RouterSolicit { .. } => NdOptionType::SourceLinkLayerAddr,
+            // Duplicate address detection (from ::) probes its own addresses only.
+            Nd::NeighborSolicit { target, .. } if src.is_unspecified() && !self.own_v6(target) => {
+                return Err(DropReason::SpoofedNd);
             }
-            NEIGHBOR_ADVERTISEMENT => {
-                if src.is_unspecified() || !target().is_some_and(|t| self.own_v6(t)) {
-                    return Err(DropReason::SpoofedNd);
-                }
-                (24, OPTION_TARGET_LL)
+            Nd::NeighborSolicit { .. } => NdOptionType::SourceLinkLayerAddr,
+            Nd::NeighborAdvert { target, .. } if src.is_unspecified() || !self.own_v6(target) => {
+                return Err(DropReason::SpoofedNd);
             }
-            _ => return Ok(()),
+            Nd::NeighborAdvert { .. } => NdOptionType::TargetLinkLayerAddr,
         };
         // Its link-layer address options name its own MAC.
-        let mut options = icmp.get(options_at..).unwrap_or_default();
-        while options.len() >= 2 {
-            let len = usize::from(options[1]) * 8;
-            if len == 0 || len > options.len() {
+        for option in nd.options().iter() {
+            let option = option.map_err(|_| DropReason::SpoofedNd)?;
+            if option.kind == own_option && option.link_layer_addr() != Some(self.mac) {
                 return Err(DropReason::SpoofedNd);
             }
-            if options[0] == own_option && options.get(2..8) != Some(&self.mac.0[..]) {
-                return Err(DropReason::SpoofedNd);
-            }
-            options = &options[len..];
         }
         Ok(())
-    }
-}
-
-/// The upper-layer protocol of an IPv6 packet and its bytes, past the
-/// extension headers; `None` for a later fragment (no header to read).
-/// A chain the guard cannot follow to its end is refused.
-fn upper_layer(ip: &[u8]) -> Result<Option<(u8, &[u8])>, DropReason> {
-    let broken = Err(DropReason::SpoofedAddress);
-    let mut next = ip[6];
-    let mut at = IPV6_HEADER_LEN;
-    for _ in 0..MAX_EXTENSION_HEADERS {
-        let Some(header) = ip.get(at..at + 8) else { return broken };
-        let len = match next {
-            // Hop-by-hop, routing, destination options: 8-byte units after the first 8.
-            0 | 43 | 60 => (usize::from(header[1]) + 1) * 8,
-            // Fragment: only the first carries the upper-layer header.
-            44 => {
-                if u16::from_be_bytes([header[2], header[3]]) >> 3 != 0 {
-                    return Ok(None);
-                }
-                8
-            }
-            // Authentication header: 4-byte units after the first 8.
-            51 => (usize::from(header[1]) + 2) * 4,
-            protocol => return Ok(Some((protocol, &ip[at..]))),
-        };
-        next = header[0];
-        at += len;
-    }
-    match next {
-        0 | 43 | 60 | 44 | 51 => broken,
-        protocol => Ok(Some((protocol, ip.get(at..).unwrap_or_default()))),
     }
 }
 

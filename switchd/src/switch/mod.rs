@@ -2,13 +2,14 @@
 //!
 //! Frames come in two ways: from a local port ([`Switch::handle_frame`]:
 //! virtio header + Ethernet, as a TAP reads it) and from the underlay
-//! ([`Switch::handle_datagram`]: a VXLAN datagram and its sender; sealed
-//! ones are admitted, opened by the caller, then decided). Either
+//! ([`Switch::handle_datagram`]: a VXLAN datagram and its sender; a sealed
+//! one is opened in place by the caller's [`Opener`] once admitted). Either
 //! way the switch checks the frame, learns its source (a port, or the
-//! sending VTEP), and says what to do: deliver to a port, encapsulate to a
-//! VTEP, flood the network, or drop, with the reason counted. It never reads
-//! a clock, touches an fd or allocates per frame; the data-plane workers
-//! (`crate::dataplane`) do the I/O.
+//! sending VTEP), and answers with a [`Plan`]: deliver to a port,
+//! encapsulate to a VTEP, flood the network (every target listed), answer,
+//! serve, route, refuse, or drop, with the reason counted. It never reads
+//! a clock, touches an fd or allocates per frame once the plan's buffer
+//! has grown; the data-plane workers (`crate::dataplane`) do the I/O.
 //!
 //! Isolation is structural: every port belongs to one network, each network
 //! has its own forwarding table and VNI, and every decision names ports and
@@ -29,10 +30,10 @@
 //! was given.
 
 mod fdb;
-pub mod frame;
 pub mod guard;
 pub mod l3;
 pub mod neighbor;
+mod plan;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -43,11 +44,15 @@ use serde::Serialize;
 use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_crypto::OpenError;
-use switchd_overlay::{sealed, vxlan};
+use switchd_overlay::sealed;
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::ip::Protocol;
+use switchd_wire::vnet::{Frame, FrameError};
+use switchd_wire::vxlan;
 
 pub use fdb::{Entry as FdbEntry, Fdb, Kind as FdbKind, Learned};
-use frame::{Ethernet, Frame, FrameError};
 pub use guard::{EndpointGuard, PortGuard};
+pub use plan::{NoKeys, Opener, Plan, Target};
 
 new_key_type! {
     /// A port of the switch (one container interface or host interface).
@@ -216,9 +221,12 @@ drop_reasons! {
     NoNeighbor = "no_neighbor",
     /// To the gateway MAC but not IPv4: nothing to route or serve.
     NotRoutable = "not_routable",
-    /// The destination refused the write (queue full or I/O error);
-    /// counted by the data plane on the egress port or VTEP.
+    /// The destination refused the write (an I/O error, logged); counted
+    /// by the data plane on the egress port or VTEP.
     TxError = "tx_error",
+    /// The destination's queue was full (it is not keeping up); counted by
+    /// the data plane on the egress port or VTEP.
+    TxQueueFull = "tx_queue_full",
 }
 
 impl From<FrameError> for DropReason {
@@ -396,10 +404,10 @@ pub struct NetworkWire {
 /// A datagram admitted from the underlay: who sent it, for which network,
 /// and whether it still has to be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arrival {
-    pub vtep: VtepId,
-    pub network: NetworkId,
-    pub sealed: bool,
+struct Arrival {
+    vtep: VtepId,
+    network: NetworkId,
+    sealed: bool,
 }
 
 /// What `switchctl peers` and `stats` show of a VTEP.
@@ -589,13 +597,19 @@ impl Switch {
     }
 
     /// How a network's frames go on the wire, for encapsulation.
-    pub fn network_wire(&self, id: NetworkId) -> Option<NetworkWire> {
+    fn network_wire(&self, id: NetworkId) -> Option<NetworkWire> {
         self.networks.get(id).map(|n| NetworkWire { vni: n.vni, mtu: n.mtu, encrypted: n.encrypted })
     }
 
     /// Decides what to do with one frame (virtio header + Ethernet) read
-    /// from local port `ingress`, learning its source on the way.
-    pub fn handle_frame(&mut self, now: Instant, ingress: PortId, buf: &[u8]) -> Action {
+    /// from local port `ingress`, learning its source on the way: `plan`
+    /// says everything the data plane has to do (see [`Plan`]).
+    pub fn handle_frame(&mut self, now: Instant, ingress: PortId, buf: &[u8], plan: &mut Plan) {
+        let action = self.decide_frame(now, ingress, buf);
+        self.resolve(action, Location::Port(ingress), plan);
+    }
+
+    fn decide_frame(&mut self, now: Instant, ingress: PortId, buf: &[u8]) -> Action {
         let Some(port) = self.ports.get_mut(ingress) else {
             return Action::Drop(DropReason::NoPort);
         };
@@ -616,24 +630,72 @@ impl Switch {
 
     /// Decides what to do with one VXLAN datagram (the UDP payload) from
     /// `src`: accepted only from a known VTEP, for a VNI this host carries
-    /// and the VTEP is a peer on, with a well-formed inner frame that fits
-    /// the network's MTU. The inner frame is `payload[vxlan::HEADER_LEN..]`.
-    pub fn handle_datagram(&mut self, now: Instant, src: IpAddr, payload: &[u8]) -> Action {
-        match self.admit_datagram(src, payload) {
-            Err(reason) => Action::Drop(reason),
-            // Sealed packets are opened by the caller first (see `admit_datagram`).
-            Ok(arrival) if arrival.sealed => self.drop_arrival(arrival, DropReason::SealedOnPlain),
-            Ok(arrival) => self.handle_decapsulated(now, arrival, &payload[vxlan::HEADER_LEN..]),
+    /// and the VTEP is a peer on, in the form the network requires (sealed
+    /// if and only if encrypted: a sealed one is opened in place by
+    /// `opener`), with a well-formed inner frame that fits the network's
+    /// MTU. `plan.inner` says where the inner frame lies in `datagram`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        datagram: &mut [u8],
+        opener: &mut impl Opener,
+        plan: &mut Plan,
+    ) {
+        let arrival = match self.admit_datagram(src, datagram) {
+            Ok(arrival) => arrival,
+            Err(reason) => return plan.reset(Action::Drop(reason)),
+        };
+        let inner = if arrival.sealed {
+            match opener.open(datagram, src) {
+                Ok(inner) => inner,
+                Err(refused) => return plan.reset(self.drop_arrival(arrival, refused.into())),
+            }
+        } else {
+            vxlan::HEADER_LEN..datagram.len()
+        };
+        let action = self.handle_decapsulated(now, arrival, &datagram[inner.clone()]);
+        self.resolve(action, Location::Vtep(arrival.vtep), plan);
+        plan.inner = inner;
+    }
+
+    /// Fills `plan` for `action`: every target it reaches, with the wire
+    /// settings of its network when one is a VTEP.
+    fn resolve(&self, action: Action, ingress: Location, plan: &mut Plan) {
+        plan.reset(action);
+        match action {
+            Action::Deliver(port) => plan.targets.push(Target::Port(port)),
+            Action::Encap { vtep, network } => self.push_vtep(network, vtep, plan),
+            Action::Flood { network, ingress } => self.push_flood(network, ingress, plan),
+            Action::Route { network, next, .. } => match next {
+                Next::Port(port) => plan.targets.push(Target::Port(port)),
+                Next::Vtep(vtep) => self.push_vtep(network, vtep, plan),
+                // Into every port and VTEP of the network routed into.
+                Next::Flood => self.push_flood(network, ingress, plan),
+            },
+            Action::Answer { .. } | Action::Local { .. } | Action::Reject { .. } | Action::Drop(_) => {}
+        }
+    }
+
+    fn push_vtep(&self, network: NetworkId, vtep: VtepId, plan: &mut Plan) {
+        plan.targets.push(Target::Vtep(vtep));
+        plan.wire = self.network_wire(network);
+    }
+
+    fn push_flood(&self, network: NetworkId, ingress: Location, plan: &mut Plan) {
+        for target in self.flood_targets(network, ingress) {
+            match target {
+                Location::Port(port) => plan.targets.push(Target::Port(port)),
+                Location::Vtep(vtep) => self.push_vtep(network, vtep, plan),
+            }
         }
     }
 
     /// The first look at a datagram from the underlay, before anything is
     /// opened or learned: from a known VTEP, for a network it carries, and
     /// in the form that network requires (sealed if and only if encrypted).
-    /// Counts it, and counts the drop when it is refused. A sealed arrival
-    /// is then opened by the caller (`switchd_overlay::sealed::open`), and
-    /// its inner frame handed to [`Switch::handle_decapsulated`].
-    pub fn admit_datagram(&mut self, src: IpAddr, payload: &[u8]) -> Result<Arrival, DropReason> {
+    /// Counts it, and counts the drop when it is refused.
+    fn admit_datagram(&mut self, src: IpAddr, payload: &[u8]) -> Result<Arrival, DropReason> {
         let Some(&vtep_id) = self.vtep_by_ip.get(&src) else {
             self.underlay.count(payload.len());
             self.underlay.drop(DropReason::UnknownSource);
@@ -661,7 +723,7 @@ impl Switch {
     }
 
     /// Counts the drop of an admitted datagram (one that failed to open).
-    pub fn drop_arrival(&mut self, arrival: Arrival, reason: DropReason) -> Action {
+    fn drop_arrival(&mut self, arrival: Arrival, reason: DropReason) -> Action {
         match self.vteps.get_mut(arrival.vtep) {
             Some(vtep) => vtep.rx.drop(reason),
             None => Action::Drop(reason),
@@ -670,15 +732,15 @@ impl Switch {
 
     /// Learns from and decides one inner frame of an admitted datagram
     /// (opened, if it was sealed).
-    pub fn handle_decapsulated(&mut self, now: Instant, arrival: Arrival, frame: &[u8]) -> Action {
+    fn handle_decapsulated(&mut self, now: Instant, arrival: Arrival, frame: &[u8]) -> Action {
         let (Some(vtep), Some(net)) = (self.vteps.get_mut(arrival.vtep), self.networks.get(arrival.network)) else {
             // The VTEP or network went while the packet was being opened.
             return Action::Drop(DropReason::UnknownVni);
         };
         vtep.last_rx = Some(now);
-        let inner = match Ethernet::new_checked(frame) {
+        let inner = match ethernet::Frame::new_checked(frame) {
             Ok(eth) => eth,
-            Err(e) => return vtep.rx.drop(e.into()),
+            Err(_) => return vtep.rx.drop(DropReason::Truncated),
         };
         if !inner.fits_mtu(net.mtu) {
             return vtep.rx.drop(DropReason::Oversize);
@@ -687,7 +749,7 @@ impl Switch {
     }
 
     /// Learning and forwarding, the same for both ways in. `ingress` exists.
-    fn switch(&mut self, now: Instant, network: NetworkId, ingress: Location, eth: Ethernet<'_>) -> Action {
+    fn switch(&mut self, now: Instant, network: NetworkId, ingress: Location, eth: ethernet::Frame<&[u8]>) -> Action {
         let net = &mut self.networks[network];
         let (ports, vteps, config) = (&mut self.ports, &mut self.vteps, &self.config);
         let src = eth.src_addr();
@@ -706,7 +768,7 @@ impl Switch {
                 return ports[p].rx.drop(DropReason::SpoofedAddress);
             }
             if let PortGuard::Endpoint(guard) = &ports[p].guard
-                && let Err(reason) = guard.check(eth.bytes())
+                && let Err(reason) = guard.check(eth.as_bytes())
             {
                 return ports[p].rx.drop(reason);
             }
@@ -749,7 +811,7 @@ impl Switch {
         }
 
         if let Location::Port(port) = ingress
-            && let Some(request) = neighbor::parse(eth.bytes())
+            && let Some(request) = neighbor::parse(eth.as_bytes())
             && let Some(&owner) = net.neighbors.get(&request.target())
             && owner != src
         {
@@ -760,25 +822,25 @@ impl Switch {
         if let (Location::Port(port), Some(gw), false) = (ingress, gateway, from_stack) {
             let dst = eth.dst_addr();
             // Only frames to the gateway, and broadcasts that may be DHCP, are read further.
-            let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.bytes())).flatten();
+            let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.as_bytes())).flatten();
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let (stack, host) = (net.gateway_port, net.host_port);
             if dst == gw.mac || (dhcp && dst.is_broadcast()) {
                 // What switchd itself serves at the gateway address.
                 let served = |ip: &l3::Ipv4| ip.is_echo_request() || ip.is_udp_to(53);
-                let dns_tcp = |ip: &l3::Ipv4| ip.protocol == l3::PROTO_TCP && ip.dst_port == Some(53);
+                let dns_tcp = |ip: &l3::Ipv4| ip.is_tcp_to(53);
                 return match (ip, stack, host) {
                     (Some(_), ..) if dhcp => Action::Local { port, network },
                     (Some(ip), Some(stack), _) if ip.dst == gw.ip && dns_tcp(&ip) => Action::Deliver(stack),
                     // With host access, the rest is the host's.
                     (Some(ip), _, Some(host)) if ip.dst == gw.ip && !served(&ip) => Action::Deliver(host),
-                    (Some(ip), Some(stack), _) if ip.dst == gw.ip && ip.protocol == l3::PROTO_TCP => {
+                    (Some(ip), Some(stack), _) if ip.dst == gw.ip && ip.protocol == Protocol::Tcp => {
                         Action::Deliver(stack)
                     }
                     (Some(ip), ..) if ip.dst == gw.ip => Action::Local { port, network },
                     (Some(ip), ..) => self.route(now, network, port, ip),
                     // An ARP reply to a question of the host side or the stack.
-                    (None, stack, host) if l3::arp_sender(eth.bytes()).is_some() && host.or(stack).is_some() => {
+                    (None, stack, host) if eth.ethertype() == EtherType::Arp && host.or(stack).is_some() => {
                         Action::Deliver(host.or(stack).expect("checked"))
                     }
                     (None, ..) => self.ports[port].rx.drop(DropReason::NotRoutable),
@@ -789,7 +851,7 @@ impl Switch {
     }
 
     /// Where a frame goes in its network by its destination MAC.
-    fn forward(&mut self, now: Instant, network: NetworkId, ingress: Location, eth: Ethernet<'_>) -> Action {
+    fn forward(&mut self, now: Instant, network: NetworkId, ingress: Location, eth: ethernet::Frame<&[u8]>) -> Action {
         let net = &mut self.networks[network];
         let (ports, vteps, config) = (&mut self.ports, &mut self.vteps, &self.config);
         let dst = eth.dst_addr();
@@ -856,7 +918,7 @@ impl Switch {
     /// Where a flood on `network` from `ingress` goes: every local port but
     /// the ingress one, and, for a frame from a local port, every VTEP that
     /// carries the network (never back into the underlay).
-    pub fn flood_targets(&self, network: NetworkId, ingress: Location) -> impl Iterator<Item = Location> + '_ {
+    fn flood_targets(&self, network: NetworkId, ingress: Location) -> impl Iterator<Item = Location> + '_ {
         let (ports, vteps, stack, host) = match self.networks.get(network) {
             Some(n) => (&n.ports[..], &n.vteps[..], n.gateway_port, n.host_port),
             None => (&[][..], &[][..], None, None),
@@ -868,14 +930,6 @@ impl Switch {
             .map(|p| Location::Port(*p))
             .filter(move |p| *p != ingress);
         ports.chain(vteps.iter().map(|v| Location::Vtep(*v)))
-    }
-
-    /// Counts frames from `port` that could not be prepared for the underlay
-    /// (a GSO frame that would not segment).
-    pub fn count_port_drops(&mut self, port: PortId, reason: DropReason, n: u64) {
-        if let Some(p) = self.ports.get_mut(port) {
-            p.rx.drops[reason as usize] += n;
-        }
     }
 
     /// Makes `macs` the network's gossip entries: remote containers behind

@@ -10,15 +10,15 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use switchd_config::MacAddr;
-use switchd_overlay::checksum;
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::icmpv6::{self, Nd, NeighborAdvertRepr, na_flags};
+use switchd_wire::ip::Protocol;
+use switchd_wire::{arp, ipv6};
 
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const ETH: usize = 14;
 /// An ARP reply frame, padded to the Ethernet minimum.
 pub const ARP_REPLY_LEN: usize = 60;
 /// A neighbour advertisement with a target link-layer address option.
-pub const NA_LEN: usize = ETH + 40 + 32;
+pub const NA_LEN: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + NeighborAdvertRepr::LEN;
 /// Room enough for either.
 pub const MAX_REPLY_LEN: usize = NA_LEN;
 
@@ -40,39 +40,31 @@ impl Request {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
-}
-
 /// Recognises an ARP request or neighbour solicitation in an (untagged)
 /// Ethernet frame.
 pub fn parse(eth: &[u8]) -> Option<Request> {
-    match be16(eth, 12)? {
-        ETHERTYPE_ARP => {
-            let arp = eth.get(ETH..ETH + 28)?;
-            // Ethernet/IPv4, lengths 6/4, operation 1 (request).
-            if arp[..8] != [0, 1, 8, 0, 6, 4, 0, 1] {
-                return None;
-            }
-            let sender = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
-            let target = Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]);
+    let frame = ethernet::Frame::new_checked(eth).ok()?;
+    match frame.ethertype() {
+        EtherType::Arp => {
+            let arp = arp::Repr::parse(&arp::Packet::new_checked(frame.payload()).ok()?);
             // A gratuitous ARP announces; it asks nothing.
-            (sender != target).then_some(Request::Arp { target })
+            arp.is_question().then_some(Request::Arp { target: arp.target_ip })
         }
-        ETHERTYPE_IPV6 => {
-            let ip = eth.get(ETH..ETH + 40)?;
-            let icmp = eth.get(ETH + 40..ETH + 40 + 24)?;
-            // Next header ICMPv6, hop limit 255, type 135 (NS), code 0.
-            if ip[6] != 58 || ip[7] != 255 || icmp[0] != 135 || icmp[1] != 0 {
+        EtherType::Ipv6 => {
+            let ip = ipv6::Packet::new_checked(frame.payload()).ok()?;
+            // ICMPv6 right after the header, hop limit 255 (from the link).
+            if ip.next_header() != Protocol::Icmpv6 || ip.hop_limit() != 255 {
                 return None;
             }
-            let source: [u8; 16] = ip[8..24].try_into().ok()?;
             // Duplicate address detection (from ::) must reach the owner.
-            if Ipv6Addr::from(source).is_unspecified() {
+            if ip.src_addr().is_unspecified() {
                 return None;
             }
-            let target: [u8; 16] = icmp[8..24].try_into().ok()?;
-            Some(Request::Solicitation { target: Ipv6Addr::from(target) })
+            let icmp = icmpv6::Packet::new_checked(ip.payload()).ok()?;
+            match (icmp.code(), icmp.nd()?.ok()?) {
+                (0, Nd::NeighborSolicit { target, .. }) => Some(Request::Solicitation { target }),
+                _ => None,
+            }
         }
         _ => None,
     }
@@ -85,51 +77,43 @@ pub fn parse(eth: &[u8]) -> Option<Request> {
 /// If `out` is shorter than [`MAX_REPLY_LEN`], or `request_eth` is not a
 /// request [`parse`] accepted.
 pub fn reply(request_eth: &[u8], request: Request, owner: MacAddr, out: &mut [u8]) -> usize {
-    let asker = &request_eth[6..12];
+    let asked = ethernet::Frame::new_unchecked(request_eth);
+    let asker = asked.src_addr();
     match request {
-        Request::Arp { .. } => {
-            let arp = &request_eth[ETH..ETH + 28];
+        Request::Arp { target } => {
+            let question = arp::Repr::parse(&arp::Packet::new_unchecked(asked.payload()));
             let r = &mut out[..ARP_REPLY_LEN];
             r.fill(0);
-            r[0..6].copy_from_slice(asker);
-            r[6..12].copy_from_slice(&owner.0);
-            r[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-            r[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
-            r[20..22].copy_from_slice(&2u16.to_be_bytes());
-            r[22..28].copy_from_slice(&owner.0); // sender MAC: the owner
-            r[28..32].copy_from_slice(&arp[24..28]); // sender IP: the asked address
-            r[32..38].copy_from_slice(&arp[8..14]); // target MAC: the asker
-            r[38..42].copy_from_slice(&arp[14..18]); // target IP: the asker's
+            let mut frame = ethernet::Frame::new_unchecked(&mut r[..]);
+            ethernet::Repr { src_addr: owner, dst_addr: asker, ethertype: EtherType::Arp }.emit(&mut frame);
+            arp::Repr {
+                operation: arp::Operation::Reply,
+                sender_mac: owner,
+                sender_ip: target,
+                target_mac: question.sender_mac,
+                target_ip: question.sender_ip,
+            }
+            .emit(frame.payload_mut());
             ARP_REPLY_LEN
         }
         Request::Solicitation { target } => {
-            let ip = &request_eth[ETH..ETH + 40];
+            let asker_ip = ipv6::Packet::new_unchecked(asked.payload()).src_addr();
             let r = &mut out[..NA_LEN];
-            r.fill(0);
-            r[0..6].copy_from_slice(asker);
-            r[6..12].copy_from_slice(&owner.0);
-            r[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-            let (hdr, icmp) = r[ETH..].split_at_mut(40);
-            hdr[0] = 0x60;
-            hdr[4..6].copy_from_slice(&32u16.to_be_bytes());
-            hdr[6] = 58;
-            hdr[7] = 255;
-            hdr[8..24].copy_from_slice(&target.octets()); // from the owner's address
-            hdr[24..40].copy_from_slice(&ip[8..24]); // to the asker
-            icmp[0] = 136;
-            icmp[4] = 0x60; // solicited, override
-            icmp[8..24].copy_from_slice(&target.octets());
-            icmp[24] = 2; // target link-layer address option, 8 bytes
-            icmp[25] = 1;
-            icmp[26..32].copy_from_slice(&owner.0);
-            let sum = checksum::pseudo_v6(
-                target,
-                Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).expect("16 bytes")),
-                58,
-                32,
-            );
-            let csum = checksum::finish(checksum::add(sum, icmp));
-            icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+            let mut frame = ethernet::Frame::new_unchecked(&mut r[..]);
+            ethernet::Repr { src_addr: owner, dst_addr: asker, ethertype: EtherType::Ipv6 }.emit(&mut frame);
+            let (ip, icmp) = frame.payload_mut().split_at_mut(ipv6::HEADER_LEN);
+            let header = ipv6::Repr {
+                src_addr: target,
+                dst_addr: asker_ip,
+                next_header: Protocol::Icmpv6,
+                payload_len: NeighborAdvertRepr::LEN,
+                hop_limit: 255,
+            };
+            header.emit(ip);
+            let pseudo =
+                ipv6::Packet::new_unchecked(&*ip).pseudo_header(Protocol::Icmpv6, NeighborAdvertRepr::LEN as u32);
+            NeighborAdvertRepr { flags: na_flags::SOLICITED | na_flags::OVERRIDE, target, target_mac: owner }
+                .emit(icmp, pseudo);
             NA_LEN
         }
     }

@@ -3,12 +3,27 @@
 
 use switchd_config::Vni;
 
-use super::frame::build_plain;
 use super::*;
+use switchd_wire::vnet::{self as frame, build_plain};
 
 const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
 const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
+
+impl Switch {
+    /// The decision alone, for tests that assert it.
+    fn handle_frame_action(&mut self, now: Instant, ingress: PortId, buf: &[u8]) -> Action {
+        let mut plan = Plan::default();
+        self.handle_frame(now, ingress, buf, &mut plan);
+        plan.action
+    }
+
+    fn handle_datagram_action(&mut self, now: Instant, src: IpAddr, datagram: &[u8]) -> Action {
+        let mut plan = Plan::default();
+        self.handle_datagram(now, src, &mut datagram.to_vec(), &mut NoKeys, &mut plan);
+        plan.action
+    }
+}
 
 fn flood(network: NetworkId, port: PortId) -> Action {
     Action::Flood { network, ingress: Location::Port(port) }
@@ -39,22 +54,22 @@ fn lab(config: SwitchConfig) -> Lab {
 #[test]
 fn unknown_unicast_floods_then_learned_unicast_is_delivered() {
     let mut l = lab(SwitchConfig::default());
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), flood(l.net, l.p1));
     let targets: Vec<_> = l.sw.flood_targets(l.net, Location::Port(l.p1)).collect();
     assert_eq!(targets, vec![Location::Port(l.p2), Location::Port(l.p3)], "never back out the ingress port");
     // B answers: A is known, so it goes to p1 only.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), Action::Deliver(l.p1));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B)), Action::Deliver(l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
     assert_eq!(l.sw.network_counters(l.net).unwrap().flooded, 1);
 }
 
 #[test]
 fn broadcast_and_multicast_flood_even_when_known() {
     let mut l = lab(SwitchConfig::default());
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(MacAddr::BROADCAST, A)), flood(l.net, l.p1));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(MacAddr::BROADCAST, A)), flood(l.net, l.p1));
     let mcast = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(mcast, A)), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(mcast, A)), flood(l.net, l.p1));
 }
 
 #[test]
@@ -64,23 +79,23 @@ fn networks_are_isolated() {
     let q1 = l.sw.add_port(other).unwrap();
     let q2 = l.sw.add_port(other).unwrap();
     // B is learned on p2 in the first network.
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
     // From the other network, B is unknown: flood within that network only.
-    assert_eq!(l.sw.handle_frame(l.t0, q1, &frame(B, C)), flood(other, q1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, q1, &frame(B, C)), flood(other, q1));
     assert_eq!(l.sw.flood_targets(other, Location::Port(q1)).collect::<Vec<_>>(), vec![Location::Port(q2)]);
     // The same MAC may live in both networks independently.
-    l.sw.handle_frame(l.t0, q2, &frame(C, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
-    assert_eq!(l.sw.handle_frame(l.t0, q1, &frame(B, C)), Action::Deliver(q2));
+    l.sw.handle_frame_action(l.t0, q2, &frame(C, B));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    assert_eq!(l.sw.handle_frame_action(l.t0, q1, &frame(B, C)), Action::Deliver(q2));
 }
 
 #[test]
 fn entries_age_out() {
     let mut l = lab(SwitchConfig::new(Duration::from_secs(5), 1024));
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
     assert_eq!(l.sw.fdb(l.net, l.t0 + Duration::from_secs(5)).len(), 1);
     let later = l.t0 + Duration::from_secs(6);
-    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(B, A)), flood(l.net, l.p1), "expired entries are not used");
+    assert_eq!(l.sw.handle_frame_action(later, l.p1, &frame(B, A)), flood(l.net, l.p1), "expired entries are not used");
     // A was just learned; B has expired and the sweep removes it.
     l.sw.handle_timeout(later);
     let rows = l.sw.fdb(l.net, later);
@@ -92,7 +107,7 @@ fn entries_age_out() {
 fn refresh_keeps_an_entry_alive() {
     let mut l = lab(SwitchConfig::new(Duration::from_secs(5), 1024));
     for s in 0..20 {
-        l.sw.handle_frame(l.t0 + Duration::from_secs(s), l.p2, &frame(A, B));
+        l.sw.handle_frame_action(l.t0 + Duration::from_secs(s), l.p2, &frame(A, B));
     }
     let t = l.t0 + Duration::from_secs(22);
     l.sw.handle_timeout(t);
@@ -102,11 +117,11 @@ fn refresh_keeps_an_entry_alive() {
 #[test]
 fn mac_moves_between_ports() {
     let mut l = lab(SwitchConfig::default());
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
     // B moves to p3.
-    l.sw.handle_frame(l.t0, l.p3, &frame(A, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p3));
+    l.sw.handle_frame_action(l.t0, l.p3, &frame(A, B));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p3));
     assert_eq!(l.sw.network_counters(l.net).unwrap().mac_moves, 1);
 }
 
@@ -114,7 +129,7 @@ fn mac_moves_between_ports() {
 fn bad_source_macs_are_dropped() {
     let mut l = lab(SwitchConfig::default());
     for src in [MacAddr::BROADCAST, MacAddr::ZERO, MacAddr([0x01, 0, 0x5e, 0, 0, 1])] {
-        assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, src)), Action::Drop(DropReason::BadSrcMac));
+        assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, src)), Action::Drop(DropReason::BadSrcMac));
     }
     assert_eq!(l.sw.port_counters(l.p1).unwrap().drops[DropReason::BadSrcMac as usize], 3);
     assert!(l.sw.fdb(l.net, l.t0).is_empty(), "nothing was learned");
@@ -126,49 +141,49 @@ fn per_port_mac_limit() {
     let mut actions = Vec::new();
     for i in 0..10u8 {
         let src = MacAddr([2, 0, 0, 0, 1, i]);
-        actions.push(l.sw.handle_frame(l.t0, l.p1, &frame(MacAddr::BROADCAST, src)));
+        actions.push(l.sw.handle_frame_action(l.t0, l.p1, &frame(MacAddr::BROADCAST, src)));
     }
     assert_eq!(actions.iter().filter(|a| **a == Action::Drop(DropReason::MacLimit)).count(), 6);
     assert_eq!(l.sw.fdb(l.net, l.t0).len(), 4);
     // Known MACs keep working; other ports are unaffected.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 0]))), flood(l.net, l.p1));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), flood(l.net, l.p2));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 0]))), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B)), flood(l.net, l.p2));
     // A MAC may not move onto a full port either.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(A, B)), Action::Drop(DropReason::MacLimit));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(A, B)), Action::Drop(DropReason::MacLimit));
     // Once entries age out, the port may learn again.
     let later = l.t0 + Duration::from_secs(301);
     l.sw.handle_timeout(later);
-    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 9]))), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(later, l.p1, &frame(B, MacAddr([2, 0, 0, 0, 1, 9]))), flood(l.net, l.p1));
 }
 
 #[test]
 fn port_removal_forgets_its_macs() {
     let mut l = lab(SwitchConfig::default());
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
     l.sw.remove_port(l.p2);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), flood(l.net, l.p1));
     assert_eq!(l.sw.flood_targets(l.net, Location::Port(l.p1)).collect::<Vec<_>>(), vec![Location::Port(l.p3)]);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(A, B)), Action::Drop(DropReason::NoPort));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B)), Action::Drop(DropReason::NoPort));
 }
 
 #[test]
 fn same_port_destination_is_filtered() {
     let mut l = lab(SwitchConfig::default());
-    l.sw.handle_frame(l.t0, l.p1, &frame(MacAddr::BROADCAST, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Drop(DropReason::SamePort));
+    l.sw.handle_frame_action(l.t0, l.p1, &frame(MacAddr::BROADCAST, B));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Drop(DropReason::SamePort));
 }
 
 #[test]
 fn malformed_and_oversize_frames_are_counted() {
     let mut l = lab(SwitchConfig::default());
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &[0u8; 5]), Action::Drop(DropReason::Truncated));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &[0u8; 5]), Action::Drop(DropReason::Truncated));
     let mut bad = frame(B, A);
     bad[1] = 9;
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &bad), Action::Drop(DropReason::BadVnetHdr));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &bad), Action::Drop(DropReason::BadVnetHdr));
     let big = build_plain(B, A, 0x0800, 1501);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &big), Action::Drop(DropReason::Oversize));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &big), Action::Drop(DropReason::Oversize));
     let fits = build_plain(B, A, 0x0800, 1500);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &fits), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &fits), flood(l.net, l.p1));
     let c = l.sw.port_counters(l.p1).unwrap();
     assert_eq!(c.frames, 4);
     let drops: Vec<_> = c.drops_by_name().collect();
@@ -179,7 +194,7 @@ fn malformed_and_oversize_frames_are_counted() {
 fn removing_a_network_removes_its_ports() {
     let mut l = lab(SwitchConfig::default());
     l.sw.remove_network(l.net);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Drop(DropReason::NoPort));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Drop(DropReason::NoPort));
     assert!(l.sw.add_port(l.net).is_none());
 }
 
@@ -193,7 +208,7 @@ fn datagram(flags: u8, vni: u32, dst: MacAddr, src: MacAddr, payload_len: usize)
     let mut d = vec![flags, 0, 0, 0];
     d.extend_from_slice(&vni.to_be_bytes()[1..]);
     d.push(0);
-    d.extend_from_slice(&build_plain(dst, src, 0x0800, payload_len)[frame::VNET_HDR_LEN..]);
+    d.extend_from_slice(&build_plain(dst, src, 0x0800, payload_len)[frame::HEADER_LEN..]);
     d
 }
 
@@ -217,17 +232,17 @@ fn ip(s: &str) -> std::net::IpAddr {
 fn remote_macs_are_learned_behind_their_vtep_and_reached_by_encap() {
     let Overlay { mut l, vtep } = overlay();
     // A frame from the remote host's container C floods locally only.
-    let from_remote = l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    let from_remote = l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
     assert_eq!(from_remote, Action::Flood { network: l.net, ingress: Location::Vtep(vtep) });
     let targets: Vec<_> = l.sw.flood_targets(l.net, Location::Vtep(vtep)).collect();
     assert_eq!(targets, vec![Location::Port(l.p1), Location::Port(l.p2), Location::Port(l.p3)], "split horizon");
     // Now C is known behind the VTEP: local frames to C are encapsulated to it.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
     // Floods from a local port go to the other ports and to the VTEP.
     let targets: Vec<_> = l.sw.flood_targets(l.net, Location::Port(l.p1)).collect();
     assert_eq!(targets, vec![Location::Port(l.p2), Location::Port(l.p3), Location::Vtep(vtep)]);
     // And remote frames to a local MAC are delivered to its port.
-    assert_eq!(l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)), Action::Deliver(l.p1));
+    assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)), Action::Deliver(l.p1));
     assert_eq!(l.sw.network_wire(l.net), Some(NetworkWire { vni: Vni::new(1).unwrap(), mtu: 1500, encrypted: false }));
     let rows = l.sw.fdb(l.net, l.t0);
     assert!(rows.iter().any(|(mac, at, ..)| *mac == C && *at == Location::Vtep(vtep)));
@@ -236,25 +251,25 @@ fn remote_macs_are_learned_behind_their_vtep_and_reached_by_encap() {
 #[test]
 fn a_mac_moves_from_a_port_to_a_vtep_and_back() {
     let Overlay { mut l, vtep } = overlay();
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
     // B's gratuitous ARP now comes from the other host.
-    l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, B, 46));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Encap { vtep, network: l.net });
+    l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, B, 46));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Encap { vtep, network: l.net });
     assert_eq!(l.sw.network_counters(l.net).unwrap().mac_moves, 1);
     assert_eq!(l.sw.vtep_info(vtep).unwrap().learned, 1);
-    l.sw.handle_frame(l.t0, l.p3, &frame(A, B));
+    l.sw.handle_frame_action(l.t0, l.p3, &frame(A, B));
     assert_eq!(l.sw.vtep_info(vtep).unwrap().learned, 0, "moved back: the VTEP's count drops");
 }
 
 #[test]
 fn nothing_goes_back_into_the_underlay() {
     let Overlay { mut l, vtep } = overlay();
-    l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
-    let action = l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, C, A, 46));
+    l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    let action = l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, C, A, 46));
     assert_eq!(action, Action::Drop(DropReason::SamePort), "to a MAC behind the sender itself");
     let other = l.sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
-    let action = l.sw.handle_datagram(l.t0, ip("198.18.0.3"), &datagram(0x08, 1, C, B, 46));
+    let action = l.sw.handle_datagram_action(l.t0, ip("198.18.0.3"), &datagram(0x08, 1, C, B, 46));
     assert_eq!(action, Action::Drop(DropReason::SplitHorizon), "to a MAC behind another VTEP");
     assert_eq!(l.sw.vtep_info(other).unwrap().rx.drops[DropReason::SplitHorizon as usize], 1);
     assert_ne!(vtep, other);
@@ -277,7 +292,7 @@ fn bad_datagrams_are_counted_by_reason() {
         (datagram(0x08, 1, B, MacAddr::ZERO, 46), DropReason::BadSrcMac),
     ];
     for (bytes, reason) in &cases {
-        assert_eq!(l.sw.handle_datagram(l.t0, ip(VTEP_B), bytes), Action::Drop(*reason), "{reason:?}");
+        assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), bytes), Action::Drop(*reason), "{reason:?}");
     }
     let info = l.sw.vtep_info(vtep).unwrap();
     assert_eq!(info.rx.frames, cases.len() as u64);
@@ -289,13 +304,33 @@ fn bad_datagrams_are_counted_by_reason() {
     assert!(l.sw.fdb(l.net, l.t0).is_empty() && l.sw.fdb(other_net, l.t0).is_empty(), "nothing learned");
 
     // Unknown sources are counted apart, before any VTEP is involved.
-    let action = l.sw.handle_datagram(l.t0, ip(STRANGER), &datagram(0x08, 1, B, C, 46));
+    let action = l.sw.handle_datagram_action(l.t0, ip(STRANGER), &datagram(0x08, 1, B, C, 46));
     assert_eq!(action, Action::Drop(DropReason::UnknownSource));
     assert_eq!(l.sw.underlay_counters().drops[DropReason::UnknownSource as usize], 1);
 }
 
-/// An encrypted network takes sealed packets only (opened by the caller
-/// between admission and decision), and a plain one never takes them.
+/// Opens every sealed datagram as if its tag verified (its "ciphertext"
+/// is a plain frame), or refuses every one with `refuse`.
+struct FakeKeys {
+    refuse: Option<OpenError>,
+    opened: usize,
+}
+
+impl Opener for FakeKeys {
+    fn open(&mut self, datagram: &mut [u8], _: IpAddr) -> Result<std::ops::Range<usize>, sealed::Refused> {
+        match self.refuse {
+            Some(e) => Err(sealed::Refused::Open(e)),
+            None => {
+                self.opened += 1;
+                Ok(8..datagram.len())
+            }
+        }
+    }
+}
+
+/// An encrypted network takes sealed packets only (opened in place by the
+/// caller's keys between admission and decision), and a plain one never
+/// takes them.
 #[test]
 fn encrypted_networks_admit_sealed_packets_only() {
     let mut sw = Switch::new(SwitchConfig::default());
@@ -305,25 +340,39 @@ fn encrypted_networks_admit_sealed_packets_only() {
     let vtep = sw.add_vtep(format!("{VTEP_B}:4789").parse().unwrap(), None).unwrap();
     assert!(sw.network_wire(secret).unwrap().encrypted);
     let t0 = Instant::now();
+    let mut plan = Plan::default();
+    let mut decide = |sw: &mut Switch, keys: &mut FakeKeys, mut d: Vec<u8>| {
+        sw.handle_datagram(t0, ip(VTEP_B), &mut d, keys, &mut plan);
+        plan.clone()
+    };
+    let mut keys = FakeKeys { refuse: None, opened: 0 };
 
     let plaintext = datagram(0x08, 1, MacAddr::BROADCAST, C, 46);
-    assert_eq!(sw.handle_datagram(t0, ip(VTEP_B), &plaintext), Action::Drop(DropReason::PlaintextOnEncrypted));
+    assert_eq!(decide(&mut sw, &mut keys, plaintext).action, Action::Drop(DropReason::PlaintextOnEncrypted));
     let sealed_for_plain = datagram(0x48, 2, MacAddr::BROADCAST, C, 46);
-    assert_eq!(sw.admit_datagram(ip(VTEP_B), &sealed_for_plain), Err(DropReason::SealedOnPlain));
+    assert_eq!(decide(&mut sw, &mut keys, sealed_for_plain).action, Action::Drop(DropReason::SealedOnPlain));
+    assert_eq!(keys.opened, 0, "nothing opened that was refused first");
     assert!(sw.fdb(secret, t0).is_empty(), "nothing learned from refused packets");
 
-    // Admitted, then (opened by the caller, here: as if) decided.
+    // Without its key, or with a tag that fails: refused by reason.
     let sealed = datagram(0x48, 1, MacAddr::BROADCAST, C, 46);
-    let arrival = sw.admit_datagram(ip(VTEP_B), &sealed).unwrap();
-    assert_eq!(arrival, Arrival { vtep, network: secret, sealed: true });
-    assert_eq!(sw.handle_datagram(t0, ip(VTEP_B), &sealed), Action::Drop(DropReason::SealedOnPlain), "never unopened");
-    assert_eq!(sw.drop_arrival(arrival, DropReason::AuthFailed), Action::Drop(DropReason::AuthFailed));
-    let action = sw.handle_decapsulated(t0, arrival, &sealed[8..]);
-    assert_eq!(action, Action::Flood { network: secret, ingress: Location::Vtep(vtep) });
-    assert_eq!(sw.handle_frame(t0, port, &frame(C, A)), Action::Encap { vtep, network: secret });
+    assert_eq!(sw.handle_datagram_action(t0, ip(VTEP_B), &sealed), Action::Drop(DropReason::UnknownKey), "no keys");
+    let mut tampered = FakeKeys { refuse: Some(OpenError::AuthFailed), opened: 0 };
+    assert_eq!(decide(&mut sw, &mut tampered, sealed.clone()).action, Action::Drop(DropReason::AuthFailed));
+    assert!(sw.fdb(secret, t0).is_empty());
+
+    // Opened: decided, and the plan says where the inner frame lies.
+    let opened = decide(&mut sw, &mut keys, sealed.clone());
+    assert_eq!(opened.action, Action::Flood { network: secret, ingress: Location::Vtep(vtep) });
+    assert_eq!(opened.targets, vec![Target::Port(port)]);
+    assert_eq!(opened.inner, 8..sealed.len());
+    assert_eq!(sw.handle_frame_action(t0, port, &frame(C, A)), Action::Encap { vtep, network: secret });
 
     let drops: Vec<_> = sw.vtep_info(vtep).unwrap().rx.drops_by_name().collect();
-    assert_eq!(drops, vec![("plaintext_on_encrypted", 1), ("sealed_on_plain", 2), ("auth_failed", 1)]);
+    assert_eq!(
+        drops,
+        vec![("plaintext_on_encrypted", 1), ("sealed_on_plain", 1), ("unknown_key", 1), ("auth_failed", 1)]
+    );
 }
 
 #[test]
@@ -342,12 +391,12 @@ fn vteps_join_networks_by_vni_and_leave_cleanly() {
     };
     assert_eq!(vteps(&sw, n5, p5), vec![Location::Vtep(all), Location::Vtep(only_5)]);
     assert_eq!(vteps(&sw, n6, p6), vec![Location::Vtep(all)]);
-    sw.handle_datagram(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, MacAddr::BROADCAST, C, 46));
+    sw.handle_datagram_action(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, MacAddr::BROADCAST, C, 46));
     sw.remove_vtep(all);
     assert!(sw.fdb(n5, Instant::now()).is_empty(), "its MACs are forgotten");
     assert_eq!(vteps(&sw, n5, p5), vec![Location::Vtep(only_5)]);
     assert_eq!(
-        sw.handle_datagram(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, B, C, 46)),
+        sw.handle_datagram_action(Instant::now(), ip("198.18.0.2"), &datagram(0x08, 5, B, C, 46)),
         Action::Drop(DropReason::UnknownSource)
     );
 }
@@ -358,30 +407,30 @@ fn vteps_join_networks_by_vni_and_leave_cleanly() {
 fn gossip_entries_route_without_flooding_and_never_age() {
     let Overlay { mut l, vtep } = overlay();
     l.sw.set_gossip_macs(l.net, &[(C, vtep)], l.t0);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
     let much_later = l.t0 + Duration::from_secs(100_000);
     l.sw.handle_timeout(much_later);
-    assert_eq!(l.sw.handle_frame(much_later, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.handle_frame_action(much_later, l.p1, &frame(C, A)), Action::Encap { vtep, network: l.net });
     let rows = l.sw.fdb(l.net, much_later);
     assert!(rows.iter().any(|(m, _, kind, _)| *m == C && *kind == FdbKind::Gossip));
     assert_eq!(l.sw.vtep_info(vtep).unwrap().learned, 0, "gossip entries count against no limit");
     // Replaced by the next set: C is gone, D is there.
     let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
     l.sw.set_gossip_macs(l.net, &[(d, vtep)], much_later);
-    assert_eq!(l.sw.handle_frame(much_later, l.p1, &frame(C, A)), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(much_later, l.p1, &frame(C, A)), flood(l.net, l.p1));
 }
 
 #[test]
 fn traffic_wins_over_gossip_and_local_ports_are_never_overwritten() {
     let Overlay { mut l, vtep } = overlay();
     // B is learned on a local port; gossip claiming it is remote is ignored.
-    l.sw.handle_frame(l.t0, l.p2, &frame(A, B));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
     l.sw.set_gossip_macs(l.net, &[(B, vtep)], l.t0);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(B, A)), Action::Deliver(l.p2));
     // C is remote by gossip, then shows up on a local port: it moved here.
     l.sw.set_gossip_macs(l.net, &[(C, vtep)], l.t0);
-    l.sw.handle_frame(l.t0, l.p3, &frame(MacAddr::BROADCAST, C));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(C, A)), Action::Deliver(l.p3));
+    l.sw.handle_frame_action(l.t0, l.p3, &frame(MacAddr::BROADCAST, C));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(C, A)), Action::Deliver(l.p3));
     assert_eq!(l.sw.port_counters(l.p3).unwrap().frames, 1);
 }
 
@@ -392,12 +441,12 @@ fn vteps_follow_the_networks_their_hosts_carry() {
         sw.flood_targets(l.net, Location::Port(l.p1)).filter(|t| matches!(t, Location::Vtep(_))).count()
     };
     assert_eq!(vteps_of(&l.sw, &l), 1);
-    l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
     l.sw.set_vtep_vnis(vtep, Some(vec![Vni::new(99).unwrap()]));
     assert_eq!(vteps_of(&l.sw, &l), 0);
     assert!(l.sw.fdb(l.net, l.t0).iter().all(|(m, ..)| *m != C), "its MACs on that network are forgotten");
     assert_eq!(
-        l.sw.handle_datagram(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)),
+        l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)),
         Action::Drop(DropReason::UnknownVni)
     );
     l.sw.set_vtep_vnis(vtep, None);
@@ -406,7 +455,7 @@ fn vteps_follow_the_networks_their_hosts_carry() {
 
 /// An ARP request from a container, as its kernel sends it.
 fn arp_request(sender_mac: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0u8; frame::VNET_HDR_LEN];
+    let mut f = vec![0u8; frame::HEADER_LEN];
     f.extend_from_slice(&[0xff; 6]);
     f.extend_from_slice(&sender_mac.0);
     f.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
@@ -421,7 +470,7 @@ fn arp_request(sender_mac: MacAddr, sender_ip: [u8; 4], target_ip: [u8; 4]) -> V
 fn arp_for_a_known_address_is_answered_not_flooded() {
     let mut l = lab(SwitchConfig::default());
     l.sw.set_neighbors(l.net, [(ip("10.0.0.3"), C)]);
-    match l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 3])) {
+    match l.sw.handle_frame_action(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 3])) {
         Action::Answer { port, owner, request } => {
             assert_eq!((port, owner), (l.p1, C));
             assert_eq!(request.target(), ip("10.0.0.3"));
@@ -431,11 +480,11 @@ fn arp_for_a_known_address_is_answered_not_flooded() {
     assert_eq!(l.sw.network_counters(l.net).unwrap().neighbor_answers, 1);
     assert_eq!(l.sw.network_counters(l.net).unwrap().flooded, 0);
     // Unknown targets and gratuitous ARP are flooded as ever.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 9])), flood(l.net, l.p1));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 1])), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 9])), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &arp_request(A, [10, 0, 0, 1], [10, 0, 0, 1])), flood(l.net, l.p1));
     // A container asking for its own address is not answered by the switch.
     l.sw.set_neighbors(l.net, [(ip("10.0.0.1"), A)]);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &arp_request(A, [0, 0, 0, 0], [10, 0, 0, 1])), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &arp_request(A, [0, 0, 0, 0], [10, 0, 0, 1])), flood(l.net, l.p1));
 }
 
 /// Two networks with gateways, 10.1.0.0/24 (VNI 1) and 10.2.0.0/24 (VNI 2),
@@ -481,7 +530,7 @@ fn routed_lab(route: bool) -> RoutedLab {
 
 /// An IPv4/UDP frame behind a virtio header, as a port reads it.
 fn ip_frame(dst: MacAddr, src: MacAddr, from: &str, to: &str, ttl: u8, dst_port: u16) -> Vec<u8> {
-    let mut out = vec![0u8; frame::VNET_HDR_LEN];
+    let mut out = vec![0u8; frame::HEADER_LEN];
     let (from, to): (Ipv4Addr, Ipv4Addr) = (from.parse().unwrap(), to.parse().unwrap());
     etherparse::PacketBuilder::ethernet2(src.0, dst.0)
         .ipv4(from.octets(), to.octets(), ttl)
@@ -497,13 +546,13 @@ fn routes_only_listed_pairs_rewriting_macs() {
     let gw2 = Gateway::mac_for(Vni::new(2).unwrap());
     let mut l = routed_lab(true);
     // B is known on its port once it has sent something.
-    l.sw.handle_frame(l.t0, l.p_back, &ip_frame(MacAddr::BROADCAST, B, "10.2.0.2", "10.2.0.255", 64, 9));
-    let action = l.sw.handle_frame(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 64, 9));
+    l.sw.handle_frame_action(l.t0, l.p_back, &ip_frame(MacAddr::BROADCAST, B, "10.2.0.2", "10.2.0.255", 64, 9));
+    let action = l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 64, 9));
     assert_eq!(action, Action::Route { network: l.back, src: gw2, dst: B, next: Next::Port(l.p_back) });
     assert_eq!(l.sw.network_counters(l.front).unwrap().routed, 1);
 
     let mut l = routed_lab(false);
-    let action = l.sw.handle_frame(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 64, 9));
+    let action = l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 64, 9));
     assert_eq!(action, Action::Reject { port: l.p_front, network: l.front, reason: DropReason::RouteDenied });
     let drops = &l.sw.port_counters(l.p_front).unwrap().drops;
     assert_eq!(drops[DropReason::RouteDenied as usize], 1);
@@ -514,7 +563,7 @@ fn routing_refusals_say_why() {
     let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
     let mut l = routed_lab(true);
     let reject = |reason| Action::Reject { port: l.p_front, network: l.front, reason };
-    let mut send = |to: &str, ttl| l.sw.handle_frame(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", to, ttl, 9));
+    let mut send = |to: &str, ttl| l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw1, A, "10.1.0.2", to, ttl, 9));
     assert_eq!(send("10.2.0.2", 1), reject(DropReason::TtlExceeded), "traceroute's first probe");
     assert_eq!(send("10.2.0.99", 64), reject(DropReason::NoNeighbor));
     assert_eq!(send("192.0.2.1", 64), reject(DropReason::NoRoute));
@@ -528,10 +577,13 @@ fn routing_refusals_say_why() {
 fn dhcp_broadcasts_go_to_the_gateway() {
     let mut l = routed_lab(false);
     let discover = ip_frame(MacAddr::BROADCAST, A, "0.0.0.0", "255.255.255.255", 64, 67);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &discover), Action::Local { port: l.p_front, network: l.front });
+    assert_eq!(
+        l.sw.handle_frame_action(l.t0, l.p_front, &discover),
+        Action::Local { port: l.p_front, network: l.front }
+    );
     // Other broadcasts flood as ever.
     let other = ip_frame(MacAddr::BROADCAST, A, "10.1.0.2", "255.255.255.255", 64, 137);
-    assert!(matches!(l.sw.handle_frame(l.t0, l.p_front, &other), Action::Flood { .. }));
+    assert!(matches!(l.sw.handle_frame_action(l.t0, l.p_front, &other), Action::Flood { .. }));
 }
 
 #[test]
@@ -539,36 +591,36 @@ fn ports_may_only_use_their_addresses() {
     let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
     let mut l = routed_lab(true);
     let spoofed = ip_frame(MacAddr::BROADCAST, A, "10.1.0.3", "10.1.0.255", 64, 9);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &spoofed), Action::Drop(DropReason::SpoofedAddress));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &spoofed), Action::Drop(DropReason::SpoofedAddress));
     // An ARP reply claiming the gateway's address.
     let mut arp = build_plain(MacAddr::BROADCAST, A, 0x0806, 46);
-    let body = &mut arp[frame::VNET_HDR_LEN + 14..];
+    let body = &mut arp[frame::HEADER_LEN + 14..];
     body[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
     body[8..14].copy_from_slice(&A.0);
     body[14..18].copy_from_slice(&[10, 1, 0, 1]);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &arp), Action::Drop(DropReason::SpoofedAddress));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &arp), Action::Drop(DropReason::SpoofedAddress));
     // The gateway's MAC as a source.
     let fake_gw = ip_frame(MacAddr::BROADCAST, gw1, "10.1.0.2", "10.1.0.255", 64, 9);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &fake_gw), Action::Drop(DropReason::SpoofedAddress));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &fake_gw), Action::Drop(DropReason::SpoofedAddress));
     let drops = &l.sw.port_counters(l.p_front).unwrap().drops;
     assert_eq!(drops[DropReason::SpoofedAddress as usize], 3);
     // Its own address is fine.
     let own = ip_frame(MacAddr::BROADCAST, A, "10.1.0.2", "10.1.0.255", 64, 9);
-    assert!(matches!(l.sw.handle_frame(l.t0, l.p_front, &own), Action::Flood { .. }));
+    assert!(matches!(l.sw.handle_frame_action(l.t0, l.p_front, &own), Action::Flood { .. }));
 }
 
 #[test]
 fn the_guard_refuses_what_it_cannot_read() {
     let mut l = routed_lab(false);
-    let spoof = |l: &mut RoutedLab, frame: Vec<u8>| l.sw.handle_frame(l.t0, l.p_front, &frame);
+    let spoof = |l: &mut RoutedLab, frame: Vec<u8>| l.sw.handle_frame_action(l.t0, l.p_front, &frame);
     // An 802.1Q tag (VLAN 0) around a spoofed IPv4 source.
     let mut tagged = ip_frame(MacAddr::BROADCAST, A, "10.1.0.3", "10.1.0.255", 64, 9);
     let vlan = [0x81, 0x00, 0x00, 0x00];
-    tagged.splice(frame::VNET_HDR_LEN + 12..frame::VNET_HDR_LEN + 12, vlan);
+    tagged.splice(frame::HEADER_LEN + 12..frame::HEADER_LEN + 12, vlan);
     assert_eq!(spoof(&mut l, tagged), Action::Drop(DropReason::SpoofedAddress));
     // ARP with another hardware type claiming the gateway.
     let mut arp = build_plain(MacAddr::BROADCAST, A, 0x0806, 46);
-    let body = &mut arp[frame::VNET_HDR_LEN + 14..];
+    let body = &mut arp[frame::HEADER_LEN + 14..];
     body[..8].copy_from_slice(&[0, 6, 8, 0, 6, 4, 0, 2]);
     body[14..18].copy_from_slice(&[10, 1, 0, 1]);
     assert_eq!(spoof(&mut l, arp), Action::Drop(DropReason::SpoofedAddress));
@@ -583,7 +635,7 @@ fn the_other_networks_gateway_is_served_not_flooded() {
     // The daemon puts each gateway among its network's neighbours.
     l.sw.set_neighbors(l.back, [("10.2.0.1".parse().unwrap(), Gateway::mac_for(Vni::new(2).unwrap()))]);
     let to_gw2 = ip_frame(gw1, A, "10.1.0.2", "10.2.0.1", 64, 53);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p_front, &to_gw2), Action::Local { port: l.p_front, network: l.back });
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &to_gw2), Action::Local { port: l.p_front, network: l.back });
 }
 
 /// A lab whose three ports are containers A, B and C (their MACs guarded),
@@ -610,12 +662,12 @@ fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
 fn a_container_cannot_take_another_ones_mac() {
     let (mut l, _, _) = guarded_lab();
     // C talks to B: B is learned on p2.
-    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(C, B)), flood(l.net, l.p2));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p2, &frame(C, B)), flood(l.net, l.p2));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2));
     // A sends one frame as B, of an EtherType nothing reads.
     let forged = build_plain(MacAddr::BROADCAST, B, 0x88b5, 46);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &forged), Action::Drop(DropReason::SpoofedMac));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2), "B's traffic stays B's");
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &forged), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2), "B's traffic stays B's");
     assert_eq!(l.sw.port_counters(l.p1).unwrap().drops[DropReason::SpoofedMac as usize], 1);
     assert_eq!(l.sw.network_counters(l.net).unwrap().mac_moves, 0);
 }
@@ -624,16 +676,16 @@ fn a_container_cannot_take_another_ones_mac() {
 fn a_lan_may_use_any_mac_but_an_endpoints() {
     let (mut l, lan, vtep) = guarded_lab();
     let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
-    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(A, d)), flood(l.net, lan), "a LAN host's own MAC is learned");
+    assert_eq!(l.sw.handle_frame_action(l.t0, lan, &frame(A, d)), flood(l.net, lan), "a LAN host's own MAC is learned");
     // A local endpoint's MAC, learned or not yet: refused.
-    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, B)), Action::Drop(DropReason::SpoofedMac));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p2, &frame(d, B)), Action::Deliver(lan));
-    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, B)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(l.t0, lan, &frame(d, B)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p2, &frame(d, B)), Action::Deliver(lan));
+    assert_eq!(l.sw.handle_frame_action(l.t0, lan, &frame(d, B)), Action::Drop(DropReason::SpoofedMac));
     // A remote endpoint's MAC, known by gossip: refused too.
     let remote = MacAddr([2, 0, 0, 0, 0, 0xe]);
     l.sw.set_gossip_macs(l.net, &[(remote, vtep)], l.t0);
-    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &frame(remote, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.handle_frame_action(l.t0, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &frame(remote, A)), Action::Encap { vtep, network: l.net });
     assert_eq!(l.sw.port_counters(lan).unwrap().drops[DropReason::SpoofedMac as usize], 3);
 }
 
@@ -647,33 +699,33 @@ fn a_lan_cannot_take_a_remote_endpoints_mac_once_traffic_moved_it() {
     let remote = MacAddr([2, 0, 0, 0, 0, 0xe]);
     l.sw.set_gossip_macs(l.net, &[(remote, vtep)], l.t0);
     // The container moved behind another host before gossip said so.
-    let moved = vxlan(1, &build_plain(MacAddr::BROADCAST, remote, 0x0800, 46)[frame::VNET_HDR_LEN..]);
-    assert!(matches!(l.sw.handle_datagram(l.t0, "198.18.0.3".parse().unwrap(), &moved), Action::Flood { .. }));
+    let moved = vxlan(1, &build_plain(MacAddr::BROADCAST, remote, 0x0800, 46)[frame::HEADER_LEN..]);
+    assert!(matches!(l.sw.handle_datagram_action(l.t0, "198.18.0.3".parse().unwrap(), &moved), Action::Flood { .. }));
     let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
-    assert_eq!(l.sw.handle_frame(l.t0, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(l.t0, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
     // And after the learned entry aged out.
     let later = l.t0 + Duration::from_secs(400);
     l.sw.handle_timeout(later);
-    assert_eq!(l.sw.handle_frame(later, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
-    assert_eq!(l.sw.handle_frame(later, l.p1, &frame(remote, A)), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(later, lan, &frame(d, remote)), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(later, l.p1, &frame(remote, A)), flood(l.net, l.p1));
 }
 
 #[test]
 fn a_vtep_cannot_take_a_local_endpoints_mac() {
     let (mut l, _, vtep) = guarded_lab();
-    l.sw.handle_frame(l.t0, l.p2, &frame(C, B));
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(C, B));
     let from = "198.18.0.2".parse().unwrap();
-    let forged = vxlan(1, &build_plain(MacAddr::BROADCAST, B, 0x0800, 46)[frame::VNET_HDR_LEN..]);
-    assert_eq!(l.sw.handle_datagram(l.t0, from, &forged), Action::Drop(DropReason::SpoofedMac));
+    let forged = vxlan(1, &build_plain(MacAddr::BROADCAST, B, 0x0800, 46)[frame::HEADER_LEN..]);
+    assert_eq!(l.sw.handle_datagram_action(l.t0, from, &forged), Action::Drop(DropReason::SpoofedMac));
     // Also one not heard from yet.
-    let forged = vxlan(1, &build_plain(MacAddr::BROADCAST, A, 0x0800, 46)[frame::VNET_HDR_LEN..]);
-    assert_eq!(l.sw.handle_datagram(l.t0, from, &forged), Action::Drop(DropReason::SpoofedMac));
-    assert_eq!(l.sw.handle_frame(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2));
+    let forged = vxlan(1, &build_plain(MacAddr::BROADCAST, A, 0x0800, 46)[frame::HEADER_LEN..]);
+    assert_eq!(l.sw.handle_datagram_action(l.t0, from, &forged), Action::Drop(DropReason::SpoofedMac));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p3, &frame(B, C)), Action::Deliver(l.p2));
     assert_eq!(l.sw.vtep_info(vtep).unwrap().rx.drops[DropReason::SpoofedMac as usize], 2);
     // Once A is gone (it moved to another host), its MAC may appear there.
     l.sw.remove_port(l.p1);
-    let moved = vxlan(1, &build_plain(MacAddr::BROADCAST, A, 0x0800, 46)[frame::VNET_HDR_LEN..]);
-    assert!(matches!(l.sw.handle_datagram(l.t0, from, &moved), Action::Flood { .. }));
+    let moved = vxlan(1, &build_plain(MacAddr::BROADCAST, A, 0x0800, 46)[frame::HEADER_LEN..]);
+    assert!(matches!(l.sw.handle_datagram_action(l.t0, from, &moved), Action::Flood { .. }));
 }
 
 #[test]
@@ -682,8 +734,8 @@ fn gso_frames_asking_for_tiny_segments_are_dropped() {
     let mut tso = build_plain(B, A, 0x0800, 65000);
     // TCPV4, NEEDS_CSUM at 34+16, gso_size 1.
     tso[..10].copy_from_slice(&[0x01, 0x01, 0x42, 0x00, 0x01, 0x00, 0x22, 0x00, 0x10, 0x00]);
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &tso), Action::Drop(DropReason::BadGso));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &tso), Action::Drop(DropReason::BadGso));
     assert_eq!(l.sw.port_counters(l.p1).unwrap().drops[DropReason::BadGso as usize], 1);
     tso[4..6].copy_from_slice(&1448u16.to_le_bytes());
-    assert_eq!(l.sw.handle_frame(l.t0, l.p1, &tso), flood(l.net, l.p1));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &tso), flood(l.net, l.p1));
 }

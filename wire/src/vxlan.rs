@@ -30,8 +30,10 @@ pub const FLAG_VNI: u8 = 0x08;
 pub const FLAG_SEALED: u8 = 0x40;
 /// Outer IPv4 + UDP + VXLAN + inner Ethernet: what a network loses from the
 /// underlay MTU (IPv6 underlay: 20 more).
-pub const OVERHEAD_V4: u32 = 20 + 8 + HEADER_LEN as u32 + 14;
-pub const OVERHEAD_V6: u32 = 40 + 8 + HEADER_LEN as u32 + 14;
+pub const OVERHEAD_V4: u32 =
+    (crate::ipv4::MIN_HEADER_LEN + crate::udp::HEADER_LEN + HEADER_LEN + crate::ethernet::HEADER_LEN) as u32;
+pub const OVERHEAD_V6: u32 =
+    (crate::ipv6::HEADER_LEN + crate::udp::HEADER_LEN + HEADER_LEN + crate::ethernet::HEADER_LEN) as u32;
 
 /// Why a datagram is not a VXLAN packet we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +133,11 @@ mod tests {
 
     /// A VXLAN packet as the Linux kernel sends it: VNI 100, inner frame.
     const KERNEL_BYTES: [u8; 8] = [0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x64, 0x00];
+
+    #[test]
+    fn overheads() {
+        assert_eq!((OVERHEAD_V4, OVERHEAD_V6), (50, 70));
+    }
 
     #[test]
     fn parse_kernel_header() {

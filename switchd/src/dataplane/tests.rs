@@ -1,0 +1,194 @@
+//! The pump alone: a worker's batches over in-memory ports, no threads, no
+//! kernel devices. What the switch plans must come out of the right ports,
+//! as the right bytes.
+
+use std::sync::Arc;
+use std::sync::mpsc::channel;
+
+use etherparse::{Icmpv4Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use switchd_config::{MacAddr, Mtu, Vni};
+
+use super::port::{FaultPort, MemPort};
+use super::*;
+use crate::services::NetworkServices;
+use crate::switch::{EndpointGuard, Gateway};
+
+const A: MacAddr = MacAddr([2, 0x42, 10, 1, 0, 2]);
+const B: MacAddr = MacAddr([2, 0x42, 10, 1, 0, 3]);
+const C: MacAddr = MacAddr([2, 0x42, 10, 2, 0, 2]);
+
+struct Lab {
+    worker: Worker,
+    net: NetworkId,
+    ports: Vec<(PortId, Arc<MemPort>)>,
+}
+
+impl Lab {
+    /// A worker with one network (VNI 1, 10.1.0.0/24, gateway 10.1.0.1)
+    /// and a port per MAC, each held to its MAC and 10.1.0.x.
+    fn new(macs: &[MacAddr]) -> Lab {
+        let fabric = Arc::new(Mutex::new(Fabric::new(SwitchConfig::default())));
+        let (_commands, rx) = channel();
+        let wake = Arc::new(sys::eventfd().unwrap());
+        let worker = Worker::new(1, fabric, rx, wake, None, Arc::new(Vec::new()), None).unwrap();
+        let net =
+            lock(&worker.fabric).switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+        let mut lab = Lab { worker, net, ports: Vec::new() };
+        for mac in macs {
+            lab.add_port(net, *mac, Box::new(|mem| Box::new(mem)));
+        }
+        lab
+    }
+
+    fn add_port(&mut self, net: NetworkId, mac: MacAddr, wrap: Box<dyn Fn(Arc<MemPort>) -> Box<dyn Port>>) {
+        let mem = Arc::new(MemPort::default());
+        let ip = std::net::Ipv4Addr::new(10, mac.0[3], 0, mac.0[5]);
+        let mut fabric = lock(&self.worker.fabric);
+        let id = fabric.switch.add_port(net).unwrap();
+        fabric.switch.set_port_guard(id, PortGuard::Endpoint(EndpointGuard::new(mac, true, Some(ip.into()))));
+        let io = Arc::new(PortIo::new(wrap(mem.clone())));
+        fabric.ports.insert(id, io.clone());
+        self.worker.ports.insert(token_of(id), (id, io));
+        self.ports.push((id, mem));
+    }
+
+    /// Pushes `frames` into port `from` and runs its batch.
+    fn run(&mut self, from: usize, frames: &[Vec<u8>]) {
+        for f in frames {
+            self.ports[from].1.push(f.clone());
+        }
+        self.worker.service_port(token_of(self.ports[from].0));
+    }
+
+    fn sent(&self, port: usize) -> Vec<Vec<u8>> {
+        self.ports[port].1.sent()
+    }
+}
+
+/// An IPv4/UDP frame behind a plain virtio header.
+fn udp(dst: MacAddr, src: MacAddr, from: [u8; 4], to: [u8; 4], ttl: u8) -> Vec<u8> {
+    let mut out = vec![0u8; VNET_HDR_LEN];
+    PacketBuilder::ethernet2(src.0, dst.0).ipv4(from, to, ttl).udp(40000, 9).write(&mut out, b"hello").unwrap();
+    out
+}
+
+#[test]
+fn frames_go_to_the_ports_the_plan_names_as_they_came() {
+    let mut lab = Lab::new(&[A, B, MacAddr([2, 0x42, 10, 1, 0, 4])]);
+    let broadcast = udp(MacAddr::BROADCAST, A, [10, 1, 0, 2], [10, 1, 0, 255], 64);
+    lab.run(0, std::slice::from_ref(&broadcast));
+    assert_eq!(lab.sent(1), vec![broadcast.clone()], "flooded to B, virtio header and all");
+    assert_eq!(lab.sent(2), vec![broadcast]);
+    assert!(lab.sent(0).is_empty(), "never back out of the ingress port");
+    // B answers A, whom the switch has learned: A alone gets it.
+    let answer = udp(A, B, [10, 1, 0, 3], [10, 1, 0, 2], 64);
+    lab.run(1, &[answer.clone(), answer.clone()]);
+    assert_eq!(lab.sent(0), vec![answer.clone(), answer]);
+    assert!(lab.sent(2).is_empty());
+}
+
+#[test]
+fn an_arp_request_for_a_known_address_is_answered_on_the_ingress_port() {
+    let mut lab = Lab::new(&[A, B]);
+    let net = lab.net;
+    lock(&lab.worker.fabric).switch.set_neighbors(net, [("10.1.0.3".parse().unwrap(), B)]);
+    let mut request = vec![0u8; VNET_HDR_LEN];
+    request.extend_from_slice(&[0xff; 6]);
+    request.extend_from_slice(&A.0);
+    request.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    request.extend_from_slice(&A.0);
+    request.extend_from_slice(&[10, 1, 0, 2, 0, 0, 0, 0, 0, 0, 10, 1, 0, 3]);
+    request.resize(VNET_HDR_LEN + 60, 0);
+    lab.run(0, &[request]);
+    assert!(lab.sent(1).is_empty(), "the question is not flooded");
+    let replies = lab.sent(0);
+    assert_eq!(replies.len(), 1);
+    let reply = &replies[0][VNET_HDR_LEN..];
+    assert_eq!(&reply[..12], &[A.0, B.0].concat()[..], "to A, from B's MAC");
+    assert_eq!(&reply[20..22], &[0, 2], "an ARP reply");
+    assert_eq!(&reply[28..32], &[10, 1, 0, 3], "for B's address");
+}
+
+#[test]
+fn routed_frames_are_rewritten_and_refused_ones_answered_with_an_icmp_error() {
+    let mut lab = Lab::new(&[A]);
+    let gw = |vni: u32, n: u8| Gateway {
+        ip: [10, n, 0, 1].into(),
+        subnet: format!("10.{n}.0.0/24").parse().unwrap(),
+        mac: Gateway::mac_for(Vni::new(vni).unwrap()),
+        dhcp: false,
+    };
+    let (front, back) = (lab.net, {
+        lock(&lab.worker.fabric).switch.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap(), false).unwrap()
+    });
+    lab.add_port(back, C, Box::new(|mem| Box::new(mem)));
+    {
+        let mut fabric = lock(&lab.worker.fabric);
+        let s = &mut fabric.switch;
+        s.set_gateway(front, Some(gw(1, 1)));
+        s.set_gateway(back, Some(gw(2, 2)));
+        s.set_routes(front, vec![back]);
+        s.set_routes(back, vec![front]);
+        s.set_neighbors(back, [("10.2.0.2".parse().unwrap(), C)]);
+        let mut tables = Tables::default();
+        tables.networks.insert(
+            front,
+            NetworkServices {
+                name: "front".into(),
+                gateway: [10, 1, 0, 1].into(),
+                mac: gw(1, 1).mac,
+                prefix_len: 24,
+                mtu: 1500,
+                router: true,
+                dns: false,
+                dhcp: false,
+                routes: Vec::new(),
+                directory: Arc::default(),
+            },
+        );
+        fabric.services = Arc::new(tables);
+    }
+    // C speaks first, so it is known on its port.
+    lab.run(1, &[udp(MacAddr::BROADCAST, C, [10, 2, 0, 2], [10, 2, 0, 255], 64)]);
+    lab.sent(0);
+    lab.run(0, &[udp(gw(1, 1).mac, A, [10, 1, 0, 2], [10, 2, 0, 2], 64)]);
+    let routed = lab.sent(1);
+    assert_eq!(routed.len(), 1);
+    let p = SlicedPacket::from_ethernet(&routed[0][VNET_HDR_LEN..]).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else { panic!("{routed:?}") };
+    assert_eq!(ip.header().ttl(), 63, "TTL one less");
+    assert_eq!(&routed[0][VNET_HDR_LEN..VNET_HDR_LEN + 12], &[C.0, gw(2, 2).mac.0].concat()[..], "new MACs");
+
+    // TTL 1: refused, and A hears why.
+    lab.run(0, &[udp(gw(1, 1).mac, A, [10, 1, 0, 2], [10, 2, 0, 2], 1)]);
+    assert!(lab.sent(1).is_empty());
+    let errors = lab.sent(0);
+    assert_eq!(errors.len(), 1);
+    let p = SlicedPacket::from_ethernet(&errors[0][VNET_HDR_LEN..]).unwrap();
+    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+    assert!(matches!(icmp.icmp_type(), Icmpv4Type::TimeExceeded(_)));
+}
+
+#[test]
+fn a_full_queue_is_counted_apart_from_errors() {
+    let mut lab = Lab::new(&[A]);
+    let net = lab.net;
+    lab.add_port(net, B, Box::new(|mem| Box::new(FaultPort::new(mem, 2))));
+    let to_b = udp(B, A, [10, 1, 0, 2], [10, 1, 0, 3], 64);
+    lab.run(1, &[udp(MacAddr::BROADCAST, B, [10, 1, 0, 3], [10, 1, 0, 255], 64)]);
+    lab.run(0, &[to_b.clone(), to_b.clone(), to_b.clone(), to_b]);
+    assert_eq!(lab.sent(1).len(), 2, "every second write lost");
+    let stats = lock(&lab.worker.fabric).ports[lab.ports[1].0].stats();
+    assert_eq!((stats.frames, stats.queue_full, stats.errors), (2, 2, 0));
+}
+
+#[test]
+fn a_frame_the_switch_drops_goes_nowhere() {
+    let mut lab = Lab::new(&[A, B]);
+    // A pretends to be B: the guard refuses it.
+    lab.run(0, &[udp(MacAddr::BROADCAST, B, [10, 1, 0, 3], [10, 1, 0, 255], 64)]);
+    assert!(lab.sent(0).is_empty() && lab.sent(1).is_empty());
+    let drops =
+        lock(&lab.worker.fabric).switch.port_counters(lab.ports[0].0).unwrap().drops[DropReason::SpoofedMac as usize];
+    assert_eq!(drops, 1);
+}
