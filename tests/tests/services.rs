@@ -101,12 +101,19 @@ fn routing_between_networks_only_where_a_route_allows() {
     assert_eq!(routes[0]["state"], "active");
     assert!(count(&a.network_stats("frontend"), "routed") >= 3);
 
-    // And removed again: denied.
+    // And removed again: the route goes from s1, and one added by hand is
+    // refused by the gateway again, as at first (not merely unroutable).
     for sd in [&a, &b] {
         sd.ctl(&["route", "rm", "frontend", "backend"]);
     }
     assert!(!s1.ok(&["ip", "route"]).contains("10.32.0.0"), "route removed from s1");
-    assert!(!s1.ping(&ip2, 1));
+    let denied = drops(&a, "s1", "route_denied");
+    s1.ok(&["ip", "route", "add", "10.32.0.0/24", "via", "10.31.0.1"]);
+    let out = s1.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", &ip2]);
+    assert!(!out.status.success(), "the route was removed, yet s1 reached s2");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Packet filtered"), "{out:?}");
+    assert!(drops(&a, "s1", "route_denied") >= denied + 2, "{}", a.port_stats("s1"));
+    s1.ok(&["ip", "route", "del", "10.32.0.0/24"]);
 }
 
 /// A DHCP client script (udhcpc's or dhclient's): applies what it got and
