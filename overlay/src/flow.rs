@@ -83,13 +83,45 @@ mod tests {
         assert!(distinct.len() >= 8, "64 flows over 16 buckets landed in only {} buckets", distinct.len());
     }
 
+    /// FNV-1a of `parts` one after another, written out again here.
+    fn fnv(parts: &[&[u8]]) -> u32 {
+        parts.iter().flat_map(|p| p.iter()).fold(0x811c_9dc5, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    }
+
+    /// Every cut of a TCP frame hashes, without panicking, to the hash of
+    /// the fields it still holds whole: nothing (shorter than the MACs),
+    /// the MACs (no whole IPv4 header), MACs, addresses and protocol (ports
+    /// cut), and at last the whole flow.
     #[test]
     fn short_and_odd_frames_still_hash() {
-        let _ = hash(&[]);
-        let _ = hash(&[1, 2, 3]);
         let f = tcp(1, b"");
-        for n in 0..f.len() {
-            let _ = hash(&f[..n]);
+        assert_eq!(f.len(), 54, "Ethernet, IPv4 and TCP headers, no options");
+        let (macs, addrs, proto, ports) = (&f[..12], &f[26..34], &[6u8][..], &f[34..38]);
+        let nothing = fnv(&[]);
+        assert_eq!(nothing, 0x811c_9dc5, "the FNV-1a offset basis");
+        assert_eq!(hash(&[]), nothing);
+        assert_eq!(hash(&[1, 2, 3]), nothing);
+        for n in 0..=f.len() {
+            let expected = match n {
+                0..12 => nothing,
+                12..34 => fnv(&[macs]),
+                34..38 => fnv(&[macs, addrs, proto]),
+                _ => fnv(&[macs, addrs, proto, ports]),
+            };
+            assert_eq!(hash(&f[..n]), expected, "the first {n} bytes");
         }
+        // Each step hashes something different, and the whole flow is the
+        // hash `hash` gives the frame with its payload.
+        let steps = [nothing, fnv(&[macs]), fnv(&[macs, addrs, proto]), fnv(&[macs, addrs, proto, ports])];
+        assert_eq!(steps.iter().collect::<std::collections::HashSet<_>>().len(), 4, "{steps:x?}");
+        assert_eq!(hash(&tcp(1, b"payload")), steps[3]);
+        // An EtherType nothing reads, and a later IPv4 fragment: the MACs,
+        // and the MACs and addresses, only.
+        let mut odd = f.clone();
+        odd[12..14].copy_from_slice(&[0x88, 0xb5]);
+        assert_eq!(hash(&odd), fnv(&[macs]));
+        let mut fragment = f.clone();
+        fragment[20..22].copy_from_slice(&[0x00, 0x10]);
+        assert_eq!(hash(&fragment), fnv(&[macs, addrs]), "a fragment after the first carries no ports");
     }
 }

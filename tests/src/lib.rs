@@ -160,18 +160,59 @@ impl Netns {
         self.ok(&["cat", &format!("/sys/class/net/{ifname}/address")]).trim().to_owned()
     }
 
-    /// Runs a Python 3 program inside (raw sockets for hand-made frames and
-    /// datagrams); returns its stdout.
-    pub fn python(&self, program: &str) -> String {
-        self.ok(&["python3", "-c", program])
+    fn py_command(&self, script: py::Script, args: &[&str]) -> Command {
+        let mut cmd = self.command(&["python3", "-c", py::BOOT, script.path, script.source]);
+        cmd.args(args);
+        cmd
     }
 
-    /// Sends raw Ethernet frames on `eth0` with a packet socket: `body` is
-    /// Python that uses the bound socket `s`.
-    pub fn inject(&self, body: &str) {
-        self.python(&format!(
-            "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('eth0', 0))\n{body}"
-        ));
+    /// Runs one of the Python programs of `tests/py/` inside, with `args`
+    /// (its `sys.argv[1:]`); returns its output, whether it succeeded or not.
+    pub fn py_exec(&self, script: py::Script, args: &[&str]) -> Output {
+        self.py_command(script, args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {} in {}: {e}", script.name, self.name))
+    }
+
+    /// Runs one of the Python programs of `tests/py/` inside, which must
+    /// succeed; returns its stdout.
+    pub fn py(&self, script: py::Script, args: &[&str]) -> String {
+        check(self.py_exec(script, args), &format!("{} {args:?} in {}", script.name, self.name))
+    }
+
+    /// Starts one of the Python programs of `tests/py/` in the background,
+    /// ended by PID on drop. Its stderr goes to the test's, so that a
+    /// server that fails to start says why.
+    pub fn spawn_py(&self, script: py::Script, args: &[&str]) -> Proc {
+        let child = self
+            .py_command(script, args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} in {}: {e}", script.name, self.name));
+        Proc { child }
+    }
+
+    /// Sends `frames` (whole Ethernet frames, from the destination MAC on)
+    /// on `eth0` with a packet socket, in order, exactly as given.
+    pub fn inject(&self, frames: &[Vec<u8>]) {
+        self.inject_on("eth0", frames);
+    }
+
+    /// Sends `frames` on `ifname`, as [`Netns::inject`] does on `eth0`.
+    pub fn inject_on(&self, ifname: &str, frames: &[Vec<u8>]) {
+        let hexed: Vec<String> = frames.iter().map(|f| hex(f)).collect();
+        let mut args = vec![ifname];
+        args.extend(hexed.iter().map(String::as_str));
+        self.py(py::SEND_FRAMES, &args);
+    }
+
+    /// Runs a program of `tests/py/` that sends on an interface it is given
+    /// first (`send_udp_frame.py`, `mac_flood.py`, ...) on `eth0`.
+    pub fn inject_script(&self, script: py::Script, args: &[&str]) {
+        let mut all = vec!["eth0"];
+        all.extend_from_slice(args);
+        self.py(script, &all);
     }
 
     pub fn has_link(&self, ifname: &str) -> bool {
@@ -347,16 +388,30 @@ impl Switchd {
         self.json(&args)
     }
 
-    /// A port's counters from `stats`, found by endpoint name.
+    /// `switchctl --json stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        self.json(&["stats"])
+    }
+
+    /// A port's counters from `stats`, found by endpoint name; panics if
+    /// there is no such port.
     pub fn port_stats(&self, endpoint: &str) -> serde_json::Value {
-        let stats = self.json(&["stats"]);
-        stats["ports"]
-            .as_array()
-            .expect("ports")
-            .iter()
-            .find(|p| p["endpoint"] == endpoint)
-            .cloned()
-            .unwrap_or_else(|| panic!("no port for {endpoint} in {stats}"))
+        let stats = self.stats();
+        row(&stats["ports"], "endpoint", endpoint).unwrap_or_else(|| panic!("no port for {endpoint} in {stats}"))
+    }
+
+    /// A VTEP's counters from `stats`, found by its underlay address;
+    /// panics if this switchd lists no such VTEP.
+    pub fn vtep_stats(&self, vtep: &str) -> serde_json::Value {
+        let stats = self.stats();
+        row(&stats["vteps"], "vtep", vtep).unwrap_or_else(|| panic!("no VTEP {vtep} in {stats}"))
+    }
+
+    /// A network's counters from `stats`, found by name; panics if there is
+    /// no such network.
+    pub fn network_stats(&self, network: &str) -> serde_json::Value {
+        let stats = self.stats();
+        row(&stats["networks"], "network", network).unwrap_or_else(|| panic!("no network {network} in {stats}"))
     }
 }
 
@@ -452,6 +507,80 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The element of the JSON array `list` whose `key` is `value`; panics if
+/// `list` is not an array.
+fn row(list: &serde_json::Value, key: &str, value: &str) -> Option<serde_json::Value> {
+    let rows = list.as_array().unwrap_or_else(|| panic!("not a list: {list}"));
+    rows.iter().find(|r| r[key] == value).cloned()
+}
+
+/// The counter `v[key]`, which must be there: a counter that is missing
+/// (renamed, moved) fails the test naming it, instead of reading as zero.
+/// For the maps that list only what happened, see [`sparse`].
+pub fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no counter {key:?} in {v}"))
+}
+
+/// A count in one of switchd's sparse maps (`drops` of a port, a VTEP or
+/// a network, `underlay_drops`, `services`, gossip's `rejected`), which list
+/// only the reasons that happened: `None` for one that has not (yet).
+/// Panics if `map` is not an object, so a map that is missing altogether
+/// fails. "None of these" is `sparse(..).is_none()`, never a read of 0.
+pub fn sparse(map: &serde_json::Value, key: &str) -> Option<u64> {
+    let map = map.as_object().unwrap_or_else(|| panic!("not a map of counts: {map}"));
+    map.get(key).map(|n| n.as_u64().unwrap_or_else(|| panic!("{key:?} is not a count: {n}")))
+}
+
+/// A sparse count (see [`sparse`]) as a baseline, before what a test then
+/// waits for: absent is zero here, because switchd omits zero counts. What
+/// follows must read the count with [`sparse`] or [`count`], so that a
+/// renamed reason still fails.
+pub fn baseline(map: &serde_json::Value, key: &str) -> u64 {
+    sparse(map, key).unwrap_or(0)
+}
+
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex (even length, no separators) as bytes; panics on anything else.
+pub fn unhex(text: &str) -> Vec<u8> {
+    assert!(text.len() % 2 == 0, "odd-length hex: {text}");
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// A MAC address as "aa:bb:cc:dd:ee:ff", as bytes.
+pub fn mac_bytes(mac: &str) -> [u8; 6] {
+    let bytes = unhex(&mac.replace(':', ""));
+    bytes.try_into().unwrap_or_else(|_| panic!("not a MAC address: {mac}"))
+}
+
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// An Ethernet frame: `dst`, `src`, `ethertype`, then `payload` as given
+/// (nothing padded).
+pub fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    [&dst[..], &src, &ethertype.to_be_bytes(), payload].concat()
+}
+
+/// A broadcast ARP frame (Ethernet source `sender.0`) of operation `op`
+/// (1 request, 2 reply) from `sender` to `target` (MAC, IPv4), padded to
+/// the 60-byte minimum.
+pub fn arp(op: u16, sender: ([u8; 6], std::net::Ipv4Addr), target: ([u8; 6], std::net::Ipv4Addr)) -> Vec<u8> {
+    let body = [
+        &[0x00, 0x01, 0x08, 0x00, 6, 4][..],
+        &op.to_be_bytes(),
+        &sender.0,
+        &sender.1.octets(),
+        &target.0,
+        &target.1.octets(),
+        &[0; 18],
+    ]
+    .concat();
+    ether(BROADCAST, sender.0, 0x0806, &body)
 }
 
 /// The IPv4 address of an endpoint from `connect --json`.
@@ -643,5 +772,133 @@ impl Switchd {
     pub fn relaunch_limited(&mut self, limits: &[&str]) {
         self.kill9();
         self.spawn(limits);
+    }
+}
+
+/// The Python programs the tests run (hand-made frames and datagrams on raw
+/// sockets, captures, small servers and clients), one file each in
+/// `tests/py/`, compiled in with `include_str!`. Each file's docstring says
+/// what it does and what arguments it takes; arguments are its
+/// `sys.argv[1:]`. Run them with [`Netns::py`], [`Netns::py_exec`],
+/// [`Netns::spawn_py`] or [`Netns::inject_script`].
+pub mod py {
+    /// One program of `tests/py/`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Script {
+        /// The file's name, e.g. `send_frames.py`.
+        pub name: &'static str,
+        /// Where the file is in the source tree (named in tracebacks).
+        pub path: &'static str,
+        pub source: &'static str,
+    }
+
+    /// How a script runs: `python3 -c BOOT PATH SOURCE ARGS...` compiles
+    /// SOURCE under its file's path, so that a traceback names the file and
+    /// line, and gives it `sys.argv = [PATH, ARGS...]`, as if it had been
+    /// run as `python3 PATH ARGS...`. (The source is passed, not the path:
+    /// what runs is what the test binary was built with.)
+    pub const BOOT: &str = "import sys; path, source = sys.argv[1:3]; sys.argv = [path] + sys.argv[3:]; \
+                            exec(compile(source, path, 'exec'), {'__name__': '__main__', '__file__': path})";
+
+    macro_rules! scripts {
+        ($($(#[$doc:meta])* $id:ident = $file:literal,)*) => {
+            $(
+                $(#[$doc])*
+                pub const $id: Script = Script {
+                    name: $file,
+                    path: concat!(env!("CARGO_MANIFEST_DIR"), "/py/", $file),
+                    source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/py/", $file)),
+                };
+            )*
+            /// Every script, for the checks below.
+            pub const ALL: &[Script] = &[$($id),*];
+        };
+    }
+
+    scripts! {
+        /// Raw Ethernet frames on an interface: `IFNAME FRAME_HEX...`.
+        SEND_FRAMES = "send_frames.py",
+        /// Frames from random source MACs: `IFNAME COUNT`.
+        MAC_FLOOD = "mac_flood.py",
+        /// One hand-made IPv4/UDP frame: `IFNAME DST_MAC SRC_MAC SRC_IP DST_IP SPORT DPORT PAYLOAD_HEX`.
+        SEND_UDP_FRAME = "send_udp_frame.py",
+        /// A lying neighbour and router advertisement: `IFNAME MAC SRC_LL VICTIM_LL PREFIX`.
+        SPOOF_NEIGHBOUR_DISCOVERY = "spoof_neighbour_discovery.py",
+        /// A 64 KiB TSO frame through PACKET_VNET_HDR: `IFNAME DST_MAC SRC_MAC SRC_IP DST_IP GSO_SIZE COUNT`.
+        SEND_TSO_FRAME = "send_tso_frame.py",
+        /// UDP datagrams from one socket: `BIND_IP DST_IP DST_PORT DATAGRAM_HEX...`.
+        SEND_DATAGRAMS = "send_datagrams.py",
+        /// One UDP datagram captured on an interface: `IFNAME SRC_IP DST_IP DST_PORT TIMEOUT [OFFSET=HEX...]`.
+        CAPTURE_DATAGRAM = "capture_datagram.py",
+        /// Accepts one TCP connection and reads it to the end: `PORT`.
+        TCP_SINK = "tcp_sink.py",
+        /// A marker sent many times over TCP: `HOST PORT MARKER COUNT`.
+        TCP_SEND = "tcp_send.py",
+        /// Idle connections to a Unix socket: `PATH COUNT HOLD READY`.
+        IDLE_UNIX_CLIENTS = "idle_unix_clients.py",
+        /// Idle TCP connections from several sources: `DST_IP DST_PORT HOLD READY SRC:COUNT...`.
+        IDLE_TCP_CLIENTS = "idle_tcp_clients.py",
+        /// A datagram from each of many UDP source ports: `DST_IP DST_PORT HOLD READY SRC:COUNT...`.
+        UDP_SOURCE_PORTS = "udp_source_ports.py",
+        /// A TCP and UDP echo server: `PORT [PREFIX]`.
+        ECHO_SERVER = "echo_server.py",
+        /// One round trip to an echo server: `tcp|udp SRC_IP DST_IP DST_PORT [MESSAGE]`.
+        ECHO_ONCE = "echo_once.py",
+        /// A TCP connection that keeps talking: `DST_IP DST_PORT ROUNDS INTERVAL`.
+        CHATTY_TCP_CLIENT = "chatty_tcp_client.py",
+        /// Raw requests to a Unix socket, replies as hex: `PATH REQUEST_HEX...`.
+        UNIX_EXCHANGE = "unix_exchange.py",
+        /// The three-tier example's app, counting visits in redis: `PORT DB_HOST DB_PORT`.
+        VISIT_COUNTER_APP = "visit_counter_app.py",
+        /// An HTTP server answering with the client's address: `PORT`.
+        WHOAMI_SERVER = "whoami_server.py",
+        /// GET a URL, telling "unreachable" (exit 2) from a failure: `URL`.
+        HTTP_GET = "http_get.py",
+        /// Whether a TCP connection can be made: `DST_IP DST_PORT TIMEOUT`.
+        TCP_CONNECT = "tcp_connect.py",
+        /// POSTs to a Docker plugin socket, reply bodies one a line: `SOCKET PATH BODY [PATH BODY]...`.
+        DOCKER_PLUGIN_POST = "docker_plugin_post.py",
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Every file in `tests/py/` is one of [`ALL`], and each opens with a
+        /// docstring that gives its usage.
+        #[test]
+        fn every_script_is_listed_and_says_how_it_is_used() {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py");
+            let mut files: Vec<String> = std::fs::read_dir(&dir)
+                .expect("tests/py")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".py"))
+                .collect();
+            files.sort();
+            let mut listed: Vec<String> = ALL.iter().map(|s| s.name.to_owned()).collect();
+            listed.sort();
+            assert_eq!(files, listed, "tests/py/ and py::ALL differ");
+            for script in ALL {
+                assert!(script.source.starts_with("\"\"\""), "{} opens without a docstring", script.name);
+                let usage = format!("Usage: {}", script.name);
+                assert!(script.source.contains(&usage), "{}'s docstring has no \"{usage}\" line", script.name);
+            }
+        }
+
+        /// Every script compiles (`python3 -m py_compile`, its cache kept
+        /// out of the source tree).
+        #[test]
+        fn every_script_compiles() {
+            let cache = std::env::temp_dir().join(format!("sdt-{}-pycache", std::process::id()));
+            for script in ALL {
+                let out = std::process::Command::new("python3")
+                    .args(["-m", "py_compile", script.path])
+                    .env("PYTHONPYCACHEPREFIX", &cache)
+                    .output()
+                    .expect("run python3");
+                assert!(out.status.success(), "{}: {}", script.name, String::from_utf8_lossy(&out.stderr));
+            }
+            let _ = std::fs::remove_dir_all(&cache);
+        }
     }
 }

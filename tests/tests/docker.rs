@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use switchd_e2e::{Dockerd, KeyFile, Netns, Underlay, gossip_member, ip_of, wait_until};
+use switchd_e2e::{Dockerd, KeyFile, Netns, Underlay, gossip_member, ip_of, py, wait_until};
 
 #[test]
 fn docker_containers_on_a_switchd_network_reach_another_host() {
@@ -156,21 +156,19 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     b.ctl(&["network", "disconnect", "vault", "c3"]);
 
     // Bad requests on the plugin socket get the protocol's error and change nothing.
-    let bad = a.host.python(&format!(
-        "import socket\n\
-         def ask(path, body):\n\
-         \x20   s = socket.socket(socket.AF_UNIX); s.connect('{socket}')\n\
-         \x20   s.sendall(b'POST ' + path + b' HTTP/1.1\\r\\nContent-Length: ' + str(len(body)).encode() + b'\\r\\n\\r\\n' + body)\n\
-         \x20   data = b''\n\
-         \x20   while b'\\r\\n\\r\\n' not in data: data += s.recv(4096)\n\
-         \x20   head, body = data.split(b'\\r\\n\\r\\n', 1)\n\
-         \x20   n = int([l for l in head.split(b'\\r\\n') if l.lower().startswith(b'content-length')][0].split(b':')[1])\n\
-         \x20   while len(body) < n: body += s.recv(4096)\n\
-         \x20   print(body.decode())\n\
-         ask(b'/NetworkDriver.CreateNetwork', b'{{not json')\n\
-         ask(b'/NetworkDriver.Teleport', b'{{}}')\n\
-         ask(b'/NetworkDriver.Join', b'{{\"NetworkID\": \"nope\", \"EndpointID\": \"x\", \"SandboxKey\": \"/x\"}}')\n"
-    ));
+    let join = r#"{"NetworkID": "nope", "EndpointID": "x", "SandboxKey": "/x"}"#;
+    let bad = a.host.py(
+        py::DOCKER_PLUGIN_POST,
+        &[
+            &socket,
+            "/NetworkDriver.CreateNetwork",
+            "{not json",
+            "/NetworkDriver.Teleport",
+            "{}",
+            "/NetworkDriver.Join",
+            join,
+        ],
+    );
     let replies: Vec<serde_json::Value> = bad.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(replies[0]["Err"].as_str().unwrap().starts_with("/NetworkDriver.CreateNetwork: bad request body"), "{bad}");
     assert_eq!(replies[1]["Err"], "/NetworkDriver.Teleport: not an operation of the network driver protocol");
@@ -222,16 +220,11 @@ fn ipam_reservations_survive_a_restart() {
     );
     let mut sd = switchd_e2e::Switchd::start("", &body);
     let request = |sd: &switchd_e2e::Switchd| -> String {
-        let reply = sd.host.python(&format!(
-            "import socket, json\n\
-             s = socket.socket(socket.AF_UNIX); s.connect('{socket}')\n\
-             body = json.dumps({{'PoolID': '10.99.0.0/24', 'Address': '', 'Options': None}}).encode()\n\
-             s.sendall(b'POST /IpamDriver.RequestAddress HTTP/1.1\\r\\nContent-Length: ' + str(len(body)).encode() + b'\\r\\n\\r\\n' + body)\n\
-             data = b''\n\
-             while not data.endswith(b'}}'): data += s.recv(4096)\n\
-             print(json.loads(data.split(b'\\r\\n\\r\\n', 1)[1])['Address'])\n"
-        ));
-        reply.trim().split('/').next().expect("an address").to_owned()
+        let body = r#"{"PoolID": "10.99.0.0/24", "Address": "", "Options": null}"#;
+        let reply = sd.host.py(py::DOCKER_PLUGIN_POST, &[&socket, "/IpamDriver.RequestAddress", body]);
+        let reply: serde_json::Value = serde_json::from_str(&reply).expect("a JSON reply");
+        let address = reply["Address"].as_str().unwrap_or_else(|| panic!("no Address in {reply}"));
+        address.split('/').next().expect("an address").to_owned()
     };
     let reserved = request(&sd);
     sd.kill9();

@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, gossip_member as member, wait_until};
+use switchd_e2e::{
+    KeyFile, Netns, Switchd, Underlay, baseline, count, gossip_member as member, hex, py, sparse, unhex, wait_until,
+};
 
 /// `plain` (VNI 100) and `secret` (VNI 200, encrypted with the cluster key).
 const NETWORKS: &str = "\n[[network]]\nname = \"plain\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n\
@@ -55,14 +57,17 @@ fn network<'a>(list: &'a Value, name: &str) -> &'a Value {
     list.as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no {name} in {list}"))
 }
 
-/// Drops by reason of the VTEP at `vtep`, as `stats` shows on `sd`.
+/// Drops by reason of the VTEP at `vtep`, as `stats` shows on `sd` (which
+/// must list that VTEP): only reasons that happened are there.
 fn vtep_drops(sd: &Switchd, vtep: &str) -> Value {
-    let stats = sd.json(&["stats"]);
-    stats["vteps"].as_array().unwrap().iter().find(|v| v["vtep"] == vtep).map_or(Value::Null, |v| v["drops"].clone())
+    let drops = sd.vtep_stats(vtep)["drops"].clone();
+    assert!(drops.is_object(), "no drops map for {vtep}: {drops}");
+    drops
 }
 
-fn drops(sd: &Switchd, vtep: &str, reason: &str) -> u64 {
-    vtep_drops(sd, vtep)[reason].as_u64().unwrap_or(0)
+/// How many datagrams from `vtep` `sd` dropped as `reason`, if any.
+fn drops(sd: &Switchd, vtep: &str, reason: &str) -> Option<u64> {
+    sparse(&vtep_drops(sd, vtep), reason)
 }
 
 /// The UDP payloads of the IPv4 packets in a pcap file (Ethernet link
@@ -95,24 +100,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// large segment of it) over TCP from `from` to `to_ip`, where a listener
 /// runs in `to`.
 fn transfer(from: &Netns, to: &Netns, to_ip: &str, marker: &str) {
-    let _server = to.spawn(&[
-        "python3",
-        "-c",
-        "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('0.0.0.0', 7000))\ns.listen()\nc, _ = s.accept()\nwhile c.recv(65536):\n    pass\n",
-    ]);
-    from.python(&format!(
-        "import socket, time\n\
-         for _ in range(100):\n\
-         \x20   try:\n\
-         \x20       c = socket.create_connection(('{to_ip}', 7000), timeout=2)\n\
-         \x20       break\n\
-         \x20   except OSError:\n\
-         \x20       time.sleep(0.05)\n\
-         c.sendall(b'{marker}' * 3000)\n\
-         c.shutdown(socket.SHUT_WR)\n\
-         c.recv(1)\n"
-    ));
+    let _server = to.spawn_py(py::TCP_SINK, &["7000"]);
+    from.py(py::TCP_SEND, &[to_ip, "7000", marker, "3000"]);
 }
 
 #[test]
@@ -161,14 +150,18 @@ fn three_hosts_encrypted_and_plain_side_by_side_and_the_wire_never_shows_the_enc
         plain.len()
     );
 
-    let stats = h1.json(&["stats"]);
-    assert!(stats["crypto"]["sealed"].as_u64().unwrap() > 0 && stats["crypto"]["opened"].as_u64().unwrap() > 0);
-    assert!(stats["crypto"]["sessions"].as_u64().unwrap() >= 2, "a session from each peer: {}", stats["crypto"]);
+    let stats = h1.stats();
+    let crypto = &stats["crypto"];
+    assert!(count(crypto, "sealed") > 0 && count(crypto, "opened") > 0, "{crypto}");
+    assert!(count(crypto, "sessions") >= 2, "a session from each peer: {crypto}");
+    // No host dropped anything of its two peers' for a crypto reason.
     for h in &c.hosts {
-        for v in h.json(&["stats"])["vteps"].as_array().unwrap() {
+        let vteps = h.stats()["vteps"].as_array().expect("vteps").clone();
+        assert_eq!(vteps.len(), 2, "{} lists a VTEP for each other host: {vteps:?}", h.host.name);
+        for v in &vteps {
             let d = &v["drops"];
             for bad in ["auth_failed", "replayed", "unknown_key", "old_session", "plaintext_on_encrypted"] {
-                assert!(d[bad].is_null(), "{} dropped {bad} from {}: {d}", h.host.name, v["vtep"]);
+                assert!(sparse(d, bad).is_none(), "{} dropped {bad} from {}: {d}", h.host.name, v["vtep"]);
             }
         }
     }
@@ -176,48 +169,25 @@ fn three_hosts_encrypted_and_plain_side_by_side_and_the_wire_never_shows_the_enc
 
 /// Captures one sealed datagram (VNI `vni`) from `from_ip` to `to_ip` as
 /// it crosses the underlay's bridge port `port`; returns it as hex.
-fn capture_sealed(ul: &Underlay, port: &str, from_ip: &str, to_ip: &str, vni: u8) -> String {
-    ul.ns
-        .python(&format!(
-            "import socket\n\
-             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n\
-             s.bind(('{port}', 0))\n\
-             s.settimeout(10)\n\
-             while True:\n\
-             \x20   f = s.recv(70000)\n\
-             \x20   if f[12:14] != b'\\x08\\x00':\n\
-             \x20       continue\n\
-             \x20   ip = f[14:]\n\
-             \x20   hl = (ip[0] & 15) * 4\n\
-             \x20   u = ip[hl:]\n\
-             \x20   if ip[9] == 17 and socket.inet_ntoa(ip[12:16]) == '{from_ip}' and socket.inet_ntoa(ip[16:20]) == '{to_ip}' \\\n\
-             \x20           and int.from_bytes(u[2:4], 'big') == 4789 and u[8] == 0x48 and u[14] == {vni}:\n\
-             \x20       print(u[8:int.from_bytes(u[4:6], 'big')].hex())\n\
-             \x20       break\n"
-        ))
-        .trim()
-        .to_owned()
+fn capture_sealed(ul: &Underlay, port: &str, from_ip: &str, to_ip: &str, vni: u32) -> String {
+    // Flags 0x48 (sealed), the VNI at bytes 4..7.
+    let vni = format!("4={}", hex(&vni.to_be_bytes()[1..]));
+    ul.ns.py(py::CAPTURE_DATAGRAM, &[port, from_ip, to_ip, "4789", "10", "0=48", &vni]).trim().to_owned()
 }
 
 /// Sends datagrams (hex) to `to_ip`:4789 from a socket bound to `from_ip`
 /// in `ns` (a host that is a known VTEP of the receiver).
 fn send_from(ns: &Netns, from_ip: &str, to_ip: &str, datagrams: &[String]) {
-    let list = datagrams.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", ");
-    ns.python(&format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.bind(('{from_ip}', 0))\n\
-         for d in [{list}]:\n\
-         \x20   s.sendto(bytes.fromhex(d), ('{to_ip}', 4789))\n"
-    ));
+    let mut args = vec![from_ip, to_ip, "4789"];
+    args.extend(datagrams.iter().map(String::as_str));
+    ns.py(py::SEND_DATAGRAMS, &args);
 }
 
 /// Changes the byte at `at` of a hex datagram.
-fn with_byte(hex: &str, at: usize, f: impl Fn(u8) -> u8) -> String {
-    let mut bytes: Vec<u8> =
-        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+fn with_byte(datagram: &str, at: usize, f: impl Fn(u8) -> u8) -> String {
+    let mut bytes = unhex(datagram);
     bytes[at] = f(bytes[at]);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
 }
 
 #[test]
@@ -241,21 +211,32 @@ fn bad_packets_are_dropped_by_reason_and_a_restart_is_a_new_session_accepted_at_
         ("truncated", captured[..2 * 40].to_owned()),
         ("plaintext_on_encrypted", with_byte(&captured, 0, |_| 0x08)),
     ];
+    let before = vtep_drops(&c.hosts[1], ip1);
     let mut want: std::collections::BTreeMap<&str, u64> =
-        attacks.iter().map(|(reason, _)| (*reason, drops(&c.hosts[1], ip1, reason))).collect();
+        attacks.iter().map(|(reason, _)| (*reason, baseline(&before, reason))).collect();
     for (reason, _) in &attacks {
         *want.get_mut(reason).unwrap() += 1;
     }
-    let session_before = c.hosts[1].json(&["stats"])["crypto"]["sessions"].as_u64().unwrap();
+    let session_before = count(&c.hosts[1].stats()["crypto"], "sessions");
     let datagrams: Vec<String> = attacks.iter().map(|(_, d)| d.clone()).collect();
     send_from(&c.hosts[0].host, ip1, ip2, &datagrams);
-    let counted =
-        wait_until(Duration::from_secs(3), || want.iter().all(|(reason, n)| drops(&c.hosts[1], ip1, reason) >= *n));
+    let counted = wait_until(Duration::from_secs(3), || {
+        want.iter().all(|(reason, n)| drops(&c.hosts[1], ip1, reason).is_some_and(|got| got >= *n))
+    });
     assert!(counted, "drops {} not as expected {want:?}", vtep_drops(&c.hosts[1], ip1));
+    std::thread::sleep(Duration::from_millis(200));
+    // Exactly one more of each, and nothing else (the map is only these
+    // reasons, with what it had before).
+    let after = vtep_drops(&c.hosts[1], ip1);
     for (reason, n) in &want {
-        assert_eq!(drops(&c.hosts[1], ip1, reason), *n, "{reason}");
+        assert_eq!(count(&after, reason), *n, "{reason}: {after}");
     }
-    let sessions = c.hosts[1].json(&["stats"])["crypto"]["sessions"].as_u64().unwrap();
+    let mut others = after.as_object().unwrap().clone();
+    others.retain(|reason, _| !want.contains_key(reason.as_str()));
+    let mut others_before = before.as_object().unwrap().clone();
+    others_before.retain(|reason, _| !want.contains_key(reason.as_str()));
+    assert_eq!(others, others_before, "dropped for another reason too: {after}");
+    let sessions = count(&c.hosts[1].stats()["crypto"], "sessions");
     assert_eq!(sessions, session_before, "no bad packet made the receiver keep state");
     assert!(c.containers[0].ping("10.20.0.12", 2), "traffic still flows");
 
@@ -271,10 +252,10 @@ fn bad_packets_are_dropped_by_reason_and_a_restart_is_a_new_session_accepted_at_
     assert!(wait_until(Duration::from_secs(10), || c.containers[0].ping("10.20.0.12", 1)), "after the restart");
     eprintln!("encrypted traffic flowed again {:?} after the restart", restarted.elapsed());
     assert_eq!(vtep_drops(&c.hosts[1], ip1), drops_before, "the new session's first packets were refused");
-    let old = drops(&c.hosts[1], ip1, "old_session");
+    let old = baseline(&vtep_drops(&c.hosts[1], ip1), "old_session");
     send_from(&c.hosts[0].host, ip1, ip2, &[fresh_counter]);
     assert!(
-        wait_until(Duration::from_secs(3), || drops(&c.hosts[1], ip1, "old_session") > old),
+        wait_until(Duration::from_secs(3), || drops(&c.hosts[1], ip1, "old_session").is_some_and(|n| n > old)),
         "a previous boot's packet was not refused as old_session: {}",
         vtep_drops(&c.hosts[1], ip1)
     );
@@ -330,9 +311,11 @@ fn rotating_the_cluster_key_during_a_ping_flood_loses_no_ping_and_retires_the_ol
     });
     assert!(settled, "keys after the rotation: {}", h1.json(&["key", "ls"]));
     // A packet sealed under the retired key is no longer accepted.
-    let unknown = drops(h2, "198.18.0.1", "unknown_key");
+    let unknown = baseline(&vtep_drops(h2, "198.18.0.1"), "unknown_key");
     send_from(&h1.host, "198.18.0.1", "198.18.0.2", &[with_byte(&before_rotation, 20, |b| b ^ 0x40)]);
-    assert!(wait_until(Duration::from_secs(3), || drops(h2, "198.18.0.1", "unknown_key") > unknown));
+    let refused =
+        wait_until(Duration::from_secs(3), || drops(h2, "198.18.0.1", "unknown_key").is_some_and(|n| n > unknown));
+    assert!(refused, "a packet sealed under the retired key: {}", vtep_drops(h2, "198.18.0.1"));
     // Gossip rotated too: the hosts still see each other.
     assert_eq!(h1.json(&["peers"])[0]["state"], "alive");
     // And the retired key stays retired across a restart.

@@ -5,12 +5,16 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, gossip_member as member, wait_until};
+use switchd_e2e::{
+    KeyFile, Netns, Switchd, Underlay, baseline, count, gossip_member as member, hex, py, sparse, unhex, wait_until,
+};
 
 const FRONT: &str = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n";
 
+/// `key` of each element of the list `v`, which every element must have.
 fn names(v: &Value, key: &str) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|x| x[key].as_str().unwrap_or("").to_owned()).collect()
+    let list = v.as_array().unwrap_or_else(|| panic!("not a list: {v}"));
+    list.iter().map(|x| x[key].as_str().unwrap_or_else(|| panic!("no {key} in {x}")).to_owned()).collect()
 }
 
 /// The state `peers` shows for `host`, if listed.
@@ -23,14 +27,9 @@ fn peer_state(sd: &Switchd, host: &str) -> Option<String> {
         .map(|p| p["state"].as_str().unwrap().to_owned())
 }
 
+/// A counter of `network` on `sd`, both of which must be there.
 fn network_counter(sd: &Switchd, network: &str, key: &str) -> u64 {
-    let stats = sd.json(&["stats"]);
-    stats["networks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["network"] == network)
-        .map_or(0, |n| n[key].as_u64().unwrap())
+    count(&sd.network_stats(network), key)
 }
 
 fn has_gossip_entry(sd: &Switchd, mac: &str) -> bool {
@@ -99,15 +98,7 @@ fn three_hosts_by_seeds_reach_each_other_and_arp_is_answered_locally() {
     // own local ports: c2 has not spoken yet, so h2 has not learned where
     // it sits. That flood never leaves h2.)
     let flooded = |h: &Switchd| network_counter(h, "front", "flooded");
-    let from = |h: &Switchd, vtep: &str| -> u64 {
-        let stats = h.json(&["stats"]);
-        stats["vteps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["vtep"] == vtep)
-            .map_or(0, |v| v["rx_frames"].as_u64().unwrap())
-    };
+    let from = |h: &Switchd, vtep: &str| count(&h.vtep_stats(vtep), "rx_frames");
     let before = (flooded(h1), from(h3, "198.18.0.1"), from(h3, "198.18.0.2"));
     assert!(c.containers[0].ping("10.10.0.12", 2), "c1 -> c2 across hosts");
     assert!(network_counter(h1, "front", "neighbor_answers") >= 1, "h1 did not answer c1's ARP");
@@ -173,40 +164,24 @@ fn outsiders_are_refused_forged_and_replayed_gossip_is_dropped() {
 
     // Capture one real gossip datagram from h1 to h2 on h2's underlay
     // port (an unfragmented one).
-    let captured = ul.ns.python(&format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))\n\
-         s.bind(('h2', 0))\n\
-         s.settimeout(5)\n\
-         while True:\n\
-         \x20   f = s.recv(70000)\n\
-         \x20   if f[12:14] != b'\\x08\\x00':\n\
-         \x20       continue\n\
-         \x20   ip = f[14:]\n\
-         \x20   hl = (ip[0] & 15) * 4\n\
-         \x20   whole = int.from_bytes(ip[6:8], 'big') & 0x3fff == 0\n\
-         \x20   if whole and ip[9] == 17 and socket.inet_ntoa(ip[12:16]) == '{ip1}' and socket.inet_ntoa(ip[16:20]) == '{ip2}' and int.from_bytes(ip[hl+2:hl+4], 'big') == 7946:\n\
-         \x20       print(ip[hl+8:].hex())\n\
-         \x20       break\n"
-    ));
-    let datagram = captured.trim().to_owned();
-    assert!(datagram.starts_with(&b"sdg1".iter().map(|b| format!("{b:02x}")).collect::<String>()), "{datagram}");
-    let rejected = |key: &str| h2.json(&["stats"])["gossip"]["rejected"][key].as_u64().unwrap_or(0);
-    let (replayed, forged, junk) = (rejected("replayed"), rejected("auth_failed"), rejected("bad_magic"));
+    let captured = ul.ns.py(py::CAPTURE_DATAGRAM, &["h2", &ip1, &ip2, "7946", "5"]);
+    let datagram = unhex(captured.trim());
+    assert!(datagram.starts_with(b"sdg1"), "{captured}");
+    let rejected = |key: &str| sparse(&h2.stats()["gossip"]["rejected"], key);
+    let before = h2.stats()["gossip"]["rejected"].clone();
+    let (replayed, forged, junk) =
+        (baseline(&before, "replayed"), baseline(&before, "auth_failed"), baseline(&before, "bad_magic"));
     // Replayed as is, altered (a fresh counter, so it is not refused as a
     // replay before its tag is checked), and plain junk, from the rogue host.
-    rogue.host.python(&format!(
-        "import socket\n\
-         d = bytes.fromhex('{datagram}')\n\
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         to = ('{ip2}', 7946)\n\
-         s.sendto(d, to)\n\
-         s.sendto(d[:16] + bytes([d[16] ^ 0x80]) + d[17:], to)\n\
-         s.sendto(b'hello there, let me in ' * 5, to)\n"
-    ));
-    assert!(wait_until(Duration::from_secs(3), || rejected("replayed") > replayed), "replay not refused");
-    assert!(wait_until(Duration::from_secs(3), || rejected("auth_failed") > forged), "forgery not refused");
-    assert!(wait_until(Duration::from_secs(3), || rejected("bad_magic") > junk), "junk not refused");
+    let mut altered = datagram.clone();
+    altered[16] ^= 0x80;
+    let junk_bytes = b"hello there, let me in ".repeat(5);
+    let sent = [hex(&datagram), hex(&altered), hex(&junk_bytes)];
+    rogue.host.py(py::SEND_DATAGRAMS, &["0.0.0.0", &ip2, "7946", &sent[0], &sent[1], &sent[2]]);
+    let more = |key: &str, than: u64| wait_until(Duration::from_secs(3), || rejected(key).is_some_and(|n| n > than));
+    assert!(more("replayed", replayed), "replay not refused");
+    assert!(more("auth_failed", forged), "forgery not refused");
+    assert!(more("bad_magic", junk), "junk not refused");
 
     // The rogue never got in: not a peer, its network and container unknown.
     std::thread::sleep(Duration::from_secs(2));
@@ -215,7 +190,8 @@ fn outsiders_are_refused_forged_and_replayed_gossip_is_dropped() {
         assert_eq!(names(&h.json(&["network", "ls"]), "name"), ["front"]);
     }
     // It knocked at its seed, h1, which refused every datagram.
-    assert!(h1.json(&["stats"])["gossip"]["rejected"]["wrong_key"].as_u64().unwrap_or(0) > 0);
+    let rejected = h1.stats()["gossip"]["rejected"].clone();
+    assert!(sparse(&rejected, "wrong_key").is_some_and(|n| n > 0), "h1 refused nothing as wrong_key: {rejected}");
     assert!(rogue.json(&["peers"]).as_array().unwrap().is_empty(), "the rogue learned of members");
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use switchd_e2e::{Netns, Switchd, Underlay, wait_until};
+use switchd_e2e::{BROADCAST, Netns, Switchd, Underlay, count, ether, hex, mac_bytes, py, sparse, unhex, wait_until};
 
 fn network(vni: u32, subnet: &str) -> String {
     format!("\n[[network]]\nname = \"front\"\nvni = {vni}\nsubnet = \"{subnet}\"\ninternal = true\n")
@@ -13,10 +13,6 @@ fn network(vni: u32, subnet: &str) -> String {
 
 fn port(ns: &Netns, ip: &str) -> String {
     format!("\n[[port]]\nnetwork = \"front\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
-}
-
-fn hex(mac: &str) -> String {
-    mac.replace(':', "")
 }
 
 /// Two hosts with static peers, each with a container on network `front`
@@ -38,7 +34,17 @@ fn two_hosts(vni: u32, on_a: (&Netns, &str), on_b: (&Netns, &str)) -> (Underlay,
 /// A drop counter of a port, which must be there.
 fn port_drop(sd: &Switchd, endpoint: &str, reason: &str) -> u64 {
     let stats = sd.port_stats(endpoint);
-    stats["drops"][reason].as_u64().unwrap_or_else(|| panic!("no {reason} drops on {endpoint}: {stats}"))
+    sparse(&stats["drops"], reason).unwrap_or_else(|| panic!("no {reason} drops on {endpoint}: {stats}"))
+}
+
+/// Waits until a port has dropped `n` frames as `reason` (a reason not
+/// counted yet is simply not there), lets it settle, and checks it is
+/// exactly `n`.
+fn wait_for_drops(sd: &Switchd, endpoint: &str, reason: &str, n: u64, timeout: Duration) {
+    let reached = wait_until(timeout, || sparse(&sd.port_stats(endpoint)["drops"], reason).is_some_and(|got| got >= n));
+    assert!(reached, "not {n} {reason} drops on {endpoint}: {}", sd.port_stats(endpoint));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(port_drop(sd, endpoint, reason), n, "{reason} drops on {endpoint}: {}", sd.port_stats(endpoint));
 }
 
 /// Where the FDB has `mac`.
@@ -66,20 +72,13 @@ fn a_container_cannot_take_another_containers_mac() {
 
     // One frame with the victim's MAC, of an EtherType nothing reads, and
     // an IPv4 one from the attacker's own address.
-    attacker.inject(&format!(
-        "s.send(bytes.fromhex('ffffffffffff{m}88b5') + bytes(46))\n\
-         s.send(bytes.fromhex('ffffffffffff{m}0800') + bytes.fromhex('4500001c00010000401100000a46000a0a4600ff') + bytes(8))",
-        m = hex(&victim_mac)
-    ));
-    assert!(
-        wait_until(Duration::from_secs(2), || port_drop(&sd, &attacker.name, "spoofed_mac") >= 2),
-        "{}",
-        sd.port_stats(&attacker.name)
-    );
+    let m = mac_bytes(&victim_mac);
+    let ipv4 = [&unhex("4500001c00010000401100000a46000a0a4600ff")[..], &[0; 8]].concat();
+    attacker.inject(&[ether(BROADCAST, m, 0x88b5, &[0; 46]), ether(BROADCAST, m, 0x0800, &ipv4)]);
+    wait_for_drops(&sd, &attacker.name, "spoofed_mac", 2, Duration::from_secs(2));
     assert_eq!(fdb_where(&sd, &victim_mac), victim_port, "the victim's MAC stayed on its port");
     assert!(peer.ping("10.70.0.11", 2), "the victim's traffic still reaches it");
-    let moves = sd.json(&["stats"])["networks"][0]["mac_moves"].as_u64().expect("mac_moves");
-    assert_eq!(moves, 0);
+    assert_eq!(count(&sd.network_stats("front"), "mac_moves"), 0);
 }
 
 #[test]
@@ -91,19 +90,13 @@ fn vxlan_from_a_peer_never_moves_a_local_endpoints_mac() {
     let local_port = format!("{}:eth0", local.name);
     // A hand-made VXLAN datagram from host b's address (a peer's VTEP)
     // whose inner frame claims the local container's MAC.
-    let vni = format!("{:06x}", 710);
-    b.host.python(&format!(
-        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         inner = bytes.fromhex('ffffffffffff{m}88b5') + bytes(46)\n\
-         s.sendto(bytes.fromhex('08000000{vni}00') + inner, ('{ipa}', 4789))",
-        m = hex(&local_mac)
-    ));
-    let refused = wait_until(Duration::from_secs(2), || {
-        let stats = a.json(&["stats"]);
-        let vtep = stats["vteps"].as_array().expect("vteps").iter().find(|v| v["vtep"] == ipb.as_str()).cloned();
-        vtep.is_some_and(|v| v["drops"]["spoofed_mac"].as_u64().is_some_and(|n| n >= 1))
-    });
-    assert!(refused, "{}", a.json(&["stats"]));
+    let inner = ether(BROADCAST, mac_bytes(&local_mac), 0x88b5, &[0; 46]);
+    let datagram = [&[0x08, 0, 0, 0][..], &710u32.to_be_bytes()[1..], &[0], &inner].concat();
+    b.host.py(py::SEND_DATAGRAMS, &["0.0.0.0", &ipa, "4789", &hex(&datagram)]);
+    let refused = wait_until(Duration::from_secs(2), || sparse(&a.vtep_stats(&ipb)["drops"], "spoofed_mac").is_some());
+    assert!(refused, "{}", a.stats());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count(&a.vtep_stats(&ipb)["drops"], "spoofed_mac"), 1, "{}", a.vtep_stats(&ipb));
     assert_eq!(fdb_where(&a, &local_mac), local_port, "the local container's MAC did not move");
     assert!(remote.ping("10.71.0.10", 1), "and its traffic still reaches it");
 }
@@ -140,43 +133,11 @@ fn a_container_cannot_lie_in_neighbour_discovery() {
 
     let attacker_mac = attacker.mac("eth0");
     // The attacker's own link-local address, as the kernel would make it.
-    let m: Vec<u8> = hex(&attacker_mac)
-        .as_bytes()
-        .chunks(2)
-        .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
-        .collect();
+    let m = mac_bytes(&attacker_mac);
     let attacker_ll =
         format!("fe80::{:02x}{:02x}:{:02x}ff:fe{:02x}:{:02x}{:02x}", m[0] ^ 2, m[1], m[2], m[3], m[4], m[5]);
-    attacker.inject(&format!(
-        r#"
-import struct
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s >> 16) + (s & 0xffff)
-    return ~s & 0xffff
-def icmp6(src, dst, body):
-    src, dst = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
-    pseudo = src + dst + struct.pack("!I3xB", len(body), 58)
-    body = body[:2] + struct.pack("!H", csum(pseudo + body)) + body[4:]
-    ip = struct.pack("!IHBB", 0x60000000, len(body), 58, 255) + src + dst
-    return bytes.fromhex("333300000001{mine}86dd") + ip + body
-me = bytes.fromhex("{mine}")
-# Neighbour advertisement: override, for the victim's address, with the attacker's MAC.
-na = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + socket.inet_pton(socket.AF_INET6, "{victim_ll}") + bytes([2, 1]) + me
-s.send(icmp6("{attacker_ll}", "ff02::1", na))
-# Router advertisement with an autonomous prefix fd99::/64.
-prefix = struct.pack("!BBBBIII", 3, 4, 64, 0xc0, 3600, 1800, 0) + socket.inet_pton(socket.AF_INET6, "fd99::")
-ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0) + prefix + bytes([1, 1]) + me
-s.send(icmp6("{attacker_ll}", "ff02::1", ra))
-"#,
-        mine = hex(&attacker_mac)
-    ));
-    assert!(
-        wait_until(Duration::from_secs(2), || port_drop(&sd, &attacker.name, "spoofed_nd") >= 2),
-        "{}",
-        sd.port_stats(&attacker.name)
-    );
+    attacker.inject_script(py::SPOOF_NEIGHBOUR_DISCOVERY, &[&attacker_mac, &attacker_ll, &victim_ll, "fd99::"]);
+    wait_for_drops(&sd, &attacker.name, "spoofed_nd", 2, Duration::from_secs(2));
     std::thread::sleep(Duration::from_millis(300));
     let cache = neighbour();
     assert!(cache.contains(&victim_mac) && !cache.contains(&attacker_mac), "the observer's cache changed: {cache}");
@@ -192,41 +153,16 @@ fn a_tso_frame_asking_for_one_byte_segments_is_dropped() {
     let (sender, receiver) = (Netns::new("snd"), Netns::new("rcv"));
     let (_ul, a, _b, _, ipb) = two_hosts(730, (&sender, "10.73.0.10"), (&receiver, "10.73.0.20"));
     assert!(sender.ping("10.73.0.20", 1));
-    let vtep_tx = || {
-        let stats = a.json(&["stats"]);
-        let vtep = stats["vteps"].as_array().expect("vteps").iter().find(|v| v["vtep"] == ipb.as_str()).cloned();
-        vtep.expect("host b's VTEP")["tx_frames"].as_u64().expect("tx_frames")
-    };
+    let vtep_tx = || count(&a.vtep_stats(&ipb), "tx_frames");
     let rss_kb = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", a.pid())).expect("switchd's status");
         let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS").to_owned();
         line.split_whitespace().nth(1).expect("kB").parse::<u64>().expect("a number")
     };
     let (tx_before, rss_before) = (vtep_tx(), rss_kb());
-    sender.python(&format!(
-        r#"
-import socket, struct
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
-s.bind(("eth0", 0))
-payload = bytes(65000)
-tcp = struct.pack("!HHIIBBHHH", 40000, 5201, 1, 0, 5 << 4, 0x18, 65535, 0, 0)
-ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 1, 0x4000, 64, 6, 0,
-                 socket.inet_aton("10.73.0.10"), socket.inet_aton("10.73.0.20"))
-# flags NEEDS_CSUM, gso_type TCPV4, hdr_len 54, gso_size 1, csum at 34 + 16
-vnet = struct.pack("<BBHHHH", 1, 1, 54, 1, 34, 16)
-eth = bytes.fromhex("{dst}{src}0800")
-for _ in range(5):
-    s.send(vnet + eth + ip + tcp + payload)
-"#,
-        dst = hex(&receiver.mac("eth0")),
-        src = hex(&sender.mac("eth0"))
-    ));
-    assert!(
-        wait_until(Duration::from_secs(3), || port_drop(&a, &sender.name, "bad_gso") >= 5),
-        "{}",
-        a.port_stats(&sender.name)
-    );
+    let (dst, src) = (receiver.mac("eth0"), sender.mac("eth0"));
+    sender.inject_script(py::SEND_TSO_FRAME, &[&dst, &src, "10.73.0.10", "10.73.0.20", "1", "5"]);
+    wait_for_drops(&a, &sender.name, "bad_gso", 5, Duration::from_secs(3));
     std::thread::sleep(Duration::from_millis(200));
     let sent = vtep_tx() - tx_before;
     assert!(sent < 50, "{sent} datagrams went to host b");

@@ -9,32 +9,10 @@
 //! loopback addresses of this test, and stops by itself.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchd_e2e::{Netns, Switchd, bin, wait_until};
-
-/// A client process started by a test, killed by its PID on drop.
-struct Client(Child);
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs a Python program in `ns` in the background (with `args`).
-fn python_bg(ns: &Netns, program: &str, args: &[&str]) -> Client {
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "python3", "-c", program])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start python3");
-    Client(child)
-}
+use switchd_e2e::{Netns, Switchd, bin, hex, py, unhex, wait_until};
 
 /// CPU seconds (user and system) a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -67,25 +45,6 @@ fn status_within(sd: &Switchd, limit: Duration) -> Result<Duration, String> {
     }
 }
 
-/// Holds `count` connections to a Unix socket for `hold` seconds, saying
-/// nothing; writes how many connected into the file `ready` when done.
-const IDLE_UNIX_CLIENTS: &str = r#"
-import socket, sys, time
-path, count, hold, ready = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
-held = []
-deadline = time.time() + hold
-for _ in range(count):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-        s.connect(path)
-        held.append(s)
-    except OSError:
-        s.close()
-open(ready, "w").write(str(len(held)))
-time.sleep(max(0.0, deadline - time.time()))
-"#;
-
 fn log_lines(sd: &Switchd) -> usize {
     sd.log().lines().count()
 }
@@ -102,9 +61,8 @@ fn descriptors_used_up_by_idle_clients() {
     let before = log_lines(&sd);
     let ready = sd.dir.join("clients-ready");
     let socket = sd.socket();
-    let _clients = python_bg(
-        &sd.host,
-        IDLE_UNIX_CLIENTS,
+    let _clients = sd.host.spawn_py(
+        py::IDLE_UNIX_CLIENTS,
         &[socket.to_str().expect("UTF-8 path"), "600", "12", ready.to_str().expect("UTF-8 path")],
     );
     assert!(wait_until(Duration::from_secs(8), || ready.exists()), "the clients did not connect");
@@ -147,103 +105,10 @@ fn raises_its_soft_descriptor_limit() {
     assert!(sd.log().contains("open files limit raised from 100 to 4096"), "{}", sd.log());
 }
 
-/// A TCP and UDP echo server on port 7000 for any number of clients.
-const ECHO_SERVER: &str = r#"
-import selectors, socket
-sel = selectors.DefaultSelector()
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", 7000))
-l.listen(4096)
-l.setblocking(False)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.bind(("0.0.0.0", 7000))
-u.setblocking(False)
-sel.register(l, selectors.EVENT_READ, "accept")
-sel.register(u, selectors.EVENT_READ, "udp")
-while True:
-    for key, _ in sel.select():
-        if key.data == "accept":
-            try:
-                c, _ = l.accept()
-                c.setblocking(False)
-                sel.register(c, selectors.EVENT_READ, "tcp")
-            except OSError:
-                pass
-        elif key.data == "udp":
-            try:
-                d, a = u.recvfrom(65536)
-                u.sendto(d, a)
-            except OSError:
-                pass
-        else:
-            try:
-                d = key.fileobj.recv(65536)
-            except OSError:
-                d = b""
-            if d:
-                key.fileobj.send(d)
-            else:
-                sel.unregister(key.fileobj)
-                key.fileobj.close()
-"#;
-
-/// Holds idle TCP connections to `argv[1]:argv[2]` for `argv[3]` seconds:
-/// `SRC:COUNT` each from a source address; writes how many connected
-/// into the file `argv[4]` when done.
-const IDLE_TCP_CLIENTS: &str = r#"
-import socket, sys, time
-dst, hold, ready = (sys.argv[1], int(sys.argv[2])), float(sys.argv[3]), sys.argv[4]
-deadline = time.time() + hold
-held = []
-for item in sys.argv[5:]:
-    src, count = item.split(":")
-    for _ in range(int(count)):
-        s = socket.socket()
-        s.settimeout(2)
-        s.bind((src, 0))
-        try:
-            s.connect(dst)
-            held.append(s)
-        except OSError:
-            s.close()
-open(ready, "w").write(str(len(held)))
-time.sleep(max(0.0, deadline - time.time()))
-"#;
-
-/// Sends a datagram to `argv[1]:argv[2]` from each of `COUNT` source
-/// ports of each `SRC:COUNT`, twice over (paced, so that none is lost in a
-/// full receive buffer), keeping the sockets for `argv[3]` seconds; writes
-/// how many ports were used into the file `argv[4]`.
-const UDP_SOURCE_PORTS: &str = r#"
-import socket, sys, time
-dst, hold, ready = (sys.argv[1], int(sys.argv[2])), float(sys.argv[3]), sys.argv[4]
-deadline = time.time() + hold
-held = []
-for item in sys.argv[5:]:
-    src, count = item.split(":")
-    for _ in range(int(count)):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((src, 0))
-        held.append(s)
-for _ in range(2):
-    for s in held:
-        s.sendto(b"x", dst)
-        time.sleep(0.001)
-open(ready, "w").write(str(len(held)))
-time.sleep(max(0.0, deadline - time.time()))
-"#;
-
 /// One round trip through a published port from source address `src`: the
 /// echo, or the error.
 fn echo(ns: &Netns, proto: &str, src: &str, port: u16) -> String {
-    let program = format!(
-        "import socket\nkind = socket.SOCK_STREAM if '{proto}' == 'tcp' else socket.SOCK_DGRAM\n\
-         s = socket.socket(socket.AF_INET, kind)\ns.settimeout(3)\ns.bind(('{src}', 0))\n\
-         try:\n    s.connect(('127.0.0.1', {port}))\n    s.send(b'hello')\n    print(s.recv(100).decode(), end='')\n\
-         except OSError as e:\n    print('error:', e, end='')\n"
-    );
-    String::from_utf8_lossy(&ns.exec(&["python3", "-c", &program]).stdout).into_owned()
+    ns.py(py::ECHO_ONCE, &[proto, src, "127.0.0.1", &port.to_string()])
 }
 
 /// A switchd with one container running the echo server, published with
@@ -256,7 +121,7 @@ fn published(publish: &str) -> (Switchd, Netns, switchd_e2e::Proc) {
         web.name
     );
     let sd = Switchd::start("", &body);
-    let server = web.spawn(&["python3", "-c", ECHO_SERVER]);
+    let server = web.spawn_py(py::ECHO_SERVER, &["7000"]);
     assert!(wait_until(Duration::from_secs(5), || !web.ok(&["ss", "-ltnH", "sport = :7000"]).trim().is_empty()));
     (sd, web, server)
 }
@@ -294,7 +159,7 @@ fn descriptors_used_up_by_a_published_port() {
     let ready = sd.dir.join("tcp-ready");
     let args =
         ["127.0.0.1", "8082", "15", ready.to_str().expect("UTF-8"), "127.0.0.2:200", "127.0.0.3:200", "127.0.0.4:200"];
-    let _clients = python_bg(&sd.host, IDLE_TCP_CLIENTS, &args);
+    let _clients = sd.host.spawn_py(py::IDLE_TCP_CLIENTS, &args);
     assert!(wait_until(Duration::from_secs(15), || ready.exists()), "the idle clients did not connect");
     std::thread::sleep(Duration::from_millis(500));
     let cpu0 = cpu_seconds(pid);
@@ -319,7 +184,7 @@ fn idle_tcp_connections_cannot_lock_a_published_port() {
     let plan = ["127.0.0.2:300", "127.0.0.3:200", "127.0.0.4:200", "127.0.0.5:200", "127.0.0.6:200"];
     let mut args = vec!["127.0.0.1", "8080", "20", ready.to_str().expect("UTF-8")];
     args.extend(plan);
-    let _clients = python_bg(&sd.host, IDLE_TCP_CLIENTS, &args);
+    let _clients = sd.host.spawn_py(py::IDLE_TCP_CLIENTS, &args);
     assert!(wait_until(Duration::from_secs(15), || ready.exists()), "the idle clients did not connect");
     let connected: usize = std::fs::read_to_string(&ready).expect("ready").trim().parse().expect("a count");
     assert_eq!(connected, 1100, "every idle client connected (to the listener)");
@@ -353,7 +218,7 @@ fn udp_source_ports_cannot_lock_a_published_port() {
     let (sd, web, _server) = published(&publish_entry(5300, "udp", ""));
     let ready = sd.dir.join("udp-ready");
     let mut args = vec!["127.0.0.1", "5300", "20", ready.to_str().expect("UTF-8"), "127.0.0.2:300"];
-    let _one = python_bg(&sd.host, UDP_SOURCE_PORTS, &args);
+    let _one = sd.host.spawn_py(py::UDP_SOURCE_PORTS, &args);
     assert!(wait_until(Duration::from_secs(10), || ready.exists()), "the UDP clients did not send");
     assert!(wait_until(Duration::from_secs(5), || udp_relays(&web) >= 256), "{} relays", udp_relays(&web));
     std::thread::sleep(Duration::from_millis(500));
@@ -363,7 +228,7 @@ fn udp_source_ports_cannot_lock_a_published_port() {
     let ready_more = sd.dir.join("udp-ready-more");
     args = vec!["127.0.0.1", "5300", "20", ready_more.to_str().expect("UTF-8")];
     args.extend(["127.0.0.3:220", "127.0.0.4:220", "127.0.0.5:220", "127.0.0.6:220"]);
-    let _more = python_bg(&sd.host, UDP_SOURCE_PORTS, &args);
+    let _more = sd.host.spawn_py(py::UDP_SOURCE_PORTS, &args);
     assert!(wait_until(Duration::from_secs(15), || ready_more.exists()), "the UDP clients did not send");
     std::thread::sleep(Duration::from_millis(300));
     let relays = udp_relays(&web);
@@ -381,16 +246,13 @@ fn idle_relays_time_out() {
     let (sd, web, _server) = published(&publish);
     assert_eq!(echo(&sd.host, "udp", "127.0.0.1", 5301), "hello");
     let ready = sd.dir.join("idle-ready");
-    let _idle = python_bg(
-        &sd.host,
-        IDLE_TCP_CLIENTS,
-        &["127.0.0.1", "8081", "10", ready.to_str().expect("UTF-8"), "127.0.0.2:5"],
-    );
+    let _idle = sd
+        .host
+        .spawn_py(py::IDLE_TCP_CLIENTS, &["127.0.0.1", "8081", "10", ready.to_str().expect("UTF-8"), "127.0.0.2:5"]);
     assert!(wait_until(Duration::from_secs(5), || ready.exists()));
-    let chatty = "import socket, time\ns = socket.create_connection(('127.0.0.1', 8081), timeout=2)\n\
-                  for _ in range(12):\n    s.send(b'hi')\n    assert s.recv(10) == b'hi'\n    time.sleep(0.25)\nprint('alive', end='')";
     let started = Instant::now();
-    assert_eq!(sd.host.ok(&["python3", "-c", chatty]), "alive", "a connection that talks stays open for 3 s");
+    let chatty = sd.host.py(py::CHATTY_TCP_CLIENT, &["127.0.0.1", "8081", "12", "0.25"]);
+    assert_eq!(chatty, "alive", "a connection that talks stays open for 3 s");
     assert!(started.elapsed() > Duration::from_millis(2500));
     let gone = wait_until(Duration::from_secs(3), || established(&sd.host, 8081).is_empty());
     assert!(gone, "idle TCP connections still held after their timeout: {:?}", established(&sd.host, 8081));
@@ -475,37 +337,11 @@ fn cni_plugin_types_never_leave_cni_path() {
 /// Sends `requests` (one connection each) to a Unix socket and returns what
 /// came back on each before the server closed it or 2 s passed.
 fn unix_exchange(ns: &Netns, socket: &Path, requests: &[&[u8]]) -> Vec<String> {
-    let program = r#"
-import socket, sys, time
-path = sys.argv[1]
-for hexed in sys.argv[2:]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(2)
-    s.connect(path)
-    s.sendall(bytes.fromhex(hexed))
-    got = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                got += b"<closed>"
-                break
-            got += chunk
-    except socket.timeout:
-        pass
-    print(got.hex())
-"#;
-    let hexed: Vec<String> = requests.iter().map(|r| r.iter().map(|b| format!("{b:02x}")).collect()).collect();
-    let mut args = vec!["python3", "-c", program, socket.to_str().expect("UTF-8")];
+    let hexed: Vec<String> = requests.iter().map(|r| hex(r)).collect();
+    let mut args = vec![socket.to_str().expect("UTF-8")];
     args.extend(hexed.iter().map(String::as_str));
-    let out = ns.ok(&args);
-    out.lines()
-        .map(|line| {
-            let bytes: Vec<u8> =
-                (0..line.len()).step_by(2).map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex")).collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-        .collect()
+    let out = ns.py(py::UNIX_EXCHANGE, &args);
+    out.lines().map(|line| String::from_utf8_lossy(&unhex(line)).into_owned()).collect()
 }
 
 /// A file removed on drop (a socket a killed switchd leaves behind).

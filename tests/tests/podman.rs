@@ -64,7 +64,14 @@ fn cni(env: &[(&str, &str)], stdin: &str) -> (bool, serde_json::Value) {
         .expect("run switchd-cni");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+    // CNI answers with JSON on stdout, also for an error; nothing at all
+    // (DEL, CHECK) is Null. Anything else fails here, not as a Null later.
+    let json = if out.stdout.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    (out.status.success(), json)
 }
 
 #[test]

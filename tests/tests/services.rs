@@ -5,9 +5,12 @@
 //! namespace gets a default route); routes to routed networks are installed
 //! per subnet instead.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, gossip_member, ip_of, wait_until};
+use switchd_e2e::{
+    BROADCAST, KeyFile, Netns, Switchd, Underlay, arp, count, gossip_member, hex, ip_of, mac_bytes, py, sparse,
+    wait_until,
+};
 
 fn network(name: &str, vni: u32, subnet: &str) -> String {
     format!("\n[[network]]\nname = \"{name}\"\nvni = {vni}\nsubnet = \"{subnet}\"\ninternal = true\n")
@@ -32,8 +35,11 @@ fn wait_for_endpoint(sd: &Switchd, network: &str, name: &str) {
     assert!(seen, "{name} on {network} never reached {}\n{}", sd.host.name, sd.log());
 }
 
+/// A drop counter of a port, which must be there (the drops map lists only
+/// reasons that happened).
 fn drops(sd: &Switchd, endpoint: &str, reason: &str) -> u64 {
-    sd.port_stats(endpoint)["drops"][reason].as_u64().unwrap_or(0)
+    let port = sd.port_stats(endpoint);
+    sparse(&port["drops"], reason).unwrap_or_else(|| panic!("no {reason} drops on {endpoint}: {port}"))
 }
 
 #[test]
@@ -93,16 +99,21 @@ fn routing_between_networks_only_where_a_route_allows() {
     let routes = a.json(&["route", "ls"]);
     assert_eq!(routes[0]["networks"], serde_json::json!(["backend", "frontend"]));
     assert_eq!(routes[0]["state"], "active");
-    let routed =
-        a.json(&["stats"])["networks"].as_array().unwrap().iter().find(|n| n["network"] == "frontend").cloned();
-    assert!(routed.unwrap()["routed"].as_u64().unwrap() >= 3);
+    assert!(count(&a.network_stats("frontend"), "routed") >= 3);
 
-    // And removed again: denied.
+    // And removed again: the route goes from s1, and one added by hand is
+    // refused by the gateway again, as at first (not merely unroutable).
     for sd in [&a, &b] {
         sd.ctl(&["route", "rm", "frontend", "backend"]);
     }
     assert!(!s1.ok(&["ip", "route"]).contains("10.32.0.0"), "route removed from s1");
-    assert!(!s1.ping(&ip2, 1));
+    let denied = drops(&a, "s1", "route_denied");
+    s1.ok(&["ip", "route", "add", "10.32.0.0/24", "via", "10.31.0.1"]);
+    let out = s1.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", &ip2]);
+    assert!(!out.status.success(), "the route was removed, yet s1 reached s2");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Packet filtered"), "{out:?}");
+    assert!(drops(&a, "s1", "route_denied") >= denied + 2, "{}", a.port_stats("s1"));
+    s1.ok(&["ip", "route", "del", "10.32.0.0/24"]);
 }
 
 /// A DHCP client script (udhcpc's or dhclient's): applies what it got and
@@ -210,30 +221,11 @@ fn dhcp_clients_get_everything_and_resolve_their_peers() {
     assert_eq!(lease["dns"], "10.33.0.1");
     assert!(d.ping(&web_ip, 2));
 
-    let services = &a.json(&["stats"])["services"];
-    assert!(services["dhcp_acks"].as_u64().unwrap() >= 2, "{services}");
-    assert!(services["dns_answers"].as_u64().unwrap() >= 4, "{services}");
-    assert!(services["dns_nxdomain"].as_u64().unwrap() >= 2, "{services}");
+    let services = &a.stats()["services"];
+    assert!(count(services, "dhcp_acks") >= 2, "{services}");
+    assert!(count(services, "dns_answers") >= 4, "{services}");
+    assert!(count(services, "dns_nxdomain") >= 2, "{services}");
 }
-
-/// The flask-app of the three-tier example: HTTP on port 5000, counting
-/// visits in "mongo" (a redis-server), both found by name.
-const APP: &str = r#"
-import http.server, socket
-class App(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with socket.create_connection(("mongo", 6379), timeout=3) as db:
-            db.sendall(b"*2\r\n$4\r\nINCR\r\n$4\r\nhits\r\n")
-            hits = db.recv(64).decode().strip().lstrip(":")
-        body = f"hits={hits} served by flask-app\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 5000), App).serve_forever()
-"#;
 
 /// nginx in the foreground, one process, proxying to flask-app by name.
 fn nginx_conf(dir: &std::path::Path) -> std::path::PathBuf {
@@ -250,14 +242,15 @@ fn nginx_conf(dir: &std::path::Path) -> std::path::PathBuf {
     conf
 }
 
+/// GETs `url` from `ns`: the body, or why the server could not be reached
+/// (a failure of the script itself fails the test: it is no "unreachable").
 fn http_get(ns: &Netns, url: &str) -> Result<String, String> {
-    let program =
-        format!("import urllib.request\nprint(urllib.request.urlopen({url:?}, timeout=5).read().decode(), end='')");
-    let out = ns.exec(&["python3", "-c", &program]);
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = ns.py_exec(py::HTTP_GET, &[url]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.code() {
+        Some(0) => Ok(stdout),
+        Some(2) => Err(stdout),
+        _ => panic!("http_get.py {url} in {} failed: {out:?}", ns.name),
     }
 }
 
@@ -300,7 +293,7 @@ fn three_tier_app_across_two_hosts() {
         db_dir.to_str().unwrap(),
     ]);
     assert!(listening(&mongo, 6379), "redis-server did not start");
-    let _app = app.spawn(&["python3", "-c", APP]);
+    let _app = app.spawn_py(py::VISIT_COUNTER_APP, &["5000", "mongo", "6379"]);
     assert!(listening(&app, 5000), "flask-app did not start");
     let _nginx = nginx.spawn(&["nginx", "-c", nginx_conf(&a.dir).to_str().unwrap()]);
     assert!(
@@ -325,8 +318,8 @@ fn three_tier_app_across_two_hosts() {
         .find(|e| e["name"] == "mongo")
         .map(|e| e["ip"].as_str().unwrap().to_owned())
         .unwrap();
-    let reach = format!("import socket\nsocket.create_connection(({mongo_ip:?}, 6379), timeout=2)");
-    assert!(!nginx.exec(&["python3", "-c", &reach]).status.success(), "nginx must not reach mongo");
+    let reach = nginx.py(py::TCP_CONNECT, &[&mongo_ip, "6379", "2"]);
+    assert!(reach.starts_with("error:"), "nginx must not reach mongo: {reach}");
 
     // Inspect shows every endpoint with name, IP, MAC and host.
     let detail = a.json(&["network", "inspect", "public-net-1"]);
@@ -336,14 +329,11 @@ fn three_tier_app_across_two_hosts() {
         assert!(e["ip"].is_string() && e["mac"].is_string() && e["host"].is_string(), "{e}");
     }
     // A UDP port published at run time on host b, to the app's container.
-    let echo = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 5300))\n\
-                while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'echo:' + d, a)\n";
-    let _echo = app.spawn(&["python3", "-c", echo]);
+    let _echo = app.spawn_py(py::ECHO_SERVER, &["5300", "echo:"]);
     assert!(wait_until(Duration::from_secs(5), || !app.ok(&["ss", "-lunH", "sport = :5300"]).trim().is_empty()));
     b.ctl(&["publish", "public-net-1", "flask-app", "5300:5300/udp"]);
-    let ask = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(3)\n\
-               s.sendto(b'ping', ('198.18.0.2', 5300))\nprint(s.recvfrom(2048)[0].decode(), end='')";
-    assert_eq!(a.host.ok(&["python3", "-c", ask]), "echo:ping", "UDP through a published port");
+    let echoed = a.host.py(py::ECHO_ONCE, &["udp", "0.0.0.0", "198.18.0.2", "5300", "ping"]);
+    assert_eq!(echoed, "echo:ping", "UDP through a published port");
     b.ctl(&["unpublish", "5300/udp"]);
     assert!(!b.ctl(&["ports"]).contains("5300"));
 
@@ -441,26 +431,16 @@ fn address_blocks_go_back_when_another_host_needs_them() {
     assert!(wait_until(Duration::from_secs(10), || endpoint_ips(&a, "front").len() == 200));
 }
 
-/// A frame for the gateway from container `ns` (eth0 is at `mac`, address
-/// `src`): IPv4/UDP from `src:sport` to `dst:dport`, the payload in Python.
-fn inject_udp(ns: &Netns, dst_mac: &str, src: &str, dst: &str, sport: u16, dport: u16, payload: &str) {
-    let mac = ns.mac("eth0");
-    ns.inject(&format!(
-        r#"
-import struct
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
-payload = {payload}
-udp = struct.pack("!HHHH", {sport}, {dport}, 8 + len(payload), 0) + payload
-ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                 socket.inet_aton("{src}"), socket.inet_aton("{dst}"))
-ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-eth = bytes.fromhex("{dst_mac}".replace(":", "")) + bytes.fromhex("{mac}".replace(":", "")) + b"\x08\x00"
-s.send(eth + ip + udp)
-"#
-    ));
+/// A hand-made IPv4/UDP frame from container `ns` (from its eth0's MAC) to
+/// `dst_mac`: from `src:sport` to `dst:dport`, carrying `payload`.
+fn inject_udp(ns: &Netns, dst_mac: &str, src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) {
+    let (mac, sport, dport) = (ns.mac("eth0"), sport.to_string(), dport.to_string());
+    ns.inject_script(py::SEND_UDP_FRAME, &[dst_mac, &mac, src, dst, &sport, &dport, &hex(payload)]);
+}
+
+/// The MAC `ns` has in its neighbour cache for `ip`, if any.
+fn neighbour_mac(ns: &Netns, ip: &str) -> Option<String> {
+    ns.ok(&["ip", "neigh", "show", ip]).split_whitespace().nth(4).map(str::to_owned)
 }
 
 #[test]
@@ -471,60 +451,71 @@ fn bad_input_to_the_gateway_is_counted_and_changes_nothing() {
     let d_ip = ip_of(&sd.connect("front", &d, &["--name", "d"]));
     let gw_mac = "02:5d:67:00:02:62"; // VNI 610
     assert!(c.ping("10.61.0.1", 1));
-    assert_eq!(c.ok(&["ip", "neigh", "show", "10.61.0.1"]).split_whitespace().nth(4), Some(gw_mac));
+    assert_eq!(neighbour_mac(&c, "10.61.0.1").as_deref(), Some(gw_mac));
+    // d knows the gateway too: an ARP reply claiming its address that got
+    // through would overwrite this entry.
+    assert!(d.ping("10.61.0.1", 1));
+    assert_eq!(neighbour_mac(&d, "10.61.0.1").as_deref(), Some(gw_mac));
+    let d_resolved = Instant::now();
 
     // DHCP: junk, a client MAC that is not attached, a huge option area.
-    inject_udp(&c, "ff:ff:ff:ff:ff:ff", "0.0.0.0", "255.255.255.255", 68, 67, r#"b"\x01\x02junk""#);
-    let stranger = r#"bytes([1, 1, 6, 0]) + b"\0" * 24 + bytes.fromhex("02aabbccddee") + b"\0" * 202 + bytes([99, 130, 83, 99, 53, 1, 1, 255])"#;
-    inject_udp(&c, "ff:ff:ff:ff:ff:ff", "0.0.0.0", "255.255.255.255", 68, 67, stranger);
+    let all = "255.255.255.255";
+    let bcast = "ff:ff:ff:ff:ff:ff";
+    inject_udp(&c, bcast, "0.0.0.0", all, 68, 67, b"\x01\x02junk");
+    let stranger =
+        [&[1, 1, 6, 0][..], &[0; 24], &mac_bytes("02:aa:bb:cc:dd:ee"), &[0; 202], &[99, 130, 83, 99, 53, 1, 1, 255]];
+    inject_udp(&c, bcast, "0.0.0.0", all, 68, 67, &stranger.concat());
     // DNS: junk with a query header, fifty questions, a 255-byte name.
-    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, r#"b"\xab\xcd\x01\x00\x00\x01" + b"\0" * 6 + b"\x3f" * 40"#);
-    let many = r#"b"\x12\x34\x01\x00\x00\x32\0\0\0\0\0\0" + b"\x01a\x00\x00\x01\x00\x01" * 50"#;
-    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, many);
-    let huge = r#"b"\x12\x35\x01\x00\x00\x01\0\0\0\0\0\0" + (b"\x3f" + b"a" * 63) * 3 + b"\x3d" + b"b" * 61 + b"\x00\x00\x01\x00\x01""#;
-    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, huge);
+    let junk = [&b"\xab\xcd\x01\x00\x00\x01"[..], &[0; 6], &[0x3f; 40]].concat();
+    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, &junk);
+    let many = [&b"\x12\x34\x01\x00\x00\x32"[..], &[0; 6], &b"\x01a\x00\x00\x01\x00\x01".repeat(50)].concat();
+    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, &many);
+    let label = |len: u8, byte: u8| [vec![len], vec![byte; usize::from(len)]].concat();
+    let name = [label(63, b'a'), label(63, b'a'), label(63, b'a'), label(61, b'b'), vec![0]].concat();
+    assert_eq!(name.len(), 255, "the longest name DNS allows");
+    let huge = [&b"\x12\x35\x01\x00\x00\x01"[..], &[0; 6], &name, b"\x00\x01\x00\x01"].concat();
+    inject_udp(&c, gw_mac, &c_ip, "10.61.0.1", 5353, 53, &huge);
     // Spoofing: an IPv4 source c was not given, and ARP replies claiming
-    // the gateway's address and d's.
-    inject_udp(&c, "ff:ff:ff:ff:ff:ff", &d_ip, "10.61.0.255", 9, 9, r#"b"spoof""#);
-    let mac = c.mac("eth0").replace(':', "");
+    // the gateway's address and d's. (Linux lets a reply override an entry
+    // only once it is a second old: wait for that, so that d's entry for
+    // the gateway would change if a spoofed reply reached d.)
+    inject_udp(&c, bcast, &d_ip, "10.61.0.255", 9, 9, b"spoof");
+    std::thread::sleep(Duration::from_millis(1100).saturating_sub(d_resolved.elapsed()));
+    let mac = mac_bytes(&c.mac("eth0"));
     for claimed in ["10.61.0.1", d_ip.as_str()] {
-        c.inject(&format!(
-            "arp = bytes.fromhex('ffffffffffff{mac}0806000108000604000 2{mac}'.replace(' ', '')) + socket.inet_aton('{claimed}') + b'\\xff' * 6 + socket.inet_aton('{claimed}') + b'\\0' * 18\ns.send(arp)"
-        ));
+        let claimed = claimed.parse().unwrap();
+        c.inject(&[arp(2, (mac, claimed), (BROADCAST, claimed))]);
     }
 
-    let services = &sd.json(&["stats"])["services"];
-    let count = |k: &str| services[k].as_u64().unwrap_or(0);
-    assert!(wait_until(Duration::from_secs(3), || {
-        let s = &sd.json(&["stats"])["services"];
-        s["dns_refused"].as_u64().unwrap_or(0) >= 2
-    }));
-    assert_eq!(count("dhcp_malformed"), 1, "{services}");
-    assert_eq!(count("dhcp_unknown_client"), 1, "{services}");
-    assert!(count("dns_refused") >= 2, "FORMERR for junk and many questions: {services}");
-    assert_eq!(count("dns_nxdomain"), 1, "the huge name is just unknown: {services}");
-    assert_eq!(drops(&sd, "c", "spoofed_address"), 3);
-    // Nothing changed: d still owns its address, the gateway answers.
-    assert_eq!(d.ok(&["ip", "neigh", "show", "10.61.0.1"]).split_whitespace().nth(4).unwrap_or(gw_mac), gw_mac);
+    // Wait until everything is counted, let it settle, then read the
+    // counters from one snapshot taken after that.
+    let expected = [("dhcp_malformed", 1), ("dhcp_unknown_client", 1), ("dns_refused", 2), ("dns_nxdomain", 1)];
+    let counted = wait_until(Duration::from_secs(3), || {
+        let stats = sd.stats();
+        let spoofed = sparse(&sd.port_stats("c")["drops"], "spoofed_address");
+        expected.iter().all(|(k, n)| sparse(&stats["services"], k).is_some_and(|got| got >= *n))
+            && spoofed.is_some_and(|n| n >= 3)
+    });
+    assert!(counted, "services {}, c's drops {}", sd.stats()["services"], sd.port_stats("c")["drops"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = sd.stats();
+    let services = &stats["services"];
+    assert_eq!(count(services, "dhcp_malformed"), 1, "{services}");
+    assert_eq!(count(services, "dhcp_unknown_client"), 1, "{services}");
+    assert_eq!(count(services, "dns_refused"), 2, "FORMERR for junk and many questions: {services}");
+    assert_eq!(count(services, "dns_nxdomain"), 1, "the huge name is just unknown: {services}");
+    let c_port = stats["ports"].as_array().expect("ports").iter().find(|p| p["endpoint"] == "c").expect("port c");
+    assert_eq!(count(&c_port["drops"], "spoofed_address"), 3, "the IPv4 source and both ARP replies: {c_port}");
+    // Nothing changed: d still has the gateway's MAC for its address, and
+    // owns its own; the gateway answers.
+    assert_eq!(neighbour_mac(&d, "10.61.0.1").as_deref(), Some(gw_mac), "d's entry for the gateway");
     assert!(d.ping(&c_ip, 1) && c.ping("10.61.0.1", 1));
     assert_eq!(dig(&d, &["+short", "c"]).trim(), c_ip);
 }
 
 /// An HTTP server on `port` that answers with the client's address.
 fn whoami_server(ns: &Netns, port: u16) -> switchd_e2e::Proc {
-    let program = format!(
-        r#"
-import http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = self.client_address[0].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-http.server.HTTPServer(("0.0.0.0", {port}), H).serve_forever()
-"#
-    );
-    let server = ns.spawn(&["python3", "-c", &program]);
+    let server = ns.spawn_py(py::WHOAMI_SERVER, &[&port.to_string()]);
     assert!(listening(ns, port), "whoami server on {port} did not start in {}", ns.name);
     server
 }
