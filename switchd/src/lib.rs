@@ -18,6 +18,9 @@
 //! - [`conns`]: what every server loop on switchd's sockets shares: accept
 //!   errors that never spin, connection tables with limits and eviction.
 
+// System calls are `io`'s alone; everything else is safe Rust.
+#![deny(unsafe_code)]
+
 pub mod cluster;
 pub mod cni;
 pub mod conns;
@@ -25,6 +28,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod docker;
+#[allow(unsafe_code)]
 pub mod io;
 pub mod proxy;
 pub mod services;

@@ -529,7 +529,6 @@ impl Daemon {
         self.dataplane.shutdown();
     }
 
-    /// Runs one control request.
     /// Runs one control request. `Err(wait)`: it cannot be done yet (an
     /// address block being claimed); ask again after `wait`, without
     /// holding the daemon, so gossip goes on meanwhile.

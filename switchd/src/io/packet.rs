@@ -19,12 +19,17 @@ pub fn open(ifname: &str) -> io::Result<OwnedFd> {
     // Protocol 0: receive nothing until bound to the one interface.
     let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK, 0)?;
     let on: libc::c_int = 1;
-    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, &on)?;
-    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on)?;
+    // SAFETY: these options take an int.
+    unsafe {
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, &on)?;
+        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &on)?;
+    }
     // Room for bursts of 64 KiB segments; FORCE works past rmem_max as root.
     let buf: libc::c_int = 8 << 20;
-    sys::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf)
-        .or_else(|_| sys::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &buf))?;
+    // SAFETY: the buffer size options take an int.
+    unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &buf) }
+        // SAFETY: as above.
+        .or_else(|_| unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &buf) })?;
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
@@ -44,6 +49,7 @@ pub fn open(ifname: &str) -> io::Result<OwnedFd> {
         mr_alen: 0,
         mr_address: [0; 8],
     };
-    sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+    // SAFETY: PACKET_ADD_MEMBERSHIP takes a `struct packet_mreq`.
+    unsafe { sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)? };
     Ok(fd)
 }

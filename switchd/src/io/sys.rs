@@ -34,10 +34,14 @@ impl IfReq {
 }
 
 /// An ioctl whose argument is a pointer to `arg`.
-pub fn ioctl_ptr<T>(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: &mut T) -> io::Result<()> {
-    // SAFETY: `arg` is a valid, exclusively borrowed object of the type the
-    // request expects (callers pair requests with their argument types), and
-    // it outlives the call.
+///
+/// # Safety
+/// `T` must be the type `request` reads and writes through its argument
+/// (the kernel writes as many bytes as its type for the request has): a
+/// request paired with a smaller `T` writes past it.
+pub unsafe fn ioctl_ptr<T>(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is a valid, exclusively borrowed `T` that outlives the
+    // call, and the caller promises it is the type the request expects.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, arg as *mut T) }).map(drop)
 }
 
@@ -47,8 +51,14 @@ pub fn ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: libc::c_ulong) -
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) }).map(drop)
 }
 
-pub fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` points to a live `T` of the given size for the call.
+/// Sets a socket option to `value`.
+///
+/// # Safety
+/// `T` must be the type the option `(level, name)` takes, with no padding
+/// (the kernel reads `size_of::<T>()` bytes and takes them as that type).
+pub unsafe fn setsockopt<T>(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live `T` of the given size for the call,
+    // and the caller promises it is the option's type.
     cvt(unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -92,14 +102,10 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `writev(2)` of several slices as one frame.
-pub fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
-    let n = parts.len().min(iov.len());
-    for (slot, part) in iov.iter_mut().zip(parts) {
-        *slot = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
-    }
-    // SAFETY: the first `n` iovecs point to live slices, only read by writev.
-    let written = cvt(unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) })?;
+pub fn writev<const N: usize>(fd: RawFd, parts: &[&[u8]; N]) -> io::Result<usize> {
+    let iov = parts.map(|part| libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
+    // SAFETY: the `N` iovecs point to live slices, only read by writev.
+    let written = cvt(unsafe { libc::writev(fd, iov.as_ptr(), N as libc::c_int) })?;
     Ok(written as usize)
 }
 
@@ -135,7 +141,8 @@ pub fn if_names() -> Vec<String> {
 pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
     let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
     let mut req = IfReq::new(name);
-    ioctl_ptr(sock.as_fd(), libc::SIOCGIFHWADDR as libc::Ioctl, &mut req)?;
+    // SAFETY: SIOCGIFHWADDR reads and writes a `struct ifreq`, which `IfReq` is.
+    unsafe { ioctl_ptr(sock.as_fd(), libc::SIOCGIFHWADDR as libc::Ioctl, &mut req)? };
     // The union holds a `struct sockaddr`: family (2 bytes), then the address.
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&req.union[2..8]);

@@ -47,7 +47,8 @@ pub fn attach(name: &IfName) -> Result<(OwnedFd, Attached), TapError> {
     let set_iff = |flags: libc::c_int| {
         let mut req = IfReq::new(name.as_str());
         req.set_flags(flags as libc::c_short);
-        sys::ioctl_ptr(fd.as_fd(), libc::TUNSETIFF, &mut req)
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` is.
+        unsafe { sys::ioctl_ptr(fd.as_fd(), libc::TUNSETIFF, &mut req) }
     };
     let attached = match set_iff(TAP_FLAGS | libc::IFF_MULTI_QUEUE | libc::IFF_TUN_EXCL) {
         Ok(()) => Attached::Created,
@@ -64,7 +65,8 @@ pub fn attach(name: &IfName) -> Result<(OwnedFd, Attached), TapError> {
         Err(e) => return Err(io_err(e)),
     };
     let hdr_len = VNET_HDR_LEN as libc::c_int;
-    sys::ioctl_ptr(fd.as_fd(), libc::TUNSETVNETHDRSZ, &mut { hdr_len }).map_err(io_err)?;
+    // SAFETY: TUNSETVNETHDRSZ reads an int.
+    unsafe { sys::ioctl_ptr(fd.as_fd(), libc::TUNSETVNETHDRSZ, &mut { hdr_len }) }.map_err(io_err)?;
     let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
     // UDP segmentation offload needs Linux 6.2; without it, UDP arrives segmented.
     sys::ioctl_int(fd.as_fd(), libc::TUNSETOFFLOAD, (offloads | libc::TUN_F_USO4 | libc::TUN_F_USO6).into())

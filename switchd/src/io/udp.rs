@@ -1,13 +1,13 @@
 //! The underlay's UDP sockets: VXLAN in and out.
 //!
-//! One receive socket is bound to `underlay_ip:vxlan_port` (`SO_REUSEPORT`,
-//! so each worker may have its own), with `UDP_GRO`: a burst of datagrams
+//! One receive socket is bound to `underlay_ip:vxlan_port` (`SO_REUSEPORT`),
+//! read by one worker with `recvmmsg` and `UDP_GRO`: a burst of datagrams
 //! of one flow arrives in one read, its segment size in a control message.
 //! Sending uses a small pool of sockets bound to `underlay_ip` and ephemeral
 //! ports: the flow hash of the inner frame picks the socket, so its port is
 //! the outer source port (a UDP socket cannot choose a source port per
-//! datagram), and one `sendmsg` with `UDP_SEGMENT` carries up to 64 KiB of
-//! equal-sized datagrams, as many as a TSO segment makes.
+//! datagram), and one `sendmmsg` entry with `UDP_SEGMENT` carries up to
+//! 64 KiB of equal-sized datagrams, as many as a TSO segment makes.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -40,7 +40,8 @@ pub fn bind_rx(addr: SocketAddr) -> io::Result<OwnedFd> {
     socket.bind(&addr.into())?;
     let fd = OwnedFd::from(socket);
     let on: libc::c_int = 1;
-    sys::setsockopt(std::os::fd::AsFd::as_fd(&fd), libc::SOL_UDP, libc::UDP_GRO, &on)?;
+    // SAFETY: UDP_GRO takes an int.
+    unsafe { sys::setsockopt(std::os::fd::AsFd::as_fd(&fd), libc::SOL_UDP, libc::UDP_GRO, &on)? };
     force_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 32 << 20)?;
     Ok(fd)
 }
@@ -57,8 +58,10 @@ pub fn bind_tx(ip: IpAddr) -> io::Result<OwnedFd> {
 /// Sets a socket buffer past the sysctl maximum (root), or as far as allowed.
 fn force_buffer(fd: &OwnedFd, force: libc::c_int, plain: libc::c_int, bytes: libc::c_int) -> io::Result<()> {
     let fd = std::os::fd::AsFd::as_fd(fd);
-    sys::setsockopt(fd, libc::SOL_SOCKET, force, &bytes)
-        .or_else(|_| sys::setsockopt(fd, libc::SOL_SOCKET, plain, &bytes))
+    // SAFETY: the buffer size options take an int.
+    unsafe { sys::setsockopt(fd, libc::SOL_SOCKET, force, &bytes) }
+        // SAFETY: as above.
+        .or_else(|_| unsafe { sys::setsockopt(fd, libc::SOL_SOCKET, plain, &bytes) })
 }
 
 /// The local port a socket is bound to.
