@@ -1,6 +1,10 @@
 //! The gossip member of a running daemon, on the control plane's tokio
 //! runtime: it publishes what the daemon says this host carries, and a few
-//! times a second turns what it hears into a peer table for the daemon.
+//! times a second turns what it hears into a peer table. The daemon is
+//! given the table only when what it routes by changed (hosts, their
+//! liveness, networks, endpoints, claims, keys); how long ago each host
+//! was heard goes out through a watch channel the daemon reads for
+//! `switchctl peers`, so a quiet cluster never takes the daemon.
 //!
 //! The members it hears are kept in `state_dir/peers.json`
 //! (`switchd_overlay::gossip::cache`): after a restart the daemon routes by
@@ -8,7 +12,7 @@
 //! since the start until gossip hears from it again.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use switchd_config::{GossipConfig as GossipSettings, HostConfig};
@@ -18,7 +22,7 @@ use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
 use switchd_overlay::gossip::transport::{GossipStats, SealedUdp};
 use tokio::sync::watch;
 
-use crate::daemon::Daemon;
+use crate::daemon::{self, Shared};
 
 /// How often the peer table is rebuilt (and silence measured).
 const TICK: Duration = Duration::from_millis(250);
@@ -30,8 +34,11 @@ pub struct Cluster {
     node: GossipNode,
     published: watch::Receiver<Published>,
     timeouts: Timeouts,
-    /// The last table's routing part (ages left out), to tell real changes.
-    last_routes: Option<PeerTable>,
+    /// The last table's routing part (ages left out) and count of invalid
+    /// entries, as the daemon has them, to tell real changes.
+    last_routes: Option<(PeerTable, u64)>,
+    /// The latest table, ages included, for the daemon to read.
+    heard: watch::Sender<PeerTable>,
     /// Invalid entries of other hosts, as last counted, and those logged.
     seen_errors: std::collections::BTreeSet<String>,
     /// Members kept from the last run that gossip has not heard yet.
@@ -41,15 +48,12 @@ pub struct Cluster {
 
 impl Cluster {
     /// Joins the cluster and connects the daemon to it.
-    pub async fn start(
-        host: &HostConfig,
-        settings: &GossipSettings,
-        daemon: &Arc<Mutex<Daemon>>,
-    ) -> anyhow::Result<Cluster> {
-        let keys = lock(daemon).cluster_keys().ok_or_else(|| anyhow::anyhow!("gossip needs the cluster key"))?;
+    pub async fn start(host: &HostConfig, settings: &GossipSettings, daemon: &Shared) -> anyhow::Result<Cluster> {
+        let keys =
+            daemon::read(daemon).cluster_keys().ok_or_else(|| anyhow::anyhow!("gossip needs the cluster key"))?;
         let underlay = host.underlay_ip.ok_or_else(|| anyhow::anyhow!("gossip needs [host] underlay_ip"))?;
         let timeouts = Timeouts::new(settings.failure_timeout);
-        let kept = lock(daemon).take_kept_members();
+        let kept = daemon::write(daemon).take_kept_members();
         // The hosts heard last time are asked at once too (at the cluster's
         // gossip port): a host that stopped cleanly was forgotten by them,
         // and is carried again as soon as they hear its new self.
@@ -67,21 +71,24 @@ impl Cluster {
             interval: settings.interval,
             timeouts,
         };
-        let initial =
-            lock(daemon).published().ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
+        let initial = daemon::read(daemon)
+            .published()
+            .ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
         let stats = Arc::new(GossipStats::default());
         let transport = SealedUdp { keys, stats: stats.clone() };
         // Every start is a new generation, so a restarted host replaces its old self.
         let generation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let node = GossipNode::start(&config, generation, &transport, &initial).await?;
         let (tx, rx) = watch::channel(initial);
-        lock(daemon).attach_gossip(tx, stats);
+        let (heard, heard_rx) = watch::channel(PeerTable::default());
+        daemon::write(daemon).attach_gossip(tx, heard_rx, stats);
         tracing::info!(listen = %config.listen, seeds = ?config.seeds, "gossip started");
         Ok(Cluster {
             node,
             published: rx,
             timeouts,
             last_routes: None,
+            heard,
             seen_errors: Default::default(),
             kept,
             started: Instant::now(),
@@ -89,7 +96,7 @@ impl Cluster {
     }
 
     /// Publishes changes and feeds the daemon new peer tables, until dropped.
-    pub async fn run(&mut self, daemon: Arc<Mutex<Daemon>>) {
+    pub async fn run(&mut self, daemon: Shared) {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;
@@ -113,19 +120,18 @@ impl Cluster {
                 .cloned()
                 .collect();
             let table = PeerTable::build(members, self.timeouts);
-            let routes = without_ages(&table);
-            let changed = self.last_routes.as_ref() != Some(&routes);
-            if changed {
-                self.last_routes = Some(routes);
+            let routes = (without_ages(&table), errors.len() as u64);
+            self.heard.send_replace(table.clone());
+            if self.last_routes.as_ref() == Some(&routes) {
+                continue;
             }
-            let errors = errors.len() as u64;
+            let errors = routes.1;
+            self.last_routes = Some(routes);
             let daemon = daemon.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                let mut daemon = lock(&daemon);
-                if changed {
-                    daemon.keep_members(&usable);
-                }
-                daemon.update_cluster(table, changed, errors)
+                let mut daemon = daemon::write(&daemon);
+                daemon.keep_members(&usable);
+                daemon.update_cluster(table, errors)
             })
             .await;
         }
@@ -144,8 +150,4 @@ fn without_ages(table: &PeerTable) -> PeerTable {
         h.since_heard = Duration::ZERO;
     }
     t
-}
-
-fn lock(daemon: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
-    daemon.lock().unwrap_or_else(|p| p.into_inner())
 }

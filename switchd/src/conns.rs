@@ -159,6 +159,25 @@ impl AcceptErrors {
     }
 }
 
+/// Binds the Unix socket of a server at `path`, readable and writable by
+/// root only, replacing a stale socket file no one answers on. Refused
+/// when someone answers: `who` ("another switchd") is named in the error.
+pub fn bind_unix(path: &std::path::Path, who: &str) -> io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{who} is listening on {}", path.display())));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
 /// Who a connection is from, for the per-source bound: an IPv4 address,
 /// an IPv6 /64 (one host's share of a network: a host picks addresses in
 /// its /64 at will), or a local (Unix socket) client.

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use clap::Parser;
 use switchd::cluster::Cluster;
 use switchd::control::server;
-use switchd::daemon::Daemon;
+use switchd::daemon::{self, Daemon, Shared};
 use switchd_config::{Config, LoadError};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -50,13 +50,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every 2 s, detaches endpoints whose container went away.
-async fn reap_gone_containers(daemon: Arc<Mutex<Daemon>>) {
+/// Every 2 s, detaches endpoints whose container went away and gives back
+/// address blocks whose time is up; the daemon is taken for a change only
+/// when there is one to make.
+async fn housekeeping(daemon: Shared) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         every.tick().await;
         let daemon = daemon.clone();
-        let _ = tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).reap()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let (gone, tending) = {
+                let d = daemon::read(&daemon);
+                (d.gone_endpoints(), d.has_claims_to_tend())
+            };
+            if !gone.is_empty() || tending {
+                let mut d = daemon::write(&daemon);
+                d.reap(&gone);
+                d.tend_claims();
+            }
+        })
+        .await;
     }
 }
 
@@ -85,7 +98,7 @@ fn run(config: Config) -> std::io::Result<()> {
         };
         let daemon =
             tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
-        let daemon = Arc::new(Mutex::new(daemon));
+        let daemon: Shared = Arc::new(RwLock::new(daemon));
         let mut cluster = match &gossip {
             Some(settings) => Some(
                 Cluster::start(&host, settings, &daemon)
@@ -120,7 +133,7 @@ fn run(config: Config) -> std::io::Result<()> {
         tokio::select! {
             _ = server::serve(listener, daemon.clone()) => {}
             _ = serving_docker => {}
-            _ = reap_gone_containers(daemon.clone()) => {}
+            _ = housekeeping(daemon.clone()) => {}
             _ = gossiping => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
@@ -128,9 +141,7 @@ fn run(config: Config) -> std::io::Result<()> {
         if let Some(cluster) = cluster {
             cluster.leave().await;
         }
-        tokio::task::spawn_blocking(move || daemon.lock().unwrap_or_else(|p| p.into_inner()).shutdown())
-            .await
-            .map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || daemon::write(&daemon).shutdown()).await.map_err(std::io::Error::other)?;
         let _ = std::fs::remove_file(&socket_path);
         if let Some(path) = docker_socket {
             let _ = std::fs::remove_file(path);

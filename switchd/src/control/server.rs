@@ -9,9 +9,8 @@
 //! out (see `crate::conns`).
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -19,7 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::api::{Reply, Request};
 use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
-use crate::daemon::Daemon;
+use crate::daemon::{self, Shared};
 
 /// The longest request line accepted.
 const MAX_REQUEST: u64 = 1 << 20;
@@ -28,25 +27,11 @@ pub const MAX_CONNECTIONS: usize = 256;
 
 /// Binds the control socket, refusing to steal it from a running daemon.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("another switchd is listening on {}", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    crate::conns::bind_unix(path, "another switchd")
 }
 
 /// Serves connections until the task is dropped.
-pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+pub async fn serve(listener: UnixListener, daemon: Shared) {
     let limits = Limits { max: MAX_CONNECTIONS, per_source: MAX_CONNECTIONS, idle_timeout: None };
     let table = Table::new("control socket", limits);
     let mut errors = AcceptErrors::new("control socket: accept");
@@ -69,11 +54,20 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
     }
 }
 
-async fn handle(daemon: &Arc<Mutex<Daemon>>, request: Request) -> Reply {
-    crate::daemon::run_waiting(daemon, move |d| d.handle(&request)).await.unwrap_or_else(Reply::Error)
+/// Answers a request: one that only reads with the daemon shared, one
+/// that changes something with the daemon to itself.
+async fn handle(daemon: &Shared, request: Request) -> Reply {
+    let request = Arc::new(request);
+    let asked = request.clone();
+    let answered = match daemon::run_reading(daemon, move |d| d.query(&asked)).await {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => daemon::run_waiting(daemon, move |d| d.handle(&request)).await,
+        Err(e) => Err(e),
+    };
+    answered.unwrap_or_else(|e| Reply::Error(e.to_string()))
 }
 
-async fn serve_connection(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard: Guard) {
+async fn serve_connection(stream: UnixStream, daemon: Shared, guard: Guard) {
     let (read, write) = stream.into_split();
     serve_lines(read, write, &guard, |request| handle(&daemon, request)).await;
 }

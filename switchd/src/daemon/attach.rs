@@ -274,8 +274,3 @@ pub fn delete(device: &Device) -> Result<(), AttachError> {
         }
     }
 }
-
-/// Removes what switchd made for `record` ([`made_device`]).
-pub fn remove(record: &EndpointRecord) -> Result<(), AttachError> {
-    made_device(record).map_or(Ok(()), |device| delete(&device))
-}

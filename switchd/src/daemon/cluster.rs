@@ -1,28 +1,48 @@
+//! The other hosts: static `[[peer]]`s, and the cluster gossip tells of.
 //! The daemon's side of gossip: what this host publishes, and turning the
 //! peer table into networks, VTEPs, forwarding entries and neighbour
 //! answers. The gossip itself runs on tokio (`crate::cluster`), which calls
-//! [`Daemon::update_cluster`] with every new table.
+//! [`Daemon::update_cluster`] only when what the table routes by changed;
+//! how long ago each host was heard it shares through a watch channel,
+//! which `switchctl peers` reads without disturbing the daemon.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchd_config::{MacAddr, Name, NetworkConfig, Vni};
+use switchd_config::{MacAddr, Name, NetworkConfig, PeerConfig, Vni};
 use switchd_overlay::gossip::state::{Published, RemoteEndpoint};
-use switchd_overlay::gossip::table::{PeerTable, describe};
+use switchd_overlay::gossip::table::{Member, PeerTable, describe};
 use switchd_overlay::gossip::transport::GossipStats;
 use tokio::sync::watch;
 
+use super::Daemon;
+use super::ipam::Claims;
+use super::networks::{Network, NetworkError};
 use super::state::Origin;
-use super::{Daemon, OpResult};
 use crate::switch::VtepId;
 
-/// What the daemon keeps of the cluster.
+/// A remote VTEP from `[[peer]]`.
+#[derive(Debug)]
+pub(super) struct StaticPeer {
+    pub config: PeerConfig,
+    pub vtep: VtepId,
+}
+
+/// What the daemon keeps of the other hosts.
 #[derive(Debug, Default)]
 pub(super) struct ClusterState {
-    /// The latest peer table (for `peers`, `network ls/inspect`, `fdb`).
+    /// The `[[peer]]`s of host.toml.
+    pub peers: Vec<StaticPeer>,
+    /// The peer table as last changed (for `peers`, `network ls/inspect`,
+    /// `fdb`); how long ago each host was heard is in `heard`.
     pub table: PeerTable,
+    /// The gossip member's latest table, ages included.
+    pub heard: Option<watch::Receiver<PeerTable>>,
+    /// The gossip members heard before the last stop, routed by from the
+    /// start until the gossip member takes them over (`crate::cluster`).
+    pub kept_members: Vec<Member>,
     /// The VTEP of each remote host in the table.
     pub vteps: BTreeMap<Name, GossipVtep>,
     /// Where this host's published state goes; `None` without `[gossip]`.
@@ -45,27 +65,86 @@ pub(super) struct GossipVtep {
     pub owned: bool,
 }
 
+impl ClusterState {
+    /// Every other host's claims on `network`'s address blocks.
+    pub fn claims_on(&self, network: &Name) -> Vec<(&Name, &Claims)> {
+        self.table.hosts.values().filter_map(|h| Some((&h.name, h.ipam.get(network)?))).collect()
+    }
+
+    /// Refuses a network whose name or VNI the cluster uses differently.
+    pub fn check_agrees(&self, net: &NetworkConfig) -> Result<(), NetworkError> {
+        let hosts = |set: &BTreeSet<Name>| set.iter().map(Name::as_str).collect::<Vec<_>>().join(", ");
+        if let Some(c) = self.table.networks.get(&net.name)
+            && c.config.vni != net.vni
+        {
+            return Err(NetworkError::OtherVniInCluster {
+                name: net.name.to_string(),
+                vni: c.config.vni,
+                hosts: hosts(&c.hosts),
+            });
+        }
+        if let Some(c) = self.table.networks.values().find(|c| c.config.vni == net.vni && c.config.name != net.name) {
+            return Err(NetworkError::VniTakenInCluster {
+                vni: net.vni,
+                name: c.config.name.to_string(),
+                hosts: hosts(&c.hosts),
+            });
+        }
+        Ok(())
+    }
+
+    /// The remote host behind a VTEP, for display: (host name, address).
+    pub fn vtep_owner(&self, id: VtepId) -> Option<(Option<String>, String)> {
+        if let Some(p) = self.peers.iter().find(|p| p.vtep == id) {
+            return Some((p.config.name.as_ref().map(|n| n.to_string()), p.config.underlay_ip.to_string()));
+        }
+        self.vteps.iter().find(|(_, v)| v.id == id).map(|(name, v)| (Some(name.to_string()), v.addr.ip().to_string()))
+    }
+}
+
 impl Daemon {
     /// Connects the daemon to a running gossip member: from now on, every
-    /// change is published through `publisher`.
-    pub fn attach_gossip(&mut self, publisher: watch::Sender<Published>, stats: Arc<GossipStats>) {
+    /// change is published through `publisher`, and `heard` tells how long
+    /// ago each host was heard.
+    pub fn attach_gossip(
+        &mut self,
+        publisher: watch::Sender<Published>,
+        heard: watch::Receiver<PeerTable>,
+        stats: Arc<GossipStats>,
+    ) {
         self.cluster.publisher = Some(publisher);
+        self.cluster.heard = Some(heard);
         self.cluster.stats = Some(stats);
         self.publish_state();
+    }
+
+    /// The gossip members kept from the last run (see `state::load_peers`),
+    /// for the gossip member to merge until it hears them itself.
+    pub fn take_kept_members(&mut self) -> Vec<Member> {
+        std::mem::take(&mut self.cluster.kept_members)
+    }
+
+    /// Keeps the gossip members heard for the next start.
+    pub fn keep_members(&self, members: &[Member]) {
+        if let Err(e) = super::state::save_peers(&self.host.state_dir, members) {
+            tracing::warn!("cannot keep the hosts heard in {}: {e}", self.host.state_dir.display());
+        }
+    }
+
+    /// The cluster's key ring, for the gossip transport.
+    pub fn cluster_keys(&self) -> Option<switchd_crypto::SharedKeyring> {
+        self.keys.cluster().cloned()
     }
 
     /// What this host tells the cluster: its VTEP, the networks it defines
     /// or has endpoints on, and its endpoints. `None` without an underlay.
     pub fn published(&self) -> Option<Published> {
         let ip = self.host.underlay_ip?;
-        let networks: std::collections::BTreeMap<Name, NetworkConfig> = self
+        let networks: BTreeMap<Name, NetworkConfig> = self
             .networks
-            .values()
-            .filter(|n| {
-                // Claims made for a first container must be seen at once.
-                let claiming = self.claims.get(&n.config.name).is_some_and(|c| !c.is_empty());
-                self.carries(n) || claiming
-            })
+            .iter()
+            // Claims made for a first container must be seen at once.
+            .filter(|n| self.carries(n) || self.addresses.is_claiming(&n.config.name))
             .map(|n| (n.config.name.clone(), n.config.clone()))
             .collect();
         let endpoints = self
@@ -87,7 +166,8 @@ impl Daemon {
             session: Some(self.session),
             keys: self.keys.published(),
             ipam: self
-                .claims
+                .addresses
+                .claims()
                 .iter()
                 .filter(|(n, _)| networks.contains_key(*n))
                 .map(|(n, c)| (n.clone(), c.clone()))
@@ -102,9 +182,10 @@ impl Daemon {
     /// (routed frames leave this host in its VNI). A network of the
     /// cluster's that none of that holds for is carried only while this
     /// host has address claims on it (see `tend_claims`).
-    pub(super) fn carries(&self, net: &super::Network) -> bool {
-        let used = |name: &str| self.endpoints_on(name).next().is_some();
-        let routed_into = self.routes.keys().filter_map(|r| r.peer_of(&net.config.name)).any(|p| used(p.as_str()));
+    pub(super) fn carries(&self, net: &Network) -> bool {
+        let used = |name: &str| self.endpoints.on(name).next().is_some();
+        let routed_into =
+            self.layer3.routes.keys().filter_map(|r| r.peer_of(&net.config.name)).any(|p| used(p.as_str()));
         net.origin != Origin::Cluster || used(net.config.name.as_str()) || routed_into
     }
 
@@ -115,9 +196,10 @@ impl Daemon {
         }
     }
 
-    /// Takes a new peer table. When what it routes changed (`routes`),
-    /// networks, VTEPs, forwarding entries and neighbour answers follow it.
-    pub fn update_cluster(&mut self, table: PeerTable, routes: bool, state_errors: u64) {
+    /// Takes a new peer table: networks, VTEPs, forwarding entries,
+    /// neighbour answers and keys follow it, and claims other hosts now
+    /// make are answered.
+    pub fn update_cluster(&mut self, table: PeerTable, state_errors: u64) {
         self.cluster.state_errors = state_errors;
         self.cluster.table = table;
         self.tend_claims();
@@ -126,13 +208,11 @@ impl Daemon {
                 tracing::warn!("{conflict}");
             }
         }
-        if routes {
-            self.adopt_cluster_networks();
-            self.sync_vteps();
-            self.reprogram();
-            self.program_gateways();
-            self.push_keys();
-        }
+        self.adopt_cluster_networks();
+        self.sync_vteps();
+        self.reprogram();
+        self.program_gateways();
+        self.push_keys();
     }
 
     /// Networks the cluster defines become known here; ones it stopped
@@ -142,7 +222,7 @@ impl Daemon {
         let cluster: Vec<NetworkConfig> = self.cluster.table.networks.values().map(|n| n.config.clone()).collect();
         self.cluster.refused.clear();
         for config in cluster {
-            match self.networks.get(config.name.as_str()) {
+            match self.networks.find(config.name.as_str()) {
                 Some(local) if local.config != config => {
                     let note = format!(
                         "network {:?}: the cluster defines it as {}, this host as {}; keeping this host's",
@@ -155,7 +235,7 @@ impl Daemon {
                     }
                 }
                 Some(_) => {}
-                None => match self.check_network_is_new(&config).and_then(|()| self.check_key_held(&config)) {
+                None => match self.check_new_network(&config) {
                     Ok(()) => {
                         tracing::info!("network {} (vni {}) joined from the cluster", config.name, config.vni);
                         self.add_network(config, Origin::Cluster);
@@ -173,9 +253,9 @@ impl Daemon {
         }
         let gone: Vec<String> = self
             .networks
-            .values()
+            .iter()
             .filter(|n| n.origin == Origin::Cluster && !self.cluster.table.networks.contains_key(&n.config.name))
-            .filter(|n| self.endpoints_on(n.config.name.as_str()).next().is_none())
+            .filter(|n| self.endpoints.on(n.config.name.as_str()).next().is_none())
             .map(|n| n.config.name.to_string())
             .collect();
         for name in gone {
@@ -221,7 +301,7 @@ impl Daemon {
                 }
                 continue;
             }
-            let (id, owned) = match self.peers.iter().find(|p| p.config.underlay_ip == addr.ip()) {
+            let (id, owned) = match self.cluster.peers.iter().find(|p| p.config.underlay_ip == addr.ip()) {
                 Some(peer) => (peer.vtep, false),
                 None => match self.dataplane.add_vtep(addr, Some(vnis.clone())) {
                     Some(id) => (id, true),
@@ -237,7 +317,7 @@ impl Daemon {
     /// hosts' VTEPs) and neighbour answers (remote and local addresses).
     pub(super) fn reprogram(&mut self) {
         let now = Instant::now();
-        for net in self.networks.values() {
+        for net in self.networks.iter() {
             let name = &net.config.name;
             let mut macs: Vec<(MacAddr, VtepId)> = Vec::new();
             let mut neighbors: Vec<(IpAddr, MacAddr)> = Vec::new();
@@ -247,7 +327,7 @@ impl Daemon {
                     neighbors.extend(ep.ip.map(|ip| (ip, ep.mac)));
                 }
             }
-            for e in self.endpoints_on(name.as_str()) {
+            for e in self.endpoints.on(name.as_str()) {
                 if let (Some(ip), Some(mac)) = (e.record.ip, e.record.mac) {
                     neighbors.push((ip, mac));
                 }
@@ -262,43 +342,5 @@ impl Daemon {
                 s.set_neighbors(id, neighbors);
             });
         }
-    }
-
-    /// The remote host behind a VTEP, for display: (host name, address).
-    pub(super) fn vtep_owner(&self, id: VtepId) -> Option<(Option<String>, String)> {
-        if let Some(p) = self.peers.iter().find(|p| p.vtep == id) {
-            return Some((p.config.name.as_ref().map(|n| n.to_string()), p.config.underlay_ip.to_string()));
-        }
-        self.cluster
-            .vteps
-            .iter()
-            .find(|(_, v)| v.id == id)
-            .map(|(name, v)| (Some(name.to_string()), v.addr.ip().to_string()))
-    }
-
-    /// Refuses a network whose name or VNI the cluster uses differently.
-    pub(super) fn check_cluster_agrees(&self, net: &NetworkConfig) -> OpResult<()> {
-        let hosts = |set: &BTreeSet<Name>| set.iter().map(Name::as_str).collect::<Vec<_>>().join(", ");
-        if let Some(c) = self.cluster.table.networks.get(&net.name)
-            && c.config.vni != net.vni
-        {
-            return Err(format!(
-                "network {:?} already exists in the cluster with vni {} (on {})",
-                net.name.as_str(),
-                c.config.vni,
-                hosts(&c.hosts)
-            ));
-        }
-        if let Some(c) =
-            self.cluster.table.networks.values().find(|c| c.config.vni == net.vni && c.config.name != net.name)
-        {
-            return Err(format!(
-                "vni {} is already used in the cluster by network {:?} (on {})",
-                net.vni,
-                c.config.name.as_str(),
-                hosts(&c.hosts)
-            ));
-        }
-        Ok(())
     }
 }

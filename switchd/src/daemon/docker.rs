@@ -1,7 +1,7 @@
 //! The daemon's side of the Docker network driver (`crate::docker`):
 //! Docker's networks and endpoints as switchd's.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -9,9 +9,83 @@ use serde_json::{Value, json};
 use switchd_config::raw::RawNetwork;
 use switchd_config::{IfName, MacAddr, Name, PortKind, Subnet};
 
-use super::state::{Device, EndpointRecord, Intent, Op, Origin};
-use super::{ClaimMode, Daemon, Endpoint, OpResult, Refused};
+use super::Daemon;
+use super::addresses::ClaimMode;
+use super::endpoints::{Endpoint, EndpointError};
+use super::error::{DaemonError, OpResult};
+use super::state::{Device, EndpointRecord, Op, Origin};
 use crate::docker::{CreateEndpoint, CreateNetwork, Join, Request, RequestAddress, error_reply};
+use crate::switch::PortId;
+
+/// Why a driver operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("pool {pool}: {reason}")]
+    BadPool { pool: String, reason: String },
+    #[error("{0:?} is not an address")]
+    NotAnAddress(String),
+    #[error("address: {0}")]
+    BadAddress(String),
+    #[error("{ip} is not a usable address in {subnet}")]
+    Unusable { ip: IpAddr, subnet: Subnet },
+    #[error("no switchd network with subnet {0}")]
+    NoNetworkWithSubnet(Subnet),
+    #[error("network {0:.12} is not a switchd network here")]
+    UnknownNetwork(String),
+    #[error("switchd network {name:?} exists with subnet {theirs}, not {ours}")]
+    SubnetDiffers { name: String, theirs: String, ours: String },
+    #[error("vni: {0:?} is not a number")]
+    BadVni(String),
+    #[error("{0}")]
+    BadName(String),
+    #[error("{0}")]
+    BadMac(String),
+    #[error("endpoint {0:.12} was not created here")]
+    NotCreated(String),
+    #[error("endpoint id: {0}")]
+    BadEndpointId(String),
+    #[error("creating {ifname}: {source}")]
+    CreatingTap { ifname: IfName, source: std::io::Error },
+    #[error("endpoint {0:.12} is not attached here")]
+    NotAttached(String),
+    #[error("{0} has no daemon side")]
+    NoDaemonSide(String),
+}
+
+/// Docker's networks by id (as saved), and endpoints between dockerd's
+/// `CreateEndpoint` and `Join`.
+#[derive(Debug, Default)]
+pub(super) struct DockerState {
+    pub networks: DockerNetworks,
+    pending: BTreeMap<String, PendingEndpoint>,
+}
+
+impl DockerState {
+    pub fn new(networks: DockerNetworks) -> Self {
+        DockerState { networks, pending: BTreeMap::new() }
+    }
+}
+
+/// A Docker endpoint whose interface dockerd moved into its container,
+/// not yet found there by MAC (see [`Daemon::docker_found`]).
+#[derive(Debug, Clone)]
+pub struct Unfound {
+    port: PortId,
+    netns: String,
+    mac: MacAddr,
+}
+
+/// Looks for the interfaces of `unfound` in their containers, by MAC: the
+/// system's work, done without holding the daemon.
+pub fn find_interfaces(system: &dyn super::System, unfound: Vec<Unfound>) -> Vec<(Unfound, IfName)> {
+    unfound
+        .into_iter()
+        .filter_map(|u| {
+            let ifname = system.find_by_mac(&u.netns, u.mac)?;
+            Some((u, ifname))
+        })
+        .collect()
+}
 
 /// An endpoint dockerd created and has not joined yet.
 #[derive(Debug, Clone)]
@@ -33,10 +107,7 @@ impl Daemon {
     pub fn docker(&mut self, request: &Request) -> Result<Value, Duration> {
         let request = request.clone();
         let result = match request {
-            Request::RequestAddress(r) => match self.docker_request_address(&r) {
-                Err(Refused::Wait(wait)) => return Err(wait),
-                other => other.map_err(String::from),
-            },
+            Request::RequestAddress(r) => self.docker_request_address(&r),
             Request::ReleaseAddress { pool_id, address } => {
                 self.docker_release_address(&pool_id, &address);
                 Ok(json!({}))
@@ -45,73 +116,72 @@ impl Daemon {
             Request::DeleteNetwork { network_id } => self.docker_delete_network(&network_id).map(|()| json!({})),
             Request::CreateEndpoint(e) => self.docker_create_endpoint(&e),
             Request::DeleteEndpoint { endpoint_id, .. } => {
-                self.docker_endpoints.remove(&endpoint_id);
+                self.docker.pending.remove(&endpoint_id);
                 Ok(json!({}))
             }
             Request::Join(j) => self.docker_join(&j),
             Request::Leave { endpoint_id, .. } => self.docker_leave(&endpoint_id).map(|()| json!({})),
-            other => Err(format!("{other:?} has no daemon side")),
+            other => Err(DockerError::NoDaemonSide(format!("{other:?}")).into()),
         };
-        Ok(result.unwrap_or_else(|e| error_reply(&e)))
+        match result {
+            Err(e) => match e.wait() {
+                Some(wait) => Err(wait),
+                None => Ok(error_reply(&e.to_string())),
+            },
+            Ok(reply) => Ok(reply),
+        }
     }
 
     /// An address from switchd's IPAM (`--ipam-driver switchd`): from a
     /// block this host owns, so two engines on two hosts never give the
     /// same one. It is held until dockerd releases it. The gateway is the
     /// network's, or the subnet's first address.
-    fn docker_request_address(&mut self, r: &RequestAddress) -> Result<Value, Refused> {
+    fn docker_request_address(&mut self, r: &RequestAddress) -> OpResult<Value> {
         let subnet: Subnet =
-            r.pool_id.parse().map_err(|e: String| Refused::Error(format!("pool {}: {e}", r.pool_id)))?;
+            r.pool_id.parse().map_err(|reason| DockerError::BadPool { pool: r.pool_id.clone(), reason })?;
         let with_prefix = |ip: IpAddr| json!({ "Address": format!("{ip}/{}", subnet.prefix_len()), "Data": {} });
+        let parse = |a: &str| a.parse::<IpAddr>().map_err(|_| DockerError::NotAnAddress(a.to_owned()));
         if r.is_gateway() {
             let gw = match r.address.as_str() {
                 "" => subnet.first_host(),
-                a => a.parse().map_err(|_| Refused::Error(format!("{a:?} is not an address")))?,
+                a => parse(a)?,
             };
             return Ok(with_prefix(gw));
         }
-        let net = self
-            .networks
-            .values()
-            .find(|n| n.config.subnet == Some(subnet))
-            .map(|n| n.config.clone())
-            .ok_or_else(|| Refused::Error(format!("no switchd network with subnet {subnet}")))?;
-        let mut taken: HashSet<IpAddr> = self.endpoints_on(net.name.as_str()).filter_map(|e| e.record.ip).collect();
-        taken.extend(self.cluster.table.endpoints_on(&net.name).filter_map(|(_, e)| e.ip));
-        let reserved = self.docker_reserved.entry(subnet.to_string()).or_default();
-        if !r.address.is_empty() {
-            let ip: IpAddr =
-                r.address.parse().map_err(|_| Refused::Error(format!("{:?} is not an address", r.address)))?;
+        let net = self.networks.with_subnet(subnet).ok_or(DockerError::NoNetworkWithSubnet(subnet))?.config.clone();
+        let taken = self.taken_addresses(&net);
+        let ip = if r.address.is_empty() {
+            let picked = self.pick_address(&net, &taken, ClaimMode::Wait)?;
+            picked.ok_or_else(|| DaemonError::Internal("no address picked".into()))?
+        } else {
+            let ip = parse(&r.address)?;
             if !subnet.is_assignable(ip) || Some(ip) == net.gateway {
-                return Err(Refused::Error(format!("{ip} is not a usable address in {subnet}")));
+                return Err(DockerError::Unusable { ip, subnet }.into());
             }
-            if taken.contains(&ip) || reserved.contains(&ip) {
-                return Err(Refused::Error(format!("{ip} is already in use on network {:?}", net.name.as_str())));
+            if taken.contains(&ip) {
+                return Err(EndpointError::AddressTaken { ip, network: net.name.to_string() }.into());
             }
-            reserved.insert(ip);
-            self.save();
-            return Ok(with_prefix(ip));
-        }
-        taken.extend(reserved.iter().copied());
-        let ip =
-            self.pick_address(&net, &taken, ClaimMode::Wait)?.ok_or_else(|| Refused::Error("no address".into()))?;
-        self.docker_reserved.entry(subnet.to_string()).or_default().insert(ip);
+            ip
+        };
+        self.addresses.reserve(subnet, ip);
         self.save();
         Ok(with_prefix(ip))
     }
 
     fn docker_release_address(&mut self, pool_id: &str, address: &str) {
-        if let (Some(reserved), Ok(ip)) = (self.docker_reserved.get_mut(pool_id), address.parse::<IpAddr>()) {
-            reserved.remove(&ip);
+        if let Ok(ip) = address.parse::<IpAddr>()
+            && self.addresses.release(pool_id, ip)
+        {
             self.save();
         }
     }
 
-    fn docker_network(&self, network_id: &str) -> OpResult<String> {
-        self.docker_networks
+    fn docker_network(&self, network_id: &str) -> Result<String, DockerError> {
+        self.docker
+            .networks
             .get(network_id)
             .map(|n| n.to_string())
-            .ok_or_else(|| format!("network {network_id:.12} is not a switchd network here"))
+            .ok_or_else(|| DockerError::UnknownNetwork(network_id.to_owned()))
     }
 
     /// `docker network create -d switchd [--subnet] [--gateway] [-o name=]
@@ -124,18 +194,19 @@ impl Daemon {
         let ipam = n.ipv4_data.first();
         let subnet = ipam.map(|d| d.pool.clone()).filter(|p| !p.is_empty());
         let gateway = ipam.and_then(|d| d.gateway.split('/').next()).filter(|g| !g.is_empty()).map(str::to_owned);
-        if let Some(existing) = self.networks.get(&name) {
+        if let Some(existing) = self.networks.find(&name) {
             let theirs = existing.config.subnet.map(|s| s.to_string());
             if theirs != subnet {
-                return Err(format!(
-                    "switchd network {name:?} exists with subnet {}, not {}",
-                    theirs.as_deref().unwrap_or("none"),
-                    subnet.as_deref().unwrap_or("none")
-                ));
+                return Err(DockerError::SubnetDiffers {
+                    name,
+                    theirs: theirs.unwrap_or_else(|| "none".into()),
+                    ours: subnet.unwrap_or_else(|| "none".into()),
+                }
+                .into());
             }
         } else {
             let vni = match n.option("vni") {
-                Some(v) => v.parse().map_err(|_| format!("vni: {v:?} is not a number"))?,
+                Some(v) => v.parse().map_err(|_| DockerError::BadVni(v.to_owned()))?,
                 None => self.free_vni(&n.network_id),
             };
             let flag = |key: &str| n.option(key).map(|v| v != "false");
@@ -151,7 +222,7 @@ impl Daemon {
             };
             self.network_create(&raw)?;
         }
-        self.docker_networks.insert(n.network_id.clone(), Name::new(&name).map_err(|e| e.to_string())?);
+        self.docker.networks.insert(n.network_id.clone(), Name::new(&name).map_err(DockerError::BadName)?);
         self.save();
         Ok(())
     }
@@ -161,8 +232,7 @@ impl Daemon {
     fn free_vni(&self, network_id: &str) -> i64 {
         let seed = u64::from_str_radix(network_id.get(..8).unwrap_or("1"), 16).unwrap_or(1);
         let used = |vni: u32| {
-            self.networks.values().any(|n| n.config.vni.get() == vni)
-                || self.cluster.table.networks.values().any(|n| n.config.vni.get() == vni)
+            self.networks.uses_vni(vni) || self.cluster.table.networks.values().any(|n| n.config.vni.get() == vni)
         };
         // Above the range people pick by hand.
         (0..).map(|i| 0x10_0000 + ((seed + i) % 0xE0_0000) as u32).find(|v| !used(*v)).map_or(0x10_0000, i64::from)
@@ -174,12 +244,12 @@ impl Daemon {
     /// when they are gone) instead of refusing.
     fn docker_delete_network(&mut self, network_id: &str) -> OpResult<()> {
         let name = self.docker_network(network_id)?;
-        self.docker_networks.remove(network_id);
-        if self.networks.get(&name).is_some_and(|n| n.origin == Origin::Runtime)
+        self.docker.networks.remove(network_id);
+        if self.networks.find(&name).is_some_and(|n| n.origin == Origin::Runtime)
             && let Err(e) = self.remove_network(&name)
         {
             tracing::info!("docker removed network {name}, which stays while others use it: {e}");
-            if let Some(net) = self.networks.get_mut(&name) {
+            if let Some(net) = self.networks.find_mut(&name) {
                 net.origin = Origin::Cluster;
             }
         }
@@ -196,13 +266,13 @@ impl Daemon {
         let ip = interface
             .and_then(|i| i.address.split('/').next().filter(|a| !a.is_empty()).map(str::parse::<IpAddr>))
             .transpose()
-            .map_err(|err| format!("address: {err}"))?;
+            .map_err(|err| DockerError::BadAddress(err.to_string()))?;
         let given = interface.map(|i| i.mac_address.as_str()).filter(|m| !m.is_empty());
         let mac = match given {
-            Some(m) => m.parse()?,
+            Some(m) => m.parse().map_err(DockerError::BadMac)?,
             None => ip.map_or_else(|| MacAddr::local_from_bits(super::attach::random_u64()), MacAddr::derived_from_ip),
         };
-        self.docker_endpoints.insert(e.endpoint_id.clone(), PendingEndpoint { network, ip, mac });
+        self.docker.pending.insert(e.endpoint_id.clone(), PendingEndpoint { network, ip, mac });
         Ok(match given {
             Some(_) => json!({ "Interface": {} }),
             None => json!({ "Interface": { "MacAddress": mac.to_string() } }),
@@ -213,26 +283,25 @@ impl Daemon {
     /// and the network's MTU, that dockerd moves into the container (whose
     /// namespace does not exist yet at `Join`), renames and addresses.
     /// Persistent: once its name in the container is known
-    /// ([`Daemon::docker_find_interfaces`]), a restarted switchd reopens it
+    /// ([`Daemon::docker_found`]), a restarted switchd reopens it
     /// there like any other endpoint's.
     fn docker_join(&mut self, j: &Join) -> OpResult<Value> {
         let pending = self
-            .docker_endpoints
+            .docker
+            .pending
             .get(&j.endpoint_id)
             .cloned()
-            .ok_or_else(|| format!("endpoint {:.12} was not created here", j.endpoint_id))?;
-        let net = self.network(&pending.network)?;
+            .ok_or_else(|| DockerError::NotCreated(j.endpoint_id.clone()))?;
+        let net = self.networks.get(&pending.network)?;
         let (config, network_id) = (net.config.clone(), net.id);
-        if let Some(ip) = pending.ip {
-            let taken_here = self.endpoints_on(config.name.as_str()).any(|e| e.record.ip == Some(ip));
-            let taken_there = self.cluster.table.endpoints_on(&config.name).any(|(_, e)| e.ip == Some(ip));
-            if taken_here || taken_there {
-                return Err(format!("{ip} is already in use on network {:?}", config.name.as_str()));
-            }
+        if let Some(ip) = pending.ip
+            && self.address_in_use(&config.name, ip)
+        {
+            return Err(EndpointError::AddressTaken { ip, network: config.name.to_string() }.into());
         }
         let short = j.endpoint_id.get(..8).unwrap_or(&j.endpoint_id);
-        let ifname = IfName::new(&format!("sdd{short}")).map_err(|e| format!("endpoint id: {e}"))?;
-        let name = Name::new(&endpoint_name(&j.endpoint_id)).map_err(|e| format!("endpoint id: {e}"))?;
+        let ifname = IfName::new(&format!("sdd{short}")).map_err(DockerError::BadEndpointId)?;
+        let name = Name::new(&endpoint_name(&j.endpoint_id)).map_err(DockerError::BadEndpointId)?;
         let record = EndpointRecord {
             network: config.name.clone(),
             name,
@@ -249,19 +318,21 @@ impl Daemon {
         };
         let device = Device::Host { ifname: ifname.clone() };
         self.begin(Op::Connect, &record, Some(device.clone()))?;
-        let made = crate::io::gateway::host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
-            .map_err(|e| format!("creating {ifname}: {e}"))
-            .and_then(|fd| {
+        let made: OpResult<PortId> = self
+            .system
+            .host_tap(&ifname, None, pending.mac, config.mtu.get(), true)
+            .map_err(|source| DockerError::CreatingTap { ifname: ifname.clone(), source }.into())
+            .and_then(|tap| {
                 let guard = super::gateway::port_guard(&record, &config);
                 self.dataplane
-                    .add_port(network_id, Box::new(crate::dataplane::FdPort(fd)), guard)
-                    .map_err(|e| format!("switching {ifname}: {e}"))
+                    .add_port(network_id, tap, guard)
+                    .map_err(|source| EndpointError::Switching { name: ifname.to_string(), source }.into())
             });
         self.pending.clear();
         let port = match made {
             Ok(port) => port,
             Err(e) => {
-                let _ = super::attach::delete(&device);
+                let _ = self.system.delete(&device);
                 self.save();
                 return Err(e);
             }
@@ -293,12 +364,12 @@ impl Daemon {
     /// Docker's networks with endpoints still named after their id.
     pub fn docker_unnamed(&self) -> Vec<(String, Vec<String>)> {
         let mut unnamed: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for e in &self.endpoints {
+        for e in self.endpoints.iter() {
             let Some(endpoint_id) = &e.record.docker_endpoint else { continue };
             if e.record.name.as_str() != endpoint_name(endpoint_id) {
                 continue;
             }
-            let network = self.docker_networks.iter().find(|(_, name)| **name == e.record.network);
+            let network = self.docker.networks.iter().find(|(_, name)| **name == e.record.network);
             if let Some((network_id, _)) = network {
                 unnamed.entry(network_id.clone()).or_default().push(endpoint_id.clone());
             }
@@ -311,20 +382,14 @@ impl Daemon {
         let mut changed = false;
         for (endpoint_id, container) in names {
             let Ok(name) = Name::new(container.trim_start_matches('/')) else { continue };
-            let Some(index) =
-                self.endpoints.iter().position(|e| e.record.docker_endpoint.as_deref() == Some(endpoint_id.as_str()))
-            else {
-                continue;
-            };
-            let network = self.endpoints[index].record.network.clone();
-            if self.endpoints_on(network.as_str()).any(|e| e.record.name == name) {
-                tracing::warn!(
-                    "docker container {name} on {network}: the name is taken; it stays {}",
-                    self.endpoints[index].record.name
-                );
+            let is_it = |e: &Endpoint| e.record.docker_endpoint.as_deref() == Some(endpoint_id.as_str());
+            let Some(e) = self.endpoints.iter().find(|e| is_it(e)) else { continue };
+            let network = e.record.network.clone();
+            if self.endpoints.on(network.as_str()).any(|e| e.record.name == name) {
+                tracing::warn!("docker container {name} on {network}: the name is taken; it stays {}", e.record.name);
                 continue;
             }
-            self.endpoints[index].record.name = name;
+            self.endpoints.find_mut(is_it).expect("found above").record.name = name;
             changed = true;
         }
         if changed {
@@ -332,50 +397,52 @@ impl Daemon {
         }
     }
 
+    /// The Docker endpoints whose interface has not been found in its
+    /// container yet.
+    pub fn docker_unfound(&self) -> Vec<Unfound> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| {
+                let r = &e.record;
+                match (&r.docker_endpoint, &r.ifname, &r.netns, r.mac) {
+                    (Some(_), None, Some(netns), Some(mac)) => {
+                        Some(Unfound { port: e.port, netns: netns.clone(), mac })
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     /// Learns where dockerd put the TAPs of Docker endpoints: their name in
-    /// the container (found by MAC), saved so a restart reopens them.
-    pub fn docker_find_interfaces(&mut self) {
-        let mut found = false;
-        for e in &mut self.endpoints {
-            let r = &mut e.record;
-            if let (Some(_), None, Some(netns), Some(mac)) = (&r.docker_endpoint, &r.ifname, &r.netns, r.mac)
-                && let Some(ifname) = super::attach::find_by_mac(netns, mac)
-            {
-                e.netns_id = crate::io::netns::identify(netns).ok();
-                r.ifname = Some(ifname);
-                found = true;
-            }
+    /// the container, saved so a restart reopens them.
+    pub fn docker_found(&mut self, found: Vec<(Unfound, IfName)>) {
+        let mut saved = false;
+        for (u, ifname) in found {
+            let netns_id = self.system.identify_netns(&u.netns).ok();
+            let Some(e) = self.endpoints.find_mut(|e| e.port == u.port && e.record.ifname.is_none()) else { continue };
+            e.netns_id = netns_id;
+            e.record.ifname = Some(ifname);
+            saved = true;
         }
-        if found {
+        if saved {
             self.save();
         }
     }
 
     /// Detaches a Docker endpoint and deletes its (persistent) TAP.
     fn docker_leave(&mut self, endpoint_id: &str) -> OpResult<()> {
-        let index = self
+        let mut endpoint = self
             .endpoints
-            .iter()
-            .position(|e| e.record.docker_endpoint.as_deref() == Some(endpoint_id))
-            .ok_or_else(|| format!("endpoint {endpoint_id:.12} is not attached here"))?;
-        let mut endpoint = self.endpoints.remove(index);
-        self.dataplane.remove_port(endpoint.port);
+            .take(|e| e.record.docker_endpoint.as_deref() == Some(endpoint_id))
+            .ok_or_else(|| DockerError::NotAttached(endpoint_id.to_owned()))?;
         let r = &mut endpoint.record;
         if let (None, Some(netns), Some(mac)) = (&r.ifname, &r.netns, r.mac) {
-            r.ifname = super::attach::find_by_mac(netns, mac);
+            r.ifname = self.system.find_by_mac(netns, mac);
         }
-        let device = super::attach::made_device(r);
-        self.pending = vec![Intent { op: Op::Disconnect, endpoint: r.clone(), device: device.clone() }];
-        // The record goes and the intent comes in one save.
-        self.commit();
-        let deleted = device.map_or(Ok(()), |d| super::attach::delete(&d));
-        self.pending.clear();
-        self.save();
-        deleted.map_err(|e| format!("detached, but {e}"))
+        Ok(self.detach(&endpoint.record, endpoint.port)?)
     }
 }
 
 /// Docker's networks by id, as saved.
 pub(super) type DockerNetworks = BTreeMap<String, Name>;
-/// Addresses switchd's IPAM gave dockerd and dockerd has not released, by pool.
-pub(super) type DockerReserved = BTreeMap<String, BTreeSet<IpAddr>>;

@@ -4,17 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 use switchd_config::raw::{RawPublish, RawRoute};
-use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, Subnet, validate};
+use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
 
+use super::Daemon;
+use super::error::Invalid;
 use super::state::Origin;
-use super::{Daemon, OpResult, join_errors};
 use crate::control::api::{PublishInfo, RouteInfo};
-use crate::io::netns;
 use crate::proxy;
 use crate::services::dns::Directory;
 use crate::services::{self, NetworkServices, PortServices, Tables};
@@ -22,6 +21,45 @@ use crate::switch::{EndpointGuard, Gateway, NetworkId, PortGuard};
 
 /// Marks a resolv.conf switchd wrote, so it only ever removes its own.
 const RESOLV_MARK: &str = "# written by switchd: the embedded DNS of the container's first network\n";
+
+/// Why a route was not added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{0} and {1} already route")]
+    Exists(Name, Name),
+    #[error("no route between {0} and {1}")]
+    NotFound(Name, Name),
+    #[error("the route is defined in host.toml; remove it there")]
+    InConfig,
+}
+
+/// Why a port was not published or unpublished.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{host_port}/{protocol} is already published for {container} on {network}")]
+    Taken { host_port: u16, protocol: &'static str, container: Name, network: Name },
+    #[error("cannot listen on {host_ip}:{host_port}/{protocol}: {source}")]
+    Listen { host_ip: IpAddr, host_port: u16, protocol: &'static str, source: std::io::Error },
+    #[error("nothing is published on {host_port}/{protocol}")]
+    NotFound { host_port: u16, protocol: String },
+    #[error("the port is published in host.toml; remove it there")]
+    InConfig,
+}
+
+/// Layer 3 beyond a network: which networks route to each other, and the
+/// ports published on the host with where they lead.
+#[derive(Debug)]
+pub(super) struct Layer3 {
+    /// Pairs of networks that route, from host.toml and `route add`.
+    pub routes: BTreeMap<RouteConfig, Origin>,
+    pub published: Vec<Publication>,
+    /// Where published ports lead: local containers by network and name.
+    pub targets: proxy::Targets,
+}
 
 /// A published port and its listener (closed on drop).
 #[derive(Debug)]
@@ -34,7 +72,7 @@ pub(super) struct Publication {
 impl Daemon {
     /// The networks `name` routes to, by name.
     fn routed_from<'a>(&'a self, name: &'a Name) -> impl Iterator<Item = &'a Name> + 'a {
-        self.routes.keys().filter_map(move |r| r.peer_of(name))
+        self.layer3.routes.keys().filter_map(move |r| r.peer_of(name))
     }
 
     /// Programs layer 3 into the data plane: each network's gateway and
@@ -42,8 +80,8 @@ impl Daemon {
     /// serves (names on every host, leases of local endpoints).
     pub(super) fn program_gateways(&self) {
         let mut tables = Tables::default();
-        let ids: BTreeMap<&Name, NetworkId> = self.networks.values().map(|n| (&n.config.name, n.id)).collect();
-        for net in self.networks.values() {
+        let ids: BTreeMap<&Name, NetworkId> = self.networks.iter().map(|n| (&n.config.name, n.id)).collect();
+        for net in self.networks.iter() {
             let c = &net.config;
             let gateway = match (c.subnet, c.gateway.and_then(services::v4)) {
                 (Some(subnet), Some(ip)) => match subnet.net() {
@@ -62,7 +100,7 @@ impl Daemon {
             });
             let Some(gw) = gateway else { continue };
             let mut directory = Directory::default();
-            for e in self.endpoints_on(c.name.as_str()) {
+            for e in self.endpoints.on(c.name.as_str()) {
                 if let Some(ip) = e.record.ip {
                     directory.add(e.record.name.as_str(), c.name.as_str(), ip);
                 }
@@ -74,7 +112,7 @@ impl Daemon {
             }
             let routes = routed
                 .iter()
-                .filter_map(|n| self.networks.get(n.as_str())?.config.subnet)
+                .filter_map(|n| self.networks.find(n.as_str())?.config.subnet)
                 .filter_map(|s| match s.net() {
                     ipnet::IpNet::V4(v4) => Some(v4),
                     ipnet::IpNet::V6(_) => None,
@@ -98,14 +136,14 @@ impl Daemon {
         }
         // What each local endpoint may send from, and may resolve.
         let mut same_container: HashMap<_, Vec<NetworkId>> = HashMap::new();
-        for e in &self.endpoints {
-            if let (Some(ns), Some(net)) = (e.netns_id, self.networks.get(e.record.network.as_str())) {
+        for e in self.endpoints.iter() {
+            if let (Some(ns), Some(net)) = (e.netns_id, self.networks.find(e.record.network.as_str())) {
                 same_container.entry(ns).or_default().push(net.id);
             }
         }
         let mut targets = std::collections::HashMap::new();
-        for e in &self.endpoints {
-            let Some(net) = self.networks.get(e.record.network.as_str()) else { continue };
+        for e in self.endpoints.iter() {
+            let Some(net) = self.networks.find(e.record.network.as_str()) else { continue };
             let v4 = e.record.ip.and_then(services::v4);
             let guard = port_guard(&e.record, &net.config);
             self.dataplane.with_switch(|s| s.set_port_guard(e.port, guard));
@@ -120,12 +158,12 @@ impl Daemon {
             }
         }
         self.dataplane.set_services(tables);
-        *self.targets.write().unwrap_or_else(|p| p.into_inner()) = targets;
+        *self.layer3.targets.write().unwrap_or_else(|p| p.into_inner()) = targets;
     }
 
     /// The gateway's address a container on `network` asks for names.
     fn dns_server(&self, network: &str) -> Option<IpAddr> {
-        let c = &self.networks.get(network)?.config;
+        let c = &self.networks.find(network)?.config;
         c.gateway.filter(|_| c.dns)
     }
 
@@ -133,7 +171,9 @@ impl Daemon {
     /// network (`ip netns exec` mounts /etc/netns/NAME/resolv.conf over
     /// /etc/resolv.conf). A file switchd did not write is left alone.
     pub(super) fn write_resolv_conf(&self, netns: &str, network: &str) {
-        let (Some(path), Some(server)) = (resolv_conf_path(netns), self.dns_server(network)) else { return };
+        let (Some(path), Some(server)) = (self.system.resolv_conf_path(netns), self.dns_server(network)) else {
+            return;
+        };
         if path.exists() {
             return;
         }
@@ -147,10 +187,10 @@ impl Daemon {
     /// Removes the resolv.conf switchd wrote for a container that has no
     /// endpoint left.
     pub(super) fn forget_resolv_conf(&self, netns: &str) {
-        if self.endpoints.iter().any(|e| e.record.netns.as_deref() == Some(netns)) {
+        if self.endpoints.in_netns(netns) {
             return;
         }
-        let Some(path) = resolv_conf_path(netns) else { return };
+        let Some(path) = self.system.resolv_conf_path(netns) else { return };
         if std::fs::read_to_string(&path).is_ok_and(|s| s.starts_with(RESOLV_MARK)) {
             let _ = std::fs::remove_file(&path);
             if let Some(dir) = path.parent() {
@@ -177,20 +217,15 @@ pub(super) fn port_guard(record: &super::state::EndpointRecord, net: &NetworkCon
     }
 }
 
-/// Where `ip netns exec` finds a named namespace's resolv.conf; `None` for
-/// a namespace given by path (its owner configures its resolver).
-fn resolv_conf_path(netns: &str) -> Option<PathBuf> {
-    (!netns.contains('/')).then(|| PathBuf::from("/etc/netns").join(netns).join("resolv.conf"))
-}
-
 /// `switchctl route` and `switchctl publish`.
 impl Daemon {
     pub(super) fn route_ls(&self) -> Vec<RouteInfo> {
-        self.routes
+        self.layer3
+            .routes
             .iter()
             .map(|(r, origin)| {
                 let [a, b] = &r.networks;
-                let state = match (self.networks.get(a.as_str()), self.networks.get(b.as_str())) {
+                let state = match (self.networks.find(a.as_str()), self.networks.find(b.as_str())) {
                     (Some(_), Some(_)) => "active",
                     _ => "waiting for its networks",
                 };
@@ -203,26 +238,30 @@ impl Daemon {
             .collect()
     }
 
-    pub(super) fn route_add(&mut self, raw: &RawRoute) -> OpResult<Vec<RouteInfo>> {
-        let route = validate::route(raw, &KeyPath::root()).map_err(join_errors)?;
-        if self.routes.contains_key(&route) {
-            return Err(format!("{} and {} already route", route.networks[0].as_str(), route.networks[1].as_str()));
+    pub(super) fn route_add(&mut self, raw: &RawRoute) -> Result<Vec<RouteInfo>, RouteError> {
+        let route = validate::route(raw, &KeyPath::root()).map_err(Invalid::from)?;
+        if self.layer3.routes.contains_key(&route) {
+            let [a, b] = route.networks.clone();
+            return Err(RouteError::Exists(a, b));
         }
-        self.routes.insert(route.clone(), Origin::Runtime);
+        self.layer3.routes.insert(route.clone(), Origin::Runtime);
         // Saved first: the containers' routes follow from the state.
         self.commit();
         self.sync_container_routes(&route.networks);
         Ok(self.route_ls())
     }
 
-    pub(super) fn route_rm(&mut self, raw: &RawRoute) -> OpResult<Vec<RouteInfo>> {
-        let route = validate::route(raw, &KeyPath::root()).map_err(join_errors)?;
-        match self.routes.get(&route) {
-            None => return Err(format!("no route between {} and {}", route.networks[0], route.networks[1])),
-            Some(Origin::Config) => return Err("the route is defined in host.toml; remove it there".into()),
+    pub(super) fn route_rm(&mut self, raw: &RawRoute) -> Result<Vec<RouteInfo>, RouteError> {
+        let route = validate::route(raw, &KeyPath::root()).map_err(Invalid::from)?;
+        match self.layer3.routes.get(&route) {
+            None => {
+                let [a, b] = route.networks.clone();
+                return Err(RouteError::NotFound(a, b));
+            }
+            Some(Origin::Config) => return Err(RouteError::InConfig),
             Some(_) => {}
         }
-        self.routes.remove(&route);
+        self.layer3.routes.remove(&route);
         self.commit();
         self.sync_container_routes(&route.networks);
         Ok(self.route_ls())
@@ -230,7 +269,7 @@ impl Daemon {
 
     /// The subnets of the networks `network` routes to.
     pub(super) fn routed_subnets(&self, network: &Name) -> Vec<Subnet> {
-        self.routed_from(network).filter_map(|n| self.networks.get(n.as_str())?.config.subnet).collect()
+        self.routed_from(network).filter_map(|n| self.networks.find(n.as_str())?.config.subnet).collect()
     }
 
     /// Puts the routes of the containers switchd configured on `networks`
@@ -239,13 +278,13 @@ impl Daemon {
     /// default route). Derived from the state, so it also repairs what a
     /// crash between a route change and its routes left.
     pub(super) fn sync_container_routes(&self, networks: &[Name]) {
-        for e in &self.endpoints {
+        for e in self.endpoints.iter() {
             let r = &e.record;
             let (Some(ns), Some(ifname), false) = (&r.netns, &r.ifname, r.dhcp) else { continue };
             if !networks.is_empty() && !networks.contains(&r.network) {
                 continue;
             }
-            let Some(net) = self.networks.get(r.network.as_str()) else { continue };
+            let Some(net) = self.networks.find(r.network.as_str()) else { continue };
             let (Some(gw), true) = (net.config.gateway, net.config.internal) else { continue };
             let wanted: Vec<(IpAddr, u8)> = self
                 .routed_subnets(&r.network)
@@ -253,19 +292,20 @@ impl Daemon {
                 .filter(|s| s.net().addr().is_ipv4() == gw.is_ipv4())
                 .map(|s| (s.net().addr(), s.prefix_len()))
                 .collect();
-            let synced = netns::run_in(ns, || crate::io::netlink::sync_routes(ifname.as_str(), gw, &wanted));
-            if let Err(e) = synced.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+            if let Err(e) = self.system.sync_routes(ns, ifname, gw, &wanted) {
                 tracing::warn!("{} on {}: cannot set its routes to routed networks: {e}", r.name, r.network);
             }
         }
     }
 
     pub(super) fn publish_ls(&self) -> Vec<PublishInfo> {
-        self.published
+        self.layer3
+            .published
             .iter()
             .map(|p| {
                 let c = &p.config;
                 let target = self
+                    .layer3
                     .targets
                     .read()
                     .unwrap_or_else(|e| e.into_inner())
@@ -287,43 +327,48 @@ impl Daemon {
     }
 
     /// Publishes a port: binds it now, so a port in use is refused here.
-    pub(super) fn publish(&mut self, config: PublishConfig, origin: Origin) -> OpResult<()> {
-        if let Some(p) = self.published.iter().find(|p| {
+    pub(super) fn publish(&mut self, config: PublishConfig, origin: Origin) -> Result<(), PublishError> {
+        if let Some(p) = self.layer3.published.iter().find(|p| {
             (p.config.host_ip, p.config.host_port, p.config.protocol)
                 == (config.host_ip, config.host_port, config.protocol)
         }) {
-            return Err(format!(
-                "{}/{} is already published for {} on {}",
-                config.host_port,
-                config.protocol.as_str(),
-                p.config.container,
-                p.config.network
-            ));
+            return Err(PublishError::Taken {
+                host_port: config.host_port,
+                protocol: config.protocol.as_str(),
+                container: p.config.container.clone(),
+                network: p.config.network.clone(),
+            });
         }
-        let listener = proxy::start(&config, self.targets.clone(), &self.runtime).map_err(|e| {
-            format!("cannot listen on {}:{}/{}: {e}", config.host_ip, config.host_port, config.protocol.as_str())
+        let listener = proxy::start(&config, self.layer3.targets.clone(), &self.runtime).map_err(|source| {
+            PublishError::Listen {
+                host_ip: config.host_ip,
+                host_port: config.host_port,
+                protocol: config.protocol.as_str(),
+                source,
+            }
         })?;
-        self.published.push(Publication { config, origin, listener });
+        self.layer3.published.push(Publication { config, origin, listener });
         Ok(())
     }
 
-    pub(super) fn publish_add(&mut self, raw: &RawPublish) -> OpResult<Vec<PublishInfo>> {
-        let config = validate::publish(raw, &KeyPath::root()).map_err(join_errors)?;
+    pub(super) fn publish_add(&mut self, raw: &RawPublish) -> Result<Vec<PublishInfo>, PublishError> {
+        let config = validate::publish(raw, &KeyPath::root()).map_err(Invalid::from)?;
         self.publish(config, Origin::Runtime)?;
         self.save();
         Ok(self.publish_ls())
     }
 
-    pub(super) fn publish_rm(&mut self, host_port: u16, protocol: &str) -> OpResult<Vec<PublishInfo>> {
+    pub(super) fn publish_rm(&mut self, host_port: u16, protocol: &str) -> Result<Vec<PublishInfo>, PublishError> {
         let index = self
+            .layer3
             .published
             .iter()
             .position(|p| p.config.host_port == host_port && p.config.protocol.as_str() == protocol)
-            .ok_or_else(|| format!("nothing is published on {host_port}/{protocol}"))?;
-        if self.published[index].origin == Origin::Config {
-            return Err("the port is published in host.toml; remove it there".into());
+            .ok_or_else(|| PublishError::NotFound { host_port, protocol: protocol.to_owned() })?;
+        if self.layer3.published[index].origin == Origin::Config {
+            return Err(PublishError::InConfig);
         }
-        self.published.remove(index);
+        self.layer3.published.remove(index);
         self.save();
         Ok(self.publish_ls())
     }

@@ -15,7 +15,6 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -23,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
-use crate::daemon::Daemon;
+use crate::daemon::{self, Shared};
 
 /// The largest request accepted (headers and body).
 const MAX_REQUEST: usize = 1 << 20;
@@ -33,20 +32,11 @@ pub const MAX_CONNECTIONS: usize = 128;
 
 /// Binds the plugin socket, replacing a stale one.
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{} is in use", path.display())));
-        }
-        std::fs::remove_file(path)?;
-    }
-    UnixListener::bind(path)
+    crate::conns::bind_unix(path, "another network driver")
 }
 
 /// Serves dockerd until the task is dropped.
-pub async fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+pub async fn serve(listener: UnixListener, daemon: Shared) {
     let limits = Limits { max: MAX_CONNECTIONS, per_source: MAX_CONNECTIONS, idle_timeout: None };
     let table = Table::new("docker plugin socket", limits);
     let mut errors = AcceptErrors::new("docker plugin socket: accept");
@@ -93,20 +83,25 @@ pub async fn get_json(socket: &Path, path: &str) -> Result<Value, String> {
 /// Every second, finds where dockerd put the TAPs of new Docker endpoints,
 /// and gives the endpoints their containers' names (which dockerd passes no
 /// driver): the names the embedded DNS answers and gossip spreads.
-pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Daemon>>) {
+pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Shared) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         every.tick().await;
-        let finder = daemon.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            finder.lock().unwrap_or_else(|p| p.into_inner()).docker_find_interfaces()
-        })
-        .await;
+        // Looking inside containers takes namespace threads: done with
+        // the daemon free, which is taken only to note what was found.
         let asker = daemon.clone();
-        let unnamed =
-            tokio::task::spawn_blocking(move || asker.lock().unwrap_or_else(|p| p.into_inner()).docker_unnamed())
-                .await
-                .unwrap_or_default();
+        let unfound = tokio::task::spawn_blocking(move || {
+            let (unfound, system) = {
+                let d = daemon::read(&asker);
+                (d.docker_unfound(), d.system())
+            };
+            let found = if unfound.is_empty() { Vec::new() } else { daemon::find_interfaces(&*system, unfound) };
+            if !found.is_empty() {
+                daemon::write(&asker).docker_found(found);
+            }
+            daemon::read(&asker).docker_unnamed()
+        });
+        let unnamed = unfound.await.unwrap_or_default();
         for (network_id, endpoints) in unnamed {
             let Ok(network) = get_json(&api_socket, &format!("/networks/{network_id}")).await else { continue };
             let names: Vec<(String, String)> = network["Containers"]
@@ -118,10 +113,7 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Arc<Mutex<Da
                 .collect();
             if !names.is_empty() {
                 let namer = daemon.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    namer.lock().unwrap_or_else(|p| p.into_inner()).docker_name_endpoints(&names)
-                })
-                .await;
+                let _ = tokio::task::spawn_blocking(move || daemon::write(&namer).docker_name_endpoints(&names)).await;
             }
         }
     }
@@ -178,7 +170,7 @@ fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, HttpErr
     Ok(Some((path, buf[head..total].to_vec(), total)))
 }
 
-async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>, guard: Guard) {
+async fn serve_connection(mut stream: UnixStream, daemon: Shared, guard: Guard) {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -228,8 +220,10 @@ async fn serve_connection(mut stream: UnixStream, daemon: Arc<Mutex<Daemon>>, gu
     }
 }
 
-async fn run(daemon: &Arc<Mutex<Daemon>>, request: super::Request) -> Value {
-    crate::daemon::run_waiting(daemon, move |d| d.docker(&request)).await.unwrap_or_else(|e| super::error_reply(&e))
+async fn run(daemon: &Shared, request: super::Request) -> Value {
+    daemon::run_waiting(daemon, move |d| d.docker(&request))
+        .await
+        .unwrap_or_else(|e| super::error_reply(&e.to_string()))
 }
 
 /// Writes a reply with `status` (200, or an error after which the

@@ -1,0 +1,271 @@
+//! What `switchctl` reads: status, networks, the forwarding table,
+//! counters and peers. Reports take the daemon for reading only, so they
+//! never wait for a connect and never hold up one (see `Shared`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use switchd_config::Name;
+
+use super::Daemon;
+use super::error::OpResult;
+use super::keys::key_scope;
+use super::networks::Network;
+use crate::control::api::{
+    CryptoStats, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats, PeerInfo,
+    PortStats, Stats, Status, VtepStats,
+};
+use crate::dataplane::DeviceStats;
+use crate::switch::{Counters, DropReason, Location};
+
+impl Daemon {
+    pub(super) fn status(&self) -> Status {
+        Status {
+            host: self.host.name.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            networks: self.networks.len(),
+            ports: self.endpoints.len(),
+            // Static peers have no liveness to track: configured means alive.
+            peers_alive: self.cluster.peers.len() + self.cluster.table.hosts.values().filter(|h| h.is_usable()).count(),
+            session: self.host.underlay_ip.map(|_| self.session.to_string()),
+            refused_networks: self.cluster.refused.values().cloned().collect(),
+        }
+    }
+
+    pub(super) fn network_info(&self, net: &Network) -> NetworkInfo {
+        let c = &net.config;
+        NetworkInfo {
+            name: c.name.to_string(),
+            vni: c.vni.get(),
+            subnet: c.subnet.map(|s| s.to_string()),
+            gateway: c.gateway,
+            mtu: c.mtu.get(),
+            encrypted: c.is_encrypted(),
+            cipher: c.encryption.map(|e| e.cipher.to_string()),
+            key: c.encryption.map(|_| key_scope(c).display_name()),
+            internal: c.internal,
+            dns: c.dns && c.subnet.is_some(),
+            dhcp: c.dhcp && c.subnet.is_some(),
+            host_access: net.host_port.is_some(),
+            routes: self.layer3.routes.keys().filter_map(|r| r.peer_of(&c.name)).map(|n| n.to_string()).collect(),
+            ports: self.endpoints.on(c.name.as_str()).count(),
+            hosts: self.hosts_on(&c.name),
+            origin: net.origin.as_str().to_owned(),
+        }
+    }
+
+    /// The hosts with endpoints on a network: this one, and others by gossip.
+    fn hosts_on(&self, network: &Name) -> Vec<String> {
+        let mut hosts = BTreeSet::new();
+        if self.endpoints.on(network.as_str()).next().is_some() {
+            hosts.insert(self.host.name.to_string());
+        }
+        hosts.extend(self.cluster.table.endpoints_on(network).map(|(h, _)| h.name.to_string()));
+        hosts.into_iter().collect()
+    }
+
+    pub(super) fn network_ls(&self) -> Vec<NetworkInfo> {
+        self.networks.iter().map(|n| self.network_info(n)).collect()
+    }
+
+    pub(super) fn network_inspect(&self, name: &str) -> OpResult<NetworkDetail> {
+        let net = self.networks.get(name)?;
+        let host = self.host.name.as_str();
+        let remote = self.cluster.table.endpoints_on(&net.config.name).map(|(h, e)| EndpointInfo {
+            name: e.name.to_string(),
+            network: e.network.to_string(),
+            ip: e.ip,
+            mac: Some(e.mac.to_string()),
+            host: h.name.to_string(),
+            kind: "remote".into(),
+            netns: None,
+            ifname: None,
+            host_ifname: None,
+        });
+        Ok(NetworkDetail {
+            network: self.network_info(net),
+            endpoints: self.endpoints.on(name).map(|e| e.info(host)).chain(remote).collect(),
+        })
+    }
+
+    pub(super) fn fdb(&self, network: Option<&str>) -> OpResult<Vec<FdbEntry>> {
+        let nets: Vec<&Network> = match network {
+            Some(name) => vec![self.networks.get(name)?],
+            None => self.networks.iter().collect(),
+        };
+        let now = Instant::now();
+        let mut rows = Vec::new();
+        for net in nets {
+            let entries = self.dataplane.with_switch(|s| s.fdb(net.id, now));
+            for (mac, at, kind, age) in entries {
+                let (location, endpoint, host, vtep) = match at {
+                    Location::Port(port) => match self.endpoints.by_port(port) {
+                        Some(e) => (e.port_label(), e.record.name.to_string(), None, None),
+                        None => ("-".into(), "-".into(), None, None),
+                    },
+                    Location::Vtep(id) => match self.cluster.vtep_owner(id) {
+                        Some((host, ip)) => {
+                            let label = host.as_ref().map_or_else(|| ip.clone(), |h| format!("{h} {ip}"));
+                            (label, "-".into(), host, Some(ip))
+                        }
+                        None => ("-".into(), "-".into(), None, None),
+                    },
+                };
+                rows.push(FdbEntry {
+                    mac: mac.to_string(),
+                    network: net.config.name.to_string(),
+                    location,
+                    endpoint,
+                    host,
+                    vtep,
+                    kind: kind.as_str().into(),
+                    age_secs: (age.as_secs_f64() * 10.0).round() / 10.0,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        let mut ports = Vec::new();
+        let mut networks: BTreeMap<String, NetworkStats> = BTreeMap::new();
+        for net in self.networks.iter() {
+            let counters = self.dataplane.with_switch(|s| s.network_counters(net.id)).unwrap_or_default();
+            networks.insert(
+                net.config.name.to_string(),
+                NetworkStats {
+                    network: net.config.name.to_string(),
+                    flooded: counters.flooded,
+                    mac_moves: counters.mac_moves,
+                    fdb_entries: counters.fdb_entries,
+                    neighbor_answers: counters.neighbor_answers,
+                    routed: counters.routed,
+                    ..NetworkStats::default()
+                },
+            );
+        }
+        for e in self.endpoints.iter() {
+            let rx = self.dataplane.with_switch(|s| s.port_counters(e.port).cloned()).unwrap_or_default();
+            let dev = self.dataplane.port_stats(e.port).unwrap_or_default();
+            let (tx_frames, tx_bytes) = (dev.frames, dev.bytes);
+            let drops = drops_map(&rx, &dev);
+            let port = PortStats {
+                network: e.record.network.to_string(),
+                endpoint: e.record.name.to_string(),
+                port: e.port_label(),
+                rx_frames: rx.frames,
+                rx_bytes: rx.bytes,
+                tx_frames,
+                tx_bytes,
+                drops,
+            };
+            if let Some(n) = networks.get_mut(&port.network) {
+                n.rx_frames += port.rx_frames;
+                n.rx_bytes += port.rx_bytes;
+                n.tx_frames += port.tx_frames;
+                n.tx_bytes += port.tx_bytes;
+                for (reason, count) in &port.drops {
+                    *n.drops.entry(reason.clone()).or_default() += count;
+                }
+            }
+            ports.push(port);
+        }
+        let vtep_ids = self
+            .cluster
+            .peers
+            .iter()
+            .map(|p| p.vtep)
+            .chain(self.cluster.vteps.values().filter(|v| v.owned).map(|v| v.id));
+        let vteps = vtep_ids
+            .filter_map(|id| {
+                let (host, ip) = self.cluster.vtep_owner(id)?;
+                let info = self.dataplane.with_switch(|s| s.vtep_info(id));
+                let rx = info.map(|i| i.rx).unwrap_or_default();
+                let dev = self.dataplane.vtep_stats(id).unwrap_or_default();
+                let (tx_frames, tx_bytes) = (dev.frames, dev.bytes);
+                Some(VtepStats {
+                    vtep: ip,
+                    host,
+                    rx_frames: rx.frames,
+                    rx_bytes: rx.bytes,
+                    tx_frames,
+                    tx_bytes,
+                    drops: drops_map(&rx, &dev),
+                })
+            })
+            .collect();
+        let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), &DeviceStats::default()));
+        let (sealed, opened, sessions) = self.dataplane.crypto_counters();
+        let crypto =
+            self.host.underlay_ip.map(|_| CryptoStats { session: self.session.to_string(), sealed, opened, sessions });
+        let gossip = self.cluster.stats.as_ref().map(|g| {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            GossipStatsInfo {
+                datagrams_in: load(&g.datagrams_in),
+                datagrams_out: load(&g.datagrams_out),
+                bytes_in: load(&g.bytes_in),
+                bytes_out: load(&g.bytes_out),
+                rejected: g.rejections().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                bad_messages: load(&g.bad_messages),
+                bad_entries: self.cluster.state_errors,
+            }
+        });
+        let services =
+            self.dataplane.service_counters().snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip, crypto, services }
+    }
+
+    pub(super) fn peers(&self) -> Vec<PeerInfo> {
+        let now = Instant::now();
+        let round = |d: std::time::Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+        // The table changes only with what it routes by; how long ago each
+        // host was heard is the gossip member's latest word.
+        let latest = self.cluster.heard.as_ref().map(|heard| heard.borrow());
+        let since_heard = |name: &Name| latest.as_ref().and_then(|t| Some(t.hosts.get(name)?.since_heard));
+        let gossip = self.cluster.table.hosts.values().map(|h| PeerInfo {
+            host: Some(h.name.to_string()),
+            underlay_ip: h.underlay.ip(),
+            vxlan_port: h.underlay.port(),
+            state: h.liveness.as_str().into(),
+            last_heard_secs: Some(round(since_heard(&h.name).unwrap_or(h.since_heard))),
+            networks: h.networks.iter().map(|n| n.to_string()).collect(),
+            macs: h.endpoints.len() as u32,
+        });
+        let static_peers = self.cluster.peers.iter().map(|p| {
+            let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
+            let carried = |vni| p.config.vnis.as_ref().is_none_or(|v| v.contains(&vni));
+            PeerInfo {
+                host: p.config.name.as_ref().map(|n| n.to_string()),
+                underlay_ip: p.config.underlay_ip,
+                vxlan_port: p.config.vxlan_port,
+                state: "static".into(),
+                last_heard_secs: info.as_ref().and_then(|i| i.last_rx).map(|t| round(now.saturating_duration_since(t))),
+                networks: self
+                    .networks
+                    .iter()
+                    .filter(|n| carried(n.config.vni))
+                    .map(|n| n.config.name.to_string())
+                    .collect(),
+                macs: info.map_or(0, |i| i.learned),
+            }
+        });
+        static_peers.chain(gossip).collect()
+    }
+}
+
+/// Drops by reason: the switch's, and the data plane's (refused sends, and
+/// frames it could not send on).
+fn drops_map(rx: &Counters, dev: &DeviceStats) -> BTreeMap<String, u64> {
+    let mut drops: BTreeMap<String, u64> = rx.drops_by_name().map(|(k, v)| (k.to_owned(), v)).collect();
+    let data_plane = [
+        (DropReason::TxError, dev.errors),
+        (DropReason::TxQueueFull, dev.queue_full),
+        (DropReason::OffloadError, dev.offload_errors),
+        (DropReason::NoKey, dev.no_key),
+    ];
+    for (reason, n) in data_plane.into_iter().filter(|(_, n)| *n > 0) {
+        *drops.entry(reason.as_str().to_owned()).or_default() += n;
+    }
+    drops
+}

@@ -1,0 +1,159 @@
+//! Everything the control plane asks of the host, behind one trait
+//! (firecracker's habit of keeping device setup apart from VMM logic): the
+//! namespaces and interfaces of endpoints, the gateways' TAPs, the
+//! containers' routes and resolv.conf. [`HostSystem`] does it with netlink,
+//! `setns` and files; the daemon's unit tests use an in-memory fake, so the
+//! logic above (journaling, IPAM, refusals, reconciling at start) is tested
+//! without root.
+
+use std::fmt::Debug;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use switchd_config::{IfName, MacAddr};
+
+use super::attach::{self, AttachError, Attachment};
+use super::state::{Device, EndpointRecord};
+use crate::dataplane::{FdPort, Port};
+use crate::io::gateway::{GatewayStack, TablesSource};
+use crate::io::netns::{self, NetnsError, NetnsId};
+use crate::switch::NetworkId;
+
+/// A gateway's own kernel stack and the port it is switched through.
+pub type GatewayParts = (GatewayStack, Box<dyn Port>);
+
+/// The host's namespaces, interfaces and files, as the daemon uses them.
+/// Methods run system calls and may block: call them off the async runtime.
+pub trait System: Send + Sync + Debug {
+    /// The namespace a name or path leads to now.
+    fn identify_netns(&self, netns: &str) -> Result<NetnsId, NetnsError>;
+
+    /// Settles the interface names `record` will use, and says which
+    /// device [`System::open`] will create (to be journaled first); `None`
+    /// when it only takes over what exists. See [`attach::prepare`].
+    fn prepare(&self, record: &mut EndpointRecord) -> Result<Option<Device>, AttachError>;
+
+    /// Opens (creating if needed) the endpoint's device, filling in what
+    /// it learns (names, an existing interface's MAC and address).
+    fn open(&self, record: &mut EndpointRecord, to: Attachment) -> Result<Box<dyn Port>, AttachError>;
+
+    /// Deletes a device switchd made; one already gone is fine.
+    fn delete(&self, device: &Device) -> Result<(), AttachError>;
+
+    /// The container-side name `record` would get (`script attach`).
+    fn pick_ifname(&self, record: &EndpointRecord) -> Result<IfName, AttachError>;
+
+    /// A host-side veth name no interface has.
+    fn fresh_host_ifname(&self) -> IfName;
+
+    /// The interface with `mac` inside `netns` (where dockerd put a TAP).
+    fn find_by_mac(&self, netns: &str, mac: MacAddr) -> Option<IfName>;
+
+    /// Whether a host interface of this name exists.
+    fn host_interface_exists(&self, name: &IfName) -> bool;
+
+    /// A TAP in switchd's own namespace: a network's host side, or a
+    /// Docker container's interface before dockerd moves it.
+    fn host_tap(
+        &self,
+        name: &IfName,
+        address: Option<(Ipv4Addr, u8)>,
+        mac: MacAddr,
+        mtu: u32,
+        persist: bool,
+    ) -> io::Result<Box<dyn Port>>;
+
+    /// A gateway's kernel stack for DNS over TCP (see `io::gateway::start`).
+    #[allow(clippy::too_many_arguments)]
+    fn gateway_stack(
+        &self,
+        network: NetworkId,
+        ip: Ipv4Addr,
+        prefix_len: u8,
+        mac: MacAddr,
+        mtu: u32,
+        tables: TablesSource,
+        runtime: &tokio::runtime::Handle,
+    ) -> io::Result<GatewayParts>;
+
+    /// Makes `ifname`'s routes in `netns` through `via` exactly `wanted`.
+    fn sync_routes(&self, netns: &str, ifname: &IfName, via: IpAddr, wanted: &[(IpAddr, u8)]) -> Result<(), String>;
+
+    /// Where `ip netns exec` finds a named namespace's resolv.conf; `None`
+    /// for a namespace given by path (its owner configures its resolver).
+    fn resolv_conf_path(&self, netns: &str) -> Option<PathBuf>;
+}
+
+/// The real host: netlink, namespaces entered by `setns`, TAPs and packet
+/// sockets (see [`attach`]).
+#[derive(Debug, Default)]
+pub struct HostSystem;
+
+impl System for HostSystem {
+    fn identify_netns(&self, netns: &str) -> Result<NetnsId, NetnsError> {
+        netns::identify(netns)
+    }
+
+    fn prepare(&self, record: &mut EndpointRecord) -> Result<Option<Device>, AttachError> {
+        attach::prepare(record)
+    }
+
+    fn open(&self, record: &mut EndpointRecord, to: Attachment) -> Result<Box<dyn Port>, AttachError> {
+        Ok(Box::new(FdPort(attach::open(record, to)?)))
+    }
+
+    fn delete(&self, device: &Device) -> Result<(), AttachError> {
+        attach::delete(device)
+    }
+
+    fn pick_ifname(&self, record: &EndpointRecord) -> Result<IfName, AttachError> {
+        attach::pick_ifname(record)
+    }
+
+    fn fresh_host_ifname(&self) -> IfName {
+        attach::fresh_host_ifname()
+    }
+
+    fn find_by_mac(&self, netns: &str, mac: MacAddr) -> Option<IfName> {
+        attach::find_by_mac(netns, mac)
+    }
+
+    fn host_interface_exists(&self, name: &IfName) -> bool {
+        crate::io::sys::if_index(name.as_str()).is_some()
+    }
+
+    fn host_tap(
+        &self,
+        name: &IfName,
+        address: Option<(Ipv4Addr, u8)>,
+        mac: MacAddr,
+        mtu: u32,
+        persist: bool,
+    ) -> io::Result<Box<dyn Port>> {
+        Ok(Box::new(FdPort(crate::io::gateway::host_tap(name, address, mac, mtu, persist)?)))
+    }
+
+    fn gateway_stack(
+        &self,
+        network: NetworkId,
+        ip: Ipv4Addr,
+        prefix_len: u8,
+        mac: MacAddr,
+        mtu: u32,
+        tables: TablesSource,
+        runtime: &tokio::runtime::Handle,
+    ) -> io::Result<GatewayParts> {
+        let (stack, tap) = crate::io::gateway::start(network, ip, prefix_len, mac, mtu, tables, runtime)?;
+        Ok((stack, Box::new(FdPort(tap))))
+    }
+
+    fn sync_routes(&self, netns: &str, ifname: &IfName, via: IpAddr, wanted: &[(IpAddr, u8)]) -> Result<(), String> {
+        let synced = netns::run_in(netns, || crate::io::netlink::sync_routes(ifname.as_str(), via, wanted));
+        synced.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    }
+
+    fn resolv_conf_path(&self, netns: &str) -> Option<PathBuf> {
+        (!netns.contains('/')).then(|| PathBuf::from("/etc/netns").join(netns).join("resolv.conf"))
+    }
+}

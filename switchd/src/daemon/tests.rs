@@ -1,0 +1,461 @@
+//! The control plane's logic on a fake host: journaling around every
+//! system change, reconciling at start, IPAM, refusals and their messages,
+//! reaping. No root, no namespaces, no sockets: [`FakeSystem`] keeps the
+//! host's namespaces and interfaces in memory, and remembers what the
+//! journal said at each call that changes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use switchd_config::raw::RawPort;
+use switchd_config::{Config, IfName, MacAddr};
+
+use super::Daemon;
+use super::attach::{AttachError, Attachment};
+use super::state::{self, Device, EndpointRecord, Op};
+use super::system::{GatewayParts, System};
+use crate::control::api::{Reply, Request};
+use crate::dataplane::Port;
+use crate::dataplane::port::MemPort;
+use crate::io::gateway::TablesSource;
+use crate::io::netns::{NetnsError, NetnsId};
+use crate::switch::NetworkId;
+
+/// A call that changed the host, and the journal when it was made.
+type Call = (String, Vec<(Op, Option<Device>)>);
+
+/// A host in memory: namespaces (by name, with an identity that changes
+/// when one is made anew) and the interfaces in them ("" is the host's).
+#[derive(Debug)]
+struct FakeSystem {
+    state_dir: PathBuf,
+    namespaces: Mutex<BTreeMap<String, NetnsId>>,
+    interfaces: Mutex<BTreeSet<(String, String)>>,
+    /// Each call that makes or deletes something, with the journal (the
+    /// operations pending in the saved state) as it was at that moment.
+    calls: Mutex<Vec<Call>>,
+    fail_open: AtomicBool,
+    next_ino: AtomicU64,
+}
+
+impl FakeSystem {
+    fn new(state_dir: &Path) -> Arc<FakeSystem> {
+        Arc::new(FakeSystem {
+            state_dir: state_dir.to_owned(),
+            namespaces: Mutex::default(),
+            interfaces: Mutex::default(),
+            calls: Mutex::default(),
+            fail_open: AtomicBool::new(false),
+            next_ino: AtomicU64::new(1),
+        })
+    }
+
+    /// Makes (or makes anew) the namespace `name`.
+    fn add_netns(&self, name: &str) {
+        let ino = self.next_ino.fetch_add(1, Ordering::Relaxed);
+        self.namespaces.lock().unwrap().insert(name.to_owned(), NetnsId { dev: 4, ino });
+    }
+
+    fn remove_netns(&self, name: &str) {
+        self.namespaces.lock().unwrap().remove(name);
+        self.interfaces.lock().unwrap().retain(|(ns, _)| ns != name);
+    }
+
+    fn has_interface(&self, netns: &str, ifname: &str) -> bool {
+        self.interfaces.lock().unwrap().contains(&(netns.to_owned(), ifname.to_owned()))
+    }
+
+    fn record(&self, what: String) {
+        let pending = state::load(&self.state_dir).expect("the state reads back").pending;
+        let journal = pending.into_iter().map(|i| (i.op, i.device)).collect();
+        self.calls.lock().unwrap().push((what, journal));
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn first_free_eth(&self, netns: &str) -> IfName {
+        (0..).map(IfName::eth).find(|n| !self.has_interface(netns, n.as_str())).expect("some ethN is free")
+    }
+}
+
+impl System for FakeSystem {
+    fn identify_netns(&self, netns: &str) -> Result<NetnsId, NetnsError> {
+        self.namespaces.lock().unwrap().get(netns).copied().ok_or_else(|| NetnsError::NotFound(netns.to_owned()))
+    }
+
+    fn prepare(&self, record: &mut EndpointRecord) -> Result<Option<Device>, AttachError> {
+        // TAP ports only: what these tests connect.
+        let netns = record.netns.clone().expect("a tap port has a netns");
+        self.identify_netns(&netns)?;
+        let ifname = record.ifname.clone().unwrap_or_else(|| self.first_free_eth(&netns));
+        let exists = self.has_interface(&netns, ifname.as_str());
+        record.ifname = Some(ifname.clone());
+        Ok((!exists).then_some(Device::InNetns { netns, ifname }))
+    }
+
+    fn open(&self, record: &mut EndpointRecord, _to: Attachment) -> Result<Box<dyn Port>, AttachError> {
+        let netns = record.netns.clone().expect("a tap port has a netns");
+        let ifname = record.ifname.clone().unwrap_or_else(|| self.first_free_eth(&netns));
+        self.record(format!("open {netns}/{ifname}"));
+        self.identify_netns(&netns)?;
+        if self.fail_open.load(Ordering::Relaxed) {
+            // As a real open fails after making the interface.
+            self.interfaces.lock().unwrap().insert((netns.clone(), ifname.to_string()));
+            return Err(AttachError::Setup { what: format!("configuring {ifname}"), source: io::Error::other("no") });
+        }
+        self.interfaces.lock().unwrap().insert((netns, ifname.to_string()));
+        record.ifname = Some(ifname);
+        Ok(Box::new(MemPort::default()))
+    }
+
+    fn delete(&self, device: &Device) -> Result<(), AttachError> {
+        self.record(format!("delete {device}"));
+        let key = match device {
+            Device::InNetns { netns, ifname } => (netns.clone(), ifname.to_string()),
+            Device::Host { ifname } => (String::new(), ifname.to_string()),
+        };
+        self.interfaces.lock().unwrap().remove(&key);
+        Ok(())
+    }
+
+    fn pick_ifname(&self, record: &EndpointRecord) -> Result<IfName, AttachError> {
+        Ok(record.ifname.clone().unwrap_or_else(|| self.first_free_eth(record.netns.as_deref().unwrap_or(""))))
+    }
+
+    fn fresh_host_ifname(&self) -> IfName {
+        IfName::new("sdv00000001").unwrap()
+    }
+
+    fn find_by_mac(&self, _netns: &str, _mac: MacAddr) -> Option<IfName> {
+        None
+    }
+
+    fn host_interface_exists(&self, name: &IfName) -> bool {
+        self.has_interface("", name.as_str())
+    }
+
+    fn host_tap(
+        &self,
+        name: &IfName,
+        _: Option<(Ipv4Addr, u8)>,
+        _: MacAddr,
+        _: u32,
+        _: bool,
+    ) -> io::Result<Box<dyn Port>> {
+        self.interfaces.lock().unwrap().insert((String::new(), name.to_string()));
+        Ok(Box::new(MemPort::default()))
+    }
+
+    fn gateway_stack(
+        &self,
+        _: NetworkId,
+        _: Ipv4Addr,
+        _: u8,
+        _: MacAddr,
+        _: u32,
+        _: TablesSource,
+        _: &tokio::runtime::Handle,
+    ) -> io::Result<GatewayParts> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no kernel stacks on a fake host"))
+    }
+
+    fn sync_routes(&self, _: &str, _: &IfName, _: IpAddr, _: &[(IpAddr, u8)]) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn resolv_conf_path(&self, _netns: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// A state directory of its own, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("switchd-daemon-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A host without an underlay (so without sockets): two networks, `front`
+/// (defined here, with a subnet) and nothing else unless `extra` adds it.
+fn config(dir: &Path, extra: &str) -> Config {
+    let text = format!(
+        "[host]\nname = \"h1\"\nstate_dir = \"{}\"\ncontrol_socket = \"{}/sock\"\n\n\
+         [[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.1.0.0/24\"\n{extra}",
+        dir.display(),
+        dir.display()
+    );
+    Config::parse(&text, &dir.join("host.toml")).expect("a valid host.toml")
+}
+
+/// A daemon on the fake host, inside a runtime of its own.
+struct Host {
+    daemon: Daemon,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Host {
+    fn start(dir: &Path, extra: &str, system: Arc<FakeSystem>) -> Host {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let daemon = {
+            let _entered = runtime.enter();
+            Daemon::start_with(config(dir, extra), system.clone()).expect("the daemon starts")
+        };
+        Host { daemon, _runtime: runtime }
+    }
+
+    fn ask(&mut self, request: Request) -> Result<Value, String> {
+        match self.daemon.handle(&request).expect("nothing to wait for without gossip") {
+            Reply::Result(v) => Ok(v),
+            Reply::Error(e) => Err(e),
+        }
+    }
+
+    fn connect(&mut self, netns: &str, extra: impl FnOnce(&mut RawPort)) -> Result<Value, String> {
+        let mut port = RawPort {
+            network: Some("front".into()),
+            netns: Some(netns.into()),
+            kind: Some("tap".into()),
+            ..RawPort::default()
+        };
+        extra(&mut port);
+        self.ask(Request::NetworkConnect { port })
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.daemon.shutdown();
+    }
+}
+
+fn device(netns: &str, ifname: &str) -> Device {
+    Device::InNetns { netns: netns.into(), ifname: IfName::new(ifname).unwrap() }
+}
+
+#[test]
+fn a_connect_is_journaled_before_its_device_is_made_and_cleared_after() {
+    let dir = TempDir::new("connect");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    let mut host = Host::start(&dir.0, "", system.clone());
+    system.calls();
+
+    let web = host.connect("web", |_| {}).unwrap();
+    assert_eq!(web["ip"], "10.1.0.2", "the first address after the gateway");
+    assert_eq!(web["mac"], MacAddr::derived_from_ip("10.1.0.2".parse().unwrap()).to_string());
+    assert_eq!(web["ifname"], "eth0");
+    // The intent was on disk when the device was made, naming it.
+    assert_eq!(system.calls(), vec![("open web/eth0".to_owned(), vec![(Op::Connect, Some(device("web", "eth0")))])]);
+    let saved = state::load(&dir.0).unwrap();
+    assert!(saved.pending.is_empty(), "the outcome's save clears the intent");
+    assert_eq!(saved.endpoints.len(), 1);
+    assert_eq!(saved.endpoints[0].name.as_str(), "web");
+
+    // A second container takes the next address.
+    system.add_netns("db");
+    assert_eq!(host.connect("db", |_| {}).unwrap()["ip"], "10.1.0.3");
+    let port = host.daemon.endpoints.iter().last().unwrap().port;
+    assert!(host.daemon.dataplane.port_stats(port).is_some(), "the port is switched");
+}
+
+#[test]
+fn a_failed_connect_deletes_what_it_made_and_keeps_nothing() {
+    let dir = TempDir::new("failed");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    let mut host = Host::start(&dir.0, "", system.clone());
+    system.calls();
+    system.fail_open.store(true, Ordering::Relaxed);
+
+    let err = host.connect("web", |_| {}).unwrap_err();
+    assert_eq!(err, "configuring eth0: no");
+    let calls: Vec<String> = system.calls().into_iter().map(|(what, _)| what).collect();
+    assert_eq!(calls, ["open web/eth0", "delete eth0 in netns \"web\""]);
+    assert!(!system.has_interface("web", "eth0"), "the interface the failed open made is gone");
+    let saved = state::load(&dir.0).unwrap();
+    assert!(saved.pending.is_empty() && saved.endpoints.is_empty(), "{saved:?}");
+    assert_eq!(read_status(&host)["ports"], 0);
+
+    // Nothing is left that would refuse a retry.
+    system.fail_open.store(false, Ordering::Relaxed);
+    assert_eq!(host.connect("web", |_| {}).unwrap()["ip"], "10.1.0.2");
+}
+
+fn read_status(host: &Host) -> Value {
+    match host.daemon.query(&Request::Status) {
+        Some(Reply::Result(v)) => v,
+        other => panic!("status: {other:?}"),
+    }
+}
+
+#[test]
+fn a_disconnect_drops_the_record_and_journals_the_delete_in_one_save() {
+    let dir = TempDir::new("disconnect");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    let mut host = Host::start(&dir.0, "", system.clone());
+    host.connect("web", |_| {}).unwrap();
+    system.calls();
+
+    let gone = host.ask(Request::NetworkDisconnect { network: "front".into(), endpoint: "web".into() }).unwrap();
+    assert_eq!(gone["name"], "web");
+    assert_eq!(
+        system.calls(),
+        vec![("delete eth0 in netns \"web\"".to_owned(), vec![(Op::Disconnect, Some(device("web", "eth0")))])]
+    );
+    let saved = state::load(&dir.0).unwrap();
+    assert!(saved.pending.is_empty() && saved.endpoints.is_empty(), "{saved:?}");
+    let err = host.ask(Request::NetworkDisconnect { network: "front".into(), endpoint: "web".into() }).unwrap_err();
+    assert_eq!(err, "no endpoint \"web\" on network \"front\"");
+}
+
+#[test]
+fn a_start_finishes_what_a_crash_cut_short_before_anything_else() {
+    let dir = TempDir::new("crash");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    system.add_netns("db");
+    {
+        let mut host = Host::start(&dir.0, "", system.clone());
+        host.connect("web", |_| {}).unwrap();
+    }
+    // As if switchd died inside a connect of db, after its TAP was made:
+    // the journal names the TAP, the state has no endpoint for it.
+    let mut saved = state::load(&dir.0).unwrap();
+    let db = EndpointRecord { name: switchd_config::Name::new("db").unwrap(), ..saved.endpoints[0].clone() };
+    saved.pending = vec![state::Intent { op: Op::Connect, endpoint: db, device: Some(device("db", "eth0")) }];
+    state::save(&dir.0, &saved).unwrap();
+    system.interfaces.lock().unwrap().insert(("db".into(), "eth0".into()));
+    system.calls();
+
+    let host = Host::start(&dir.0, "", system.clone());
+    let calls: Vec<String> = system.calls().into_iter().map(|(what, _)| what).collect();
+    assert_eq!(calls, ["delete eth0 in netns \"db\"", "open web/eth0"], "rolled back first, then reattached");
+    assert!(!system.has_interface("db", "eth0"));
+    let saved = state::load(&dir.0).unwrap();
+    assert!(saved.pending.is_empty(), "{saved:?}");
+    assert_eq!(saved.endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["web"]);
+    assert_eq!(read_status(&host)["ports"], 1);
+}
+
+#[test]
+fn duplicates_and_taken_addresses_are_refused_with_what_is_taken() {
+    let dir = TempDir::new("refusals");
+    let system = FakeSystem::new(&dir.0);
+    for ns in ["web", "other", "third"] {
+        system.add_netns(ns);
+    }
+    let mut host = Host::start(&dir.0, "", system.clone());
+    host.connect("web", |p| p.ip = Some("10.1.0.9".into())).unwrap();
+
+    let twice = host.connect("web", |_| {}).unwrap_err();
+    assert_eq!(twice, "container \"web\" is already connected to network \"front\" (as eth0)");
+    let name = host.connect("other", |p| p.name = Some("web".into())).unwrap_err();
+    assert_eq!(name, "name \"web\" is already used on network \"front\"");
+    let ip = host.connect("other", |p| p.ip = Some("10.1.0.9".into())).unwrap_err();
+    assert_eq!(ip, "10.1.0.9 is already in use on network \"front\"");
+    let mac = MacAddr::derived_from_ip("10.1.0.9".parse().unwrap()).to_string();
+    let same_mac = host.connect("other", |p| p.mac = Some(mac.clone())).unwrap_err();
+    assert_eq!(same_mac, format!("{mac} is already in use on network \"front\""));
+    let missing = host.connect("nowhere", |_| {}).unwrap_err();
+    assert_eq!(missing, "network namespace \"nowhere\" does not exist");
+    let no_net = host.connect("other", |p| p.network = Some("nonet".into())).unwrap_err();
+    assert_eq!(no_net, "network: no network named \"nonet\"");
+    // None of them left anything behind.
+    assert_eq!(read_status(&host)["ports"], 1);
+    // Automatic addresses skip the one taken by hand.
+    assert_eq!(host.connect("other", |_| {}).unwrap()["ip"], "10.1.0.2");
+}
+
+#[test]
+fn networks_in_use_or_from_host_toml_are_not_removed() {
+    let dir = TempDir::new("rm");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    let mut host = Host::start(&dir.0, "", system.clone());
+    let create = |name: &str, vni: i64| Request::NetworkCreate {
+        network: switchd_config::raw::RawNetwork {
+            name: Some(name.into()),
+            vni: Some(vni),
+            subnet: Some("10.2.0.0/24".into()),
+            ..Default::default()
+        },
+    };
+    host.ask(create("back", 200)).unwrap();
+    assert_eq!(host.ask(create("back", 201)).unwrap_err(), "network \"back\" already exists");
+    assert_eq!(host.ask(create("again", 200)).unwrap_err(), "vni 200 is already used by network \"back\"");
+    host.connect("web", |p| p.network = Some("back".into())).unwrap();
+
+    let rm = |names: &[&str]| Request::NetworkRm { names: names.iter().map(|n| n.to_string()).collect() };
+    assert_eq!(
+        host.ask(rm(&["front", "back"])).unwrap_err(),
+        "network \"front\" is defined in host.toml; remove it there; \
+         network \"back\" has endpoints attached: web; disconnect them first"
+    );
+    host.ask(Request::NetworkDisconnect { network: "back".into(), endpoint: "web".into() }).unwrap();
+    assert_eq!(host.ask(rm(&["back"])).unwrap(), serde_json::json!(["back"]));
+    assert!(state::load(&dir.0).unwrap().networks.is_empty(), "the removal is saved");
+}
+
+#[test]
+fn containers_that_went_away_are_reaped_and_others_stay() {
+    let dir = TempDir::new("reap");
+    let system = FakeSystem::new(&dir.0);
+    for ns in ["web", "db", "cache"] {
+        system.add_netns(ns);
+    }
+    let mut host = Host::start(&dir.0, "", system.clone());
+    for ns in ["web", "db", "cache"] {
+        host.connect(ns, |_| {}).unwrap();
+    }
+    assert!(host.daemon.gone_endpoints().is_empty());
+    system.remove_netns("web");
+    // A namespace of the same name made anew is another container.
+    system.add_netns("db");
+    let gone = host.daemon.gone_endpoints();
+    assert_eq!(gone.len(), 2);
+    host.daemon.reap(&gone);
+    let saved = state::load(&dir.0).unwrap();
+    assert_eq!(saved.endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["cache"]);
+    assert!(host.daemon.gone_endpoints().is_empty());
+}
+
+#[test]
+fn reports_are_answered_for_reading_and_changes_are_not() {
+    let dir = TempDir::new("query");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    let mut host = Host::start(&dir.0, "", system.clone());
+    let connect = Request::NetworkConnect {
+        port: RawPort { network: Some("front".into()), netns: Some("web".into()), ..RawPort::default() },
+    };
+    assert!(host.daemon.query(&connect).is_none(), "a connect changes the daemon");
+    assert!(system.calls().is_empty(), "and a query did not start it");
+    for request in [Request::Status, Request::NetworkLs, Request::Stats, Request::Peers, Request::KeyLs] {
+        assert!(matches!(host.daemon.query(&request), Some(Reply::Result(_))), "{request:?}");
+    }
+    match host.daemon.query(&Request::NetworkInspect { name: "nope".into() }) {
+        Some(Reply::Error(e)) => assert_eq!(e, "no network named \"nope\""),
+        other => panic!("{other:?}"),
+    }
+    host.ask(connect).unwrap();
+    assert!(matches!(host.daemon.query(&Request::Status), Some(Reply::Result(v)) if v["ports"] == 1));
+}
