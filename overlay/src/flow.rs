@@ -3,21 +3,27 @@
 //! different connections spread over ECMP paths and receive queues (RFC 7348
 //! section 5, "Source Port").
 
+use switchd_wire::ethernet::{self, EtherType};
+use switchd_wire::ip::Protocol;
+use switchd_wire::{ipv4, ipv6};
+
 /// FNV-1a over the fields that name a flow: the MAC addresses, and for IPv4
 /// and IPv6 the addresses, protocol and (TCP/UDP) ports. Never fails: a
-/// frame too short for a field simply hashes without it.
+/// frame too short for a field simply hashes without it (so the fields are
+/// read at their offsets, not through checked views, which would refuse
+/// the whole header).
 pub fn hash(frame: &[u8]) -> u32 {
     let mut h = Fnv::new();
     let Some(macs) = frame.get(..12) else { return h.0 };
     h.write(macs);
-    let (mut ethertype, mut l3) = (be16(frame, 12), 14);
-    if ethertype == Some(0x8100) {
-        ethertype = be16(frame, 16);
-        l3 = 18;
+    let (mut ethertype, mut l3) = (be16(frame, 12).map(EtherType::from), ethernet::HEADER_LEN);
+    if ethertype.is_some_and(EtherType::is_vlan_tag) {
+        ethertype = be16(frame, l3 + 2).map(EtherType::from);
+        l3 += ethernet::VLAN_TAG_LEN;
     }
     let (proto, l4) = match ethertype {
-        Some(0x0800) => {
-            let Some(ip) = frame.get(l3..l3 + 20) else { return h.0 };
+        Some(EtherType::Ipv4) => {
+            let Some(ip) = frame.get(l3..l3 + ipv4::MIN_HEADER_LEN) else { return h.0 };
             h.write(&ip[12..20]);
             // Fragments after the first carry no ports: hash them by addresses only.
             let fragment_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
@@ -26,15 +32,15 @@ pub fn hash(frame: &[u8]) -> u32 {
             }
             (ip[9], l3 + usize::from(ip[0] & 0x0f) * 4)
         }
-        Some(0x86dd) => {
-            let Some(ip) = frame.get(l3..l3 + 40) else { return h.0 };
+        Some(EtherType::Ipv6) => {
+            let Some(ip) = frame.get(l3..l3 + ipv6::HEADER_LEN) else { return h.0 };
             h.write(&ip[8..40]);
-            (ip[6], l3 + 40)
+            (ip[6], l3 + ipv6::HEADER_LEN)
         }
         _ => return h.0,
     };
     h.write(&[proto]);
-    if matches!(proto, 6 | 17)
+    if matches!(Protocol::from(proto), Protocol::Tcp | Protocol::Udp)
         && let Some(ports) = frame.get(l4..l4 + 4)
     {
         h.write(ports);

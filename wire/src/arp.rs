@@ -36,27 +36,23 @@ mod field {
     pub const TPA: Range<usize> = 24..28;
 }
 
-/// A view of an ARP packet for IPv4 over Ethernet. [`Packet::new_checked`]
-/// refuses every other kind (Linux accepts other hardware types, so a
-/// guard that cannot read them must refuse them) and short ones.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ARP packet for IPv4 over Ethernet. [`Packet::new_checked`]
+    /// refuses every other kind (Linux accepts other hardware types, so a
+    /// guard that cannot read them must refuse them) and short ones.
+    pub struct Packet, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let b = buffer.as_ref();
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
         let ethernet_ipv4 = b.len() >= PACKET_LEN
             && be16(b, field::HTYPE) == 1
             && be16(b, field::PTYPE) == 0x0800
             && b[field::HLEN] == 6
             && b[field::PLEN] == 4;
-        if ethernet_ipv4 { Ok(Packet { buffer }) } else { Err(Malformed) }
+        if ethernet_ipv4 { Ok(()) } else { Err(Malformed) }
     }
 
     pub fn operation(&self) -> Operation {

@@ -52,30 +52,16 @@ mod field {
     pub const PAYLOAD: usize = 14;
 }
 
-/// A view of an Ethernet frame. Once [`Frame::new_checked`] succeeds, no
-/// accessor panics.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an Ethernet frame. Once [`Frame::new_checked`] succeeds, no
+    /// accessor panics.
+    pub struct Frame, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Frame { buffer }
-    }
-
     /// Checks that the buffer holds an Ethernet header.
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        if buffer.as_ref().len() < HEADER_LEN { Err(Malformed) } else { Ok(Frame { buffer }) }
-    }
-
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    /// The whole frame.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buffer.as_ref()
+    fn check(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN { Err(Malformed) } else { Ok(()) }
     }
 
     pub fn dst_addr(&self) -> MacAddr {

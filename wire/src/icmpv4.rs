@@ -39,19 +39,15 @@ pub mod unreachable {
     pub const ADMIN_PROHIBITED: u8 = 13;
 }
 
-/// A view of an ICMP message.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ICMP message.
+    pub struct Packet, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        if buffer.as_ref().len() < HEADER_LEN { Err(Malformed) } else { Ok(Packet { buffer }) }
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN { Err(Malformed) } else { Ok(()) }
     }
 
     pub fn msg_type(&self) -> Message {

@@ -54,19 +54,15 @@ pub mod na_flags {
     pub const OVERRIDE: u8 = 0x20;
 }
 
-/// A view of an ICMPv6 message.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an ICMPv6 message.
+    pub struct Packet, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        if buffer.as_ref().len() < HEADER_LEN { Err(Malformed) } else { Ok(Packet { buffer }) }
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN { Err(Malformed) } else { Ok(()) }
     }
 
     pub fn msg_type(&self) -> Message {

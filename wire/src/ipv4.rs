@@ -36,22 +36,18 @@ mod field {
     pub const DST: Range<usize> = 16..20;
 }
 
-/// A view of an IPv4 packet. [`Packet::new_checked`] checks the version,
-/// that the header (options included) and the total length fit the
-/// buffer, and that the total length covers the header; the buffer may
-/// be longer (Ethernet padding).
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv4 packet. [`Packet::new_checked`] checks the version,
+    /// that the header (options included) and the total length fit the
+    /// buffer, and that the total length covers the header; the buffer may
+    /// be longer (Ethernet padding).
+    pub struct Packet, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let b = buffer.as_ref();
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
         if b.len() < MIN_HEADER_LEN || b[field::VER_IHL] >> 4 != 4 {
             return Err(Malformed);
         }
@@ -60,7 +56,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if header_len < MIN_HEADER_LEN || header_len > b.len() || total < header_len || total > b.len() {
             return Err(Malformed);
         }
-        Ok(Packet { buffer })
+        Ok(())
     }
 
     fn b(&self) -> &[u8] {

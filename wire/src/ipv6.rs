@@ -40,11 +40,10 @@ mod field {
     pub const DST: Range<usize> = 24..40;
 }
 
-/// A view of an IPv6 packet. [`Packet::new_checked`] checks the version and
-/// that the payload length fits the buffer (which may be longer: padding).
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of an IPv6 packet. [`Packet::new_checked`] checks the version and
+    /// that the payload length fits the buffer (which may be longer: padding).
+    pub struct Packet, error Malformed;
 }
 
 /// Where the upper layer of a packet is, past its extension headers.
@@ -57,19 +56,16 @@ pub enum UpperLayer<'a> {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let b = buffer.as_ref();
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN || b[field::VER_TC_FLOW] >> 4 != 6 {
             return Err(Malformed);
         }
         if HEADER_LEN + usize::from(be16(b, field::LENGTH)) > b.len() {
             return Err(Malformed);
         }
-        Ok(Packet { buffer })
+        Ok(())
     }
 
     fn b(&self) -> &[u8] {

@@ -17,24 +17,20 @@ pub mod flags {
     pub const CWR: u8 = 0x80;
 }
 
-/// A view of a TCP segment: the header (options included) fits the buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a TCP segment: the header (options included) fits the buffer.
+    pub struct Packet, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let b = buffer.as_ref();
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
         if b.len() < MIN_HEADER_LEN {
             return Err(Malformed);
         }
         let header_len = usize::from(b[12] >> 4) * 4;
-        if header_len < MIN_HEADER_LEN || header_len > b.len() { Err(Malformed) } else { Ok(Packet { buffer }) }
+        if header_len < MIN_HEADER_LEN || header_len > b.len() { Err(Malformed) } else { Ok(()) }
     }
 
     fn b(&self) -> &[u8] {

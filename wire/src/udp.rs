@@ -4,25 +4,21 @@ use crate::{Malformed, Result, be16, checksum, set_be16};
 
 pub const HEADER_LEN: usize = 8;
 
-/// A view of a UDP datagram. [`Packet::new_checked`] checks that the
-/// header fits and that the length field covers it and fits the buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A view of a UDP datagram. [`Packet::new_checked`] checks that the
+    /// header fits and that the length field covers it and fits the buffer.
+    pub struct Packet, error Malformed;
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
-    pub fn new_checked(buffer: T) -> Result<Self> {
-        let b = buffer.as_ref();
+    /// What [`Packet::new_checked`] checks.
+    fn check(&self) -> Result<()> {
+        let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
             return Err(Malformed);
         }
         let len = usize::from(be16(b, 4));
-        if len < HEADER_LEN || len > b.len() { Err(Malformed) } else { Ok(Packet { buffer }) }
+        if len < HEADER_LEN || len > b.len() { Err(Malformed) } else { Ok(()) }
     }
 
     pub fn src_port(&self) -> u16 {

@@ -153,42 +153,36 @@ pub enum FrameError {
     BadVnetHdr,
 }
 
-/// A checked view of `virtio_net_hdr` + Ethernet, as a port reads it. The
-/// header is only read: a 64 KiB TCP segment (GSO) or a packet whose
-/// checksum is left to the receiver crosses from one port to another as it
-/// came. [`Frame::new_checked`] refuses what the kernel would refuse on
-/// write, so a bad header is a counted drop rather than a write error later.
-#[derive(Debug, Clone, Copy)]
-pub struct Frame<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A checked view of `virtio_net_hdr` + Ethernet, as a port reads it. The
+    /// header is only read: a 64 KiB TCP segment (GSO) or a packet whose
+    /// checksum is left to the receiver crosses from one port to another as it
+    /// came. [`Frame::new_checked`] refuses what the kernel would refuse on
+    /// write, so a bad header is a counted drop rather than a write error later.
+    pub struct Frame, error FrameError;
 }
 
 impl<T: AsRef<[u8]>> Frame<T> {
-    pub const fn new_unchecked(buffer: T) -> Self {
-        Frame { buffer }
-    }
-
     /// Checks length, GSO type and checksum position.
-    pub fn new_checked(buffer: T) -> std::result::Result<Self, FrameError> {
-        let frame = Frame { buffer };
-        let len = frame.buffer.as_ref().len();
+    fn check(&self) -> std::result::Result<(), FrameError> {
+        let len = self.buffer.as_ref().len();
         if len < HEADER_LEN + ethernet::HEADER_LEN {
             return Err(FrameError::Truncated);
         }
-        match frame.gso_type() {
+        match self.gso_type() {
             GsoType::Unknown(_) => return Err(FrameError::BadVnetHdr),
             GsoType::None => {}
-            _ if frame.gso_size() == 0 => return Err(FrameError::BadVnetHdr),
+            _ if self.gso_size() == 0 => return Err(FrameError::BadVnetHdr),
             _ => {}
         }
-        if frame.flags() & FLAG_NEEDS_CSUM != 0 {
+        if self.flags() & FLAG_NEEDS_CSUM != 0 {
             // The checksum field (2 bytes) must lie inside the Ethernet frame.
-            let end = usize::from(frame.csum_start()) + usize::from(frame.csum_offset()) + 2;
+            let end = usize::from(self.csum_start()) + usize::from(self.csum_offset()) + 2;
             if end > len - HEADER_LEN {
                 return Err(FrameError::BadVnetHdr);
             }
         }
-        Ok(frame)
+        Ok(())
     }
 
     fn le16(&self, range: std::ops::Range<usize>) -> u16 {
@@ -218,11 +212,6 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     pub fn csum_offset(&self) -> u16 {
         self.le16(field::CSUM_OFFSET)
-    }
-
-    /// The whole buffer, header included.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 
     /// The Ethernet frame after the virtio header (checked to hold a header).

@@ -44,10 +44,9 @@ pub enum Error {
     BadFlags,
 }
 
-/// A checked view of a VXLAN packet: header and inner frame.
-#[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+view! {
+    /// A checked view of a VXLAN packet: header and inner frame.
+    pub struct Packet, error Error;
 }
 
 mod field {
@@ -57,20 +56,15 @@ mod field {
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    pub fn new_unchecked(buffer: T) -> Self {
-        Packet { buffer }
-    }
-
     /// Checks length and flags. After this no accessor panics.
-    pub fn new_checked(buffer: T) -> Result<Self, Error> {
-        let packet = Packet { buffer };
-        if packet.buffer.as_ref().len() < HEADER_LEN {
+    fn check(&self) -> std::result::Result<(), Error> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        if packet.flags() & !FLAG_SEALED != FLAG_VNI {
+        if self.flags() & !FLAG_SEALED != FLAG_VNI {
             return Err(Error::BadFlags);
         }
-        Ok(packet)
+        Ok(())
     }
 
     pub fn flags(&self) -> u8 {

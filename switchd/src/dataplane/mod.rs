@@ -93,6 +93,17 @@ pub struct TxCounters {
 }
 
 impl TxCounters {
+    /// What was written and refused, as [`DeviceStats`].
+    fn stats(&self) -> DeviceStats {
+        DeviceStats {
+            frames: self.frames.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            queue_full: self.queue_full.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            ..DeviceStats::default()
+        }
+    }
+
     fn record(&self, result: io::Result<usize>, len: usize, to: impl Fn() -> String) {
         self.record_many(result.map(drop), 1, len, to);
     }
@@ -158,14 +169,10 @@ impl PortIo {
     }
 
     fn stats(&self) -> DeviceStats {
-        let t = &self.tx;
         DeviceStats {
-            frames: t.frames.load(Relaxed),
-            bytes: t.bytes.load(Relaxed),
-            queue_full: t.queue_full.load(Relaxed),
-            errors: t.errors.load(Relaxed),
             offload_errors: self.offload_errors.load(Relaxed),
             no_key: self.no_key.load(Relaxed),
+            ..self.tx.stats()
         }
     }
 }
@@ -184,14 +191,7 @@ impl VtepIo {
     }
 
     fn stats(&self) -> DeviceStats {
-        let t = &self.tx;
-        DeviceStats {
-            frames: t.frames.load(Relaxed),
-            bytes: t.bytes.load(Relaxed),
-            queue_full: t.queue_full.load(Relaxed),
-            errors: t.errors.load(Relaxed),
-            ..DeviceStats::default()
-        }
+        self.tx.stats()
     }
 }
 
