@@ -137,6 +137,15 @@ impl Netns {
         self.exec(&["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "1", "-q", ip]).status.success()
     }
 
+    /// Frames the kernel dropped on their way out of `ifname` (for a
+    /// container's TAP: frames that found its queue to switchd full, so
+    /// switchd never saw them).
+    pub fn tx_dropped(&self, ifname: &str) -> u64 {
+        let out = self.ok(&["ip", "-j", "-s", "link", "show", ifname]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("ip -j prints JSON");
+        json[0]["stats64"]["tx"]["dropped"].as_u64().expect("ip -s shows tx dropped")
+    }
+
     /// Whether pings of 1000 bytes filled with `pattern` (up to 16 bytes,
     /// as hex) to `ip` all get their replies.
     pub fn ping_pattern(&self, ip: &str, pattern: &str) -> bool {
