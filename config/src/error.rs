@@ -43,10 +43,16 @@ impl KeyPath {
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, seg) in self.0.iter().enumerate() {
-            // An unknown key may be megabytes long: name its start.
-            let cut = |k: &str| match k.char_indices().nth(MAX_SHOWN) {
-                Some((at, _)) => format!("{}...", &k[..at]),
-                None => k.to_owned(),
+            // An unknown key may be megabytes long: name its start. One that
+            // is not a bare TOML key (empty, or with a dot, a space, a quote)
+            // is quoted, so that every key shows and `a."b.c"` is not `a.b.c`.
+            let cut = |k: &str| {
+                let start = match k.char_indices().nth(MAX_SHOWN) {
+                    Some((at, _)) => format!("{}...", &k[..at]),
+                    None => k.to_owned(),
+                };
+                let bare = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if bare { start } else { format!("{start:?}") }
             };
             match seg {
                 Seg::Key(k) if i == 0 => write!(f, "{}", cut(k))?,

@@ -625,6 +625,16 @@ fn huge_values_and_keys_are_cut_in_errors() {
     assert!(message.contains(&format!("... ({} bytes) is longer than 64 characters", huge.len())), "{message}");
 }
 
+/// Found by fuzzing (host_toml): an unknown key that is empty printed as
+/// no key at all (`host.toml:1:1: unknown key`).
+#[test]
+fn keys_that_are_not_bare_are_quoted_in_errors() {
+    let errs = |text: &str| parse(text).unwrap_err().to_string();
+    assert_eq!(errs("['']\n"), "host.toml:1:1: \"\": unknown key");
+    assert_eq!(errs("[host]\nname = \"h\"\n\"a.b\" = 1\n"), "host.toml:3:9: host.\"a.b\": unknown key");
+    assert_eq!(errs("[host]\nname = \"h\"\n\"\" = 1\n"), "host.toml:3:6: host.\"\": unknown key");
+}
+
 #[test]
 fn config_files_are_read_only_so_far() {
     let e = Config::load(Path::new("/dev/zero")).unwrap_err().to_string();

@@ -75,8 +75,10 @@ async fn serve_connection(stream: UnixStream, daemon: Shared, guard: Guard) {
 /// Answers one request per line, in order, until the client closes, sends
 /// a line longer than [`MAX_REQUEST`], or is told to close (`guard`). A
 /// line that is not a request (not even UTF-8) gets an error reply, and
-/// the next line is read as usual.
-async fn serve_lines<R, W, F, Fut>(read: R, mut write: W, guard: &Guard, mut answer: F)
+/// the next line is read as usual. Public for the `control_request` fuzz
+/// target only.
+#[doc(hidden)]
+pub async fn serve_lines<R, W, F, Fut>(read: R, mut write: W, guard: &Guard, mut answer: F)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,

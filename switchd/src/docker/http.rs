@@ -121,10 +121,11 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Shared) {
 
 /// Why a request cannot be read: the HTTP status to answer before closing
 /// the connection, and the message.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct HttpError {
-    status: u16,
-    message: String,
+pub struct HttpError {
+    pub status: u16,
+    pub message: String,
 }
 
 impl HttpError {
@@ -133,8 +134,11 @@ impl HttpError {
     }
 }
 
-/// One parsed request: its path and body, and how many bytes it took.
-fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, HttpError> {
+/// One parsed request: its path and body, and how many bytes it took;
+/// `None` while `buf` holds only part of one. Public for the `plugin_http`
+/// fuzz target only.
+#[doc(hidden)]
+pub fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head = match request.parse(buf) {
