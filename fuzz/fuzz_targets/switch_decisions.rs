@@ -4,11 +4,16 @@
 //! VNI), go back out of its ingress port, or go from the underlay back into it.
 //!
 //! Networks 1 and 3 have gateways and route to each other (2 has neither):
-//! a frame is routed only between them, served or refused only on its own
-//! port and network.
+//! a frame is routed only between them, with TTL to spare, from the
+//! gateway's MAC to the MAC that holds its destination; served or refused
+//! only on its own port and network. ARP and neighbour solicitations for
+//! an address whose owner is known are answered on the asking port with
+//! that owner's MAC.
 //!
 //! Input: records `[kind: u8][len: u16 LE][len bytes]`; `kind` picks the
 //! source (a peer for VNI 1, a peer for all, a stranger, or a local port).
+//! Seeds (routed frames, ARP and ND the switch answers, DHCP, VXLAN) in
+//! `seeds/switch_decisions`, written by `seeds/make_switch_seeds.py`.
 
 #![no_main]
 
@@ -16,8 +21,11 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use switchd::switch::{Action, EndpointGuard, Gateway, Location, Next, NoKeys, Plan, PortGuard, Switch, SwitchConfig, Target};
+use switchd::switch::{
+    Action, EndpointGuard, Gateway, Location, Next, NoKeys, Plan, PortGuard, Switch, SwitchConfig, Target, l3, neighbor,
+};
 use switchd_config::{Mtu, Vni};
+use switchd_wire::vnet;
 
 fuzz_target!(|data: &[u8]| {
     let mut sw = Switch::new(SwitchConfig::new(Duration::from_secs(5), 8));
@@ -33,26 +41,40 @@ fuzz_target!(|data: &[u8]| {
         };
         sw.set_gateway(net, Some(gateway));
     }
+    let gateway_mac = |network| Gateway::mac_for(Vni::new(if network == n1 { 1 } else { 3 }).unwrap());
     sw.set_routes(n1, vec![n3]);
     sw.set_routes(n3, vec![n1]);
-    let ports = [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap(), sw.add_port(n3).unwrap()];
+    let routes = |from, to| (from, to) == (n1, n3) || (from, to) == (n3, n1);
+    let ports =
+        [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap(), sw.add_port(n3).unwrap()];
     let guard = EndpointGuard::new(switchd_config::MacAddr([2, 0, 0, 0, 1, 2]), true, Some([10, 1, 0, 2].into()));
     sw.set_port_guard(ports[0], PortGuard::Endpoint(guard));
     // A LAN behind port 1: any MAC but an endpoint's (port 0's, or one gossip names).
     sw.set_port_guard(ports[1], PortGuard::Lan);
-    sw.set_neighbors(n3, [("10.3.0.2".parse().unwrap(), switchd_config::MacAddr([2, 0, 0, 0, 3, 2]))]);
     let network_of_port = |i: usize| [n1, n1, n2, n3][i];
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
     let all = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
-    let sources: [IpAddr; 3] = ["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap(), "198.18.0.9".parse().unwrap()];
-    // Addresses whose owners are known: requests for them are answered.
+    let sources: [IpAddr; 3] =
+        ["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap(), "198.18.0.9".parse().unwrap()];
+    // Addresses whose owners are known: requests for them are answered,
+    // and routed frames for them go to those MACs.
     let owner = switchd_config::MacAddr([2, 0, 0, 0, 0, 0x42]);
-    sw.set_neighbors(n1, [("10.0.0.2".parse().unwrap(), owner), ("fd00::2".parse().unwrap(), owner)]);
+    let endpoint = switchd_config::MacAddr([2, 0, 0, 0, 1, 2]);
+    let neighbors = [
+        (n1, "10.0.0.2", owner),
+        (n1, "fd00::2", owner),
+        (n1, "10.1.0.2", endpoint),
+        (n3, "10.3.0.2", switchd_config::MacAddr([2, 0, 0, 0, 3, 2])),
+    ]
+    .map(|(net, ip, mac)| (net, ip.parse::<IpAddr>().unwrap(), mac));
+    for net in [n1, n3] {
+        sw.set_neighbors(net, neighbors.iter().filter(|n| n.0 == net).map(|&(_, ip, mac)| (ip, mac)));
+    }
+    let owner_of = |net, ip| neighbors.iter().find(|n| (n.0, n.1) == (net, ip)).map(|n| n.2);
     let mut now = Instant::now();
     // A remote endpoint, known by gossip behind the VTEP of every network.
     let remote = switchd_config::MacAddr([2, 0, 0, 0, 9, 9]);
     sw.set_gossip_macs(n1, &[(remote, all)], now);
-    let endpoint = switchd_config::MacAddr([2, 0, 0, 0, 1, 2]);
     let mut plan = Plan::default();
     // Every target of a plan is in the network the frame reached (its own,
     // or the one it was routed into), never the ingress port, and a VTEP
@@ -72,7 +94,13 @@ fuzz_target!(|data: &[u8]| {
                 Target::Vtep(v) => {
                     assert!(v == all || (v == only_1 && network == n1), "a VTEP that does not carry the network");
                     let wire = plan.wire.expect("wire settings with a VTEP target");
-                    assert_eq!(Some(wire.vni), [(n1, 1), (n2, 2), (n3, 3)].iter().find(|(n, _)| *n == network).map(|(_, v)| Vni::new(*v).unwrap()));
+                    assert_eq!(
+                        Some(wire.vni),
+                        [(n1, 1), (n2, 2), (n3, 3)]
+                            .iter()
+                            .find(|(n, _)| *n == network)
+                            .map(|(_, v)| Vni::new(*v).unwrap())
+                    );
                 }
             }
         }
@@ -93,18 +121,36 @@ fuzz_target!(|data: &[u8]| {
             match plan.action {
                 Action::Deliver(_) | Action::Encap { .. } => assert_eq!(plan.targets.len(), 1),
                 Action::Flood { network, .. } => assert_eq!(network, from),
-                Action::Answer { port, owner, .. } => {
+                Action::Answer { port, owner, request } => {
                     assert_eq!(port, ports[i], "answered on another port");
                     assert!(owner.is_unicast());
+                    assert_eq!(Some(owner), owner_of(from, request.target()), "answered for another owner");
+                    assert_eq!(neighbor::parse(&bytes[vnet::HEADER_LEN..]), Some(request));
                     assert!(plan.targets.is_empty());
                 }
-                Action::Local { port, network } | Action::Reject { port, network, .. } => {
-                    assert_eq!((port, network), (ports[i], from), "served on another port");
+                Action::Local { port, network } => {
+                    // By its own gateway, or by the gateway of a network it routes to.
+                    assert_eq!(port, ports[i], "served on another port");
+                    assert!(network == from || routes(from, network), "served by a gateway it does not reach");
                     assert_ne!(network, n2, "a network without a gateway");
                     assert!(plan.targets.is_empty());
                 }
-                Action::Route { network, next, .. } => {
-                    assert!((from, network) == (n1, n3) || (from, network) == (n3, n1), "routed where no route goes");
+                Action::Reject { port, network, .. } => {
+                    assert_eq!((port, network), (ports[i], from), "refused on another port");
+                    assert_ne!(network, n2, "a network without a gateway");
+                    assert!(plan.targets.is_empty());
+                }
+                Action::Route { network, next, src, dst } => {
+                    assert!(routes(from, network), "routed where no route goes");
+                    let ip = l3::ipv4(&bytes[vnet::HEADER_LEN..]).expect("routed, so IPv4");
+                    assert!(ip.ttl > 1, "routed with TTL {}", ip.ttl);
+                    assert_eq!(src, gateway_mac(network), "routed from another gateway's MAC");
+                    assert_eq!(
+                        Some(dst),
+                        owner_of(network, IpAddr::V4(ip.dst)),
+                        "routed to a MAC that does not hold {}",
+                        ip.dst
+                    );
                     if let Next::Port(p) = next {
                         assert_eq!(plan.targets, [Target::Port(p)]);
                     }

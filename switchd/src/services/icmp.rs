@@ -55,9 +55,15 @@ fn emit(out: &mut Vec<u8>, from: (MacAddr, Ipv4Addr), to: (MacAddr, Ipv4Addr), i
 }
 
 /// Writes into `out` the gateway's reply to an echo request `eth` (whose
-/// IPv4 header is `ip`); false if it is not an echo request.
+/// IPv4 header is `ip`), carrying the request's data and nothing after it
+/// (Ethernet padding); false if it is not an echo request, or only a
+/// fragment of one: the gateway does not reassemble, and a reply to part
+/// of the data, or to a later fragment's bytes, would be a wrong one.
 pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec<u8>) -> bool {
-    let Some(Ok(request)) = eth.get(ip.payload_at..).map(icmpv4::Packet::new_checked) else { return false };
+    if ip.fragment {
+        return false;
+    }
+    let Some(Ok(request)) = eth.get(ip.payload_at..ip.end).map(icmpv4::Packet::new_checked) else { return false };
     if request.msg_type() != Message::EchoRequest {
         return false;
     }
@@ -68,18 +74,25 @@ pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec
 }
 
 /// Writes into `out` an ICMP error `kind` about `eth` (IPv4 header `ip`)
-/// from the gateway `(mac, ip)` back to its sender. Never about an ICMP
-/// error, a packet from 0.0.0.0, to a multicast or broadcast address, or a
-/// fragment after the first (RFC 1812 4.3.2.7).
+/// from the gateway `(mac, ip)` back to its sender, quoting the start of
+/// its IP packet (never the Ethernet padding after it). Never about an
+/// ICMP error (or an ICMP message not known to be a query), a datagram to
+/// a multicast or broadcast address or sent as a link-layer multicast or
+/// broadcast, a fragment after the first, or one whose source names no
+/// single host: 0/8, 127/8, multicast, 240/4 and broadcast (RFC 1122
+/// 3.2.2, RFC 1812 4.3.2.7).
 pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, from: (MacAddr, Ipv4Addr), out: &mut Vec<u8>) {
     out.clear();
+    let frame = ethernet::Frame::new_unchecked(eth);
     let icmp_error = ip.icmp.is_some_and(Message::is_error);
-    let not_for_one = ip.dst.is_multicast() || ip.dst.is_broadcast() || ip.src.is_multicast();
-    if icmp_error || ip.src.is_unspecified() || ip.src.is_broadcast() || not_for_one || ip.later_fragment {
+    let not_for_one = ip.dst.is_multicast() || ip.dst.is_broadcast() || frame.dst_addr().is_multicast();
+    let [first, ..] = ip.src.octets();
+    let no_single_host = first == 0 || first == 127 || ip.src.is_multicast() || first >= 240;
+    if icmp_error || not_for_one || no_single_host || ip.later_fragment {
         return;
     }
-    let quote = &eth[ethernet::HEADER_LEN..(ip.payload_at + QUOTE).min(eth.len())];
-    let to = ethernet::Frame::new_unchecked(eth).src_addr();
+    let quote = &eth[ethernet::HEADER_LEN..(ip.payload_at + QUOTE).min(ip.end)];
+    let to = frame.src_addr();
     emit(out, from, (to, ip.src), icmpv4::Repr::Error { msg_type: kind.0, code: kind.1, quote });
 }
 
@@ -115,6 +128,88 @@ mod tests {
         assert!(matches!(icmp.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 7 && e.seq == 3));
         assert_eq!(icmp.payload(), b"abcdefgh");
         assert_eq!(&out[..6], &ASKER);
+    }
+
+    /// A ping with no data, padded to 60 bytes as a NIC sends it.
+    fn padded(mut frame: Vec<u8>) -> Vec<u8> {
+        frame.resize(60, 0);
+        frame
+    }
+
+    /// Found by fuzzing icmp_error: the padding was echoed as data.
+    #[test]
+    fn echo_replies_carry_the_data_not_the_padding() {
+        let mut req = Vec::new();
+        PacketBuilder::ethernet2(ASKER, GW.0)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .icmpv4_echo_request(7, 4)
+            .write(&mut req, b"")
+            .unwrap();
+        let req = padded(req);
+        let ip = l3::ipv4(&req).unwrap();
+        let mut out = Vec::new();
+        assert!(echo_reply(&req, &ip, GW, &mut out));
+        assert_eq!(out.len(), 14 + 20 + 8, "no data in, no data out");
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+        assert!(icmp.payload().is_empty());
+    }
+
+    /// Found by fuzzing icmp_error: the first fragment of a large ping was
+    /// answered with part of its data.
+    #[test]
+    fn fragments_of_a_ping_are_not_answered() {
+        let mut first = ping([10, 0, 0, 1]);
+        first[20] = 0x20; // more fragments
+        ipv4::Packet::new_checked(&mut first[14..]).unwrap().fill_checksum();
+        let ip = l3::ipv4(&first).unwrap();
+        let mut out = Vec::new();
+        assert!(!echo_reply(&first, &ip, GW, &mut out));
+        assert!(out.is_empty());
+    }
+
+    /// Found by fuzzing icmp_error: the quote went on into the padding.
+    #[test]
+    fn errors_quote_the_ip_packet_not_the_padding() {
+        let mut probe = Vec::new();
+        PacketBuilder::ethernet2(ASKER, GW.0)
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .udp(33434, 9)
+            .write(&mut probe, b"")
+            .unwrap();
+        let probe = padded(probe);
+        let ip = l3::ipv4(&probe).unwrap();
+        let mut out = Vec::new();
+        error(&probe, &ip, PORT_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+        assert_eq!(icmp.payload(), &probe[14..42], "the 28-byte packet, without its padding");
+    }
+
+    /// RFC 1122 3.2.2: no error about a datagram whose source is no single
+    /// host, or that was sent as a link-layer broadcast (found by fuzzing
+    /// icmp_error: 127/8 and 240/4 sources and broadcast frames were answered).
+    #[test]
+    fn no_errors_to_sources_that_are_no_single_host() {
+        let mut out = Vec::new();
+        for src in [[127, 0, 0, 1], [240, 0, 0, 1], [0, 1, 2, 3], [255, 255, 255, 255], [224, 0, 0, 5], [0, 0, 0, 0]] {
+            let mut frame = Vec::new();
+            PacketBuilder::ethernet2(ASKER, GW.0)
+                .ipv4(src, [10, 2, 0, 5], 64)
+                .udp(1, 2)
+                .write(&mut frame, b"x")
+                .unwrap();
+            let ip = l3::ipv4(&frame).unwrap();
+            error(&frame, &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+            assert!(out.is_empty(), "an error to {src:?}");
+        }
+        let mut broadcast = ping([10, 2, 0, 5]);
+        broadcast[..6].fill(0xff);
+        let ip = l3::ipv4(&broadcast).unwrap();
+        error(&broadcast, &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        assert!(out.is_empty(), "an error about a link-layer broadcast");
+        error(&ping([10, 2, 0, 5]), &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        assert!(!out.is_empty(), "the same frame to the gateway's MAC is answered");
     }
 
     #[test]

@@ -22,8 +22,13 @@ pub struct Ipv4 {
     pub ports: Option<(u16, u16)>,
     /// The ICMP message of a first (or only) fragment.
     pub icmp: Option<icmpv4::Message>,
+    /// Where the IP packet ends in the Ethernet frame: frames may carry
+    /// padding after it (a NIC pads short frames to 60 bytes).
+    pub end: usize,
     /// A fragment after the first.
     pub later_fragment: bool,
+    /// A fragment, the first one included.
+    pub fragment: bool,
 }
 
 impl Ipv4 {
@@ -44,13 +49,19 @@ impl Ipv4 {
     }
 }
 
-/// The IPv4 packet of an untagged Ethernet frame, if it holds a valid one.
+/// The IPv4 packet of an untagged Ethernet frame, if it holds a valid one:
+/// a whole header whose checksum verifies (RFC 1812 5.2.2: a router
+/// discards any other, as a host's stack does, rather than route, serve or
+/// answer it).
 pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
     let frame = ethernet::Frame::new_checked(eth).ok()?;
     if frame.ethertype() != EtherType::Ipv4 {
         return None;
     }
     let packet = ipv4::Packet::new_checked(frame.payload()).ok()?;
+    if !packet.verify_checksum() {
+        return None;
+    }
     let first_fragment = !packet.is_later_fragment();
     let payload = packet.payload();
     let protocol = packet.protocol();
@@ -64,7 +75,9 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
         icmp: (protocol == Protocol::Icmp && first_fragment)
             .then(|| payload.first().map(|t| icmpv4::Message::from(*t)))
             .flatten(),
+        end: ethernet::HEADER_LEN + usize::from(packet.total_len()),
         later_fragment: !first_fragment,
+        fragment: packet.is_fragment(),
     })
 }
 
@@ -101,11 +114,44 @@ mod tests {
         assert_eq!((ip.src, ip.dst, ip.ttl), ("10.0.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap(), 64));
         assert!(ip.is_udp_to(53));
         assert_eq!(ip.ports, Some((33434, 53)));
-        assert_eq!(ip.payload_at, 34);
+        assert_eq!((ip.payload_at, ip.end), (34, 47));
+        assert!(!ip.fragment && !ip.later_fragment);
         let mut bad = udp_frame(64, 53);
         bad[14] = 0x44; // IHL 4: shorter than a header
         assert_eq!(ipv4(&bad), None);
         assert_eq!(ipv4(&udp_frame(64, 53)[..20]), None, "truncated");
+    }
+
+    #[test]
+    fn padding_and_fragments() {
+        let mut padded = udp_frame(64, 53);
+        padded.resize(60, 0);
+        assert_eq!(ipv4(&padded).unwrap().end, 47, "the padding is not the packet's");
+        let mut first = udp_frame(64, 53);
+        first[20] = 0x20; // more fragments
+        refill_checksum(&mut first);
+        let ip = ipv4(&first).unwrap();
+        assert!(ip.fragment && !ip.later_fragment);
+        assert_eq!(ip.ports, Some((33434, 53)));
+    }
+
+    fn refill_checksum(frame: &mut [u8]) {
+        ipv4::Packet::new_checked(&mut frame[14..]).unwrap().fill_checksum();
+    }
+
+    /// RFC 1812 5.2.2: a header whose checksum does not verify is
+    /// discarded, never routed, served or answered with an ICMP error
+    /// (found by fuzzing l3_forward and icmp_error: it was read as valid).
+    #[test]
+    fn a_wrong_header_checksum_is_not_ipv4_to_read() {
+        let mut corrupt = udp_frame(64, 53);
+        corrupt[14 + 8] = 7; // TTL changed on the way, checksum not
+        assert_eq!(ipv4(&corrupt), None);
+        let mut zero = udp_frame(64, 53);
+        zero[24..26].fill(0);
+        assert_eq!(ipv4(&zero), None, "no checksum is no valid header either");
+        refill_checksum(&mut corrupt);
+        assert_eq!(ipv4(&corrupt).map(|ip| ip.ttl), Some(7));
     }
 
     #[test]

@@ -891,12 +891,14 @@ impl Switch {
                 None => reject(&mut self.ports, DropReason::NoRoute),
             };
         };
-        if ip.ttl <= 1 {
-            return reject(&mut self.ports, DropReason::TtlExceeded);
-        }
-        // The other network's gateway address: answered here, as its gateway.
+        // The other network's gateway address: answered here, as its
+        // gateway; delivered, not forwarded, so whatever its TTL (as a
+        // router's own addresses are: `ping -t 1` and traceroute reach them).
         if self.networks[to].gateway.is_some_and(|g| g.ip == ip.dst) {
             return Action::Local { port, network: to };
+        }
+        if ip.ttl <= 1 {
+            return reject(&mut self.ports, DropReason::TtlExceeded);
         }
         let aging = self.config.mac_aging_time;
         let net = &mut self.networks[to];

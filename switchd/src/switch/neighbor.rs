@@ -56,13 +56,17 @@ pub fn parse(eth: &[u8]) -> Option<Request> {
             if ip.next_header() != Protocol::Icmpv6 || ip.hop_limit() != 255 {
                 return None;
             }
-            // Duplicate address detection (from ::) must reach the owner.
-            if ip.src_addr().is_unspecified() {
+            // Duplicate address detection (from ::) must reach the owner;
+            // a multicast source is no requester to answer (RFC 4291 2.7).
+            if ip.src_addr().is_unspecified() || ip.src_addr().is_multicast() {
                 return None;
             }
             let icmp = icmpv6::Packet::new_checked(ip.payload()).ok()?;
             match (icmp.code(), icmp.nd()?.ok()?) {
-                (0, Nd::NeighborSolicit { target, .. }) => Some(Request::Solicitation { target }),
+                // RFC 4861 7.1.1: a solicitation for a multicast target is invalid.
+                (0, Nd::NeighborSolicit { target, .. }) if !target.is_multicast() => {
+                    Some(Request::Solicitation { target })
+                }
                 _ => None,
             }
         }
@@ -202,5 +206,15 @@ mod tests {
         assert_ne!(icmp.checksum(), 0);
         assert!(icmp.is_checksum_valid(ip.header().source(), ip.header().destination()));
         assert_eq!(parse(&solicitation(Ipv6Addr::UNSPECIFIED, them)), None, "duplicate address detection");
+    }
+
+    /// Found by fuzzing nd_reply: a solicitation from a multicast source
+    /// was answered with an advertisement to that group, and one for a
+    /// multicast target with an advertisement from it.
+    #[test]
+    fn solicitations_from_or_for_multicast_addresses_are_not_answered() {
+        let (group, them): (Ipv6Addr, Ipv6Addr) = ("ff02::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        assert_eq!(parse(&solicitation(group, them)), None, "from a multicast source");
+        assert_eq!(parse(&solicitation("fd00::1".parse().unwrap(), group)), None, "for a multicast target");
     }
 }

@@ -638,6 +638,26 @@ fn the_other_networks_gateway_is_served_not_flooded() {
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &to_gw2), Action::Local { port: l.p_front, network: l.back });
 }
 
+/// The other network's gateway address is the gateway's own: delivered,
+/// not forwarded, so TTL 1 reaches it as it reaches a router's own
+/// addresses (found by fuzzing l3_forward: it was refused, time exceeded).
+#[test]
+fn the_other_networks_gateway_is_served_whatever_the_ttl() {
+    let gw1 = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(true);
+    for ttl in [1, 0] {
+        let ping_gw2 = ip_frame(gw1, A, "10.1.0.2", "10.2.0.1", ttl, 53);
+        assert_eq!(
+            l.sw.handle_frame_action(l.t0, l.p_front, &ping_gw2),
+            Action::Local { port: l.p_front, network: l.back },
+            "TTL {ttl}"
+        );
+    }
+    let beyond = ip_frame(gw1, A, "10.1.0.2", "10.2.0.2", 1, 53);
+    let refused = Action::Reject { port: l.p_front, network: l.front, reason: DropReason::TtlExceeded };
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &beyond), refused, "what lies beyond it is still refused");
+}
+
 /// A lab whose three ports are containers A, B and C (their MACs guarded),
 /// plus a LAN port and a VTEP.
 fn guarded_lab() -> (Lab, PortId, VtepId) {
