@@ -682,12 +682,16 @@ impl Switch {
         plan.wire = self.network_wire(network);
     }
 
+    /// Every target of [`Switch::flood_targets`], the network's wire
+    /// settings looked up once when a VTEP is among them.
     fn push_flood(&self, network: NetworkId, ingress: Location, plan: &mut Plan) {
-        for target in self.flood_targets(network, ingress) {
-            match target {
-                Location::Port(port) => plan.targets.push(Target::Port(port)),
-                Location::Vtep(vtep) => self.push_vtep(network, vtep, plan),
-            }
+        let start = plan.targets.len();
+        plan.targets.extend(self.flood_targets(network, ingress).map(|target| match target {
+            Location::Port(port) => Target::Port(port),
+            Location::Vtep(vtep) => Target::Vtep(vtep),
+        }));
+        if plan.targets[start..].iter().any(|t| matches!(t, Target::Vtep(_))) {
+            plan.wire = self.network_wire(network);
         }
     }
 
