@@ -49,8 +49,10 @@ fuzz_target!(|data: &[u8]| {
             let src = &eth[22..38];
             let unspec = src == [0u8; 16];
             assert!(unspec || src == ll, "IPv6 from {src:02x?} let through");
-            if eth[20] == 58 && eth.len() > 54 {
-                let icmp = &eth[54..];
+            // What follows the IPv6 payload (Ethernet padding) is no part of it.
+            let end = (54 + usize::from(u16::from_be_bytes([eth[18], eth[19]]))).min(eth.len());
+            if eth[20] == 58 && end > 54 {
+                let icmp = &eth[54..end];
                 let kind = icmp[0];
                 assert!(kind != 134 && kind != 137, "RA/redirect let through");
                 let target = icmp.get(8..24);

@@ -263,6 +263,9 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let mut ipam = BTreeMap::new();
     for (key, network, value) in raw_claims {
         match claims(network, value, &networks) {
+            // No claims is no entry, as `encode` writes it: the decoded
+            // state is the one canonical form (found by fuzzing gossip_state).
+            Ok((_, c)) if c.is_empty() => {}
             Ok((network, c)) => {
                 ipam.insert(network, c);
             }
@@ -442,6 +445,20 @@ mod tests {
             assert!(errors.iter().any(|e| e.reason.contains(reason)), "{reason}: {errors:?}");
             assert!(p.unwrap().ipam.is_empty(), "a bad claim never reaches the table");
         }
+    }
+
+    /// An empty claims entry means no claims: decoded as none, the form
+    /// `encode` writes, so the state round-trips.
+    #[test]
+    fn empty_claims_decode_as_none() {
+        let mut kvs = encode(&sample());
+        let at = kvs.iter().position(|(k, _)| k == "ipam/front").unwrap();
+        kvs[at].1 = "{}".into();
+        let (p, errors) = decode(kv(&kvs));
+        assert_eq!(errors, vec![]);
+        let p = p.unwrap();
+        assert!(p.ipam.is_empty(), "{:?}", p.ipam);
+        assert_eq!(decode(kv(&encode(&p))).0, Some(p));
     }
 
     /// An encrypted network, the session and the key rings, exactly.
