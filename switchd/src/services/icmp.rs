@@ -60,13 +60,11 @@ fn emit(out: &mut Vec<u8>, from: (MacAddr, Ipv4Addr), to: (MacAddr, Ipv4Addr), i
 /// fragment of one: the gateway does not reassemble, and a reply to part
 /// of the data, or to a later fragment's bytes, would be a wrong one.
 pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec<u8>) -> bool {
-    if ip.fragment {
+    // An echo request is ICMP (what l3::ipv4 read as its message), whole.
+    if ip.fragment || ip.icmp != Some(Message::EchoRequest) {
         return false;
     }
     let Some(Ok(request)) = eth.get(ip.payload_at..ip.end).map(icmpv4::Packet::new_checked) else { return false };
-    if request.msg_type() != Message::EchoRequest {
-        return false;
-    }
     let asker = ethernet::Frame::new_unchecked(eth).src_addr();
     let reply = icmpv4::Repr::EchoReply { ident: request.echo_ident(), seq: request.echo_seq(), data: request.data() };
     emit(out, (gateway_mac, ip.dst), (asker, ip.src), reply);
@@ -165,6 +163,19 @@ mod tests {
         let ip = l3::ipv4(&first).unwrap();
         let mut out = Vec::new();
         assert!(!echo_reply(&first, &ip, GW, &mut out));
+        assert!(out.is_empty());
+    }
+
+    /// Found by fuzzing icmp_error: a packet of another protocol whose
+    /// payload began with 8 (the echo request's type) was answered.
+    #[test]
+    fn only_icmp_is_echoed() {
+        let mut other = ping([10, 0, 0, 1]);
+        other[14 + 9] = 122; // the protocol
+        ipv4::Packet::new_checked(&mut other[14..]).unwrap().fill_checksum();
+        let ip = l3::ipv4(&other).unwrap();
+        let mut out = Vec::new();
+        assert!(!echo_reply(&other, &ip, GW, &mut out));
         assert!(out.is_empty());
     }
 
