@@ -42,8 +42,11 @@ const MAX_QUOTE: usize = MAX_ERROR_LEN - ipv4::MIN_HEADER_LEN - icmpv4::HEADER_L
 
 /// Gives an IPv4 frame's header a valid checksum, as every sender's has.
 fn fix_ipv4_checksum(frame: &mut [u8]) {
-    let is_ipv4 = ethernet::Frame::new_checked(&*frame).is_ok_and(|f| f.ethertype() == EtherType::Ipv4);
-    if let (true, Ok(mut ip)) = (is_ipv4, ipv4::Packet::new_checked(&mut frame[ethernet::HEADER_LEN..])) {
+    // A checked Ethernet frame has its header: the IPv4 slice exists.
+    if !ethernet::Frame::new_checked(&*frame).is_ok_and(|f| f.ethertype() == EtherType::Ipv4) {
+        return;
+    }
+    if let Ok(mut ip) = ipv4::Packet::new_checked(&mut frame[ethernet::HEADER_LEN..]) {
         ip.fill_checksum();
     }
 }
