@@ -59,11 +59,15 @@ pub struct HostConfig {
     pub mac_limit: u32,
     /// Data-plane threads.
     pub workers: usize,
+    /// How long a data-plane worker may keep polling after a batch before
+    /// it sleeps (the longest adaptive window; zero: never).
+    pub busy_poll: Duration,
 }
 
 impl HostConfig {
     pub const DEFAULT_CONTROL_SOCKET: &str = "/run/switchd/switchd.sock";
     pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchd";
+    pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 
     /// What VXLAN costs a network's MTU on this host's underlay (sealed:
     /// plus the header and tag of encryption).

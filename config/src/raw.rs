@@ -38,6 +38,7 @@ pub struct RawHost {
     pub mac_aging_time: Option<i64>,
     pub mac_limit: Option<i64>,
     pub workers: Option<i64>,
+    pub busy_poll_us: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -139,7 +139,13 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
         int_in::<u64>(1, 1_000_000)(v).map(Duration::from_secs)
     });
     let mac_limit = errors.check(&at.key("mac_limit"), Some(raw.mac_limit.unwrap_or(1024)), int_in::<u32>(1, 1 << 24));
-    let workers = errors.check(&at.key("workers"), Some(raw.workers.unwrap_or(1)), int_in::<usize>(1, 64));
+    let workers =
+        errors.check(&at.key("workers"), Some(raw.workers.unwrap_or(default_workers())), int_in::<usize>(1, 64));
+    let busy_poll = errors.check(
+        &at.key("busy_poll_us"),
+        Some(raw.busy_poll_us.unwrap_or(HostConfig::DEFAULT_BUSY_POLL_US as i64)),
+        |v| int_in::<u64>(0, 10_000)(v).map(Duration::from_micros),
+    );
     let control_socket = errors.check(
         &at.key("control_socket"),
         Some(raw.control_socket.clone().unwrap_or_else(|| PathBuf::from(HostConfig::DEFAULT_CONTROL_SOCKET))),
@@ -155,6 +161,8 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
         mac_aging_time: aging.unwrap_or(Duration::from_secs(300)),
         mac_limit: mac_limit.unwrap_or(1024),
         workers: workers.unwrap_or(1),
+
+        busy_poll: busy_poll.unwrap_or(Duration::from_micros(HostConfig::DEFAULT_BUSY_POLL_US)),
     }
 }
 
@@ -701,4 +709,10 @@ impl PortUniqueness {
             }
         }
     }
+}
+
+/// One data-plane worker per core the process may run on (at most 16: past
+/// that, the underlay and the containers' own stacks want the cores more).
+pub fn default_workers() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16)) as i64
 }

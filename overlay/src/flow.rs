@@ -48,6 +48,39 @@ pub fn hash(frame: &[u8]) -> u32 {
     h.0
 }
 
+/// A hash of an IP flow that is the same both ways (addresses and TCP/UDP
+/// ports taken in sorted order), like the kernel's symmetric flow hash:
+/// `None` for a frame that is not IPv4 or IPv6 (or too short to tell).
+pub fn symmetric_hash(frame: &[u8]) -> Option<u32> {
+    let (l3, ethertype) = match be16(frame, 12).map(EtherType::from)? {
+        t if t.is_vlan_tag() => (ethernet::HEADER_LEN + ethernet::VLAN_TAG_LEN, EtherType::from(be16(frame, 16)?)),
+        t => (ethernet::HEADER_LEN, t),
+    };
+    let (src, dst, proto, l4) = match ethertype {
+        EtherType::Ipv4 => {
+            let ip = frame.get(l3..l3 + ipv4::MIN_HEADER_LEN)?;
+            let first = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+            (&ip[12..16], &ip[16..20], ip[9], first.then_some(l3 + usize::from(ip[0] & 0x0f) * 4))
+        }
+        EtherType::Ipv6 => {
+            let ip = frame.get(l3..l3 + ipv6::HEADER_LEN)?;
+            (&ip[8..24], &ip[24..40], ip[6], Some(l3 + ipv6::HEADER_LEN))
+        }
+        _ => return None,
+    };
+    let ports = l4
+        .filter(|_| matches!(Protocol::from(proto), Protocol::Tcp | Protocol::Udp))
+        .and_then(|l4| frame.get(l4..l4 + 4))
+        .map_or([0; 4], |p| [p[0], p[1], p[2], p[3]]);
+    let ends = [(src, &ports[..2]), (dst, &ports[2..])];
+    let (low, high) = if ends[0] <= ends[1] { (ends[0], ends[1]) } else { (ends[1], ends[0]) };
+    let mut h = Fnv::new();
+    for part in [low.0, low.1, high.0, high.1, &[proto][..]] {
+        h.write(part);
+    }
+    Some(h.0)
+}
+
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
 }
@@ -87,6 +120,40 @@ mod tests {
         assert_eq!(hash(&tcp(1000, b"a")), hash(&tcp(1000, b"completely different payload")));
         let distinct: std::collections::HashSet<u32> = (0..64).map(|p| hash(&tcp(40000 + p, b"")) % 16).collect();
         assert!(distinct.len() >= 8, "64 flows over 16 buckets landed in only {} buckets", distinct.len());
+    }
+
+    #[test]
+    fn the_symmetric_hash_is_the_same_both_ways_and_tells_flows_apart() {
+        let frame = |src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16| {
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4(src, dst, 64)
+                .udp(sport, dport)
+                .write(&mut f, b"x")
+                .unwrap();
+            f
+        };
+        let there = symmetric_hash(&frame([10, 0, 0, 1], [10, 0, 0, 2], 5000, 53)).unwrap();
+        assert_eq!(symmetric_hash(&frame([10, 0, 0, 2], [10, 0, 0, 1], 53, 5000)), Some(there), "the answer");
+        assert_ne!(symmetric_hash(&frame([10, 0, 0, 1], [10, 0, 0, 2], 5001, 53)), Some(there), "another port");
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6([1; 16], [2; 16], 64)
+            .tcp(1, 2, 0, 100)
+            .write(&mut v6, b"")
+            .unwrap();
+        let mut back = Vec::new();
+        PacketBuilder::ethernet2([4; 6], [2; 6])
+            .ipv6([2; 16], [1; 16], 64)
+            .tcp(2, 1, 0, 100)
+            .write(&mut back, b"")
+            .unwrap();
+        assert_eq!(symmetric_hash(&v6), symmetric_hash(&back));
+        let arp = crate::flow::tests::tcp(1, b"")[..12].iter().copied().chain([0x08, 0x06, 0, 1]).collect::<Vec<_>>();
+        assert_eq!(symmetric_hash(&arp), None, "not IP");
+        for cut in 0..frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2).len() {
+            let _ = symmetric_hash(&frame([10, 0, 0, 1], [10, 0, 0, 2], 1, 2)[..cut]);
+        }
     }
 
     /// FNV-1a of `parts` one after another, written out again here.

@@ -41,6 +41,9 @@ pub enum HeaderError {
 pub enum Refused {
     Header(HeaderError),
     Open(OpenError),
+    /// Sealed on a lane whose sessions another receiver holds (the host
+    /// spreads lanes over its workers): it came in on the wrong socket.
+    OtherLane,
 }
 
 /// A sealed packet's header, in the crypto crate's terms.

@@ -202,6 +202,17 @@ impl Netns {
         Proc { child }
     }
 
+    /// [`Netns::spawn_py`], keeping what the script prints for [`Proc::output`].
+    pub fn spawn_py_captured(&self, script: py::Script, args: &[&str]) -> Proc {
+        let child = self
+            .py_command(script, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} in {}: {e}", script.name, self.name));
+        Proc { child }
+    }
+
     /// Sends `frames` (whole Ethernet frames, from the destination MAC on)
     /// on `eth0` with a packet socket, in order, exactly as given.
     pub fn inject(&self, frames: &[Vec<u8>]) {
@@ -246,6 +257,17 @@ pub struct Proc {
 impl Proc {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits for the process to end and returns what it printed (started
+    /// by [`Netns::spawn_py_captured`]).
+    pub fn output(mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        }
+        let _ = self.child.wait();
+        out
     }
 }
 
@@ -867,6 +889,10 @@ pub mod py {
         TCP_CONNECT = "tcp_connect.py",
         /// POSTs to a Docker plugin socket, reply bodies one a line: `SOCKET PATH BODY [PATH BODY]...`.
         DOCKER_PLUGIN_POST = "docker_plugin_post.py",
+        /// Numbered UDP datagrams over several flows: `DST_IP DST_PORT FLOWS COUNT`.
+        NUMBERED_UDP_SEND = "numbered_udp_send.py",
+        /// Counts numbered datagrams received out of order: `PORT FLOWS COUNT TIMEOUT READY`.
+        NUMBERED_UDP_RECEIVE = "numbered_udp_receive.py",
     }
 
     #[cfg(test)]

@@ -48,7 +48,8 @@ enum_with_unknown! {
     }
 }
 
-mod field {
+/// Where each field of the header is.
+pub mod field {
     use std::ops::Range;
     pub const FLAGS: usize = 0;
     pub const CIPHER: usize = 1;

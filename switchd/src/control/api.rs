@@ -184,6 +184,27 @@ pub struct Stats {
     /// errors, refusals), by counter; zeros left out.
     #[serde(default)]
     pub services: BTreeMap<String, u64>,
+    /// Each data-plane worker's share of the work.
+    #[serde(default)]
+    pub workers: Vec<WorkerStats>,
+}
+
+/// What one data-plane worker did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub worker: usize,
+    /// Frames read from ports (each TAP has a queue per worker).
+    pub port_frames: u64,
+    /// Datagrams read from the underlay (its receive socket).
+    pub underlay_datagrams: u64,
+    /// Batches handled.
+    pub batches: u64,
+    /// Batches that arrived while it was busy polling, and polling windows
+    /// that passed empty (see `busy_poll_us`).
+    pub poll_hits: u64,
+    pub poll_misses: u64,
+    /// News of learned MACs from other workers it had no room for.
+    pub dropped_news: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -221,6 +221,27 @@ gateway services: {}\n",
             drops(&s.services)
         ));
     }
+    if !s.workers.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .workers
+            .iter()
+            .map(|w| {
+                vec![
+                    w.worker.to_string(),
+                    w.port_frames.to_string(),
+                    w.underlay_datagrams.to_string(),
+                    w.batches.to_string(),
+                    w.poll_hits.to_string(),
+                    w.poll_misses.to_string(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &["WORKER", "PORT_FRAMES", "UNDERLAY_DATAGRAMS", "BATCHES", "POLL_HITS", "POLL_MISSES"],
+            &rows,
+        ));
+    }
     out
 }
 

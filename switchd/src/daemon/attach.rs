@@ -152,29 +152,31 @@ pub fn fresh_host_ifname() -> IfName {
 /// data plane switches. Fills in what it learns: the interface name, and for
 /// an interface that already existed, its real MAC and address. Runs system
 /// calls and spawns a thread: call it off the async runtime.
-pub fn open(record: &mut EndpointRecord, to: Attachment) -> Result<OwnedFd, AttachError> {
+/// A TAP comes with `queues` queues (one per data-plane worker); a veth or
+/// uplink with its one packet socket.
+pub fn open(record: &mut EndpointRecord, to: Attachment, queues: usize) -> Result<Vec<OwnedFd>, AttachError> {
     match record.kind {
-        PortKind::Tap => open_tap(record, to),
-        PortKind::Veth | PortKind::Uplink => open_host_interface(record, to),
+        PortKind::Tap => open_tap(record, to, queues),
+        PortKind::Veth | PortKind::Uplink => open_host_interface(record, to).map(|fd| vec![fd]),
     }
 }
 
-fn open_tap(record: &mut EndpointRecord, to: Attachment) -> Result<OwnedFd, AttachError> {
+fn open_tap(record: &mut EndpointRecord, to: Attachment, queues: usize) -> Result<Vec<OwnedFd>, AttachError> {
     let net = to.net;
     let netns = record.netns.clone().expect("validation requires a netns for a tap port");
     let ifname = pick_ifname(record)?;
     let planned = record.clone();
-    let (fd, facts) = netns::run_in(&netns, || -> Result<_, AttachError> {
-        let (fd, attached) = tap::attach(&ifname)?;
+    let (fds, facts) = netns::run_in(&netns, || -> Result<_, AttachError> {
+        let (fds, attached) = tap::attach(&ifname, queues)?;
         if attached == Attached::Existing {
-            return Ok((fd, Some(read_facts(&ifname, net))));
+            return Ok((fds, Some(read_facts(&ifname, net))));
         }
         if let Err(e) = netlink::configure(&link_setup(ifname.as_str(), None, &planned, to)) {
-            // Not persistent any more: the TAP vanishes when `fd` closes.
-            let _ = tap::set_persist(&fd, false);
+            // Not persistent any more: the TAP vanishes when its fds close.
+            let _ = tap::set_persist(&fds[0], false);
             return Err(setup_err(format!("configuring {ifname} in netns {netns:?}"))(e));
         }
-        Ok((fd, None))
+        Ok((fds, None))
     })??;
     if let Some((mac, ip)) = facts {
         record.mac = mac.or(record.mac);
@@ -184,7 +186,7 @@ fn open_tap(record: &mut EndpointRecord, to: Attachment) -> Result<OwnedFd, Atta
         }
     }
     record.ifname = Some(ifname);
-    Ok(fd)
+    Ok(fds)
 }
 
 /// What an existing interface really has: its MAC, and its address in the

@@ -296,7 +296,7 @@ impl Daemon {
         for (name, (addr, vnis)) in desired {
             if let Some(v) = self.cluster.vteps.get_mut(&name) {
                 if v.owned && v.vnis != vnis {
-                    self.dataplane.with_switch(|s| s.set_vtep_vnis(v.id, Some(vnis.clone())));
+                    self.dataplane.update_switch(|s| s.set_vtep_vnis(v.id, Some(vnis.clone())));
                     v.vnis = vnis;
                 }
                 continue;
@@ -337,9 +337,9 @@ impl Daemon {
                 neighbors.push((gw, crate::switch::Gateway::mac_for(net.config.vni)));
             }
             let id = net.id;
-            self.dataplane.with_switch(|s| {
+            self.dataplane.update_switch(|s| {
                 s.set_gossip_macs(id, &macs, now);
-                s.set_neighbors(id, neighbors);
+                s.set_neighbors(id, neighbors.iter().copied());
             });
         }
     }

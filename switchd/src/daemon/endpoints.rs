@@ -266,7 +266,7 @@ impl Daemon {
     ) -> Result<(), EndpointError> {
         let netns_id = record.netns.as_deref().map(|ns| self.system.identify_netns(ns)).transpose()?;
         let routes = self.routed_subnets(&net.name);
-        let device = self.system.open(&mut record, Attachment { net, routes: &routes })?;
+        let device = self.system.open(&mut record, Attachment { net, routes: &routes }, self.dataplane.workers())?;
         let network_id = self.networks.get(net.name.as_str()).expect("the endpoint's network").id;
         let guard = super::gateway::port_guard(&record, net);
         let port = self

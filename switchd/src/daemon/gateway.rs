@@ -94,9 +94,9 @@ impl Daemon {
             };
             let routed: Vec<&Name> = self.routed_from(&c.name).filter(|n| ids.contains_key(n)).collect();
             let route_ids: Vec<NetworkId> = routed.iter().map(|n| ids[n]).collect();
-            self.dataplane.with_switch(|s| {
+            self.dataplane.update_switch(|s| {
                 s.set_gateway(net.id, gateway);
-                s.set_routes(net.id, route_ids);
+                s.set_routes(net.id, route_ids.clone());
             });
             let Some(gw) = gateway else { continue };
             let mut directory = Directory::default();
@@ -146,7 +146,7 @@ impl Daemon {
             let Some(net) = self.networks.find(e.record.network.as_str()) else { continue };
             let v4 = e.record.ip.and_then(services::v4);
             let guard = port_guard(&e.record, &net.config);
-            self.dataplane.with_switch(|s| s.set_port_guard(e.port, guard));
+            self.dataplane.update_switch(|s| s.set_port_guard(e.port, guard.clone()));
             let sees = e.netns_id.and_then(|ns| same_container.get(&ns).cloned()).unwrap_or_else(|| vec![net.id]);
             tables.ports.insert(
                 e.port,

@@ -159,14 +159,16 @@ impl Daemon {
         let saved = state::load(&config.host.state_dir)?;
         let session = state::new_session(&config.host.state_dir)?;
         let underlay = match config.host.underlay_ip {
-            Some(ip) => Some(Underlay::bind(ip, config.host.vxlan_port, session).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("underlay {ip}:{}: {e}", config.host.vxlan_port))
-            })?),
+            Some(ip) => {
+                Some(Underlay::bind(ip, config.host.vxlan_port, session, config.host.workers).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("underlay {ip}:{}: {e}", config.host.vxlan_port))
+                })?)
+            }
             None => None,
         };
         let cluster_key = config.gossip.as_ref().map(|g| g.key_file.as_path());
         let keys = KeyStore::open(&config.host.state_dir, cluster_key, &config.network_key_files)?;
-        let dataplane = Dataplane::start(switch, config.host.workers, underlay)?;
+        let dataplane = Dataplane::start(switch, config.host.workers, config.host.busy_poll, underlay)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let claim_confirm =
             config.gossip.as_ref().map_or(Duration::ZERO, |g| (g.interval * 6).max(Duration::from_secs(1)));

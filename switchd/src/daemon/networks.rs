@@ -134,7 +134,14 @@ impl Daemon {
         let name = switchd_config::IfName::new(&format!("sdg{}", config.vni)).expect("sdg and 8 digits fit");
         let mac = crate::switch::Gateway::mac_for(config.vni);
         let prefix = config.subnet?.prefix_len();
-        let tap = match self.system.host_tap(&name, Some((ip, prefix)), mac, config.mtu.get(), false) {
+        let tap = match self.system.host_tap(
+            &name,
+            Some((ip, prefix)),
+            mac,
+            config.mtu.get(),
+            false,
+            self.dataplane.workers(),
+        ) {
             Ok(tap) => tap,
             Err(e) => {
                 tracing::error!("network {}: no host access, {name} could not be made: {e}", config.name);
@@ -143,7 +150,7 @@ impl Daemon {
         };
         match self.dataplane.add_port(id, tap, PortGuard::Open) {
             Ok(port) => {
-                self.dataplane.with_switch(|s| s.set_host_port(id, Some(port)));
+                self.dataplane.update_switch(|s| s.set_host_port(id, Some(port)));
                 tracing::info!("network {}: host access through {name} ({ip}/{prefix})", config.name);
                 Some(port)
             }
@@ -163,11 +170,11 @@ impl Daemon {
         let source = self.dataplane.services_source();
         let started = self.system.gateway_stack(id, ip, prefix, mac, config.mtu.get(), source, &self.runtime);
         let switched = started.and_then(|(stack, tap): (GatewayStack, Box<dyn Port>)| {
-            Ok((stack, self.dataplane.add_port(id, tap, PortGuard::Open)?))
+            Ok((stack, self.dataplane.add_port(id, vec![tap], PortGuard::Open)?))
         });
         match switched {
             Ok((stack, port)) => {
-                self.dataplane.with_switch(|s| s.set_gateway_port(id, Some(port)));
+                self.dataplane.update_switch(|s| s.set_gateway_port(id, Some(port)));
                 Some((stack, port))
             }
             Err(e) => {

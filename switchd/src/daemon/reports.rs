@@ -97,7 +97,7 @@ impl Daemon {
         let now = Instant::now();
         let mut rows = Vec::new();
         for net in nets {
-            let entries = self.dataplane.with_switch(|s| s.fdb(net.id, now));
+            let entries = self.dataplane.fdb(net.id, now);
             for (mac, at, kind, age) in entries {
                 let (location, endpoint, host, vtep) = match at {
                     Location::Port(port) => match self.endpoints.by_port(port) {
@@ -131,7 +131,7 @@ impl Daemon {
         let mut ports = Vec::new();
         let mut networks: BTreeMap<String, NetworkStats> = BTreeMap::new();
         for net in self.networks.iter() {
-            let counters = self.dataplane.with_switch(|s| s.network_counters(net.id)).unwrap_or_default();
+            let counters = self.dataplane.network_counters(net.id).unwrap_or_default();
             networks.insert(
                 net.config.name.to_string(),
                 NetworkStats {
@@ -146,7 +146,7 @@ impl Daemon {
             );
         }
         for e in self.endpoints.iter() {
-            let rx = self.dataplane.with_switch(|s| s.port_counters(e.port).cloned()).unwrap_or_default();
+            let rx = self.dataplane.port_counters(e.port).unwrap_or_default();
             let dev = self.dataplane.port_stats(e.port).unwrap_or_default();
             let (tx_frames, tx_bytes) = (dev.frames, dev.bytes);
             let drops = drops_map(&rx, &dev);
@@ -180,7 +180,7 @@ impl Daemon {
         let vteps = vtep_ids
             .filter_map(|id| {
                 let (host, ip) = self.cluster.vtep_owner(id)?;
-                let info = self.dataplane.with_switch(|s| s.vtep_info(id));
+                let info = self.dataplane.vtep_info(id);
                 let rx = info.map(|i| i.rx).unwrap_or_default();
                 let dev = self.dataplane.vtep_stats(id).unwrap_or_default();
                 let (tx_frames, tx_bytes) = (dev.frames, dev.bytes);
@@ -195,7 +195,7 @@ impl Daemon {
                 })
             })
             .collect();
-        let underlay_drops = self.dataplane.with_switch(|s| drops_map(s.underlay_counters(), &DeviceStats::default()));
+        let underlay_drops = drops_map(&self.dataplane.underlay_counters(), &DeviceStats::default());
         let (sealed, opened, sessions) = self.dataplane.crypto_counters();
         let crypto =
             self.host.underlay_ip.map(|_| CryptoStats { session: self.session.to_string(), sealed, opened, sessions });
@@ -213,7 +213,17 @@ impl Daemon {
         });
         let services =
             self.dataplane.service_counters().snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        Stats { ports, networks: networks.into_values().collect(), vteps, underlay_drops, gossip, crypto, services }
+        let workers = self.dataplane.worker_stats();
+        Stats {
+            ports,
+            networks: networks.into_values().collect(),
+            vteps,
+            underlay_drops,
+            gossip,
+            crypto,
+            services,
+            workers,
+        }
     }
 
     pub(super) fn peers(&self) -> Vec<PeerInfo> {
@@ -233,7 +243,7 @@ impl Daemon {
             macs: h.endpoints.len() as u32,
         });
         let static_peers = self.cluster.peers.iter().map(|p| {
-            let info = self.dataplane.with_switch(|s| s.vtep_info(p.vtep));
+            let info = self.dataplane.vtep_info(p.vtep);
             let carried = |vni| p.config.vnis.as_ref().is_none_or(|v| v.contains(&vni));
             PeerInfo {
                 host: p.config.name.as_ref().map(|n| n.to_string()),

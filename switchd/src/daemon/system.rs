@@ -35,8 +35,14 @@ pub trait System: Send + Sync + Debug {
     fn prepare(&self, record: &mut EndpointRecord) -> Result<Option<Device>, AttachError>;
 
     /// Opens (creating if needed) the endpoint's device, filling in what
-    /// it learns (names, an existing interface's MAC and address).
-    fn open(&self, record: &mut EndpointRecord, to: Attachment) -> Result<Box<dyn Port>, AttachError>;
+    /// it learns (names, an existing interface's MAC and address): a TAP's
+    /// `queues` queues, or the one device of another kind.
+    fn open(
+        &self,
+        record: &mut EndpointRecord,
+        to: Attachment,
+        queues: usize,
+    ) -> Result<Vec<Box<dyn Port>>, AttachError>;
 
     /// Deletes a device switchd made; one already gone is fine.
     fn delete(&self, device: &Device) -> Result<(), AttachError>;
@@ -62,7 +68,8 @@ pub trait System: Send + Sync + Debug {
         mac: MacAddr,
         mtu: u32,
         persist: bool,
-    ) -> io::Result<Box<dyn Port>>;
+        queues: usize,
+    ) -> io::Result<Vec<Box<dyn Port>>>;
 
     /// A gateway's kernel stack for DNS over TCP (see `io::gateway::start`).
     #[allow(clippy::too_many_arguments)]
@@ -99,8 +106,13 @@ impl System for HostSystem {
         attach::prepare(record)
     }
 
-    fn open(&self, record: &mut EndpointRecord, to: Attachment) -> Result<Box<dyn Port>, AttachError> {
-        Ok(Box::new(FdPort(attach::open(record, to)?)))
+    fn open(
+        &self,
+        record: &mut EndpointRecord,
+        to: Attachment,
+        queues: usize,
+    ) -> Result<Vec<Box<dyn Port>>, AttachError> {
+        Ok(attach::open(record, to, queues)?.into_iter().map(|fd| Box::new(FdPort(fd)) as Box<dyn Port>).collect())
     }
 
     fn delete(&self, device: &Device) -> Result<(), AttachError> {
@@ -130,8 +142,10 @@ impl System for HostSystem {
         mac: MacAddr,
         mtu: u32,
         persist: bool,
-    ) -> io::Result<Box<dyn Port>> {
-        Ok(Box::new(FdPort(crate::io::gateway::host_tap(name, address, mac, mtu, persist)?)))
+        queues: usize,
+    ) -> io::Result<Vec<Box<dyn Port>>> {
+        let fds = crate::io::gateway::host_tap(name, address, mac, mtu, persist, queues)?;
+        Ok(fds.into_iter().map(|fd| Box::new(FdPort(fd)) as Box<dyn Port>).collect())
     }
 
     fn gateway_stack(

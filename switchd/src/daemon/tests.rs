@@ -100,7 +100,12 @@ impl System for FakeSystem {
         Ok((!exists).then_some(Device::InNetns { netns, ifname }))
     }
 
-    fn open(&self, record: &mut EndpointRecord, _to: Attachment) -> Result<Box<dyn Port>, AttachError> {
+    fn open(
+        &self,
+        record: &mut EndpointRecord,
+        _to: Attachment,
+        queues: usize,
+    ) -> Result<Vec<Box<dyn Port>>, AttachError> {
         let netns = record.netns.clone().expect("a tap port has a netns");
         let ifname = record.ifname.clone().unwrap_or_else(|| self.first_free_eth(&netns));
         self.record(format!("open {netns}/{ifname}"));
@@ -112,7 +117,7 @@ impl System for FakeSystem {
         }
         self.interfaces.lock().unwrap().insert((netns, ifname.to_string()));
         record.ifname = Some(ifname);
-        Ok(Box::new(MemPort::default()))
+        Ok((0..queues).map(|_| Box::new(MemPort::default()) as Box<dyn Port>).collect())
     }
 
     fn delete(&self, device: &Device) -> Result<(), AttachError> {
@@ -148,9 +153,10 @@ impl System for FakeSystem {
         _: MacAddr,
         _: u32,
         _: bool,
-    ) -> io::Result<Box<dyn Port>> {
+        queues: usize,
+    ) -> io::Result<Vec<Box<dyn Port>>> {
         self.interfaces.lock().unwrap().insert((String::new(), name.to_string()));
-        Ok(Box::new(MemPort::default()))
+        Ok((0..queues).map(|_| Box::new(MemPort::default()) as Box<dyn Port>).collect())
     }
 
     fn gateway_stack(

@@ -17,6 +17,8 @@ use switchd_crypto::session::TxSession;
 use switchd_crypto::{Backend, Cipher, Keyring, RxSessions, SessionId, TxSessions};
 use switchd_overlay::sealed::{self, Refused};
 
+use switchd_wire::sealed::field::LANE;
+
 use crate::io::udp::TX_POOL;
 
 /// Sessions a host keeps at most: per sender, network, key and lane.
@@ -66,7 +68,7 @@ impl SharedKeys {
 pub struct CryptoCounters {
     pub sealed: AtomicU64,
     pub opened: AtomicU64,
-    /// Sessions the underlay worker holds (a gauge).
+    /// Sessions the underlay workers hold together (a gauge).
     pub rx_sessions: AtomicU64,
 }
 
@@ -84,20 +86,27 @@ pub(super) struct WorkerCrypto {
     generation: u64,
     keys: Arc<KeySet>,
     tx: TxSessions,
-    /// Only the worker that reads the underlay opens.
+    /// Only workers that read the underlay open.
     rx: Option<RxSessions>,
+    /// Which lanes this worker opens: those `lane % of == index`, as the
+    /// receive sockets' steering sends them (see `io::udp::bind_rx_group`).
+    lanes: (u16, u16),
+    /// Sessions this worker counted into `counters.rx_sessions`.
+    held: u64,
     pub counters: Arc<CryptoCounters>,
 }
 
 impl WorkerCrypto {
     /// Worker `index` seals on its own lanes (one per send socket), so
     /// each lane's nonces reach a receiver in the order they were counted.
+    /// With `opens: Some(workers)`, it opens the lanes steered to it among
+    /// `workers` underlay readers.
     pub fn new(
         index: usize,
         identity: Identity,
         shared: Arc<SharedKeys>,
         counters: Arc<CryptoCounters>,
-        opens: bool,
+        opens: Option<usize>,
     ) -> Self {
         let backend = Backend::default();
         let first = (index * TX_POOL) as u16;
@@ -108,8 +117,9 @@ impl WorkerCrypto {
             first..first + TX_POOL as u16,
         );
         let (generation, keys) = shared.snapshot();
-        let rx = opens.then(|| RxSessions::new(backend, MAX_RX_SESSIONS));
-        let mut worker = WorkerCrypto { shared, generation, keys, tx, rx, counters };
+        let rx = opens.map(|_| RxSessions::new(backend, MAX_RX_SESSIONS));
+        let lanes = (index as u16, opens.unwrap_or(1).max(1) as u16);
+        let mut worker = WorkerCrypto { shared, generation, keys, tx, rx, lanes, held: 0, counters };
         worker.apply();
         worker
     }
@@ -131,7 +141,16 @@ impl WorkerCrypto {
         for (sender, session) in &keys.sessions {
             rx.announce(sealed::sender_id(*sender), *session);
         }
-        self.counters.rx_sessions.store(rx.len() as u64, Ordering::Relaxed);
+        let held = rx.len() as u64;
+        self.count_sessions(held);
+    }
+
+    /// Moves this worker's share of the sessions gauge to `held`.
+    fn count_sessions(&mut self, held: u64) {
+        if held != self.held {
+            self.counters.rx_sessions.fetch_add(held.wrapping_sub(self.held), Ordering::Relaxed);
+            self.held = held;
+        }
     }
 
     /// The session to seal `vni`'s frames on `lane` with; `None` when this
@@ -145,13 +164,18 @@ impl WorkerCrypto {
 impl crate::switch::Opener for WorkerCrypto {
     /// Opens a sealed datagram from `sender` in place; where its frame is.
     fn open(&mut self, datagram: &mut [u8], sender: IpAddr) -> Result<Range<usize>, Refused> {
-        let rx = self.rx.as_mut().expect("only the underlay worker opens");
+        let rx = self.rx.as_mut().expect("only the underlay workers open");
+        let lane = datagram.get(LANE..LANE + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        if lane.is_some_and(|lane| lane % self.lanes.1 != self.lanes.0) {
+            return Err(Refused::OtherLane);
+        }
         let networks = &self.keys.networks;
         let opened = sealed::open(datagram, sender, rx, |vni, id| networks.get(&vni)?.ring.get(id));
         if opened.is_ok() {
             self.counters.opened.fetch_add(1, Ordering::Relaxed);
         }
-        self.counters.rx_sessions.store(rx.len() as u64, Ordering::Relaxed);
+        let held = rx.len() as u64;
+        self.count_sessions(held);
         opened
     }
 }

@@ -31,13 +31,14 @@
 //! channel and an eventfd. Worker 0 also runs the MAC aging timer.
 
 pub mod crypto;
+mod poll;
 pub mod port;
 mod tx;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
-use switchd_config::{Mtu, Vni};
+use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::flow;
 use switchd_overlay::gro::Gro;
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
@@ -58,10 +59,11 @@ use crate::io::sys;
 use crate::io::udp::{self, RecvBatch};
 use crate::services::{self, Tables};
 use crate::switch::{
-    Action, DropReason, NetworkId, NetworkWire, NoKeys, Plan, PortGuard, PortId, Switch, SwitchConfig, Target, VtepId,
-    l3, neighbor,
+    Action, Counters, DropReason, FdbKind, Learning, Location, NetworkCounters, NetworkId, NetworkWire, NoKeys, Plan,
+    PortGuard, PortId, Switch, SwitchConfig, Target, VtepId, VtepInfo, l3, neighbor,
 };
 use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
+use poll::{BusyPoll, Wait};
 pub use port::{FdPort, Port};
 use tx::TxQueue;
 
@@ -144,6 +146,31 @@ pub struct DeviceStats {
     pub no_key: u64,
 }
 
+impl std::iter::Sum for DeviceStats {
+    fn sum<I: Iterator<Item = DeviceStats>>(iter: I) -> Self {
+        iter.fold(DeviceStats::default(), |a, b| DeviceStats {
+            frames: a.frames + b.frames,
+            bytes: a.bytes + b.bytes,
+            queue_full: a.queue_full + b.queue_full,
+            errors: a.errors + b.errors,
+            offload_errors: a.offload_errors + b.offload_errors,
+            no_key: a.no_key + b.no_key,
+        })
+    }
+}
+
+/// What one worker did, kept by it alone (relaxed stores, a cache line of
+/// its own) and read by `switchctl stats`.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct WorkerCounters {
+    port_frames: AtomicU64,
+    underlay_datagrams: AtomicU64,
+    batches: AtomicU64,
+    poll_hits: AtomicU64,
+    poll_misses: AtomicU64,
+}
+
 /// A port's device and what the data plane counts of it.
 #[derive(Debug)]
 pub struct PortIo {
@@ -177,6 +204,74 @@ impl PortIo {
     }
 }
 
+/// Slots of [`Queues::read_from`]; two flows sharing one may only move
+/// each other's queue.
+const FLOW_SLOTS: usize = 4096;
+
+/// A port as every worker writes to it: one device, or a multi-queue TAP's
+/// queues, one per worker.
+///
+/// A TAP sends each flow of its container to the queue that a frame of
+/// that flow was last written through (the kernel's `tun_flow_update`).
+/// So frames into a container go in through the queue their flow is read
+/// from here: were the first answer written by another worker through its
+/// own queue, the flow would move to that worker mid-stream, and frames
+/// still queued for the first would be overtaken.
+#[derive(Debug)]
+pub struct Queues {
+    queues: Vec<Arc<PortIo>>,
+    /// By symmetric flow hash: the queue its frames were last read from,
+    /// plus one (0: none yet). Empty for a port of one device.
+    read_from: Box<[std::sync::atomic::AtomicU8]>,
+}
+
+impl Queues {
+    fn new(queues: Vec<Arc<PortIo>>) -> Self {
+        let slots = if queues.len() > 1 { FLOW_SLOTS } else { 0 };
+        Queues { queues, read_from: (0..slots).map(|_| Default::default()).collect() }
+    }
+
+    /// Notes that a frame (Ethernet) was read from queue `queue`.
+    fn read(&self, queue: usize, eth: &[u8]) {
+        if self.read_from.is_empty() {
+            return;
+        }
+        let Some(hash) = flow::symmetric_hash(eth) else { return };
+        let slot = &self.read_from[hash as usize % FLOW_SLOTS];
+        let mark = queue as u8 + 1;
+        if slot.load(Relaxed) != mark {
+            slot.store(mark, Relaxed);
+        }
+    }
+
+    /// The queue worker `worker` writes `eth` through.
+    fn queue_for(&self, worker: usize, eth: &[u8]) -> &PortIo {
+        if !self.read_from.is_empty()
+            && let Some(hash) = flow::symmetric_hash(eth)
+        {
+            let mark = self.read_from[hash as usize % FLOW_SLOTS].load(Relaxed);
+            if mark != 0 {
+                return &self.queues[usize::from(mark - 1) % self.queues.len()];
+            }
+        }
+        &self.queues[worker % self.queues.len()]
+    }
+
+    /// Writes a frame (virtio header and Ethernet).
+    fn send(&self, worker: usize, frame: &[u8]) {
+        self.queue_for(worker, frame.get(VNET_HDR_LEN..).unwrap_or_default()).send(frame);
+    }
+
+    /// Writes a plain Ethernet frame behind an all-zero virtio header.
+    fn send_plain(&self, worker: usize, eth: &[u8]) {
+        self.queue_for(worker, eth).send_plain(eth);
+    }
+
+    fn stats(&self) -> DeviceStats {
+        self.queues.iter().map(|q| q.stats()).sum()
+    }
+}
+
 /// A remote VTEP, as the data plane sees it.
 #[derive(Debug)]
 pub struct VtepIo {
@@ -195,44 +290,49 @@ impl VtepIo {
     }
 }
 
-/// The underlay: VXLAN in (read by worker 0), the pool VXLAN goes out
-/// through (see `io::udp`), and who this host is on the wire.
+/// The underlay: VXLAN in (a socket per worker, `SO_REUSEPORT`), the pool
+/// VXLAN goes out through (see `io::udp`), and who this host is on the wire.
 #[derive(Debug)]
 pub struct Underlay {
-    pub rx: OwnedFd,
-    pub tx: Vec<OwnedFd>,
+    /// One per worker.
+    pub rx: Vec<OwnedFd>,
+    /// A send pool per worker.
+    pub tx: Vec<Vec<OwnedFd>>,
     pub identity: Identity,
 }
 
 impl Underlay {
-    /// Binds `underlay_ip:port` and the send pool; `session` is this boot's.
-    pub fn bind(ip: IpAddr, port: u16, session: switchd_crypto::SessionId) -> io::Result<Underlay> {
-        let rx = udp::bind_rx(SocketAddr::new(ip, port))?;
-        let tx = (0..udp::TX_POOL).map(|_| udp::bind_tx(ip)).collect::<io::Result<_>>()?;
+    /// Binds `workers` receive sockets on `underlay_ip:port` and a send
+    /// pool for each worker; `session` is this boot's.
+    pub fn bind(ip: IpAddr, port: u16, session: switchd_crypto::SessionId, workers: usize) -> io::Result<Underlay> {
+        let rx = udp::bind_rx_group(SocketAddr::new(ip, port), workers.max(1))?;
+        let pool = || (0..udp::TX_POOL).map(|_| udp::bind_tx(ip)).collect::<io::Result<Vec<_>>>();
+        let tx = (0..workers.max(1)).map(|_| pool()).collect::<io::Result<_>>()?;
         Ok(Underlay { rx, tx, identity: Identity { sender: ip, session } })
     }
 }
 
-/// What the workers share: the switch and the devices behind its ids.
+/// One worker's copy of what it decides with: the switch and the devices
+/// behind its ids (for a multi-queue TAP, this worker's queue).
 #[derive(Debug)]
 pub struct Fabric {
     pub switch: Switch,
-    ports: SecondaryMap<PortId, Arc<PortIo>>,
+    ports: SecondaryMap<PortId, Arc<Queues>>,
     vteps: SecondaryMap<VtepId, Arc<VtepIo>>,
     /// What the gateway serves from; replaced whole by the control plane.
     services: Arc<Tables>,
-    /// What the gateway did (atomics: workers count without the lock).
+    /// What the gateway did (atomics, shared by every worker).
     service_counters: Arc<services::Counters>,
 }
 
 impl Fabric {
-    fn new(config: SwitchConfig) -> Self {
+    fn new(config: SwitchConfig, service_counters: Arc<services::Counters>) -> Self {
         Fabric {
             switch: Switch::new(config),
             ports: SecondaryMap::new(),
             vteps: SecondaryMap::new(),
             services: Arc::default(),
-            service_counters: Arc::default(),
+            service_counters,
         }
     }
 
@@ -252,8 +352,77 @@ impl Fabric {
     }
 }
 
+/// Learnings a worker holds at most for another before it drops news (a
+/// MAC flood between two LAN ports; the learner's own table is unaffected).
+const MAX_NEWS: usize = 1 << 16;
+
+/// A worker's fabric and its inbox of what the other workers learned.
+///
+/// The fabric's lock is taken by its own worker once per batch and by
+/// others only to change or read its tables (the control plane): workers
+/// never wait for one another on the path of a frame.
+#[derive(Debug)]
+pub struct Replica {
+    fabric: Mutex<Fabric>,
+    news: Mutex<Vec<Learning>>,
+    has_news: AtomicBool,
+    /// News dropped because the inbox was full.
+    dropped_news: AtomicU64,
+    /// What its worker did.
+    counters: WorkerCounters,
+}
+
+impl Replica {
+    fn new(fabric: Fabric) -> Self {
+        Replica {
+            fabric: Mutex::new(fabric),
+            news: Mutex::new(Vec::new()),
+            has_news: AtomicBool::new(false),
+            dropped_news: AtomicU64::new(0),
+            counters: WorkerCounters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Fabric> {
+        // A worker that panicked mid-decision leaves the tables consistent
+        // enough to keep switching; never let one poisoned lock stop the rest.
+        self.fabric.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn tell(&self, learned: &[Learning]) {
+        let mut news = self.news.lock().unwrap_or_else(|p| p.into_inner());
+        let room = MAX_NEWS.saturating_sub(news.len()).min(learned.len());
+        news.extend_from_slice(&learned[..room]);
+        self.dropped_news.fetch_add((learned.len() - room) as u64, Relaxed);
+        self.has_news.store(true, Release);
+    }
+
+    /// Applies what the other workers learned to `fabric` (this replica's,
+    /// locked by the caller); `buf` is scratch.
+    fn catch_up(&self, fabric: &mut Fabric, buf: &mut Vec<Learning>) {
+        if !self.has_news.load(Relaxed) || !self.has_news.swap(false, Acquire) {
+            return;
+        }
+        std::mem::swap(&mut *self.news.lock().unwrap_or_else(|p| p.into_inner()), buf);
+        for learning in buf.iter() {
+            fabric.switch.apply_learning(learning);
+        }
+        buf.clear();
+    }
+}
+
+/// A port queue a worker reads: which port, the queue, and the port's
+/// queues (where the frames read are noted, see [`Queues`]).
+#[derive(Debug, Clone)]
+struct Polled {
+    id: PortId,
+    io: Arc<PortIo>,
+    queue: usize,
+    queues: Arc<Queues>,
+}
+
 enum Command {
-    Poll(PortId, Arc<PortIo>),
+    Poll(Polled),
     Forget(PortId),
     Stop,
 }
@@ -275,19 +444,29 @@ impl WorkerHandle {
     }
 }
 
+/// The data plane: its workers, their replicas of the tables, and what the
+/// control plane needs to change and count them.
 #[derive(Debug)]
 pub struct Dataplane {
-    fabric: Arc<Mutex<Fabric>>,
+    replicas: Arc<[Replica]>,
+    /// Held across a change to every replica, so that all see the changes
+    /// in one order (and their slot-map ids agree).
+    control: Mutex<()>,
     workers: Vec<WorkerHandle>,
-    owner: SecondaryMap<PortId, usize>,
+    /// Each port's devices, and the worker that polls each (a multi-queue
+    /// TAP has one queue per worker).
+    port_io: SecondaryMap<PortId, (Arc<Queues>, Vec<usize>)>,
+    /// Each VTEP's counters, one per worker.
+    vtep_io: Mutex<SecondaryMap<VtepId, Vec<Arc<VtepIo>>>>,
+    /// The latest snapshot, for the gateway stack's DNS over TCP.
+    services: Arc<Mutex<Arc<Tables>>>,
+    service_counters: Arc<services::Counters>,
     keys: Arc<SharedKeys>,
     crypto: Arc<CryptoCounters>,
 }
 
-fn lock(fabric: &Mutex<Fabric>) -> MutexGuard<'_, Fabric> {
-    // A worker that panicked mid-decision leaves the tables consistent
-    // enough to keep switching; never let one poisoned lock stop the rest.
-    fabric.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The token a port's readiness comes with.
@@ -296,48 +475,105 @@ fn token_of(id: PortId) -> u64 {
 }
 
 impl Dataplane {
-    /// Starts `workers` data-plane threads; with an underlay, worker 0 reads it.
-    pub fn start(config: SwitchConfig, workers: usize, underlay: Option<Underlay>) -> io::Result<Self> {
-        let fabric = Arc::new(Mutex::new(Fabric::new(config)));
+    /// Starts `workers` data-plane threads, each with its own replica of
+    /// the tables and polling up to `busy_poll` after a batch ([`poll`]);
+    /// with an underlay, each reads its own receive socket.
+    pub fn start(
+        config: SwitchConfig,
+        workers: usize,
+        busy_poll: Duration,
+        underlay: Option<Underlay>,
+    ) -> io::Result<Self> {
+        let workers = workers.max(1);
+        let service_counters = Arc::new(services::Counters::default());
+        let replicas: Arc<[Replica]> = (0..workers)
+            .map(|_| {
+                let mut fabric = Fabric::new(config, service_counters.clone());
+                fabric.switch.set_replicated(workers > 1);
+                Replica::new(fabric)
+            })
+            .collect();
         let keys = Arc::new(SharedKeys::default());
         let counters = Arc::new(CryptoCounters::default());
-        let (mut rx, tx_pool, identity) = match underlay {
-            Some(u) => (Some(u.rx), Arc::new(u.tx), Some(u.identity)),
-            None => (None, Arc::new(Vec::new()), None),
+        let (mut rx, mut pools, identity) = match underlay {
+            Some(u) => (u.rx.into_iter(), u.tx.into_iter(), Some(u.identity)),
+            None => (Vec::new().into_iter(), Vec::new().into_iter(), None),
         };
         let mut handles = Vec::new();
-        for index in 0..workers.max(1) {
+        for index in 0..workers {
             let (tx, commands) = channel();
             let wake = Arc::new(sys::eventfd()?);
-            let underlay_rx = rx.take();
-            let crypto =
-                identity.map(|id| WorkerCrypto::new(index, id, keys.clone(), counters.clone(), underlay_rx.is_some()));
-            let worker =
-                Worker::new(index, fabric.clone(), commands, wake.clone(), underlay_rx, tx_pool.clone(), crypto)?;
+            let underlay_rx = rx.next();
+            let opens = underlay_rx.is_some().then_some(workers);
+            let crypto = identity.map(|id| WorkerCrypto::new(index, id, keys.clone(), counters.clone(), opens));
+            let worker = Worker::new(
+                index,
+                replicas.clone(),
+                commands,
+                wake.clone(),
+                underlay_rx,
+                pools.next().unwrap_or_default(),
+                crypto,
+                busy_poll,
+            )?;
             let epoll = worker.epoll.clone();
             let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || worker.run())?;
             handles.push(WorkerHandle { commands: tx, wake, epoll, thread: Some(thread), ports: 0 });
         }
-        Ok(Dataplane { fabric, workers: handles, owner: SecondaryMap::new(), keys, crypto: counters })
+        Ok(Dataplane {
+            replicas,
+            control: Mutex::new(()),
+            workers: handles,
+            port_io: SecondaryMap::new(),
+            vtep_io: Mutex::default(),
+            services: Arc::default(),
+            service_counters,
+            keys,
+            crypto: counters,
+        })
+    }
+
+    /// How many workers (and so queues per TAP) there are.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Runs `change` on every replica in turn (with its worker's index),
+    /// all under the control lock; returns worker 0's result. The change
+    /// must be the same for all: replicas only stay alike by being changed
+    /// alike.
+    fn change<T: PartialEq + std::fmt::Debug>(&self, mut change: impl FnMut(usize, &mut Fabric) -> T) -> T {
+        let _one_at_a_time = lock(&self.control);
+        let mut results = self.replicas.iter().enumerate().map(|(i, r)| change(i, &mut r.lock()));
+        let first = results.next().expect("a replica");
+        for other in results {
+            debug_assert_eq!(other, first, "replicas diverged");
+        }
+        first
+    }
+
+    /// Reads every replica, one at a time.
+    fn each<T>(&self, read: impl FnMut(&Fabric) -> T) -> impl Iterator<Item = T> {
+        let mut read = read;
+        self.replicas.iter().map(move |r| read(&r.lock())).collect::<Vec<_>>().into_iter()
     }
 
     /// Gives the workers a new snapshot of names, leases and gateways.
     pub fn set_services(&self, tables: Tables) {
-        lock(&self.fabric).services = Arc::new(tables);
+        let tables = Arc::new(tables);
+        *lock(&self.services) = tables.clone();
+        self.change(|_, f| f.services = tables.clone());
     }
 
     /// Where the gateway stack's DNS server reads the services snapshot.
     pub fn services_source(&self) -> crate::io::gateway::TablesSource {
-        let fabric = self.fabric.clone();
-        Arc::new(move || {
-            let f = lock(&fabric);
-            (f.services.clone(), f.service_counters.clone())
-        })
+        let (services, counters) = (self.services.clone(), self.service_counters.clone());
+        Arc::new(move || (lock(&services).clone(), counters.clone()))
     }
 
     /// What the gateway has done.
     pub fn service_counters(&self) -> Arc<services::Counters> {
-        lock(&self.fabric).service_counters.clone()
+        self.service_counters.clone()
     }
 
     /// Gives the workers new keys (taken before their next batch).
@@ -351,78 +587,105 @@ impl Dataplane {
         (c.sealed.load(Relaxed), c.opened.load(Relaxed), c.rx_sessions.load(Relaxed))
     }
 
-    /// Runs `f` with the switch locked (for queries and table changes).
-    pub fn with_switch<T>(&self, f: impl FnOnce(&mut Switch) -> T) -> T {
-        f(&mut lock(&self.fabric).switch)
+    /// Changes the switch tables (every replica alike).
+    pub fn update_switch<T: PartialEq + std::fmt::Debug>(&self, mut f: impl FnMut(&mut Switch) -> T) -> T {
+        self.change(|_, fabric| f(&mut fabric.switch))
     }
 
     /// Adds a network; `None` if its VNI is taken.
     pub fn add_network(&self, vni: Vni, mtu: Mtu, encrypted: bool) -> Option<NetworkId> {
-        self.with_switch(|s| s.add_network(vni, mtu, encrypted))
+        self.update_switch(|s| s.add_network(vni, mtu, encrypted))
     }
 
     /// Removes a network; its ports must have been removed first.
     pub fn remove_network(&self, id: NetworkId) {
-        self.with_switch(|s| s.remove_network(id));
+        self.update_switch(|s| s.remove_network(id));
     }
 
     /// Adds a remote VTEP carrying `vnis` (`None`: all); `None` if its IP is known.
     pub fn add_vtep(&self, addr: SocketAddr, vnis: Option<Vec<Vni>>) -> Option<VtepId> {
-        let mut fabric = lock(&self.fabric);
-        let id = fabric.switch.add_vtep(addr, vnis)?;
-        fabric.vteps.insert(id, Arc::new(VtepIo { addr: addr.into(), tx: TxCounters::default() }));
+        let mut made = Vec::new();
+        let id = self.change(|_, fabric| {
+            let id = fabric.switch.add_vtep(addr, vnis.clone())?;
+            let io = Arc::new(VtepIo { addr: addr.into(), tx: TxCounters::default() });
+            fabric.vteps.insert(id, io.clone());
+            made.push(io);
+            Some(id)
+        })?;
+        lock(&self.vtep_io).insert(id, made);
         Some(id)
     }
 
     /// Removes a VTEP and what was learned behind it.
     pub fn remove_vtep(&self, id: VtepId) {
-        let mut fabric = lock(&self.fabric);
-        fabric.switch.remove_vtep(id);
-        fabric.vteps.remove(id);
+        self.change(|_, fabric| {
+            fabric.switch.remove_vtep(id);
+            fabric.vteps.remove(id);
+        });
+        lock(&self.vtep_io).remove(id);
     }
 
-    /// Adds a port on `network` switching frames through `dev`, held to
+    /// Adds a port on `network` switching frames through `queues` (one
+    /// device, or a multi-queue TAP's queues, one per worker), held to
     /// `guard` from its first frame (see `Switch::set_port_guard`), and
-    /// starts polling it. Refused if the network does not exist, or the
+    /// starts polling it. Refused if the network does not exist, or a
     /// device cannot be polled.
-    pub fn add_port(&mut self, network: NetworkId, dev: Box<dyn Port>, guard: PortGuard) -> io::Result<PortId> {
-        let io = Arc::new(PortIo::new(dev));
-        let id = {
-            let mut fabric = lock(&self.fabric);
-            let id = fabric
-                .switch
-                .add_port(network)
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the network is gone"))?;
-            fabric.switch.set_port_guard(id, guard);
-            fabric.ports.insert(id, io.clone());
-            id
-        };
-        let (index, worker) = self.workers.iter_mut().enumerate().min_by_key(|(_, w)| w.ports).expect("a worker");
-        if let Some(fd) = io.dev.poll_fd()
-            && let Err(e) = worker.epoll.add(fd, token_of(id))
-        {
-            let mut fabric = lock(&self.fabric);
-            fabric.switch.remove_port(id);
-            fabric.ports.remove(id);
-            return Err(io::Error::new(e.kind(), format!("polling the port: {e}")));
+    pub fn add_port(&mut self, network: NetworkId, queues: Vec<Box<dyn Port>>, guard: PortGuard) -> io::Result<PortId> {
+        if queues.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a port needs a device"));
         }
-        worker.ports += 1;
-        worker.send(Command::Poll(id, io));
-        self.owner.insert(id, index);
+        let ios: Vec<Arc<PortIo>> = queues.into_iter().map(|q| Arc::new(PortIo::new(q))).collect();
+        let shared = Arc::new(Queues::new(ios.clone()));
+        let id = self
+            .change(|_, fabric| {
+                let id = fabric.switch.add_port(network)?;
+                fabric.switch.set_port_guard(id, guard.clone());
+                fabric.ports.insert(id, shared.clone());
+                Some(id)
+            })
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the network is gone"))?;
+        // One device: the least busy worker polls it. Queues: worker i polls queue i.
+        let first = match ios.len() {
+            1 => self.workers.iter().enumerate().min_by_key(|(_, w)| w.ports).map_or(0, |(i, _)| i),
+            _ => 0,
+        };
+        let pollers: Vec<usize> = (0..ios.len()).map(|q| (first + q) % self.workers.len()).collect();
+        for (queue, io) in ios.iter().enumerate() {
+            if let Some(fd) = io.dev.poll_fd()
+                && let Err(e) = self.workers[pollers[queue]].epoll.add(fd, token_of(id))
+            {
+                for (done, io) in ios[..queue].iter().enumerate() {
+                    if let Some(fd) = io.dev.poll_fd() {
+                        let _ = self.workers[pollers[done]].epoll.delete(fd);
+                    }
+                }
+                self.change(|_, fabric| {
+                    fabric.switch.remove_port(id);
+                    fabric.ports.remove(id);
+                });
+                return Err(io::Error::new(e.kind(), format!("polling the port's queue {queue}: {e}")));
+            }
+        }
+        for (queue, io) in ios.into_iter().enumerate() {
+            let worker = &mut self.workers[pollers[queue]];
+            worker.ports += 1;
+            worker.send(Command::Poll(Polled { id, io, queue, queues: shared.clone() }));
+        }
+        self.port_io.insert(id, (shared, pollers));
         Ok(id)
     }
 
-    /// Stops switching a port. Its fd closes once the last in-flight write
+    /// Stops switching a port. Its fds close once the last in-flight write
     /// is done.
     pub fn remove_port(&mut self, id: PortId) {
-        let io = {
-            let mut fabric = lock(&self.fabric);
+        self.change(|_, fabric| {
             fabric.switch.remove_port(id);
-            fabric.ports.remove(id)
-        };
-        if let Some(index) = self.owner.remove(id) {
-            let worker = &mut self.workers[index];
-            if let Some(fd) = io.as_ref().and_then(|io| io.dev.poll_fd()) {
+            fabric.ports.remove(id);
+        });
+        let Some((queues, pollers)) = self.port_io.remove(id) else { return };
+        for (io, worker) in queues.queues.iter().zip(pollers) {
+            let worker = &mut self.workers[worker];
+            if let Some(fd) = io.dev.poll_fd() {
                 let _ = worker.epoll.delete(fd);
             }
             worker.ports -= 1;
@@ -430,14 +693,94 @@ impl Dataplane {
         }
     }
 
-    /// What the data plane counts of a port.
+    /// What the data plane counts of a port (all its queues).
     pub fn port_stats(&self, id: PortId) -> Option<DeviceStats> {
-        lock(&self.fabric).ports.get(id).map(|io| io.stats())
+        self.port_io.get(id).map(|(queues, _)| queues.stats())
     }
 
-    /// What the data plane counts of a VTEP.
+    /// What the data plane counts of a VTEP (every worker's sends).
     pub fn vtep_stats(&self, id: VtepId) -> Option<DeviceStats> {
-        lock(&self.fabric).vteps.get(id).map(|io| io.stats())
+        lock(&self.vtep_io).get(id).map(|ios| ios.iter().map(|io| io.stats()).sum())
+    }
+
+    /// What a port received, summed over the workers.
+    pub fn port_counters(&self, id: PortId) -> Option<Counters> {
+        self.each(|f| f.switch.port_counters(id).cloned()).reduce(merge_counters).flatten()
+    }
+
+    /// What `switchctl peers` shows of a VTEP, summed over the workers.
+    pub fn vtep_info(&self, id: VtepId) -> Option<VtepInfo> {
+        self.each(|f| f.switch.vtep_info(id))
+            .reduce(|a, b| match (a, b) {
+                (Some(mut a), Some(b)) => {
+                    a.rx.add(&b.rx);
+                    a.last_rx = a.last_rx.max(b.last_rx);
+                    a.learned = a.learned.max(b.learned);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            })
+            .flatten()
+    }
+
+    /// Datagrams from unknown sources, summed over the workers.
+    pub fn underlay_counters(&self) -> Counters {
+        self.each(|f| f.switch.underlay_counters().clone()).fold(Counters::default(), |mut sum, c| {
+            sum.add(&c);
+            sum
+        })
+    }
+
+    /// A network's counters, summed over the workers (its table's size:
+    /// the largest replica's).
+    pub fn network_counters(&self, id: NetworkId) -> Option<NetworkCounters> {
+        self.each(|f| f.switch.network_counters(id))
+            .reduce(|a, b| match (a, b) {
+                (Some(a), Some(b)) => Some(NetworkCounters {
+                    flooded: a.flooded + b.flooded,
+                    mac_moves: a.mac_moves + b.mac_moves,
+                    fdb_entries: a.fdb_entries.max(b.fdb_entries),
+                    neighbor_answers: a.neighbor_answers + b.neighbor_answers,
+                    routed: a.routed + b.routed,
+                }),
+                (a, b) => a.or(b),
+            })
+            .flatten()
+    }
+
+    /// A network's forwarding table, as the workers know it together: for
+    /// each MAC, where the replica that saw it last has it.
+    pub fn fdb(&self, id: NetworkId, now: Instant) -> Vec<(MacAddr, Location, FdbKind, Duration)> {
+        let mut merged: HashMap<MacAddr, (Location, FdbKind, Duration)> = HashMap::new();
+        for rows in self.each(|f| f.switch.fdb(id, now)) {
+            for (mac, at, kind, age) in rows {
+                let row = merged.entry(mac).or_insert((at, kind, age));
+                if age < row.2 {
+                    *row = (at, kind, age);
+                }
+            }
+        }
+        let mut rows: Vec<_> = merged.into_iter().map(|(mac, (at, kind, age))| (mac, at, kind, age)).collect();
+        rows.sort_by_key(|(mac, ..)| *mac);
+        rows
+    }
+
+    /// What each worker did.
+    pub fn worker_stats(&self) -> Vec<crate::control::api::WorkerStats> {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(worker, r)| crate::control::api::WorkerStats {
+                worker,
+                port_frames: load(&r.counters.port_frames),
+                underlay_datagrams: load(&r.counters.underlay_datagrams),
+                batches: load(&r.counters.batches),
+                poll_hits: load(&r.counters.poll_hits),
+                poll_misses: load(&r.counters.poll_misses),
+                dropped_news: load(&r.dropped_news),
+            })
+            .collect()
     }
 
     /// Stops the workers. Ports' fds close; persistent TAPs stay.
@@ -453,6 +796,16 @@ impl Dataplane {
     }
 }
 
+fn merge_counters(a: Option<Counters>, b: Option<Counters>) -> Option<Counters> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.add(&b);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
+}
+
 impl Drop for Dataplane {
     fn drop(&mut self) {
         self.shutdown();
@@ -463,59 +816,69 @@ impl Drop for Dataplane {
 /// this VTEP encapsulated, or the ingress port's reply (what the plan says:
 /// an ARP/ND answer, a served request, an ICMP error).
 enum Out {
-    Port(usize, Arc<PortIo>),
+    Port(usize, Arc<Queues>),
     Vtep(usize, Arc<VtepIo>),
     Reply(usize),
 }
 
 struct Worker {
     index: usize,
-    fabric: Arc<Mutex<Fabric>>,
+    /// Every worker's replica; this worker's is `replicas[index]`.
+    replicas: Arc<[Replica]>,
+    /// What this worker learned in its last batch, for the others.
+    learned: Vec<Learning>,
+    /// What the others learned, being applied here.
+    news: Vec<Learning>,
     commands: Receiver<Command>,
     wake: Arc<OwnedFd>,
     epoll: Arc<Epoll>,
-    ports: HashMap<u64, (PortId, Arc<PortIo>)>,
+    /// The port queues it reads, by epoll token.
+    ports: HashMap<u64, Polled>,
     bufs: Vec<Box<[u8]>>,
     lens: [usize; BATCH],
     /// The switch's plan for each frame of the batch.
     plans: Vec<Plan>,
     outs: Vec<Out>,
     underlay_rx: Option<OwnedFd>,
-    tx_pool: Arc<Vec<OwnedFd>>,
+    /// This worker's send sockets.
+    tx_pool: Vec<OwnedFd>,
     recv: RecvBatch,
     /// The plan of the datagram being decided.
     plan: Plan,
     /// Decapsulated frames to write, and their ports.
-    decap_outs: Vec<(Span, Arc<PortIo>)>,
+    decap_outs: Vec<(Span, Arc<Queues>)>,
     /// Keys and sessions; `None` without an underlay.
     crypto: Option<WorkerCrypto>,
     /// Joins the TCP segments of decapsulated frames for one write.
     gro: Gro,
     /// Where frames are encapsulated (and segmented) before sending.
     tx: TxQueue,
-    /// Worker 0 sweeps aged MACs this often; the others never.
-    sweep_every: Option<Duration>,
+    /// Sweeps aged MACs from its replica this often.
+    sweep_every: Duration,
     last_sweep: Instant,
     /// The services snapshot, taken with the lock when a batch needs it.
     services: Arc<Tables>,
     service_counters: Arc<services::Counters>,
     /// Where the gateway's answers are built.
     reply: Vec<u8>,
+    /// Whether to poll or sleep when there is nothing to do.
+    poll: BusyPoll,
 }
 
 impl Worker {
     fn new(
         index: usize,
-        fabric: Arc<Mutex<Fabric>>,
+        replicas: Arc<[Replica]>,
         commands: Receiver<Command>,
         wake: Arc<OwnedFd>,
         underlay_rx: Option<OwnedFd>,
-        tx_pool: Arc<Vec<OwnedFd>>,
+        tx_pool: Vec<OwnedFd>,
         crypto: Option<WorkerCrypto>,
+        busy_poll: Duration,
     ) -> io::Result<Self> {
         let (sweep_every, service_counters) = {
-            let f = lock(&fabric);
-            ((index == 0).then(|| f.switch.config().sweep_interval()), f.service_counters.clone())
+            let f = replicas[index].lock();
+            (f.switch.config().sweep_interval(), f.service_counters.clone())
         };
         let epoll = Arc::new(Epoll::new()?);
         epoll.add(wake.as_raw_fd(), WAKE_TOKEN)?;
@@ -525,7 +888,9 @@ impl Worker {
         let underlay_batch = if underlay_rx.is_some() { UNDERLAY_BATCH } else { 0 };
         Ok(Worker {
             index,
-            fabric,
+            replicas,
+            learned: Vec::new(),
+            news: Vec::new(),
             commands,
             wake,
             epoll,
@@ -547,13 +912,15 @@ impl Worker {
             services: Arc::default(),
             service_counters,
             reply: Vec::with_capacity(2048),
+            poll: BusyPoll::new(busy_poll),
         })
     }
 
     fn run(mut self) {
         let mut events = vec![epoll::empty_event(); 64];
         loop {
-            let timeout = self.timeout_ms();
+            let polling = self.poll.wait(Instant::now()) == Wait::Poll;
+            let timeout = if polling { 0 } else { self.timeout_ms() };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(e) => {
@@ -561,6 +928,12 @@ impl Worker {
                     return;
                 }
             };
+            if n == 0 && polling {
+                // Let whatever else wants this core run between polls
+                // (often the very process whose answer is awaited).
+                std::thread::yield_now();
+                continue;
+            }
             for event in &events[..n] {
                 match event.u64 {
                     WAKE_TOKEN => {
@@ -573,6 +946,13 @@ impl Worker {
                     token => self.service_port(token),
                 }
             }
+            if n > 0 {
+                self.poll.batch(Instant::now());
+                let counters = &self.replicas[self.index].counters;
+                counters.batches.fetch_add(1, Relaxed);
+                counters.poll_hits.store(self.poll.hits, Relaxed);
+                counters.poll_misses.store(self.poll.misses, Relaxed);
+            }
             self.handle_timeout();
         }
     }
@@ -583,8 +963,8 @@ impl Worker {
     fn handle_commands(&mut self) -> bool {
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Poll(id, io) => {
-                    self.ports.insert(token_of(id), (id, io));
+                Command::Poll(polled) => {
+                    self.ports.insert(token_of(polled.id), polled);
                 }
                 Command::Forget(id) => {
                     self.ports.remove(&token_of(id));
@@ -595,31 +975,50 @@ impl Worker {
         true
     }
 
-    /// Worker 0 keeps the switch's timers; the others sleep until input.
+    /// Each worker keeps its replica's timers.
     fn timeout_ms(&self) -> i32 {
-        let Some(every) = self.sweep_every else { return -1 };
-        let next = self.last_sweep + every;
+        let next = self.last_sweep + self.sweep_every;
         next.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32
     }
 
     fn handle_timeout(&mut self) {
-        let Some(every) = self.sweep_every else { return };
         let now = Instant::now();
-        if now >= self.last_sweep + every {
-            lock(&self.fabric).switch.handle_timeout(now);
+        if now >= self.last_sweep + self.sweep_every {
+            self.replicas[self.index].lock().switch.handle_timeout(now);
             self.last_sweep = now;
         }
+    }
+
+    /// This worker's replica, locked.
+    #[cfg(test)]
+    fn fabric(&self) -> MutexGuard<'_, Fabric> {
+        self.replicas[self.index].lock()
+    }
+
+    /// Tells the other workers what this one learned in its last batch.
+    fn share_learned(&mut self) {
+        if self.learned.is_empty() {
+            return;
+        }
+        for (i, replica) in self.replicas.iter().enumerate() {
+            if i != self.index {
+                replica.tell(&self.learned);
+            }
+        }
+        self.learned.clear();
     }
 
     /// Reads a batch from one ready port, has the switch plan it, writes
     /// and sends it.
     fn service_port(&mut self, token: u64) {
-        let Some((ingress, port)) = self.ports.get(&token).cloned() else { return };
+        let Some(polled) = self.ports.get(&token).cloned() else { return };
+        let (ingress, port) = (polled.id, &polled.io);
         let mut n = 0;
         while n < BATCH {
             match port.dev.recv(&mut self.bufs[n]) {
                 Ok(len) => {
                     self.lens[n] = len;
+                    polled.queues.read(polled.queue, self.bufs[n].get(VNET_HDR_LEN..len).unwrap_or_default());
                     n += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -640,10 +1039,13 @@ impl Worker {
         if n == 0 {
             return;
         }
+        self.replicas[self.index].counters.port_frames.fetch_add(n as u64, Relaxed);
 
         let now = Instant::now();
         {
-            let fabric = &mut *lock(&self.fabric);
+            let replica = &self.replicas[self.index];
+            let fabric = &mut *replica.lock();
+            replica.catch_up(fabric, &mut self.news);
             let mut serves = false;
             for i in 0..n {
                 let plan = &mut self.plans[i];
@@ -660,7 +1062,9 @@ impl Worker {
             if serves {
                 self.services = fabric.services.clone();
             }
+            fabric.switch.take_learned(&mut self.learned);
         }
+        self.share_learned();
 
         // Local ports get their frames now; frames for VTEPs are
         // encapsulated (and sealed: once per frame, however many VTEPs)
@@ -675,7 +1079,7 @@ impl Worker {
         let mut built: Option<(usize, Option<Built>)> = None;
         for out in self.outs.drain(..) {
             match out {
-                Out::Port(i, io) => io.send(&self.bufs[i][..self.lens[i]]),
+                Out::Port(i, queues) => queues.send(self.index, &self.bufs[i][..self.lens[i]]),
                 Out::Reply(i) => {
                     let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
                     reply(&self.plans[i], eth, (&self.services, &self.service_counters), &mut self.reply);
@@ -725,10 +1129,14 @@ impl Worker {
             crypto.refresh();
         }
         {
-            let fabric = &mut *lock(&self.fabric);
+            let replica = &self.replicas[self.index];
+            let fabric = &mut *replica.lock();
+            replica.catch_up(fabric, &mut self.news);
             for read in 0..n {
                 let Some(src) = self.recv.sender(read) else { continue };
                 let segment = self.recv.segment_size(read);
+                let datagrams = self.recv.data(read).len().div_ceil(segment.max(1));
+                replica.counters.underlay_datagrams.fetch_add(datagrams as u64, Relaxed);
                 let mut offset = 0;
                 for datagram in self.recv.data_mut(read).chunks_mut(segment) {
                     let len = datagram.len();
@@ -745,30 +1153,32 @@ impl Worker {
                     offset += len;
                 }
             }
+            fabric.switch.take_learned(&mut self.learned);
         }
+        self.share_learned();
         self.write_decapsulated();
     }
 
     /// Writes decapsulated frames to their ports; consecutive segments of
     /// one flow to one port go up as one frame.
     fn write_decapsulated(&mut self) {
-        let mut joining: Option<Arc<PortIo>> = None;
-        for (at, io) in self.decap_outs.drain(..) {
+        let mut joining: Option<Arc<Queues>> = None;
+        for (at, port) in self.decap_outs.drain(..) {
             let eth = at.of(&self.recv);
-            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &io)) && self.gro.append(eth) {
+            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &port)) && self.gro.append(eth) {
                 continue;
             }
-            if let Some(port) = joining.take() {
-                port.send(self.gro.finish());
+            if let Some(joined) = joining.take() {
+                joined.send(self.index, self.gro.finish());
             }
             if self.gro.start(eth) {
-                joining = Some(io);
+                joining = Some(port);
             } else {
-                io.send_plain(eth);
+                port.send_plain(self.index, eth);
             }
         }
-        if let Some(port) = joining {
-            port.send(self.gro.finish());
+        if let Some(joined) = joining {
+            joined.send(self.index, self.gro.finish());
         }
     }
 }

@@ -27,12 +27,11 @@ impl Lab {
     /// A worker with one network (VNI 1, 10.1.0.0/24, gateway 10.1.0.1)
     /// and a port per MAC, each held to its MAC and 10.1.0.x.
     fn new(macs: &[MacAddr]) -> Lab {
-        let fabric = Arc::new(Mutex::new(Fabric::new(SwitchConfig::default())));
+        let replicas: Arc<[Replica]> = [Replica::new(Fabric::new(SwitchConfig::default(), Arc::default()))].into();
         let (_commands, rx) = channel();
         let wake = Arc::new(sys::eventfd().unwrap());
-        let worker = Worker::new(1, fabric, rx, wake, None, Arc::new(Vec::new()), None).unwrap();
-        let net =
-            lock(&worker.fabric).switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+        let worker = Worker::new(0, replicas, rx, wake, None, Vec::new(), None, Duration::ZERO).unwrap();
+        let net = worker.fabric().switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let mut lab = Lab { worker, net, ports: Vec::new() };
         for mac in macs {
             lab.add_port(net, *mac, Box::new(|mem| Box::new(mem)));
@@ -43,12 +42,14 @@ impl Lab {
     fn add_port(&mut self, net: NetworkId, mac: MacAddr, wrap: Box<dyn Fn(Arc<MemPort>) -> Box<dyn Port>>) {
         let mem = Arc::new(MemPort::default());
         let ip = std::net::Ipv4Addr::new(10, mac.0[3], 0, mac.0[5]);
-        let mut fabric = lock(&self.worker.fabric);
+        let mut fabric = self.worker.fabric();
         let id = fabric.switch.add_port(net).unwrap();
         fabric.switch.set_port_guard(id, PortGuard::Endpoint(EndpointGuard::new(mac, true, Some(ip.into()))));
         let io = Arc::new(PortIo::new(wrap(mem.clone())));
-        fabric.ports.insert(id, io.clone());
-        self.worker.ports.insert(token_of(id), (id, io));
+        let queues = Arc::new(Queues::new(vec![io.clone()]));
+        fabric.ports.insert(id, queues.clone());
+        drop(fabric);
+        self.worker.ports.insert(token_of(id), Polled { id, io, queue: 0, queues });
         self.ports.push((id, mem));
     }
 
@@ -91,7 +92,7 @@ fn frames_go_to_the_ports_the_plan_names_as_they_came() {
 fn an_arp_request_for_a_known_address_is_answered_on_the_ingress_port() {
     let mut lab = Lab::new(&[A, B]);
     let net = lab.net;
-    lock(&lab.worker.fabric).switch.set_neighbors(net, [("10.1.0.3".parse().unwrap(), B)]);
+    lab.worker.fabric().switch.set_neighbors(net, [("10.1.0.3".parse().unwrap(), B)]);
     let mut request = vec![0u8; VNET_HDR_LEN];
     request.extend_from_slice(&[0xff; 6]);
     request.extend_from_slice(&A.0);
@@ -119,11 +120,11 @@ fn routed_frames_are_rewritten_and_refused_ones_answered_with_an_icmp_error() {
         dhcp: false,
     };
     let (front, back) = (lab.net, {
-        lock(&lab.worker.fabric).switch.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap(), false).unwrap()
+        lab.worker.fabric().switch.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap(), false).unwrap()
     });
     lab.add_port(back, C, Box::new(|mem| Box::new(mem)));
     {
-        let mut fabric = lock(&lab.worker.fabric);
+        let mut fabric = lab.worker.fabric();
         let s = &mut fabric.switch;
         s.set_gateway(front, Some(gw(1, 1)));
         s.set_gateway(back, Some(gw(2, 2)));
@@ -178,7 +179,7 @@ fn a_full_queue_is_counted_apart_from_errors() {
     lab.run(1, &[udp(MacAddr::BROADCAST, B, [10, 1, 0, 3], [10, 1, 0, 255], 64)]);
     lab.run(0, &[to_b.clone(), to_b.clone(), to_b.clone(), to_b]);
     assert_eq!(lab.sent(1).len(), 2, "every second write lost");
-    let stats = lock(&lab.worker.fabric).ports[lab.ports[1].0].stats();
+    let stats = lab.worker.fabric().ports[lab.ports[1].0].stats();
     assert_eq!((stats.frames, stats.queue_full, stats.errors), (2, 2, 0));
 }
 
@@ -189,6 +190,34 @@ fn a_frame_the_switch_drops_goes_nowhere() {
     lab.run(0, &[udp(MacAddr::BROADCAST, B, [10, 1, 0, 3], [10, 1, 0, 255], 64)]);
     assert!(lab.sent(0).is_empty() && lab.sent(1).is_empty());
     let drops =
-        lock(&lab.worker.fabric).switch.port_counters(lab.ports[0].0).unwrap().drops[DropReason::SpoofedMac as usize];
+        lab.worker.fabric().switch.port_counters(lab.ports[0].0).unwrap().drops[DropReason::SpoofedMac as usize];
     assert_eq!(drops, 1);
+}
+
+/// Frames into a multi-queue TAP go in through the queue their flow was
+/// read from, whichever worker writes them; frames of flows not seen yet
+/// through the writer's own queue.
+#[test]
+fn answers_go_in_through_the_queue_their_flow_came_out_of() {
+    let mems: Vec<Arc<MemPort>> = (0..2).map(|_| Arc::new(MemPort::default())).collect();
+    let ios: Vec<Arc<PortIo>> =
+        mems.iter().map(|m| Arc::new(PortIo::new(Box::new(m.clone()) as Box<dyn Port>))).collect();
+    let queues = Queues::new(ios);
+    let out = udp(B, A, [10, 1, 0, 2], [10, 1, 0, 3], 64);
+    let mut back = vec![0u8; VNET_HDR_LEN];
+    PacketBuilder::ethernet2(B.0, A.0)
+        .ipv4([10, 1, 0, 3], [10, 1, 0, 2], 64)
+        .udp(9, 40000)
+        .write(&mut back, b"hi")
+        .unwrap();
+    let other = udp(A, B, [10, 1, 0, 3], [10, 1, 0, 9], 64);
+    queues.read(1, &out[VNET_HDR_LEN..]);
+    queues.send(0, &back);
+    queues.send(0, &other);
+    assert_eq!(mems[1].sent(), vec![back.clone()], "the answer, by worker 0, through queue 1");
+    assert_eq!(mems[0].sent(), vec![other], "an unseen flow through worker 0's own queue");
+    queues.read(0, &out[VNET_HDR_LEN..]);
+    queues.send_plain(1, &back[VNET_HDR_LEN..]);
+    assert_eq!(mems[0].sent().len(), 1, "the flow moved to queue 0, its answers too");
+    assert!(mems[1].sent().is_empty());
 }

@@ -73,7 +73,9 @@ pub fn start(
     let path = format!("/proc/self/fd/{}", netns.as_raw_fd());
     let (tap, listener) = netns::run_in(&path, || -> io::Result<_> {
         let name = IfName::new("gw0").expect("a valid name");
-        let (fd, _) = tap::attach(&name).map_err(io::Error::other)?;
+        // One queue: it carries DNS over TCP only.
+        let (mut fds, _) = tap::attach(&name, 1).map_err(io::Error::other)?;
+        let fd = fds.swap_remove(0);
         // Not persistent: the TAP goes when switchd does.
         tap::set_persist(&fd, false)?;
         // Quiet: no IPv6 autoconfiguration chatter (IPv4 only, like the gateway).
@@ -110,9 +112,10 @@ pub fn host_tap(
     mac: MacAddr,
     mtu: u32,
     persist: bool,
-) -> io::Result<OwnedFd> {
-    let (fd, _) = tap::attach(name).map_err(io::Error::other)?;
-    tap::set_persist(&fd, persist)?;
+    queues: usize,
+) -> io::Result<Vec<OwnedFd>> {
+    let (fds, _) = tap::attach(name, queues).map_err(io::Error::other)?;
+    tap::set_persist(&fds[0], persist)?;
     netlink::configure(&netlink::LinkSetup {
         name: name.to_string(),
         rename: None,
@@ -122,7 +125,7 @@ pub fn host_tap(
         default_gateway: None,
         routes: Vec::new(),
     })?;
-    Ok(fd)
+    Ok(fds)
 }
 
 async fn serve_dns(listener: tokio::net::TcpListener, network: NetworkId, tables: TablesSource) {

@@ -31,6 +31,10 @@ impl IfReq {
     pub fn set_flags(&mut self, flags: libc::c_short) {
         self.union[..2].copy_from_slice(&flags.to_ne_bytes());
     }
+
+    pub fn flags(&self) -> libc::c_short {
+        libc::c_short::from_ne_bytes([self.union[0], self.union[1]])
+    }
 }
 
 /// An ioctl whose argument is a pointer to `arg`.

@@ -40,8 +40,33 @@ pub enum TapError {
 }
 
 /// Opens the TAP `name` in the calling thread's network namespace, creating
-/// it if there is none, and makes it persistent. The fd is non-blocking.
-pub fn attach(name: &IfName) -> Result<(OwnedFd, Attached), TapError> {
+/// it if there is none, and makes it persistent: `queues` queues of it (one
+/// per data-plane worker; the kernel keeps each flow the container sends on
+/// one queue), or one when the device is not multi-queue (made by
+/// `ip tuntap` without `multi_queue`). The fds are non-blocking.
+pub fn attach(name: &IfName, queues: usize) -> Result<(Vec<OwnedFd>, Attached), TapError> {
+    let (first, attached) = open_queue(name, true)?;
+    let mut fds = vec![first];
+    if attached == Attached::Created || is_multi_queue(&fds[0]) {
+        for _ in 1..queues {
+            fds.push(open_queue(name, false)?.0);
+        }
+    }
+    set_persist(&fds[0], true).map_err(|e| TapError::Io(name.to_string(), e))?;
+    Ok((fds, attached))
+}
+
+/// Whether the device behind `fd` was made with `IFF_MULTI_QUEUE`.
+fn is_multi_queue(fd: &OwnedFd) -> bool {
+    let mut req = IfReq::new("");
+    // SAFETY: TUNGETIFF writes a `struct ifreq`, which `IfReq` is.
+    unsafe { sys::ioctl_ptr(fd.as_fd(), libc::TUNGETIFF, &mut req) }.is_ok()
+        && req.flags() & libc::IFF_MULTI_QUEUE as libc::c_short != 0
+}
+
+/// Opens one queue of TAP `name` (creating the device if `create` and
+/// there is none) with the virtio header and offloads set.
+fn open_queue(name: &IfName, create: bool) -> Result<(OwnedFd, Attached), TapError> {
     let io_err = |e| TapError::Io(name.to_string(), e);
     let fd = sys::open("/dev/net/tun", libc::O_RDWR | libc::O_NONBLOCK).map_err(TapError::NoTunDevice)?;
     let set_iff = |flags: libc::c_int| {
@@ -50,9 +75,11 @@ pub fn attach(name: &IfName) -> Result<(OwnedFd, Attached), TapError> {
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` is.
         unsafe { sys::ioctl_ptr(fd.as_fd(), libc::TUNSETIFF, &mut req) }
     };
-    let attached = match set_iff(TAP_FLAGS | libc::IFF_MULTI_QUEUE | libc::IFF_TUN_EXCL) {
-        Ok(()) => Attached::Created,
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+    let exclusive = if create { libc::IFF_TUN_EXCL } else { 0 };
+    let attached = match set_iff(TAP_FLAGS | libc::IFF_MULTI_QUEUE | exclusive) {
+        Ok(()) if create => Attached::Created,
+        Ok(()) => Attached::Existing,
+        Err(e) if create && e.raw_os_error() == Some(libc::EBUSY) => {
             // It exists. Ours are multi-queue; one made by `ip tuntap` may not be.
             set_iff(TAP_FLAGS | libc::IFF_MULTI_QUEUE).or_else(|_| set_iff(TAP_FLAGS)).map_err(|e| {
                 match e.raw_os_error() {
@@ -72,7 +99,6 @@ pub fn attach(name: &IfName) -> Result<(OwnedFd, Attached), TapError> {
     sys::ioctl_int(fd.as_fd(), libc::TUNSETOFFLOAD, (offloads | libc::TUN_F_USO4 | libc::TUN_F_USO6).into())
         .or_else(|_| sys::ioctl_int(fd.as_fd(), libc::TUNSETOFFLOAD, offloads.into()))
         .map_err(io_err)?;
-    set_persist(&fd, true).map_err(io_err)?;
     Ok((fd, attached))
 }
 

@@ -1,13 +1,16 @@
 //! The underlay's UDP sockets: VXLAN in and out.
 //!
-//! One receive socket is bound to `underlay_ip:vxlan_port` (`SO_REUSEPORT`),
-//! read by one worker with `recvmmsg` and `UDP_GRO`: a burst of datagrams
-//! of one flow arrives in one read, its segment size in a control message.
-//! Sending uses a small pool of sockets bound to `underlay_ip` and ephemeral
-//! ports: the flow hash of the inner frame picks the socket, so its port is
-//! the outer source port (a UDP socket cannot choose a source port per
-//! datagram), and one `sendmmsg` entry with `UDP_SEGMENT` carries up to
-//! 64 KiB of equal-sized datagrams, as many as a TSO segment makes.
+//! Each worker has a receive socket bound to `underlay_ip:vxlan_port`, all
+//! in one `SO_REUSEPORT` group ([`bind_rx_group`]), read with `recvmmsg`
+//! and `UDP_GRO`: a burst of datagrams of one flow arrives in one read, its
+//! segment size in a control message. Each worker sends through its own
+//! small pool of sockets bound to `underlay_ip` and ephemeral ports: the
+//! flow hash of the inner frame picks the socket, so its port is the outer
+//! source port (a UDP socket cannot choose a source port per datagram), and
+//! one `sendmmsg` entry with `UDP_SEGMENT` carries up to 64 KiB of
+//! equal-sized datagrams, as many as a TSO segment makes. A socket is one
+//! sealing lane (see `dataplane::crypto`), so the kernel's GRO, which joins
+//! datagrams by 4-tuple, never mixes two lanes.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -31,6 +34,41 @@ fn udp_socket(ip: IpAddr) -> io::Result<Socket> {
         socket.set_only_v6(true)?;
     }
     Ok(socket)
+}
+
+/// `workers` receive sockets on `addr`, one per data-plane worker, in one
+/// `SO_REUSEPORT` group. The kernel spreads plain VXLAN over them by its
+/// 4-tuple hash (so one flow stays on one worker); sealed datagrams go to
+/// socket `lane % workers` (a classic BPF program reads the lane from the
+/// header), so each sender lane's replay window lives in exactly one worker
+/// however the sender's ports are spoofed.
+pub fn bind_rx_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<OwnedFd>> {
+    let group = (0..workers.max(1)).map(|_| bind_rx(addr)).collect::<io::Result<Vec<_>>>()?;
+    if group.len() > 1 {
+        steer_by_lane(&group[0], group.len() as u32)?;
+    }
+    Ok(group)
+}
+
+/// Attaches the group's steering program (see [`bind_rx_group`]). It sees
+/// the UDP payload from offset 0; an index past the group makes the kernel
+/// fall back to its hash.
+fn steer_by_lane(fd: &OwnedFd, workers: u32) -> io::Result<()> {
+    use switchd_wire::sealed::field;
+    let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+    let mut program = [
+        op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, field::FLAGS as u32),
+        // Sealed: on to the lane; plain: to the hash.
+        op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 0, 3, u32::from(switchd_wire::vxlan::FLAG_SEALED)),
+        op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, 0, 0, field::LANE as u32),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, 0, 0, workers),
+        op(libc::BPF_RET | libc::BPF_A, 0, 0, 0),
+        op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+    ];
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+    // SAFETY: SO_ATTACH_REUSEPORT_CBPF takes a sock_fprog, which the kernel
+    // copies (with the program it points to) during the call.
+    unsafe { sys::setsockopt(std::os::fd::AsFd::as_fd(fd), libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &prog) }
 }
 
 /// The receive socket on `addr` (`underlay_ip:vxlan_port`).

@@ -42,9 +42,16 @@ pub struct Entry {
     pub location: Location,
     pub last_seen: Instant,
     pub kind: Kind,
+    /// When this table last told its replicas of the entry (see
+    /// [`Learned::Renewed`]).
+    shared: Instant,
 }
 
 impl Entry {
+    fn learned(location: Location, now: Instant) -> Self {
+        Entry { location, last_seen: now, kind: Kind::Learned, shared: now }
+    }
+
     fn is_live(&self, now: Instant, aging: Duration) -> bool {
         self.kind == Kind::Gossip || now.saturating_duration_since(self.last_seen) <= aging
     }
@@ -60,6 +67,10 @@ impl Entry {
 pub enum Learned {
     /// Already known here; its age was reset.
     Refreshed,
+    /// Refreshed, and not shared for `share_every`: replicas that never see
+    /// this MAC's frames should hear that it is still there before it ages
+    /// out of their tables.
+    Renewed,
     /// A new entry.
     New,
     /// Known elsewhere before; now here. `counted`: the old entry counted
@@ -96,12 +107,14 @@ impl Fdb {
 
     /// Records `mac` at `location`. `may_add` is asked before a new or
     /// moved entry is made (a refresh never needs permission); its `Err` is
-    /// returned and nothing changes.
+    /// returned and nothing changes. A refresh of an entry not shared for
+    /// `share_every` is [`Learned::Renewed`].
     pub fn learn<E>(
         &mut self,
         mac: MacAddr,
         location: Location,
         now: Instant,
+        share_every: Duration,
         may_add: impl FnOnce() -> Result<(), E>,
     ) -> Result<Learned, E> {
         use hashbrown::hash_map::Entry as Slot;
@@ -110,17 +123,50 @@ impl Fdb {
                 let entry = slot.get_mut();
                 if entry.location == location {
                     entry.last_seen = now;
-                    return Ok(Learned::Refreshed);
+                    if now.saturating_duration_since(entry.shared) < share_every {
+                        return Ok(Learned::Refreshed);
+                    }
+                    entry.shared = now;
+                    return Ok(Learned::Renewed);
                 }
                 may_add()?;
                 let (from, counted) = (entry.location, entry.counts());
-                *entry = Entry { location, last_seen: now, kind: Kind::Learned };
+                *entry = Entry::learned(location, now);
                 Ok(Learned::Moved { from, counted })
             }
             Slot::Vacant(slot) => {
                 may_add()?;
-                slot.insert(Entry { location, last_seen: now, kind: Kind::Learned });
+                slot.insert(Entry::learned(location, now));
                 Ok(Learned::New)
+            }
+        }
+    }
+
+    /// Takes what a replica learned at `at` (see [`Learned`]), unless this
+    /// table has seen the MAC somewhere since: the latest sighting wins,
+    /// so replicas agree however their news cross. What a replica learned
+    /// was allowed there (guard, limits); it is not asked again. Returns
+    /// what changed, as `learn` would.
+    pub fn apply(&mut self, mac: MacAddr, location: Location, at: Instant) -> Option<Learned> {
+        use hashbrown::hash_map::Entry as Slot;
+        match self.entries.entry(mac.to_u64()) {
+            Slot::Occupied(mut slot) => {
+                let entry = slot.get_mut();
+                if entry.location == location {
+                    entry.last_seen = entry.last_seen.max(at);
+                    entry.shared = entry.shared.max(at);
+                    return Some(Learned::Refreshed);
+                }
+                if entry.kind == Kind::Learned && entry.last_seen > at {
+                    return None;
+                }
+                let (from, counted) = (entry.location, entry.counts());
+                *entry = Entry::learned(location, at);
+                Some(Learned::Moved { from, counted })
+            }
+            Slot::Vacant(slot) => {
+                slot.insert(Entry::learned(location, at));
+                Some(Learned::New)
             }
         }
     }
@@ -131,7 +177,7 @@ impl Fdb {
         let wanted: HashMap<u64, VtepId> = macs.iter().map(|(m, v)| (m.to_u64(), *v)).collect();
         self.entries.retain(|mac, e| e.kind == Kind::Learned || wanted.contains_key(mac));
         for (mac, vtep) in wanted {
-            let gossip = Entry { location: Location::Vtep(vtep), last_seen: now, kind: Kind::Gossip };
+            let gossip = Entry { location: Location::Vtep(vtep), last_seen: now, kind: Kind::Gossip, shared: now };
             match self.entries.get_mut(&mac) {
                 // Seen on a local port: that container is here, whatever gossip says.
                 Some(e) if e.kind == Kind::Learned && matches!(e.location, Location::Port(_)) => {}

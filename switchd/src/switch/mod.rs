@@ -193,6 +193,10 @@ drop_reasons! {
     /// The table of sessions is full; the packet is dropped rather than
     /// an old session forgotten.
     SessionLimit = "session_limit",
+    /// Sealed on a lane another worker of this host opens (its replay
+    /// window is there): the datagram reached the wrong socket, spoofed or
+    /// joined by the kernel with another lane's.
+    WrongLane = "wrong_lane",
     /// A frame for an encrypted network this host holds no key for: never sent in plaintext.
     NoKey = "no_key",
     /// A GSO frame for a remote host that could not be segmented.
@@ -248,6 +252,7 @@ impl From<sealed::Refused> for DropReason {
             sealed::Refused::Open(OpenError::AuthFailed) => DropReason::AuthFailed,
             sealed::Refused::Open(OpenError::Replayed) => DropReason::Replayed,
             sealed::Refused::Open(OpenError::SessionLimit) => DropReason::SessionLimit,
+            sealed::Refused::OtherLane => DropReason::WrongLane,
         }
     }
 }
@@ -262,14 +267,29 @@ impl From<vxlan::Error> for DropReason {
 }
 
 /// Frames and bytes received, plus drops by reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     pub frames: u64,
     pub bytes: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { frames: 0, bytes: 0, drops: [0; DropReason::COUNT] }
+    }
+}
+
 impl Counters {
+    /// Adds `other`'s counts (another worker's) to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+        for (mine, theirs) in self.drops.iter_mut().zip(other.drops) {
+            *mine += theirs;
+        }
+    }
+
     pub fn count(&mut self, bytes: usize) {
         self.frames += 1;
         self.bytes += bytes as u64;
@@ -419,9 +439,24 @@ pub struct VtepInfo {
     pub learned: u32,
 }
 
+/// A MAC one replica of the switch learned (new, moved, or still there
+/// after a while), for the other replicas: every data-plane worker decides
+/// with its own copy of the tables, and they share what traffic taught them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learning {
+    pub network: NetworkId,
+    pub mac: MacAddr,
+    pub location: Location,
+    pub at: Instant,
+}
+
 #[derive(Debug)]
 pub struct Switch {
     config: SwitchConfig,
+    /// Whether other replicas need to hear what this one learns.
+    replicated: bool,
+    /// What they need to hear, until taken ([`Switch::take_learned`]).
+    learned: Vec<Learning>,
     networks: SlotMap<NetworkId, Network>,
     by_vni: HashMap<Vni, NetworkId>,
     ports: SlotMap<PortId, Port>,
@@ -435,6 +470,8 @@ impl Switch {
     pub fn new(config: SwitchConfig) -> Self {
         Switch {
             config,
+            replicated: false,
+            learned: Vec::new(),
             networks: SlotMap::with_key(),
             by_vni: HashMap::new(),
             ports: SlotMap::with_key(),
@@ -446,6 +483,43 @@ impl Switch {
 
     pub fn config(&self) -> SwitchConfig {
         self.config
+    }
+
+    /// Makes this switch one of several replicas: from now on it keeps what
+    /// it learns for [`Switch::take_learned`].
+    pub fn set_replicated(&mut self, replicated: bool) {
+        self.replicated = replicated;
+    }
+
+    /// What this replica learned since the last call, for the others
+    /// ([`Switch::apply_learning`]); `into` is cleared first.
+    pub fn take_learned(&mut self, into: &mut Vec<Learning>) {
+        into.clear();
+        std::mem::swap(&mut self.learned, into);
+    }
+
+    /// Takes what another replica learned, unless this one has seen the
+    /// MAC elsewhere since, or its port, VTEP or network is gone.
+    pub fn apply_learning(&mut self, learning: &Learning) {
+        let Some(net) = self.networks.get_mut(learning.network) else { return };
+        let here = match learning.location {
+            Location::Port(p) => self.ports.get(p).is_some_and(|p| p.network == learning.network),
+            Location::Vtep(v) => self.vteps.contains_key(v),
+        };
+        if !here {
+            return;
+        }
+        let (ports, vteps) = (&mut self.ports, &mut self.vteps);
+        match net.fdb.apply(learning.mac, learning.location, learning.at) {
+            Some(Learned::New) => *learned_mut(ports, vteps, learning.location).expect("checked") += 1,
+            Some(Learned::Moved { from, counted }) => {
+                *learned_mut(ports, vteps, learning.location).expect("checked") += 1;
+                if counted && let Some(n) = learned_mut(ports, vteps, from) {
+                    *n -= 1;
+                }
+            }
+            Some(Learned::Refreshed | Learned::Renewed) | None => {}
+        }
     }
 
     /// Adds a network. `None` if its VNI is taken.
@@ -801,9 +875,14 @@ impl Switch {
                 Ok(())
             }
         };
-        match if as_gateway { Ok(Learned::Refreshed) } else { net.fdb.learn(src, ingress, now, may_add) } {
+        // Replicas hear of a refreshed entry well before it would age out
+        // of theirs.
+        let share_every = if self.replicated { config.mac_aging_time / 4 } else { Duration::MAX };
+        let learned =
+            if as_gateway { Ok(Learned::Refreshed) } else { net.fdb.learn(src, ingress, now, share_every, may_add) };
+        match learned {
             Err(reason) => return counters_mut(ports, vteps, ingress).drop(reason),
-            Ok(Learned::Refreshed) => {}
+            Ok(Learned::Refreshed | Learned::Renewed) => {}
             Ok(Learned::New) => *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1,
             Ok(Learned::Moved { from, counted }) => {
                 *learned_mut(ports, vteps, ingress).expect("ingress exists") += 1;
@@ -812,6 +891,9 @@ impl Switch {
                 }
                 net.moves += 1;
             }
+        }
+        if self.replicated && matches!(learned, Ok(Learned::New | Learned::Moved { .. } | Learned::Renewed)) {
+            self.learned.push(Learning { network, mac: src, location: ingress, at: now });
         }
 
         if let Location::Port(port) = ingress

@@ -11,6 +11,11 @@ const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
 const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
 
 impl Switch {
+    /// How many MACs a port has learned (counted against its limit).
+    fn port_learned(&self, port: PortId) -> u32 {
+        self.ports[port].learned
+    }
+
     /// The decision alone, for tests that assert it.
     fn handle_frame_action(&mut self, now: Instant, ingress: PortId, buf: &[u8]) -> Action {
         let mut plan = Plan::default();
@@ -758,4 +763,71 @@ fn gso_frames_asking_for_tiny_segments_are_dropped() {
     assert_eq!(l.sw.port_counters(l.p1).unwrap().drops[DropReason::BadGso as usize], 1);
     tso[4..6].copy_from_slice(&1448u16.to_le_bytes());
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p1, &tso), flood(l.net, l.p1));
+}
+
+/// Two replicas of one switch, built alike (as the data plane changes all
+/// of its workers' replicas alike), passing each other what they learn.
+fn replicas(config: SwitchConfig) -> (Lab, Lab) {
+    let (mut a, mut b) = (lab(config), lab(config));
+    assert_eq!((a.net, a.p1, a.p2, a.p3), (b.net, b.p1, b.p2, b.p3), "replicas built alike agree on ids");
+    b.t0 = a.t0;
+    a.sw.set_replicated(true);
+    b.sw.set_replicated(true);
+    (a, b)
+}
+
+fn pass_on(from: &mut Switch, to: &mut Switch) -> usize {
+    let mut news = Vec::new();
+    from.take_learned(&mut news);
+    for learning in &news {
+        to.apply_learning(learning);
+    }
+    news.len()
+}
+
+#[test]
+fn a_replica_forwards_to_what_another_learned() {
+    let (mut a, mut b) = replicas(SwitchConfig::default());
+    assert_eq!(a.sw.handle_frame_action(a.t0, a.p1, &frame(B, A)), flood(a.net, a.p1));
+    assert_eq!(pass_on(&mut a.sw, &mut b.sw), 1);
+    assert_eq!(b.sw.handle_frame_action(b.t0, b.p2, &frame(A, B)), Action::Deliver(b.p1), "b knows A from a");
+    assert_eq!(b.sw.fdb(b.net, b.t0).len(), 2);
+    // A refresh is news only once in a quarter of the aging time.
+    a.sw.handle_frame_action(a.t0 + Duration::from_secs(1), a.p1, &frame(B, A));
+    assert_eq!(pass_on(&mut a.sw, &mut b.sw), 0);
+    let later = a.t0 + Duration::from_secs(100);
+    a.sw.handle_frame_action(later, a.p1, &frame(B, A));
+    assert_eq!(pass_on(&mut a.sw, &mut b.sw), 1, "still there: b hears before A would age out of its table");
+    // Past b's own sighting (at t0) by the aging time, but a saw A later.
+    let aged = a.t0 + Duration::from_secs(350);
+    assert_eq!(b.sw.handle_frame_action(aged, b.p2, &frame(A, B)), Action::Deliver(b.p1));
+    // Unreplicated switches keep nothing to pass on.
+    let mut single = lab(SwitchConfig::default());
+    single.sw.handle_frame_action(single.t0, single.p1, &frame(B, A));
+    assert_eq!(pass_on(&mut single.sw, &mut b.sw), 0);
+}
+
+#[test]
+fn replicas_agree_on_the_latest_sighting_whatever_order_news_crosses_in() {
+    let (mut a, mut b) = replicas(SwitchConfig::default());
+    // A seen on p1 by replica a, then (later) on p2 by replica b; the news
+    // cross.
+    a.sw.handle_frame_action(a.t0, a.p1, &frame(B, A));
+    b.sw.handle_frame_action(b.t0 + Duration::from_millis(5), b.p2, &frame(B, A));
+    let (mut news_a, mut news_b) = (Vec::new(), Vec::new());
+    a.sw.take_learned(&mut news_a);
+    b.sw.take_learned(&mut news_b);
+    news_b.iter().for_each(|l| a.sw.apply_learning(l));
+    news_a.iter().for_each(|l| b.sw.apply_learning(l));
+    let t = a.t0 + Duration::from_millis(10);
+    for sw in [&mut a.sw, &mut b.sw] {
+        assert_eq!(sw.handle_frame_action(t, a.p3, &frame(A, C)), Action::Deliver(a.p2), "the later sighting wins");
+        assert_eq!(sw.port_learned(a.p1), 0, "p1 no longer counts A");
+        assert_eq!(sw.port_learned(a.p2), 1);
+    }
+    // News about a port that is gone is ignored.
+    a.sw.handle_frame_action(t, a.p1, &frame(C, B));
+    b.sw.remove_port(b.p1);
+    assert_eq!(pass_on(&mut a.sw, &mut b.sw), 2, "C (new on p3) and B (new on p1)");
+    assert!(b.sw.fdb(b.net, t).iter().all(|(_, at, ..)| *at != Location::Port(b.p1)));
 }
