@@ -163,5 +163,56 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// The decision path on 1, 2 and 4 threads at once, as the data plane runs
+/// it: each worker decides with its own replica of the tables, behind a
+/// lock only it takes (once per batch of 32 frames), so workers share
+/// nothing on the path of a frame. Throughput is decisions per second over
+/// all threads: it should grow with the threads up to the cores.
+fn parallel(c: &mut Criterion) {
+    const BATCH: u64 = 32;
+    let mut group = c.benchmark_group("parallel");
+    let now = Instant::now();
+    for threads in [1usize, 2, 4] {
+        let replicas: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut sw = Switch::new(SwitchConfig::default());
+                sw.set_replicated(threads > 1);
+                let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+                let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
+                let mut plan = Plan::default();
+                decide(&mut sw, &mut plan, now, p2, &build_plain(mac(1), mac(2), 0x0800, 46));
+                decide(&mut sw, &mut plan, now, p1, &build_plain(mac(2), mac(1), 0x0800, 46));
+                (std::sync::Mutex::new(sw), p1, p2)
+            })
+            .collect();
+        let frame = build_plain(mac(2), mac(1), 0x0800, 1450);
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(format!("learned_unicast_{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for (replica, p1, p2) in &replicas {
+                        let frame = &frame;
+                        scope.spawn(move || {
+                            let mut plan = Plan::default();
+                            let mut done = 0;
+                            while done < iters {
+                                let mut sw = replica.lock().unwrap();
+                                for _ in 0..BATCH.min(iters - done) {
+                                    let action = decide(&mut sw, &mut plan, now, *p1, black_box(frame));
+                                    debug_assert_eq!(action, Action::Deliver(*p2));
+                                }
+                                done += BATCH.min(iters - done);
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, parallel);
 criterion_main!(benches);
