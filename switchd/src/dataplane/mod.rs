@@ -511,9 +511,7 @@ impl Dataplane {
                 replicas.clone(),
                 commands,
                 wake.clone(),
-                underlay_rx,
-                pools.next().unwrap_or_default(),
-                crypto,
+                WorkerUnderlay { rx: underlay_rx, tx: pools.next().unwrap_or_default(), crypto },
                 busy_poll,
             )?;
             let epoll = worker.epoll.clone();
@@ -821,6 +819,14 @@ enum Out {
     Reply(usize),
 }
 
+/// A worker's share of the underlay: its receive socket, its send pool, its
+/// keys and sessions (none of them without an underlay).
+struct WorkerUnderlay {
+    rx: Option<OwnedFd>,
+    tx: Vec<OwnedFd>,
+    crypto: Option<WorkerCrypto>,
+}
+
 struct Worker {
     index: usize,
     /// Every worker's replica; this worker's is `replicas[index]`.
@@ -871,9 +877,7 @@ impl Worker {
         replicas: Arc<[Replica]>,
         commands: Receiver<Command>,
         wake: Arc<OwnedFd>,
-        underlay_rx: Option<OwnedFd>,
-        tx_pool: Vec<OwnedFd>,
-        crypto: Option<WorkerCrypto>,
+        WorkerUnderlay { rx: underlay_rx, tx: tx_pool, crypto }: WorkerUnderlay,
         busy_poll: Duration,
     ) -> io::Result<Self> {
         let (sweep_every, service_counters) = {

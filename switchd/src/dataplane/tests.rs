@@ -30,7 +30,8 @@ impl Lab {
         let replicas: Arc<[Replica]> = [Replica::new(Fabric::new(SwitchConfig::default(), Arc::default()))].into();
         let (_commands, rx) = channel();
         let wake = Arc::new(sys::eventfd().unwrap());
-        let worker = Worker::new(0, replicas, rx, wake, None, Vec::new(), None, Duration::ZERO).unwrap();
+        let none = WorkerUnderlay { rx: None, tx: Vec::new(), crypto: None };
+        let worker = Worker::new(0, replicas, rx, wake, none, Duration::ZERO).unwrap();
         let net = worker.fabric().switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let mut lab = Lab { worker, net, ports: Vec::new() };
         for mac in macs {
