@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmarks run, if missing, from
-# one list. `deps.sh --resolve` asks apt-get, without installing anything,
-# whether the whole list installs together on this machine (whatever is
-# installed now): the test suite runs it, so a conflict between two
-# packages of the list fails CI on every machine, not only on fresh ones.
+# one list; `deps.sh --bench` also what only benches/compare.sh runs (the
+# second list). `deps.sh --resolve` asks apt-get, without installing
+# anything, whether both lists install together on this machine (whatever
+# is installed now): the test suite runs it, so a conflict between two
+# packages of the lists fails CI on every machine, not only on fresh ones.
 set -euo pipefail
 
 # Every package the scripts may ask for, and what shows it is installed:
@@ -29,11 +30,19 @@ PACKAGES=(
   "busybox-static   ="
 )
 
-all_packages() { for entry in "${PACKAGES[@]}"; do echo "${entry%% *}"; done; }
+# Only the benchmarks ask for these (`deps.sh --bench`): sockperf for the
+# request/response test, wireguard-go and wg for the userspace VPN reference.
+BENCH_PACKAGES=(
+  "sockperf         sockperf"
+  "wireguard-go     wireguard-go"
+  "wireguard-tools  wg"
+)
 
-missing_packages() {
+all_packages() { for entry in "${PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do echo "${entry%% *}"; done; }
+
+missing_packages() {  # the entries to check
   local entry pkg checks c
-  for entry in "${PACKAGES[@]}"; do
+  for entry in "$@"; do
     read -r pkg checks <<<"$entry"
     for c in $checks; do
       if [ "$c" = "=" ]; then
@@ -80,7 +89,11 @@ if [ "${1:-}" = "--resolve" ]; then
   exit
 fi
 
-mapfile -t need < <(missing_packages | sort -u)
+wanted=("${PACKAGES[@]}")
+if [ "${1:-}" = "--bench" ]; then
+  wanted+=("${BENCH_PACKAGES[@]}")
+fi
+mapfile -t need < <(missing_packages "${wanted[@]}" | sort -u)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   # Install nginx and redis without starting their services: the tests

@@ -166,14 +166,55 @@ impl NetworkConfig {
     pub fn is_encrypted(&self) -> bool {
         self.encryption.is_some()
     }
+
+    /// Whether two hosts define the network alike. The cipher is left out:
+    /// it is what each sender seals with, every sealed header names it and
+    /// every host opens both, so hosts that seal differently still carry
+    /// the network together (see [`Encryption`]). Everything else counts,
+    /// whether it is encrypted and with which key ring included.
+    pub fn same_definition(&self, other: &NetworkConfig) -> bool {
+        let without_cipher = |n: &NetworkConfig| {
+            let mut n = n.clone();
+            if let Some(e) = &mut n.encryption {
+                (e.cipher, e.default_cipher) = (Cipher::ChaCha20Poly1305, false);
+            }
+            n
+        };
+        without_cipher(self) == without_cipher(other)
+    }
+
+    /// The network as this host carries it: a default cipher becomes this
+    /// CPU's ([`Cipher::preferred`]), a named one stays. For a definition
+    /// from another host (gossip) or another boot (state files).
+    pub fn with_this_hosts_cipher(mut self) -> NetworkConfig {
+        if let Some(e) = &mut self.encryption
+            && e.default_cipher
+        {
+            e.cipher = Cipher::preferred();
+        }
+        self
+    }
 }
 
 /// How an encrypted network seals its traffic.
+///
+/// The cipher is each host's own: a host seals with `cipher`, names it in
+/// every sealed header, and opens both ciphers, so a network whose hosts
+/// seal differently works both ways. Named in the config (`cipher =`,
+/// `--cipher`), the cipher is used on every host carrying the network
+/// (others adopt it with the definition); not named (`default_cipher`),
+/// each host seals with the faster one on its own CPU: AES-256-GCM with AES
+/// instructions, ChaCha20-Poly1305 without.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Encryption {
     /// What this host seals with; a receiver opens either cipher.
     #[serde(with = "cipher_name")]
     pub cipher: Cipher,
+    /// No cipher was named: `cipher` is this host's default, and a host
+    /// adopting the network picks its own. Absent in older state files
+    /// and gossip, whose cipher is then kept as if named.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_cipher: bool,
     /// Where its keys come from.
     pub key: KeySource,
 }

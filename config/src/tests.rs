@@ -488,13 +488,22 @@ fn encrypted_networks() {
     let c = parse_here(&format!(
         "{host}{gossip}[[network]]\nname = \"a\"\nvni = 1\nencrypted = true\n\
          [[network]]\nname = \"b\"\nvni = 2\nencrypted = true\ncipher = \"aes-256-gcm\"\nkey_file = \"secret.key\"\n\
-         [[network]]\nname = \"c\"\nvni = 3\n"
+         [[network]]\nname = \"c\"\nvni = 3\n\
+         [[network]]\nname = \"d\"\nvni = 4\nencrypted = true\ncipher = \"chacha20-poly1305\"\n"
     ))
     .unwrap();
-    let (a, b, plain) = (&c.networks[0], &c.networks[1], &c.networks[2]);
-    assert_eq!(a.encryption, Some(Encryption { cipher: Cipher::ChaCha20Poly1305, key: KeySource::Cluster }));
+    let (a, b, plain, d) = (&c.networks[0], &c.networks[1], &c.networks[2], &c.networks[3]);
+    // No cipher named: the faster one on this CPU, marked as the default.
+    let here = Cipher::preferred();
+    assert_eq!(a.encryption, Some(Encryption { cipher: here, default_cipher: true, key: KeySource::Cluster }));
     assert_eq!(a.mtu.get(), 1500 - 50 - 36, "the crypto overhead comes off the default MTU");
-    assert_eq!(b.encryption, Some(Encryption { cipher: Cipher::Aes256Gcm, key: KeySource::Own }));
+    // A named cipher wins, whatever the CPU.
+    assert_eq!(
+        b.encryption,
+        Some(Encryption { cipher: Cipher::Aes256Gcm, default_cipher: false, key: KeySource::Own })
+    );
+    let chacha = Encryption { cipher: Cipher::ChaCha20Poly1305, default_cipher: false, key: KeySource::Cluster };
+    assert_eq!(d.encryption, Some(chacha));
     assert_eq!(c.network_key_files.get(&b.name), Some(&dir.join("secret.key")));
     assert_eq!((plain.encryption, plain.mtu.get()), (None, 1450));
 
@@ -524,6 +533,50 @@ fn encrypted_networks() {
     let w = c.warnings();
     assert!(w[0].contains("mtu 1450 plus 86 bytes of sealed VXLAN exceeds underlay_mtu 1500"), "{w:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_networks_cipher_is_each_hosts_and_not_part_of_its_definition() {
+    let net = |encryption: Option<Encryption>| NetworkConfig {
+        name: Name::new("vault").unwrap(),
+        vni: Vni::new(300).unwrap(),
+        subnet: None,
+        gateway: None,
+        mtu: Mtu::new(1414).unwrap(),
+        internal: false,
+        encryption,
+        dns: false,
+        dhcp: false,
+        host_access: false,
+    };
+    let sealed = |cipher, default_cipher, key| net(Some(Encryption { cipher, default_cipher, key }));
+    let (aes, chacha) = (Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305);
+    // Hosts with different CPUs defaulting differently, or naming different
+    // ciphers, define the same network: each opens what the other seals.
+    let on_aes_cpu = sealed(aes, true, KeySource::Cluster);
+    let elsewhere = sealed(chacha, true, KeySource::Cluster);
+    assert!(on_aes_cpu.same_definition(&elsewhere));
+    assert!(on_aes_cpu.same_definition(&sealed(chacha, false, KeySource::Cluster)));
+    // What does differ: the key ring, and whether it is encrypted at all.
+    assert!(!on_aes_cpu.same_definition(&sealed(aes, true, KeySource::Own)));
+    assert!(!on_aes_cpu.same_definition(&net(None)));
+    assert!(!on_aes_cpu.same_definition(&NetworkConfig { mtu: Mtu::new(1400).unwrap(), ..on_aes_cpu.clone() }));
+
+    // Adopted here, a default cipher becomes this CPU's; a named one stays.
+    let here = Cipher::preferred();
+    assert_eq!(elsewhere.clone().with_this_hosts_cipher(), sealed(here, true, KeySource::Cluster));
+    assert_eq!(on_aes_cpu.clone().with_this_hosts_cipher(), sealed(here, true, KeySource::Cluster));
+    let named = sealed(aes, false, KeySource::Own);
+    assert_eq!(named.clone().with_this_hosts_cipher(), named);
+    assert_eq!(net(None).with_this_hosts_cipher(), net(None));
+
+    // State files and gossip: the flag only when set; a definition without
+    // it (an older version's) keeps its cipher as named.
+    let json = serde_json::to_string(&on_aes_cpu.encryption).unwrap();
+    assert_eq!(json, r#"{"cipher":"aes-256-gcm","default_cipher":true,"key":"cluster"}"#);
+    assert_eq!(serde_json::to_string(&named.encryption).unwrap(), r#"{"cipher":"aes-256-gcm","key":"own"}"#);
+    let old: Encryption = serde_json::from_str(r#"{"cipher":"chacha20-poly1305","key":"cluster"}"#).unwrap();
+    assert_eq!(old, Encryption { cipher: chacha, default_cipher: false, key: KeySource::Cluster });
 }
 
 #[test]

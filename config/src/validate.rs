@@ -224,7 +224,8 @@ fn network_into(
             c.parse::<Cipher>()
                 .map_err(|_| format!("{} is not a cipher; use \"chacha20-poly1305\" or \"aes-256-gcm\"", shown(&c)))
         }),
-        None => Some(Cipher::default()),
+        // The faster one on this CPU; other hosts pick their own.
+        None => Some(Cipher::preferred()),
     };
     let key_file = match &raw.key_file {
         Some(_) if !encrypted => {
@@ -241,7 +242,8 @@ fn network_into(
         None => None,
     };
     let encryption = encrypted.then(|| Encryption {
-        cipher: cipher.unwrap_or_default(),
+        cipher: cipher.unwrap_or_else(Cipher::preferred),
+        default_cipher: raw.cipher.is_none(),
         key: if key_file.is_some() { KeySource::Own } else { KeySource::Cluster },
     });
     let default_mtu = host.underlay_mtu.get().saturating_sub(host.overlay_overhead(encrypted)).max(Mtu::MIN);

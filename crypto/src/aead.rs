@@ -1,8 +1,10 @@
 //! Authenticated encryption, sealing and opening in the caller's buffer.
 //!
-//! Two ciphers ([`Cipher`]): ChaCha20-Poly1305 (RFC 8439, the default: fast
-//! everywhere) and AES-256-GCM (faster where the CPU has AES and carry-less
-//! multiply instructions). Two implementations of them ([`Backend`]):
+//! Two ciphers ([`Cipher`]): ChaCha20-Poly1305 (RFC 8439: fast everywhere)
+//! and AES-256-GCM (faster where the CPU has AES and carry-less multiply
+//! instructions); [`Cipher::preferred`] is the faster of the two on this
+//! CPU, the default for encrypted networks. Gossip always seals with
+//! ChaCha20-Poly1305 ([`Aead::new`]). Two implementations of them ([`Backend`]):
 //! `ring` (assembly, the default when its feature is on) and RustCrypto's
 //! `chacha20poly1305`/`aes-gcm` crates (pure Rust, always built: the
 //! fallback and the benchmarks' baseline). Both sit behind one narrow
@@ -15,6 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use crate::Key;
 
@@ -28,9 +31,11 @@ pub const NONCE_LEN: usize = 12;
 pub struct AuthError;
 
 /// An AEAD algorithm. The discriminant is its number on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+///
+/// No `Default`: what a network seals with by default depends on the CPU
+/// ([`Cipher::preferred`]), gossip's never does ([`Aead::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cipher {
-    #[default]
     ChaCha20Poly1305 = 1,
     Aes256Gcm = 2,
 }
@@ -69,6 +74,21 @@ impl Cipher {
             #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
             Cipher::Aes256Gcm => false,
         }
+    }
+
+    /// The faster cipher on this CPU: AES-256-GCM where it has AES and
+    /// carry-less multiply instructions (x86-64 `aes` and `pclmulqdq`,
+    /// aarch64 `aes`), ChaCha20-Poly1305 elsewhere. Detected once per
+    /// process; the same answer every time after.
+    pub fn preferred() -> Cipher {
+        static PREFERRED: OnceLock<Cipher> = OnceLock::new();
+        *PREFERRED.get_or_init(|| Cipher::preferred_given(Cipher::Aes256Gcm.is_accelerated()))
+    }
+
+    /// The choice [`Cipher::preferred`] makes, given whether this CPU
+    /// accelerates AES-GCM.
+    pub fn preferred_given(aes_accelerated: bool) -> Cipher {
+        if aes_accelerated { Cipher::Aes256Gcm } else { Cipher::ChaCha20Poly1305 }
     }
 }
 
@@ -253,9 +273,10 @@ fn nonce(counter: u64) -> [u8; NONCE_LEN] {
 }
 
 impl Aead {
-    /// ChaCha20-Poly1305 from the default backend.
+    /// ChaCha20-Poly1305 from the default backend, whatever the CPU: what
+    /// gossip seals with, so every host of a cluster opens it alike.
     pub fn new(key: &Key) -> Self {
-        Aead::with(Backend::default(), Cipher::default(), key)
+        Aead::with(Backend::default(), Cipher::ChaCha20Poly1305, key)
     }
 
     pub fn with(backend: Backend, cipher: Cipher, key: &Key) -> Self {
@@ -396,5 +417,25 @@ mod tests {
         }
         assert_eq!(Cipher::from_wire_id(0), None);
         assert!("aes-128-gcm".parse::<Cipher>().unwrap_err().contains("not a cipher"));
+    }
+
+    #[test]
+    fn the_preferred_cipher_is_aes_gcm_only_where_the_cpu_accelerates_it() {
+        assert_eq!(Cipher::preferred_given(true), Cipher::Aes256Gcm);
+        assert_eq!(Cipher::preferred_given(false), Cipher::ChaCha20Poly1305);
+        assert_eq!(Cipher::preferred(), Cipher::preferred_given(Cipher::Aes256Gcm.is_accelerated()));
+        assert_eq!(Cipher::preferred(), Cipher::preferred(), "chosen once");
+        // The x86-64 rule as /proc/cpuinfo states it, independently of std's detection.
+        #[cfg(target_arch = "x86_64")]
+        if let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") {
+            let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap_or_default();
+            let has = |f: &str| flags.split_whitespace().any(|w| w == f);
+            assert_eq!(Cipher::preferred() == Cipher::Aes256Gcm, has("aes") && has("pclmulqdq"), "{flags}");
+        }
+    }
+
+    #[test]
+    fn gossip_seals_with_chacha20_poly1305_whatever_the_cpu() {
+        assert_eq!(Aead::new(&Key::from_bytes([7; 32])).cipher(), Cipher::ChaCha20Poly1305);
     }
 }

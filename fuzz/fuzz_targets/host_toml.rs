@@ -105,7 +105,10 @@ fn write_back(c: &Config) -> String {
         writeln!(t, "internal = {}\ndns = {}\ndhcp = {}", n.internal, n.dns, n.dhcp).unwrap();
         writeln!(t, "host_access = {}\nencrypted = {}", n.host_access, n.encryption.is_some()).unwrap();
         if let Some(e) = n.encryption {
-            writeln!(t, "cipher = {}", s(e.cipher.as_str())).unwrap();
+            // A default cipher is written as none named, so it stays the default.
+            if !e.default_cipher {
+                writeln!(t, "cipher = {}", s(e.cipher.as_str())).unwrap();
+            }
             let own = c.network_key_files.get(&n.name);
             assert_eq!(own.is_some(), e.key == KeySource::Own, "{}: key source and key file", n.name);
             if let Some(key_file) = own {

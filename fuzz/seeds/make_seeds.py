@@ -230,7 +230,7 @@ def gossip_state_seeds():
             ("net/vault", {"vni": 300, "subnet": "10.30.0.0/24", "gateway": "10.30.0.1", "mtu": 1414, "internal": True,
                            "encryption": {"cipher": "chacha20-poly1305", "key": "own"}}),
             ("net/secret", {"vni": 301, "subnet": "10.31.0.0/24", "gateway": "10.31.0.1", "mtu": 1414, "internal": False,
-                            "encryption": {"cipher": "aes-256-gcm", "key": "cluster"}}),
+                            "encryption": {"cipher": "aes-256-gcm", "default_cipher": True, "key": "cluster"}}),
             ("ep/front/02:42:0a:0a:00:05", {"ip": "10.10.0.5", "name": "nginx"}),
             ("ep/vault/02:42:0a:1e:00:02", {"ip": "10.30.0.2", "name": "db"}),
             ("ipam/front", {"0": 1795000000000, "7": 1795000123456}),
@@ -726,6 +726,11 @@ def host_toml_seeds():
     seeds["readme_vault_own_key"] = ('[host]\nname = "host-a"\nunderlay_ip = "198.18.0.1"\n\n'
                                      '[[network]]\nname = "vault"\nvni = 300\nsubnet = "10.30.0.0/24"\n'
                                      'encrypted = true\ncipher = "aes-256-gcm"\nkey_file = "vault.key"\n')
+    # The same with no cipher named (each host's default), and the cluster key.
+    seeds["vault_default_cipher"] = ('[host]\nname = "host-a"\nunderlay_ip = "198.18.0.1"\n\n'
+                                     '[gossip]\nkey_file = "cluster.key"\n\n'
+                                     '[[network]]\nname = "vault"\nvni = 300\nsubnet = "10.30.0.0/24"\n'
+                                     'encrypted = true\n')
     # The test suite's configurations (tests/tests/podman.rs, services.rs, hostile_sockets.rs).
     seeds["podman_routed"] = ('[host]\nname = "ha"\nunderlay_ip = "198.18.0.1"\n\n[gossip]\nseeds = ["198.18.0.2:7946"]\n'
                               'key_file = "cluster.key"\n'

@@ -1,11 +1,13 @@
 //! Encrypted networks end to end: sealed on the wire (a capture never shows
 //! their bytes), bad packets dropped by reason, a restart is a new session
-//! accepted at once, key rotation under a ping flood loses nothing, and a
-//! host without a network's key refuses to carry it.
+//! accepted at once, key rotation under a ping flood loses nothing, a
+//! host without a network's key refuses to carry it, and hosts sealing one
+//! network with different ciphers carry it together.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use switchd_crypto::Cipher;
 use switchd_e2e::{
     KeyFile, Netns, Switchd, Underlay, baseline, count, gossip_member as member, hex, py, sparse, unhex, wait_until,
 };
@@ -111,7 +113,9 @@ fn three_hosts_encrypted_and_plain_side_by_side_and_the_wire_never_shows_the_enc
     let nets = h2.json(&["network", "ls"]);
     let secret = network(&nets, "secret");
     assert_eq!((secret["encrypted"].as_bool(), secret["mtu"].as_u64()), (Some(true), Some(1414)));
-    assert_eq!(secret["cipher"], "chacha20-poly1305");
+    // No cipher named: each host seals with the faster one on its CPU.
+    assert_eq!(secret["cipher"], Cipher::preferred().as_str());
+    assert_eq!(secret["default_cipher"], true);
     assert_eq!(network(&nets, "plain")["mtu"], 1450);
     assert_eq!(c.containers[1].ok(&["cat", "/sys/class/net/eth1/mtu"]).trim(), "1414", "containers get the MTU");
 
@@ -366,4 +370,56 @@ fn a_host_without_a_networks_own_key_refuses_to_carry_it_until_given_the_key() {
     assert!(wait_until(Duration::from_secs(10), || a.ping("10.30.0.12", 1)), "a -> b once h2 holds the key");
     let status = h2.json(&["status"]);
     assert!(status["refused_networks"].as_array().unwrap().is_empty(), "{status}");
+}
+
+#[test]
+fn hosts_naming_different_ciphers_carry_the_network_together_each_opening_what_the_other_seals() {
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("cluster", 0x42);
+    let ((n1, ip1), (n2, ip2)) = (ul.host("h1"), ul.host("h2"));
+    let net = |cipher: &str| {
+        format!(
+            "\n[[network]]\nname = \"mixed\"\nvni = 400\nsubnet = \"10.40.0.0/24\"\ninternal = true\n\
+             encrypted = true\ncipher = \"{cipher}\"\n"
+        )
+    };
+    let h1 = member(n1, &ip1, &key, &net("aes-256-gcm"));
+    let h2 = member(n2, &ip2, &key, &net("chacha20-poly1305"));
+    let (a, b) = (Netns::new("ma"), Netns::new("mb"));
+    h1.connect("mixed", &a, &["--ip", "10.40.0.11"]);
+    h2.connect("mixed", &b, &["--ip", "10.40.0.12"]);
+
+    // Each host's sends, captured on h1's underlay: the cipher is byte 1 of
+    // the sealed header (1 ChaCha20-Poly1305, 2 AES-256-GCM).
+    let pcap = h1.dir.join("mixed.pcap");
+    let pcap_path = pcap.to_str().unwrap();
+    let capture = ["tcpdump", "-i", "u0", "--immediate-mode", "-U", "-s", "0", "-w", pcap_path, "udp", "port", "4789"];
+    let tcpdump = h1.host.spawn(&capture);
+    let capturing = wait_until(Duration::from_secs(5), || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24));
+    assert!(capturing, "tcpdump did not start");
+    std::thread::sleep(Duration::from_millis(300));
+    let reached = wait_until(Duration::from_secs(10), || a.ping("10.40.0.12", 1));
+    assert!(reached, "h1's container cannot reach h2's:\n{}\n{}", h1.log(), h2.log());
+    assert!(b.ping("10.40.0.11", 3), "h2's container cannot reach h1's");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(tcpdump);
+    let bytes = std::fs::read(&pcap).unwrap();
+    let ciphers: std::collections::BTreeSet<u8> = vxlan_payloads(&bytes).iter().map(|p| p[1]).collect();
+    assert_eq!(ciphers, [1, 2].into(), "both ciphers on the wire");
+    for h in [&h1, &h2] {
+        let crypto = &h.stats()["crypto"];
+        assert!(count(crypto, "sealed") > 0 && count(crypto, "opened") > 0, "{}: {crypto}", h.host.name);
+    }
+
+    // One network, carried by both; who seals with what is shown, and
+    // said in the log as a mistake (both named a cipher, differently).
+    let inspect = h1.json(&["network", "inspect", "mixed"]);
+    assert_eq!((inspect["cipher"].as_str(), inspect["default_cipher"].as_bool()), (Some("aes-256-gcm"), Some(false)));
+    let expected =
+        serde_json::json!({ h1.host.name.as_str(): "aes-256-gcm", h2.host.name.as_str(): "chacha20-poly1305" });
+    let shown = wait_until(Duration::from_secs(5), || h1.json(&["network", "inspect", "mixed"])["ciphers"] == expected);
+    assert!(shown, "{}", h1.json(&["network", "inspect", "mixed"]));
+    let said = wait_until(Duration::from_secs(5), || h1.log().contains("name the same cipher on every host, or none"));
+    assert!(said, "{}", h1.log());
+    assert!(!h1.log().contains("define it as"), "no conflict: {}", h1.log());
 }

@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | `host` | `{"underlay_ip": "198.18.0.1", "vxlan_port": 4789, "leaving": false, "session": 123}` |
 //! | `keys` | `{"cluster": {"sending": "e32eb522", "accepted": ["e32eb522"]}, "net/secret": {...}}` |
-//! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "chacha20-poly1305", "key": "cluster"}` when encrypted |
+//! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
 //!
@@ -474,7 +474,7 @@ mod tests {
             gateway: None,
             mtu: Mtu::new(1414).unwrap(),
             internal: false,
-            encryption: Some(Encryption { cipher: Cipher::Aes256Gcm, key: KeySource::Own }),
+            encryption: Some(Encryption { cipher: Cipher::Aes256Gcm, default_cipher: false, key: KeySource::Own }),
             dns: false,
             dhcp: false,
             host_access: false,
@@ -501,6 +501,15 @@ mod tests {
         let (back, errors) = decode(kv(&kvs));
         assert_eq!(errors, vec![]);
         assert_eq!(back.unwrap(), p);
+
+        // A cipher no one named: the sender's own, flagged so that others
+        // pick theirs (older versions read the cipher and skip the flag).
+        let mut q = p.clone();
+        q.networks.get_mut(&Name::new("secret").unwrap()).unwrap().encryption.as_mut().unwrap().default_cipher = true;
+        let kvs = encode(&q);
+        assert!(kvs.iter().any(|(k, v)| k == "net/secret"
+            && v.ends_with(r#""encryption":{"cipher":"aes-256-gcm","default_cipher":true,"key":"own"}}"#)));
+        assert_eq!(decode(kv(&kvs)).0.unwrap(), q);
 
         for (bad, why) in [
             (r#"{"cluster":{"sending":"0badf00d","accepted":[]}}"#, "does not accept it"),

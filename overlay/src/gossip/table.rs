@@ -102,8 +102,13 @@ pub fn describe(n: &NetworkConfig) -> String {
 /// A network as the cluster defines it, and the hosts that carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterNetwork {
+    /// The definition; when hosts seal with different ciphers, the cipher
+    /// of the first host (by name) that named one, else of the first host.
     pub config: NetworkConfig,
     pub hosts: BTreeSet<Name>,
+    /// What each of those hosts seals with, when encrypted (every host
+    /// opens both ciphers, so they may differ).
+    pub ciphers: BTreeMap<Name, switchd_config::Cipher>,
 }
 
 /// Every other host, and the cluster's networks.
@@ -124,6 +129,9 @@ impl PeerTable {
     /// for `timeouts.dead_after` is dead and contributes nothing. When hosts
     /// define a network differently, the definition most hosts use wins
     /// (ties: the smallest host name), so every host picks the same one.
+    /// The cipher is no part of a definition (see
+    /// [`NetworkConfig::same_definition`]): hosts sealing differently carry
+    /// the network together, and `ciphers` says who seals with what.
     pub fn build(members: impl IntoIterator<Item = Member>, timeouts: Timeouts) -> PeerTable {
         let mut newest: BTreeMap<Name, Member> = BTreeMap::new();
         for m in members {
@@ -152,9 +160,16 @@ impl PeerTable {
         let mut winners = Vec::new();
         for (name, defs) in candidates {
             let mut tally: Vec<(&NetworkConfig, BTreeSet<Name>)> = Vec::new();
+            // Hosts come in name order, so the choice of the definition
+            // standing for its group is the same on every host.
             for (config, host) in defs {
-                match tally.iter_mut().find(|(c, _)| *c == config) {
-                    Some((_, hosts)) => {
+                match tally.iter_mut().find(|(c, _)| c.same_definition(config)) {
+                    Some((c, hosts)) => {
+                        if c.encryption.is_some_and(|e| e.default_cipher)
+                            && config.encryption.is_some_and(|e| !e.default_cipher)
+                        {
+                            *c = config;
+                        }
                         hosts.insert(host.clone());
                     }
                     None => tally.push((config, [host.clone()].into())),
@@ -185,7 +200,10 @@ impl PeerTable {
                 continue;
             }
             vni_owner.insert(config.vni, config.name.clone());
-            table.networks.insert(config.name.clone(), ClusterNetwork { config: config.clone(), hosts });
+            table.networks.insert(
+                config.name.clone(),
+                ClusterNetwork { config: config.clone(), hosts, ciphers: BTreeMap::new() },
+            );
         }
 
         for m in members {
@@ -194,9 +212,16 @@ impl PeerTable {
                 .published
                 .networks
                 .values()
-                .filter(|n| table.networks.get(&n.name).is_some_and(|c| &c.config == *n))
+                .filter(|n| table.networks.get(&n.name).is_some_and(|c| c.config.same_definition(n)))
                 .map(|n| n.name.clone())
                 .collect();
+            if state != Liveness::Dead {
+                for n in m.published.networks.values().filter(|n| agreed.contains(&n.name)) {
+                    if let (Some(c), Some(e)) = (table.networks.get_mut(&n.name), n.encryption) {
+                        c.ciphers.insert(m.name.clone(), e.cipher);
+                    }
+                }
+            }
             let usable = state != Liveness::Dead;
             let host = Host {
                 name: m.name.clone(),
@@ -358,6 +383,40 @@ mod tests {
         assert_eq!(t.conflicts.len(), 2, "{:?}", t.conflicts);
         assert!(t.hosts[&Name::new("a").unwrap()].endpoints.is_empty(), "a's endpoints are on the losing definition");
         // The order members arrive in does not matter.
+        let mut reversed = members;
+        reversed.reverse();
+        assert_eq!(PeerTable::build(reversed, T), t);
+    }
+
+    #[test]
+    fn hosts_sealing_with_different_ciphers_carry_a_network_together() {
+        use switchd_config::{Cipher, Encryption, KeySource};
+        let sealed = |cipher, default_cipher, key| NetworkConfig {
+            encryption: Some(Encryption { cipher, default_cipher, key }),
+            ..net("vault", 300)
+        };
+        let (aes, chacha) = (Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305);
+        let members = [
+            // Two CPUs, each host's default its own: one definition.
+            member("a", 1, &[sealed(aes, true, KeySource::Cluster)], &[("vault", 1)], 0),
+            member("b", 1, &[sealed(chacha, true, KeySource::Cluster)], &[("vault", 2)], 0),
+            // A named cipher stands for the definition: adopters use it.
+            member("c", 1, &[sealed(chacha, false, KeySource::Cluster)], &[("vault", 3)], 0),
+            // Another key ring is another definition, and loses.
+            member("d", 1, &[sealed(aes, true, KeySource::Own)], &[("vault", 4)], 0),
+        ];
+        let t = PeerTable::build(members.clone(), T);
+        let vault = &t.networks[&Name::new("vault").unwrap()];
+        let names = |v: &[&str]| v.iter().map(|n| Name::new(n).unwrap()).collect::<BTreeSet<_>>();
+        assert_eq!(vault.hosts, names(&["a", "b", "c"]));
+        assert_eq!(vault.config, sealed(chacha, false, KeySource::Cluster));
+        let ciphers: Vec<(&str, Cipher)> = vault.ciphers.iter().map(|(h, c)| (h.as_str(), *c)).collect();
+        assert_eq!(ciphers, [("a", aes), ("b", chacha), ("c", chacha)]);
+        for h in ["a", "b", "c"] {
+            assert_eq!(t.hosts[&Name::new(h).unwrap()].endpoints.len(), 1, "{h} carries vault");
+        }
+        assert!(t.hosts[&Name::new("d").unwrap()].endpoints.is_empty(), "d's key ring differs");
+        assert_eq!(t.conflicts.len(), 1, "{:?}", t.conflicts);
         let mut reversed = members;
         reversed.reverse();
         assert_eq!(PeerTable::build(reversed, T), t);

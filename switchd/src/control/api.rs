@@ -105,6 +105,13 @@ pub struct NetworkInfo {
     pub encrypted: bool,
     /// The cipher this host seals with, when encrypted.
     pub cipher: Option<String>,
+    /// No cipher was named: `cipher` is the faster one on this host's CPU.
+    #[serde(default)]
+    pub default_cipher: bool,
+    /// What each host carrying it seals with, this one included (others by
+    /// gossip), when encrypted: every host opens both ciphers.
+    #[serde(default)]
+    pub ciphers: BTreeMap<String, String>,
     /// Whose key ring: "cluster", or the network's own name.
     pub key: Option<String>,
     pub internal: bool,

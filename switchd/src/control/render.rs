@@ -106,6 +106,7 @@ pub fn network_detail(d: &NetworkDetail) -> String {
         opt(&n.gateway),
         n.mtu,
         match (&n.cipher, &n.key) {
+            (Some(cipher), Some(key)) if n.default_cipher => format!("yes ({cipher}, this CPU's default; {key} key)"),
             (Some(cipher), Some(key)) => format!("yes ({cipher}, {key} key)"),
             _ => yes_no(n.encrypted),
         },
@@ -116,6 +117,15 @@ pub fn network_detail(d: &NetworkDetail) -> String {
         if n.routes.is_empty() { "-".to_owned() } else { n.routes.join(", ") },
         n.origin
     );
+    // Hosts sealing with another cipher than this one: it works (every
+    // host opens both), and is shown so that it is never a surprise.
+    if n.ciphers.values().any(|c| Some(c) != n.cipher.as_ref()) {
+        let each: Vec<String> = n.ciphers.iter().map(|(host, c)| format!("{host} {c}")).collect();
+        out.insert_str(
+            out.len() - 1,
+            &format!("ciphers:   {} (each host seals with its own, opens both)\n", each.join(", ")),
+        );
+    }
     out.push_str(&endpoints(&d.endpoints));
     out
 }
@@ -422,5 +432,43 @@ mod tests {
         assert!(s.contains("ip link add sdv0000beef type veth peer name eth0 netns /proc/42/ns/net\n"), "{s}");
         assert!(s.contains("nsenter --net=/proc/42/ns/net ip addr add 10.10.0.2/24 dev eth0\n"), "{s}");
         assert!(s.contains("--kind veth --host-ifname sdv0000beef\n"), "{s}");
+    }
+
+    #[test]
+    fn inspect_shows_the_cipher_and_hosts_sealing_with_another() {
+        let mut detail = NetworkDetail {
+            network: NetworkInfo {
+                name: "vault".into(),
+                vni: 300,
+                subnet: None,
+                gateway: None,
+                mtu: 1414,
+                encrypted: true,
+                cipher: Some("aes-256-gcm".into()),
+                default_cipher: true,
+                ciphers: [("h1".into(), "aes-256-gcm".into()), ("h2".into(), "aes-256-gcm".into())].into(),
+                key: Some("cluster".into()),
+                internal: false,
+                dns: false,
+                dhcp: false,
+                host_access: false,
+                routes: Vec::new(),
+                ports: 0,
+                hosts: Vec::new(),
+                origin: "config".into(),
+            },
+            endpoints: Vec::new(),
+        };
+        let s = network_detail(&detail);
+        assert!(s.contains("encrypted: yes (aes-256-gcm, this CPU's default; cluster key)\n"), "{s}");
+        assert!(!s.contains("ciphers:"), "every host seals alike: {s}");
+        detail.network.ciphers.insert("h3".into(), "chacha20-poly1305".into());
+        let s = network_detail(&detail);
+        assert!(
+            s.contains("origin:    config\nciphers:   h1 aes-256-gcm, h2 aes-256-gcm, h3 chacha20-poly1305 (each host seals with its own, opens both)\n\n"),
+            "{s}"
+        );
+        detail.network.default_cipher = false;
+        assert!(network_detail(&detail).contains("encrypted: yes (aes-256-gcm, cluster key)\n"));
     }
 }

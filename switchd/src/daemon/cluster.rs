@@ -209,10 +209,53 @@ impl Daemon {
             }
         }
         self.adopt_cluster_networks();
+        self.note_other_ciphers();
         self.sync_vteps();
         self.reprogram();
         self.program_gateways();
         self.push_keys();
+    }
+
+    /// Says once (per change) which hosts seal a network of this host's
+    /// with another cipher than this host: it works (every host opens
+    /// both), but a cipher named differently on two hosts is a mistake to
+    /// see, and a default that differs by CPU is worth knowing. `network
+    /// inspect` shows the same (`ciphers`).
+    fn note_other_ciphers(&mut self) {
+        let mut notes = Vec::new();
+        for net in self.networks.iter() {
+            let (Some(own), Some(cluster)) = (net.config.encryption, self.cluster.table.networks.get(&net.config.name))
+            else {
+                continue;
+            };
+            let others: Vec<String> = cluster
+                .ciphers
+                .iter()
+                .filter(|(_, c)| **c != own.cipher)
+                .map(|(host, c)| format!("{host} with {c}"))
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            let named = !own.default_cipher || !cluster.config.encryption.is_some_and(|e| e.default_cipher);
+            let note = format!(
+                "network {:?}: this host seals with {}{}, {} (every host opens both ciphers)",
+                net.config.name.as_str(),
+                own.cipher,
+                if own.default_cipher { " (its CPU's default)" } else { "" },
+                others.join(", ")
+            );
+            notes.push((named, note));
+        }
+        for (named, note) in notes {
+            if self.cluster.logged.insert(note.clone()) {
+                if named {
+                    tracing::warn!("{note}; name the same cipher on every host, or none");
+                } else {
+                    tracing::info!("{note}");
+                }
+            }
+        }
     }
 
     /// Networks the cluster defines become known here; ones it stopped
@@ -223,7 +266,7 @@ impl Daemon {
         self.cluster.refused.clear();
         for config in cluster {
             match self.networks.find(config.name.as_str()) {
-                Some(local) if local.config != config => {
+                Some(local) if !local.config.same_definition(&config) => {
                     let note = format!(
                         "network {:?}: the cluster defines it as {}, this host as {}; keeping this host's",
                         config.name.as_str(),

@@ -119,7 +119,26 @@ impl Networks {
 
 impl Daemon {
     /// Adds a network; its name and VNI are known to be new, its key held.
+    /// Starts carrying a network. A cipher no one named becomes this
+    /// CPU's, whoever defined the network (another host, an earlier boot).
     pub(super) fn add_network(&mut self, config: NetworkConfig, origin: Origin) {
+        let config = config.with_this_hosts_cipher();
+        if let Some(e) = config.encryption {
+            if e.cipher.is_accelerated() {
+                tracing::info!(
+                    "network {}: sealed with {}{}",
+                    config.name,
+                    e.cipher,
+                    if e.default_cipher { " (the default on this CPU)" } else { "" }
+                );
+            } else {
+                tracing::warn!(
+                    "network {}: sealed with {}, which this CPU has no instructions for: slow here (chacha20-poly1305 is not)",
+                    config.name,
+                    e.cipher
+                );
+            }
+        }
         let id =
             self.dataplane.add_network(config.vni, config.mtu, config.is_encrypted()).expect("checked: the VNI is new");
         let stack = self.start_gateway_stack(&config, id);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use switchd_config::Name;
+use switchd_config::{Name, NetworkConfig};
 
 use super::Daemon;
 use super::error::OpResult;
@@ -43,6 +43,8 @@ impl Daemon {
             mtu: c.mtu.get(),
             encrypted: c.is_encrypted(),
             cipher: c.encryption.map(|e| e.cipher.to_string()),
+            default_cipher: c.encryption.is_some_and(|e| e.default_cipher),
+            ciphers: self.ciphers_of(c),
             key: c.encryption.map(|_| key_scope(c).display_name()),
             internal: c.internal,
             dns: c.dns && c.subnet.is_some(),
@@ -53,6 +55,17 @@ impl Daemon {
             hosts: self.hosts_on(&c.name),
             origin: net.origin.as_str().to_owned(),
         }
+    }
+
+    /// What each host carrying an encrypted network seals it with: this
+    /// one, and others as gossip says.
+    fn ciphers_of(&self, c: &NetworkConfig) -> BTreeMap<String, String> {
+        let Some(own) = c.encryption else { return BTreeMap::new() };
+        let others = self.cluster.table.networks.get(&c.name).into_iter().flat_map(|n| &n.ciphers);
+        others
+            .map(|(host, cipher)| (host.to_string(), cipher.to_string()))
+            .chain([(self.host.name.to_string(), own.cipher.to_string())])
+            .collect()
     }
 
     /// The hosts with endpoints on a network: this one, and others by gossip.

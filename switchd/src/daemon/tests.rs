@@ -465,3 +465,70 @@ fn reports_are_answered_for_reading_and_changes_are_not() {
     host.ask(connect).unwrap();
     assert!(matches!(host.daemon.query(&Request::Status), Some(Reply::Result(v)) if v["ports"] == 1));
 }
+
+#[test]
+fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_network() {
+    use switchd_config::{Cipher, Encryption, KeySource, Name, NetworkConfig};
+    use switchd_overlay::gossip::state::Published;
+    use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
+
+    let dir = TempDir::new("ciphers");
+    for (name, byte) in [("vault", "ab"), ("vault2", "cd")] {
+        std::fs::write(dir.0.join(format!("{name}.key")), byte.repeat(32)).unwrap();
+    }
+    let vault = format!(
+        "[[network]]\nname = \"vault\"\nvni = 300\nencrypted = true\nkey_file = \"{}/vault.key\"\n",
+        dir.0.display()
+    );
+    let mut host = Host::start(&dir.0, &vault, FakeSystem::new(&dir.0));
+    let here = Cipher::preferred();
+    let other = if here == Cipher::Aes256Gcm { Cipher::ChaCha20Poly1305 } else { Cipher::Aes256Gcm };
+    let inspect = |host: &mut Host, name: &str| host.ask(Request::NetworkInspect { name: name.into() }).unwrap();
+    let v = inspect(&mut host, "vault");
+    assert_eq!((v["cipher"].as_str(), v["default_cipher"].as_bool()), (Some(here.as_str()), Some(true)), "{v}");
+
+    // Another host, another CPU: it defaults to the other cipher, on vault
+    // and on a network it defined, vault2 (whose key this host is given).
+    let theirs = |name: &str, vni: u32| {
+        let mut n = host.daemon.networks.find("vault").unwrap().config.clone();
+        (n.name, n.vni) = (Name::new(name).unwrap(), switchd_config::Vni::new(vni).unwrap());
+        n.encryption = Some(Encryption { cipher: other, default_cipher: true, key: KeySource::Own });
+        n
+    };
+    let networks: BTreeMap<Name, NetworkConfig> =
+        [theirs("vault", 300), theirs("vault2", 301)].into_iter().map(|n| (n.name.clone(), n)).collect();
+    let h2 = Member {
+        name: Name::new("h2").unwrap(),
+        generation: 1,
+        published: Published {
+            underlay: "198.18.0.2:4789".parse().unwrap(),
+            leaving: false,
+            session: None,
+            keys: BTreeMap::new(),
+            networks,
+            endpoints: Vec::new(),
+            ipam: BTreeMap::new(),
+        },
+        since_heard: std::time::Duration::ZERO,
+    };
+    let timeouts =
+        Timeouts { suspect_after: std::time::Duration::from_secs(4), dead_after: std::time::Duration::from_secs(8) };
+    let table = PeerTable::build([h2], timeouts);
+    host.daemon.update_cluster(table.clone(), 0);
+    host.ask(Request::KeyAdd { file: dir.0.join("vault2.key"), network: Some("vault2".into()) }).unwrap();
+    host.daemon.update_cluster(table, 0);
+
+    // One definition: vault is carried together, each host sealing with its own.
+    assert!(host.daemon.cluster.table.conflicts.is_empty(), "{:?}", host.daemon.cluster.table.conflicts);
+    let v = inspect(&mut host, "vault");
+    assert_eq!(v["cipher"], here.as_str());
+    assert_eq!(v["ciphers"], serde_json::json!({"h1": here.as_str(), "h2": other.as_str()}));
+    // vault2, adopted from h2, seals here with this CPU's cipher, not h2's.
+    let v2 = inspect(&mut host, "vault2");
+    assert_eq!((v2["origin"].as_str(), v2["cipher"].as_str()), (Some("cluster"), Some(here.as_str())), "{v2}");
+    assert_eq!(v2["default_cipher"], true);
+    // The mismatch is said once, as news and not as a mistake: no cipher was named.
+    let said: Vec<&String> = host.daemon.cluster.logged.iter().filter(|l| l.contains("seals with")).collect();
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said.iter().all(|l| l.contains(&format!("h2 with {other}")) && l.contains("opens both")), "{said:?}");
+}
