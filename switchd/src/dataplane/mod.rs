@@ -17,9 +17,12 @@
 //! the MTU if it is a GSO frame, its open checksum completed otherwise (see
 //! `switchd_overlay::offload`), sealed if its network is encrypted
 //! ([`crypto`]), then sent with one `sendmsg` (with `UDP_SEGMENT` when it
-//! makes several datagrams; [`tx`]). From the underlay, each inner frame is
-//! written to its port behind an all-zero virtio header, consecutive TCP
-//! segments joined first (GRO).
+//! makes several datagrams; [`tx`]). Towards a switchd peer the inner
+//! TCP/UDP checksums are left partial (the plan's wire settings say so).
+//! From the underlay, each inner frame is written to its port behind an
+//! all-zero virtio header, consecutive TCP segments joined first (GRO); a
+//! TCP segment GRO took, or a frame whose checksum its sender deferred,
+//! goes behind one asking the port's stack to finish its checksum.
 //!
 //! Devices are [`Port`]s ([`port`]): a TAP or AF_PACKET socket in service,
 //! a pcap recorder or a fault injector around one, or an in-memory port in
@@ -48,7 +51,8 @@ use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{Mtu, Vni};
 use switchd_overlay::flow;
-use switchd_overlay::gro::Gro;
+use switchd_overlay::gro::{Gro, Integrity, Joined};
+use switchd_overlay::offload;
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
 use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
 
@@ -142,6 +146,10 @@ pub struct DeviceStats {
     pub offload_errors: u64,
     /// Frames from the port for an encrypted network this host has no key for.
     pub no_key: u64,
+    /// Frames from the underlay written to the port whose TCP/UDP checksum
+    /// their sender left partial (a switchd peer, or a kernel vxlan device
+    /// on a virtual underlay), for the port's stack to finish.
+    pub deferred_checksums: u64,
 }
 
 /// A port's device and what the data plane counts of it.
@@ -151,11 +159,18 @@ pub struct PortIo {
     pub tx: TxCounters,
     offload_errors: AtomicU64,
     no_key: AtomicU64,
+    deferred_checksums: AtomicU64,
 }
 
 impl PortIo {
     fn new(dev: Box<dyn Port>) -> Self {
-        PortIo { dev, tx: TxCounters::default(), offload_errors: AtomicU64::new(0), no_key: AtomicU64::new(0) }
+        PortIo {
+            dev,
+            tx: TxCounters::default(),
+            offload_errors: AtomicU64::new(0),
+            no_key: AtomicU64::new(0),
+            deferred_checksums: AtomicU64::new(0),
+        }
     }
 
     fn send(&self, frame: &[u8]) {
@@ -168,10 +183,30 @@ impl PortIo {
         self.tx.record(self.dev.send_parts(&vnet::Repr::PLAIN_BYTES, eth), eth.len(), || "a port".to_owned());
     }
 
+    /// Writes a frame from the underlay that GRO did not take: behind a
+    /// header asking the port to finish its checksum if its sender left
+    /// it partial (every port speaks virtio headers: TAPs, and AF_PACKET
+    /// sockets with `PACKET_VNET_HDR`), plain otherwise.
+    fn send_decapsulated(&self, eth: &[u8]) {
+        let Some(open) = offload::deferred_checksum(eth) else { return self.send_plain(eth) };
+        self.deferred_checksums.fetch_add(1, Relaxed);
+        let mut header = [0u8; VNET_HDR_LEN];
+        open.vnet().emit(&mut header);
+        let eth = &eth[..open.len];
+        self.tx.record(self.dev.send_parts(&header, eth), eth.len(), || "a port".to_owned());
+    }
+
+    /// Writes what GRO made.
+    fn send_joined(&self, joined: Joined<'_>) {
+        self.deferred_checksums.fetch_add(joined.deferred as u64, Relaxed);
+        self.send(joined.frame);
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             offload_errors: self.offload_errors.load(Relaxed),
             no_key: self.no_key.load(Relaxed),
+            deferred_checksums: self.deferred_checksums.load(Relaxed),
             ..self.tx.stats()
         }
     }
@@ -736,7 +771,12 @@ impl Worker {
                         Some(keys) => fabric.switch.handle_datagram(now, src, datagram, keys, &mut self.plan),
                         None => fabric.switch.handle_datagram(now, src, datagram, &mut NoKeys, &mut self.plan),
                     }
-                    let inner = Span { read, offset: offset + self.plan.inner.start, len: self.plan.inner.len() };
+                    let inner = Span {
+                        read,
+                        offset: offset + self.plan.inner.start,
+                        len: self.plan.inner.len(),
+                        integrity: if self.plan.sealed { Integrity::Sealed } else { Integrity::Verify },
+                    };
                     // Only frames from local ports are answered, served,
                     // routed or encapsulated: from the underlay, ports only.
                     for p in self.plan.ports() {
@@ -755,20 +795,20 @@ impl Worker {
         let mut joining: Option<Arc<PortIo>> = None;
         for (at, io) in self.decap_outs.drain(..) {
             let eth = at.of(&self.recv);
-            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &io)) && self.gro.append(eth) {
+            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &io)) && self.gro.append(eth, at.integrity) {
                 continue;
             }
             if let Some(port) = joining.take() {
-                port.send(self.gro.finish());
+                port.send_joined(self.gro.finish());
             }
-            if self.gro.start(eth) {
+            if self.gro.start(eth, at.integrity) {
                 joining = Some(io);
             } else {
-                io.send_plain(eth);
+                io.send_decapsulated(eth);
             }
         }
         if let Some(port) = joining {
-            port.send(self.gro.finish());
+            port.send_joined(self.gro.finish());
         }
     }
 }
@@ -800,12 +840,14 @@ fn reply(plan: &Plan, eth: &[u8], (tables, counters): (&Tables, &services::Count
     }
 }
 
-/// Bytes in the receive buffers: `len` at `offset` of read `read`.
+/// Bytes in the receive buffers: `len` at `offset` of read `read`, and
+/// whether they came sealed (then GRO checks no checksum again).
 #[derive(Debug, Clone, Copy)]
 struct Span {
     read: usize,
     offset: usize,
     len: usize,
+    integrity: Integrity,
 }
 
 impl Span {
@@ -832,17 +874,19 @@ fn encapsulate(
     scratch: &mut Vec<u8>,
 ) -> Result<Datagrams, DropReason> {
     let offload = frame.offload().map_err(|_| DropReason::OffloadError)?;
-    let (eth, vni, mtu) = (frame.ethernet().into_inner(), wire.vni.get(), wire.mtu as usize);
+    let (eth, vni, mtu, l4) = (frame.ethernet().into_inner(), wire.vni.get(), wire.mtu as usize, wire.l4_checksum);
     if !wire.encrypted {
-        return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, scratch).map_err(|_| DropReason::OffloadError);
+        return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, l4, scratch)
+            .map_err(|_| DropReason::OffloadError);
     }
     // Never plaintext on an encrypted network: no key, no send.
     let crypto = crypto.ok_or(DropReason::NoKey)?;
     let mut session = crypto.tx_session(vni, socket).ok_or(DropReason::NoKey)?;
-    let d = tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), scratch).map_err(|e| match e {
-        tunnel::Error::Offload(_) => DropReason::OffloadError,
-        tunnel::Error::NoncesExhausted => DropReason::NoKey,
-    })?;
+    let d =
+        tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), l4, scratch).map_err(|e| match e {
+            tunnel::Error::Offload(_) => DropReason::OffloadError,
+            tunnel::Error::NoncesExhausted => DropReason::NoKey,
+        })?;
     crypto.counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
     Ok(d)
 }
