@@ -18,6 +18,9 @@
 //!
 //! Every frame that GRO takes goes up with `NEEDS_CSUM`, a run of one
 //! segment too: the stack finishes the checksum rather than check it again.
+//! A segment larger than the MTU that a kernel vxlan peer's GSO made and a
+//! virtual underlay carried uncut ([`carries_one_frame`]) goes up alone as
+//! a GSO frame ([`Gro::start_large`]).
 //!
 //! Usage: [`Gro::start`] with a segment (false: write it as it is, or as
 //! [`crate::offload::deferred_checksum`] says), then [`Gro::append`] the
@@ -67,6 +70,36 @@ pub enum Integrity {
     /// Opened from a sealed datagram: its tag covered every byte, so
     /// nothing is checked again.
     Sealed,
+}
+
+/// Whether `read` (what one receive returned, said to hold datagrams of
+/// `segment` bytes) is one plain VXLAN datagram longer than that: its inner
+/// IP packet ends exactly where the read does. The kernel's vxlan device
+/// sends such datagrams across a veth underlay with offloads on (a GSO
+/// packet the underlay never cut), and the receiving socket reports the
+/// inner segment size for them; a burst of datagrams coalesced by
+/// `UDP_GRO` holds a first inner packet that ends at `segment`.
+pub fn carries_one_frame(read: &[u8], segment: usize) -> bool {
+    const VXLAN: usize = switchd_wire::vxlan::HEADER_LEN;
+    if read.len() <= segment || read.len() < VXLAN + ETH_LEN || read[0] != 0x08 {
+        return false;
+    }
+    let inner = &read[VXLAN..];
+    let Ok(eth) = ethernet::Frame::new_checked(inner) else { return false };
+    let ip_len = match eth.ethertype() {
+        EtherType::Ipv4 => ipv4::Packet::new_checked(eth.payload()).map(|p| usize::from(p.total_len())),
+        EtherType::Ipv6 => {
+            ipv6::Packet::new_checked(eth.payload()).map(|p| ipv6::HEADER_LEN + usize::from(p.payload_len()))
+        }
+        _ => return false,
+    };
+    ip_len.is_ok_and(|len| VXLAN + ETH_LEN + len == read.len())
+}
+
+/// Whether `eth` is a TCP segment GRO could take (IPv4 unfragmented or
+/// IPv6 without extension headers; its checksum not looked at).
+pub fn is_tcp_segment(eth: &[u8]) -> bool {
+    parse(eth, Integrity::Sealed).is_some()
 }
 
 /// Parses a plain Ethernet frame carrying TCP over IPv4 (unfragmented) or
@@ -183,6 +216,21 @@ impl Gro {
         true
     }
 
+    /// Starts a frame from `eth`, one TCP segment larger than the MTU that a
+    /// sender's GSO made and the underlay carried whole (a kernel vxlan
+    /// device on a veth underlay with offloads on sends them: see
+    /// [`carries_one_frame`]), to go up as a GSO frame of `mss`-byte
+    /// segments; nothing is joined to it. False as for [`Gro::start`].
+    pub fn start_large(&mut self, eth: &[u8], integrity: Integrity, mss: usize) -> bool {
+        if mss == 0 || !self.start(eth, integrity) {
+            return false;
+        }
+        let p = self.pending.as_mut().expect("started");
+        p.mss = mss.min(p.mss);
+        p.closed = true;
+        true
+    }
+
     /// Joins `eth` to the pending frame if it continues it; false if not
     /// (finish the pending frame, then `start` with `eth`).
     pub fn append(&mut self, eth: &[u8], integrity: Integrity) -> bool {
@@ -233,8 +281,9 @@ impl Gro {
     /// The pending frame, ready to write: virtio header and Ethernet frame,
     /// with `NEEDS_CSUM` asking the stack to complete the TCP checksum
     /// (its field holds the pseudo-header sum). A single segment goes out
-    /// unchanged but for that field; joined segments get their lengths,
-    /// IPv4 checksum and flags fixed, and a GSO header.
+    /// unchanged but for that field; joined segments (and a large one,
+    /// [`Gro::start_large`]) get their lengths, IPv4 checksum and flags
+    /// fixed, and a GSO header.
     ///
     /// # Panics
     /// If nothing is pending.
@@ -250,7 +299,7 @@ impl Gro {
             csum_offset: 16,
             ..vnet::Repr::PLAIN
         };
-        if p.segments > 1 {
+        if p.segments > 1 || seg.payload_len() > p.mss {
             let ip_len = (total - l3) as u16;
             if seg.ipv4 {
                 self.buf[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
@@ -537,5 +586,53 @@ mod tests {
         for n in 0..segs[0].len() {
             let _ = gro.start(&segs[0][..n], Integrity::Verify);
         }
+    }
+
+    /// One 20 000-byte segment as a kernel vxlan peer's GSO leaves it (its
+    /// checksum the pseudo-header sum), carried whole in one datagram.
+    fn large_segment() -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
+        let mut frame = Vec::new();
+        b.tcp(40000, 5201, 7_000_000, 502).ack(99).write(&mut frame, &payload(20_000)).unwrap();
+        let pseudo = ipv4::Packet::new_unchecked(&frame[14..]).pseudo_header((frame.len() - 34) as u32);
+        frame[50..52].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn a_large_segment_from_the_underlay_goes_up_as_a_gso_frame() {
+        let frame = large_segment();
+        let datagram = [&[0x08, 0, 0, 0, 0, 0, 100, 0][..], &frame].concat();
+        assert!(carries_one_frame(&datagram, 1398), "one datagram, reported as 1398-byte segments");
+        assert!(!carries_one_frame(&datagram, datagram.len()), "a read of one datagram that says so");
+        assert!(!carries_one_frame(&datagram[..datagram.len() - 1], 1398), "cut short");
+        let mut sealed = datagram.clone();
+        sealed[0] = 0x48;
+        assert!(!carries_one_frame(&sealed, 1398), "switchd never sends those");
+        // A burst of 1398-byte datagrams coalesced by UDP_GRO is not one.
+        let segs = segments(true);
+        let burst: Vec<u8> = segs.iter().flat_map(|s| [&[0x08, 0, 0, 0, 0, 0, 100, 0][..], s].concat()).collect();
+        assert!(!carries_one_frame(&burst, segs[0].len() + 8));
+
+        let mut gro = Gro::new();
+        assert!(gro.start_large(&frame, Integrity::Verify, 1398));
+        assert!(!gro.append(&segs[0], Integrity::Verify), "nothing joins it");
+        let out = gro.finish();
+        assert_eq!((out.segments, out.deferred), (1, 1));
+        let hdr = vnet::Repr::parse(out.frame).unwrap();
+        assert_eq!(
+            hdr,
+            vnet::Repr {
+                flags: vnet::FLAG_NEEDS_CSUM,
+                gso_type: GsoType::TcpV4.to_raw(),
+                hdr_len: 54,
+                gso_size: 1398,
+                csum_start: 34,
+                csum_offset: 16
+            }
+        );
+        assert_eq!(&out.frame[VNET_HDR_LEN..], &frame[..], "already as the stack wants it");
+        assert!(is_tcp_segment(&frame));
+        assert!(!is_tcp_segment(&frame[..40]));
     }
 }

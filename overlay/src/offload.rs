@@ -163,6 +163,9 @@ struct Layout {
     end: usize,
     ipv4: bool,
     tcp: bool,
+    /// No IPv4 fragment, no IPv6 extension header: a form whose partial
+    /// checksum a receiver recognises ([`deferred_checksum`]).
+    plain: bool,
 }
 
 fn offset_in(frame: &[u8], part: &[u8]) -> usize {
@@ -176,6 +179,13 @@ fn layout(frame: &[u8]) -> Result<Layout, Error> {
     let (ipv4, end, protocol, upper) = match eth.ethertype() {
         EtherType::Ipv4 => {
             let p = ipv4::Packet::new_checked(ip).map_err(|_| Error::Truncated)?;
+            if p.is_fragment() {
+                // Cut anyway (the checksums computed as asked), but never
+                // left partial: no receiver would recognise them.
+                let upper = &ip[p.header_len()..usize::from(p.total_len())];
+                let (total, protocol) = (usize::from(p.total_len()), p.protocol());
+                return finish_layout(frame, l3, true, l3 + total, protocol, upper, false);
+            }
             (true, l3 + usize::from(p.total_len()), p.protocol(), &ip[p.header_len()..usize::from(p.total_len())])
         }
         EtherType::Ipv6 => {
@@ -188,6 +198,20 @@ fn layout(frame: &[u8]) -> Result<Layout, Error> {
         }
         _ => return Err(Error::Mismatch),
     };
+    let plain = ipv4 || offset_in(frame, upper) == l3 + ipv6::HEADER_LEN;
+    finish_layout(frame, l3, ipv4, end, protocol, upper, plain)
+}
+
+/// The rest of [`layout`], from the upper layer on.
+fn finish_layout(
+    frame: &[u8],
+    l3: usize,
+    ipv4: bool,
+    end: usize,
+    protocol: Protocol,
+    upper: &[u8],
+    plain: bool,
+) -> Result<Layout, Error> {
     let l4 = offset_in(frame, upper);
     let (payload, tcp) = match protocol {
         Protocol::Tcp => (l4 + tcp::Packet::new_checked(upper).map_err(|_| Error::Truncated)?.header_len(), true),
@@ -195,7 +219,7 @@ fn layout(frame: &[u8]) -> Result<Layout, Error> {
         Protocol::Udp => return Err(Error::Truncated),
         _ => return Err(Error::Mismatch),
     };
-    Ok(Layout { l3, l4, payload, end: end.min(frame.len()), ipv4, tcp })
+    Ok(Layout { l3, l4, payload, end: end.min(frame.len()), ipv4, tcp, plain })
 }
 
 /// How [`segment`] laid out its output.
@@ -234,7 +258,9 @@ impl Room {
 /// segment) into frames of at most `mss` payload bytes that also fit `mtu`
 /// (an L3 MTU), appended one after another to `out`, each inside `room`.
 /// `gso` names what the frame carries: TCP over IPv4 or IPv6, or UDP;
-/// `l4_checksum` what each segment's checksum field holds.
+/// `l4_checksum` what each segment's checksum field holds (complete all the
+/// same for an IPv4 fragment or IPv6 with extension headers, whose partial
+/// checksums no receiver would recognise).
 pub fn segment(
     frame: &[u8],
     gso: GsoType,
@@ -245,6 +271,7 @@ pub fn segment(
     out: &mut Vec<u8>,
 ) -> Result<Segments, Error> {
     let at = layout(frame)?;
+    let l4_checksum = if at.plain { l4_checksum } else { L4Checksum::Complete };
     let matches = match gso {
         GsoType::TcpV4 => at.ipv4 && at.tcp,
         GsoType::TcpV6 => !at.ipv4 && at.tcp,
@@ -548,6 +575,26 @@ mod tests {
             complete_checksum(&mut finished, l4, offset).unwrap();
             assert_eq!(finished, a, "segment {i}: finished, it is the complete one");
         }
+    }
+
+    #[test]
+    fn segments_behind_ipv6_extension_headers_keep_complete_checksums() {
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(40000, 5201, 1_000_000, 64240)
+            .write(&mut v6, &payload(4000))
+            .unwrap();
+        // A hop-by-hop header (8 bytes of padding options) before TCP.
+        let mut hop = v6[..54].to_vec();
+        hop[14 + 6] = 0;
+        hop[14 + 4..14 + 6].copy_from_slice(&(u16::from_be_bytes([v6[18], v6[19]]) + 8).to_be_bytes());
+        hop.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        hop.extend_from_slice(&v6[54..]);
+        let (mut complete, mut partial) = (Vec::new(), Vec::new());
+        segment(&hop, GsoType::TcpV6, 1420, 1500, Room::NONE, L4Checksum::Complete, &mut complete).unwrap();
+        segment(&hop, GsoType::TcpV6, 1420, 1500, Room::NONE, L4Checksum::Partial, &mut partial).unwrap();
+        assert_eq!(complete, partial, "no receiver would recognise them partial");
     }
 
     #[test]

@@ -51,7 +51,7 @@ use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{Mtu, Vni};
 use switchd_overlay::flow;
-use switchd_overlay::gro::{Gro, Integrity, Joined};
+use switchd_overlay::gro::{self, Gro, Integrity, Joined};
 use switchd_overlay::offload;
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
 use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
@@ -763,7 +763,14 @@ impl Worker {
             let fabric = &mut *lock(&self.fabric);
             for read in 0..n {
                 let Some(src) = self.recv.sender(read) else { continue };
-                let segment = self.recv.segment_size(read);
+                let mut segment = self.recv.segment_size(read);
+                // One datagram the kernel reports as segments of `segment`
+                // inner bytes: a kernel peer's GSO packet, never cut.
+                let mut large = None;
+                if gro::carries_one_frame(self.recv.data(read), segment) {
+                    large = Some(segment);
+                    segment = self.recv.data(read).len();
+                }
                 let mut offset = 0;
                 for datagram in self.recv.data_mut(read).chunks_mut(segment) {
                     let len = datagram.len();
@@ -776,6 +783,7 @@ impl Worker {
                         offset: offset + self.plan.inner.start,
                         len: self.plan.inner.len(),
                         integrity: if self.plan.sealed { Integrity::Sealed } else { Integrity::Verify },
+                        large,
                     };
                     // Only frames from local ports are answered, served,
                     // routed or encapsulated: from the underlay, ports only.
@@ -795,6 +803,16 @@ impl Worker {
         let mut joining: Option<Arc<PortIo>> = None;
         for (at, io) in self.decap_outs.drain(..) {
             let eth = at.of(&self.recv);
+            if let Some(mss) = at.large {
+                if let Some(port) = joining.take() {
+                    port.send_joined(self.gro.finish());
+                }
+                match self.gro.start_large(eth, at.integrity, mss) {
+                    true => io.send_joined(self.gro.finish()),
+                    false => io.send_decapsulated(eth),
+                }
+                continue;
+            }
             if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &io)) && self.gro.append(eth, at.integrity) {
                 continue;
             }
@@ -848,6 +866,9 @@ struct Span {
     offset: usize,
     len: usize,
     integrity: Integrity,
+    /// One TCP segment of several inner segments of this size
+    /// ([`gro::carries_one_frame`]): it goes up as a GSO frame.
+    large: Option<usize>,
 }
 
 impl Span {

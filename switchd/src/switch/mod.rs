@@ -45,7 +45,7 @@ use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_crypto::OpenError;
 use switchd_overlay::offload::L4Checksum;
-use switchd_overlay::sealed;
+use switchd_overlay::{gro, sealed};
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
 use switchd_wire::vnet::{Frame, FrameError};
@@ -798,7 +798,10 @@ impl Switch {
             Ok(eth) => eth,
             Err(_) => return vtep.rx.drop(DropReason::Truncated),
         };
-        if !inner.fits_mtu(net.mtu) {
+        // A TCP segment over the MTU in plain VXLAN is one a kernel vxlan
+        // peer's GSO made and its virtual underlay never cut (the data
+        // plane writes it as a GSO frame); nothing else is.
+        if !inner.fits_mtu(net.mtu) && (arrival.sealed || !gro::is_tcp_segment(frame)) {
             return vtep.rx.drop(DropReason::Oversize);
         }
         self.switch(now, arrival.network, Location::Vtep(arrival.vtep), inner)

@@ -792,3 +792,24 @@ fn inner_checksums_are_left_partial_only_for_switchd_peers() {
     l.sw.handle_datagram(l.t0, ip(VTEP_B), &mut datagram(0x08, 1, A, C, 46), &mut NoKeys, &mut plan);
     assert_eq!((plan.action, plan.sealed), (Action::Deliver(l.p1), false));
 }
+
+/// A TCP segment over the MTU in plain VXLAN (a kernel peer's GSO packet
+/// that a veth underlay carried whole) is switched; anything else over the
+/// MTU is not.
+#[test]
+fn only_tcp_segments_may_exceed_the_mtu_from_the_underlay() {
+    let Overlay { mut l, .. } = overlay();
+    let mut tcp = Vec::new();
+    etherparse::PacketBuilder::ethernet2(C.0, A.0)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(1, 2, 3, 4)
+        .ack(5)
+        .write(&mut tcp, &[7; 3000])
+        .unwrap();
+    let mut large = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    large.extend_from_slice(&tcp);
+    let switched = l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &large);
+    assert!(matches!(switched, Action::Flood { .. }), "{switched:?}");
+    let udp = datagram(0x08, 1, A, C, 3000);
+    assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &udp), Action::Drop(DropReason::Oversize));
+}
