@@ -1,7 +1,10 @@
 //! The overlay's per-frame work, without I/O: encapsulation (with the
 //! checksum a container left open), decapsulation through the switch
 //! decision, the TSO/GRO work on a 64 KiB segment, and the same TSO
-//! segment sealed for an encrypted network.
+//! segment sealed for an encrypted network. Segmenting and GRO each both
+//! ways: with complete inner checksums (for any VTEP; GRO verifying each)
+//! and with partial ones (for a switchd peer; GRO verifying none), and GRO
+//! of a sealed network's segments, which it trusts.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -11,8 +14,8 @@ use etherparse::PacketBuilder;
 use switchd::switch::{Action, NoKeys, Plan, Switch, SwitchConfig};
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_crypto::{Backend, Cipher, Key, SessionId, TxSessions};
-use switchd_overlay::gro::Gro;
-use switchd_overlay::offload::{self, Room};
+use switchd_overlay::gro::{Gro, Integrity};
+use switchd_overlay::offload::{self, L4Checksum, Room};
 use switchd_overlay::sealed;
 use switchd_overlay::tunnel::{self, Offload, Wire};
 use switchd_wire::checksum;
@@ -58,31 +61,47 @@ fn encap(c: &mut Criterion) {
         group.bench_function(format!("{len}"), |b| {
             b.iter(|| {
                 out.clear();
-                tunnel::encapsulate(black_box(&frame), offload, 100, 9000, Wire::Plain, &mut out).unwrap()
+                tunnel::encapsulate(black_box(&frame), offload, 100, 9000, Wire::Plain, L4Checksum::Complete, &mut out)
+                    .unwrap()
             })
         });
     }
-    let tso = tcp_tso_frame();
-    group.bench_function("tso_64k_to_1450", |b| {
+    // A frame whose checksum the container left open, for a switchd peer: sent as it is.
+    let frame = udp_frame(1450);
+    group.bench_function("1450_partial", |b| {
         b.iter(|| {
             out.clear();
-            let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1410 };
-            tunnel::encapsulate(black_box(&tso), offload, 100, 1450, Wire::Plain, &mut out).unwrap()
+            let offload = Offload::Checksum { start: 34, offset: 6 };
+            tunnel::encapsulate(black_box(&frame), offload, 100, 9000, Wire::Plain, L4Checksum::Partial, &mut out)
+                .unwrap()
         })
     });
+    let tso = tcp_tso_frame();
+    for (name, l4) in [("tso_64k_to_1450", L4Checksum::Complete), ("tso_64k_to_1450_partial", L4Checksum::Partial)] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1410 };
+                tunnel::encapsulate(black_box(&tso), offload, 100, 1450, Wire::Plain, l4, &mut out).unwrap()
+            })
+        });
+    }
     // The same, sealed: what an encrypted network costs on the way out.
     let key = Key::from_bytes([7; 32]);
     for cipher in Cipher::ALL {
         let sender = sealed::sender_id("198.18.0.1".parse().unwrap());
         let mut tx = TxSessions::new(Backend::default(), sender, SessionId(1), 0..16);
-        group.bench_function(format!("tso_64k_to_1414_sealed_{cipher}"), |b| {
-            b.iter(|| {
-                out.clear();
-                let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1374 };
-                let mut session = tx.get((key.id(), &key), 100, cipher, 0);
-                tunnel::encapsulate(black_box(&tso), offload, 100, 1414, Wire::Sealed(&mut session), &mut out).unwrap()
-            })
-        });
+        for (suffix, l4) in [("", L4Checksum::Complete), ("_partial", L4Checksum::Partial)] {
+            group.bench_function(format!("tso_64k_to_1414_sealed_{cipher}{suffix}"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1374 };
+                    let mut session = tx.get((key.id(), &key), 100, cipher, 0);
+                    let wire = Wire::Sealed(&mut session);
+                    tunnel::encapsulate(black_box(&tso), offload, 100, 1414, wire, l4, &mut out).unwrap()
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -102,7 +121,16 @@ fn decap(c: &mut Criterion) {
     sw.handle_frame(now, port, &learn, &mut plan);
     for len in [64, 1450, 9000] {
         let mut datagram = Vec::new();
-        tunnel::encapsulate(&udp_frame(len), Offload::None, 100, 9000, Wire::Plain, &mut datagram).unwrap();
+        tunnel::encapsulate(
+            &udp_frame(len),
+            Offload::None,
+            100,
+            9000,
+            Wire::Plain,
+            L4Checksum::Complete,
+            &mut datagram,
+        )
+        .unwrap();
         group.bench_function(format!("{len}"), |b| {
             b.iter(|| {
                 // Plain VXLAN is not written to: the same bytes every time.
@@ -116,21 +144,33 @@ fn decap(c: &mut Criterion) {
 }
 
 fn gro(c: &mut Criterion) {
-    let mut segments = Vec::new();
-    let segs = offload::segment(&tcp_tso_frame(), GsoType::TcpV4, 1410, 1450, Room::NONE, &mut segments).unwrap();
-    let frames: Vec<&[u8]> = segments.chunks(segs.stride).collect();
     let mut group = c.benchmark_group("gro");
-    group.throughput(Throughput::Elements(frames.len() as u64));
     let mut gro = Gro::new();
-    group.bench_function("join_64k_of_1450", |b| {
-        b.iter(|| {
-            assert!(gro.start(frames[0]));
-            for f in &frames[1..] {
-                gro.append(black_box(f));
-            }
-            gro.finish().len()
-        })
-    });
+    // Segments with complete checksums (from any VTEP; verified unless
+    // sealed), and with partial ones (from a switchd peer: not verifiable).
+    let runs = [
+        ("join_64k_of_1450", L4Checksum::Complete, Integrity::Verify),
+        ("join_64k_of_1450_sealed", L4Checksum::Complete, Integrity::Sealed),
+        ("join_64k_of_1450_partial", L4Checksum::Partial, Integrity::Verify),
+    ];
+    for (name, l4, integrity) in runs {
+        let mut segments = Vec::new();
+        let segs =
+            offload::segment(&tcp_tso_frame(), GsoType::TcpV4, 1410, 1450, Room::NONE, l4, &mut segments).unwrap();
+        let frames: Vec<&[u8]> = segments.chunks(segs.stride).collect();
+        group.throughput(Throughput::Elements(frames.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                assert!(gro.start(frames[0], integrity));
+                for f in &frames[1..] {
+                    gro.append(black_box(f), integrity);
+                }
+                let joined = gro.finish();
+                debug_assert_eq!(joined.segments, frames.len());
+                joined.frame.len()
+            })
+        });
+    }
     group.finish();
 }
 

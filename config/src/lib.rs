@@ -130,6 +130,10 @@ pub struct PeerConfig {
     pub vxlan_port: u16,
     /// A label for `switchctl peers` and `fdb`.
     pub name: Option<Name>,
+    /// It is another switchd (of this version or later), which finishes
+    /// inner TCP/UDP checksums left partial: frames to it skip that pass.
+    /// Default false: it may be a kernel vxlan device, which needs them.
+    pub switchd: bool,
 }
 
 /// `[[network]]`: one isolated L2 segment with its own VNI.

@@ -65,6 +65,7 @@ pub struct RawPeer {
     pub vnis: Option<Vec<i64>>,
     pub vxlan_port: Option<i64>,
     pub name: Option<String>,
+    pub switchd: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -370,16 +370,18 @@ fn example_config_in_the_repository_is_valid() {
 #[test]
 fn peers_and_underlay() {
     let c = parse(
-        "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[[peer]]\nunderlay_ip = \"198.18.0.2\"\n[[peer]]\nunderlay_ip = \"198.18.0.3\"\nvnis = [100, 200]\nvxlan_port = 8472\nname = \"kernel\"\n",
+        "[host]\nname = \"h\"\nunderlay_ip = \"198.18.0.1\"\n[[peer]]\nunderlay_ip = \"198.18.0.2\"\n[[peer]]\nunderlay_ip = \"198.18.0.3\"\nvnis = [100, 200]\nvxlan_port = 8472\nname = \"kernel\"\n[[peer]]\nunderlay_ip = \"198.18.0.4\"\nswitchd = true\n",
     )
     .unwrap();
     assert_eq!(c.host.underlay_ip, Some("198.18.0.1".parse().unwrap()));
     assert_eq!(c.host.vxlan_port, 4789);
-    assert_eq!(c.peers.len(), 2);
+    assert_eq!(c.peers.len(), 3);
     assert_eq!(c.peers[0].vnis, None);
     assert_eq!(c.peers[0].vxlan_port, 4789, "a peer's port defaults to ours");
     assert_eq!(c.peers[1].vnis, Some(vec![Vni::new(100).unwrap(), Vni::new(200).unwrap()]));
     assert_eq!(c.peers[1].vxlan_port, 8472);
+    assert!(!c.peers[0].switchd, "a static peer may be a kernel vxlan device unless told");
+    assert!(c.peers[2].switchd);
 }
 
 #[test]

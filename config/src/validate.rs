@@ -318,7 +318,8 @@ fn peer(raw: &RawPeer, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> 
         int_in::<u16>(1, 65535),
     );
     let name = errors.check(&at.key("name"), raw.name.clone(), |n| Name::new(&n));
-    Some(PeerConfig { underlay_ip: ip?, vnis: vnis?, vxlan_port: port?, name })
+    let switchd = raw.switchd.unwrap_or(false);
+    Some(PeerConfig { underlay_ip: ip?, vnis: vnis?, vxlan_port: port?, name, switchd })
 }
 
 /// Checks one port against the networks it may name. `at` as for [`network`].

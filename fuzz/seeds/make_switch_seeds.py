@@ -291,6 +291,17 @@ def offload_gro():
     # Padded frames (as a NIC pads short ones): the padding is never joined.
     small = [seg4(1000 + i, data[i:i + 1], ident=i) for i in range(3)]
     write(t, "tcp4_tiny_padded", header(0, 1) + frames(*(f + b"\0" * 8 for f in small)))
+    # The first byte's flags: 0x80 checksums deferred (as a switchd peer, or a
+    # kernel vxlan device on a veth underlay, sends them), 0x40 every second
+    # one, 0x20 the frames came sealed (GRO verifies nothing).
+    write(t, "tcp4_run_deferred", header(0x80, 1448) + frames(*run4))
+    write(t, "tcp6_run_deferred", header(0x81, 1428, 54) + frames(*run6))
+    write(t, "tcp4_run_mixed", header(0x40, 1448) + frames(*run4))
+    write(t, "tcp4_tso_deferred", header(0x80, 100) + frames(tso))
+    write(t, "udp4_uso_deferred", header(0x82, 200, 34, 6) + frames(ether(mac("02:00:00:00:00:02"),
+                                                                         mac("02:00:00:00:00:01"), 0x0800,
+                                                                         ipv4("10.0.0.1", "10.0.0.2", 17, udp))))
+    write(t, "tcp4_gap_sealed", header(0x20, 1448) + frames(*gap))
 
 
 def port_guard():

@@ -10,11 +10,22 @@
 //! allowed on the last); equal sizes but for a shorter last one; at most
 //! 64 KiB. Each segment's TCP checksum is verified before it is joined,
 //! since the joined frame goes up with its checksum marked as the stack's
-//! to fill in, and would otherwise never be checked.
+//! to fill in, and would otherwise never be checked; but not a checksum
+//! its sender deferred (the field holds the pseudo-header sum, see
+//! [`crate::offload::deferred_checksum`]), which cannot be verified and
+//! was covered in transit by the outer UDP checksum, nor any segment of a
+//! sealed datagram, whose tag covered it ([`Integrity`]).
 //!
-//! Usage: [`Gro::start`] with a segment (false: write it as it is), then
-//! [`Gro::append`] the following ones while they continue it, then
-//! [`Gro::finish`] to get the frame (virtio header + Ethernet) to write.
+//! Every frame that GRO takes goes up with `NEEDS_CSUM`, a run of one
+//! segment too: the stack finishes the checksum rather than check it again.
+//! A segment larger than the MTU that a kernel vxlan peer's GSO made and a
+//! virtual underlay carried uncut ([`carries_one_frame`]) goes up alone as
+//! a GSO frame ([`Gro::start_large`]).
+//!
+//! Usage: [`Gro::start`] with a segment (false: write it as it is, or as
+//! [`crate::offload::deferred_checksum`] says), then [`Gro::append`] the
+//! following ones while they continue it, then [`Gro::finish`] to get the
+//! frame (virtio header + Ethernet) to write.
 
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
@@ -36,6 +47,8 @@ struct Segment {
     end: usize,
     seq: u32,
     flags: u8,
+    /// Its checksum field holds the pseudo-header sum: the sender left it open.
+    deferred: bool,
 }
 
 impl Segment {
@@ -44,10 +57,56 @@ impl Segment {
     }
 }
 
+/// How much of a segment's own TCP checksum is to be checked before it is
+/// joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Integrity {
+    /// From plain VXLAN: a complete checksum must verify. A deferred one
+    /// (left open by the sender, a switchd or a kernel vxlan device on a
+    /// virtual underlay) cannot, and need not: the outer UDP checksum
+    /// covered the frame.
+    #[default]
+    Verify,
+    /// Opened from a sealed datagram: its tag covered every byte, so
+    /// nothing is checked again.
+    Sealed,
+}
+
+/// Whether `read` (what one receive returned, said to hold datagrams of
+/// `segment` bytes) is one plain VXLAN datagram longer than that: its inner
+/// IP packet ends exactly where the read does. The kernel's vxlan device
+/// sends such datagrams across a veth underlay with offloads on (a GSO
+/// packet the underlay never cut), and the receiving socket reports the
+/// inner segment size for them; a burst of datagrams coalesced by
+/// `UDP_GRO` holds a first inner packet that ends at `segment`.
+pub fn carries_one_frame(read: &[u8], segment: usize) -> bool {
+    const VXLAN: usize = switchd_wire::vxlan::HEADER_LEN;
+    if read.len() <= segment || read.len() < VXLAN + ETH_LEN || read[0] != 0x08 {
+        return false;
+    }
+    let inner = &read[VXLAN..];
+    let Ok(eth) = ethernet::Frame::new_checked(inner) else { return false };
+    let ip_len = match eth.ethertype() {
+        EtherType::Ipv4 => ipv4::Packet::new_checked(eth.payload()).map(|p| usize::from(p.total_len())),
+        EtherType::Ipv6 => {
+            ipv6::Packet::new_checked(eth.payload()).map(|p| ipv6::HEADER_LEN + usize::from(p.payload_len()))
+        }
+        _ => return false,
+    };
+    ip_len.is_ok_and(|len| VXLAN + ETH_LEN + len == read.len())
+}
+
+/// Whether `eth` is a TCP segment GRO could take (IPv4 unfragmented or
+/// IPv6 without extension headers; its checksum not looked at).
+pub fn is_tcp_segment(eth: &[u8]) -> bool {
+    parse(eth, Integrity::Sealed).is_some()
+}
+
 /// Parses a plain Ethernet frame carrying TCP over IPv4 (unfragmented) or
-/// IPv6 (no extension headers), with a valid TCP checksum. `None` for
-/// anything else.
-fn parse(eth: &[u8]) -> Option<Segment> {
+/// IPv6 (no extension headers), with a TCP checksum that verifies or was
+/// deferred (or is not checked, as `integrity` says). `None` for anything
+/// else.
+fn parse(eth: &[u8], integrity: Integrity) -> Option<Segment> {
     let frame = ethernet::Frame::new_checked(eth).ok()?;
     let l3 = ETH_LEN;
     let (ipv4, l4, end) = match frame.ethertype() {
@@ -69,8 +128,10 @@ fn parse(eth: &[u8]) -> Option<Segment> {
     };
     let tcp = tcp::Packet::new_checked(&eth[l4..end]).ok()?;
     let payload = l4 + tcp.header_len();
-    let seg = Segment { ipv4, l4, payload, end, seq: tcp.seq_number(), flags: tcp.flags() };
-    tcp.verify_checksum(pseudo(eth, &seg, (end - l4) as u32)).then_some(seg)
+    let mut seg = Segment { ipv4, l4, payload, end, seq: tcp.seq_number(), flags: tcp.flags(), deferred: false };
+    let pseudo = pseudo(eth, &seg, (end - l4) as u32);
+    seg.deferred = tcp.checksum() == checksum::fold(pseudo);
+    (seg.deferred || integrity == Integrity::Sealed || tcp.verify_checksum(pseudo)).then_some(seg)
 }
 
 /// The pseudo-header sum of a segment whose TCP part is `len` bytes.
@@ -104,6 +165,19 @@ struct Pending {
     flags: u8,
     /// A shorter or PSH segment ended the run: nothing more may follow.
     closed: bool,
+    /// How many of the segments came with their checksum deferred.
+    deferred: usize,
+}
+
+/// A frame [`Gro::finish`] made, and what went into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined<'a> {
+    /// Virtio header and Ethernet frame, ready to write.
+    pub frame: &'a [u8],
+    /// How many segments it joins.
+    pub segments: usize,
+    /// How many of those came with a checksum their sender deferred.
+    pub deferred: usize,
 }
 
 /// A TCP receive coalescer with its output buffer.
@@ -120,10 +194,10 @@ impl Gro {
 
     /// Starts a new frame from `eth`, dropping any pending one. False if
     /// `eth` cannot be coalesced (not such a TCP segment, or a bad
-    /// checksum): write it as it is.
-    pub fn start(&mut self, eth: &[u8]) -> bool {
+    /// checksum, checked as `integrity` says): write it as it is.
+    pub fn start(&mut self, eth: &[u8], integrity: Integrity) -> bool {
         self.pending = None;
-        let Some(seg) = parse(eth) else { return false };
+        let Some(seg) = parse(eth, integrity) else { return false };
         if seg.payload_len() == 0 || seg.flags & !(TCP_ACK | TCP_PSH) != 0 || seg.flags & TCP_ACK == 0 {
             return false;
         }
@@ -137,19 +211,35 @@ impl Gro {
             segments: 1,
             flags: seg.flags,
             closed: seg.flags & TCP_PSH != 0,
+            deferred: usize::from(seg.deferred),
         });
+        true
+    }
+
+    /// Starts a frame from `eth`, one TCP segment larger than the MTU that a
+    /// sender's GSO made and the underlay carried whole (a kernel vxlan
+    /// device on a veth underlay with offloads on sends them: see
+    /// [`carries_one_frame`]), to go up as a GSO frame of `mss`-byte
+    /// segments; nothing is joined to it. False as for [`Gro::start`].
+    pub fn start_large(&mut self, eth: &[u8], integrity: Integrity, mss: usize) -> bool {
+        if mss == 0 || !self.start(eth, integrity) {
+            return false;
+        }
+        let p = self.pending.as_mut().expect("started");
+        p.mss = mss.min(p.mss);
+        p.closed = true;
         true
     }
 
     /// Joins `eth` to the pending frame if it continues it; false if not
     /// (finish the pending frame, then `start` with `eth`).
-    pub fn append(&mut self, eth: &[u8]) -> bool {
+    pub fn append(&mut self, eth: &[u8], integrity: Integrity) -> bool {
         let Some(p) = &mut self.pending else { return false };
         if p.closed {
             return false;
         }
         let first = p.first;
-        let Some(seg) = parse(eth) else { return false };
+        let Some(seg) = parse(eth, integrity) else { return false };
         let len = seg.payload_len();
         let frame = &self.buf[VNET_HDR_LEN..];
         let joins = seg.ipv4 == first.ipv4
@@ -179,6 +269,7 @@ impl Gro {
         p.segments += 1;
         p.flags |= seg.flags;
         p.closed = len < p.mss || seg.flags & TCP_PSH != 0;
+        p.deferred += usize::from(seg.deferred);
         true
     }
 
@@ -187,45 +278,47 @@ impl Gro {
         self.pending.is_some()
     }
 
-    /// The pending frame, ready to write: virtio header and Ethernet frame.
-    /// A single segment goes out unchanged behind a plain header; joined
-    /// segments get their lengths, IPv4 checksum and flags fixed, and a GSO
-    /// header asking the stack to complete the TCP checksum.
+    /// The pending frame, ready to write: virtio header and Ethernet frame,
+    /// with `NEEDS_CSUM` asking the stack to complete the TCP checksum
+    /// (its field holds the pseudo-header sum). A single segment goes out
+    /// unchanged but for that field; joined segments (and a large one,
+    /// [`Gro::start_large`]) get their lengths, IPv4 checksum and flags
+    /// fixed, and a GSO header.
     ///
     /// # Panics
     /// If nothing is pending.
-    pub fn finish(&mut self) -> &[u8] {
+    pub fn finish(&mut self) -> Joined<'_> {
         let p = self.pending.take().expect("finish() with a pending frame");
-        if p.segments == 1 {
-            return &self.buf;
-        }
         let seg = p.first;
         let (l3, l4) = (VNET_HDR_LEN + ETH_LEN, VNET_HDR_LEN + seg.l4);
         let total = self.buf.len();
-        let ip_len = (total - l3) as u16;
-        if seg.ipv4 {
-            self.buf[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
-            self.buf[l3 + 10..l3 + 12].fill(0);
-            let csum = checksum::finish(checksum::add(0, &self.buf[l3..l4]));
-            self.buf[l3 + 10..l3 + 12].copy_from_slice(&csum.to_be_bytes());
-        } else {
-            self.buf[l3 + 4..l3 + 6].copy_from_slice(&(ip_len - 40).to_be_bytes());
+        let mut header = vnet::Repr {
+            flags: vnet::FLAG_NEEDS_CSUM,
+            hdr_len: seg.payload as u16,
+            csum_start: seg.l4 as u16,
+            csum_offset: 16,
+            ..vnet::Repr::PLAIN
+        };
+        if p.segments > 1 || seg.payload_len() > p.mss {
+            let ip_len = (total - l3) as u16;
+            if seg.ipv4 {
+                self.buf[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
+                self.buf[l3 + 10..l3 + 12].fill(0);
+                let csum = checksum::finish(checksum::add(0, &self.buf[l3..l4]));
+                self.buf[l3 + 10..l3 + 12].copy_from_slice(&csum.to_be_bytes());
+            } else {
+                self.buf[l3 + 4..l3 + 6].copy_from_slice(&(ip_len - 40).to_be_bytes());
+            }
+            self.buf[l4 + 13] = p.flags;
+            let gso = if seg.ipv4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
+            header.gso_type = gso.to_raw();
+            header.gso_size = p.mss as u16;
         }
-        self.buf[l4 + 13] = p.flags;
         // CHECKSUM_PARTIAL: the field holds the pseudo-header sum, the stack adds the rest.
         let partial = checksum::fold(pseudo(&self.buf[VNET_HDR_LEN..], &seg, (total - l4) as u32));
         self.buf[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
-        let gso = if seg.ipv4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
-        vnet::Repr {
-            flags: vnet::FLAG_NEEDS_CSUM,
-            gso_type: gso.to_raw(),
-            hdr_len: seg.payload as u16,
-            gso_size: p.mss as u16,
-            csum_start: seg.l4 as u16,
-            csum_offset: 16,
-        }
-        .emit(&mut self.buf);
-        &self.buf
+        header.emit(&mut self.buf);
+        Joined { frame: &self.buf, segments: p.segments, deferred: p.deferred }
     }
 }
 
@@ -250,7 +343,9 @@ mod tests {
         b.write(&mut frame, &payload(20_000)).unwrap();
         let mut out = Vec::new();
         let gso = if v4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
-        let segs = offload::segment(&frame, gso, 1388, 1450, offload::Room::NONE, &mut out).unwrap();
+        let segs =
+            offload::segment(&frame, gso, 1388, 1450, offload::Room::NONE, offload::L4Checksum::Complete, &mut out)
+                .unwrap();
         out.chunks(segs.stride).map(<[u8]>::to_vec).collect()
     }
 
@@ -264,7 +359,16 @@ mod tests {
         assert_eq!(mss, if v4 { 1388 } else { 1378 }, "gso_size is the payload per segment");
         let gso = if v4 { GsoType::TcpV4 } else { GsoType::TcpV6 };
         let mut out = Vec::new();
-        let segs = offload::segment(&joined[VNET_HDR_LEN..], gso, mss, 65535, offload::Room::NONE, &mut out).unwrap();
+        let segs = offload::segment(
+            &joined[VNET_HDR_LEN..],
+            gso,
+            mss,
+            65535,
+            offload::Room::NONE,
+            offload::L4Checksum::Complete,
+            &mut out,
+        )
+        .unwrap();
         let again: Vec<Vec<u8>> = out.chunks(segs.stride).map(<[u8]>::to_vec).collect();
         assert_eq!(again.len(), original.len());
         // IPv4 ids count up from the first one in both.
@@ -279,11 +383,11 @@ mod tests {
             let segs = segments(v4);
             assert_eq!(segs.len(), 15);
             let mut gro = Gro::new();
-            assert!(gro.start(&segs[0]));
+            assert!(gro.start(&segs[0], Integrity::Verify));
             for s in &segs[1..] {
-                assert!(gro.append(s), "v4={v4}: a following segment was refused");
+                assert!(gro.append(s, Integrity::Verify), "v4={v4}: a following segment was refused");
             }
-            let joined = gro.finish().to_vec();
+            let joined = gro.finish().frame.to_vec();
             check_round_trip(&joined, &segs, v4);
             // The partial checksum covers the pseudo header of the whole segment.
             assert!(!gro.is_pending());
@@ -294,19 +398,19 @@ mod tests {
     fn refuses_gaps_reordering_and_other_flows() {
         let segs = segments(true);
         let mut gro = Gro::new();
-        assert!(gro.start(&segs[0]));
-        assert!(!gro.append(&segs[2]), "a gap");
-        assert!(gro.append(&segs[1]));
-        assert!(!gro.append(&segs[1]), "a duplicate");
+        assert!(gro.start(&segs[0], Integrity::Verify));
+        assert!(!gro.append(&segs[2], Integrity::Verify), "a gap");
+        assert!(gro.append(&segs[1], Integrity::Verify));
+        assert!(!gro.append(&segs[1], Integrity::Verify), "a duplicate");
         let mut other = segs[2].clone();
         other[14 + 20] ^= 1; // another source port (checksum now wrong too)
-        assert!(!gro.append(&other));
+        assert!(!gro.append(&other, Integrity::Verify));
         let mut corrupt = segs[2].clone();
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
-        assert!(!gro.append(&corrupt), "a bad checksum");
-        assert!(gro.append(&segs[2]));
-        let joined = gro.finish();
+        assert!(!gro.append(&corrupt, Integrity::Verify), "a bad checksum");
+        assert!(gro.append(&segs[2], Integrity::Verify));
+        let joined = gro.finish().frame;
         assert_eq!(GsoType::from_raw(joined[1]), GsoType::TcpV4);
     }
 
@@ -329,39 +433,136 @@ mod tests {
         let mut urgent = segs[1].clone();
         set_word(&mut urgent, tcp + 18, 0x20, tcp + 16);
         let mut gro = Gro::new();
-        assert!(gro.start(&urgent), "a valid segment (its checksum kept right) starts a run");
+        assert!(gro.start(&urgent, Integrity::Verify), "a valid segment (its checksum kept right) starts a run");
         gro.finish();
-        assert!(gro.start(&segs[0]));
-        assert!(!gro.append(&urgent), "joined, the pointer would be lost");
-        assert!(gro.append(&segs[1]));
+        assert!(gro.start(&segs[0], Integrity::Verify));
+        assert!(!gro.append(&urgent, Integrity::Verify), "joined, the pointer would be lost");
+        assert!(gro.append(&segs[1], Integrity::Verify));
     }
 
     #[test]
     fn psh_and_short_segments_end_a_run() {
         let segs = segments(true);
         let mut gro = Gro::new();
-        assert!(gro.start(&segs[13]));
-        assert!(gro.append(&segs[14]), "the short last segment joins");
-        assert!(!gro.append(&segs[0]), "nothing follows it");
+        assert!(gro.start(&segs[13], Integrity::Verify));
+        assert!(gro.append(&segs[14], Integrity::Verify), "the short last segment joins");
+        assert!(!gro.append(&segs[0], Integrity::Verify), "nothing follows it");
         // The last segment carries PSH: it joins but ends the run.
-        let joined = gro.finish();
+        let joined = gro.finish().frame;
         assert_eq!(joined[VNET_HDR_LEN + 14 + 20 + 13] & TCP_PSH, TCP_PSH);
     }
 
+    /// A run of one: unchanged but for its checksum field, which now holds
+    /// the pseudo-header sum, behind a header asking the stack to finish it.
     #[test]
-    fn a_single_segment_goes_out_unchanged() {
+    fn a_single_segment_goes_up_with_needs_csum() {
         let segs = segments(true);
         let mut gro = Gro::new();
-        assert!(gro.start(&segs[3]));
+        assert!(gro.start(&segs[3], Integrity::Verify));
         let out = gro.finish();
-        assert_eq!(&out[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
-        assert_eq!(&out[VNET_HDR_LEN..], &segs[3][..]);
+        assert_eq!((out.segments, out.deferred), (1, 0));
+        let out = out.frame;
+        // NEEDS_CSUM, no GSO, hdr_len 66 (Ethernet, IPv4, TCP with timestamps), csum at 34 + 16.
+        assert_eq!(&out[..VNET_HDR_LEN], &[0x01, 0x00, 66, 0, 0, 0, 34, 0, 16, 0]);
+        let field = VNET_HDR_LEN + 34 + 16;
+        assert_eq!(&out[VNET_HDR_LEN..field], &segs[3][..field - VNET_HDR_LEN]);
+        assert_eq!(&out[field + 2..], &segs[3][field + 2 - VNET_HDR_LEN..]);
+        let mut completed = out[VNET_HDR_LEN..].to_vec();
+        offload::complete_checksum(&mut completed, 34, 16).unwrap();
+        assert_eq!(completed, segs[3], "finished by the stack, the checksum is the segment's own");
+    }
+
+    /// The same burst as a switchd peer sends it ([`offload::L4Checksum::Partial`]).
+    fn partial_segments(v4: bool) -> Vec<Vec<u8>> {
+        segments(v4)
+            .into_iter()
+            .map(|mut s| {
+                let (l4, tcp_len) = if v4 { (34, s.len() - 34) } else { (54, s.len() - 54) };
+                let ip = &s[14..];
+                let pseudo = if v4 {
+                    switchd_wire::ipv4::Packet::new_unchecked(ip).pseudo_header(tcp_len as u32)
+                } else {
+                    switchd_wire::ipv6::Packet::new_unchecked(ip).pseudo_header(Protocol::Tcp, tcp_len as u32)
+                };
+                s[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deferred_segments_join_unverified_and_are_counted() {
+        for v4 in [true, false] {
+            let segs = partial_segments(v4);
+            let mut gro = Gro::new();
+            assert!(gro.start(&segs[0], Integrity::Verify), "v4={v4}: a deferred checksum cannot verify, and need not");
+            for s in &segs[1..] {
+                assert!(gro.append(s, Integrity::Verify), "v4={v4}: a following deferred segment was refused");
+            }
+            let joined = gro.finish();
+            assert_eq!((joined.segments, joined.deferred), (15, 15));
+            // The joined frame is the one complete segments make.
+            let mut again = Gro::new();
+            let complete = segments(v4);
+            assert!(again.start(&complete[0], Integrity::Verify));
+            for s in &complete[1..] {
+                assert!(again.append(s, Integrity::Verify));
+            }
+            let expected = again.finish();
+            assert_eq!(expected.deferred, 0);
+            assert_eq!(joined.frame, expected.frame, "v4={v4}");
+        }
+    }
+
+    #[test]
+    fn the_same_segments_as_switchd_cuts_them() {
+        // What `segment` leaves with L4Checksum::Partial is what the tests build by hand.
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
+        let mut b = b.tcp(40000, 5201, 7_000_000, 502).ack(99).psh();
+        b = b.options(&[etherparse::TcpOptionElement::Timestamp(1, 2)]).unwrap();
+        let mut frame = Vec::new();
+        b.write(&mut frame, &payload(20_000)).unwrap();
+        let mut out = Vec::new();
+        let partial = offload::L4Checksum::Partial;
+        let segs =
+            offload::segment(&frame, GsoType::TcpV4, 1388, 1450, offload::Room::NONE, partial, &mut out).unwrap();
+        let cut: Vec<Vec<u8>> = out.chunks(segs.stride).map(<[u8]>::to_vec).collect();
+        assert_eq!(cut, partial_segments(true));
+    }
+
+    #[test]
+    fn a_bad_complete_checksum_is_refused_unless_sealed() {
+        let segs = segments(true);
+        let mut corrupt = segs[1].clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let mut gro = Gro::new();
+        assert!(gro.start(&segs[0], Integrity::Verify));
+        assert!(!gro.append(&corrupt, Integrity::Verify), "plain VXLAN: verified");
+        assert!(!gro.start(&corrupt, Integrity::Verify));
+        assert!(gro.start(&segs[0], Integrity::Sealed));
+        assert!(gro.append(&corrupt, Integrity::Sealed), "sealed: the tag covered it, nothing is verified again");
+        assert_eq!(gro.finish().deferred, 0);
+    }
+
+    #[test]
+    fn a_lone_deferred_segment_goes_up_as_it_came_with_needs_csum() {
+        for v4 in [true, false] {
+            let segs = partial_segments(v4);
+            let mut gro = Gro::new();
+            assert!(gro.start(&segs[5], Integrity::Verify));
+            let out = gro.finish();
+            assert_eq!((out.segments, out.deferred), (1, 1));
+            let (start, hdr_len) = if v4 { (34u8, 66u8) } else { (54, 86) };
+            assert_eq!(&out.frame[..VNET_HDR_LEN], &[0x01, 0x00, hdr_len, 0, 0, 0, start, 0, 16, 0], "v4={v4}");
+            assert_eq!(&out.frame[VNET_HDR_LEN..], &segs[5][..], "the field already held the pseudo-header sum");
+        }
     }
 
     #[test]
     fn what_is_never_coalesced() {
         let mut gro = Gro::new();
-        assert!(!gro.start(&[0u8; 60]), "not IP");
+        assert!(!gro.start(&[0u8; 60], Integrity::Verify), "not IP");
         let mut syn = Vec::new();
         PacketBuilder::ethernet2([2; 6], [4; 6])
             .ipv4([1; 4], [2; 4], 9)
@@ -369,7 +570,7 @@ mod tests {
             .syn()
             .write(&mut syn, &[1, 2, 3])
             .unwrap();
-        assert!(!gro.start(&syn), "SYN");
+        assert!(!gro.start(&syn, Integrity::Verify), "SYN");
         let mut ack = Vec::new();
         PacketBuilder::ethernet2([2; 6], [4; 6])
             .ipv4([1; 4], [2; 4], 9)
@@ -377,13 +578,61 @@ mod tests {
             .ack(5)
             .write(&mut ack, &[])
             .unwrap();
-        assert!(!gro.start(&ack), "a pure ACK");
+        assert!(!gro.start(&ack, Integrity::Verify), "a pure ACK");
         let mut udp = Vec::new();
         PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([1; 4], [2; 4], 9).udp(1, 2).write(&mut udp, &[1; 100]).unwrap();
-        assert!(!gro.start(&udp), "UDP");
+        assert!(!gro.start(&udp, Integrity::Verify), "UDP");
         let segs = segments(true);
         for n in 0..segs[0].len() {
-            let _ = gro.start(&segs[0][..n]);
+            let _ = gro.start(&segs[0][..n], Integrity::Verify);
         }
+    }
+
+    /// One 20 000-byte segment as a kernel vxlan peer's GSO leaves it (its
+    /// checksum the pseudo-header sum), carried whole in one datagram.
+    fn large_segment() -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
+        let mut frame = Vec::new();
+        b.tcp(40000, 5201, 7_000_000, 502).ack(99).write(&mut frame, &payload(20_000)).unwrap();
+        let pseudo = ipv4::Packet::new_unchecked(&frame[14..]).pseudo_header((frame.len() - 34) as u32);
+        frame[50..52].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn a_large_segment_from_the_underlay_goes_up_as_a_gso_frame() {
+        let frame = large_segment();
+        let datagram = [&[0x08, 0, 0, 0, 0, 0, 100, 0][..], &frame].concat();
+        assert!(carries_one_frame(&datagram, 1398), "one datagram, reported as 1398-byte segments");
+        assert!(!carries_one_frame(&datagram, datagram.len()), "a read of one datagram that says so");
+        assert!(!carries_one_frame(&datagram[..datagram.len() - 1], 1398), "cut short");
+        let mut sealed = datagram.clone();
+        sealed[0] = 0x48;
+        assert!(!carries_one_frame(&sealed, 1398), "switchd never sends those");
+        // A burst of 1398-byte datagrams coalesced by UDP_GRO is not one.
+        let segs = segments(true);
+        let burst: Vec<u8> = segs.iter().flat_map(|s| [&[0x08, 0, 0, 0, 0, 0, 100, 0][..], s].concat()).collect();
+        assert!(!carries_one_frame(&burst, segs[0].len() + 8));
+
+        let mut gro = Gro::new();
+        assert!(gro.start_large(&frame, Integrity::Verify, 1398));
+        assert!(!gro.append(&segs[0], Integrity::Verify), "nothing joins it");
+        let out = gro.finish();
+        assert_eq!((out.segments, out.deferred), (1, 1));
+        let hdr = vnet::Repr::parse(out.frame).unwrap();
+        assert_eq!(
+            hdr,
+            vnet::Repr {
+                flags: vnet::FLAG_NEEDS_CSUM,
+                gso_type: GsoType::TcpV4.to_raw(),
+                hdr_len: 54,
+                gso_size: 1398,
+                csum_start: 34,
+                csum_offset: 16
+            }
+        );
+        assert_eq!(&out.frame[VNET_HDR_LEN..], &frame[..], "already as the stack wants it");
+        assert!(is_tcp_segment(&frame));
+        assert!(!is_tcp_segment(&frame[..40]));
     }
 }

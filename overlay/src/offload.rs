@@ -13,11 +13,37 @@
 //!
 //! Both write into caller-owned buffers and allocate nothing once the
 //! output buffer has grown to its working size.
+//!
+//! A peer that is another switchd need not be sent complete TCP/UDP
+//! checksums: [`L4Checksum::Partial`] leaves each segment's field holding
+//! its pseudo-header sum, as `CHECKSUM_PARTIAL` does, which saves a pass
+//! over every payload byte. The bytes are still covered in transit (by the
+//! outer UDP checksum, which switchd always sets and the receiving kernel
+//! checks, or by a sealed packet's tag). On the way out of the tunnel,
+//! [`deferred_checksum`] recognises such a frame, from a switchd peer or
+//! from a kernel vxlan device whose virtual underlay left its offloaded
+//! checksums unfilled, so that it is handed to the receiving stack to
+//! finish (virtio `NEEDS_CSUM`) rather than dropped as corrupt.
 
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
-use switchd_wire::vnet::GsoType;
+use switchd_wire::vnet::{self, GsoType};
 use switchd_wire::{checksum, ipv4, ipv6, tcp, udp};
+
+/// What [`segment`] (and `tunnel::encapsulate`, for a frame whose checksum
+/// the sender left open) leaves in each frame's TCP or UDP checksum field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum L4Checksum {
+    /// The full checksum, as a NIC fills it in: what any receiver can
+    /// check, and what a kernel vxlan peer's stack does check.
+    #[default]
+    Complete,
+    /// The frame's pseudo-header sum, folded and not complemented (what
+    /// `CHECKSUM_PARTIAL` leaves): for a peer that finishes it or has it
+    /// finished ([`deferred_checksum`]), a switchd. One pass over the
+    /// payload fewer per frame.
+    Partial,
+}
 
 /// Why a frame cannot be segmented or checksummed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +75,83 @@ pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize
     Ok(())
 }
 
+/// Where a checksum left for the receiver lies in a frame, as
+/// [`deferred_checksum`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenChecksum {
+    /// Where the TCP or UDP header starts (the checksum covers from here to
+    /// the end of the IP packet), from the start of the Ethernet frame.
+    pub start: usize,
+    /// Where the field is in that header: 16 (TCP) or 6 (UDP).
+    pub offset: usize,
+    /// The length of the frame up to the end of its IP packet (without any
+    /// Ethernet padding, which the checksum must not cover).
+    pub len: usize,
+}
+
+impl OpenChecksum {
+    /// The virtio header asking the device a frame is written to (a TAP,
+    /// a packet socket) to finish the checksum: `NEEDS_CSUM` at this place.
+    pub fn vnet(&self) -> vnet::Repr {
+        vnet::Repr {
+            flags: vnet::FLAG_NEEDS_CSUM,
+            csum_start: self.start as u16,
+            csum_offset: self.offset as u16,
+            ..vnet::Repr::PLAIN
+        }
+    }
+}
+
+/// Whether the TCP or UDP checksum of `eth` (an Ethernet frame from a
+/// tunnel) was deferred by its sender: the field holds the pseudo-header
+/// sum of the segment, folded, not complemented, which is what
+/// `CHECKSUM_PARTIAL` leaves there (a switchd peer sending
+/// [`L4Checksum::Partial`], or a kernel vxlan device on a veth or virtio
+/// underlay, which never fills offloaded checksums in). Such a frame cannot
+/// be verified, only finished; `None` for every other frame.
+///
+/// Only the forms a sender leaves open are recognised: IPv4 that is no
+/// fragment, IPv6 without extension headers (whose routing header would
+/// change the pseudo header), TCP, and UDP whose length is the IP
+/// payload's. A complete checksum that happens to equal the pseudo-header
+/// sum (one frame in 65536) is mistaken for a deferred one harmlessly:
+/// finishing it gives the same value back.
+pub fn deferred_checksum(eth: &[u8]) -> Option<OpenChecksum> {
+    let frame = ethernet::Frame::new_checked(eth).ok()?;
+    let l3 = ethernet::HEADER_LEN;
+    let ip = &eth[l3..];
+    let (l4, end, protocol, v4) = match frame.ethertype() {
+        EtherType::Ipv4 => {
+            let p = ipv4::Packet::new_checked(ip).ok()?;
+            if p.is_fragment() {
+                return None;
+            }
+            (l3 + p.header_len(), l3 + usize::from(p.total_len()), p.protocol(), true)
+        }
+        EtherType::Ipv6 => {
+            let p = ipv6::Packet::new_checked(ip).ok()?;
+            (l3 + ipv6::HEADER_LEN, l3 + ipv6::HEADER_LEN + usize::from(p.payload_len()), p.next_header(), false)
+        }
+        _ => return None,
+    };
+    let len = end - l4;
+    let offset = match protocol {
+        Protocol::Tcp if len >= tcp::MIN_HEADER_LEN => 16,
+        Protocol::Udp if len >= udp::HEADER_LEN && usize::from(be16(eth, l4 + 4)) == len => 6,
+        _ => return None,
+    };
+    let pseudo = if v4 {
+        ipv4::Packet::new_unchecked(ip).pseudo_header(len as u32)
+    } else {
+        ipv6::Packet::new_unchecked(ip).pseudo_header(protocol, len as u32)
+    };
+    (be16(eth, l4 + offset) == checksum::fold(pseudo)).then_some(OpenChecksum { start: l4, offset, len: end })
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
 /// Where the headers of a frame are.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
@@ -60,6 +163,9 @@ struct Layout {
     end: usize,
     ipv4: bool,
     tcp: bool,
+    /// No IPv4 fragment, no IPv6 extension header: a form whose partial
+    /// checksum a receiver recognises ([`deferred_checksum`]).
+    plain: bool,
 }
 
 fn offset_in(frame: &[u8], part: &[u8]) -> usize {
@@ -73,6 +179,13 @@ fn layout(frame: &[u8]) -> Result<Layout, Error> {
     let (ipv4, end, protocol, upper) = match eth.ethertype() {
         EtherType::Ipv4 => {
             let p = ipv4::Packet::new_checked(ip).map_err(|_| Error::Truncated)?;
+            if p.is_fragment() {
+                // Cut anyway (the checksums computed as asked), but never
+                // left partial: no receiver would recognise them.
+                let upper = &ip[p.header_len()..usize::from(p.total_len())];
+                let (total, protocol) = (usize::from(p.total_len()), p.protocol());
+                return finish_layout(frame, l3, true, l3 + total, protocol, upper, false);
+            }
             (true, l3 + usize::from(p.total_len()), p.protocol(), &ip[p.header_len()..usize::from(p.total_len())])
         }
         EtherType::Ipv6 => {
@@ -85,6 +198,20 @@ fn layout(frame: &[u8]) -> Result<Layout, Error> {
         }
         _ => return Err(Error::Mismatch),
     };
+    let plain = ipv4 || offset_in(frame, upper) == l3 + ipv6::HEADER_LEN;
+    finish_layout(frame, l3, ipv4, end, protocol, upper, plain)
+}
+
+/// The rest of [`layout`], from the upper layer on.
+fn finish_layout(
+    frame: &[u8],
+    l3: usize,
+    ipv4: bool,
+    end: usize,
+    protocol: Protocol,
+    upper: &[u8],
+    plain: bool,
+) -> Result<Layout, Error> {
     let l4 = offset_in(frame, upper);
     let (payload, tcp) = match protocol {
         Protocol::Tcp => (l4 + tcp::Packet::new_checked(upper).map_err(|_| Error::Truncated)?.header_len(), true),
@@ -92,7 +219,7 @@ fn layout(frame: &[u8]) -> Result<Layout, Error> {
         Protocol::Udp => return Err(Error::Truncated),
         _ => return Err(Error::Mismatch),
     };
-    Ok(Layout { l3, l4, payload, end: end.min(frame.len()), ipv4, tcp })
+    Ok(Layout { l3, l4, payload, end: end.min(frame.len()), ipv4, tcp, plain })
 }
 
 /// How [`segment`] laid out its output.
@@ -130,16 +257,21 @@ impl Room {
 /// Cuts `frame` (an Ethernet frame whose IP payload is one large TCP or UDP
 /// segment) into frames of at most `mss` payload bytes that also fit `mtu`
 /// (an L3 MTU), appended one after another to `out`, each inside `room`.
-/// `gso` names what the frame carries: TCP over IPv4 or IPv6, or UDP.
+/// `gso` names what the frame carries: TCP over IPv4 or IPv6, or UDP;
+/// `l4_checksum` what each segment's checksum field holds (complete all the
+/// same for an IPv4 fragment or IPv6 with extension headers, whose partial
+/// checksums no receiver would recognise).
 pub fn segment(
     frame: &[u8],
     gso: GsoType,
     mss: usize,
     mtu: usize,
     room: Room,
+    l4_checksum: L4Checksum,
     out: &mut Vec<u8>,
 ) -> Result<Segments, Error> {
     let at = layout(frame)?;
+    let l4_checksum = if at.plain { l4_checksum } else { L4Checksum::Complete };
     let matches = match gso {
         GsoType::TcpV4 => at.ipv4 && at.tcp,
         GsoType::TcpV6 => !at.ipv4 && at.tcp,
@@ -206,15 +338,26 @@ pub fn segment(
             if i > 0 {
                 l4[13] &= !0x80; // CWR only on the first
             }
-            l4[16..18].fill(0);
-            let csum = checksum::finish(checksum::add(pseudo(l4_len), l4));
+            let csum = match l4_checksum {
+                L4Checksum::Partial => checksum::fold(pseudo(l4_len)),
+                L4Checksum::Complete => {
+                    l4[16..18].fill(0);
+                    checksum::finish(checksum::add(pseudo(l4_len), l4))
+                }
+            };
             l4[16..18].copy_from_slice(&csum.to_be_bytes());
         } else {
             l4[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            l4[6..8].fill(0);
-            let csum = match checksum::finish(checksum::add(pseudo(l4_len), l4)) {
-                0 => 0xffff,
-                c => c,
+            let csum = match l4_checksum {
+                // Never zero: the pseudo header includes a non-zero length.
+                L4Checksum::Partial => checksum::fold(pseudo(l4_len)),
+                L4Checksum::Complete => {
+                    l4[6..8].fill(0);
+                    match checksum::finish(checksum::add(pseudo(l4_len), l4)) {
+                        0 => 0xffff,
+                        c => c,
+                    }
+                }
             };
             l4[6..8].copy_from_slice(&csum.to_be_bytes());
         }
@@ -302,7 +445,7 @@ mod tests {
     fn tso_v4_to_mss_with_headroom() {
         let frame = tcp_v4(10_000, true);
         let mut out = Vec::new();
-        let segs = segment(&frame, GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV4, 1448, 1500, Room::head(8), L4Checksum::Complete, &mut out).unwrap();
         assert_eq!(segs.count, 7); // 6 x 1448 + 1312
         assert_eq!(segs.stride, 8 + 14 + 20 + 20 + 1448);
         assert_eq!(verify(&out, segs, 8, true), payload(10_000));
@@ -318,7 +461,7 @@ mod tests {
         let frame = tcp_v4(5000, false);
         let mut out = Vec::new();
         // A sender claiming a 9000-byte MSS on a 1450 network still gets 1410-byte segments.
-        let segs = segment(&frame, GsoType::TcpV4, 9000, 1450, Room::NONE, &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV4, 9000, 1450, Room::NONE, L4Checksum::Complete, &mut out).unwrap();
         assert_eq!(segs.stride, 14 + 1450);
         assert_eq!(segs.count, 4);
         assert_eq!(verify(&out, segs, 0, true), payload(5000));
@@ -334,10 +477,13 @@ mod tests {
             .write(&mut frame, &payload(4000))
             .unwrap();
         let mut out = Vec::new();
-        let segs = segment(&frame, GsoType::TcpV6, 1428, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV6, 1428, 1500, Room::head(8), L4Checksum::Complete, &mut out).unwrap();
         assert_eq!(segs.count, 3);
         assert_eq!(verify(&out, segs, 8, false), payload(4000));
-        assert_eq!(segment(&frame, GsoType::TcpV4, 1428, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
+        assert_eq!(
+            segment(&frame, GsoType::TcpV4, 1428, 1500, Room::head(8), L4Checksum::Complete, &mut out).unwrap_err(),
+            Error::Mismatch
+        );
     }
 
     #[test]
@@ -349,7 +495,7 @@ mod tests {
             .write(&mut frame, &payload(3000))
             .unwrap();
         let mut out = Vec::new();
-        let segs = segment(&frame, GsoType::UdpL4, 1200, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::UdpL4, 1200, 1500, Room::head(8), L4Checksum::Complete, &mut out).unwrap();
         assert_eq!(segs.count, 3);
         let mut joined = Vec::new();
         for i in 0..3 {
@@ -369,7 +515,7 @@ mod tests {
     fn small_gso_frame_is_one_segment() {
         let frame = tcp_v4(100, false);
         let mut out = Vec::new();
-        let segs = segment(&frame, GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).unwrap();
+        let segs = segment(&frame, GsoType::TcpV4, 1448, 1500, Room::head(8), L4Checksum::Complete, &mut out).unwrap();
         assert_eq!((segs.count, segs.len), (1, 8 + frame.len()));
         verify(&out, segs, 8, true);
     }
@@ -378,11 +524,19 @@ mod tests {
     fn refuses_what_it_cannot_cut() {
         let mut out = Vec::new();
         let arp = [0u8; 42];
-        assert!(segment(&arp, GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
+        assert!(segment(&arp, GsoType::TcpV4, 1448, 1500, Room::head(8), L4Checksum::Complete, &mut out).is_err());
         let frame = tcp_v4(100, false);
-        assert_eq!(segment(&frame, GsoType::TcpV4, 1448, 40, Room::head(8), &mut out).unwrap_err(), Error::MtuTooSmall);
-        assert_eq!(segment(&frame, GsoType::UdpL4, 1448, 1500, Room::head(8), &mut out).unwrap_err(), Error::Mismatch);
-        assert!(segment(&frame[..30], GsoType::TcpV4, 1448, 1500, Room::head(8), &mut out).is_err());
+        assert_eq!(
+            segment(&frame, GsoType::TcpV4, 1448, 40, Room::head(8), L4Checksum::Complete, &mut out).unwrap_err(),
+            Error::MtuTooSmall
+        );
+        assert_eq!(
+            segment(&frame, GsoType::UdpL4, 1448, 1500, Room::head(8), L4Checksum::Complete, &mut out).unwrap_err(),
+            Error::Mismatch
+        );
+        assert!(
+            segment(&frame[..30], GsoType::TcpV4, 1448, 1500, Room::head(8), L4Checksum::Complete, &mut out).is_err()
+        );
     }
 
     #[test]
@@ -398,5 +552,147 @@ mod tests {
         assert_eq!(u16::from_be_bytes([frame[50], frame[51]]), expected);
         assert_eq!(complete_checksum(&mut frame, 34, 60_000).unwrap_err(), Error::Truncated);
         assert_eq!(complete_checksum(&mut frame, usize::MAX, 16).unwrap_err(), Error::Truncated);
+    }
+
+    /// Segments of `frame` cut both ways; each partial one holds its
+    /// pseudo-header sum, and is the complete one once finished.
+    fn check_partial_cut(frame: &[u8], gso: GsoType, mss: usize, v4: bool, tcp: bool) {
+        let (mut complete, mut partial) = (Vec::new(), Vec::new());
+        let c = segment(frame, gso, mss, 1500, Room::head(8), L4Checksum::Complete, &mut complete).unwrap();
+        let p = segment(frame, gso, mss, 1500, Room::head(8), L4Checksum::Partial, &mut partial).unwrap();
+        assert_eq!(c, p, "the same layout either way");
+        assert!(p.count > 1);
+        let l4 = if v4 { 34 } else { 54 };
+        let offset = if tcp { 16 } else { 6 };
+        for (i, (a, b)) in complete.chunks(c.stride).zip(partial.chunks(p.stride)).enumerate() {
+            let (a, b) = (&a[8..], &b[8..]);
+            let found = deferred_checksum(b).unwrap_or_else(|| panic!("segment {i} not recognised as deferred"));
+            assert_eq!(found, OpenChecksum { start: l4, offset, len: b.len() });
+            assert_eq!(deferred_checksum(a), None, "segment {i}: a complete checksum taken for a deferred one");
+            assert_eq!(a[..l4 + offset], b[..l4 + offset], "segment {i}: only the checksum differs");
+            assert_eq!(a[l4 + offset + 2..], b[l4 + offset + 2..], "segment {i}: only the checksum differs");
+            let mut finished = b.to_vec();
+            complete_checksum(&mut finished, l4, offset).unwrap();
+            assert_eq!(finished, a, "segment {i}: finished, it is the complete one");
+        }
+    }
+
+    #[test]
+    fn segments_behind_ipv6_extension_headers_keep_complete_checksums() {
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(40000, 5201, 1_000_000, 64240)
+            .write(&mut v6, &payload(4000))
+            .unwrap();
+        // A hop-by-hop header (8 bytes of padding options) before TCP.
+        let mut hop = v6[..54].to_vec();
+        hop[14 + 6] = 0;
+        hop[14 + 4..14 + 6].copy_from_slice(&(u16::from_be_bytes([v6[18], v6[19]]) + 8).to_be_bytes());
+        hop.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        hop.extend_from_slice(&v6[54..]);
+        let (mut complete, mut partial) = (Vec::new(), Vec::new());
+        segment(&hop, GsoType::TcpV6, 1420, 1500, Room::NONE, L4Checksum::Complete, &mut complete).unwrap();
+        segment(&hop, GsoType::TcpV6, 1420, 1500, Room::NONE, L4Checksum::Partial, &mut partial).unwrap();
+        assert_eq!(complete, partial, "no receiver would recognise them partial");
+    }
+
+    #[test]
+    fn segments_left_with_partial_checksums() {
+        check_partial_cut(&tcp_v4(10_000, true), GsoType::TcpV4, 1448, true, true);
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(40000, 5201, 1_000_000, 64240)
+            .write(&mut v6, &payload(4000))
+            .unwrap();
+        check_partial_cut(&v6, GsoType::TcpV6, 1428, false, true);
+        let mut udp4 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(SRC, DST, 64)
+            .udp(5000, 6000)
+            .write(&mut udp4, &payload(3000))
+            .unwrap();
+        check_partial_cut(&udp4, GsoType::UdpL4, 1200, true, false);
+        let mut udp6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .udp(5000, 6000)
+            .write(&mut udp6, &payload(3000))
+            .unwrap();
+        check_partial_cut(&udp6, GsoType::UdpL4, 1200, false, false);
+    }
+
+    /// A fixed frame, byte for byte: 10.0.0.1:1000 -> 10.0.0.2:2000, TCP
+    /// seq 1 ack 2, ACK, window 100, payload "data", its checksum left as
+    /// the pseudo-header sum 0x1421 (0a00+0001+0a00+0002+0006+0018, as a
+    /// stack with offload leaves it).
+    #[test]
+    fn a_deferred_tcp_v4_checksum_by_the_bytes() {
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        frame.extend_from_slice(&[0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        frame.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x10, 0, 100]);
+        frame.extend_from_slice(&[0x14, 0x21, 0, 0]);
+        frame.extend_from_slice(b"data");
+        let found = deferred_checksum(&frame).expect("deferred");
+        assert_eq!(found, OpenChecksum { start: 34, offset: 16, len: 58 });
+        let mut hdr = [0u8; vnet::HEADER_LEN];
+        found.vnet().emit(&mut hdr);
+        assert_eq!(hdr, [0x01, 0x00, 0, 0, 0, 0, 34, 0, 16, 0], "NEEDS_CSUM at 34 + 16");
+        // Padded to 60 bytes, as a NIC pads: the checksum still ends with the IP packet.
+        let mut padded = frame.clone();
+        padded.extend_from_slice(&[0, 0]);
+        assert_eq!(deferred_checksum(&padded).map(|c| c.len), Some(58));
+        // Completed, it is a checksum like any other: not deferred.
+        complete_checksum(&mut frame, 34, 16).unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+        let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) = (&p.net, &p.transport) else { panic!() };
+        let h = TcpHeaderSlice::from_slice(tcp.slice()).unwrap();
+        assert_eq!(h.checksum(), h.calc_checksum_ipv4(&ip.header(), tcp.payload()).unwrap());
+        assert_eq!(deferred_checksum(&frame), None);
+    }
+
+    #[test]
+    fn what_is_never_taken_for_deferred() {
+        // A partial UDP checksum over IPv4, recognised...
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(SRC, DST, 64).udp(1, 2).write(&mut udp, &[9; 100]).unwrap();
+        let partial = checksum::fold(checksum::pseudo_v4(SRC.into(), DST.into(), 17, 108));
+        udp[40..42].copy_from_slice(&partial.to_be_bytes());
+        assert_eq!(deferred_checksum(&udp), Some(OpenChecksum { start: 34, offset: 6, len: udp.len() }));
+        // ...but not in a fragment, whose checksum covers the whole datagram,
+        let mut fragment = udp.clone();
+        fragment[14 + 6] = 0x20; // more fragments
+        assert_eq!(deferred_checksum(&fragment), None);
+        // nor with a UDP length that is not the IP payload's,
+        let mut short = udp.clone();
+        short[38..40].copy_from_slice(&100u16.to_be_bytes());
+        assert_eq!(deferred_checksum(&short), None);
+        // nor "no checksum" (zero), nor for another protocol.
+        let mut none = udp.clone();
+        none[40..42].fill(0);
+        assert_eq!(deferred_checksum(&none), None);
+        let mut icmp = udp.clone();
+        icmp[14 + 9] = 1;
+        assert_eq!(deferred_checksum(&icmp), None);
+        // IPv6 behind an extension header (hop-by-hop) is not looked into.
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .udp(1, 2)
+            .write(&mut v6, &[9; 40])
+            .unwrap();
+        let partial = checksum::fold(checksum::pseudo_v6([0xfd; 16].into(), [0xfe; 16].into(), 17, 48));
+        v6[60..62].copy_from_slice(&partial.to_be_bytes());
+        assert_eq!(deferred_checksum(&v6), Some(OpenChecksum { start: 54, offset: 6, len: v6.len() }));
+        let mut hop = v6[..54].to_vec();
+        hop[14 + 6] = 0; // next header: hop-by-hop
+        hop[14 + 5] += 8;
+        hop.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        hop.extend_from_slice(&v6[54..]);
+        assert_eq!(deferred_checksum(&hop), None);
+        for n in 0..udp.len() {
+            let _ = deferred_checksum(&udp[..n]);
+        }
     }
 }

@@ -5,7 +5,11 @@
 //! What the frame still needs done (its virtio offload request) is done on
 //! the way in: an open checksum is completed, a TSO/USO frame is cut into
 //! MTU-sized frames, each behind its own header (and, sealed, before its
-//! own tag), ready for one `sendmsg` with `UDP_SEGMENT`. The caller picks
+//! own tag), ready for one `sendmsg` with `UDP_SEGMENT`. For a switchd
+//! peer the caller may ask for [`L4Checksum::Partial`]: the inner TCP/UDP
+//! checksums are then left for the receiver to finish, both in segments
+//! and in a frame whose checksum the container left open (which is then
+//! sent as it came). The caller picks
 //! the outer source port (and, sealed, the lane) from the inner flow's
 //! hash ([`crate::flow`]) so a flow keeps one path.
 
@@ -14,6 +18,7 @@ use switchd_wire::sealed::{HEADER_LEN as SEALED_HEADER_LEN, TAG_LEN};
 pub use switchd_wire::vnet::Offload;
 use switchd_wire::vxlan;
 
+pub use crate::offload::L4Checksum;
 use crate::offload::{self, Room};
 use crate::sealed;
 
@@ -52,14 +57,16 @@ pub struct Datagrams {
 }
 
 /// Appends to `out` the datagram(s) carrying `eth` on `vni`, doing what
-/// `offload` asks; segments fit `mtu` (the network's L3 MTU). On error,
-/// `out` may hold a partial datagram past its old length.
+/// `offload` asks; segments fit `mtu` (the network's L3 MTU), and their
+/// TCP/UDP checksums are what `l4_checksum` says. On error, `out` may hold
+/// a partial datagram past its old length.
 pub fn encapsulate(
     eth: &[u8],
     offload: Offload,
     vni: u32,
     mtu: usize,
     wire: Wire<'_, '_>,
+    l4_checksum: L4Checksum,
     out: &mut Vec<u8>,
 ) -> Result<Datagrams, Error> {
     let room = match wire {
@@ -72,13 +79,21 @@ pub fn encapsulate(
             out.resize(base + room.head, 0);
             out.extend_from_slice(eth);
             if let Offload::Checksum { start, offset } = offload {
-                offload::complete_checksum(&mut out[base + room.head..], start, offset)?;
+                let frame = &mut out[base + room.head..];
+                // Left open only in the form the receiver recognises (a TCP
+                // or UDP field holding the pseudo-header sum); anything
+                // else a container asks for is completed here, as before.
+                let deferred = l4_checksum == L4Checksum::Partial
+                    && offload::deferred_checksum(frame).is_some_and(|c| (c.start, c.offset) == (start, offset));
+                if !deferred {
+                    offload::complete_checksum(frame, start, offset)?;
+                }
             }
             out.resize(out.len() + room.tail, 0);
             (None, out.len() - base)
         }
         Offload::Segment { gso, mss } => {
-            let segs = offload::segment(eth, gso, mss, mtu, room, out)?;
+            let segs = offload::segment(eth, gso, mss, mtu, room, l4_checksum, out)?;
             ((segs.count > 1).then_some(segs.stride), segs.len)
         }
     };
@@ -116,7 +131,7 @@ mod tests {
     fn one_frame_one_datagram() {
         let frame = tcp(100);
         let mut out = Vec::new();
-        let d = encapsulate(&frame, Offload::None, 100, 1450, Wire::Plain, &mut out).unwrap();
+        let d = encapsulate(&frame, Offload::None, 100, 1450, Wire::Plain, L4Checksum::Complete, &mut out).unwrap();
         assert_eq!(d.stride, None);
         assert_eq!(&out[..8], &[0x08, 0, 0, 0, 0, 0, 100, 0]);
         assert_eq!(&out[8..], &frame[..]);
@@ -129,7 +144,16 @@ mod tests {
         let partial = checksum::fold(checksum::pseudo_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 6, 120));
         open[50..52].copy_from_slice(&partial.to_be_bytes());
         let mut out = Vec::new();
-        encapsulate(&open, Offload::Checksum { start: 34, offset: 16 }, 5, 1450, Wire::Plain, &mut out).unwrap();
+        encapsulate(
+            &open,
+            Offload::Checksum { start: 34, offset: 16 },
+            5,
+            1450,
+            Wire::Plain,
+            L4Checksum::Complete,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(&out[8..], &frame[..], "the completed frame equals the one with its checksum computed");
     }
 
@@ -143,6 +167,7 @@ mod tests {
             0xabcdef,
             1450,
             Wire::Plain,
+            L4Checksum::Complete,
             &mut out,
         )
         .unwrap();
@@ -171,9 +196,10 @@ mod tests {
         let mut session = tx.get((key.id(), &key), 42, Cipher::ChaCha20Poly1305, 0);
         let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1414 };
         let mut out = Vec::new();
-        let d = encapsulate(&frame, offload, 42, 1414, Wire::Sealed(&mut session), &mut out).unwrap();
+        let d =
+            encapsulate(&frame, offload, 42, 1414, Wire::Sealed(&mut session), L4Checksum::Complete, &mut out).unwrap();
         let mut plain = Vec::new();
-        let p = encapsulate(&frame, offload, 42, 1414, Wire::Plain, &mut plain).unwrap();
+        let p = encapsulate(&frame, offload, 42, 1414, Wire::Plain, L4Checksum::Complete, &mut plain).unwrap();
         let stride = d.stride.unwrap();
         assert_eq!(stride, p.stride.unwrap() + switchd_wire::sealed::OVERHEAD);
         assert_eq!(stride, 28 + 14 + 1414 + 16, "one underlay MTU of 1500 less IPv4 and UDP");
@@ -191,9 +217,53 @@ mod tests {
     #[test]
     fn datagrams_are_appended() {
         let mut out = vec![0xee; 3];
-        let d = encapsulate(&tcp(10), Offload::None, 1, 1450, Wire::Plain, &mut out).unwrap();
+        let d = encapsulate(&tcp(10), Offload::None, 1, 1450, Wire::Plain, L4Checksum::Complete, &mut out).unwrap();
         assert_eq!(&out[..3], &[0xee; 3]);
         assert_eq!(out.len(), 3 + d.len);
         assert_eq!(&out[3..11], &[0x08, 0, 0, 0, 0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn an_open_checksum_stays_open_for_a_switchd_peer() {
+        let frame = tcp(100);
+        let mut open = frame.clone();
+        let partial = checksum::fold(checksum::pseudo_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 6, 120));
+        open[50..52].copy_from_slice(&partial.to_be_bytes());
+        let offload = Offload::Checksum { start: 34, offset: 16 };
+        let mut out = Vec::new();
+        encapsulate(&open, offload, 5, 1450, Wire::Plain, L4Checksum::Partial, &mut out).unwrap();
+        assert_eq!(&out[8..], &open[..], "sent as the container left it");
+        // An open checksum in another form (the field not the pseudo-header
+        // sum, or another place) is completed as for any peer.
+        let mut odd = open.clone();
+        odd[50] ^= 0x40;
+        out.clear();
+        encapsulate(&odd, offload, 5, 1450, Wire::Plain, L4Checksum::Partial, &mut out).unwrap();
+        let mut expected = odd.clone();
+        offload::complete_checksum(&mut expected, 34, 16).unwrap();
+        assert_eq!(&out[8..], &expected[..]);
+        out.clear();
+        let elsewhere = Offload::Checksum { start: 34, offset: 6 };
+        encapsulate(&open, elsewhere, 5, 1450, Wire::Plain, L4Checksum::Partial, &mut out).unwrap();
+        let mut expected = open.clone();
+        offload::complete_checksum(&mut expected, 34, 6).unwrap();
+        assert_eq!(&out[8..], &expected[..]);
+    }
+
+    #[test]
+    fn tso_segments_for_a_switchd_peer_keep_partial_checksums() {
+        let frame = tcp(5000);
+        let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1410 };
+        let (mut complete, mut partial) = (Vec::new(), Vec::new());
+        let c = encapsulate(&frame, offload, 7, 1450, Wire::Plain, L4Checksum::Complete, &mut complete).unwrap();
+        let p = encapsulate(&frame, offload, 7, 1450, Wire::Plain, L4Checksum::Partial, &mut partial).unwrap();
+        assert_eq!(c, p);
+        let stride = c.stride.unwrap();
+        for (a, b) in complete.chunks(stride).zip(partial.chunks(stride)) {
+            assert!(offload::deferred_checksum(&b[8..]).is_some());
+            let mut finished = b[8..].to_vec();
+            offload::complete_checksum(&mut finished, 34, 16).unwrap();
+            assert_eq!(&finished[..], &a[8..]);
+        }
     }
 }

@@ -86,6 +86,7 @@ mod tests {
                     name: Name::new("web").unwrap(),
                 }],
                 ipam: Default::default(),
+                partial_checksums: true,
             },
             since_heard: Duration::ZERO,
         }

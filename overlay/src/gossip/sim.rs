@@ -92,6 +92,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
         networks,
         endpoints,
         ipam: Default::default(),
+        partial_checksums: true,
     }
 }
 

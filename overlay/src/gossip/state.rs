@@ -9,6 +9,12 @@
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
+//! | `features` | `["partial_checksums"]`: what its data plane does that earlier versions did not (absent: nothing) |
+//!
+//! `partial_checksums`: it finishes inner TCP/UDP checksums that a sender
+//! left partial, so peers send it frames without them (see
+//! `crate::offload::L4Checksum`); a host of an earlier version, which does
+//! not say so, is sent complete ones.
 //!
 //! `session` is the host's data-plane session of this boot (peers refuse
 //! its earlier sessions at once); `keys` names, by id only, the keys each
@@ -39,6 +45,9 @@ pub const CLUSTER_SCOPE: &str = "cluster";
 pub const NETWORK_PREFIX: &str = "net/";
 pub const ENDPOINT_PREFIX: &str = "ep/";
 pub const IPAM_PREFIX: &str = "ipam/";
+pub const FEATURES_KEY: &str = "features";
+/// In [`FEATURES_KEY`]: see [`Published::partial_checksums`].
+pub const PARTIAL_CHECKSUMS: &str = "partial_checksums";
 /// The most address blocks one host claims on one network.
 pub const MAX_CLAIMS: usize = 32;
 /// More keys than any real host publishes.
@@ -106,6 +115,9 @@ pub struct Published {
     pub endpoints: Vec<RemoteEndpoint>,
     /// Address blocks it claims, per network: block -> claimed at (ms since the epoch).
     pub ipam: BTreeMap<Name, BTreeMap<u32, u64>>,
+    /// It finishes inner TCP/UDP checksums left partial: frames to it may
+    /// go without them ([`PARTIAL_CHECKSUMS`]).
+    pub partial_checksums: bool,
 }
 
 /// An entry that was skipped, and why.
@@ -201,6 +213,9 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             kvs.push((format!("{IPAM_PREFIX}{network}"), json(claims)));
         }
     }
+    if p.partial_checksums {
+        kvs.push((FEATURES_KEY.to_owned(), json(&[PARTIAL_CHECKSUMS])));
+    }
     kvs
 }
 
@@ -216,6 +231,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let mut networks = BTreeMap::new();
     let mut raw_endpoints = Vec::new();
     let mut raw_claims = Vec::new();
+    let mut partial_checksums = false;
     for (i, (key, value)) in kvs.into_iter().enumerate() {
         if i >= MAX_KEYS {
             err(key, format!("more than {MAX_KEYS} keys; the rest is ignored"));
@@ -249,6 +265,12 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
             raw_endpoints.push((key, rest, value));
         } else if let Some(network) = key.strip_prefix(IPAM_PREFIX) {
             raw_claims.push((key, network, value));
+        } else if key == FEATURES_KEY {
+            // Features it names that this version does not know are ignored.
+            match serde_json::from_str::<Vec<String>>(value) {
+                Ok(features) => partial_checksums = features.iter().any(|f| f == PARTIAL_CHECKSUMS),
+                Err(e) => err(key, e.to_string()),
+            }
         }
         // Other keys are for newer versions: ignored, not errors.
     }
@@ -280,6 +302,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
         networks,
         endpoints,
         ipam,
+        partial_checksums,
     });
     if published.is_none() {
         err(HOST_KEY, "missing or invalid: the host cannot be used".into());
@@ -400,6 +423,7 @@ mod tests {
                 name: Name::new("web").unwrap(),
             }],
             ipam: [(Name::new("front").unwrap(), [(3, 1_795_000_000_000)].into())].into(),
+            partial_checksums: true,
         }
     }
 
@@ -421,9 +445,29 @@ mod tests {
         );
         assert_eq!(kvs[2], ("ep/front/02:42:0a:0a:00:02".into(), r#"{"ip":"10.10.0.2","name":"web"}"#.into()));
         assert_eq!(kvs[3], ("ipam/front".into(), r#"{"3":1795000000000}"#.into()));
+        assert_eq!(kvs[4], ("features".into(), r#"["partial_checksums"]"#.into()));
         let (p, errors) = decode(kv(&kvs));
         assert_eq!(errors, vec![]);
         assert_eq!(p.unwrap(), sample());
+    }
+
+    /// A host of an earlier version says nothing of partial checksums and
+    /// is sent complete ones; features this version does not know are
+    /// ignored, as later versions will add some.
+    #[test]
+    fn features_are_optional_and_open_ended() {
+        let mut kvs = encode(&sample());
+        kvs.retain(|(k, _)| k != FEATURES_KEY);
+        let (p, errors) = decode(kv(&kvs));
+        assert_eq!(errors, vec![]);
+        assert!(!p.unwrap().partial_checksums, "an earlier version");
+        kvs.push((FEATURES_KEY.into(), r#"["from_the_future","partial_checksums"]"#.into()));
+        assert!(decode(kv(&kvs)).0.unwrap().partial_checksums);
+        kvs.pop();
+        kvs.push((FEATURES_KEY.into(), r#"{"partial_checksums":true}"#.into()));
+        let (p, errors) = decode(kv(&kvs));
+        assert!(!p.unwrap().partial_checksums);
+        assert_eq!(errors.len(), 1, "a malformed entry is reported: {errors:?}");
     }
 
     #[test]

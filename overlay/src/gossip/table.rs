@@ -71,6 +71,8 @@ pub struct Host {
     /// The address blocks it claims, per network it carries (kept while it
     /// is dead too: its containers' addresses stay reserved until it leaves).
     pub ipam: BTreeMap<Name, BTreeMap<u32, u64>>,
+    /// It finishes inner checksums left partial (see `state::PARTIAL_CHECKSUMS`).
+    pub partial_checksums: bool,
 }
 
 impl Host {
@@ -244,6 +246,7 @@ impl PeerTable {
                 networks: agreed,
                 session: m.published.session,
                 keys: m.published.keys.clone(),
+                partial_checksums: m.published.partial_checksums,
             };
             table.hosts.insert(m.name, host);
         }
@@ -321,6 +324,7 @@ mod tests {
                     })
                     .collect(),
                 ipam: Default::default(),
+                partial_checksums: true,
             },
             since_heard: Duration::from_secs(heard_secs),
         }

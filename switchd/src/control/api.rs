@@ -295,6 +295,10 @@ pub struct PortStats {
     pub rx_bytes: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    /// Frames from other hosts written with their TCP/UDP checksum left for
+    /// the container's stack to finish, as their sender deferred it.
+    #[serde(default)]
+    pub deferred_checksums: u64,
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -313,6 +317,9 @@ pub struct NetworkStats {
     /// Frames routed out of this network into another.
     #[serde(default)]
     pub routed: u64,
+    /// The ports' `deferred_checksums`, added up.
+    #[serde(default)]
+    pub deferred_checksums: u64,
     pub drops: BTreeMap<String, u64>,
 }
 

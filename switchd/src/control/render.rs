@@ -159,6 +159,7 @@ pub fn stats(s: &Stats) -> String {
                 p.rx_bytes.to_string(),
                 p.tx_frames.to_string(),
                 p.tx_bytes.to_string(),
+                p.deferred_checksums.to_string(),
                 drops(&p.drops),
             ]
         })
@@ -180,7 +181,8 @@ pub fn stats(s: &Stats) -> String {
             ]
         })
         .collect();
-    let mut out = table(&["NETWORK", "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DROPS"], &ports);
+    let mut out =
+        table(&["NETWORK", "PORT", "RX_FRAMES", "RX_BYTES", "TX_FRAMES", "TX_BYTES", "DEFERRED_CSUM", "DROPS"], &ports);
     out.push('\n');
     out.push_str(&table(
         &["NETWORK", "RX_FRAMES", "TX_FRAMES", "FLOODED", "MAC_MOVES", "FDB_ENTRIES", "ANSWERED", "ROUTED", "DROPS"],

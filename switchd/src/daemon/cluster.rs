@@ -21,13 +21,28 @@ use super::Daemon;
 use super::ipam::Claims;
 use super::networks::{Network, NetworkError};
 use super::state::Origin;
-use crate::switch::VtepId;
+use crate::switch::{PeerKind, VtepId};
 
 /// A remote VTEP from `[[peer]]`.
 #[derive(Debug)]
 pub(super) struct StaticPeer {
     pub config: PeerConfig,
     pub vtep: VtepId,
+}
+
+impl StaticPeer {
+    /// What its config says it is: a kernel vxlan device, as far as anyone
+    /// knows, unless `switchd = true` (gossip may say more, see
+    /// [`Daemon::sync_vteps`]).
+    pub fn kind(&self) -> PeerKind {
+        if self.config.switchd { PeerKind::Switchd } else { PeerKind::Vxlan }
+    }
+}
+
+/// What a host found by gossip is sent: partial inner checksums when it
+/// says it finishes them (every switchd since they were introduced).
+fn gossip_kind(partial_checksums: bool) -> PeerKind {
+    if partial_checksums { PeerKind::Switchd } else { PeerKind::Vxlan }
 }
 
 /// What the daemon keeps of the other hosts.
@@ -63,6 +78,8 @@ pub(super) struct GossipVtep {
     pub vnis: Vec<Vni>,
     /// Made for gossip (false: a `[[peer]]` at the same address serves it).
     pub owned: bool,
+    /// What it is sent, as its host's gossip says.
+    pub kind: PeerKind,
 }
 
 impl ClusterState {
@@ -174,6 +191,7 @@ impl Daemon {
                 .collect(),
             networks,
             endpoints,
+            partial_checksums: true,
         })
     }
 
@@ -311,36 +329,48 @@ impl Daemon {
         }
     }
 
-    /// One VTEP per usable remote host, carrying the networks it carries.
+    /// One VTEP per usable remote host, carrying the networks it carries,
+    /// sent what its gossip says it takes (partial inner checksums to hosts
+    /// that finish them). A `[[peer]]` at its address goes by the gossip
+    /// while the host is in the table (it knows the host's version), by its
+    /// config otherwise.
     pub(super) fn sync_vteps(&mut self) {
         let own_ip = self.host.underlay_ip;
-        let desired: BTreeMap<Name, (SocketAddr, Vec<Vni>)> = self
+        let desired: BTreeMap<Name, (SocketAddr, Vec<Vni>, PeerKind)> = self
             .cluster
             .table
             .hosts
             .values()
             .filter(|h| h.is_usable() && Some(h.underlay.ip()) != own_ip)
-            .map(|h| (h.name.clone(), (h.underlay, h.vnis.iter().copied().collect())))
+            .map(|h| (h.name.clone(), (h.underlay, h.vnis.iter().copied().collect(), gossip_kind(h.partial_checksums))))
             .collect();
         let stale: Vec<Name> = self
             .cluster
             .vteps
             .iter()
-            .filter(|(name, v)| desired.get(*name).is_none_or(|(addr, _)| *addr != v.addr))
+            .filter(|(name, v)| desired.get(*name).is_none_or(|(addr, ..)| *addr != v.addr))
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
             let v = self.cluster.vteps.remove(&name).expect("listed");
             if v.owned {
                 self.dataplane.remove_vtep(v.id);
+            } else if let Some(peer) = self.cluster.peers.iter().find(|p| p.vtep == v.id) {
+                // Back to what its `[[peer]]` says.
+                let kind = peer.kind();
+                self.dataplane.update_switch(|s| s.set_vtep_kind(v.id, kind));
             }
             tracing::info!("host {name} ({}) left", v.addr.ip());
         }
-        for (name, (addr, vnis)) in desired {
+        for (name, (addr, vnis, kind)) in desired {
             if let Some(v) = self.cluster.vteps.get_mut(&name) {
                 if v.owned && v.vnis != vnis {
                     self.dataplane.update_switch(|s| s.set_vtep_vnis(v.id, Some(vnis.clone())));
                     v.vnis = vnis;
+                }
+                if v.kind != kind {
+                    self.dataplane.update_switch(|s| s.set_vtep_kind(v.id, kind));
+                    v.kind = kind;
                 }
                 continue;
             }
@@ -351,8 +381,9 @@ impl Daemon {
                     None => continue,
                 },
             };
+            self.dataplane.update_switch(|s| s.set_vtep_kind(id, kind));
             tracing::info!("host {name} ({}) joined", addr.ip());
-            self.cluster.vteps.insert(name, GossipVtep { addr, id, vnis, owned });
+            self.cluster.vteps.insert(name, GossipVtep { addr, id, vnis, owned, kind });
         }
     }
 

@@ -199,7 +199,10 @@ impl Daemon {
         for peer in config.peers {
             let addr = SocketAddr::new(peer.underlay_ip, peer.vxlan_port);
             let vtep = daemon.dataplane.add_vtep(addr, peer.vnis.clone()).expect("validation refuses duplicate peers");
-            daemon.cluster.peers.push(StaticPeer { config: peer, vtep });
+            let peer = StaticPeer { config: peer, vtep };
+            let kind = peer.kind();
+            daemon.dataplane.update_switch(|s| s.set_vtep_kind(vtep, kind));
+            daemon.cluster.peers.push(peer);
         }
         for net in config.networks {
             daemon.add_network(net, Origin::Config);

@@ -171,6 +171,7 @@ impl Daemon {
                 rx_bytes: rx.bytes,
                 tx_frames,
                 tx_bytes,
+                deferred_checksums: dev.deferred_checksums,
                 drops,
             };
             if let Some(n) = networks.get_mut(&port.network) {
@@ -178,6 +179,7 @@ impl Daemon {
                 n.rx_bytes += port.rx_bytes;
                 n.tx_frames += port.tx_frames;
                 n.tx_bytes += port.tx_bytes;
+                n.deferred_checksums += port.deferred_checksums;
                 for (reason, count) in &port.drops {
                     *n.drops.entry(reason.clone()).or_default() += count;
                 }

@@ -17,9 +17,12 @@
 //! the MTU if it is a GSO frame, its open checksum completed otherwise (see
 //! `switchd_overlay::offload`), sealed if its network is encrypted
 //! ([`crypto`]), then sent with one `sendmsg` (with `UDP_SEGMENT` when it
-//! makes several datagrams; [`tx`]). From the underlay, each inner frame is
-//! written to its port behind an all-zero virtio header, consecutive TCP
-//! segments joined first (GRO).
+//! makes several datagrams; [`tx`]). Towards a switchd peer the inner
+//! TCP/UDP checksums are left partial (the plan's wire settings say so).
+//! From the underlay, each inner frame is written to its port behind an
+//! all-zero virtio header, consecutive TCP segments joined first (GRO); a
+//! TCP segment GRO took, or a frame whose checksum its sender deferred,
+//! goes behind one asking the port's stack to finish its checksum.
 //!
 //! Devices are [`Port`]s ([`port`]): a TAP or AF_PACKET socket in service,
 //! a pcap recorder or a fault injector around one, or an in-memory port in
@@ -49,7 +52,8 @@ use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::flow;
-use switchd_overlay::gro::Gro;
+use switchd_overlay::gro::{self, Gro, Integrity, Joined};
+use switchd_overlay::offload;
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
 use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
 
@@ -144,6 +148,10 @@ pub struct DeviceStats {
     pub offload_errors: u64,
     /// Frames from the port for an encrypted network this host has no key for.
     pub no_key: u64,
+    /// Frames from the underlay written to the port whose TCP/UDP checksum
+    /// their sender left partial (a switchd peer, or a kernel vxlan device
+    /// on a virtual underlay), for the port's stack to finish.
+    pub deferred_checksums: u64,
 }
 
 impl std::iter::Sum for DeviceStats {
@@ -155,6 +163,7 @@ impl std::iter::Sum for DeviceStats {
             errors: a.errors + b.errors,
             offload_errors: a.offload_errors + b.offload_errors,
             no_key: a.no_key + b.no_key,
+            deferred_checksums: a.deferred_checksums + b.deferred_checksums,
         })
     }
 }
@@ -178,11 +187,18 @@ pub struct PortIo {
     pub tx: TxCounters,
     offload_errors: AtomicU64,
     no_key: AtomicU64,
+    deferred_checksums: AtomicU64,
 }
 
 impl PortIo {
     fn new(dev: Box<dyn Port>) -> Self {
-        PortIo { dev, tx: TxCounters::default(), offload_errors: AtomicU64::new(0), no_key: AtomicU64::new(0) }
+        PortIo {
+            dev,
+            tx: TxCounters::default(),
+            offload_errors: AtomicU64::new(0),
+            no_key: AtomicU64::new(0),
+            deferred_checksums: AtomicU64::new(0),
+        }
     }
 
     fn send(&self, frame: &[u8]) {
@@ -195,10 +211,30 @@ impl PortIo {
         self.tx.record(self.dev.send_parts(&vnet::Repr::PLAIN_BYTES, eth), eth.len(), || "a port".to_owned());
     }
 
+    /// Writes a frame from the underlay that GRO did not take: behind a
+    /// header asking the port to finish its checksum if its sender left
+    /// it partial (every port speaks virtio headers: TAPs, and AF_PACKET
+    /// sockets with `PACKET_VNET_HDR`), plain otherwise.
+    fn send_decapsulated(&self, eth: &[u8]) {
+        let Some(open) = offload::deferred_checksum(eth) else { return self.send_plain(eth) };
+        self.deferred_checksums.fetch_add(1, Relaxed);
+        let mut header = [0u8; VNET_HDR_LEN];
+        open.vnet().emit(&mut header);
+        let eth = &eth[..open.len];
+        self.tx.record(self.dev.send_parts(&header, eth), eth.len(), || "a port".to_owned());
+    }
+
+    /// Writes what GRO made.
+    fn send_joined(&self, joined: Joined<'_>) {
+        self.deferred_checksums.fetch_add(joined.deferred as u64, Relaxed);
+        self.send(joined.frame);
+    }
+
     fn stats(&self) -> DeviceStats {
         DeviceStats {
             offload_errors: self.offload_errors.load(Relaxed),
             no_key: self.no_key.load(Relaxed),
+            deferred_checksums: self.deferred_checksums.load(Relaxed),
             ..self.tx.stats()
         }
     }
@@ -262,9 +298,14 @@ impl Queues {
         self.queue_for(worker, frame.get(VNET_HDR_LEN..).unwrap_or_default()).send(frame);
     }
 
-    /// Writes a plain Ethernet frame behind an all-zero virtio header.
-    fn send_plain(&self, worker: usize, eth: &[u8]) {
-        self.queue_for(worker, eth).send_plain(eth);
+    /// Writes a decapsulated frame, behind the virtio header it calls for.
+    fn send_decapsulated(&self, worker: usize, eth: &[u8]) {
+        self.queue_for(worker, eth).send_decapsulated(eth);
+    }
+
+    /// Writes what GRO joined.
+    fn send_joined(&self, worker: usize, joined: Joined<'_>) {
+        self.queue_for(worker, joined.frame.get(VNET_HDR_LEN..).unwrap_or_default()).send_joined(joined);
     }
 
     fn stats(&self) -> DeviceStats {
@@ -1138,7 +1179,14 @@ impl Worker {
             replica.catch_up(fabric, &mut self.news);
             for read in 0..n {
                 let Some(src) = self.recv.sender(read) else { continue };
-                let segment = self.recv.segment_size(read);
+                let mut segment = self.recv.segment_size(read);
+                // One datagram the kernel reports as segments of `segment`
+                // inner bytes: a kernel peer's GSO packet, never cut.
+                let mut large = None;
+                if gro::carries_one_frame(self.recv.data(read), segment) {
+                    large = Some(segment);
+                    segment = self.recv.data(read).len();
+                }
                 let datagrams = self.recv.data(read).len().div_ceil(segment.max(1));
                 replica.counters.underlay_datagrams.fetch_add(datagrams as u64, Relaxed);
                 let mut offset = 0;
@@ -1148,7 +1196,13 @@ impl Worker {
                         Some(keys) => fabric.switch.handle_datagram(now, src, datagram, keys, &mut self.plan),
                         None => fabric.switch.handle_datagram(now, src, datagram, &mut NoKeys, &mut self.plan),
                     }
-                    let inner = Span { read, offset: offset + self.plan.inner.start, len: self.plan.inner.len() };
+                    let inner = Span {
+                        read,
+                        offset: offset + self.plan.inner.start,
+                        len: self.plan.inner.len(),
+                        integrity: if self.plan.sealed { Integrity::Sealed } else { Integrity::Verify },
+                        large,
+                    };
                     // Only frames from local ports are answered, served,
                     // routed or encapsulated: from the underlay, ports only.
                     for p in self.plan.ports() {
@@ -1169,20 +1223,30 @@ impl Worker {
         let mut joining: Option<Arc<Queues>> = None;
         for (at, port) in self.decap_outs.drain(..) {
             let eth = at.of(&self.recv);
-            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &port)) && self.gro.append(eth) {
+            if let Some(mss) = at.large {
+                if let Some(joined) = joining.take() {
+                    joined.send_joined(self.index, self.gro.finish());
+                }
+                match self.gro.start_large(eth, at.integrity, mss) {
+                    true => port.send_joined(self.index, self.gro.finish()),
+                    false => port.send_decapsulated(self.index, eth),
+                }
+                continue;
+            }
+            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &port)) && self.gro.append(eth, at.integrity) {
                 continue;
             }
             if let Some(joined) = joining.take() {
-                joined.send(self.index, self.gro.finish());
+                joined.send_joined(self.index, self.gro.finish());
             }
-            if self.gro.start(eth) {
+            if self.gro.start(eth, at.integrity) {
                 joining = Some(port);
             } else {
-                port.send_plain(self.index, eth);
+                port.send_decapsulated(self.index, eth);
             }
         }
         if let Some(joined) = joining {
-            joined.send(self.index, self.gro.finish());
+            joined.send_joined(self.index, self.gro.finish());
         }
     }
 }
@@ -1214,12 +1278,17 @@ fn reply(plan: &Plan, eth: &[u8], (tables, counters): (&Tables, &services::Count
     }
 }
 
-/// Bytes in the receive buffers: `len` at `offset` of read `read`.
+/// Bytes in the receive buffers: `len` at `offset` of read `read`, and
+/// whether they came sealed (then GRO checks no checksum again).
 #[derive(Debug, Clone, Copy)]
 struct Span {
     read: usize,
     offset: usize,
     len: usize,
+    integrity: Integrity,
+    /// One TCP segment of several inner segments of this size
+    /// ([`gro::carries_one_frame`]): it goes up as a GSO frame.
+    large: Option<usize>,
 }
 
 impl Span {
@@ -1246,17 +1315,19 @@ fn encapsulate(
     scratch: &mut Vec<u8>,
 ) -> Result<Datagrams, DropReason> {
     let offload = frame.offload().map_err(|_| DropReason::OffloadError)?;
-    let (eth, vni, mtu) = (frame.ethernet().into_inner(), wire.vni.get(), wire.mtu as usize);
+    let (eth, vni, mtu, l4) = (frame.ethernet().into_inner(), wire.vni.get(), wire.mtu as usize, wire.l4_checksum);
     if !wire.encrypted {
-        return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, scratch).map_err(|_| DropReason::OffloadError);
+        return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, l4, scratch)
+            .map_err(|_| DropReason::OffloadError);
     }
     // Never plaintext on an encrypted network: no key, no send.
     let crypto = crypto.ok_or(DropReason::NoKey)?;
     let mut session = crypto.tx_session(vni, socket).ok_or(DropReason::NoKey)?;
-    let d = tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), scratch).map_err(|e| match e {
-        tunnel::Error::Offload(_) => DropReason::OffloadError,
-        tunnel::Error::NoncesExhausted => DropReason::NoKey,
-    })?;
+    let d =
+        tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), l4, scratch).map_err(|e| match e {
+            tunnel::Error::Offload(_) => DropReason::OffloadError,
+            tunnel::Error::NoncesExhausted => DropReason::NoKey,
+        })?;
     crypto.counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
     Ok(d)
 }

@@ -218,7 +218,28 @@ fn answers_go_in_through_the_queue_their_flow_came_out_of() {
     assert_eq!(mems[1].sent(), vec![back.clone()], "the answer, by worker 0, through queue 1");
     assert_eq!(mems[0].sent(), vec![other], "an unseen flow through worker 0's own queue");
     queues.read(0, &out[VNET_HDR_LEN..]);
-    queues.send_plain(1, &back[VNET_HDR_LEN..]);
+    queues.send_decapsulated(1, &back[VNET_HDR_LEN..]);
     assert_eq!(mems[0].sent().len(), 1, "the flow moved to queue 0, its answers too");
     assert!(mems[1].sent().is_empty());
+}
+
+/// From the underlay, a frame whose checksum its sender left partial goes
+/// up behind `NEEDS_CSUM` (the container's stack finishes it) and is
+/// counted; one with a complete checksum goes up plain, as it came.
+#[test]
+fn a_frame_with_a_deferred_checksum_is_written_for_the_port_to_finish() {
+    let mem = Arc::new(MemPort::default());
+    let io = PortIo::new(Box::new(mem.clone()));
+    let complete = udp(B, A, [10, 1, 0, 2], [10, 1, 0, 3], 64)[VNET_HDR_LEN..].to_vec();
+    let mut partial = complete.clone();
+    let pseudo = switchd_wire::checksum::pseudo_v4([10, 1, 0, 2].into(), [10, 1, 0, 3].into(), 17, 13);
+    partial[40..42].copy_from_slice(&switchd_wire::checksum::fold(pseudo).to_be_bytes());
+    io.send_decapsulated(&complete);
+    io.send_decapsulated(&partial);
+    let sent = mem.sent();
+    assert_eq!(sent[0], [&[0u8; VNET_HDR_LEN][..], &complete].concat(), "plain, as it came");
+    assert_eq!(&sent[1][..VNET_HDR_LEN], &[0x01, 0, 0, 0, 0, 0, 34, 0, 6, 0], "NEEDS_CSUM at 34 + 6");
+    assert_eq!(&sent[1][VNET_HDR_LEN..], &partial[..]);
+    assert_eq!(io.stats().deferred_checksums, 1);
+    assert_eq!(io.stats().frames, 2);
 }

@@ -44,7 +44,8 @@ use serde::Serialize;
 use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_crypto::OpenError;
-use switchd_overlay::sealed;
+use switchd_overlay::offload::L4Checksum;
+use switchd_overlay::{gro, sealed};
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
 use switchd_wire::vnet::{Frame, FrameError};
@@ -348,11 +349,25 @@ struct Port {
     rx: Counters,
 }
 
+/// What a remote VTEP is, as far as what it may be sent goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum PeerKind {
+    /// Any RFC 7348 VTEP, the kernel's vxlan device included: inner frames
+    /// go with their TCP/UDP checksums complete, as a NIC would send them.
+    #[default]
+    Vxlan,
+    /// A switchd that finishes inner checksums left partial (one found by
+    /// gossip that says so, or a `[[peer]]` with `switchd = true`): the
+    /// sender skips that pass over every byte ([`L4Checksum::Partial`]).
+    Switchd,
+}
+
 #[derive(Debug)]
 struct Vtep {
     addr: SocketAddr,
     /// The VNIs it carries; `None`: all.
     vnis: Option<Vec<Vni>>,
+    kind: PeerKind,
     learned: u32,
     rx: Counters,
     last_rx: Option<Instant>,
@@ -419,6 +434,10 @@ pub struct NetworkWire {
     /// The L3 MTU segments are cut to.
     pub mtu: u32,
     pub encrypted: bool,
+    /// What the inner TCP/UDP checksums are left as: partial only when
+    /// every VTEP the frame goes to is a switchd ([`PeerKind::Switchd`]);
+    /// a frame flooded to a kernel peer too is built once, complete.
+    pub l4_checksum: L4Checksum,
 }
 
 /// A datagram admitted from the underlay: who sent it, for which network,
@@ -628,7 +647,7 @@ impl Switch {
         if self.vtep_by_ip.contains_key(&addr.ip()) {
             return None;
         }
-        let vtep = Vtep { addr, vnis, learned: 0, rx: Counters::default(), last_rx: None };
+        let vtep = Vtep { addr, vnis, kind: PeerKind::default(), learned: 0, rx: Counters::default(), last_rx: None };
         let carried: Vec<NetworkId> =
             self.networks.iter().filter(|(_, n)| vtep.carries(n.vni)).map(|(id, _)| id).collect();
         let id = self.vteps.insert(vtep);
@@ -656,6 +675,18 @@ impl Switch {
         }
     }
 
+    /// Says what a VTEP is (a new one is a [`PeerKind::Vxlan`]): what its
+    /// frames' inner checksums are left as.
+    pub fn set_vtep_kind(&mut self, id: VtepId, kind: PeerKind) {
+        if let Some(vtep) = self.vteps.get_mut(id) {
+            vtep.kind = kind;
+        }
+    }
+
+    pub fn vtep_kind(&self, id: VtepId) -> Option<PeerKind> {
+        self.vteps.get(id).map(|v| v.kind)
+    }
+
     /// Removes a VTEP and every MAC learned behind it.
     pub fn remove_vtep(&mut self, id: VtepId) {
         let Some(vtep) = self.vteps.remove(id) else { return };
@@ -670,9 +701,25 @@ impl Switch {
         self.vteps.get(id).map(|v| v.addr)
     }
 
-    /// How a network's frames go on the wire, for encapsulation.
+    /// How a network's frames go on the wire, for encapsulation (with
+    /// complete inner checksums, good for any VTEP).
     fn network_wire(&self, id: NetworkId) -> Option<NetworkWire> {
-        self.networks.get(id).map(|n| NetworkWire { vni: n.vni, mtu: n.mtu, encrypted: n.encrypted })
+        self.networks.get(id).map(|n| NetworkWire {
+            vni: n.vni,
+            mtu: n.mtu,
+            encrypted: n.encrypted,
+            l4_checksum: L4Checksum::Complete,
+        })
+    }
+
+    /// How a network's frames go on the wire to `vteps`: with partial
+    /// inner checksums when each of them finishes them.
+    fn wire_to(&self, id: NetworkId, mut vteps: impl Iterator<Item = VtepId>) -> Option<NetworkWire> {
+        let mut wire = self.network_wire(id)?;
+        if vteps.all(|v| self.vteps.get(v).is_some_and(|v| v.kind == PeerKind::Switchd)) {
+            wire.l4_checksum = L4Checksum::Partial;
+        }
+        Some(wire)
     }
 
     /// Decides what to do with one frame (virtio header + Ethernet) read
@@ -731,6 +778,7 @@ impl Switch {
         let action = self.handle_decapsulated(now, arrival, &datagram[inner.clone()]);
         self.resolve(action, Location::Vtep(arrival.vtep), plan);
         plan.inner = inner;
+        plan.sealed = arrival.sealed;
     }
 
     /// Fills `plan` for `action`: every target it reaches, with the wire
@@ -753,7 +801,7 @@ impl Switch {
 
     fn push_vtep(&self, network: NetworkId, vtep: VtepId, plan: &mut Plan) {
         plan.targets.push(Target::Vtep(vtep));
-        plan.wire = self.network_wire(network);
+        plan.wire = self.wire_to(network, std::iter::once(vtep));
     }
 
     /// Every target of [`Switch::flood_targets`], the network's wire
@@ -765,7 +813,11 @@ impl Switch {
             Location::Vtep(vtep) => Target::Vtep(vtep),
         }));
         if plan.targets[start..].iter().any(|t| matches!(t, Target::Vtep(_))) {
-            plan.wire = self.network_wire(network);
+            let vteps = plan.targets[start..].iter().filter_map(|t| match t {
+                Target::Vtep(v) => Some(*v),
+                Target::Port(_) => None,
+            });
+            plan.wire = self.wire_to(network, vteps);
         }
     }
 
@@ -820,7 +872,10 @@ impl Switch {
             Ok(eth) => eth,
             Err(_) => return vtep.rx.drop(DropReason::Truncated),
         };
-        if !inner.fits_mtu(net.mtu) {
+        // A TCP segment over the MTU in plain VXLAN is one a kernel vxlan
+        // peer's GSO made and its virtual underlay never cut (the data
+        // plane writes it as a GSO frame); nothing else is.
+        if !inner.fits_mtu(net.mtu) && (arrival.sealed || !gro::is_tcp_segment(frame)) {
             return vtep.rx.drop(DropReason::Oversize);
         }
         self.switch(now, arrival.network, Location::Vtep(arrival.vtep), inner)

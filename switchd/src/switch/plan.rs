@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use switchd_crypto::OpenError;
+use switchd_overlay::offload::L4Checksum;
 use switchd_overlay::sealed;
 
 use super::{Action, NetworkWire, PortId, VtepId};
@@ -37,11 +38,20 @@ pub struct Plan {
     /// For a datagram: where the inner Ethernet frame lies in it (after
     /// opening, for a sealed one). Empty otherwise.
     pub inner: Range<usize>,
+    /// For a datagram: it was sealed, and opened. Its tag covered every
+    /// byte of the inner frame, whose own checksums need no checking again.
+    pub sealed: bool,
 }
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan { action: Action::Drop(super::DropReason::NoPort), targets: Vec::new(), wire: None, inner: 0..0 }
+        Plan {
+            action: Action::Drop(super::DropReason::NoPort),
+            targets: Vec::new(),
+            wire: None,
+            inner: 0..0,
+            sealed: false,
+        }
     }
 }
 
@@ -52,6 +62,7 @@ impl Plan {
         self.targets.clear();
         self.wire = None;
         self.inner = 0..0;
+        self.sealed = false;
     }
 
     /// The VTEPs among the targets.
@@ -85,7 +96,9 @@ impl fmt::Display for Plan {
             Action::Reject { reason, .. } => return write!(f, "reject: {} (ICMP error)", reason.as_str()),
         }
         if let Some(w) = self.wire {
-            write!(f, " [vni {}, mtu {}{}]", w.vni, w.mtu, if w.encrypted { ", sealed" } else { "" })?;
+            let sealed = if w.encrypted { ", sealed" } else { "" };
+            let partial = if w.l4_checksum == L4Checksum::Partial { ", partial checksums" } else { "" };
+            write!(f, " [vni {}, mtu {}{sealed}{partial}]", w.vni, w.mtu)?;
         }
         write!(f, " to {} port(s), {} VTEP(s)", self.ports().count(), self.vteps().count())
     }

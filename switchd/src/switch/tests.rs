@@ -248,7 +248,9 @@ fn remote_macs_are_learned_behind_their_vtep_and_reached_by_encap() {
     assert_eq!(targets, vec![Location::Port(l.p2), Location::Port(l.p3), Location::Vtep(vtep)]);
     // And remote frames to a local MAC are delivered to its port.
     assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, A, C, 46)), Action::Deliver(l.p1));
-    assert_eq!(l.sw.network_wire(l.net), Some(NetworkWire { vni: Vni::new(1).unwrap(), mtu: 1500, encrypted: false }));
+    let wire =
+        NetworkWire { vni: Vni::new(1).unwrap(), mtu: 1500, encrypted: false, l4_checksum: L4Checksum::Complete };
+    assert_eq!(l.sw.network_wire(l.net), Some(wire));
     let rows = l.sw.fdb(l.net, l.t0);
     assert!(rows.iter().any(|(mac, at, ..)| *mac == C && *at == Location::Vtep(vtep)));
 }
@@ -371,6 +373,7 @@ fn encrypted_networks_admit_sealed_packets_only() {
     assert_eq!(opened.action, Action::Flood { network: secret, ingress: Location::Vtep(vtep) });
     assert_eq!(opened.targets, vec![Target::Port(port)]);
     assert_eq!(opened.inner, 8..sealed.len());
+    assert!(opened.sealed, "the plan says the inner frame was sealed");
     assert_eq!(sw.handle_frame_action(t0, port, &frame(C, A)), Action::Encap { vtep, network: secret });
 
     let drops: Vec<_> = sw.vtep_info(vtep).unwrap().rx.drops_by_name().collect();
@@ -830,4 +833,55 @@ fn replicas_agree_on_the_latest_sighting_whatever_order_news_crosses_in() {
     b.sw.remove_port(b.p1);
     assert_eq!(pass_on(&mut a.sw, &mut b.sw), 2, "C (new on p3) and B (new on p1)");
     assert!(b.sw.fdb(b.net, t).iter().all(|(_, at, ..)| *at != Location::Port(b.p1)));
+}
+
+/// Frames to a switchd VTEP leave their inner checksums partial; to any
+/// other VTEP, and in a flood that reaches one, complete.
+#[test]
+fn inner_checksums_are_left_partial_only_for_switchd_peers() {
+    let Overlay { mut l, vtep } = overlay();
+    let other = l.sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
+    assert_eq!(l.sw.vtep_kind(vtep), Some(PeerKind::Vxlan), "a new VTEP may be a kernel one");
+    // C lives behind the first VTEP.
+    l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &datagram(0x08, 1, MacAddr::BROADCAST, C, 46));
+    let mut plan = Plan::default();
+    let checksum = |sw: &mut Switch, plan: &mut Plan, dst: MacAddr| {
+        sw.handle_frame(l.t0, l.p1, &frame(dst, A), plan);
+        plan.wire.expect("a VTEP target").l4_checksum
+    };
+    assert_eq!(checksum(&mut l.sw, &mut plan, C), L4Checksum::Complete);
+    l.sw.set_vtep_kind(vtep, PeerKind::Switchd);
+    assert_eq!(checksum(&mut l.sw, &mut plan, C), L4Checksum::Partial);
+    assert!(plan.to_string().contains("partial checksums"), "{plan}");
+    // A flood reaches both VTEPs: complete until both are switchd.
+    assert_eq!(checksum(&mut l.sw, &mut plan, MacAddr::BROADCAST), L4Checksum::Complete);
+    assert_eq!(plan.vteps().count(), 2);
+    l.sw.set_vtep_kind(other, PeerKind::Switchd);
+    assert_eq!(checksum(&mut l.sw, &mut plan, MacAddr::BROADCAST), L4Checksum::Partial);
+    l.sw.set_vtep_kind(vtep, PeerKind::Vxlan);
+    assert_eq!(checksum(&mut l.sw, &mut plan, C), L4Checksum::Complete);
+    // A datagram's plan says whether it came sealed: plain here.
+    l.sw.handle_datagram(l.t0, ip(VTEP_B), &mut datagram(0x08, 1, A, C, 46), &mut NoKeys, &mut plan);
+    assert_eq!((plan.action, plan.sealed), (Action::Deliver(l.p1), false));
+}
+
+/// A TCP segment over the MTU in plain VXLAN (a kernel peer's GSO packet
+/// that a veth underlay carried whole) is switched; anything else over the
+/// MTU is not.
+#[test]
+fn only_tcp_segments_may_exceed_the_mtu_from_the_underlay() {
+    let Overlay { mut l, .. } = overlay();
+    let mut tcp = Vec::new();
+    etherparse::PacketBuilder::ethernet2(C.0, A.0)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(1, 2, 3, 4)
+        .ack(5)
+        .write(&mut tcp, &[7; 3000])
+        .unwrap();
+    let mut large = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
+    large.extend_from_slice(&tcp);
+    let switched = l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &large);
+    assert!(matches!(switched, Action::Flood { .. }), "{switched:?}");
+    let udp = datagram(0x08, 1, A, C, 3000);
+    assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &udp), Action::Drop(DropReason::Oversize));
 }
