@@ -714,8 +714,11 @@ impl PortUniqueness {
     }
 }
 
-/// One data-plane worker per core the process may run on (at most 16: past
-/// that, the underlay and the containers' own stacks want the cores more).
+/// A data-plane worker for every two cores the process may run on (at
+/// least one, at most 16). Half the work of a frame switchd moves is the
+/// kernel's, done in the containers' own threads (their stacks, the TAP
+/// and socket paths): on a 2-core host one worker moves more than two
+/// (BENCHMARKS.md, "Data plane, second generation").
 pub fn default_workers() -> i64 {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(16)) as i64
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 16)) as i64
 }
