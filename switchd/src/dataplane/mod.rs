@@ -1,15 +1,21 @@
 //! The data plane: worker threads that pump frames between ports and the
 //! underlay, carrying out what the [`Switch`] plans.
 //!
-//! Each port is read by one worker (assigned round-robin); worker 0 also
-//! reads the underlay's VXLAN socket. Any worker may write to any port or
-//! send to any VTEP. A worker reads a batch from a ready port or socket,
-//! takes the fabric lock once to have the switch plan it all (one call per
-//! frame or datagram: [`Switch::handle_frame`], [`Switch::handle_datagram`],
-//! which also opens sealed datagrams through the worker's keys), maps the
-//! plans' targets to devices, releases the lock, then writes. Buffers are
-//! allocated once per worker and reused: the steady state allocates nothing
-//! per frame.
+//! Each worker decides with its own replica of the tables ([`Replica`]):
+//! the control plane changes all of them alike, and what one worker learns
+//! reaches the others as news, so workers never wait for each other on the
+//! path of a frame. A multi-queue TAP has a queue per worker (worker i
+//! reads queue i; the kernel keeps each flow on one queue, and [`Queues`]
+//! keeps it there); a port of one device is read by one worker. Each
+//! worker reads its own underlay socket (see `io::udp::bind_rx_group`) and
+//! sends through its own pool. A worker reads a batch from a ready port or
+//! socket, takes its replica's lock once to have the switch plan it all
+//! (one call per frame or datagram: [`Switch::handle_frame`],
+//! [`Switch::handle_datagram`], which also opens sealed datagrams through
+//! the worker's keys), maps the plans' targets to devices, releases the
+//! lock, then writes. After a batch it keeps polling for a short adaptive
+//! window before it sleeps ([`poll`]). Buffers are allocated once per
+//! worker and reused: the steady state allocates nothing per frame.
 //!
 //! Between ports, frames go out exactly as they came in, virtio header
 //! included, so a 64 KiB TCP segment crosses in one read and one write.
@@ -29,9 +35,9 @@
 //! the tests below, which drive a worker's batches without threads.
 //!
 //! The control plane changes ports, networks and VTEPs through
-//! [`Dataplane`]; a port is registered with its worker's epoll at once (so
-//! a failure is the caller's error), and the worker learns of it through a
-//! channel and an eventfd. Worker 0 also runs the MAC aging timer.
+//! [`Dataplane`]; a port is registered with its workers' epolls at once (so
+//! a failure is the caller's error), and the workers learn of it through a
+//! channel and an eventfd. Each worker runs its replica's MAC aging timer.
 
 pub mod crypto;
 mod poll;
