@@ -121,6 +121,7 @@ fn no_flow_is_reordered_and_every_worker_takes_a_share() {
     // The sender's TAP queues spread the flows over both workers of host a,
     // the underlay sockets over both of host b.
     let (wa, wb) = (workers(&a), workers(&b));
+    assert!(wa.iter().chain(&wb).all(|w| w["running"] == true), "every worker runs: {wa:?} {wb:?}");
     assert!(wa.iter().all(|w| count(w, "port_frames") > 1000), "host a's workers: {wa:?}");
     assert!(wb.iter().all(|w| count(w, "underlay_datagrams") > 1000), "host b's workers: {wb:?}");
     // Sealed datagrams reached the worker that holds their lane's sessions.

@@ -200,6 +200,9 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct WorkerStats {
     pub worker: usize,
+    /// False once the worker stopped (an epoll failure or a bug, logged):
+    /// its queues and socket are read by no one.
+    pub running: bool,
     /// Frames read from ports (each TAP has a queue per worker).
     pub port_frames: u64,
     /// Datagrams read from the underlay (its receive socket).

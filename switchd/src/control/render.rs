@@ -240,6 +240,7 @@ gateway services: {}\n",
             .map(|w| {
                 vec![
                     w.worker.to_string(),
+                    if w.running { "running" } else { "STOPPED" }.to_owned(),
                     w.port_frames.to_string(),
                     w.underlay_datagrams.to_string(),
                     w.batches.to_string(),
@@ -250,7 +251,7 @@ gateway services: {}\n",
             .collect();
         out.push('\n');
         out.push_str(&table(
-            &["WORKER", "PORT_FRAMES", "UNDERLAY_DATAGRAMS", "BATCHES", "POLL_HITS", "POLL_MISSES"],
+            &["WORKER", "STATE", "PORT_FRAMES", "UNDERLAY_DATAGRAMS", "BATCHES", "POLL_HITS", "POLL_MISSES"],
             &rows,
         ));
     }

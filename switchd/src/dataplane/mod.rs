@@ -565,7 +565,19 @@ impl Dataplane {
                 busy_poll,
             )?;
             let epoll = worker.epoll.clone();
-            let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || worker.run())?;
+            let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || {
+                // A bug that panics a worker must not go unnoticed: its
+                // queues and socket are no longer read (`stats` shows it).
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+                    let what =
+                        panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(|s| s.as_str()));
+                    tracing::error!(
+                        worker = index,
+                        "data plane worker stopped by a panic (a bug): {}",
+                        what.unwrap_or("?")
+                    );
+                }
+            })?;
             handles.push(WorkerHandle { commands: tx, wake, epoll, thread: Some(thread), ports: 0 });
         }
         Ok(Dataplane {
@@ -821,6 +833,7 @@ impl Dataplane {
             .enumerate()
             .map(|(worker, r)| crate::control::api::WorkerStats {
                 worker,
+                running: self.workers[worker].thread.as_ref().is_some_and(|t| !t.is_finished()),
                 port_frames: load(&r.counters.port_frames),
                 underlay_datagrams: load(&r.counters.underlay_datagrams),
                 batches: load(&r.counters.batches),
