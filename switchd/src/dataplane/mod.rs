@@ -613,9 +613,8 @@ impl Dataplane {
     }
 
     /// Reads every replica, one at a time.
-    fn each<T>(&self, read: impl FnMut(&Fabric) -> T) -> impl Iterator<Item = T> {
-        let mut read = read;
-        self.replicas.iter().map(move |r| read(&r.lock())).collect::<Vec<_>>().into_iter()
+    fn each<T>(&self, mut read: impl FnMut(&Fabric) -> T) -> impl Iterator<Item = T> {
+        self.replicas.iter().map(|r| read(&r.lock())).collect::<Vec<_>>().into_iter()
     }
 
     /// Gives the workers a new snapshot of names, leases and gateways.
