@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use switchd_crypto::Cipher;
 use switchd_e2e::{
-    KeyFile, Netns, Switchd, Underlay, baseline, count, gossip_member as member, hex, py, sparse, unhex, wait_until,
+    KeyFile, Netns, Proc, Switchd, Underlay, baseline, count, gossip_member as member, hex, py, sparse, unhex,
+    wait_until,
 };
 
 /// `plain` (VNI 100) and `secret` (VNI 200, encrypted with the cluster key).
@@ -72,6 +73,20 @@ fn drops(sd: &Switchd, vtep: &str, reason: &str) -> Option<u64> {
     sparse(&vtep_drops(sd, vtep), reason)
 }
 
+/// Starts capturing VXLAN on `sd`'s underlay into `file` in its directory;
+/// returns once tcpdump writes (immediate mode and -U: every packet reaches
+/// the file as it is seen). Stop it by dropping the process.
+fn capture_underlay(sd: &Switchd, file: &str) -> (Proc, std::path::PathBuf) {
+    let pcap = sd.dir.join(file);
+    let path = pcap.to_str().unwrap();
+    let capture = ["tcpdump", "-i", "u0", "--immediate-mode", "-U", "-s", "0", "-w", path, "udp", "port", "4789"];
+    let tcpdump = sd.host.spawn(&capture);
+    let capturing = wait_until(Duration::from_secs(5), || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24));
+    assert!(capturing, "tcpdump did not start");
+    std::thread::sleep(Duration::from_millis(300));
+    (tcpdump, pcap)
+}
+
 /// The UDP payloads of the IPv4 packets in a pcap file (Ethernet link
 /// type), to VXLAN's port 4789.
 fn vxlan_payloads(pcap: &[u8]) -> Vec<&[u8]> {
@@ -120,14 +135,7 @@ fn three_hosts_encrypted_and_plain_side_by_side_and_the_wire_never_shows_the_enc
     assert_eq!(c.containers[1].ok(&["cat", "/sys/class/net/eth1/mtu"]).trim(), "1414", "containers get the MTU");
 
     // Capture h1's underlay while both networks carry a known marker.
-    let pcap = h1.dir.join("underlay.pcap");
-    let pcap_path = pcap.to_str().unwrap();
-    // Immediate mode and -U: every packet reaches the file as it is seen.
-    let capture = ["tcpdump", "-i", "u0", "--immediate-mode", "-U", "-s", "0", "-w", pcap_path, "udp", "port", "4789"];
-    let tcpdump = h1.host.spawn(&capture);
-    let capturing = wait_until(Duration::from_secs(5), || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24));
-    assert!(capturing, "tcpdump did not start");
-    std::thread::sleep(Duration::from_millis(300));
+    let (tcpdump, pcap) = capture_underlay(h1, "underlay.pcap");
     let (plain_marker, secret_marker) = ("PLAIN-MARKER-7f3a9c-", "SECRET-MARKER-7f3a9c-");
     transfer(&c.containers[0], &c.containers[1], "10.10.0.12", plain_marker);
     transfer(&c.containers[0], &c.containers[1], "10.20.0.12", secret_marker);
@@ -401,13 +409,7 @@ fn hosts_naming_different_ciphers_carry_the_network_together_each_opening_what_t
 
     // Each host's sends, captured on h1's underlay: the cipher is byte 1 of
     // the sealed header (1 ChaCha20-Poly1305, 2 AES-256-GCM).
-    let pcap = h1.dir.join("mixed.pcap");
-    let pcap_path = pcap.to_str().unwrap();
-    let capture = ["tcpdump", "-i", "u0", "--immediate-mode", "-U", "-s", "0", "-w", pcap_path, "udp", "port", "4789"];
-    let tcpdump = h1.host.spawn(&capture);
-    let capturing = wait_until(Duration::from_secs(5), || std::fs::metadata(&pcap).is_ok_and(|m| m.len() >= 24));
-    assert!(capturing, "tcpdump did not start");
-    std::thread::sleep(Duration::from_millis(300));
+    let (tcpdump, pcap) = capture_underlay(&h1, "mixed.pcap");
     let reached = wait_until(Duration::from_secs(10), || a.ping("10.40.0.12", 1));
     assert!(reached, "h1's container cannot reach h2's:\n{}\n{}", h1.log(), h2.log());
     assert!(b.ping("10.40.0.11", 3), "h2's container cannot reach h1's");
