@@ -71,6 +71,8 @@
 # (unset: the key is left out and switchd's default holds):
 #   WORKERS        workers = N       (data-plane threads)
 #   BUSY_POLL_US   busy_poll_us = N  (adaptive busy-poll window, us; 0 off)
+# SWITCHD=/path/to/switchd runs that build of the daemon instead of the
+# tree's (an A/B of two commits: run each, alternately).
 #
 # sockperf (rr), wireguard-go and wg (wg-go) come from `scripts/deps.sh
 # --bench`, installed with apt-get when missing. Every load is bounded in
@@ -158,7 +160,7 @@ has() { case " $1 " in *" $2 "*) return 0 ;; esac; return 1; }  # has LIST WORD
 "$ROOT/scripts/deps.sh" --bench >&2
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --bins -q)
-SWITCHD="$ROOT/target/release/switchd"
+SWITCHD="${SWITCHD:-$ROOT/target/release/switchd}"  # SWITCHD=path: another build, for an A/B
 SWITCHCTL="$ROOT/target/release/switchctl"
 CLK_TCK=$(getconf CLK_TCK)
 

@@ -25,6 +25,8 @@
 //! checksums unfilled, so that it is handed to the receiving stack to
 //! finish (virtio `NEEDS_CSUM`) rather than dropped as corrupt.
 
+use std::ops::Range;
+
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
 use switchd_wire::vnet::{self, GsoType};
@@ -270,6 +272,43 @@ pub fn segment(
     l4_checksum: L4Checksum,
     out: &mut Vec<u8>,
 ) -> Result<Segments, Error> {
+    cut(frame, Cut { gso, mss, mtu, room, l4_checksum }, out, None)
+}
+
+/// What [`segment`] does, but without copying the payload: `out` gets only
+/// each segment's room in front and headers (no room behind: a gathered
+/// segment ends with its payload), and `payloads` each segment's payload,
+/// as a range of `frame`. Segment `i` on the wire is its headers followed
+/// by `frame[payloads[i]]`: what a gathering send (`sendmsg` with iovecs)
+/// puts together. The returned [`Segments`] describe the wire, payloads
+/// included.
+pub fn segment_headers(
+    frame: &[u8],
+    how: Cut,
+    out: &mut Vec<u8>,
+    payloads: &mut Vec<Range<usize>>,
+) -> Result<Segments, Error> {
+    cut(frame, Cut { room: Room::head(how.room.head), ..how }, out, Some(payloads))
+}
+
+/// How to cut a frame into segments: see [`segment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub gso: GsoType,
+    pub mss: usize,
+    pub mtu: usize,
+    pub room: Room,
+    pub l4_checksum: L4Checksum,
+}
+
+/// Cuts as `how` says; copies each payload behind its headers, or, with
+/// `gather`, records where it is in `frame`.
+fn cut(
+    frame: &[u8],
+    Cut { gso, mss, mtu, room, l4_checksum }: Cut,
+    out: &mut Vec<u8>,
+    mut gather: Option<&mut Vec<Range<usize>>>,
+) -> Result<Segments, Error> {
     let at = layout(frame)?;
     let l4_checksum = if at.plain { l4_checksum } else { L4Checksum::Complete };
     let matches = match gso {
@@ -291,7 +330,8 @@ pub fn segment(
     let stride = room.len() + at.payload + mss;
     let len = room.len() * count + at.payload * count + payload.len();
     let start = out.len();
-    out.reserve(len);
+    let copied = if gather.is_some() { 0 } else { payload.len() };
+    out.reserve(len - payload.len() + copied);
 
     let ip = |o: usize| &frame[at.l3 + o..];
     let ipv4_id = u16::from_be_bytes([ip(4)[0], ip(4)[1]]);
@@ -314,7 +354,19 @@ pub fn segment(
         out.resize(out.len() + room.head, 0);
         let seg_start = out.len();
         out.extend_from_slice(&frame[..at.payload]);
-        out.extend_from_slice(chunk);
+        // The payload is copied here, or stays in the frame (its sum then
+        // added to the headers' below).
+        let apart = match gather.as_deref_mut() {
+            Some(payloads) => {
+                let from = at.payload + i * mss;
+                payloads.push(from..from + chunk.len());
+                chunk
+            }
+            None => {
+                out.extend_from_slice(chunk);
+                &[]
+            }
+        };
         let seg = &mut out[seg_start..];
         let l3_len = (headers + chunk.len()) as u16;
         let l4_len = (at.payload - at.l4 + chunk.len()) as u32;
@@ -342,7 +394,9 @@ pub fn segment(
                 L4Checksum::Partial => checksum::fold(pseudo(l4_len)),
                 L4Checksum::Complete => {
                     l4[16..18].fill(0);
-                    checksum::finish(checksum::add(pseudo(l4_len), l4))
+                    // A TCP header is a multiple of 4 bytes long: its sum and
+                    // the payload's add up as one.
+                    checksum::finish(checksum::add(checksum::add(pseudo(l4_len), l4), apart))
                 }
             };
             l4[16..18].copy_from_slice(&csum.to_be_bytes());
@@ -353,7 +407,7 @@ pub fn segment(
                 L4Checksum::Partial => checksum::fold(pseudo(l4_len)),
                 L4Checksum::Complete => {
                     l4[6..8].fill(0);
-                    match checksum::finish(checksum::add(pseudo(l4_len), l4)) {
+                    match checksum::finish(checksum::add(checksum::add(pseudo(l4_len), l4), apart)) {
                         0 => 0xffff,
                         c => c,
                     }
@@ -363,7 +417,7 @@ pub fn segment(
         }
         out.resize(out.len() + room.tail, 0);
     }
-    debug_assert_eq!(out.len(), start + len);
+    debug_assert_eq!(out.len(), start + len - payload.len() + copied);
     Ok(Segments { count, stride, len })
 }
 
@@ -574,6 +628,43 @@ mod tests {
             let mut finished = b.to_vec();
             complete_checksum(&mut finished, l4, offset).unwrap();
             assert_eq!(finished, a, "segment {i}: finished, it is the complete one");
+        }
+    }
+
+    /// Gathered segments (headers apart, payloads left in the frame) put
+    /// back together are byte for byte the copied ones, checksums and all.
+    #[test]
+    fn gathered_segments_are_the_copied_ones() {
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(SRC, DST, 64)
+            .udp(4000, 5000)
+            .write(&mut udp, &payload(3001))
+            .unwrap();
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(40000, 5201, 1_000_000, 64240)
+            .write(&mut v6, &payload(4001))
+            .unwrap();
+        let frames = [(tcp_v4(5000, true), GsoType::TcpV4), (v6, GsoType::TcpV6), (udp, GsoType::UdpL4)];
+        for (frame, gso) in &frames {
+            for l4_checksum in [L4Checksum::Complete, L4Checksum::Partial] {
+                let how = Cut { gso: *gso, mss: 1397, mtu: 1450, room: Room::head(8), l4_checksum };
+                let mut copied = Vec::new();
+                let c = segment(frame, how.gso, how.mss, how.mtu, how.room, l4_checksum, &mut copied).unwrap();
+                let (mut heads, mut payloads) = (vec![0xee], Vec::new());
+                let g = segment_headers(frame, how, &mut heads, &mut payloads).unwrap();
+                assert_eq!(c, g, "{gso:?}: the same wire layout");
+                assert_eq!(payloads.len(), c.count);
+                let head_len = (heads.len() - 1) / c.count;
+                let wire: Vec<u8> = heads[1..]
+                    .chunks(head_len)
+                    .zip(&payloads)
+                    .flat_map(|(head, payload)| [head, &frame[payload.clone()]].concat())
+                    .collect();
+                assert_eq!(wire, copied, "{gso:?} {l4_checksum:?}: gathered, the same bytes");
+            }
         }
     }
 

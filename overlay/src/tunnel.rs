@@ -13,6 +13,8 @@
 //! the outer source port (and, sealed, the lane) from the inner flow's
 //! hash ([`crate::flow`]) so a flow keeps one path.
 
+use std::ops::Range;
+
 use switchd_crypto::session::TxSession;
 use switchd_wire::sealed::{HEADER_LEN as SEALED_HEADER_LEN, TAG_LEN};
 pub use switchd_wire::vnet::Offload;
@@ -107,6 +109,45 @@ pub fn encapsulate(
         }
     }
     Ok(Datagrams { stride, len })
+}
+
+/// The datagrams [`encapsulate_gathered`] made: headers in the buffer,
+/// payloads left in the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gathered {
+    /// The datagrams on the wire, payloads included.
+    pub datagrams: Datagrams,
+    /// How many header bytes (VXLAN and the inner frame's headers) each
+    /// datagram has in the buffer, one after another.
+    pub head_len: usize,
+}
+
+/// [`encapsulate`] for a TSO/USO frame on a plain network without copying
+/// its payload: appends to `heads` each datagram's VXLAN and inner headers,
+/// and to `payloads` the range of `eth` that follows them on the wire
+/// ([`offload::segment_headers`]); a gathering send puts them together.
+/// `None` when `offload` asks for no segmentation (then [`encapsulate`]:
+/// one datagram is copied more cheaply than it is gathered).
+pub fn encapsulate_gathered(
+    eth: &[u8],
+    offload: Offload,
+    vni: u32,
+    mtu: usize,
+    l4_checksum: L4Checksum,
+    heads: &mut Vec<u8>,
+    payloads: &mut Vec<Range<usize>>,
+) -> Option<Result<Gathered, Error>> {
+    let Offload::Segment { gso, mss } = offload else { return None };
+    let base = heads.len();
+    let how = offload::Cut { gso, mss, mtu, room: Room::head(vxlan::HEADER_LEN), l4_checksum };
+    let segs = match offload::segment_headers(eth, how, heads, payloads) {
+        Ok(segs) => segs,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let head_len = (heads.len() - base) / segs.count;
+    heads[base..].chunks_mut(head_len).for_each(|h| vxlan::Repr { vni }.emit(h));
+    let stride = (segs.count > 1).then_some(segs.stride);
+    Some(Ok(Gathered { datagrams: Datagrams { stride, len: segs.len }, head_len }))
 }
 
 #[cfg(test)]
@@ -212,6 +253,26 @@ mod tests {
             let inner = sealed::open(datagram, ip, &mut rx, |_, _| Some(&key)).unwrap();
             assert_eq!(&datagram[inner], &plains[i][vxlan::HEADER_LEN..], "segment {i}");
         }
+    }
+
+    #[test]
+    fn a_gathered_tso_frame_is_the_copied_one() {
+        let frame = tcp(5000);
+        let offload = Offload::Segment { gso: GsoType::TcpV4, mss: 1410 };
+        let mut copied = Vec::new();
+        let c = encapsulate(&frame, offload, 0xabc, 1450, Wire::Plain, L4Checksum::Complete, &mut copied).unwrap();
+        let (mut heads, mut payloads) = (Vec::new(), Vec::new());
+        let g = encapsulate_gathered(&frame, offload, 0xabc, 1450, L4Checksum::Complete, &mut heads, &mut payloads)
+            .expect("a TSO frame is gathered")
+            .unwrap();
+        assert_eq!(g.datagrams, c);
+        assert_eq!(g.head_len, 8 + 14 + 20 + 20);
+        let wire: Vec<u8> =
+            heads.chunks(g.head_len).zip(&payloads).flat_map(|(h, p)| [h, &frame[p.clone()]].concat()).collect();
+        assert_eq!(wire, copied);
+        let none =
+            encapsulate_gathered(&frame, Offload::None, 1, 1450, L4Checksum::Complete, &mut heads, &mut payloads);
+        assert!(none.is_none(), "one datagram is copied");
     }
 
     #[test]

@@ -44,7 +44,7 @@ mod poll;
 pub mod port;
 mod tx;
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
@@ -75,7 +75,7 @@ use crate::switch::{
 use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
 use poll::{BusyPoll, Wait};
 pub use port::{FdPort, Port};
-use tx::TxQueue;
+use tx::{Body, TxQueue};
 
 /// Frames read from one port before they are decided and written.
 const BATCH: usize = 32;
@@ -214,7 +214,8 @@ impl PortIo {
     /// Writes a plain Ethernet frame (from the underlay, or an answer)
     /// behind an all-zero virtio header, without copying it.
     fn send_plain(&self, eth: &[u8]) {
-        self.tx.record(self.dev.send_parts(&vnet::Repr::PLAIN_BYTES, eth), eth.len(), || "a port".to_owned());
+        let parts = [IoSlice::new(&vnet::Repr::PLAIN_BYTES), IoSlice::new(eth)];
+        self.tx.record(self.dev.send_parts(&parts), eth.len(), || "a port".to_owned());
     }
 
     /// Writes a frame from the underlay that GRO did not take: behind a
@@ -227,13 +228,17 @@ impl PortIo {
         let mut header = [0u8; VNET_HDR_LEN];
         open.vnet().emit(&mut header);
         let eth = &eth[..open.len];
-        self.tx.record(self.dev.send_parts(&header, eth), eth.len(), || "a port".to_owned());
+        self.tx.record(self.dev.send_parts(&[IoSlice::new(&header), IoSlice::new(eth)]), eth.len(), || {
+            "a port".to_owned()
+        });
     }
 
-    /// Writes what GRO made.
-    fn send_joined(&self, joined: Joined<'_>) {
+    /// Writes what GRO made, gathered from its parts.
+    fn send_joined<'b>(&self, joined: &Joined<'b, Span>, recv: &'b RecvBatch) {
         self.deferred_checksums.fetch_add(joined.deferred as u64, Relaxed);
-        self.send(joined.frame);
+        let parts: Vec<IoSlice<'_>> = joined.parts(|at| at.of(recv)).map(IoSlice::new).collect();
+        let len = parts.iter().map(|p| p.len()).sum::<usize>() - VNET_HDR_LEN;
+        self.tx.record(self.dev.send_parts(&parts), len, || "a port".to_owned());
     }
 
     fn stats(&self) -> DeviceStats {
@@ -312,9 +317,9 @@ impl Queues {
         self.queue_for(worker, eth).send_decapsulated(eth);
     }
 
-    /// Writes what GRO joined.
-    fn send_joined(&self, worker: usize, joined: Joined<'_>) {
-        self.queue_for(worker, joined.frame.get(VNET_HDR_LEN..).unwrap_or_default()).send_joined(joined);
+    /// Writes what GRO joined (its payloads in `recv`).
+    fn send_joined<'b>(&self, worker: usize, joined: Joined<'b, Span>, recv: &'b RecvBatch) {
+        self.queue_for(worker, joined.head.get(VNET_HDR_LEN..).unwrap_or_default()).send_joined(&joined, recv);
     }
 
     fn stats(&self) -> DeviceStats {
@@ -918,7 +923,7 @@ struct Worker {
     /// Keys and sessions; `None` without an underlay.
     crypto: Option<WorkerCrypto>,
     /// Joins the TCP segments of decapsulated frames for one write.
-    gro: Gro,
+    gro: Gro<Span>,
     /// Where frames are encapsulated (and segmented) before sending.
     tx: TxQueue,
     /// Sweeps aged MACs from its replica this often.
@@ -1156,24 +1161,25 @@ impl Worker {
                 Out::Vtep(i, io) => {
                     if built.map(|(frame, _)| frame) != Some(i) {
                         let wire = self.plans[i].wire.expect("a plan with a VTEP target has wire settings");
-                        let start = self.tx.arena.len();
                         let frame = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
                         let socket = flow::hash(frame.ethernet().into_inner()) as usize % self.tx_pool.len().max(1);
-                        let result = encapsulate(&frame, wire, socket, self.crypto.as_mut(), &mut self.tx.arena);
+                        let (start, payloads) = (self.tx.arena.len(), self.tx.payloads.len());
+                        let result = encapsulate(i, &frame, wire, socket, self.crypto.as_mut(), &mut self.tx);
                         if let Err(reason) = result {
                             self.tx.arena.truncate(start);
+                            self.tx.payloads.truncate(payloads);
                             let counter = if reason == DropReason::NoKey { &port.no_key } else { &port.offload_errors };
                             counter.fetch_add(1, Relaxed);
                         }
-                        built = Some((i, result.ok().map(|d| Built { start, socket, datagrams: d })));
+                        built = Some((i, result.ok().map(|(body, datagrams)| Built { body, socket, datagrams })));
                     }
                     if let Some((_, Some(b))) = built {
-                        self.tx.queue(b.socket, io, b.start, b.datagrams);
+                        self.tx.queue(b.socket, io, b.body, b.datagrams);
                     }
                 }
             }
         }
-        self.tx.flush(&self.tx_pool);
+        self.tx.flush(&self.tx_pool, &self.bufs);
     }
 
     /// Reads what the underlay has, has the switch plan each datagram
@@ -1241,33 +1247,34 @@ impl Worker {
     /// Writes decapsulated frames to their ports; consecutive segments of
     /// one flow to one port go up as one frame.
     fn write_decapsulated(&mut self) {
+        let (recv, gro) = (&self.recv, &mut self.gro);
         let mut joining: Option<Arc<Queues>> = None;
         for (at, port) in self.decap_outs.drain(..) {
-            let eth = at.of(&self.recv);
+            let eth = at.of(recv);
             if let Some(mss) = at.large {
                 if let Some(joined) = joining.take() {
-                    joined.send_joined(self.index, self.gro.finish());
+                    joined.send_joined(self.index, gro.finish(), recv);
                 }
-                match self.gro.start_large(eth, at.integrity, mss) {
-                    true => port.send_joined(self.index, self.gro.finish()),
+                match gro.start_large(eth, at.integrity, mss, at) {
+                    true => port.send_joined(self.index, gro.finish(), recv),
                     false => port.send_decapsulated(self.index, eth),
                 }
                 continue;
             }
-            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &port)) && self.gro.append(eth, at.integrity) {
+            if joining.as_ref().is_some_and(|j| Arc::ptr_eq(j, &port)) && gro.append(eth, at.integrity, at) {
                 continue;
             }
             if let Some(joined) = joining.take() {
-                joined.send_joined(self.index, self.gro.finish());
+                joined.send_joined(self.index, gro.finish(), recv);
             }
-            if self.gro.start(eth, at.integrity) {
+            if gro.start(eth, at.integrity, at) {
                 joining = Some(port);
             } else {
                 port.send_decapsulated(self.index, eth);
             }
         }
         if let Some(joined) = joining {
-            joined.send_joined(self.index, self.gro.finish());
+            joined.send_joined(self.index, gro.finish(), recv);
         }
     }
 }
@@ -1318,27 +1325,37 @@ impl Span {
     }
 }
 
-/// A frame's datagrams in the send arena.
+/// A frame's datagrams in the send queue.
 #[derive(Debug, Clone, Copy)]
 struct Built {
-    start: usize,
+    body: Body,
     socket: usize,
     datagrams: Datagrams,
 }
 
-/// Builds the datagram(s) for `frame` in `scratch`: plain VXLAN, or sealed
-/// on the lane of send socket `socket` when the network is encrypted.
+/// Builds the datagram(s) for `frame` (the batch's frame `i`) in `tx`:
+/// plain VXLAN (a large frame's segments gathered from their headers in
+/// the arena and their payloads in the frame), or sealed on the lane of
+/// send socket `socket` when the network is encrypted.
 fn encapsulate(
+    i: usize,
     frame: &Frame<&[u8]>,
     wire: NetworkWire,
     socket: usize,
     crypto: Option<&mut WorkerCrypto>,
-    scratch: &mut Vec<u8>,
-) -> Result<Datagrams, DropReason> {
+    tx: &mut TxQueue,
+) -> Result<(Body, Datagrams), DropReason> {
     let offload = frame.offload().map_err(|_| DropReason::OffloadError)?;
     let (eth, vni, mtu, l4) = (frame.ethernet().into_inner(), wire.vni.get(), wire.mtu as usize, wire.l4_checksum);
+    let (start, payloads) = (tx.arena.len(), tx.payloads.len());
+    let scratch = &mut tx.arena;
     if !wire.encrypted {
+        if let Some(gathered) = tunnel::encapsulate_gathered(eth, offload, vni, mtu, l4, scratch, &mut tx.payloads) {
+            let g = gathered.map_err(|_| DropReason::OffloadError)?;
+            return Ok((Body::Gathered { frame: i, heads: start, head_len: g.head_len, payloads }, g.datagrams));
+        }
         return tunnel::encapsulate(eth, offload, vni, mtu, Wire::Plain, l4, scratch)
+            .map(|d| (Body::Arena { start }, d))
             .map_err(|_| DropReason::OffloadError);
     }
     // Never plaintext on an encrypted network: no key, no send.
@@ -1350,7 +1367,7 @@ fn encapsulate(
             tunnel::Error::NoncesExhausted => DropReason::NoKey,
         })?;
     crypto.counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
-    Ok(d)
+    Ok((Body::Arena { start }, d))
 }
 
 #[cfg(test)]

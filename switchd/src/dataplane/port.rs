@@ -6,7 +6,7 @@
 //! ever sees a [`Port`].
 
 use std::fmt::Debug;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,9 +21,9 @@ pub trait Port: Send + Sync + Debug {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes one frame (virtio header and Ethernet).
     fn send(&self, frame: &[u8]) -> io::Result<usize>;
-    /// Writes a frame given as a virtio header and an Ethernet frame,
-    /// without copying them together.
-    fn send_parts(&self, vnet: &[u8], eth: &[u8]) -> io::Result<usize>;
+    /// Writes one frame given in parts (together: virtio header and
+    /// Ethernet), without copying them together.
+    fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
     /// The fd that becomes readable when a frame waits, if there is one.
     fn poll_fd(&self) -> Option<RawFd>;
 }
@@ -41,8 +41,8 @@ impl Port for FdPort {
         sys::write(self.0.as_raw_fd(), frame)
     }
 
-    fn send_parts(&self, vnet: &[u8], eth: &[u8]) -> io::Result<usize> {
-        sys::writev(self.0.as_raw_fd(), &[vnet, eth])
+    fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        sys::writev(self.0.as_raw_fd(), parts)
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
@@ -77,8 +77,13 @@ impl<P: Port, W: Write + Send + Debug> PcapPort<P, W> {
     }
 
     fn record(&self, eth: &[u8]) {
+        self.record_parts(&[IoSlice::new(eth)], 0);
+    }
+
+    /// Records the frame in `parts`, less its first `skip` bytes.
+    fn record_parts(&self, parts: &[IoSlice<'_>], skip: usize) {
         let t = (self.clock)();
-        let len = eth.len() as u32;
+        let len = (parts.iter().map(|p| p.len()).sum::<usize>().saturating_sub(skip)) as u32;
         let mut record = [0u8; 16];
         record[0..4].copy_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
         record[4..8].copy_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
@@ -86,7 +91,15 @@ impl<P: Port, W: Write + Send + Debug> PcapPort<P, W> {
         record[12..16].copy_from_slice(&len.to_le_bytes());
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         // A capture that cannot be written loses records, never frames.
-        let _ = out.write_all(&record).and_then(|()| out.write_all(eth));
+        let _ = out.write_all(&record).and_then(|()| {
+            let mut skip = skip;
+            for part in parts {
+                let taken = skip.min(part.len());
+                skip -= taken;
+                out.write_all(&part[taken..])?;
+            }
+            Ok(())
+        });
     }
 
     /// The stream, for a caller done with the port.
@@ -111,9 +124,9 @@ impl<P: Port, W: Write + Send + Debug> Port for PcapPort<P, W> {
         self.inner.send(frame)
     }
 
-    fn send_parts(&self, vnet: &[u8], eth: &[u8]) -> io::Result<usize> {
-        self.record(eth);
-        self.inner.send_parts(vnet, eth)
+    fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.record_parts(parts, vnet::HEADER_LEN);
+        self.inner.send_parts(parts)
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
@@ -149,8 +162,8 @@ impl<P: Port> Port for FaultPort<P> {
         if self.lose() { Err(io::ErrorKind::WouldBlock.into()) } else { self.inner.send(frame) }
     }
 
-    fn send_parts(&self, vnet: &[u8], eth: &[u8]) -> io::Result<usize> {
-        if self.lose() { Err(io::ErrorKind::WouldBlock.into()) } else { self.inner.send_parts(vnet, eth) }
+    fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.lose() { Err(io::ErrorKind::WouldBlock.into()) } else { self.inner.send_parts(parts) }
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
@@ -191,8 +204,8 @@ impl Port for MemPort {
         Ok(frame.len())
     }
 
-    fn send_parts(&self, vnet: &[u8], eth: &[u8]) -> io::Result<usize> {
-        self.send(&[vnet, eth].concat())
+    fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.send(&parts.iter().flat_map(|p| p.iter().copied()).collect::<Vec<u8>>())
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
@@ -210,8 +223,8 @@ impl Port for std::sync::Arc<MemPort> {
         (**self).send(frame)
     }
 
-    fn send_parts(&self, vnet: &[u8], eth: &[u8]) -> io::Result<usize> {
-        (**self).send_parts(vnet, eth)
+    fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        (**self).send_parts(parts)
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
@@ -233,7 +246,8 @@ mod tests {
         mem.push(frame.clone());
         let mut buf = [0u8; 100];
         assert_eq!(pcap.recv(&mut buf).unwrap(), frame.len());
-        pcap.send(&frame).unwrap();
+        let (head, rest) = frame.split_at(12);
+        pcap.send_parts(&[IoSlice::new(head), IoSlice::new(rest)]).unwrap();
         assert_eq!(mem.sent(), vec![frame.clone()]);
         let (_, bytes) = pcap.into_parts();
         assert_eq!(bytes[..24], PCAP_HEADER);

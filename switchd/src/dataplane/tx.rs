@@ -1,10 +1,20 @@
-//! The send queue of a worker: encapsulated datagrams gathered in one
-//! arena during a batch, then sent with one `sendmmsg` per source socket.
+//! The send queue of a worker: encapsulated datagrams gathered during a
+//! batch, then sent with one `sendmmsg` per source socket.
+//!
+//! A datagram's bytes are in the worker's arena (whole: small frames,
+//! sealed ones), or its headers are there and its payload is still in the
+//! frame the worker read from the port (segments of a large plain TCP/UDP
+//! frame, [`tunnel::encapsulate_gathered`]): the kernel then gathers them
+//! from both, and no payload byte is copied in userspace.
+//!
+//! [`tunnel::encapsulate_gathered`]: switchd_overlay::tunnel::encapsulate_gathered
 
+use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use switchd_overlay::tunnel::Datagrams;
+use switchd_wire::vnet::HEADER_LEN as VNET_HDR_LEN;
 
 use super::{MAX_SEND, VtepIo};
 use crate::io::udp;
@@ -12,19 +22,33 @@ use crate::io::udp;
 /// Encapsulated datagrams waiting to be sent, and the buffers for sending.
 #[derive(Debug, Default)]
 pub(super) struct TxQueue {
-    /// The datagrams of a batch, one after another.
+    /// The datagrams (or their headers) of a batch, one after another.
     pub arena: Vec<u8>,
+    /// Where gathered datagrams' payloads are in their frames.
+    pub payloads: Vec<Range<usize>>,
     msgs: Vec<Queued>,
     batch: udp::SendBatch,
 }
 
-/// One `sendmmsg` entry waiting: `len` bytes at `start` in the arena.
+/// Where a frame's datagrams are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Body {
+    /// Whole, one after another from `start` in the arena.
+    Arena { start: usize },
+    /// Headers of `head_len` bytes one after another from `heads` in the
+    /// arena, each followed on the wire by its payload: the range at
+    /// `payloads` (and on) in [`TxQueue::payloads`] of the Ethernet frame
+    /// in the batch's buffer `frame`.
+    Gathered { frame: usize, heads: usize, head_len: usize, payloads: usize },
+}
+
+/// One `sendmmsg` entry waiting: `len` bytes on the wire, from `body`.
 #[derive(Debug)]
 struct Queued {
     /// Index into the send socket pool.
     socket: usize,
     vtep: Arc<VtepIo>,
-    start: usize,
+    body: Body,
     len: usize,
     /// The segment size when the entry holds several datagrams.
     segment: Option<u16>,
@@ -40,35 +64,38 @@ impl TxQueue {
     pub fn clear(&mut self) {
         self.arena.clear();
         self.arena.shrink_to(ARENA_KEEP);
+        self.payloads.clear();
         self.msgs.clear();
     }
 
-    /// Queues the datagrams at `start` for `vtep`, in as few messages as the
+    /// Queues the datagrams of `body` for `vtep`, in as few messages as the
     /// kernel's GSO limits allow (64 segments, one IP packet in all).
-    pub fn queue(&mut self, socket: usize, vtep: Arc<VtepIo>, start: usize, d: Datagrams) {
+    pub fn queue(&mut self, socket: usize, vtep: Arc<VtepIo>, body: Body, d: Datagrams) {
         let Some(stride) = d.stride else {
-            self.msgs.push(Queued { socket, vtep, start, len: d.len, segment: None, datagrams: 1 });
+            self.msgs.push(Queued { socket, vtep, body, len: d.len, segment: None, datagrams: 1 });
             return;
         };
-        let per_msg = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS) * stride;
-        let mut at = start;
-        while at < start + d.len {
-            let len = per_msg.min(start + d.len - at);
-            let segment = (len > stride).then_some(stride as u16);
-            self.msgs.push(Queued {
-                socket,
-                vtep: vtep.clone(),
-                start: at,
-                len,
-                segment,
-                datagrams: len.div_ceil(stride),
-            });
-            at += len;
+        let per_msg = (MAX_SEND / stride).clamp(1, udp::MAX_SEGMENTS);
+        let mut first = 0;
+        while first * stride < d.len {
+            let len = (per_msg * stride).min(d.len - first * stride);
+            let body = match body {
+                Body::Arena { start } => Body::Arena { start: start + first * stride },
+                Body::Gathered { frame, heads, head_len, payloads } => {
+                    Body::Gathered { frame, heads: heads + first * head_len, head_len, payloads: payloads + first }
+                }
+            };
+            let datagrams = len.div_ceil(stride);
+            let segment = (datagrams > 1).then_some(stride as u16);
+            self.msgs.push(Queued { socket, vtep: vtep.clone(), body, len, segment, datagrams });
+            first += per_msg;
         }
     }
 
-    /// Sends everything queued: one `sendmmsg` per source socket.
-    pub fn flush(&mut self, pool: &[OwnedFd]) {
+    /// Sends everything queued: one `sendmmsg` per source socket. `frames`
+    /// are the batch's buffers (virtio header and Ethernet frame) that
+    /// gathered datagrams take their payloads from.
+    pub fn flush(&mut self, pool: &[OwnedFd], frames: &[Box<[u8]>]) {
         if self.msgs.is_empty() {
             return;
         }
@@ -79,10 +106,27 @@ impl TxQueue {
             let socket = self.msgs[first].socket;
             let end = first + self.msgs[first..].iter().take_while(|m| m.socket == socket).count();
             let group = &self.msgs[first..end];
-            let arena = &self.arena;
-            let outgoing = group.iter().map(|m| udp::Outgoing {
+            // Every message's parts, then the messages over them.
+            let mut parts: Vec<&[u8]> = Vec::with_capacity(group.len() * 2);
+            let mut spans = Vec::with_capacity(group.len());
+            for m in group {
+                let from = parts.len();
+                match m.body {
+                    Body::Arena { start } => parts.push(&self.arena[start..start + m.len]),
+                    Body::Gathered { frame, heads, head_len, payloads } => {
+                        let eth = &frames[frame][VNET_HDR_LEN..];
+                        for (k, payload) in self.payloads[payloads..payloads + m.datagrams].iter().enumerate() {
+                            let head = heads + k * head_len;
+                            parts.push(&self.arena[head..head + head_len]);
+                            parts.push(&eth[payload.clone()]);
+                        }
+                    }
+                }
+                spans.push(from..parts.len());
+            }
+            let outgoing = group.iter().zip(&spans).map(|(m, span)| udp::Outgoing {
                 to: &m.vtep.addr,
-                data: &arena[m.start..m.start + m.len],
+                parts: &parts[span.clone()],
                 segment: m.segment,
             });
             self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, result| {
@@ -91,5 +135,43 @@ impl TxQueue {
             });
             first = end;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vtep() -> Arc<VtepIo> {
+        let addr: std::net::SocketAddr = "198.18.0.2:4789".parse().unwrap();
+        Arc::new(VtepIo { addr: addr.into(), tx: Default::default() })
+    }
+
+    /// 100 gathered datagrams of 1,000 bytes (the last 500) go in messages
+    /// of at most 64 segments and 65,000 bytes, each starting at its own
+    /// header and payload.
+    #[test]
+    fn gathered_datagrams_are_cut_into_messages_at_segment_bounds() {
+        let mut tx = TxQueue::default();
+        let body = Body::Gathered { frame: 3, heads: 10, head_len: 80, payloads: 5 };
+        tx.queue(1, vtep(), body, Datagrams { stride: Some(1000), len: 99 * 1000 + 500 });
+        let cut: Vec<(Body, usize, usize, Option<u16>)> =
+            tx.msgs.iter().map(|m| (m.body, m.len, m.datagrams, m.segment)).collect();
+        assert_eq!(
+            cut,
+            vec![
+                (body, 64_000, 64, Some(1000)),
+                (
+                    Body::Gathered { frame: 3, heads: 10 + 64 * 80, head_len: 80, payloads: 5 + 64 },
+                    35_500,
+                    36,
+                    Some(1000)
+                ),
+            ]
+        );
+        tx.clear();
+        tx.queue(0, vtep(), Body::Arena { start: 7 }, Datagrams { stride: Some(1000), len: 1000 });
+        assert_eq!(tx.msgs[0].body, Body::Arena { start: 7 });
+        assert_eq!((tx.msgs[0].datagrams, tx.msgs[0].segment), (1, None), "one segment needs no GSO");
     }
 }

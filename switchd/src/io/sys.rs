@@ -2,7 +2,7 @@
 //! `unsafe` block in switchd lives in `io/`, most of them here.
 
 use std::ffi::CString;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns a libc return value into a `Result`, reading `errno` on -1.
@@ -106,10 +106,11 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `writev(2)` of several slices as one frame.
-pub fn writev<const N: usize>(fd: RawFd, parts: &[&[u8]; N]) -> io::Result<usize> {
-    let iov = parts.map(|part| libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() });
-    // SAFETY: the `N` iovecs point to live slices, only read by writev.
-    let written = cvt(unsafe { libc::writev(fd, iov.as_ptr(), N as libc::c_int) })?;
+pub fn writev(fd: RawFd, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+    let count = parts.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    // SAFETY: an IoSlice is ABI-compatible with iovec (std guarantees it on
+    // Unix); the slices are live and only read by writev.
+    let written = cvt(unsafe { libc::writev(fd, parts.as_ptr().cast::<libc::iovec>(), count) })?;
     Ok(written as usize)
 }
 

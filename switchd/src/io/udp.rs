@@ -108,12 +108,13 @@ pub fn local_port(fd: &OwnedFd) -> io::Result<u16> {
     socket.local_addr()?.as_socket().map(|a| a.port()).ok_or_else(|| io::Error::other("not an IP socket"))
 }
 
-/// One `sendmmsg` entry: `data` to `to`; with `segment`, the kernel cuts it
-/// into datagrams of that size (the last may be shorter).
+/// One `sendmmsg` entry: `parts`, one after another, to `to`; with
+/// `segment`, the kernel cuts them into datagrams of that size (the last
+/// may be shorter), wherever the parts begin and end.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
     pub to: &'a SockAddr,
-    pub data: &'a [u8],
+    pub parts: &'a [&'a [u8]],
     pub segment: Option<u16>,
 }
 
@@ -121,6 +122,8 @@ pub struct Outgoing<'a> {
 #[derive(Debug, Default)]
 pub struct SendBatch {
     iovs: Vec<libc::iovec>,
+    /// Where each message's iovecs are in `iovs`.
+    spans: Vec<(usize, usize)>,
     headers: Vec<libc::mmsghdr>,
     /// Room for one cmsghdr with a u16 per message, 8-byte aligned.
     controls: Vec<[u64; 4]>,
@@ -141,19 +144,26 @@ impl SendBatch {
         mut done: impl FnMut(usize, io::Result<()>),
     ) {
         self.iovs.clear();
+        self.spans.clear();
         self.headers.clear();
         for m in msgs.clone() {
-            self.iovs.push(libc::iovec { iov_base: m.data.as_ptr() as *mut libc::c_void, iov_len: m.data.len() });
+            let first = self.iovs.len();
+            self.iovs.extend(
+                m.parts.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }),
+            );
+            self.spans.push((first, m.parts.len()));
         }
-        let n = self.iovs.len();
+        let n = self.spans.len();
         self.controls.resize(n.max(self.controls.len()), [0; 4]);
         for (i, m) in msgs.enumerate() {
             // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
             h.msg_hdr.msg_name = m.to.as_ptr() as *mut libc::c_void;
             h.msg_hdr.msg_namelen = m.to.len();
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
+            let (first, count) = self.spans[i];
+            // `iovs` is not changed again before the call: the pointer stays valid.
+            h.msg_hdr.msg_iov = self.iovs[first..].as_mut_ptr();
+            h.msg_hdr.msg_iovlen = count;
             if let Some(size) = m.segment {
                 h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
                 // SAFETY: CMSG_SPACE is a pure size computation.
@@ -325,7 +335,8 @@ fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    /// Loopback only: a GSO send arrives as datagrams of the segment size.
+    /// Loopback only: a GSO send of two parts arrives as datagrams of the
+    /// segment size.
     #[test]
     fn segmented_send_and_batched_receive_on_loopback() {
         let rx = bind_rx("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -334,8 +345,8 @@ mod tests {
         let to = SockAddr::from(SocketAddr::new("127.0.0.1".parse().unwrap(), port));
         let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
         let msgs = [
-            Outgoing { to: &to, data: &data, segment: Some(1000) },
-            Outgoing { to: &to, data: b"single", segment: None },
+            Outgoing { to: &to, parts: &[&data[..1500], &data[1500..]], segment: Some(1000) },
+            Outgoing { to: &to, parts: &[b"single"], segment: None },
         ];
         let mut sent = Vec::new();
         SendBatch::default().send(tx.as_raw_fd(), msgs.into_iter(), |i, result| sent.push((i, result.is_ok())));
@@ -355,6 +366,7 @@ mod tests {
         }
         assert_eq!(datagrams.len(), 4, "three segments and one plain datagram");
         assert_eq!(datagrams[0], data[..1000]);
+        assert_eq!(datagrams[1], data[1000..2000], "cut where the parts do not meet");
         assert_eq!(datagrams[2], data[2000..]);
         assert_eq!(datagrams[3], b"single");
     }
