@@ -62,6 +62,10 @@ pub struct HostConfig {
     /// How long a data-plane worker may keep polling after a batch before
     /// it sleeps (the longest adaptive window; zero: never).
     pub busy_poll: Duration,
+    /// Whether a worker writes a batch's frames into local ports through
+    /// io_uring, one system call for all (where the kernel allows it),
+    /// rather than one `write` each.
+    pub io_uring: bool,
 }
 
 impl HostConfig {

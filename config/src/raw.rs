@@ -39,6 +39,7 @@ pub struct RawHost {
     pub mac_limit: Option<i64>,
     pub workers: Option<i64>,
     pub busy_poll_us: Option<i64>,
+    pub io_uring: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -161,7 +161,7 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
         mac_aging_time: aging.unwrap_or(Duration::from_secs(300)),
         mac_limit: mac_limit.unwrap_or(1024),
         workers: workers.unwrap_or(1),
-
+        io_uring: raw.io_uring.unwrap_or(true),
         busy_poll: busy_poll.unwrap_or(Duration::from_micros(HostConfig::DEFAULT_BUSY_POLL_US)),
     }
 }

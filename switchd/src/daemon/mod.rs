@@ -52,7 +52,7 @@ use switchd_config::{Config, HostConfig, NetworkConfig, PortConfig};
 use switchd_crypto::SessionId;
 
 use crate::control::api::{Reply, Request};
-use crate::dataplane::{Dataplane, Underlay};
+use crate::dataplane::{Dataplane, Underlay, WorkerOptions};
 use crate::switch::SwitchConfig;
 use addresses::{Addresses, ClaimMode};
 use cluster::{ClusterState, StaticPeer};
@@ -168,7 +168,12 @@ impl Daemon {
         };
         let cluster_key = config.gossip.as_ref().map(|g| g.key_file.as_path());
         let keys = KeyStore::open(&config.host.state_dir, cluster_key, &config.network_key_files)?;
-        let dataplane = Dataplane::start(switch, config.host.workers, config.host.busy_poll, underlay)?;
+        let options = WorkerOptions {
+            workers: config.host.workers,
+            busy_poll: config.host.busy_poll,
+            io_uring: config.host.io_uring,
+        };
+        let dataplane = Dataplane::start(switch, options, underlay)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
         let claim_confirm =
             config.gossip.as_ref().map_or(Duration::ZERO, |g| (g.interval * 6).max(Duration::from_secs(1)));

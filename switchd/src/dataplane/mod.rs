@@ -67,6 +67,7 @@ use crate::conns::{REPORT_INTERVAL, RateLimit};
 use crate::io::epoll::{self, Epoll};
 use crate::io::sys;
 use crate::io::udp::{self, RecvBatch};
+use crate::io::uring;
 use crate::services::{self, Tables};
 use crate::switch::{
     Action, Counters, DropReason, FdbKind, Learning, Location, NetworkCounters, NetworkId, NetworkWire, NoKeys, Plan,
@@ -293,23 +294,22 @@ impl Queues {
 
     /// The queue worker `worker` writes `eth` through.
     fn queue_for(&self, worker: usize, eth: &[u8]) -> &PortIo {
+        &self.queues[self.queue_index(worker, eth)]
+    }
+
+    fn queue_index(&self, worker: usize, eth: &[u8]) -> usize {
         if self.queues.len() == 1 {
-            return &self.queues[0];
+            return 0;
         }
         if !self.read_from.is_empty()
             && let Some(hash) = flow::symmetric_hash(eth)
         {
             let mark = self.read_from[hash as usize % FLOW_SLOTS].load(Relaxed);
             if mark != 0 {
-                return &self.queues[usize::from(mark - 1) % self.queues.len()];
+                return usize::from(mark - 1) % self.queues.len();
             }
         }
-        &self.queues[worker % self.queues.len()]
-    }
-
-    /// Writes a frame (virtio header and Ethernet).
-    fn send(&self, worker: usize, frame: &[u8]) {
-        self.queue_for(worker, frame.get(VNET_HDR_LEN..).unwrap_or_default()).send(frame);
+        worker % self.queues.len()
     }
 
     /// Writes a decapsulated frame, behind the virtio header it calls for.
@@ -529,17 +529,34 @@ fn token_of(id: PortId) -> u64 {
     id.data().as_ffi()
 }
 
+/// How the data plane's threads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// How many.
+    pub workers: usize,
+    /// How long each may poll after a batch ([`poll`]).
+    pub busy_poll: Duration,
+    /// Whether each writes its batches' frames into local ports through
+    /// io_uring ([`uring`]), where the kernel allows it.
+    pub io_uring: bool,
+}
+
 impl Dataplane {
-    /// Starts `workers` data-plane threads, each with its own replica of
-    /// the tables and polling up to `busy_poll` after a batch ([`poll`]);
-    /// with an underlay, each reads its own receive socket.
-    pub fn start(
-        config: SwitchConfig,
-        workers: usize,
-        busy_poll: Duration,
-        underlay: Option<Underlay>,
-    ) -> io::Result<Self> {
+    /// Starts the data-plane threads, each with its own replica of the
+    /// tables; with an underlay, each reads its own receive socket.
+    pub fn start(config: SwitchConfig, options: WorkerOptions, underlay: Option<Underlay>) -> io::Result<Self> {
+        let WorkerOptions { workers, busy_poll, io_uring } = options;
         let workers = workers.max(1);
+        // io_uring may be missing or refused (`kernel.io_uring_disabled`,
+        // a seccomp profile): then one write per frame, as before.
+        let io_uring = io_uring
+            && match uring::Ring::new() {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!("io_uring unavailable ({e}): frames into ports are written one by one");
+                    false
+                }
+            };
         let service_counters = Arc::new(services::Counters::default());
         let replicas: Arc<[Replica]> = (0..workers)
             .map(|_| {
@@ -568,6 +585,7 @@ impl Dataplane {
                 wake.clone(),
                 WorkerUnderlay { rx: underlay_rx, tx: pools.next().unwrap_or_default(), crypto },
                 busy_poll,
+                io_uring,
             )?;
             let epoll = worker.epoll.clone();
             let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || {
@@ -936,6 +954,9 @@ struct Worker {
     reply: Vec<u8>,
     /// Whether to poll or sleep when there is nothing to do.
     poll: BusyPoll,
+    /// Where frames to local ports are written together (`None`: one
+    /// `write` each).
+    ring: Option<uring::Ring>,
 }
 
 impl Worker {
@@ -946,6 +967,7 @@ impl Worker {
         wake: Arc<OwnedFd>,
         WorkerUnderlay { rx: underlay_rx, tx: tx_pool, crypto }: WorkerUnderlay,
         busy_poll: Duration,
+        io_uring: bool,
     ) -> io::Result<Self> {
         let (sweep_every, service_counters) = {
             let f = replicas[index].lock();
@@ -984,6 +1006,7 @@ impl Worker {
             service_counters,
             reply: Vec::with_capacity(2048),
             poll: BusyPoll::new(busy_poll),
+            ring: if io_uring { Some(uring::Ring::new()?) } else { None },
         })
     }
 
@@ -1148,9 +1171,26 @@ impl Worker {
         // The frame last encapsulated: (its index, and where its datagrams
         // start in the arena, their socket, their layout; `None` if it failed).
         let mut built: Option<(usize, Option<Built>)> = None;
+        // Frames to local ports: written together through the ring (where
+        // there is one), counted by what each write did.
+        let mut writes = self.ring.as_mut().map(|r| r.writes());
+        let mut ring_writes: Vec<(Arc<Queues>, usize, usize)> = Vec::new();
         for out in self.outs.drain(..) {
             match out {
-                Out::Port(i, queues) => queues.send(self.index, &self.bufs[i][..self.lens[i]]),
+                Out::Port(i, queues) => {
+                    let frame = &self.bufs[i][..self.lens[i]];
+                    let queue = queues.queue_index(self.index, frame.get(VNET_HDR_LEN..).unwrap_or_default());
+                    let io = &queues.queues[queue];
+                    let tag = ring_writes.len() as u64;
+                    let queued = match (writes.as_mut(), io.dev.ring_fd()) {
+                        (Some(writes), Some(fd)) => writes.push(fd, frame, tag),
+                        _ => false,
+                    };
+                    match queued {
+                        true => ring_writes.push((queues, queue, frame.len())),
+                        false => io.send(frame),
+                    }
+                }
                 Out::Reply(i) => {
                     let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
                     reply(&self.plans[i], eth, (&self.services, &self.service_counters), &mut self.reply);
@@ -1178,6 +1218,13 @@ impl Worker {
                     }
                 }
             }
+        }
+        if let Some(writes) = writes {
+            writes.submit(|tag, result| {
+                if let Some((queues, queue, len)) = ring_writes.get(tag as usize) {
+                    queues.queues[*queue].tx.record(result, *len, || "a port".to_owned());
+                }
+            });
         }
         self.tx.flush(&self.tx_pool, &self.bufs);
     }

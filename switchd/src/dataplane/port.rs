@@ -26,6 +26,11 @@ pub trait Port: Send + Sync + Debug {
     fn send_parts(&self, parts: &[IoSlice<'_>]) -> io::Result<usize>;
     /// The fd that becomes readable when a frame waits, if there is one.
     fn poll_fd(&self) -> Option<RawFd>;
+    /// The fd frames may be written to directly (by io_uring), bypassing
+    /// this port's `send`: only a plain device has one.
+    fn ring_fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 /// A TAP or AF_PACKET socket: one `read` or `write` per frame.
@@ -46,6 +51,10 @@ impl Port for FdPort {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.0.as_raw_fd())
+    }
+
+    fn ring_fd(&self) -> Option<RawFd> {
         Some(self.0.as_raw_fd())
     }
 }

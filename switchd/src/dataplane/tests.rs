@@ -31,7 +31,7 @@ impl Lab {
         let (_commands, rx) = channel();
         let wake = Arc::new(sys::eventfd().unwrap());
         let none = WorkerUnderlay { rx: None, tx: Vec::new(), crypto: None };
-        let worker = Worker::new(0, replicas, rx, wake, none, Duration::ZERO).unwrap();
+        let worker = Worker::new(0, replicas, rx, wake, none, Duration::ZERO, false).unwrap();
         let net = worker.fabric().switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let mut lab = Lab { worker, net, ports: Vec::new() };
         for mac in macs {
@@ -213,8 +213,8 @@ fn answers_go_in_through_the_queue_their_flow_came_out_of() {
         .unwrap();
     let other = udp(A, B, [10, 1, 0, 3], [10, 1, 0, 9], 64);
     queues.read(1, &out[VNET_HDR_LEN..]);
-    queues.send(0, &back);
-    queues.send(0, &other);
+    queues.queue_for(0, &back[VNET_HDR_LEN..]).send(&back);
+    queues.queue_for(0, &other[VNET_HDR_LEN..]).send(&other);
     assert_eq!(mems[1].sent(), vec![back.clone()], "the answer, by worker 0, through queue 1");
     assert_eq!(mems[0].sent(), vec![other], "an unseen flow through worker 0's own queue");
     queues.read(0, &out[VNET_HDR_LEN..]);

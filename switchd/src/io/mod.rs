@@ -10,3 +10,4 @@ pub mod packet;
 pub mod sys;
 pub mod tap;
 pub mod udp;
+pub mod uring;
