@@ -71,6 +71,7 @@
 # (unset: the key is left out and switchd's default holds):
 #   WORKERS        workers = N       (data-plane threads)
 #   BUSY_POLL_US   busy_poll_us = N  (adaptive busy-poll window, us; 0 off)
+#   IO_URING       io_uring = true|false  (a batch's writes into ports in one call)
 # SWITCHD=/path/to/switchd runs that build of the daemon instead of the
 # tree's (an A/B of two commits: run each, alternately).
 #
@@ -127,6 +128,10 @@ for knob in WORKERS:workers BUSY_POLL_US:busy_poll_us; do
     HOST_EXTRA+="$key = ${!var}"$'\n'
   fi
 done
+if [ -n "${IO_URING:-}" ]; then
+  [[ $IO_URING =~ ^(true|false)$ ]] || die "IO_URING must be true or false, not '$IO_URING'"
+  HOST_EXTRA+="io_uring = $IO_URING"$'\n'
+fi
 
 # Whether PID $1 is still a process this script started (its child).
 ours() { [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ]; }

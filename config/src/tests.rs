@@ -58,6 +58,7 @@ fn good_config_with_defaults() {
     assert_eq!(c.host.underlay_mtu.get(), 1500);
     assert_eq!(c.host.mac_aging_time, Duration::from_secs(5));
     assert_eq!(c.host.mac_limit, 1024);
+    assert!(c.host.io_uring, "io_uring on unless turned off");
     let fe = c.network("frontend").unwrap();
     assert_eq!(fe.mtu.get(), 1450, "default MTU is underlay_mtu - 50");
     assert_eq!(fe.gateway, Some("10.10.0.1".parse().unwrap()), "gateway defaults to the first address");
@@ -299,6 +300,14 @@ port = 80
     ] {
         assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
     }
+}
+
+#[test]
+fn io_uring_can_be_turned_off_and_takes_only_a_boolean() {
+    let off = GOOD.replace("mac_aging_time = 5", "mac_aging_time = 5\nio_uring = false");
+    assert!(!parse(&off).unwrap().host.io_uring);
+    let errs = errors(&GOOD.replace("mac_aging_time = 5", "io_uring = 1"));
+    assert!(errs[0].contains("host.io_uring: invalid type: integer `1`, expected a boolean"), "{errs:?}");
 }
 
 #[test]

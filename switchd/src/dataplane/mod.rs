@@ -1172,8 +1172,9 @@ impl Worker {
         // start in the arena, their socket, their layout; `None` if it failed).
         let mut built: Option<(usize, Option<Built>)> = None;
         // Frames to local ports: written together through the ring (where
-        // there is one), counted by what each write did.
-        let mut writes = self.ring.as_mut().map(|r| r.writes());
+        // there is one), counted by what each write did. A lone frame (a
+        // ping, a request) is written at once: the ring saves nothing there.
+        let mut writes = self.ring.as_mut().filter(|_| n > 1).map(|r| r.writes());
         let mut ring_writes: Vec<(Arc<Queues>, usize, usize)> = Vec::new();
         for out in self.outs.drain(..) {
             match out {
