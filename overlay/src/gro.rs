@@ -42,6 +42,10 @@ use switchd_wire::{checksum, ipv4, ipv6, tcp};
 const ETH_LEN: usize = ethernet::HEADER_LEN;
 /// The largest IP packet: the joined frame never exceeds it.
 const MAX_IP_LEN: usize = 65535;
+/// The most segments one frame joins (the kernel's GRO stops at 64 too):
+/// each is a part of the gathering write that puts the frame together, and
+/// tiny segments must not make it longer than a `writev` takes.
+pub const MAX_SEGMENTS: usize = 64;
 
 /// Where the headers of a segment are, and its TCP fields.
 #[derive(Debug, Clone, Copy)]
@@ -283,6 +287,7 @@ impl<S> Gro<S> {
             && seg.l4 == first.l4
             && seg.payload == first.payload
             && seg.seq == p.next_seq
+            && p.segments < MAX_SEGMENTS
             && len > 0
             && len <= p.mss
             && seg.flags & !TCP_PSH == TCP_ACK
@@ -599,6 +604,36 @@ mod tests {
         assert!(start(&mut gro, &segs[0], Integrity::Sealed));
         assert!(append(&mut gro, &corrupt, Integrity::Sealed), "sealed: the tag covered it, nothing is verified again");
         assert_eq!(gro.finish().deferred, 0);
+    }
+
+    /// However small the segments, a frame joins at most 64 of them.
+    #[test]
+    fn at_most_64_segments_are_joined() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 5201, 1, 64240)
+            .ack(9)
+            .write(&mut frame, &[7u8; 100])
+            .unwrap();
+        let mut tiny = Vec::new();
+        let segs = offload::segment(
+            &frame,
+            GsoType::TcpV4,
+            1,
+            1450,
+            offload::Room::NONE,
+            offload::L4Checksum::Complete,
+            &mut tiny,
+        )
+        .unwrap();
+        let segs: Vec<&[u8]> = tiny.chunks(segs.stride).collect();
+        assert_eq!(segs.len(), 100);
+        let mut gro = Gro::new();
+        assert!(start(&mut gro, segs[0], Integrity::Verify));
+        let joined = segs[1..].iter().take_while(|s| append(&mut gro, s, Integrity::Verify)).count();
+        assert_eq!(joined + 1, MAX_SEGMENTS);
+        assert_eq!(gro.finish().segments, MAX_SEGMENTS);
     }
 
     #[test]

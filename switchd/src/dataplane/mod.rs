@@ -40,6 +40,7 @@
 //! channel and an eventfd. Each worker runs its replica's MAC aging timer.
 
 pub mod crypto;
+mod into_ports;
 mod poll;
 pub mod port;
 mod tx;
@@ -58,8 +59,7 @@ use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::flow;
-use switchd_overlay::gro::{self, Gro, Integrity, Joined};
-use switchd_overlay::offload;
+use switchd_overlay::gro::{self, Gro, Integrity};
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
 use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
 
@@ -74,6 +74,7 @@ use crate::switch::{
     PortGuard, PortId, Switch, SwitchConfig, Target, VtepId, VtepInfo, l3, neighbor,
 };
 use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
+use into_ports::IntoPorts;
 use poll::{BusyPoll, Wait};
 pub use port::{FdPort, Port};
 use tx::{Body, TxQueue};
@@ -208,38 +209,11 @@ impl PortIo {
         }
     }
 
-    fn send(&self, frame: &[u8]) {
-        self.tx.record(self.dev.send(frame), frame.len(), || "a port".to_owned());
-    }
-
     /// Writes a plain Ethernet frame (from the underlay, or an answer)
     /// behind an all-zero virtio header, without copying it.
     fn send_plain(&self, eth: &[u8]) {
         let parts = [IoSlice::new(&vnet::Repr::PLAIN_BYTES), IoSlice::new(eth)];
         self.tx.record(self.dev.send_parts(&parts), eth.len(), || "a port".to_owned());
-    }
-
-    /// Writes a frame from the underlay that GRO did not take: behind a
-    /// header asking the port to finish its checksum if its sender left
-    /// it partial (every port speaks virtio headers: TAPs, and AF_PACKET
-    /// sockets with `PACKET_VNET_HDR`), plain otherwise.
-    fn send_decapsulated(&self, eth: &[u8]) {
-        let Some(open) = offload::deferred_checksum(eth) else { return self.send_plain(eth) };
-        self.deferred_checksums.fetch_add(1, Relaxed);
-        let mut header = [0u8; VNET_HDR_LEN];
-        open.vnet().emit(&mut header);
-        let eth = &eth[..open.len];
-        self.tx.record(self.dev.send_parts(&[IoSlice::new(&header), IoSlice::new(eth)]), eth.len(), || {
-            "a port".to_owned()
-        });
-    }
-
-    /// Writes what GRO made, gathered from its parts.
-    fn send_joined<'b>(&self, joined: &Joined<'b, Span>, recv: &'b RecvBatch) {
-        self.deferred_checksums.fetch_add(joined.deferred as u64, Relaxed);
-        let parts: Vec<IoSlice<'_>> = joined.parts(|at| at.of(recv)).map(IoSlice::new).collect();
-        let len = parts.iter().map(|p| p.len()).sum::<usize>() - VNET_HDR_LEN;
-        self.tx.record(self.dev.send_parts(&parts), len, || "a port".to_owned());
     }
 
     fn stats(&self) -> DeviceStats {
@@ -293,10 +267,6 @@ impl Queues {
     }
 
     /// The queue worker `worker` writes `eth` through.
-    fn queue_for(&self, worker: usize, eth: &[u8]) -> &PortIo {
-        &self.queues[self.queue_index(worker, eth)]
-    }
-
     fn queue_index(&self, worker: usize, eth: &[u8]) -> usize {
         if self.queues.len() == 1 {
             return 0;
@@ -310,16 +280,6 @@ impl Queues {
             }
         }
         worker % self.queues.len()
-    }
-
-    /// Writes a decapsulated frame, behind the virtio header it calls for.
-    fn send_decapsulated(&self, worker: usize, eth: &[u8]) {
-        self.queue_for(worker, eth).send_decapsulated(eth);
-    }
-
-    /// Writes what GRO joined (its payloads in `recv`).
-    fn send_joined<'b>(&self, worker: usize, joined: Joined<'b, Span>, recv: &'b RecvBatch) {
-        self.queue_for(worker, joined.head.get(VNET_HDR_LEN..).unwrap_or_default()).send_joined(&joined, recv);
     }
 
     fn stats(&self) -> DeviceStats {
@@ -955,8 +915,9 @@ struct Worker {
     /// Whether to poll or sleep when there is nothing to do.
     poll: BusyPoll,
     /// Where frames to local ports are written together (`None`: one
-    /// `write` each).
+    /// `write` each), and the list of those queued.
     ring: Option<uring::Ring>,
+    queued: Vec<into_ports::Queued>,
 }
 
 impl Worker {
@@ -1007,6 +968,7 @@ impl Worker {
             reply: Vec::with_capacity(2048),
             poll: BusyPoll::new(busy_poll),
             ring: if io_uring { Some(uring::Ring::new()?) } else { None },
+            queued: Vec::new(),
         })
     }
 
@@ -1171,27 +1133,10 @@ impl Worker {
         // The frame last encapsulated: (its index, and where its datagrams
         // start in the arena, their socket, their layout; `None` if it failed).
         let mut built: Option<(usize, Option<Built>)> = None;
-        // Frames to local ports: written together through the ring (where
-        // there is one), counted by what each write did. A lone frame (a
-        // ping, a request) is written at once: the ring saves nothing there.
-        let mut writes = self.ring.as_mut().filter(|_| n > 1).map(|r| r.writes());
-        let mut ring_writes: Vec<(Arc<Queues>, usize, usize)> = Vec::new();
+        let mut into_ports = IntoPorts::new(self.index, self.ring.as_mut(), n > 1, std::mem::take(&mut self.queued));
         for out in self.outs.drain(..) {
             match out {
-                Out::Port(i, queues) => {
-                    let frame = &self.bufs[i][..self.lens[i]];
-                    let queue = queues.queue_index(self.index, frame.get(VNET_HDR_LEN..).unwrap_or_default());
-                    let io = &queues.queues[queue];
-                    let tag = ring_writes.len() as u64;
-                    let queued = match (writes.as_mut(), io.dev.ring_fd()) {
-                        (Some(writes), Some(fd)) => writes.push(fd, frame, tag),
-                        _ => false,
-                    };
-                    match queued {
-                        true => ring_writes.push((queues, queue, frame.len())),
-                        false => io.send(frame),
-                    }
-                }
+                Out::Port(i, queues) => into_ports.frame(queues, &self.bufs[i][..self.lens[i]]),
                 Out::Reply(i) => {
                     let eth = &self.bufs[i][VNET_HDR_LEN..self.lens[i]];
                     reply(&self.plans[i], eth, (&self.services, &self.service_counters), &mut self.reply);
@@ -1220,13 +1165,7 @@ impl Worker {
                 }
             }
         }
-        if let Some(writes) = writes {
-            writes.submit(|tag, result| {
-                if let Some((queues, queue, len)) = ring_writes.get(tag as usize) {
-                    queues.queues[*queue].tx.record(result, *len, || "a port".to_owned());
-                }
-            });
-        }
+        self.queued = into_ports.finish();
         self.tx.flush(&self.tx_pool, &self.bufs);
     }
 
@@ -1296,16 +1235,18 @@ impl Worker {
     /// one flow to one port go up as one frame.
     fn write_decapsulated(&mut self) {
         let (recv, gro) = (&self.recv, &mut self.gro);
+        let several = self.decap_outs.len() > 1;
+        let mut into = IntoPorts::new(self.index, self.ring.as_mut(), several, std::mem::take(&mut self.queued));
         let mut joining: Option<Arc<Queues>> = None;
         for (at, port) in self.decap_outs.drain(..) {
             let eth = at.of(recv);
             if let Some(mss) = at.large {
                 if let Some(joined) = joining.take() {
-                    joined.send_joined(self.index, gro.finish(), recv);
+                    into.joined(joined, gro.finish(), recv);
                 }
                 match gro.start_large(eth, at.integrity, mss, at) {
-                    true => port.send_joined(self.index, gro.finish(), recv),
-                    false => port.send_decapsulated(self.index, eth),
+                    true => into.joined(port, gro.finish(), recv),
+                    false => into.decapsulated(port, eth),
                 }
                 continue;
             }
@@ -1313,17 +1254,18 @@ impl Worker {
                 continue;
             }
             if let Some(joined) = joining.take() {
-                joined.send_joined(self.index, gro.finish(), recv);
+                into.joined(joined, gro.finish(), recv);
             }
             if gro.start(eth, at.integrity, at) {
                 joining = Some(port);
             } else {
-                port.send_decapsulated(self.index, eth);
+                into.decapsulated(port, eth);
             }
         }
         if let Some(joined) = joining {
-            joined.send_joined(self.index, gro.finish(), recv);
+            into.joined(joined, gro.finish(), recv);
         }
+        self.queued = into.finish();
     }
 }
 

@@ -1,9 +1,16 @@
 //! Many writes with one `io_uring_enter`: the frames a batch sends to
-//! local ports (TAPs), written together instead of one `write` each.
+//! local ports (TAPs, AF_PACKET sockets), written together instead of one
+//! `write` each.
 //!
-//! Safe to use: a [`Writes`] borrows every frame queued in it, and is
+//! Safe to use: a [`Writes`] borrows every buffer queued in it, and is
 //! submitted and reaped (or, dropped, waited for) before the borrow ends,
-//! so the kernel never reads a buffer that is gone.
+//! so the kernel never reads memory that is gone. A frame is written from
+//! its parts (`writev`); the iovecs, and a short head copied for frames
+//! whose first part is about to be reused (a virtio header built on the
+//! stack, GRO's headers), live in the ring. Writes are done in the order
+//! they are queued: each is asked not to wait (`RWF_NOWAIT`), so it is
+//! carried out while submitting or fails with `EAGAIN` as `write` on a
+//! non-blocking fd would; none is parked or deferred to a kernel thread.
 
 use std::io;
 use std::marker::PhantomData;
@@ -11,13 +18,29 @@ use std::os::fd::RawFd;
 
 use io_uring::{IoUring, opcode, types};
 
-/// How many writes one [`Writes`] holds at most.
+/// How many writes go in one submission at most (more are submitted in
+/// several).
 pub const ENTRIES: usize = 256;
+/// How many parts one frame may have (GRO joins at most 64 segments).
+pub const MAX_PARTS: usize = 66;
+/// The longest head [`Writes::push`] copies.
+pub const MAX_HEAD: usize = 192;
+/// Room for every queued write's iovecs.
+const IOVS: usize = ENTRIES * 4;
 
-/// A ring for writes.
+/// A ring for writes, and the room their iovecs and heads take.
 pub struct Ring {
     ring: IoUring,
+    iovs: Box<[libc::iovec]>,
+    heads: Box<[[u8; MAX_HEAD]]>,
+    /// How much of `iovs` and `heads` the queued writes use.
+    used: (usize, usize),
+    results: Vec<(u64, io::Result<usize>)>,
 }
+
+// SAFETY: the raw pointers in `iovs` only point at buffers borrowed by the
+// `Writes` in progress (or at `heads`), never used past its end.
+unsafe impl Send for Ring {}
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -25,19 +48,30 @@ impl std::fmt::Debug for Ring {
     }
 }
 
+fn new_ring() -> io::Result<IoUring> {
+    IoUring::new(ENTRIES as u32)
+}
+
 impl Ring {
-    /// `None` where the kernel has no io_uring or refuses it
-    /// (`kernel.io_uring_disabled`, seccomp).
+    /// An error where the kernel has no io_uring or refuses it
+    /// (`kernel.io_uring_disabled`, a seccomp profile).
     pub fn new() -> io::Result<Ring> {
-        Ok(Ring { ring: IoUring::new(ENTRIES as u32)? })
+        let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        Ok(Ring {
+            ring: new_ring()?,
+            iovs: vec![empty; IOVS].into_boxed_slice(),
+            heads: vec![[0; MAX_HEAD]; ENTRIES].into_boxed_slice(),
+            used: (0, 0),
+            results: Vec::with_capacity(ENTRIES),
+        })
     }
 
-    /// Starts a set of writes of frames that live at least for `'a`.
+    /// Starts a set of writes of buffers that live at least for `'a`.
     pub fn writes<'a>(&mut self) -> Writes<'_, 'a> {
         // Entries a forgotten `Writes` left unsubmitted must never reach
-        // the kernel (their frames may be gone): a new ring drops them.
+        // the kernel (their buffers may be gone): a new ring drops them.
         if !self.ring.submission().is_empty() {
-            match IoUring::new(ENTRIES as u32) {
+            match new_ring() {
                 Ok(ring) => self.ring = ring,
                 Err(e) => {
                     tracing::error!("io_uring: {e}; stopping");
@@ -45,13 +79,15 @@ impl Ring {
                 }
             }
         }
-        Writes { ring: &mut self.ring, queued: 0, _frames: PhantomData }
+        self.used = (0, 0);
+        self.results.clear();
+        Writes { ring: self, queued: 0, _frames: PhantomData }
     }
 }
 
 /// Writes queued in a ring, not yet submitted.
 pub struct Writes<'r, 'a> {
-    ring: &'r mut IoUring,
+    ring: &'r mut Ring,
     queued: usize,
     _frames: PhantomData<&'a [u8]>,
 }
@@ -63,55 +99,80 @@ impl std::fmt::Debug for Writes<'_, '_> {
 }
 
 impl<'a> Writes<'_, 'a> {
-    /// Queues writing `frame` to `fd`, reported as `tag`; false when full
-    /// (write it some other way).
-    pub fn push(&mut self, fd: RawFd, frame: &'a [u8], tag: u64) -> bool {
-        if self.queued == ENTRIES {
-            return false;
+    /// Queues writing to `fd` one frame: `head` (copied now; at most
+    /// [`MAX_HEAD`] bytes) followed by `parts` (at most [`MAX_PARTS`],
+    /// borrowed until the writes are done), reported as `tag`. When the
+    /// ring is full, what is queued is submitted first: the order holds.
+    ///
+    /// # Panics
+    /// With a longer head or more parts.
+    pub fn push(&mut self, fd: RawFd, head: &[u8], parts: &[&'a [u8]], tag: u64) {
+        assert!(head.len() <= MAX_HEAD && parts.len() <= MAX_PARTS, "a frame in too many or too large parts");
+        let count = usize::from(!head.is_empty()) + parts.len();
+        if self.queued == ENTRIES || self.ring.used.0 + count > IOVS {
+            self.reap();
+            self.ring.used = (0, 0);
         }
-        let write = opcode::Write::new(types::Fd(fd), frame.as_ptr(), frame.len() as u32).build().user_data(tag);
-        // SAFETY: `frame` is borrowed for 'a, which outlives this `Writes`,
-        // and every queued write is submitted and reaped before it ends
-        // (in `submit`, or in `drop`).
-        if unsafe { self.ring.submission().push(&write) }.is_err() {
-            return false;
+        let Ring { ring, iovs, heads, used, .. } = &mut *self.ring;
+        let first = used.0;
+        let mut at = first;
+        if !head.is_empty() {
+            let copy = &mut heads[used.1];
+            copy[..head.len()].copy_from_slice(head);
+            iovs[at] = libc::iovec { iov_base: copy.as_mut_ptr().cast(), iov_len: head.len() };
+            at += 1;
+            used.1 += 1;
         }
+        for part in parts {
+            iovs[at] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+            at += 1;
+        }
+        used.0 = at;
+        // RWF_NOWAIT: a write that cannot be done at once (a full socket)
+        // fails with EAGAIN, as `write` on the non-blocking fd would, rather
+        // than wait in the kernel and hold the whole batch up.
+        let write = opcode::Writev::new(types::Fd(fd), iovs[first..].as_ptr(), count as u32)
+            .rw_flags(libc::RWF_NOWAIT)
+            .build()
+            .user_data(tag);
+        // SAFETY: the iovecs (in the ring's own room, untouched until this
+        // write is reaped) point at `heads` and at buffers borrowed for
+        // 'a, which outlives this `Writes`; every queued write is submitted
+        // and reaped before it ends (in `submit`, or in `drop`). The queue
+        // has room: it holds at most ENTRIES, and was emptied when full.
+        unsafe { ring.submission().push(&write) }.expect("room in the submission queue");
         self.queued += 1;
-        true
     }
 
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.queued == 0
-    }
-
-    /// Submits what is queued and waits for all of it (writes to a TAP
-    /// never block: a full queue is `EAGAIN`); `done(tag, result)` for each.
+    /// Submits what is queued and waits for all of it (writes on a
+    /// non-blocking fd never wait: a full queue is `EAGAIN`); then
+    /// `done(tag, result)` for every write of the set.
     pub fn submit(mut self, mut done: impl FnMut(u64, io::Result<usize>)) {
-        self.reap(&mut done);
+        self.reap();
+        for (tag, result) in self.ring.results.drain(..) {
+            done(tag, result);
+        }
     }
 
-    fn reap(&mut self, done: &mut impl FnMut(u64, io::Result<usize>)) {
+    fn reap(&mut self) {
         while self.queued > 0 {
-            match self.ring.submit_and_wait(self.queued) {
+            match self.ring.ring.submit_and_wait(self.queued) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Nothing was submitted: drop the queued entries' results
-                    // as failures and the entries themselves with the ring's
-                    // next submission... which there must never be. Abort
-                    // rather than let the kernel read freed frames later.
+                    // Queued entries cannot be taken back, and must never be
+                    // submitted once their buffers are gone: stop.
                     tracing::error!("io_uring_enter failed: {e}; stopping");
                     std::process::abort();
                 }
             }
-            for cqe in self.ring.completion() {
+            for cqe in self.ring.ring.completion() {
                 self.queued -= 1;
                 let result = match cqe.result() {
                     n if n < 0 => Err(io::Error::from_raw_os_error(-n)),
                     n => Ok(n as usize),
                 };
-                done(cqe.user_data(), result);
+                self.ring.results.push((cqe.user_data(), result));
             }
         }
     }
@@ -119,32 +180,33 @@ impl<'a> Writes<'_, 'a> {
 
 impl Drop for Writes<'_, '_> {
     fn drop(&mut self) {
-        self.reap(&mut |_, _| {});
+        self.reap();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
     use super::*;
 
-    /// A connected pair of datagram sockets: each write is one message.
+    /// A connected pair of stream sockets.
     fn pair() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
         // SAFETY: socketpair writes two fds into the array.
         let rc =
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) };
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) };
         assert_eq!(rc, 0);
         // SAFETY: both fds were just opened and are owned by nobody else.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
     }
 
-    fn received(fd: &OwnedFd) -> Vec<Vec<u8>> {
+    /// Every byte written so far, in order.
+    fn received(fd: &OwnedFd) -> Vec<u8> {
         let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        while let Ok(n) = crate::io::sys::read(fd.as_raw_fd(), &mut buf) {
-            got.push(buf[..n].to_vec());
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = crate::io::sys::read(fd.as_raw_fd(), &mut buf) {
+            got.extend_from_slice(&buf[..n]);
         }
         got
     }
@@ -155,15 +217,18 @@ mod tests {
         let (a, b) = pair();
         let frames = [b"one".to_vec(), b"two!".to_vec()];
         let mut writes = ring.writes();
-        assert!(writes.is_empty());
-        assert!(writes.push(a.as_raw_fd(), &frames[0], 7));
-        assert!(writes.push(a.as_raw_fd(), &frames[1], 8));
-        assert!(writes.push(-1, &frames[1], 9), "a bad fd is queued, and fails");
+        writes.push(a.as_raw_fd(), b"", &[&frames[0]], 7);
+        {
+            // A head built on the stack is copied: it may go before the write.
+            let head = *b"he";
+            writes.push(a.as_raw_fd(), &head, &[&frames[1][..2], &frames[1][2..]], 8);
+        }
+        writes.push(-1, b"", &[&frames[1]], 9);
         let mut results = Vec::new();
         writes.submit(|tag, r| results.push((tag, r.map_err(|e| e.raw_os_error()))));
         results.sort_by_key(|(tag, _)| *tag);
-        assert_eq!(results, vec![(7, Ok(3)), (8, Ok(4)), (9, Err(Some(libc::EBADF)))]);
-        assert_eq!(received(&b), frames.to_vec());
+        assert_eq!(results, vec![(7, Ok(3)), (8, Ok(6)), (9, Err(Some(libc::EBADF)))], "a bad fd fails alone");
+        assert_eq!(received(&b), b"onehetwo!", "in order, each from its parts");
     }
 
     #[test]
@@ -173,31 +238,64 @@ mod tests {
         {
             let frame = b"dropped".to_vec();
             let mut writes = ring.writes();
-            assert!(writes.push(a.as_raw_fd(), &frame, 1));
+            writes.push(a.as_raw_fd(), b"", &[&frame], 1);
         }
-        assert_eq!(received(&b), vec![b"dropped".to_vec()]);
+        assert_eq!(received(&b), b"dropped");
         // A forgotten set never reaches the kernel.
         let frame = b"forgotten".to_vec();
         let mut writes = ring.writes();
-        assert!(writes.push(a.as_raw_fd(), &frame, 2));
+        writes.push(a.as_raw_fd(), b"", &[&frame], 2);
         std::mem::forget(writes);
         drop(frame);
         ring.writes().submit(|_, _| panic!("nothing was queued in this set"));
         assert!(received(&b).is_empty());
     }
 
+    /// A write that cannot be done now (the socket is full) fails with
+    /// EAGAIN, as on the non-blocking fd, and never waits in the kernel (a
+    /// wait would hold the worker until the reader reads).
     #[test]
-    fn a_full_set_refuses_more() {
+    fn a_write_to_a_full_socket_fails_at_once() {
         let mut ring = Ring::new().expect("io_uring (this machine has it)");
-        let (a, _b) = pair();
-        let frame = [0u8; 1];
+        let (a, b) = pair();
+        let frame = [7u8; 1024];
         let mut writes = ring.writes();
-        for tag in 0..ENTRIES as u64 {
-            assert!(writes.push(a.as_raw_fd(), &frame, tag));
+        for tag in 0..1000 {
+            writes.push(a.as_raw_fd(), b"", &[&frame], tag);
         }
-        assert!(!writes.push(a.as_raw_fd(), &frame, 0), "full");
-        let mut n = 0;
-        writes.submit(|_, _| n += 1);
-        assert_eq!(n, ENTRIES);
+        let (mut written, mut refused) = (0, 0);
+        writes.submit(|_, r| match r {
+            Ok(_) => written += 1,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => refused += 1,
+            Err(e) => panic!("{e}"),
+        });
+        assert!(written > 0 && refused > 0, "{written} written, {refused} refused");
+        assert_eq!(received(&b).len(), written * frame.len());
+    }
+
+    /// More writes than a submission holds: submitted in several, in order,
+    /// every one reported.
+    #[test]
+    fn a_full_ring_is_submitted_and_the_order_holds() {
+        let mut ring = Ring::new().expect("io_uring (this machine has it)");
+        let (a, b) = pair();
+        // Room for 300 small writes (each an skb of about 1 KB).
+        let room: libc::c_int = 4 << 20;
+        // SAFETY: SO_SNDBUFFORCE reads an int.
+        unsafe { crate::io::sys::setsockopt(a.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &room) }
+            .expect("root may size the buffer");
+        let frames: Vec<[u8; 2]> = (0..ENTRIES as u16 + 44).map(u16::to_be_bytes).collect();
+        let mut writes = ring.writes();
+        for (tag, frame) in frames.iter().enumerate() {
+            writes.push(a.as_raw_fd(), b"", &[frame], tag as u64);
+        }
+        let mut tags = Vec::new();
+        writes.submit(|tag, r| {
+            assert_eq!(r.unwrap(), 2);
+            tags.push(tag);
+        });
+        tags.sort();
+        assert_eq!(tags, (0..frames.len() as u64).collect::<Vec<_>>());
+        assert_eq!(received(&b), frames.concat());
     }
 }
