@@ -16,5 +16,7 @@ socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(flows)]
 for seq in range(count):
     for flow, s in enumerate(socks):
         s.sendto(struct.pack("!II", flow, seq) + b"x" * 56, (dst, port))
-    if seq % 32 == 31:
-        time.sleep(0.002)
+    # 128 datagrams, then a pause: bursts a debug build's sealed path on a
+    # busy machine keeps up with (the test is about order, not rate).
+    if seq % 8 == 7:
+        time.sleep(0.001)
