@@ -250,9 +250,10 @@ fn a_frame_with_a_deferred_checksum_is_written_for_the_port_to_finish() {
     assert_eq!(port.stats().frames, 2);
 }
 
-/// Through the ring: a batch's frames into a port, given in three forms,
-/// arrive in order, each counted once; a lone frame does not use the ring
-/// and arrives all the same.
+/// Through the ring: a batch's frames into a port, given in several forms,
+/// arrive in order, each counted once, a large one written at once (after
+/// what was queued) among them; a lone frame does not use the ring and
+/// arrives all the same.
 #[test]
 fn frames_into_a_port_through_the_ring_arrive_in_order_and_are_counted() {
     let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
@@ -263,8 +264,15 @@ fn frames_into_a_port_through_the_ring_arrive_in_order_and_are_counted() {
     let mut ring = crate::io::uring::Ring::new().expect("io_uring (this machine has it)");
     let frame = udp(B, A, [10, 1, 0, 2], [10, 1, 0, 3], 64);
     let eth = frame[VNET_HDR_LEN..].to_vec();
+    let mut large = vec![0u8; VNET_HDR_LEN];
+    PacketBuilder::ethernet2(A.0, B.0)
+        .ipv4([10, 1, 0, 3], [10, 1, 0, 2], 64)
+        .udp(9, 40000)
+        .write(&mut large, &[1; 9000])
+        .unwrap();
     let mut into = IntoPorts::new(0, Some(&mut ring), true, Vec::new());
     into.frame(port.clone(), &frame);
+    into.frame(port.clone(), &large);
     into.decapsulated(port.clone(), &eth);
     let queued = into.finish();
     assert!(queued.is_empty() && queued.capacity() >= 2, "the list comes back empty, to be used again");
@@ -272,15 +280,16 @@ fn frames_into_a_port_through_the_ring_arrive_in_order_and_are_counted() {
     into.frame(port.clone(), &frame);
     into.finish();
     let mut got = Vec::new();
-    let mut buf = [0u8; 2048];
+    let mut buf = [0u8; 16 << 10];
     while let Ok(n) = crate::io::sys::read(theirs.as_raw_fd(), &mut buf) {
         got.push(buf[..n].to_vec());
     }
-    assert_eq!(
-        got,
-        vec![frame.clone(), frame.clone(), frame.clone()],
-        "a plain header in front of the decapsulated one"
-    );
+    let expected = [&frame, &large, &frame, &frame];
+    let lens = |v: &[&Vec<u8>]| v.iter().map(|f| f.len()).collect::<Vec<_>>();
+    assert_eq!(lens(&got.iter().collect::<Vec<_>>()), lens(&expected), "four frames, in order");
+    for (i, (got, expected)) in got.iter().zip(expected).enumerate() {
+        assert!(got == expected, "frame {i} differs (the decapsulated one gets a plain header)");
+    }
     let stats = port.stats();
-    assert_eq!((stats.frames, stats.bytes), (3, 3 * eth.len() as u64));
+    assert_eq!((stats.frames, stats.bytes), (4, 3 * eth.len() as u64 + (large.len() - VNET_HDR_LEN) as u64));
 }

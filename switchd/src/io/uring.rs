@@ -144,6 +144,14 @@ impl<'a> Writes<'_, 'a> {
         self.queued += 1;
     }
 
+    /// Submits what is queued so far and waits for it (its results are
+    /// reported by `submit` with the rest): what is written after, some
+    /// other way, comes after it.
+    pub fn flush(&mut self) {
+        self.reap();
+        self.ring.used = (0, 0);
+    }
+
     /// Submits what is queued and waits for all of it (writes on a
     /// non-blocking fd never wait: a full queue is `EAGAIN`); then
     /// `done(tag, result)` for every write of the set.
