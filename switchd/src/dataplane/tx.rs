@@ -106,27 +106,10 @@ impl TxQueue {
             let socket = self.msgs[first].socket;
             let end = first + self.msgs[first..].iter().take_while(|m| m.socket == socket).count();
             let group = &self.msgs[first..end];
-            // Every message's parts, then the messages over them.
-            let mut parts: Vec<&[u8]> = Vec::with_capacity(group.len() * 2);
-            let mut spans = Vec::with_capacity(group.len());
-            for m in group {
-                let from = parts.len();
-                match m.body {
-                    Body::Arena { start } => parts.push(&self.arena[start..start + m.len]),
-                    Body::Gathered { frame, heads, head_len, payloads } => {
-                        let eth = &frames[frame][VNET_HDR_LEN..];
-                        for (k, payload) in self.payloads[payloads..payloads + m.datagrams].iter().enumerate() {
-                            let head = heads + k * head_len;
-                            parts.push(&self.arena[head..head + head_len]);
-                            parts.push(&eth[payload.clone()]);
-                        }
-                    }
-                }
-                spans.push(from..parts.len());
-            }
-            let outgoing = group.iter().zip(&spans).map(|(m, span)| udp::Outgoing {
+            let (arena, ranges) = (&self.arena[..], &self.payloads[..]);
+            let outgoing = group.iter().map(|m| udp::Outgoing {
                 to: &m.vtep.addr,
-                parts: &parts[span.clone()],
+                parts: Parts::of(m, arena, ranges, frames),
                 segment: m.segment,
             });
             self.batch.send(pool[socket].as_raw_fd(), outgoing, |i, result| {
@@ -134,6 +117,53 @@ impl TxQueue {
                 m.vtep.tx.record_many(result, m.datagrams as u64, m.len, || m.vtep.name());
             });
             first = end;
+        }
+    }
+}
+
+/// The parts of one queued message, in wire order: its bytes in the arena,
+/// or each datagram's header in the arena followed by its payload in the
+/// frame.
+#[derive(Debug, Clone)]
+enum Parts<'b> {
+    Whole(Option<&'b [u8]>),
+    Gathered {
+        heads: std::slice::ChunksExact<'b, u8>,
+        payloads: std::slice::Iter<'b, Range<usize>>,
+        eth: &'b [u8],
+        /// The payload that follows the header just given.
+        next: Option<&'b [u8]>,
+    },
+}
+
+impl<'b> Parts<'b> {
+    fn of(m: &Queued, arena: &'b [u8], ranges: &'b [Range<usize>], frames: &'b [Box<[u8]>]) -> Self {
+        match m.body {
+            Body::Arena { start } => Parts::Whole(Some(&arena[start..start + m.len])),
+            Body::Gathered { frame, heads, head_len, payloads } => Parts::Gathered {
+                heads: arena[heads..heads + head_len * m.datagrams].chunks_exact(head_len),
+                payloads: ranges[payloads..payloads + m.datagrams].iter(),
+                eth: &frames[frame][VNET_HDR_LEN..],
+                next: None,
+            },
+        }
+    }
+}
+
+impl<'b> Iterator for Parts<'b> {
+    type Item = &'b [u8];
+
+    fn next(&mut self) -> Option<&'b [u8]> {
+        match self {
+            Parts::Whole(whole) => whole.take(),
+            Parts::Gathered { heads, payloads, eth, next } => {
+                if let Some(payload) = next.take() {
+                    return Some(payload);
+                }
+                let head = heads.next()?;
+                *next = payloads.next().map(|r| &eth[r.clone()]);
+                Some(head)
+            }
         }
     }
 }
@@ -170,6 +200,14 @@ mod tests {
             ]
         );
         tx.clear();
+        // A message's parts: each header, then its payload from the frame.
+        let arena = b"xxHHhh".to_vec();
+        let frames = vec![vec![0u8; VNET_HDR_LEN].into_iter().chain(*b"0123456").collect::<Box<[u8]>>()];
+        let ranges = [0..3, 3..7];
+        let body = Body::Gathered { frame: 0, heads: 2, head_len: 2, payloads: 0 };
+        let m = Queued { socket: 0, vtep: vtep(), body, len: 11, segment: Some(5), datagrams: 2 };
+        let parts: Vec<&[u8]> = Parts::of(&m, &arena, &ranges, &frames).collect();
+        assert_eq!(parts, [&b"HH"[..], b"012", b"hh", b"3456"]);
         tx.queue(0, vtep(), Body::Arena { start: 7 }, Datagrams { stride: Some(1000), len: 1000 });
         assert_eq!(tx.msgs[0].body, Body::Arena { start: 7 });
         assert_eq!((tx.msgs[0].datagrams, tx.msgs[0].segment), (1, None), "one segment needs no GSO");

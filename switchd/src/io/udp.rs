@@ -111,10 +111,10 @@ pub fn local_port(fd: &OwnedFd) -> io::Result<u16> {
 /// One `sendmmsg` entry: `parts`, one after another, to `to`; with
 /// `segment`, the kernel cuts them into datagrams of that size (the last
 /// may be shorter), wherever the parts begin and end.
-#[derive(Debug, Clone, Copy)]
-pub struct Outgoing<'a> {
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a, P> {
     pub to: &'a SockAddr,
-    pub parts: &'a [&'a [u8]],
+    pub parts: P,
     pub segment: Option<u16>,
 }
 
@@ -137,10 +137,10 @@ impl SendBatch {
     /// Sends `msgs` on `fd`, as few `sendmmsg` calls as it takes; a message
     /// the kernel refuses is skipped. Calls `done(i, result)` for each message.
     /// Allocates only while the batch grows past its largest size so far.
-    pub fn send<'a>(
+    pub fn send<'a, P: Iterator<Item = &'a [u8]>>(
         &mut self,
         fd: RawFd,
-        msgs: impl Iterator<Item = Outgoing<'a>> + Clone,
+        msgs: impl Iterator<Item = Outgoing<'a, P>> + Clone,
         mut done: impl FnMut(usize, io::Result<()>),
     ) {
         self.iovs.clear();
@@ -148,10 +148,9 @@ impl SendBatch {
         self.headers.clear();
         for m in msgs.clone() {
             let first = self.iovs.len();
-            self.iovs.extend(
-                m.parts.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }),
-            );
-            self.spans.push((first, m.parts.len()));
+            self.iovs
+                .extend(m.parts.map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }));
+            self.spans.push((first, self.iovs.len() - first));
         }
         let n = self.spans.len();
         self.controls.resize(n.max(self.controls.len()), [0; 4]);
@@ -344,9 +343,10 @@ mod tests {
         let tx = bind_tx("127.0.0.1".parse().unwrap()).unwrap();
         let to = SockAddr::from(SocketAddr::new("127.0.0.1".parse().unwrap(), port));
         let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let (halves, single): ([&[u8]; 2], [&[u8]; 1]) = ([&data[..1500], &data[1500..]], [b"single"]);
         let msgs = [
-            Outgoing { to: &to, parts: &[&data[..1500], &data[1500..]], segment: Some(1000) },
-            Outgoing { to: &to, parts: &[b"single"], segment: None },
+            Outgoing { to: &to, parts: halves.iter().copied(), segment: Some(1000) },
+            Outgoing { to: &to, parts: single.iter().copied(), segment: None },
         ];
         let mut sent = Vec::new();
         SendBatch::default().send(tx.as_raw_fd(), msgs.into_iter(), |i, result| sent.push((i, result.is_ok())));
