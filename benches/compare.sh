@@ -72,6 +72,7 @@
 #   WORKERS        workers = N       (data-plane threads)
 #   BUSY_POLL_US   busy_poll_us = N  (adaptive busy-poll window, us; 0 off)
 #   IO_URING       io_uring = true|false  (a batch's writes into ports in one call)
+#   CRYPTO_HELPERS crypto_helpers = N  (threads that help seal and open bursts)
 # SWITCHD=/path/to/switchd runs that build of the daemon instead of the
 # tree's (an A/B of two commits: run each, alternately).
 #
@@ -121,7 +122,7 @@ for sc in $SCENARIOS; do
 done
 # Lines added to every generated [host]: only the knobs that are set.
 HOST_EXTRA=""
-for knob in WORKERS:workers BUSY_POLL_US:busy_poll_us; do
+for knob in WORKERS:workers BUSY_POLL_US:busy_poll_us CRYPTO_HELPERS:crypto_helpers; do
   var=${knob%%:*} key=${knob#*:}
   if [ -n "${!var:-}" ]; then
     [[ ${!var} =~ ^[0-9]+$ ]] || die "$var must be a non-negative integer, not '${!var}'"

@@ -66,6 +66,10 @@ pub struct HostConfig {
     /// io_uring, one system call for all (where the kernel allows it),
     /// rather than one `write` each.
     pub io_uring: bool,
+    /// Threads beside the workers that help seal and open one flow's
+    /// large bursts, so its crypto uses more than one core. None unless
+    /// set: they pay only on a host with cores to spare (BENCHMARKS.md).
+    pub crypto_helpers: usize,
 }
 
 impl HostConfig {

@@ -40,6 +40,7 @@ pub struct RawHost {
     pub workers: Option<i64>,
     pub busy_poll_us: Option<i64>,
     pub io_uring: Option<bool>,
+    pub crypto_helpers: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -311,6 +311,17 @@ fn io_uring_can_be_turned_off_and_takes_only_a_boolean() {
 }
 
 #[test]
+fn crypto_helpers_are_none_unless_set() {
+    assert_eq!(parse(GOOD).unwrap().host.crypto_helpers, 0);
+    let set = GOOD.replace("mac_aging_time = 5", "mac_aging_time = 5\ncrypto_helpers = 3");
+    assert_eq!(parse(&set).unwrap().host.crypto_helpers, 3);
+    let off = GOOD.replace("mac_aging_time = 5", "mac_aging_time = 5\ncrypto_helpers = 0");
+    assert_eq!(parse(&off).unwrap().host.crypto_helpers, 0);
+    let errs = errors(&GOOD.replace("mac_aging_time = 5", "crypto_helpers = -1"));
+    assert!(errs[0].contains("host.crypto_helpers"), "{errs:?}");
+}
+
+#[test]
 fn syntax_and_type_errors_have_a_place() {
     let errs = errors("[host]\nname = \"h\"\n[[network]]\nname = \"a\"\nvni = \"ten\"\n");
     assert_eq!(errs.len(), 1);

@@ -141,6 +141,8 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
     let mac_limit = errors.check(&at.key("mac_limit"), Some(raw.mac_limit.unwrap_or(1024)), int_in::<u32>(1, 1 << 24));
     let workers =
         errors.check(&at.key("workers"), Some(raw.workers.unwrap_or(default_workers())), int_in::<usize>(1, 64));
+    let crypto_helpers =
+        errors.check(&at.key("crypto_helpers"), Some(raw.crypto_helpers.unwrap_or(0)), int_in::<usize>(0, 64));
     let busy_poll = errors.check(
         &at.key("busy_poll_us"),
         Some(raw.busy_poll_us.unwrap_or(HostConfig::DEFAULT_BUSY_POLL_US as i64)),
@@ -162,6 +164,7 @@ pub(crate) fn host(raw: &RawHost, errors: &mut Errors) -> HostConfig {
         mac_limit: mac_limit.unwrap_or(1024),
         workers: workers.unwrap_or(1),
         io_uring: raw.io_uring.unwrap_or(true),
+        crypto_helpers: crypto_helpers.unwrap_or(0),
         busy_poll: busy_poll.unwrap_or(Duration::from_micros(HostConfig::DEFAULT_BUSY_POLL_US)),
     }
 }

@@ -116,6 +116,15 @@ impl TxSession<'_> {
         *self.counter = c.checked_add(1)?;
         Some(c)
     }
+
+    /// `n` consecutive counters at once, for packets sealed together (in
+    /// any order, on any thread): the first of them; `None` if the lane
+    /// has fewer left.
+    pub fn reserve(&mut self, n: u64) -> Option<u64> {
+        let c = *self.counter;
+        *self.counter = c.checked_add(n)?;
+        Some(c)
+    }
 }
 
 impl TxSessions {
@@ -225,6 +234,31 @@ impl RxSessions {
         window.accept(counter);
         self.sessions.insert(*at, RxSession { aead, window });
         Ok(())
+    }
+
+    /// The checks [`RxSessions::open`] makes before decrypting, without
+    /// changing anything, for packets opened together on several threads:
+    /// the session's key if the session is known and `counter` fresh in it,
+    /// `None` if the session is new (then open it with [`RxSessions::open`]).
+    /// After the tag verified with that key, [`RxSessions::accept`] spends
+    /// the counter.
+    pub fn prepare(&self, at: &SessionRef, counter: u64) -> Result<Option<&Aead>, OpenError> {
+        if self.newest.get(&at.sender).is_some_and(|newest| at.session < *newest) {
+            return Err(OpenError::OldSession);
+        }
+        match self.sessions.get(at) {
+            Some(s) if !s.window.is_fresh(counter) => Err(OpenError::Replayed),
+            Some(s) => Ok(Some(&s.aead)),
+            None => Ok(None),
+        }
+    }
+
+    /// Spends `counter` of the known session `at` once its packet's tag
+    /// verified with [`RxSessions::prepare`]'s key: `Replayed` if it was
+    /// spent meanwhile (a copy opened just before it).
+    pub fn accept(&mut self, at: &SessionRef, counter: u64) -> Result<(), OpenError> {
+        let s = self.sessions.get_mut(at).ok_or(OpenError::UnknownKey)?;
+        if s.window.accept(counter) { Ok(()) } else { Err(OpenError::Replayed) }
     }
 
     /// `sender`'s current session, as its authenticated gossip says:
@@ -390,5 +424,45 @@ mod tests {
         assert_eq!(rx.len(), 1);
         let fourth = seal(&mut tx, &key, 3, 0, b"x");
         open(&mut rx, &key, &fourth).unwrap();
+    }
+    #[test]
+    fn reserved_counters_follow_on_from_single_ones() {
+        let key = root(1);
+        let mut tx = TxSessions::new(Backend::default(), A, SessionId(1), 0..16);
+        let mut s = tx.get((key.id(), &key), 100, Cipher::Aes256Gcm, 0);
+        assert_eq!(s.next_counter(), Some(0));
+        assert_eq!(s.reserve(45), Some(1));
+        assert_eq!(s.next_counter(), Some(46), "after the reserved ones");
+        *s.counter = u64::MAX - 2;
+        assert_eq!(s.reserve(3), None, "never past the last nonce");
+        assert_eq!(s.reserve(2), Some(u64::MAX - 2));
+    }
+
+    /// What `prepare`, a decryption elsewhere and `accept` do together is
+    /// what `open` does: each counter once, old boots refused.
+    #[test]
+    fn prepared_opening_spends_each_counter_once() {
+        let key = root(1);
+        let mut tx = TxSessions::new(Backend::default(), A, SessionId(5 << 16), 0..16);
+        let mut rx = RxSessions::new(Backend::default(), 100);
+        let first = seal(&mut tx, &key, 100, 0, b"first");
+        assert!(matches!(rx.prepare(&first.0, first.1), Ok(None)), "a new session goes through open");
+        open(&mut rx, &key, &first).unwrap();
+        assert_eq!(rx.prepare(&first.0, first.1).err(), Some(OpenError::Replayed));
+
+        let p = seal(&mut tx, &key, 100, 0, b"second");
+        let aead = rx.prepare(&p.0, p.1).unwrap().expect("a known session");
+        let mut data = p.2.clone();
+        aead.open(p.1, b"hdr", &mut data, &p.3).unwrap();
+        assert_eq!(data, b"second");
+        // The same packet twice in one batch: both prepared, one accepted.
+        assert!(rx.prepare(&p.0, p.1).unwrap().is_some());
+        assert_eq!(rx.accept(&p.0, p.1), Ok(()));
+        assert_eq!(rx.accept(&p.0, p.1), Err(OpenError::Replayed));
+        assert_eq!(open(&mut rx, &key, &p), Err(OpenError::Replayed));
+
+        rx.announce(A, SessionId(6 << 16));
+        let old = seal(&mut tx, &key, 100, 0, b"old boot");
+        assert_eq!(rx.prepare(&old.0, old.1).err(), Some(OpenError::OldSession));
     }
 }

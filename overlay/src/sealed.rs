@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use switchd_crypto::session::TxSession;
-use switchd_crypto::{Cipher, Key, KeyId, OpenError, RxSessions, SessionId, SessionRef};
+use switchd_crypto::{Aead, Cipher, Key, KeyId, OpenError, RxSessions, SessionId, SessionRef};
 use switchd_wire::sealed::{self as wire, HEADER_LEN, TAG_LEN};
 
 /// Why a sealed packet's header is refused (before any cryptography).
@@ -103,14 +103,44 @@ pub fn sender_id(ip: IpAddr) -> [u8; 16] {
 /// used every nonce (then nothing may be sent).
 pub fn seal(datagram: &mut [u8], session: &mut TxSession<'_>) -> Option<()> {
     let counter = session.next_counter()?;
-    let at = session.at;
+    seal_with(datagram, &session.at, session.aead, counter);
+    Some(())
+}
+
+/// [`seal`] with a counter reserved beforehand ([`TxSession::reserve`]),
+/// so a burst's datagrams can be sealed on several threads.
+pub fn seal_with(datagram: &mut [u8], at: &SessionRef, aead: &Aead, counter: u64) {
     let header = Header { cipher: at.cipher, lane: at.lane, vni: at.vni, key: at.key, session: at.session, counter };
     header.emit(datagram);
+    let (aad, frame, tag) = parts(datagram);
+    tag.copy_from_slice(&aead.seal(counter, aad, frame));
+}
+
+/// A sealed datagram's header, its frame and its tag.
+fn parts(datagram: &mut [u8]) -> (&[u8], &mut [u8], &mut [u8]) {
     let (aad, rest) = datagram.split_at_mut(HEADER_LEN);
     let split = rest.len() - TAG_LEN;
     let (frame, tag) = rest.split_at_mut(split);
-    tag.copy_from_slice(&session.aead.seal(counter, aad, frame));
-    Some(())
+    (aad, frame, tag)
+}
+
+/// Where the inner frame of a sealed datagram of `len` bytes lies.
+fn inner(len: usize) -> Range<usize> {
+    HEADER_LEN..len - TAG_LEN
+}
+
+/// The session a sealed datagram from `sender` names, and its counter.
+fn session_of(datagram: &[u8], sender: IpAddr) -> Result<(SessionRef, u64), Refused> {
+    let h = Header::parse(datagram).map_err(Refused::Header)?;
+    let at = SessionRef {
+        sender: sender_id(sender),
+        vni: h.vni,
+        cipher: h.cipher,
+        key: h.key,
+        session: h.session,
+        lane: h.lane,
+    };
+    Ok((at, h.counter))
 }
 
 /// Opens one sealed datagram from `sender` in place and returns where its
@@ -123,21 +153,54 @@ pub fn open<'k>(
     sessions: &mut RxSessions,
     keys: impl FnOnce(u32, KeyId) -> Option<&'k Key>,
 ) -> Result<Range<usize>, Refused> {
-    let h = Header::parse(datagram).map_err(Refused::Header)?;
-    let at = SessionRef {
-        sender: sender_id(sender),
-        vni: h.vni,
-        cipher: h.cipher,
-        key: h.key,
-        session: h.session,
-        lane: h.lane,
-    };
-    let (aad, rest) = datagram.split_at_mut(HEADER_LEN);
-    let split = rest.len() - TAG_LEN;
-    let (frame, tag) = rest.split_at_mut(split);
+    let (at, counter) = session_of(datagram, sender)?;
+    let len = datagram.len();
+    let (aad, frame, tag) = parts(datagram);
     let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("TAG_LEN bytes");
-    sessions.open(&at, |id| keys(h.vni, id), h.counter, aad, frame, tag).map_err(Refused::Open)?;
-    Ok(HEADER_LEN..HEADER_LEN + split)
+    sessions.open(&at, |id| keys(at.vni, id), counter, aad, frame, tag).map_err(Refused::Open)?;
+    Ok(inner(len))
+}
+
+/// A sealed datagram of a known session whose counter is fresh, to be
+/// decrypted on any thread ([`Prepared::decrypt`]) and then accepted in
+/// order ([`Prepared::accept`]): [`open`] in three steps, for a burst
+/// opened on several threads.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<'s> {
+    at: SessionRef,
+    counter: u64,
+    aead: &'s Aead,
+}
+
+/// [`open`]'s checks before decryption, changing nothing: `Ok(None)` for
+/// a session not seen before (then [`open`] it).
+pub fn prepare<'s>(datagram: &[u8], sender: IpAddr, sessions: &'s RxSessions) -> Result<Option<Prepared<'s>>, Refused> {
+    let (at, counter) = session_of(datagram, sender)?;
+    let aead = sessions.prepare(&at, counter).map_err(Refused::Open)?;
+    Ok(aead.map(|aead| Prepared { at, counter, aead }))
+}
+
+impl Prepared<'_> {
+    /// Checks the tag and decrypts `datagram` (the one prepared) in place;
+    /// where its inner frame lies. Nothing is spent yet.
+    pub fn decrypt(&self, datagram: &mut [u8]) -> Result<Range<usize>, Refused> {
+        let len = datagram.len();
+        let (aad, frame, tag) = parts(datagram);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("TAG_LEN bytes");
+        self.aead.open(self.counter, aad, frame, tag).map_err(|_| Refused::Open(OpenError::AuthFailed))?;
+        Ok(inner(len))
+    }
+
+    /// What is needed to spend the counter after a successful decrypt.
+    pub fn spend(&self) -> (SessionRef, u64) {
+        (self.at, self.counter)
+    }
+}
+
+/// Spends the counter of a datagram [`Prepared::decrypt`] opened: refused
+/// if a copy of it was accepted first.
+pub fn accept(sessions: &mut RxSessions, (at, counter): (SessionRef, u64)) -> Result<(), Refused> {
+    sessions.accept(&at, counter).map_err(Refused::Open)
 }
 
 #[cfg(test)]
@@ -227,5 +290,42 @@ mod tests {
         let len = good.len();
         assert_eq!(try_open(good.clone(), A), (Ok(HEADER_LEN..len - TAG_LEN), 1));
         assert_eq!(try_open(good, A).0, Err(Refused::Open(OpenError::Replayed)));
+    }
+
+    /// A burst sealed with reserved counters, out of order, opens like one
+    /// sealed packet by packet; opened in three steps (prepare, decrypt,
+    /// accept) each packet is accepted once and a tampered one refused.
+    #[test]
+    fn reserved_sealing_and_prepared_opening() {
+        let k = key();
+        let mut tx = TxSessions::new(Backend::default(), sender_id(A), SessionId(5), 0..16);
+        let mut rx = RxSessions::new(Backend::default(), 16);
+        let mut first = sealed(&mut tx, b"opens the session");
+        open(&mut first, A, &mut rx, |_, _| Some(&k)).unwrap();
+
+        let frames: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 100 + i as usize]).collect();
+        let mut burst: Vec<Vec<u8>> =
+            frames.iter().map(|f| [&[0; HEADER_LEN][..], f, &[0; TAG_LEN]].concat()).collect();
+        let mut s = tx.get((k.id(), &k), 100, Cipher::ChaCha20Poly1305, 2);
+        let base = s.reserve(4).unwrap();
+        let at = s.at;
+        for i in [3, 1, 0, 2] {
+            seal_with(&mut burst[i], &at, s.aead, base + i as u64);
+        }
+        assert_eq!(s.next_counter(), Some(base + 4));
+        burst[2][HEADER_LEN] ^= 1;
+        let copy = burst[1].clone();
+        burst.push(copy);
+
+        let prepared: Vec<_> = burst.iter().map(|d| prepare(d, A, &rx).unwrap().expect("a known session")).collect();
+        let opened: Vec<_> = prepared.iter().zip(burst.iter_mut()).map(|(p, d)| (p.decrypt(d), p.spend())).collect();
+        let results: Vec<_> =
+            opened.into_iter().map(|(r, spend)| r.and_then(|r| accept(&mut rx, spend).map(|()| r))).collect();
+        for i in [0, 1, 3] {
+            assert_eq!(&burst[i][results[i].clone().unwrap()], &frames[i][..]);
+        }
+        assert_eq!(results[2], Err(Refused::Open(OpenError::AuthFailed)));
+        assert_eq!(results[4], Err(Refused::Open(OpenError::Replayed)), "the copy");
+        assert_eq!(prepare(&burst[0], A, &rx).err(), Some(Refused::Open(OpenError::Replayed)));
     }
 }

@@ -31,6 +31,9 @@ pub enum Wire<'s, 'k> {
     Plain,
     /// Sealed ([`crate::sealed`]) in this session.
     Sealed(&'s mut TxSession<'k>),
+    /// Laid out for sealing (room for the header and tag) and left for the
+    /// caller to seal with [`sealed::seal_with`], e.g. spread over threads.
+    ToSeal,
 }
 
 /// Why a frame could not be encapsulated.
@@ -58,6 +61,13 @@ pub struct Datagrams {
     pub len: usize,
 }
 
+impl Datagrams {
+    /// How many datagrams.
+    pub fn count(&self) -> usize {
+        self.len.div_ceil(self.stride.unwrap_or(self.len).max(1))
+    }
+}
+
 /// Appends to `out` the datagram(s) carrying `eth` on `vni`, doing what
 /// `offload` asks; segments fit `mtu` (the network's L3 MTU), and their
 /// TCP/UDP checksums are what `l4_checksum` says. On error, `out` may hold
@@ -73,7 +83,7 @@ pub fn encapsulate(
 ) -> Result<Datagrams, Error> {
     let room = match wire {
         Wire::Plain => Room::head(vxlan::HEADER_LEN),
-        Wire::Sealed(_) => Room { head: SEALED_HEADER_LEN, tail: TAG_LEN },
+        Wire::Sealed(_) | Wire::ToSeal => Room { head: SEALED_HEADER_LEN, tail: TAG_LEN },
     };
     let base = out.len();
     let (stride, len) = match offload {
@@ -107,6 +117,7 @@ pub fn encapsulate(
                 sealed::seal(d, session).ok_or(Error::NoncesExhausted)?;
             }
         }
+        Wire::ToSeal => {}
     }
     Ok(Datagrams { stride, len })
 }

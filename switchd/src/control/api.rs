@@ -227,6 +227,10 @@ pub struct CryptoStats {
     pub opened: u64,
     /// Peers' sessions held, one replay window each.
     pub sessions: u64,
+    /// Datagrams sealed or opened by a thread other than their worker's
+    /// (a crypto helper, or a worker free meanwhile).
+    #[serde(default)]
+    pub helped: u64,
 }
 
 /// One key of a ring, for `switchctl key ls`.

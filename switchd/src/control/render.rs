@@ -222,8 +222,8 @@ pub fn stats(s: &Stats) -> String {
     }
     if let Some(c) = &s.crypto {
         out.push_str(&format!(
-            "\nencryption: session {}; {} datagrams sealed, {} opened; {} peer sessions held\n",
-            c.session, c.sealed, c.opened, c.sessions
+            "\nencryption: session {}; {} datagrams sealed, {} opened ({} of them by helpers); {} peer sessions held\n",
+            c.session, c.sealed, c.opened, c.helped, c.sessions
         ));
     }
     if !s.services.is_empty() {

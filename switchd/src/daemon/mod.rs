@@ -172,6 +172,7 @@ impl Daemon {
             workers: config.host.workers,
             busy_poll: config.host.busy_poll,
             io_uring: config.host.io_uring,
+            crypto_helpers: config.host.crypto_helpers,
         };
         let dataplane = Dataplane::start(switch, options, underlay)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;

@@ -211,9 +211,9 @@ impl Daemon {
             })
             .collect();
         let underlay_drops = drops_map(&self.dataplane.underlay_counters(), &DeviceStats::default());
-        let (sealed, opened, sessions) = self.dataplane.crypto_counters();
-        let crypto =
-            self.host.underlay_ip.map(|_| CryptoStats { session: self.session.to_string(), sealed, opened, sessions });
+        let (sealed, opened, sessions, helped) = self.dataplane.crypto_counters();
+        let session = self.session.to_string();
+        let crypto = self.host.underlay_ip.map(|_| CryptoStats { session, sealed, opened, sessions, helped });
         let gossip = self.cluster.stats.as_ref().map(|g| {
             let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             GossipStatsInfo {

@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::spread::{self, Opening};
 use switchd_crypto::session::TxSession;
 use switchd_crypto::{Backend, Cipher, Keyring, RxSessions, SessionId, TxSessions};
 use switchd_overlay::sealed::{self, Refused};
@@ -70,6 +71,8 @@ pub struct CryptoCounters {
     pub opened: AtomicU64,
     /// Sessions the underlay workers hold together (a gauge).
     pub rx_sessions: AtomicU64,
+    /// Datagrams sealed or opened on another thread than their worker's.
+    pub helped: AtomicU64,
 }
 
 /// Who this host is on the wire: its VTEP address and this boot's session.
@@ -153,22 +156,69 @@ impl WorkerCrypto {
         }
     }
 
-    /// The session to seal `vni`'s frames on `lane` with; `None` when this
-    /// host holds no key for the network (then nothing may be sent).
-    pub fn tx_session(&mut self, vni: u32, lane: usize) -> Option<TxSession<'_>> {
+    /// The session to seal `vni`'s frames on `lane` with, and the
+    /// counters to count them in; `None` when this host holds no key for
+    /// the network (then nothing may be sent).
+    pub fn tx_session(&mut self, vni: u32, lane: usize) -> Option<(TxSession<'_>, &CryptoCounters)> {
         let net = self.keys.networks.get(&vni)?;
-        Some(self.tx.get(net.ring.sending(), vni, net.cipher, lane))
+        Some((self.tx.get(net.ring.sending(), vni, net.cipher, lane), &self.counters))
+    }
+
+    /// Whether `datagram` was sealed on a lane another worker opens.
+    fn other_lane(&self, datagram: &[u8]) -> bool {
+        let lane = datagram.get(LANE..LANE + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        lane.is_some_and(|lane| lane % self.lanes.1 != self.lanes.0)
+    }
+
+    /// Opens the sealed datagrams of a burst (each with its sender) in
+    /// place, spread over the pool ([`spread`]); what became of each, in
+    /// order, into `results`: `None` for those left to [`Opener::open`]
+    /// (not sealed, or of a session not seen yet). Counters are spent in
+    /// the burst's order, as one by one.
+    ///
+    /// [`Opener::open`]: crate::switch::Opener::open
+    pub fn open_burst(
+        &mut self,
+        burst: Vec<(IpAddr, &mut [u8])>,
+        results: &mut Vec<Option<Result<Range<usize>, Refused>>>,
+    ) {
+        let mut decrypted = Vec::with_capacity(burst.len());
+        {
+            let rx: &RxSessions = self.rx.as_ref().expect("only the underlay workers open");
+            let mut openings: Vec<Opening<'_, '_>> = burst
+                .into_iter()
+                .map(|(sender, datagram)| {
+                    let prepared = match self.other_lane(datagram) {
+                        true => Some(Err(Refused::OtherLane)),
+                        false => Opening::prepare(datagram, sender, rx),
+                    };
+                    Opening { datagram, prepared }
+                })
+                .collect();
+            spread::decrypt(&mut openings, &mut decrypted, &self.counters.helped);
+        }
+        let rx = self.rx.as_mut().expect("only the underlay workers open");
+        let mut opened = 0;
+        results.clear();
+        results.extend(decrypted.into_iter().map(|d| {
+            d.map(|r| {
+                let (inner, spend) = r?;
+                sealed::accept(rx, spend)?;
+                opened += 1;
+                Ok(inner)
+            })
+        }));
+        self.counters.opened.fetch_add(opened, Ordering::Relaxed);
     }
 }
 
 impl crate::switch::Opener for WorkerCrypto {
     /// Opens a sealed datagram from `sender` in place; where its frame is.
     fn open(&mut self, datagram: &mut [u8], sender: IpAddr) -> Result<Range<usize>, Refused> {
-        let rx = self.rx.as_mut().expect("only the underlay workers open");
-        let lane = datagram.get(LANE..LANE + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-        if lane.is_some_and(|lane| lane % self.lanes.1 != self.lanes.0) {
+        if self.other_lane(datagram) {
             return Err(Refused::OtherLane);
         }
+        let rx = self.rx.as_mut().expect("only the underlay workers open");
         let networks = &self.keys.networks;
         let opened = sealed::open(datagram, sender, rx, |vni, id| networks.get(&vni)?.ring.get(id));
         if opened.is_ok() {
@@ -177,5 +227,18 @@ impl crate::switch::Opener for WorkerCrypto {
         let held = rx.len() as u64;
         self.count_sessions(held);
         opened
+    }
+}
+
+/// Opens a datagram as [`WorkerCrypto::open_burst`] already did, if it
+/// did; as usual otherwise.
+pub(super) struct Preopened<'a> {
+    pub crypto: &'a mut WorkerCrypto,
+    pub ready: Option<Result<Range<usize>, Refused>>,
+}
+
+impl crate::switch::Opener for Preopened<'_> {
+    fn open(&mut self, datagram: &mut [u8], sender: IpAddr) -> Result<Range<usize>, Refused> {
+        self.ready.take().unwrap_or_else(|| self.crypto.open(datagram, sender))
     }
 }

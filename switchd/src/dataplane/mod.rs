@@ -43,15 +43,16 @@ pub mod crypto;
 mod into_ports;
 mod poll;
 pub mod port;
+pub mod spread;
 mod tx;
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
@@ -60,6 +61,7 @@ use socket2::SockAddr;
 use switchd_config::{MacAddr, Mtu, Vni};
 use switchd_overlay::flow;
 use switchd_overlay::gro::{self, Gro, Integrity};
+use switchd_overlay::sealed::Refused;
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
 use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
 
@@ -73,7 +75,7 @@ use crate::switch::{
     Action, Counters, DropReason, FdbKind, Learning, Location, NetworkCounters, NetworkId, NetworkWire, NoKeys, Plan,
     PortGuard, PortId, Switch, SwitchConfig, Target, VtepId, VtepInfo, l3, neighbor,
 };
-use crypto::{CryptoCounters, Identity, KeySet, SharedKeys, WorkerCrypto};
+use crypto::{CryptoCounters, Identity, KeySet, Preopened, SharedKeys, WorkerCrypto};
 use into_ports::IntoPorts;
 use poll::{BusyPoll, Wait};
 pub use port::{FdPort, Port};
@@ -447,7 +449,8 @@ struct WorkerHandle {
     commands: Sender<Command>,
     wake: Arc<OwnedFd>,
     epoll: Arc<Epoll>,
-    thread: Option<JoinHandle<()>>,
+    /// Until its loop returns (asked to stop, or a bug).
+    running: Arc<AtomicBool>,
     ports: usize,
 }
 
@@ -478,6 +481,10 @@ pub struct Dataplane {
     service_counters: Arc<services::Counters>,
     keys: Arc<SharedKeys>,
     crypto: Arc<CryptoCounters>,
+    /// The workers' and crypto helpers' threads ([`spread`]).
+    pool: Option<rayon::ThreadPool>,
+    /// A worker's index when its loop returned.
+    stopped: Mutex<Receiver<usize>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -499,13 +506,16 @@ pub struct WorkerOptions {
     /// Whether each writes its batches' frames into local ports through
     /// io_uring ([`uring`]), where the kernel allows it.
     pub io_uring: bool,
+    /// Threads beyond the workers that help seal and open one flow's
+    /// large bursts ([`spread`]).
+    pub crypto_helpers: usize,
 }
 
 impl Dataplane {
     /// Starts the data-plane threads, each with its own replica of the
     /// tables; with an underlay, each reads its own receive socket.
     pub fn start(config: SwitchConfig, options: WorkerOptions, underlay: Option<Underlay>) -> io::Result<Self> {
-        let WorkerOptions { workers, busy_poll, io_uring } = options;
+        let WorkerOptions { workers, busy_poll, io_uring, crypto_helpers } = options;
         let workers = workers.max(1);
         // io_uring may be missing or refused (`kernel.io_uring_disabled`,
         // a seccomp profile): then one write per frame, as before.
@@ -532,6 +542,7 @@ impl Dataplane {
             None => (Vec::new().into_iter(), Vec::new().into_iter(), None),
         };
         let mut handles = Vec::new();
+        let mut loops = Vec::new();
         for index in 0..workers {
             let (tx, commands) = channel();
             let wake = Arc::new(sys::eventfd()?);
@@ -544,25 +555,46 @@ impl Dataplane {
                 commands,
                 wake.clone(),
                 WorkerUnderlay { rx: underlay_rx, tx: pools.next().unwrap_or_default(), crypto },
-                busy_poll,
-                io_uring,
+                WorkerTuning { busy_poll, io_uring, crypto_helpers },
             )?;
-            let epoll = worker.epoll.clone();
-            let thread = std::thread::Builder::new().name(format!("switchd-dp{index}")).spawn(move || {
-                // A bug that panics a worker must not go unnoticed: its
-                // queues and socket are no longer read (`stats` shows it).
-                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
-                    let what =
-                        panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(|s| s.as_str()));
-                    tracing::error!(
-                        worker = index,
-                        "data plane worker stopped by a panic (a bug): {}",
-                        what.unwrap_or("?")
-                    );
-                }
-            })?;
-            handles.push(WorkerHandle { commands: tx, wake, epoll, thread: Some(thread), ports: 0 });
+            let running = Arc::new(AtomicBool::new(true));
+            handles.push(WorkerHandle {
+                commands: tx,
+                wake,
+                epoll: worker.epoll.clone(),
+                running: running.clone(),
+                ports: 0,
+            });
+            loops.push(Mutex::new(Some((worker, running))));
         }
+        // The workers run on the pool's first threads, one loop each (a
+        // broadcast: no thread ever takes another's loop); the others are
+        // the helpers, idle (asleep) until a worker hands out a chunk.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers + crypto_helpers)
+            .thread_name(move |i| match i < workers {
+                true => format!("switchd-dp{i}"),
+                false => format!("switchd-crypto{}", i - workers),
+            })
+            .build()
+            .map_err(io::Error::other)?;
+        let (stopped_tx, stopped) = channel();
+        pool.spawn_broadcast(move |ctx| {
+            let Some((worker, running)) = loops.get(ctx.index()).and_then(|l| lock(l).take()) else { return };
+            let index = worker.index;
+            // A bug that panics a worker must not go unnoticed: its
+            // queues and socket are no longer read (`stats` shows it).
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+                let what = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(|s| s.as_str()));
+                tracing::error!(
+                    worker = index,
+                    "data plane worker stopped by a panic (a bug): {}",
+                    what.unwrap_or("?")
+                );
+            }
+            running.store(false, Release);
+            let _ = stopped_tx.send(index);
+        });
         Ok(Dataplane {
             replicas,
             control: Mutex::new(()),
@@ -573,6 +605,8 @@ impl Dataplane {
             service_counters,
             keys,
             crypto: counters,
+            pool: Some(pool),
+            stopped: Mutex::new(stopped),
         })
     }
 
@@ -623,10 +657,11 @@ impl Dataplane {
         self.keys.set(keys);
     }
 
-    /// Sealed datagrams sent, datagrams opened, sessions held.
-    pub fn crypto_counters(&self) -> (u64, u64, u64) {
+    /// Sealed datagrams sent, datagrams opened, sessions held, and
+    /// datagrams sealed or opened by helpers ([`spread`]).
+    pub fn crypto_counters(&self) -> (u64, u64, u64, u64) {
         let c = &self.crypto;
-        (c.sealed.load(Relaxed), c.opened.load(Relaxed), c.rx_sessions.load(Relaxed))
+        (c.sealed.load(Relaxed), c.opened.load(Relaxed), c.rx_sessions.load(Relaxed), c.helped.load(Relaxed))
     }
 
     /// Changes the switch tables (every replica alike).
@@ -815,7 +850,7 @@ impl Dataplane {
             .enumerate()
             .map(|(worker, r)| crate::control::api::WorkerStats {
                 worker,
-                running: self.workers[worker].thread.as_ref().is_some_and(|t| !t.is_finished()),
+                running: self.workers[worker].running.load(Relaxed),
                 port_frames: load(&r.counters.port_frames),
                 underlay_datagrams: load(&r.counters.underlay_datagrams),
                 batches: load(&r.counters.batches),
@@ -831,11 +866,14 @@ impl Dataplane {
         for worker in &self.workers {
             worker.send(Command::Stop);
         }
-        for worker in &mut self.workers {
-            if let Some(thread) = worker.thread.take() {
-                let _ = thread.join();
-            }
+        let Some(pool) = self.pool.take() else { return };
+        // A loop ends soon after its Stop (one that ended before is not
+        // waited for); the pool's threads end once it is dropped.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.workers.iter().any(|w| w.running.load(Acquire)) && Instant::now() < deadline {
+            let _ = lock(&self.stopped).recv_timeout(Duration::from_millis(100));
         }
+        drop(pool);
     }
 }
 
@@ -918,6 +956,18 @@ struct Worker {
     /// `write` each), and the list of those queued.
     ring: Option<uring::Ring>,
     queued: Vec<into_ports::Queued>,
+    /// The pool's threads beyond the workers ([`spread`]).
+    crypto_helpers: usize,
+    /// What opening the last burst on several threads found, datagram by
+    /// datagram ([`WorkerCrypto::open_burst`]).
+    preopened: Vec<Option<Result<Range<usize>, Refused>>>,
+}
+
+/// How a worker goes about its work ([`WorkerOptions`]).
+struct WorkerTuning {
+    busy_poll: Duration,
+    io_uring: bool,
+    crypto_helpers: usize,
 }
 
 impl Worker {
@@ -927,8 +977,7 @@ impl Worker {
         commands: Receiver<Command>,
         wake: Arc<OwnedFd>,
         WorkerUnderlay { rx: underlay_rx, tx: tx_pool, crypto }: WorkerUnderlay,
-        busy_poll: Duration,
-        io_uring: bool,
+        WorkerTuning { busy_poll, io_uring, crypto_helpers }: WorkerTuning,
     ) -> io::Result<Self> {
         let (sweep_every, service_counters) = {
             let f = replicas[index].lock();
@@ -969,6 +1018,8 @@ impl Worker {
             poll: BusyPoll::new(busy_poll),
             ring: if io_uring { Some(uring::Ring::new()?) } else { None },
             queued: Vec::new(),
+            crypto_helpers,
+            preopened: Vec::new(),
         })
     }
 
@@ -1150,7 +1201,8 @@ impl Worker {
                         let frame = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
                         let socket = flow::hash(frame.ethernet().into_inner()) as usize % self.tx_pool.len().max(1);
                         let (start, payloads) = (self.tx.arena.len(), self.tx.payloads.len());
-                        let result = encapsulate(i, &frame, wire, socket, self.crypto.as_mut(), &mut self.tx);
+                        let spread = spread::possible(self.crypto_helpers);
+                        let result = encapsulate(i, &frame, wire, socket, self.crypto.as_mut(), spread, &mut self.tx);
                         if let Err(reason) = result {
                             self.tx.arena.truncate(start);
                             self.tx.payloads.truncate(payloads);
@@ -1187,29 +1239,29 @@ impl Worker {
         if let Some(crypto) = &mut self.crypto {
             crypto.refresh();
         }
+        self.preopen(n);
         {
             let replica = &self.replicas[self.index];
             let fabric = &mut *replica.lock();
             replica.catch_up(fabric, &mut self.news);
+            let mut seq = 0;
             for read in 0..n {
                 let Some(src) = self.recv.sender(read) else { continue };
-                let mut segment = self.recv.segment_size(read);
-                // One datagram the kernel reports as segments of `segment`
-                // inner bytes: a kernel peer's GSO packet, never cut.
-                let mut large = None;
-                if gro::carries_one_frame(self.recv.data(read), segment) {
-                    large = Some(segment);
-                    segment = self.recv.data(read).len();
-                }
-                let datagrams = self.recv.data(read).len().div_ceil(segment.max(1));
+                let (segment, large) = datagrams_of(self.recv.data(read), self.recv.segment_size(read));
+                let datagrams = self.recv.data(read).len().div_ceil(segment);
                 replica.counters.underlay_datagrams.fetch_add(datagrams as u64, Relaxed);
                 let mut offset = 0;
                 for datagram in self.recv.data_mut(read).chunks_mut(segment) {
                     let len = datagram.len();
                     match &mut self.crypto {
-                        Some(keys) => fabric.switch.handle_datagram(now, src, datagram, keys, &mut self.plan),
+                        Some(crypto) => {
+                            let ready = self.preopened.get_mut(seq).and_then(Option::take);
+                            let opener = &mut Preopened { crypto, ready };
+                            fabric.switch.handle_datagram(now, src, datagram, opener, &mut self.plan)
+                        }
                         None => fabric.switch.handle_datagram(now, src, datagram, &mut NoKeys, &mut self.plan),
                     }
+                    seq += 1;
                     let inner = Span {
                         read,
                         offset: offset + self.plan.inner.start,
@@ -1229,6 +1281,32 @@ impl Worker {
         }
         self.share_learned();
         self.write_decapsulated();
+    }
+
+    /// Opens the sealed datagrams of the first `n` reads on several threads
+    /// ([`spread`]) when there are enough of them; `self.preopened` then
+    /// says what became of each datagram, in the order they are decided.
+    fn preopen(&mut self, n: usize) {
+        self.preopened.clear();
+        let Some(crypto) = self.crypto.as_mut().filter(|_| spread::possible(self.crypto_helpers)) else { return };
+        let sealed: usize = (0..n)
+            .filter(|&r| self.recv.data(r).first() == Some(&switchd_wire::sealed::FLAGS))
+            .map(|r| self.recv.data(r).len().div_ceil(self.recv.segment_size(r)))
+            .sum();
+        if sealed < 2 * spread::CHUNK {
+            return;
+        }
+        // The same datagrams, in the same order, as `service_underlay` decides.
+        let burst = self
+            .recv
+            .reads_mut(n)
+            .filter_map(|(read, src, segment)| Some((src?, read, segment)))
+            .flat_map(|(src, read, segment)| {
+                let (segment, _) = datagrams_of(read, segment);
+                read.chunks_mut(segment).map(move |datagram| (src, datagram))
+            })
+            .collect();
+        crypto.open_burst(burst, &mut self.preopened);
     }
 
     /// Writes decapsulated frames to their ports; consecutive segments of
@@ -1296,6 +1374,17 @@ fn reply(plan: &Plan, eth: &[u8], (tables, counters): (&Tables, &services::Count
     }
 }
 
+/// How the datagrams of a read of `segment`-sized datagrams are cut:
+/// their size, and for one datagram the kernel reports as segments of
+/// `segment` inner bytes (a kernel peer's GSO packet, never cut) that
+/// segment size.
+fn datagrams_of(read: &[u8], segment: usize) -> (usize, Option<usize>) {
+    match gro::carries_one_frame(read, segment) {
+        true => (read.len().max(1), Some(segment)),
+        false => (segment.max(1), None),
+    }
+}
+
 /// Bytes in the receive buffers: `len` at `offset` of read `read`, and
 /// whether they came sealed (then GRO checks no checksum again).
 #[derive(Debug, Clone, Copy)]
@@ -1333,6 +1422,7 @@ fn encapsulate(
     wire: NetworkWire,
     socket: usize,
     crypto: Option<&mut WorkerCrypto>,
+    spread: bool,
     tx: &mut TxQueue,
 ) -> Result<(Body, Datagrams), DropReason> {
     let offload = frame.offload().map_err(|_| DropReason::OffloadError)?;
@@ -1350,13 +1440,16 @@ fn encapsulate(
     }
     // Never plaintext on an encrypted network: no key, no send.
     let crypto = crypto.ok_or(DropReason::NoKey)?;
-    let mut session = crypto.tx_session(vni, socket).ok_or(DropReason::NoKey)?;
+    let (mut session, counters) = crypto.tx_session(vni, socket).ok_or(DropReason::NoKey)?;
     let d =
-        tunnel::encapsulate(eth, offload, vni, mtu, Wire::Sealed(&mut session), l4, scratch).map_err(|e| match e {
-            tunnel::Error::Offload(_) => DropReason::OffloadError,
-            tunnel::Error::NoncesExhausted => DropReason::NoKey,
-        })?;
-    crypto.counters.sealed.fetch_add(d.len.div_ceil(d.stride.unwrap_or(d.len).max(1)) as u64, Relaxed);
+        tunnel::encapsulate(eth, offload, vni, mtu, Wire::ToSeal, l4, scratch).map_err(|_| DropReason::OffloadError)?;
+    // Counters in sending order first, so the datagrams may be sealed on
+    // several threads and still reach the receiver's window in order.
+    let first = session.reserve(d.count() as u64).ok_or(DropReason::NoKey)?;
+    let stride = d.stride.unwrap_or(d.len);
+    let datagrams = &mut scratch[start..start + d.len];
+    spread::seal(datagrams, stride, (&session.at, session.aead, first), spread.then_some(&counters.helped));
+    counters.sealed.fetch_add(d.count() as u64, Relaxed);
     Ok((Body::Arena { start }, d))
 }
 

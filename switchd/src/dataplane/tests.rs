@@ -31,7 +31,8 @@ impl Lab {
         let (_commands, rx) = channel();
         let wake = Arc::new(sys::eventfd().unwrap());
         let none = WorkerUnderlay { rx: None, tx: Vec::new(), crypto: None };
-        let worker = Worker::new(0, replicas, rx, wake, none, Duration::ZERO, false).unwrap();
+        let tuning = WorkerTuning { busy_poll: Duration::ZERO, io_uring: false, crypto_helpers: 0 };
+        let worker = Worker::new(0, replicas, rx, wake, none, tuning).unwrap();
         let net = worker.fabric().switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let mut lab = Lab { worker, net, ports: Vec::new() };
         for mac in macs {

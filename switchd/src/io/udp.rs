@@ -285,6 +285,13 @@ impl RecvBatch {
         &mut self.bufs[i][..self.lens[i]]
     }
 
+    /// The bytes of each of the first `n` reads with who sent it and its
+    /// datagrams' size, to open a burst's sealed datagrams in place.
+    pub fn reads_mut(&mut self, n: usize) -> impl Iterator<Item = (&mut [u8], Option<IpAddr>, usize)> {
+        let bufs = self.bufs.iter_mut().zip(&self.lens).map(|(b, len)| &mut b[..*len]);
+        bufs.zip(self.srcs.iter().map(ip_of)).zip(self.segments.iter().copied()).take(n).map(|((d, s), g)| (d, s, g))
+    }
+
     /// Who sent the `i`-th read.
     pub fn sender(&self, i: usize) -> Option<IpAddr> {
         ip_of(&self.srcs[i])
