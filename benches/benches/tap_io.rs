@@ -11,6 +11,9 @@
 //!   neighbour through the TAP (the same sends for both), then read from
 //!   it.
 //!
+//! - `read_empty`: one `read` of the empty TAP (`EAGAIN`), as ends every
+//!   batch of the read loop.
+//!
 //! Needs root and `/dev/net/tun`; without them it says so and measures
 //! nothing.
 
@@ -37,6 +40,12 @@ fn setup() -> Result<OwnedFd, String> {
     // network namespace; the namespace goes when the process does.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(format!("unshare(CLONE_NEWNET): {} (needs root)", std::io::Error::last_os_error()));
+    }
+    // No IPv6 in the namespace: its router solicitations and MLD reports
+    // would land in the TAP's queue at random, between a batch's frames.
+    for conf in ["all", "default"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6");
+        std::fs::write(&path, "1").map_err(|e| format!("{path}: {e}"))?;
     }
     let name = IfName::new(TAP).expect("a valid name");
     let (mut fds, _) = switchd::io::tap::attach(&name, 1).map_err(|e| e.to_string())?;
@@ -142,6 +151,14 @@ fn tap_io(c: &mut Criterion, tap: &OwnedFd) {
             send_batch();
             assert_eq!(uring_reads(&mut ring, &mut bufs), BATCH, "every frame read");
         })
+    });
+    group.finish();
+
+    // What the read that ends every batch costs: one on an empty queue.
+    let mut group = c.benchmark_group("tap_io");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("read_empty", |b| {
+        b.iter(|| assert!(switchd::io::sys::read(fd, black_box(&mut bufs[0])).is_err(), "nothing to read"))
     });
     group.finish();
 }
