@@ -28,6 +28,9 @@ PACKAGES=(
   # its static binary is the image the container engine tests run. (Debian's
   # dynamic `busybox` conflicts with it: never ask for both.)
   "busybox-static   ="
+  # The metrics test scrapes switchd with a real Prometheus and lints its
+  # output with promtool (both in this package; its service is not started).
+  "prometheus       prometheus promtool"
 )
 
 # Only the benchmarks ask for these (`deps.sh --bench`): sockperf for the

@@ -32,6 +32,7 @@ pub struct Config {
     pub host: HostConfig,
     pub gossip: Option<GossipConfig>,
     pub docker: Option<DockerConfig>,
+    pub metrics: Option<MetricsConfig>,
     pub peers: Vec<PeerConfig>,
     pub networks: Vec<NetworkConfig>,
     /// The key files of networks with their own key (relative paths
@@ -117,6 +118,30 @@ pub struct DockerConfig {
     /// dockerd's API, where switchd learns its containers' names (dockerd
     /// does not tell a network driver).
     pub api_socket: PathBuf,
+}
+
+/// `[metrics]`: where Prometheus scrapes `/metrics` (and probes `/healthz`,
+/// `/readyz`). Off unless set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub listen: MetricsListen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// `listen = "127.0.0.1:9477"`.
+    Tcp(SocketAddr),
+    /// `listen = "unix:/run/switchd/metrics.sock"`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsListen::Tcp(addr) => write!(f, "{addr}"),
+            MetricsListen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 impl DockerConfig {

@@ -19,6 +19,7 @@ pub struct RawFile {
     pub host: RawHost,
     pub gossip: Option<RawGossip>,
     pub docker: Option<RawDocker>,
+    pub metrics: Option<RawMetrics>,
     pub peer: Vec<RawPeer>,
     pub network: Vec<RawNetwork>,
     pub route: Vec<RawRoute>,
@@ -48,6 +49,12 @@ pub struct RawHost {
 pub struct RawDocker {
     pub socket: Option<PathBuf>,
     pub api_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

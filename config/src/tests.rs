@@ -322,6 +322,24 @@ fn crypto_helpers_are_none_unless_set() {
 }
 
 #[test]
+fn metrics_listen_on_an_address_or_a_unix_socket() {
+    use crate::MetricsListen;
+    assert_eq!(parse(GOOD).unwrap().metrics, None, "off unless set");
+    let tcp = parse(&format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9477\"\n")).unwrap();
+    assert_eq!(tcp.metrics.unwrap().listen, MetricsListen::Tcp("127.0.0.1:9477".parse().unwrap()));
+    let unix = parse(&format!("{GOOD}\n[metrics]\nlisten = \"unix:/run/switchd/metrics.sock\"\n")).unwrap();
+    assert_eq!(unix.metrics.unwrap().listen, MetricsListen::Unix("/run/switchd/metrics.sock".into()));
+    for (listen, message) in [
+        ("\n", "metrics.listen: is required"),
+        ("listen = \"9477\"\n", "metrics.listen: \"9477\" is not an address like 127.0.0.1:9477"),
+        ("listen = \"unix:metrics.sock\"\n", "metrics.listen: \"metrics.sock\" must be an absolute path"),
+    ] {
+        let errs = errors(&format!("{GOOD}\n[metrics]\n{listen}"));
+        assert!(errs.iter().any(|e| e.contains(message)), "{listen:?}: {errs:?}");
+    }
+}
+
+#[test]
 fn syntax_and_type_errors_have_a_place() {
     let errs = errors("[host]\nname = \"h\"\n[[network]]\nname = \"a\"\nvni = \"ten\"\n");
     assert_eq!(errs.len(), 1);

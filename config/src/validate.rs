@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
-use crate::raw::{RawDocker, RawFile, RawGossip, RawHost, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute};
+use crate::raw::{
+    RawDocker, RawFile, RawGossip, RawHost, RawMetrics, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute,
+};
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni, shown};
 use crate::{
-    Cipher, Config, DockerConfig, Encryption, GossipConfig, HostConfig, KeySource, NetworkConfig, PeerConfig,
-    PortConfig, PortKind, Protocol, PublishConfig, RouteConfig,
+    Cipher, Config, DockerConfig, Encryption, GossipConfig, HostConfig, KeySource, MetricsConfig, MetricsListen,
+    NetworkConfig, PeerConfig, PortConfig, PortKind, Protocol, PublishConfig, RouteConfig,
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
@@ -536,6 +538,27 @@ fn docker(raw: &RawDocker, errors: &mut Errors) -> Option<DockerConfig> {
     Some(DockerConfig { socket: socket?, api_socket: api_socket? })
 }
 
+fn metrics(raw: &RawMetrics, errors: &mut Errors) -> Option<MetricsConfig> {
+    let at = KeyPath::root().key("metrics").key("listen");
+    let Some(listen) = &raw.listen else {
+        errors.push(at, "is required: an address like 127.0.0.1:9477, or unix:/run/switchd/metrics.sock");
+        return None;
+    };
+    let listen = errors.check(&at, Some(listen.clone()), |listen| match listen.strip_prefix("unix:") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("{} must be an absolute path", shown(&path.to_string_lossy())));
+            }
+            socket_path(path).map(MetricsListen::Unix)
+        }
+        None => listen.parse::<SocketAddr>().map(MetricsListen::Tcp).map_err(|_| {
+            format!("{} is not an address like 127.0.0.1:9477, or unix:/run/switchd/metrics.sock", shown(&listen))
+        }),
+    })?;
+    Some(MetricsConfig { listen })
+}
+
 fn gossip(raw: &RawGossip, host: &HostConfig, dir: &Path, errors: &mut Errors) -> Option<GossipConfig> {
     let at = KeyPath::root().key("gossip");
     let port = errors.check(
@@ -601,6 +624,7 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
     let host = host(&raw.host, &mut errors);
     let gossip = raw.gossip.as_ref().and_then(|g| gossip(g, &host, dir, &mut errors));
     let docker = raw.docker.as_ref().and_then(|d| docker(d, &mut errors));
+    let metrics = raw.metrics.as_ref().and_then(|m| metrics(m, &mut errors));
 
     let mut networks = Vec::new();
     let mut network_key_files = BTreeMap::new();
@@ -674,7 +698,7 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
     }
 
     if errors.0.is_empty() {
-        Ok(Config { host, gossip, docker, peers, networks, network_key_files, routes, ports, publish })
+        Ok(Config { host, gossip, docker, metrics, peers, networks, network_key_files, routes, ports, publish })
     } else {
         Err(errors.0)
     }

@@ -28,8 +28,10 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod docker;
+pub mod http;
 #[allow(unsafe_code)]
 pub mod io;
+pub mod metrics;
 pub mod proxy;
 pub mod services;
 pub mod switch;

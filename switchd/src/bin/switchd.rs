@@ -96,9 +96,23 @@ fn run(config: Config) -> std::io::Result<()> {
             )),
             None => None,
         };
+        // Served from the start: `/healthz` answers at once, `/readyz` and
+        // `/metrics` once the daemon is up.
+        let probe = Arc::new(switchd::metrics::Probe::default());
+        let metrics = match &config.metrics {
+            Some(m) => {
+                let listener = switchd::metrics::bind(&m.listen)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("[metrics] listen {}: {e}", m.listen)))?;
+                tracing::info!(listen = %m.listen, "metrics served at /metrics");
+                Some((tokio::spawn(switchd::metrics::serve(listener, probe.clone())), m.listen.clone()))
+            }
+            None => None,
+        };
         let daemon =
             tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
         let daemon: Shared = Arc::new(RwLock::new(daemon));
+        let _ = probe.daemon.set(daemon.clone());
         let mut cluster = match &gossip {
             Some(settings) => Some(
                 Cluster::start(&host, settings, &daemon)
@@ -145,6 +159,12 @@ fn run(config: Config) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&socket_path);
         if let Some(path) = docker_socket {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some((task, listen)) = metrics {
+            task.abort();
+            if let switchd_config::MetricsListen::Unix(path) = listen {
+                let _ = std::fs::remove_file(path);
+            }
         }
         tracing::info!("stopped; containers keep their interfaces until the next start");
         Ok(())

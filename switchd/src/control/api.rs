@@ -197,7 +197,7 @@ pub struct Stats {
 }
 
 /// What one data-plane worker did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WorkerStats {
     pub worker: usize,
     /// False once the worker stopped (an epoll failure or a bug, logged):
@@ -215,6 +215,9 @@ pub struct WorkerStats {
     pub poll_misses: u64,
     /// News of learned MACs from other workers it had no room for.
     pub dropped_news: u64,
+    /// CPU time its thread used (polling included), in seconds.
+    #[serde(default)]
+    pub busy_seconds: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

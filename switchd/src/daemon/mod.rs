@@ -139,6 +139,8 @@ pub struct Daemon {
     /// This boot's data-plane session (see `switchd_crypto::session`).
     session: SessionId,
     started: Instant,
+    /// How many times switchd started on this host, this time included.
+    starts: u64,
 }
 
 impl Daemon {
@@ -158,6 +160,7 @@ impl Daemon {
         // anything is touched.
         let saved = state::load(&config.host.state_dir)?;
         let session = state::new_session(&config.host.state_dir)?;
+        let starts = state::count_start(&config.host.state_dir)?;
         let underlay = match config.host.underlay_ip {
             Some(ip) => {
                 Some(Underlay::bind(ip, config.host.vxlan_port, session, config.host.workers).map_err(|e| {
@@ -200,6 +203,7 @@ impl Daemon {
             pending: Vec::new(),
             session,
             started: Instant::now(),
+            starts,
         };
         let interrupted = daemon.finish_interrupted(saved.pending);
         for peer in config.peers {

@@ -3,6 +3,7 @@
 //! never wait for a connect and never hold up one (see `Shared`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use switchd_config::{Name, NetworkConfig};
@@ -239,6 +240,45 @@ impl Daemon {
             services,
             workers,
         }
+    }
+
+    /// What a Prometheus scrape reports ([`crate::metrics`]).
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let ipam = self
+            .networks
+            .iter()
+            .filter_map(|net| {
+                let subnet = net.config.subnet?;
+                let name = net.config.name.as_str();
+                let detail = self.network_inspect(name).ok()?;
+                let used: BTreeSet<IpAddr> = detail.endpoints.iter().filter_map(|e| e.ip).collect();
+                // Neither the network's nor (IPv4) its broadcast address,
+                // nor the gateway's, is handed out.
+                let reserved =
+                    if subnet.net().addr().is_ipv4() { 2 } else { 1 } + u128::from(net.config.gateway.is_some());
+                let hosts = subnet.size().saturating_sub(reserved);
+                let used = used.len() as u128;
+                Some(crate::metrics::IpamUse {
+                    network: name.to_owned(),
+                    used: used.min(u128::from(u64::MAX)) as u64,
+                    free: hosts.saturating_sub(used).min(u128::from(u64::MAX)) as u64,
+                })
+            })
+            .collect();
+        crate::metrics::Snapshot {
+            host: self.host.name.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime: self.started.elapsed(),
+            starts: self.starts,
+            stats: self.stats(),
+            peers: self.peers(),
+            ipam,
+        }
+    }
+
+    /// The data-plane workers that stopped (a failure or a bug, logged).
+    pub fn stopped_workers(&self) -> Vec<usize> {
+        self.dataplane.worker_stats().into_iter().filter(|w| !w.running).map(|w| w.worker).collect()
     }
 
     pub(super) fn peers(&self) -> Vec<PeerInfo> {

@@ -19,6 +19,8 @@ const FILE_NAME: &str = "state.json";
 /// Endpoints set aside at start because their network is gone.
 const ORPHANS_FILE: &str = "state.json.orphans";
 const SESSION_FILE: &str = "session";
+/// How many times switchd started here (the restart count in metrics).
+const STARTS_FILE: &str = "starts";
 /// The gossip members last heard (see `switchd_overlay::gossip::cache`).
 const PEERS_FILE: &str = "peers.json";
 /// The newest state format this build reads and writes.
@@ -170,6 +172,24 @@ pub fn new_session(state_dir: &Path) -> io::Result<switchd_crypto::SessionId> {
     std::fs::create_dir_all(state_dir)?;
     write_atomically(&path, format!("{session}\n").as_bytes())?;
     Ok(session)
+}
+
+/// Counts this start of switchd on this host (the count is kept in the
+/// state directory); how many there have been, this one included. A count
+/// that cannot be read starts again from one, with a warning.
+pub fn count_start(state_dir: &Path) -> io::Result<u64> {
+    let path = state_dir.join(STARTS_FILE);
+    let before = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().unwrap_or_else(|_| {
+            tracing::warn!("{}: not a count of starts; counting from this one", path.display());
+            0
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let starts = before.saturating_add(1);
+    write_atomically(&path, format!("{starts}\n").as_bytes())?;
+    Ok(starts)
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {

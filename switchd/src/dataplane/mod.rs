@@ -188,6 +188,8 @@ pub struct WorkerCounters {
     batches: AtomicU64,
     poll_hits: AtomicU64,
     poll_misses: AtomicU64,
+    /// The worker's thread (its CPU time is in `/proc`); 0 before it runs.
+    tid: AtomicU64,
 }
 
 /// A port's device and what the data plane counts of it.
@@ -857,6 +859,10 @@ impl Dataplane {
                 poll_hits: load(&r.counters.poll_hits),
                 poll_misses: load(&r.counters.poll_misses),
                 dropped_news: load(&r.dropped_news),
+                busy_seconds: match load(&r.counters.tid) {
+                    0 => 0.0,
+                    tid => sys::thread_cpu_time(tid).map_or(0.0, |t| t.as_secs_f64()),
+                },
             })
             .collect()
     }
@@ -1024,6 +1030,7 @@ impl Worker {
     }
 
     fn run(mut self) {
+        self.replicas[self.index].counters.tid.store(sys::gettid(), Relaxed);
         let mut events = vec![epoll::empty_event(); 64];
         loop {
             let polling = self.poll.wait(Instant::now()) == Wait::Poll;

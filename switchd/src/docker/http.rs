@@ -119,59 +119,14 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Shared) {
     }
 }
 
-/// Why a request cannot be read: the HTTP status to answer before closing
-/// the connection, and the message.
-#[doc(hidden)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpError {
-    pub status: u16,
-    pub message: String,
-}
-
-impl HttpError {
-    fn bad(message: impl Into<String>) -> Self {
-        HttpError { status: 400, message: message.into() }
-    }
-}
+pub use crate::http::HttpError;
 
 /// One parsed request: its path and body, and how many bytes it took;
-/// `None` while `buf` holds only part of one. Public for the `plugin_http`
-/// fuzz target only.
+/// `None` while `buf` holds only part of one ([`crate::http::parse_request`]
+/// with this socket's limit). Public for the `plugin_http` fuzz target only.
 #[doc(hidden)]
 pub fn parse_request(buf: &[u8]) -> Result<Option<(String, Vec<u8>, usize)>, HttpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let head = match request.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(HttpError::bad(format!("bad HTTP request: {e}"))),
-    };
-    if request.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
-        return Err(HttpError::bad("Transfer-Encoding is not supported: send the body with a Content-Length"));
-    }
-    let mut lengths = request.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length"));
-    let length = match (lengths.next(), lengths.next()) {
-        (None, _) => 0,
-        (Some(_), Some(_)) => return Err(HttpError::bad("more than one Content-Length")),
-        (Some(h), None) => std::str::from_utf8(h.value)
-            .ok()
-            .map(|v| v.trim_matches([' ', '\t']))
-            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|v| v.parse::<usize>().ok())
-            .ok_or_else(|| HttpError::bad("bad Content-Length"))?,
-    };
-    let total = head.checked_add(length).filter(|t| *t <= MAX_REQUEST);
-    let Some(total) = total else {
-        return Err(HttpError {
-            status: 413,
-            message: format!("a body of {length} bytes; at most {MAX_REQUEST} in all"),
-        });
-    };
-    if buf.len() < total {
-        return Ok(None);
-    }
-    let path = request.path.unwrap_or("/").to_owned();
-    Ok(Some((path, buf[head..total].to_vec(), total)))
+    Ok(crate::http::parse_request(buf, MAX_REQUEST)?.map(|r| (r.path, r.body, r.len)))
 }
 
 async fn serve_connection(mut stream: UnixStream, daemon: Shared, guard: Guard) {

@@ -154,6 +154,30 @@ pub fn if_hwaddr(name: &str) -> io::Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// The calling thread's id (its `/proc/self/task/TID`).
+pub fn gettid() -> u64 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() as u64 }
+}
+
+/// The kernel's clock ticks per second (`/proc`'s CPU time unit).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
+
+/// The CPU time thread `tid` of this process used (user and system), from
+/// `/proc/self/task/TID/stat`; `None` if it is gone.
+pub fn thread_cpu_time(tid: u64) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The name in parentheses may hold spaces: fields count from after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64))
+}
+
 /// An eventfd: a counter other threads bump to wake an epoll loop.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain system call with integer arguments.

@@ -101,6 +101,9 @@ macro_rules! service_counters {
         }
 
         impl Counters {
+            /// The name of every counter.
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($field),)*];
+
             /// Counts what became of a DNS query.
             pub fn count_dns(&self, outcome: dns::Outcome) {
                 bump(match outcome {
