@@ -438,6 +438,10 @@ struct Polled {
     io: Arc<PortIo>,
     queue: usize,
     queues: Arc<Queues>,
+    /// How many reads to post at once through the ring: one more than the
+    /// last batch had (at least 2), so that a batch's last read is the one
+    /// that finds the queue empty, inside the same `io_uring_enter`.
+    read_ahead: usize,
 }
 
 enum Command {
@@ -748,7 +752,7 @@ impl Dataplane {
         for (queue, io) in ios.into_iter().enumerate() {
             let worker = &mut self.workers[pollers[queue]];
             worker.ports += 1;
-            worker.send(Command::Poll(Polled { id, io, queue, queues: shared.clone() }));
+            worker.send(Command::Poll(Polled { id, io, queue, queues: shared.clone(), read_ahead: 2 }));
         }
         self.port_io.insert(id, (shared, pollers));
         Ok(id)
@@ -1127,28 +1131,24 @@ impl Worker {
     fn service_port(&mut self, token: u64) {
         let Some(polled) = self.ports.get(&token).cloned() else { return };
         let (ingress, port) = (polled.id, &polled.io);
-        let mut n = 0;
-        while n < BATCH {
-            match port.dev.recv(&mut self.bufs[n]) {
-                Ok(len) => {
-                    self.lens[n] = len;
-                    polled.queues.read(polled.queue, self.bufs[n].get(VNET_HDR_LEN..len).unwrap_or_default());
-                    n += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // The device is gone (TAP deleted: EBADFD) or broken;
-                    // stop polling it rather than spin on the error. The
-                    // control plane removes the port.
-                    tracing::warn!("port read failed, no longer polling it: {e}");
-                    if let Some(fd) = port.dev.poll_fd() {
-                        let _ = self.epoll.delete(fd);
-                    }
-                    self.ports.remove(&token);
-                    break;
-                }
+        let (n, failed) = match (self.ring.as_mut(), port.dev.ring_fd()) {
+            (Some(ring), Some(fd)) => read_through_ring(ring, fd, polled.read_ahead, &mut self.bufs, &mut self.lens),
+            _ => read_one_by_one(&*port.dev, &mut self.bufs, &mut self.lens),
+        };
+        if let Some(e) = failed {
+            // The device is gone (TAP deleted: EBADFD) or broken; stop
+            // polling it rather than spin on the error. The control plane
+            // removes the port.
+            tracing::warn!("port read failed, no longer polling it: {e}");
+            if let Some(fd) = port.dev.poll_fd() {
+                let _ = self.epoll.delete(fd);
             }
+            self.ports.remove(&token);
+        } else if let Some(p) = self.ports.get_mut(&token) {
+            p.read_ahead = (n + 1).clamp(2, BATCH);
+        }
+        for i in 0..n {
+            polled.queues.read(polled.queue, self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default());
         }
         if n == 0 {
             return;
@@ -1352,6 +1352,51 @@ impl Worker {
         }
         self.queued = into.finish();
     }
+}
+
+/// Reads a batch from a port one `read` at a time, until one finds the
+/// queue empty: how many frames, and the error that ended it if any.
+fn read_one_by_one(dev: &dyn Port, bufs: &mut [Box<[u8]>], lens: &mut [usize; BATCH]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < BATCH {
+        match dev.recv(&mut bufs[n]) {
+            Ok(len) => {
+                lens[n] = len;
+                n += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
+}
+
+/// Reads a batch from the device `fd` through the ring, `ahead` reads per
+/// `io_uring_enter` (twice as many again while every one finds a frame),
+/// so the read that finds the queue empty costs no system call of its own.
+fn read_through_ring(
+    ring: &mut uring::Ring,
+    fd: std::os::fd::RawFd,
+    ahead: usize,
+    bufs: &mut [Box<[u8]>],
+    lens: &mut [usize; BATCH],
+) -> (usize, Option<io::Error>) {
+    let (mut n, mut ahead) = (0, ahead.clamp(1, BATCH));
+    while n < BATCH {
+        let want = ahead.min(BATCH - n);
+        match ring.read_frames(fd, &mut bufs[n..n + want], &mut lens[n..n + want]) {
+            Ok((got, empty)) => {
+                n += got;
+                if empty || got < want {
+                    break;
+                }
+                ahead = (ahead * 2).min(BATCH);
+            }
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
 }
 
 /// Builds in `out` the ingress port's reply that `plan` calls for to the

@@ -51,7 +51,7 @@ impl Lab {
         let queues = Arc::new(Queues::new(vec![io.clone()]));
         fabric.ports.insert(id, queues.clone());
         drop(fabric);
-        self.worker.ports.insert(token_of(id), Polled { id, io, queue: 0, queues });
+        self.worker.ports.insert(token_of(id), Polled { id, io, queue: 0, queues, read_ahead: 2 });
         self.ports.push((id, mem));
     }
 

@@ -1,6 +1,8 @@
 //! Many writes with one `io_uring_enter`: the frames a batch sends to
 //! local ports (TAPs, AF_PACKET sockets), written together instead of one
-//! `write` each.
+//! `write` each. And a port's batch of reads with one `io_uring_enter`
+//! ([`Ring::read_frames`]), the read that finds the queue empty included,
+//! instead of one `read` each and one more that only returns `EAGAIN`.
 //!
 //! Safe to use: a [`Writes`] borrows every buffer queued in it, and is
 //! submitted and reaped (or, dropped, waited for) before the borrow ends,
@@ -68,8 +70,15 @@ impl Ring {
 
     /// Starts a set of writes of buffers that live at least for `'a`.
     pub fn writes<'a>(&mut self) -> Writes<'_, 'a> {
-        // Entries a forgotten `Writes` left unsubmitted must never reach
-        // the kernel (their buffers may be gone): a new ring drops them.
+        self.drop_forgotten();
+        self.used = (0, 0);
+        self.results.clear();
+        Writes { ring: self, queued: 0, _frames: PhantomData }
+    }
+
+    /// Entries a forgotten `Writes` left unsubmitted must never reach the
+    /// kernel (their buffers may be gone): a new ring drops them.
+    fn drop_forgotten(&mut self) {
         if !self.ring.submission().is_empty() {
             match new_ring() {
                 Ok(ring) => self.ring = ring,
@@ -79,9 +88,67 @@ impl Ring {
                 }
             }
         }
-        self.used = (0, 0);
-        self.results.clear();
-        Writes { ring: self, queued: 0, _frames: PhantomData }
+    }
+
+    /// Reads frames from the non-blocking `fd`, one into each of `bufs`
+    /// (at most [`ENTRIES`]), with one `io_uring_enter`. Each read is asked
+    /// not to wait (`RWF_NOWAIT`): it is done while submitting, in order,
+    /// or fails with `EAGAIN` as `read` would. The frames read are moved to
+    /// the front of `bufs` in the order they were read, their lengths into
+    /// `lens`; returns how many, and whether a read found the queue empty
+    /// (otherwise more may wait). The first other error is returned if no
+    /// frame came before it.
+    pub fn read_frames(&mut self, fd: RawFd, bufs: &mut [Box<[u8]>], lens: &mut [usize]) -> io::Result<(usize, bool)> {
+        self.drop_forgotten();
+        let wanted = bufs.len().min(ENTRIES).min(lens.len());
+        for (i, buf) in bufs[..wanted].iter_mut().enumerate() {
+            let read = opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+                .rw_flags(libc::RWF_NOWAIT)
+                .build()
+                .user_data(i as u64);
+            // SAFETY: each buffer is borrowed (mutably, by this call) until
+            // its read is reaped below, before this returns; the queue was
+            // empty and has room for ENTRIES.
+            unsafe { self.ring.submission().push(&read) }.expect("room in the submission queue");
+        }
+        let mut results = [0i32; ENTRIES];
+        let mut pending = wanted;
+        while pending > 0 {
+            match self.ring.submit_and_wait(pending) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The reads cannot be taken back and write into `bufs`:
+                    // returning now would let them write into freed memory.
+                    tracing::error!("io_uring_enter failed: {e}; stopping");
+                    std::process::abort();
+                }
+            }
+            for cqe in self.ring.completion() {
+                results[cqe.user_data() as usize] = cqe.result();
+                pending -= 1;
+            }
+        }
+        let (mut n, mut empty, mut error) = (0, false, None);
+        for (i, &result) in results[..wanted].iter().enumerate() {
+            match result {
+                len if len > 0 => {
+                    bufs.swap(n, i);
+                    lens[n] = len as usize;
+                    n += 1;
+                }
+                0 => {}
+                e if -e == libc::EAGAIN => empty = true,
+                e if -e == libc::EINTR => {}
+                e => {
+                    error.get_or_insert(io::Error::from_raw_os_error(-e));
+                }
+            }
+        }
+        match error {
+            Some(e) if n == 0 => Err(e),
+            _ => Ok((n, empty || error.is_some())),
+        }
     }
 }
 
@@ -305,5 +372,42 @@ mod tests {
         tags.sort();
         assert_eq!(tags, (0..frames.len() as u64).collect::<Vec<_>>());
         assert_eq!(received(&b), frames.concat());
+    }
+
+    /// A connected pair of datagram sockets (each write one frame).
+    fn datagram_pair() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair writes two fds into the array.
+        let rc =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK, 0, fds.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        // SAFETY: both fds were just opened and are owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    #[test]
+    fn a_batch_of_reads_takes_what_waits_in_order_and_says_when_it_found_the_end() {
+        let mut ring = Ring::new().expect("io_uring (this machine has it)");
+        let (a, b) = datagram_pair();
+        for frame in [&b"one"[..], b"two!", b"three"] {
+            crate::io::sys::write(a.as_raw_fd(), frame).unwrap();
+        }
+        let mut bufs: Vec<Box<[u8]>> = (0..5).map(|_| vec![0u8; 64].into_boxed_slice()).collect();
+        let mut lens = [0usize; 5];
+        // Fewer reads than frames: all succeed, the end is not known yet.
+        assert_eq!(ring.read_frames(b.as_raw_fd(), &mut bufs[..2], &mut lens[..2]).unwrap(), (2, false));
+        assert_eq!((&bufs[0][..lens[0]], &bufs[1][..lens[1]]), (&b"one"[..], &b"two!"[..]));
+        // More: the rest, and the read that found nothing.
+        assert_eq!(ring.read_frames(b.as_raw_fd(), &mut bufs, &mut lens).unwrap(), (1, true));
+        assert_eq!(&bufs[0][..lens[0]], b"three");
+        assert_eq!(ring.read_frames(b.as_raw_fd(), &mut bufs, &mut lens).unwrap(), (0, true));
+        // A broken fd is an error, not an empty queue.
+        let e = ring.read_frames(-1, &mut bufs[..1], &mut lens[..1]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        // And the ring still writes.
+        let mut writes = ring.writes();
+        writes.push(a.as_raw_fd(), b"", &[b"after"], 1);
+        writes.submit(|_, r| assert_eq!(r.unwrap(), 5));
+        assert_eq!(crate::io::sys::read(b.as_raw_fd(), &mut bufs[0]).unwrap(), 5);
     }
 }
