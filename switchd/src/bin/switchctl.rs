@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
     AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, Request, RouteInfo,
-    Stats, Status,
+    Stats, Status, Trace, TraceRequest,
 };
 use switchd::control::{client, render};
 use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
@@ -33,6 +33,33 @@ enum Command {
     /// Networks and their endpoints.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// What the switch would do with a packet a container sends, and why
+    /// (nothing is learned, counted or sent).
+    Trace {
+        /// The network the container sends on.
+        network: String,
+        /// The sending container (on this host).
+        #[arg(long)]
+        from: String,
+        /// The destination: an IPv4 address, a container's name, or a MAC.
+        #[arg(long)]
+        to: String,
+        /// tcp, udp or icmp.
+        #[arg(long, default_value = "icmp")]
+        proto: String,
+        /// The TCP or UDP destination port.
+        #[arg(long)]
+        dport: Option<u16>,
+        /// The IPv4 packet's size in bytes (TCP larger than the MTU is TSO).
+        #[arg(long)]
+        size: Option<usize>,
+        /// Send as this address instead of the container's own.
+        #[arg(long)]
+        src_ip: Option<std::net::IpAddr>,
+        /// Send as this MAC instead of the container's own.
+        #[arg(long)]
+        src_mac: Option<String>,
+    },
     /// The forwarding table: MAC, network, where, type, age.
     Fdb {
         /// Only this network.
@@ -280,6 +307,19 @@ fn run(cli: &Cli) -> Result<String, String> {
         Command::Status => ask(cli, Request::Status, |s: Status| render::status(&s)),
         Command::Fdb { network } => {
             ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
+        }
+        Command::Trace { network, from, to, proto, dport, size, src_ip, src_mac } => {
+            let trace = TraceRequest {
+                network: network.clone(),
+                from: from.clone(),
+                to: to.clone(),
+                proto: Some(proto.clone()),
+                dport: *dport,
+                size: *size,
+                src_ip: *src_ip,
+                src_mac: src_mac.clone(),
+            };
+            ask(cli, Request::Trace { trace }, |t: Trace| render::trace(&t))
         }
         Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
         Command::Peers => ask(cli, Request::Peers, |p: Vec<PeerInfo>| render::peers(&p)),

@@ -31,6 +31,9 @@ pub enum Request {
         network: String,
         endpoint: String,
     },
+    Trace {
+        trace: TraceRequest,
+    },
     Fdb {
         network: Option<String>,
     },
@@ -237,6 +240,39 @@ pub struct CryptoStats {
 }
 
 /// One key of a ring, for `switchctl key ls`.
+/// `switchctl trace`: a frame a container would send, to trace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TraceRequest {
+    pub network: String,
+    /// The sending container (an endpoint of `network` on this host).
+    pub from: String,
+    /// An IPv4 address, a container's name, or a MAC.
+    pub to: String,
+    /// tcp, udp or icmp (default).
+    pub proto: Option<String>,
+    pub dport: Option<u16>,
+    /// The IPv4 packet's size in bytes (default 84, a ping's).
+    pub size: Option<usize>,
+    /// A source other than the container's own, to see what the guard does.
+    pub src_ip: Option<IpAddr>,
+    pub src_mac: Option<String>,
+}
+
+/// What the switch decided, step by step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Trace {
+    pub steps: Vec<TraceStep>,
+    /// Whether the frame reaches a port, a host or the gateway.
+    pub delivered: bool,
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TraceStep {
+    pub what: String,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyInfo {
     /// "cluster", or the network whose own key it is.

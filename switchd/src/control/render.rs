@@ -130,6 +130,14 @@ pub fn network_detail(d: &NetworkDetail) -> String {
     out
 }
 
+/// A trace, one decision per line, as `ovs-appctl ofproto/trace` prints.
+pub fn trace(t: &crate::control::api::Trace) -> String {
+    let width = t.steps.iter().map(|s| s.what.len()).max().unwrap_or(0);
+    let mut out: String = t.steps.iter().map(|s| format!("{:width$}  {}\n", s.what, s.detail)).collect();
+    out.push_str(&format!("{:width$}  {}\n", "verdict", t.verdict));
+    out
+}
+
 pub fn fdb(entries: &[FdbEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()

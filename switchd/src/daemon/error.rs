@@ -64,6 +64,9 @@ pub enum DaemonError {
     GaveUp,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A trace of something that does not exist, or cannot be built.
+    #[error("{0}")]
+    Trace(String),
 }
 
 impl DaemonError {

@@ -40,6 +40,7 @@ pub mod state;
 pub mod system;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -437,6 +438,7 @@ impl Daemon {
             Request::NetworkLs => value(self.network_ls()),
             Request::NetworkInspect { name } => self.network_inspect(name).and_then(value),
             Request::Fdb { network } => self.fdb(network.as_deref()).and_then(value),
+            Request::Trace { trace } => self.trace(trace).and_then(value),
             Request::Stats => value(self.stats()),
             Request::Peers => value(self.peers()),
             Request::KeyLs => value(self.key_ls()),
@@ -472,6 +474,7 @@ impl Daemon {
             | Request::NetworkLs
             | Request::NetworkInspect { .. }
             | Request::Fdb { .. }
+            | Request::Trace { .. }
             | Request::Stats
             | Request::Peers
             | Request::KeyLs

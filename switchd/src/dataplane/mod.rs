@@ -848,6 +848,12 @@ impl Dataplane {
         rows
     }
 
+    /// A copy of the switch (worker 0's replica): what a trace decides on
+    /// it leaves the data plane as it was.
+    pub fn switch_copy(&self) -> Switch {
+        self.replicas[0].lock().switch.clone()
+    }
+
     /// What each worker did.
     pub fn worker_stats(&self) -> Vec<crate::control::api::WorkerStats> {
         let load = |a: &AtomicU64| a.load(Relaxed);

@@ -78,7 +78,7 @@ pub enum Learned {
     Moved { from: Location, counted: bool },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Fdb {
     // Keyed by the MAC as a u64: hashes faster than [u8; 6]. hashbrown's
     // default hasher (foldhash) is seeded per table, so senders choosing

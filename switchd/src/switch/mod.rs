@@ -338,7 +338,7 @@ impl Default for SwitchConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Port {
     network: NetworkId,
     mtu: u32,
@@ -362,7 +362,7 @@ pub enum PeerKind {
     Switchd,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Vtep {
     addr: SocketAddr,
     /// The VNIs it carries; `None`: all.
@@ -379,7 +379,7 @@ impl Vtep {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Network {
     vni: Vni,
     mtu: u32,
@@ -469,7 +469,7 @@ pub struct Learning {
     pub at: Instant,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Switch {
     config: SwitchConfig,
     /// Whether other replicas need to hear what this one learns.

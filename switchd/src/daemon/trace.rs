@@ -1,0 +1,381 @@
+//! `switchctl trace`: what would happen to a frame a container sends, and
+//! why, decided by the real switch without side effects, the way
+//! `ovs-appctl ofproto/trace` answers for Open vSwitch.
+//!
+//! The frame is built as the container's stack would send it (ARP first
+//! when the destination's MAC is not yet known to it, then the packet),
+//! and each is handed to a copy of the data plane's switch: it learns,
+//! counts and ages on the copy only, and nothing is sent. The decisions
+//! are read from the lookups made before (the forwarding table's entry for
+//! the destination) and from the plan the copy returns (its action, its
+//! targets, the wire settings of a VTEP target).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+use switchd_config::MacAddr;
+use switchd_wire::ip::Protocol;
+use switchd_wire::{arp, ipv4, vnet};
+
+use super::Daemon;
+use super::error::{DaemonError, OpResult};
+use crate::control::api::{Trace, TraceRequest, TraceStep};
+use crate::switch::{Action, DropReason, Gateway, Location, Next, Plan, Switch, Target};
+
+/// A container's view of where a packet goes first.
+struct Destination {
+    ip: Ipv4Addr,
+    /// The MAC the frame is addressed to, if the container can know it.
+    mac: Option<MacAddr>,
+    /// Why that MAC (the destination itself, or the gateway for another subnet).
+    via: String,
+}
+
+impl Daemon {
+    pub(super) fn trace(&self, req: &TraceRequest) -> OpResult<Trace> {
+        let bad = |m: String| DaemonError::Trace(m);
+        let net = self.networks.get(&req.network)?;
+        let from = self
+            .endpoints
+            .on(&req.network)
+            .find(|e| e.record.name.as_str() == req.from)
+            .ok_or_else(|| bad(format!("no container {:?} on network {:?} on this host", req.from, req.network)))?;
+        let own_mac = from.record.mac.ok_or_else(|| bad(format!("{} has no MAC yet", req.from)))?;
+        let own_ip = match from.record.ip {
+            Some(IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        };
+        let src_mac = match &req.src_mac {
+            Some(m) => m.parse::<MacAddr>().map_err(|_| bad(format!("--src-mac {m:?} is not a MAC address")))?,
+            None => own_mac,
+        };
+        let src_ip = match req.src_ip {
+            Some(IpAddr::V4(ip)) => ip,
+            Some(IpAddr::V6(_)) => return Err(bad("IPv6 traces are not supported yet".into())),
+            None => own_ip.ok_or_else(|| bad(format!("{} has no IPv4 address: give --src-ip", req.from)))?,
+        };
+        let proto = match req.proto.as_deref().unwrap_or("icmp") {
+            "icmp" => Protocol::Icmp,
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(bad(format!("--proto {other:?}: tcp, udp or icmp"))),
+        };
+        let size = req.size.unwrap_or(84);
+        if !(28..=65_535).contains(&size) {
+            return Err(bad(format!("--size {size}: an IPv4 packet of 28 to 65535 bytes")));
+        }
+        let to = self.destination(net, &req.to)?;
+
+        let mut steps = Vec::new();
+        let mut step = |what: &str, detail: String| steps.push(TraceStep { what: what.into(), detail });
+        let c = &net.config;
+        step("ingress", format!("port {} on network {} (VNI {}, MTU {})", from.port_label(), c.name, c.vni, c.mtu));
+        let spoofed = src_mac != own_mac || own_ip.is_some_and(|ip| ip != src_ip);
+        if spoofed {
+            step("source", format!("as {src_mac} {src_ip}, not the port's own {own_mac} {}", show(own_ip)));
+        }
+        // A copy of the switch: what it learns and counts stays there.
+        let mut switch = self.dataplane.switch_copy();
+        let now = Instant::now();
+        let mut plan = Plan::default();
+        let mac = match to.mac {
+            Some(mac) => {
+                step("neighbour", format!("{} is at {mac}", to.via));
+                mac
+            }
+            None => {
+                // The container asks first; the answer tells it the MAC.
+                let asking = if to.via.starts_with("gateway") { gateway_ip(net).unwrap_or(to.ip) } else { to.ip };
+                let frame = arp_request(src_mac, src_ip, asking);
+                switch.handle_frame(now, from.port, &frame, &mut plan);
+                match plan.action {
+                    Action::Answer { owner, .. } => {
+                        step("neighbour", format!("ARP who-has {asking}: answered by switchd for its owner, {owner}"));
+                        owner
+                    }
+                    Action::Drop(reason) => {
+                        step("neighbour", format!("ARP who-has {asking}: dropped ({})", reason.as_str()));
+                        return Ok(verdict(steps, false, format!("dropped: {}", reason.as_str())));
+                    }
+                    _ => {
+                        let targets = self.describe_targets(&switch, &plan);
+                        step("neighbour", format!("ARP who-has {asking}: nobody known has it; flooded to {targets}"));
+                        return Ok(verdict(
+                            steps,
+                            false,
+                            format!(
+                                "switchd knows no owner of {asking}: the container sends only once one replies \
+                                 (give its MAC with --to to trace past the ARP)"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        let entry = switch.fdb(net.id, now).into_iter().find(|(m, ..)| *m == mac);
+        step(
+            "fdb",
+            match &entry {
+                Some((_, at, kind, age)) => {
+                    format!("{mac}: {} ({}, age {:.1} s)", self.location(at), kind.as_str(), age.as_secs_f64())
+                }
+                None => format!("{mac}: not in the table (unknown unicast is flooded)"),
+            },
+        );
+        let frame = packet(src_mac, mac, src_ip, to.ip, proto, req.dport.unwrap_or(80), size, c.mtu.get() as usize);
+        let segmented = size > c.mtu.get() as usize && proto == Protocol::Tcp;
+        step(
+            "mtu",
+            match (size <= c.mtu.get() as usize, segmented) {
+                (true, _) => format!("{size} bytes fit the MTU {}", c.mtu),
+                (false, true) => format!(
+                    "{size} bytes of TCP (TSO) are cut into {} segments of at most {} bytes where they leave",
+                    (size - 40).div_ceil(c.mtu.get() as usize - 40),
+                    c.mtu
+                ),
+                (false, false) => format!("{size} bytes exceed the MTU {} (not TCP: cannot be segmented)", c.mtu),
+            },
+        );
+        switch.handle_frame(now, from.port, &frame, &mut plan);
+        let (delivered, outcome) = match plan.action {
+            Action::Drop(reason) => {
+                step("drop", format!("{} ({})", reason.as_str(), explain(reason)));
+                (false, format!("dropped: {}", reason.as_str()))
+            }
+            Action::Reject { reason, .. } => {
+                step("route", format!("refused: {} ({})", reason.as_str(), explain(reason)));
+                (false, format!("refused with an ICMP error: {}", reason.as_str()))
+            }
+            Action::Local { .. } => {
+                step("gateway", format!("for the gateway itself: served by switchd ({proto:?})"));
+                (true, "answered by the gateway".to_owned())
+            }
+            Action::Answer { owner, .. } => {
+                step("neighbour", format!("answered by switchd for {owner}"));
+                (true, "answered by switchd".to_owned())
+            }
+            Action::Route { network, next, .. } => {
+                let into = self.networks.iter().find(|n| n.id == network);
+                let name = into.map_or_else(|| "?".to_owned(), |n| n.config.name.to_string());
+                let hop = match next {
+                    Next::Port(_) => "a port of this host",
+                    Next::Vtep(_) => "another host",
+                    Next::Flood => "every port and host of it (MAC not known yet)",
+                };
+                step("route", format!("routed by the gateway into network {name}, TTL 64 -> 63, to {hop}"));
+                self.egress(&switch, &plan, &mut step)
+            }
+            Action::Deliver(_) | Action::Encap { .. } | Action::Flood { .. } => self.egress(&switch, &plan, &mut step),
+        };
+        Ok(verdict(steps, delivered, outcome))
+    }
+
+    /// Where `to` (an address, a container's name, or a MAC) is, as the
+    /// container on `net` would address it.
+    fn destination(&self, net: &super::networks::Network, to: &str) -> OpResult<Destination> {
+        let subnet = net.config.subnet;
+        let in_subnet = |ip: Ipv4Addr| subnet.is_some_and(|s| s.contains(IpAddr::V4(ip)));
+        let gateway_mac = Gateway::mac_for(net.config.vni);
+        let by_ip = |ip: Ipv4Addr| match in_subnet(ip) {
+            true => Destination { ip, mac: None, via: format!("{ip}") },
+            false => Destination { ip, mac: Some(gateway_mac), via: format!("gateway (for {ip}, outside the subnet)") },
+        };
+        if let Ok(IpAddr::V4(ip)) = to.parse::<IpAddr>() {
+            return Ok(by_ip(ip));
+        }
+        if let Ok(mac) = to.parse::<MacAddr>() {
+            let ip = self.ip_of_mac(mac).unwrap_or(Ipv4Addr::UNSPECIFIED);
+            return Ok(Destination { ip, mac: Some(mac), via: format!("{mac}") });
+        }
+        match self.ip_of_name(net.config.name.as_str(), to) {
+            Some(ip) => Ok(by_ip(ip)),
+            None => Err(DaemonError::Trace(format!("{to:?} is no address, MAC or container name known here"))),
+        }
+    }
+
+    fn ip_of_mac(&self, mac: MacAddr) -> Option<Ipv4Addr> {
+        let ip = self.endpoints.iter().find(|e| e.record.mac == Some(mac)).and_then(|e| e.record.ip);
+        match ip {
+            Some(IpAddr::V4(v4)) => Some(v4),
+            _ => None,
+        }
+    }
+
+    /// A container's address by name: on `network` first, then anywhere.
+    fn ip_of_name(&self, network: &str, name: &str) -> Option<Ipv4Addr> {
+        let v4 = |ip: Option<IpAddr>| match ip {
+            Some(IpAddr::V4(v4)) => Some(v4),
+            _ => None,
+        };
+        let local = |only: Option<&str>| {
+            self.endpoints
+                .iter()
+                .filter(|e| e.record.name.as_str() == name && only.is_none_or(|n| e.record.network.as_str() == n))
+                .find_map(|e| v4(e.record.ip))
+        };
+        let remote = |only: Option<&str>| {
+            self.networks.iter().filter(|n| only.is_none_or(|o| n.config.name.as_str() == o)).find_map(|n| {
+                self.cluster
+                    .table
+                    .endpoints_on(&n.config.name)
+                    .find(|(_, e)| e.name.as_str() == name)
+                    .and_then(|(_, e)| v4(e.ip))
+            })
+        };
+        local(Some(network)).or_else(|| remote(Some(network))).or_else(|| local(None)).or_else(|| remote(None))
+    }
+
+    /// A forwarding-table location in words.
+    fn location(&self, at: &Location) -> String {
+        match *at {
+            Location::Port(port) => match self.endpoints.by_port(port) {
+                Some(e) => format!("port {}", e.port_label()),
+                None => "a port of this host (a gateway or host-access port)".into(),
+            },
+            Location::Vtep(id) => match self.cluster.vtep_owner(id) {
+                Some((Some(host), ip)) => format!("host {host} at VTEP {ip}"),
+                Some((None, ip)) => format!("VTEP {ip}"),
+                None => "a VTEP".into(),
+            },
+        }
+    }
+
+    /// Every target of `plan`, in words.
+    fn describe_targets(&self, switch: &Switch, plan: &Plan) -> String {
+        let named: Vec<String> = plan
+            .targets
+            .iter()
+            .map(|t| match *t {
+                Target::Port(port) => self.location(&Location::Port(port)),
+                Target::Vtep(vtep) => match switch.vtep_addr(vtep) {
+                    Some(addr) => self.location(&Location::Vtep(vtep)).replace("a VTEP", &addr.ip().to_string()),
+                    None => self.location(&Location::Vtep(vtep)),
+                },
+            })
+            .collect();
+        if named.is_empty() { "nowhere (no other port or host on the network)".into() } else { named.join(", ") }
+    }
+
+    /// The egress steps of a plan that sends: ports, and VTEPs with their
+    /// wire (VNI, sealing, key).
+    fn egress(&self, switch: &Switch, plan: &Plan, step: &mut impl FnMut(&str, String)) -> (bool, String) {
+        if let Some(wire) = plan.wire {
+            let sealing = match wire.encrypted {
+                false => "plain VXLAN".to_owned(),
+                true => {
+                    let net = self.networks.iter().find(|n| n.config.vni == wire.vni);
+                    let cipher = net.and_then(|n| n.config.encryption).map(|e| e.cipher.to_string());
+                    let scope = net.map(|n| super::keys::key_scope(&n.config).display_name());
+                    let key = scope.and_then(|scope| {
+                        self.key_ls().into_iter().find(|k| k.scope == scope && k.state == "sending").map(|k| k.id)
+                    });
+                    match (cipher, key) {
+                        (Some(cipher), Some(key)) => format!("sealed with {cipher}, key id {key}"),
+                        _ => "encrypted, but this host holds no key for it: nothing is sent".to_owned(),
+                    }
+                }
+            };
+            step("vtep", format!("VNI {}, {sealing}, segments cut to MTU {}", wire.vni, wire.mtu));
+        }
+        let targets = self.describe_targets(switch, plan);
+        match plan.action {
+            Action::Flood { .. } | Action::Route { next: Next::Flood, .. } => {
+                step("egress", format!("flooded to {targets}"));
+                (!plan.targets.is_empty(), format!("flooded to {targets}"))
+            }
+            _ => {
+                step("egress", targets.clone());
+                (!plan.targets.is_empty(), format!("delivered to {targets}"))
+            }
+        }
+    }
+}
+
+fn show(ip: Option<Ipv4Addr>) -> String {
+    ip.map_or_else(|| "(no address)".to_owned(), |ip| ip.to_string())
+}
+
+fn gateway_ip(net: &super::networks::Network) -> Option<Ipv4Addr> {
+    match net.config.gateway {
+        Some(IpAddr::V4(ip)) => Some(ip),
+        _ => None,
+    }
+}
+
+fn verdict(steps: Vec<TraceStep>, delivered: bool, outcome: String) -> Trace {
+    Trace { steps, delivered, verdict: outcome }
+}
+
+/// What a drop reason means, for a trace.
+fn explain(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::SpoofedMac | DropReason::SpoofedAddress => {
+            "the source is not the MAC and address this port was given"
+        }
+        DropReason::NoKey => "the network is encrypted and this host holds no key for it",
+        DropReason::Oversize => "larger than the network's MTU",
+        DropReason::RouteDenied => "no [[route]] allows traffic between these networks",
+        _ => "see `switchctl stats` for the counter of this reason",
+    }
+}
+
+/// An ARP request from `src` for `target`, with its virtio header.
+fn arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut frame = vnet::build_plain(MacAddr::BROADCAST, src_mac, 0x0806, arp::PACKET_LEN);
+    let repr = arp::Repr {
+        operation: arp::Operation::Request,
+        sender_mac: src_mac,
+        sender_ip: src_ip,
+        target_mac: MacAddr([0; 6]),
+        target_ip: target,
+    };
+    repr.emit(&mut frame[vnet::HEADER_LEN + 14..]);
+    frame
+}
+
+/// The IPv4 packet of `size` bytes a container sends: ICMP echo, a TCP
+/// SYN or a UDP datagram to `dport`. A TCP packet larger than `mtu` is a
+/// TSO frame, as the container's stack hands it over with offloads on.
+#[allow(clippy::too_many_arguments)]
+fn packet(
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: Protocol,
+    dport: u16,
+    size: usize,
+    mtu: usize,
+) -> Vec<u8> {
+    let mut frame = vnet::build_plain(dst_mac, src_mac, 0x0800, size);
+    let ip = vnet::HEADER_LEN + 14;
+    ipv4::Repr { src_addr: src, dst_addr: dst, protocol: proto, payload_len: size - 20, ttl: 64 }
+        .emit(&mut frame[ip..]);
+    let l4 = &mut frame[ip + 20..];
+    match proto {
+        Protocol::Tcp if l4.len() >= 20 => {
+            l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
+            l4[2..4].copy_from_slice(&dport.to_be_bytes());
+            l4[12] = 5 << 4;
+            l4[13] = 0x02; // SYN
+        }
+        Protocol::Udp if l4.len() >= 8 => {
+            l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
+            l4[2..4].copy_from_slice(&dport.to_be_bytes());
+            l4[4..6].copy_from_slice(&((size - 20) as u16).to_be_bytes());
+        }
+        _ => l4[0] = 8, // ICMP echo request
+    }
+    if proto == Protocol::Tcp && size > mtu {
+        let tso = vnet::Repr {
+            flags: 1,    // NEEDS_CSUM
+            gso_type: 1, // TCPV4
+            hdr_len: 54,
+            gso_size: (mtu - 40) as u16,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        tso.emit(&mut frame);
+    }
+    frame
+}

@@ -1,0 +1,142 @@
+//! `switchctl trace`: what the switch would do with a container's packet,
+//! and why, without doing it: delivered, refused between networks, a
+//! spoofed source, an oversize datagram, and across hosts to a VTEP with
+//! its VNI and key; the data plane's counters and tables unchanged.
+
+use serde_json::Value;
+use std::time::Duration;
+
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, count, gossip_member, wait_until};
+
+const NETWORKS: &str = r#"
+[[network]]
+name = "front"
+vni = 100
+subnet = "10.10.0.0/24"
+internal = true
+
+[[network]]
+name = "back"
+vni = 200
+subnet = "10.20.0.0/24"
+internal = true
+"#;
+
+fn port(network: &str, ns: &Netns, ip: &str) -> String {
+    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
+}
+
+/// `switchctl --json trace ARGS`: the trace.
+fn trace(sd: &Switchd, args: &[&str]) -> Value {
+    let mut all = vec!["trace"];
+    all.extend_from_slice(args);
+    sd.json(&all)
+}
+
+/// The detail of step `what`, if the trace has it.
+fn step<'a>(t: &'a Value, what: &str) -> Option<&'a str> {
+    t["steps"].as_array()?.iter().find(|s| s["what"] == what).and_then(|s| s["detail"].as_str())
+}
+
+fn verdict(t: &Value) -> &str {
+    t["verdict"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn a_trace_explains_delivery_isolation_spoofing_and_size_and_changes_nothing() {
+    let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
+    let body = format!(
+        "{NETWORKS}{}{}{}",
+        port("front", &c1, "10.10.0.11"),
+        port("front", &c2, "10.10.0.12"),
+        port("back", &c3, "10.20.0.13")
+    );
+    let sd = Switchd::start("", &body);
+    assert!(c1.ping("10.10.0.12", 1), "{}", sd.log());
+    let before = sd.stats();
+
+    // Delivered, by name: ARP answered by switchd, the FDB entry, the port.
+    let t = trace(&sd, &["front", "--from", &c1.name, "--to", &c2.name]);
+    eprintln!("{}", sd.ctl(&["trace", "front", "--from", &c1.name, "--to", &c2.name]));
+    assert_eq!(t["delivered"], true, "{t}");
+    assert!(step(&t, "ingress").is_some_and(|d| d.contains(&format!("port {}:eth0", c1.name))), "{t}");
+    assert!(step(&t, "neighbour").is_some_and(|d| d.contains("answered by switchd")), "{t}");
+    assert!(step(&t, "fdb").is_some_and(|d| d.contains(&format!("port {}:eth0", c2.name))), "{t}");
+    assert!(verdict(&t).contains(&format!("delivered to port {}:eth0", c2.name)), "{t}");
+
+    // Another network, no route between them: refused by the gateway.
+    let t = trace(&sd, &["front", "--from", &c1.name, "--to", "10.20.0.13"]);
+    assert_eq!(t["delivered"], false, "{t}");
+    assert!(step(&t, "neighbour").is_some_and(|d| d.contains("gateway")), "{t}");
+    assert!(verdict(&t).contains("route_denied") || verdict(&t).contains("no_route"), "{t}");
+
+    // A source the port was not given: the guard drops it.
+    let t = trace(&sd, &["front", "--from", &c1.name, "--to", "10.10.0.12", "--src-ip", "10.10.0.99"]);
+    assert!(step(&t, "source").is_some(), "{t}");
+    assert!(verdict(&t).contains("spoofed_address"), "{t}");
+    let t = trace(&sd, &["front", "--from", &c1.name, "--to", "10.10.0.12", "--src-mac", "02:00:00:00:00:99"]);
+    assert!(verdict(&t).starts_with("dropped: spoofed"), "{t}");
+
+    // Larger than the MTU: a UDP datagram is dropped, TCP (TSO) is cut.
+    let t = trace(&sd, &["front", "--from", &c1.name, "--to", "10.10.0.12", "--proto", "udp", "--size", "2000"]);
+    assert!(verdict(&t).contains("oversize"), "{t}");
+    let t = trace(&sd, &["front", "--from", &c1.name, "--to", "10.10.0.12", "--proto", "tcp", "--size", "9000"]);
+    assert_eq!(t["delivered"], true, "{t}");
+    assert!(step(&t, "mtu").is_some_and(|d| d.contains("segments")), "{t}");
+
+    // What does not exist is a clear error.
+    for (args, message) in [
+        (vec!["nonet", "--from", &c1.name, "--to", "10.10.0.12"], "nonet"),
+        (vec!["front", "--from", "nobody", "--to", "10.10.0.12"], "no container \"nobody\""),
+        (vec!["front", "--from", &c1.name, "--to", "no-such-name"], "no address, MAC or container name"),
+        (vec!["front", "--from", &c1.name, "--to", "10.10.0.12", "--proto", "sctp"], "--proto"),
+    ] {
+        let mut all = vec!["trace"];
+        all.extend_from_slice(&args);
+        let e = sd.try_ctl(&all).expect_err("refused");
+        assert!(e.contains(message), "{args:?}: {e}");
+    }
+
+    // Nothing was counted, learned or sent by the traces.
+    let after = sd.stats();
+    for (b, a) in before["ports"].as_array().unwrap().iter().zip(after["ports"].as_array().unwrap()) {
+        assert_eq!(count(b, "rx_frames"), count(a, "rx_frames"), "{b} {a}");
+        assert_eq!(b["drops"], a["drops"], "traces counted drops");
+    }
+}
+
+#[test]
+fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
+    let mut ul = Underlay::new();
+    let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
+    let (a1, b1) = (Netns::new("a1"), Netns::new("b1"));
+    let key = KeyFile::new("cluster", 0x21);
+    let secret =
+        "\n[[network]]\nname = \"secret\"\nvni = 300\nsubnet = \"10.30.0.0/24\"\ninternal = true\nencrypted = true\n";
+    let a = gossip_member(ha, &ipa, &key, &format!("{NETWORKS}{secret}"));
+    let b = gossip_member(hb, &ipb, &key, "");
+    let all = wait_until(Duration::from_secs(10), || b.json(&["network", "ls"]).as_array().unwrap().len() == 3);
+    assert!(all, "the networks did not reach b:\n{}", b.log());
+    a.connect("front", &a1, &["--ip", "10.10.0.11"]);
+    a.connect("secret", &a1, &["--ip", "10.30.0.11"]);
+    b.connect("front", &b1, &["--ip", "10.10.0.21"]);
+    b.connect("secret", &b1, &["--ip", "10.30.0.21"]);
+    let reached = wait_until(Duration::from_secs(10), || a1.ping("10.10.0.21", 1) && a1.ping("10.30.0.21", 1));
+    assert!(reached, "{}\n{}", a.log(), b.log());
+
+    let t = trace(&a, &["front", "--from", &a1.name, "--to", &b1.name]);
+    eprintln!("{}", a.ctl(&["trace", "front", "--from", &a1.name, "--to", &b1.name]));
+    assert_eq!(t["delivered"], true, "{t}");
+    assert!(step(&t, "neighbour").is_some_and(|d| d.contains("answered by switchd")), "{t}");
+    assert!(step(&t, "vtep").is_some_and(|d| d.contains("VNI 100") && d.contains("plain VXLAN")), "{t}");
+    assert!(verdict(&t).contains(&ipb), "the VTEP of host b: {t}");
+
+    let t = trace(&a, &["secret", "--from", &a1.name, "--to", "10.30.0.21", "--proto", "tcp", "--dport", "443"]);
+    eprintln!("{}", a.ctl(&["trace", "secret", "--from", &a1.name, "--to", "10.30.0.21", "--proto", "tcp"]));
+    let keys = a.json(&["key", "ls"]);
+    let sending = keys.as_array().unwrap().iter().find(|k| k["state"] == "sending").expect("a sending key");
+    let vtep = step(&t, "vtep").unwrap_or_default();
+    assert!(vtep.contains("VNI 300") && vtep.contains("sealed with"), "{t}");
+    assert!(vtep.contains(sending["id"].as_str().unwrap()), "the key id: {t}");
+    assert_eq!(t["delivered"], true, "{t}");
+}
