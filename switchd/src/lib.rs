@@ -21,6 +21,9 @@
 // System calls are `io`'s alone; everything else is safe Rust.
 #![deny(unsafe_code)]
 
+/// This build: the crate's version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SWITCHD_COMMIT"), ")");
+
 pub mod cluster;
 pub mod cni;
 pub mod conns;

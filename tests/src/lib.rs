@@ -285,6 +285,9 @@ pub struct Switchd {
     pub host: Netns,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// Environment and arguments the daemon starts with, beyond the usual.
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
 }
 
 impl Switchd {
@@ -296,6 +299,14 @@ impl Switchd {
     /// Writes a host.toml and starts switchd in `host`. `host_extra` goes
     /// into `[host]` (after name, socket and state dir); `body` follows it.
     pub fn start_in(host: Netns, host_extra: &str, body: &str) -> Switchd {
+        let mut sd = Switchd::prepare(host, host_extra, body);
+        sd.launch();
+        sd
+    }
+
+    /// [`Switchd::start_in`] without starting it: set `env` and `args`,
+    /// then [`Switchd::launch`].
+    pub fn prepare(host: Netns, host_extra: &str, body: &str) -> Switchd {
         let dir = std::env::temp_dir().join(unique("dir"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config = format!(
@@ -305,9 +316,7 @@ impl Switchd {
             dir.join("state").display()
         );
         std::fs::write(dir.join("host.toml"), config).expect("write host.toml");
-        let mut sd = Switchd { host, dir, child: None };
-        sd.launch();
-        sd
+        Switchd { host, dir, child: None, env: Vec::new(), args: Vec::new() }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -341,7 +350,9 @@ impl Switchd {
             .arg(bin("switchd"))
             .arg("--config")
             .arg(self.config_path())
+            .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -14,7 +14,7 @@ use switchd::control::{client, render};
 use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Manage a running switchd")]
+#[command(name = "switchctl", version = switchd::VERSION, about = "Manage a running switchd")]
 struct Cli {
     /// switchd's control socket.
     #[arg(long, global = true, env = "SWITCHD_SOCKET", default_value = "/run/switchd/switchd.sock")]
@@ -30,6 +30,8 @@ struct Cli {
 enum Command {
     /// Host name, version, uptime, networks, ports, peers alive.
     Status,
+    /// This switchctl's version and commit, and the running switchd's.
+    Version,
     /// Networks and their endpoints.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -305,6 +307,12 @@ fn lines(names: Vec<String>) -> String {
 fn run(cli: &Cli) -> Result<String, String> {
     match &cli.command {
         Command::Status => ask(cli, Request::Status, |s: Status| render::status(&s)),
+        Command::Version => {
+            let client = format!("switchctl {}\n", switchd::VERSION);
+            let server = ask(cli, Request::Status, |s: Status| format!("switchd   {}\n", s.version))
+                .map_err(|e| format!("{client}switchd: {e}"))?;
+            Ok(if cli.json { server } else { client + &server })
+        }
         Command::Fdb { network } => {
             ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
         }

@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Userspace virtual switch and overlay router for containers.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = switchd::VERSION)]
 struct Args {
     /// The host's configuration file.
     #[arg(long, value_name = "FILE")]
@@ -21,14 +21,26 @@ struct Args {
     /// Validate the configuration and exit: 0 if valid, 2 if not.
     #[arg(long)]
     check: bool,
+    /// How log lines are written to stderr (the journal, under systemd):
+    /// for people, or one JSON object per line for log shippers.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     let config = match Config::load(&args.config) {
         Ok(config) => config,
@@ -46,6 +58,29 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// With systemd's watchdog on (`WatchdogSec=`), tells it twice per period
+/// that switchd is alive, as long as every data-plane worker runs: a
+/// stopped worker (a bug, logged) gets the service restarted.
+async fn watchdog(daemon: Shared) {
+    // As sd_watchdog_enabled(3): WATCHDOG_USEC, for this process unless
+    // WATCHDOG_PID names another.
+    let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let Some(usec) = var("WATCHDOG_USEC").filter(|u| *u > 0) else { return };
+    if var("WATCHDOG_PID").is_some_and(|pid| pid != u64::from(std::process::id())) {
+        return;
+    }
+    let mut every = tokio::time::interval(std::time::Duration::from_micros(usec / 2));
+    loop {
+        every.tick().await;
+        let stopped = daemon::run_reading(&daemon, |d| d.stopped_workers()).await.unwrap_or_default();
+        if stopped.is_empty() {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!("data-plane workers {stopped:?} stopped: not telling systemd's watchdog switchd is alive");
         }
     }
 }
@@ -121,7 +156,11 @@ fn run(config: Config) -> std::io::Result<()> {
             ),
             None => None,
         };
-        tracing::info!(host = %host.name, socket = %socket_path.display(), "switchd ready");
+        tracing::info!(host = %host.name, socket = %socket_path.display(), version = switchd::VERSION, "switchd ready");
+        // Under systemd (`Type=notify`): ready now, and alive while every
+        // data-plane worker runs. Without NOTIFY_SOCKET these do nothing.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let watchdog = tokio::spawn(watchdog(daemon.clone()));
 
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -152,6 +191,8 @@ fn run(config: Config) -> std::io::Result<()> {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        watchdog.abort();
         if let Some(cluster) = cluster {
             cluster.leave().await;
         }

@@ -23,7 +23,7 @@ impl Daemon {
     pub(super) fn status(&self) -> Status {
         Status {
             host: self.host.name.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::VERSION.to_owned(),
             uptime_secs: self.started.elapsed().as_secs(),
             networks: self.networks.len(),
             ports: self.endpoints.len(),
@@ -267,7 +267,7 @@ impl Daemon {
             .collect();
         crate::metrics::Snapshot {
             host: self.host.name.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::VERSION.to_owned(),
             uptime: self.started.elapsed(),
             starts: self.starts,
             stats: self.stats(),
