@@ -173,6 +173,12 @@ pub fn render(s: &Snapshot) -> String {
         "Sealed datagrams refused, by reason, from every VTEP.",
         &["reason"],
     );
+    if s.stats.crypto.is_some() {
+        // Every reason, zeros too: an alert on one finds it before it happens.
+        for reason in CRYPTO_REFUSALS {
+            crypto_failures.with_label_values(&[reason]).inc_by(0);
+        }
+    }
     for v in &s.stats.vteps {
         let l = [v.vtep.as_str(), v.host.as_deref().unwrap_or("")];
         vtep_rx.with_label_values(&l).inc_by(v.rx_frames);
@@ -191,8 +197,10 @@ pub fn render(s: &Snapshot) -> String {
         "Datagrams dropped before any VTEP was known (unknown sources, malformed), by reason.",
         &["reason"],
     );
-    for (reason, n) in &s.stats.underlay_drops {
-        underlay.with_label_values(&[reason]).inc_by(*n);
+    // Every reason (a fixed list), zeros too: no VTEP, no other label.
+    for reason in crate::switch::DropReason::ALL {
+        let name = reason.as_str();
+        underlay.with_label_values(&[name]).inc_by(s.stats.underlay_drops.get(name).copied().unwrap_or(0));
     }
 
     if let Some(c) = &s.stats.crypto {
@@ -223,8 +231,10 @@ pub fn render(s: &Snapshot) -> String {
             "Gossip datagrams refused before reading, by reason.",
             &["reason"],
         );
-        for (reason, n) in &g.rejected {
-            rejected.with_label_values(&[reason]).inc_by(*n);
+        // Every reason (a fixed list), zeros too.
+        for reason in switchd_overlay::gossip::wire::Reject::ALL {
+            let name = reason.as_str();
+            rejected.with_label_values(&[name]).inc_by(g.rejected.get(name).copied().unwrap_or(0));
         }
         let none: &[&str] = &[];
         f.counter("switchd_gossip_bad_messages_total", "Authentic gossip messages that did not parse.", &[])

@@ -71,6 +71,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A file of the repository, by its path from the top.
+pub fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
 /// Runs a command, returning its output; panics only if it cannot start.
 pub fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
