@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, Request, RouteInfo,
-    Stats, Status, Trace, TraceRequest,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, ReloadReport,
+    Request, RouteInfo, Stats, Status, Trace, TraceRequest,
 };
 use switchd::control::{client, render};
 use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
@@ -32,6 +32,9 @@ enum Command {
     Status,
     /// This switchctl's version and commit, and the running switchd's.
     Version,
+    /// Reads host.toml again and applies its changes to networks, ports,
+    /// routes and peers (as SIGHUP does); an invalid file changes nothing.
+    Reload,
     /// Networks and their endpoints.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -329,6 +332,7 @@ fn run(cli: &Cli) -> Result<String, String> {
             };
             ask(cli, Request::Trace { trace }, |t: Trace| render::trace(&t))
         }
+        Command::Reload => ask(cli, Request::Reload, |r: ReloadReport| render::reload(&r)),
         Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
         Command::Peers => ask(cli, Request::Peers, |p: Vec<PeerInfo>| render::peers(&p)),
         Command::Network(command) => match command {

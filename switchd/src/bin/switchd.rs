@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         println!("{}: valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, args.config.clone()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -108,7 +108,7 @@ async fn housekeeping(daemon: Shared) {
     }
 }
 
-fn run(config: Config) -> std::io::Result<()> {
+fn run(config: Config, config_path: PathBuf) -> std::io::Result<()> {
     // Every connection costs a descriptor: take all the system allows.
     match switchd::io::sys::raise_nofile_limit() {
         Ok((before, after)) if after > before => tracing::info!("open files limit raised from {before} to {after}"),
@@ -144,8 +144,9 @@ fn run(config: Config) -> std::io::Result<()> {
             }
             None => None,
         };
-        let daemon =
+        let mut daemon =
             tokio::task::spawn_blocking(move || Daemon::start(config)).await.map_err(std::io::Error::other)??;
+        daemon.set_config_path(config_path);
         let daemon: Shared = Arc::new(RwLock::new(daemon));
         let _ = probe.daemon.set(daemon.clone());
         let mut cluster = match &gossip {
@@ -163,6 +164,17 @@ fn run(config: Config) -> std::io::Result<()> {
         let watchdog = tokio::spawn(watchdog(daemon.clone()));
 
         let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let reloading = async {
+            loop {
+                hup.recv().await;
+                tracing::info!("SIGHUP: reading the config again");
+                match daemon::run_waiting(&daemon, |d| Ok(d.reload_from_signal())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => tracing::error!("{e}"),
+                }
+            }
+        };
         let mut int = signal(SignalKind::interrupt())?;
         let gossiping = async {
             match cluster.as_mut() {
@@ -188,6 +200,7 @@ fn run(config: Config) -> std::io::Result<()> {
             _ = serving_docker => {}
             _ = housekeeping(daemon.clone()) => {}
             _ = gossiping => {}
+            _ = reloading => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }

@@ -34,6 +34,8 @@ pub enum Request {
     Trace {
         trace: TraceRequest,
     },
+    /// host.toml read again; its changes applied.
+    Reload,
     Fdb {
         network: Option<String>,
     },
@@ -240,6 +242,17 @@ pub struct CryptoStats {
 }
 
 /// One key of a ring, for `switchctl key ls`.
+/// What a reload did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Changes left for a restart (read only at start).
+    pub needs_restart: Vec<String>,
+    /// Changes that could not be made (the rest were).
+    pub errors: Vec<String>,
+}
+
 /// `switchctl trace`: a frame a container would send, to trace.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TraceRequest {

@@ -130,6 +130,26 @@ pub fn network_detail(d: &NetworkDetail) -> String {
     out
 }
 
+/// What a reload did, one change per line.
+pub fn reload(r: &crate::control::api::ReloadReport) -> String {
+    let mut out = String::new();
+    let parts = [
+        ("added", &r.added),
+        ("removed", &r.removed),
+        ("needs a restart:", &r.needs_restart),
+        ("not done:", &r.errors),
+    ];
+    for (what, items) in parts {
+        for item in items {
+            out.push_str(&format!("{what} {item}\n"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no change\n");
+    }
+    out
+}
+
 /// A trace, one decision per line, as `ovs-appctl ofproto/trace` prints.
 pub fn trace(t: &crate::control::api::Trace) -> String {
     let width = t.steps.iter().map(|s| s.what.len()).max().unwrap_or(0);

@@ -67,6 +67,9 @@ pub enum DaemonError {
     /// A trace of something that does not exist, or cannot be built.
     #[error("{0}")]
     Trace(String),
+    /// host.toml could not be read again, or does not validate: nothing changed.
+    #[error("reload refused, nothing changed:\n{0}")]
+    Reload(String),
 }
 
 impl DaemonError {

@@ -35,6 +35,7 @@ mod gateway;
 pub mod ipam;
 mod keys;
 mod networks;
+mod reload;
 mod reports;
 pub mod state;
 pub mod system;
@@ -116,6 +117,14 @@ pub async fn run_reading<T: Send + 'static>(
     tokio::task::spawn_blocking(move || op(&read(&daemon))).await.map_err(|e| DaemonError::Internal(e.to_string()))
 }
 
+/// host.toml's sections that only a restart applies.
+#[derive(Debug)]
+struct StartSections {
+    gossip: Option<switchd_config::GossipConfig>,
+    docker: Option<switchd_config::DockerConfig>,
+    metrics: Option<switchd_config::MetricsConfig>,
+}
+
 #[derive(Debug)]
 pub struct Daemon {
     host: HostConfig,
@@ -142,6 +151,10 @@ pub struct Daemon {
     started: Instant,
     /// How many times switchd started on this host, this time included.
     starts: u64,
+    /// The file a reload reads again ([`Daemon::set_config_path`]).
+    config_path: Option<std::path::PathBuf>,
+    /// The sections a reload cannot change, as they were at start.
+    started_with: StartSections,
 }
 
 impl Daemon {
@@ -205,6 +218,12 @@ impl Daemon {
             session,
             started: Instant::now(),
             starts,
+            config_path: None,
+            started_with: StartSections {
+                gossip: config.gossip.clone(),
+                docker: config.docker.clone(),
+                metrics: config.metrics.clone(),
+            },
         };
         let interrupted = daemon.finish_interrupted(saved.pending);
         for peer in config.peers {
@@ -423,6 +442,11 @@ impl Daemon {
         self.system.clone()
     }
 
+    /// Where host.toml is, for `switchctl reload` and SIGHUP.
+    pub fn set_config_path(&mut self, path: std::path::PathBuf) {
+        self.config_path = Some(path);
+    }
+
     /// Stops the data plane and saves. Interfaces stay in their containers,
     /// ready for the next start.
     pub fn shutdown(&mut self) {
@@ -470,6 +494,7 @@ impl Daemon {
             Request::RouteRm { route } => answer(self.route_rm(route)),
             Request::PublishAdd { publish } => answer(self.publish_add(publish)),
             Request::PublishRm { host_port, protocol } => answer(self.publish_rm(*host_port, protocol)),
+            Request::Reload => self.reload().and_then(value),
             Request::Status
             | Request::NetworkLs
             | Request::NetworkInspect { .. }
