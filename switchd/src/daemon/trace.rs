@@ -116,6 +116,7 @@ impl Daemon {
         step(
             "fdb",
             match &entry {
+                None if mac == Gateway::mac_for(c.vni) => format!("{mac}: the gateway's own MAC (switchd routes it)"),
                 Some((_, at, kind, age)) => {
                     format!("{mac}: {} ({}, age {:.1} s)", self.location(at), kind.as_str(), age.as_secs_f64())
                 }
