@@ -139,4 +139,16 @@ fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
     assert!(vtep.contains("VNI 300") && vtep.contains("sealed with"), "{t}");
     assert!(vtep.contains(sending["id"].as_str().unwrap()), "the key id: {t}");
     assert_eq!(t["delivered"], true, "{t}");
+
+    // The receiving side: datagrams from the underlay.
+    let t = trace(&a, &["front", "--from-vtep", &ipb, "--to", &a1.name]);
+    eprintln!("{}", a.ctl(&["trace", "front", "--from-vtep", &ipb, "--to", &a1.name]));
+    assert!(verdict(&t).contains(&format!("delivered to port {}:eth0", a1.name)), "{t}");
+    let t = trace(&a, &["front", "--from-vtep", "198.18.0.77", "--to", "10.10.0.11"]);
+    assert_eq!(verdict(&t), "dropped: unknown_source", "an unknown VTEP: {t}");
+    let t = trace(&a, &["front", "--from-vtep", &ipb, "--vni", "999", "--to", "10.10.0.11"]);
+    assert_eq!(verdict(&t), "dropped: unknown_vni", "{t}");
+    let t = trace(&a, &["secret", "--from-vtep", &ipb, "--to", "10.30.0.11"]);
+    assert!(step(&t, "open").is_some_and(|d| d.contains("cluster key")), "{t}");
+    assert!(verdict(&t).contains(&format!("delivered to port {}:eth1", a1.name)), "{t}");
 }

@@ -44,8 +44,14 @@ enum Command {
         /// The network the container sends on.
         network: String,
         /// The sending container (on this host).
-        #[arg(long)]
-        from: String,
+        #[arg(long, required_unless_present = "from_vtep")]
+        from: Option<String>,
+        /// Instead: a VXLAN datagram arriving from this VTEP (another host).
+        #[arg(long, conflicts_with = "from")]
+        from_vtep: Option<std::net::IpAddr>,
+        /// With --from-vtep: the VNI it carries (default: the network's).
+        #[arg(long, requires = "from_vtep")]
+        vni: Option<u32>,
         /// The destination: an IPv4 address, a container's name, or a MAC.
         #[arg(long)]
         to: String,
@@ -319,10 +325,12 @@ fn run(cli: &Cli) -> Result<String, String> {
         Command::Fdb { network } => {
             ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
         }
-        Command::Trace { network, from, to, proto, dport, size, src_ip, src_mac } => {
+        Command::Trace { network, from, from_vtep, vni, to, proto, dport, size, src_ip, src_mac } => {
             let trace = TraceRequest {
                 network: network.clone(),
-                from: from.clone(),
+                from: from.clone().unwrap_or_default(),
+                from_vtep: *from_vtep,
+                vni: *vni,
                 to: to.clone(),
                 proto: Some(proto.clone()),
                 dport: *dport,

@@ -257,8 +257,16 @@ pub struct ReloadReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TraceRequest {
     pub network: String,
-    /// The sending container (an endpoint of `network` on this host).
+    /// The sending container (an endpoint of `network` on this host);
+    /// empty with `from_vtep`.
+    #[serde(default)]
     pub from: String,
+    /// Instead: a VXLAN datagram arriving from this VTEP address (the
+    /// network's VNI, or `vni`).
+    #[serde(default)]
+    pub from_vtep: Option<IpAddr>,
+    #[serde(default)]
+    pub vni: Option<u32>,
     /// An IPv4 address, a container's name, or a MAC.
     pub to: String,
     /// tcp, udp or icmp (default).

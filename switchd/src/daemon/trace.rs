@@ -35,6 +35,9 @@ impl Daemon {
     pub(super) fn trace(&self, req: &TraceRequest) -> OpResult<Trace> {
         let bad = |m: String| DaemonError::Trace(m);
         let net = self.networks.get(&req.network)?;
+        if let Some(vtep) = req.from_vtep {
+            return self.trace_datagram(net, vtep, req);
+        }
         let from = self
             .endpoints
             .on(&req.network)
@@ -171,6 +174,70 @@ impl Daemon {
         Ok(verdict(steps, delivered, outcome))
     }
 
+    /// A VXLAN datagram from `vtep` for a container on `net` here: what
+    /// the receiving host decides. A sealed one is taken to open (its tag
+    /// is not checked in a trace) when this host holds a key for the
+    /// network, and refused as `unknown_key` when it holds none.
+    fn trace_datagram(&self, net: &super::networks::Network, vtep: IpAddr, req: &TraceRequest) -> OpResult<Trace> {
+        let bad = |m: String| DaemonError::Trace(m);
+        let c = &net.config;
+        let vni = req.vni.unwrap_or(c.vni.get());
+        let dst = self.destination(net, &req.to)?;
+        let dst_mac = match dst.mac {
+            Some(mac) => mac,
+            None => self
+                .endpoints
+                .on(c.name.as_str())
+                .find(|e| e.record.ip == Some(IpAddr::V4(dst.ip)))
+                .and_then(|e| e.record.mac)
+                .ok_or_else(|| bad(format!("no container here has {}", dst.ip)))?,
+        };
+        let src_mac = match &req.src_mac {
+            Some(m) => m.parse::<MacAddr>().map_err(|_| bad(format!("--src-mac {m:?} is not a MAC address")))?,
+            None => MacAddr([0x02, 0, 0, 0, 0, 0x01]),
+        };
+        let src_ip = match req.src_ip {
+            Some(IpAddr::V4(ip)) => ip,
+            Some(IpAddr::V6(_)) => return Err(bad("IPv6 traces are not supported yet".into())),
+            None => Ipv4Addr::UNSPECIFIED,
+        };
+        let size = req.size.unwrap_or(84).clamp(28, 65_535);
+        let frame = packet(src_mac, dst_mac, src_ip, dst.ip, Protocol::Icmp, 0, size, usize::MAX);
+        let inner = &frame[vnet::HEADER_LEN..];
+        let encrypted = c.is_encrypted();
+        let head = if encrypted { switchd_wire::sealed::HEADER_LEN } else { switchd_wire::vxlan::HEADER_LEN };
+        let tail = if encrypted { switchd_wire::sealed::TAG_LEN } else { 0 };
+        let mut datagram = vec![0u8; head + inner.len() + tail];
+        datagram[head..head + inner.len()].copy_from_slice(inner);
+        if encrypted {
+            let [_, a, b, c3] = vni.to_be_bytes();
+            datagram[..8].copy_from_slice(&[switchd_wire::sealed::FLAGS, 2, 0, 0, a, b, c3, 0]);
+        } else {
+            switchd_wire::vxlan::Repr { vni }.emit(&mut datagram);
+        }
+        let mut steps = Vec::new();
+        let mut step = |what: &str, detail: String| steps.push(TraceStep { what: what.into(), detail });
+        let sealing = if encrypted { "sealed" } else { "plain" };
+        step("ingress", format!("a {sealing} VXLAN datagram from {vtep}, VNI {vni}, {} bytes", datagram.len()));
+        let scope = super::keys::key_scope(c).display_name();
+        let has_key = self.key_ls().into_iter().any(|k| k.scope == scope);
+        let mut switch = self.dataplane.switch_copy();
+        let mut plan = Plan::default();
+        let mut opener = TraceOpener { has_key };
+        switch.handle_datagram(Instant::now(), vtep, &mut datagram, &mut opener, &mut plan);
+        if encrypted && has_key && !matches!(plan.action, Action::Drop(_)) {
+            step("open", format!("opened with the {scope} key (the tag is not checked in a trace)"));
+        }
+        let (delivered, outcome) = match plan.action {
+            Action::Drop(reason) => {
+                step("drop", format!("{} ({})", reason.as_str(), explain(reason)));
+                (false, format!("dropped: {}", reason.as_str()))
+            }
+            _ => self.egress(&switch, &plan, &mut step),
+        };
+        Ok(verdict(steps, delivered, outcome))
+    }
+
     /// Where `to` (an address, a container's name, or a MAC) is, as the
     /// container on `net` would address it.
     fn destination(&self, net: &super::networks::Network, to: &str) -> OpResult<Destination> {
@@ -292,6 +359,26 @@ impl Daemon {
     }
 }
 
+/// Opens a traced sealed datagram without cryptography: as if its tag
+/// verified, if this host holds a key for the network at all.
+struct TraceOpener {
+    has_key: bool,
+}
+
+impl crate::switch::Opener for TraceOpener {
+    fn open(
+        &mut self,
+        datagram: &mut [u8],
+        _: IpAddr,
+    ) -> Result<std::ops::Range<usize>, switchd_overlay::sealed::Refused> {
+        use switchd_wire::sealed::{HEADER_LEN, TAG_LEN};
+        match self.has_key {
+            true => Ok(HEADER_LEN..datagram.len() - TAG_LEN),
+            false => Err(switchd_overlay::sealed::Refused::Open(switchd_crypto::OpenError::UnknownKey)),
+        }
+    }
+}
+
 fn show(ip: Option<Ipv4Addr>) -> String {
     ip.map_or_else(|| "(no address)".to_owned(), |ip| ip.to_string())
 }
@@ -314,6 +401,10 @@ fn explain(reason: DropReason) -> &'static str {
             "the source is not the MAC and address this port was given"
         }
         DropReason::NoKey => "the network is encrypted and this host holds no key for it",
+        DropReason::UnknownKey => "sealed under a key this host does not hold",
+        DropReason::UnknownSource => "the sender is no peer of this host (no [[peer]], not in the cluster)",
+        DropReason::UnknownVni => "this host does not carry that VNI, or the sender is not a peer on it",
+        DropReason::PlaintextOnEncrypted => "plain VXLAN for an encrypted network is never accepted",
         DropReason::Oversize => "larger than the network's MTU",
         DropReason::RouteDenied => "no [[route]] allows traffic between these networks",
         _ => "see `switchctl stats` for the counter of this reason",
