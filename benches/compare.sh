@@ -73,6 +73,7 @@
 #   BUSY_POLL_US   busy_poll_us = N  (adaptive busy-poll window, us; 0 off)
 #   IO_URING       io_uring = true|false  (a batch's writes into ports in one call)
 #   CRYPTO_HELPERS crypto_helpers = N  (threads that help seal and open bursts)
+#   METRICS=true   [metrics] listen = "127.0.0.1:9477" (in each host's namespace)
 # SWITCHD=/path/to/switchd runs that build of the daemon instead of the
 # tree's (an A/B of two commits: run each, alternately).
 #
@@ -132,6 +133,11 @@ done
 if [ -n "${IO_URING:-}" ]; then
   [[ $IO_URING =~ ^(true|false)$ ]] || die "IO_URING must be true or false, not '$IO_URING'"
   HOST_EXTRA+="io_uring = $IO_URING"$'\n'
+fi
+# Last: a [metrics] table ends [host] (the generated files go on with
+# [[network]] and [[peer]] tables).
+if [ "${METRICS:-false}" = true ]; then
+  HOST_EXTRA+=$'[metrics]\nlisten = "127.0.0.1:9477"\n'
 fi
 
 # Whether PID $1 is still a process this script started (its child).
