@@ -152,3 +152,31 @@ fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
     assert!(step(&t, "open").is_some_and(|d| d.contains("cluster key")), "{t}");
     assert!(verdict(&t).contains(&format!("delivered to port {}:eth1", a1.name)), "{t}");
 }
+
+/// `switchctl top --once --json`: the endpoint moving data ranks first,
+/// an idle one last with no traffic.
+#[test]
+fn top_ranks_a_busy_endpoint_first() {
+    let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
+    let body = format!(
+        "{NETWORKS}{}{}{}",
+        port("front", &c1, "10.10.0.11"),
+        port("front", &c2, "10.10.0.12"),
+        port("front", &c3, "10.10.0.13")
+    );
+    let sd = Switchd::start("", &body);
+    assert!(c1.ping("10.10.0.12", 1) && c3.ping("10.10.0.12", 1), "{}", sd.log());
+    let _server = c2.spawn(&["iperf3", "-s", "-1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _client = c1.spawn(&["iperf3", "-c", "10.10.0.12", "-t", "4"]);
+    std::thread::sleep(Duration::from_millis(800));
+    let rates = sd.json(&["top", "--once", "--interval", "1"]);
+    let rates = rates.as_array().expect("a list");
+    eprintln!("{}", sd.ctl(&["top", "--once", "--interval", "0.5"]));
+    assert_eq!(rates.len(), 3, "{rates:?}");
+    let first = rates[0]["endpoint"].as_str().unwrap();
+    assert!(first == c1.name || first == c2.name, "the iperf3 ends first: {rates:?}");
+    assert!(rates[0]["rx_bps"].as_f64().unwrap() + rates[0]["tx_bps"].as_f64().unwrap() > 1e7, "{rates:?}");
+    assert_eq!(rates[2]["endpoint"], c3.name.as_str(), "the idle one last: {rates:?}");
+    assert_eq!(rates[2]["rx_pps"].as_f64(), Some(0.0), "{rates:?}");
+}

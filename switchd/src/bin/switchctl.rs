@@ -32,6 +32,19 @@ enum Command {
     Status,
     /// This switchctl's version and commit, and the running switchd's.
     Version,
+    /// Endpoints by traffic, busiest first, refreshed every interval (like
+    /// `docker stats`): packets and bits per second each way, drops.
+    Top {
+        /// Seconds between two looks.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// One interval, printed once (with --json: for scripts).
+        #[arg(long)]
+        once: bool,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Reads host.toml again and applies its changes to networks, ports,
     /// routes and peers (as SIGHUP does); an invalid file changes nothing.
     Reload,
@@ -309,6 +322,42 @@ fn ask<T: DeserializeOwned>(cli: &Cli, request: Request, human: impl FnOnce(T) -
     Ok(human(typed))
 }
 
+/// `switchctl top`: two stats snapshots `interval` apart, as rates; again
+/// and again (clearing the terminal) unless `once`.
+fn top(cli: &Cli, interval: f64, once: bool, count: Option<u64>) -> Result<String, String> {
+    if !(0.05..=3600.0).contains(&interval) {
+        return Err(format!("--interval {interval}: between 0.05 and 3600 seconds"));
+    }
+    let stats = || -> Result<(Stats, std::time::Instant), String> {
+        let value = client::call(&cli.socket, &Request::Stats)?;
+        let stats = serde_json::from_value(value).map_err(|e| format!("unexpected reply from switchd: {e}"))?;
+        Ok((stats, std::time::Instant::now()))
+    };
+    let mut before = stats()?;
+    let mut shown = 0u64;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+        let after = stats()?;
+        let rates = render::rates(&before.0, &after.0, (after.1 - before.1).as_secs_f64());
+        let text = match cli.json {
+            true => format!("{}\n", serde_json::to_string_pretty(&rates).map_err(|e| e.to_string())?),
+            false => render::top(&rates),
+        };
+        if once {
+            return Ok(text);
+        }
+        // Clear the screen and go home, as top does.
+        print!("\x1b[2J\x1b[H{text}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        shown += 1;
+        if count.is_some_and(|c| shown >= c) {
+            return Ok(String::new());
+        }
+        before = after;
+    }
+}
+
 fn lines(names: Vec<String>) -> String {
     names.iter().map(|n| format!("{n}\n")).collect()
 }
@@ -340,6 +389,7 @@ fn run(cli: &Cli) -> Result<String, String> {
             };
             ask(cli, Request::Trace { trace }, |t: Trace| render::trace(&t))
         }
+        Command::Top { interval, once, count } => top(cli, *interval, *once, *count),
         Command::Reload => ask(cli, Request::Reload, |r: ReloadReport| render::reload(&r)),
         Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
         Command::Peers => ask(cli, Request::Peers, |p: Vec<PeerInfo>| render::peers(&p)),

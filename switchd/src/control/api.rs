@@ -242,6 +242,20 @@ pub struct CryptoStats {
 }
 
 /// One key of a ring, for `switchctl key ls`.
+/// One endpoint's rates over an interval, for `switchctl top`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EndpointRate {
+    pub endpoint: String,
+    pub network: String,
+    pub port: String,
+    /// From the container (into the switch) and to it, per second.
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    pub rx_bps: f64,
+    pub tx_bps: f64,
+    pub drops_per_sec: f64,
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReloadReport {

@@ -130,6 +130,61 @@ pub fn network_detail(d: &NetworkDetail) -> String {
     out
 }
 
+/// Endpoints' rates between two snapshots `secs` apart, busiest first
+/// (packets per second both ways).
+pub fn rates(before: &Stats, after: &Stats, secs: f64) -> Vec<crate::control::api::EndpointRate> {
+    let secs = secs.max(1e-3);
+    let drops = |p: &crate::control::api::PortStats| p.drops.values().sum::<u64>();
+    let mut rates: Vec<_> = after
+        .ports
+        .iter()
+        .map(|a| {
+            let b = before.ports.iter().find(|b| b.port == a.port && b.network == a.network);
+            let diff =
+                |f: fn(&crate::control::api::PortStats) -> u64| f(a).saturating_sub(b.map_or(0, f)) as f64 / secs;
+            crate::control::api::EndpointRate {
+                endpoint: a.endpoint.clone(),
+                network: a.network.clone(),
+                port: a.port.clone(),
+                rx_pps: diff(|p| p.rx_frames),
+                tx_pps: diff(|p| p.tx_frames),
+                rx_bps: diff(|p| p.rx_bytes) * 8.0,
+                tx_bps: diff(|p| p.tx_bytes) * 8.0,
+                drops_per_sec: diff(drops),
+            }
+        })
+        .collect();
+    rates.sort_by(|x, y| (y.rx_pps + y.tx_pps).total_cmp(&(x.rx_pps + x.tx_pps)));
+    rates
+}
+
+/// `switchctl top`'s table.
+pub fn top(rates: &[crate::control::api::EndpointRate]) -> String {
+    fn si(v: f64, unit: &str) -> String {
+        match v {
+            v if v >= 1e9 => format!("{:.2}G{unit}", v / 1e9),
+            v if v >= 1e6 => format!("{:.2}M{unit}", v / 1e6),
+            v if v >= 1e3 => format!("{:.1}k{unit}", v / 1e3),
+            v => format!("{v:.0}{unit}"),
+        }
+    }
+    let rows: Vec<Vec<String>> = rates
+        .iter()
+        .map(|r| {
+            vec![
+                r.endpoint.clone(),
+                r.network.clone(),
+                si(r.rx_pps, "p/s"),
+                si(r.rx_bps, "b/s"),
+                si(r.tx_pps, "p/s"),
+                si(r.tx_bps, "b/s"),
+                format!("{:.0}/s", r.drops_per_sec),
+            ]
+        })
+        .collect();
+    table(&["ENDPOINT", "NETWORK", "IN_PKTS", "IN_BITS", "OUT_PKTS", "OUT_BITS", "DROPS"], &rows)
+}
+
 /// What a reload did, one change per line.
 pub fn reload(r: &crate::control::api::ReloadReport) -> String {
     let mut out = String::new();
