@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::time::Duration;
 
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, count, gossip_member, wait_until};
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, bin, count, gossip_member, run, wait_until};
 
 const NETWORKS: &str = r#"
 [[network]]
@@ -179,4 +179,53 @@ fn top_ranks_a_busy_endpoint_first() {
     assert!(rates[0]["rx_bps"].as_f64().unwrap() + rates[0]["tx_bps"].as_f64().unwrap() > 1e7, "{rates:?}");
     assert_eq!(rates[2]["endpoint"], c3.name.as_str(), "the idle one last: {rates:?}");
     assert_eq!(rates[2]["rx_pps"].as_f64(), Some(0.0), "{rates:?}");
+}
+
+/// `switchctl capture`: a port's frames both ways as a pcap that tcpdump
+/// reads, from a file and streamed into a pipe; one capture of a port at
+/// a time; an unknown endpoint is a clear error.
+#[test]
+fn capture_writes_a_pcap_tcpdump_reads() {
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let body = format!("{NETWORKS}{}{}", port("front", &c1, "10.10.0.11"), port("front", &c2, "10.10.0.12"));
+    let sd = Switchd::start("", &body);
+    assert!(c1.ping("10.10.0.12", 1), "{}", sd.log());
+    let ctl = bin("switchctl");
+    let socket = sd.socket();
+    let pcap = sd.dir.join("c1.pcap");
+    let capture = std::process::Command::new(&ctl)
+        .args(["--socket", socket.to_str().unwrap(), "capture", &c1.name, "--count", "4", "-w"])
+        .arg(&pcap)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || pcap.exists()), "the capture did not start");
+    let busy = sd.try_ctl(&["capture", &c1.name, "--count", "1"]).expect_err("one capture of a port at a time");
+    assert!(busy.contains("captured already"), "{busy}");
+    assert!(c1.ping("10.10.0.12", 2));
+    let done = capture.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success() && said.contains("4 frames captured, 0 lost"), "{said}");
+    let read = run("tcpdump", &["-r", pcap.to_str().unwrap(), "-nn"]);
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(text.contains("10.10.0.11 > 10.10.0.12: ICMP echo request"), "{text}");
+    assert!(text.contains("10.10.0.12 > 10.10.0.11: ICMP echo reply"), "both directions: {text}");
+
+    // Streamed into tcpdump, with its filter.
+    let command = format!(
+        "{} --socket {} capture {} --seconds 3 | tcpdump -r - -nn icmp",
+        ctl.display(),
+        socket.display(),
+        c2.name
+    );
+    let piped =
+        std::process::Command::new("sh").args(["-c", &command]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(c1.ping("10.10.0.12", 2));
+    let out = piped.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ICMP echo request") && text.contains("ICMP echo reply"), "{text}");
+
+    let e = sd.try_ctl(&["capture", "nobody", "--count", "1"]).expect_err("refused");
+    assert!(e.contains("no endpoint \"nobody\""), "{e}");
 }

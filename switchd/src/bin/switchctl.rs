@@ -45,6 +45,25 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// A pcap of an endpoint's frames, both ways, to a file or stdout
+    /// (`switchctl capture web | tcpdump -r - -nn`); how many frames, and
+    /// how many it could not keep, on stderr at the end.
+    Capture {
+        /// The endpoint (container) on this host.
+        endpoint: String,
+        /// Its network, when it is on several.
+        #[arg(long)]
+        network: Option<String>,
+        /// Write the pcap here instead of to stdout.
+        #[arg(short = 'w', value_name = "FILE")]
+        write: Option<std::path::PathBuf>,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
     /// Reads host.toml again and applies its changes to networks, ports,
     /// routes and peers (as SIGHUP does); an invalid file changes nothing.
     Reload,
@@ -390,6 +409,21 @@ fn run(cli: &Cli) -> Result<String, String> {
             ask(cli, Request::Trace { trace }, |t: Trace| render::trace(&t))
         }
         Command::Top { interval, once, count } => top(cli, *interval, *once, *count),
+        Command::Capture { endpoint, network, write, count, seconds } => {
+            let request = Request::Capture {
+                endpoint: endpoint.clone(),
+                network: network.clone(),
+                count: *count,
+                seconds: *seconds,
+            };
+            let mut out: Box<dyn std::io::Write> = match write {
+                Some(path) => Box::new(std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let end = client::capture(&cli.socket, &request, &mut out)?;
+            eprintln!("{} frames captured, {} lost", end.frames, end.lost);
+            Ok(String::new())
+        }
         Command::Reload => ask(cli, Request::Reload, |r: ReloadReport| render::reload(&r)),
         Command::Stats => ask(cli, Request::Stats, |s: Stats| render::stats(&s)),
         Command::Peers => ask(cli, Request::Peers, |p: Vec<PeerInfo>| render::peers(&p)),

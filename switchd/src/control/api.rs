@@ -36,6 +36,18 @@ pub enum Request {
     },
     /// host.toml read again; its changes applied.
     Reload,
+    /// Streams a pcap of an endpoint's frames, both ways (see
+    /// `control::server`): a reply line, then length-prefixed records, a
+    /// zero length, and a [`CaptureEnd`] line.
+    Capture {
+        endpoint: String,
+        #[serde(default)]
+        network: Option<String>,
+        #[serde(default)]
+        count: Option<u64>,
+        #[serde(default)]
+        seconds: Option<f64>,
+    },
     Fdb {
         network: Option<String>,
     },
@@ -254,6 +266,14 @@ pub struct EndpointRate {
     pub rx_bps: f64,
     pub tx_bps: f64,
     pub drops_per_sec: f64,
+}
+
+/// How a capture ended: frames written, and frames it could not keep
+/// (the reader fell behind; the data path never waits).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaptureEnd {
+    pub frames: u64,
+    pub lost: u64,
 }
 
 /// What a reload did.

@@ -24,3 +24,54 @@ pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, Strin
         Reply::Error(e) => Err(e),
     }
 }
+
+/// Runs a capture (`request` is a [`Request::Capture`]): writes the pcap
+/// (its header, then each record as it comes) to `out`, flushed as it
+/// goes, until switchd ends it; how it ended. `out` failing (a reader
+/// that went away) ends it too, as a success.
+pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<super::api::CaptureEnd, String> {
+    use std::io::Read;
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
+    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| format!("sending to switchd: {e}"))?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = String::new();
+    reader.read_line(&mut reply).map_err(|e| format!("reading from switchd: {e}"))?;
+    match serde_json::from_str::<Reply>(&reply).map_err(|e| format!("bad reply from switchd: {e}"))? {
+        Reply::Result(_) => {}
+        Reply::Error(e) => return Err(e),
+    }
+    let written = |r: std::io::Result<()>| r.is_ok();
+    let mut writing = written(out.write_all(&crate::dataplane::capture::PCAP_HEADER).and_then(|()| out.flush()));
+    let mut frames = 0;
+    let mut record = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        reader.read_exact(&mut len).map_err(|e| format!("reading the capture: {e}"))?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 {
+            break;
+        }
+        if len > crate::dataplane::capture::SNAPLEN + 16 {
+            return Err(format!("bad capture stream: a record of {len} bytes"));
+        }
+        record.resize(len, 0);
+        reader.read_exact(&mut record).map_err(|e| format!("reading the capture: {e}"))?;
+        if writing {
+            writing = written(out.write_all(&record).and_then(|()| out.flush()));
+            frames += 1;
+            if !writing {
+                // The reader is gone: closing tells switchd to stop.
+                return Ok(super::api::CaptureEnd { frames, lost: 0 });
+            }
+        }
+    }
+    let mut end = String::new();
+    reader.read_line(&mut end).map_err(|e| format!("reading from switchd: {e}"))?;
+    match serde_json::from_str::<Reply>(&end).map_err(|e| format!("bad reply from switchd: {e}"))? {
+        Reply::Result(v) => serde_json::from_value(v).map_err(|e| format!("bad reply from switchd: {e}")),
+        Reply::Error(e) => Err(e),
+    }
+}

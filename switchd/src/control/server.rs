@@ -68,8 +68,96 @@ async fn handle(daemon: &Shared, request: Request) -> Reply {
 }
 
 async fn serve_connection(stream: UnixStream, daemon: Shared, guard: Guard) {
-    let (read, write) = stream.into_split();
-    serve_lines(read, write, &guard, |request| handle(&daemon, request)).await;
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    // A capture is asked as a connection's first line, and streams.
+    let mut first = Vec::new();
+    let mut limited = (&mut reader).take(MAX_REQUEST + 1);
+    let read = tokio::select! {
+        read = limited.read_until(b'\n', &mut first) => read,
+        _ = guard.closed() => return,
+    };
+    if !matches!(read, Ok(1..)) {
+        return;
+    }
+    if let Ok(Request::Capture { endpoint, network, count, seconds }) = serde_json::from_slice(first.trim_ascii_end()) {
+        let _busy = guard.busy();
+        let ask = Capturing { endpoint, network, count, seconds };
+        let _ = stream_capture(&mut reader, &mut write, &daemon, &guard, ask).await;
+        return;
+    }
+    let rest = std::io::Cursor::new(first).chain(reader);
+    serve_lines(rest, write, &guard, |request| handle(&daemon, request)).await;
+}
+
+/// What a capture was asked for.
+struct Capturing {
+    endpoint: String,
+    network: Option<String>,
+    count: Option<u64>,
+    seconds: Option<f64>,
+}
+
+/// Streams a capture: the reply line (or an error line, and the end);
+/// then each pcap record behind its length (4 bytes, big-endian), until
+/// `count` records, `seconds`, or the client goes; then a zero length and
+/// a [`CaptureEnd`](super::api::CaptureEnd) line. The capture stops when
+/// this returns, however it ends.
+async fn stream_capture<R, W>(
+    read: &mut R,
+    write: &mut W,
+    daemon: &Shared,
+    guard: &Guard,
+    ask: Capturing,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let line = |reply: &Reply| {
+        let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    };
+    let Capturing { endpoint, network, count, seconds } = ask;
+    let asked = endpoint.clone();
+    let started = daemon::run_reading(daemon, move |d| d.capture(&asked, network.as_deref())).await;
+    let mut capture = match started {
+        Ok(Ok(capture)) => capture,
+        Ok(Err(e)) => return write.write_all(&line(&Reply::Error(e.to_string()))).await,
+        Err(e) => return write.write_all(&line(&Reply::Error(e.to_string()))).await,
+    };
+    tracing::info!("capture of {endpoint} started");
+    write.write_all(&line(&Reply::Result(serde_json::json!({ "capturing": endpoint })))).await?;
+    let deadline =
+        seconds.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0)));
+    let mut frames = 0u64;
+    let mut probe = [0u8; 1];
+    while count.is_none_or(|c| frames < c) {
+        let until = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let record = tokio::select! {
+            record = capture.records.recv() => record,
+            _ = until => None,
+            _ = guard.closed() => None,
+            // The client went away (or said something: it may not).
+            _ = read.read(&mut probe) => None,
+        };
+        let Some(record) = record else { break };
+        write.write_all(&(record.len() as u32).to_be_bytes()).await?;
+        write.write_all(&record).await?;
+        frames += 1;
+    }
+    let (_, lost) = capture.counts();
+    drop(capture);
+    tracing::info!("capture of {endpoint} ended: {frames} frames, {lost} lost");
+    write.write_all(&0u32.to_be_bytes()).await?;
+    let end = super::api::CaptureEnd { frames, lost };
+    write.write_all(&line(&Reply::Result(serde_json::to_value(end).unwrap_or_default()))).await
 }
 
 /// Answers one request per line, in order, until the client closes, sends

@@ -495,6 +495,10 @@ impl Daemon {
             Request::PublishAdd { publish } => answer(self.publish_add(publish)),
             Request::PublishRm { host_port, protocol } => answer(self.publish_rm(*host_port, protocol)),
             Request::Reload => self.reload().and_then(value),
+            // The control server streams captures itself.
+            Request::Capture { .. } => {
+                Err(DaemonError::Trace("a capture is asked as the first line of a connection of its own".into()))
+            }
             Request::Status
             | Request::NetworkLs
             | Request::NetworkInspect { .. }

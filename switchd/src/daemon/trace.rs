@@ -174,6 +174,29 @@ impl Daemon {
         Ok(verdict(steps, delivered, outcome))
     }
 
+    /// Starts capturing an endpoint's port (on `network`, needed when it
+    /// is on several).
+    pub fn capture(&self, endpoint: &str, network: Option<&str>) -> OpResult<crate::dataplane::Capture> {
+        let bad = |m: String| DaemonError::Trace(m);
+        let mut found = self
+            .endpoints
+            .iter()
+            .filter(|e| e.record.name.as_str() == endpoint && network.is_none_or(|n| e.record.network.as_str() == n));
+        let e = found.next().ok_or_else(|| bad(format!("no endpoint {endpoint:?} on this host")))?;
+        if found.next().is_some() {
+            return Err(bad(format!("{endpoint} is on several networks: name one with --network")));
+        }
+        match self.dataplane.capture(e.port) {
+            Some(Ok(capture)) => Ok(capture),
+            Some(Err(())) => Err(bad(format!(
+                "{} is being captured already, or {} captures run (the most at once)",
+                e.port_label(),
+                crate::dataplane::MAX_CAPTURES
+            ))),
+            None => Err(bad(format!("{} has no port in the data plane", e.port_label()))),
+        }
+    }
+
     /// A VXLAN datagram from `vtep` for a container on `net` here: what
     /// the receiving host decides. A sealed one is taken to open (its tag
     /// is not checked in a trace) when this host holds a key for the

@@ -79,6 +79,10 @@ impl<'r, 'a> IntoPorts<'r, 'a> {
 
     /// Writes `head` (copied if queued) and `parts` to queue `queue`.
     fn write(&mut self, queues: Arc<Queues>, queue: usize, head: &[u8], parts: &[&'a [u8]]) {
+        if queues.tap.on() {
+            let frame: Vec<&[u8]> = std::iter::once(head).chain(parts.iter().copied()).collect();
+            queues.tap.record(&frame, VNET_HDR_LEN);
+        }
         let io = &queues.queues[queue];
         let len = (head.len() + parts.iter().map(|p| p.len()).sum::<usize>()).saturating_sub(VNET_HDR_LEN);
         if let (Some(ring), Some(fd)) = (self.ring.as_mut(), io.dev.ring_fd()) {

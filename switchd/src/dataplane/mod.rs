@@ -39,6 +39,7 @@
 //! a failure is the caller's error), and the workers learn of it through a
 //! channel and an eventfd. Each worker runs its replica's MAC aging timer.
 
+pub mod capture;
 pub mod crypto;
 mod into_ports;
 mod poll;
@@ -249,12 +250,14 @@ pub struct Queues {
     /// By symmetric flow hash: the queue its frames were last read from,
     /// plus one (0: none yet). Empty for a port of one device.
     read_from: Box<[std::sync::atomic::AtomicU8]>,
+    /// Frames both ways, while `switchctl capture` runs.
+    tap: capture::Tap,
 }
 
 impl Queues {
     fn new(queues: Vec<Arc<PortIo>>) -> Self {
         let slots = if queues.len() > 1 { FLOW_SLOTS } else { 0 };
-        Queues { queues, read_from: (0..slots).map(|_| Default::default()).collect() }
+        Queues { queues, read_from: (0..slots).map(|_| Default::default()).collect(), tap: Default::default() }
     }
 
     /// Notes that a frame (Ethernet) was read from queue `queue`.
@@ -489,6 +492,8 @@ pub struct Dataplane {
     crypto: Arc<CryptoCounters>,
     /// The workers' and crypto helpers' threads ([`spread`]).
     pool: Option<rayon::ThreadPool>,
+    /// Captures running ([`Dataplane::capture`]).
+    captures: Arc<std::sync::atomic::AtomicUsize>,
     /// A worker's index when its loop returned.
     stopped: Mutex<Receiver<usize>>,
 }
@@ -500,6 +505,33 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The token a port's readiness comes with.
 fn token_of(id: PortId) -> u64 {
     id.data().as_ffi()
+}
+
+/// Captures that may run at once (each copies every frame of its port).
+pub const MAX_CAPTURES: usize = 8;
+
+/// A running capture of a port ([`Dataplane::capture`]); it ends when
+/// dropped.
+#[derive(Debug)]
+pub struct Capture {
+    queues: Arc<Queues>,
+    /// pcap records (header and frame), in the order the workers took them.
+    pub records: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Capture {
+    /// Records kept, and lost for want of room, so far.
+    pub fn counts(&self) -> (u64, u64) {
+        self.queues.tap.counts()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.queues.tap.stop();
+        self.running.fetch_sub(1, Relaxed);
+    }
 }
 
 /// How the data plane's threads run.
@@ -612,6 +644,7 @@ impl Dataplane {
             keys,
             crypto: counters,
             pool: Some(pool),
+            captures: Arc::default(),
             stopped: Mutex::new(stopped),
         })
     }
@@ -852,6 +885,21 @@ impl Dataplane {
     /// it leaves the data plane as it was.
     pub fn switch_copy(&self) -> Switch {
         self.replicas[0].lock().switch.clone()
+    }
+
+    /// Starts capturing port `id`'s frames both ways ([`capture`]): the
+    /// records, and the capture (ended when dropped). `None` if the port
+    /// is unknown; `Some(Err(()))` if a capture of it runs already or
+    /// [`MAX_CAPTURES`] do.
+    pub fn capture(&self, id: PortId) -> Option<Result<Capture, ()>> {
+        let (queues, _) = self.port_io.get(id)?;
+        let running = self.captures.fetch_add(1, Relaxed);
+        let records = (running < MAX_CAPTURES).then(|| queues.tap.start()).flatten();
+        let Some(records) = records else {
+            self.captures.fetch_sub(1, Relaxed);
+            return Some(Err(()));
+        };
+        Some(Ok(Capture { queues: queues.clone(), records, running: self.captures.clone() }))
     }
 
     /// What each worker did.
@@ -1156,6 +1204,11 @@ impl Worker {
         for i in 0..n {
             polled.queues.read(polled.queue, self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default());
         }
+        if polled.queues.tap.on() {
+            for i in 0..n {
+                polled.queues.tap.record(&[&self.bufs[i][..self.lens[i]]], VNET_HDR_LEN);
+            }
+        }
         if n == 0 {
             return;
         }
@@ -1206,6 +1259,9 @@ impl Worker {
                     reply(&self.plans[i], eth, (&self.services, &self.service_counters), &mut self.reply);
                     if !self.reply.is_empty() {
                         port.send_plain(&self.reply);
+                        if polled.queues.tap.on() {
+                            polled.queues.tap.record(&[&self.reply], 0);
+                        }
                     }
                 }
                 Out::Vtep(i, io) => {

@@ -69,14 +69,7 @@ pub struct PcapPort<P, W> {
     clock: fn() -> u64,
 }
 
-/// The pcap global header: magic, version 2.4, no zone, no accuracy,
-/// snaplen 65535 + headers, LINKTYPE_ETHERNET.
-const PCAP_HEADER: [u8; 24] =
-    [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x00, 0x00, 1, 0, 0, 0];
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
+use super::capture::{PCAP_HEADER, now_us, pcap_record};
 
 impl<P: Port, W: Write + Send + Debug> PcapPort<P, W> {
     /// Wraps `inner`, writing the pcap header to `out` first.
@@ -91,24 +84,10 @@ impl<P: Port, W: Write + Send + Debug> PcapPort<P, W> {
 
     /// Records the frame in `parts`, less its first `skip` bytes.
     fn record_parts(&self, parts: &[IoSlice<'_>], skip: usize) {
-        let t = (self.clock)();
-        let len = (parts.iter().map(|p| p.len()).sum::<usize>().saturating_sub(skip)) as u32;
-        let mut record = [0u8; 16];
-        record[0..4].copy_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        record[4..8].copy_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        record[8..12].copy_from_slice(&len.to_le_bytes());
-        record[12..16].copy_from_slice(&len.to_le_bytes());
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let parts: Vec<&[u8]> = parts.iter().map(|p| &**p).collect();
+        let record = pcap_record(&parts, skip, (self.clock)());
         // A capture that cannot be written loses records, never frames.
-        let _ = out.write_all(&record).and_then(|()| {
-            let mut skip = skip;
-            for part in parts {
-                let taken = skip.min(part.len());
-                skip -= taken;
-                out.write_all(&part[taken..])?;
-            }
-            Ok(())
-        });
+        let _ = self.out.lock().unwrap_or_else(|p| p.into_inner()).write_all(&record);
     }
 
     /// The stream, for a caller done with the port.
