@@ -63,28 +63,26 @@ pub struct IpamUse {
 struct Families(Registry);
 
 impl Families {
-    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        let family = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name");
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, family: prometheus::Result<M>) -> M {
+        let family = family.expect("a valid metric name");
         self.0.register(Box::new(family.clone())).expect("registered once");
         family
+    }
+
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
     }
 
     fn seconds(&self, name: &str, help: &str, labels: &[&str]) -> CounterVec {
-        let family = CounterVec::new(Opts::new(name, help), labels).expect("a valid metric name");
-        self.0.register(Box::new(family.clone())).expect("registered once");
-        family
+        self.add(CounterVec::new(Opts::new(name, help), labels))
     }
 
     fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        let family = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric name");
-        self.0.register(Box::new(family.clone())).expect("registered once");
-        family
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
     }
 
     fn float_gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-        let family = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric name");
-        self.0.register(Box::new(family.clone())).expect("registered once");
-        family
+        self.add(GaugeVec::new(Opts::new(name, help), labels))
     }
 }
 

@@ -71,6 +71,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A `[[port]]` entry: container `ns` on `network` at `ip`.
+pub fn port_entry(network: &str, ns: &Netns, ip: &str) -> String {
+    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
+}
+
 /// A file of the repository, by its path from the top.
 pub fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)

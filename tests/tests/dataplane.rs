@@ -6,13 +6,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, count, py, sparse, wait_until};
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, count, port_entry as port, py, sparse, wait_until};
 
 const NETWORKS: &str = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n";
-
-fn port(network: &str, ns: &Netns, ip: &str) -> String {
-    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
-}
 
 /// CPU time (user + system) the process has used, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {

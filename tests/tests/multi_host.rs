@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use switchd_e2e::{BROADCAST, Netns, Switchd, Underlay, arp, count, ether, hex, mac_bytes, py, sparse, wait_until};
+use switchd_e2e::{
+    BROADCAST, Netns, Switchd, Underlay, arp, count, ether, hex, mac_bytes, port_entry as port, py, sparse, wait_until,
+};
 
 /// `[[peer]]` entries: (underlay IP, VNIs or all).
 fn peers(list: &[(&str, Option<&[u32]>)]) -> String {
@@ -18,10 +20,6 @@ fn peers(list: &[(&str, Option<&[u32]>)]) -> String {
 
 fn network(name: &str, vni: u32, subnet: &str) -> String {
     format!("\n[[network]]\nname = \"{name}\"\nvni = {vni}\nsubnet = \"{subnet}\"\ninternal = true\n")
-}
-
-fn port(network: &str, ns: &Netns, ip: &str) -> String {
-    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
 }
 
 fn overlay_host(host: Netns, ip: &str, body: &str) -> Switchd {

@@ -5,15 +5,11 @@
 
 use std::time::Duration;
 
-use switchd_e2e::{Netns, Switchd, run, wait_until};
+use switchd_e2e::{Netns, Switchd, port_entry as port, run, wait_until};
 
 const FRONT: &str = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n";
 const BACK: &str = "\n[[network]]\nname = \"back\"\nvni = 200\nsubnet = \"10.20.0.0/24\"\ninternal = true\n";
 const ROUTE: &str = "\n[[route]]\nnetworks = [\"front\", \"back\"]\n";
-
-fn port(network: &str, ns: &Netns, ip: &str) -> String {
-    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
-}
 
 fn networks(sd: &Switchd) -> Vec<String> {
     let list = sd.json(&["network", "ls"]);

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::time::Duration;
 
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, bin, count, gossip_member, run, wait_until};
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, bin, count, gossip_member, port_entry as port, run, wait_until};
 
 const NETWORKS: &str = r#"
 [[network]]
@@ -21,10 +21,6 @@ vni = 200
 subnet = "10.20.0.0/24"
 internal = true
 "#;
-
-fn port(network: &str, ns: &Netns, ip: &str) -> String {
-    format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)
-}
 
 /// `switchctl --json trace ARGS`: the trace.
 fn trace(sd: &Switchd, args: &[&str]) -> Value {
