@@ -71,6 +71,23 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Two networks most tests use: `front` (VNI 100, 10.10.0.0/24) and
+/// `back` (VNI 200, 10.20.0.0/24), both internal (no test namespace gets a
+/// default route).
+pub const FRONT_AND_BACK: &str = r#"
+[[network]]
+name = "front"
+vni = 100
+subnet = "10.10.0.0/24"
+internal = true
+
+[[network]]
+name = "back"
+vni = 200
+subnet = "10.20.0.0/24"
+internal = true
+"#;
+
 /// A `[[port]]` entry: container `ns` on `network` at `ip`.
 pub fn port_entry(network: &str, ns: &Netns, ip: &str) -> String {
     format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\nip = \"{ip}\"\n", ns.name)

@@ -3,22 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use switchd_e2e::{BROADCAST, Netns, Switchd, bin, count, ether, ip_of, py, run, sparse, wait_until};
-
-/// Networks used below. `internal`: no test namespace gets a default route.
-const TWO_NETWORKS: &str = r#"
-[[network]]
-name = "front"
-vni = 100
-subnet = "10.10.0.0/24"
-internal = true
-
-[[network]]
-name = "back"
-vni = 200
-subnet = "10.20.0.0/24"
-internal = true
-"#;
+use switchd_e2e::{
+    BROADCAST, FRONT_AND_BACK as TWO_NETWORKS, Netns, Switchd, bin, count, ether, ip_of, py, run, sparse, wait_until,
+};
 
 fn port(network: &str, ns: &Netns, extra: &str) -> String {
     format!("\n[[port]]\nnetwork = \"{network}\"\nnetns = \"{}\"\n{extra}\n", ns.name)

@@ -6,21 +6,10 @@
 use serde_json::Value;
 use std::time::Duration;
 
-use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, bin, count, gossip_member, port_entry as port, run, wait_until};
-
-const NETWORKS: &str = r#"
-[[network]]
-name = "front"
-vni = 100
-subnet = "10.10.0.0/24"
-internal = true
-
-[[network]]
-name = "back"
-vni = 200
-subnet = "10.20.0.0/24"
-internal = true
-"#;
+use switchd_e2e::{
+    FRONT_AND_BACK as NETWORKS, KeyFile, Netns, Switchd, Underlay, bin, count, gossip_member, port_entry as port, run,
+    wait_until,
+};
 
 /// `switchctl --json trace ARGS`: the trace.
 fn trace(sd: &Switchd, args: &[&str]) -> Value {
