@@ -1,7 +1,11 @@
 //! `switchctl trace`: what the switch would do with a container's packet,
 //! and why, without doing it: delivered, refused between networks, a
-//! spoofed source, an oversize datagram, and across hosts to a VTEP with
-//! its VNI and key; the data plane's counters and tables unchanged.
+//! spoofed source, an oversize datagram, across hosts to a VTEP with its
+//! VNI and key, and an encrypted network without its key; the data plane's
+//! counters and tables unchanged. `trace --live`: the real decisions for a
+//! real ping, on one host and across hosts. `capture`: a port, a network
+//! (pcapng, each frame with its port) and a VTEP's datagrams (sealed, and
+//! opened with `--decrypt`), read by tcpdump; `top`.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -25,6 +29,56 @@ fn step<'a>(t: &'a Value, what: &str) -> Option<&'a str> {
 
 fn verdict(t: &Value) -> &str {
     t["verdict"].as_str().unwrap_or_default()
+}
+
+/// `switchctl --json ARGS` started in the background, its output piped.
+fn background(sd: &Switchd, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(bin("switchctl"))
+        .args(["--socket", sd.socket().to_str().unwrap(), "--json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Starts `switchctl trace --live ARGS` and waits until switchd runs it.
+fn live_trace(sd: &Switchd, args: &[&str]) -> std::process::Child {
+    let started = sd.log().matches("live trace started").count();
+    let mut all = vec!["trace", "--live"];
+    all.extend_from_slice(args);
+    let child = background(sd, &all);
+    let running = wait_until(Duration::from_secs(5), || sd.log().matches("live trace started").count() > started);
+    assert!(running, "the live trace did not start:\n{}", sd.log());
+    child
+}
+
+/// The frames a finished live trace printed (one JSON line each).
+fn traced(child: std::process::Child) -> Vec<Value> {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    lines
+}
+
+/// Starts a capture and waits until switchd runs it.
+fn capture(sd: &Switchd, args: &[&str]) -> std::process::Child {
+    let started = sd.log().matches("capture of").count();
+    let mut all = vec!["capture"];
+    all.extend_from_slice(args);
+    let child = background(sd, &all);
+    let running = wait_until(Duration::from_secs(5), || sd.log().matches("capture of").count() > started);
+    assert!(running, "the capture did not start:\n{}", sd.log());
+    child
+}
+
+/// What tcpdump reads of a capture file.
+fn tcpdump(file: &std::path::Path) -> String {
+    let read = run("tcpdump", &["-r", file.to_str().unwrap(), "-nn"]);
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    String::from_utf8_lossy(&read.stdout).into_owned()
 }
 
 #[test]
@@ -90,6 +144,64 @@ fn a_trace_explains_delivery_isolation_spoofing_and_size_and_changes_nothing() {
     }
 }
 
+/// `trace --live`: a real ping's request and reply, as the switch decided
+/// them, then a ping refused between networks; bad filters are refused.
+#[test]
+fn a_live_trace_shows_a_real_pings_decisions() {
+    let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
+    let body = format!(
+        "{NETWORKS}{}{}{}",
+        port("front", &c1, "10.10.0.11"),
+        port("front", &c2, "10.10.0.12"),
+        port("back", &c3, "10.20.0.13")
+    );
+    let sd = Switchd::start("", &body);
+    assert!(c1.ping("10.10.0.12", 1), "{}", sd.log());
+
+    let live = live_trace(&sd, &["--network", "front", "--proto", "icmp", "--count", "2", "--seconds", "20"]);
+    assert!(c1.ping("10.10.0.12", 1));
+    let frames = traced(live);
+    eprintln!("{}", serde_json::to_string_pretty(&frames).unwrap());
+    assert_eq!(frames.len(), 2, "the request and its reply: {frames:?}");
+    let (request, reply) = (&frames[0]["frame"], &frames[1]["frame"]);
+    assert!(request["frame"].as_str().unwrap().contains("10.10.0.11 > 10.10.0.12 ICMP"), "{request}");
+    assert!(step(request, "ingress").is_some_and(|d| d.contains(&format!("port {}:eth0", c1.name))), "{request}");
+    assert!(verdict(request).contains(&format!("delivered to port {}:eth0", c2.name)), "{request}");
+    assert_eq!(request["delivered"], true);
+    assert!(reply["frame"].as_str().unwrap().contains("10.10.0.12 > 10.10.0.11 ICMP"), "{reply}");
+    assert!(verdict(reply).contains(&format!("delivered to port {}:eth0", c1.name)), "{reply}");
+    assert!(request["at_us"].as_u64().unwrap() <= reply["at_us"].as_u64().unwrap(), "in time order");
+
+    // Refused between networks: the real drop, with its reason.
+    let routed = run("ip", &["-n", &c1.name, "route", "replace", "10.20.0.0/24", "via", "10.10.0.1"]);
+    assert!(routed.status.success(), "{routed:?}");
+    let live = live_trace(&sd, &["--endpoint", &c1.name, "--proto", "icmp", "--count", "1", "--seconds", "20"]);
+    assert!(!c1.ping("10.20.0.13", 1));
+    let frames = traced(live);
+    let refused = &frames[0]["frame"];
+    assert_eq!(refused["delivered"], false, "{refused}");
+    assert!(verdict(refused).contains("route_denied") || verdict(refused).contains("no_route"), "{refused}");
+    // Text, as a user reads it.
+    let text = std::process::Command::new(bin("switchctl"))
+        .args(["--socket", sd.socket().to_str().unwrap(), "trace", "--live", "--network", "front", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert!(text.status.success() && String::from_utf8_lossy(&text.stderr).contains("frames traced"), "{text:?}");
+
+    for (args, message) in [
+        (vec!["--endpoint", "nobody"], "no endpoint \"nobody\""),
+        (vec!["--network", "nonet"], "nonet"),
+        (vec!["--proto", "sctp"], "--proto"),
+        (vec!["--host", "nohost"], "no peer host"),
+    ] {
+        let mut all = vec!["trace", "--live", "--count", "1"];
+        all.extend_from_slice(&args);
+        let e = sd.try_ctl(&all).expect_err("refused");
+        assert!(e.contains(message), "{args:?}: {e}");
+    }
+    assert!(!sd.log().contains("panicked"), "{}", sd.log());
+}
+
 #[test]
 fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
     let mut ul = Underlay::new();
@@ -136,6 +248,51 @@ fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
     let t = trace(&a, &["secret", "--from-vtep", &ipb, "--to", "10.30.0.11"]);
     assert!(step(&t, "open").is_some_and(|d| d.contains("cluster key")), "{t}");
     assert!(verdict(&t).contains(&format!("delivered to port {}:eth1", a1.name)), "{t}");
+
+    // Live, on the receiving host: a real sealed datagram from host a,
+    // opened and delivered.
+    let live = live_trace(&b, &["--host", &ipa, "--network", "secret", "--proto", "icmp", "--count", "1"]);
+    assert!(a1.ping("10.30.0.21", 1));
+    let frames = traced(live);
+    let seen = &frames[0]["frame"];
+    assert!(step(seen, "ingress").is_some_and(|d| d.contains(&format!("sealed VXLAN datagram from {ipa}"))), "{seen}");
+    assert!(step(seen, "open").is_some(), "{seen}");
+    assert!(verdict(seen).contains(&format!("delivered to port {}:eth1", b1.name)), "{seen}");
+
+    // The underlay to host b: sealed datagrams, then opened on request.
+    let sealed = a.dir.join("sealed.pcap");
+    let c = capture(&a, &["--vtep", &ipb, "--count", "2", "-w", sealed.to_str().unwrap()]);
+    assert!(a1.ping("10.30.0.21", 1));
+    assert!(c.wait_with_output().unwrap().status.success());
+    let text = tcpdump(&sealed);
+    assert!(text.contains(&format!("> {ipb}.4789: ")), "sealed, to b: {text}");
+    assert!(text.contains(&format!("> {ipa}.4789: ")), "from b: {text}");
+    assert!(!text.contains("ICMP"), "nothing of the inner frame shows: {text}");
+    let opened = a.dir.join("opened.pcap");
+    let c = capture(&a, &["--vtep", &ipb, "--decrypt", "--count", "2", "-w", opened.to_str().unwrap()]);
+    assert!(a1.ping("10.30.0.21", 1));
+    assert!(c.wait_with_output().unwrap().status.success());
+    let text = tcpdump(&opened);
+    assert!(text.contains("VXLAN") && text.contains("10.30.0.11 > 10.30.0.21: ICMP echo request"), "{text}");
+    assert!(text.contains("10.30.0.21 > 10.30.0.11: ICMP echo reply"), "{text}");
+    assert!(a.log().contains("--decrypt"), "a decrypting capture is logged");
+    let e = a.try_ctl(&["capture", "--vtep", "198.18.0.99", "--count", "1"]).expect_err("refused");
+    assert!(e.contains("no peer host"), "{e}");
+
+    // An encrypted network whose key the receiver lacks: host a seals
+    // under a key b does not hold, and b's live trace says why it drops.
+    let newer = KeyFile::new("newer", 0x55);
+    let newer_id = a.ctl(&["key", "add", newer.path()]).trim().to_owned();
+    a.ctl(&["key", "use", &newer_id, "--force"]);
+    let t = trace(&a, &["secret", "--from", &a1.name, "--to", "10.30.0.21"]);
+    assert!(step(&t, "vtep").is_some_and(|d| d.contains(&newer_id)), "sealed with the new key: {t}");
+    let live = live_trace(&b, &["--host", &ipa, "--network", "secret", "--count", "1", "--seconds", "20"]);
+    assert!(!a1.ping("10.30.0.21", 1), "b cannot open it");
+    let frames = traced(live);
+    let seen = &frames[0]["frame"];
+    assert_eq!(seen["delivered"], false, "{seen}");
+    assert_eq!(verdict(seen), "dropped: unknown_key", "{seen}");
+    assert!(step(seen, "drop").is_some_and(|d| d.contains("does not hold")), "{seen}");
 }
 
 /// `switchctl top --once --json`: the endpoint moving data ranks first,
@@ -178,17 +335,15 @@ fn capture_writes_a_pcap_tcpdump_reads() {
     let ctl = bin("switchctl");
     let socket = sd.socket();
     let pcap = sd.dir.join("c1.pcap");
-    let capture = std::process::Command::new(&ctl)
+    let first = std::process::Command::new(&ctl)
         .args(["--socket", socket.to_str().unwrap(), "capture", &c1.name, "--count", "4", "-w"])
         .arg(&pcap)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(5), || pcap.exists()), "the capture did not start");
-    let busy = sd.try_ctl(&["capture", &c1.name, "--count", "1"]).expect_err("one capture of a port at a time");
-    assert!(busy.contains("captured already"), "{busy}");
     assert!(c1.ping("10.10.0.12", 2));
-    let done = capture.wait_with_output().unwrap();
+    let done = first.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success() && said.contains("4 frames captured, 0 lost"), "{said}");
     let read = run("tcpdump", &["-r", pcap.to_str().unwrap(), "-nn"]);
@@ -211,6 +366,60 @@ fn capture_writes_a_pcap_tcpdump_reads() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ICMP echo request") && text.contains("ICMP echo reply"), "{text}");
 
+    // A network: every port of it, each frame with the port it was seen at.
+    let file = sd.dir.join("front.pcapng");
+    let c = capture(&sd, &["front", "--count", "4", "-w", file.to_str().unwrap()]);
+    assert!(c1.ping("10.10.0.12", 1));
+    assert!(c.wait_with_output().unwrap().status.success());
+    let text = tcpdump(&file);
+    assert_eq!(text.matches("ICMP echo request").count(), 2, "read at c1, written at c2: {text}");
+    let ports = pcapng_interfaces(&std::fs::read(&file).unwrap());
+    let (p1, p2) = (format!("{}:eth0", c1.name), format!("{}:eth0", c2.name));
+    assert_eq!(ports, [p1.clone(), p2.clone(), p2, p1], "where each frame was seen: the request, then the reply");
+
+    // Captures are bounded: past the limit, a clear refusal.
+    let many: Vec<_> = (0..8).map(|_| capture(&sd, &[&c2.name, "--seconds", "20"])).collect();
+    let e = sd.try_ctl(&["capture", &c1.name, "--count", "1"]).expect_err("past the limit");
+    assert!(e.contains("captures run already"), "{e}");
+    for mut c in many {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let freed = wait_until(Duration::from_secs(5), || sd.log().matches("capture of").count() >= 2 * 11);
+    assert!(freed, "the captures did not end when their readers went:\n{}", sd.log());
+
     let e = sd.try_ctl(&["capture", "nobody", "--count", "1"]).expect_err("refused");
-    assert!(e.contains("no endpoint \"nobody\""), "{e}");
+    assert!(e.contains("no endpoint or network \"nobody\""), "{e}");
+}
+
+/// The interface name of each packet in a pcapng file, in order.
+fn pcapng_interfaces(bytes: &[u8]) -> Vec<String> {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let (mut names, mut seen, mut at) = (Vec::new(), Vec::new(), 0);
+    while at + 12 <= bytes.len() {
+        let (kind, len) = (u32_at(at), u32_at(at + 4));
+        match kind {
+            // Interface description: options from byte 16; if_name is 2.
+            1 => {
+                let mut opt = at + 16;
+                while opt + 4 <= at + len - 4 {
+                    let (code, olen) = (
+                        u16::from_le_bytes([bytes[opt], bytes[opt + 1]]),
+                        u16::from_le_bytes([bytes[opt + 2], bytes[opt + 3]]) as usize,
+                    );
+                    if code == 2 {
+                        names.push(String::from_utf8_lossy(&bytes[opt + 4..opt + 4 + olen]).into_owned());
+                    }
+                    if code == 0 {
+                        break;
+                    }
+                    opt += 4 + olen.next_multiple_of(4);
+                }
+            }
+            6 => seen.push(names[u32_at(at + 8)].clone()),
+            _ => {}
+        }
+        at += len;
+    }
+    seen
 }

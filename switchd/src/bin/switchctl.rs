@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, ReloadReport,
-    Request, RouteInfo, Stats, Status, Trace, TraceRequest,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, LiveLine, LiveRequest, NetworkDetail, NetworkInfo, PeerInfo,
+    PublishInfo, ReloadReport, Request, RouteInfo, Stats, Status, Trace, TraceRequest,
 };
 use switchd::control::{client, render};
 use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
@@ -46,14 +46,25 @@ enum Command {
         count: Option<u64>,
     },
     /// A pcap of an endpoint's frames, both ways, to a file or stdout
-    /// (`switchctl capture web | tcpdump -r - -nn`); how many frames, and
-    /// how many it could not keep, on stderr at the end.
+    /// (`switchctl capture web | tcpdump -r - -nn`); of every port of a
+    /// network (a pcapng, each frame with its port); or of the underlay
+    /// datagrams to and from a VTEP. How many frames, and how many it
+    /// could not keep, on stderr at the end.
     Capture {
-        /// The endpoint (container) on this host.
-        endpoint: String,
-        /// Its network, when it is on several.
+        /// An endpoint (container) on this host, or a network.
+        #[arg(required_unless_present = "vtep")]
+        endpoint: Option<String>,
+        /// The endpoint's network, when it is on several.
         #[arg(long)]
         network: Option<String>,
+        /// Instead: the VXLAN datagrams to and from this host (its name or
+        /// underlay address), as they are on the wire.
+        #[arg(long, conflicts_with_all = ["endpoint", "network"])]
+        vtep: Option<String>,
+        /// With --vtep: show sealed datagrams opened, as plain VXLAN (the
+        /// inner frames in clear; switchd logs it).
+        #[arg(long, requires = "vtep")]
+        decrypt: bool,
         /// Write the pcap here instead of to stdout.
         #[arg(short = 'w', value_name = "FILE")]
         write: Option<std::path::PathBuf>,
@@ -71,12 +82,14 @@ enum Command {
     #[command(subcommand)]
     Network(NetworkCommand),
     /// What the switch would do with a packet a container sends, and why
-    /// (nothing is learned, counted or sent).
+    /// (nothing is learned, counted or sent); with --live, what it does
+    /// with the real frames that match, as they cross.
     Trace {
-        /// The network the container sends on.
-        network: String,
+        /// The network the container sends on (with --live: only frames of it).
+        #[arg(required_unless_present = "live")]
+        network: Option<String>,
         /// The sending container (on this host).
-        #[arg(long, required_unless_present = "from_vtep")]
+        #[arg(long, required_unless_present_any = ["from_vtep", "live"])]
         from: Option<String>,
         /// Instead: a VXLAN datagram arriving from this VTEP (another host).
         #[arg(long, conflicts_with = "from")]
@@ -85,11 +98,11 @@ enum Command {
         #[arg(long, requires = "from_vtep")]
         vni: Option<u32>,
         /// The destination: an IPv4 address, a container's name, or a MAC.
+        #[arg(long, required_unless_present = "live")]
+        to: Option<String>,
+        /// tcp, udp or icmp (default icmp); with --live also arp (default: any).
         #[arg(long)]
-        to: String,
-        /// tcp, udp or icmp.
-        #[arg(long, default_value = "icmp")]
-        proto: String,
+        proto: Option<String>,
         /// The TCP or UDP destination port.
         #[arg(long)]
         dport: Option<u16>,
@@ -102,6 +115,25 @@ enum Command {
         /// Send as this MAC instead of the container's own.
         #[arg(long)]
         src_mac: Option<String>,
+        /// Show the real decisions for real frames as they cross.
+        #[arg(long, conflicts_with_all = ["from", "from_vtep", "to", "dport", "size", "src_ip", "src_mac"])]
+        live: bool,
+        /// With --live: only frames of this network (as NETWORK).
+        #[arg(long = "network", requires = "live", conflicts_with = "network")]
+        live_network: Option<String>,
+        /// With --live: only frames from or to this container.
+        #[arg(long, requires = "live")]
+        endpoint: Option<String>,
+        /// With --live: only datagrams from this host, and frames to it
+        /// (its name or underlay address).
+        #[arg(long, requires = "live")]
+        host: Option<String>,
+        /// With --live: stop after this many frames.
+        #[arg(long, requires = "live")]
+        count: Option<u64>,
+        /// With --live: stop after this many seconds.
+        #[arg(long, requires = "live")]
+        seconds: Option<f64>,
     },
     /// The forwarding table: MAC, network, where, type, age.
     Fdb {
@@ -393,14 +425,39 @@ fn run(cli: &Cli) -> Result<String, String> {
         Command::Fdb { network } => {
             ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
         }
-        Command::Trace { network, from, from_vtep, vni, to, proto, dport, size, src_ip, src_mac } => {
+        Command::Trace { live: true, network, live_network, endpoint, host, proto, count, seconds, .. } => {
+            let live = LiveRequest {
+                network: network.clone().or(live_network.clone()),
+                endpoint: endpoint.clone(),
+                host: host.clone(),
+                proto: proto.clone(),
+                count: *count,
+                seconds: *seconds,
+            };
+            let json = cli.json;
+            let end = client::trace_live(&cli.socket, &Request::TraceLive { live }, |line| {
+                let LiveLine::Frame(frame) = line else { return true };
+                let text = match json {
+                    true => serde_json::to_string(line).unwrap_or_default() + "\n",
+                    false => render::live_frame(frame),
+                };
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_ok()
+            })?;
+            if let LiveLine::End { frames, lost } = end {
+                eprintln!("{frames} frames traced, {lost} lost");
+            }
+            Ok(String::new())
+        }
+        Command::Trace { network, from, from_vtep, vni, to, proto, dport, size, src_ip, src_mac, .. } => {
             let trace = TraceRequest {
-                network: network.clone(),
+                network: network.clone().unwrap_or_default(),
                 from: from.clone().unwrap_or_default(),
                 from_vtep: *from_vtep,
                 vni: *vni,
-                to: to.clone(),
-                proto: Some(proto.clone()),
+                to: to.clone().unwrap_or_default(),
+                proto: proto.clone(),
                 dport: *dport,
                 size: *size,
                 src_ip: *src_ip,
@@ -409,10 +466,12 @@ fn run(cli: &Cli) -> Result<String, String> {
             ask(cli, Request::Trace { trace }, |t: Trace| render::trace(&t))
         }
         Command::Top { interval, once, count } => top(cli, *interval, *once, *count),
-        Command::Capture { endpoint, network, write, count, seconds } => {
+        Command::Capture { endpoint, network, vtep, decrypt, write, count, seconds } => {
             let request = Request::Capture {
-                endpoint: endpoint.clone(),
+                endpoint: endpoint.clone().unwrap_or_default(),
                 network: network.clone(),
+                vtep: vtep.clone(),
+                decrypt: *decrypt,
                 count: *count,
                 seconds: *seconds,
             };

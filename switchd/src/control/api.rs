@@ -34,15 +34,31 @@ pub enum Request {
     Trace {
         trace: TraceRequest,
     },
+    /// Streams the real decisions for the frames that match, as they cross
+    /// (see `control::server`): a reply line, then a [`LiveLine`] per line.
+    TraceLive {
+        live: LiveRequest,
+    },
     /// host.toml read again; its changes applied.
     Reload,
-    /// Streams a pcap of an endpoint's frames, both ways (see
-    /// `control::server`): a reply line, then length-prefixed records, a
-    /// zero length, and a [`CaptureEnd`] line.
+    /// Streams a pcap of an endpoint's frames, both ways, of every port of
+    /// a network (pcapng), or of a VTEP's datagrams (see
+    /// `control::server`): a reply line, then length-prefixed records (the
+    /// file's header first), a zero length, and a [`CaptureEnd`] line.
     Capture {
+        /// An endpoint on this host, or a network; empty with `vtep`.
+        #[serde(default)]
         endpoint: String,
+        /// The endpoint's network, when it is on several.
         #[serde(default)]
         network: Option<String>,
+        /// Instead: the underlay datagrams to and from this host (name or
+        /// underlay address).
+        #[serde(default)]
+        vtep: Option<String>,
+        /// With `vtep`: sealed datagrams shown opened, as plain VXLAN.
+        #[serde(default)]
+        decrypt: bool,
         #[serde(default)]
         count: Option<u64>,
         #[serde(default)]
@@ -320,6 +336,52 @@ pub struct Trace {
     /// Whether the frame reaches a port, a host or the gateway.
     pub delivered: bool,
     pub verdict: String,
+}
+
+/// `switchctl trace --live`: which real frames to show (every condition
+/// given must hold), and for how long.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LiveRequest {
+    #[serde(default)]
+    pub network: Option<String>,
+    /// A container on this host: frames from it or to it.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Another host (name or underlay address): datagrams from it, frames to it.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// tcp, udp, icmp or arp.
+    #[serde(default)]
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub seconds: Option<f64>,
+}
+
+/// One line of a live trace's stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveLine {
+    Frame(LiveFrame),
+    /// The last line: frames shown, and frames that matched but could not
+    /// be kept (the reader fell behind; the data path never waits).
+    End {
+        frames: u64,
+        lost: u64,
+    },
+}
+
+/// A real frame and what the switch decided for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LiveFrame {
+    /// When a worker decided it, in microseconds since the epoch.
+    pub at_us: u64,
+    pub worker: usize,
+    /// What it is: addresses and protocol.
+    pub frame: String,
+    #[serde(flatten)]
+    pub trace: Trace,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

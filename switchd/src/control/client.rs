@@ -25,9 +25,9 @@ pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, Strin
     }
 }
 
-/// Runs a capture (`request` is a [`Request::Capture`]): writes the pcap
-/// (its header, then each record as it comes) to `out`, flushed as it
-/// goes, until switchd ends it; how it ended. `out` failing (a reader
+/// Runs a capture (`request` is a [`Request::Capture`]): writes the file
+/// switchd streams (its header, then each record as it comes) to `out`,
+/// flushed as it goes, until switchd ends it; how it ended. `out` failing (a reader
 /// that went away) ends it too, as a success.
 pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<super::api::CaptureEnd, String> {
     use std::io::Read;
@@ -44,8 +44,9 @@ pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<
         Reply::Error(e) => return Err(e),
     }
     let written = |r: std::io::Result<()>| r.is_ok();
-    let mut writing = written(out.write_all(&crate::dataplane::capture::PCAP_HEADER).and_then(|()| out.flush()));
-    let mut frames = 0;
+    let mut writing = true;
+    // The first record is the file's header.
+    let mut frames: i64 = -1;
     let mut record = Vec::new();
     loop {
         let mut len = [0u8; 4];
@@ -54,7 +55,7 @@ pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<
         if len == 0 {
             break;
         }
-        if len > crate::dataplane::capture::SNAPLEN + 16 {
+        if len > crate::dataplane::capture::SNAPLEN + crate::dataplane::capture::RECORD_OVERHEAD {
             return Err(format!("bad capture stream: a record of {len} bytes"));
         }
         record.resize(len, 0);
@@ -64,7 +65,7 @@ pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<
             frames += 1;
             if !writing {
                 // The reader is gone: closing tells switchd to stop.
-                return Ok(super::api::CaptureEnd { frames, lost: 0 });
+                return Ok(super::api::CaptureEnd { frames: frames.max(0) as u64, lost: 0 });
             }
         }
     }
@@ -73,5 +74,43 @@ pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<
     match serde_json::from_str::<Reply>(&end).map_err(|e| format!("bad reply from switchd: {e}"))? {
         Reply::Result(v) => serde_json::from_value(v).map_err(|e| format!("bad reply from switchd: {e}")),
         Reply::Error(e) => Err(e),
+    }
+}
+
+/// Runs a live trace (`request` is a [`Request::TraceLive`]): hands each
+/// line switchd streams to `line` as it comes, until switchd ends it (the
+/// [`LiveLine::End`](super::api::LiveLine) line, returned) or `line` says
+/// stop (false: the reader is gone).
+pub fn trace_live(
+    socket: &Path,
+    request: &Request,
+    mut line: impl FnMut(&super::api::LiveLine) -> bool,
+) -> Result<super::api::LiveLine, String> {
+    use super::api::LiveLine;
+    let mut stream =
+        UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
+    let mut ask = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    ask.push(b'\n');
+    stream.write_all(&ask).map_err(|e| format!("sending to switchd: {e}"))?;
+    let mut reader = BufReader::new(stream);
+    let mut text = String::new();
+    let mut next = |text: &mut String| -> Result<serde_json::Value, String> {
+        text.clear();
+        reader.read_line(text).map_err(|e| format!("reading from switchd: {e}"))?;
+        if text.is_empty() {
+            return Err("switchd closed the connection".into());
+        }
+        match serde_json::from_str::<Reply>(text).map_err(|e| format!("bad reply from switchd: {e}"))? {
+            Reply::Result(value) => Ok(value),
+            Reply::Error(e) => Err(e),
+        }
+    };
+    next(&mut text)?;
+    loop {
+        let value = next(&mut text)?;
+        let got: LiveLine = serde_json::from_value(value).map_err(|e| format!("bad reply from switchd: {e}"))?;
+        if matches!(got, LiveLine::End { .. }) || !line(&got) {
+            return Ok(got);
+        }
     }
 }

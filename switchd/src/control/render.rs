@@ -213,6 +213,15 @@ pub fn trace(t: &crate::control::api::Trace) -> String {
     out
 }
 
+/// A live trace's frame: its time (UTC, as tcpdump's clock), what it is,
+/// then the decisions, indented.
+pub fn live_frame(f: &crate::control::api::LiveFrame) -> String {
+    let day_us = f.at_us % 86_400_000_000;
+    let (h, m, s, us) = (day_us / 3_600_000_000, day_us / 60_000_000 % 60, day_us / 1_000_000 % 60, day_us % 1_000_000);
+    let steps: String = trace(&f.trace).lines().map(|l| format!("    {l}\n")).collect();
+    format!("{h:02}:{m:02}:{s:02}.{us:06} worker {} {}\n{steps}", f.worker, f.frame)
+}
+
 pub fn fdb(entries: &[FdbEntry]) -> String {
     let rows: Vec<Vec<String>> = entries
         .iter()

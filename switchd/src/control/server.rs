@@ -80,20 +80,111 @@ async fn serve_connection(stream: UnixStream, daemon: Shared, guard: Guard) {
     if !matches!(read, Ok(1..)) {
         return;
     }
-    if let Ok(Request::Capture { endpoint, network, count, seconds }) = serde_json::from_slice(first.trim_ascii_end()) {
-        let _busy = guard.busy();
-        let ask = Capturing { endpoint, network, count, seconds };
-        let _ = stream_capture(&mut reader, &mut write, &daemon, &guard, ask).await;
-        return;
+    match serde_json::from_slice(first.trim_ascii_end()) {
+        Ok(Request::Capture { endpoint, network, vtep, decrypt, count, seconds }) => {
+            let _busy = guard.busy();
+            let ask = Capturing { endpoint, network, vtep, decrypt, count, seconds };
+            let _ = stream_capture(&mut reader, &mut write, &daemon, &guard, ask).await;
+            return;
+        }
+        Ok(Request::TraceLive { live }) => {
+            let _busy = guard.busy();
+            let _ = stream_live_trace(&mut reader, &mut write, &daemon, &guard, live).await;
+            return;
+        }
+        _ => {}
     }
     let rest = std::io::Cursor::new(first).chain(reader);
     serve_lines(rest, write, &guard, |request| handle(&daemon, request)).await;
+}
+
+/// One reply as a line.
+fn reply_line(reply: &Reply) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Frames a live trace explains with one hold of the daemon.
+const LIVE_CHUNK: usize = 64;
+
+/// Streams a live trace: the reply line (or an error line), then a
+/// [`LiveLine::Frame`](super::api::LiveLine) per matched frame, until
+/// `count` frames, `seconds`, or the client goes; then the
+/// [`LiveLine::End`](super::api::LiveLine) line. The trace stops when this
+/// returns, however it ends.
+async fn stream_live_trace<R, W>(
+    read: &mut R,
+    write: &mut W,
+    daemon: &Shared,
+    guard: &Guard,
+    ask: super::api::LiveRequest,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use super::api::LiveLine;
+    let (count, seconds) = (ask.count, ask.seconds);
+    let asked = ask.clone();
+    let mut trace = match daemon::run_reading(daemon, move |d| d.trace_live(&asked)).await {
+        Ok(Ok(trace)) => trace,
+        Ok(Err(e)) | Err(e) => return write.write_all(&reply_line(&Reply::Error(e.to_string()))).await,
+    };
+    tracing::info!(?ask, "live trace started");
+    write.write_all(&reply_line(&Reply::Result(serde_json::json!({ "tracing": true })))).await?;
+    let deadline = deadline_after(seconds);
+    let mut frames = 0u64;
+    let mut probe = [0u8; 1];
+    while count.is_none_or(|c| frames < c) {
+        let first = tokio::select! {
+            seen = trace.frames.recv() => seen,
+            _ = until(deadline) => None,
+            _ = guard.closed() => None,
+            _ = read.read(&mut probe) => None,
+        };
+        let Some(first) = first else { break };
+        let room = count.map_or(LIVE_CHUNK, |c| (c - frames).min(LIVE_CHUNK as u64) as usize);
+        let mut chunk = vec![first];
+        while chunk.len() < room
+            && let Ok(seen) = trace.frames.try_recv()
+        {
+            chunk.push(seen);
+        }
+        let explained =
+            daemon::run_reading(daemon, move |d| chunk.iter().map(|s| d.explain_seen(s)).collect::<Vec<_>>()).await;
+        for frame in explained.unwrap_or_default() {
+            let line = Reply::Result(serde_json::to_value(LiveLine::Frame(frame)).unwrap_or_default());
+            write.write_all(&reply_line(&line)).await?;
+            frames += 1;
+        }
+    }
+    let lost = trace.lost();
+    drop(trace);
+    tracing::info!("live trace ended: {frames} frames shown, {lost} lost");
+    let end = LiveLine::End { frames, lost };
+    write.write_all(&reply_line(&Reply::Result(serde_json::to_value(end).unwrap_or_default()))).await
+}
+
+/// When `seconds` from now is (none: never).
+fn deadline_after(seconds: Option<f64>) -> Option<tokio::time::Instant> {
+    seconds.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0)))
+}
+
+/// Waits until `deadline` (for ever without one).
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What a capture was asked for.
 struct Capturing {
     endpoint: String,
     network: Option<String>,
+    vtep: Option<String>,
+    decrypt: bool,
     count: Option<u64>,
     seconds: Option<f64>,
 }
@@ -114,35 +205,30 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let line = |reply: &Reply| {
-        let mut bytes = serde_json::to_vec(reply).unwrap_or_default();
-        bytes.push(b'\n');
-        bytes
-    };
-    let Capturing { endpoint, network, count, seconds } = ask;
-    let asked = endpoint.clone();
-    let started = daemon::run_reading(daemon, move |d| d.capture(&asked, network.as_deref())).await;
+    let line = reply_line;
+    let Capturing { endpoint, network, vtep, decrypt, count, seconds } = ask;
+    let (asked, what) = (endpoint.clone(), vtep.as_ref().map_or(endpoint.clone(), |v| format!("VTEP {v}")));
+    let started = daemon::run_reading(daemon, move |d| match &vtep {
+        Some(vtep) => d.capture_vtep(vtep, decrypt),
+        None => d.capture(&asked, network.as_deref()),
+    })
+    .await;
     let mut capture = match started {
         Ok(Ok(capture)) => capture,
         Ok(Err(e)) => return write.write_all(&line(&Reply::Error(e.to_string()))).await,
         Err(e) => return write.write_all(&line(&Reply::Error(e.to_string()))).await,
     };
-    tracing::info!("capture of {endpoint} started");
-    write.write_all(&line(&Reply::Result(serde_json::json!({ "capturing": endpoint })))).await?;
-    let deadline =
-        seconds.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.clamp(0.0, 86_400.0)));
+    tracing::info!("capture of {what} started");
+    write.write_all(&line(&Reply::Result(serde_json::json!({ "capturing": what })))).await?;
+    write.write_all(&(capture.header.len() as u32).to_be_bytes()).await?;
+    write.write_all(&capture.header).await?;
+    let deadline = deadline_after(seconds);
     let mut frames = 0u64;
     let mut probe = [0u8; 1];
     while count.is_none_or(|c| frames < c) {
-        let until = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         let record = tokio::select! {
             record = capture.records.recv() => record,
-            _ = until => None,
+            _ = until(deadline) => None,
             _ = guard.closed() => None,
             // The client went away (or said something: it may not).
             _ = read.read(&mut probe) => None,
@@ -154,7 +240,7 @@ where
     }
     let (_, lost) = capture.counts();
     drop(capture);
-    tracing::info!("capture of {endpoint} ended: {frames} frames, {lost} lost");
+    tracing::info!("capture of {what} ended: {frames} frames, {lost} lost");
     write.write_all(&0u32.to_be_bytes()).await?;
     let end = super::api::CaptureEnd { frames, lost };
     write.write_all(&line(&Reply::Result(serde_json::to_value(end).unwrap_or_default()))).await

@@ -496,9 +496,9 @@ impl Daemon {
             Request::PublishRm { host_port, protocol } => answer(self.publish_rm(*host_port, protocol)),
             Request::Reload => self.reload().and_then(value),
             // The control server streams captures itself.
-            Request::Capture { .. } => {
-                Err(DaemonError::Trace("a capture is asked as the first line of a connection of its own".into()))
-            }
+            Request::Capture { .. } | Request::TraceLive { .. } => Err(DaemonError::Trace(
+                "a capture or live trace is asked as the first line of a connection of its own".into(),
+            )),
             Request::Status
             | Request::NetworkLs
             | Request::NetworkInspect { .. }

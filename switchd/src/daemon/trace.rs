@@ -19,8 +19,10 @@ use switchd_wire::{arp, ipv4, vnet};
 
 use super::Daemon;
 use super::error::{DaemonError, OpResult};
-use crate::control::api::{Trace, TraceRequest, TraceStep};
-use crate::switch::{Action, DropReason, Gateway, Location, Next, Plan, Switch, Target};
+use crate::control::api::{LiveFrame, LiveRequest, Trace, TraceRequest, TraceStep};
+use crate::dataplane::Capture;
+use crate::dataplane::live::{self, LiveTrace};
+use crate::switch::{Action, DropReason, Gateway, Location, Next, Plan, Target};
 
 /// A container's view of where a packet goes first.
 struct Destination {
@@ -101,7 +103,7 @@ impl Daemon {
                         return Ok(verdict(steps, false, format!("dropped: {}", reason.as_str())));
                     }
                     _ => {
-                        let targets = self.describe_targets(&switch, &plan);
+                        let targets = self.describe_targets(&plan);
                         step("neighbour", format!("ARP who-has {asking}: nobody known has it; flooded to {targets}"));
                         return Ok(verdict(
                             steps,
@@ -141,60 +143,133 @@ impl Daemon {
             },
         );
         switch.handle_frame(now, from.port, &frame, &mut plan);
-        let (delivered, outcome) = match plan.action {
-            Action::Drop(reason) => {
-                step("drop", format!("{} ({})", reason.as_str(), explain(reason)));
-                (false, format!("dropped: {}", reason.as_str()))
-            }
-            Action::Reject { reason, .. } => {
-                step("route", format!("refused: {} ({})", reason.as_str(), explain(reason)));
-                (false, format!("refused with an ICMP error: {}", reason.as_str()))
-            }
-            Action::Local { .. } => {
-                step("gateway", format!("for the gateway itself: served by switchd ({proto:?})"));
-                (true, "answered by the gateway".to_owned())
-            }
-            Action::Answer { owner, .. } => {
-                step("neighbour", format!("answered by switchd for {owner}"));
-                (true, "answered by switchd".to_owned())
-            }
-            Action::Route { network, next, .. } => {
-                let into = self.networks.iter().find(|n| n.id == network);
-                let name = into.map_or_else(|| "?".to_owned(), |n| n.config.name.to_string());
-                let hop = match next {
-                    Next::Port(_) => "a port of this host",
-                    Next::Vtep(_) => "another host",
-                    Next::Flood => "every port and host of it (MAC not known yet)",
-                };
-                step("route", format!("routed by the gateway into network {name}, TTL 64 -> 63, to {hop}"));
-                self.egress(&switch, &plan, &mut step)
-            }
-            Action::Deliver(_) | Action::Encap { .. } | Action::Flood { .. } => self.egress(&switch, &plan, &mut step),
-        };
+        let (delivered, outcome) = self.decided(&plan, &mut step);
         Ok(verdict(steps, delivered, outcome))
     }
 
+    /// Starts a live trace of the real frames `req` asks for.
+    pub fn trace_live(&self, req: &LiveRequest) -> OpResult<LiveTrace> {
+        let bad = |m: String| DaemonError::Trace(m);
+        let mut filter = live::Filter::default();
+        if let Some(name) = &req.network {
+            let net = self.networks.get(name)?;
+            let ports = self.endpoints.on(name).map(|e| e.port).collect();
+            filter.network = Some((net.id, net.config.vni.get(), ports));
+        }
+        if let Some(name) = &req.endpoint {
+            let of = || self.endpoints.iter().filter(|e| e.record.name.as_str() == name);
+            let ports: Vec<_> = of().map(|e| e.port).collect();
+            if ports.is_empty() {
+                return Err(bad(format!("no endpoint {name:?} on this host")));
+            }
+            filter.endpoint = Some((ports, of().filter_map(|e| e.record.mac).collect()));
+        }
+        if let Some(host) = &req.host {
+            let vteps = self.host_vteps(host).ok_or_else(|| bad(format!("no peer host {host:?} known here")))?;
+            filter.host = Some(vteps);
+        }
+        filter.proto = match req.proto.as_deref() {
+            None => None,
+            Some("icmp") => Some(live::Proto::Ip(1)),
+            Some("tcp") => Some(live::Proto::Ip(6)),
+            Some("udp") => Some(live::Proto::Ip(17)),
+            Some("arp") => Some(live::Proto::Arp),
+            Some(other) => return Err(bad(format!("--proto {other:?}: tcp, udp, icmp or arp"))),
+        };
+        self.dataplane.trace_live(filter, req.count).ok_or_else(|| {
+            bad(format!("{} live traces run already (the most at once): try again later", live::MAX_TRACES))
+        })
+    }
+
+    /// A peer host (by name or underlay address): its address and VTEPs.
+    fn host_vteps(&self, host: &str) -> Option<(IpAddr, Vec<crate::switch::VtepId>)> {
+        let ip = host.parse::<IpAddr>().ok();
+        let peers =
+            self.cluster.peers.iter().filter(|p| {
+                Some(p.config.underlay_ip) == ip || p.config.name.as_ref().is_some_and(|n| n.as_str() == host)
+            });
+        let gossiped = self.cluster.vteps.iter().filter(|(name, v)| Some(v.addr.ip()) == ip || name.as_str() == host);
+        let found: Vec<(IpAddr, _)> =
+            peers.map(|p| (p.config.underlay_ip, p.vtep)).chain(gossiped.map(|(_, v)| (v.addr.ip(), v.id))).collect();
+        let addr = found.first().map(|(a, _)| *a).or(ip)?;
+        Some((addr, found.into_iter().map(|(_, id)| id).collect()))
+    }
+
+    /// What a live trace saw: the real frame and the real decision.
+    pub fn explain_seen(&self, seen: &live::Seen) -> LiveFrame {
+        let mut steps = Vec::new();
+        let mut step = |what: &str, detail: String| steps.push(TraceStep { what: what.into(), detail });
+        match seen.origin {
+            live::Origin::Port(port) => {
+                let at = match self.endpoints.by_port(port) {
+                    Some(e) => format!("port {} on network {}", e.port_label(), e.record.network),
+                    None => "a port of this host (a gateway or host-access port)".into(),
+                };
+                step("ingress", format!("{at}, {} bytes", seen.len));
+            }
+            live::Origin::Vtep(ip) => {
+                let vni = seen.vni.map_or_else(String::new, |v| format!(", VNI {v}"));
+                let sealed = if seen.plan.sealed { "sealed " } else { "" };
+                step("ingress", format!("a {sealed}VXLAN datagram from {ip}{vni}, {} bytes", seen.len));
+                if seen.plan.sealed {
+                    step("open", "opened: its tag verified".into());
+                }
+            }
+        }
+        let (delivered, outcome) = self.decided(&seen.plan, &mut step);
+        LiveFrame {
+            at_us: seen.at_us,
+            worker: seen.worker,
+            frame: summarize(&seen.head),
+            trace: verdict(steps, delivered, outcome),
+        }
+    }
+
     /// Starts capturing an endpoint's port (on `network`, needed when it
-    /// is on several).
-    pub fn capture(&self, endpoint: &str, network: Option<&str>) -> OpResult<crate::dataplane::Capture> {
+    /// is on several), or, when `target` is no endpoint here but a network,
+    /// every port of that network here.
+    pub fn capture(&self, target: &str, network: Option<&str>) -> OpResult<Capture> {
         let bad = |m: String| DaemonError::Trace(m);
         let mut found = self
             .endpoints
             .iter()
-            .filter(|e| e.record.name.as_str() == endpoint && network.is_none_or(|n| e.record.network.as_str() == n));
-        let e = found.next().ok_or_else(|| bad(format!("no endpoint {endpoint:?} on this host")))?;
-        if found.next().is_some() {
-            return Err(bad(format!("{endpoint} is on several networks: name one with --network")));
+            .filter(|e| e.record.name.as_str() == target && network.is_none_or(|n| e.record.network.as_str() == n));
+        let ports: Vec<_> = match (found.next(), found.next()) {
+            (Some(_), Some(_)) => return Err(bad(format!("{target} is on several networks: name one with --network"))),
+            (Some(e), None) => vec![(e.port, e.port_label())],
+            (None, _) if network.is_none() && self.networks.get(target).is_ok() => {
+                let ports: Vec<_> = self.endpoints.on(target).map(|e| (e.port, e.port_label())).collect();
+                if ports.is_empty() {
+                    return Err(bad(format!("network {target} has no port on this host to capture")));
+                }
+                ports
+            }
+            (None, _) => return Err(bad(format!("no endpoint or network {target:?} on this host"))),
+        };
+        match self.dataplane.capture(&ports) {
+            Ok(Some(capture)) => Ok(capture),
+            Ok(None) => Err(bad(format!("{} captures run already (the most at once)", crate::dataplane::MAX_CAPTURES))),
+            Err(port) => Err(bad(format!("{port} has no port in the data plane"))),
         }
-        match self.dataplane.capture(e.port) {
-            Some(Ok(capture)) => Ok(capture),
-            Some(Err(())) => Err(bad(format!(
-                "{} is being captured already, or {} captures run (the most at once)",
-                e.port_label(),
-                crate::dataplane::MAX_CAPTURES
-            ))),
-            None => Err(bad(format!("{} has no port in the data plane", e.port_label()))),
+    }
+
+    /// Starts capturing the underlay datagrams to and from a peer host
+    /// (name or underlay address); sealed ones opened with `decrypt`.
+    pub fn capture_vtep(&self, host: &str, decrypt: bool) -> OpResult<Capture> {
+        let bad = |m: String| DaemonError::Trace(m);
+        let Some((ip, vteps)) = self.host_vteps(host).filter(|(_, vteps)| !vteps.is_empty()) else {
+            return Err(bad(format!("no peer host {host:?} known here")));
+        };
+        if vteps.iter().all(|&id| self.dataplane.vtep_addr(id).is_none()) {
+            return Err(bad(format!("{host} is no VTEP of this host's data plane")));
         }
+        let capture = self.dataplane.capture_vtep(ip, decrypt).ok_or_else(|| {
+            bad(format!("{} captures run already (the most at once)", crate::dataplane::MAX_CAPTURES))
+        })?;
+        if decrypt {
+            tracing::warn!("capture of VTEP {ip} with --decrypt: sealed datagrams are shown opened, in clear");
+        }
+        Ok(capture)
     }
 
     /// A VXLAN datagram from `vtep` for a container on `net` here: what
@@ -251,13 +326,7 @@ impl Daemon {
         if encrypted && has_key && !matches!(plan.action, Action::Drop(_)) {
             step("open", format!("opened with the {scope} key (the tag is not checked in a trace)"));
         }
-        let (delivered, outcome) = match plan.action {
-            Action::Drop(reason) => {
-                step("drop", format!("{} ({})", reason.as_str(), explain(reason)));
-                (false, format!("dropped: {}", reason.as_str()))
-            }
-            _ => self.egress(&switch, &plan, &mut step),
-        };
+        let (delivered, outcome) = self.decided(&plan, &mut step);
         Ok(verdict(steps, delivered, outcome))
     }
 
@@ -331,14 +400,49 @@ impl Daemon {
         }
     }
 
+    /// What the switch decided in `plan`, as steps; whether it goes
+    /// anywhere, and the verdict.
+    fn decided(&self, plan: &Plan, step: &mut impl FnMut(&str, String)) -> (bool, String) {
+        match plan.action {
+            Action::Drop(reason) => {
+                step("drop", format!("{} ({})", reason.as_str(), explain(reason)));
+                (false, format!("dropped: {}", reason.as_str()))
+            }
+            Action::Reject { reason, .. } => {
+                step("route", format!("refused: {} ({})", reason.as_str(), explain(reason)));
+                (false, format!("refused with an ICMP error: {}", reason.as_str()))
+            }
+            Action::Local { .. } => {
+                step("gateway", "for the gateway itself (ping, DHCP, DNS): served by switchd".into());
+                (true, "answered by the gateway".to_owned())
+            }
+            Action::Answer { owner, request, .. } => {
+                step("neighbour", format!("{:?}: answered by switchd for its owner, {owner}", request.target()));
+                (true, "answered by switchd".to_owned())
+            }
+            Action::Route { network, next, .. } => {
+                let into = self.networks.iter().find(|n| n.id == network);
+                let name = into.map_or_else(|| "?".to_owned(), |n| n.config.name.to_string());
+                let hop = match next {
+                    Next::Port(_) => "a port of this host",
+                    Next::Vtep(_) => "another host",
+                    Next::Flood => "every port and host of it (MAC not known yet)",
+                };
+                step("route", format!("routed by the gateway into network {name}, TTL 64 -> 63, to {hop}"));
+                self.egress(plan, step)
+            }
+            Action::Deliver(_) | Action::Encap { .. } | Action::Flood { .. } => self.egress(plan, step),
+        }
+    }
+
     /// Every target of `plan`, in words.
-    fn describe_targets(&self, switch: &Switch, plan: &Plan) -> String {
+    fn describe_targets(&self, plan: &Plan) -> String {
         let named: Vec<String> = plan
             .targets
             .iter()
             .map(|t| match *t {
                 Target::Port(port) => self.location(&Location::Port(port)),
-                Target::Vtep(vtep) => match switch.vtep_addr(vtep) {
+                Target::Vtep(vtep) => match self.dataplane.vtep_addr(vtep) {
                     Some(addr) => self.location(&Location::Vtep(vtep)).replace("a VTEP", &addr.ip().to_string()),
                     None => self.location(&Location::Vtep(vtep)),
                 },
@@ -349,7 +453,7 @@ impl Daemon {
 
     /// The egress steps of a plan that sends: ports, and VTEPs with their
     /// wire (VNI, sealing, key).
-    fn egress(&self, switch: &Switch, plan: &Plan, step: &mut impl FnMut(&str, String)) -> (bool, String) {
+    fn egress(&self, plan: &Plan, step: &mut impl FnMut(&str, String)) -> (bool, String) {
         if let Some(wire) = plan.wire {
             let sealing = match wire.encrypted {
                 false => "plain VXLAN".to_owned(),
@@ -362,13 +466,22 @@ impl Daemon {
                     });
                     match (cipher, key) {
                         (Some(cipher), Some(key)) => format!("sealed with {cipher}, key id {key}"),
-                        _ => "encrypted, but this host holds no key for it: nothing is sent".to_owned(),
+                        _ => {
+                            step("vtep", format!("VNI {}: encrypted, and this host holds no key for it", wire.vni));
+                            let reason = DropReason::NoKey;
+                            step("drop", format!("{} ({}): never sent in plaintext", reason.as_str(), explain(reason)));
+                            // What reaches local ports still does.
+                            return match plan.ports().count() {
+                                0 => (false, format!("dropped: {}", reason.as_str())),
+                                _ => (true, format!("delivered to local ports only; {}", reason.as_str())),
+                            };
+                        }
                     }
                 }
             };
             step("vtep", format!("VNI {}, {sealing}, segments cut to MTU {}", wire.vni, wire.mtu));
         }
-        let targets = self.describe_targets(switch, plan);
+        let targets = self.describe_targets(plan);
         match plan.action {
             Action::Flood { .. } | Action::Route { next: Next::Flood, .. } => {
                 step("egress", format!("flooded to {targets}"));
@@ -415,6 +528,44 @@ fn gateway_ip(net: &super::networks::Network) -> Option<Ipv4Addr> {
 
 fn verdict(steps: Vec<TraceStep>, delivered: bool, outcome: String) -> Trace {
     Trace { steps, delivered, verdict: outcome }
+}
+
+/// An Ethernet frame's head in one line, as tcpdump would name it.
+fn summarize(eth: &[u8]) -> String {
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let mac = |b: &[u8]| b.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).map(MacAddr);
+    let (Some(dst), Some(src)) = (mac(eth), eth.get(6..).and_then(mac)) else {
+        return format!("{} bytes, not an Ethernet frame", eth.len());
+    };
+    let macs = format!("{src} > {dst}");
+    let Ok(p) = LaxSlicedPacket::from_ethernet(eth) else { return macs };
+    let (from, to) = match &p.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            (ip.header().source_addr().to_string(), ip.header().destination_addr().to_string())
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            (ip.header().source_addr().to_string(), ip.header().destination_addr().to_string())
+        }
+        _ => {
+            if let Ok(a) = arp::Packet::new_checked(eth.get(14..).unwrap_or_default()).map(|a| arp::Repr::parse(&a)) {
+                let op = match a.operation {
+                    arp::Operation::Request => format!("who-has {} tell {}", a.target_ip, a.sender_ip),
+                    arp::Operation::Reply => format!("{} is-at {}", a.sender_ip, a.sender_mac),
+                    _ => "other".into(),
+                };
+                return format!("{macs}, ARP {op}");
+            }
+            return macs;
+        }
+    };
+    let what = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => format!("{from}.{} > {to}.{} TCP", t.source_port(), t.destination_port()),
+        Some(TransportSlice::Udp(u)) => format!("{from}.{} > {to}.{} UDP", u.source_port(), u.destination_port()),
+        Some(TransportSlice::Icmpv4(i)) => format!("{from} > {to} ICMP {:?}", i.icmp_type()),
+        Some(TransportSlice::Icmpv6(i)) => format!("{from} > {to} ICMPv6 {:?}", i.icmp_type()),
+        _ => format!("{from} > {to}"),
+    };
+    format!("{macs}, {what}")
 }
 
 /// What a drop reason means, for a trace.

@@ -42,6 +42,7 @@
 pub mod capture;
 pub mod crypto;
 mod into_ports;
+pub mod live;
 mod poll;
 pub mod port;
 pub mod spread;
@@ -251,7 +252,7 @@ pub struct Queues {
     /// plus one (0: none yet). Empty for a port of one device.
     read_from: Box<[std::sync::atomic::AtomicU8]>,
     /// Frames both ways, while `switchctl capture` runs.
-    tap: capture::Tap,
+    tap: Arc<capture::Tap>,
 }
 
 impl Queues {
@@ -321,6 +322,8 @@ pub struct Underlay {
     /// A send pool per worker.
     pub tx: Vec<Vec<OwnedFd>>,
     pub identity: Identity,
+    /// The address VXLAN is received on.
+    pub local: SocketAddr,
 }
 
 impl Underlay {
@@ -330,7 +333,7 @@ impl Underlay {
         let rx = udp::bind_rx_group(SocketAddr::new(ip, port), workers.max(1))?;
         let pool = || (0..udp::TX_POOL).map(|_| udp::bind_tx(ip)).collect::<io::Result<Vec<_>>>();
         let tx = (0..workers.max(1)).map(|_| pool()).collect::<io::Result<_>>()?;
-        Ok(Underlay { rx, tx, identity: Identity { sender: ip, session } })
+        Ok(Underlay { rx, tx, identity: Identity { sender: ip, session }, local: SocketAddr::new(ip, port) })
     }
 }
 
@@ -493,7 +496,9 @@ pub struct Dataplane {
     /// The workers' and crypto helpers' threads ([`spread`]).
     pool: Option<rayon::ThreadPool>,
     /// Captures running ([`Dataplane::capture`]).
-    captures: Arc<std::sync::atomic::AtomicUsize>,
+    captures: Arc<capture::Captures>,
+    /// Live traces running ([`Dataplane::trace_live`]).
+    live: Arc<live::Hub>,
     /// A worker's index when its loop returned.
     stopped: Mutex<Receiver<usize>>,
 }
@@ -507,32 +512,7 @@ fn token_of(id: PortId) -> u64 {
     id.data().as_ffi()
 }
 
-/// Captures that may run at once (each copies every frame of its port).
-pub const MAX_CAPTURES: usize = 8;
-
-/// A running capture of a port ([`Dataplane::capture`]); it ends when
-/// dropped.
-#[derive(Debug)]
-pub struct Capture {
-    queues: Arc<Queues>,
-    /// pcap records (header and frame), in the order the workers took them.
-    pub records: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    running: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Capture {
-    /// Records kept, and lost for want of room, so far.
-    pub fn counts(&self) -> (u64, u64) {
-        self.queues.tap.counts()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.queues.tap.stop();
-        self.running.fetch_sub(1, Relaxed);
-    }
-}
+pub use capture::{Capture, MAX_CAPTURES};
 
 /// How the data plane's threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,10 +555,11 @@ impl Dataplane {
             .collect();
         let keys = Arc::new(SharedKeys::default());
         let counters = Arc::new(CryptoCounters::default());
-        let (mut rx, mut pools, identity) = match underlay {
-            Some(u) => (u.rx.into_iter(), u.tx.into_iter(), Some(u.identity)),
-            None => (Vec::new().into_iter(), Vec::new().into_iter(), None),
+        let (mut rx, mut pools, identity, local) = match underlay {
+            Some(u) => (u.rx.into_iter(), u.tx.into_iter(), Some(u.identity), Some(u.local)),
+            None => (Vec::new().into_iter(), Vec::new().into_iter(), None, None),
         };
+        let watch = Watch { live: Arc::default(), captures: Arc::default() };
         let mut handles = Vec::new();
         let mut loops = Vec::new();
         for index in 0..workers {
@@ -592,8 +573,9 @@ impl Dataplane {
                 replicas.clone(),
                 commands,
                 wake.clone(),
-                WorkerUnderlay { rx: underlay_rx, tx: pools.next().unwrap_or_default(), crypto },
+                WorkerUnderlay { rx: underlay_rx, tx: pools.next().unwrap_or_default(), crypto, local },
                 WorkerTuning { busy_poll, io_uring, crypto_helpers },
+                watch.clone(),
             )?;
             let running = Arc::new(AtomicBool::new(true));
             handles.push(WorkerHandle {
@@ -644,7 +626,8 @@ impl Dataplane {
             keys,
             crypto: counters,
             pool: Some(pool),
-            captures: Arc::default(),
+            captures: watch.captures,
+            live: watch.live,
             stopped: Mutex::new(stopped),
         })
     }
@@ -887,19 +870,34 @@ impl Dataplane {
         self.replicas[0].lock().switch.clone()
     }
 
-    /// Starts capturing port `id`'s frames both ways ([`capture`]): the
-    /// records, and the capture (ended when dropped). `None` if the port
-    /// is unknown; `Some(Err(()))` if a capture of it runs already or
-    /// [`MAX_CAPTURES`] do.
-    pub fn capture(&self, id: PortId) -> Option<Result<Capture, ()>> {
-        let (queues, _) = self.port_io.get(id)?;
-        let running = self.captures.fetch_add(1, Relaxed);
-        let records = (running < MAX_CAPTURES).then(|| queues.tap.start()).flatten();
-        let Some(records) = records else {
-            self.captures.fetch_sub(1, Relaxed);
-            return Some(Err(()));
-        };
-        Some(Ok(Capture { queues: queues.clone(), records, running: self.captures.clone() }))
+    /// Starts capturing the frames of `ports` both ways, each port under
+    /// its name ([`capture`]). `Err` names a port unknown here; `Ok(None)`
+    /// if [`MAX_CAPTURES`] run already.
+    pub fn capture(&self, ports: &[(PortId, String)]) -> Result<Option<Capture>, String> {
+        let taps = ports
+            .iter()
+            .map(|(id, name)| self.port_io.get(*id).map(|(q, _)| (q.tap.clone(), name.clone())).ok_or(name.clone()))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(self.captures.start(capture::Source::Ports(taps)))
+    }
+
+    /// Starts capturing the underlay datagrams to and from the VTEP at
+    /// `ip`; sealed ones opened with `decrypt`. `None` if [`MAX_CAPTURES`]
+    /// run already.
+    pub fn capture_vtep(&self, ip: IpAddr, decrypt: bool) -> Option<Capture> {
+        self.captures.start(capture::Source::Vtep { ip, decrypt })
+    }
+
+    /// Starts a live trace: the real decisions for the frames `filter`
+    /// matches, at most `count` ([`live`]). `None` if [`live::MAX_TRACES`]
+    /// run already.
+    pub fn trace_live(&self, filter: live::Filter, count: Option<u64>) -> Option<live::LiveTrace> {
+        self.live.start(filter, count)
+    }
+
+    /// Where a VTEP is, as the data plane sends to it.
+    pub fn vtep_addr(&self, id: VtepId) -> Option<SocketAddr> {
+        lock(&self.vtep_io).get(id).and_then(|io| io.first()).and_then(|io| io.addr.as_socket())
     }
 
     /// What each worker did.
@@ -972,6 +970,16 @@ struct WorkerUnderlay {
     rx: Option<OwnedFd>,
     tx: Vec<OwnedFd>,
     crypto: Option<WorkerCrypto>,
+    /// The address it receives on (for captures of the underlay).
+    local: Option<SocketAddr>,
+}
+
+/// What watches the workers' frames: live traces and captures, looked at
+/// once per batch.
+#[derive(Debug, Clone, Default)]
+struct Watch {
+    live: Arc<live::Hub>,
+    captures: Arc<capture::Captures>,
 }
 
 struct Worker {
@@ -1025,6 +1033,12 @@ struct Worker {
     /// What opening the last burst on several threads found, datagram by
     /// datagram ([`WorkerCrypto::open_burst`]).
     preopened: Vec<Option<Result<Range<usize>, Refused>>>,
+    /// Live traces and underlay captures, looked at once per batch.
+    watch: Watch,
+    /// Where this worker receives VXLAN, and where each of its send
+    /// sockets sends from (for captures of the underlay).
+    underlay_local: Option<SocketAddr>,
+    tx_locals: Vec<SocketAddr>,
 }
 
 /// How a worker goes about its work ([`WorkerOptions`]).
@@ -1040,8 +1054,9 @@ impl Worker {
         replicas: Arc<[Replica]>,
         commands: Receiver<Command>,
         wake: Arc<OwnedFd>,
-        WorkerUnderlay { rx: underlay_rx, tx: tx_pool, crypto }: WorkerUnderlay,
+        WorkerUnderlay { rx: underlay_rx, tx: tx_pool, crypto, local }: WorkerUnderlay,
         WorkerTuning { busy_poll, io_uring, crypto_helpers }: WorkerTuning,
+        watch: Watch,
     ) -> io::Result<Self> {
         let (sweep_every, service_counters) = {
             let f = replicas[index].lock();
@@ -1053,6 +1068,8 @@ impl Worker {
             epoll.add(rx.as_raw_fd(), UNDERLAY_TOKEN)?;
         }
         let underlay_batch = if underlay_rx.is_some() { UNDERLAY_BATCH } else { 0 };
+        let tx_locals =
+            tx_pool.iter().filter_map(|fd| socket2::SockRef::from(fd).local_addr().ok()?.as_socket()).collect();
         Ok(Worker {
             index,
             replicas,
@@ -1084,6 +1101,9 @@ impl Worker {
             queued: Vec::new(),
             crypto_helpers,
             preopened: Vec::new(),
+            watch,
+            underlay_local: local,
+            tx_locals,
         })
     }
 
@@ -1215,6 +1235,7 @@ impl Worker {
         self.replicas[self.index].counters.port_frames.fetch_add(n as u64, Relaxed);
 
         let now = Instant::now();
+        let live = self.watch.live.running();
         {
             let replica = &self.replicas[self.index];
             let fabric = &mut *replica.lock();
@@ -1223,6 +1244,10 @@ impl Worker {
             for i in 0..n {
                 let plan = &mut self.plans[i];
                 fabric.switch.handle_frame(now, ingress, &self.bufs[i][..self.lens[i]], plan);
+                if let Some(live) = &live {
+                    let eth = self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default();
+                    live.offer(self.index, live::Origin::Port(ingress), eth, eth.len(), None, plan);
+                }
                 match plan.action {
                     Action::Route { src, dst, .. } => {
                         l3::forward(&mut self.bufs[i][VNET_HDR_LEN..self.lens[i]], src, dst)
@@ -1247,6 +1272,7 @@ impl Worker {
         if let Some(crypto) = &mut self.crypto {
             crypto.refresh();
         }
+        let taps = self.watch.captures.underlay.running();
         // The frame last encapsulated: (its index, and where its datagrams
         // start in the arena, their socket, their layout; `None` if it failed).
         let mut built: Option<(usize, Option<Built>)> = None;
@@ -1265,8 +1291,17 @@ impl Worker {
                     }
                 }
                 Out::Vtep(i, io) => {
+                    let wire = self.plans[i].wire.expect("a plan with a VTEP target has wire settings");
+                    if let Some(((taps, &local), to)) =
+                        taps.as_deref().zip(self.tx_locals.first()).zip(io.addr.as_socket())
+                        && wire.encrypted
+                    {
+                        // Shown opened: the frame as it goes in, before it is sealed.
+                        let eth = self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default();
+                        let opened = capture::of_vtep(taps, to.ip()).filter(|t| t.decrypt);
+                        tap_plain(opened, local, to, wire.vni.get(), eth);
+                    }
                     if built.map(|(frame, _)| frame) != Some(i) {
-                        let wire = self.plans[i].wire.expect("a plan with a VTEP target has wire settings");
                         let frame = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
                         let socket = flow::hash(frame.ethernet().into_inner()) as usize % self.tx_pool.len().max(1);
                         let (start, payloads) = (self.tx.arena.len(), self.tx.payloads.len());
@@ -1287,7 +1322,8 @@ impl Worker {
             }
         }
         self.queued = into_ports.finish();
-        self.tx.flush(&self.tx_pool, &self.bufs);
+        let taps = taps.as_deref().map(|t| (t, &self.tx_locals[..]));
+        self.tx.flush(&self.tx_pool, &self.bufs, taps);
     }
 
     /// Reads what the underlay has, has the switch plan each datagram
@@ -1308,7 +1344,12 @@ impl Worker {
         if let Some(crypto) = &mut self.crypto {
             crypto.refresh();
         }
+        let taps = self.watch.captures.underlay.running();
+        if let Some(taps) = &taps {
+            self.tap_received(taps, n);
+        }
         self.preopen(n);
+        let live = self.watch.live.running();
         {
             let replica = &self.replicas[self.index];
             let fabric = &mut *replica.lock();
@@ -1316,6 +1357,7 @@ impl Worker {
             let mut seq = 0;
             for read in 0..n {
                 let Some(src) = self.recv.sender(read) else { continue };
+                let src_addr = self.recv.sender_addr(read);
                 let (segment, large) = datagrams_of(self.recv.data(read), self.recv.segment_size(read));
                 let datagrams = self.recv.data(read).len().div_ceil(segment);
                 replica.counters.underlay_datagrams.fetch_add(datagrams as u64, Relaxed);
@@ -1331,6 +1373,15 @@ impl Worker {
                         None => fabric.switch.handle_datagram(now, src, datagram, &mut NoKeys, &mut self.plan),
                     }
                     seq += 1;
+                    if let Some(taps) = taps.as_deref().filter(|_| self.plan.sealed) {
+                        let local = self.underlay_local;
+                        tap_opened(taps, src_addr, local, datagram, self.plan.inner.clone());
+                    }
+                    if let Some(live) = &live {
+                        let vni = datagram.get(4..7).map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+                        let eth = datagram.get(self.plan.inner.clone()).filter(|e| !e.is_empty()).unwrap_or(datagram);
+                        live.offer(self.index, live::Origin::Vtep(src), eth, len, vni, &self.plan);
+                    }
                     let inner = Span {
                         read,
                         offset: offset + self.plan.inner.start,
@@ -1350,6 +1401,26 @@ impl Worker {
         }
         self.share_learned();
         self.write_decapsulated();
+    }
+
+    /// Copies the datagrams of the first `n` reads into the captures of
+    /// their senders' VTEPs, as they came (before any is opened): those
+    /// a capture shows opened it takes after opening ([`tap_opened`]).
+    fn tap_received(&self, taps: &[capture::VtepTap], n: usize) {
+        for read in 0..n {
+            let (Some(src), Some(local)) = (self.recv.sender_addr(read), self.underlay_local) else { continue };
+            if capture::of_vtep(taps, src.ip()).next().is_none() {
+                continue;
+            }
+            let (segment, _) = datagrams_of(self.recv.data(read), self.recv.segment_size(read));
+            for datagram in self.recv.data(read).chunks(segment) {
+                let sealed = datagram.first() == Some(&switchd_wire::sealed::FLAGS);
+                let Some(head) = capture::udp_head(src, local, datagram.len()) else { continue };
+                for t in capture::of_vtep(taps, src.ip()).filter(|t| !(t.decrypt && sealed)) {
+                    t.tap.record(&[&head, datagram], 0);
+                }
+            }
+        }
     }
 
     /// Opens the sealed datagrams of the first `n` reads on several threads
@@ -1413,6 +1484,38 @@ impl Worker {
             into.joined(joined, gro.finish(), recv);
         }
         self.queued = into.finish();
+    }
+}
+
+/// Copies an opened datagram (its inner frame at `inner`) into the
+/// captures of its sender's VTEP that show datagrams opened, as the plain
+/// VXLAN it carried.
+fn tap_opened(
+    taps: &[capture::VtepTap],
+    src: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    datagram: &[u8],
+    inner: Range<usize>,
+) {
+    let (Some(src), Some(local), Some(eth)) = (src, local, datagram.get(inner)) else { return };
+    let vni = datagram.get(4..7).map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+    tap_plain(capture::of_vtep(taps, src.ip()).filter(|t| t.decrypt), src, local, vni, eth);
+}
+
+/// Records `eth` in `taps` as a plain VXLAN datagram on `vni` from `src`
+/// to `dst`.
+fn tap_plain<'t>(
+    taps: impl Iterator<Item = &'t capture::VtepTap>,
+    src: SocketAddr,
+    dst: SocketAddr,
+    vni: u32,
+    eth: &[u8],
+) {
+    let mut vxlan = [0u8; switchd_wire::vxlan::HEADER_LEN];
+    switchd_wire::vxlan::Repr { vni }.emit(&mut vxlan);
+    let Some(head) = capture::udp_head(src, dst, vxlan.len() + eth.len()) else { return };
+    for t in taps {
+        t.tap.record(&[&head, &vxlan, eth], 0);
     }
 }
 

@@ -69,12 +69,12 @@ pub struct PcapPort<P, W> {
     clock: fn() -> u64,
 }
 
-use super::capture::{PCAP_HEADER, now_us, pcap_record};
+use super::capture::{LINKTYPE_ETHERNET, now_us, pcap_header, pcap_record};
 
 impl<P: Port, W: Write + Send + Debug> PcapPort<P, W> {
     /// Wraps `inner`, writing the pcap header to `out` first.
     pub fn new(inner: P, mut out: W) -> io::Result<Self> {
-        out.write_all(&PCAP_HEADER)?;
+        out.write_all(&pcap_header(LINKTYPE_ETHERNET))?;
         Ok(PcapPort { inner, out: Mutex::new(out), clock: now_us })
     }
 
@@ -238,7 +238,7 @@ mod tests {
         pcap.send_parts(&[IoSlice::new(head), IoSlice::new(rest)]).unwrap();
         assert_eq!(mem.sent(), vec![frame.clone()]);
         let (_, bytes) = pcap.into_parts();
-        assert_eq!(bytes[..24], PCAP_HEADER);
+        assert_eq!(bytes[..24], pcap_header(LINKTYPE_ETHERNET)[..]);
         let record = |at: usize| &bytes[at..at + 16];
         assert_eq!(record(24), &[1, 0, 0, 0, 0x20, 0xa1, 0x07, 0, 60, 0, 0, 0, 60, 0, 0, 0], "1.5 s, 60 bytes");
         assert_eq!(&bytes[40..100], &frame[10..], "the Ethernet frame, without the virtio header");

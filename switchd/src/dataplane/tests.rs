@@ -30,9 +30,9 @@ impl Lab {
         let replicas: Arc<[Replica]> = [Replica::new(Fabric::new(SwitchConfig::default(), Arc::default()))].into();
         let (_commands, rx) = channel();
         let wake = Arc::new(sys::eventfd().unwrap());
-        let none = WorkerUnderlay { rx: None, tx: Vec::new(), crypto: None };
+        let none = WorkerUnderlay { rx: None, tx: Vec::new(), crypto: None, local: None };
         let tuning = WorkerTuning { busy_poll: Duration::ZERO, io_uring: false, crypto_helpers: 0 };
-        let worker = Worker::new(0, replicas, rx, wake, none, tuning).unwrap();
+        let worker = Worker::new(0, replicas, rx, wake, none, tuning, Watch::default()).unwrap();
         let net = worker.fabric().switch.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
         let mut lab = Lab { worker, net, ports: Vec::new() };
         for mac in macs {
@@ -88,6 +88,38 @@ fn frames_go_to_the_ports_the_plan_names_as_they_came() {
     lab.run(1, &[answer.clone(), answer.clone()]);
     assert_eq!(lab.sent(0), vec![answer.clone(), answer]);
     assert!(lab.sent(2).is_empty());
+}
+
+/// A live trace sees the frames it asks for, with the plan the switch
+/// made for them; a capture of the ports both ways gets them as records.
+#[test]
+fn a_live_trace_and_a_capture_see_the_batch_as_it_is_decided() {
+    let mut lab = Lab::new(&[A, B]);
+    let b_port = lab.ports[1].0;
+    let filter = live::Filter {
+        endpoint: Some((vec![b_port], vec![B])),
+        proto: Some(live::Proto::Ip(17)),
+        ..Default::default()
+    };
+    let mut trace = lab.worker.watch.live.start(filter, Some(5)).unwrap();
+    let queues = lab.worker.ports.values().map(|p| (p.queues.tap.clone(), format!("{:?}", p.id))).collect();
+    let mut capture = lab.worker.watch.captures.start(capture::Source::Ports(queues)).unwrap();
+    let frame = udp(B, A, [10, 1, 0, 2], [10, 1, 0, 3], 64);
+    let spoofed = udp(B, A, [10, 1, 0, 99], [10, 1, 0, 3], 64);
+    lab.run(0, &[frame.clone(), spoofed]);
+    let seen: Vec<_> = std::iter::from_fn(|| trace.frames.try_recv().ok()).collect();
+    assert_eq!(seen.len(), 2, "both are to B's port or its MAC");
+    assert_eq!(seen[0].origin, live::Origin::Port(lab.ports[0].0));
+    assert!(matches!(seen[0].plan.action, Action::Flood { .. } | Action::Deliver(_)), "{:?}", seen[0].plan);
+    assert_eq!(&seen[0].head[..], &frame[VNET_HDR_LEN..]);
+    assert_eq!(seen[1].plan.action, Action::Drop(DropReason::SpoofedAddress), "the real decision");
+    // In: two frames read at A; out: one written to B (pcapng, two interfaces).
+    let records: Vec<_> = std::iter::from_fn(|| capture.records.try_recv().ok()).collect();
+    assert_eq!(records.len(), 3, "two read, one written");
+    assert!(capture.header.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]), "several ports: a pcapng");
+    drop((trace, capture));
+    lab.run(0, &[frame]);
+    assert!(lab.worker.watch.live.running().is_none() && lab.worker.watch.captures.underlay.running().is_none());
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //!
 //! [`tunnel::encapsulate_gathered`]: switchd_overlay::tunnel::encapsulate_gathered
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use switchd_overlay::tunnel::Datagrams;
 use switchd_wire::vnet::HEADER_LEN as VNET_HDR_LEN;
 
+use super::capture::{self, VtepTap};
 use super::{MAX_SEND, VtepIo};
 use crate::io::udp;
 
@@ -94,10 +96,14 @@ impl TxQueue {
 
     /// Sends everything queued: one `sendmmsg` per source socket. `frames`
     /// are the batch's buffers (virtio header and Ethernet frame) that
-    /// gathered datagrams take their payloads from.
-    pub fn flush(&mut self, pool: &[OwnedFd], frames: &[Box<[u8]>]) {
+    /// gathered datagrams take their payloads from. `taps`: the underlay
+    /// captures running, with the pool's local addresses.
+    pub fn flush(&mut self, pool: &[OwnedFd], frames: &[Box<[u8]>], taps: Option<(&[VtepTap], &[SocketAddr])>) {
         if self.msgs.is_empty() {
             return;
+        }
+        if let Some((taps, locals)) = taps {
+            self.tap(taps, locals, frames);
         }
         // Stable: datagrams of one flow keep their order.
         self.msgs.sort_by_key(|m| m.socket);
@@ -118,6 +124,45 @@ impl TxQueue {
             });
             first = end;
         }
+    }
+}
+
+impl TxQueue {
+    /// Copies each queued datagram into the captures of its VTEP (but a
+    /// sealed one into those that show datagrams opened: they took its
+    /// frame before it was sealed).
+    fn tap(&self, taps: &[VtepTap], locals: &[SocketAddr], frames: &[Box<[u8]>]) {
+        for m in &self.msgs {
+            let (Some(to), Some(&local)) = (m.vtep.addr.as_socket(), locals.get(m.socket)) else { continue };
+            if capture::of_vtep(taps, to.ip()).next().is_none() {
+                continue;
+            }
+            match Parts::of(m, &self.arena, &self.payloads, frames) {
+                Parts::Whole(bytes) => {
+                    let stride = m.segment.map_or(m.len, usize::from).max(1);
+                    for datagram in bytes.unwrap_or_default().chunks(stride) {
+                        record(taps, local, to, &[datagram]);
+                    }
+                }
+                // Each datagram: its header, then its payload.
+                mut gathered => {
+                    while let (Some(head), Some(payload)) = (gathered.next(), gathered.next()) {
+                        record(taps, local, to, &[head, payload]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records one datagram (in `parts`) from `local` to `to` in the taps of `to`.
+fn record(taps: &[VtepTap], local: SocketAddr, to: SocketAddr, parts: &[&[u8]]) {
+    let sealed = parts.first().and_then(|p| p.first()) == Some(&switchd_wire::sealed::FLAGS);
+    let len = parts.iter().map(|p| p.len()).sum();
+    let Some(head) = capture::udp_head(local, to, len) else { return };
+    let all: Vec<&[u8]> = std::iter::once(&head[..]).chain(parts.iter().copied()).collect();
+    for t in capture::of_vtep(taps, to.ip()).filter(|t| !(t.decrypt && sealed)) {
+        t.tap.record(&all, 0);
     }
 }
 

@@ -297,6 +297,11 @@ impl RecvBatch {
         ip_of(&self.srcs[i])
     }
 
+    /// The `i`-th read's sender, with its port.
+    pub fn sender_addr(&self, i: usize) -> Option<SocketAddr> {
+        addr_of(&self.srcs[i])
+    }
+
     /// The size of the datagrams in the `i`-th read (one datagram, or a
     /// burst the kernel coalesced with `UDP_GRO`; the last may be shorter).
     pub fn segment_size(&self, i: usize) -> usize {
@@ -322,16 +327,21 @@ fn gro_segment_size(msg: &libc::msghdr) -> Option<usize> {
 }
 
 fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
+    addr_of(storage).map(|a| a.ip())
+}
+
+fn addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
             let sin = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            let ip = IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            Some(SocketAddr::new(ip, u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
             let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)), u16::from_be(sin6.sin6_port)))
         }
         _ => None,
     }
