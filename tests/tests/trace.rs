@@ -296,7 +296,7 @@ fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
 }
 
 /// `switchctl top --once --json`: the endpoint moving data ranks first,
-/// an idle one last with no traffic.
+/// an idle one last with no traffic; the busiest conversation is theirs.
 #[test]
 fn top_ranks_a_busy_endpoint_first() {
     let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
@@ -312,9 +312,25 @@ fn top_ranks_a_busy_endpoint_first() {
     std::thread::sleep(Duration::from_millis(300));
     let _client = c1.spawn(&["iperf3", "-c", "10.10.0.12", "-t", "4"]);
     std::thread::sleep(Duration::from_millis(800));
-    let rates = sd.json(&["top", "--once", "--interval", "1"]);
-    let rates = rates.as_array().expect("a list");
+    let top = sd.json(&["top", "--once", "--interval", "1"]);
+    let rates = top["endpoints"].as_array().expect("a list");
     eprintln!("{}", sd.ctl(&["top", "--once", "--interval", "0.5"]));
+    // The busiest conversation, from sampled frames: the iperf3 pair, at
+    // about the rate the endpoints' own counters show.
+    let talk = &top["conversations"][0];
+    let pair = [talk["a"].as_str().unwrap(), talk["b"].as_str().unwrap()];
+    assert!(pair.contains(&c1.name.as_str()) && pair.contains(&c2.name.as_str()), "{top}");
+    let sampled = talk["a_to_b_bps"].as_f64().unwrap() + talk["b_to_a_bps"].as_f64().unwrap();
+    let counted = rates[0]["rx_bps"].as_f64().unwrap() + rates[0]["tx_bps"].as_f64().unwrap();
+    assert!(sampled > counted / 3.0 && sampled < counted * 3.0, "estimated {sampled} against {counted}: {top}");
+    assert!(
+        !top["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["a"] == c3.name.as_str() || c["b"] == c3.name.as_str()),
+        "the idle one talks to no one: {top}"
+    );
     assert_eq!(rates.len(), 3, "{rates:?}");
     let first = rates[0]["endpoint"].as_str().unwrap();
     assert!(first == c1.name || first == c2.name, "the iperf3 ends first: {rates:?}");

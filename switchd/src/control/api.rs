@@ -227,6 +227,45 @@ pub struct Stats {
     /// Each data-plane worker's share of the work.
     #[serde(default)]
     pub workers: Vec<WorkerStats>,
+    /// Conversations between endpoints, estimated from sampled frames
+    /// (one in `dataplane::flows::SAMPLE_EVERY`), at most
+    /// `dataplane::flows::MAX_PAIRS`.
+    #[serde(default)]
+    pub conversations: Vec<Conversation>,
+    /// Conversations replaced in that table for want of room.
+    #[serde(default)]
+    pub conversations_replaced: u64,
+}
+
+/// Two endpoints (by name where known, else MAC) and what they moved
+/// between them, each way, estimated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Conversation {
+    pub a: String,
+    pub b: String,
+    pub a_to_b_frames: u64,
+    pub a_to_b_bytes: u64,
+    pub b_to_a_frames: u64,
+    pub b_to_a_bytes: u64,
+}
+
+/// `switchctl top`: endpoints and conversations, busiest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Top {
+    pub endpoints: Vec<EndpointRate>,
+    pub conversations: Vec<ConversationRate>,
+}
+
+/// A conversation's rates over an interval (estimated from samples).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConversationRate {
+    pub a: String,
+    pub b: String,
+    /// Packets and bits per second, a to b and b to a.
+    pub a_to_b_pps: f64,
+    pub a_to_b_bps: f64,
+    pub b_to_a_pps: f64,
+    pub b_to_a_bps: f64,
 }
 
 /// What one data-plane worker did.

@@ -132,7 +132,43 @@ pub fn network_detail(d: &NetworkDetail) -> String {
 
 /// Endpoints' rates between two snapshots `secs` apart, busiest first
 /// (packets per second both ways).
-pub fn rates(before: &Stats, after: &Stats, secs: f64) -> Vec<crate::control::api::EndpointRate> {
+pub fn rates(before: &Stats, after: &Stats, secs: f64) -> crate::control::api::Top {
+    crate::control::api::Top {
+        endpoints: endpoint_rates(before, after, secs),
+        conversations: conversation_rates(before, after, secs),
+    }
+}
+
+/// The busiest conversations over the interval, at most [`TOP_CONVERSATIONS`].
+fn conversation_rates(before: &Stats, after: &Stats, secs: f64) -> Vec<crate::control::api::ConversationRate> {
+    let secs = secs.max(1e-3);
+    let mut rates: Vec<_> = after
+        .conversations
+        .iter()
+        .map(|a| {
+            let b = before.conversations.iter().find(|b| b.a == a.a && b.b == a.b);
+            let diff =
+                |f: fn(&crate::control::api::Conversation) -> u64| f(a).saturating_sub(b.map_or(0, f)) as f64 / secs;
+            crate::control::api::ConversationRate {
+                a: a.a.clone(),
+                b: a.b.clone(),
+                a_to_b_pps: diff(|c| c.a_to_b_frames),
+                a_to_b_bps: diff(|c| c.a_to_b_bytes) * 8.0,
+                b_to_a_pps: diff(|c| c.b_to_a_frames),
+                b_to_a_bps: diff(|c| c.b_to_a_bytes) * 8.0,
+            }
+        })
+        .filter(|r| r.a_to_b_pps + r.b_to_a_pps > 0.0)
+        .collect();
+    rates.sort_by(|x, y| (y.a_to_b_bps + y.b_to_a_bps).total_cmp(&(x.a_to_b_bps + x.b_to_a_bps)));
+    rates.truncate(TOP_CONVERSATIONS);
+    rates
+}
+
+/// Conversations `top` shows.
+pub const TOP_CONVERSATIONS: usize = 10;
+
+fn endpoint_rates(before: &Stats, after: &Stats, secs: f64) -> Vec<crate::control::api::EndpointRate> {
     let secs = secs.max(1e-3);
     let drops = |p: &crate::control::api::PortStats| p.drops.values().sum::<u64>();
     let mut rates: Vec<_> = after
@@ -158,16 +194,40 @@ pub fn rates(before: &Stats, after: &Stats, secs: f64) -> Vec<crate::control::ap
     rates
 }
 
-/// `switchctl top`'s table.
-pub fn top(rates: &[crate::control::api::EndpointRate]) -> String {
-    fn si(v: f64, unit: &str) -> String {
-        match v {
-            v if v >= 1e9 => format!("{:.2}G{unit}", v / 1e9),
-            v if v >= 1e6 => format!("{:.2}M{unit}", v / 1e6),
-            v if v >= 1e3 => format!("{:.1}k{unit}", v / 1e3),
-            v => format!("{v:.0}{unit}"),
-        }
+/// A rate with an SI prefix.
+fn si(v: f64, unit: &str) -> String {
+    match v {
+        v if v >= 1e9 => format!("{:.2}G{unit}", v / 1e9),
+        v if v >= 1e6 => format!("{:.2}M{unit}", v / 1e6),
+        v if v >= 1e3 => format!("{:.1}k{unit}", v / 1e3),
+        v => format!("{v:.0}{unit}"),
     }
+}
+
+/// `switchctl top`'s tables: endpoints, then the busiest conversations.
+pub fn top(top: &crate::control::api::Top) -> String {
+    let mut out = endpoint_table(&top.endpoints);
+    if !top.conversations.is_empty() {
+        let rows: Vec<Vec<String>> = top
+            .conversations
+            .iter()
+            .map(|c| {
+                vec![
+                    format!("{} <-> {}", c.a, c.b),
+                    si(c.a_to_b_pps, "p/s"),
+                    si(c.a_to_b_bps, "b/s"),
+                    si(c.b_to_a_pps, "p/s"),
+                    si(c.b_to_a_bps, "b/s"),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["CONVERSATION (sampled)", "A>B_PKTS", "A>B_BITS", "B>A_PKTS", "B>A_BITS"], &rows));
+    }
+    out
+}
+
+fn endpoint_table(rates: &[crate::control::api::EndpointRate]) -> String {
     let rows: Vec<Vec<String>> = rates
         .iter()
         .map(|r| {

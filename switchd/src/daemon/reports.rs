@@ -2,19 +2,19 @@
 //! counters and peers. Reports take the daemon for reading only, so they
 //! never wait for a connect and never hold up one (see `Shared`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use switchd_config::{Name, NetworkConfig};
+use switchd_config::{MacAddr, Name, NetworkConfig};
 
 use super::Daemon;
 use super::error::OpResult;
 use super::keys::key_scope;
 use super::networks::Network;
 use crate::control::api::{
-    CryptoStats, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats, PeerInfo,
-    PortStats, Stats, Status, VtepStats,
+    Conversation, CryptoStats, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats,
+    PeerInfo, PortStats, Stats, Status, VtepStats,
 };
 use crate::dataplane::DeviceStats;
 use crate::switch::{Counters, DropReason, Location};
@@ -141,6 +141,37 @@ impl Daemon {
         Ok(rows)
     }
 
+    /// The sampled conversations, each end named: a container here, one
+    /// on another host (`NAME@HOST`), or its MAC.
+    fn conversations(&self) -> (Vec<Conversation>, u64) {
+        let (pairs, replaced) = self.dataplane.conversations();
+        let mut names: HashMap<MacAddr, String> = HashMap::new();
+        for e in self.endpoints.iter() {
+            if let Some(mac) = e.record.mac {
+                names.insert(mac, e.record.name.to_string());
+            }
+        }
+        for host in self.cluster.table.hosts.values() {
+            for e in &host.endpoints {
+                names.entry(e.mac).or_insert_with(|| format!("{}@{}", e.name, host.name));
+            }
+        }
+        let name = |mac: &MacAddr| names.get(mac).cloned().unwrap_or_else(|| mac.to_string());
+        let mut out: Vec<Conversation> = pairs
+            .into_iter()
+            .map(|((a, b), p)| Conversation {
+                a: name(&a),
+                b: name(&b),
+                a_to_b_frames: p.frames[0],
+                a_to_b_bytes: p.bytes[0],
+                b_to_a_frames: p.frames[1],
+                b_to_a_bytes: p.bytes[1],
+            })
+            .collect();
+        out.sort_by(|x, y| (&x.a, &x.b).cmp(&(&y.a, &y.b)));
+        (out, replaced)
+    }
+
     pub(super) fn stats(&self) -> Stats {
         let mut ports = Vec::new();
         let mut networks: BTreeMap<String, NetworkStats> = BTreeMap::new();
@@ -230,6 +261,7 @@ impl Daemon {
         let services =
             self.dataplane.service_counters().snapshot().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let workers = self.dataplane.worker_stats();
+        let (conversations, conversations_replaced) = self.conversations();
         Stats {
             ports,
             networks: networks.into_values().collect(),
@@ -239,6 +271,8 @@ impl Daemon {
             crypto,
             services,
             workers,
+            conversations,
+            conversations_replaced,
         }
     }
 

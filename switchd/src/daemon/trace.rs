@@ -645,3 +645,30 @@ fn packet(
     }
     frame
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_head_is_named_even_cut_short_or_garbled() {
+        let a = MacAddr([2, 0, 0, 0, 0, 1]);
+        let b = MacAddr([2, 0, 0, 0, 0, 2]);
+        let ping = packet(a, b, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), Protocol::Icmp, 0, 84, 1500);
+        let eth = &ping[vnet::HEADER_LEN..];
+        let named = summarize(eth);
+        assert!(named.starts_with("02:00:00:00:00:01 > 02:00:00:00:00:02, 10.0.0.1 > 10.0.0.2 ICMP"), "{named}");
+        let syn = packet(a, b, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), Protocol::Tcp, 443, 9000, 1500);
+        let head = &syn[vnet::HEADER_LEN..][..crate::dataplane::live::HEAD];
+        assert!(summarize(head).ends_with("10.0.0.1.40000 > 10.0.0.2.443 TCP"), "a head of a large frame");
+        let arp = arp_request(a, [10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        assert!(summarize(&arp[vnet::HEADER_LEN..]).ends_with("ARP who-has 10.0.0.2 tell 10.0.0.1"));
+        assert_eq!(summarize(&[1, 2, 3]), "3 bytes, not an Ethernet frame");
+        for cut in 0..eth.len() {
+            let _ = summarize(&eth[..cut]);
+        }
+        let mut garbled = eth.to_vec();
+        garbled[14] = 0x4f; // an IPv4 header longer than the frame
+        assert!(summarize(&garbled).starts_with("02:00:00:00:00:01 > 02:00:00:00:00:02"));
+    }
+}

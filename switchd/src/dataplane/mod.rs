@@ -41,6 +41,7 @@
 
 pub mod capture;
 pub mod crypto;
+pub mod flows;
 mod into_ports;
 pub mod live;
 mod poll;
@@ -499,6 +500,8 @@ pub struct Dataplane {
     captures: Arc<capture::Captures>,
     /// Live traces running ([`Dataplane::trace_live`]).
     live: Arc<live::Hub>,
+    /// Sampled conversations ([`flows`]).
+    conversations: Arc<flows::Conversations>,
     /// A worker's index when its loop returned.
     stopped: Mutex<Receiver<usize>>,
 }
@@ -559,7 +562,7 @@ impl Dataplane {
             Some(u) => (u.rx.into_iter(), u.tx.into_iter(), Some(u.identity), Some(u.local)),
             None => (Vec::new().into_iter(), Vec::new().into_iter(), None, None),
         };
-        let watch = Watch { live: Arc::default(), captures: Arc::default() };
+        let watch = Watch::default();
         let mut handles = Vec::new();
         let mut loops = Vec::new();
         for index in 0..workers {
@@ -628,6 +631,7 @@ impl Dataplane {
             pool: Some(pool),
             captures: watch.captures,
             live: watch.live,
+            conversations: watch.conversations,
             stopped: Mutex::new(stopped),
         })
     }
@@ -895,6 +899,11 @@ impl Dataplane {
         self.live.start(filter, count)
     }
 
+    /// The sampled conversations ([`flows`]), and pairs replaced for want of room.
+    pub fn conversations(&self) -> (Vec<((MacAddr, MacAddr), flows::Pair)>, u64) {
+        self.conversations.snapshot()
+    }
+
     /// Where a VTEP is, as the data plane sends to it.
     pub fn vtep_addr(&self, id: VtepId) -> Option<SocketAddr> {
         lock(&self.vtep_io).get(id).and_then(|io| io.first()).and_then(|io| io.addr.as_socket())
@@ -980,6 +989,7 @@ struct WorkerUnderlay {
 struct Watch {
     live: Arc<live::Hub>,
     captures: Arc<capture::Captures>,
+    conversations: Arc<flows::Conversations>,
 }
 
 struct Worker {
@@ -1033,8 +1043,10 @@ struct Worker {
     /// What opening the last burst on several threads found, datagram by
     /// datagram ([`WorkerCrypto::open_burst`]).
     preopened: Vec<Option<Result<Range<usize>, Refused>>>,
-    /// Live traces and underlay captures, looked at once per batch.
+    /// Live traces and underlay captures, looked at once per batch, and
+    /// where sampled conversations go.
     watch: Watch,
+    sampler: flows::Sampler,
     /// Where this worker receives VXLAN, and where each of its send
     /// sockets sends from (for captures of the underlay).
     underlay_local: Option<SocketAddr>,
@@ -1102,6 +1114,7 @@ impl Worker {
             crypto_helpers,
             preopened: Vec::new(),
             watch,
+            sampler: flows::Sampler::default(),
             underlay_local: local,
             tx_locals,
         })
@@ -1244,6 +1257,7 @@ impl Worker {
             for i in 0..n {
                 let plan = &mut self.plans[i];
                 fabric.switch.handle_frame(now, ingress, &self.bufs[i][..self.lens[i]], plan);
+                self.sampler.count(self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default());
                 if let Some(live) = &live {
                     let eth = self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default();
                     live.offer(self.index, live::Origin::Port(ingress), eth, eth.len(), None, plan);
@@ -1263,6 +1277,7 @@ impl Worker {
             fabric.switch.take_learned(&mut self.learned);
         }
         self.share_learned();
+        self.watch.conversations.add(&mut self.sampler.taken, now);
 
         // Local ports get their frames now; frames for VTEPs are
         // encapsulated (and sealed: once per frame, however many VTEPs)
@@ -1382,6 +1397,9 @@ impl Worker {
                         let eth = datagram.get(self.plan.inner.clone()).filter(|e| !e.is_empty()).unwrap_or(datagram);
                         live.offer(self.index, live::Origin::Vtep(src), eth, len, vni, &self.plan);
                     }
+                    if let Some(eth) = datagram.get(self.plan.inner.clone()).filter(|e| !e.is_empty()) {
+                        self.sampler.count(eth);
+                    }
                     let inner = Span {
                         read,
                         offset: offset + self.plan.inner.start,
@@ -1400,6 +1418,7 @@ impl Worker {
             fabric.switch.take_learned(&mut self.learned);
         }
         self.share_learned();
+        self.watch.conversations.add(&mut self.sampler.taken, now);
         self.write_decapsulated();
     }
 
