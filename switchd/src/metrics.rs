@@ -460,6 +460,8 @@ mod tests {
                 crypto: None,
                 services: BTreeMap::from([("dns_answers".to_owned(), 7)]),
                 workers: vec![worker],
+                conversations: Vec::new(),
+                conversations_replaced: 0,
             },
             peers: Vec::new(),
             ipam: vec![IpamUse { network: "front".into(), used: 2, free: 251 }],

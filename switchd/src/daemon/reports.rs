@@ -144,7 +144,7 @@ impl Daemon {
     /// The sampled conversations, each end named: a container here, one
     /// on another host (`NAME@HOST`), or its MAC.
     fn conversations(&self) -> (Vec<Conversation>, u64) {
-        let (pairs, replaced) = self.dataplane.conversations();
+        let crate::dataplane::flows::Snapshot { pairs, replaced } = self.dataplane.conversations();
         let mut names: HashMap<MacAddr, String> = HashMap::new();
         for e in self.endpoints.iter() {
             if let Some(mac) = e.record.mac {

@@ -66,6 +66,14 @@ pub struct Pair {
     last: Instant,
 }
 
+/// The table at one moment: each pair (lower MAC first) and its
+/// estimates, and how many pairs were replaced for want of room.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub pairs: Vec<((MacAddr, MacAddr), Pair)>,
+    pub replaced: u64,
+}
+
 /// The pairs heard, shared by the workers.
 #[derive(Debug, Default)]
 pub struct Conversations {
@@ -101,11 +109,10 @@ impl Conversations {
         }
     }
 
-    /// Every pair with its estimates, and how many pairs were replaced
-    /// for want of room.
-    pub fn snapshot(&self) -> (Vec<((MacAddr, MacAddr), Pair)>, u64) {
+    /// Every pair with its estimates.
+    pub fn snapshot(&self) -> Snapshot {
         let t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        (t.pairs.iter().map(|(k, p)| (*k, *p)).collect(), t.replaced)
+        Snapshot { pairs: t.pairs.iter().map(|(k, p)| (*k, *p)).collect(), replaced: t.replaced }
     }
 }
 
@@ -134,7 +141,7 @@ mod tests {
         assert_eq!(s.taken.len(), 20, "two of every three frames are between endpoints");
         c.add(&mut s.taken, Instant::now());
         assert!(s.taken.is_empty());
-        let (pairs, replaced) = c.snapshot();
+        let Snapshot { pairs, replaced } = c.snapshot();
         assert_eq!((pairs.len(), replaced), (1, 0), "a and b are one conversation; the flood none");
         let p = pairs[0].1;
         assert_eq!(p.frames[0] + p.frames[1], u64::from(SAMPLE_EVERY) * 20);
@@ -152,7 +159,7 @@ mod tests {
         for n in 1..MAX_PAIRS + 10 {
             c.add(&mut vec![(mac(2 * n), mac(2 * n + 1), 60)], t0 + std::time::Duration::from_millis(n as u64));
         }
-        let (pairs, replaced) = c.snapshot();
+        let Snapshot { pairs, replaced } = c.snapshot();
         assert_eq!((pairs.len(), replaced), (MAX_PAIRS, 10));
         assert!(!pairs.iter().any(|(k, _)| *k == (mac(0), mac(1))), "the oldest went first");
     }

@@ -899,8 +899,8 @@ impl Dataplane {
         self.live.start(filter, count)
     }
 
-    /// The sampled conversations ([`flows`]), and pairs replaced for want of room.
-    pub fn conversations(&self) -> (Vec<((MacAddr, MacAddr), flows::Pair)>, u64) {
+    /// The sampled conversations ([`flows`]).
+    pub fn conversations(&self) -> flows::Snapshot {
         self.conversations.snapshot()
     }
 
