@@ -74,6 +74,10 @@
 #   IO_URING       io_uring = true|false  (a batch's writes into ports in one call)
 #   CRYPTO_HELPERS crypto_helpers = N  (threads that help seal and open bursts)
 #   METRICS=true   [metrics] listen = "127.0.0.1:9477" (in each host's namespace)
+# LIVE_TRACE=true keeps a `switchctl trace --live` running on every switchd
+# for the whole measurement, matching every frame (its output discarded):
+# what a live trace costs while it runs. LIVE_TRACE="FILTER" gives it those
+# options instead (LIVE_TRACE="--proto arp": running, matching nothing).
 # SWITCHD=/path/to/switchd runs that build of the daemon instead of the
 # tree's (an A/B of two commits: run each, alternately).
 #
@@ -525,6 +529,16 @@ case " $SCENARIOS " in *" switchd-sealed "*) setup_switchd_sealed e 3 81 chacha2
 case " $SCENARIOS " in *" switchd-sealed-aes "*) setup_switchd_sealed a 5 83 aes-256-gcm ;; esac
 case " $SCENARIOS " in *" wg-go "*) setup_wg_go ;; esac
 
+if [ "${LIVE_TRACE:-false}" != false ]; then
+  read -ra live_filter <<<"${LIVE_TRACE/#true/}"
+  for sock in "$WORK"/*.sock; do
+    # Bounded: it ends by itself after a day at most, and at cleanup by its PID.
+    "$SWITCHCTL" --socket "$sock" trace --live "${live_filter[@]}" --seconds 86400 > /dev/null 2>> "$WORK/live.log" &
+    PIDS+=("$!")
+  done
+  log "live traces running on $(ls "$WORK"/*.sock | wc -l) switchd(s)"
+fi
+
 STARTED=$(date +%s)
 for run in $(seq "$RUNS"); do
   for test in $TESTS; do
@@ -543,7 +557,7 @@ done
 ELAPSED=$(($(date +%s) - STARTED))
 
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); switchd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); measured for ${ELAPSED}s"
-echo "runs: $RUNS; tests: $TESTS; host.toml extras: $(tr '\n' ' ' <<<"${HOST_EXTRA:-none}")"
+echo "runs: $RUNS; tests: $TESTS; host.toml extras: $(tr '\n' ' ' <<<"${HOST_EXTRA:-none}")${LIVE_TRACE:+; live trace: $LIVE_TRACE}"
 python3 - "$WORK" "$RESULTS" "$SCENARIOS" "$DURATION" "$PARALLEL_DURATION" "$UDP_DURATION" "$RR_DURATION" "$PING_COUNT" "$PING_INTERVAL" <<'PY'
 import os, statistics, sys
 

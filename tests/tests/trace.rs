@@ -78,7 +78,9 @@ fn capture(sd: &Switchd, args: &[&str]) -> std::process::Child {
 fn tcpdump(file: &std::path::Path) -> String {
     let read = run("tcpdump", &["-r", file.to_str().unwrap(), "-nn"]);
     assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
-    String::from_utf8_lossy(&read.stdout).into_owned()
+    let text = String::from_utf8_lossy(&read.stdout).into_owned();
+    eprintln!("{}{text}", String::from_utf8_lossy(&read.stderr));
+    text
 }
 
 #[test]
@@ -183,10 +185,21 @@ fn a_live_trace_shows_a_real_pings_decisions() {
     assert!(verdict(refused).contains("route_denied") || verdict(refused).contains("no_route"), "{refused}");
     // Text, as a user reads it.
     let text = std::process::Command::new(bin("switchctl"))
-        .args(["--socket", sd.socket().to_str().unwrap(), "trace", "--live", "--network", "front", "--seconds", "1"])
-        .output()
+        .args(["--socket", sd.socket().to_str().unwrap(), "trace", "--live", "--network", "front"])
+        .args(["--proto", "icmp", "--count", "2", "--seconds", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(text.status.success() && String::from_utf8_lossy(&text.stderr).contains("frames traced"), "{text:?}");
+    let started = wait_until(Duration::from_secs(5), || sd.log().matches("live trace started").count() == 3);
+    assert!(started, "{}", sd.log());
+    assert!(c2.ping("10.10.0.11", 1));
+    let out = text.wait_with_output().unwrap();
+    let (shown, said) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{shown}{said}");
+    assert!(shown.contains("10.10.0.12 > 10.10.0.11 ICMP echo request"), "{shown}");
+    assert!(shown.contains(&format!("verdict  delivered to port {}:eth0", c1.name)), "{shown}");
+    assert!(said.contains("2 frames traced, 0 lost"), "{said}");
 
     for (args, message) in [
         (vec!["--endpoint", "nobody"], "no endpoint \"nobody\""),

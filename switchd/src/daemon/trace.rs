@@ -220,7 +220,7 @@ impl Daemon {
         LiveFrame {
             at_us: seen.at_us,
             worker: seen.worker,
-            frame: summarize(&seen.head),
+            frame: live::summarize(&seen.head),
             trace: verdict(steps, delivered, outcome),
         }
     }
@@ -530,44 +530,6 @@ fn verdict(steps: Vec<TraceStep>, delivered: bool, outcome: String) -> Trace {
     Trace { steps, delivered, verdict: outcome }
 }
 
-/// An Ethernet frame's head in one line, as tcpdump would name it.
-fn summarize(eth: &[u8]) -> String {
-    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
-    let mac = |b: &[u8]| b.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).map(MacAddr);
-    let (Some(dst), Some(src)) = (mac(eth), eth.get(6..).and_then(mac)) else {
-        return format!("{} bytes, not an Ethernet frame", eth.len());
-    };
-    let macs = format!("{src} > {dst}");
-    let Ok(p) = LaxSlicedPacket::from_ethernet(eth) else { return macs };
-    let (from, to) = match &p.net {
-        Some(LaxNetSlice::Ipv4(ip)) => {
-            (ip.header().source_addr().to_string(), ip.header().destination_addr().to_string())
-        }
-        Some(LaxNetSlice::Ipv6(ip)) => {
-            (ip.header().source_addr().to_string(), ip.header().destination_addr().to_string())
-        }
-        _ => {
-            if let Ok(a) = arp::Packet::new_checked(eth.get(14..).unwrap_or_default()).map(|a| arp::Repr::parse(&a)) {
-                let op = match a.operation {
-                    arp::Operation::Request => format!("who-has {} tell {}", a.target_ip, a.sender_ip),
-                    arp::Operation::Reply => format!("{} is-at {}", a.sender_ip, a.sender_mac),
-                    _ => "other".into(),
-                };
-                return format!("{macs}, ARP {op}");
-            }
-            return macs;
-        }
-    };
-    let what = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => format!("{from}.{} > {to}.{} TCP", t.source_port(), t.destination_port()),
-        Some(TransportSlice::Udp(u)) => format!("{from}.{} > {to}.{} UDP", u.source_port(), u.destination_port()),
-        Some(TransportSlice::Icmpv4(i)) => format!("{from} > {to} ICMP {:?}", i.icmp_type()),
-        Some(TransportSlice::Icmpv6(i)) => format!("{from} > {to} ICMPv6 {:?}", i.icmp_type()),
-        _ => format!("{from} > {to}"),
-    };
-    format!("{macs}, {what}")
-}
-
 /// What a drop reason means, for a trace.
 fn explain(reason: DropReason) -> &'static str {
     match reason {
@@ -656,19 +618,19 @@ mod tests {
         let b = MacAddr([2, 0, 0, 0, 0, 2]);
         let ping = packet(a, b, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), Protocol::Icmp, 0, 84, 1500);
         let eth = &ping[vnet::HEADER_LEN..];
-        let named = summarize(eth);
+        let named = live::summarize(eth);
         assert!(named.starts_with("02:00:00:00:00:01 > 02:00:00:00:00:02, 10.0.0.1 > 10.0.0.2 ICMP"), "{named}");
         let syn = packet(a, b, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), Protocol::Tcp, 443, 9000, 1500);
         let head = &syn[vnet::HEADER_LEN..][..crate::dataplane::live::HEAD];
-        assert!(summarize(head).ends_with("10.0.0.1.40000 > 10.0.0.2.443 TCP"), "a head of a large frame");
+        assert!(live::summarize(head).ends_with("10.0.0.1.40000 > 10.0.0.2.443 TCP"), "a head of a large frame");
         let arp = arp_request(a, [10, 0, 0, 1].into(), [10, 0, 0, 2].into());
-        assert!(summarize(&arp[vnet::HEADER_LEN..]).ends_with("ARP who-has 10.0.0.2 tell 10.0.0.1"));
-        assert_eq!(summarize(&[1, 2, 3]), "3 bytes, not an Ethernet frame");
+        assert!(live::summarize(&arp[vnet::HEADER_LEN..]).ends_with("ARP who-has 10.0.0.2 tell 10.0.0.1"));
+        assert_eq!(live::summarize(&[1, 2, 3]), "3 bytes, not an Ethernet frame");
         for cut in 0..eth.len() {
-            let _ = summarize(&eth[..cut]);
+            let _ = live::summarize(&eth[..cut]);
         }
         let mut garbled = eth.to_vec();
         garbled[14] = 0x4f; // an IPv4 header longer than the frame
-        assert!(summarize(&garbled).starts_with("02:00:00:00:00:01 > 02:00:00:00:00:02"));
+        assert!(live::summarize(&garbled).starts_with("02:00:00:00:00:01 > 02:00:00:00:00:02"));
     }
 }

@@ -129,6 +129,56 @@ pub fn protocol(eth: &[u8]) -> Option<Proto> {
     }
 }
 
+/// An Ethernet frame's head in one line, as tcpdump would name it.
+pub fn summarize(eth: &[u8]) -> String {
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let mac = |b: &[u8]| b.get(..6).and_then(|m| <[u8; 6]>::try_from(m).ok()).map(MacAddr);
+    let (Some(dst), Some(src)) = (mac(eth), eth.get(6..).and_then(mac)) else {
+        return format!("{} bytes, not an Ethernet frame", eth.len());
+    };
+    let macs = format!("{src} > {dst}");
+    let Ok(p) = LaxSlicedPacket::from_ethernet(eth) else { return macs };
+    let (from, to) = match &p.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            (ip.header().source_addr().to_string(), ip.header().destination_addr().to_string())
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            (ip.header().source_addr().to_string(), ip.header().destination_addr().to_string())
+        }
+        _ => {
+            if let Ok(a) = switchd_wire::arp::Packet::new_checked(eth.get(14..).unwrap_or_default())
+                .map(|a| switchd_wire::arp::Repr::parse(&a))
+            {
+                let op = match a.operation {
+                    switchd_wire::arp::Operation::Request => format!("who-has {} tell {}", a.target_ip, a.sender_ip),
+                    switchd_wire::arp::Operation::Reply => format!("{} is-at {}", a.sender_ip, a.sender_mac),
+                    _ => "other".into(),
+                };
+                return format!("{macs}, ARP {op}");
+            }
+            return macs;
+        }
+    };
+    let what = match &p.transport {
+        Some(TransportSlice::Tcp(t)) => format!("{from}.{} > {to}.{} TCP", t.source_port(), t.destination_port()),
+        Some(TransportSlice::Udp(u)) => format!("{from}.{} > {to}.{} UDP", u.source_port(), u.destination_port()),
+        Some(TransportSlice::Icmpv4(i)) => {
+            use etherparse::Icmpv4Type::{DestinationUnreachable, EchoReply, EchoRequest, TimeExceeded};
+            let what = match i.icmp_type() {
+                EchoRequest(e) => format!("echo request, id {}, seq {}", e.id, e.seq),
+                EchoReply(e) => format!("echo reply, id {}, seq {}", e.id, e.seq),
+                DestinationUnreachable(_) => "destination unreachable".into(),
+                TimeExceeded(_) => "time exceeded".into(),
+                _ => format!("type {}", i.type_u8()),
+            };
+            format!("{from} > {to} ICMP {what}")
+        }
+        Some(TransportSlice::Icmpv6(i)) => format!("{from} > {to} ICMPv6 type {}", i.type_u8()),
+        _ => format!("{from} > {to}"),
+    };
+    format!("{macs}, {what}")
+}
+
 /// One running trace, as the workers see it.
 #[derive(Debug)]
 struct Sink {
