@@ -32,6 +32,7 @@
 mod fdb;
 pub mod guard;
 pub mod l3;
+pub mod maglev;
 pub mod neighbor;
 mod plan;
 
