@@ -38,7 +38,7 @@ fn fuzz_one(data: &[u8]) {
     if filter.matches(origin, data, Some(u32::from(pick)), &plan) {
         assert_eq!(proto, Some(wanted));
     }
-    let mut sampler = Sampler::default();
+    let mut sampler = Sampler::new(0);
     for _ in 0..switchd::dataplane::flows::SAMPLE_EVERY {
         sampler.count(data);
     }

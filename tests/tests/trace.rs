@@ -299,6 +299,14 @@ fn a_cross_host_trace_names_the_vtep_the_vni_and_the_key() {
     a.ctl(&["key", "use", &newer_id, "--force"]);
     let t = trace(&a, &["secret", "--from", &a1.name, "--to", "10.30.0.21"]);
     assert!(step(&t, "vtep").is_some_and(|d| d.contains(&newer_id)), "sealed with the new key: {t}");
+    // A capture that shows datagrams opened shows one that does not open
+    // as it came.
+    let unopened = b.dir.join("unopened.pcap");
+    let c = capture(&b, &["--vtep", &ipa, "--decrypt", "--count", "1", "-w", unopened.to_str().unwrap()]);
+    assert!(!a1.ping("10.30.0.21", 1), "b cannot open it");
+    assert!(c.wait_with_output().unwrap().status.success());
+    let text = tcpdump(&unopened);
+    assert!(text.contains(&format!("> {ipb}.4789: VXLAN")) && !text.contains("ICMP"), "sealed, as it came: {text}");
     let live = live_trace(&b, &["--host", &ipa, "--network", "secret", "--count", "1", "--seconds", "20"]);
     assert!(!a1.ping("10.30.0.21", 1), "b cannot open it");
     let frames = traced(live);

@@ -155,7 +155,7 @@ where
             daemon::run_reading(daemon, move |d| chunk.iter().map(|s| d.explain_seen(s)).collect::<Vec<_>>()).await;
         for frame in explained.unwrap_or_default() {
             let line = Reply::Result(serde_json::to_value(LiveLine::Frame(frame)).unwrap_or_default());
-            write.write_all(&reply_line(&line)).await?;
+            unstalled(write, &reply_line(&line)).await?;
             frames += 1;
         }
     }
@@ -164,6 +164,18 @@ where
     tracing::info!("live trace ended: {frames} frames shown, {lost} lost");
     let end = LiveLine::End { frames, lost };
     write.write_all(&reply_line(&Reply::Result(serde_json::to_value(end).unwrap_or_default()))).await
+}
+
+/// How long a streaming client may leave what it was sent unread before
+/// its stream ends (and its trace or capture with it, freeing the slot).
+const STALLED: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Writes `bytes`, unless the client has stopped reading for [`STALLED`].
+async fn unstalled<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> io::Result<()> {
+    match tokio::time::timeout(STALLED, write.write_all(bytes)).await {
+        Ok(written) => written,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")),
+    }
 }
 
 /// When `seconds` from now is (none: never).
@@ -234,8 +246,8 @@ where
             _ = read.read(&mut probe) => None,
         };
         let Some(record) = record else { break };
-        write.write_all(&(record.len() as u32).to_be_bytes()).await?;
-        write.write_all(&record).await?;
+        unstalled(write, &(record.len() as u32).to_be_bytes()).await?;
+        unstalled(write, &record).await?;
         frames += 1;
     }
     let (_, lost) = capture.counts();

@@ -234,7 +234,9 @@ impl Daemon {
             .endpoints
             .iter()
             .filter(|e| e.record.name.as_str() == target && network.is_none_or(|n| e.record.network.as_str() == n));
-        let ports: Vec<_> = match (found.next(), found.next()) {
+        let (first, second) = (found.next(), found.next());
+        let network_wide = first.is_none();
+        let ports: Vec<_> = match (first, second) {
             (Some(_), Some(_)) => return Err(bad(format!("{target} is on several networks: name one with --network"))),
             (Some(e), None) => vec![(e.port, e.port_label())],
             (None, _) if network.is_none() && self.networks.get(target).is_ok() => {
@@ -246,9 +248,9 @@ impl Daemon {
             }
             (None, _) => return Err(bad(format!("no endpoint or network {target:?} on this host"))),
         };
-        match self.dataplane.capture(&ports) {
+        match self.dataplane.capture(&ports, network_wide) {
             Ok(Some(capture)) => Ok(capture),
-            Ok(None) => Err(bad(format!("{} captures run already (the most at once)", crate::dataplane::MAX_CAPTURES))),
+            Ok(None) => Err(too_many_captures()),
             Err(port) => Err(bad(format!("{port} has no port in the data plane"))),
         }
     }
@@ -263,9 +265,10 @@ impl Daemon {
         if vteps.iter().all(|&id| self.dataplane.vtep_addr(id).is_none()) {
             return Err(bad(format!("{host} is no VTEP of this host's data plane")));
         }
-        let capture = self.dataplane.capture_vtep(ip, decrypt).ok_or_else(|| {
-            bad(format!("{} captures run already (the most at once)", crate::dataplane::MAX_CAPTURES))
-        })?;
+        if ip.is_ipv6() {
+            return Err(bad(format!("{host}: capturing an IPv6 underlay is not supported yet")));
+        }
+        let capture = self.dataplane.capture_vtep(ip, decrypt).ok_or_else(too_many_captures)?;
         if decrypt {
             tracing::warn!("capture of VTEP {ip} with --decrypt: sealed datagrams are shown opened, in clear");
         }
@@ -513,6 +516,10 @@ impl crate::switch::Opener for TraceOpener {
             false => Err(switchd_overlay::sealed::Refused::Open(switchd_crypto::OpenError::UnknownKey)),
         }
     }
+}
+
+fn too_many_captures() -> DaemonError {
+    DaemonError::Trace(format!("{} captures run already (the most at once)", crate::dataplane::MAX_CAPTURES))
 }
 
 fn show(ip: Option<Ipv4Addr>) -> String {

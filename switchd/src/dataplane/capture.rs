@@ -280,8 +280,10 @@ impl Default for Captures {
 /// What a capture taps.
 #[derive(Debug)]
 pub enum Source {
-    /// Ports' taps, each under its name (one: a pcap; several: a pcapng).
-    Ports(Vec<(Arc<Tap>, String)>),
+    /// One port's tap: a pcap.
+    Port(Arc<Tap>),
+    /// A network's ports' taps, each under its name: a pcapng.
+    Network(Vec<(Arc<Tap>, String)>),
     /// A VTEP's datagrams both ways; opened ones with `decrypt`.
     Vtep { ip: IpAddr, decrypt: bool },
 }
@@ -298,11 +300,11 @@ impl Captures {
         let (tx, records) = mpsc::channel(QUEUE);
         let counts = Arc::new(Counts::default());
         let (header, taps) = match source {
-            Source::Ports(ports) if ports.len() == 1 => {
-                ports[0].0.add(id, Format::Pcap, tx, counts.clone());
-                (pcap_header(LINKTYPE_ETHERNET), vec![ports[0].0.clone()])
+            Source::Port(tap) => {
+                tap.add(id, Format::Pcap, tx, counts.clone());
+                (pcap_header(LINKTYPE_ETHERNET), vec![tap])
             }
-            Source::Ports(ports) => {
+            Source::Network(ports) => {
                 let names: Vec<String> = ports.iter().map(|(_, name)| name.clone()).collect();
                 for (i, (tap, _)) in ports.iter().enumerate() {
                     tap.add(id, Format::Pcapng(i as u32), tx.clone(), counts.clone());
@@ -399,9 +401,9 @@ mod tests {
         let tap = Arc::new(Tap::default());
         tap.record(&[b"off"], 0);
         assert!(!tap.on());
-        let mut c = captures.start(Source::Ports(vec![(tap.clone(), "p".into())])).expect("the first capture");
+        let mut c = captures.start(Source::Port(tap.clone())).expect("the first capture");
         assert_eq!(c.header, pcap_header(LINKTYPE_ETHERNET));
-        let second = captures.start(Source::Ports(vec![(tap.clone(), "p".into())])).expect("two of one port");
+        let second = captures.start(Source::Network(vec![(tap.clone(), "p".into())])).expect("two of one port");
         for _ in 0..QUEUE + 10 {
             tap.record(&[b"frame"], 0);
         }

@@ -4,9 +4,9 @@
 //!
 //! Each worker keeps its samples of a batch and adds them to the shared
 //! table with one lock per batch that had any. The table holds at most
-//! [`MAX_PAIRS`] pairs: a new pair past that takes the place of the pair
-//! heard from least recently, and is counted, so a MAC flood costs a
-//! bounded table and never more than one scan per sample.
+//! [`MAX_PAIRS`] pairs: a new pair past that takes the place of the one
+//! heard from least recently among a few, and is counted, so a MAC flood
+//! costs a bounded table and a few looks per sample.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -18,6 +18,8 @@ use switchd_config::MacAddr;
 pub const SAMPLE_EVERY: u32 = 64;
 /// Pairs the table holds.
 pub const MAX_PAIRS: usize = 1024;
+/// Pairs looked at to choose which one a new pair replaces.
+const EVICTION_CANDIDATES: usize = 8;
 
 /// A worker's countdown to its next sample.
 #[derive(Debug)]
@@ -27,14 +29,13 @@ pub struct Sampler {
     pub taken: Vec<(MacAddr, MacAddr, u32)>,
 }
 
-impl Default for Sampler {
-    fn default() -> Self {
-        // Workers start at different points so they do not sample in step.
-        Sampler { left: SAMPLE_EVERY / 2, taken: Vec::new() }
-    }
-}
-
 impl Sampler {
+    /// Worker `worker`'s: workers start at different points, so they do
+    /// not sample in step.
+    pub fn new(worker: usize) -> Self {
+        Sampler { left: 1 + (worker as u32).wrapping_mul(23) % SAMPLE_EVERY, taken: Vec::new() }
+    }
+
     /// Counts a frame; samples it (its Ethernet header) when its turn comes.
     #[inline]
     pub fn count(&mut self, eth: &[u8]) {
@@ -96,7 +97,9 @@ impl Conversations {
         for (src, dst, len) in samples.drain(..) {
             let (key, way) = if src <= dst { ((src, dst), 0) } else { ((dst, src), 1) };
             if !t.pairs.contains_key(&key) && t.pairs.len() >= MAX_PAIRS {
-                let oldest = t.pairs.iter().min_by_key(|(_, p)| p.last).map(|(k, _)| *k);
+                // The oldest of a few: a flood of new pairs costs a few
+                // looks per sample, not a scan of the table.
+                let oldest = t.pairs.iter().take(EVICTION_CANDIDATES).min_by_key(|(_, p)| p.last).map(|(k, _)| *k);
                 if let Some(oldest) = oldest {
                     t.pairs.remove(&oldest);
                     t.replaced += 1;
@@ -129,7 +132,7 @@ mod tests {
 
     #[test]
     fn one_frame_in_n_is_sampled_and_stands_for_n_both_ways_in_one_pair() {
-        let mut s = Sampler::default();
+        let mut s = Sampler::new(0);
         let c = Conversations::default();
         for _ in 0..SAMPLE_EVERY * 10 {
             s.count(&eth(1, 2));
@@ -150,7 +153,7 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_bounded_and_replaces_the_pair_heard_from_least_recently() {
+    fn the_table_is_bounded_and_replaces_pairs_heard_from_long_ago() {
         let c = Conversations::default();
         let t0 = Instant::now();
         let mac = |n: usize| MacAddr([2, 0, 0, 0, (n >> 8) as u8, n as u8]);
@@ -161,6 +164,9 @@ mod tests {
         }
         let Snapshot { pairs, replaced } = c.snapshot();
         assert_eq!((pairs.len(), replaced), (MAX_PAIRS, 10));
-        assert!(!pairs.iter().any(|(k, _)| *k == (mac(0), mac(1))), "the oldest went first");
+        assert!(
+            pairs.iter().any(|(k, _)| *k == (mac(2 * (MAX_PAIRS + 9)), mac(2 * (MAX_PAIRS + 9) + 1))),
+            "the newest is in"
+        );
     }
 }

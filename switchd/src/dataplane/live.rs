@@ -85,7 +85,7 @@ impl Filter {
                 }
                 _ => false,
             };
-            if !(from_port(ports) || vni == Some(*net_vni) || into) {
+            if !(from_port(ports) || to_port(ports) || vni == Some(*net_vni) || into) {
                 return false;
             }
         }

@@ -874,15 +874,20 @@ impl Dataplane {
         self.replicas[0].lock().switch.clone()
     }
 
-    /// Starts capturing the frames of `ports` both ways, each port under
-    /// its name ([`capture`]). `Err` names a port unknown here; `Ok(None)`
-    /// if [`MAX_CAPTURES`] run already.
-    pub fn capture(&self, ports: &[(PortId, String)]) -> Result<Option<Capture>, String> {
-        let taps = ports
+    /// Starts capturing the frames of `ports` both ways ([`capture`]): of
+    /// one port, or with `network` of a network's, each under its name.
+    /// `Err` names a port unknown here; `Ok(None)` if [`MAX_CAPTURES`] run
+    /// already.
+    pub fn capture(&self, ports: &[(PortId, String)], network: bool) -> Result<Option<Capture>, String> {
+        let mut taps = ports
             .iter()
             .map(|(id, name)| self.port_io.get(*id).map(|(q, _)| (q.tap.clone(), name.clone())).ok_or(name.clone()))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(self.captures.start(capture::Source::Ports(taps)))
+        let source = match (network, taps.pop()) {
+            (false, Some((tap, _))) if taps.is_empty() => capture::Source::Port(tap),
+            (_, last) => capture::Source::Network(taps.into_iter().chain(last).collect()),
+        };
+        Ok(self.captures.start(source))
     }
 
     /// Starts capturing the underlay datagrams to and from the VTEP at
@@ -1043,6 +1048,9 @@ struct Worker {
     /// What opening the last burst on several threads found, datagram by
     /// datagram ([`WorkerCrypto::open_burst`]).
     preopened: Vec<Option<Result<Range<usize>, Refused>>>,
+    /// Sealed datagrams a capture shows opened, held as they came until
+    /// they are ([`Worker::tap_received`]).
+    held: Vec<Option<Vec<u8>>>,
     /// Live traces and underlay captures, looked at once per batch, and
     /// where sampled conversations go.
     watch: Watch,
@@ -1050,7 +1058,7 @@ struct Worker {
     /// Where this worker receives VXLAN, and where each of its send
     /// sockets sends from (for captures of the underlay).
     underlay_local: Option<SocketAddr>,
-    tx_locals: Vec<SocketAddr>,
+    tx_locals: Vec<Option<SocketAddr>>,
 }
 
 /// How a worker goes about its work ([`WorkerOptions`]).
@@ -1080,8 +1088,7 @@ impl Worker {
             epoll.add(rx.as_raw_fd(), UNDERLAY_TOKEN)?;
         }
         let underlay_batch = if underlay_rx.is_some() { UNDERLAY_BATCH } else { 0 };
-        let tx_locals =
-            tx_pool.iter().filter_map(|fd| socket2::SockRef::from(fd).local_addr().ok()?.as_socket()).collect();
+        let tx_locals = tx_pool.iter().map(|fd| socket2::SockRef::from(fd).local_addr().ok()?.as_socket()).collect();
         Ok(Worker {
             index,
             replicas,
@@ -1114,7 +1121,8 @@ impl Worker {
             crypto_helpers,
             preopened: Vec::new(),
             watch,
-            sampler: flows::Sampler::default(),
+            sampler: flows::Sampler::new(index),
+            held: Vec::new(),
             underlay_local: local,
             tx_locals,
         })
@@ -1307,15 +1315,6 @@ impl Worker {
                 }
                 Out::Vtep(i, io) => {
                     let wire = self.plans[i].wire.expect("a plan with a VTEP target has wire settings");
-                    if let Some(((taps, &local), to)) =
-                        taps.as_deref().zip(self.tx_locals.first()).zip(io.addr.as_socket())
-                        && wire.encrypted
-                    {
-                        // Shown opened: the frame as it goes in, before it is sealed.
-                        let eth = self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default();
-                        let opened = capture::of_vtep(taps, to.ip()).filter(|t| t.decrypt);
-                        tap_plain(opened, local, to, wire.vni.get(), eth);
-                    }
                     if built.map(|(frame, _)| frame) != Some(i) {
                         let frame = Frame::new_unchecked(&self.bufs[i][..self.lens[i]]);
                         let socket = flow::hash(frame.ethernet().into_inner()) as usize % self.tx_pool.len().max(1);
@@ -1331,6 +1330,16 @@ impl Worker {
                         built = Some((i, result.ok().map(|(body, datagrams)| Built { body, socket, datagrams })));
                     }
                     if let Some((_, Some(b))) = built {
+                        if let Some(((taps, Some(local)), to)) =
+                            taps.as_deref().zip(self.tx_locals.get(b.socket).copied()).zip(io.addr.as_socket())
+                            && wire.encrypted
+                        {
+                            // Shown opened: the frame that was sealed (one
+                            // record, however many datagrams it made).
+                            let eth = self.bufs[i].get(VNET_HDR_LEN..self.lens[i]).unwrap_or_default();
+                            let opened = capture::of_vtep(taps, to.ip()).filter(|t| t.decrypt);
+                            tap_plain(opened, local, to, wire.vni.get(), eth);
+                        }
                         self.tx.queue(b.socket, io, b.body, b.datagrams);
                     }
                 }
@@ -1372,7 +1381,7 @@ impl Worker {
             let mut seq = 0;
             for read in 0..n {
                 let Some(src) = self.recv.sender(read) else { continue };
-                let src_addr = self.recv.sender_addr(read);
+                let src_addr = taps.as_ref().and_then(|_| self.recv.sender_addr(read));
                 let (segment, large) = datagrams_of(self.recv.data(read), self.recv.segment_size(read));
                 let datagrams = self.recv.data(read).len().div_ceil(segment);
                 replica.counters.underlay_datagrams.fetch_add(datagrams as u64, Relaxed);
@@ -1387,13 +1396,16 @@ impl Worker {
                         }
                         None => fabric.switch.handle_datagram(now, src, datagram, &mut NoKeys, &mut self.plan),
                     }
-                    seq += 1;
-                    if let Some(taps) = taps.as_deref().filter(|_| self.plan.sealed) {
-                        let local = self.underlay_local;
-                        tap_opened(taps, src_addr, local, datagram, self.plan.inner.clone());
+                    if let Some(taps) = taps.as_deref() {
+                        match self.plan.sealed {
+                            true => tap_opened(taps, src_addr, self.underlay_local, datagram, self.plan.inner.clone()),
+                            // Sealed but not opened: shown as it came.
+                            false => tap_unopened(taps, src_addr, self.held.get_mut(seq).and_then(Option::take)),
+                        }
                     }
+                    seq += 1;
                     if let Some(live) = &live {
-                        let vni = datagram.get(4..7).map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+                        let vni = vni_of(datagram);
                         let eth = datagram.get(self.plan.inner.clone()).filter(|e| !e.is_empty()).unwrap_or(datagram);
                         live.offer(self.index, live::Origin::Vtep(src), eth, len, vni, &self.plan);
                     }
@@ -1423,21 +1435,28 @@ impl Worker {
     }
 
     /// Copies the datagrams of the first `n` reads into the captures of
-    /// their senders' VTEPs, as they came (before any is opened): those
-    /// a capture shows opened it takes after opening ([`tap_opened`]).
-    fn tap_received(&self, taps: &[capture::VtepTap], n: usize) {
+    /// their senders' VTEPs, as they came (before any is opened). For a
+    /// capture that shows sealed ones opened, a copy is held instead
+    /// (`self.held`, in the order they are decided): it is recorded as it
+    /// came only if it does not open ([`tap_opened`] otherwise).
+    fn tap_received(&mut self, taps: &[capture::VtepTap], n: usize) {
+        self.held.clear();
         for read in 0..n {
-            let (Some(src), Some(local)) = (self.recv.sender_addr(read), self.underlay_local) else { continue };
-            if capture::of_vtep(taps, src.ip()).next().is_none() {
-                continue;
-            }
+            let Some(src) = self.recv.sender_addr(read) else { continue };
             let (segment, _) = datagrams_of(self.recv.data(read), self.recv.segment_size(read));
+            let local = self.underlay_local.filter(|_| capture::of_vtep(taps, src.ip()).next().is_some());
             for datagram in self.recv.data(read).chunks(segment) {
                 let sealed = datagram.first() == Some(&switchd_wire::sealed::FLAGS);
-                let Some(head) = capture::udp_head(src, local, datagram.len()) else { continue };
-                for t in capture::of_vtep(taps, src.ip()).filter(|t| !(t.decrypt && sealed)) {
-                    t.tap.record(&[&head, datagram], 0);
+                let mut held = None;
+                if let Some(head) = local.and_then(|local| capture::udp_head(src, local, datagram.len())) {
+                    for t in capture::of_vtep(taps, src.ip()) {
+                        match t.decrypt && sealed {
+                            false => t.tap.record(&[&head, datagram], 0),
+                            true => held = Some([&head[..], datagram].concat()),
+                        }
+                    }
                 }
+                self.held.push(held);
             }
         }
     }
@@ -1517,8 +1536,23 @@ fn tap_opened(
     inner: Range<usize>,
 ) {
     let (Some(src), Some(local), Some(eth)) = (src, local, datagram.get(inner)) else { return };
-    let vni = datagram.get(4..7).map_or(0, |v| u32::from_be_bytes([0, v[0], v[1], v[2]]));
+    let vni = vni_of(datagram).unwrap_or(0);
     tap_plain(capture::of_vtep(taps, src.ip()).filter(|t| t.decrypt), src, local, vni, eth);
+}
+
+/// The VNI a datagram's header carries: bytes 4 to 6 of plain and sealed
+/// VXLAN alike.
+fn vni_of(datagram: &[u8]) -> Option<u32> {
+    datagram.get(4..7).map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]]))
+}
+
+/// Records a sealed datagram that did not open (held as it came, headers
+/// and all) in the captures of its sender that show datagrams opened.
+fn tap_unopened(taps: &[capture::VtepTap], src: Option<SocketAddr>, held: Option<Vec<u8>>) {
+    let (Some(src), Some(held)) = (src, held) else { return };
+    for t in capture::of_vtep(taps, src.ip()).filter(|t| t.decrypt) {
+        t.tap.record(&[&held], 0);
+    }
 }
 
 /// Records `eth` in `taps` as a plain VXLAN datagram on `vni` from `src`

@@ -103,7 +103,7 @@ fn a_live_trace_and_a_capture_see_the_batch_as_it_is_decided() {
     };
     let mut trace = lab.worker.watch.live.start(filter, Some(5)).unwrap();
     let queues = lab.worker.ports.values().map(|p| (p.queues.tap.clone(), format!("{:?}", p.id))).collect();
-    let mut capture = lab.worker.watch.captures.start(capture::Source::Ports(queues)).unwrap();
+    let mut capture = lab.worker.watch.captures.start(capture::Source::Network(queues)).unwrap();
     let frame = udp(B, A, [10, 1, 0, 2], [10, 1, 0, 3], 64);
     let spoofed = udp(B, A, [10, 1, 0, 99], [10, 1, 0, 3], 64);
     lab.run(0, &[frame.clone(), spoofed]);

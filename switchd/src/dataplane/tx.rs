@@ -98,7 +98,7 @@ impl TxQueue {
     /// are the batch's buffers (virtio header and Ethernet frame) that
     /// gathered datagrams take their payloads from. `taps`: the underlay
     /// captures running, with the pool's local addresses.
-    pub fn flush(&mut self, pool: &[OwnedFd], frames: &[Box<[u8]>], taps: Option<(&[VtepTap], &[SocketAddr])>) {
+    pub fn flush(&mut self, pool: &[OwnedFd], frames: &[Box<[u8]>], taps: Option<(&[VtepTap], &[Option<SocketAddr>])>) {
         if self.msgs.is_empty() {
             return;
         }
@@ -131,9 +131,9 @@ impl TxQueue {
     /// Copies each queued datagram into the captures of its VTEP (but a
     /// sealed one into those that show datagrams opened: they took its
     /// frame before it was sealed).
-    fn tap(&self, taps: &[VtepTap], locals: &[SocketAddr], frames: &[Box<[u8]>]) {
+    fn tap(&self, taps: &[VtepTap], locals: &[Option<SocketAddr>], frames: &[Box<[u8]>]) {
         for m in &self.msgs {
-            let (Some(to), Some(&local)) = (m.vtep.addr.as_socket(), locals.get(m.socket)) else { continue };
+            let (Some(to), Some(&Some(local))) = (m.vtep.addr.as_socket(), locals.get(m.socket)) else { continue };
             if capture::of_vtep(taps, to.ip()).next().is_none() {
                 continue;
             }
