@@ -83,8 +83,9 @@ fn tcpdump(file: &std::path::Path) -> String {
     text
 }
 
-#[test]
-fn a_trace_explains_delivery_isolation_spoofing_and_size_and_changes_nothing() {
+/// One switchd with c1 and c2 on front and c3 on back (no route between
+/// them), c1 and c2 having talked once.
+fn two_on_front_one_on_back() -> (Netns, Netns, Netns, Switchd) {
     let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
     let body = format!(
         "{NETWORKS}{}{}{}",
@@ -94,6 +95,12 @@ fn a_trace_explains_delivery_isolation_spoofing_and_size_and_changes_nothing() {
     );
     let sd = Switchd::start("", &body);
     assert!(c1.ping("10.10.0.12", 1), "{}", sd.log());
+    (c1, c2, c3, sd)
+}
+
+#[test]
+fn a_trace_explains_delivery_isolation_spoofing_and_size_and_changes_nothing() {
+    let (c1, c2, _c3, sd) = two_on_front_one_on_back();
     let before = sd.stats();
 
     // Delivered, by name: ARP answered by switchd, the FDB entry, the port.
@@ -150,15 +157,7 @@ fn a_trace_explains_delivery_isolation_spoofing_and_size_and_changes_nothing() {
 /// them, then a ping refused between networks; bad filters are refused.
 #[test]
 fn a_live_trace_shows_a_real_pings_decisions() {
-    let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
-    let body = format!(
-        "{NETWORKS}{}{}{}",
-        port("front", &c1, "10.10.0.11"),
-        port("front", &c2, "10.10.0.12"),
-        port("back", &c3, "10.20.0.13")
-    );
-    let sd = Switchd::start("", &body);
-    assert!(c1.ping("10.10.0.12", 1), "{}", sd.log());
+    let (c1, c2, _c3, sd) = two_on_front_one_on_back();
 
     let live = live_trace(&sd, &["--network", "front", "--proto", "icmp", "--count", "2", "--seconds", "20"]);
     assert!(c1.ping("10.10.0.12", 1));
