@@ -20,7 +20,8 @@ subnet = "10.10.0.0/24"
 internal = true
 "#;
 
-/// `METHOD url` from inside `ns`: the status and the body.
+/// `METHOD url` from inside `ns`: the status and the body; status 0 and
+/// the reason when nothing answers (a server still starting).
 fn http(ns: &Netns, method: &str, url: &str) -> (u16, String) {
     const FETCH: &str = "import sys, urllib.request, urllib.error
 req = urllib.request.Request(sys.argv[2], method=sys.argv[1])
@@ -28,7 +29,9 @@ try:
     r = urllib.request.urlopen(req, timeout=5)
     print(r.status); print(r.read().decode(), end='')
 except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode(), end='')";
+    print(e.code); print(e.read().decode(), end='')
+except (urllib.error.URLError, OSError) as e:
+    print(0); print(e, end='')";
     let out = ns.ok(&["python3", "-c", FETCH, method, url]);
     let (status, body) = out.split_once('\n').unwrap_or((out.as_str(), ""));
     (status.trim().parse().unwrap_or_else(|_| panic!("{method} {url}: {out}")), body.to_owned())
