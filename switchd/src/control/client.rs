@@ -9,20 +9,38 @@ use super::api::{Reply, Request};
 /// Sends one request and returns the reply's result, or its error as a line
 /// for the user.
 pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, String> {
+    open(socket, request).map(|(_, value)| value)
+}
+
+/// Connects, sends `request`, and reads switchd's first reply: the
+/// connection (for what a stream sends next) and the reply's result.
+fn open(socket: &Path, request: &Request) -> Result<(BufReader<UnixStream>, serde_json::Value), String> {
     let mut stream =
         UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');
     stream.write_all(&line).map_err(|e| format!("sending to switchd: {e}"))?;
-    let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).map_err(|e| format!("reading from switchd: {e}"))?;
-    if reply.is_empty() {
+    let mut reader = BufReader::new(stream);
+    let value = reply(&mut reader)?;
+    Ok((reader, value))
+}
+
+/// Reads one reply line: its result, or switchd's error as a line for the user.
+fn reply(reader: &mut impl BufRead) -> Result<serde_json::Value, String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| format!("reading from switchd: {e}"))?;
+    if line.is_empty() {
         return Err("switchd closed the connection without answering".into());
     }
-    match serde_json::from_str::<Reply>(&reply).map_err(|e| format!("bad reply from switchd: {e}"))? {
+    match serde_json::from_str::<Reply>(&line).map_err(|e| format!("bad reply from switchd: {e}"))? {
         Reply::Result(value) => Ok(value),
         Reply::Error(e) => Err(e),
     }
+}
+
+/// A reply's result as `T`.
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("bad reply from switchd: {e}"))
 }
 
 /// Runs a capture (`request` is a [`Request::Capture`]): writes the file
@@ -31,18 +49,7 @@ pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, Strin
 /// that went away) ends it too, as a success.
 pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<super::api::CaptureEnd, String> {
     use std::io::Read;
-    let mut stream =
-        UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
-    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(|e| format!("sending to switchd: {e}"))?;
-    let mut reader = BufReader::new(stream);
-    let mut reply = String::new();
-    reader.read_line(&mut reply).map_err(|e| format!("reading from switchd: {e}"))?;
-    match serde_json::from_str::<Reply>(&reply).map_err(|e| format!("bad reply from switchd: {e}"))? {
-        Reply::Result(_) => {}
-        Reply::Error(e) => return Err(e),
-    }
+    let (mut reader, _) = open(socket, request)?;
     let written = |r: std::io::Result<()>| r.is_ok();
     let mut writing = true;
     // The first record is the file's header.
@@ -69,12 +76,7 @@ pub fn capture(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<
             }
         }
     }
-    let mut end = String::new();
-    reader.read_line(&mut end).map_err(|e| format!("reading from switchd: {e}"))?;
-    match serde_json::from_str::<Reply>(&end).map_err(|e| format!("bad reply from switchd: {e}"))? {
-        Reply::Result(v) => serde_json::from_value(v).map_err(|e| format!("bad reply from switchd: {e}")),
-        Reply::Error(e) => Err(e),
-    }
+    typed(reply(&mut reader)?)
 }
 
 /// Runs a live trace (`request` is a [`Request::TraceLive`]): hands each
@@ -87,28 +89,9 @@ pub fn trace_live(
     mut line: impl FnMut(&super::api::LiveLine) -> bool,
 ) -> Result<super::api::LiveLine, String> {
     use super::api::LiveLine;
-    let mut stream =
-        UnixStream::connect(socket).map_err(|e| format!("cannot reach switchd at {}: {e}", socket.display()))?;
-    let mut ask = serde_json::to_vec(request).map_err(|e| e.to_string())?;
-    ask.push(b'\n');
-    stream.write_all(&ask).map_err(|e| format!("sending to switchd: {e}"))?;
-    let mut reader = BufReader::new(stream);
-    let mut text = String::new();
-    let mut next = |text: &mut String| -> Result<serde_json::Value, String> {
-        text.clear();
-        reader.read_line(text).map_err(|e| format!("reading from switchd: {e}"))?;
-        if text.is_empty() {
-            return Err("switchd closed the connection".into());
-        }
-        match serde_json::from_str::<Reply>(text).map_err(|e| format!("bad reply from switchd: {e}"))? {
-            Reply::Result(value) => Ok(value),
-            Reply::Error(e) => Err(e),
-        }
-    };
-    next(&mut text)?;
+    let (mut reader, _) = open(socket, request)?;
     loop {
-        let value = next(&mut text)?;
-        let got: LiveLine = serde_json::from_value(value).map_err(|e| format!("bad reply from switchd: {e}"))?;
+        let got: LiveLine = typed(reply(&mut reader)?)?;
         if matches!(got, LiveLine::End { .. }) || !line(&got) {
             return Ok(got);
         }

@@ -135,15 +135,8 @@ where
     write.write_all(&reply_line(&Reply::Result(serde_json::json!({ "tracing": true })))).await?;
     let deadline = deadline_after(seconds);
     let mut frames = 0u64;
-    let mut probe = [0u8; 1];
     while count.is_none_or(|c| frames < c) {
-        let first = tokio::select! {
-            seen = trace.frames.recv() => seen,
-            _ = until(deadline) => None,
-            _ = guard.closed() => None,
-            _ = read.read(&mut probe) => None,
-        };
-        let Some(first) = first else { break };
+        let Some(first) = next_or_end(&mut trace.frames, deadline, guard, read).await else { break };
         let room = count.map_or(LIVE_CHUNK, |c| (c - frames).min(LIVE_CHUNK as u64) as usize);
         let mut chunk = vec![first];
         while chunk.len() < room
@@ -175,6 +168,24 @@ async fn unstalled<W: AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> io::Re
     match tokio::time::timeout(STALLED, write.write_all(bytes)).await {
         Ok(written) => written,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")),
+    }
+}
+
+/// A stream's next item from `source`, or `None` once the stream ends:
+/// `source` is done, `deadline` passed, the connection is being closed,
+/// or the client went away (or said something: it may not).
+async fn next_or_end<T, R: AsyncRead + Unpin>(
+    source: &mut tokio::sync::mpsc::Receiver<T>,
+    deadline: Option<tokio::time::Instant>,
+    guard: &Guard,
+    read: &mut R,
+) -> Option<T> {
+    let mut probe = [0u8; 1];
+    tokio::select! {
+        item = source.recv() => item,
+        _ = until(deadline) => None,
+        _ = guard.closed() => None,
+        _ = read.read(&mut probe) => None,
     }
 }
 
@@ -236,16 +247,8 @@ where
     write.write_all(&capture.header).await?;
     let deadline = deadline_after(seconds);
     let mut frames = 0u64;
-    let mut probe = [0u8; 1];
     while count.is_none_or(|c| frames < c) {
-        let record = tokio::select! {
-            record = capture.records.recv() => record,
-            _ = until(deadline) => None,
-            _ = guard.closed() => None,
-            // The client went away (or said something: it may not).
-            _ = read.read(&mut probe) => None,
-        };
-        let Some(record) = record else { break };
+        let Some(record) = next_or_end(&mut capture.records, deadline, guard, read).await else { break };
         unstalled(write, &(record.len() as u32).to_be_bytes()).await?;
         unstalled(write, &record).await?;
         frames += 1;
