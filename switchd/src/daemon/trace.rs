@@ -22,6 +22,7 @@ use super::error::{DaemonError, OpResult};
 use crate::control::api::{LiveFrame, LiveRequest, Trace, TraceRequest, TraceStep};
 use crate::dataplane::Capture;
 use crate::dataplane::live::{self, LiveTrace};
+use crate::switch::balance::NatAddr;
 use crate::switch::{Action, DropReason, Gateway, Location, Next, Plan, Target};
 
 /// A container's view of where a packet goes first.
@@ -432,6 +433,14 @@ impl Daemon {
                     Next::Flood => "every port and host of it (MAC not known yet)",
                 };
                 step("route", format!("routed by the gateway into network {name}, TTL 64 -> 63, to {hop}"));
+                self.egress(plan, step)
+            }
+            Action::Nat { rewrite, .. } => {
+                let what = match rewrite.addr {
+                    NatAddr::Dst(ip) => format!("to a service VIP: balanced to backend {ip} ({})", rewrite.dst_mac),
+                    NatAddr::Src(ip) => format!("a backend's reply in a balanced flow: sent on from VIP {ip}"),
+                };
+                step("service", what);
                 self.egress(plan, step)
             }
             Action::Deliver(_) | Action::Encap { .. } | Action::Flood { .. } => self.egress(plan, step),

@@ -80,9 +80,10 @@ impl Filter {
         let to_port = |ports: &[PortId]| plan.ports().any(|p| ports.contains(&p)) || delivered_to(plan, ports);
         if let Some((id, net_vni, ports)) = &self.network {
             let into = match plan.action {
-                Action::Route { network, .. } | Action::Encap { network, .. } | Action::Flood { network, .. } => {
-                    network == *id
-                }
+                Action::Route { network, .. }
+                | Action::Nat { network, .. }
+                | Action::Encap { network, .. }
+                | Action::Flood { network, .. } => network == *id,
                 _ => false,
             };
             if !(from_port(ports) || to_port(ports) || vni == Some(*net_vni) || into) {

@@ -62,10 +62,10 @@ use hashbrown::HashMap;
 use slotmap::{Key, SecondaryMap};
 use socket2::SockAddr;
 use switchd_config::{MacAddr, Mtu, Vni};
-use switchd_overlay::flow;
 use switchd_overlay::gro::{self, Gro, Integrity};
 use switchd_overlay::sealed::Refused;
 use switchd_overlay::tunnel::{self, Datagrams, Wire};
+use switchd_overlay::{flow, offload};
 use switchd_wire::vnet::{self, Frame, MAX_FRAME_LEN};
 
 use crate::conns::{REPORT_INTERVAL, RateLimit};
@@ -75,8 +75,8 @@ use crate::io::udp::{self, RecvBatch};
 use crate::io::uring;
 use crate::services::{self, Tables};
 use crate::switch::{
-    Action, Counters, DropReason, FdbKind, Learning, Location, NetworkCounters, NetworkId, NetworkWire, NoKeys, Plan,
-    PortGuard, PortId, Switch, SwitchConfig, Target, VtepId, VtepInfo, l3, neighbor,
+    Action, Counters, DropReason, FdbKind, Location, NetworkCounters, NetworkId, NetworkWire, News, NoKeys, Plan,
+    PortGuard, PortId, Switch, SwitchConfig, Target, VtepId, VtepInfo, balance, l3, neighbor,
 };
 use crypto::{CryptoCounters, Identity, KeySet, Preopened, SharedKeys, WorkerCrypto};
 use into_ports::IntoPorts;
@@ -390,7 +390,7 @@ const MAX_NEWS: usize = 1 << 16;
 #[derive(Debug)]
 pub struct Replica {
     fabric: Mutex<Fabric>,
-    news: Mutex<Vec<Learning>>,
+    news: Mutex<Vec<News>>,
     has_news: AtomicBool,
     /// News dropped because the inbox was full.
     dropped_news: AtomicU64,
@@ -415,7 +415,7 @@ impl Replica {
         self.fabric.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn tell(&self, learned: &[Learning]) {
+    fn tell(&self, learned: &[News]) {
         let mut news = self.news.lock().unwrap_or_else(|p| p.into_inner());
         let room = MAX_NEWS.saturating_sub(news.len()).min(learned.len());
         news.extend_from_slice(&learned[..room]);
@@ -425,13 +425,13 @@ impl Replica {
 
     /// Applies what the other workers learned to `fabric` (this replica's,
     /// locked by the caller); `buf` is scratch.
-    fn catch_up(&self, fabric: &mut Fabric, buf: &mut Vec<Learning>) {
+    fn catch_up(&self, fabric: &mut Fabric, buf: &mut Vec<News>) {
         if !self.has_news.load(Relaxed) || !self.has_news.swap(false, Acquire) {
             return;
         }
         std::mem::swap(&mut *self.news.lock().unwrap_or_else(|p| p.into_inner()), buf);
         for learning in buf.iter() {
-            fabric.switch.apply_learning(learning);
+            fabric.switch.apply_news(learning);
         }
         buf.clear();
     }
@@ -845,6 +845,11 @@ impl Dataplane {
                     fdb_entries: a.fdb_entries.max(b.fdb_entries),
                     neighbor_answers: a.neighbor_answers + b.neighbor_answers,
                     routed: a.routed + b.routed,
+                    balance: crate::switch::balance::BalanceCounters {
+                        balanced: a.balance.balanced + b.balance.balanced,
+                        refused: a.balance.refused + b.balance.refused,
+                        evicted: a.balance.evicted + b.balance.evicted,
+                    },
                 }),
                 (a, b) => a.or(b),
             })
@@ -1002,9 +1007,9 @@ struct Worker {
     /// Every worker's replica; this worker's is `replicas[index]`.
     replicas: Arc<[Replica]>,
     /// What this worker learned in its last batch, for the others.
-    learned: Vec<Learning>,
+    learned: Vec<News>,
     /// What the others learned, being applied here.
-    news: Vec<Learning>,
+    news: Vec<News>,
     commands: Receiver<Command>,
     wake: Arc<OwnedFd>,
     epoll: Arc<Epoll>,
@@ -1274,6 +1279,11 @@ impl Worker {
                     Action::Route { src, dst, .. } => {
                         l3::forward(&mut self.bufs[i][VNET_HDR_LEN..self.lens[i]], src, dst)
                     }
+                    Action::Nat { rewrite, .. } => {
+                        // The container's stack left the TCP/UDP checksum open: `NEEDS_CSUM`.
+                        let partial = self.bufs[i][0] & switchd_wire::vnet::FLAG_NEEDS_CSUM != 0;
+                        balance::rewrite(&mut self.bufs[i][VNET_HDR_LEN..self.lens[i]], &rewrite, partial)
+                    }
                     Action::Local { .. } | Action::Reject { .. } => serves = true,
                     _ => {}
                 }
@@ -1282,7 +1292,7 @@ impl Worker {
             if serves {
                 self.services = fabric.services.clone();
             }
-            fabric.switch.take_learned(&mut self.learned);
+            fabric.switch.take_news(&mut self.learned);
         }
         self.share_learned();
         self.watch.conversations.add(&mut self.sampler.taken, now);
@@ -1404,6 +1414,12 @@ impl Worker {
                         }
                     }
                     seq += 1;
+                    if let Action::Nat { rewrite, .. } = self.plan.action
+                        && let Some(eth) = datagram.get_mut(self.plan.inner.clone())
+                    {
+                        let partial = offload::deferred_checksum(eth).is_some();
+                        balance::rewrite(eth, &rewrite, partial);
+                    }
                     if let Some(live) = &live {
                         let vni = vni_of(datagram);
                         let eth = datagram.get(self.plan.inner.clone()).filter(|e| !e.is_empty()).unwrap_or(datagram);
@@ -1427,7 +1443,7 @@ impl Worker {
                     offset += len;
                 }
             }
-            fabric.switch.take_learned(&mut self.learned);
+            fabric.switch.take_news(&mut self.learned);
         }
         self.share_learned();
         self.watch.conversations.add(&mut self.sampler.taken, now);

@@ -10,6 +10,7 @@
 pub mod dhcp;
 pub mod dns;
 pub mod icmp;
+pub mod reset;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -125,6 +126,7 @@ macro_rules! service_counters {
 service_counters! {
     echo_replies,
     icmp_errors,
+    refused_connections,
     dhcp_offers,
     dhcp_acks,
     dhcp_naks,
@@ -214,6 +216,17 @@ pub fn reject(
 ) {
     out.clear();
     if let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv4(eth)) {
+        if reason == DropReason::NoBackend {
+            // A VIP refuses for itself, as a host with nothing listening.
+            match ip.protocol {
+                Protocol::Tcp => reset::tcp_reset(eth, &ip, (net.mac, ip.dst), out),
+                _ => icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, (net.mac, ip.dst), out),
+            }
+            if !out.is_empty() {
+                bump(&counters.refused_connections);
+            }
+            return;
+        }
         icmp::error(eth, &ip, icmp::code_for(reason), (net.mac, net.gateway), out);
         if !out.is_empty() {
             bump(&counters.icmp_errors);

@@ -28,8 +28,15 @@
 //! switchd does not serve at the gateway address, and what is bound
 //! outside every network). Any other port may only use the addresses it
 //! was given.
+//!
+//! A service's VIP is answered with the gateway's MAC too: a connection to
+//! it is balanced ([`balance`], [`Action::Nat`]) to a backend of the
+//! service in the same network, on this host or another, and its replies
+//! come back through here to be given the VIP's address again.
 
+pub mod balance;
 mod fdb;
+mod flow_table;
 pub mod guard;
 pub mod l3;
 pub mod maglev;
@@ -91,6 +98,9 @@ pub enum Action {
     /// Route it into `network`: rewrite it ([`l3::forward`] with these
     /// MACs), then send it on.
     Route { network: NetworkId, src: MacAddr, dst: MacAddr, next: Next },
+    /// Balanced to or back from a service's backend: rewrite it
+    /// ([`balance::rewrite`]), then send it on, within `network`.
+    Nat { network: NetworkId, next: Next, rewrite: balance::Rewrite },
     /// It cannot be routed (the reason is counted): answer the sender on
     /// `port` with the ICMP error for `reason`, from `network`'s gateway.
     Reject { port: PortId, network: NetworkId, reason: DropReason },
@@ -227,6 +237,9 @@ drop_reasons! {
     NoNeighbor = "no_neighbor",
     /// To the gateway MAC but not IPv4: nothing to route or serve.
     NotRoutable = "not_routable",
+    /// To a service's VIP, on a port it does not serve, or while it has no
+    /// healthy backend (TCP reset, or ICMP port unreachable).
+    NoBackend = "no_backend",
     /// The destination refused the write (an I/O error, logged); counted
     /// by the data plane on the egress port or VTEP.
     TxError = "tx_error",
@@ -416,6 +429,8 @@ struct Network {
     routes: Vec<NetworkId>,
     /// Frames routed out of this network.
     routed: u64,
+    /// Its services' VIPs and the flows through them.
+    balancer: balance::Balancer,
 }
 
 /// Counters of one network, for `switchctl stats`.
@@ -426,6 +441,7 @@ pub struct NetworkCounters {
     pub fdb_entries: u64,
     pub neighbor_answers: u64,
     pub routed: u64,
+    pub balance: balance::BalanceCounters,
 }
 
 /// How a network's frames are encapsulated.
@@ -470,13 +486,21 @@ pub struct Learning {
     pub at: Instant,
 }
 
+/// What one replica tells the others: a MAC it learned, or a flow it
+/// balanced (a reply may come in through another worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    Learned(Learning),
+    Balanced(NetworkId, balance::Balanced),
+}
+
 #[derive(Debug, Clone)]
 pub struct Switch {
     config: SwitchConfig,
     /// Whether other replicas need to hear what this one learns.
     replicated: bool,
-    /// What they need to hear, until taken ([`Switch::take_learned`]).
-    learned: Vec<Learning>,
+    /// What they need to hear, until taken ([`Switch::take_news`]).
+    news: Vec<News>,
     networks: SlotMap<NetworkId, Network>,
     by_vni: HashMap<Vni, NetworkId>,
     ports: SlotMap<PortId, Port>,
@@ -491,7 +515,7 @@ impl Switch {
         Switch {
             config,
             replicated: false,
-            learned: Vec::new(),
+            news: Vec::new(),
             networks: SlotMap::with_key(),
             by_vni: HashMap::new(),
             ports: SlotMap::with_key(),
@@ -506,21 +530,31 @@ impl Switch {
     }
 
     /// Makes this switch one of several replicas: from now on it keeps what
-    /// it learns for [`Switch::take_learned`].
+    /// it learns for [`Switch::take_news`].
     pub fn set_replicated(&mut self, replicated: bool) {
         self.replicated = replicated;
     }
 
-    /// What this replica learned since the last call, for the others
-    /// ([`Switch::apply_learning`]); `into` is cleared first.
-    pub fn take_learned(&mut self, into: &mut Vec<Learning>) {
+    /// What this replica learned and balanced since the last call, for
+    /// the others ([`Switch::apply_news`]); `into` is cleared first.
+    pub fn take_news(&mut self, into: &mut Vec<News>) {
         into.clear();
-        std::mem::swap(&mut self.learned, into);
+        std::mem::swap(&mut self.news, into);
     }
 
     /// Takes what another replica learned, unless this one has seen the
-    /// MAC elsewhere since, or its port, VTEP or network is gone.
-    pub fn apply_learning(&mut self, learning: &Learning) {
+    /// MAC elsewhere since, or its port, VTEP or network is gone; and the
+    /// flows it balanced.
+    pub fn apply_news(&mut self, news: &News) {
+        let learning = match news {
+            News::Learned(learning) => learning,
+            News::Balanced(network, balanced) => {
+                if let Some(net) = self.networks.get_mut(*network) {
+                    net.balancer.remember(balanced);
+                }
+                return;
+            }
+        };
         let Some(net) = self.networks.get_mut(learning.network) else { return };
         let here = match learning.location {
             Location::Port(p) => self.ports.get(p).is_some_and(|p| p.network == learning.network),
@@ -566,6 +600,7 @@ impl Switch {
             host_port: None,
             routes: Vec::new(),
             routed: 0,
+            balancer: balance::Balancer::default(),
         });
         self.by_vni.insert(vni, id);
         Some(id)
@@ -790,7 +825,7 @@ impl Switch {
             Action::Deliver(port) => plan.targets.push(Target::Port(port)),
             Action::Encap { vtep, network } => self.push_vtep(network, vtep, plan),
             Action::Flood { network, ingress } => self.push_flood(network, ingress, plan),
-            Action::Route { network, next, .. } => match next {
+            Action::Route { network, next, .. } | Action::Nat { network, next, .. } => match next {
                 Next::Port(port) => plan.targets.push(Target::Port(port)),
                 Next::Vtep(vtep) => self.push_vtep(network, vtep, plan),
                 // Into every port and VTEP of the network routed into.
@@ -949,7 +984,7 @@ impl Switch {
             }
         }
         if self.replicated && matches!(learned, Ok(Learned::New | Learned::Moved { .. } | Learned::Renewed)) {
-            self.learned.push(Learning { network, mac: src, location: ingress, at: now });
+            self.news.push(News::Learned(Learning { network, mac: src, location: ingress, at: now }));
         }
 
         if let Location::Port(port) = ingress
@@ -980,6 +1015,9 @@ impl Switch {
                         Action::Deliver(stack)
                     }
                     (Some(ip), ..) if ip.dst == gw.ip => Action::Local { port, network },
+                    (Some(ip), ..) if self.networks[network].balancer.is_vip(ip.dst) => {
+                        self.balance(now, network, port, &ip)
+                    }
                     (Some(ip), ..) => self.route(now, network, port, ip),
                     // An ARP reply to a question of the host side or the stack.
                     (None, stack, host) if eth.ethertype() == EtherType::Arp && host.or(stack).is_some() => {
@@ -989,7 +1027,69 @@ impl Switch {
                 };
             }
         }
+        if !net.balancer.is_empty()
+            && let Some(back) = self.unbalance(now, network, eth)
+        {
+            return back;
+        }
         self.forward(now, network, ingress, eth)
+    }
+
+    /// Gives a frame to a VIP of `network` (from `port`) to a backend, or
+    /// refuses it ([`balance`]).
+    fn balance(&mut self, now: Instant, network: NetworkId, port: PortId, ip: &l3::Ipv4) -> Action {
+        let aging = self.config.mac_aging_time;
+        let net = &mut self.networks[network];
+        let gateway = net.gateway.expect("a VIP is in a network with a gateway");
+        match net.balancer.pick(now, ip) {
+            balance::Pick::To { backend, new } => {
+                if let (true, Some(flow)) = (self.replicated, new) {
+                    self.news.push(News::Balanced(network, flow));
+                }
+                let next = match net.fdb.lookup(backend.mac, now, aging) {
+                    Some(Location::Port(p)) => Next::Port(p),
+                    Some(Location::Vtep(v)) => Next::Vtep(v),
+                    None => {
+                        net.flooded += 1;
+                        Next::Flood
+                    }
+                };
+                let addr = balance::NatAddr::Dst(backend.ip());
+                Action::Nat {
+                    network,
+                    next,
+                    rewrite: balance::Rewrite { src_mac: gateway.mac, dst_mac: backend.mac, addr },
+                }
+            }
+            balance::Pick::Refused | balance::Pick::NotVip => {
+                self.ports[port].rx.drop(DropReason::NoBackend);
+                Action::Reject { port, network, reason: DropReason::NoBackend }
+            }
+        }
+    }
+
+    /// A backend's reply to a client of a local port, in a balanced flow:
+    /// back from the VIP.
+    fn unbalance(&mut self, now: Instant, network: NetworkId, eth: ethernet::Frame<&[u8]>) -> Option<Action> {
+        if eth.ethertype() != EtherType::Ipv4 {
+            return None;
+        }
+        let ip = l3::ipv4(eth.as_bytes())?;
+        let aging = self.config.mac_aging_time;
+        let net = &mut self.networks[network];
+        let vip = net.balancer.reply_vip(now, &ip)?;
+        let gateway = net.gateway?;
+        let Some(Location::Port(client)) = net.fdb.lookup(eth.dst_addr(), now, aging) else { return None };
+        let rewrite =
+            balance::Rewrite { src_mac: gateway.mac, dst_mac: eth.dst_addr(), addr: balance::NatAddr::Src(vip) };
+        Some(Action::Nat { network, next: Next::Port(client), rewrite })
+    }
+
+    /// Makes `services` the VIPs of `network` ([`balance::Balancer::set_services`]).
+    pub fn set_services(&mut self, network: NetworkId, services: Vec<balance::Service>) {
+        if let Some(net) = self.networks.get_mut(network) {
+            net.balancer.set_services(services);
+        }
     }
 
     /// Where a frame goes in its network by its destination MAC.
@@ -1150,6 +1250,7 @@ impl Switch {
             fdb_entries: n.fdb.len() as u64,
             neighbor_answers: n.answered,
             routed: n.routed,
+            balance: n.balancer.counters(),
         })
     }
 }

@@ -93,6 +93,10 @@ impl fmt::Display for Plan {
             Action::Answer { owner, request, .. } => return write!(f, "answer {:?} for {}", request.target(), owner),
             Action::Local { .. } => return f.write_str("serve at the gateway"),
             Action::Route { src, dst, .. } => write!(f, "route (rewritten {src} -> {dst})")?,
+            Action::Nat { rewrite, .. } => match rewrite.addr {
+                super::balance::NatAddr::Dst(ip) => write!(f, "balance to backend {ip}")?,
+                super::balance::NatAddr::Src(ip) => write!(f, "balanced reply, from VIP {ip}")?,
+            },
             Action::Reject { reason, .. } => return write!(f, "reject: {} (ICMP error)", reason.as_str()),
         }
         if let Some(w) = self.wire {

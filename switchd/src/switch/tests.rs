@@ -781,9 +781,9 @@ fn replicas(config: SwitchConfig) -> (Lab, Lab) {
 
 fn pass_on(from: &mut Switch, to: &mut Switch) -> usize {
     let mut news = Vec::new();
-    from.take_learned(&mut news);
+    from.take_news(&mut news);
     for learning in &news {
-        to.apply_learning(learning);
+        to.apply_news(learning);
     }
     news.len()
 }
@@ -818,10 +818,10 @@ fn replicas_agree_on_the_latest_sighting_whatever_order_news_crosses_in() {
     a.sw.handle_frame_action(a.t0, a.p1, &frame(B, A));
     b.sw.handle_frame_action(b.t0 + Duration::from_millis(5), b.p2, &frame(B, A));
     let (mut news_a, mut news_b) = (Vec::new(), Vec::new());
-    a.sw.take_learned(&mut news_a);
-    b.sw.take_learned(&mut news_b);
-    news_b.iter().for_each(|l| a.sw.apply_learning(l));
-    news_a.iter().for_each(|l| b.sw.apply_learning(l));
+    a.sw.take_news(&mut news_a);
+    b.sw.take_news(&mut news_b);
+    news_b.iter().for_each(|l| a.sw.apply_news(l));
+    news_a.iter().for_each(|l| b.sw.apply_news(l));
     let t = a.t0 + Duration::from_millis(10);
     for sw in [&mut a.sw, &mut b.sw] {
         assert_eq!(sw.handle_frame_action(t, a.p3, &frame(A, C)), Action::Deliver(a.p2), "the later sighting wins");
@@ -884,4 +884,72 @@ fn only_tcp_segments_may_exceed_the_mtu_from_the_underlay() {
     assert!(matches!(switched, Action::Flood { .. }), "{switched:?}");
     let udp = datagram(0x08, 1, A, C, 3000);
     assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &udp), Action::Drop(DropReason::Oversize));
+}
+
+/// A VIP 10.1.0.200 on the front network of [`routed_lab`], UDP port 9,
+/// with backends on a second front port (.3, MAC C, here) and behind a
+/// VTEP (.4, MAC D).
+#[test]
+fn a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it() {
+    const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    let gw = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(false);
+    let p_c = l.sw.add_port(l.front).unwrap();
+    let vtep = l.sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
+    l.sw.set_gossip_macs(l.front, &[(D, vtep)], l.t0);
+    l.sw.handle_frame_action(l.t0, p_c, &ip_frame(MacAddr::BROADCAST, C, "10.1.0.3", "10.1.0.255", 64, 9));
+    let vip: Ipv4Addr = "10.1.0.200".parse().unwrap();
+    let port = balance::ServicePort { protocol: Protocol::Udp, port: 9 };
+    let backends = vec![
+        balance::Backend::new("10.1.0.3".parse().unwrap(), C),
+        balance::Backend::new("10.1.0.4".parse().unwrap(), D),
+    ];
+    l.sw.set_services(l.front, vec![balance::Service::new(vip, vec![port], backends)]);
+    l.sw.set_replicated(true);
+    let mut seen = HashMap::new();
+    for sport in 0..64u16 {
+        let mut f = ip_frame(gw, A, "10.1.0.2", "10.1.0.200", 64, 9);
+        let at = frame::HEADER_LEN + 14 + 20;
+        f[at..at + 2].copy_from_slice(&(30000 + sport).to_be_bytes());
+        let Action::Nat { network, next, rewrite } = l.sw.handle_frame_action(l.t0, l.p_front, &f) else {
+            panic!("not balanced")
+        };
+        assert_eq!(network, l.front);
+        assert_eq!(rewrite.src_mac, gw);
+        let expected = match rewrite.dst_mac {
+            C => (Next::Port(p_c), balance::NatAddr::Dst("10.1.0.3".parse().unwrap())),
+            D => (Next::Vtep(vtep), balance::NatAddr::Dst("10.1.0.4".parse().unwrap())),
+            other => panic!("to {other}"),
+        };
+        assert_eq!((next, rewrite.addr), expected);
+        seen.insert(sport, rewrite.dst_mac);
+    }
+    assert_eq!(seen.values().collect::<hashbrown::HashSet<_>>().len(), 2, "both backends used");
+    let mut news = Vec::new();
+    l.sw.take_news(&mut news);
+    assert_eq!(news.iter().filter(|n| matches!(n, News::Balanced(..))).count(), 64, "each new flow is news");
+
+    // C's reply to a flow it was given comes back from the VIP; one to a flow it was not, as it is.
+    let (mine, theirs) = {
+        let c = seen.iter().find(|(_, m)| **m == C).map(|(s, _)| *s).unwrap();
+        let d = seen.iter().find(|(_, m)| **m == D).map(|(s, _)| *s).unwrap();
+        (c, d)
+    };
+    let reply = |sport: u16| {
+        let mut f = ip_frame(A, C, "10.1.0.3", "10.1.0.2", 64, 30000 + sport);
+        let at = frame::HEADER_LEN + 14 + 20;
+        f[at..at + 2].copy_from_slice(&9u16.to_be_bytes());
+        f
+    };
+    let back = l.sw.handle_frame_action(l.t0, p_c, &reply(mine));
+    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: A, addr: balance::NatAddr::Src(vip) };
+    assert_eq!(back, Action::Nat { network: l.front, next: Next::Port(l.p_front), rewrite: from_vip });
+    assert_eq!(l.sw.handle_frame_action(l.t0, p_c, &reply(theirs)), Action::Deliver(l.p_front));
+
+    // No backend, or a port the service lacks: refused (a reset or port unreachable).
+    let refused = Action::Reject { port: l.p_front, network: l.front, reason: DropReason::NoBackend };
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw, A, "10.1.0.2", "10.1.0.200", 64, 10)), refused);
+    l.sw.set_services(l.front, vec![balance::Service::new(vip, vec![port], vec![])]);
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw, A, "10.1.0.2", "10.1.0.200", 64, 9)), refused);
+    assert_eq!(l.sw.network_counters(l.front).unwrap().balance.refused, 2);
 }

@@ -1,0 +1,503 @@
+//! Service VIPs, balanced in the data path: no proxy.
+//!
+//! A container's connection to a service's virtual IP (answered by ARP
+//! with the gateway's MAC) is given to one of the service's healthy
+//! backends by the switch of the container's own host: the frame's
+//! destination address becomes the backend's (checksums updated
+//! incrementally, the MACs the gateway's and the backend's), and it is
+//! switched, or tunnelled to the backend's host, like any other frame.
+//! The backend answers the client's own address, so its reply comes back
+//! to this host, where the source becomes the VIP again.
+//!
+//! The backend of a new flow is its hash's entry in the service's Maglev
+//! table (every backend an equal share; a change of the set moves little
+//! more than the share of the backend added or removed), and the flow is
+//! kept in a bounded [`FlowTable`] so it keeps its backend when the set
+//! changes, as long as that backend stays. The reply's way back is in the
+//! same table. Every worker holds a replica; a new flow is news to the
+//! others ([`Balanced`]), since a reply may come in through another.
+//!
+//! A connection no backend can take (none healthy, or a port the service
+//! does not have) is refused at once, with a TCP reset or an ICMP port
+//! unreachable from the VIP, never left to time out.
+
+use std::hash::{BuildHasher, Hash};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
+use switchd_config::MacAddr;
+use switchd_wire::ethernet;
+use switchd_wire::ip::Protocol;
+use switchd_wire::{checksum, ipv4};
+
+use super::flow_table::FlowTable;
+use super::l3;
+use super::maglev::Maglev;
+
+/// Flows one network's table holds (each takes two entries: there and back).
+pub const FLOWS_PER_NETWORK: usize = 16_384;
+/// A flow is forgotten after this long without a packet: the backend
+/// choice is kept longer than any keepalive-less TCP idles in practice
+/// (IPVS keeps established TCP 15 minutes).
+pub const FLOW_IDLE: Duration = Duration::from_secs(900);
+
+/// A port a service serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServicePort {
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+/// A healthy backend: keyed (in the Maglev table) by its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    octets: [u8; 4],
+    pub mac: MacAddr,
+}
+
+impl Backend {
+    pub fn new(ip: Ipv4Addr, mac: MacAddr) -> Self {
+        Backend { octets: ip.octets(), mac }
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.octets)
+    }
+}
+
+impl AsRef<[u8]> for Backend {
+    fn as_ref(&self) -> &[u8] {
+        &self.octets
+    }
+}
+
+/// One service's VIP as the data path needs it. The table is built once
+/// by the control plane and shared by every replica.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub vip: Ipv4Addr,
+    pub ports: Vec<ServicePort>,
+    pub table: Arc<Maglev<Backend>>,
+}
+
+impl Service {
+    /// The service over `backends` (healthy ones only): a Maglev table of
+    /// about 128 entries per backend (a share within 1% of even), a prime.
+    pub fn new(vip: Ipv4Addr, ports: Vec<ServicePort>, backends: Vec<Backend>) -> Self {
+        let size = table_size(backends.len());
+        let table = Maglev::new(backends, size).expect("a prime size above the backend count");
+        Service { vip, ports, table: Arc::new(table) }
+    }
+
+    fn backend(&self, ip: Ipv4Addr) -> Option<Backend> {
+        let b = self.table.backends();
+        b.binary_search_by(|x| x.octets.cmp(&ip.octets())).ok().map(|i| b[i])
+    }
+}
+
+/// The smallest prime of at least 128 entries per backend (and at least
+/// 251), at most [`super::maglev::DEFAULT_SIZE`].
+fn table_size(backends: usize) -> usize {
+    let want = (backends * 128).clamp(251, super::maglev::DEFAULT_SIZE);
+    let prime = |n: usize| (2..).take_while(|d| d * d <= n).all(|d| n % d != 0);
+    (want..).find(|n| prime(*n)).expect("primes are endless")
+}
+
+/// A flow as the table keys it: there (client to VIP) or back (backend to client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub protocol: Protocol,
+    pub from: (Ipv4Addr, u16),
+    pub to: (Ipv4Addr, u16),
+    pub back: bool,
+}
+
+/// A new flow one replica balanced, for the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balanced {
+    pub there: FlowKey,
+    pub backend: Ipv4Addr,
+    pub at: Instant,
+}
+
+/// What becomes of a frame to a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Not a VIP of this network.
+    NotVip,
+    /// To this backend; with the flow, if it is new (news for the other replicas).
+    To { backend: Backend, new: Option<Balanced> },
+    /// No backend for it: refuse it.
+    Refused,
+}
+
+/// How the data plane rewrites a balanced frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+    pub addr: NatAddr,
+}
+
+/// The address a balanced frame gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatAddr {
+    /// There: the backend's, for the VIP.
+    Dst(Ipv4Addr),
+    /// Back: the VIP's, for the backend's.
+    Src(Ipv4Addr),
+}
+
+/// Counters of a network's balancer, for `switchctl stats` and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BalanceCounters {
+    /// New flows given a backend.
+    pub balanced: u64,
+    /// Connections refused: no healthy backend, or a port not served.
+    pub refused: u64,
+    /// Flows pushed out of the full table by newer ones.
+    pub evicted: u64,
+}
+
+/// A network's VIPs and the flows through them.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    services: HashMap<Ipv4Addr, Service>,
+    /// (protocol, address, port) of every backend of a port of a service:
+    /// only a frame from one of these can be a reply to turn back.
+    serving: HashSet<(Protocol, Ipv4Addr, u16)>,
+    flows: FlowTable<FlowKey, Ipv4Addr>,
+    hasher: DefaultHashBuilder,
+    balanced: u64,
+    refused: u64,
+}
+
+impl Default for Balancer {
+    fn default() -> Self {
+        Balancer {
+            services: HashMap::new(),
+            serving: HashSet::new(),
+            flows: FlowTable::new(FLOWS_PER_NETWORK * 2, FLOW_IDLE),
+            hasher: DefaultHashBuilder::default(),
+            balanced: 0,
+            refused: 0,
+        }
+    }
+}
+
+impl Balancer {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.services.contains_key(&ip)
+    }
+
+    /// Makes `services` the network's. Flows whose backend left are
+    /// forgotten (their next packet picks anew); the rest keep theirs.
+    pub fn set_services(&mut self, services: Vec<Service>) {
+        self.services = services.into_iter().map(|s| (s.vip, s)).collect();
+        self.serving = self
+            .services
+            .values()
+            .flat_map(|s| s.ports.iter().flat_map(|p| s.table.backends().iter().map(|b| (p.protocol, b.ip(), p.port))))
+            .collect();
+        let serving = &self.serving;
+        let live: HashSet<Ipv4Addr> = serving.iter().map(|(_, ip, _)| *ip).collect();
+        let vips: HashSet<Ipv4Addr> = self.services.keys().copied().collect();
+        // A flow there holds its backend; a flow back, its VIP.
+        self.flows.forget(|ip| !live.contains(ip) && !vips.contains(ip));
+    }
+
+    pub fn counters(&self) -> BalanceCounters {
+        BalanceCounters { balanced: self.balanced, refused: self.refused, evicted: self.flows.evicted }
+    }
+
+    /// The backend for a frame to `ip.dst` (with TCP or UDP ports, not a
+    /// later fragment), from its flow or, for a new flow, from the Maglev
+    /// table.
+    pub fn pick(&mut self, now: Instant, ip: &l3::Ipv4) -> Pick {
+        let Some(service) = self.services.get(&ip.dst) else { return Pick::NotVip };
+        let Some((sport, dport)) = ip.ports.filter(|_| matches!(ip.protocol, Protocol::Tcp | Protocol::Udp)) else {
+            self.refused += 1;
+            return Pick::Refused;
+        };
+        if !service.ports.contains(&ServicePort { protocol: ip.protocol, port: dport }) {
+            self.refused += 1;
+            return Pick::Refused;
+        }
+        let there = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: false };
+        if let Some(backend) = self.flows.get(&there, now).and_then(|b| service.backend(b)) {
+            return Pick::To { backend, new: None };
+        }
+        let hash = self.hasher.hash_one((ip.protocol, ip.src, sport));
+        let Some(&backend) = service.table.get(hash) else {
+            self.refused += 1;
+            return Pick::Refused;
+        };
+        let balanced = Balanced { there, backend: backend.ip(), at: now };
+        self.remember(&balanced);
+        self.balanced += 1;
+        Pick::To { backend, new: Some(balanced) }
+    }
+
+    /// Keeps a flow (balanced here or by another replica) both ways.
+    pub fn remember(&mut self, b: &Balanced) {
+        let FlowKey { protocol, from, to, .. } = b.there;
+        self.flows.insert(b.there, b.backend, b.at);
+        let back = FlowKey { protocol, from: (b.backend, to.1), to: from, back: true };
+        self.flows.insert(back, to.0, b.at);
+    }
+
+    /// The VIP a frame from a backend back to its client came from, if it
+    /// belongs to a balanced flow.
+    pub fn reply_vip(&mut self, now: Instant, ip: &l3::Ipv4) -> Option<Ipv4Addr> {
+        let (sport, dport) = ip.ports?;
+        if !self.serving.contains(&(ip.protocol, ip.src, sport)) {
+            return None;
+        }
+        let back = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: true };
+        self.flows.get(&back, now)
+    }
+
+    /// Live flows, there and back.
+    pub fn flows(&self, now: Instant) -> usize {
+        self.flows.len(now) / 2
+    }
+}
+
+/// One's complement update of a checksum field for a 32-bit value that
+/// changed from `old` to `new` (RFC 1624): a complete checksum is the
+/// complement of the sum, a partial one (`CHECKSUM_PARTIAL`) the sum itself.
+fn update(field: u16, old: Ipv4Addr, new: Ipv4Addr, complemented: bool) -> u16 {
+    let words = |ip: Ipv4Addr| {
+        let o = ip.octets();
+        u64::from(u16::from_be_bytes([o[0], o[1]])) + u64::from(u16::from_be_bytes([o[2], o[3]]))
+    };
+    let not = |ip: Ipv4Addr| {
+        let o = ip.octets();
+        u64::from(!u16::from_be_bytes([o[0], o[1]])) + u64::from(!u16::from_be_bytes([o[2], o[3]]))
+    };
+    if complemented {
+        !checksum::fold(u64::from(!field) + not(old) + words(new))
+    } else {
+        checksum::fold(u64::from(field) + not(old) + words(new))
+    }
+}
+
+/// Rewrites a balanced frame (IPv4 with TCP or UDP, as [`Balancer::pick`]
+/// or [`Balancer::reply_vip`] accepted it) in place: MACs, the address,
+/// the IPv4 header checksum, and the TCP or UDP checksum, which holds the
+/// pseudo-header sum only when `partial` (the sender left it to be
+/// finished). A UDP datagram sent without a checksum stays without.
+pub fn rewrite(eth: &mut [u8], rw: &Rewrite, partial: bool) {
+    let Ok(mut frame) = ethernet::Frame::new_checked(&mut eth[..]) else { return };
+    frame.set_dst_addr(rw.dst_mac);
+    frame.set_src_addr(rw.src_mac);
+    let Ok(mut packet) = ipv4::Packet::new_checked(frame.payload_mut()) else { return };
+    let (old, new) = match rw.addr {
+        NatAddr::Dst(ip) => (packet.dst_addr(), ip),
+        NatAddr::Src(ip) => (packet.src_addr(), ip),
+    };
+    match rw.addr {
+        NatAddr::Dst(ip) => packet.set_dst_addr(ip),
+        NatAddr::Src(ip) => packet.set_src_addr(ip),
+    }
+    packet.set_checksum(update(packet.checksum(), old, new, true));
+    let (protocol, later) = (packet.protocol(), packet.is_later_fragment());
+    let header_len = packet.header_len();
+    let l4 = &mut frame.payload_mut()[header_len..];
+    let at = match protocol {
+        Protocol::Tcp => 16,
+        Protocol::Udp => 6,
+        _ => return,
+    };
+    let Some(field) = l4.get_mut(at..at + 2).filter(|_| !later) else { return };
+    let sum = u16::from_be_bytes([field[0], field[1]]);
+    if protocol == Protocol::Udp && sum == 0 && !partial {
+        return;
+    }
+    let mut updated = update(sum, old, new, !partial);
+    if protocol == Protocol::Udp && updated == 0 && !partial {
+        updated = 0xffff;
+    }
+    field.copy_from_slice(&updated.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    use super::*;
+
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+
+    fn backends(n: u8) -> Vec<Backend> {
+        (0..n).map(|i| Backend::new(Ipv4Addr::new(10, 0, 0, 10 + i), MacAddr([2, 0, 0, 0, 0, 10 + i]))).collect()
+    }
+
+    fn web(n: u8) -> Service {
+        Service::new(VIP, vec![ServicePort { protocol: Protocol::Tcp, port: 80 }], backends(n))
+    }
+
+    fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(src.octets(), dst.octets(), 64)
+            .tcp(sport, dport, 1000, 64240)
+            .syn()
+            .write(&mut out, b"hello")
+            .unwrap();
+        out
+    }
+
+    fn udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+            .ipv4(src.octets(), dst.octets(), 64)
+            .udp(5000, dport)
+            .write(&mut out, b"query")
+            .unwrap();
+        out
+    }
+
+    fn ip(frame: &[u8]) -> l3::Ipv4 {
+        l3::ipv4(frame).unwrap()
+    }
+
+    /// Whether the frame's IPv4 and TCP/UDP checksums verify.
+    fn checksums_hold(frame: &[u8]) -> bool {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(v4)) = &p.net else { return false };
+        let h = v4.header();
+        let ip_ok = h.to_header().calc_header_checksum() == h.header_checksum();
+        let l4_ok = match &p.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                t.to_header().calc_checksum_ipv4(&h.to_header(), t.payload()).unwrap() == t.checksum()
+            }
+            Some(TransportSlice::Udp(u)) => {
+                u.to_header().calc_checksum_ipv4(&h.to_header(), u.payload()).unwrap() == u.checksum()
+            }
+            _ => false,
+        };
+        ip_ok && l4_ok
+    }
+
+    #[test]
+    fn a_flow_keeps_its_backend_and_comes_back_from_the_vip() {
+        let now = Instant::now();
+        let mut b = Balancer::default();
+        b.set_services(vec![web(3)]);
+        let Pick::To { backend, new: Some(_) } = b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))) else {
+            panic!("not balanced")
+        };
+        for _ in 0..5 {
+            let again = b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80)));
+            assert_eq!(again, Pick::To { backend, new: None }, "a known flow is no news");
+        }
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP));
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40001))), None, "another flow");
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 81, CLIENT, 40000))), None, "not a served port");
+        assert_eq!(b.counters(), BalanceCounters { balanced: 1, refused: 0, evicted: 0 });
+    }
+
+    #[test]
+    fn another_replica_learns_the_flow_from_its_news() {
+        let now = Instant::now();
+        let (mut a, mut b) = (Balancer::default(), Balancer::default());
+        a.set_services(vec![web(3)]);
+        b.set_services(vec![web(3)]);
+        let Pick::To { backend, new: Some(news) } = a.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))) else { panic!() };
+        b.remember(&news);
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP));
+    }
+
+    #[test]
+    fn connections_spread_evenly_and_a_removed_backend_moves_only_its_own() {
+        let now = Instant::now();
+        let mut b = Balancer::default();
+        b.set_services(vec![web(3)]);
+        let mut chosen = HashMap::new();
+        for port in 0..3000u16 {
+            if let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 10000 + port, VIP, 80))) {
+                chosen.insert(port, backend.ip());
+            }
+        }
+        let mut counts: HashMap<Ipv4Addr, usize> = HashMap::new();
+        for ip in chosen.values() {
+            *counts.entry(*ip).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(counts.values().all(|n| (800..=1200).contains(n)), "uneven: {counts:?}");
+        // The backend .12 fails: its flows move, every other flow stays.
+        let gone = Ipv4Addr::new(10, 0, 0, 12);
+        b.set_services(vec![Service::new(VIP, web(3).ports, backends(2))]);
+        for port in 0..3000u16 {
+            let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 10000 + port, VIP, 80))) else { panic!() };
+            if chosen[&port] == gone {
+                assert_ne!(backend.ip(), gone);
+            } else {
+                assert_eq!(backend.ip(), chosen[&port], "a flow of a live backend moved");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_what_no_backend_takes() {
+        let now = Instant::now();
+        let mut b = Balancer::default();
+        b.set_services(vec![web(0)]);
+        assert_eq!(b.pick(now, &ip(&tcp(CLIENT, 1, VIP, 80))), Pick::Refused, "no backend");
+        b.set_services(vec![web(2)]);
+        assert_eq!(b.pick(now, &ip(&tcp(CLIENT, 1, VIP, 443))), Pick::Refused, "a port not served");
+        assert_eq!(b.pick(now, &ip(&udp(CLIENT, VIP, 80))), Pick::Refused, "UDP on a TCP port");
+        assert_eq!(b.pick(now, &ip(&tcp(CLIENT, 1, CLIENT, 80))), Pick::NotVip);
+        assert_eq!(b.counters().refused, 3);
+    }
+
+    #[test]
+    fn rewrites_keep_checksums_whole_and_partial() {
+        let backend = Ipv4Addr::new(10, 0, 1, 77);
+        let rw = Rewrite {
+            src_mac: MacAddr([2, 9, 9, 9, 9, 9]),
+            dst_mac: MacAddr([2, 8, 8, 8, 8, 8]),
+            addr: NatAddr::Dst(backend),
+        };
+        for frame in [tcp(CLIENT, 40000, VIP, 80), udp(CLIENT, VIP, 53)] {
+            let mut f = frame.clone();
+            rewrite(&mut f, &rw, false);
+            assert!(checksums_hold(&f), "complete checksums after the rewrite");
+            assert_eq!(ip(&f).dst, backend);
+            assert_eq!(&f[..12], &[2, 8, 8, 8, 8, 8, 2, 9, 9, 9, 9, 9]);
+            let back = Rewrite { addr: NatAddr::Src(VIP), ..rw };
+            let mut reply = udp(backend, CLIENT, 53);
+            rewrite(&mut reply, &back, false);
+            assert!(checksums_hold(&reply));
+            assert_eq!(ip(&reply).src, VIP);
+        }
+        // A partial checksum (the pseudo-header sum) stays the new pseudo-header's sum.
+        let mut f = tcp(CLIENT, 40000, VIP, 80);
+        let l4 = 14 + 20;
+        let pseudo = |src: Ipv4Addr, dst: Ipv4Addr| checksum::fold(checksum::pseudo_v4(src, dst, 6, 25));
+        f[l4 + 16..l4 + 18].copy_from_slice(&pseudo(CLIENT, VIP).to_be_bytes());
+        rewrite(&mut f, &rw, true);
+        assert_eq!(u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]), pseudo(CLIENT, backend));
+        // UDP without a checksum stays without.
+        let mut f = udp(CLIENT, VIP, 53);
+        f[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+        rewrite(&mut f, &rw, false);
+        assert_eq!(&f[l4 + 6..l4 + 8], &[0, 0]);
+    }
+
+    #[test]
+    fn the_table_is_a_prime_of_about_128_entries_per_backend() {
+        assert_eq!(table_size(0), 251);
+        assert_eq!(table_size(2), 257);
+        assert_eq!(table_size(3), 389);
+        assert_eq!(table_size(10_000), super::super::maglev::DEFAULT_SIZE);
+    }
+}
