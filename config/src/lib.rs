@@ -14,6 +14,7 @@ pub mod types;
 pub mod validate;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub ports: Vec<PortConfig>,
     pub publish: Vec<PublishConfig>,
+    pub services: Vec<ServiceConfig>,
 }
 
 /// `[host]`: this machine's switchd.
@@ -321,6 +323,105 @@ pub struct PortConfig {
     /// container takes its address from the gateway's DHCP server.
     #[serde(default)]
     pub dhcp: bool,
+    /// The services the container is a backend of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Name>,
+}
+
+/// How a service's name resolves (Docker's `--endpoint-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMode {
+    /// To a virtual IP, balanced over the healthy backends in the data path.
+    Vip,
+    /// To every healthy backend, in rotating order.
+    Dnsrr,
+}
+
+impl ServiceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceMode::Vip => "vip",
+            ServiceMode::Dnsrr => "dnsrr",
+        }
+    }
+}
+
+/// A port of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServicePort {
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for ServicePort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol.as_str())
+    }
+}
+
+/// What a health check asks of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// A TCP connection to the service's first TCP port is accepted.
+    Tcp,
+    /// `GET path` on it answers 2xx or 3xx.
+    Http { path: String },
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Probe::Tcp => f.write_str("tcp"),
+            Probe::Http { path } => write!(f, "http:{path}"),
+        }
+    }
+}
+
+/// A service's health check, run by each backend's own host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    /// Between checks; a check that takes longer has failed.
+    #[serde(with = "millis")]
+    pub interval: Duration,
+    /// Failures in a row that take a backend out (and successes that bring it back).
+    pub threshold: u32,
+}
+
+impl HealthCheck {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+    pub const DEFAULT_THRESHOLD: u32 = 2;
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// `[[service]]`: a name on a network that its backends (containers that
+/// join it) answer for, through a VIP or DNS round robin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceConfig {
+    pub network: Name,
+    pub name: Name,
+    pub mode: ServiceMode,
+    /// In `vip` mode: the address; `None` until IPAM gives one.
+    pub vip: Option<IpAddr>,
+    /// In `vip` mode, the ports balanced (none: every port, as Docker's
+    /// VIPs do); in `dnsrr` mode, the port health checks use.
+    pub ports: Vec<ServicePort>,
+    pub health: Option<HealthCheck>,
 }
 
 /// `[[route]]`: two networks whose containers may reach each other through
@@ -347,7 +448,7 @@ impl RouteConfig {
 }
 
 /// TCP or UDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Tcp,

@@ -25,6 +25,7 @@ pub struct RawFile {
     pub route: Vec<RawRoute>,
     pub port: Vec<RawPort>,
     pub publish: Vec<RawPublish>,
+    pub service: Vec<RawService>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -126,4 +127,22 @@ pub struct RawPort {
     pub kind: Option<String>,
     pub host_ifname: Option<String>,
     pub dhcp: Option<bool>,
+    /// The service the container is a backend of (Docker's `--network-alias`).
+    pub service: Option<String>,
+}
+
+/// `[[service]]`, and `switchctl service create`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawService {
+    pub name: Option<String>,
+    pub network: Option<String>,
+    pub mode: Option<String>,
+    pub vip: Option<String>,
+    /// "80/tcp", "53/udp", "8080" (TCP).
+    pub ports: Option<Vec<String>>,
+    /// "tcp" or "http:/path".
+    pub health: Option<String>,
+    pub health_interval_ms: Option<i64>,
+    pub health_threshold: Option<i64>,
 }

@@ -742,3 +742,71 @@ fn config_files_are_read_only_so_far() {
     assert_eq!(Config::load(&good).unwrap().host.name.as_str(), "h");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn services_are_checked_and_each_error_named() {
+    let base = "[host]\nname = \"h\"\n\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\n\n[[network]]\nname = \"l2\"\nvni = 200\n";
+    let ok = parse(&format!(
+        "{base}\n[[service]]\nname = \"web\"\nnetwork = \"front\"\nports = [\"80/tcp\", \"53/udp\", \"8080\"]\nhealth = \"http:/healthz\"\nhealth_interval_ms = 500\n\n[[port]]\nnetwork = \"front\"\nnetns = \"b1\"\nservice = \"web\"\n"
+    ))
+    .unwrap();
+    let web = &ok.services[0];
+    assert_eq!((web.mode, web.vip), (ServiceMode::Vip, None), "the VIP comes from IPAM at start");
+    let ports: Vec<String> = web.ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(ports, ["80/tcp", "53/udp", "8080/tcp"], "in the order given: the first TCP one is checked");
+    let health = web.health.as_ref().unwrap();
+    assert_eq!((health.interval, health.threshold), (Duration::from_millis(500), HealthCheck::DEFAULT_THRESHOLD));
+    assert_eq!(ok.ports[0].services, [Name::new("web").unwrap()]);
+
+    let bad = errors(&format!(
+        "{base}
+[[service]]
+name = \"web\"
+network = \"nowhere\"
+
+[[service]]
+name = \"tasks.web\"
+network = \"front\"
+
+[[service]]
+name = \"a\"
+network = \"l2\"
+
+[[service]]
+name = \"b\"
+network = \"front\"
+vip = \"10.99.0.1\"
+ports = [\"http\", \"70000\", \"80/sctp\"]
+health = \"ping\"
+
+[[service]]
+name = \"c\"
+network = \"front\"
+mode = \"rr\"
+health = \"http:no-slash\"
+health_threshold = 0
+
+[[service]]
+name = \"d\"
+network = \"front\"
+health = \"tcp\"
+"
+    ));
+    let expect = [
+        "service[0].network: no network named \"nowhere\"",
+        "service[1].name: \"tasks.web\" starts with \"tasks.\"",
+        "service[2].mode: a VIP needs a subnet; network \"l2\" has none",
+        "service[3].ports[0]: \"http\" is not a port number",
+        "service[3].ports[1]: 70000 is out of range 1..=65535",
+        "service[3].ports[2]: \"sctp\" is not a protocol",
+        "service[3].vip: 10.99.0.1 is not a usable IPv4 address of network \"front\"",
+        "service[3].health: \"ping\" is not a health check",
+        "service[4].mode: \"rr\" is not a mode",
+        "service[4].health: \"no-slash\" is not an HTTP path",
+        "service[4].health_threshold: 0 is out of range 1..=10",
+        "service[5].health: checks the service's first TCP port, and it has none",
+    ];
+    for e in expect {
+        assert!(bad.iter().any(|b| b.contains(e)), "missing {e:?} in:\n{}", bad.join("\n"));
+    }
+}

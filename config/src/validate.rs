@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
 use crate::raw::{
-    RawDocker, RawFile, RawGossip, RawHost, RawMetrics, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute,
+    RawDocker, RawFile, RawGossip, RawHost, RawMetrics, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute, RawService,
 };
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni, shown};
 use crate::{
-    Cipher, Config, DockerConfig, Encryption, GossipConfig, HostConfig, KeySource, MetricsConfig, MetricsListen,
-    NetworkConfig, PeerConfig, PortConfig, PortKind, Protocol, PublishConfig, RouteConfig,
+    Cipher, Config, DockerConfig, Encryption, GossipConfig, HealthCheck, HostConfig, KeySource, MetricsConfig,
+    MetricsListen, NetworkConfig, PeerConfig, PortConfig, PortKind, Probe, Protocol, PublishConfig, RouteConfig,
+    ServiceConfig, ServiceMode, ServicePort,
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
@@ -396,6 +397,7 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         let mac: MacAddr = m.parse()?;
         if mac.is_unicast() { Ok(mac) } else { Err(format!("{mac} is not a unicast address")) }
     });
+    let services = errors.check(&at.key("service"), raw.service.clone(), |n| Name::new(&n)).into_iter().collect();
     let dhcp = raw.dhcp.unwrap_or(false);
     if dhcp {
         match network {
@@ -419,7 +421,133 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         kind: kind?,
         host_ifname,
         dhcp,
+        services,
     })
+}
+
+/// The most ports a service names.
+pub const MAX_SERVICE_PORTS: usize = 32;
+/// The longest path an HTTP health check asks for.
+pub const MAX_HEALTH_PATH: usize = 256;
+
+/// Checks one `[[service]]` (also `switchctl service create`) against the
+/// networks it may name.
+pub fn service(raw: &RawService, networks: &[NetworkConfig], at: &KeyPath) -> Result<ServiceConfig, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let service = service_into(raw, networks, at, &mut errors);
+    match service {
+        Some(s) if errors.0.is_empty() => Ok(s),
+        _ => Err(errors.0),
+    }
+}
+
+/// "80/tcp", "53/udp", or "8080" (TCP).
+fn service_port(s: &str) -> Result<ServicePort, String> {
+    let (port, protocol) = s.split_once('/').unwrap_or((s, "tcp"));
+    let protocol = match protocol {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => return Err(format!("{} is not a protocol; use \"tcp\" or \"udp\"", shown(other))),
+    };
+    let port = port.parse::<i64>().map_err(|_| format!("{} is not a port number", shown(port)))?;
+    Ok(ServicePort { port: int_in::<u16>(1, 65535)(port)?, protocol })
+}
+
+/// "tcp" or "http:/path".
+fn probe(s: String) -> Result<Probe, String> {
+    match s.split_once(':') {
+        None if s == "tcp" => Ok(Probe::Tcp),
+        Some(("http", path)) => {
+            let printable = path.bytes().all(|b| b.is_ascii_graphic());
+            if !path.starts_with('/') || !printable || path.len() > MAX_HEALTH_PATH {
+                return Err(format!(
+                    "{} is not an HTTP path: it starts with /, has no spaces or control characters, and is at most {MAX_HEALTH_PATH} bytes",
+                    shown(path)
+                ));
+            }
+            Ok(Probe::Http { path: path.to_owned() })
+        }
+        _ => Err(format!("{} is not a health check; use \"tcp\" or \"http:/path\"", shown(&s))),
+    }
+}
+
+fn service_into(
+    raw: &RawService,
+    networks: &[NetworkConfig],
+    at: &KeyPath,
+    errors: &mut Errors,
+) -> Option<ServiceConfig> {
+    let name = errors.required(&at.key("name"), raw.name.clone());
+    let name = errors.check(&at.key("name"), name, |n| {
+        if n.to_ascii_lowercase().starts_with("tasks.") {
+            return Err(format!("{} starts with \"tasks.\", which DNS keeps for a service's backends", shown(&n)));
+        }
+        Name::new(&n)
+    });
+    let network = errors.required(&at.key("network"), raw.network.clone());
+    let network = network.and_then(|n| {
+        let found = networks.iter().find(|net| net.name.as_str() == n);
+        if found.is_none() {
+            errors.push(at.key("network"), format!("no network named {}", shown(&n)));
+        }
+        found
+    });
+    let mode =
+        errors.check(&at.key("mode"), Some(raw.mode.clone().unwrap_or_else(|| "vip".into())), |m| match m.as_str() {
+            "vip" => Ok(ServiceMode::Vip),
+            "dnsrr" => Ok(ServiceMode::Dnsrr),
+            other => Err(format!("{} is not a mode; use \"vip\" or \"dnsrr\"", shown(other))),
+        });
+    let raw_ports = raw.ports.clone().unwrap_or_default();
+    if raw_ports.len() > MAX_SERVICE_PORTS {
+        errors.push(at.key("ports"), format!("names {} ports; at most {MAX_SERVICE_PORTS}", raw_ports.len()));
+    }
+    let mut ports = Vec::new();
+    for (i, p) in raw_ports.iter().enumerate().take(MAX_SERVICE_PORTS) {
+        if let Some(p) = errors.check(&at.key("ports").index(i), Some(p.as_str()), service_port) {
+            if ports.contains(&p) {
+                errors.push(at.key("ports").index(i), format!("{p} is named twice"));
+            }
+            ports.push(p);
+        }
+    }
+    let vip = errors.check(&at.key("vip"), raw.vip.clone(), parse_ip);
+    if let Some(net) = network {
+        match (mode, net.subnet, vip) {
+            (Some(ServiceMode::Vip), None, _) => errors.push(
+                at.key("mode"),
+                format!("a VIP needs a subnet; network {:?} has none (use mode = \"dnsrr\")", net.name.as_str()),
+            ),
+            (Some(ServiceMode::Dnsrr), _, Some(_)) => errors.push(at.key("vip"), "applies to mode \"vip\" only"),
+            (_, Some(subnet), Some(ip)) if !subnet.is_assignable(ip) || Some(ip) == net.gateway || !ip.is_ipv4() => {
+                errors.push(
+                    at.key("vip"),
+                    format!("{ip} is not a usable IPv4 address of network {:?} ({subnet})", net.name.as_str()),
+                )
+            }
+            _ => {}
+        }
+    }
+    let probe = errors.check(&at.key("health"), raw.health.clone(), probe);
+    let interval = errors.check(
+        &at.key("health_interval_ms"),
+        Some(raw.health_interval_ms.unwrap_or(HealthCheck::DEFAULT_INTERVAL.as_millis() as i64)),
+        |v| int_in::<u64>(100, 3_600_000)(v).map(Duration::from_millis),
+    );
+    let threshold = errors.check(
+        &at.key("health_threshold"),
+        Some(raw.health_threshold.unwrap_or(i64::from(HealthCheck::DEFAULT_THRESHOLD))),
+        int_in::<u32>(1, 10),
+    );
+    if probe.is_some() && !ports.iter().any(|p| p.protocol == Protocol::Tcp) {
+        errors
+            .push(at.key("health"), "checks the service's first TCP port, and it has none (add ports = [\"80/tcp\"])");
+    }
+    let health = match (probe, interval, threshold) {
+        (Some(probe), Some(interval), Some(threshold)) => Some(HealthCheck { probe, interval, threshold }),
+        _ => None,
+    };
+    Some(ServiceConfig { network: network?.name.clone(), name: name?, mode: mode?, vip, ports, health })
 }
 
 /// Checks one `[[route]]`: two different network names.
@@ -697,8 +825,38 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
         publish.push(p);
     }
 
+    let mut services: Vec<ServiceConfig> = Vec::new();
+    for (i, raw_service) in raw.service.iter().enumerate() {
+        let at = KeyPath::root().key("service").index(i);
+        let Some(s) = service_into(raw_service, &networks, &at, &mut errors) else { continue };
+        if let Some(first) = services.iter().position(|t| (&t.network, &t.name) == (&s.network, &s.name)) {
+            errors.push(
+                at.key("name"),
+                format!("{:?} is already service[{first}] on network {:?}", s.name.as_str(), s.network.as_str()),
+            );
+        }
+        if let Some(vip) = s.vip
+            && let Some(first) = services.iter().position(|t| t.vip == Some(vip))
+        {
+            errors.push(at.key("vip"), format!("{vip} is already the VIP of service[{first}]"));
+        }
+        services.push(s);
+    }
+
     if errors.0.is_empty() {
-        Ok(Config { host, gossip, docker, metrics, peers, networks, network_key_files, routes, ports, publish })
+        Ok(Config {
+            host,
+            gossip,
+            docker,
+            metrics,
+            peers,
+            networks,
+            network_key_files,
+            routes,
+            ports,
+            publish,
+            services,
+        })
     } else {
         Err(errors.0)
     }

@@ -921,6 +921,12 @@ pub mod py {
         VISIT_COUNTER_APP = "visit_counter_app.py",
         /// An HTTP server answering with the client's address: `PORT`.
         WHOAMI_SERVER = "whoami_server.py",
+        /// An HTTP server answering with its name and the client's address: `PORT NAME`.
+        NAMED_SERVER = "named_server.py",
+        /// Many short HTTP connections, counted by who answered: `URL COUNT`.
+        HTTP_MANY = "http_many.py",
+        /// One HTTP connection asked again and again: `URL SECONDS INTERVAL`.
+        HTTP_KEEPALIVE = "http_keepalive.py",
         /// GET a URL, telling "unreachable" (exit 2) from a failure: `URL`.
         HTTP_GET = "http_get.py",
         /// Whether a TCP connection can be made: `DST_IP DST_PORT TIMEOUT`.

@@ -81,6 +81,8 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 mac: MacAddr([2, 0, (i >> 8) as u8, i as u8, (e >> 8) as u8, e as u8]),
                 ip: Some(format!("10.{}.{}.{}", 100 + n, i % 250, e + 2).parse().expect("an address")),
                 name: Name::new(&format!("c{i}-{e}")).expect("a valid name"),
+                services: Vec::new(),
+                down: Vec::new(),
             }
         })
         .collect();
@@ -92,6 +94,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
         networks,
         endpoints,
         ipam: Default::default(),
+        services: Vec::new(),
         partial_checksums: true,
     }
 }

@@ -7,7 +7,8 @@
 //! | `host` | `{"underlay_ip": "198.18.0.1", "vxlan_port": 4789, "leaving": false, "session": 123}` |
 //! | `keys` | `{"cluster": {"sending": "e32eb522", "accepted": ["e32eb522"]}, "net/secret": {...}}` |
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
-//! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}` |
+//! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}`, plus `"services": ["web"]` for a service's backend and `"down": ["web"]` while it fails that service's health check |
+//! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
 //! | `features` | `["partial_checksums"]`: what its data plane does that earlier versions did not (absent: nothing) |
 //!
@@ -15,6 +16,11 @@
 //! left partial, so peers send it frames without them (see
 //! `crate::offload::L4Checksum`); a host of an earlier version, which does
 //! not say so, is sent complete ones.
+//!
+//! A service is the cluster's, not one host's: every host that knows it
+//! publishes it, and the highest `version` (ms since the epoch of its
+//! last change) wins, a removal included (kept a while as a tombstone, so
+//! that a host that still has the definition does not bring it back).
 //!
 //! `session` is the host's data-plane session of this boot (peers refuse
 //! its earlier sessions at once); `keys` names, by id only, the keys each
@@ -34,7 +40,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
-use switchd_config::{Encryption, MacAddr, Mtu, Name, NetworkConfig, Subnet, Vni};
+use switchd_config::raw::RawService;
+use switchd_config::{Encryption, KeyPath, MacAddr, Mtu, Name, NetworkConfig, ServiceConfig, Subnet, Vni};
 use switchd_crypto::{KeyId, SessionId};
 
 pub const HOST_KEY: &str = "host";
@@ -45,6 +52,7 @@ pub const CLUSTER_SCOPE: &str = "cluster";
 pub const NETWORK_PREFIX: &str = "net/";
 pub const ENDPOINT_PREFIX: &str = "ep/";
 pub const IPAM_PREFIX: &str = "ipam/";
+pub const SERVICE_PREFIX: &str = "svc/";
 pub const FEATURES_KEY: &str = "features";
 /// In [`FEATURES_KEY`]: see [`Published::partial_checksums`].
 pub const PARTIAL_CHECKSUMS: &str = "partial_checksums";
@@ -62,6 +70,21 @@ pub struct RemoteEndpoint {
     pub mac: MacAddr,
     pub ip: Option<IpAddr>,
     pub name: Name,
+    /// The services it is a backend of.
+    pub services: Vec<Name>,
+    /// Those of them whose health check it fails.
+    pub down: Vec<Name>,
+}
+
+/// A service as the cluster knows it: its definition, or its removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub network: Name,
+    pub name: Name,
+    /// `None`: removed (a tombstone).
+    pub config: Option<ServiceConfig>,
+    /// When it was last changed (ms since the epoch): the highest wins.
+    pub version: u64,
 }
 
 /// Which keys a key ring holds, by id (never the keys).
@@ -115,6 +138,8 @@ pub struct Published {
     pub endpoints: Vec<RemoteEndpoint>,
     /// Address blocks it claims, per network: block -> claimed at (ms since the epoch).
     pub ipam: BTreeMap<Name, BTreeMap<u32, u64>>,
+    /// The services it knows of (its own and the cluster's), removals included.
+    pub services: Vec<ServiceRecord>,
     /// It finishes inner TCP/UDP checksums left partial: frames to it may
     /// go without them ([`PARTIAL_CHECKSUMS`]).
     pub partial_checksums: bool,
@@ -169,6 +194,51 @@ struct NetworkValue {
 struct EndpointValue {
     ip: Option<IpAddr>,
     name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    services: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    down: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceValue {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
+    version: u64,
+    #[serde(flatten)]
+    definition: ServiceDefinition,
+}
+
+/// A service's settings as `RawService` takes them, so that a definition
+/// from gossip passes the very checks a host.toml one does.
+#[derive(Default, Serialize, Deserialize)]
+struct ServiceDefinition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vip: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_interval_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health_threshold: Option<i64>,
+}
+
+impl ServiceDefinition {
+    fn of(c: &ServiceConfig) -> Self {
+        ServiceDefinition {
+            mode: Some(c.mode.as_str().to_owned()),
+            vip: c.vip.map(|ip| ip.to_string()),
+            ports: c.ports.iter().map(|p| p.to_string()).collect(),
+            health: c.health.as_ref().map(|h| h.probe.to_string()),
+            health_interval_ms: c.health.as_ref().map(|h| h.interval.as_millis() as i64),
+            health_threshold: c.health.as_ref().map(|h| i64::from(h.threshold)),
+        }
+    }
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -205,8 +275,18 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
     for e in &p.endpoints {
         kvs.push((
             format!("{ENDPOINT_PREFIX}{}/{}", e.network, e.mac),
-            json(&EndpointValue { ip: e.ip, name: e.name.to_string() }),
+            json(&EndpointValue {
+                ip: e.ip,
+                name: e.name.to_string(),
+                services: e.services.iter().map(|s| s.to_string()).collect(),
+                down: e.down.iter().map(|s| s.to_string()).collect(),
+            }),
         ));
+    }
+    for s in &p.services {
+        let definition = s.config.as_ref().map(ServiceDefinition::of).unwrap_or_default();
+        let value = ServiceValue { removed: s.config.is_none(), version: s.version, definition };
+        kvs.push((format!("{SERVICE_PREFIX}{}/{}", s.network, s.name), json(&value)));
     }
     for (network, claims) in &p.ipam {
         if !claims.is_empty() {
@@ -231,6 +311,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let mut networks = BTreeMap::new();
     let mut raw_endpoints = Vec::new();
     let mut raw_claims = Vec::new();
+    let mut raw_services = Vec::new();
     let mut partial_checksums = false;
     for (i, (key, value)) in kvs.into_iter().enumerate() {
         if i >= MAX_KEYS {
@@ -265,6 +346,8 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
             raw_endpoints.push((key, rest, value));
         } else if let Some(network) = key.strip_prefix(IPAM_PREFIX) {
             raw_claims.push((key, network, value));
+        } else if let Some(rest) = key.strip_prefix(SERVICE_PREFIX) {
+            raw_services.push((key, rest, value));
         } else if key == FEATURES_KEY {
             // Features it names that this version does not know are ignored.
             match serde_json::from_str::<Vec<String>>(value) {
@@ -294,6 +377,14 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
             Err(reason) => err(key, reason),
         }
     }
+    let mut services = Vec::new();
+    for (key, rest, value) in raw_services {
+        match service(rest, value, &networks) {
+            Ok(s) => services.push(s),
+            Err(reason) => err(key, reason),
+        }
+    }
+    services.sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
     let published = host.map(|h| Published {
         underlay: SocketAddr::new(h.underlay_ip, h.vxlan_port),
         leaving: h.leaving,
@@ -302,6 +393,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
         networks,
         endpoints,
         ipam,
+        services,
         partial_checksums,
     });
     if published.is_none() {
@@ -389,7 +481,50 @@ fn endpoint(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -
         (Some(ip), None) => return Err(format!("{ip} on network {network:?}, which has no subnet")),
         _ => {}
     }
-    Ok(RemoteEndpoint { network, mac, ip: v.ip, name: Name::new(&v.name)? })
+    if v.services.len() > switchd_config::validate::MAX_SERVICE_PORTS || v.down.iter().any(|d| !v.services.contains(d))
+    {
+        return Err("more than 32 services, or one down that it is not a backend of".into());
+    }
+    let names = |list: &[String]| list.iter().map(|s| Name::new(s)).collect::<Result<Vec<Name>, String>>();
+    Ok(RemoteEndpoint {
+        network,
+        mac,
+        ip: v.ip,
+        name: Name::new(&v.name)?,
+        services: names(&v.services)?,
+        down: names(&v.down)?,
+    })
+}
+
+/// A `svc/<network>/<name>` entry: a service on a network the host
+/// declares, checked as host.toml's `[[service]]` is.
+fn service(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -> Result<ServiceRecord, String> {
+    let (network, name) = rest.split_once('/').ok_or("expected svc/<network>/<name>")?;
+    let (network, name) = (Name::new(network)?, Name::new(name)?);
+    let Some(net) = networks.get(&network) else {
+        return Err(format!("network {:?} is not one this host declares", network.as_str()));
+    };
+    let v: ServiceValue = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    if v.removed {
+        return Ok(ServiceRecord { network, name, config: None, version: v.version });
+    }
+    let d = v.definition;
+    let raw = RawService {
+        name: Some(name.to_string()),
+        network: Some(network.to_string()),
+        mode: d.mode,
+        vip: d.vip,
+        ports: Some(d.ports),
+        health: d.health,
+        health_interval_ms: d.health_interval_ms,
+        health_threshold: d.health_threshold,
+    };
+    let config = switchd_config::validate::service(&raw, std::slice::from_ref(net), &KeyPath::root())
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+    if config.mode == switchd_config::ServiceMode::Vip && config.vip.is_none() {
+        return Err("a VIP service without its VIP".into());
+    }
+    Ok(ServiceRecord { network, name, config: Some(config), version: v.version })
 }
 
 #[cfg(test)]
@@ -421,8 +556,11 @@ mod tests {
                 mac: "02:42:0a:0a:00:02".parse().unwrap(),
                 ip: Some("10.10.0.2".parse().unwrap()),
                 name: Name::new("web").unwrap(),
+                services: Vec::new(),
+                down: Vec::new(),
             }],
             ipam: [(Name::new("front").unwrap(), [(3, 1_795_000_000_000)].into())].into(),
+            services: Vec::new(),
             partial_checksums: true,
         }
     }
@@ -628,5 +766,75 @@ mod tests {
         let many: Vec<(String, String)> = (0..MAX_KEYS + 10).map(|i| (format!("k{i}"), String::new())).collect();
         let (_, errors) = decode(kv(&many));
         assert!(errors.iter().any(|e| e.reason.contains("more than")));
+    }
+
+    /// A service's definition and a removal travel and come back whole;
+    /// an endpoint names the services it joined and those it fails.
+    #[test]
+    fn services_and_backends_round_trip() {
+        let mut p = sample();
+        p.endpoints[0].services = vec![Name::new("api").unwrap(), Name::new("web").unwrap()];
+        p.endpoints[0].down = vec![Name::new("web").unwrap()];
+        let raw = RawService {
+            name: Some("web".into()),
+            network: Some("front".into()),
+            vip: Some("10.10.0.200".into()),
+            ports: Some(vec!["80/tcp".into(), "53/udp".into()]),
+            health: Some("http:/healthz".into()),
+            ..RawService::default()
+        };
+        let config = switchd_config::validate::service(
+            &raw,
+            &[p.networks[&Name::new("front").unwrap()].clone()],
+            &KeyPath::root(),
+        )
+        .unwrap();
+        p.services = vec![
+            ServiceRecord {
+                network: Name::new("front").unwrap(),
+                name: Name::new("old").unwrap(),
+                config: None,
+                version: 5,
+            },
+            ServiceRecord {
+                network: Name::new("front").unwrap(),
+                name: Name::new("web").unwrap(),
+                config: Some(config),
+                version: 7,
+            },
+        ];
+        let kvs = encode(&p);
+        let web = kvs.iter().find(|(k, _)| k == "svc/front/web").unwrap();
+        assert_eq!(
+            web.1,
+            r#"{"version":7,"mode":"vip","vip":"10.10.0.200","ports":["80/tcp","53/udp"],"health":"http:/healthz","health_interval_ms":2000,"health_threshold":2}"#
+        );
+        assert!(kvs.iter().any(|(k, v)| k == "svc/front/old" && v == r#"{"removed":true,"version":5}"#));
+        let ep = kvs.iter().find(|(k, _)| k.starts_with("ep/")).unwrap();
+        assert_eq!(ep.1, r#"{"ip":"10.10.0.2","name":"web","services":["api","web"],"down":["web"]}"#);
+        let (back, errors) = decode(kv(&kvs));
+        assert_eq!(errors, vec![]);
+        assert_eq!(back.unwrap(), p);
+    }
+
+    /// A service from gossip passes host.toml's checks, on a network the
+    /// host declares; a bad one is skipped and named.
+    #[test]
+    fn a_bad_service_is_skipped() {
+        let mut kvs = encode(&sample());
+        for (key, value) in [
+            ("svc/front/web", r#"{"version":1,"mode":"vip","vip":"10.99.0.1"}"#),
+            ("svc/front/web2", r#"{"version":1,"mode":"vip"}"#),
+            ("svc/front/web3", r#"{"version":1,"mode":"vip","vip":"10.10.0.9","ports":["http"]}"#),
+            ("svc/nowhere/web", r#"{"version":1,"mode":"dnsrr"}"#),
+            ("svc/front/tasks.x", r#"{"version":1,"mode":"dnsrr"}"#),
+            ("svc/front/ok", r#"{"version":1,"mode":"dnsrr","surprise":1}"#),
+        ] {
+            kvs.push((key.into(), value.into()));
+        }
+        let (p, errors) = decode(kv(&kvs));
+        assert!(p.unwrap().services.is_empty());
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(errors[0].reason.contains("10.99.0.1"), "{}", errors[0]);
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchd_config::{Name, NetworkConfig, Vni};
 use switchd_crypto::SessionId;
 
-use super::state::{Published, RemoteEndpoint, RingState};
+use super::state::{Published, RemoteEndpoint, RingState, ServiceRecord};
 
 /// A member of the cluster as gossip sees it.
 #[derive(Debug, Clone)]
@@ -122,6 +122,16 @@ pub struct PeerTable {
     pub networks: BTreeMap<Name, ClusterNetwork>,
     /// Definitions that disagreed and lost, for the log.
     pub conflicts: Vec<String>,
+    /// Services by (network, name): of every member's record, the one of
+    /// the highest version (a removal wins a tie), dead members' included
+    /// (a service outlives the host that made it).
+    pub services: BTreeMap<(Name, Name), ServiceRecord>,
+}
+
+/// Whether service record `a` supersedes `b`: newer, or a removal of the
+/// same version.
+pub fn supersedes(a: &ServiceRecord, b: &ServiceRecord) -> bool {
+    a.version > b.version || (a.version == b.version && a.config.is_none() && b.config.is_some())
 }
 
 impl PeerTable {
@@ -159,6 +169,12 @@ impl PeerTable {
             }
         }
         let mut table = PeerTable::default();
+        for s in members.iter().flat_map(|m| &m.published.services) {
+            let key = (s.network.clone(), s.name.clone());
+            if table.services.get(&key).is_none_or(|old| supersedes(s, old)) {
+                table.services.insert(key, s.clone());
+            }
+        }
         let mut winners = Vec::new();
         for (name, defs) in candidates {
             let mut tally: Vec<(&NetworkConfig, BTreeSet<Name>)> = Vec::new();
@@ -321,9 +337,12 @@ mod tests {
                         mac: MacAddr([2, 0, 0, 0, 0, *m]),
                         ip: None,
                         name: Name::new(&format!("c{m}")).unwrap(),
+                        services: Vec::new(),
+                        down: Vec::new(),
                     })
                     .collect(),
                 ipam: Default::default(),
+                services: Vec::new(),
                 partial_checksums: true,
             },
             since_heard: Duration::from_secs(heard_secs),
@@ -424,5 +443,32 @@ mod tests {
         let mut reversed = members;
         reversed.reverse();
         assert_eq!(PeerTable::build(reversed, T), t);
+    }
+
+    #[test]
+    fn a_service_is_the_newest_record_of_any_member_dead_ones_included() {
+        let net = Name::new("front").unwrap();
+        let record = |name: &str, version: u64, removed: bool| ServiceRecord {
+            network: net.clone(),
+            name: Name::new(name).unwrap(),
+            config: (!removed).then(|| switchd_config::ServiceConfig {
+                network: net.clone(),
+                name: Name::new(name).unwrap(),
+                mode: switchd_config::ServiceMode::Dnsrr,
+                vip: None,
+                ports: Vec::new(),
+                health: None,
+            }),
+            version,
+        };
+        let mut a = member("a", 1, &[], &[], 0);
+        a.published.services = vec![record("web", 5, false), record("db", 3, false)];
+        let mut b = member("b", 1, &[], &[], 100);
+        b.published.services = vec![record("web", 6, true), record("db", 3, true)];
+        let t = PeerTable::build([a, b], T);
+        let web = &t.services[&(net.clone(), Name::new("web").unwrap())];
+        assert!(web.config.is_none() && web.version == 6, "the newer removal, from a dead host");
+        let db = &t.services[&(net.clone(), Name::new("db").unwrap())];
+        assert!(db.config.is_none(), "a removal wins a tie");
     }
 }

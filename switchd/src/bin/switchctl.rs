@@ -8,10 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
     AttachPlan, EndpointInfo, FdbEntry, KeyInfo, LiveLine, LiveRequest, NetworkDetail, NetworkInfo, PeerInfo,
-    PublishInfo, ReloadReport, Request, RouteInfo, Stats, Status, Trace, TraceRequest,
+    PublishInfo, ReloadReport, Request, RouteInfo, ServiceInfo, Stats, Status, Trace, TraceRequest,
 };
 use switchd::control::{client, render};
-use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
+use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute, RawService};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchctl", version = switchd::VERSION, about = "Manage a running switchd")]
@@ -150,6 +150,10 @@ enum Command {
     /// Routing between networks: which pairs route (all others are denied).
     #[command(subcommand)]
     Route(RouteCommand),
+    /// Services: a name and a VIP load-balanced over the containers that
+    /// join it (`network connect --service`), like swarm's services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Forward a host port to a container's port, like `docker run -p`.
     Publish {
         network: String,
@@ -183,6 +187,48 @@ enum Command {
     /// Print scripts that do by hand what switchd does.
     #[command(subcommand)]
     Script(ScriptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Every service: mode, VIP, ports, backends and their health.
+    Ls,
+    /// One service and each of its backends, on every host.
+    Inspect {
+        name: String,
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Define a service on a network, for the whole cluster.
+    Create {
+        name: String,
+        #[arg(long)]
+        network: String,
+        /// vip: a VIP balanced in the data path; dnsrr: DNS round robin.
+        #[arg(long, default_value = "vip")]
+        mode: String,
+        /// The VIP (default: an address from the network's IPAM).
+        #[arg(long)]
+        vip: Option<String>,
+        /// A port it serves (repeat): 80/tcp, 53/udp. None: every port.
+        #[arg(long = "port", value_name = "PORT[/PROTO]")]
+        ports: Vec<String>,
+        /// Check its backends: tcp, or http:/path (2xx or 3xx is healthy).
+        #[arg(long)]
+        health: Option<String>,
+        /// Between checks, in milliseconds (default 2000).
+        #[arg(long, value_name = "MS")]
+        health_interval: Option<i64>,
+        /// Failures in a row that take a backend out, successes that bring it back (default 2).
+        #[arg(long, value_name = "N")]
+        health_threshold: Option<i64>,
+    },
+    /// Remove a service from the whole cluster (its backends stay).
+    Rm {
+        name: String,
+        #[arg(long)]
+        network: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +364,9 @@ struct ConnectArgs {
     /// DHCP server for its address.
     #[arg(long)]
     dhcp: bool,
+    /// Join this service as one of its backends (Docker's --network-alias).
+    #[arg(long)]
+    service: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -345,6 +394,7 @@ impl ConnectArgs {
             kind: Some(format!("{:?}", self.kind).to_lowercase()),
             host_ifname: self.host_ifname.clone(),
             dhcp: Some(self.dhcp),
+            service: self.service.clone(),
         }
     }
 }
@@ -546,6 +596,30 @@ fn run(cli: &Cli) -> Result<String, String> {
                 let request = Request::KeyRm { id: step.id.clone(), force: step.force };
                 ask(cli, request, |id: String| format!("{id}\n"))
             }),
+        },
+        Command::Service(command) => match command {
+            ServiceCommand::Ls => ask(cli, Request::ServiceLs, |s: Vec<ServiceInfo>| render::services(&s)),
+            ServiceCommand::Inspect { name, network } => {
+                let request = Request::ServiceInspect { name: name.clone(), network: network.clone() };
+                ask(cli, request, |s: ServiceInfo| render::service(&s))
+            }
+            ServiceCommand::Create { name, network, mode, vip, ports, health, health_interval, health_threshold } => {
+                let service = RawService {
+                    name: Some(name.clone()),
+                    network: Some(network.clone()),
+                    mode: Some(mode.clone()),
+                    vip: vip.clone(),
+                    ports: Some(ports.clone()),
+                    health: health.clone(),
+                    health_interval_ms: *health_interval,
+                    health_threshold: *health_threshold,
+                };
+                ask(cli, Request::ServiceCreate { service }, |s: ServiceInfo| render::service(&s))
+            }
+            ServiceCommand::Rm { name, network } => {
+                let request = Request::ServiceRm { name: name.clone(), network: network.clone() };
+                ask(cli, request, |s: ServiceInfo| format!("{}\n", s.name))
+            }
         },
         Command::Route(command) => {
             let route = |a: &String, b: &String| RawRoute { networks: Some(vec![a.clone(), b.clone()]) };

@@ -108,6 +108,34 @@ async fn housekeeping(daemon: Shared) {
     }
 }
 
+/// Starts the services' health checks as they fall due (each on a task of
+/// its own, bounded by its timeout) and hands their results to the daemon.
+async fn health_checks(daemon: Shared) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let d = daemon.clone();
+                let now = std::time::Instant::now();
+                let due = tokio::task::spawn_blocking(move || daemon::write(&d).due_health_checks(now))
+                    .await
+                    .unwrap_or_default();
+                for check in due {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(daemon::service::check(check).await).await;
+                    });
+                }
+            }
+            Some((key, result)) = rx.recv() => {
+                let d = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || daemon::write(&d).health_result(&key, result)).await;
+            }
+        }
+    }
+}
+
 fn run(config: Config, config_path: PathBuf) -> std::io::Result<()> {
     // Every connection costs a descriptor: take all the system allows.
     match switchd::io::sys::raise_nofile_limit() {
@@ -199,6 +227,7 @@ fn run(config: Config, config_path: PathBuf) -> std::io::Result<()> {
             _ = server::serve(listener, daemon.clone()) => {}
             _ = serving_docker => {}
             _ = housekeeping(daemon.clone()) => {}
+            _ = health_checks(daemon.clone()) => {}
             _ = gossiping => {}
             _ = reloading => {}
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

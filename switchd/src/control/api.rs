@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute};
+use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute, RawService};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -102,6 +102,18 @@ pub enum Request {
     PublishRm {
         host_port: u16,
         protocol: String,
+    },
+    ServiceLs,
+    ServiceInspect {
+        name: String,
+        network: Option<String>,
+    },
+    ServiceCreate {
+        service: RawService,
+    },
+    ServiceRm {
+        name: String,
+        network: Option<String>,
     },
 }
 
@@ -522,6 +534,15 @@ pub struct NetworkStats {
     /// The ports' `deferred_checksums`, added up.
     #[serde(default)]
     pub deferred_checksums: u64,
+    /// New connections to its service VIPs given a backend.
+    #[serde(default)]
+    pub balanced: u64,
+    /// Connections to its VIPs refused: no healthy backend, or a port not served.
+    #[serde(default)]
+    pub balance_refused: u64,
+    /// Balanced flows pushed out of the full flow table by newer ones.
+    #[serde(default)]
+    pub balance_evicted: u64,
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -571,4 +592,33 @@ pub struct AttachPlan {
     pub gateway: Option<IpAddr>,
     /// Whether the endpoint gets a default route via the gateway.
     pub default_route: bool,
+}
+
+/// A service, for `switchctl service ls` and `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub network: String,
+    /// "vip" or "dnsrr".
+    pub mode: String,
+    pub vip: Option<IpAddr>,
+    /// "80/tcp"; none: every port.
+    pub ports: Vec<String>,
+    pub health: Option<String>,
+    /// "config", "runtime", "cluster", or "alias" (joined, never defined).
+    pub origin: String,
+    pub backends: Vec<BackendInfo>,
+}
+
+/// A backend of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    pub mac: String,
+    pub host: String,
+    /// "healthy", "unhealthy", or "unchecked" (the service has no health check).
+    pub state: String,
+    /// Why its last check failed (on its own host).
+    pub last_error: Option<String>,
 }

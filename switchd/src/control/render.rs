@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::api::{
-    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, RouteInfo, Stats,
-    Status,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, RouteInfo,
+    ServiceInfo, Stats, Status,
 };
 
 /// Left-aligned columns separated by three spaces, like `docker network ls`.
@@ -416,6 +416,48 @@ pub fn routes(routes: &[RouteInfo]) -> String {
         .map(|r| vec![r.networks[0].clone(), r.networks[1].clone(), r.origin.clone(), r.state.clone()])
         .collect();
     table(&["NETWORK", "NETWORK", "ORIGIN", "STATE"], &rows)
+}
+
+/// `service ls`: one row per service.
+pub fn services(services: &[ServiceInfo]) -> String {
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            let healthy = s.backends.iter().filter(|b| b.state != "unhealthy").count();
+            vec![
+                s.name.clone(),
+                s.network.clone(),
+                s.mode.clone(),
+                opt(&s.vip),
+                if s.ports.is_empty() { "*".into() } else { s.ports.join(",") },
+                format!("{healthy}/{}", s.backends.len()),
+                s.health.clone().unwrap_or_else(|| "-".into()),
+                s.origin.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "NETWORK", "MODE", "VIP", "PORTS", "BACKENDS", "HEALTH", "ORIGIN"], &rows)
+}
+
+/// `service inspect`: the settings, then a row per backend.
+pub fn service(s: &ServiceInfo) -> String {
+    let mut out = format!(
+        "name: {}\nnetwork: {}\nmode: {}\nvip: {}\nports: {}\nhealth: {}\norigin: {}\n",
+        s.name,
+        s.network,
+        s.mode,
+        opt(&s.vip),
+        if s.ports.is_empty() { "every port".into() } else { s.ports.join(", ") },
+        s.health.clone().unwrap_or_else(|| "none".into()),
+        s.origin
+    );
+    let rows: Vec<Vec<String>> = s
+        .backends
+        .iter()
+        .map(|b| vec![b.name.clone(), opt(&b.ip), b.mac.clone(), b.host.clone(), b.state.clone(), opt(&b.last_error)])
+        .collect();
+    out.push_str(&table(&["BACKEND", "IP", "MAC", "HOST", "STATE", "LAST ERROR"], &rows));
+    out
 }
 
 pub fn published(ports: &[PublishInfo]) -> String {

@@ -234,6 +234,7 @@ impl Daemon {
         let mut taken: HashSet<IpAddr> = self.endpoints.on(net.name.as_str()).filter_map(|e| e.record.ip).collect();
         taken.extend(self.cluster.table.endpoints_on(&net.name).filter_map(|(_, e)| e.ip));
         taken.extend(net.subnet.into_iter().flat_map(|s| self.addresses.reserved(s)));
+        taken.extend(self.reserved_vips(&net.name));
         taken
     }
 

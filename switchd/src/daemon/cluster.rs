@@ -174,6 +174,8 @@ impl Daemon {
                     mac,
                     ip: e.record.ip,
                     name: e.record.name.clone(),
+                    services: e.record.services.clone(),
+                    down: self.down_services(&e.record.network, mac),
                 })
             })
             .collect();
@@ -191,6 +193,7 @@ impl Daemon {
                 .collect(),
             networks,
             endpoints,
+            services: self.published_services(),
             partial_checksums: true,
         })
     }
@@ -227,8 +230,10 @@ impl Daemon {
             }
         }
         self.adopt_cluster_networks();
+        self.adopt_cluster_services();
         self.note_other_ciphers();
         self.sync_vteps();
+        self.program_services();
         self.reprogram();
         self.program_gateways();
         self.push_keys();
@@ -406,9 +411,12 @@ impl Daemon {
                     neighbors.push((ip, mac));
                 }
             }
-            // Every host answers for the gateway, with the same MAC.
+            // Every host answers for the gateway, with the same MAC, and
+            // for the network's service VIPs with it too.
             if let Some(gw) = net.config.gateway {
-                neighbors.push((gw, crate::switch::Gateway::mac_for(net.config.vni)));
+                let mac = crate::switch::Gateway::mac_for(net.config.vni);
+                neighbors.push((gw, mac));
+                neighbors.extend(self.vips_on(name.as_str()).into_iter().map(|vip| (vip, mac)));
             }
             let id = net.id;
             self.dataplane.update_switch(|s| {

@@ -315,6 +315,7 @@ impl Daemon {
             origin: Origin::Runtime,
             dhcp: false,
             docker_endpoint: Some(j.endpoint_id.clone()),
+            services: Vec::new(),
         };
         let device = Device::Host { ifname: ifname.clone() };
         self.begin(Op::Connect, &record, Some(device.clone()))?;

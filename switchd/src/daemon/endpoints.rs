@@ -209,6 +209,7 @@ impl Daemon {
             origin,
             dhcp: port.dhcp,
             docker_endpoint: None,
+            services: port.services.clone(),
         };
         self.endpoints.check_new(&record, netns_id, port.mac)?;
         let taken = self.taken_addresses(&net);

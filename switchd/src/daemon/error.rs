@@ -54,6 +54,8 @@ pub enum DaemonError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Service(#[from] super::service::ServiceError),
     /// The journal (see `state`) could not be written, so nothing was done.
     #[error("cannot record the operation in {}: {source}", dir.display())]
     Journal { dir: PathBuf, source: std::io::Error },

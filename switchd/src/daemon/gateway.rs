@@ -110,6 +110,9 @@ impl Daemon {
                     directory.add(e.name.as_str(), c.name.as_str(), ip);
                 }
             }
+            for (name, ips, rotate) in self.service_names(&c.name) {
+                directory.add_service(&name, c.name.as_str(), ips, rotate);
+            }
             let routes = routed
                 .iter()
                 .filter_map(|n| self.networks.find(n.as_str())?.config.subnet)

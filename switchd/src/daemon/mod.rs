@@ -37,6 +37,7 @@ mod keys;
 mod networks;
 mod reload;
 mod reports;
+pub mod service;
 pub mod state;
 pub mod system;
 #[cfg(test)]
@@ -143,6 +144,7 @@ pub struct Daemon {
     cluster: ClusterState,
     docker: DockerState,
     layer3: Layer3,
+    services: service::ServiceState,
     /// The operation under way on the system, saved before its first
     /// system call (the journal: see `state`).
     pending: Vec<Intent>,
@@ -214,6 +216,7 @@ impl Daemon {
             cluster: ClusterState::default(),
             docker: DockerState::new(saved.docker_networks),
             layer3: Layer3 { routes, published: Vec::new(), targets: Default::default() },
+            services: service::ServiceState::default(),
             pending: Vec::new(),
             session,
             started: Instant::now(),
@@ -265,6 +268,7 @@ impl Daemon {
                 daemon.update_cluster(table, 0);
             }
         }
+        daemon.restore_services(config.services, saved.services);
         daemon.restore_endpoints(saved.endpoints);
         for netns in interrupted {
             daemon.forget_resolv_conf(&netns);
@@ -403,6 +407,7 @@ impl Daemon {
             docker_networks: self.docker.networks.clone(),
             docker_reserved: self.addresses.docker_reserved().clone(),
             pending: self.pending.clone(),
+            services: self.services.known.values().filter(|k| k.origin != Origin::Config).cloned().collect(),
         };
         state::save(&self.host.state_dir, &state)
     }
@@ -424,6 +429,7 @@ impl Daemon {
     fn commit(&mut self) {
         self.save();
         self.publish_state();
+        self.program_services();
         self.reprogram();
         self.program_gateways();
         self.push_keys();
@@ -468,6 +474,8 @@ impl Daemon {
             Request::KeyLs => value(self.key_ls()),
             Request::RouteLs => value(self.route_ls()),
             Request::PublishLs => value(self.publish_ls()),
+            Request::ServiceLs => value(self.service_ls()),
+            Request::ServiceInspect { name, network } => self.service_inspect(name, network.as_deref()).and_then(value),
             _ => return None,
         };
         Some(reply(answer))
@@ -494,6 +502,8 @@ impl Daemon {
             Request::RouteRm { route } => answer(self.route_rm(route)),
             Request::PublishAdd { publish } => answer(self.publish_add(publish)),
             Request::PublishRm { host_port, protocol } => answer(self.publish_rm(*host_port, protocol)),
+            Request::ServiceCreate { service } => self.service_create(service).and_then(value),
+            Request::ServiceRm { name, network } => self.service_rm(name, network.as_deref()).and_then(value),
             Request::Reload => self.reload().and_then(value),
             // The control server streams captures itself.
             Request::Capture { .. } | Request::TraceLive { .. } => Err(DaemonError::Trace(
@@ -508,7 +518,9 @@ impl Daemon {
             | Request::Peers
             | Request::KeyLs
             | Request::RouteLs
-            | Request::PublishLs => unreachable!("answered by query"),
+            | Request::PublishLs
+            | Request::ServiceLs
+            | Request::ServiceInspect { .. } => unreachable!("answered by query"),
         };
         match answer {
             Err(e) if e.wait().is_some() => Err(e.wait().expect("just checked")),
@@ -554,5 +566,6 @@ fn raw_from_port(port: &PortConfig) -> RawPort {
         kind: Some(port.kind.as_str().to_owned()),
         host_ifname: port.host_ifname.as_ref().map(|n| n.to_string()),
         dhcp: Some(port.dhcp),
+        service: port.services.first().map(|s| s.to_string()),
     }
 }

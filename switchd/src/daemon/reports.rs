@@ -186,6 +186,9 @@ impl Daemon {
                     fdb_entries: counters.fdb_entries,
                     neighbor_answers: counters.neighbor_answers,
                     routed: counters.routed,
+                    balanced: counters.balance.balanced,
+                    balance_refused: counters.balance.refused,
+                    balance_evicted: counters.balance.evicted,
                     ..NetworkStats::default()
                 },
             );

@@ -71,6 +71,9 @@ pub struct EndpointRecord {
     /// moved into the container by dockerd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_endpoint: Option<String>,
+    /// The services it is a backend of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Name>,
 }
 
 /// An interface an operation creates or deletes.
@@ -143,6 +146,9 @@ pub struct State {
     /// Operations begun and not finished (the journal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<Intent>,
+    /// Services made at run time or learned from the cluster, removals included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<super::service::Known>,
 }
 
 /// Starts this boot's data-plane session: greater than the last boot's
@@ -309,6 +315,7 @@ mod tests {
                 origin: Origin::Runtime,
                 dhcp: true,
                 docker_endpoint: None,
+                services: vec![Name::new("web").unwrap()],
             }],
             routes: vec![RouteConfig::new(Name::new("b").unwrap(), Name::new("a").unwrap())],
             published: vec![],
@@ -316,6 +323,24 @@ mod tests {
             docker_networks: [("faeb295fb0dd".to_owned(), Name::new("n").unwrap())].into(),
             docker_reserved: [("10.0.0.0/24".to_owned(), ["10.0.0.9".parse().unwrap()].into())].into(),
             pending: vec![],
+            services: vec![super::super::service::Known {
+                network: Name::new("n").unwrap(),
+                name: Name::new("web").unwrap(),
+                config: Some(switchd_config::ServiceConfig {
+                    network: Name::new("n").unwrap(),
+                    name: Name::new("web").unwrap(),
+                    mode: switchd_config::ServiceMode::Vip,
+                    vip: Some("10.0.0.200".parse().unwrap()),
+                    ports: vec![switchd_config::ServicePort { port: 80, protocol: switchd_config::Protocol::Tcp }],
+                    health: Some(switchd_config::HealthCheck {
+                        probe: switchd_config::Probe::Http { path: "/healthz".into() },
+                        interval: std::time::Duration::from_millis(1500),
+                        threshold: 3,
+                    }),
+                }),
+                version: 1_795_000_000_000,
+                origin: Origin::Runtime,
+            }],
         };
         let mut with_intent = state.clone();
         with_intent.pending.push(Intent {
@@ -366,6 +391,7 @@ mod tests {
                 origin: Origin::Runtime,
                 dhcp: false,
                 docker_endpoint: None,
+                services: Vec::new(),
             },
         };
         let at = keep_orphans(&dir, &[record("a")]).unwrap();

@@ -42,6 +42,32 @@ pub struct GatewayStack {
     task: JoinHandle<()>,
 }
 
+impl GatewayStack {
+    /// The namespace's path, for a thread to enter (`netns::run_in`).
+    pub fn netns_path(&self) -> String {
+        format!("/proc/self/fd/{}", self._netns.as_raw_fd())
+    }
+}
+
+/// A TCP connection to `addr` from the gateway stack whose namespace is at
+/// `netns` ([`GatewayStack::netns_path`]): through the data path, as a
+/// container would connect. The socket is made in the namespace, then
+/// connected on the caller's runtime.
+pub async fn connect_from(netns: &str, addr: SocketAddr) -> io::Result<TcpStream> {
+    let netns = netns.to_owned();
+    let socket = tokio::task::spawn_blocking(move || {
+        netns::run_in(&netns, || {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.set_nonblocking(true)?;
+            io::Result::Ok(std::net::TcpStream::from(socket))
+        })
+        .map_err(io::Error::other)?
+    })
+    .await
+    .map_err(io::Error::other)??;
+    tokio::net::TcpSocket::from_std_stream(socket).connect(addr).await
+}
+
 impl Drop for GatewayStack {
     fn drop(&mut self) {
         self.task.abort();

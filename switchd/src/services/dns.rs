@@ -29,6 +29,8 @@ pub const EDNS_MAX: usize = 1232;
 pub struct Directory {
     forward: HashMap<String, Vec<IpAddr>>,
     reverse: HashMap<IpAddr, String>,
+    /// Names whose answers rotate (a service's backends).
+    rotating: hashbrown::HashSet<String>,
 }
 
 impl Directory {
@@ -44,6 +46,23 @@ impl Directory {
             }
         }
         self.reverse.insert(ip, long);
+    }
+
+    /// Adds a service's name on `network`: `name` and `name.network`
+    /// answer `ips` (rotated from one answer to the next if `rotate`),
+    /// in place of any container of that name. No reverse entry: an
+    /// address's name is its container's (a VIP's, its service's).
+    pub fn add_service(&mut self, name: &str, network: &str, ips: Vec<IpAddr>, rotate: bool) {
+        let (short, long) = (name.to_ascii_lowercase(), format!("{name}.{network}").to_ascii_lowercase());
+        if let ([vip], false) = (&ips[..], rotate) {
+            self.reverse.entry(*vip).or_insert_with(|| long.clone());
+        }
+        for key in [short, long] {
+            if rotate {
+                self.rotating.insert(key.clone());
+            }
+            self.forward.insert(key, ips.clone());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -115,7 +134,7 @@ pub fn answer(query: &[u8], dirs: &[&Directory], transport: Transport) -> (Outco
         return refuse(ResponseCode::Refused);
     }
 
-    let (outcome, records) = resolve(question, dirs);
+    let (outcome, records) = resolve(question, dirs, request.id());
     let mut reply = Message::new();
     reply
         .set_id(request.id())
@@ -139,8 +158,10 @@ pub fn answer(query: &[u8], dirs: &[&Directory], transport: Transport) -> (Outco
     (outcome, bytes)
 }
 
-/// The records answering `question`, looked up in `dirs`.
-fn resolve(question: &Query, dirs: &[&Directory]) -> (Outcome, Vec<Record>) {
+/// The records answering `question`, looked up in `dirs`; a rotating
+/// name's start where the query's id (random per query) says, so that
+/// clients taking the first answer spread over all of them.
+fn resolve(question: &Query, dirs: &[&Directory], id: u16) -> (Outcome, Vec<Record>) {
     let qname = question.name().clone();
     let mut text = qname.to_lowercase().to_ascii();
     if text.ends_with('.') {
@@ -169,6 +190,10 @@ fn resolve(question: &Query, dirs: &[&Directory]) -> (Outcome, Vec<Record>) {
         if !records.contains(&record) {
             records.push(record);
         }
+    }
+    if dirs.iter().any(|d| d.rotating.contains(&text)) && !records.is_empty() {
+        let by = usize::from(id) % records.len();
+        records.rotate_left(by);
     }
     if found { (Outcome::Answered, records) } else { (Outcome::NxDomain, Vec::new()) }
 }
@@ -294,5 +319,32 @@ mod tests {
         let m = parse(answer(&query("many", RecordType::A), &[&big], Transport::Tcp).1);
         assert!(!m.truncated());
         assert_eq!(m.answers().len(), 100, "TCP carries them all");
+    }
+
+    #[test]
+    fn a_service_answers_in_place_of_a_container_and_dnsrr_rotates() {
+        let mut d = Directory::default();
+        d.add("web", "front", "10.0.0.9".parse().unwrap());
+        let backends: Vec<IpAddr> =
+            ["10.0.0.21", "10.0.0.22", "10.0.0.23"].iter().map(|a| a.parse().unwrap()).collect();
+        d.add_service("web", "front", backends.clone(), true);
+        d.add_service("tasks.web", "front", backends.clone(), true);
+        d.add_service("api", "front", vec!["10.0.0.200".parse().unwrap()], false);
+        let first = |name: &str, id: u16| {
+            let mut m = Message::new();
+            m.set_id(id).add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+            let reply = parse(answer(&m.to_vec().unwrap(), &[&d], Transport::Udp).1);
+            let ips: Vec<String> = reply.answers().iter().map(|r| r.data().to_string()).collect();
+            assert_eq!(ips.len(), if name.starts_with("api") { 1 } else { 3 }, "{name}: {ips:?}");
+            ips[0].clone()
+        };
+        let firsts: std::collections::BTreeSet<String> = (0..3).map(|id| first("web", id)).collect();
+        assert_eq!(firsts.len(), 3, "each backend first in turn");
+        assert_eq!(first("tasks.web.front", 1), "10.0.0.22");
+        assert_eq!(first("api", 1), first("api.front", 2), "a VIP does not rotate");
+        assert_eq!(first("api", 1), "10.0.0.200");
+        // The VIP's name is its service's; a backend's stays its container's.
+        assert_eq!(d.reverse[&"10.0.0.200".parse::<IpAddr>().unwrap()], "api.front");
+        assert!(!d.reverse.contains_key(&"10.0.0.21".parse::<IpAddr>().unwrap()));
     }
 }

@@ -21,12 +21,12 @@
 //! does not have) is refused at once, with a TCP reset or an ICMP port
 //! unreachable from the VIP, never left to time out.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use switchd_config::MacAddr;
 use switchd_wire::ethernet;
 use switchd_wire::ip::Protocol;
@@ -169,7 +169,6 @@ pub struct Balancer {
     /// only a frame from one of these can be a reply to turn back.
     serving: HashSet<(Protocol, Ipv4Addr, u16)>,
     flows: FlowTable<FlowKey, Ipv4Addr>,
-    hasher: DefaultHashBuilder,
     balanced: u64,
     refused: u64,
 }
@@ -180,7 +179,6 @@ impl Default for Balancer {
             services: HashMap::new(),
             serving: HashSet::new(),
             flows: FlowTable::new(FLOWS_PER_NETWORK * 2, FLOW_IDLE),
-            hasher: DefaultHashBuilder::default(),
             balanced: 0,
             refused: 0,
         }
@@ -233,8 +231,7 @@ impl Balancer {
         if let Some(backend) = self.flows.get(&there, now).and_then(|b| service.backend(b)) {
             return Pick::To { backend, new: None };
         }
-        let hash = self.hasher.hash_one((ip.protocol, ip.src, sport));
-        let Some(&backend) = service.table.get(hash) else {
+        let Some(&backend) = service.table.get(flow_hash(ip.protocol, ip.src, sport)) else {
             self.refused += 1;
             return Pick::Refused;
         };
@@ -267,6 +264,19 @@ impl Balancer {
     pub fn flows(&self, now: Instant) -> usize {
         self.flows.len(now) / 2
     }
+}
+
+/// The hash a new flow's backend is picked by: of the client's address
+/// and port (the VIP's side is the same for every flow of the service),
+/// mixed by splitmix64's finalizer, so neighbouring ports land far apart.
+/// Fixed, not seeded: a client picks its own ports, so it could aim its
+/// own flows anyway, and a fixed hash makes a choice reproducible.
+pub fn flow_hash(protocol: Protocol, ip: Ipv4Addr, port: u16) -> u64 {
+    let mut z = (u64::from(u8::from(protocol)) << 48) | (u64::from(u32::from(ip)) << 16) | u64::from(port);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// One's complement update of a checksum field for a 32-bit value that

@@ -1,0 +1,212 @@
+//! Services across two hosts: a VIP balanced in the data path over
+//! backends on both, health checks taking a failed backend out, DNS
+//! (`NAME` to the VIP, `tasks.NAME`, dnsrr rotation), and what no backend
+//! can take refused at once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, gossip_member as member, py, wait_until};
+
+const FRONT: &str = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n";
+
+struct Lab {
+    _ul: Underlay,
+    _key: KeyFile,
+    hosts: Vec<Switchd>,
+    /// The client, on the second host.
+    client: Netns,
+    /// web's backends: two on the first host, one on the second.
+    backends: Vec<Netns>,
+}
+
+/// Two hosts sharing `front`; web's three backends (each running
+/// named_server.py on port 80) and a client.
+fn lab(tag: &str) -> Lab {
+    let mut ul = Underlay::new();
+    let key = KeyFile::new(tag, 0x51);
+    let (h1, ip1) = ul.host("h1");
+    let (h2, ip2) = ul.host("h2");
+    let hosts = vec![member(h1, &ip1, &key, FRONT), member(h2, &ip2, &key, FRONT)];
+    let backends: Vec<Netns> = (1..=3).map(|i| Netns::new(&format!("b{i}"))).collect();
+    for (i, b) in backends.iter().enumerate() {
+        let host = &hosts[if i < 2 { 0 } else { 1 }];
+        host.connect("front", b, &["--ip", &format!("10.10.0.2{}", i + 1), "--service", "web"]);
+    }
+    let client = Netns::new("client");
+    hosts[1].connect("front", &client, &["--ip", "10.10.0.10"]);
+    Lab { _ul: ul, _key: key, hosts, client, backends }
+}
+
+fn backends_in(service: &Value, state: &str) -> Vec<String> {
+    let Some(list) = service["backends"].as_array() else { return Vec::new() };
+    let mut names: Vec<String> =
+        list.iter().filter(|b| b["state"] == state).map(|b| b["name"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `service inspect web` on `h`; null while it does not know web.
+fn web(h: &Switchd) -> Value {
+    h.try_ctl(&["--json", "service", "inspect", "web"]).map_or(Value::Null, |out| serde_json::from_str(&out).unwrap())
+}
+
+fn dig(client: &Netns, name: &str) -> Vec<String> {
+    let out = client.ok(&["dig", "+short", "+tries=1", "+time=2", "@10.10.0.1", name]);
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Who answered `count` new connections to `url` from `client`, from
+/// source ports `first`, `first + 1`...: the backends' shares are then
+/// the same in every run (the flow hash is fixed), so the test checks the
+/// hash's evenness without the chance of a random draw.
+fn spread(client: &Netns, url: &str, count: u32, first: u16) -> BTreeMap<String, u64> {
+    let out = client.py(py::HTTP_MANY, &[url, &count.to_string(), &first.to_string()]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn a_vip_spreads_connections_over_healthy_backends_on_both_hosts() {
+    let lab = lab("svc-vip");
+    let servers: Vec<_> =
+        lab.backends.iter().map(|b| b.spawn_py(py::NAMED_SERVER, &["80", &b.name])).collect::<Vec<_>>();
+    let created = lab.hosts[0].json(&[
+        "service",
+        "create",
+        "web",
+        "--network",
+        "front",
+        "--port",
+        "80/tcp",
+        "--health",
+        "http:/",
+        "--health-interval",
+        "500",
+        "--health-threshold",
+        "1",
+    ]);
+    let vip = created["vip"].as_str().expect("a VIP from IPAM").to_owned();
+    let mut names: Vec<String> = lab.backends.iter().map(|b| b.name.clone()).collect();
+    names.sort();
+    // Both hosts know the service, and its three backends healthy.
+    for h in &lab.hosts {
+        assert!(
+            wait_until(Duration::from_secs(10), || backends_in(&web(h), "healthy") == names),
+            "{}: {}\n{}",
+            h.host.name,
+            web(h),
+            h.log()
+        );
+    }
+    assert_eq!(dig(&lab.client, "web"), std::slice::from_ref(&vip), "web is its VIP");
+    assert_eq!(dig(&lab.client, "web.front"), std::slice::from_ref(&vip));
+    let mut tasks = dig(&lab.client, "tasks.web");
+    tasks.sort();
+    assert_eq!(tasks, ["10.10.0.21", "10.10.0.22", "10.10.0.23"], "tasks.web is every backend");
+
+    // 300 new connections: a third each, within 20%.
+    let url = format!("http://{vip}/");
+    let seen = spread(&lab.client, &url, 300, 20000);
+    eprintln!("300 connections to {vip}: {seen:?}");
+    assert_eq!(seen["errors"], 0, "{seen:?}");
+    for n in &names {
+        let got = seen.get(n).copied().unwrap_or(0);
+        assert!((80..=120).contains(&got), "{n} got {got} of 300: {seen:?}");
+    }
+
+    // Connections kept open through the VIP, while b1's server dies.
+    let keepers: Vec<_> =
+        (0..6).map(|_| lab.client.spawn_py_captured(py::HTTP_KEEPALIVE, &[&url, "4", "0.05"])).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = Instant::now();
+    let mut servers = servers.into_iter();
+    drop(servers.next());
+    assert!(
+        wait_until(Duration::from_secs(5), || backends_in(&web(&lab.hosts[1]), "unhealthy")
+            == [lab.backends[0].name.clone()]),
+        "b1 never went unhealthy on the client's host: {}",
+        web(&lab.hosts[1])
+    );
+    let took = killed.elapsed();
+    eprintln!("b1 out of the client's host's balancer {took:?} after its server died (interval 500 ms)");
+    let mut kept_going = 0;
+    for k in keepers {
+        let out: Value = serde_json::from_str(&k.output()).expect("the keepalive client's report");
+        let servers: Vec<&str> = out["servers"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        assert_eq!(servers.len(), 1, "a kept connection changed backend: {out}");
+        if !servers[0].ends_with("b1") {
+            assert!(out["error"].is_null(), "a connection to a live backend broke: {out}");
+            kept_going += 1;
+        }
+    }
+    eprintln!("{kept_going} of 6 kept connections were on live backends and went on");
+    let seen = spread(&lab.client, &url, 300, 21000);
+    eprintln!("300 connections after b1 failed: {seen:?}");
+    assert_eq!(seen["errors"], 0, "{seen:?}");
+    assert_eq!(seen.keys().filter(|k| k.ends_with("b1")).count(), 0, "b1 still given connections: {seen:?}");
+    for n in names.iter().filter(|n| !n.ends_with("b1")) {
+        let got = seen.get(n).copied().unwrap_or(0);
+        assert!((120..=180).contains(&got), "{n} got {got} of 300: {seen:?}");
+    }
+    assert_eq!(dig(&lab.client, "tasks.web").len(), 2, "an unhealthy backend leaves tasks.web");
+
+    // The trace names the balancing.
+    let trace = lab.hosts[1].ctl(&[
+        "trace",
+        "front",
+        "--from",
+        &lab.client.name,
+        "--to",
+        &vip,
+        "--proto",
+        "tcp",
+        "--dport",
+        "80",
+    ]);
+    assert!(trace.contains("balanced to backend"), "{trace}");
+
+    // A port web does not serve is refused at once (a reset), and so is
+    // every connection once no backend is healthy.
+    let refused = lab.client.py(py::TCP_CONNECT, &[&vip, "81", "2"]);
+    assert!(refused.contains("refused"), "port 81 of the VIP: {refused}");
+    drop(servers);
+    assert!(
+        wait_until(Duration::from_secs(5), || backends_in(&web(&lab.hosts[1]), "healthy").is_empty()),
+        "backends still healthy with no server running"
+    );
+    let started = Instant::now();
+    let none = lab.client.py(py::TCP_CONNECT, &[&vip, "80", "3"]);
+    assert!(none.contains("refused"), "with no healthy backend: {none}");
+    assert!(started.elapsed() < Duration::from_secs(2), "refused only after {:?}: a black hole", started.elapsed());
+    let stats = lab.hosts[1].network_stats("front");
+    assert!(stats["balance_refused"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(stats["balanced"].as_u64().unwrap() >= 600, "{stats}");
+}
+
+#[test]
+fn dnsrr_rotates_and_aliases_need_no_definition() {
+    let lab = lab("svc-rr");
+    lab.hosts[1].json(&["service", "create", "web", "--network", "front", "--mode", "dnsrr"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || dig(&lab.client, "web").len() == 3),
+        "web does not answer its three backends: {:?}",
+        dig(&lab.client, "web")
+    );
+    let firsts: std::collections::BTreeSet<String> = (0..12).map(|_| dig(&lab.client, "web")[0].clone()).collect();
+    assert!(firsts.len() >= 2, "dnsrr did not rotate over 12 queries: always {firsts:?}");
+    // A name joined but never defined (Docker's --network-alias) answers too.
+    let extra = Netns::new("alias");
+    lab.hosts[0].connect("front", &extra, &["--ip", "10.10.0.30", "--service", "cache"]);
+    assert!(wait_until(Duration::from_secs(10), || dig(&lab.client, "cache") == ["10.10.0.30"]), "the alias");
+    assert_eq!(dig(&lab.client, "tasks.cache"), ["10.10.0.30"]);
+    let ls = lab.hosts[1].json(&["service", "ls"]);
+    let cache = ls.as_array().unwrap().iter().find(|s| s["name"] == "cache").expect("the alias listed");
+    assert_eq!(cache["origin"], "alias");
+    // Removed on one host, gone on the other.
+    lab.hosts[0].ctl(&["service", "rm", "web"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || lab.hosts[1].try_ctl(&["service", "inspect", "web"]).is_err()),
+        "web survived its removal on the other host"
+    );
+}
