@@ -49,6 +49,9 @@
 #     bridge        c1 -veth- [Linux bridge in ns h] -veth- c2         (reference)
 #     switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                 (the product)
 #     switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
+#     switchd-vip   c1 -TAP- [switchd in ns h] -TAP- c2, to c2 through a
+#                   service VIP (10.78.0.200) that c2 is the backend of:
+#                   balanced and rewritten both ways in the data path
 #   routed between two networks, one host, MTU 1500:
 #     routed          c1 -veth- [Linux router: ns r, ip_forward] -veth- c2   (reference)
 #     switchd-routed  c1 -TAP- [switchd: bench -> bench2 via the gateway] -TAP- c2
@@ -63,7 +66,8 @@
 #     wg-go          hA [wireguard-go wg0] = [wireguard-go wg0] hB, between the
 #                    host namespaces over wg0 (MTU 1420): Debian's wireguard-go,
 #                    the userspace reference (this kernel has no WireGuard module)
-# References: switchd-tap and switchd-veth to bridge; switchd-routed to
+# References: switchd-tap and switchd-veth to bridge; switchd-vip to
+# switchd-tap (the same path, straight to the backend) and bridge; switchd-routed to
 # routed (and switchd-tap for tcp); switchd-vxlan to vxlan; the sealed ones
 # to vxlan (and switchd-vxlan and wg-go for tcp).
 #
@@ -99,7 +103,7 @@ RR_DURATION=${RR_DURATION:-$(min "$DURATION" 3)}
 PING_COUNT=${PING_COUNT:-200}
 PING_INTERVAL=${PING_INTERVAL:-0.005}
 TESTS=${TESTS:-"tcp parallel ping udp rr"}
-SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
+SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 NSES=()
@@ -121,7 +125,7 @@ for t in $TESTS; do
 done
 for sc in $SCENARIOS; do
   case $sc in
-    bridge|switchd-tap|switchd-veth|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
+    bridge|switchd-tap|switchd-veth|switchd-vip|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
     *) die "unknown scenario $sc" ;;
   esac
 done
@@ -266,6 +270,12 @@ ip = "10.78.0.21"
 network = "bench"
 netns = "$P-s2"
 ip = "10.78.0.22"
+service = "bench-vip"     # switchd-vip: the backend of 10.78.0.200
+
+[[service]]
+name = "bench-vip"
+network = "bench"
+vip = "10.78.0.200"
 
 [[port]]
 network = "bench"
@@ -387,6 +397,7 @@ endpoints() {
     bridge) CLIENT=$P-b1 SERVER=$P-b2 ADDR=10.77.0.2 ;;
     switchd-tap) CLIENT=$P-s1 SERVER=$P-s2 ADDR=10.78.0.22 GROUP=one ;;
     switchd-veth) CLIENT=$P-v1 SERVER=$P-v2 ADDR=10.78.0.12 GROUP=one ;;
+    switchd-vip) CLIENT=$P-s1 SERVER=$P-s2 ADDR=10.78.0.200 GROUP=one ;;
     routed) CLIENT=$P-r1 SERVER=$P-r2 ADDR=10.86.0.2 ;;
     switchd-routed) CLIENT=$P-s1 SERVER=$P-s3 ADDR=10.84.0.23 GROUP=one ;;
     vxlan) CLIENT=$P-k1 SERVER=$P-k2 ADDR=10.79.0.2 ;;
@@ -399,10 +410,10 @@ endpoints() {
 
 # Which scenarios each test runs on (of those chosen).
 declare -A TEST_SCENARIOS=(
-  [tcp]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
-  [parallel]="bridge switchd-tap vxlan switchd-vxlan"
+  [tcp]="bridge switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
+  [parallel]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
-  [udp]="bridge switchd-tap vxlan switchd-vxlan"
+  [udp]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [rr]="bridge switchd-tap vxlan switchd-vxlan switchd-sealed switchd-sealed-aes"
 )
 
@@ -520,7 +531,7 @@ PY
 }
 
 case " $SCENARIOS " in *" bridge "*) setup_bridge ;; esac
-case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*|*" switchd-routed "*) setup_switchd ;; esac
+case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*|*" switchd-vip "*|*" switchd-routed "*) setup_switchd ;; esac
 case " $SCENARIOS " in *" routed "*) setup_routed ;; esac
 case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
 case " $SCENARIOS " in *" switchd-vxlan "*) setup_switchd_vxlan ;; esac
@@ -568,6 +579,7 @@ duration, pduration, uduration, rrduration, ping_count, ping_interval = sys.argv
 REFS = {
     "switchd-tap": ["bridge"],
     "switchd-veth": ["bridge"],
+    "switchd-vip": ["switchd-tap", "bridge"],
     "switchd-routed": ["routed", "switchd-tap"],
     "switchd-vxlan": ["vxlan"],
     "switchd-sealed": ["vxlan", "switchd-vxlan", "wg-go"],

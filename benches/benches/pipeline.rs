@@ -71,6 +71,54 @@ fn pipeline(c: &mut Criterion) {
         });
     }
 
+    // A TCP flow through a service VIP (three backends), the flow known:
+    // there (client to VIP, balanced and to be rewritten) and back (the
+    // backend's reply, turned back into the VIP's). The same guarded
+    // network as above, so the cost over `learned_unicast_guarded` is the
+    // balancer's.
+    {
+        use switchd::switch::balance::{Backend, Service};
+        let mut sw = Switch::new(SwitchConfig::default());
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+        let gateway =
+            Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
+        sw.set_gateway(net, Some(gateway));
+        let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
+        sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
+        let backends = (0..3).map(|i| Backend::new([10, 1, 0, 10 + i].into(), mac(10 + u32::from(i)))).collect();
+        sw.set_services(net, vec![Service::new([10, 1, 0, 200].into(), vec![], backends)]);
+        let tcp = |dst_mac: MacAddr, src_mac: MacAddr, src: [u8; 4], dst: [u8; 4], ports: (u16, u16), len: usize| {
+            let mut frame = vec![0u8; 10];
+            etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0)
+                .ipv4(src, dst, 64)
+                .tcp(ports.0, ports.1, 1, 65535)
+                .write(&mut frame, &vec![0; len])
+                .unwrap();
+            frame
+        };
+        let there = tcp(mac(99), mac(1), [10, 1, 0, 2], [10, 1, 0, 200], (40000, 5201), 1400);
+        let Action::Nat { rewrite, .. } = decide(&mut sw, &mut plan, now, p1, &there) else { panic!("not balanced") };
+        let switchd::switch::balance::NatAddr::Dst(backend) = rewrite.addr else { panic!() };
+        let backend_mac = rewrite.dst_mac;
+        // The backend lives on p2.
+        decide(&mut sw, &mut plan, now, p2, &build_plain(MacAddr::BROADCAST, backend_mac, 0x0800, 46));
+        let back = tcp(mac(1), backend_mac, backend.octets(), [10, 1, 0, 2], (5201, 40000), 64);
+        group.bench_function("vip_flow_there", |b| {
+            b.iter(|| {
+                let action = decide(&mut sw, &mut plan, now, p1, black_box(&there));
+                debug_assert!(matches!(action, Action::Nat { .. }));
+                action
+            })
+        });
+        group.bench_function("vip_flow_back", |b| {
+            b.iter(|| {
+                let action = decide(&mut sw, &mut plan, now, p2, black_box(&back));
+                debug_assert!(matches!(action, Action::Nat { .. }));
+                action
+            })
+        });
+    }
+
     // A broadcast on a network of 8 ports: decision plus target list.
     {
         let mut sw = Switch::new(SwitchConfig::default());

@@ -359,7 +359,17 @@ impl Daemon {
             };
             let net_config = net.config.clone();
             match self.open_endpoint(record.clone(), &net_config) {
-                Ok(()) => tracing::info!("{} on {}: reattached", record.name, record.network),
+                Ok(()) => {
+                    tracing::info!("{} on {}: reattached", record.name, record.network);
+                    // What it asked while switchd was down went unanswered: ask again now.
+                    if let (Some(ns), Some(ifname)) = (&record.netns, &record.ifname) {
+                        match self.system.forget_unresolved_neighbours(ns, ifname) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!("{} on {}: {n} neighbours to resolve again", record.name, record.network),
+                            Err(e) => tracing::debug!("{} on {}: neighbours not checked: {e}", record.name, record.network),
+                        }
+                    }
+                }
                 Err(e) => orphans.push(state::Orphan { reason: format!("cannot reattach: {e}"), endpoint: record }),
             }
         }

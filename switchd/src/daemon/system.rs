@@ -90,6 +90,13 @@ pub trait System: Send + Sync + Debug {
     /// Where `ip netns exec` finds a named namespace's resolv.conf; `None`
     /// for a namespace given by path (its owner configures its resolver).
     fn resolv_conf_path(&self, netns: &str) -> Option<PathBuf>;
+
+    /// Makes the container's kernel ask again, at once, for the neighbours
+    /// it was still resolving on `ifname` (see
+    /// `netlink::forget_unresolved_neighbours`).
+    fn forget_unresolved_neighbours(&self, _netns: &str, _ifname: &IfName) -> Result<usize, String> {
+        Ok(0)
+    }
 }
 
 /// The real host: netlink, namespaces entered by `setns`, TAPs and packet
@@ -169,5 +176,10 @@ impl System for HostSystem {
 
     fn resolv_conf_path(&self, netns: &str) -> Option<PathBuf> {
         (!netns.contains('/')).then(|| PathBuf::from("/etc/netns").join(netns).join("resolv.conf"))
+    }
+
+    fn forget_unresolved_neighbours(&self, netns: &str, ifname: &IfName) -> Result<usize, String> {
+        let done = netns::run_in(netns, || crate::io::netlink::forget_unresolved_neighbours(ifname.as_str()));
+        done.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
     }
 }

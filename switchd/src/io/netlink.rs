@@ -202,3 +202,37 @@ pub fn sync_routes(name: &str, via: IpAddr, wanted: &[(IpAddr, u8)]) -> io::Resu
     }
     Ok(())
 }
+
+/// Deletes the neighbour entries of interface `name` that are waiting on
+/// an answer (incomplete, probing, failed, or stale and about to probe):
+/// the next packet to each asks again at once. A restarted switchd does
+/// this for the interfaces it reattaches, since a question the container
+/// asked while switchd was down went unanswered and the kernel would only
+/// ask again a second later (`retrans_time`). Returns how many went.
+pub fn forget_unresolved_neighbours(name: &str) -> io::Result<usize> {
+    use netlink_packet_route::neighbour::NeighbourState;
+    let index = index_of(name)?;
+    with_handle(|handle| async move {
+        let entries: Vec<_> = handle.neighbours().get().execute().try_collect().await?;
+        let unresolved: Vec<_> = entries
+            .into_iter()
+            .filter(|m| m.header.ifindex == index)
+            .filter(|m| {
+                matches!(
+                    m.header.state,
+                    NeighbourState::Incomplete
+                        | NeighbourState::Stale
+                        | NeighbourState::Delay
+                        | NeighbourState::Probe
+                        | NeighbourState::Failed
+                )
+            })
+            .collect();
+        let count = unresolved.len();
+        for m in unresolved {
+            // Gone already (resolved or timed out meanwhile) is as good.
+            let _ = handle.neighbours().del(m).execute().await;
+        }
+        Ok(count)
+    })
+}

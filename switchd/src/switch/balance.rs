@@ -165,9 +165,9 @@ pub struct BalanceCounters {
 #[derive(Debug, Clone)]
 pub struct Balancer {
     services: HashMap<Ipv4Addr, Service>,
-    /// (protocol, address, port) of every backend of a port of a service:
-    /// only a frame from one of these can be a reply to turn back.
-    serving: HashSet<(Protocol, Ipv4Addr, u16)>,
+    /// Every backend's address: only a frame from one of these can be a
+    /// reply to turn back (the flow table says whether it is).
+    serving: HashSet<Ipv4Addr>,
     flows: FlowTable<FlowKey, Ipv4Addr>,
     balanced: u64,
     refused: u64,
@@ -198,16 +198,10 @@ impl Balancer {
     /// forgotten (their next packet picks anew); the rest keep theirs.
     pub fn set_services(&mut self, services: Vec<Service>) {
         self.services = services.into_iter().map(|s| (s.vip, s)).collect();
-        self.serving = self
-            .services
-            .values()
-            .flat_map(|s| s.ports.iter().flat_map(|p| s.table.backends().iter().map(|b| (p.protocol, b.ip(), p.port))))
-            .collect();
-        let serving = &self.serving;
-        let live: HashSet<Ipv4Addr> = serving.iter().map(|(_, ip, _)| *ip).collect();
-        let vips: HashSet<Ipv4Addr> = self.services.keys().copied().collect();
+        self.serving = self.services.values().flat_map(|s| s.table.backends().iter().map(Backend::ip)).collect();
+        let (live, vips) = (&self.serving, &self.services);
         // A flow there holds its backend; a flow back, its VIP.
-        self.flows.forget(|ip| !live.contains(ip) && !vips.contains(ip));
+        self.flows.forget(|ip| !live.contains(ip) && !vips.contains_key(ip));
     }
 
     pub fn counters(&self) -> BalanceCounters {
@@ -223,7 +217,8 @@ impl Balancer {
             self.refused += 1;
             return Pick::Refused;
         };
-        if !service.ports.contains(&ServicePort { protocol: ip.protocol, port: dport }) {
+        // No ports named: every port, as Docker's VIPs.
+        if !service.ports.is_empty() && !service.ports.contains(&ServicePort { protocol: ip.protocol, port: dport }) {
             self.refused += 1;
             return Pick::Refused;
         }
@@ -253,7 +248,7 @@ impl Balancer {
     /// belongs to a balanced flow.
     pub fn reply_vip(&mut self, now: Instant, ip: &l3::Ipv4) -> Option<Ipv4Addr> {
         let (sport, dport) = ip.ports?;
-        if !self.serving.contains(&(ip.protocol, ip.src, sport)) {
+        if !self.serving.contains(&ip.src) {
             return None;
         }
         let back = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: true };
@@ -411,7 +406,7 @@ mod tests {
         }
         assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP));
         assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40001))), None, "another flow");
-        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 81, CLIENT, 40000))), None, "not a served port");
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 81, CLIENT, 40000))), None, "from another port");
         assert_eq!(b.counters(), BalanceCounters { balanced: 1, refused: 0, evicted: 0 });
     }
 
@@ -467,6 +462,10 @@ mod tests {
         assert_eq!(b.pick(now, &ip(&udp(CLIENT, VIP, 80))), Pick::Refused, "UDP on a TCP port");
         assert_eq!(b.pick(now, &ip(&tcp(CLIENT, 1, CLIENT, 80))), Pick::NotVip);
         assert_eq!(b.counters().refused, 3);
+        // A VIP that names no port balances every TCP and UDP port.
+        b.set_services(vec![Service::new(VIP, vec![], backends(2))]);
+        assert!(matches!(b.pick(now, &ip(&tcp(CLIENT, 1, VIP, 443))), Pick::To { .. }));
+        assert!(matches!(b.pick(now, &ip(&udp(CLIENT, VIP, 53))), Pick::To { .. }));
     }
 
     #[test]
