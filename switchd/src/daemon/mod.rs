@@ -365,8 +365,12 @@ impl Daemon {
                     if let (Some(ns), Some(ifname)) = (&record.netns, &record.ifname) {
                         match self.system.forget_unresolved_neighbours(ns, ifname) {
                             Ok(0) => {}
-                            Ok(n) => tracing::info!("{} on {}: {n} neighbours to resolve again", record.name, record.network),
-                            Err(e) => tracing::debug!("{} on {}: neighbours not checked: {e}", record.name, record.network),
+                            Ok(n) => {
+                                tracing::info!("{} on {}: {n} neighbours to resolve again", record.name, record.network)
+                            }
+                            Err(e) => {
+                                tracing::debug!("{} on {}: neighbours not checked: {e}", record.name, record.network)
+                            }
                         }
                     }
                 }
