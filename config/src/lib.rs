@@ -326,6 +326,9 @@ pub struct PortConfig {
     /// The services the container is a backend of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Name>,
+    /// The runtime's id of the attachment (see `RawPort::attachment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<String>,
 }
 
 /// How a service's name resolves (Docker's `--endpoint-mode`).

@@ -129,6 +129,9 @@ pub struct RawPort {
     pub dhcp: Option<bool>,
     /// The service the container is a backend of (Docker's `--network-alias`).
     pub service: Option<String>,
+    /// The container runtime's name for this attachment (CNI: container
+    /// id and interface), for its garbage collection (CNI `GC`).
+    pub attachment: Option<String>,
 }
 
 /// `[[service]]`, and `switchctl service create`.

@@ -398,6 +398,12 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         if mac.is_unicast() { Ok(mac) } else { Err(format!("{mac} is not a unicast address")) }
     });
     let services = errors.check(&at.key("service"), raw.service.clone(), |n| Name::new(&n)).into_iter().collect();
+    let attachment = errors.check(&at.key("attachment"), raw.attachment.clone(), |a| {
+        if a.is_empty() || a.len() > MAX_ATTACHMENT_ID || a.chars().any(char::is_control) {
+            return Err(format!("must be 1 to {MAX_ATTACHMENT_ID} printable characters"));
+        }
+        Ok(a)
+    });
     let dhcp = raw.dhcp.unwrap_or(false);
     if dhcp {
         match network {
@@ -422,8 +428,12 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         host_ifname,
         dhcp,
         services,
+        attachment,
     })
 }
+
+/// The longest attachment id (CNI's container ids are 64 hex digits).
+pub const MAX_ATTACHMENT_ID: usize = 300;
 
 /// The most ports a service names.
 pub const MAX_SERVICE_PORTS: usize = 32;

@@ -1,4 +1,4 @@
-//! The CNI plugin (`switchd-cni`, CNI spec 1.0): a container runtime
+//! The CNI plugin (`switchd-cni`, CNI spec 1.1): a container runtime
 //! (podman, containerd, Kubernetes) hands it a network namespace, and it
 //! asks the local switchd to attach it, as `switchctl network connect`
 //! does, then reports the result in CNI's format.
@@ -9,8 +9,19 @@
 //! { "cniVersion": "1.0.0", "name": "front", "type": "switchd-cni",
 //!   "network": "front",                          // default: name
 //!   "socket": "/run/switchd/switchd.sock",       // default
-//!   "ipam": { "type": "host-local", ... } }      // optional: else switchd's IPAM
+//!   "ipam": { "type": "host-local", ... },       // optional: else switchd's IPAM
+//!   "capabilities": { "portMappings": true, "aliases": true } }
 //! ```
+//!
+//! - `ADD` attaches (the attachment named `cni:CONTAINER_ID/IFNAME`),
+//!   joins the service the runtime's `aliases` name first for this
+//!   network, and publishes its `portMappings` (hostPort to
+//!   containerPort, as `switchctl publish` does); `DEL` undoes all of it,
+//!   idempotently.
+//! - `GC` (1.1) detaches this network's attachments that are not among
+//!   `cni.dev/valid-attachments`, with their addresses and published
+//!   ports: what a lost `DEL` leaked. `STATUS` (1.1) says whether switchd
+//!   answers and has the network (code 50 if not).
 //!
 //! Errors go to stdout in CNI's form (`code`, `msg`, `details`), with the
 //! spec's codes: 4 for a bad configuration, 7 for bad environment
@@ -29,12 +40,12 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchd_config::raw::RawPort;
+use switchd_config::raw::{RawPort, RawPublish};
 
-use crate::control::api::{EndpointInfo, NetworkDetail, NetworkInfo, Request};
+use crate::control::api::{EndpointInfo, NetworkDetail, NetworkInfo, PublishInfo, Request};
 use crate::control::client;
 
-pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 const DEFAULT_SOCKET: &str = "/run/switchd/switchd.sock";
 
 /// A CNI error: its code, message and details.
@@ -50,6 +61,8 @@ impl Error {
     pub const INVALID_CONFIG: u32 = 4;
     pub const INVALID_ENV: u32 = 7;
     pub const TRY_AGAIN: u32 = 11;
+    /// STATUS: the plugin cannot serve ADD now.
+    pub const NOT_AVAILABLE: u32 = 50;
     /// switchd refused (its message says why).
     pub const SWITCHD: u32 = 999;
 
@@ -75,6 +88,48 @@ pub struct NetConf {
     pub socket: Option<PathBuf>,
     #[serde(default)]
     pub ipam: Option<Value>,
+    /// What the runtime passes for the capabilities the configuration has.
+    #[serde(default)]
+    pub runtime_config: RuntimeConfig,
+    /// GC: the attachments the runtime still has.
+    #[serde(default, rename = "cni.dev/valid-attachments")]
+    pub valid_attachments: Option<Vec<Attachment>>,
+}
+
+/// The runtime's arguments for the `portMappings` and `aliases` capabilities.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    /// Network name to the container's aliases on it (podman's).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
+}
+
+/// A `portMappings` entry: a host port forwarded to the container's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub host_port: i64,
+    pub container_port: i64,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: Option<String>,
+}
+
+/// A `cni.dev/valid-attachments` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// The id switchd keeps for an attachment, so that `GC` can tell it.
+pub fn attachment_id(container_id: &str, ifname: &str) -> String {
+    format!("cni:{container_id}/{ifname}")
 }
 
 impl NetConf {
@@ -131,14 +186,15 @@ impl Env {
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| Error::new(Error::INVALID_ENV, &format!("{key} is not set"), ""))
         };
-        if command == "VERSION" {
+        // VERSION, GC and STATUS concern no one container.
+        if matches!(command.as_str(), "VERSION" | "GC" | "STATUS") {
             return Ok(Env {
                 command,
                 container_id: String::new(),
                 netns: None,
                 ifname: String::new(),
                 args: BTreeMap::new(),
-                path: String::new(),
+                path: get("CNI_PATH").unwrap_or_default(),
             });
         }
         let args = get("CNI_ARGS")
@@ -176,6 +232,8 @@ pub fn run(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
         "ADD" => add(conf, env, stdin),
         "DEL" => del(conf, env, stdin).map(|()| Value::Null),
         "CHECK" => check(conf, env).map(|()| Value::Null),
+        "GC" => gc(conf, env, stdin).map(|()| Value::Null),
+        "STATUS" => status(conf).map(|()| Value::Null),
         other => Err(Error::new(Error::INVALID_ENV, "unknown CNI_COMMAND", other)),
     }
 }
@@ -254,6 +312,8 @@ fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
         }
         None => None,
     };
+    let aliases =
+        conf.runtime_config.aliases.get(conf.network()).or_else(|| conf.runtime_config.aliases.get(&conf.name));
     let port = RawPort {
         network: Some(conf.network().to_owned()),
         netns: env.netns.clone(),
@@ -261,11 +321,29 @@ fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
         ifname: Some(env.ifname.clone()),
         ip,
         kind: Some("tap".into()),
+        service: aliases.and_then(|a| a.first().cloned()),
+        attachment: Some(attachment_id(&env.container_id, &env.ifname)),
         ..RawPort::default()
     };
     let value = switchd(conf, &Request::NetworkConnect { port })?;
     let endpoint: EndpointInfo = serde_json::from_value(value)
         .map_err(|e| Error::new(Error::SWITCHD, "unexpected reply from switchd", e.to_string()))?;
+    for m in &conf.runtime_config.port_mappings {
+        let publish = RawPublish {
+            network: Some(conf.network().to_owned()),
+            container: Some(endpoint.name.clone()),
+            host_port: Some(m.host_port),
+            port: Some(m.container_port),
+            protocol: m.protocol.clone(),
+            host_ip: m.host_ip.clone().filter(|ip| !ip.is_empty()),
+            ..RawPublish::default()
+        };
+        if let Err(e) = switchd(conf, &Request::PublishAdd { publish }) {
+            // All or nothing: what was done is undone (DEL is idempotent).
+            let _ = del(conf, env, stdin);
+            return Err(e);
+        }
+    }
     // The subnets of the networks it routes to: switchd installed routes to
     // them (on an internal network), and the result lists them.
     let routed: Vec<String> = if detail.network.internal && !detail.network.routes.is_empty() {
@@ -312,6 +390,7 @@ fn result(version: &str, env: &Env, endpoint: &EndpointInfo, detail: &NetworkDet
 /// Detaches; a container that is not attached is not an error (DEL is
 /// idempotent).
 fn del(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), Error> {
+    unpublish(conf, &env.endpoint_name())?;
     let endpoint = env.netns.clone().unwrap_or_else(|| env.endpoint_name());
     let request = Request::NetworkDisconnect { network: conf.network().to_owned(), endpoint };
     match switchd(conf, &request) {
@@ -323,6 +402,40 @@ fn del(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), Error> {
         delegate_ipam(kind, env, stdin)?;
     }
     Ok(())
+}
+
+/// Stops forwarding the host ports published to container `name` on this network.
+fn unpublish(conf: &NetConf, name: &str) -> Result<(), Error> {
+    let ports: Vec<PublishInfo> = match switchd(conf, &Request::PublishLs) {
+        Ok(v) => serde_json::from_value(v).unwrap_or_default(),
+        Err(e) if e.code == Error::TRY_AGAIN => return Err(e),
+        Err(_) => return Ok(()),
+    };
+    for p in ports.iter().filter(|p| p.network == conf.network() && p.container == name) {
+        let request = Request::PublishRm { host_port: p.host_port, protocol: p.protocol.clone() };
+        match switchd(conf, &request) {
+            Ok(_) => {}
+            Err(e) if e.details.starts_with("nothing is published") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// GC: switchd detaches what the runtime no longer lists, then the
+/// delegated IPAM plugin (if any) does its own.
+fn gc(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<(), Error> {
+    let keep = conf.valid_attachments.iter().flatten().map(|a| attachment_id(&a.container_id, &a.ifname)).collect();
+    switchd(conf, &Request::NetworkGc { network: conf.network().to_owned(), keep })?;
+    if let Some(kind) = conf.ipam_type() {
+        delegate_ipam(kind, env, stdin)?;
+    }
+    Ok(())
+}
+
+/// STATUS: ready for ADD when switchd answers and has the network.
+fn status(conf: &NetConf) -> Result<(), Error> {
+    inspect(conf).map(|_| ()).map_err(|e| Error::new(Error::NOT_AVAILABLE, "switchd is not available", e.details))
 }
 
 /// The endpoint exists and the interface inside has its address.
@@ -386,8 +499,8 @@ mod tests {
         );
         let version = run(&conf, &env(&[("CNI_COMMAND", "VERSION")]).unwrap(), b"").unwrap();
         assert_eq!(version["supportedVersions"][3], "1.0.0");
-        let gc = Env { command: "GC".into(), ..ok };
-        let e = run(&conf, &gc, b"").unwrap_err();
+        let unknown = Env { command: "SHOUT".into(), ..ok };
+        let e = run(&conf, &unknown, b"").unwrap_err();
         assert_eq!((e.code, e.msg.as_str()), (Error::INVALID_ENV, "unknown CNI_COMMAND"));
     }
 
@@ -423,5 +536,24 @@ mod tests {
         assert_eq!((e.code, e.details.as_str()), (Error::INVALID_CONFIG, "ipam.type is not a string"));
         let ok = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"front","ipam":{"type":"host-local"}}"#).unwrap();
         assert_eq!(ok.ipam_type(), Some("host-local"));
+    }
+
+    #[test]
+    fn gc_and_status_need_no_container_and_read_their_configuration() {
+        let gc = env(&[("CNI_COMMAND", "GC"), ("CNI_PATH", "/usr/lib/cni")]).unwrap();
+        assert_eq!((gc.container_id.as_str(), gc.path.as_str()), ("", "/usr/lib/cni"));
+        assert!(env(&[("CNI_COMMAND", "STATUS")]).is_ok());
+        let conf = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"front","type":"switchd-cni",
+                "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":""}],
+                                 "aliases":{"front":["web","www"]}},
+                "cni.dev/valid-attachments":[{"containerID":"abc","ifname":"eth0"}]}"#,
+        )
+        .unwrap();
+        let m = &conf.runtime_config.port_mappings[0];
+        assert_eq!((m.host_port, m.container_port, m.protocol.as_deref()), (8080, 80, Some("tcp")));
+        assert_eq!(conf.runtime_config.aliases["front"], ["web", "www"]);
+        let valid = conf.valid_attachments.unwrap();
+        assert_eq!(attachment_id(&valid[0].container_id, &valid[0].ifname), "cni:abc/eth0");
     }
 }

@@ -135,3 +135,68 @@ fn bad_cni_input_gets_cnis_error_form_and_changes_nothing() {
     assert!(!lease.exists(), "DEL released it in host-local too");
     assert!(sd.json(&["network", "inspect", "front"])["endpoints"].as_array().unwrap().is_empty());
 }
+
+/// CNI 1.1 and the capabilities: ADD with `portMappings` publishes the
+/// port and with `aliases` joins the service; `GC` detaches what the
+/// runtime no longer lists (its address back to IPAM, its port
+/// unpublished) and keeps the rest; `STATUS` says whether switchd is there.
+#[test]
+fn cni_port_mappings_aliases_gc_and_status() {
+    let net = "\n[[network]]\nname = \"front\"\nvni = 963\nsubnet = \"10.96.3.0/24\"\ninternal = true\n";
+    let sd = switchd_e2e::Switchd::start("", net);
+    let socket = sd.socket();
+    let socket = socket.to_str().unwrap();
+    let (kept, leaked) = (Netns::new("kept"), Netns::new("leaked"));
+    let conf = |extra: &str| {
+        format!(r#"{{"cniVersion":"1.1.0","name":"front","type":"switchd-cni","socket":"{socket}"{extra}}}"#)
+    };
+    let add = |ns: &Netns, id: &str, extra: &str| {
+        let netns = format!("/run/netns/{}", ns.name);
+        let env = [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", id), ("CNI_NETNS", &netns), ("CNI_IFNAME", "eth0")];
+        let (ok, result) = cni(&env, &conf(extra));
+        assert!(ok, "ADD {id}: {result}");
+        result
+    };
+    let mapping = r#","runtimeConfig":{"portMappings":[{"hostPort":18080,"containerPort":80,"protocol":"tcp"}],"aliases":{"front":["web"]}}"#;
+    add(&kept, "0123456789abcdef", mapping);
+    let leaked_ip = add(&leaked, "fedcba9876543210", "")["ips"][0]["address"].as_str().unwrap().to_owned();
+    let ports = sd.json(&["ports"]);
+    assert_eq!(ports[0]["host_port"], 18080, "portMappings published: {ports}");
+    assert_eq!(ports[0]["container"], "0123456789ab");
+    let web = sd.json(&["service", "inspect", "web"]);
+    assert_eq!(web["backends"][0]["name"], "0123456789ab", "aliases joined the service: {web}");
+    assert_eq!(web["origin"], "alias");
+
+    let (ok, status) = cni(&[("CNI_COMMAND", "STATUS")], &conf(""));
+    assert!(ok && status.is_null(), "STATUS with switchd up: {status}");
+    let gone = r#"{"cniVersion":"1.1.0","name":"front","type":"switchd-cni","socket":"/nonexistent.sock"}"#;
+    let (ok, status) = cni(&[("CNI_COMMAND", "STATUS")], gone);
+    assert!(!ok && status["code"] == 50, "STATUS without switchd: {status}");
+
+    // The runtime still has the first; the second leaked.
+    let valid = r#","cni.dev/valid-attachments":[{"containerID":"0123456789abcdef","ifname":"eth0"}]"#;
+    let (ok, out) = cni(&[("CNI_COMMAND", "GC")], &conf(valid));
+    assert!(ok, "GC: {out}");
+    let names: Vec<String> = sd.json(&["network", "inspect", "front"])["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["0123456789ab"], "GC kept the listed one and removed the other");
+    assert!(!leaked.has_link("eth0"), "the leaked interface is gone");
+    assert_eq!(sd.json(&["ports"]).as_array().unwrap().len(), 1, "the kept one's port stays");
+    // Its address is free again: a new attachment asking for it gets it.
+    let again = Netns::new("again");
+    sd.connect("front", &again, &["--ip", leaked_ip.split('/').next().unwrap()]);
+    // DEL of the kept one unpublishes its port.
+    let netns = format!("/run/netns/{}", kept.name);
+    let del = [
+        ("CNI_COMMAND", "DEL"),
+        ("CNI_CONTAINERID", "0123456789abcdef"),
+        ("CNI_NETNS", &netns),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    assert!(cni(&del, &conf(mapping)).0);
+    assert!(sd.json(&["ports"]).as_array().unwrap().is_empty(), "DEL unpublished the mapping");
+}

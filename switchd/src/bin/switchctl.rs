@@ -395,6 +395,7 @@ impl ConnectArgs {
             host_ifname: self.host_ifname.clone(),
             dhcp: Some(self.dhcp),
             service: self.service.clone(),
+            attachment: None,
         }
     }
 }

@@ -31,6 +31,13 @@ pub enum Request {
         network: String,
         endpoint: String,
     },
+    /// Detaches the endpoints of `network` on this host that a container
+    /// runtime attached (they have an attachment id) and that are not in
+    /// `keep`: CNI's `GC`.
+    NetworkGc {
+        network: String,
+        keep: Vec<String>,
+    },
     Trace {
         trace: TraceRequest,
     },

@@ -316,6 +316,7 @@ impl Daemon {
             dhcp: false,
             docker_endpoint: Some(j.endpoint_id.clone()),
             services: Vec::new(),
+            attachment: None,
         };
         let device = Device::Host { ifname: ifname.clone() };
         self.begin(Op::Connect, &record, Some(device.clone()))?;

@@ -210,6 +210,7 @@ impl Daemon {
             dhcp: port.dhcp,
             docker_endpoint: None,
             services: port.services.clone(),
+            attachment: port.attachment.clone(),
         };
         self.endpoints.check_new(&record, netns_id, port.mac)?;
         let taken = self.taken_addresses(&net);
@@ -289,6 +290,39 @@ impl Daemon {
             )?;
         self.detach(&endpoint.record, endpoint.port)?;
         Ok(endpoint.info(self.host.name.as_str()))
+    }
+
+    /// CNI's `GC`: detaches the endpoints of `network` a runtime attached
+    /// (with an attachment id) that it no longer lists in `keep`, their
+    /// addresses and published ports with them. The runtime's cure for
+    /// attachments a failed `DEL` leaked.
+    pub(super) fn network_gc(&mut self, network: &str, keep: &[String]) -> OpResult<Vec<EndpointInfo>> {
+        self.networks.get(network)?;
+        let stale: Vec<Name> = self
+            .endpoints
+            .on(network)
+            .filter(|e| e.record.attachment.as_ref().is_some_and(|a| !keep.contains(a)))
+            .map(|e| e.record.name.clone())
+            .collect();
+        let mut gone = Vec::new();
+        for name in stale {
+            let published: Vec<(u16, &'static str)> = self
+                .layer3
+                .published
+                .iter()
+                .filter(|p| p.config.network.as_str() == network && p.config.container == name)
+                .map(|p| (p.config.host_port, p.config.protocol.as_str()))
+                .collect();
+            for (host_port, protocol) in published {
+                if let Err(e) = self.publish_rm(host_port, protocol) {
+                    tracing::warn!("GC of {name} on {network}: port {host_port}/{protocol} stays: {e}");
+                }
+            }
+            let info = self.disconnect(network, name.as_str())?;
+            tracing::info!("GC: {name} on {network} is no longer the runtime's, detached");
+            gone.push(info);
+        }
+        Ok(gone)
     }
 
     /// Unswitches a port taken out of `endpoints`, and deletes the device

@@ -516,6 +516,7 @@ impl Daemon {
             Request::RouteRm { route } => answer(self.route_rm(route)),
             Request::PublishAdd { publish } => answer(self.publish_add(publish)),
             Request::PublishRm { host_port, protocol } => answer(self.publish_rm(*host_port, protocol)),
+            Request::NetworkGc { network, keep } => self.network_gc(network, keep).and_then(value),
             Request::ServiceCreate { service } => self.service_create(service).and_then(value),
             Request::ServiceRm { name, network } => self.service_rm(name, network.as_deref()).and_then(value),
             Request::Reload => self.reload().and_then(value),
@@ -581,5 +582,6 @@ fn raw_from_port(port: &PortConfig) -> RawPort {
         host_ifname: port.host_ifname.as_ref().map(|n| n.to_string()),
         dhcp: Some(port.dhcp),
         service: port.services.first().map(|s| s.to_string()),
+        attachment: port.attachment.clone(),
     }
 }

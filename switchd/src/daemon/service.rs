@@ -505,11 +505,20 @@ impl Daemon {
         out
     }
 
-    /// `service inspect`.
+    /// `service inspect`: a defined service, or else a name joined
+    /// without a definition (an alias).
     pub fn service_inspect(&self, name: &str, network: Option<&str>) -> OpResult<ServiceInfo> {
-        let key = self.find_service(name, network)?;
-        let k = &self.services.known[&key];
-        Ok(self.service_info(k, k.config.as_ref().expect("live")))
+        match self.find_service(name, network) {
+            Ok(key) => {
+                let k = &self.services.known[&key];
+                Ok(self.service_info(k, k.config.as_ref().expect("live")))
+            }
+            Err(e) => self
+                .service_ls()
+                .into_iter()
+                .find(|s| s.origin == "alias" && s.name == name && network.is_none_or(|n| s.network == n))
+                .ok_or(e),
+        }
     }
 
     /// The health checks due now, each scheduled again one interval later.

@@ -74,6 +74,9 @@ pub struct EndpointRecord {
     /// The services it is a backend of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Name>,
+    /// The container runtime's id of the attachment (CNI), for its `GC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<String>,
 }
 
 /// An interface an operation creates or deletes.
@@ -316,6 +319,7 @@ mod tests {
                 dhcp: true,
                 docker_endpoint: None,
                 services: vec![Name::new("web").unwrap()],
+                attachment: Some("cni:0123456789abcdef/eth0".into()),
             }],
             routes: vec![RouteConfig::new(Name::new("b").unwrap(), Name::new("a").unwrap())],
             published: vec![],
@@ -392,6 +396,7 @@ mod tests {
                 dhcp: false,
                 docker_endpoint: None,
                 services: Vec::new(),
+                attachment: None,
             },
         };
         let at = keep_orphans(&dir, &[record("a")]).unwrap();
