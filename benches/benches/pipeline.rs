@@ -119,6 +119,42 @@ fn pipeline(c: &mut Criterion) {
         });
     }
 
+    // The guarded unicast above, its destination isolated by a policy of
+    // 1,000 rules (the one that admits it last): once the flow's verdict
+    // is cached, what policy adds to the decision.
+    {
+        use switchd::switch::policy::{Rule, Sources};
+        let mut sw = Switch::new(SwitchConfig::default());
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+        let gateway =
+            Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
+        sw.set_gateway(net, Some(gateway));
+        let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
+        sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
+        let rules: Vec<Rule> = (0..1000u32)
+            .map(|i| {
+                let src = if i == 999 { [10, 1, 0, 2].into() } else { std::net::Ipv4Addr::from(0x0a64_0000 + i) };
+                Rule { from: Sources { addresses: [src].into(), ..Sources::default() }, ports: vec![] }
+            })
+            .collect();
+        sw.set_policy(rules, [([10, 1, 0, 3].into(), (0..1000).collect())].into());
+        decide(&mut sw, &mut plan, now, p2, &build_plain(mac(1), mac(2), 0x0800, 46));
+        let mut frame = vec![0u8; 10];
+        etherparse::PacketBuilder::ethernet2(mac(1).0, mac(2).0)
+            .ipv4([10, 1, 0, 2], [10, 1, 0, 3], 64)
+            .tcp(40000, 5201, 1, 65535)
+            .write(&mut frame, &[0; 1400])
+            .unwrap();
+        assert_eq!(decide(&mut sw, &mut plan, now, p1, &frame), Action::Deliver(p2), "the last rule admits it");
+        group.bench_function("policy_1000_rules_cached", |b| {
+            b.iter(|| {
+                let action = decide(&mut sw, &mut plan, now, p1, black_box(&frame));
+                debug_assert_eq!(action, Action::Deliver(p2));
+                action
+            })
+        });
+    }
+
     // A broadcast on a network of 8 ports: decision plus target list.
     {
         let mut sw = Switch::new(SwitchConfig::default());

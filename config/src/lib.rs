@@ -43,6 +43,73 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     pub publish: Vec<PublishConfig>,
     pub services: Vec<ServiceConfig>,
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// What a policy's `select` and `from` name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selector {
+    /// Every endpoint (`*`).
+    All,
+    /// The backends of a service.
+    Service(Name),
+    /// Endpoints whose name matches: `*` for any run of characters.
+    Name(String),
+    /// Addresses in a block (for `from`: also what is not an endpoint).
+    Cidr(ipnet::IpNet),
+    /// `from` only: every address of a network.
+    Network(Name),
+}
+
+impl Selector {
+    /// Whether `name` matches the pattern of a `Name` selector.
+    pub fn name_matches(pattern: &str, name: &str) -> bool {
+        let parts: Vec<&str> = pattern.split('*').collect();
+        let (first, last) = (parts[0], parts[parts.len() - 1]);
+        if parts.len() == 1 {
+            return pattern.eq_ignore_ascii_case(name);
+        }
+        let (name_l, first_l, last_l) =
+            (name.to_ascii_lowercase(), first.to_ascii_lowercase(), last.to_ascii_lowercase());
+        if !name_l.starts_with(&first_l) || !name_l[first_l.len()..].ends_with(&last_l) {
+            return false;
+        }
+        let mut rest = &name_l[first_l.len()..name_l.len() - last_l.len()];
+        for middle in &parts[1..parts.len() - 1] {
+            let m = middle.to_ascii_lowercase();
+            match rest.find(&m) {
+                Some(at) => rest = &rest[at + m.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::All => f.write_str("*"),
+            Selector::Service(s) => write!(f, "service={s}"),
+            Selector::Name(p) => write!(f, "name={p}"),
+            Selector::Cidr(c) => write!(f, "cidr={c}"),
+            Selector::Network(n) => write!(f, "network={n}"),
+        }
+    }
+}
+
+/// `[[policy]]`: the endpoints `select` names on `network` are isolated:
+/// they accept only what some policy's rule allows (from `from`, to
+/// `ports`), and the replies of their own connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyConfig {
+    pub name: Name,
+    pub network: Name,
+    pub select: Selector,
+    pub from: Vec<Selector>,
+    /// None: every port.
+    pub ports: Vec<ServicePort>,
 }
 
 /// `[host]`: this machine's switchd.

@@ -26,6 +26,21 @@ pub struct RawFile {
     pub port: Vec<RawPort>,
     pub publish: Vec<RawPublish>,
     pub service: Vec<RawService>,
+    pub policy: Vec<RawPolicy>,
+}
+
+/// `[[policy]]`: one rule of network policy.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RawPolicy {
+    pub name: Option<String>,
+    pub network: Option<String>,
+    /// The endpoints it isolates: "service=NAME", "name=PATTERN", "cidr=CIDR" or "*".
+    pub select: Option<String>,
+    /// Who may connect to them: the same, or "network=NAME".
+    pub from: Option<Vec<String>>,
+    /// To which ports ("5432/tcp"); none: every port.
+    pub ports: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

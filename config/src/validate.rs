@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use crate::error::{FieldError, KeyPath};
 use crate::raw::{
-    RawDocker, RawFile, RawGossip, RawHost, RawMetrics, RawNetwork, RawPeer, RawPort, RawPublish, RawRoute, RawService,
+    RawDocker, RawFile, RawGossip, RawHost, RawMetrics, RawNetwork, RawPeer, RawPolicy, RawPort, RawPublish, RawRoute,
+    RawService,
 };
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni, shown};
 use crate::{
     Cipher, Config, DockerConfig, Encryption, GossipConfig, HealthCheck, HostConfig, KeySource, MetricsConfig,
-    MetricsListen, NetworkConfig, PeerConfig, PortConfig, PortKind, Probe, Protocol, PublishConfig, RouteConfig,
-    ServiceConfig, ServiceMode, ServicePort,
+    MetricsListen, NetworkConfig, PeerConfig, PolicyConfig, PortConfig, PortKind, Probe, Protocol, PublishConfig,
+    RouteConfig, Selector, ServiceConfig, ServiceMode, ServicePort,
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
@@ -451,6 +452,82 @@ pub fn service(raw: &RawService, networks: &[NetworkConfig], at: &KeyPath) -> Re
     }
 }
 
+/// The most sources one policy names.
+pub const MAX_POLICY_SOURCES: usize = 64;
+
+/// "*", "service=NAME", "name=PATTERN", "cidr=CIDR", or (if `network_ok`) "network=NAME".
+fn selector(s: &str, network_ok: bool) -> Result<Selector, String> {
+    if s == "*" {
+        return Ok(Selector::All);
+    }
+    let Some((kind, value)) = s.split_once('=') else {
+        return Err(format!(
+            "{} is not a selector; use \"*\", \"service=NAME\", \"name=PATTERN\" or \"cidr=CIDR\"",
+            shown(s)
+        ));
+    };
+    match kind {
+        "service" => Name::new(value).map(Selector::Service),
+        "name"
+            if !value.is_empty()
+                && value.len() <= 64
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-*".contains(&b)) =>
+        {
+            Ok(Selector::Name(value.to_owned()))
+        }
+        "name" => Err(format!("{} is not a name pattern (letters, digits, _ . - and *)", shown(value))),
+        "cidr" => value.parse().map(Selector::Cidr).map_err(|_| format!("{} is not a CIDR block", shown(value))),
+        "network" if network_ok => Name::new(value).map(Selector::Network),
+        other => Err(format!("{} is not a selector kind here", shown(other))),
+    }
+}
+
+/// Checks one `[[policy]]` (also `switchctl policy add`).
+pub fn policy(raw: &RawPolicy, networks: &[NetworkConfig], at: &KeyPath) -> Result<PolicyConfig, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let policy = policy_into(raw, networks, at, &mut errors);
+    match policy {
+        Some(p) if errors.0.is_empty() => Ok(p),
+        _ => Err(errors.0),
+    }
+}
+
+fn policy_into(raw: &RawPolicy, networks: &[NetworkConfig], at: &KeyPath, errors: &mut Errors) -> Option<PolicyConfig> {
+    let name = errors.required(&at.key("name"), raw.name.clone());
+    let name = errors.check(&at.key("name"), name, |n| Name::new(&n));
+    let network = errors.required(&at.key("network"), raw.network.clone());
+    let network = network.and_then(|n| {
+        let found = networks.iter().find(|net| net.name.as_str() == n);
+        if found.is_none() {
+            errors.push(at.key("network"), format!("no network named {}", shown(&n)));
+        }
+        found
+    });
+    let select = errors.required(&at.key("select"), raw.select.clone());
+    let select = errors.check(&at.key("select"), select, |s| selector(&s, false));
+    let raw_from = raw.from.clone().unwrap_or_default();
+    if raw_from.len() > MAX_POLICY_SOURCES {
+        errors.push(at.key("from"), format!("names {} sources; at most {MAX_POLICY_SOURCES}", raw_from.len()));
+    }
+    let from: Vec<Selector> = raw_from
+        .iter()
+        .enumerate()
+        .take(MAX_POLICY_SOURCES)
+        .filter_map(|(i, s)| errors.check(&at.key("from").index(i), Some(s.as_str()), |s| selector(s, true)))
+        .collect();
+    let raw_ports = raw.ports.clone().unwrap_or_default();
+    if raw_ports.len() > MAX_SERVICE_PORTS {
+        errors.push(at.key("ports"), format!("names {} ports; at most {MAX_SERVICE_PORTS}", raw_ports.len()));
+    }
+    let ports: Vec<ServicePort> = raw_ports
+        .iter()
+        .enumerate()
+        .take(MAX_SERVICE_PORTS)
+        .filter_map(|(i, p)| errors.check(&at.key("ports").index(i), Some(p.as_str()), service_port))
+        .collect();
+    Some(PolicyConfig { name: name?, network: network?.name.clone(), select: select?, from, ports })
+}
+
 /// "80/tcp", "53/udp", or "8080" (TCP).
 fn service_port(s: &str) -> Result<ServicePort, String> {
     let (port, protocol) = s.split_once('/').unwrap_or((s, "tcp"));
@@ -853,6 +930,16 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
         services.push(s);
     }
 
+    let mut policies: Vec<PolicyConfig> = Vec::new();
+    for (i, raw_policy) in raw.policy.iter().enumerate() {
+        let at = KeyPath::root().key("policy").index(i);
+        let Some(p) = policy_into(raw_policy, &networks, &at, &mut errors) else { continue };
+        if let Some(first) = policies.iter().position(|q| q.name == p.name) {
+            errors.push(at.key("name"), format!("{:?} is already policy[{first}]", p.name.as_str()));
+        }
+        policies.push(p);
+    }
+
     if errors.0.is_empty() {
         Ok(Config {
             host,
@@ -866,6 +953,7 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
             ports,
             publish,
             services,
+            policies,
         })
     } else {
         Err(errors.0)

@@ -138,6 +138,13 @@ pub fn render(s: &Snapshot) -> String {
         &net,
     );
     let routed = f.counter("switchd_network_routed_total", "Frames routed out of a network into another.", &net);
+    let balanced =
+        f.counter("switchd_network_balanced_total", "New connections to a service VIP given a backend.", &net);
+    let refused = f.counter(
+        "switchd_network_balance_refused_total",
+        "Connections to a service VIP refused: no healthy backend, or a port it does not serve.",
+        &net,
+    );
     let net_drops =
         f.counter("switchd_network_drops_total", "Frames dropped in a network, by reason.", &["network", "reason"]);
     for n in &s.stats.networks {
@@ -151,10 +158,20 @@ pub fn render(s: &Snapshot) -> String {
         fdb.with_label_values(&l).set(n.fdb_entries as i64);
         answers.with_label_values(&l).inc_by(n.neighbor_answers);
         routed.with_label_values(&l).inc_by(n.routed);
+        balanced.with_label_values(&l).inc_by(n.balanced);
+        refused.with_label_values(&l).inc_by(n.balance_refused);
         for (reason, count) in &n.drops {
             net_drops.with_label_values(&[l[0], reason]).inc_by(*count);
         }
     }
+
+    let none: &[&str] = &[];
+    f.counter("switchd_policy_allowed_total", "New flows to isolated endpoints that a policy's rule allowed.", none)
+        .with_label_values(none)
+        .inc_by(s.stats.policy.allowed);
+    f.counter("switchd_policy_denied_total", "Frames to isolated endpoints that no policy allowed.", none)
+        .with_label_values(none)
+        .inc_by(s.stats.policy.denied);
 
     let vtep = ["vtep", "host"];
     let vtep_rx = f.counter("switchd_vtep_rx_datagrams_total", "VXLAN datagrams from another host's VTEP.", &vtep);
@@ -462,6 +479,7 @@ mod tests {
                 workers: vec![worker],
                 conversations: Vec::new(),
                 conversations_replaced: 0,
+                policy: Default::default(),
             },
             peers: Vec::new(),
             ipam: vec![IpamUse { network: "front".into(), used: 2, free: 251 }],

@@ -254,6 +254,9 @@ pub struct Stats {
     /// Conversations replaced in that table for want of room.
     #[serde(default)]
     pub conversations_replaced: u64,
+    /// Network policy: new flows allowed, frames denied, table evictions.
+    #[serde(default)]
+    pub policy: crate::switch::policy::PolicyCounters,
 }
 
 /// Two endpoints (by name where known, else MAC) and what they moved

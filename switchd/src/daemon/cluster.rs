@@ -234,6 +234,7 @@ impl Daemon {
         self.note_other_ciphers();
         self.sync_vteps();
         self.program_services();
+        self.program_policy();
         self.reprogram();
         self.program_gateways();
         self.push_keys();

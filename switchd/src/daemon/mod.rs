@@ -35,6 +35,7 @@ mod gateway;
 pub mod ipam;
 mod keys;
 mod networks;
+mod policy;
 mod reload;
 mod reports;
 pub mod service;
@@ -145,6 +146,8 @@ pub struct Daemon {
     docker: DockerState,
     layer3: Layer3,
     services: service::ServiceState,
+    /// host.toml's `[[policy]]` rules, in order (the data path numbers them so).
+    policies: Vec<switchd_config::PolicyConfig>,
     /// The operation under way on the system, saved before its first
     /// system call (the journal: see `state`).
     pending: Vec<Intent>,
@@ -217,6 +220,7 @@ impl Daemon {
             docker: DockerState::new(saved.docker_networks),
             layer3: Layer3 { routes, published: Vec::new(), targets: Default::default() },
             services: service::ServiceState::default(),
+            policies: config.policies.clone(),
             pending: Vec::new(),
             session,
             started: Instant::now(),
@@ -444,6 +448,7 @@ impl Daemon {
         self.save();
         self.publish_state();
         self.program_services();
+        self.program_policy();
         self.reprogram();
         self.program_gateways();
         self.push_keys();

@@ -276,6 +276,7 @@ impl Daemon {
             workers,
             conversations,
             conversations_replaced,
+            policy: self.dataplane.policy_counters(),
         }
     }
 

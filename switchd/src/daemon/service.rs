@@ -257,6 +257,7 @@ impl Daemon {
     /// path, ARP, DNS and the cluster hear of it.
     pub(super) fn services_changed(&mut self) {
         self.program_services();
+        self.program_policy();
         self.reprogram();
         self.program_gateways();
         self.publish_state();

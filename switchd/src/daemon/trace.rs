@@ -144,6 +144,7 @@ impl Daemon {
             },
         );
         switch.handle_frame(now, from.port, &frame, &mut plan);
+        self.policy_step(&switch, &frame[switchd_wire::vnet::HEADER_LEN..], &plan, &mut step);
         let (delivered, outcome) = self.decided(&plan, &mut step);
         Ok(verdict(steps, delivered, outcome))
     }
@@ -401,6 +402,40 @@ impl Daemon {
                 Some((None, ip)) => format!("VTEP {ip}"),
                 None => "a VTEP".into(),
             },
+        }
+    }
+
+    /// What network policy says of a frame the switch sends on: the rule
+    /// that allows it, or that no rule does.
+    fn policy_step(
+        &self,
+        switch: &crate::switch::Switch,
+        eth: &[u8],
+        plan: &Plan,
+        step: &mut impl FnMut(&str, String),
+    ) {
+        use crate::switch::policy::Verdict;
+        if plan.action == Action::Drop(DropReason::PolicyDenied) {
+            step("policy", "the destination is isolated by a policy, and no policy's rule allows this".into());
+            return;
+        }
+        match switch.policy_verdict(eth, plan.action) {
+            Some(Verdict::Allowed(n)) => {
+                let p = self.policy_named(n);
+                let name = p.map_or_else(|| format!("#{n}"), |p| p.name.to_string());
+                let rule = p.map(|p| {
+                    let from: Vec<String> = p.from.iter().map(|s| s.to_string()).collect();
+                    let ports: Vec<String> = p.ports.iter().map(|p| p.to_string()).collect();
+                    format!(
+                        " (from {} to {})",
+                        from.join(","),
+                        if ports.is_empty() { "every port".into() } else { ports.join(",") }
+                    )
+                });
+                step("policy", format!("allowed by policy {name}{}", rule.unwrap_or_default()));
+            }
+            Some(Verdict::Reply) => step("policy", "a reply in a connection the destination opened".into()),
+            Some(Verdict::Open | Verdict::Denied) | None => {}
         }
     }
 

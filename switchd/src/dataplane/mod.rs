@@ -834,6 +834,17 @@ impl Dataplane {
         })
     }
 
+    /// Network policy's counters, summed over the workers.
+    pub fn policy_counters(&self) -> crate::switch::policy::PolicyCounters {
+        self.each(|f| f.switch.policy_counters()).fold(Default::default(), |sum, c| {
+            crate::switch::policy::PolicyCounters {
+                allowed: sum.allowed + c.allowed,
+                denied: sum.denied + c.denied,
+                evicted: sum.evicted + c.evicted,
+            }
+        })
+    }
+
     /// A network's counters, summed over the workers (its table's size:
     /// the largest replica's).
     pub fn network_counters(&self, id: NetworkId) -> Option<NetworkCounters> {

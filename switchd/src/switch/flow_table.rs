@@ -73,6 +73,15 @@ impl<K: Hash + Eq + Copy, V: Copy> FlowTable<K, V> {
         Some(slot.value)
     }
 
+    /// The value of a flow, without marking it used (for a look that is
+    /// not traffic: `trace`). Without a clock, an idle one counts too.
+    pub fn get_unmarked(&self, key: &K) -> Option<V> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.slots[self.bucket(key)].iter().flatten().find(|s| s.key == *key).map(|s| s.value)
+    }
+
     /// Sets the flow's value (a new flow, or a new value for a known one),
     /// used at `now`.
     pub fn insert(&mut self, key: K, value: V, now: Instant) {

@@ -42,6 +42,7 @@ pub mod l3;
 pub mod maglev;
 pub mod neighbor;
 mod plan;
+pub mod policy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -240,6 +241,9 @@ drop_reasons! {
     /// To a service's VIP, on a port it does not serve, or while it has no
     /// healthy backend (TCP reset, or ICMP port unreachable).
     NoBackend = "no_backend",
+    /// To an endpoint a policy isolates, and no rule of any policy allows
+    /// it (nor is it a reply in a connection the endpoint opened).
+    PolicyDenied = "policy_denied",
     /// The destination refused the write (an I/O error, logged); counted
     /// by the data plane on the egress port or VTEP.
     TxError = "tx_error",
@@ -361,6 +365,8 @@ struct Port {
     /// MACs in the network's table that point here.
     learned: u32,
     rx: Counters,
+    /// Its last flow policy allowed ([`policy::Memo`]).
+    memo: policy::Memo,
 }
 
 /// What a remote VTEP is, as far as what it may be sent goes.
@@ -492,6 +498,8 @@ pub struct Learning {
 pub enum News {
     Learned(Learning),
     Balanced(NetworkId, balance::Balanced),
+    /// A connection an isolated endpoint opened: its replies pass.
+    Opened(policy::Flow, Instant),
 }
 
 #[derive(Debug, Clone)]
@@ -508,6 +516,8 @@ pub struct Switch {
     vtep_by_ip: HashMap<IpAddr, VtepId>,
     /// Datagrams from unknown sources, which have no VTEP to count them.
     underlay: Counters,
+    /// Network policy: isolated endpoints, rules, and the flows judged.
+    policing: policy::Policing,
 }
 
 impl Switch {
@@ -522,6 +532,7 @@ impl Switch {
             vteps: SlotMap::with_key(),
             vtep_by_ip: HashMap::new(),
             underlay: Counters::default(),
+            policing: policy::Policing::default(),
         }
     }
 
@@ -552,6 +563,10 @@ impl Switch {
                 if let Some(net) = self.networks.get_mut(*network) {
                     net.balancer.remember(balanced);
                 }
+                return;
+            }
+            News::Opened(flow, at) => {
+                self.policing.remember(*at, *flow);
                 return;
             }
         };
@@ -619,7 +634,14 @@ impl Switch {
     /// Adds a port to a network. `None` if the network does not exist.
     pub fn add_port(&mut self, network: NetworkId) -> Option<PortId> {
         let mtu = self.networks.get(network)?.mtu;
-        let id = self.ports.insert(Port { network, mtu, guard: PortGuard::Open, learned: 0, rx: Counters::default() });
+        let id = self.ports.insert(Port {
+            network,
+            mtu,
+            guard: PortGuard::Open,
+            learned: 0,
+            rx: Counters::default(),
+            memo: policy::Memo::default(),
+        });
         self.networks[network].ports.push(id);
         Some(id)
     }
@@ -782,7 +804,84 @@ impl Switch {
             return port.rx.drop(DropReason::Oversize);
         }
         let network = port.network;
-        self.switch(now, network, Location::Port(ingress), frame.ethernet())
+        let action = self.switch(now, network, Location::Port(ingress), frame.ethernet());
+        if !self.policing.is_active() {
+            return action;
+        }
+        let eth_frame = frame.ethernet();
+        let eth = eth_frame.as_bytes();
+        let straight = matches!(action, Action::Deliver(_) | Action::Encap { .. } | Action::Route { .. });
+        let key = policy::flow_bytes(eth).filter(|_| straight);
+        let generation = self.policing.generation;
+        if let (Some(key), Some(port)) = (&key, self.ports.get(ingress))
+            && port.memo.hit(key, generation, now)
+        {
+            return action;
+        }
+        let judged = self.police(now, ingress, eth, action);
+        if let (Some(key), true, Some(port)) = (key, judged == action, self.ports.get_mut(ingress)) {
+            port.memo.set(key, generation, now);
+        }
+        judged
+    }
+
+    /// Judges a frame from local port `ingress` that the switch would send
+    /// on to an endpoint, under network policy: dropped as `policy_denied`
+    /// if its destination is isolated and nothing allows it. A connection
+    /// an isolated sender opens is remembered, for its replies. Frames that
+    /// are not IPv4 unicast (ARP, DHCP, broadcasts) are not judged.
+    fn police(&mut self, now: Instant, ingress: PortId, eth: &[u8], action: Action) -> Action {
+        let Some(ip) = self.judged(eth, action) else { return action };
+        if self.policing.is_isolated(ip.src) {
+            let flow = policy::Flow::of(&ip);
+            if self.policing.remember(now, flow) && self.replicated {
+                self.news.push(News::Opened(flow, now));
+            }
+        }
+        match self.policing.judge(now, &ip) {
+            policy::Verdict::Denied => match self.ports.get_mut(ingress) {
+                Some(port) => port.rx.drop(DropReason::PolicyDenied),
+                None => Action::Drop(DropReason::PolicyDenied),
+            },
+            _ => action,
+        }
+    }
+
+    /// The IPv4 header policy judges a frame by, for an action that sends
+    /// it on: its destination the backend's for a balanced one.
+    fn judged(&self, eth: &[u8], action: Action) -> Option<l3::Ipv4> {
+        let backend = match action {
+            Action::Deliver(_) | Action::Encap { .. } | Action::Flood { .. } | Action::Route { .. } => None,
+            Action::Nat { rewrite, .. } => match rewrite.addr {
+                balance::NatAddr::Dst(backend) => Some(backend),
+                balance::NatAddr::Src(_) => None,
+            },
+            Action::Answer { .. } | Action::Local { .. } | Action::Reject { .. } | Action::Drop(_) => return None,
+        };
+        let mut ip = l3::ipv4(eth)?;
+        if ip.dst.is_broadcast() || ip.dst.is_multicast() || ip.later_fragment {
+            return None;
+        }
+        if let Some(backend) = backend {
+            ip.dst = backend;
+        }
+        Some(ip)
+    }
+
+    /// What policy says of a frame from a local port the switch would
+    /// send on so (for `trace`): nothing is cached, counted or remembered.
+    pub fn policy_verdict(&self, eth: &[u8], action: Action) -> Option<policy::Verdict> {
+        let ip = self.judged(eth, action)?;
+        Some(self.policing.explain(&ip))
+    }
+
+    /// Makes `rules` and `isolated` the policy ([`policy::Policing::set`]).
+    pub fn set_policy(&mut self, rules: Vec<policy::Rule>, isolated: HashMap<Ipv4Addr, Vec<u32>>) {
+        self.policing.set(rules, isolated);
+    }
+
+    pub fn policy_counters(&self) -> policy::PolicyCounters {
+        self.policing.counters()
     }
 
     /// Decides what to do with one VXLAN datagram (the UDP payload) from
@@ -913,6 +1012,16 @@ impl Switch {
         // plane writes it as a GSO frame); nothing else is.
         if !inner.fits_mtu(net.mtu) && (arrival.sealed || !gro::is_tcp_segment(frame)) {
             return vtep.rx.drop(DropReason::Oversize);
+        }
+        // A connection an isolated endpoint on another host opened (judged
+        // there): remembered here too, where its replies are judged.
+        if self.policing.is_active()
+            && let Some(ip) = l3::ipv4(frame).filter(|ip| self.policing.is_isolated(ip.src))
+        {
+            let flow = policy::Flow::of(&ip);
+            if self.policing.remember(now, flow) && self.replicated {
+                self.news.push(News::Opened(flow, now));
+            }
         }
         self.switch(now, arrival.network, Location::Vtep(arrival.vtep), inner)
     }

@@ -1,0 +1,119 @@
+//! Network policy across two hosts: a policy isolating `db` lets only
+//! the `frontend` service reach it on 5432/tcp, routed from another
+//! network, switched or balanced through a VIP alike; the replies of db's
+//! own connections pass; `trace` names the rule; drops are counted.
+
+use std::time::Duration;
+
+use switchd_e2e::{KeyFile, Netns, Switchd, Underlay, gossip_member as member, py, wait_until};
+
+const NETWORKS: &str = r#"
+[[network]]
+name = "front"
+vni = 100
+subnet = "10.10.0.0/24"
+internal = true
+
+[[network]]
+name = "back"
+vni = 200
+subnet = "10.20.0.0/24"
+internal = true
+
+[[route]]
+networks = ["front", "back"]
+
+[[policy]]
+name = "db-from-frontend"
+network = "back"
+select = "service=db"
+from = ["service=frontend"]
+ports = ["5432/tcp"]
+"#;
+
+fn connects(from: &Netns, ip: &str, port: u16) -> String {
+    from.py(py::TCP_CONNECT, &[ip, &port.to_string(), "1"])
+}
+
+#[test]
+fn a_policy_lets_only_the_frontend_reach_the_database() {
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("policy", 0x61);
+    let (h1, ip1) = ul.host("h1");
+    let (h2, ip2) = ul.host("h2");
+    let hosts: Vec<Switchd> = vec![member(h1, &ip1, &key, NETWORKS), member(h2, &ip2, &key, NETWORKS)];
+    // db on back (host 2); the frontend on front (host 1, routed); a
+    // stranger on back (host 1, switched) and one on front.
+    let (db, frontend, stranger, outsider) = (Netns::new("db"), Netns::new("fe"), Netns::new("st"), Netns::new("out"));
+    hosts[1].connect("back", &db, &["--ip", "10.20.0.5", "--service", "db"]);
+    hosts[0].connect("front", &frontend, &["--ip", "10.10.0.7", "--service", "frontend"]);
+    hosts[0].connect("back", &stranger, &["--ip", "10.20.0.8"]);
+    hosts[0].connect("front", &outsider, &["--ip", "10.10.0.9"]);
+    let _servers = [
+        db.spawn_py(py::ECHO_SERVER, &["5432"]),
+        db.spawn_py(py::ECHO_SERVER, &["22"]),
+        stranger.spawn_py(py::ECHO_SERVER, &["8080"]),
+    ];
+    // Every host knows every endpoint (the policy's sets come from them).
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&frontend, "10.20.0.5", 5432).contains("connected")),
+        "frontend -> db:5432 never allowed: {}\n{}",
+        connects(&frontend, "10.20.0.5", 5432),
+        hosts[0].log()
+    );
+    assert!(connects(&frontend, "10.20.0.5", 22).contains("timed out"), "frontend -> db:22 is not allowed");
+    assert!(connects(&stranger, "10.20.0.5", 5432).contains("timed out"), "a stranger on db's network");
+    assert!(connects(&outsider, "10.20.0.5", 5432).contains("timed out"), "an outsider routed from front");
+    // What db opens itself, and its replies, pass; the stranger is not isolated.
+    assert!(connects(&db, "10.20.0.8", 8080).contains("connected"), "db -> stranger and back");
+    assert!(db.ping("10.20.0.8", 1), "db's ping and its reply");
+    assert!(!stranger.ping("10.20.0.5", 1), "the stranger's ping to db");
+
+    // Balanced traffic is judged by the backend it goes to (a VIP is
+    // reached from its own network, as Docker's are).
+    let fe2 = Netns::new("fe2");
+    hosts[0].connect("back", &fe2, &["--ip", "10.20.0.9", "--service", "frontend"]);
+    let vip = hosts[0].json(&["service", "create", "db", "--network", "back", "--port", "5432/tcp"])["vip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&fe2, &vip, 5432).contains("connected")),
+        "a frontend -> db's VIP never allowed"
+    );
+    assert!(connects(&stranger, &vip, 5432).contains("timed out"), "a stranger through db's VIP");
+
+    // trace names the rule, or says none allows it.
+    let allowed = hosts[0].ctl(&[
+        "trace",
+        "front",
+        "--from",
+        &frontend.name,
+        "--to",
+        "10.20.0.5",
+        "--proto",
+        "tcp",
+        "--dport",
+        "5432",
+    ]);
+    assert!(allowed.contains("allowed by policy db-from-frontend"), "{allowed}");
+    let denied = hosts[0].ctl(&[
+        "trace",
+        "back",
+        "--from",
+        &stranger.name,
+        "--to",
+        "10.20.0.5",
+        "--proto",
+        "tcp",
+        "--dport",
+        "5432",
+    ]);
+    assert!(denied.contains("no policy's rule allows") && denied.contains("dropped: policy_denied"), "{denied}");
+
+    // Counted on the sender's host, before the underlay.
+    let stats = hosts[0].port_stats(&stranger.name);
+    assert!(stats["drops"]["policy_denied"].as_u64().unwrap() >= 1, "{stats}");
+    let vtep = hosts[1].stats();
+    assert!(vtep["policy"]["denied"].as_u64().is_some(), "{vtep}");
+}
