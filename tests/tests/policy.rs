@@ -117,3 +117,62 @@ fn a_policy_lets_only_the_frontend_reach_the_database() {
     let vtep = hosts[1].stats();
     assert!(vtep["policy"]["denied"].as_u64().is_some(), "{vtep}");
 }
+
+/// A policy added at run time on one host is enforced by the other's
+/// (gossip); one that selects nothing is shown so; removed, it is gone
+/// everywhere.
+#[test]
+fn policies_are_the_clusters() {
+    let networks = NETWORKS.split("[[policy]]").next().unwrap();
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("policy-rt", 0x62);
+    let (h1, ip1) = ul.host("h1");
+    let (h2, ip2) = ul.host("h2");
+    let hosts: Vec<Switchd> = vec![member(h1, &ip1, &key, networks), member(h2, &ip2, &key, networks)];
+    let (db, stranger) = (Netns::new("db"), Netns::new("st"));
+    hosts[1].connect("back", &db, &["--ip", "10.20.0.5", "--service", "db"]);
+    hosts[0].connect("back", &stranger, &["--ip", "10.20.0.8"]);
+    let _server = db.spawn_py(py::ECHO_SERVER, &["5432"]);
+    assert!(wait_until(Duration::from_secs(10), || connects(&stranger, "10.20.0.5", 5432).contains("connected")));
+
+    let add = [
+        "policy",
+        "add",
+        "db-only-frontend",
+        "--network",
+        "back",
+        "--select",
+        "service=db",
+        "--from",
+        "service=frontend",
+        "--port",
+        "5432/tcp",
+    ];
+    hosts[1].ctl(&add);
+    let ghost = ["policy", "add", "ghost", "--network", "back", "--select", "name=nobody-*"];
+    hosts[1].ctl(&ghost);
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&stranger, "10.20.0.5", 5432).contains("timed out")),
+        "the other host never enforced the policy"
+    );
+    let ls = hosts[0].json(&["policy", "ls"]);
+    let by_name = |n: &str| {
+        ls.as_array().unwrap().iter().find(|p| p["name"] == n).cloned().unwrap_or_else(|| panic!("{n}: {ls}"))
+    };
+    assert_eq!(by_name("db-only-frontend")["origin"], "cluster");
+    assert_eq!(by_name("db-only-frontend")["selects"][0], db.name.as_str());
+    assert_eq!(by_name("ghost")["selects"].as_array().unwrap().len(), 0, "selects nothing, and says so");
+    assert!(hosts[0].ctl(&["policy", "ls"]).contains("(matches nothing yet)"));
+    let err = hosts[0].try_ctl(&["policy", "add", "x", "--network", "nowhere", "--select", "*"]).unwrap_err();
+    assert!(err.contains("no network named \"nowhere\""), "{err}");
+
+    hosts[0].ctl(&["policy", "rm", "db-only-frontend"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&stranger, "10.20.0.5", 5432).contains("connected")),
+        "removed on one host, still enforced"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !hosts[1].ctl(&["policy", "ls"]).contains("db-only-frontend")),
+        "the removal did not reach the host that added it"
+    );
+}

@@ -89,6 +89,7 @@ mod tests {
                 }],
                 ipam: Default::default(),
                 services: Vec::new(),
+                policies: Vec::new(),
                 partial_checksums: true,
             },
             since_heard: Duration::ZERO,

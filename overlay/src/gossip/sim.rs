@@ -95,6 +95,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
         endpoints,
         ipam: Default::default(),
         services: Vec::new(),
+        policies: Vec::new(),
         partial_checksums: true,
     }
 }

@@ -8,6 +8,7 @@
 //! | `keys` | `{"cluster": {"sending": "e32eb522", "accepted": ["e32eb522"]}, "net/secret": {...}}` |
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}`, plus `"services": ["web"]` for a service's backend and `"down": ["web"]` while it fails that service's health check |
+//! | `pol/<name>` | `{"version": 1795000000000, "network": "back", "select": "service=db", "from": ["service=frontend"], "ports": ["5432/tcp"]}`, or `{"removed": true, "version": ...}` |
 //! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
 //! | `features` | `["partial_checksums"]`: what its data plane does that earlier versions did not (absent: nothing) |
@@ -17,7 +18,7 @@
 //! `crate::offload::L4Checksum`); a host of an earlier version, which does
 //! not say so, is sent complete ones.
 //!
-//! A service is the cluster's, not one host's: every host that knows it
+//! A service (and a policy) is the cluster's, not one host's: every host that knows it
 //! publishes it, and the highest `version` (ms since the epoch of its
 //! last change) wins, a removal included (kept a while as a tombstone, so
 //! that a host that still has the definition does not bring it back).
@@ -40,8 +41,10 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
-use switchd_config::raw::RawService;
-use switchd_config::{Encryption, KeyPath, MacAddr, Mtu, Name, NetworkConfig, ServiceConfig, Subnet, Vni};
+use switchd_config::raw::{RawPolicy, RawService};
+use switchd_config::{
+    Encryption, KeyPath, MacAddr, Mtu, Name, NetworkConfig, PolicyConfig, ServiceConfig, Subnet, Vni,
+};
 use switchd_crypto::{KeyId, SessionId};
 
 pub const HOST_KEY: &str = "host";
@@ -53,6 +56,7 @@ pub const NETWORK_PREFIX: &str = "net/";
 pub const ENDPOINT_PREFIX: &str = "ep/";
 pub const IPAM_PREFIX: &str = "ipam/";
 pub const SERVICE_PREFIX: &str = "svc/";
+pub const POLICY_PREFIX: &str = "pol/";
 pub const FEATURES_KEY: &str = "features";
 /// In [`FEATURES_KEY`]: see [`Published::partial_checksums`].
 pub const PARTIAL_CHECKSUMS: &str = "partial_checksums";
@@ -74,6 +78,16 @@ pub struct RemoteEndpoint {
     pub services: Vec<Name>,
     /// Those of them whose health check it fails.
     pub down: Vec<Name>,
+}
+
+/// A policy as the cluster knows it: its rule, or its removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub name: Name,
+    /// `None`: removed (a tombstone).
+    pub config: Option<PolicyConfig>,
+    /// When it was last changed (ms since the epoch): the highest wins.
+    pub version: u64,
 }
 
 /// A service as the cluster knows it: its definition, or its removal.
@@ -140,6 +154,8 @@ pub struct Published {
     pub ipam: BTreeMap<Name, BTreeMap<u32, u64>>,
     /// The services it knows of (its own and the cluster's), removals included.
     pub services: Vec<ServiceRecord>,
+    /// The policies it knows of, on networks it carries, removals included.
+    pub policies: Vec<PolicyRecord>,
     /// It finishes inner TCP/UDP checksums left partial: frames to it may
     /// go without them ([`PARTIAL_CHECKSUMS`]).
     pub partial_checksums: bool,
@@ -228,6 +244,22 @@ struct ServiceDefinition {
     health_threshold: Option<i64>,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyValue {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
+    version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    network: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    select: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    from: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<String>,
+}
+
 impl ServiceDefinition {
     fn of(c: &ServiceConfig) -> Self {
         ServiceDefinition {
@@ -283,6 +315,18 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             }),
         ));
     }
+    for r in &p.policies {
+        let c = r.config.as_ref();
+        let value = PolicyValue {
+            removed: c.is_none(),
+            version: r.version,
+            network: c.map(|c| c.network.to_string()),
+            select: c.map(|c| c.select.to_string()),
+            from: c.map(|c| c.from.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+            ports: c.map(|c| c.ports.iter().map(|p| p.to_string()).collect()).unwrap_or_default(),
+        };
+        kvs.push((format!("{POLICY_PREFIX}{}", r.name), json(&value)));
+    }
     for s in &p.services {
         let definition = s.config.as_ref().map(ServiceDefinition::of).unwrap_or_default();
         let value = ServiceValue { removed: s.config.is_none(), version: s.version, definition };
@@ -312,6 +356,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
     let mut raw_endpoints = Vec::new();
     let mut raw_claims = Vec::new();
     let mut raw_services = Vec::new();
+    let mut raw_policies = Vec::new();
     let mut partial_checksums = false;
     for (i, (key, value)) in kvs.into_iter().enumerate() {
         if i >= MAX_KEYS {
@@ -348,6 +393,8 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
             raw_claims.push((key, network, value));
         } else if let Some(rest) = key.strip_prefix(SERVICE_PREFIX) {
             raw_services.push((key, rest, value));
+        } else if let Some(name) = key.strip_prefix(POLICY_PREFIX) {
+            raw_policies.push((key, name, value));
         } else if key == FEATURES_KEY {
             // Features it names that this version does not know are ignored.
             match serde_json::from_str::<Vec<String>>(value) {
@@ -385,6 +432,14 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
         }
     }
     services.sort_by(|a, b| (&a.network, &a.name).cmp(&(&b.network, &b.name)));
+    let mut policies = Vec::new();
+    for (key, name, value) in raw_policies {
+        match policy(name, value, &networks) {
+            Ok(r) => policies.push(r),
+            Err(reason) => err(key, reason),
+        }
+    }
+    policies.sort_by(|a, b| a.name.cmp(&b.name));
     let published = host.map(|h| Published {
         underlay: SocketAddr::new(h.underlay_ip, h.vxlan_port),
         leaving: h.leaving,
@@ -394,6 +449,7 @@ pub fn decode<'a>(kvs: impl IntoIterator<Item = (&'a str, &'a str)>) -> (Option<
         endpoints,
         ipam,
         services,
+        policies,
         partial_checksums,
     });
     if published.is_none() {
@@ -496,6 +552,27 @@ fn endpoint(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -
     })
 }
 
+/// A `pol/<name>` entry: a rule on a network the host declares, checked
+/// as host.toml's `[[policy]]` is.
+fn policy(name: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -> Result<PolicyRecord, String> {
+    let name = Name::new(name)?;
+    let v: PolicyValue = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    if v.removed {
+        return Ok(PolicyRecord { name, config: None, version: v.version });
+    }
+    let raw = RawPolicy {
+        name: Some(name.to_string()),
+        network: v.network,
+        select: v.select,
+        from: Some(v.from),
+        ports: Some(v.ports),
+    };
+    let declared: Vec<NetworkConfig> = networks.values().cloned().collect();
+    let config = switchd_config::validate::policy(&raw, &declared, &KeyPath::root())
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+    Ok(PolicyRecord { name, config: Some(config), version: v.version })
+}
+
 /// A `svc/<network>/<name>` entry: a service on a network the host
 /// declares, checked as host.toml's `[[service]]` is.
 fn service(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -> Result<ServiceRecord, String> {
@@ -561,6 +638,7 @@ mod tests {
             }],
             ipam: [(Name::new("front").unwrap(), [(3, 1_795_000_000_000)].into())].into(),
             services: Vec::new(),
+            policies: Vec::new(),
             partial_checksums: true,
         }
     }
@@ -836,5 +914,37 @@ mod tests {
         assert!(p.unwrap().services.is_empty());
         assert_eq!(errors.len(), 6, "{errors:?}");
         assert!(errors[0].reason.contains("10.99.0.1"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn policies_round_trip_and_bad_ones_are_skipped() {
+        let mut p = sample();
+        let raw = RawPolicy {
+            name: Some("db".into()),
+            network: Some("front".into()),
+            select: Some("service=db".into()),
+            from: Some(vec!["service=web".into(), "cidr=10.99.0.0/16".into()]),
+            ports: Some(vec!["5432/tcp".into()]),
+        };
+        let front = p.networks[&Name::new("front").unwrap()].clone();
+        let config = switchd_config::validate::policy(&raw, &[front], &KeyPath::root()).unwrap();
+        p.policies = vec![
+            PolicyRecord { name: Name::new("db").unwrap(), config: Some(config), version: 9 },
+            PolicyRecord { name: Name::new("old").unwrap(), config: None, version: 3 },
+        ];
+        let mut kvs = encode(&p);
+        let db = kvs.iter().find(|(k, _)| k == "pol/db").unwrap();
+        assert_eq!(
+            db.1,
+            r#"{"version":9,"network":"front","select":"service=db","from":["service=web","cidr=10.99.0.0/16"],"ports":["5432/tcp"]}"#
+        );
+        let (back, errors) = decode(kv(&kvs));
+        assert_eq!(errors, vec![]);
+        assert_eq!(back.unwrap(), p);
+        kvs.push(("pol/bad".into(), r#"{"version":1,"network":"nowhere","select":"*"}"#.into()));
+        kvs.push(("pol/worse".into(), r#"{"version":1,"network":"front","select":"who=me"}"#.into()));
+        let (back, errors) = decode(kv(&kvs));
+        assert_eq!(back.unwrap().policies.len(), 2);
+        assert_eq!(errors.len(), 2, "{errors:?}");
     }
 }

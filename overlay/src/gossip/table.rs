@@ -8,7 +8,7 @@ use std::time::Duration;
 use switchd_config::{Name, NetworkConfig, Vni};
 use switchd_crypto::SessionId;
 
-use super::state::{Published, RemoteEndpoint, RingState, ServiceRecord};
+use super::state::{PolicyRecord, Published, RemoteEndpoint, RingState, ServiceRecord};
 
 /// A member of the cluster as gossip sees it.
 #[derive(Debug, Clone)]
@@ -126,6 +126,13 @@ pub struct PeerTable {
     /// the highest version (a removal wins a tie), dead members' included
     /// (a service outlives the host that made it).
     pub services: BTreeMap<(Name, Name), ServiceRecord>,
+    /// Policies by name, chosen as services are.
+    pub policies: BTreeMap<Name, PolicyRecord>,
+}
+
+/// Whether policy record `a` supersedes `b`, as [`supersedes`] for services.
+pub fn policy_supersedes(a: &PolicyRecord, b: &PolicyRecord) -> bool {
+    a.version > b.version || (a.version == b.version && a.config.is_none() && b.config.is_some())
 }
 
 /// Whether service record `a` supersedes `b`: newer, or a removal of the
@@ -173,6 +180,11 @@ impl PeerTable {
             let key = (s.network.clone(), s.name.clone());
             if table.services.get(&key).is_none_or(|old| supersedes(s, old)) {
                 table.services.insert(key, s.clone());
+            }
+        }
+        for r in members.iter().flat_map(|m| &m.published.policies) {
+            if table.policies.get(&r.name).is_none_or(|old| policy_supersedes(r, old)) {
+                table.policies.insert(r.name.clone(), r.clone());
             }
         }
         let mut winners = Vec::new();
@@ -343,6 +355,7 @@ mod tests {
                     .collect(),
                 ipam: Default::default(),
                 services: Vec::new(),
+                policies: Vec::new(),
                 partial_checksums: true,
             },
             since_heard: Duration::from_secs(heard_secs),

@@ -8,10 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
     AttachPlan, EndpointInfo, FdbEntry, KeyInfo, LiveLine, LiveRequest, NetworkDetail, NetworkInfo, PeerInfo,
-    PublishInfo, ReloadReport, Request, RouteInfo, ServiceInfo, Stats, Status, Trace, TraceRequest,
+    PolicyInfo, PublishInfo, ReloadReport, Request, RouteInfo, ServiceInfo, Stats, Status, Trace, TraceRequest,
 };
 use switchd::control::{client, render};
-use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute, RawService};
+use switchd_config::raw::{RawNetwork, RawPolicy, RawPort, RawPublish, RawRoute, RawService};
 
 #[derive(Debug, Parser)]
 #[command(name = "switchctl", version = switchd::VERSION, about = "Manage a running switchd")]
@@ -154,6 +154,10 @@ enum Command {
     /// join it (`network connect --service`), like swarm's services.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Network policy: endpoints a policy selects accept only what some
+    /// policy allows (and replies to their own connections), cluster-wide.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Forward a host port to a container's port, like `docker run -p`.
     Publish {
         network: String,
@@ -187,6 +191,30 @@ enum Command {
     /// Print scripts that do by hand what switchd does.
     #[command(subcommand)]
     Script(ScriptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Every policy: what it selects, from where, to which ports, and the
+    /// endpoints it isolates now.
+    Ls,
+    /// Isolate the endpoints SELECT names on NETWORK, and let FROM reach them on PORTs.
+    Add {
+        name: String,
+        #[arg(long)]
+        network: String,
+        /// The endpoints it isolates: service=NAME, name=PATTERN, cidr=CIDR, or '*'.
+        #[arg(long)]
+        select: String,
+        /// Who may connect (repeat): the same, or network=NAME.
+        #[arg(long = "from", value_name = "SELECTOR")]
+        from: Vec<String>,
+        /// To which port (repeat): 5432/tcp. None: every port.
+        #[arg(long = "port", value_name = "PORT[/PROTO]")]
+        ports: Vec<String>,
+    },
+    /// Remove a policy from the whole cluster.
+    Rm { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -597,6 +625,22 @@ fn run(cli: &Cli) -> Result<String, String> {
                 let request = Request::KeyRm { id: step.id.clone(), force: step.force };
                 ask(cli, request, |id: String| format!("{id}\n"))
             }),
+        },
+        Command::Policy(command) => match command {
+            PolicyCommand::Ls => ask(cli, Request::PolicyLs, |p: Vec<PolicyInfo>| render::policies(&p)),
+            PolicyCommand::Add { name, network, select, from, ports } => {
+                let policy = RawPolicy {
+                    name: Some(name.clone()),
+                    network: Some(network.clone()),
+                    select: Some(select.clone()),
+                    from: Some(from.clone()),
+                    ports: Some(ports.clone()),
+                };
+                ask(cli, Request::PolicyAdd { policy }, |p: PolicyInfo| render::policies(&[p]))
+            }
+            PolicyCommand::Rm { name } => {
+                ask(cli, Request::PolicyRm { name: name.clone() }, |p: PolicyInfo| format!("{}\n", p.name))
+            }
         },
         Command::Service(command) => match command {
             ServiceCommand::Ls => ask(cli, Request::ServiceLs, |s: Vec<ServiceInfo>| render::services(&s)),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use switchd_config::raw::{RawNetwork, RawPort, RawPublish, RawRoute, RawService};
+use switchd_config::raw::{RawNetwork, RawPolicy, RawPort, RawPublish, RawRoute, RawService};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -121,6 +121,13 @@ pub enum Request {
     ServiceRm {
         name: String,
         network: Option<String>,
+    },
+    PolicyLs,
+    PolicyAdd {
+        policy: RawPolicy,
+    },
+    PolicyRm {
+        name: String,
     },
 }
 
@@ -631,4 +638,18 @@ pub struct BackendInfo {
     pub state: String,
     /// Why its last check failed (on its own host).
     pub last_error: Option<String>,
+}
+
+/// A policy, for `switchctl policy ls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub network: String,
+    pub select: String,
+    pub from: Vec<String>,
+    /// None: every port.
+    pub ports: Vec<String>,
+    pub origin: String,
+    /// The endpoints it isolates now, cluster-wide (empty: it selects none yet).
+    pub selects: Vec<String>,
 }

@@ -4,8 +4,8 @@
 use std::fmt::Write;
 
 use super::api::{
-    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PublishInfo, RouteInfo,
-    ServiceInfo, Stats, Status,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, NetworkDetail, NetworkInfo, PeerInfo, PolicyInfo, PublishInfo,
+    RouteInfo, ServiceInfo, Stats, Status,
 };
 
 /// Left-aligned columns separated by three spaces, like `docker network ls`.
@@ -416,6 +416,26 @@ pub fn routes(routes: &[RouteInfo]) -> String {
         .map(|r| vec![r.networks[0].clone(), r.networks[1].clone(), r.origin.clone(), r.state.clone()])
         .collect();
     table(&["NETWORK", "NETWORK", "ORIGIN", "STATE"], &rows)
+}
+
+/// `policy ls`: one row per policy; a selector that matches nothing shows as such.
+pub fn policies(policies: &[PolicyInfo]) -> String {
+    let list = |v: &[String], none: &str| if v.is_empty() { none.to_owned() } else { v.join(",") };
+    let rows: Vec<Vec<String>> = policies
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.network.clone(),
+                p.select.clone(),
+                list(&p.from, "nobody"),
+                list(&p.ports, "*"),
+                if p.selects.is_empty() { "(matches nothing yet)".into() } else { p.selects.join(",") },
+                p.origin.clone(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "NETWORK", "SELECT", "FROM", "PORTS", "ISOLATES", "ORIGIN"], &rows)
 }
 
 /// `service ls`: one row per service.

@@ -179,6 +179,9 @@ impl Daemon {
                 })
             })
             .collect();
+        // Services and policies of the networks it carries (others refuse the rest).
+        let services = self.published_services().into_iter().filter(|s| networks.contains_key(&s.network)).collect();
+        let policies = self.published_policies(&|n| networks.contains_key(n));
         Some(Published {
             underlay: SocketAddr::new(ip, self.host.vxlan_port),
             leaving: false,
@@ -193,7 +196,8 @@ impl Daemon {
                 .collect(),
             networks,
             endpoints,
-            services: self.published_services(),
+            services,
+            policies,
             partial_checksums: true,
         })
     }
@@ -231,6 +235,7 @@ impl Daemon {
         }
         self.adopt_cluster_networks();
         self.adopt_cluster_services();
+        self.adopt_cluster_policies();
         self.note_other_ciphers();
         self.sync_vteps();
         self.program_services();

@@ -56,6 +56,8 @@ pub enum DaemonError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Service(#[from] super::service::ServiceError),
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyError),
     /// The journal (see `state`) could not be written, so nothing was done.
     #[error("cannot record the operation in {}: {source}", dir.display())]
     Journal { dir: PathBuf, source: std::io::Error },

@@ -146,8 +146,8 @@ pub struct Daemon {
     docker: DockerState,
     layer3: Layer3,
     services: service::ServiceState,
-    /// host.toml's `[[policy]]` rules, in order (the data path numbers them so).
-    policies: Vec<switchd_config::PolicyConfig>,
+    /// Network policies, by name (the data path numbers their rules in this order).
+    policies: std::collections::BTreeMap<switchd_config::Name, policy::KnownPolicy>,
     /// The operation under way on the system, saved before its first
     /// system call (the journal: see `state`).
     pending: Vec<Intent>,
@@ -220,7 +220,7 @@ impl Daemon {
             docker: DockerState::new(saved.docker_networks),
             layer3: Layer3 { routes, published: Vec::new(), targets: Default::default() },
             services: service::ServiceState::default(),
-            policies: config.policies.clone(),
+            policies: Default::default(),
             pending: Vec::new(),
             session,
             started: Instant::now(),
@@ -273,6 +273,7 @@ impl Daemon {
             }
         }
         daemon.restore_services(config.services, saved.services);
+        daemon.restore_policies(config.policies, saved.policies);
         daemon.restore_endpoints(saved.endpoints);
         for netns in interrupted {
             daemon.forget_resolv_conf(&netns);
@@ -426,6 +427,7 @@ impl Daemon {
             docker_reserved: self.addresses.docker_reserved().clone(),
             pending: self.pending.clone(),
             services: self.services.known.values().filter(|k| k.origin != Origin::Config).cloned().collect(),
+            policies: self.policies.values().filter(|k| k.origin != Origin::Config).cloned().collect(),
         };
         state::save(&self.host.state_dir, &state)
     }
@@ -494,6 +496,7 @@ impl Daemon {
             Request::RouteLs => value(self.route_ls()),
             Request::PublishLs => value(self.publish_ls()),
             Request::ServiceLs => value(self.service_ls()),
+            Request::PolicyLs => value(self.policy_ls()),
             Request::ServiceInspect { name, network } => self.service_inspect(name, network.as_deref()).and_then(value),
             _ => return None,
         };
@@ -524,6 +527,8 @@ impl Daemon {
             Request::NetworkGc { network, keep } => self.network_gc(network, keep).and_then(value),
             Request::ServiceCreate { service } => self.service_create(service).and_then(value),
             Request::ServiceRm { name, network } => self.service_rm(name, network.as_deref()).and_then(value),
+            Request::PolicyAdd { policy } => self.policy_add(policy).and_then(value),
+            Request::PolicyRm { name } => self.policy_rm(name).and_then(value),
             Request::Reload => self.reload().and_then(value),
             // The control server streams captures itself.
             Request::Capture { .. } | Request::TraceLive { .. } => Err(DaemonError::Trace(
@@ -540,6 +545,7 @@ impl Daemon {
             | Request::RouteLs
             | Request::PublishLs
             | Request::ServiceLs
+            | Request::PolicyLs
             | Request::ServiceInspect { .. } => unreachable!("answered by query"),
         };
         match answer {

@@ -1,15 +1,24 @@
-//! Network policy: host.toml's `[[policy]]` rules, compiled against the
-//! endpoints the cluster has (names, services and addresses, here and on
-//! other hosts) into what the data path enforces
-//! ([`crate::switch::policy`]). Compiled again whenever endpoints,
-//! services or policies change.
+//! Network policy: rules from host.toml's `[[policy]]`, `switchctl policy
+//! add` or the cluster (each host publishes the policies of the networks
+//! it carries; the newest record of a name wins, a removal included, as
+//! for services), compiled against the endpoints the cluster has (names,
+//! services and addresses, here and on other hosts) into what the data
+//! path enforces ([`crate::switch::policy`]). Compiled again whenever
+//! endpoints, services or policies change.
 
-use hashbrown::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use switchd_config::{Name, PolicyConfig, Selector};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use switchd_config::raw::RawPolicy;
+use switchd_config::{KeyPath, Name, PolicyConfig, Selector, validate};
+use switchd_overlay::gossip::state::PolicyRecord;
+use switchd_overlay::gossip::table::policy_supersedes;
 
-use super::Daemon;
+use super::error::{DaemonError, Invalid, OpResult};
+use super::service::{TOMBSTONE_TTL, now_ms};
+use super::{Daemon, Origin};
+use crate::control::api::PolicyInfo;
 use crate::switch::balance::ServicePort;
 use crate::switch::policy::{Rule, Sources};
 
@@ -31,7 +40,162 @@ fn selects(selector: &Selector, e: &Seen) -> bool {
     }
 }
 
+/// Policies one host knows at most, removals included.
+pub const MAX_POLICIES: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("no policy {0:?}")]
+    NotFound(String),
+    #[error("policy {0:?} already exists")]
+    Exists(String),
+    #[error("policy {0:?} is in host.toml; remove it there, then reload")]
+    FromConfig(String),
+    #[error("this host knows {MAX_POLICIES} policies already")]
+    TooMany,
+}
+
+/// A policy this host knows, and where it got it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownPolicy {
+    pub name: Name,
+    /// `None`: removed, remembered until `version` is a while old.
+    pub config: Option<PolicyConfig>,
+    pub version: u64,
+    pub origin: Origin,
+}
+
 impl Daemon {
+    /// The live policies, by name: the data path numbers its rules so.
+    pub(super) fn live_policies(&self) -> impl Iterator<Item = &PolicyConfig> {
+        self.policies.values().filter_map(|k| k.config.as_ref())
+    }
+
+    /// host.toml's policies and those saved, at start.
+    pub(super) fn restore_policies(&mut self, config: Vec<PolicyConfig>, saved: Vec<KnownPolicy>) {
+        for k in saved {
+            self.policies.insert(k.name.clone(), k);
+        }
+        let version = now_ms();
+        for c in config {
+            let same =
+                self.policies.get(&c.name).is_some_and(|k| k.origin == Origin::Config && k.config.as_ref() == Some(&c));
+            if !same {
+                let known = KnownPolicy { name: c.name.clone(), config: Some(c), version, origin: Origin::Config };
+                self.policies.insert(known.name.clone(), known);
+            }
+        }
+    }
+
+    /// The policies to publish: those of networks this host carries.
+    pub(super) fn published_policies(&self, carried: &dyn Fn(&Name) -> bool) -> Vec<PolicyRecord> {
+        self.policies
+            .values()
+            .filter(|k| k.config.as_ref().is_none_or(|c| carried(&c.network)))
+            .map(|k| PolicyRecord { name: k.name.clone(), config: k.config.clone(), version: k.version })
+            .collect()
+    }
+
+    /// Takes the cluster's newer records, and forgets old removals.
+    pub(super) fn adopt_cluster_policies(&mut self) -> bool {
+        let mut changed = false;
+        for (name, record) in &self.cluster.table.policies {
+            let ours = self.policies.get(name);
+            let ours_record =
+                ours.map(|k| PolicyRecord { name: k.name.clone(), config: k.config.clone(), version: k.version });
+            if ours_record.as_ref().is_some_and(|o| !policy_supersedes(record, o)) {
+                continue;
+            }
+            if ours.is_none() && (record.config.is_none() || self.policies.len() >= MAX_POLICIES) {
+                continue;
+            }
+            if ours.is_some_and(|k| k.origin == Origin::Config) && record.config.is_some() {
+                continue;
+            }
+            tracing::info!(
+                "policy {name}: {} from the cluster",
+                if record.config.is_some() { "defined" } else { "removed" }
+            );
+            let known = KnownPolicy {
+                name: name.clone(),
+                config: record.config.clone(),
+                version: record.version,
+                origin: Origin::Cluster,
+            };
+            self.policies.insert(name.clone(), known);
+            changed = true;
+        }
+        let (now, ttl) = (now_ms(), TOMBSTONE_TTL.as_millis() as u64);
+        let before = self.policies.len();
+        self.policies.retain(|_, k| k.config.is_some() || now.saturating_sub(k.version) < ttl);
+        changed |= self.policies.len() != before;
+        if changed {
+            self.save();
+        }
+        changed
+    }
+
+    fn policy_info(&self, k: &KnownPolicy, c: &PolicyConfig) -> PolicyInfo {
+        let endpoints = self.policy_endpoints();
+        let mut selects: Vec<String> = endpoints
+            .iter()
+            .filter(|e| *e.network == c.network && selects(&c.select, e))
+            .map(|e| e.name.to_string())
+            .collect();
+        selects.sort();
+        selects.dedup();
+        PolicyInfo {
+            name: k.name.to_string(),
+            network: c.network.to_string(),
+            select: c.select.to_string(),
+            from: c.from.iter().map(|s| s.to_string()).collect(),
+            ports: c.ports.iter().map(|p| p.to_string()).collect(),
+            origin: k.origin.as_str().to_owned(),
+            selects,
+        }
+    }
+
+    /// `policy ls`.
+    pub fn policy_ls(&self) -> Vec<PolicyInfo> {
+        self.policies.values().filter_map(|k| Some(self.policy_info(k, k.config.as_ref()?))).collect()
+    }
+
+    /// `policy add`: for the whole cluster.
+    pub fn policy_add(&mut self, raw: &RawPolicy) -> OpResult<PolicyInfo> {
+        let config = validate::policy(raw, &self.networks.configs(), &KeyPath::root()).map_err(Invalid::from)?;
+        let old = self.policies.get(&config.name).cloned();
+        if old.as_ref().is_some_and(|k| k.config.is_some()) {
+            return Err(PolicyError::Exists(config.name.to_string()).into());
+        }
+        if old.is_none() && self.policies.len() >= MAX_POLICIES {
+            return Err(PolicyError::TooMany.into());
+        }
+        let version = now_ms().max(old.map_or(0, |k| k.version + 1));
+        let known = KnownPolicy { name: config.name.clone(), config: Some(config), version, origin: Origin::Runtime };
+        let info = self.policy_info(&known, known.config.as_ref().expect("just made"));
+        self.policies.insert(known.name.clone(), known);
+        self.commit();
+        Ok(info)
+    }
+
+    /// `policy rm`: from the whole cluster.
+    pub fn policy_rm(&mut self, name: &str) -> OpResult<PolicyInfo> {
+        let k = self
+            .policies
+            .values()
+            .find(|k| k.name.as_str() == name && k.config.is_some())
+            .cloned()
+            .ok_or_else(|| DaemonError::from(PolicyError::NotFound(name.to_owned())))?;
+        if k.origin == Origin::Config {
+            return Err(PolicyError::FromConfig(name.to_owned()).into());
+        }
+        let info = self.policy_info(&k, k.config.as_ref().expect("live"));
+        let gone = KnownPolicy { config: None, version: now_ms().max(k.version + 1), origin: Origin::Runtime, ..k };
+        self.policies.insert(gone.name.clone(), gone);
+        self.commit();
+        Ok(info)
+    }
+
     /// Every endpoint with an IPv4 address, here and elsewhere.
     fn policy_endpoints(&self) -> Vec<Seen<'_>> {
         let local = self.endpoints.iter().filter_map(|e| match e.record.ip? {
@@ -53,7 +217,7 @@ impl Daemon {
         let endpoints = self.policy_endpoints();
         let mut rules = Vec::new();
         let mut isolated: HashMap<Ipv4Addr, Vec<u32>> = HashMap::new();
-        for (i, p) in self.policies.iter().enumerate() {
+        for (i, p) in self.live_policies().enumerate() {
             let mut from = Sources::default();
             for s in &p.from {
                 match s {
@@ -98,7 +262,7 @@ impl Daemon {
 
     /// The policy of rule `n` (as the data path numbers them).
     pub(super) fn policy_named(&self, n: u32) -> Option<&PolicyConfig> {
-        self.policies.get(n as usize)
+        self.live_policies().nth(n as usize)
     }
 }
 

@@ -152,6 +152,9 @@ pub struct State {
     /// Services made at run time or learned from the cluster, removals included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<super::service::Known>,
+    /// Policies added at run time or learned from the cluster, removals included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<super::policy::KnownPolicy>,
 }
 
 /// Starts this boot's data-plane session: greater than the last boot's
@@ -344,6 +347,18 @@ mod tests {
                 }),
                 version: 1_795_000_000_000,
                 origin: Origin::Runtime,
+            }],
+            policies: vec![super::super::policy::KnownPolicy {
+                name: Name::new("db").unwrap(),
+                config: Some(switchd_config::PolicyConfig {
+                    name: Name::new("db").unwrap(),
+                    network: Name::new("n").unwrap(),
+                    select: switchd_config::Selector::Service(Name::new("db").unwrap()),
+                    from: vec![switchd_config::Selector::Cidr("10.0.0.0/24".parse().unwrap())],
+                    ports: vec![switchd_config::ServicePort { port: 5432, protocol: switchd_config::Protocol::Tcp }],
+                }),
+                version: 1_795_000_000_001,
+                origin: Origin::Cluster,
             }],
         };
         let mut with_intent = state.clone();

@@ -509,6 +509,7 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
             endpoints: Vec::new(),
             ipam: BTreeMap::new(),
             services: Vec::new(),
+            policies: Vec::new(),
             partial_checksums: true,
         },
         since_heard: std::time::Duration::ZERO,
