@@ -8,7 +8,10 @@
 //! gateway's MAC to the MAC that holds its destination; served or refused
 //! only on its own port and network. ARP and neighbour solicitations for
 //! an address whose owner is known are answered on the asking port with
-//! that owner's MAC.
+//! that owner's MAC. Network 1 has a service VIP (10.1.0.200, TCP 80)
+//! over port 0's endpoint and a remote one: a frame to it is balanced
+//! within network 1 to one of them; a reply turned back is delivered to a
+//! port. A policy isolates 10.1.0.2 (port 0) but for 10.3.0.0/24 on port 80.
 //!
 //! Input: records `[kind: u8][len: u16 LE][len bytes]`; `kind` picks the
 //! source (a peer for VNI 1, a peer for all, a stranger, or a local port).
@@ -21,6 +24,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use switchd::switch::balance::{Backend, NatAddr, Service, ServicePort};
+use switchd::switch::policy::{Rule, Sources};
 use switchd::switch::{
     Action, EndpointGuard, Gateway, Location, Next, NoKeys, Plan, PortGuard, Switch, SwitchConfig, Target, l3, neighbor,
 };
@@ -56,6 +61,16 @@ fn fuzz_one(data: &[u8]) {
     // A LAN behind port 1: any MAC but an endpoint's (port 0's, or one gossip names).
     sw.set_port_guard(ports[1], PortGuard::Lan);
     let network_of_port = |i: usize| [n1, n1, n2, n3][i];
+    let backends = [([10, 1, 0, 2], [2, 0, 0, 0, 1, 2]), ([10, 1, 0, 9], [2, 0, 0, 0, 9, 9])];
+    let service = Service::new(
+        [10, 1, 0, 200].into(),
+        vec![ServicePort { protocol: switchd_wire::ip::Protocol::Tcp, port: 80 }],
+        backends.iter().map(|(ip, mac)| Backend::new((*ip).into(), switchd_config::MacAddr(*mac))).collect(),
+    );
+    sw.set_services(n1, vec![service]);
+    let from = Sources { nets: vec!["10.3.0.0/24".parse().unwrap()], ..Sources::default() };
+    let rule = Rule { from, ports: vec![ServicePort { protocol: switchd_wire::ip::Protocol::Tcp, port: 80 }] };
+    sw.set_policy(vec![rule], [([10, 1, 0, 2].into(), vec![0])].into());
     let only_1 = sw.add_vtep("198.18.0.2:4789".parse().unwrap(), Some(vec![Vni::new(1).unwrap()])).unwrap();
     let all = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
     let sources: [IpAddr; 3] =
@@ -159,6 +174,19 @@ fn fuzz_one(data: &[u8]) {
                         assert_eq!(plan.targets, [Target::Port(p)]);
                     }
                 }
+                Action::Nat { network, rewrite, .. } => {
+                    assert_eq!(network, from, "balanced out of its network");
+                    match rewrite.addr {
+                        NatAddr::Dst(ip) => {
+                            assert!(backends.iter().any(|(b, mac)| ip.octets() == *b && rewrite.dst_mac.0 == *mac));
+                            assert_eq!(rewrite.src_mac, gateway_mac(network));
+                        }
+                        NatAddr::Src(vip) => {
+                            assert_eq!(vip.octets(), [10, 1, 0, 200]);
+                            assert!(plan.vteps().next().is_none(), "a reply turned back goes to a local port");
+                        }
+                    }
+                }
                 Action::Drop(_) => assert!(plan.targets.is_empty()),
             }
             continue;
@@ -177,6 +205,8 @@ fn fuzz_one(data: &[u8]) {
                 let i = plan.ports().next().map(|p| ports.iter().position(|q| *q == p).expect("a known port"));
                 assert!(i.is_none_or(|i| network_of_port(i) == network));
             }
+            // Only replies are turned back from the underlay; balancing is the ingress host's.
+            Action::Nat { rewrite, .. } => assert!(matches!(rewrite.addr, NatAddr::Src(_))),
             Action::Drop(_) => assert!(plan.targets.is_empty()),
         }
         assert!(plan.vteps().next().is_none(), "sent back into the underlay");
