@@ -262,6 +262,12 @@ pub struct NetworkConfig {
     /// the containers, they reach the host, and through its NAT the outside.
     #[serde(default)]
     pub host_access: bool,
+    /// Inter-container connectivity: false isolates every endpoint of the
+    /// network (as a policy selecting all of them and allowing nothing
+    /// would), but for what other policies allow and what the gateway
+    /// (switchd's own health checks, published ports) sends.
+    #[serde(default = "yes")]
+    pub icc: bool,
 }
 
 fn yes() -> bool {

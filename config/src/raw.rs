@@ -108,6 +108,9 @@ pub struct RawNetwork {
     pub dns: Option<bool>,
     pub dhcp: Option<bool>,
     pub host_access: Option<bool>,
+    /// false: containers of the network reach each other only where a
+    /// policy allows (Docker's `com.docker.network.bridge.enable_icc`).
+    pub icc: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

@@ -588,6 +588,7 @@ fn a_networks_cipher_is_each_hosts_and_not_part_of_its_definition() {
         dns: false,
         dhcp: false,
         host_access: false,
+        icc: true,
     };
     let sealed = |cipher, default_cipher, key| net(Some(Encryption { cipher, default_cipher, key }));
     let (aes, chacha) = (Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305);

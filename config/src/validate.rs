@@ -283,6 +283,7 @@ fn network_into(
         dns,
         dhcp,
         host_access,
+        icc: raw.icc.unwrap_or(true),
     };
     Some((config, key_file))
 }

@@ -176,3 +176,61 @@ fn policies_are_the_clusters() {
         "the removal did not reach the host that added it"
     );
 }
+
+/// `icc = false`: the network's containers reach each other only where a
+/// policy allows, while switchd's own health checks (from the gateway)
+/// still reach them.
+#[test]
+fn a_network_without_icc_isolates_its_containers() {
+    let quiet = "\n[[network]]\nname = \"quiet\"\nvni = 300\nsubnet = \"10.30.0.0/24\"\ninternal = true\nicc = false\n";
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("policy-icc", 0x63);
+    let (h1, ip1) = ul.host("h1");
+    let (h2, ip2) = ul.host("h2");
+    let hosts: Vec<Switchd> = vec![member(h1, &ip1, &key, quiet), member(h2, &ip2, &key, quiet)];
+    let (a, b) = (Netns::new("a"), Netns::new("b"));
+    hosts[0].connect("quiet", &a, &["--ip", "10.30.0.2"]);
+    hosts[1].connect("quiet", &b, &["--ip", "10.30.0.3", "--service", "web"]);
+    let _server = b.spawn_py(py::NAMED_SERVER, &["80", "b"]);
+    hosts[1].ctl(&[
+        "service",
+        "create",
+        "web",
+        "--network",
+        "quiet",
+        "--port",
+        "80/tcp",
+        "--health",
+        "tcp",
+        "--health-interval",
+        "300",
+        "--health-threshold",
+        "1",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(connects(&a, "10.30.0.3", 80).contains("timed out"), "a reached b with icc off");
+    assert!(!a.ping("10.30.0.3", 1), "a pinged b with icc off");
+    let web = hosts[1].json(&["service", "inspect", "web"]);
+    assert_eq!(web["backends"][0]["state"], "healthy", "the gateway's health check got through: {web}");
+
+    hosts[0].ctl(&[
+        "policy",
+        "add",
+        "a-to-b",
+        "--network",
+        "quiet",
+        "--select",
+        &format!("name={}", b.name),
+        "--from",
+        &format!("name={}", a.name),
+        "--port",
+        "80/tcp",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&a, "10.30.0.3", 80).contains("connected")),
+        "a policy did not open the way"
+    );
+    let vip = web["vip"].as_str().unwrap();
+    assert!(connects(&a, vip, 80).contains("connected"), "through the VIP too");
+    assert!(connects(&a, "10.30.0.3", 81).contains("timed out"), "only the port allowed");
+}

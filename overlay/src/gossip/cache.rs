@@ -69,6 +69,7 @@ mod tests {
             dns: true,
             dhcp: true,
             host_access: false,
+            icc: true,
         };
         Member {
             name: Name::new(name).unwrap(),

@@ -69,6 +69,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 dns: true,
                 dhcp: true,
                 host_access: false,
+                icc: true,
             };
             (net.name.clone(), net)
         })

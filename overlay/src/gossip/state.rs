@@ -203,6 +203,9 @@ struct NetworkValue {
     dhcp: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     host_access: bool,
+    /// Only when false (the default is true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    icc: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -301,6 +304,7 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             dns: (n.dns != n.subnet.is_some()).then_some(n.dns),
             dhcp: (n.dhcp != n.subnet.is_some()).then_some(n.dhcp),
             host_access: n.host_access,
+            icc: (!n.icc).then_some(false),
         };
         kvs.push((format!("{NETWORK_PREFIX}{name}"), json(&value)));
     }
@@ -479,6 +483,7 @@ fn network(name: &str, value: &str) -> Result<NetworkConfig, String> {
         dns: v.dns.unwrap_or(v.subnet.is_some()),
         dhcp: v.dhcp.unwrap_or(v.subnet.is_some()),
         host_access: v.host_access && v.gateway.is_some_and(|g| g.is_ipv4()),
+        icc: v.icc.unwrap_or(true),
     })
 }
 
@@ -621,6 +626,7 @@ mod tests {
             // Not the default: travels in the entry.
             dhcp: false,
             host_access: false,
+            icc: true,
         };
         Published {
             underlay: "198.18.0.1:4789".parse().unwrap(),
@@ -738,6 +744,7 @@ mod tests {
             dns: false,
             dhcp: false,
             host_access: false,
+            icc: true,
         };
         p.networks.insert(secret.name.clone(), secret);
         p.session = Some(SessionId(0x0123_4567_89ab_cdef));

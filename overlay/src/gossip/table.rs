@@ -329,6 +329,7 @@ mod tests {
             dns: false,
             dhcp: false,
             host_access: false,
+            icc: true,
         }
     }
 

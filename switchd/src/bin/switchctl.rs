@@ -349,6 +349,10 @@ enum NetworkCommand {
         /// reaches the containers, and they the host and, through its NAT, the outside.
         #[arg(long)]
         host_access: bool,
+        /// No container-to-container traffic unless a policy allows it
+        /// (Docker's enable_icc=false); the gateway still reaches them.
+        #[arg(long)]
+        no_icc: bool,
     },
     /// Remove networks; refused while endpoints are attached.
     Rm {
@@ -583,6 +587,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                 no_dns,
                 no_dhcp,
                 host_access,
+                no_icc,
             } => {
                 let network = RawNetwork {
                     name: Some(name.clone()),
@@ -597,6 +602,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                     dns: no_dns.then_some(false),
                     dhcp: no_dhcp.then_some(false),
                     host_access: Some(*host_access),
+                    icc: no_icc.then_some(false),
                 };
                 ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
             }

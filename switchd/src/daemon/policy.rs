@@ -251,6 +251,27 @@ impl Daemon {
                 isolated.entry(e.ip).or_default().push(i as u32);
             }
         }
+        // A network without inter-container connectivity isolates all its endpoints.
+        for net in self.networks.iter().filter(|n| !n.config.icc) {
+            for e in endpoints.iter().filter(|e| *e.network == net.config.name) {
+                isolated.entry(e.ip).or_default();
+            }
+        }
+        // Every isolated endpoint still takes what the gateway sends:
+        // switchd's own health checks, and published ports' relays.
+        let gateways: hashbrown::HashSet<Ipv4Addr> = self
+            .networks
+            .iter()
+            .filter_map(|n| match n.config.gateway {
+                Some(IpAddr::V4(gw)) => Some(gw),
+                _ => None,
+            })
+            .collect();
+        let gateway_rule = rules.len() as u32;
+        rules.push(Rule { from: Sources { addresses: gateways, ..Sources::default() }, ports: Vec::new() });
+        for admitted in isolated.values_mut() {
+            admitted.push(gateway_rule);
+        }
         (rules, isolated)
     }
 
@@ -260,7 +281,8 @@ impl Daemon {
         self.dataplane.update_switch(|s| s.set_policy(rules.clone(), isolated.clone()));
     }
 
-    /// The policy of rule `n` (as the data path numbers them).
+    /// The policy of rule `n` (as the data path numbers them); `None` for
+    /// the rule past the last policy's, which admits what gateways send.
     pub(super) fn policy_named(&self, n: u32) -> Option<&PolicyConfig> {
         self.live_policies().nth(n as usize)
     }

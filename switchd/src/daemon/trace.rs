@@ -421,18 +421,14 @@ impl Daemon {
         }
         match switch.policy_verdict(eth, plan.action) {
             Some(Verdict::Allowed(n)) => {
-                let p = self.policy_named(n);
-                let name = p.map_or_else(|| format!("#{n}"), |p| p.name.to_string());
-                let rule = p.map(|p| {
-                    let from: Vec<String> = p.from.iter().map(|s| s.to_string()).collect();
-                    let ports: Vec<String> = p.ports.iter().map(|p| p.to_string()).collect();
-                    format!(
-                        " (from {} to {})",
-                        from.join(","),
-                        if ports.is_empty() { "every port".into() } else { ports.join(",") }
-                    )
-                });
-                step("policy", format!("allowed by policy {name}{}", rule.unwrap_or_default()));
+                let Some(p) = self.policy_named(n) else {
+                    step("policy", "allowed: from a gateway (switchd's health checks, published ports)".into());
+                    return;
+                };
+                let from: Vec<String> = p.from.iter().map(|s| s.to_string()).collect();
+                let ports: Vec<String> = p.ports.iter().map(|p| p.to_string()).collect();
+                let ports = if ports.is_empty() { "every port".into() } else { ports.join(",") };
+                step("policy", format!("allowed by policy {} (from {} to {ports})", p.name, from.join(",")));
             }
             Some(Verdict::Reply) => step("policy", "a reply in a connection the destination opened".into()),
             Some(Verdict::Open | Verdict::Denied) | None => {}
