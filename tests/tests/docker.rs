@@ -64,6 +64,8 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
         "web",
         "--network",
         "front",
+        "--network-alias",
+        "www",
         "--dns",
         "10.95.0.1",
         Dockerd::IMAGE,
@@ -92,6 +94,12 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     });
     assert!(named, "web by name from c2\n{}", a.ctl(&["network", "inspect", "front"]));
     assert!(c2.ok(&["ping", "-c", "1", "-W", "2", "web"]).contains(web_ip.trim()), "c2 pings web by name");
+    // Its --network-alias makes it a backend of service www, cluster-wide.
+    let aliased = wait_until(Duration::from_secs(10), || {
+        c2.exec(&["dig", "+short", "+tries=1", "+time=1", "tasks.www"]).stdout
+            == format!("{}\n", web_ip.trim()).into_bytes()
+    });
+    assert!(aliased, "tasks.www from c2\n{}", a.ctl(&["service", "ls"]));
 
     // A restart of switchd reopens the container's interface where dockerd
     // put it: web is reachable again, under its name.

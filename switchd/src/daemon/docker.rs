@@ -380,18 +380,21 @@ impl Daemon {
     }
 
     /// Names Docker endpoints after their containers: (endpoint id, name).
-    pub fn docker_name_endpoints(&mut self, names: &[(String, String)]) {
+    pub fn docker_name_endpoints(&mut self, names: &[(String, String, Vec<String>)]) {
         let mut changed = false;
-        for (endpoint_id, container) in names {
+        for (endpoint_id, container, aliases) in names {
             let Ok(name) = Name::new(container.trim_start_matches('/')) else { continue };
             let is_it = |e: &Endpoint| e.record.docker_endpoint.as_deref() == Some(endpoint_id.as_str());
             let Some(e) = self.endpoints.iter().find(|e| is_it(e)) else { continue };
             let network = e.record.network.clone();
+            let services: Vec<Name> = aliases.iter().filter_map(|a| Name::new(a).ok()).take(32).collect();
             if self.endpoints.on(network.as_str()).any(|e| e.record.name == name) {
                 tracing::warn!("docker container {name} on {network}: the name is taken; it stays {}", e.record.name);
                 continue;
             }
-            self.endpoints.find_mut(is_it).expect("found above").record.name = name;
+            let record = &mut self.endpoints.find_mut(is_it).expect("found above").record;
+            record.name = name;
+            record.services = services;
             changed = true;
         }
         if changed {

@@ -104,13 +104,31 @@ pub async fn name_endpoints(api_socket: std::path::PathBuf, daemon: Shared) {
         let unnamed = unfound.await.unwrap_or_default();
         for (network_id, endpoints) in unnamed {
             let Ok(network) = get_json(&api_socket, &format!("/networks/{network_id}")).await else { continue };
-            let names: Vec<(String, String)> = network["Containers"]
+            let found: Vec<(String, String, String)> = network["Containers"]
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter_map(|(_, c)| Some((c["EndpointID"].as_str()?.to_owned(), c["Name"].as_str()?.to_owned())))
-                .filter(|(endpoint, _)| endpoints.contains(endpoint))
+                .filter_map(|(id, c)| {
+                    Some((c["EndpointID"].as_str()?.to_owned(), c["Name"].as_str()?.to_owned(), id.clone()))
+                })
+                .filter(|(endpoint, ..)| endpoints.contains(endpoint))
                 .collect();
+            // Its `--network-alias`es on this network make it a backend of
+            // those services (Docker lists the container's short id too).
+            let mut names = Vec::new();
+            for (endpoint, name, id) in found {
+                let container = get_json(&api_socket, &format!("/containers/{id}/json")).await.unwrap_or_default();
+                let aliases: Vec<String> = container["NetworkSettings"]["Networks"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, n)| n["NetworkID"].as_str() == Some(network_id.as_str()))
+                    .flat_map(|(_, n)| n["Aliases"].as_array().cloned().unwrap_or_default())
+                    .filter_map(|a| a.as_str().map(str::to_owned))
+                    .filter(|a| !id.starts_with(a.as_str()) && *a != name.trim_start_matches('/'))
+                    .collect();
+                names.push((endpoint, name, aliases));
+            }
             if !names.is_empty() {
                 let namer = daemon.clone();
                 let _ = tokio::task::spawn_blocking(move || daemon::write(&namer).docker_name_endpoints(&names)).await;
