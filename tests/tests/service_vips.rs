@@ -210,3 +210,42 @@ fn dnsrr_rotates_and_aliases_need_no_definition() {
         "web survived its removal on the other host"
     );
 }
+
+/// On a network with host access (TCP to the gateway address is the
+/// host's), the health checks still work: their answers come back to the
+/// gateway stack, and a killed server is taken out.
+#[test]
+fn health_checks_work_on_a_network_with_host_access() {
+    let lobby =
+        "\n[[network]]\nname = \"lobby\"\nvni = 110\nsubnet = \"10.11.0.0/24\"\ninternal = true\nhost_access = true\n";
+    let sd = Switchd::start("", lobby);
+    let b = Netns::new("hb");
+    sd.connect("lobby", &b, &["--ip", "10.11.0.5", "--service", "api"]);
+    let server = b.spawn_py(py::NAMED_SERVER, &["80", "hb"]);
+    sd.ctl(&[
+        "service",
+        "create",
+        "api",
+        "--network",
+        "lobby",
+        "--port",
+        "80/tcp",
+        "--health",
+        "http:/",
+        "--health-interval",
+        "300",
+        "--health-threshold",
+        "1",
+    ]);
+    let api = |sd: &Switchd| sd.json(&["service", "inspect", "api"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || api(&sd)["backends"][0]["last_error"].is_null()
+            && api(&sd)["backends"][0]["state"] == "healthy"),
+        "{}",
+        api(&sd)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(api(&sd)["backends"][0]["state"], "healthy", "checks kept passing: {}", api(&sd));
+    drop(server);
+    assert!(wait_until(Duration::from_secs(3), || api(&sd)["backends"][0]["state"] == "unhealthy"), "{}", api(&sd));
+}

@@ -25,6 +25,10 @@ use crate::conns::{AcceptErrors, Guard, Limits, Source, Table};
 use crate::services::{Counters, Tables, dns};
 use crate::switch::NetworkId;
 
+/// The source ports of the gateway stack's own connections (health
+/// checks): TCP to the gateway address at one of these is the stack's.
+pub const HEALTH_CHECK_PORTS: std::ops::RangeInclusive<u16> = crate::switch::HEALTH_CHECK_PORTS;
+
 /// How long a DNS client may keep a TCP connection open without asking.
 const IDLE: Duration = Duration::from_secs(10);
 /// Connections served at once per network; past that, the one idle
@@ -106,6 +110,11 @@ pub fn start(
         tap::set_persist(&fd, false)?;
         // Quiet: no IPv6 autoconfiguration chatter (IPv4 only, like the gateway).
         let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+        // Health checks leave from ports the host's own connections do not
+        // use (Linux's default ephemeral ports end at 60999), so that the
+        // switch gives their answers to this stack, not to the host side.
+        let (first, last) = (HEALTH_CHECK_PORTS.start(), HEALTH_CHECK_PORTS.end());
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", format!("{first} {last}"))?;
         netlink::set_up("lo")?;
         netlink::configure(&netlink::LinkSetup {
             name: name.to_string(),

@@ -118,6 +118,13 @@ pub enum Next {
     Flood,
 }
 
+/// The source ports of the gateway stack's own connections (its health
+/// checks of services' backends): TCP to the gateway address at one of
+/// them goes to the stack, even on a network with host access. Past
+/// Linux's default ephemeral ports (32768-60999), which the host's own
+/// connections use.
+pub const HEALTH_CHECK_PORTS: std::ops::RangeInclusive<u16> = 61000..=61999;
+
 /// A network's router side: the IPv4 gateway address that every host
 /// answers for, with the same MAC everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1118,6 +1125,14 @@ impl Switch {
                 return match (ip, stack, host) {
                     (Some(_), ..) if dhcp => Action::Local { port, network },
                     (Some(ip), Some(stack), _) if ip.dst == gw.ip && dns_tcp(&ip) => Action::Deliver(stack),
+                    // The answers to the stack's health checks.
+                    (Some(ip), Some(stack), _)
+                        if ip.dst == gw.ip
+                            && ip.protocol == Protocol::Tcp
+                            && ip.dst_port().is_some_and(|p| HEALTH_CHECK_PORTS.contains(&p)) =>
+                    {
+                        Action::Deliver(stack)
+                    }
                     // With host access, the rest is the host's.
                     (Some(ip), _, Some(host)) if ip.dst == gw.ip && !served(&ip) => Action::Deliver(host),
                     (Some(ip), Some(stack), _) if ip.dst == gw.ip && ip.protocol == Protocol::Tcp => {

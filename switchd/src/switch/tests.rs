@@ -953,3 +953,26 @@ fn a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it() {
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw, A, "10.1.0.2", "10.1.0.200", 64, 9)), refused);
     assert_eq!(l.sw.network_counters(l.front).unwrap().balance.refused, 2);
 }
+
+/// On a network with host access, TCP to the gateway address is the
+/// host's, but the answers to the gateway stack's health checks (to its
+/// ports) are the stack's.
+#[test]
+fn health_check_answers_go_to_the_stack_even_with_host_access() {
+    let gw = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(false);
+    let (stack, host) = (l.sw.add_port(l.front).unwrap(), l.sw.add_port(l.front).unwrap());
+    l.sw.set_gateway_port(l.front, Some(stack));
+    l.sw.set_host_port(l.front, Some(host));
+    let tcp_to = |dport: u16| {
+        let mut out = vec![0u8; frame::HEADER_LEN];
+        etherparse::PacketBuilder::ethernet2(A.0, gw.0)
+            .ipv4([10, 1, 0, 2], [10, 1, 0, 1], 64)
+            .tcp(80, dport, 1, 1000)
+            .write(&mut out, b"")
+            .unwrap();
+        out
+    };
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &tcp_to(61_005)), Action::Deliver(stack));
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &tcp_to(40_000)), Action::Deliver(host));
+}
