@@ -42,11 +42,20 @@
 #             trips per second and the RTT's mean, median and p99
 #             (--full-rtt), median of RUNS. Scenarios bridge, switchd-tap,
 #             vxlan, switchd-vxlan, switchd-sealed, switchd-sealed-aes.
+#   conn      new TCP connections per second: two client processes connect,
+#             read the server's byte and close, again and again, for
+#             CONN_DURATION s (default 3; benches/conn_rate.py, Python on
+#             both ends, so it measures the path's cost per connection
+#             beside the same client's). Scenarios bridge, bridge-dnat,
+#             switchd-tap, switchd-vip.
 #
 # Scenarios (SCENARIOS to choose; a test runs on those of its scenarios
 # that are chosen):
 #   one host, MTU 1500:
 #     bridge        c1 -veth- [Linux bridge in ns h] -veth- c2         (reference)
+#     bridge-dnat   the same, c1 connecting to 10.77.0.200, which nftables
+#                   in c1 DNATs to c2 (kube-proxy's way: the kernel
+#                   reference for a VIP)
 #     switchd-tap   c1 -TAP- [switchd in ns h] -TAP- c2                 (the product)
 #     switchd-veth  c1 -veth- [switchd in ns h, AF_PACKET] -veth- c2
 #     switchd-vip   c1 -TAP- [switchd in ns h] -TAP- c2, to c2 through a
@@ -67,7 +76,7 @@
 #                    host namespaces over wg0 (MTU 1420): Debian's wireguard-go,
 #                    the userspace reference (this kernel has no WireGuard module)
 # References: switchd-tap and switchd-veth to bridge; switchd-vip to
-# switchd-tap (the same path, straight to the backend) and bridge; switchd-routed to
+# switchd-tap (the same path, straight to the backend), bridge-dnat and bridge; switchd-routed to
 # routed (and switchd-tap for tcp); switchd-vxlan to vxlan; the sealed ones
 # to vxlan (and switchd-vxlan and wg-go for tcp).
 #
@@ -101,9 +110,10 @@ UDP_DURATION=${UDP_DURATION:-$(min "$DURATION" 4)}
 RR_DURATION=${RR_DURATION:-$(min "$DURATION" 3)}
 [ "$RR_DURATION" -ge 2 ] || RR_DURATION=2
 PING_COUNT=${PING_COUNT:-200}
+CONN_DURATION=${CONN_DURATION:-3}
 PING_INTERVAL=${PING_INTERVAL:-0.005}
-TESTS=${TESTS:-"tcp parallel ping udp rr"}
-SCENARIOS=${SCENARIOS:-"bridge switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
+TESTS=${TESTS:-"tcp parallel ping udp rr conn"}
+SCENARIOS=${SCENARIOS:-"bridge bridge-dnat switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 NSES=()
@@ -116,16 +126,16 @@ declare -A GROUP_PIDS
 log() { echo "[compare] $*" >&2; }
 die() { echo "compare.sh: $*" >&2; exit 2; }
 
-for v in RUNS DURATION PARALLEL_DURATION UDP_DURATION RR_DURATION PING_COUNT; do
+for v in RUNS DURATION PARALLEL_DURATION UDP_DURATION RR_DURATION PING_COUNT CONN_DURATION; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
 done
 [[ $PING_INTERVAL =~ ^[0-9]*\.?[0-9]+$ ]] || die "PING_INTERVAL must be seconds, not '$PING_INTERVAL'"
 for t in $TESTS; do
-  case $t in tcp|parallel|ping|udp|rr) ;; *) die "unknown test $t (tcp parallel ping udp rr)" ;; esac
+  case $t in tcp|parallel|ping|udp|rr|conn) ;; *) die "unknown test $t (tcp parallel ping udp rr conn)" ;; esac
 done
 for sc in $SCENARIOS; do
   case $sc in
-    bridge|switchd-tap|switchd-veth|switchd-vip|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
+    bridge|bridge-dnat|switchd-tap|switchd-veth|switchd-vip|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
     *) die "unknown scenario $sc" ;;
   esac
 done
@@ -395,6 +405,7 @@ endpoints() {
   GROUP=""
   case $1 in
     bridge) CLIENT=$P-b1 SERVER=$P-b2 ADDR=10.77.0.2 ;;
+    bridge-dnat) CLIENT=$P-b1 SERVER=$P-b2 ADDR=10.77.0.200 ;;
     switchd-tap) CLIENT=$P-s1 SERVER=$P-s2 ADDR=10.78.0.22 GROUP=one ;;
     switchd-veth) CLIENT=$P-v1 SERVER=$P-v2 ADDR=10.78.0.12 GROUP=one ;;
     switchd-vip) CLIENT=$P-s1 SERVER=$P-s2 ADDR=10.78.0.200 GROUP=one ;;
@@ -410,11 +421,12 @@ endpoints() {
 
 # Which scenarios each test runs on (of those chosen).
 declare -A TEST_SCENARIOS=(
-  [tcp]="bridge switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
+  [tcp]="bridge bridge-dnat switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
   [parallel]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
   [udp]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [rr]="bridge switchd-tap vxlan switchd-vxlan switchd-sealed switchd-sealed-aes"
+  [conn]="bridge bridge-dnat switchd-tap switchd-vip"
 )
 
 # Each figure is a line of $RESULTS: test, scenario, run, then key=value.
@@ -501,6 +513,23 @@ measure_udp() {  # scenario run
   log "run $run udp $sc: $kpps kpps received ($lost of $sent lost)"
 }
 
+# conn: new TCP connections per second (connect, one byte back, close),
+# from two client processes for CONN_DURATION s; the server answers each.
+measure_conn() {  # scenario run
+  local sc=$1 run=$2 spid rate
+  endpoints "$sc"
+  ip netns exec "$SERVER" timeout $((CONN_DURATION + 30)) python3 "$ROOT/benches/conn_rate.py" serve 5202 &
+  spid=$!
+  PIDS+=("$spid")
+  wait_listen "$SERVER" t 5202
+  rate=$(ip netns exec "$CLIENT" timeout $((CONN_DURATION + 30)) python3 "$ROOT/benches/conn_rate.py" connect "$ADDR" 5202 "$CONN_DURATION" 2)
+  kill "$spid" 2>/dev/null || true
+  wait "$spid" 2>/dev/null || true
+  forget "$spid"
+  record conn "$sc" "$run" "cps=$rate"
+  log "run $run conn $sc: $rate connections/s"
+}
+
 # rr: sockperf ping-pong, UDP or TCP: round trips/s and RTT percentiles (us).
 measure_rr() {  # scenario run proto
   local sc=$1 run=$2 proto=$3 port=11111 opt=() kind=u spid fig
@@ -530,7 +559,15 @@ PY
   log "run $run rr $proto $sc: $fig"
 }
 
-case " $SCENARIOS " in *" bridge "*) setup_bridge ;; esac
+case " $SCENARIOS " in *" bridge "*|*" bridge-dnat "*) setup_bridge ;; esac
+if has "$SCENARIOS" bridge-dnat; then
+  # In the client: 10.77.0.200 is the server, by DNAT (every port).
+  ip netns exec "$P-b1" nft -f - <<'NFT'
+table ip vip {
+  chain out { type nat hook output priority -100; ip daddr 10.77.0.200 dnat to 10.77.0.2; }
+}
+NFT
+fi
 case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*|*" switchd-vip "*|*" switchd-routed "*) setup_switchd ;; esac
 case " $SCENARIOS " in *" routed "*) setup_routed ;; esac
 case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
@@ -559,6 +596,7 @@ for run in $(seq "$RUNS"); do
         tcp) measure_tcp tcp "$sc" "$run" "$DURATION" ;;
         parallel) measure_tcp parallel "$sc" "$run" "$PARALLEL_DURATION" -P 4 ;;
         ping) measure_ping "$sc" "$run" ;;
+        conn) measure_conn "$sc" "$run" ;;
         udp) measure_udp "$sc" "$run" ;;
         rr) measure_rr "$sc" "$run" udp; measure_rr "$sc" "$run" tcp ;;
       esac
@@ -569,17 +607,18 @@ ELAPSED=$(($(date +%s) - STARTED))
 
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); switchd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); measured for ${ELAPSED}s"
 echo "runs: $RUNS; tests: $TESTS; host.toml extras: $(tr '\n' ' ' <<<"${HOST_EXTRA:-none}")${LIVE_TRACE:+; live trace: $LIVE_TRACE}"
-python3 - "$WORK" "$RESULTS" "$SCENARIOS" "$DURATION" "$PARALLEL_DURATION" "$UDP_DURATION" "$RR_DURATION" "$PING_COUNT" "$PING_INTERVAL" <<'PY'
+python3 - "$WORK" "$RESULTS" "$SCENARIOS" "$DURATION" "$PARALLEL_DURATION" "$UDP_DURATION" "$RR_DURATION" "$PING_COUNT" "$PING_INTERVAL" "$CONN_DURATION" <<'PY'
 import os, statistics, sys
 
 work, results, scenarios = sys.argv[1], sys.argv[2], sys.argv[3].split()
-duration, pduration, uduration, rrduration, ping_count, ping_interval = sys.argv[4:10]
+duration, pduration, uduration, rrduration, ping_count, ping_interval, conn_duration = sys.argv[4:11]
 
 # Kernel (or userspace) references, the kernel's first.
 REFS = {
     "switchd-tap": ["bridge"],
     "switchd-veth": ["bridge"],
-    "switchd-vip": ["switchd-tap", "bridge"],
+    "switchd-vip": ["bridge-dnat", "switchd-tap", "bridge"],
+    "bridge-dnat": ["bridge"],
     "switchd-routed": ["routed", "switchd-tap"],
     "switchd-vxlan": ["vxlan"],
     "switchd-sealed": ["vxlan", "switchd-vxlan", "wg-go"],
@@ -682,6 +721,15 @@ for sc in present("udp"):
                   "%s of %s" % (ratio(med("udp", sc, "kpps"), med("udp", ref, "kpps")), ref) if ref else ("1 (reference)" if sc in REFERENCE else "-")])
 table("UDP, 64-byte datagrams received (iperf3 -u -l 64 -b 0 -t %s): kpps, median [min-max]" % uduration,
       ["scenario", "kpps", "lost", "ratio"], lines)
+
+# New connections.
+lines = []
+for sc in present("conn"):
+    refs = [r for r in REFS.get(sc, []) if ("conn", r) in rows]
+    rel = "; ".join("%s of %s" % (ratio(med("conn", sc, "cps"), med("conn", r, "cps")), r) for r in refs)
+    lines.append([sc, spread("conn", sc, "cps", "%.0f"), rel or ("1 (reference)" if sc in REFERENCE else "-")])
+table("new TCP connections (connect, a byte back, close; 2 client processes, %s s): per second, median [min-max]" % conn_duration,
+      ["scenario", "conn/s", "ratio"], lines)
 
 # Request/response.
 for proto in ("udp", "tcp"):

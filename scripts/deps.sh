@@ -34,11 +34,14 @@ PACKAGES=(
 )
 
 # Only the benchmarks ask for these (`deps.sh --bench`): sockperf for the
-# request/response test, wireguard-go and wg for the userspace VPN reference.
+# request/response test, wireguard-go and wg for the userspace VPN reference,
+# nft for the VIP's kernel reference.
 BENCH_PACKAGES=(
   "sockperf         sockperf"
   "wireguard-go     wireguard-go"
   "wireguard-tools  wg"
+  # The kernel reference for a service VIP (nftables DNAT, bridge-dnat).
+  "nftables         nft"
 )
 
 all_packages() { for entry in "${PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do echo "${entry%% *}"; done; }

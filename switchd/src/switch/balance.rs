@@ -224,6 +224,12 @@ impl Balancer {
         }
         let there = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: false };
         if let Some(backend) = self.flows.get(&there, now).and_then(|b| service.backend(b)) {
+            // Its way back may have been pushed out of the table on its own:
+            // without it the replies would not be turned back.
+            let back = FlowKey { protocol: ip.protocol, from: (backend.ip(), dport), to: (ip.src, sport), back: true };
+            if self.flows.get(&back, now).is_none() {
+                self.flows.insert(back, ip.dst, now);
+            }
             return Pick::To { backend, new: None };
         }
         let Some(&backend) = service.table.get(flow_hash(ip.protocol, ip.src, sport)) else {
@@ -253,6 +259,20 @@ impl Balancer {
         }
         let back = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: true };
         self.flows.get(&back, now)
+    }
+
+    /// A frame from a client straight to a backend (not through the VIP)
+    /// on ports a balanced flow had: that flow is over (the client took
+    /// the port again), and its way back must not turn this connection's
+    /// replies into the VIP's. Forgotten.
+    pub fn direct(&mut self, ip: &l3::Ipv4) {
+        let Some((sport, dport)) = ip.ports.filter(|_| self.serving.contains(&ip.dst)) else { return };
+        let back = FlowKey { protocol: ip.protocol, from: (ip.dst, dport), to: (ip.src, sport), back: true };
+        if let Some(vip) = self.flows.get_unmarked(&back) {
+            self.flows.remove(&back);
+            // And its way there: the next connection to the VIP on these ports is new.
+            self.flows.remove(&FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (vip, dport), back: false });
+        }
     }
 
     /// Live flows, there and back.
@@ -408,6 +428,23 @@ mod tests {
         assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40001))), None, "another flow");
         assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 81, CLIENT, 40000))), None, "from another port");
         assert_eq!(b.counters(), BalanceCounters { balanced: 1, refused: 0, evicted: 0 });
+    }
+
+    /// A client that takes a port of an old balanced flow again for a
+    /// connection straight to the backend gets its replies as they are.
+    #[test]
+    fn a_direct_connection_on_an_old_flows_ports_is_not_turned_back() {
+        let now = Instant::now();
+        let mut b = Balancer::default();
+        b.set_services(vec![web(1)]);
+        let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))) else { panic!() };
+        let reply = tcp(backend.ip(), 80, CLIENT, 40000);
+        assert_eq!(b.reply_vip(now, &ip(&reply)), Some(VIP));
+        b.direct(&ip(&tcp(CLIENT, 40000, backend.ip(), 80)));
+        assert_eq!(b.reply_vip(now, &ip(&reply)), None, "the direct connection's reply is the backend's");
+        // The client's next connection to the VIP on those ports is a new flow, its way back kept.
+        assert!(matches!(b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))), Pick::To { new: Some(_), .. }));
+        assert_eq!(b.reply_vip(now, &ip(&reply)), Some(VIP));
     }
 
     #[test]

@@ -106,6 +106,19 @@ impl<K: Hash + Eq + Copy, V: Copy> FlowTable<K, V> {
         bucket[at] = Some(Slot { key, value, seen: now });
     }
 
+    /// Forgets one flow.
+    pub fn remove(&mut self, key: &K) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let range = self.bucket(key);
+        for slot in &mut self.slots[range] {
+            if slot.as_ref().is_some_and(|s| s.key == *key) {
+                *slot = None;
+            }
+        }
+    }
+
     /// Forgets the flows whose value `gone` says is gone.
     pub fn forget(&mut self, mut gone: impl FnMut(&V) -> bool) {
         for slot in &mut self.slots {

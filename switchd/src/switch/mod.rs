@@ -1152,9 +1152,14 @@ impl Switch {
             }
         }
         if !net.balancer.is_empty()
-            && let Some(back) = self.unbalance(now, network, eth)
+            && let Some(ip) = l3::ipv4(eth.as_bytes())
         {
-            return back;
+            if let Some(back) = self.unbalance(now, network, eth, &ip) {
+                return back;
+            }
+            if let Location::Port(_) = ingress {
+                self.networks[network].balancer.direct(&ip);
+            }
         }
         self.forward(now, network, ingress, eth)
     }
@@ -1194,14 +1199,16 @@ impl Switch {
 
     /// A backend's reply to a client of a local port, in a balanced flow:
     /// back from the VIP.
-    fn unbalance(&mut self, now: Instant, network: NetworkId, eth: ethernet::Frame<&[u8]>) -> Option<Action> {
-        if eth.ethertype() != EtherType::Ipv4 {
-            return None;
-        }
-        let ip = l3::ipv4(eth.as_bytes())?;
+    fn unbalance(
+        &mut self,
+        now: Instant,
+        network: NetworkId,
+        eth: ethernet::Frame<&[u8]>,
+        ip: &l3::Ipv4,
+    ) -> Option<Action> {
         let aging = self.config.mac_aging_time;
         let net = &mut self.networks[network];
-        let vip = net.balancer.reply_vip(now, &ip)?;
+        let vip = net.balancer.reply_vip(now, ip)?;
         let gateway = net.gateway?;
         let Some(Location::Port(client)) = net.fdb.lookup(eth.dst_addr(), now, aging) else { return None };
         let rewrite =
