@@ -57,6 +57,48 @@ impl Errors {
         }
         value
     }
+
+    /// The network `at.network` names (required), among `networks`.
+    fn network<'a>(
+        &mut self,
+        at: &KeyPath,
+        name: &Option<String>,
+        networks: &'a [NetworkConfig],
+    ) -> Option<&'a NetworkConfig> {
+        let name = self.required(&at.key("network"), name.clone())?;
+        let found = networks.iter().find(|net| net.name.as_str() == name);
+        if found.is_none() {
+            self.push(at.key("network"), format!("no network named {}", shown(&name)));
+        }
+        found
+    }
+
+    /// `at.ports`: at most [`MAX_SERVICE_PORTS`] of "80/tcp", "53/udp" or
+    /// "8080", each once, in the order given.
+    fn ports(&mut self, at: &KeyPath, raw: &Option<Vec<String>>) -> Vec<ServicePort> {
+        let raw = raw.as_deref().unwrap_or_default();
+        if raw.len() > MAX_SERVICE_PORTS {
+            self.push(at.key("ports"), format!("names {} ports; at most {MAX_SERVICE_PORTS}", raw.len()));
+        }
+        let mut ports = Vec::new();
+        for (i, p) in raw.iter().enumerate().take(MAX_SERVICE_PORTS) {
+            if let Some(p) = self.check(&at.key("ports").index(i), Some(p.as_str()), service_port) {
+                if ports.contains(&p) {
+                    self.push(at.key("ports").index(i), format!("{p} is named twice"));
+                }
+                ports.push(p);
+            }
+        }
+        ports
+    }
+
+    /// What a check of one entry comes to: the value, or every error.
+    fn finish<T>(self, value: Option<T>) -> Result<T, Vec<FieldError>> {
+        match value {
+            Some(v) if self.0.is_empty() => Ok(v),
+            _ => Err(self.0),
+        }
+    }
 }
 
 fn out_of_range(v: i64, min: impl std::fmt::Display, max: impl std::fmt::Display) -> String {
@@ -334,21 +376,11 @@ fn peer(raw: &RawPeer, host: &HostConfig, at: &KeyPath, errors: &mut Errors) -> 
 pub fn port(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath) -> Result<PortConfig, Vec<FieldError>> {
     let mut errors = Errors::default();
     let port = port_into(raw, networks, at, &mut errors);
-    match port {
-        Some(p) if errors.0.is_empty() => Ok(p),
-        _ => Err(errors.0),
-    }
+    errors.finish(port)
 }
 
 fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &mut Errors) -> Option<PortConfig> {
-    let network_name = errors.required(&at.key("network"), raw.network.clone());
-    let network = network_name.as_ref().and_then(|n| {
-        let found = networks.iter().find(|net| net.name.as_str() == n);
-        if found.is_none() {
-            errors.push(at.key("network"), format!("no network named {}", shown(n)));
-        }
-        found
-    });
+    let network = errors.network(at, &raw.network, networks);
     let kind =
         errors.check(&at.key("kind"), Some(raw.kind.clone().unwrap_or_else(|| "tap".into())), |k| match k.as_str() {
             "tap" => Ok(PortKind::Tap),
@@ -447,10 +479,7 @@ pub const MAX_HEALTH_PATH: usize = 256;
 pub fn service(raw: &RawService, networks: &[NetworkConfig], at: &KeyPath) -> Result<ServiceConfig, Vec<FieldError>> {
     let mut errors = Errors::default();
     let service = service_into(raw, networks, at, &mut errors);
-    match service {
-        Some(s) if errors.0.is_empty() => Ok(s),
-        _ => Err(errors.0),
-    }
+    errors.finish(service)
 }
 
 /// The most sources one policy names.
@@ -487,23 +516,13 @@ fn selector(s: &str, network_ok: bool) -> Result<Selector, String> {
 pub fn policy(raw: &RawPolicy, networks: &[NetworkConfig], at: &KeyPath) -> Result<PolicyConfig, Vec<FieldError>> {
     let mut errors = Errors::default();
     let policy = policy_into(raw, networks, at, &mut errors);
-    match policy {
-        Some(p) if errors.0.is_empty() => Ok(p),
-        _ => Err(errors.0),
-    }
+    errors.finish(policy)
 }
 
 fn policy_into(raw: &RawPolicy, networks: &[NetworkConfig], at: &KeyPath, errors: &mut Errors) -> Option<PolicyConfig> {
     let name = errors.required(&at.key("name"), raw.name.clone());
     let name = errors.check(&at.key("name"), name, |n| Name::new(&n));
-    let network = errors.required(&at.key("network"), raw.network.clone());
-    let network = network.and_then(|n| {
-        let found = networks.iter().find(|net| net.name.as_str() == n);
-        if found.is_none() {
-            errors.push(at.key("network"), format!("no network named {}", shown(&n)));
-        }
-        found
-    });
+    let network = errors.network(at, &raw.network, networks);
     let select = errors.required(&at.key("select"), raw.select.clone());
     let select = errors.check(&at.key("select"), select, |s| selector(&s, false));
     let raw_from = raw.from.clone().unwrap_or_default();
@@ -516,16 +535,7 @@ fn policy_into(raw: &RawPolicy, networks: &[NetworkConfig], at: &KeyPath, errors
         .take(MAX_POLICY_SOURCES)
         .filter_map(|(i, s)| errors.check(&at.key("from").index(i), Some(s.as_str()), |s| selector(s, true)))
         .collect();
-    let raw_ports = raw.ports.clone().unwrap_or_default();
-    if raw_ports.len() > MAX_SERVICE_PORTS {
-        errors.push(at.key("ports"), format!("names {} ports; at most {MAX_SERVICE_PORTS}", raw_ports.len()));
-    }
-    let ports: Vec<ServicePort> = raw_ports
-        .iter()
-        .enumerate()
-        .take(MAX_SERVICE_PORTS)
-        .filter_map(|(i, p)| errors.check(&at.key("ports").index(i), Some(p.as_str()), service_port))
-        .collect();
+    let ports = errors.ports(at, &raw.ports);
     Some(PolicyConfig { name: name?, network: network?.name.clone(), select: select?, from, ports })
 }
 
@@ -572,33 +582,14 @@ fn service_into(
         }
         Name::new(&n)
     });
-    let network = errors.required(&at.key("network"), raw.network.clone());
-    let network = network.and_then(|n| {
-        let found = networks.iter().find(|net| net.name.as_str() == n);
-        if found.is_none() {
-            errors.push(at.key("network"), format!("no network named {}", shown(&n)));
-        }
-        found
-    });
+    let network = errors.network(at, &raw.network, networks);
     let mode =
         errors.check(&at.key("mode"), Some(raw.mode.clone().unwrap_or_else(|| "vip".into())), |m| match m.as_str() {
             "vip" => Ok(ServiceMode::Vip),
             "dnsrr" => Ok(ServiceMode::Dnsrr),
             other => Err(format!("{} is not a mode; use \"vip\" or \"dnsrr\"", shown(other))),
         });
-    let raw_ports = raw.ports.clone().unwrap_or_default();
-    if raw_ports.len() > MAX_SERVICE_PORTS {
-        errors.push(at.key("ports"), format!("names {} ports; at most {MAX_SERVICE_PORTS}", raw_ports.len()));
-    }
-    let mut ports = Vec::new();
-    for (i, p) in raw_ports.iter().enumerate().take(MAX_SERVICE_PORTS) {
-        if let Some(p) = errors.check(&at.key("ports").index(i), Some(p.as_str()), service_port) {
-            if ports.contains(&p) {
-                errors.push(at.key("ports").index(i), format!("{p} is named twice"));
-            }
-            ports.push(p);
-        }
-    }
+    let ports = errors.ports(at, &raw.ports);
     let vip = errors.check(&at.key("vip"), raw.vip.clone(), parse_ip);
     if let Some(net) = network {
         match (mode, net.subnet, vip) {
@@ -642,10 +633,7 @@ fn service_into(
 pub fn route(raw: &RawRoute, at: &KeyPath) -> Result<RouteConfig, Vec<FieldError>> {
     let mut errors = Errors::default();
     let route = route_into(raw, at, &mut errors);
-    match route {
-        Some(r) if errors.0.is_empty() => Ok(r),
-        _ => Err(errors.0),
-    }
+    errors.finish(route)
 }
 
 fn route_into(raw: &RawRoute, at: &KeyPath, errors: &mut Errors) -> Option<RouteConfig> {
@@ -668,10 +656,7 @@ fn route_into(raw: &RawRoute, at: &KeyPath, errors: &mut Errors) -> Option<Route
 pub fn publish(raw: &RawPublish, at: &KeyPath) -> Result<PublishConfig, Vec<FieldError>> {
     let mut errors = Errors::default();
     let publish = publish_into(raw, at, &mut errors);
-    match publish {
-        Some(p) if errors.0.is_empty() => Ok(p),
-        _ => Err(errors.0),
-    }
+    errors.finish(publish)
 }
 
 fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<PublishConfig> {
