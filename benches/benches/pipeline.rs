@@ -21,6 +21,19 @@ fn mac(n: u32) -> MacAddr {
     MacAddr([0x02, 0x00, b[0], b[1], b[2], b[3]])
 }
 
+/// A network 10.1.0.0/24 with a gateway (MAC 99) and two ports, the
+/// first held to MAC 1 and 10.1.0.2 by the address guard.
+fn guarded() -> (Switch, switchd::switch::NetworkId, switchd::switch::PortId, switchd::switch::PortId) {
+    let mut sw = Switch::new(SwitchConfig::default());
+    let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+    let gateway =
+        Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
+    sw.set_gateway(net, Some(gateway));
+    let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
+    sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
+    (sw, net, p1, p2)
+}
+
 fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(1));
@@ -47,13 +60,7 @@ fn pipeline(c: &mut Criterion) {
     // The same on a network with a gateway, from a port held to its
     // address: what the address guard costs.
     {
-        let mut sw = Switch::new(SwitchConfig::default());
-        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
-        let gateway =
-            Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
-        sw.set_gateway(net, Some(gateway));
-        let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
-        sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
+        let (mut sw, _, p1, p2) = guarded();
         decide(&mut sw, &mut plan, now, p2, &build_plain(mac(1), mac(2), 0x0800, 46));
         let mut frame = vec![0u8; 10];
         etherparse::PacketBuilder::ethernet2(mac(1).0, mac(2).0)
@@ -78,13 +85,7 @@ fn pipeline(c: &mut Criterion) {
     // balancer's.
     {
         use switchd::switch::balance::{Backend, Service};
-        let mut sw = Switch::new(SwitchConfig::default());
-        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
-        let gateway =
-            Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
-        sw.set_gateway(net, Some(gateway));
-        let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
-        sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
+        let (mut sw, net, p1, p2) = guarded();
         let backends = (0..3).map(|i| Backend::new([10, 1, 0, 10 + i].into(), mac(10 + u32::from(i)))).collect();
         sw.set_services(net, vec![Service::new([10, 1, 0, 200].into(), vec![], backends)]);
         let tcp = |dst_mac: MacAddr, src_mac: MacAddr, src: [u8; 4], dst: [u8; 4], ports: (u16, u16), len: usize| {
@@ -124,13 +125,7 @@ fn pipeline(c: &mut Criterion) {
     // is cached, what policy adds to the decision.
     {
         use switchd::switch::policy::{Rule, Sources};
-        let mut sw = Switch::new(SwitchConfig::default());
-        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
-        let gateway =
-            Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
-        sw.set_gateway(net, Some(gateway));
-        let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
-        sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
+        let (mut sw, _, p1, p2) = guarded();
         let rules: Vec<Rule> = (0..1000u32)
             .map(|i| {
                 let src = if i == 999 { [10, 1, 0, 2].into() } else { std::net::Ipv4Addr::from(0x0a64_0000 + i) };
