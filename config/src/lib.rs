@@ -498,6 +498,49 @@ pub struct ServiceConfig {
     /// VIPs do); in `dnsrr` mode, the port health checks use.
     pub ports: Vec<ServicePort>,
     pub health: Option<HealthCheck>,
+    /// The routing mesh: host ports open on every host that carries the
+    /// network, to the VIP (`publish = ["8080:80/tcp"]`, `switchctl
+    /// publish --service`).
+    #[serde(default)]
+    pub publish: Vec<MeshPort>,
+}
+
+impl ServiceConfig {
+    /// Whether `mesh` may be added to the routing mesh's ports: through a
+    /// VIP, to a port the service balances, on a host port it has not yet.
+    pub fn may_publish(&self, mesh: MeshPort) -> Result<(), String> {
+        let to = ServicePort { port: mesh.port, protocol: mesh.protocol };
+        if self.mode != ServiceMode::Vip {
+            Err(format!("the routing mesh leads to a VIP; service {:?} is mode dnsrr", self.name.as_str()))
+        } else if !self.ports.is_empty() && !self.ports.contains(&to) {
+            let ports: Vec<String> = self.ports.iter().map(ToString::to_string).collect();
+            Err(format!("service {:?} does not balance {to} (its ports: {})", self.name.as_str(), ports.join(", ")))
+        } else if self.publish.iter().any(|p| (p.host_port, p.protocol) == (mesh.host_port, mesh.protocol)) {
+            Err(format!(
+                "{}/{} is already published for service {:?}",
+                mesh.host_port,
+                mesh.protocol.as_str(),
+                self.name.as_str()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A port of the routing mesh: `host_port` on every host that carries a
+/// service's network leads to the service's VIP at `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MeshPort {
+    pub host_port: u16,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for MeshPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.host_port, self.port, self.protocol.as_str())
+    }
 }
 
 /// `[[route]]`: two networks whose containers may reach each other through

@@ -124,6 +124,9 @@ pub struct RawRoute {
 pub struct RawPublish {
     pub network: Option<String>,
     pub container: Option<String>,
+    /// Instead of `container`: a `[[service]]` of this file, published on
+    /// every host of the cluster that carries its network (the routing mesh).
+    pub service: Option<String>,
     pub host_port: Option<i64>,
     pub port: Option<i64>,
     pub protocol: Option<String>,
@@ -166,4 +169,6 @@ pub struct RawService {
     pub health: Option<String>,
     pub health_interval_ms: Option<i64>,
     pub health_threshold: Option<i64>,
+    /// The routing mesh: "8080:80/tcp" (HOST_PORT:PORT, TCP unless /udp).
+    pub publish: Option<Vec<String>>,
 }

@@ -13,9 +13,9 @@ use crate::raw::{
 };
 use crate::types::{IfName, MacAddr, Mtu, Name, Subnet, Vni, shown};
 use crate::{
-    Cipher, Config, DockerConfig, Encryption, GossipConfig, HealthCheck, HostConfig, KeySource, MetricsConfig,
-    MetricsListen, NetworkConfig, PeerConfig, PolicyConfig, PortConfig, PortKind, Probe, Protocol, PublishConfig,
-    RouteConfig, Selector, ServiceConfig, ServiceMode, ServicePort,
+    Cipher, Config, DockerConfig, Encryption, GossipConfig, HealthCheck, HostConfig, KeySource, MeshPort,
+    MetricsConfig, MetricsListen, NetworkConfig, PeerConfig, PolicyConfig, PortConfig, PortKind, Probe, Protocol,
+    PublishConfig, RouteConfig, Selector, ServiceConfig, ServiceMode, ServicePort,
 };
 
 /// VXLAN over IPv4 adds 50 bytes: inner Ethernet 14, outer IPv4 20, UDP 8, VXLAN 8.
@@ -626,7 +626,40 @@ fn service_into(
         (Some(probe), Some(interval), Some(threshold)) => Some(HealthCheck { probe, interval, threshold }),
         _ => None,
     };
-    Some(ServiceConfig { network: network?.name.clone(), name: name?, mode: mode?, vip, ports, health })
+    let mut service = ServiceConfig {
+        network: network?.name.clone(),
+        name: name?,
+        mode: mode?,
+        vip,
+        ports,
+        health,
+        publish: Vec::new(),
+    };
+    for (i, p) in raw.publish.as_deref().unwrap_or_default().iter().enumerate() {
+        let at = at.key("publish").index(i);
+        if let Some(p) = errors.check(&at, Some(p.as_str()), mesh_port) {
+            if let Err(e) = service.may_publish(p) {
+                errors.push(at, e);
+            }
+            service.publish.push(p);
+        }
+    }
+    Some(service)
+}
+
+/// "8080:80/tcp": a port of the routing mesh.
+pub fn mesh_port(s: &str) -> Result<MeshPort, String> {
+    let (ports, protocol) = match s.split_once('/') {
+        Some((ports, "tcp")) => (ports, Protocol::Tcp),
+        Some((ports, "udp")) => (ports, Protocol::Udp),
+        Some((_, other)) => return Err(format!("{} is not a protocol; use tcp or udp", shown(other))),
+        None => (s, Protocol::Tcp),
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+    match ports.split_once(':').map(|(h, p)| (port(h), port(p))) {
+        Some((Some(host_port), Some(port))) => Ok(MeshPort { host_port, port, protocol }),
+        _ => Err(format!("{} is not HOST_PORT:PORT[/tcp|/udp] with ports 1-65535", shown(s))),
+    }
 }
 
 /// Checks one `[[route]]`: two different network names.
@@ -652,6 +685,49 @@ fn route_into(raw: &RawRoute, at: &KeyPath, errors: &mut Errors) -> Option<Route
     Some(RouteConfig::new(a, b))
 }
 
+/// A `[[publish]] service = NAME`: a port of the routing mesh for that
+/// `[[service]]` of the file, added to its `publish`.
+fn mesh_publish_into(raw: &RawPublish, at: &KeyPath, services: &mut [ServiceConfig], errors: &mut Errors) {
+    if raw.container.is_some() {
+        errors.push(at.key("service"), "names a service and a container; a port leads to one of them");
+        return;
+    }
+    let network = errors.required(&at.key("network"), raw.network.clone());
+    let network = errors.check(&at.key("network"), network, |n| Name::new(&n));
+    let name = errors.check(&at.key("service"), raw.service.clone(), |n| Name::new(&n));
+    let host_port = errors.required(&at.key("host_port"), raw.host_port);
+    let host_port = errors.check(&at.key("host_port"), host_port, int_in::<u16>(1, 65535));
+    let port = errors.required(&at.key("port"), raw.port);
+    let port = errors.check(&at.key("port"), port, int_in::<u16>(1, 65535));
+    let protocol =
+        errors.check(&at.key("protocol"), Some(raw.protocol.clone().unwrap_or_else(|| "tcp".into())), protocol);
+    let (Some(network), Some(name), Some(host_port), Some(port), Some(protocol)) =
+        (network, name, host_port, port, protocol)
+    else {
+        return;
+    };
+    let Some(service) = services.iter_mut().find(|s| s.network == network && s.name == name) else {
+        errors.push(
+            at.key("service"),
+            format!("{:?} is no [[service]] of network {:?} in this file (a service of the cluster: switchctl publish --service)", name.as_str(), network.as_str()),
+        );
+        return;
+    };
+    let mesh = MeshPort { host_port, port, protocol };
+    match service.may_publish(mesh) {
+        Ok(()) => service.publish.push(mesh),
+        Err(e) => errors.push(at.key("host_port"), e),
+    }
+}
+
+fn protocol(p: String) -> Result<Protocol, String> {
+    match p.as_str() {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(format!("{} is not a protocol; use \"tcp\" or \"udp\"", shown(other))),
+    }
+}
+
 /// Checks one `[[publish]]` (also `switchctl publish`).
 pub fn publish(raw: &RawPublish, at: &KeyPath) -> Result<PublishConfig, Vec<FieldError>> {
     let mut errors = Errors::default();
@@ -668,13 +744,8 @@ fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<P
     let host_port = errors.check(&at.key("host_port"), host_port, int_in::<u16>(1, 65535));
     let port = errors.required(&at.key("port"), raw.port);
     let port = errors.check(&at.key("port"), port, int_in::<u16>(1, 65535));
-    let protocol = errors.check(&at.key("protocol"), Some(raw.protocol.clone().unwrap_or_else(|| "tcp".into())), |p| {
-        match p.as_str() {
-            "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            other => Err(format!("{} is not a protocol; use \"tcp\" or \"udp\"", shown(other))),
-        }
-    });
+    let protocol =
+        errors.check(&at.key("protocol"), Some(raw.protocol.clone().unwrap_or_else(|| "tcp".into())), protocol);
     let host_ip =
         errors.check(&at.key("host_ip"), Some(raw.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into())), parse_ip);
     let idle_timeout = match (raw.idle_timeout, protocol) {
@@ -883,21 +954,6 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
         routes.push(route);
     }
 
-    let mut publish: Vec<PublishConfig> = Vec::new();
-    for (i, raw_publish) in raw.publish.iter().enumerate() {
-        let at = KeyPath::root().key("publish").index(i);
-        let Some(p) = publish_into(raw_publish, &at, &mut errors) else { continue };
-        if let Some(first) =
-            publish.iter().position(|q| (q.host_ip, q.host_port, q.protocol) == (p.host_ip, p.host_port, p.protocol))
-        {
-            errors.push(
-                at.key("host_port"),
-                format!("{}/{} is already published by publish[{first}]", p.host_port, p.protocol.as_str()),
-            );
-        }
-        publish.push(p);
-    }
-
     let mut services: Vec<ServiceConfig> = Vec::new();
     for (i, raw_service) in raw.service.iter().enumerate() {
         let at = KeyPath::root().key("service").index(i);
@@ -914,6 +970,25 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
             errors.push(at.key("vip"), format!("{vip} is already the VIP of service[{first}]"));
         }
         services.push(s);
+    }
+
+    let mut publish: Vec<PublishConfig> = Vec::new();
+    for (i, raw_publish) in raw.publish.iter().enumerate() {
+        let at = KeyPath::root().key("publish").index(i);
+        if raw_publish.service.is_some() {
+            mesh_publish_into(raw_publish, &at, &mut services, &mut errors);
+            continue;
+        }
+        let Some(p) = publish_into(raw_publish, &at, &mut errors) else { continue };
+        if let Some(first) =
+            publish.iter().position(|q| (q.host_ip, q.host_port, q.protocol) == (p.host_ip, p.host_port, p.protocol))
+        {
+            errors.push(
+                at.key("host_port"),
+                format!("{}/{} is already published by publish[{first}]", p.host_port, p.protocol.as_str()),
+            );
+        }
+        publish.push(p);
     }
 
     let mut policies: Vec<PolicyConfig> = Vec::new();

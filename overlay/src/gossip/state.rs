@@ -9,7 +9,7 @@
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}`, plus `"services": ["web"]` for a service's backend and `"down": ["web"]` while it fails that service's health check |
 //! | `pol/<name>` | `{"version": 1795000000000, "network": "back", "select": "service=db", "from": ["service=frontend"], "ports": ["5432/tcp"]}`, or `{"removed": true, "version": ...}` |
-//! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
+//! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "publish": ["8080:80/tcp"], "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
 //! | `features` | `["partial_checksums"]`: what its data plane does that earlier versions did not (absent: nothing) |
 //!
@@ -245,6 +245,9 @@ struct ServiceDefinition {
     health_interval_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     health_threshold: Option<i64>,
+    /// The routing mesh's ports, "8080:80/tcp".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    publish: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -272,6 +275,7 @@ impl ServiceDefinition {
             health: c.health.as_ref().map(|h| h.probe.to_string()),
             health_interval_ms: c.health.as_ref().map(|h| h.interval.as_millis() as i64),
             health_threshold: c.health.as_ref().map(|h| i64::from(h.threshold)),
+            publish: c.publish.iter().map(|p| p.to_string()).collect(),
         }
     }
 }
@@ -600,6 +604,7 @@ fn service(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) ->
         health: d.health,
         health_interval_ms: d.health_interval_ms,
         health_threshold: d.health_threshold,
+        publish: Some(d.publish),
     };
     let config = switchd_config::validate::service(&raw, std::slice::from_ref(net), &KeyPath::root())
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
@@ -866,6 +871,7 @@ mod tests {
             vip: Some("10.10.0.200".into()),
             ports: Some(vec!["80/tcp".into(), "53/udp".into()]),
             health: Some("http:/healthz".into()),
+            publish: Some(vec!["8080:80".into()]),
             ..RawService::default()
         };
         let config = switchd_config::validate::service(
@@ -892,7 +898,7 @@ mod tests {
         let web = kvs.iter().find(|(k, _)| k == "svc/front/web").unwrap();
         assert_eq!(
             web.1,
-            r#"{"version":7,"mode":"vip","vip":"10.10.0.200","ports":["80/tcp","53/udp"],"health":"http:/healthz","health_interval_ms":2000,"health_threshold":2}"#
+            r#"{"version":7,"mode":"vip","vip":"10.10.0.200","ports":["80/tcp","53/udp"],"health":"http:/healthz","health_interval_ms":2000,"health_threshold":2,"publish":["8080:80/tcp"]}"#
         );
         assert!(kvs.iter().any(|(k, v)| k == "svc/front/old" && v == r#"{"removed":true,"version":5}"#));
         let ep = kvs.iter().find(|(k, _)| k.starts_with("ep/")).unwrap();

@@ -472,6 +472,7 @@ mod tests {
                 vip: None,
                 ports: Vec::new(),
                 health: None,
+                publish: Vec::new(),
             }),
             version,
         };

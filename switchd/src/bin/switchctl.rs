@@ -158,14 +158,20 @@ enum Command {
     /// policy allows (and replies to their own connections), cluster-wide.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Forward a host port to a container's port, like `docker run -p`.
+    /// Forward a host port to a container's port, like `docker run -p`
+    /// (NETWORK CONTAINER HOSTPORT:PORT[/PROTO]); or, with --service, a
+    /// service's VIP on every host that carries its network, keeping the
+    /// client's address (the routing mesh: --service web 8080:80).
     Publish {
-        network: String,
-        /// The container's (endpoint's) name.
-        container: String,
-        /// HOSTPORT:PORT, optionally /tcp (default) or /udp.
-        #[arg(value_name = "HOSTPORT:PORT[/PROTO]")]
-        ports: String,
+        /// NETWORK CONTAINER HOSTPORT:PORT[/PROTO], or with --service HOSTPORT:PORT[/PROTO].
+        #[arg(value_name = "ARGS", num_args = 1..=3, required = true)]
+        args: Vec<String>,
+        /// Publish this service through the routing mesh instead of a container.
+        #[arg(long)]
+        service: Option<String>,
+        /// With --service: its network, if the name is on several.
+        #[arg(long)]
+        network: Option<String>,
         /// The host address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host_ip: String,
@@ -250,6 +256,10 @@ enum ServiceCommand {
         /// Failures in a row that take a backend out, successes that bring it back (default 2).
         #[arg(long, value_name = "N")]
         health_threshold: Option<i64>,
+        /// Open HOSTPORT on every host that carries the network, to the VIP's
+        /// PORT (the routing mesh; repeat): 8080:80, 5353:53/udp.
+        #[arg(long = "publish", short = 'p', value_name = "HOSTPORT:PORT[/PROTO]")]
+        publish: Vec<String>,
     },
     /// Remove a service from the whole cluster (its backends stay).
     Rm {
@@ -654,7 +664,17 @@ fn run(cli: &Cli) -> Result<String, String> {
                 let request = Request::ServiceInspect { name: name.clone(), network: network.clone() };
                 ask(cli, request, |s: ServiceInfo| render::service(&s))
             }
-            ServiceCommand::Create { name, network, mode, vip, ports, health, health_interval, health_threshold } => {
+            ServiceCommand::Create {
+                name,
+                network,
+                mode,
+                vip,
+                ports,
+                health,
+                health_interval,
+                health_threshold,
+                publish,
+            } => {
                 let service = RawService {
                     name: Some(name.clone()),
                     network: Some(network.clone()),
@@ -664,6 +684,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                     health: health.clone(),
                     health_interval_ms: *health_interval,
                     health_threshold: *health_threshold,
+                    publish: Some(publish.clone()),
                 };
                 ask(cli, Request::ServiceCreate { service }, |s: ServiceInfo| render::service(&s))
             }
@@ -681,11 +702,30 @@ fn run(cli: &Cli) -> Result<String, String> {
             };
             ask(cli, request, |r: Vec<RouteInfo>| render::routes(&r))
         }
-        Command::Publish { network, container, ports, host_ip, idle_timeout, max_connections, max_per_source } => {
+        Command::Publish { args, service: Some(name), network, .. } => {
+            let [ports] = &args[..] else {
+                return Err(format!("with --service, give only HOSTPORT:PORT[/PROTO] (got {})", args.join(" ")));
+            };
+            let request = Request::ServicePublish { name: name.clone(), network: network.clone(), port: ports.clone() };
+            ask(cli, request, |p: Vec<PublishInfo>| render::published(&p))
+        }
+        Command::Publish {
+            args,
+            service: None,
+            network: _,
+            host_ip,
+            idle_timeout,
+            max_connections,
+            max_per_source,
+        } => {
+            let [network, container, ports] = &args[..] else {
+                return Err(format!("give NETWORK CONTAINER HOSTPORT:PORT[/PROTO] (got {})", args.join(" ")));
+            };
             let (host_port, port, protocol) = parse_publish(ports)?;
             let publish = RawPublish {
                 network: Some(network.clone()),
                 container: Some(container.clone()),
+                service: None,
                 host_port: Some(host_port),
                 port: Some(port),
                 protocol: Some(protocol),

@@ -103,6 +103,12 @@ pub enum Request {
         route: RawRoute,
     },
     PublishLs,
+    /// `publish --service NAME HOSTPORT:PORT[/PROTO]`: the routing mesh.
+    ServicePublish {
+        name: String,
+        network: Option<String>,
+        port: String,
+    },
     PublishAdd {
         publish: RawPublish,
     },
@@ -591,6 +597,13 @@ pub struct PublishInfo {
     /// descriptors ran out.
     #[serde(default)]
     pub relays: crate::conns::CountersSnapshot,
+    /// A port of the routing mesh: the service it leads to (its VIP is the
+    /// target), instead of a container.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// A mesh port that is not open on this host: why.
+    #[serde(default)]
+    pub not_open: Option<String>,
 }
 
 /// Everything `network connect` would set up, for `script attach`.
@@ -622,6 +635,9 @@ pub struct ServiceInfo {
     /// "80/tcp"; none: every port.
     pub ports: Vec<String>,
     pub health: Option<String>,
+    /// The routing mesh's ports, "8080:80/tcp".
+    #[serde(default)]
+    pub publish: Vec<String>,
     /// "config", "runtime", "cluster", or "alias" (joined, never defined).
     pub origin: String,
     pub backends: Vec<BackendInfo>,

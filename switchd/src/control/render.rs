@@ -462,13 +462,14 @@ pub fn services(services: &[ServiceInfo]) -> String {
 /// `service inspect`: the settings, then a row per backend.
 pub fn service(s: &ServiceInfo) -> String {
     let mut out = format!(
-        "name: {}\nnetwork: {}\nmode: {}\nvip: {}\nports: {}\nhealth: {}\norigin: {}\n",
+        "name: {}\nnetwork: {}\nmode: {}\nvip: {}\nports: {}\nhealth: {}\npublished (mesh): {}\norigin: {}\n",
         s.name,
         s.network,
         s.mode,
         opt(&s.vip),
         if s.ports.is_empty() { "every port".into() } else { s.ports.join(", ") },
         s.health.clone().unwrap_or_else(|| "none".into()),
+        if s.publish.is_empty() { "none".into() } else { s.publish.join(", ") },
         s.origin
     );
     let rows: Vec<Vec<String>> = s
@@ -487,9 +488,16 @@ pub fn published(ports: &[PublishInfo]) -> String {
             vec![
                 format!("{}:{}/{}", p.host_ip, p.host_port, p.protocol),
                 p.network.clone(),
-                p.container.clone(),
+                match &p.service {
+                    Some(service) => format!("service {service}"),
+                    None => p.container.clone(),
+                },
                 p.port.to_string(),
-                opt(&p.target),
+                match (&p.target, &p.not_open, &p.service) {
+                    (Some(t), _, Some(_)) => format!("{t} (mesh)"),
+                    (_, Some(why), _) => format!("not open here: {why}"),
+                    (t, ..) => opt(t),
+                },
                 p.origin.clone(),
                 p.relays.active.to_string(),
                 p.relays.evicted.to_string(),

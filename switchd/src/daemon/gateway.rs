@@ -11,7 +11,7 @@ use switchd_config::raw::{RawPublish, RawRoute};
 use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
 
 use super::Daemon;
-use super::error::Invalid;
+use super::error::{Invalid, OpResult};
 use super::state::Origin;
 use crate::control::api::{PublishInfo, RouteInfo};
 use crate::proxy;
@@ -48,6 +48,9 @@ pub enum PublishError {
     NotFound { host_port: u16, protocol: String },
     #[error("the port is published in host.toml; remove it there")]
     InConfig,
+    /// A port of the routing mesh that cannot be.
+    #[error("{0}")]
+    Mesh(String),
 }
 
 /// Layer 3 beyond a network: which networks route to each other, and the
@@ -324,13 +327,28 @@ impl Daemon {
                     target: target.map(|t| std::net::SocketAddr::new(t.ip, c.port).to_string()),
                     origin: p.origin.as_str().to_owned(),
                     relays: p.listener.counters(),
+                    service: None,
+                    not_open: None,
                 }
             })
+            .chain(self.mesh_ls())
             .collect()
+    }
+
+    /// The containers' ports published on this host.
+    pub(super) fn layer3_publications(&self) -> impl Iterator<Item = &PublishConfig> {
+        self.layer3.published.iter().map(|p| &p.config)
     }
 
     /// Publishes a port: binds it now, so a port in use is refused here.
     pub(super) fn publish(&mut self, config: PublishConfig, origin: Origin) -> Result<(), PublishError> {
+        if let Some(service) = self.mesh_holder(config.host_port, config.protocol) {
+            return Err(PublishError::Mesh(format!(
+                "{}/{} is the routing mesh's port for service {service} here",
+                config.host_port,
+                config.protocol.as_str()
+            )));
+        }
         if let Some(p) = self.layer3.published.iter().find(|p| {
             (p.config.host_ip, p.config.host_port, p.config.protocol)
                 == (config.host_ip, config.host_port, config.protocol)
@@ -361,15 +379,22 @@ impl Daemon {
         Ok(self.publish_ls())
     }
 
-    pub(super) fn publish_rm(&mut self, host_port: u16, protocol: &str) -> Result<Vec<PublishInfo>, PublishError> {
+    /// `unpublish`: a container's port on this host, or else a port of the
+    /// routing mesh, for the whole cluster.
+    pub(super) fn publish_rm(&mut self, host_port: u16, protocol: &str) -> OpResult<Vec<PublishInfo>> {
         let index = self
             .layer3
             .published
             .iter()
-            .position(|p| p.config.host_port == host_port && p.config.protocol.as_str() == protocol)
-            .ok_or_else(|| PublishError::NotFound { host_port, protocol: protocol.to_owned() })?;
+            .position(|p| p.config.host_port == host_port && p.config.protocol.as_str() == protocol);
+        let Some(index) = index else {
+            if self.mesh_unpublish(host_port, protocol)? {
+                return Ok(self.publish_ls());
+            }
+            return Err(PublishError::NotFound { host_port, protocol: protocol.to_owned() }.into());
+        };
         if self.layer3.published[index].origin == Origin::Config {
-            return Err(PublishError::InConfig);
+            return Err(PublishError::InConfig.into());
         }
         self.layer3.published.remove(index);
         self.save();

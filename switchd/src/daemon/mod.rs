@@ -34,6 +34,7 @@ pub mod error;
 mod gateway;
 pub mod ipam;
 mod keys;
+mod mesh;
 mod networks;
 mod policy;
 mod reload;
@@ -146,6 +147,8 @@ pub struct Daemon {
     docker: DockerState,
     layer3: Layer3,
     services: service::ServiceState,
+    /// The routing mesh's rules, as installed.
+    mesh: mesh::MeshState,
     /// Network policies, by name (the data path numbers their rules in this order).
     policies: std::collections::BTreeMap<switchd_config::Name, policy::KnownPolicy>,
     /// The operation under way on the system, saved before its first
@@ -166,7 +169,7 @@ impl Daemon {
     /// Starts the data plane on the real host, sets up host.toml's and
     /// saved networks, and reattaches saved and configured endpoints.
     pub fn start(config: Config) -> std::io::Result<Daemon> {
-        Daemon::start_with(config, Arc::new(HostSystem))
+        Daemon::start_with(config, Arc::new(HostSystem::default()))
     }
 
     /// [`Daemon::start`], doing its system work through `system`.
@@ -220,6 +223,7 @@ impl Daemon {
             docker: DockerState::new(saved.docker_networks),
             layer3: Layer3 { routes, published: Vec::new(), targets: Default::default() },
             services: service::ServiceState::default(),
+            mesh: mesh::MeshState::default(),
             policies: Default::default(),
             pending: Vec::new(),
             session,
@@ -451,6 +455,7 @@ impl Daemon {
         self.publish_state();
         self.program_services();
         self.program_policy();
+        self.program_mesh();
         self.reprogram();
         self.program_gateways();
         self.push_keys();
@@ -523,7 +528,10 @@ impl Daemon {
             Request::RouteAdd { route } => answer(self.route_add(route)),
             Request::RouteRm { route } => answer(self.route_rm(route)),
             Request::PublishAdd { publish } => answer(self.publish_add(publish)),
-            Request::PublishRm { host_port, protocol } => answer(self.publish_rm(*host_port, protocol)),
+            Request::PublishRm { host_port, protocol } => self.publish_rm(*host_port, protocol).and_then(value),
+            Request::ServicePublish { name, network, port } => {
+                self.service_publish(name, network.as_deref(), port).and_then(value)
+            }
             Request::NetworkGc { network, keep } => self.network_gc(network, keep).and_then(value),
             Request::ServiceCreate { service } => self.service_create(service).and_then(value),
             Request::ServiceRm { name, network } => self.service_rm(name, network.as_deref()).and_then(value),

@@ -258,6 +258,7 @@ impl Daemon {
     pub(super) fn services_changed(&mut self) {
         self.program_services();
         self.program_policy();
+        self.program_mesh();
         self.reprogram();
         self.program_gateways();
         self.publish_state();
@@ -420,7 +421,7 @@ impl Daemon {
     }
 
     /// The live service `name` (on `network`, or the only network that has one).
-    fn find_service(&self, name: &str, network: Option<&str>) -> OpResult<(Name, Name)> {
+    pub(super) fn find_service(&self, name: &str, network: Option<&str>) -> OpResult<(Name, Name)> {
         let matches: Vec<&(Name, Name)> = self
             .services
             .known
@@ -467,6 +468,7 @@ impl Daemon {
             mode: config.mode.as_str().to_owned(),
             vip: config.vip,
             ports: config.ports.iter().map(|p| p.to_string()).collect(),
+            publish: config.publish.iter().map(|p| p.to_string()).collect(),
             health: config
                 .health
                 .as_ref()
@@ -495,6 +497,7 @@ impl Daemon {
                     vip: None,
                     ports: Vec::new(),
                     health: None,
+                    publish: Vec::new(),
                 };
                 let k =
                     Known { network: net.config.name.clone(), name, config: None, version: 0, origin: Origin::Runtime };

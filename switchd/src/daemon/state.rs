@@ -344,6 +344,11 @@ mod tests {
                         interval: std::time::Duration::from_millis(1500),
                         threshold: 3,
                     }),
+                    publish: vec![switchd_config::MeshPort {
+                        host_port: 8080,
+                        port: 80,
+                        protocol: switchd_config::Protocol::Tcp,
+                    }],
                 }),
                 version: 1_795_000_000_000,
                 origin: Origin::Runtime,

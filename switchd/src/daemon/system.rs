@@ -18,6 +18,7 @@ use super::state::{Device, EndpointRecord};
 use crate::dataplane::{FdPort, Port};
 use crate::io::gateway::{GatewayStack, TablesSource};
 use crate::io::netns::{self, NetnsError, NetnsId};
+use crate::io::nftables::{self, Dnat};
 use crate::switch::NetworkId;
 
 /// A gateway's own kernel stack and the port it is switched through.
@@ -97,12 +98,19 @@ pub trait System: Send + Sync + Debug {
     fn forget_unresolved_neighbours(&self, _netns: &str, _ifname: &IfName) -> Result<usize, String> {
         Ok(0)
     }
+
+    /// Makes the routing mesh's DNAT rules in the host's nftables exactly
+    /// `rules` (see [`crate::io::nftables`]), forwarding on when there are any.
+    fn set_mesh(&self, rules: &[Dnat]) -> Result<(), String>;
 }
 
 /// The real host: netlink, namespaces entered by `setns`, TAPs and packet
 /// sockets (see [`attach`]).
 #[derive(Debug, Default)]
-pub struct HostSystem;
+pub struct HostSystem {
+    /// The socket that owns switchd's nftables table, once there is one.
+    mesh: std::sync::Mutex<Option<nftables::MeshTable>>,
+}
 
 impl System for HostSystem {
     fn identify_netns(&self, netns: &str) -> Result<NetnsId, NetnsError> {
@@ -181,5 +189,21 @@ impl System for HostSystem {
     fn forget_unresolved_neighbours(&self, netns: &str, ifname: &IfName) -> Result<usize, String> {
         let done = netns::run_in(netns, || crate::io::netlink::forget_unresolved_neighbours(ifname.as_str()));
         done.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    }
+
+    fn set_mesh(&self, rules: &[Dnat]) -> Result<(), String> {
+        let mut table = self.mesh.lock().unwrap_or_else(|e| e.into_inner());
+        if table.is_none() {
+            if rules.is_empty() {
+                // Nothing to remove: a table of switchd's dies with its socket.
+                return Ok(());
+            }
+            *table = Some(nftables::MeshTable::open().map_err(|e| format!("nf_tables netlink socket: {e}"))?);
+        }
+        if !rules.is_empty() {
+            // The published ports' connections are forwarded into the network.
+            nftables::enable_forwarding().map_err(|e| format!("net.ipv4.ip_forward: {e}"))?;
+        }
+        table.as_mut().expect("opened").replace(rules).map_err(|e| format!("nf_tables: {e}"))
     }
 }

@@ -41,6 +41,8 @@ struct FakeSystem {
     calls: Mutex<Vec<Call>>,
     fail_open: AtomicBool,
     next_ino: AtomicU64,
+    /// The routing mesh's rules, as last set.
+    mesh: Mutex<Vec<crate::io::nftables::Dnat>>,
 }
 
 impl FakeSystem {
@@ -52,6 +54,7 @@ impl FakeSystem {
             calls: Mutex::default(),
             fail_open: AtomicBool::new(false),
             next_ino: AtomicU64::new(1),
+            mesh: Mutex::default(),
         })
     }
 
@@ -86,6 +89,11 @@ impl FakeSystem {
 }
 
 impl System for FakeSystem {
+    fn set_mesh(&self, rules: &[crate::io::nftables::Dnat]) -> Result<(), String> {
+        *self.mesh.lock().unwrap() = rules.to_vec();
+        Ok(())
+    }
+
     fn identify_netns(&self, netns: &str) -> Result<NetnsId, NetnsError> {
         self.namespaces.lock().unwrap().get(netns).copied().ok_or_else(|| NetnsError::NotFound(netns.to_owned()))
     }

@@ -6,6 +6,7 @@ pub mod epoll;
 pub mod gateway;
 pub mod netlink;
 pub mod netns;
+pub mod nftables;
 pub mod packet;
 pub mod sys;
 pub mod tap;

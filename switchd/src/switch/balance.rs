@@ -32,6 +32,7 @@ use switchd_wire::ethernet;
 use switchd_wire::ip::Protocol;
 use switchd_wire::{checksum, ipv4};
 
+use super::VtepId;
 use super::flow_table::FlowTable;
 use super::l3;
 use super::maglev::Maglev;
@@ -161,6 +162,17 @@ pub struct BalanceCounters {
     pub evicted: u64,
 }
 
+/// A flow another host balanced for a client outside every network (a
+/// connection to a published port of the routing mesh there), arriving
+/// here at a backend: its way back (backend to client) and the VTEP it
+/// came from, where the replies must go to become the VIP's again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub back: FlowKey,
+    pub vtep: VtepId,
+    pub at: Instant,
+}
+
 /// A network's VIPs and the flows through them.
 #[derive(Debug, Clone)]
 pub struct Balancer {
@@ -169,6 +181,8 @@ pub struct Balancer {
     /// reply to turn back (the flow table says whether it is).
     serving: HashSet<Ipv4Addr>,
     flows: FlowTable<FlowKey, Ipv4Addr>,
+    /// Mesh flows balanced by another host to a backend here ([`Arrival`]).
+    arrivals: FlowTable<FlowKey, VtepId>,
     balanced: u64,
     refused: u64,
 }
@@ -179,6 +193,7 @@ impl Default for Balancer {
             services: HashMap::new(),
             serving: HashSet::new(),
             flows: FlowTable::new(FLOWS_PER_NETWORK * 2, FLOW_IDLE),
+            arrivals: FlowTable::new(FLOWS_PER_NETWORK, FLOW_IDLE),
             balanced: 0,
             refused: 0,
         }
@@ -205,7 +220,8 @@ impl Balancer {
     }
 
     pub fn counters(&self) -> BalanceCounters {
-        BalanceCounters { balanced: self.balanced, refused: self.refused, evicted: self.flows.evicted }
+        let evicted = self.flows.evicted + self.arrivals.evicted;
+        BalanceCounters { balanced: self.balanced, refused: self.refused, evicted }
     }
 
     /// The backend for a frame to `ip.dst` (with TCP or UDP ports, not a
@@ -273,6 +289,33 @@ impl Balancer {
             // And its way there: the next connection to the VIP on these ports is new.
             self.flows.remove(&FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (vip, dport), back: false });
         }
+    }
+
+    /// A balanced frame from another host (`vtep`) to a backend here, for
+    /// a client outside every network: the way back of its flow is kept,
+    /// so that the replies go back through that host. The arrival, if it
+    /// is new (news for the other replicas).
+    pub fn arrived(&mut self, now: Instant, ip: &l3::Ipv4, vtep: VtepId) -> Option<Arrival> {
+        let (sport, dport) = ip.ports.filter(|_| self.serving.contains(&ip.dst))?;
+        let back = FlowKey { protocol: ip.protocol, from: (ip.dst, dport), to: (ip.src, sport), back: true };
+        if self.arrivals.get(&back, now) == Some(vtep) {
+            return None;
+        }
+        let arrival = Arrival { back, vtep, at: now };
+        self.remember_arrival(&arrival);
+        Some(arrival)
+    }
+
+    /// Keeps a mesh flow's way back (seen here or by another replica).
+    pub fn remember_arrival(&mut self, a: &Arrival) {
+        self.arrivals.insert(a.back, a.vtep, a.at);
+    }
+
+    /// The host a backend's reply goes back to, for a mesh flow.
+    pub fn return_vtep(&mut self, now: Instant, ip: &l3::Ipv4) -> Option<VtepId> {
+        let (sport, dport) = ip.ports.filter(|_| self.serving.contains(&ip.src))?;
+        let back = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: true };
+        self.arrivals.get(&back, now)
     }
 
     /// Live flows, there and back.

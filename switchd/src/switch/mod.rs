@@ -505,6 +505,8 @@ pub struct Learning {
 pub enum News {
     Learned(Learning),
     Balanced(NetworkId, balance::Balanced),
+    /// A mesh flow another host balanced to a backend here.
+    Arrived(NetworkId, balance::Arrival),
     /// A connection an isolated endpoint opened: its replies pass.
     Opened(policy::Flow, Instant),
 }
@@ -569,6 +571,12 @@ impl Switch {
             News::Balanced(network, balanced) => {
                 if let Some(net) = self.networks.get_mut(*network) {
                     net.balancer.remember(balanced);
+                }
+                return;
+            }
+            News::Arrived(network, arrival) => {
+                if let Some(net) = self.networks.get_mut(*network) {
+                    net.balancer.remember_arrival(arrival);
                 }
                 return;
             }
@@ -1106,7 +1114,7 @@ impl Switch {
         if let Location::Port(port) = ingress
             && let Some(request) = neighbor::parse(eth.as_bytes())
             && let Some(&owner) = net.neighbors.get(&request.target())
-            && owner != src
+            && (owner != src || from_stack)
         {
             net.answered += 1;
             return Action::Answer { port, owner, request };
@@ -1118,6 +1126,16 @@ impl Switch {
             let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.as_bytes())).flatten();
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let (stack, host) = (net.gateway_port, net.host_port);
+            // A backend's reply in a flow of the routing mesh: to the host
+            // side here, or back to the host it came in through.
+            if let Some(ip) = ip.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
+                if let Some(back) = self.unbalance(now, network, eth, &ip) {
+                    return back;
+                }
+                if let Some(vtep) = self.networks[network].balancer.return_vtep(now, &ip) {
+                    return Action::Encap { vtep, network };
+                }
+            }
             if dst == gw.mac || (dhcp && dst.is_broadcast()) {
                 // What switchd itself serves at the gateway address.
                 let served = |ip: &l3::Ipv4| ip.is_echo_request() || ip.is_udp_to(53);
@@ -1151,9 +1169,27 @@ impl Switch {
                 };
             }
         }
+        let net = &self.networks[network];
         if !net.balancer.is_empty()
             && let Some(ip) = l3::ipv4(eth.as_bytes())
         {
+            let to_gateway = gateway.is_some_and(|g| g.mac == eth.dst_addr());
+            // The host side's connections to a VIP: its own, and those the
+            // routing mesh's DNAT rules send there from its published ports.
+            if let (Location::Port(p), true) = (ingress, to_gateway)
+                && net.host_port == Some(p)
+                && net.balancer.is_vip(ip.dst)
+            {
+                return self.balance(now, network, p, &ip);
+            }
+            // Another host's mesh flow arriving at a backend here.
+            if let (Location::Vtep(v), true) = (ingress, as_gateway)
+                && self.is_outside(network, ip.src)
+                && let Some(arrival) = self.networks[network].balancer.arrived(now, &ip, v)
+                && self.replicated
+            {
+                self.news.push(News::Arrived(network, arrival));
+            }
             if let Some(back) = self.unbalance(now, network, eth, &ip) {
                 return back;
             }
@@ -1210,10 +1246,24 @@ impl Switch {
         let net = &mut self.networks[network];
         let vip = net.balancer.reply_vip(now, ip)?;
         let gateway = net.gateway?;
-        let Some(Location::Port(client)) = net.fdb.lookup(eth.dst_addr(), now, aging) else { return None };
+        // A client behind the gateway: the host side's (through the mesh).
+        let client = match net.fdb.lookup(eth.dst_addr(), now, aging) {
+            _ if eth.dst_addr() == gateway.mac => net.host_port?,
+            Some(Location::Port(client)) => client,
+            _ => return None,
+        };
         let rewrite =
             balance::Rewrite { src_mac: gateway.mac, dst_mac: eth.dst_addr(), addr: balance::NatAddr::Src(vip) };
         Some(Action::Nat { network, next: Next::Port(client), rewrite })
+    }
+
+    /// Whether `ip`, a source in `network`, is a client from outside it:
+    /// the host side's own address (the gateway's), or in no network at
+    /// all (a client of the routing mesh). A routed client is neither: its
+    /// replies are routed back.
+    fn is_outside(&self, network: NetworkId, ip: Ipv4Addr) -> bool {
+        let in_subnet = |n: &Network| n.gateway.is_some_and(|g| g.subnet.contains(&ip));
+        self.networks[network].gateway.is_some_and(|g| g.ip == ip) || !self.networks.values().any(in_subnet)
     }
 
     /// Makes `services` the VIPs of `network` ([`balance::Balancer::set_services`]).

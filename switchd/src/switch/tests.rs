@@ -976,3 +976,76 @@ fn health_check_answers_go_to_the_stack_even_with_host_access() {
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &tcp_to(61_005)), Action::Deliver(stack));
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &tcp_to(40_000)), Action::Deliver(host));
 }
+
+/// A UDP frame `from`:`sport` to `to`:`dport` behind a virtio header.
+fn udp_frame(dst: MacAddr, src: MacAddr, from: &str, sport: u16, to: &str, dport: u16) -> Vec<u8> {
+    let mut f = ip_frame(dst, src, from, to, 64, dport);
+    let at = frame::HEADER_LEN + 14 + 20;
+    f[at..at + 2].copy_from_slice(&sport.to_be_bytes());
+    f
+}
+
+/// The routing mesh, on both hosts. On the ingress host, a connection
+/// from the host side (a published port's DNAT) to the VIP is balanced to
+/// a backend behind a VTEP, and the backend's reply from that VTEP comes
+/// back from the VIP to the host side. On the backend's host, the reply
+/// goes back to the VTEP the flow came from, not to the host.
+#[test]
+fn the_routing_mesh_balances_the_host_sides_connections_and_replies_return_through_the_ingress_host() {
+    const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    let gw = Gateway::mac_for(Vni::new(1).unwrap());
+    let vip: Ipv4Addr = "10.1.0.200".parse().unwrap();
+    let udp9 = balance::ServicePort { protocol: Protocol::Udp, port: 9 };
+    let client = "198.18.0.9";
+
+    // The ingress host: the backend D (10.1.0.4) is behind a VTEP.
+    let mut ingress = routed_lab(false);
+    let host = ingress.sw.add_port(ingress.front).unwrap();
+    ingress.sw.set_host_port(ingress.front, Some(host));
+    let vtep = ingress.sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
+    ingress.sw.set_gossip_macs(ingress.front, &[(D, vtep)], ingress.t0);
+    ingress.sw.set_neighbors(ingress.front, [(IpAddr::V4(vip), gw)]);
+    let backends = vec![balance::Backend::new("10.1.0.4".parse().unwrap(), D)];
+    ingress.sw.set_services(ingress.front, vec![balance::Service::new(vip, vec![udp9], backends)]);
+    // The host asks for the VIP under the gateway's own MAC: answered all the same.
+    let asked = ingress.sw.handle_frame_action(ingress.t0, host, &arp_request(gw, [10, 1, 0, 1], [10, 1, 0, 200]));
+    assert!(matches!(asked, Action::Answer { port, owner, .. } if port == host && owner == gw), "{asked:?}");
+    let there = ingress.sw.handle_frame_action(ingress.t0, host, &udp_frame(gw, gw, client, 40000, "10.1.0.200", 9));
+    let to_backend =
+        balance::Rewrite { src_mac: gw, dst_mac: D, addr: balance::NatAddr::Dst("10.1.0.4".parse().unwrap()) };
+    assert_eq!(there, Action::Nat { network: ingress.front, next: Next::Vtep(vtep), rewrite: to_backend });
+    let reply = udp_frame(gw, D, "10.1.0.4", 9, client, 40000);
+    let back = ingress.sw.handle_datagram_action(ingress.t0, ip("198.18.0.2"), &vxlan(1, &reply[frame::HEADER_LEN..]));
+    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: gw, addr: balance::NatAddr::Src(vip) };
+    assert_eq!(back, Action::Nat { network: ingress.front, next: Next::Port(host), rewrite: from_vip });
+
+    // The backend's host: A (10.1.0.2, local) serves the VIP.
+    let mut served = routed_lab(false);
+    let from = served.sw.add_vtep("198.18.0.1:4789".parse().unwrap(), None).unwrap();
+    let backends = vec![balance::Backend::new("10.1.0.2".parse().unwrap(), A)];
+    served.sw.set_services(served.front, vec![balance::Service::new(vip, vec![udp9], backends)]);
+    served.sw.set_replicated(true);
+    served.sw.handle_frame_action(
+        served.t0,
+        served.p_front,
+        &ip_frame(MacAddr::BROADCAST, A, "10.1.0.2", "10.1.0.255", 64, 9),
+    );
+    let balanced = udp_frame(A, gw, client, 40000, "10.1.0.2", 9);
+    let arrived =
+        served.sw.handle_datagram_action(served.t0, ip("198.18.0.1"), &vxlan(1, &balanced[frame::HEADER_LEN..]));
+    assert_eq!(arrived, Action::Deliver(served.p_front));
+    let mut news = Vec::new();
+    served.sw.take_news(&mut news);
+    assert!(news.iter().any(|n| matches!(n, News::Arrived(_, a) if a.vtep == from)), "the arrival is news: {news:?}");
+    let reply = udp_frame(gw, A, "10.1.0.2", 9, client, 40000);
+    assert_eq!(
+        served.sw.handle_frame_action(served.t0, served.p_front, &reply),
+        Action::Encap { vtep: from, network: served.front }
+    );
+    // A reply to a client that did not come through the mesh is routed as ever (nowhere, here).
+    let other = udp_frame(gw, A, "10.1.0.2", 9, client, 40001);
+    assert!(matches!(
+        served.sw.handle_frame_action(served.t0, served.p_front, &other),
+        Action::Reject { reason: DropReason::NoRoute, .. }
+    ));
+}
