@@ -5,7 +5,8 @@ Usage: http_many.py URL COUNT [FIRST_PORT]
 GETs URL COUNT times, each on a new connection (2 s timeout), from
 source ports FIRST_PORT, FIRST_PORT + 1, ... if given, and prints
 one JSON object: how many answers each server gave (the first word of
-the body, as named_server.py answers) and, under "errors", how many
+the body, as named_server.py answers), under "from IP" how many it saw
+coming from IP (the second word), and, under "errors", how many
 requests failed.
 """
 
@@ -22,8 +23,9 @@ for i in range(count):
         source = ("0.0.0.0", first + i) if first else None
         conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=2, source_address=source)
         conn.request("GET", url.path or "/", headers={"Connection": "close"})
-        name = conn.getresponse().read().decode().split(" ")[0]
-        seen[name] = seen.get(name, 0) + 1
+        words = conn.getresponse().read().decode().split(" ")
+        for key in [words[0]] + [f"from {w}" for w in words[1:2]]:
+            seen[key] = seen.get(key, 0) + 1
         conn.close()
     except OSError:
         seen["errors"] += 1

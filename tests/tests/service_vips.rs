@@ -249,3 +249,63 @@ fn health_checks_work_on_a_network_with_host_access() {
     drop(server);
     assert!(wait_until(Duration::from_secs(3), || api(&sd)["backends"][0]["state"] == "unhealthy"), "{}", api(&sd));
 }
+
+/// The routing mesh's row of `ports` on `h` for web's port 8080: its
+/// target (the VIP's address) once it is open there.
+fn mesh_target(h: &Switchd) -> Option<String> {
+    let ports = h.json(&["ports"]);
+    let rows = ports.as_array()?.iter();
+    let mut mesh = rows.filter(|p| p["service"] == "web" && p["host_port"] == 8080);
+    mesh.next()?["target"].as_str().map(str::to_owned)
+}
+
+/// The routing mesh: web, published once on one host, answers on port
+/// 8080 of both; connections from a client on the underlay reach the
+/// backends on either host through either host's port, and every backend
+/// sees the client's own address. Unpublished on the other host, the port
+/// closes on both.
+#[test]
+fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
+    let front = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\nhost_access = true\n";
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("svc-mesh", 0x52);
+    let (h1, ip1) = ul.host("h1");
+    let (h2, ip2) = ul.host("h2");
+    let (outside, client_ip) = ul.host("out");
+    let hosts = [member(h1, &ip1, &key, front), member(h2, &ip2, &key, front)];
+    let backends = [Netns::new("mb1"), Netns::new("mb2")];
+    for (i, (h, b)) in hosts.iter().zip(&backends).enumerate() {
+        h.connect("front", b, &["--ip", &format!("10.10.0.2{}", i + 1), "--service", "web"]);
+    }
+    let _servers: Vec<_> = backends.iter().map(|b| b.spawn_py(py::NAMED_SERVER, &["80", &b.name])).collect();
+    let created = hosts[0].json(&["service", "create", "web", "--network", "front", "--port", "80/tcp"]);
+    let vip = created["vip"].as_str().expect("a VIP").to_owned();
+    hosts[0].ctl(&["publish", "--service", "web", "8080:80"]);
+    for h in &hosts {
+        let open = wait_until(Duration::from_secs(10), || mesh_target(h).as_deref() == Some(&format!("{vip}:80")));
+        assert!(open, "{}: {}\n{}", h.host.name, h.json(&["ports"]), h.log());
+        let rules = h.host.ok(&["nft", "list", "table", "ip", "switchd"]);
+        assert!(rules.contains(&format!("tcp dport 8080 dnat to {vip}:80")), "{rules}");
+    }
+    let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+    for (i, ip) in [&ip1, &ip2].into_iter().enumerate() {
+        let seen = spread(&outside, &format!("http://{ip}:8080/"), 40, 30000 + 1000 * i as u16);
+        eprintln!("40 connections to {ip}:8080: {seen:?}");
+        assert_eq!(seen["errors"], 0, "{seen:?}\n{}\n{}", hosts[0].log(), hosts[1].log());
+        for n in &names {
+            assert!(seen.get(*n).copied().unwrap_or(0) > 0, "{n} never answered through {ip}: {seen:?}");
+        }
+        assert_eq!(seen.get(&format!("from {client_ip}")).copied(), Some(40), "the client's address: {seen:?}");
+    }
+    let stats = hosts[0].json(&["stats"]);
+    assert!(stats.to_string().contains("\"balanced\""), "{stats}");
+
+    hosts[1].ctl(&["unpublish", "8080"]);
+    for h in &hosts {
+        let closed = wait_until(Duration::from_secs(10), || mesh_target(h).is_none());
+        assert!(closed, "{}: {}", h.host.name, h.json(&["ports"]));
+        assert!(!h.host.exec(&["nft", "list", "table", "ip", "switchd"]).status.success(), "the table is gone");
+    }
+    let seen = spread(&outside, &format!("http://{ip1}:8080/"), 3, 32000);
+    assert_eq!(seen["errors"], 3, "the port is closed: {seen:?}");
+}

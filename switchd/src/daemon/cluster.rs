@@ -238,10 +238,7 @@ impl Daemon {
         self.adopt_cluster_policies();
         self.note_other_ciphers();
         self.sync_vteps();
-        self.program_services();
-        self.program_policy();
-        self.reprogram();
-        self.program_gateways();
+        self.program_all();
         self.push_keys();
     }
 

@@ -453,12 +453,18 @@ impl Daemon {
     fn commit(&mut self) {
         self.save();
         self.publish_state();
+        self.program_all();
+        self.push_keys();
+    }
+
+    /// Programs what follows from the endpoints, services and policies
+    /// known: VIPs, policy, the routing mesh, neighbour answers, gateways.
+    fn program_all(&mut self) {
         self.program_services();
         self.program_policy();
         self.program_mesh();
         self.reprogram();
         self.program_gateways();
-        self.push_keys();
     }
 
     /// Refuses a network (saved, or from the cluster) whose name or VNI

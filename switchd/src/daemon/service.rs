@@ -256,11 +256,7 @@ impl Daemon {
     /// After a change of services, backends or their health: the data
     /// path, ARP, DNS and the cluster hear of it.
     pub(super) fn services_changed(&mut self) {
-        self.program_services();
-        self.program_policy();
-        self.program_mesh();
-        self.reprogram();
-        self.program_gateways();
+        self.program_all();
         self.publish_state();
     }
 
