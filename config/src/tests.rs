@@ -811,3 +811,70 @@ health = \"tcp\"
         assert!(bad.iter().any(|b| b.contains(e)), "missing {e:?} in:\n{}", bad.join("\n"));
     }
 }
+
+#[test]
+fn mesh_ports_are_a_services_and_checked() {
+    let base = "[host]\nname = \"h\"\n\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\n\n[[service]]\nname = \"web\"\nnetwork = \"front\"\nports = [\"80/tcp\"]\npublish = [\"8080:80\"]\n\n[[service]]\nname = \"dns\"\nnetwork = \"front\"\nmode = \"dnsrr\"\n";
+    let ok =
+        parse(&format!("{base}\n[[publish]]\nnetwork = \"front\"\nservice = \"web\"\nhost_port = 8443\nport = 80\n"))
+            .unwrap();
+    let mesh: Vec<String> = ok.services[0].publish.iter().map(|p| p.to_string()).collect();
+    assert_eq!(mesh, ["8080:80/tcp", "8443:80/tcp"], "publish = [...] and [[publish]] service alike");
+    assert!(ok.publish.is_empty(), "no container's port");
+
+    let bad = errors(&format!(
+        "{base}
+[[publish]]
+network = \"front\"
+service = \"web\"
+host_port = 8080
+port = 80
+
+[[publish]]
+network = \"front\"
+service = \"api\"
+host_port = 9000
+port = 80
+
+[[publish]]
+network = \"front\"
+service = \"web\"
+container = \"c\"
+host_port = 9001
+port = 80
+
+[[publish]]
+network = \"front\"
+service = \"web\"
+host_port = 9002
+port = 81
+
+[[publish]]
+network = \"front\"
+service = \"dns\"
+host_port = 9003
+port = 53
+
+[[publish]]
+network = \"front\"
+container = \"c\"
+host_port = 8080
+port = 80
+"
+    ));
+    let expect = [
+        "publish[0].host_port: 8080/tcp is already published for service \"web\"",
+        "publish[1].service: \"api\" is no [[service]] of network \"front\" in this file",
+        "publish[2].service: names a service and a container",
+        "publish[3].host_port: service \"web\" does not balance 81/tcp (its ports: 80/tcp)",
+        "publish[4].host_port: the routing mesh leads to a VIP; service \"dns\" is mode dnsrr",
+        "publish[5].host_port: 8080/tcp is the routing mesh's port for service \"web\"",
+    ];
+    for e in expect {
+        assert!(bad.iter().any(|b| b.contains(e)), "missing {e:?} in:\n{}", bad.join("\n"));
+    }
+    assert_eq!(validate::mesh_port("5353:53/udp").unwrap().to_string(), "5353:53/udp");
+    for wrong in ["8080", "0:80", "8080:80/sctp", "a:b"] {
+        assert!(validate::mesh_port(wrong).is_err(), "{wrong}");
+    }
+}

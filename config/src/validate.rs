@@ -972,7 +972,8 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
         services.push(s);
     }
 
-    let mut publish: Vec<PublishConfig> = Vec::new();
+    // Containers' ports, each with its index in the file.
+    let mut publish: Vec<(usize, PublishConfig)> = Vec::new();
     for (i, raw_publish) in raw.publish.iter().enumerate() {
         let at = KeyPath::root().key("publish").index(i);
         if raw_publish.service.is_some() {
@@ -980,16 +981,26 @@ pub(crate) fn file(raw: &RawFile, dir: &Path) -> Result<Config, Vec<FieldError>>
             continue;
         }
         let Some(p) = publish_into(raw_publish, &at, &mut errors) else { continue };
-        if let Some(first) =
-            publish.iter().position(|q| (q.host_ip, q.host_port, q.protocol) == (p.host_ip, p.host_port, p.protocol))
+        if let Some((first, _)) =
+            publish.iter().find(|(_, q)| (q.host_ip, q.host_port, q.protocol) == (p.host_ip, p.host_port, p.protocol))
         {
             errors.push(
                 at.key("host_port"),
                 format!("{}/{} is already published by publish[{first}]", p.host_port, p.protocol.as_str()),
             );
         }
-        publish.push(p);
+        publish.push((i, p));
     }
+    // A container's port and the routing mesh's cannot share a host port.
+    for (i, p) in &publish {
+        let same = |m: &MeshPort| (m.host_port, m.protocol) == (p.host_port, p.protocol);
+        if let Some(s) = services.iter().find(|s| s.publish.iter().any(same)) {
+            let (port, protocol, name) = (p.host_port, p.protocol.as_str(), s.name.as_str());
+            let at = KeyPath::root().key("publish").index(*i).key("host_port");
+            errors.push(at, format!("{port}/{protocol} is the routing mesh's port for service {name:?}"));
+        }
+    }
+    let publish = publish.into_iter().map(|(_, p)| p).collect();
 
     let mut policies: Vec<PolicyConfig> = Vec::new();
     for (i, raw_policy) in raw.policy.iter().enumerate() {

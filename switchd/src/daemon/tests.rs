@@ -543,3 +543,65 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
     assert_eq!(said.len(), 2, "{said:?}");
     assert!(said.iter().all(|l| l.contains(&format!("h2 with {other}")) && l.contains("opens both")), "{said:?}");
 }
+
+/// The routing mesh on one host: a `[[service]]`'s `publish` installs its
+/// DNAT rule at start; `publish --service` adds one where the network has
+/// host access and shows why not where it has none; a container's port
+/// and a mesh port never share a host port; `unpublish` takes a runtime
+/// mesh port away and refuses host.toml's.
+#[test]
+fn mesh_ports_become_dnat_rules_where_the_network_has_host_access() {
+    use crate::io::nftables::Dnat;
+    let dir = TempDir::new("mesh");
+    let system = FakeSystem::new(&dir.0);
+    let lobby = "[[network]]\nname = \"lobby\"\nvni = 110\nsubnet = \"10.11.0.0/24\"\nhost_access = true\n\n\
+                 [[service]]\nname = \"api\"\nnetwork = \"lobby\"\nvip = \"10.11.0.200\"\nports = [\"80/tcp\"]\n\n\
+                 [[publish]]\nnetwork = \"lobby\"\nservice = \"api\"\nhost_port = 8080\nport = 80\n";
+    let mut host = Host::start(&dir.0, lobby, system.clone());
+    let rule = |host_port, vip: &str| Dnat { protocol: 6, host_port, vip: vip.parse().unwrap(), port: 80 };
+    assert_eq!(*system.mesh.lock().unwrap(), vec![rule(8080, "10.11.0.200")], "host.toml's, at start");
+
+    let service = |name: &str, network: &str| Request::ServiceCreate {
+        service: switchd_config::raw::RawService {
+            name: Some(name.into()),
+            network: Some(network.into()),
+            ports: Some(vec!["80/tcp".into()]),
+            ..Default::default()
+        },
+    };
+    let publish =
+        |name: &str, port: &str| Request::ServicePublish { name: name.into(), network: None, port: port.into() };
+    host.ask(service("web", "front")).unwrap();
+    let ports = host.ask(publish("web", "9090:80")).unwrap();
+    let web = ports.as_array().unwrap().iter().find(|p| p["service"] == "web").unwrap().clone();
+    assert_eq!(web["not_open"], "network front has no host access here", "{web}");
+    assert_eq!(system.mesh.lock().unwrap().len(), 1, "no rule for it");
+    let err = host.ask(publish("web", "9090:81")).unwrap_err();
+    assert!(err.contains("does not balance 81/tcp"), "{err}");
+
+    host.ask(service("shop", "lobby")).unwrap();
+    let vip = host.ask(Request::ServiceInspect { name: "shop".into(), network: None }).unwrap()["vip"].clone();
+    let err = host.ask(publish("shop", "8080:80")).unwrap_err();
+    assert!(err.contains("is published for service api"), "{err}");
+    host.ask(publish("shop", "8081:80")).unwrap();
+    let mut wanted = vec![rule(8080, "10.11.0.200"), rule(8081, vip.as_str().unwrap())];
+    wanted.sort();
+    assert_eq!(*system.mesh.lock().unwrap(), wanted);
+
+    let container = switchd_config::raw::RawPublish {
+        network: Some("lobby".into()),
+        container: Some("x".into()),
+        host_port: Some(8081),
+        port: Some(80),
+        ..Default::default()
+    };
+    let err = host.ask(Request::PublishAdd { publish: container }).unwrap_err();
+    assert!(err.contains("routing mesh's port for service shop"), "{err}");
+
+    host.ask(Request::PublishRm { host_port: 8081, protocol: "tcp".into() }).unwrap();
+    assert_eq!(*system.mesh.lock().unwrap(), vec![rule(8080, "10.11.0.200")]);
+    let err = host.ask(Request::PublishRm { host_port: 8080, protocol: "tcp".into() }).unwrap_err();
+    assert!(err.contains("host.toml"), "{err}");
+    let err = host.ask(publish("api", "8082:80")).unwrap_err();
+    assert!(err.contains("host.toml"), "{err}");
+}
