@@ -47,7 +47,7 @@
 #             CONN_DURATION s (default 3; benches/conn_rate.py, Python on
 #             both ends, so it measures the path's cost per connection
 #             beside the same client's). Scenarios bridge, bridge-dnat,
-#             switchd-tap, switchd-vip.
+#             switchd-tap, switchd-vip, bridge-publish, switchd-mesh.
 #
 # Scenarios (SCENARIOS to choose; a test runs on those of its scenarios
 # that are chosen):
@@ -61,6 +61,13 @@
 #     switchd-vip   c1 -TAP- [switchd in ns h] -TAP- c2, to c2 through a
 #                   service VIP (10.78.0.200) that c2 is the backend of:
 #                   balanced and rewritten both ways in the data path
+#   a published port, a client outside (on a veth underlay to the host):
+#     bridge-publish  client -veth- [ns h: nftables DNAT of ports 5201-5202
+#                     to b2, Linux bridge] -veth- b2 (Docker's -p with the
+#                     kernel: the reference)
+#     switchd-mesh    client -veth- [ns sh: switchd's routing mesh, its
+#                     nftables DNAT to the VIP 10.87.0.200, host access]
+#                     -TAP- m2, the VIP's backend
 #   routed between two networks, one host, MTU 1500:
 #     routed          c1 -veth- [Linux router: ns r, ip_forward] -veth- c2   (reference)
 #     switchd-routed  c1 -TAP- [switchd: bench -> bench2 via the gateway] -TAP- c2
@@ -76,7 +83,8 @@
 #                    host namespaces over wg0 (MTU 1420): Debian's wireguard-go,
 #                    the userspace reference (this kernel has no WireGuard module)
 # References: switchd-tap and switchd-veth to bridge; switchd-vip to
-# switchd-tap (the same path, straight to the backend), bridge-dnat and bridge; switchd-routed to
+# switchd-tap (the same path, straight to the backend), bridge-dnat and bridge;
+# switchd-mesh to bridge-publish; switchd-routed to
 # routed (and switchd-tap for tcp); switchd-vxlan to vxlan; the sealed ones
 # to vxlan (and switchd-vxlan and wg-go for tcp).
 #
@@ -113,7 +121,7 @@ PING_COUNT=${PING_COUNT:-200}
 CONN_DURATION=${CONN_DURATION:-3}
 PING_INTERVAL=${PING_INTERVAL:-0.005}
 TESTS=${TESTS:-"tcp parallel ping udp rr conn"}
-SCENARIOS=${SCENARIOS:-"bridge bridge-dnat switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
+SCENARIOS=${SCENARIOS:-"bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 NSES=()
@@ -135,7 +143,7 @@ for t in $TESTS; do
 done
 for sc in $SCENARIOS; do
   case $sc in
-    bridge|bridge-dnat|switchd-tap|switchd-veth|switchd-vip|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
+    bridge|bridge-dnat|switchd-tap|switchd-veth|switchd-vip|bridge-publish|switchd-mesh|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
     *) die "unknown scenario $sc" ;;
   esac
 done
@@ -242,7 +250,7 @@ start_switchd() {
 
 # --- switchd: one daemon in ns sh, TAP ports to s1, s2 and veth ports to v1, v2 -
 setup_switchd() {
-  mkns "$P-sh"; mkns "$P-s1"; mkns "$P-s2"; mkns "$P-v1"; mkns "$P-v2"; mkns "$P-s3"
+  mkns "$P-sh"; mkns "$P-s1"; mkns "$P-s2"; mkns "$P-v1"; mkns "$P-v2"; mkns "$P-s3"; mkns "$P-m2"
   cat > "$WORK/host.toml" <<EOF
 [host]
 name = "compare"
@@ -286,6 +294,26 @@ service = "bench-vip"     # switchd-vip: the backend of 10.78.0.200
 name = "bench-vip"
 network = "bench"
 vip = "10.78.0.200"
+
+[[network]]                 # switchd-mesh: its ports published on the host by the routing mesh
+name = "mesh"
+vni = 79
+subnet = "10.87.0.0/24"
+mtu = 1500
+internal = true
+host_access = true
+
+[[port]]
+network = "mesh"
+netns = "$P-m2"
+ip = "10.87.0.22"
+service = "bench-mesh"
+
+[[service]]
+name = "bench-mesh"
+network = "mesh"
+vip = "10.87.0.200"
+publish = ["5201:5201", "5202:5202"]
 
 [[port]]
 network = "bench"
@@ -409,6 +437,8 @@ endpoints() {
     switchd-tap) CLIENT=$P-s1 SERVER=$P-s2 ADDR=10.78.0.22 GROUP=one ;;
     switchd-veth) CLIENT=$P-v1 SERVER=$P-v2 ADDR=10.78.0.12 GROUP=one ;;
     switchd-vip) CLIENT=$P-s1 SERVER=$P-s2 ADDR=10.78.0.200 GROUP=one ;;
+    bridge-publish) CLIENT=$P-bc SERVER=$P-b2 ADDR=198.18.9.1 ;;
+    switchd-mesh) CLIENT=$P-mc SERVER=$P-m2 ADDR=198.18.10.1 GROUP=one ;;
     routed) CLIENT=$P-r1 SERVER=$P-r2 ADDR=10.86.0.2 ;;
     switchd-routed) CLIENT=$P-s1 SERVER=$P-s3 ADDR=10.84.0.23 GROUP=one ;;
     vxlan) CLIENT=$P-k1 SERVER=$P-k2 ADDR=10.79.0.2 ;;
@@ -421,12 +451,12 @@ endpoints() {
 
 # Which scenarios each test runs on (of those chosen).
 declare -A TEST_SCENARIOS=(
-  [tcp]="bridge bridge-dnat switchd-tap switchd-veth switchd-vip routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
+  [tcp]="bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
   [parallel]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
   [udp]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [rr]="bridge switchd-tap vxlan switchd-vxlan switchd-sealed switchd-sealed-aes"
-  [conn]="bridge bridge-dnat switchd-tap switchd-vip"
+  [conn]="bridge bridge-dnat switchd-tap switchd-vip bridge-publish switchd-mesh"
 )
 
 # Each figure is a line of $RESULTS: test, scenario, run, then key=value.
@@ -559,7 +589,7 @@ PY
   log "run $run rr $proto $sc: $fig"
 }
 
-case " $SCENARIOS " in *" bridge "*|*" bridge-dnat "*) setup_bridge ;; esac
+case " $SCENARIOS " in *" bridge "*|*" bridge-dnat "*|*" bridge-publish "*) setup_bridge ;; esac
 if has "$SCENARIOS" bridge-dnat; then
   # In the client: 10.77.0.200 is the server, by DNAT (every port).
   ip netns exec "$P-b1" nft -f - <<'NFT'
@@ -568,7 +598,31 @@ table ip vip {
 }
 NFT
 fi
-case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*|*" switchd-vip "*|*" switchd-routed "*) setup_switchd ;; esac
+if has "$SCENARIOS" bridge-publish; then
+  # The host publishes b2's ports 5201-5202 on its underlay address, as
+  # Docker's -p does with the kernel (DNAT, forwarding, the bridge).
+  mkns "$P-bc"
+  ip link add u0 netns "$P-bh" type veth peer name u0 netns "$P-bc"
+  ip -n "$P-bh" addr add 198.18.9.1/24 dev u0; ip -n "$P-bh" link set u0 up
+  ip -n "$P-bc" addr add 198.18.9.2/24 dev u0; ip -n "$P-bc" link set u0 up
+  ip -n "$P-bh" addr add 10.77.0.254/24 dev br0
+  ip netns exec "$P-bh" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$P-b2" route add 198.18.9.0/24 via 10.77.0.254
+  ip netns exec "$P-bh" nft -f - <<'NFT'
+table ip publish {
+  chain pre { type nat hook prerouting priority dstnat; fib daddr type local tcp dport 5201-5202 dnat to 10.77.0.2; }
+}
+NFT
+fi
+case " $SCENARIOS " in *" switchd-tap "*|*" switchd-veth "*|*" switchd-vip "*|*" switchd-routed "*|*" switchd-mesh "*) setup_switchd ;; esac
+if has "$SCENARIOS" switchd-mesh; then
+  # A client outside, on the host's underlay; the backend's way back to it.
+  mkns "$P-mc"
+  ip link add u0 netns "$P-sh" type veth peer name u0 netns "$P-mc"
+  ip -n "$P-sh" addr add 198.18.10.1/24 dev u0; ip -n "$P-sh" link set u0 up
+  ip -n "$P-mc" addr add 198.18.10.2/24 dev u0; ip -n "$P-mc" link set u0 up
+  ip -n "$P-m2" route add 198.18.10.0/24 via 10.87.0.1
+fi
 case " $SCENARIOS " in *" routed "*) setup_routed ;; esac
 case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
 case " $SCENARIOS " in *" switchd-vxlan "*) setup_switchd_vxlan ;; esac
@@ -618,13 +672,14 @@ REFS = {
     "switchd-tap": ["bridge"],
     "switchd-veth": ["bridge"],
     "switchd-vip": ["bridge-dnat", "switchd-tap", "bridge"],
+    "switchd-mesh": ["bridge-publish", "switchd-vip"],
     "bridge-dnat": ["bridge"],
     "switchd-routed": ["routed", "switchd-tap"],
     "switchd-vxlan": ["vxlan"],
     "switchd-sealed": ["vxlan", "switchd-vxlan", "wg-go"],
     "switchd-sealed-aes": ["vxlan", "switchd-vxlan", "wg-go"],
 }
-REFERENCE = {"bridge", "routed", "vxlan", "wg-go"}
+REFERENCE = {"bridge", "bridge-publish", "routed", "vxlan", "wg-go"}
 
 rows = {}  # (test, scenario) -> [{key: value}] per run
 for line in open(results):

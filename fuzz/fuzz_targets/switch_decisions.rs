@@ -54,13 +54,20 @@ fn fuzz_one(data: &[u8]) {
     sw.set_routes(n1, vec![n3]);
     sw.set_routes(n3, vec![n1]);
     let routes = |from, to| (from, to) == (n1, n3) || (from, to) == (n3, n1);
-    let ports =
-        [sw.add_port(n1).unwrap(), sw.add_port(n1).unwrap(), sw.add_port(n2).unwrap(), sw.add_port(n3).unwrap()];
+    let ports = [
+        sw.add_port(n1).unwrap(),
+        sw.add_port(n1).unwrap(),
+        sw.add_port(n2).unwrap(),
+        sw.add_port(n3).unwrap(),
+        sw.add_port(n1).unwrap(),
+    ];
+    // Port 4: n1's host side (host access, and the routing mesh's way in).
+    sw.set_host_port(n1, Some(ports[4]));
     let guard = EndpointGuard::new(switchd_config::MacAddr([2, 0, 0, 0, 1, 2]), true, Some([10, 1, 0, 2].into()));
     sw.set_port_guard(ports[0], PortGuard::Endpoint(guard));
     // A LAN behind port 1: any MAC but an endpoint's (port 0's, or one gossip names).
     sw.set_port_guard(ports[1], PortGuard::Lan);
-    let network_of_port = |i: usize| [n1, n1, n2, n3][i];
+    let network_of_port = |i: usize| [n1, n1, n2, n3, n1][i];
     let backends = [([10, 1, 0, 2], [2, 0, 0, 0, 1, 2]), ([10, 1, 0, 9], [2, 0, 0, 0, 9, 9])];
     let service = Service::new(
         [10, 1, 0, 200].into(),

@@ -1054,6 +1054,12 @@ impl Switch {
         let from_stack =
             matches!(ingress, Location::Port(p) if net.gateway_port == Some(p) || net.host_port == Some(p));
         let as_gateway = gateway.is_some_and(|g| g.mac == src);
+        // The stack and the host side are the gateway: they send under its
+        // MAC only (what else the host side sends is not the gateway's to
+        // send, and would take an endpoint's MAC).
+        if let (Location::Port(p), true, false) = (ingress, from_stack, as_gateway) {
+            return ports[p].rx.drop(DropReason::SpoofedMac);
+        }
         if let Location::Port(p) = ingress
             && !from_stack
         {
@@ -1129,7 +1135,7 @@ impl Switch {
             // A backend's reply in a flow of the routing mesh: to the host
             // side here, or back to the host it came in through.
             if let Some(ip) = ip.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
-                if let Some(back) = self.unbalance(now, network, eth, &ip) {
+                if let Some(back) = self.unbalance(now, network, ingress, eth, &ip) {
                     return back;
                 }
                 if let Some(vtep) = self.networks[network].balancer.return_vtep(now, &ip) {
@@ -1190,7 +1196,7 @@ impl Switch {
             {
                 self.news.push(News::Arrived(network, arrival));
             }
-            if let Some(back) = self.unbalance(now, network, eth, &ip) {
+            if let Some(back) = self.unbalance(now, network, ingress, eth, &ip) {
                 return back;
             }
             if let Location::Port(_) = ingress {
@@ -1239,6 +1245,7 @@ impl Switch {
         &mut self,
         now: Instant,
         network: NetworkId,
+        ingress: Location,
         eth: ethernet::Frame<&[u8]>,
         ip: &l3::Ipv4,
     ) -> Option<Action> {
@@ -1252,6 +1259,9 @@ impl Switch {
             Some(Location::Port(client)) => client,
             _ => return None,
         };
+        if ingress == Location::Port(client) {
+            return None;
+        }
         let rewrite =
             balance::Rewrite { src_mac: gateway.mac, dst_mac: eth.dst_addr(), addr: balance::NatAddr::Src(vip) };
         Some(Action::Nat { network, next: Next::Port(client), rewrite })
