@@ -266,7 +266,8 @@ fn mesh_target(h: &Switchd) -> Option<String> {
 /// closes on both.
 #[test]
 fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
-    let front = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\nhost_access = true\n";
+    let front =
+        "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\nhost_access = true\n";
     let mut ul = Underlay::new();
     let key = KeyFile::new("svc-mesh", 0x52);
     let (h1, ip1) = ul.host("h1");
@@ -276,6 +277,8 @@ fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
     let backends = [Netns::new("mb1"), Netns::new("mb2")];
     for (i, (h, b)) in hosts.iter().zip(&backends).enumerate() {
         h.connect("front", b, &["--ip", &format!("10.10.0.2{}", i + 1), "--service", "web"]);
+        // Internal (no default route in a test namespace): the way back to the client.
+        b.ok(&["ip", "route", "add", "198.18.0.0/24", "via", "10.10.0.1"]);
     }
     let _servers: Vec<_> = backends.iter().map(|b| b.spawn_py(py::NAMED_SERVER, &["80", &b.name])).collect();
     let created = hosts[0].json(&["service", "create", "web", "--network", "front", "--port", "80/tcp"]);
@@ -297,8 +300,24 @@ fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
         }
         assert_eq!(seen.get(&format!("from {client_ip}")).copied(), Some(40), "the client's address: {seen:?}");
     }
-    let stats = hosts[0].json(&["stats"]);
-    assert!(stats.to_string().contains("\"balanced\""), "{stats}");
+    for h in &hosts {
+        let stats = h.network_stats("front");
+        assert!(stats["balanced"].as_u64().unwrap() >= 40, "each ingress host balanced its 40: {stats}");
+    }
+    // Policy holds for the mesh as for containers: web isolated, the
+    // client's subnet not allowed, then allowed.
+    let isolate = ["policy", "add", "web-in", "--network", "front", "--select", "service=web", "--from"];
+    hosts[0].ctl(&[&isolate[..], &["cidr=10.10.0.0/24"]].concat());
+    let denied = || hosts.iter().all(|h| h.json(&["policy", "ls"]).to_string().contains("web-in"));
+    assert!(wait_until(Duration::from_secs(10), denied), "the policy reached both hosts");
+    let seen = spread(&outside, &format!("http://{ip2}:8080/"), 2, 31500);
+    assert_eq!(seen["errors"], 2, "denied through the mesh: {seen:?}");
+    let policy = hosts[1].json(&["stats"])["policy"].clone();
+    assert!(policy["denied"].as_u64().unwrap() > 0, "counted on the ingress host: {policy}");
+    hosts[0].ctl(&["policy", "rm", "web-in"]);
+    hosts[0].ctl(&[&isolate[..], &["cidr=198.18.0.0/24"]].concat());
+    let allowed = || spread(&outside, &format!("http://{ip2}:8080/"), 2, 31600)["errors"] == 0;
+    assert!(wait_until(Duration::from_secs(10), allowed), "allowed through the mesh once a rule names the client");
 
     hosts[1].ctl(&["unpublish", "8080"]);
     for h in &hosts {
