@@ -1,4 +1,4 @@
-//! `switchctl reload` and SIGHUP: host.toml's added networks, ports and
+//! `switchctl reload` and SIGHUP: host.toml's added networks, ports, services and
 //! routes applied live, removed ones taken away, an invalid file refused
 //! with `--check`'s messages and nothing changed, and what only a restart
 //! applies said so.
@@ -25,8 +25,9 @@ fn a_reload_adds_and_removes_networks_ports_and_routes_and_refuses_a_broken_file
     let write = |body: &str| std::fs::write(sd.config_path(), format!("{head}\n{body}")).unwrap();
 
     // Added: a network, a route, a port on each network.
+    let service = "\n[[service]]\nname = \"web\"\nnetwork = \"front\"\nports = [\"80/tcp\"]\n";
     let grown = format!(
-        "{FRONT}{BACK}{ROUTE}{}{}{}",
+        "{FRONT}{BACK}{ROUTE}{service}{}{}{}",
         port("front", &c1, "10.10.0.11"),
         port("back", &c2, "10.20.0.12"),
         port("front", &c3, "10.10.0.13")
@@ -39,6 +40,7 @@ fn a_reload_adds_and_removes_networks_ports_and_routes_and_refuses_a_broken_file
         "added route back front".to_owned(),
         format!("added port {} on back", c2.name),
         format!("added port {} on front", c3.name),
+        "added service web on front".to_owned(),
     ] {
         assert!(out.contains(&line), "{line:?} missing in\n{out}");
     }
@@ -66,6 +68,7 @@ fn a_reload_adds_and_removes_networks_ports_and_routes_and_refuses_a_broken_file
     assert!(run("kill", &["-HUP", &sd.pid().to_string()]).status.success());
     assert!(wait_until(Duration::from_secs(5), || !c3.has_link("eth0")), "c3 detached\n{}", sd.log());
     assert!(sd.json(&["route", "ls"]).as_array().unwrap().is_empty(), "the route is gone");
+    assert!(sd.try_ctl(&["service", "inspect", "web"]).is_err(), "the service is gone");
     assert!(!c1.ping("10.20.0.12", 1), "nothing routes front to back now");
     std::fs::write(
         sd.config_path(),

@@ -430,8 +430,10 @@ impl Daemon {
             docker_networks: self.docker.networks.clone(),
             docker_reserved: self.addresses.docker_reserved().clone(),
             pending: self.pending.clone(),
-            services: self.services.known.values().filter(|k| k.origin != Origin::Config).cloned().collect(),
-            policies: self.policies.values().filter(|k| k.origin != Origin::Config).cloned().collect(),
+            // host.toml's too: at the next start, one no longer in the file
+            // is removed for the cluster, and one without a `vip` keeps its.
+            services: self.services.known.values().cloned().collect(),
+            policies: self.policies.values().cloned().collect(),
         };
         state::save(&self.host.state_dir, &state)
     }

@@ -76,15 +76,32 @@ impl Daemon {
         for k in saved {
             self.policies.insert(k.name.clone(), k);
         }
-        let version = now_ms();
-        for c in config {
-            let same =
-                self.policies.get(&c.name).is_some_and(|k| k.origin == Origin::Config && k.config.as_ref() == Some(&c));
-            if !same {
-                let known = KnownPolicy { name: c.name.clone(), config: Some(c), version, origin: Origin::Config };
-                self.policies.insert(known.name.clone(), known);
+        self.apply_config_policies(config);
+    }
+
+    /// Makes host.toml's `[[policy]]`s the policies of origin config, at
+    /// start and at a reload (see [`Daemon::apply_config_services`]).
+    pub(super) fn apply_config_policies(&mut self, config: Vec<PolicyConfig>) -> (Vec<String>, Vec<String>) {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for k in self.policies.values_mut() {
+            if k.origin == Origin::Config && k.config.is_some() && !config.iter().any(|c| c.name == k.name) {
+                k.config = None;
+                k.version = now_ms().max(k.version + 1);
+                k.origin = Origin::Runtime;
+                removed.push(format!("policy {}", k.name));
             }
         }
+        for c in config {
+            let old = self.policies.get(&c.name);
+            if old.is_some_and(|k| k.origin == Origin::Config && k.config.as_ref() == Some(&c)) {
+                continue;
+            }
+            let version = now_ms().max(old.map_or(0, |k| k.version + 1));
+            added.push(format!("policy {}", c.name));
+            let known = KnownPolicy { name: c.name.clone(), config: Some(c), version, origin: Origin::Config };
+            self.policies.insert(known.name.clone(), known);
+        }
+        (added, removed)
     }
 
     /// The policies to publish: those of networks this host carries.

@@ -1,5 +1,6 @@
 //! `switchctl reload` and `SIGHUP`: host.toml read again, and what changed
-//! in its networks, ports, routes and peers applied without a restart.
+//! in its networks, ports, routes, peers, services (with their mesh ports)
+//! and policies applied without a restart.
 //!
 //! A file that does not validate changes nothing and is answered with the
 //! messages `switchd --check` prints. Only what host.toml itself made is
@@ -137,6 +138,14 @@ impl Daemon {
                 Err(e) => report.errors.push(format!("[[port]] {name} on {}: {e}", port.network)),
             }
         }
+        // Services and policies: defined anew where changed, removed for
+        // the cluster where gone.
+        let (mut added, mut removed) = self.apply_config_services(config.services.clone());
+        let (more_added, more_removed) = self.apply_config_policies(config.policies.clone());
+        added.extend(more_added);
+        removed.extend(more_removed);
+        report.added.extend(added);
+        report.removed.extend(removed);
         self.commit();
         for line in report
             .added

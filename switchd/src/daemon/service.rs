@@ -63,7 +63,7 @@ fn on_network(network: &Option<String>) -> String {
 }
 
 /// A service this host knows: the cluster's record, and where this host
-/// got it. Saved (but for host.toml's, which the file gives again).
+/// got it. Saved, host.toml's too (see [`Daemon::apply_config_services`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Known {
     pub network: Name,
@@ -315,18 +315,35 @@ impl Daemon {
         for k in saved {
             self.services.known.insert((k.network.clone(), k.name.clone()), k);
         }
-        let version = now_ms();
-        for c in config {
+        self.apply_config_services(config);
+    }
+
+    /// Makes host.toml's `[[service]]`s the services of origin config, at
+    /// start and at a reload: a new or changed one defined anew (a service
+    /// without a `vip` keeps the one IPAM gave it), one no longer there
+    /// removed for the cluster. What changed, as "added ..." and
+    /// "removed ..." lines.
+    pub(super) fn apply_config_services(&mut self, config: Vec<ServiceConfig>) -> (Vec<String>, Vec<String>) {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for k in self.services.known.values_mut() {
+            let listed = config.iter().any(|c| (&c.network, &c.name) == (&k.network, &k.name));
+            if k.origin == Origin::Config && k.config.is_some() && !listed {
+                k.config = None;
+                k.version = now_ms().max(k.version + 1);
+                k.origin = Origin::Runtime;
+                removed.push(format!("service {} on {}", k.name, k.network));
+            }
+        }
+        for mut c in config {
             let key = (c.network.clone(), c.name.clone());
-            let keep = self
-                .services
-                .known
-                .get(&key)
-                .is_some_and(|k| k.origin == Origin::Config && k.config.as_ref() == Some(&c));
-            if keep {
+            let old = self.services.known.get(&key);
+            if c.mode == ServiceMode::Vip && c.vip.is_none() {
+                c.vip = old.and_then(|k| k.config.as_ref()?.vip);
+            }
+            if old.is_some_and(|k| k.origin == Origin::Config && k.config.as_ref() == Some(&c)) {
                 continue;
             }
-            let mut c = c;
+            let version = now_ms().max(old.map_or(0, |k| k.version + 1));
             if c.mode == ServiceMode::Vip && c.vip.is_none() {
                 match self.pick_vip(&c.network, ClaimMode::Now) {
                     Ok(vip) => c.vip = Some(vip),
@@ -336,17 +353,17 @@ impl Daemon {
                     }
                 }
             }
-            self.services.known.insert(
-                key,
-                Known {
-                    network: c.network.clone(),
-                    name: c.name.clone(),
-                    config: Some(c),
-                    version,
-                    origin: Origin::Config,
-                },
-            );
+            added.push(format!("service {} on {}", c.name, c.network));
+            let known = Known {
+                network: c.network.clone(),
+                name: c.name.clone(),
+                config: Some(c),
+                version,
+                origin: Origin::Config,
+            };
+            self.services.known.insert(key, known);
         }
+        (added, removed)
     }
 
     /// A free address of `network` for a VIP.

@@ -605,3 +605,34 @@ fn mesh_ports_become_dnat_rules_where_the_network_has_host_access() {
     let err = host.ask(publish("api", "8082:80")).unwrap_err();
     assert!(err.contains("host.toml"), "{err}");
 }
+
+/// host.toml's services across restarts: one without a `vip` keeps the
+/// address IPAM gave it, and one taken out of the file is removed (a
+/// removal for the cluster), as a reload does.
+#[test]
+fn a_config_service_keeps_its_vip_across_restarts_and_goes_when_taken_out() {
+    let dir = TempDir::new("svc-restart");
+    let system = FakeSystem::new(&dir.0);
+    let web = "[[service]]\nname = \"web\"\nnetwork = \"front\"\nports = [\"80/tcp\"]\n";
+    let vip_of = |host: &mut Host| host.ask(Request::ServiceInspect { name: "web".into(), network: None });
+    let first = {
+        let mut host = Host::start(&dir.0, web, system.clone());
+        vip_of(&mut host).unwrap()["vip"].clone()
+    };
+    assert!(first.is_string(), "a VIP from IPAM: {first}");
+    {
+        // A service listed first now would take web's address, were it free.
+        let api = "[[service]]\nname = \"api\"\nnetwork = \"front\"\n";
+        let mut host = Host::start(&dir.0, &format!("{api}{web}"), system.clone());
+        assert_eq!(vip_of(&mut host).unwrap()["vip"], first, "the same VIP after a restart");
+        let api = host.ask(Request::ServiceInspect { name: "api".into(), network: None }).unwrap();
+        assert_ne!(api["vip"], first);
+    }
+    let mut host = Host::start(&dir.0, "", system);
+    let err = vip_of(&mut host).unwrap_err();
+    assert!(err.contains("no service \"web\""), "{err}");
+    drop(host);
+    let saved = state::load(&dir.0).unwrap();
+    let gone = saved.services.iter().find(|k| k.name.as_str() == "web").expect("remembered as removed");
+    assert!(gone.config.is_none(), "a removal the cluster hears of: {gone:?}");
+}
