@@ -107,7 +107,7 @@ fn fuzz_one(data: &[u8]) {
     }
 
     let kind = KINDS[usize::from(selector & 7) % KINDS.len()];
-    icmp::error(&eth, &ip, kind, (GW_MAC, GW_IP), &mut out);
+    icmp::error(&eth, &ip, kind, 0, (GW_MAC, GW_IP), &mut out);
     let src = packet.src_addr();
     let [s0, ..] = src.octets();
     let no_single_host = s0 == 0 || s0 == 127 || src.is_multicast() || s0 >= 240;

@@ -563,3 +563,32 @@ fn host_access_reaches_the_host_and_through_its_nat_the_outside() {
     }
     assert_eq!(http_get(&c, "http://198.19.0.2:8001/").unwrap(), "198.19.0.1", "egress through the host's NAT");
 }
+
+/// Path MTU discovery between networks of different MTUs: a ping with
+/// Don't Fragment too big for the smaller network is answered by the
+/// gateway with "fragmentation needed" and that network's MTU; the
+/// sender's kernel takes it (its next try says so itself) and a ping that
+/// fits goes through.
+#[test]
+fn routing_into_a_smaller_mtu_tells_the_sender_the_path_mtu() {
+    let nets = "\n[[network]]\nname = \"wide\"\nvni = 330\nsubnet = \"10.33.0.0/24\"\ninternal = true\nmtu = 1400\n\
+                \n[[network]]\nname = \"narrow\"\nvni = 340\nsubnet = \"10.34.0.0/24\"\ninternal = true\nmtu = 1280\n\
+                \n[[route]]\nnetworks = [\"wide\", \"narrow\"]\n";
+    let sd = Switchd::start("", nets);
+    let (s1, s2) = (Netns::new("w1"), Netns::new("n2"));
+    sd.connect("wide", &s1, &["--name", "w1", "--ip", "10.33.0.5"]);
+    sd.connect("narrow", &s2, &["--name", "n2", "--ip", "10.34.0.5"]);
+    assert!(s1.ping("10.34.0.5", 2), "routed\n{}", sd.log());
+    let big = s1.exec(&["ping", "-M", "do", "-s", "1300", "-c", "1", "-W", "1", "10.34.0.5"]);
+    let said = String::from_utf8_lossy(&big.stdout).to_string() + &String::from_utf8_lossy(&big.stderr);
+    assert!(!big.status.success(), "1328 bytes into a 1280 network: {said}");
+    assert!(said.contains("Frag needed and DF set (mtu = 1280)"), "{said}");
+    assert!(drops(&sd, "w1", "frag_needed") >= 1);
+    // The kernel learned the path MTU: it refuses the next one itself.
+    assert!(s1.ok(&["ip", "route", "get", "10.34.0.5"]).contains("mtu 1280"), "the route's cached MTU");
+    let again = s1.exec(&["ping", "-M", "do", "-s", "1300", "-c", "1", "-W", "1", "10.34.0.5"]);
+    let said = String::from_utf8_lossy(&again.stdout).to_string() + &String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("mtu=1280") || said.contains("mtu = 1280"), "{said}");
+    let fits = s1.exec(&["ping", "-M", "do", "-s", "1252", "-c", "1", "-W", "1", "10.34.0.5"]);
+    assert!(fits.status.success(), "1280 bytes fit: {fits:?}");
+}

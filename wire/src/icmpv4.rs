@@ -93,6 +93,9 @@ pub enum Repr<'a> {
     Error {
         msg_type: Message,
         code: u8,
+        /// For "fragmentation needed": the next hop's MTU (RFC 1191), in
+        /// the header's last two bytes; 0 otherwise.
+        next_hop_mtu: u16,
         quote: &'a [u8],
     },
 }
@@ -118,9 +121,10 @@ impl<'a> Repr<'a> {
                 set_be16(b, 6, seq);
                 b[HEADER_LEN..].copy_from_slice(data);
             }
-            Repr::Error { msg_type, code, quote } => {
+            Repr::Error { msg_type, code, next_hop_mtu, quote } => {
                 b[0] = msg_type.into();
                 b[1] = code;
+                b[6..8].copy_from_slice(&next_hop_mtu.to_be_bytes());
                 b[HEADER_LEN..].copy_from_slice(quote);
             }
         }
@@ -154,7 +158,12 @@ mod tests {
     #[test]
     fn errors() {
         let quote = [0x45u8; 28];
-        let e = Repr::Error { msg_type: Message::DstUnreachable, code: unreachable::ADMIN_PROHIBITED, quote: &quote };
+        let e = Repr::Error {
+            msg_type: Message::DstUnreachable,
+            code: unreachable::ADMIN_PROHIBITED,
+            next_hop_mtu: 0,
+            quote: &quote,
+        };
         let mut out = vec![0u8; e.buffer_len()];
         e.emit(&mut out);
         let p = Packet::new_checked(&out[..]).unwrap();

@@ -590,6 +590,9 @@ fn explain(reason: DropReason) -> &'static str {
         DropReason::PlaintextOnEncrypted => "plain VXLAN for an encrypted network is never accepted",
         DropReason::Oversize => "larger than the network's MTU",
         DropReason::RouteDenied => "no [[route]] allows traffic between these networks",
+        DropReason::FragNeeded => {
+            "larger than the MTU of the network it is routed into, and not to be cut: ICMP fragmentation needed tells the sender that MTU"
+        }
         _ => "see `switchctl stats` for the counter of this reason",
     }
 }

@@ -21,6 +21,8 @@ pub const PORT_UNREACHABLE: Kind = (Message::DstUnreachable, unreachable::PORT);
 /// RFC 1812 5.2.7.1: "communication administratively prohibited".
 pub const ADMIN_PROHIBITED: Kind = (Message::DstUnreachable, unreachable::ADMIN_PROHIBITED);
 pub const TTL_EXCEEDED: Kind = (Message::TimeExceeded, 0);
+/// RFC 1191: too big for the next hop, which may not cut it (DF set).
+pub const FRAG_NEEDED: Kind = (Message::DstUnreachable, unreachable::FRAG_NEEDED);
 
 /// How much of the offending packet an error quotes beyond its IP header
 /// (RFC 792 asks for 8 bytes; more helps tools match their probes).
@@ -31,6 +33,7 @@ pub fn code_for(reason: DropReason) -> Kind {
     match reason {
         DropReason::RouteDenied => ADMIN_PROHIBITED,
         DropReason::TtlExceeded => TTL_EXCEEDED,
+        DropReason::FragNeeded => FRAG_NEEDED,
         DropReason::NoNeighbor => HOST_UNREACHABLE,
         _ => NET_UNREACHABLE,
     }
@@ -78,8 +81,8 @@ pub fn echo_reply(eth: &[u8], ip: &l3::Ipv4, gateway_mac: MacAddr, out: &mut Vec
 /// a multicast or broadcast address or sent as a link-layer multicast or
 /// broadcast, a fragment after the first, or one whose source names no
 /// single host: 0/8, 127/8, multicast, 240/4 and broadcast (RFC 1122
-/// 3.2.2, RFC 1812 4.3.2.7).
-pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, from: (MacAddr, Ipv4Addr), out: &mut Vec<u8>) {
+/// 3.2.2, RFC 1812 4.3.2.7). `next_hop_mtu` is for [`FRAG_NEEDED`] (0 otherwise).
+pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, next_hop_mtu: u16, from: (MacAddr, Ipv4Addr), out: &mut Vec<u8>) {
     out.clear();
     let frame = ethernet::Frame::new_unchecked(eth);
     let icmp_error = ip.icmp.is_some_and(Message::is_error);
@@ -91,7 +94,7 @@ pub fn error(eth: &[u8], ip: &l3::Ipv4, kind: Kind, from: (MacAddr, Ipv4Addr), o
     }
     let quote = &eth[ethernet::HEADER_LEN..(ip.payload_at + QUOTE).min(ip.end)];
     let to = frame.src_addr();
-    emit(out, from, (to, ip.src), icmpv4::Repr::Error { msg_type: kind.0, code: kind.1, quote });
+    emit(out, from, (to, ip.src), icmpv4::Repr::Error { msg_type: kind.0, code: kind.1, next_hop_mtu, quote });
 }
 
 #[cfg(test)]
@@ -191,7 +194,7 @@ mod tests {
         let probe = padded(probe);
         let ip = l3::ipv4(&probe).unwrap();
         let mut out = Vec::new();
-        error(&probe, &ip, PORT_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        error(&probe, &ip, PORT_UNREACHABLE, 0, (GW, [10, 0, 0, 1].into()), &mut out);
         let p = SlicedPacket::from_ethernet(&out).unwrap();
         let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
         assert_eq!(icmp.payload(), &probe[14..42], "the 28-byte packet, without its padding");
@@ -211,15 +214,15 @@ mod tests {
                 .write(&mut frame, b"x")
                 .unwrap();
             let ip = l3::ipv4(&frame).unwrap();
-            error(&frame, &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+            error(&frame, &ip, NET_UNREACHABLE, 0, (GW, [10, 0, 0, 1].into()), &mut out);
             assert!(out.is_empty(), "an error to {src:?}");
         }
         let mut broadcast = ping([10, 2, 0, 5]);
         broadcast[..6].fill(0xff);
         let ip = l3::ipv4(&broadcast).unwrap();
-        error(&broadcast, &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        error(&broadcast, &ip, NET_UNREACHABLE, 0, (GW, [10, 0, 0, 1].into()), &mut out);
         assert!(out.is_empty(), "an error about a link-layer broadcast");
-        error(&ping([10, 2, 0, 5]), &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        error(&ping([10, 2, 0, 5]), &ip, NET_UNREACHABLE, 0, (GW, [10, 0, 0, 1].into()), &mut out);
         assert!(!out.is_empty(), "the same frame to the gateway's MAC is answered");
     }
 
@@ -228,7 +231,7 @@ mod tests {
         let req = ping([10, 2, 0, 5]);
         let ip = l3::ipv4(&req).unwrap();
         let mut out = Vec::new();
-        error(&req, &ip, code_for(DropReason::RouteDenied), (GW, [10, 0, 0, 1].into()), &mut out);
+        error(&req, &ip, code_for(DropReason::RouteDenied), 0, (GW, [10, 0, 0, 1].into()), &mut out);
         {
             let p = SlicedPacket::from_ethernet(&out).unwrap();
             let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
@@ -241,7 +244,20 @@ mod tests {
         let mut err_frame = out.clone();
         err_frame[0..6].copy_from_slice(&GW.0);
         let ip = l3::ipv4(&err_frame).unwrap();
-        error(&err_frame, &ip, NET_UNREACHABLE, (GW, [10, 0, 0, 1].into()), &mut out);
+        error(&err_frame, &ip, NET_UNREACHABLE, 0, (GW, [10, 0, 0, 1].into()), &mut out);
         assert!(out.is_empty());
+    }
+
+    /// Fragmentation needed carries the next hop's MTU, for path MTU discovery.
+    #[test]
+    fn fragmentation_needed_names_the_next_hops_mtu() {
+        let req = ping([10, 2, 0, 5]);
+        let ip = l3::ipv4(&req).unwrap();
+        let mut out = Vec::new();
+        error(&req, &ip, FRAG_NEEDED, 1280, (GW, [10, 0, 0, 1].into()), &mut out);
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!() };
+        let want = etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1280 };
+        assert_eq!(icmp.icmp_type(), Icmpv4Type::DestinationUnreachable(want));
     }
 }

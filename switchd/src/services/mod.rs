@@ -44,6 +44,14 @@ pub struct NetworkServices {
     pub directory: Arc<Directory>,
 }
 
+impl NetworkServices {
+    /// Whether `ip` is in the network's subnet.
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.gateway) & mask
+    }
+}
+
 /// A local endpoint, as DHCP and DNS see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortServices {
@@ -197,7 +205,7 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
         // Nothing listens on other UDP ports of the gateway: say so, as a
         // host would (and as traceroute to the gateway expects).
         (Protocol::Udp, Some(_)) => {
-            icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, (net.mac, net.gateway), out);
+            icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, 0, (net.mac, net.gateway), out);
             bump(&counters.icmp_errors);
         }
         _ => bump(&counters.unserved),
@@ -220,14 +228,19 @@ pub fn reject(
             // A VIP refuses for itself, as a host with nothing listening.
             match ip.protocol {
                 Protocol::Tcp => reset::tcp_reset(eth, &ip, (net.mac, ip.dst), out),
-                _ => icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, (net.mac, ip.dst), out),
+                _ => icmp::error(eth, &ip, icmp::PORT_UNREACHABLE, 0, (net.mac, ip.dst), out),
             }
             if !out.is_empty() {
                 bump(&counters.refused_connections);
             }
             return;
         }
-        icmp::error(eth, &ip, icmp::code_for(reason), (net.mac, net.gateway), out);
+        // Too big for the network it was routed into: that network's MTU.
+        let next_hop_mtu = match reason {
+            DropReason::FragNeeded => tables.networks.values().find(|n| n.holds(ip.dst)).map_or(0, |n| n.mtu),
+            _ => 0,
+        };
+        icmp::error(eth, &ip, icmp::code_for(reason), next_hop_mtu, (net.mac, net.gateway), out);
         if !out.is_empty() {
             bump(&counters.icmp_errors);
         }

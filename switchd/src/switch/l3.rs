@@ -29,6 +29,8 @@ pub struct Ipv4 {
     pub later_fragment: bool,
     /// A fragment, the first one included.
     pub fragment: bool,
+    /// Don't Fragment: a router may not cut it (path MTU discovery).
+    pub dont_fragment: bool,
 }
 
 impl Ipv4 {
@@ -78,6 +80,7 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
         end: ethernet::HEADER_LEN + usize::from(packet.total_len()),
         later_fragment: !first_fragment,
         fragment: packet.is_fragment(),
+        dont_fragment: packet.dont_frag(),
     })
 }
 

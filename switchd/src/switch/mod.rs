@@ -57,7 +57,7 @@ use switchd_overlay::offload::L4Checksum;
 use switchd_overlay::{gro, sealed};
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
-use switchd_wire::vnet::{Frame, FrameError};
+use switchd_wire::vnet::{Frame, FrameError, GsoType};
 use switchd_wire::vxlan;
 
 pub use fdb::{Entry as FdbEntry, Fdb, Kind as FdbKind, Learned};
@@ -241,6 +241,9 @@ drop_reasons! {
     RouteDenied = "route_denied",
     /// Routed with TTL 1 or 0 (ICMP time exceeded).
     TtlExceeded = "ttl_exceeded",
+    /// Routed into a network whose MTU it exceeds, Don't Fragment set:
+    /// answered with ICMP fragmentation needed and that MTU (RFC 1191).
+    FragNeeded = "frag_needed",
     /// Routed to an address no endpoint holds (ICMP host unreachable).
     NoNeighbor = "no_neighbor",
     /// To the gateway MAC but not IPv4: nothing to route or serve.
@@ -820,6 +823,24 @@ impl Switch {
         }
         let network = port.network;
         let action = self.switch(now, network, Location::Port(ingress), frame.ethernet());
+        // Routed into a network of a smaller MTU: one that may not be cut
+        // (DF set, or a TCP segment the sender's stack would cut) is
+        // refused with fragmentation needed and that MTU, so the sender's
+        // path MTU discovery learns it; the rest is dropped as oversize
+        // (switchd does not fragment).
+        if let Action::Route { network: to, .. } = action
+            && let Some(mtu) = self.networks.get(to).map(|n| n.mtu)
+            && !frame.fits_mtu(mtu)
+        {
+            let whole = frame.gso_type() != GsoType::None
+                || l3::ipv4(frame.ethernet().as_bytes()).is_some_and(|ip| ip.dont_fragment);
+            let port = self.ports.get_mut(ingress).expect("checked above");
+            if !whole {
+                return port.rx.drop(DropReason::Oversize);
+            }
+            port.rx.drop(DropReason::FragNeeded);
+            return Action::Reject { port: ingress, network, reason: DropReason::FragNeeded };
+        }
         if !self.policing.is_active() {
             return action;
         }

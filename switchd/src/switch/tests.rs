@@ -1049,3 +1049,51 @@ fn the_routing_mesh_balances_the_host_sides_connections_and_replies_return_throu
         Action::Reject { reason: DropReason::NoRoute, .. }
     ));
 }
+
+/// Routed into a network of a smaller MTU: a packet with Don't Fragment
+/// set is refused with fragmentation needed; one without it is dropped
+/// as oversize; one that fits is routed.
+#[test]
+fn routing_into_a_smaller_mtu_asks_the_sender_to_fragment() {
+    let mut sw = Switch::new(SwitchConfig::default());
+    let mut add = |vni: u32, mtu: u32| {
+        let vni = Vni::new(vni).unwrap();
+        let net = sw.add_network(vni, Mtu::new(mtu).unwrap(), false).unwrap();
+        let gateway = Gateway {
+            ip: format!("10.{}.0.1", vni.get()).parse().unwrap(),
+            subnet: format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
+            mac: Gateway::mac_for(vni),
+            dhcp: true,
+        };
+        sw.set_gateway(net, Some(gateway));
+        (net, sw.add_port(net).unwrap())
+    };
+    let ((front, p_front), (back, _)) = (add(1, 1500), add(2, 1280));
+    sw.set_routes(front, vec![back]);
+    sw.set_routes(back, vec![front]);
+    sw.set_neighbors(back, [("10.2.0.2".parse().unwrap(), B)]);
+    let gw = Gateway::mac_for(Vni::new(1).unwrap());
+    let udp = |payload: usize, df: bool| {
+        let mut out = vec![0u8; frame::HEADER_LEN];
+        let ip = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::UDP, [10, 1, 0, 2], [10, 2, 0, 2]).unwrap();
+        let mut ip = ip;
+        ip.dont_fragment = df;
+        etherparse::PacketBuilder::ethernet2(A.0, gw.0)
+            .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+            .udp(4000, 9)
+            .write(&mut out, &vec![0; payload])
+            .unwrap();
+        out
+    };
+    let now = Instant::now();
+    let too_big = Action::Reject { port: p_front, network: front, reason: DropReason::FragNeeded };
+    assert_eq!(sw.handle_frame_action(now, p_front, &udp(1300, true)), too_big);
+    assert_eq!(sw.handle_frame_action(now, p_front, &udp(1300, false)), Action::Drop(DropReason::Oversize));
+    assert!(
+        matches!(sw.handle_frame_action(now, p_front, &udp(1200, true)), Action::Route { network, .. } if network == back)
+    );
+    assert_eq!(
+        sw.port_counters(p_front).unwrap().drops_by_name().find(|(n, _)| *n == "frag_needed").map(|d| d.1),
+        Some(1)
+    );
+}
