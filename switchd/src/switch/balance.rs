@@ -20,6 +20,13 @@
 //! A connection no backend can take (none healthy, or a port the service
 //! does not have) is refused at once, with a TCP reset or an ICMP port
 //! unreachable from the VIP, never left to time out.
+//!
+//! The routing mesh ([`crate::daemon`]'s `mesh.rs`) sends the host side's
+//! connections to a VIP: a client outside every network, balanced here
+//! like a container's. A backend on another host cannot send its replies
+//! straight back (the client is behind this host's NAT), so its host keeps
+//! each such flow's way back and the VTEP it came from ([`Arrival`], a
+//! bounded table of its own) and returns the replies there.
 
 use std::hash::Hash;
 use std::net::Ipv4Addr;
@@ -507,7 +514,10 @@ mod tests {
         let mut b = Balancer::default();
         b.set_services(vec![web(3)]);
         let mut chosen = HashMap::new();
-        for port in 0..3000u16 {
+        // 1200 flows: 2400 entries in a table of 32768, 8-way, seeded at
+        // random: a bucket overflows (evicting a flow, which may then move)
+        // about once in 20,000 runs. With 3000 it was one run in twelve.
+        for port in 0..1200u16 {
             if let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 10000 + port, VIP, 80))) {
                 chosen.insert(port, backend.ip());
             }
@@ -517,11 +527,11 @@ mod tests {
             *counts.entry(*ip).or_default() += 1;
         }
         assert_eq!(counts.len(), 3);
-        assert!(counts.values().all(|n| (800..=1200).contains(n)), "uneven: {counts:?}");
+        assert!(counts.values().all(|n| (320..=480).contains(n)), "uneven: {counts:?}");
         // The backend .12 fails: its flows move, every other flow stays.
         let gone = Ipv4Addr::new(10, 0, 0, 12);
         b.set_services(vec![Service::new(VIP, web(3).ports, backends(2))]);
-        for port in 0..3000u16 {
+        for port in 0..1200u16 {
             let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 10000 + port, VIP, 80))) else { panic!() };
             if chosen[&port] == gone {
                 assert_ne!(backend.ip(), gone);

@@ -1159,7 +1159,9 @@ impl Switch {
                 if let Some(back) = self.unbalance(now, network, ingress, eth, &ip) {
                     return back;
                 }
-                if let Some(vtep) = self.networks[network].balancer.return_vtep(now, &ip) {
+                let net = &mut self.networks[network];
+                // (To a host that still carries the network.)
+                if let Some(vtep) = net.balancer.return_vtep(now, &ip).filter(|v| net.vteps.contains(v)) {
                     return Action::Encap { vtep, network };
                 }
             }
