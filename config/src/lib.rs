@@ -268,6 +268,14 @@ pub struct NetworkConfig {
     /// (switchd's own health checks, published ports) sends.
     #[serde(default = "yes")]
     pub icc: bool,
+    /// Dual stack: an IPv6 /64 whose prefix the gateway advertises (RA):
+    /// each container's kernel configures its address from it (SLAAC:
+    /// the prefix and the MAC's EUI-64), which switchd knows in advance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Subnet>,
+    /// Set whenever `subnet6` is: the gateway's IPv6 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<IpAddr>,
 }
 
 fn yes() -> bool {
@@ -277,6 +285,14 @@ fn yes() -> bool {
 impl NetworkConfig {
     pub fn is_encrypted(&self) -> bool {
         self.encryption.is_some()
+    }
+
+    /// The /64 prefix the gateway advertises, with a subnet6.
+    pub fn slaac_prefix(&self) -> Option<std::net::Ipv6Addr> {
+        match self.subnet6?.net() {
+            ipnet::IpNet::V6(v6) => Some(v6.network()),
+            ipnet::IpNet::V4(_) => None,
+        }
     }
 
     /// Whether two hosts define the network alike. The cipher is left out:

@@ -108,6 +108,11 @@ pub struct RawNetwork {
     pub dns: Option<bool>,
     pub dhcp: Option<bool>,
     pub host_access: Option<bool>,
+    /// Dual stack: an IPv6 /64 beside `subnet` (or alone), each
+    /// container's address its prefix and its MAC's EUI-64 (SLAAC).
+    pub subnet6: Option<String>,
+    /// Default: the subnet6's first address.
+    pub gateway6: Option<String>,
     /// false: containers of the network reach each other only where a
     /// policy allows (Docker's `com.docker.network.bridge.enable_icc`).
     pub icc: Option<bool>,

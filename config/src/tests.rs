@@ -589,6 +589,8 @@ fn a_networks_cipher_is_each_hosts_and_not_part_of_its_definition() {
         dhcp: false,
         host_access: false,
         icc: true,
+        subnet6: None,
+        gateway6: None,
     };
     let sealed = |cipher, default_cipher, key| net(Some(Encryption { cipher, default_cipher, key }));
     let (aes, chacha) = (Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305);
@@ -877,4 +879,23 @@ port = 80
     for wrong in ["8080", "0:80", "8080:80/sctp", "a:b"] {
         assert!(validate::mesh_port(wrong).is_err(), "{wrong}");
     }
+}
+
+#[test]
+fn subnet6_is_an_ipv6_64_with_a_gateway_in_it() {
+    let base = "[host]\nname = \"h\"\n\n[[network]]\nname = \"dual\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\n";
+    let ok = parse(&format!("{base}subnet6 = \"fd00:10::/64\"\n")).unwrap();
+    let net = &ok.networks[0];
+    assert_eq!(net.gateway6, Some("fd00:10::1".parse().unwrap()), "the first address");
+    assert_eq!(net.slaac_prefix(), Some("fd00:10::".parse().unwrap()));
+    assert_eq!(parse(base).unwrap().networks[0].subnet6, None, "IPv4 only unless asked");
+    let bad = |extra: &str| errors(&format!("{base}{extra}")).join("\n");
+    assert!(
+        bad("subnet6 = \"fd00:10::/80\"\n").contains("network[0].subnet6: fd00:10::/80 is a /80; subnet6 is a /64")
+    );
+    assert!(bad("subnet6 = \"10.20.0.0/24\"\n").contains("is IPv4; subnet6 is an IPv6 /64"));
+    assert!(
+        bad("subnet6 = \"fd00:10::/64\"\ngateway6 = \"fd00:99::1\"\n").contains("is not a usable address in subnet6")
+    );
+    assert!(bad("gateway6 = \"fd00:10::1\"\n").contains("network[0].gateway6: needs a subnet6"));
 }

@@ -310,6 +310,30 @@ fn network_into(
     };
     let dns = service(errors, "dns", raw.dns);
     let dhcp = service(errors, "dhcp", raw.dhcp);
+    let subnet6 = errors.check(&at.key("subnet6"), raw.subnet6.clone(), |s| {
+        let net = s.parse::<Subnet>()?;
+        match net.net() {
+            ipnet::IpNet::V6(v6) if v6.prefix_len() == 64 => Ok(net),
+            ipnet::IpNet::V6(v6) => Err(format!(
+                "{v6} is a /{}; subnet6 is a /64 (containers configure their addresses by SLAAC)",
+                v6.prefix_len()
+            )),
+            ipnet::IpNet::V4(v4) => Err(format!("{v4} is IPv4; subnet6 is an IPv6 /64 (subnet holds the IPv4 one)")),
+        }
+    });
+    let gateway6 = match (subnet6, errors.check(&at.key("gateway6"), raw.gateway6.clone(), parse_ip)) {
+        (Some(net), Some(gw)) if !net.is_assignable(gw) => {
+            errors.push(at.key("gateway6"), format!("{gw} is not a usable address in subnet6 {net}"));
+            None
+        }
+        (Some(_), Some(gw)) => Some(gw),
+        (Some(net), None) => Some(net.first_host()),
+        (None, Some(_)) => {
+            errors.push(at.key("gateway6"), "needs a subnet6");
+            None
+        }
+        (None, None) => None,
+    };
     let host_access = raw.host_access.unwrap_or(false);
     if host_access && !gateway.is_some_and(|g| g.is_ipv4()) {
         errors.push(at.key("host_access"), "needs an IPv4 subnet (the host side takes the gateway address)");
@@ -326,6 +350,8 @@ fn network_into(
         dhcp,
         host_access,
         icc: raw.icc.unwrap_or(true),
+        subnet6,
+        gateway6,
     };
     Some((config, key_file))
 }

@@ -70,6 +70,8 @@ mod tests {
             dhcp: true,
             host_access: false,
             icc: true,
+            subnet6: None,
+            gateway6: None,
         };
         Member {
             name: Name::new(name).unwrap(),

@@ -70,6 +70,8 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 dhcp: true,
                 host_access: false,
                 icc: true,
+                subnet6: None,
+                gateway6: None,
             };
             (net.name.clone(), net)
         })

@@ -206,6 +206,10 @@ struct NetworkValue {
     /// Only when false (the default is true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     icc: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subnet6: Option<Subnet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway6: Option<IpAddr>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -309,6 +313,8 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             dhcp: (n.dhcp != n.subnet.is_some()).then_some(n.dhcp),
             host_access: n.host_access,
             icc: (!n.icc).then_some(false),
+            subnet6: n.subnet6,
+            gateway6: n.gateway6,
         };
         kvs.push((format!("{NETWORK_PREFIX}{name}"), json(&value)));
     }
@@ -476,6 +482,14 @@ fn network(name: &str, value: &str) -> Result<NetworkConfig, String> {
         (None, Some(_)) => return Err("a gateway without a subnet".into()),
         _ => {}
     }
+    match (v.subnet6, v.gateway6) {
+        (Some(s), _) if !s.first_host().is_ipv6() || s.net().prefix_len() != 64 => {
+            return Err(format!("subnet6 {s} is not an IPv6 /64"));
+        }
+        (Some(s), Some(gw)) if !s.is_assignable(gw) => return Err(format!("gateway6 {gw} is not usable in {s}")),
+        (Some(_), None) | (None, Some(_)) => return Err("subnet6 and gateway6 come together".into()),
+        _ => {}
+    }
     Ok(NetworkConfig {
         name,
         vni,
@@ -488,6 +502,8 @@ fn network(name: &str, value: &str) -> Result<NetworkConfig, String> {
         dhcp: v.dhcp.unwrap_or(v.subnet.is_some()),
         host_access: v.host_access && v.gateway.is_some_and(|g| g.is_ipv4()),
         icc: v.icc.unwrap_or(true),
+        subnet6: v.subnet6,
+        gateway6: v.gateway6,
     })
 }
 
@@ -632,6 +648,8 @@ mod tests {
             dhcp: false,
             host_access: false,
             icc: true,
+            subnet6: Some("fd00:10::/64".parse().unwrap()),
+            gateway6: Some("fd00:10::1".parse().unwrap()),
         };
         Published {
             underlay: "198.18.0.1:4789".parse().unwrap(),
@@ -666,7 +684,7 @@ mod tests {
             kvs[1],
             (
                 "net/front".into(),
-                r#"{"vni":100,"subnet":"10.10.0.0/24","gateway":"10.10.0.1","mtu":1450,"internal":true,"dhcp":false}"#
+                r#"{"vni":100,"subnet":"10.10.0.0/24","gateway":"10.10.0.1","mtu":1450,"internal":true,"dhcp":false,"subnet6":"fd00:10::/64","gateway6":"fd00:10::1"}"#
                     .into()
             )
         );
@@ -750,6 +768,8 @@ mod tests {
             dhcp: false,
             host_access: false,
             icc: true,
+            subnet6: None,
+            gateway6: None,
         };
         p.networks.insert(secret.name.clone(), secret);
         p.session = Some(SessionId(0x0123_4567_89ab_cdef));

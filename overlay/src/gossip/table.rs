@@ -330,6 +330,8 @@ mod tests {
             dhcp: false,
             host_access: false,
             icc: true,
+            subnet6: None,
+            gateway6: None,
         }
     }
 

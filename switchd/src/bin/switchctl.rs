@@ -333,6 +333,13 @@ enum NetworkCommand {
         /// Default: the subnet's first address.
         #[arg(long)]
         gateway: Option<String>,
+        /// Dual stack: an IPv6 /64 the gateway advertises (containers take
+        /// their addresses by SLAAC).
+        #[arg(long)]
+        subnet6: Option<String>,
+        /// Default: the subnet6's first address.
+        #[arg(long)]
+        gateway6: Option<String>,
         /// Default: underlay_mtu - 50 (and - 36 more when encrypted).
         #[arg(long)]
         mtu: Option<i64>,
@@ -589,6 +596,8 @@ fn run(cli: &Cli) -> Result<String, String> {
                 vni,
                 subnet,
                 gateway,
+                subnet6,
+                gateway6,
                 mtu,
                 internal,
                 encrypted,
@@ -613,6 +622,8 @@ fn run(cli: &Cli) -> Result<String, String> {
                     dhcp: no_dhcp.then_some(false),
                     host_access: Some(*host_access),
                     icc: no_icc.then_some(false),
+                    subnet6: subnet6.clone(),
+                    gateway6: gateway6.clone(),
                 };
                 ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
             }

@@ -166,6 +166,11 @@ pub struct NetworkInfo {
     pub vni: u32,
     pub subnet: Option<String>,
     pub gateway: Option<IpAddr>,
+    /// Dual stack: the /64 the gateway advertises, and its IPv6 address.
+    #[serde(default)]
+    pub subnet6: Option<String>,
+    #[serde(default)]
+    pub gateway6: Option<IpAddr>,
     pub mtu: u32,
     pub encrypted: bool,
     /// The cipher this host seals with, when encrypted.

@@ -99,11 +99,15 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
 pub fn network_detail(d: &NetworkDetail) -> String {
     let n = &d.network;
     let mut out = format!(
-        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\ndns:       {}\ndhcp:      {}\nhost:      {}\nroutes to: {}\norigin:    {}\n\n",
+        "name:      {}\nvni:       {}\nsubnet:    {}\ngateway:   {}\nsubnet6:   {}\nmtu:       {}\nencrypted: {}\ninternal:  {}\ndns:       {}\ndhcp:      {}\nhost:      {}\nroutes to: {}\norigin:    {}\n\n",
         n.name,
         n.vni,
         opt(&n.subnet),
         opt(&n.gateway),
+        match (&n.subnet6, &n.gateway6) {
+            (Some(s), Some(gw)) => format!("{s} (gateway {gw}; SLAAC)"),
+            _ => "-".to_owned(),
+        },
         n.mtu,
         match (&n.cipher, &n.key) {
             (Some(cipher), Some(key)) if n.default_cipher => format!("yes ({cipher}, this CPU's default; {key} key)"),
@@ -667,6 +671,8 @@ mod tests {
                 vni: 300,
                 subnet: None,
                 gateway: None,
+                subnet6: None,
+                gateway6: None,
                 mtu: 1414,
                 encrypted: true,
                 cipher: Some("aes-256-gcm".into()),

@@ -414,12 +414,25 @@ impl Daemon {
                     neighbors.push((ip, mac));
                 }
             }
+            // Dual stack: every endpoint's SLAAC address, local or remote.
+            if let Some(prefix) = net.config.slaac_prefix() {
+                let v6: Vec<(IpAddr, MacAddr)> = neighbors
+                    .iter()
+                    .filter(|(ip, _)| ip.is_ipv4())
+                    .map(|&(_, mac)| (IpAddr::V6(crate::services::icmpv6::slaac(prefix, mac)), mac))
+                    .collect();
+                neighbors.extend(v6);
+            }
             // Every host answers for the gateway, with the same MAC, and
             // for the network's service VIPs with it too.
             if let Some(gw) = net.config.gateway {
                 let mac = crate::switch::Gateway::mac_for(net.config.vni);
                 neighbors.push((gw, mac));
                 neighbors.extend(self.vips_on(name.as_str()).into_iter().map(|vip| (vip, mac)));
+                if let Some(gw6) = net.config.gateway6 {
+                    neighbors.push((gw6, mac));
+                    neighbors.push((IpAddr::V6(crate::switch::guard::link_local(mac)), mac));
+                }
             }
             let id = net.id;
             self.dataplane.update_switch(|s| {

@@ -137,6 +137,19 @@ impl Daemon {
                     dhcp: c.dhcp,
                     routes,
                     directory: Arc::new(directory),
+                    ipv6: match (c.subnet6.map(|s| s.net()), c.gateway6) {
+                        (Some(ipnet::IpNet::V6(prefix)), Some(IpAddr::V6(gateway))) => {
+                            Some(crate::services::icmpv6::Advertised {
+                                mac: gw.mac,
+                                prefix: prefix.network(),
+                                gateway,
+                                mtu: u16::try_from(c.mtu.get()).unwrap_or(u16::MAX),
+                                router: !c.internal,
+                                dns: c.dns,
+                            })
+                        }
+                        _ => None,
+                    },
                 },
             );
         }
@@ -218,7 +231,14 @@ pub(super) fn port_guard(record: &super::state::EndpointRecord, net: &NetworkCon
         PortKind::Uplink => false,
     };
     match (container, record.mac) {
-        (true, Some(mac)) => PortGuard::Endpoint(EndpointGuard::new(mac, net.subnet.is_some(), record.ip)),
+        (true, Some(mac)) => {
+            let mut guard = EndpointGuard::new(mac, net.subnet.is_some(), record.ip);
+            // Dual stack: the address its kernel makes by SLAAC too.
+            if let (Some(prefix), Some(v6)) = (net.slaac_prefix(), guard.ipv6.as_mut()) {
+                v6.push(crate::services::icmpv6::slaac(prefix, mac));
+            }
+            PortGuard::Endpoint(guard)
+        }
         _ => PortGuard::Lan,
     }
 }

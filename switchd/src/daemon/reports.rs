@@ -40,6 +40,8 @@ impl Daemon {
             name: c.name.to_string(),
             vni: c.vni.get(),
             subnet: c.subnet.map(|s| s.to_string()),
+            subnet6: c.subnet6.map(|s| s.to_string()),
+            gateway6: c.gateway6,
             gateway: c.gateway,
             mtu: c.mtu.get(),
             encrypted: c.is_encrypted(),

@@ -179,6 +179,7 @@ fn routed_frames_are_rewritten_and_refused_ones_answered_with_an_icmp_error() {
                 dhcp: false,
                 routes: Vec::new(),
                 directory: Arc::default(),
+                ipv6: None,
             },
         );
         fabric.services = Arc::new(tables);

@@ -10,6 +10,7 @@
 pub mod dhcp;
 pub mod dns;
 pub mod icmp;
+pub mod icmpv6;
 pub mod reset;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -42,6 +43,8 @@ pub struct NetworkServices {
     pub routes: Vec<Ipv4Net>,
     /// Every container on the network, on any host.
     pub directory: Arc<Directory>,
+    /// With a subnet6: what the gateway advertises, and its IPv6 address.
+    pub ipv6: Option<icmpv6::Advertised>,
 }
 
 impl NetworkServices {
@@ -133,6 +136,7 @@ macro_rules! service_counters {
 
 service_counters! {
     echo_replies,
+    router_advertisements,
     icmp_errors,
     refused_connections,
     dhcp_offers,
@@ -158,6 +162,16 @@ fn bump(c: &AtomicU64) {
 /// `out`, or leaves `out` empty when there is none.
 pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: NetworkId, eth: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    let ipv6 = ethernet::Frame::new_checked(eth).is_ok_and(|f| f.ethertype() == ethernet::EtherType::Ipv6);
+    if let (true, Some(adv)) = (ipv6, tables.networks.get(&network).and_then(|n| n.ipv6.as_ref())) {
+        match icmpv6::answer(eth, adv, out) {
+            // The reply's ICMPv6 type, after its Ethernet and IPv6 headers.
+            true if out.get(54) == Some(&134) => bump(&counters.router_advertisements),
+            true => bump(&counters.echo_replies),
+            false => bump(&counters.unserved),
+        }
+        return;
+    }
     let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv4(eth)) else {
         bump(&counters.unserved);
         return;

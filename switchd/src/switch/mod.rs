@@ -118,6 +118,9 @@ pub enum Next {
     Flood,
 }
 
+/// IPv6's all-routers multicast group (ff02::2) at the link layer.
+const ALL_ROUTERS: MacAddr = MacAddr([0x33, 0x33, 0, 0, 0, 2]);
+
 /// The source ports of the gateway stack's own connections (its health
 /// checks of services' backends): TCP to the gateway address at one of
 /// them goes to the stack, even on a network with host access. Past
@@ -1194,11 +1197,20 @@ impl Switch {
                     (None, stack, host) if eth.ethertype() == EtherType::Arp && host.or(stack).is_some() => {
                         Action::Deliver(host.or(stack).expect("checked"))
                     }
+                    // IPv6 for the gateway: echo (the services answer what they can).
+                    (None, ..) if eth.ethertype() == EtherType::Ipv6 => Action::Local { port, network },
                     (None, ..) => self.ports[port].rx.drop(DropReason::NotRoutable),
                 };
             }
         }
         let net = &self.networks[network];
+        // A router solicitation (to all routers): the gateway's to answer.
+        if let (Location::Port(port), Some(_), false) = (ingress, gateway, from_stack)
+            && eth.dst_addr() == ALL_ROUTERS
+            && eth.ethertype() == EtherType::Ipv6
+        {
+            return Action::Local { port, network };
+        }
         if !net.balancer.is_empty()
             && let Some(ip) = l3::ipv4(eth.as_bytes())
         {

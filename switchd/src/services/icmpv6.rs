@@ -1,0 +1,212 @@
+//! The gateway's IPv6 (RFC 4861, RFC 4443): router advertisements, in
+//! answer to a container's router solicitation, that give it the
+//! network's /64 (SLAAC: the container's kernel makes its address from the
+//! prefix and its MAC), the MTU, the gateway's DNS (RDNSS, RFC 8106), and
+//! on a network that is not internal a default route; and echo replies.
+//!
+//! Advertisements come from the gateway's link-local address (hosts drop
+//! any other) with hop limit 255 (RFC 4861 6.1.2).
+
+use std::net::Ipv6Addr;
+
+use etherparse::icmpv6::RouterAdvertisementHeader;
+use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use switchd_config::MacAddr;
+
+use crate::switch::guard::link_local;
+
+/// What the gateway advertises on one network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advertised {
+    pub mac: MacAddr,
+    /// The network's /64.
+    pub prefix: Ipv6Addr,
+    /// The gateway's global address (echo, DNS).
+    pub gateway: Ipv6Addr,
+    pub mtu: u16,
+    /// A default router (not an internal network).
+    pub router: bool,
+    /// The gateway answers DNS (RDNSS).
+    pub dns: bool,
+}
+
+/// Router lifetime (seconds) of a default router: RFC 4861's default, 3 x 600.
+const ROUTER_LIFETIME: u16 = 1800;
+/// The prefix's valid and preferred lifetimes: renewed with every advertisement.
+const VALID_LIFETIME: u32 = 86_400;
+const PREFERRED_LIFETIME: u32 = 14_400;
+/// RDNSS lifetime: RFC 8106's at least 3 x MaxRtrAdvInterval.
+const RDNSS_LIFETIME: u32 = 1800;
+
+/// What a frame from a container to the gateway is, for IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Solicitation { from: Ipv6Addr },
+    Echo { from: Ipv6Addr, to: Ipv6Addr },
+}
+
+fn asked(eth: &[u8]) -> Option<Asked> {
+    let packet = SlicedPacket::from_ethernet(eth).ok()?;
+    let Some(NetSlice::Ipv6(ip)) = &packet.net else { return None };
+    let (from, to) = (ip.header().source_addr(), ip.header().destination_addr());
+    let Some(TransportSlice::Icmpv6(icmp)) = &packet.transport else { return None };
+    // RFC 4443 2.4: a message whose checksum fails is dropped.
+    let sum = icmp.icmp_type().calc_checksum(from.octets(), to.octets(), icmp.payload()).ok()?;
+    if sum != icmp.checksum() {
+        return None;
+    }
+    match icmp.icmp_type() {
+        // RFC 4861 6.1.1: hop limit 255, code 0.
+        Icmpv6Type::RouterSolicitation if ip.header().hop_limit() == 255 && icmp.code_u8() == 0 => {
+            Some(Asked::Solicitation { from })
+        }
+        Icmpv6Type::EchoRequest(_) => Some(Asked::Echo { from, to }),
+        _ => None,
+    }
+}
+
+/// Writes into `out` the gateway's answer to `eth` (from MAC `asker`):
+/// an advertisement for a solicitation, an echo reply for a ping to one
+/// of its addresses. False when there is none to give.
+pub fn answer(eth: &[u8], adv: &Advertised, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let asker = MacAddr(eth.get(6..12).and_then(|m| m.try_into().ok()).unwrap_or([0; 6]));
+    let own = link_local(adv.mac);
+    match asked(eth) {
+        Some(Asked::Solicitation { from }) => {
+            // From ::, a host without an address yet: to all nodes.
+            let to = if from.is_unspecified() { Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1) } else { from };
+            advertisement(adv, asker, to, out);
+            true
+        }
+        Some(Asked::Echo { from, to }) if to == adv.gateway || to == own => {
+            let Ok(packet) = SlicedPacket::from_ethernet(eth) else { return false };
+            let Some(TransportSlice::Icmpv6(icmp)) = &packet.transport else { return false };
+            let Icmpv6Type::EchoRequest(echo) = icmp.icmp_type() else { return false };
+            let reply = PacketBuilder::ethernet2(adv.mac.0, asker.0)
+                .ipv6(to.octets(), from.octets(), 64)
+                .icmpv6(Icmpv6Type::EchoReply(echo));
+            reply.write(out, icmp.payload()).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// The router advertisement for `adv`, to `to` (MAC `asker`).
+fn advertisement(adv: &Advertised, asker: MacAddr, to: Ipv6Addr, out: &mut Vec<u8>) {
+    let header = RouterAdvertisementHeader {
+        cur_hop_limit: 64,
+        managed_address_config: false,
+        other_config: false,
+        router_lifetime: if adv.router { ROUTER_LIFETIME } else { 0 },
+    };
+    // Reachable time and retransmission timer: unspecified (0).
+    let mut body = vec![0u8; 8];
+    // Source link-layer address.
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&adv.mac.0);
+    // MTU.
+    body.extend_from_slice(&[5, 1, 0, 0]);
+    body.extend_from_slice(&u32::from(adv.mtu).to_be_bytes());
+    // Prefix information: on-link (L) and for autonomous configuration (A).
+    body.extend_from_slice(&[3, 4, 64, 0xc0]);
+    body.extend_from_slice(&VALID_LIFETIME.to_be_bytes());
+    body.extend_from_slice(&PREFERRED_LIFETIME.to_be_bytes());
+    body.extend_from_slice(&[0; 4]);
+    body.extend_from_slice(&adv.prefix.octets());
+    // Recursive DNS server: the gateway.
+    if adv.dns {
+        body.extend_from_slice(&[25, 3, 0, 0]);
+        body.extend_from_slice(&RDNSS_LIFETIME.to_be_bytes());
+        body.extend_from_slice(&adv.gateway.octets());
+    }
+    let builder = PacketBuilder::ethernet2(adv.mac.0, asker.0)
+        .ipv6(link_local(adv.mac).octets(), to.octets(), 255)
+        .icmpv6(Icmpv6Type::RouterAdvertisement(header));
+    builder.write(out, &body).expect("a frame in a Vec");
+}
+
+/// The address a container with `mac` configures from the network's /64
+/// `prefix` by SLAAC (RFC 4862, modified EUI-64 interface identifier):
+/// known to switchd without asking, so it is guarded, answered for in
+/// neighbour discovery, and resolved by DNS.
+pub fn slaac(prefix: Ipv6Addr, mac: MacAddr) -> Ipv6Addr {
+    let mut octets = prefix.octets();
+    octets[8..].copy_from_slice(&link_local(mac).octets()[8..]);
+    Ipv6Addr::from(octets)
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::Icmpv6Type;
+
+    use super::*;
+
+    const GW: MacAddr = MacAddr([2, 0x5d, 0x67, 0, 1, 0x90]);
+    const CT: MacAddr = MacAddr([2, 0x42, 10, 10, 0, 5]);
+
+    fn adv(router: bool) -> Advertised {
+        Advertised {
+            mac: GW,
+            prefix: "fd00:10::".parse().unwrap(),
+            gateway: "fd00:10::1".parse().unwrap(),
+            mtu: 1450,
+            router,
+            dns: true,
+        }
+    }
+
+    fn solicitation(from: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(CT.0, [0x33, 0x33, 0, 0, 0, 2])
+            .ipv6(from.octets(), "ff02::2".parse::<Ipv6Addr>().unwrap().octets(), hop_limit)
+            .icmpv6(Icmpv6Type::RouterSolicitation)
+            .write(&mut out, &[0; 4])
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_solicitation_gets_the_prefix_mtu_and_dns_from_the_link_local_address() {
+        let from = link_local(CT);
+        let mut out = Vec::new();
+        assert!(answer(&solicitation(from, 255), &adv(true), &mut out));
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!() };
+        assert_eq!(ip.header().source_addr(), link_local(GW));
+        assert_eq!((ip.header().destination_addr(), ip.header().hop_limit()), (from, 255));
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!() };
+        let Icmpv6Type::RouterAdvertisement(h) = icmp.icmp_type() else { panic!("{:?}", icmp.icmp_type()) };
+        assert_eq!(h.router_lifetime, ROUTER_LIFETIME);
+        let body = icmp.payload();
+        assert!(body.windows(2).any(|w| w == [3, 4]), "a prefix option");
+        assert!(body.windows(16).any(|w| w == "fd00:10::".parse::<Ipv6Addr>().unwrap().octets()));
+        assert!(body.windows(16).any(|w| w == "fd00:10::1".parse::<Ipv6Addr>().unwrap().octets()), "RDNSS");
+        // The checksum holds (etherparse checks it when asked to).
+        let slice = etherparse::Icmpv6Slice::from_slice(&out[54..]).unwrap();
+        let sum = slice.icmp_type().calc_checksum(link_local(GW).octets(), from.octets(), slice.payload()).unwrap();
+        assert_eq!(sum, slice.checksum());
+        // An internal network's gateway is no default router.
+        let mut out = Vec::new();
+        answer(&solicitation(from, 255), &adv(false), &mut out);
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!() };
+        assert!(matches!(icmp.icmp_type(), Icmpv6Type::RouterAdvertisement(h) if h.router_lifetime == 0));
+    }
+
+    #[test]
+    fn a_solicitation_that_crossed_a_router_or_from_nowhere_is_handled_as_the_rfc_says() {
+        let mut out = Vec::new();
+        assert!(!answer(&solicitation(link_local(CT), 64), &adv(true), &mut out), "hop limit below 255");
+        assert!(answer(&solicitation(Ipv6Addr::UNSPECIFIED, 255), &adv(true), &mut out));
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!() };
+        assert_eq!(ip.header().destination_addr(), "ff02::1".parse::<Ipv6Addr>().unwrap(), "to all nodes");
+    }
+
+    #[test]
+    fn slaac_addresses_are_the_prefix_and_the_macs_eui64() {
+        let mac = MacAddr([0x02, 0x42, 0x0a, 0x0a, 0x00, 0x05]);
+        assert_eq!(slaac("fd00:10::".parse().unwrap(), mac), "fd00:10::42:aff:fe0a:5".parse::<Ipv6Addr>().unwrap());
+    }
+}
