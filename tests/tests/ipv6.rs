@@ -57,6 +57,10 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
 
     assert!(a.ping("fd00:35::1", 2), "ping -6 of the gateway\n{}", sd.log());
     assert!(a.ping(&addr_b, 3), "a -> b over IPv6\n{}", sd.log());
+    // By name: b's SLAAC address answers AAAA, its IPv4 one A.
+    let b_name = b.name.clone();
+    let aaaa = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@10.35.0.1", "AAAA", &b_name]);
+    assert_eq!(aaaa.trim(), addr_b, "AAAA of {b_name}");
     assert!(b.ping(&addr_a, 3), "b -> a over IPv6");
     // A source it was not given is dropped by the guard.
     a.ok(&["ip", "-6", "addr", "add", "fd00:35::bad/64", "dev", "eth0", "nodad"]);

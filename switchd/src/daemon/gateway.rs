@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 use switchd_config::raw::{RawPublish, RawRoute};
-use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
+use switchd_config::{KeyPath, MacAddr, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
 
 use super::Daemon;
 use super::error::{Invalid, OpResult};
@@ -103,13 +103,16 @@ impl Daemon {
             });
             let Some(gw) = gateway else { continue };
             let mut directory = Directory::default();
+            // Dual stack: each container's SLAAC address answers AAAA.
+            let slaac =
+                |mac: Option<MacAddr>| Some(IpAddr::V6(crate::services::icmpv6::slaac(c.slaac_prefix()?, mac?)));
             for e in self.endpoints.on(c.name.as_str()) {
-                if let Some(ip) = e.record.ip {
+                for ip in [e.record.ip, slaac(e.record.mac)].into_iter().flatten() {
                     directory.add(e.record.name.as_str(), c.name.as_str(), ip);
                 }
             }
             for (_, e) in self.cluster.table.endpoints_on(&c.name) {
-                if let Some(ip) = e.ip {
+                for ip in [e.ip, slaac(Some(e.mac))].into_iter().flatten() {
                     directory.add(e.name.as_str(), c.name.as_str(), ip);
                 }
             }
