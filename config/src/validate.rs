@@ -718,15 +718,8 @@ fn mesh_publish_into(raw: &RawPublish, at: &KeyPath, services: &mut [ServiceConf
         errors.push(at.key("service"), "names a service and a container; a port leads to one of them");
         return;
     }
-    let network = errors.required(&at.key("network"), raw.network.clone());
-    let network = errors.check(&at.key("network"), network, |n| Name::new(&n));
+    let (network, host_port, port, protocol) = published_port(raw, at, errors);
     let name = errors.check(&at.key("service"), raw.service.clone(), |n| Name::new(&n));
-    let host_port = errors.required(&at.key("host_port"), raw.host_port);
-    let host_port = errors.check(&at.key("host_port"), host_port, int_in::<u16>(1, 65535));
-    let port = errors.required(&at.key("port"), raw.port);
-    let port = errors.check(&at.key("port"), port, int_in::<u16>(1, 65535));
-    let protocol =
-        errors.check(&at.key("protocol"), Some(raw.protocol.clone().unwrap_or_else(|| "tcp".into())), protocol);
     let (Some(network), Some(name), Some(host_port), Some(port), Some(protocol)) =
         (network, name, host_port, port, protocol)
     else {
@@ -761,17 +754,28 @@ pub fn publish(raw: &RawPublish, at: &KeyPath) -> Result<PublishConfig, Vec<Fiel
     errors.finish(publish)
 }
 
-fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<PublishConfig> {
+/// What every `[[publish]]` names: the network, the host port, the port
+/// it leads to, and the protocol (TCP unless said).
+fn published_port(
+    raw: &RawPublish,
+    at: &KeyPath,
+    errors: &mut Errors,
+) -> (Option<Name>, Option<u16>, Option<u16>, Option<Protocol>) {
     let network = errors.required(&at.key("network"), raw.network.clone());
     let network = errors.check(&at.key("network"), network, |n| Name::new(&n));
-    let container = errors.required(&at.key("container"), raw.container.clone());
-    let container = errors.check(&at.key("container"), container, |n| Name::new(&n));
     let host_port = errors.required(&at.key("host_port"), raw.host_port);
     let host_port = errors.check(&at.key("host_port"), host_port, int_in::<u16>(1, 65535));
     let port = errors.required(&at.key("port"), raw.port);
     let port = errors.check(&at.key("port"), port, int_in::<u16>(1, 65535));
     let protocol =
         errors.check(&at.key("protocol"), Some(raw.protocol.clone().unwrap_or_else(|| "tcp".into())), protocol);
+    (network, host_port, port, protocol)
+}
+
+fn publish_into(raw: &RawPublish, at: &KeyPath, errors: &mut Errors) -> Option<PublishConfig> {
+    let (network, host_port, port, protocol) = published_port(raw, at, errors);
+    let container = errors.required(&at.key("container"), raw.container.clone());
+    let container = errors.check(&at.key("container"), container, |n| Name::new(&n));
     let host_ip =
         errors.check(&at.key("host_ip"), Some(raw.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into())), parse_ip);
     let idle_timeout = match (raw.idle_timeout, protocol) {

@@ -509,10 +509,16 @@ struct RoutedLab {
 const GW_FRONT: &str = "10.1.0.1";
 
 fn routed_lab(route: bool) -> RoutedLab {
+    routed_lab_with_mtus(route, [1500, 1500])
+}
+
+/// [`routed_lab`] with front's and back's MTUs.
+fn routed_lab_with_mtus(route: bool, mtus: [u32; 2]) -> RoutedLab {
     let mut sw = Switch::new(SwitchConfig::default());
     let mut add = |vni: u32| {
+        let mtu = mtus[vni as usize - 1];
         let vni = Vni::new(vni).unwrap();
-        let net = sw.add_network(vni, Mtu::new(1500).unwrap(), false).unwrap();
+        let net = sw.add_network(vni, Mtu::new(mtu).unwrap(), false).unwrap();
         let gateway = Gateway {
             ip: format!("10.{}.0.1", vni.get()).parse().unwrap(),
             subnet: format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
@@ -1055,23 +1061,8 @@ fn the_routing_mesh_balances_the_host_sides_connections_and_replies_return_throu
 /// as oversize; one that fits is routed.
 #[test]
 fn routing_into_a_smaller_mtu_asks_the_sender_to_fragment() {
-    let mut sw = Switch::new(SwitchConfig::default());
-    let mut add = |vni: u32, mtu: u32| {
-        let vni = Vni::new(vni).unwrap();
-        let net = sw.add_network(vni, Mtu::new(mtu).unwrap(), false).unwrap();
-        let gateway = Gateway {
-            ip: format!("10.{}.0.1", vni.get()).parse().unwrap(),
-            subnet: format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
-            mac: Gateway::mac_for(vni),
-            dhcp: true,
-        };
-        sw.set_gateway(net, Some(gateway));
-        (net, sw.add_port(net).unwrap())
-    };
-    let ((front, p_front), (back, _)) = (add(1, 1500), add(2, 1280));
-    sw.set_routes(front, vec![back]);
-    sw.set_routes(back, vec![front]);
-    sw.set_neighbors(back, [("10.2.0.2".parse().unwrap(), B)]);
+    let l = routed_lab_with_mtus(true, [1500, 1280]);
+    let (mut sw, front, back, p_front) = (l.sw, l.front, l.back, l.p_front);
     let gw = Gateway::mac_for(Vni::new(1).unwrap());
     let udp = |payload: usize, df: bool| {
         let mut out = vec![0u8; frame::HEADER_LEN];
