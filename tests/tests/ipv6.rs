@@ -23,6 +23,19 @@ fn slaac_of(ns: &Netns, prefix: &str) -> String {
     addr.to_string()
 }
 
+/// Waits until `ns`'s eth0 has `addr`/64, past duplicate address
+/// detection (no longer tentative); what it has is printed if never.
+fn configured(ns: &Netns, addr: &str) -> bool {
+    let show = || ns.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+    let done = wait_until(Duration::from_secs(15), || {
+        show().lines().any(|l| l.contains(&format!("{addr}/64")) && !l.contains("tentative"))
+    });
+    if !done {
+        eprintln!("{}: {}", ns.name, show());
+    }
+    done
+}
+
 #[test]
 fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_over_ipv6() {
     let dual = "\n[[network]]\nname = \"dual\"\nvni = 350\nsubnet = \"10.35.0.0/24\"\ninternal = true\n\
@@ -37,18 +50,7 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     }
     let (addr_a, addr_b) = (slaac_of(&a, "fd00:35:"), slaac_of(&b, "fd00:35:"));
     for (ns, addr) in [(&a, &addr_a), (&b, &addr_b)] {
-        // Configured, and past duplicate address detection (no longer tentative).
-        let configured = wait_until(Duration::from_secs(15), || {
-            let shown = ns.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]);
-            shown.lines().any(|l| l.contains(&format!("{addr}/64")) && !l.contains("tentative"))
-        });
-        assert!(
-            configured,
-            "{} never configured {addr}: {}\n{}",
-            ns.name,
-            ns.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]),
-            sd.log()
-        );
+        assert!(configured(ns, addr), "{} never configured {addr}\n{}", ns.name, sd.log());
     }
     // Internal: the prefix is on-link, but the gateway is no default router.
     assert!(!a.ok(&["ip", "-6", "route"]).contains("default"), "{}", a.ok(&["ip", "-6", "route"]));
@@ -90,11 +92,7 @@ fn a_dual_stack_network_spans_two_hosts() {
     }
     let (addr_a, addr_b) = (slaac_of(&a, "fd00:36:"), slaac_of(&b, "fd00:36:"));
     for (ns, addr) in [(&a, &addr_a), (&b, &addr_b)] {
-        let configured = wait_until(Duration::from_secs(15), || {
-            let shown = ns.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]);
-            shown.lines().any(|l| l.contains(&format!("{addr}/64")) && !l.contains("tentative"))
-        });
-        assert!(configured, "{}: {}", ns.name, ns.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]));
+        assert!(configured(ns, addr), "{} never configured {addr}", ns.name);
     }
     assert!(
         wait_until(Duration::from_secs(10), || a.ping(&addr_b, 1)),
