@@ -163,13 +163,8 @@ fn bump(c: &AtomicU64) {
 pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: NetworkId, eth: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let ipv6 = ethernet::Frame::new_checked(eth).is_ok_and(|f| f.ethertype() == ethernet::EtherType::Ipv6);
-    if let (true, Some(adv)) = (ipv6, tables.networks.get(&network).and_then(|n| n.ipv6.as_ref())) {
-        match icmpv6::answer(eth, adv, out) {
-            // The reply's ICMPv6 type, after its Ethernet and IPv6 headers.
-            true if out.get(54) == Some(&134) => bump(&counters.router_advertisements),
-            true => bump(&counters.echo_replies),
-            false => bump(&counters.unserved),
-        }
+    if let (true, Some(net)) = (ipv6, tables.networks.get(&network)) {
+        serve_ipv6(tables, counters, port, net, eth, out);
         return;
     }
     let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv4(eth)) else {
@@ -258,6 +253,49 @@ pub fn reject(
         if !out.is_empty() {
             bump(&counters.icmp_errors);
         }
+    }
+}
+
+/// [`serve`] for IPv6: DNS at the gateway's IPv6 address (which its
+/// advertisements name as DNS server), and ICMPv6 ([`icmpv6::answer`]).
+fn serve_ipv6(
+    tables: &Tables,
+    counters: &Counters,
+    port: PortId,
+    net: &NetworkServices,
+    eth: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let Some(adv) = &net.ipv6 else {
+        bump(&counters.unserved);
+        return;
+    };
+    if let Ok(packet) = etherparse::SlicedPacket::from_ethernet(eth)
+        && let Some(etherparse::NetSlice::Ipv6(ip)) = &packet.net
+        && let Some(etherparse::TransportSlice::Udp(udp)) = &packet.transport
+    {
+        let (from, to) = (ip.header().source_addr(), ip.header().destination_addr());
+        if to != adv.gateway || udp.destination_port() != 53 || !net.dns {
+            bump(&counters.unserved);
+            return;
+        }
+        let dirs = tables.directories(port);
+        let (outcome, reply) = dns::answer(udp.payload(), &dirs, dns::Transport::Udp);
+        counters.count_dns(outcome);
+        if let Some(reply) = reply {
+            let asker = ethernet::Frame::new_unchecked(eth).src_addr();
+            let builder = etherparse::PacketBuilder::ethernet2(adv.mac.0, asker.0)
+                .ipv6(to.octets(), from.octets(), 64)
+                .udp(53, udp.source_port());
+            builder.write(out, &reply).expect("a frame in a Vec");
+        }
+        return;
+    }
+    match icmpv6::answer(eth, adv, out) {
+        // The reply's ICMPv6 type, after its Ethernet and IPv6 headers.
+        true if out.get(54) == Some(&134) => bump(&counters.router_advertisements),
+        true => bump(&counters.echo_replies),
+        false => bump(&counters.unserved),
     }
 }
 
