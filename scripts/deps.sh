@@ -31,6 +31,8 @@ PACKAGES=(
   # The metrics test scrapes switchd with a real Prometheus and lints its
   # output with promtool (both in this package; its service is not started).
   "prometheus       prometheus promtool"
+  # rdisc6 asks the gateway for its router advertisement (the IPv6 test).
+  "ndisc6           rdisc6"
 )
 
 # Only the benchmarks ask for these (`deps.sh --bench`): sockperf for the

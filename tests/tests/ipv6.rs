@@ -52,6 +52,11 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     for (ns, addr) in [(&a, &addr_a), (&b, &addr_b)] {
         assert!(configured(ns, addr), "{} never configured {addr}\n{}", ns.name, sd.log());
     }
+    // rdisc6 (ndisc6) solicits and prints the advertisement.
+    let ra = a.ok(&["rdisc6", "-1", "-r", "3", "-w", "1000", "eth0"]);
+    for line in ["fd00:35::/64", "1450", "fd00:35::1"] {
+        assert!(ra.contains(line), "{line} missing in rdisc6's\n{ra}");
+    }
     // Internal: the prefix is on-link, but the gateway is no default router.
     assert!(!a.ok(&["ip", "-6", "route"]).contains("default"), "{}", a.ok(&["ip", "-6", "route"]));
     let stats = sd.json(&["stats"]);
