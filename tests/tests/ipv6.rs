@@ -71,6 +71,8 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     // And over IPv6, at the gateway's IPv6 address (the advertised DNS server).
     let over_v6 = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:35::1", "AAAA", &b_name]);
     assert_eq!(over_v6.trim(), addr_b, "AAAA over IPv6");
+    let ptr = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:35::1", "-x", &addr_b]);
+    assert_eq!(ptr.trim(), format!("{b_name}.dual."), "ip6.arpa back to the name");
     assert!(b.ping(&addr_a, 3), "b -> a over IPv6");
     // A source it was not given is dropped by the guard.
     a.ok(&["ip", "-6", "addr", "add", "fd00:35::bad/64", "dev", "eth0", "nodad"]);
