@@ -30,13 +30,16 @@ pub struct Advertised {
     pub dns: bool,
 }
 
-/// Router lifetime (seconds) of a default router: RFC 4861's default, 3 x 600.
-const ROUTER_LIFETIME: u16 = 1800;
-/// The prefix's valid and preferred lifetimes: renewed with every advertisement.
-const VALID_LIFETIME: u32 = 86_400;
-const PREFERRED_LIFETIME: u32 = 14_400;
-/// RDNSS lifetime: RFC 8106's at least 3 x MaxRtrAdvInterval.
-const RDNSS_LIFETIME: u32 = 1800;
+// The gateway advertises only when asked (no periodic advertisements
+// yet), so what it gives must outlast the container's one solicitation.
+/// Router lifetime (seconds) of a default router: RFC 4861's longest.
+const ROUTER_LIFETIME: u16 = 9000;
+/// The prefix is the network's for good: valid and preferred for ever
+/// (RFC 4861 4.6.2: all ones is infinity).
+const VALID_LIFETIME: u32 = u32::MAX;
+const PREFERRED_LIFETIME: u32 = u32::MAX;
+/// RDNSS lifetime: for ever too (RFC 8106 5.1).
+const RDNSS_LIFETIME: u32 = u32::MAX;
 
 /// What a frame from a container to the gateway is, for IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
