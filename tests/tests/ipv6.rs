@@ -74,6 +74,14 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     let ptr = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:35::1", "-x", &addr_b]);
     assert_eq!(ptr.trim(), format!("{b_name}.dual."), "ip6.arpa back to the name");
     assert!(b.ping(&addr_a, 3), "b -> a over IPv6");
+    // A container that never asks (router_solicitations=0) is configured
+    // all the same: the gateway advertises unasked when an endpoint joins.
+    let quiet = Netns::new("v6q");
+    quiet.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    quiet.ok(&["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"]);
+    sd.connect("dual", &quiet, &[]);
+    let addr_q = slaac_of(&quiet, "fd00:35:");
+    assert!(configured(&quiet, &addr_q), "unasked, {} never configured {addr_q}\n{}", quiet.name, sd.log());
     // A source it was not given is dropped by the guard.
     a.ok(&["ip", "-6", "addr", "add", "fd00:35::bad/64", "dev", "eth0", "nodad"]);
     let spoofed = a.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", "fd00:35::bad", &addr_b]);

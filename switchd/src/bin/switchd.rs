@@ -109,7 +109,8 @@ async fn housekeeping(daemon: Shared) {
 }
 
 /// Starts the services' health checks as they fall due (each on a task of
-/// its own, bounded by its timeout) and hands their results to the daemon.
+/// its own, bounded by its timeout) and hands their results to the daemon;
+/// and sends the gateways' unsolicited router advertisements as they fall due.
 async fn health_checks(daemon: Shared) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -127,6 +128,17 @@ async fn health_checks(daemon: Shared) {
                         let _ = tx.send(daemon::service::check(check).await).await;
                     });
                 }
+                // And the gateways' unsolicited router advertisements.
+                let d = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let due = daemon::write(&d).due_advertisements(now);
+                    for (netns, frame) in due {
+                        if let Err(e) = switchd::io::gateway::send_frame(&netns, &frame) {
+                            tracing::warn!("router advertisement: {e}");
+                        }
+                    }
+                })
+                .await;
             }
             Some((key, result)) = rx.recv() => {
                 let d = daemon.clone();

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use switchd_config::raw::{RawPublish, RawRoute};
@@ -140,19 +141,7 @@ impl Daemon {
                     dhcp: c.dhcp,
                     routes,
                     directory: Arc::new(directory),
-                    ipv6: match (c.subnet6.map(|s| s.net()), c.gateway6) {
-                        (Some(ipnet::IpNet::V6(prefix)), Some(IpAddr::V6(gateway))) => {
-                            Some(crate::services::icmpv6::Advertised {
-                                mac: gw.mac,
-                                prefix: prefix.network(),
-                                gateway,
-                                mtu: u16::try_from(c.mtu.get()).unwrap_or(u16::MAX),
-                                router: !c.internal,
-                                dns: c.dns,
-                            })
-                        }
-                        _ => None,
-                    },
+                    ipv6: advertised(c),
                 },
             );
         }
@@ -219,6 +208,60 @@ impl Daemon {
                 let _ = std::fs::remove_dir(dir);
             }
         }
+    }
+}
+
+/// What the gateway of `c` advertises to IPv6 hosts, with a subnet6.
+pub(super) fn advertised(c: &NetworkConfig) -> Option<crate::services::icmpv6::Advertised> {
+    let (Some(prefix), Some(IpAddr::V6(gateway))) = (c.slaac_prefix(), c.gateway6) else { return None };
+    Some(crate::services::icmpv6::Advertised {
+        mac: crate::switch::Gateway::mac_for(c.vni),
+        prefix,
+        gateway,
+        mtu: u16::try_from(c.mtu.get()).unwrap_or(u16::MAX),
+        router: !c.internal,
+        dns: c.dns,
+    })
+}
+
+/// When each network's gateway advertises next, unasked (RFC 4861 6.2.4):
+/// at once for a network new here and whenever an endpoint joins it (at
+/// most every [`MIN_BETWEEN_ADVERTISEMENTS`]), else every 200-600 s.
+#[derive(Debug, Default)]
+pub(super) struct Advertising {
+    /// Per network: when the last one went, the local endpoints then, and when the next is due.
+    next: HashMap<NetworkId, (Instant, usize, Instant)>,
+}
+
+/// RFC 4861's MIN_DELAY_BETWEEN_RAS.
+const MIN_BETWEEN_ADVERTISEMENTS: Duration = Duration::from_secs(3);
+
+impl Daemon {
+    /// The unsolicited router advertisements due now: each network's
+    /// gateway stack namespace, and the frame to send out of it.
+    pub fn due_advertisements(&mut self, now: Instant) -> Vec<(String, Vec<u8>)> {
+        let mut due = Vec::new();
+        let mut seen = Vec::new();
+        for net in self.networks.iter() {
+            let (Some(adv), Some((stack, _))) = (advertised(&net.config), &net.stack) else { continue };
+            seen.push(net.id);
+            let endpoints = self.endpoints.on(net.config.name.as_str()).count();
+            let (last, count, next) = self.advertising.next.get(&net.id).copied().unwrap_or((now, 0, now));
+            let joined = endpoints > count && now.duration_since(last) >= MIN_BETWEEN_ADVERTISEMENTS;
+            if now < next && !joined {
+                continue;
+            }
+            let mut frame = Vec::new();
+            crate::services::icmpv6::unsolicited(&adv, &mut frame);
+            due.push((stack.netns_path(), frame));
+            // 200-600 s apart (RFC 4861's default MaxRtrAdvInterval and a third of it), spread.
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            let spread = Duration::from_millis(200_000 + u64::from(nanos ^ net.config.vni.get()) % 400_000);
+            self.advertising.next.insert(net.id, (now, endpoints, now + spread));
+        }
+        self.advertising.next.retain(|id, _| seen.contains(id));
+        due
     }
 }
 

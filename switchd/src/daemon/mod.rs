@@ -149,6 +149,8 @@ pub struct Daemon {
     services: service::ServiceState,
     /// The routing mesh's rules, as installed.
     mesh: mesh::MeshState,
+    /// When each network's gateway advertises to IPv6 hosts unasked.
+    advertising: gateway::Advertising,
     /// Network policies, by name (the data path numbers their rules in this order).
     policies: std::collections::BTreeMap<switchd_config::Name, policy::KnownPolicy>,
     /// The operation under way on the system, saved before its first
@@ -224,6 +226,7 @@ impl Daemon {
             layer3: Layer3 { routes, published: Vec::new(), targets: Default::default() },
             services: service::ServiceState::default(),
             mesh: mesh::MeshState::default(),
+            advertising: gateway::Advertising::default(),
             policies: Default::default(),
             pending: Vec::new(),
             session,

@@ -136,6 +136,40 @@ pub fn start(
     Ok((GatewayStack { _netns: netns, task }, tap))
 }
 
+/// Sends `frame` (Ethernet, its destination MAC first) out of the gateway
+/// stack's interface in `netns` ([`GatewayStack::netns_path`]): into the
+/// switch, from the gateway (its unsolicited router advertisements).
+pub fn send_frame(netns: &str, frame: &[u8]) -> io::Result<()> {
+    if frame.len() < 14 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not an Ethernet frame"));
+    }
+    netns::run_in(netns, || -> io::Result<()> {
+        let index = sys::if_index("gw0").ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no gw0"))?;
+        // Protocol 0: this socket only sends.
+        let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)?;
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = index as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: `frame` is valid for its length, `addr` is a valid
+        // sockaddr_ll and its size is passed with it.
+        let sent = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        sys::cvt(sent).map(|_| ())
+    })
+    .map_err(io::Error::other)?
+}
+
 /// A TAP `name` in switchd's own namespace (the host's) with this MAC,
 /// address and MTU, up: the host side of a network with host access (not
 /// persistent: it goes with switchd), or a Docker container's interface

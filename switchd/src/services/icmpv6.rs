@@ -1,5 +1,6 @@
 //! The gateway's IPv6 (RFC 4861, RFC 4443): router advertisements, in
-//! answer to a container's router solicitation, that give it the
+//! answer to a container's router solicitation or unasked (the daemon
+//! sends those through the gateway stack's interface), that give it the
 //! network's /64 (SLAAC: the container's kernel makes its address from the
 //! prefix and its MAC), the MTU, the gateway's DNS (RDNSS, RFC 8106), and
 //! on a network that is not internal a default route; and echo replies.
@@ -30,8 +31,8 @@ pub struct Advertised {
     pub dns: bool,
 }
 
-// The gateway advertises only when asked (no periodic advertisements
-// yet), so what it gives must outlast the container's one solicitation.
+// What the gateway gives outlasts any gap between its advertisements
+// (a lost one, a restart of switchd).
 /// Router lifetime (seconds) of a default router: RFC 4861's longest.
 const ROUTER_LIFETIME: u16 = 9000;
 /// The prefix is the network's for good: valid and preferred for ever
@@ -93,6 +94,15 @@ pub fn answer(eth: &[u8], adv: &Advertised, out: &mut Vec<u8>) -> bool {
         }
         _ => false,
     }
+}
+
+/// An unsolicited router advertisement, to all nodes (RFC 4861 6.2.4):
+/// what keeps a container's prefix, route and DNS server fresh, and
+/// configures one that never asked.
+pub fn unsolicited(adv: &Advertised, out: &mut Vec<u8>) {
+    out.clear();
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    advertisement(adv, MacAddr([0x33, 0x33, 0, 0, 0, 1]), all_nodes, out);
 }
 
 /// The router advertisement for `adv`, to `to` (MAC `asker`).
