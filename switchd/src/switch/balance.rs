@@ -216,6 +216,11 @@ impl Balancer {
         self.services.contains_key(&ip)
     }
 
+    /// Whether `ip` is a backend's: only its frames can be replies to turn back.
+    pub fn is_serving(&self, ip: Ipv4Addr) -> bool {
+        !self.serving.is_empty() && self.serving.contains(&ip)
+    }
+
     /// Makes `services` the network's. Flows whose backend left are
     /// forgotten (their next packet picks anew); the rest keep theirs.
     pub fn set_services(&mut self, services: Vec<Service>) {

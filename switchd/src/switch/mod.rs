@@ -1156,16 +1156,22 @@ impl Switch {
             let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.as_bytes())).flatten();
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let (stack, host) = (net.gateway_port, net.host_port);
-            // A backend's reply in a flow of the routing mesh: to the host
-            // side here, or back to the host it came in through.
             if let Some(ip) = ip.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
-                if let Some(back) = self.unbalance(now, network, ingress, eth, &ip) {
-                    return back;
+                // To a VIP: balanced (whatever the port: DHCP is not a VIP's).
+                if net.balancer.is_vip(ip.dst) {
+                    return self.balance(now, network, port, &ip);
                 }
-                let net = &mut self.networks[network];
-                // (To a host that still carries the network.)
-                if let Some(vtep) = net.balancer.return_vtep(now, &ip).filter(|v| net.vteps.contains(v)) {
-                    return Action::Encap { vtep, network };
+                // A backend's reply in a flow of the routing mesh: to the
+                // host side here, or back to the host it came in through.
+                if net.balancer.is_serving(ip.src) {
+                    if let Some(back) = self.unbalance(now, network, ingress, eth, &ip) {
+                        return back;
+                    }
+                    let net = &mut self.networks[network];
+                    // (To a host that still carries the network.)
+                    if let Some(vtep) = net.balancer.return_vtep(now, &ip).filter(|v| net.vteps.contains(v)) {
+                        return Action::Encap { vtep, network };
+                    }
                 }
             }
             if dst == gw.mac || (dhcp && dst.is_broadcast()) {
@@ -1189,9 +1195,6 @@ impl Switch {
                         Action::Deliver(stack)
                     }
                     (Some(ip), ..) if ip.dst == gw.ip => Action::Local { port, network },
-                    (Some(ip), ..) if self.networks[network].balancer.is_vip(ip.dst) => {
-                        self.balance(now, network, port, &ip)
-                    }
                     (Some(ip), ..) => self.route(now, network, port, ip),
                     // An ARP reply to a question of the host side or the stack.
                     (None, stack, host) if eth.ethertype() == EtherType::Arp && host.or(stack).is_some() => {
