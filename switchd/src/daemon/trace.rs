@@ -28,10 +28,9 @@ use crate::switch::{Action, DropReason, Gateway, Location, Next, Plan, Target};
 /// A container's view of where a packet goes first.
 struct Destination {
     ip: Ipv4Addr,
-    /// The MAC the frame is addressed to, if the container can know it.
-    mac: Option<MacAddr>,
-    /// Why that MAC (the destination itself, or the gateway for another subnet).
-    via: String,
+    /// The MAC the frame is addressed to when the container needs no ARP
+    /// for it, and why (the gateway for another subnet, or a MAC given).
+    mac: Option<(MacAddr, String)>,
 }
 
 impl Daemon {
@@ -85,13 +84,13 @@ impl Daemon {
         let now = Instant::now();
         let mut plan = Plan::default();
         let mac = match to.mac {
-            Some(mac) => {
-                step("neighbour", format!("{} is at {mac}", to.via));
+            Some((mac, why)) => {
+                step("neighbour", why);
                 mac
             }
             None => {
                 // The container asks first; the answer tells it the MAC.
-                let asking = if to.via.starts_with("gateway") { gateway_ip(net).unwrap_or(to.ip) } else { to.ip };
+                let asking = to.ip;
                 let frame = arp_request(src_mac, src_ip, asking);
                 switch.handle_frame(now, from.port, &frame, &mut plan);
                 match plan.action {
@@ -287,7 +286,7 @@ impl Daemon {
         let vni = req.vni.unwrap_or(c.vni.get());
         let dst = self.destination(net, &req.to)?;
         let dst_mac = match dst.mac {
-            Some(mac) => mac,
+            Some((mac, _)) => mac,
             None => self
                 .endpoints
                 .on(c.name.as_str())
@@ -342,15 +341,18 @@ impl Daemon {
         let in_subnet = |ip: Ipv4Addr| subnet.is_some_and(|s| s.contains(IpAddr::V4(ip)));
         let gateway_mac = Gateway::mac_for(net.config.vni);
         let by_ip = |ip: Ipv4Addr| match in_subnet(ip) {
-            true => Destination { ip, mac: None, via: format!("{ip}") },
-            false => Destination { ip, mac: Some(gateway_mac), via: format!("gateway (for {ip}, outside the subnet)") },
+            true => Destination { ip, mac: None },
+            false => {
+                let why = format!("gateway (for {ip}, outside the subnet) is at {gateway_mac}");
+                Destination { ip, mac: Some((gateway_mac, why)) }
+            }
         };
         if let Ok(IpAddr::V4(ip)) = to.parse::<IpAddr>() {
             return Ok(by_ip(ip));
         }
         if let Ok(mac) = to.parse::<MacAddr>() {
             let ip = self.ip_of_mac(mac).unwrap_or(Ipv4Addr::UNSPECIFIED);
-            return Ok(Destination { ip, mac: Some(mac), via: format!("{mac}") });
+            return Ok(Destination { ip, mac: Some((mac, format!("{mac} given: no ARP needed"))) });
         }
         match self.ip_of_name(net.config.name.as_str(), to) {
             Some(ip) => Ok(by_ip(ip)),
@@ -564,13 +566,6 @@ fn too_many_captures() -> DaemonError {
 
 fn show(ip: Option<Ipv4Addr>) -> String {
     ip.map_or_else(|| "(no address)".to_owned(), |ip| ip.to_string())
-}
-
-fn gateway_ip(net: &super::networks::Network) -> Option<Ipv4Addr> {
-    match net.config.gateway {
-        Some(IpAddr::V4(ip)) => Some(ip),
-        _ => None,
-    }
 }
 
 fn verdict(steps: Vec<TraceStep>, delivered: bool, outcome: String) -> Trace {
