@@ -119,4 +119,83 @@ fn a_dual_stack_network_spans_two_hosts() {
         hosts[1].log()
     );
     assert!(b.ping(&addr_a, 3));
+    // By name across hosts, over IPv6 at the gateway's IPv6 address.
+    let aaaa = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:36::1", "AAAA", &b.name]);
+    assert_eq!(aaaa.trim(), addr_b, "AAAA of {} from the other host", b.name);
+    // Bulk TCP over IPv6 through VXLAN (TSO frames of IPv6 segments).
+    let gbps = a.iperf(&b, &addr_b, 2);
+    eprintln!("iperf3 -6 across hosts: {gbps:.2} Gbit/s");
+    assert!(gbps > 0.0, "iperf3 over IPv6 moved nothing");
+}
+
+/// Enables IPv6 in a test namespace (they start with it off) and connects
+/// it to `network`; returns its SLAAC address once configured.
+fn dual_stack_container(sd: &Switchd, network: &str, tag: &str, prefix: &str) -> (Netns, String) {
+    let ns = Netns::new(tag);
+    ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    sd.connect(network, &ns, &[]);
+    let addr = slaac_of(&ns, prefix);
+    assert!(configured(&ns, &addr), "{} never configured {addr}\n{}", ns.name, sd.log());
+    (ns, addr)
+}
+
+/// What `ping ARGS` printed, both streams, and whether it succeeded.
+fn ping_said(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["ping", "-c", "1", "-W", "1"];
+    all.extend_from_slice(args);
+    let out = ns.exec(&all);
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// IPv6 between networks, by the same `[[route]]` rules as IPv4: routed
+/// with a route (containers on internal networks get a route to the other
+/// prefix via the gateway's link-local address), refused without
+/// (administratively prohibited); packet too big into a smaller MTU, which
+/// the sender's kernel then keeps for the path; hop limit exceeded.
+#[test]
+fn ipv6_is_routed_between_networks_only_with_a_route() {
+    let nets = "\n[[network]]\nname = \"wide6\"\nvni = 370\nsubnet = \"10.37.0.0/24\"\ninternal = true\n\
+                mtu = 1400\nsubnet6 = \"fd00:37::/64\"\n\
+                \n[[network]]\nname = \"narrow6\"\nvni = 380\nsubnet = \"10.38.0.0/24\"\ninternal = true\n\
+                mtu = 1280\nsubnet6 = \"fd00:38::/64\"\n\
+                \n[[network]]\nname = \"other6\"\nvni = 390\nsubnet = \"10.39.0.0/24\"\ninternal = true\n\
+                subnet6 = \"fd00:39::/64\"\n\
+                \n[[route]]\nnetworks = [\"wide6\", \"narrow6\"]\n";
+    let sd = Switchd::start("", nets);
+    let (w, addr_w) = dual_stack_container(&sd, "wide6", "w6", "fd00:37:");
+    let (n, addr_n) = dual_stack_container(&sd, "narrow6", "n6", "fd00:38:");
+    let (o, addr_o) = dual_stack_container(&sd, "other6", "o6", "fd00:39:");
+    let routes = w.ok(&["ip", "-6", "route"]);
+    assert!(routes.contains("fd00:38::/64 via fe80::"), "a route to narrow6 via the gateway: {routes}");
+    assert!(!routes.contains("fd00:39::/64"), "none to other6: {routes}");
+
+    assert!(w.ping(&addr_n, 2), "wide6 -> narrow6 over IPv6\n{}", sd.log());
+    assert!(n.ping(&addr_w, 2), "narrow6 -> wide6 over IPv6");
+    assert!(w.ping("fd00:38::1", 1), "narrow6's gateway, from wide6");
+
+    // Too big for narrow6's 1280: packet too big with its MTU.
+    let (ok, said) = ping_said(&w, &["-M", "do", "-s", "1300", &addr_n]);
+    assert!(!ok && said.contains("Packet too big: mtu=1280"), "{said}");
+    let cached = w.ok(&["ip", "-6", "route", "get", &addr_n]);
+    assert!(cached.contains("mtu 1280"), "the path MTU, kept by the kernel: {cached}");
+    let (ok, said) = ping_said(&w, &["-M", "do", "-s", "1232", &addr_n]);
+    assert!(ok, "1280 bytes fit: {said}");
+    // Hop limit 1: the gateway will not forward it.
+    let (ok, said) = ping_said(&w, &["-t", "1", &addr_n]);
+    assert!(!ok && said.contains("Time exceeded: Hop limit"), "{said}");
+
+    // No route between wide6 and other6: refused even when the container
+    // sends through the gateway anyway.
+    let gateway_ll = w.ok(&["ip", "-6", "route", "show", "fd00:38::/64"]);
+    let via = gateway_ll.split_whitespace().skip_while(|t| *t != "via").nth(1).expect("a via").to_owned();
+    w.ok(&["ip", "-6", "route", "add", "fd00:39::/64", "via", &via, "dev", "eth0"]);
+    let (ok, said) = ping_said(&w, &[&addr_o]);
+    assert!(!ok && said.contains("Administratively prohibited"), "{said}");
+    let drops = sd.port_stats(&w.name);
+    assert!(drops["drops"]["route_denied"].as_u64() >= Some(1), "{drops}");
+    // A route added at run time: routed at once, the containers' routes set.
+    sd.ctl(&["route", "add", "wide6", "other6"]);
+    assert!(o.ok(&["ip", "-6", "route"]).contains("fd00:37::/64 via fe80::"), "other6's container got the route");
+    assert!(w.ping(&addr_o, 2), "wide6 -> other6 with the route\n{}", sd.log());
+    assert!(!sd.log().contains("panicked"));
 }

@@ -74,11 +74,23 @@ pub fn link_setup(name: &str, rename: Option<&IfName>, record: &EndpointRecord, 
             Some(gw) if net.internal => to
                 .routes
                 .iter()
-                .filter(|s| s.net().addr().is_ipv4() == gw.is_ipv4())
-                .map(|s| (s.net().addr(), s.prefix_len(), gw))
+                .filter_map(|s| Some((s.net().addr(), s.prefix_len(), routes_via(net, s.net().addr(), gw)?)))
                 .collect(),
             _ => Vec::new(),
         },
+    }
+}
+
+/// The gateway a container's route to `dst` goes through: IPv4 by the
+/// gateway's address, IPv6 (on a dual-stack network) by its link-local
+/// one, which needs no prefix on-link yet (the advertisement that gives
+/// that may come later).
+pub fn routes_via(net: &NetworkConfig, dst: IpAddr, gateway: IpAddr) -> Option<IpAddr> {
+    match dst {
+        IpAddr::V4(_) => gateway.is_ipv4().then_some(gateway),
+        IpAddr::V6(_) => {
+            net.subnet6.map(|_| IpAddr::V6(crate::switch::guard::link_local(crate::switch::Gateway::mac_for(net.vni))))
+        }
     }
 }
 

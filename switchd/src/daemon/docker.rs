@@ -348,6 +348,7 @@ impl Daemon {
             Some(gw) => self
                 .routed_subnets(&config.name)
                 .into_iter()
+                .filter(|s| s.net().addr().is_ipv4() == gw.is_ipv4())
                 .map(|s| json!({ "Destination": s.to_string(), "RouteType": 0, "NextHop": gw.to_string() }))
                 .collect(),
             None => Vec::new(),

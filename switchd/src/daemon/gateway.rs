@@ -90,7 +90,11 @@ impl Daemon {
             let gateway = match (c.subnet, c.gateway.and_then(services::v4)) {
                 (Some(subnet), Some(ip)) => match subnet.net() {
                     ipnet::IpNet::V4(v4) => {
-                        Some(Gateway { ip, subnet: v4, mac: Gateway::mac_for(c.vni), dhcp: c.dhcp })
+                        let v6 = match (c.gateway6, c.subnet6.map(|s| s.net())) {
+                            (Some(IpAddr::V6(ip)), Some(ipnet::IpNet::V6(prefix))) => Some((ip, prefix)),
+                            _ => None,
+                        };
+                        Some(Gateway { ip, subnet: v4, mac: Gateway::mac_for(c.vni), dhcp: c.dhcp, v6 })
                     }
                     ipnet::IpNet::V6(_) => None,
                 },
@@ -339,9 +343,10 @@ impl Daemon {
         Ok(self.route_ls())
     }
 
-    /// The subnets of the networks `network` routes to.
+    /// The subnets (IPv4 and IPv6) of the networks `network` routes to.
     pub(super) fn routed_subnets(&self, network: &Name) -> Vec<Subnet> {
-        self.routed_from(network).filter_map(|n| self.networks.find(n.as_str())?.config.subnet).collect()
+        let configs = self.routed_from(network).filter_map(|n| self.networks.find(n.as_str()));
+        configs.flat_map(|n| [n.config.subnet, n.config.subnet6]).flatten().collect()
     }
 
     /// Puts the routes of the containers switchd configured on `networks`
@@ -358,14 +363,18 @@ impl Daemon {
             }
             let Some(net) = self.networks.find(r.network.as_str()) else { continue };
             let (Some(gw), true) = (net.config.gateway, net.config.internal) else { continue };
-            let wanted: Vec<(IpAddr, u8)> = self
-                .routed_subnets(&r.network)
-                .into_iter()
-                .filter(|s| s.net().addr().is_ipv4() == gw.is_ipv4())
-                .map(|s| (s.net().addr(), s.prefix_len()))
-                .collect();
-            if let Err(e) = self.system.sync_routes(ns, ifname, gw, &wanted) {
-                tracing::warn!("{} on {}: cannot set its routes to routed networks: {e}", r.name, r.network);
+            let routed = self.routed_subnets(&r.network);
+            // One family at a time: each has its own gateway address.
+            let v6 = net.config.subnet6.and_then(|s| super::attach::routes_via(&net.config, s.net().addr(), gw));
+            for via in [Some(gw), v6].into_iter().flatten() {
+                let wanted: Vec<(IpAddr, u8)> = routed
+                    .iter()
+                    .filter(|s| s.net().addr().is_ipv4() == via.is_ipv4())
+                    .map(|s| (s.net().addr(), s.prefix_len()))
+                    .collect();
+                if let Err(e) = self.system.sync_routes(ns, ifname, via, &wanted) {
+                    tracing::warn!("{} on {}: cannot set its routes to routed networks: {e}", r.name, r.network);
+                }
             }
         }
     }

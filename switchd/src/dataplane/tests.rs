@@ -152,6 +152,7 @@ fn routed_frames_are_rewritten_and_refused_ones_answered_with_an_icmp_error() {
         subnet: format!("10.{n}.0.0/24").parse().unwrap(),
         mac: Gateway::mac_for(Vni::new(vni).unwrap()),
         dhcp: false,
+        v6: None,
     };
     let (front, back) = (lab.net, {
         lab.worker.fabric().switch.add_network(Vni::new(2).unwrap(), Mtu::new(1500).unwrap(), false).unwrap()

@@ -86,6 +86,8 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
             // first network) wins, as Docker does.
             match handle.route().add(route).execute().await {
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code().abs() == libc::EEXIST => {}
+                // A container with IPv6 off takes its IPv4 all the same.
+                Err(e) if via.is_ipv6() => tracing::warn!("{}: no IPv6 route via {via}: {e}", setup.name),
                 other => other?,
             }
         }

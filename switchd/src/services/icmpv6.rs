@@ -14,7 +14,9 @@ use etherparse::icmpv6::RouterAdvertisementHeader;
 use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use switchd_config::MacAddr;
 
+use crate::switch::DropReason;
 use crate::switch::guard::link_local;
+use switchd_wire::ethernet;
 
 /// What the gateway advertises on one network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,54 @@ fn advertisement(adv: &Advertised, asker: MacAddr, to: Ipv6Addr, out: &mut Vec<u
     builder.write(out, &body).expect("a frame in a Vec");
 }
 
+/// The ICMPv6 error a routing refusal is answered with (RFC 4443 3).
+pub fn code_for(reason: DropReason, mtu: u16) -> Icmpv6Type {
+    use etherparse::icmpv6::{DestUnreachableCode, TimeExceededCode};
+    match reason {
+        DropReason::RouteDenied => Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Prohibited),
+        DropReason::TtlExceeded => Icmpv6Type::TimeExceeded(TimeExceededCode::HopLimitExceeded),
+        DropReason::FragNeeded => Icmpv6Type::PacketTooBig { mtu: u32::from(mtu) },
+        DropReason::NoNeighbor => Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Address),
+        _ => Icmpv6Type::DestinationUnreachable(DestUnreachableCode::NoRoute),
+    }
+}
+
+/// Writes into `out` the ICMPv6 error `kind` about `eth`, from the
+/// gateway `(mac, address)` back to its sender, quoting as much of its
+/// packet as keeps the error within the minimum MTU of 1280 (RFC 4443
+/// 2.4 (c)). Never about an ICMPv6 error (or a message that cannot be
+/// read), a packet sent to a multicast address or as a link-layer
+/// multicast (packet too big excepted, RFC 4443 2.4 (e)), or one from an
+/// address that names no single host (unspecified, multicast).
+pub fn error(eth: &[u8], kind: Icmpv6Type, from: (MacAddr, Ipv6Addr), out: &mut Vec<u8>) {
+    out.clear();
+    let Ok(packet) = SlicedPacket::from_ethernet(eth) else { return };
+    let Some(NetSlice::Ipv6(ip)) = &packet.net else { return };
+    let (src, dst) = (ip.header().source_addr(), ip.header().destination_addr());
+    if let Some(TransportSlice::Icmpv6(icmp)) = &packet.transport
+        && icmp.type_u8() < 128
+    {
+        return;
+    }
+    let too_big = matches!(kind, Icmpv6Type::PacketTooBig { .. });
+    let to_many = dst.is_multicast() || eth.first().is_some_and(|b| b & 1 == 1);
+    if (to_many && !too_big) || src.is_unspecified() || src.is_multicast() {
+        return;
+    }
+    // The packet as it came (its payload length bounds it: never the
+    // Ethernet padding), cut to fit.
+    let whole =
+        (etherparse::Ipv6Header::LEN + usize::from(ip.header().payload_length())).min(eth.len() - ethernet::HEADER_LEN);
+    let quote = &eth[ethernet::HEADER_LEN..ethernet::HEADER_LEN + whole.min(MAX_QUOTE)];
+    let asker = MacAddr(eth[6..12].try_into().expect("an Ethernet header"));
+    let builder = PacketBuilder::ethernet2(from.0.0, asker.0).ipv6(from.1.octets(), src.octets(), 64).icmpv6(kind);
+    builder.write(out, quote).expect("a frame in a Vec");
+}
+
+/// The most of the offending packet an error quotes: what fits in 1280
+/// bytes after the error's IPv6 (40) and ICMPv6 (8) headers.
+const MAX_QUOTE: usize = 1280 - 40 - 8;
+
 /// The address a container with `mac` configures from the network's /64
 /// `prefix` by SLAAC (RFC 4862, modified EUI-64 interface identifier):
 /// known to switchd without asking, so it is guarded, answered for in
@@ -177,6 +227,76 @@ mod tests {
             .write(&mut out, &[0; 4])
             .unwrap();
         out
+    }
+
+    fn udp6(dst_mac: [u8; 6], to: &str, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(CT.0, dst_mac)
+            .ipv6("fd00:10::5".parse::<Ipv6Addr>().unwrap().octets(), to.parse::<Ipv6Addr>().unwrap().octets(), 64)
+            .udp(40000, 9)
+            .write(&mut out, &vec![0x55; len])
+            .unwrap();
+        out
+    }
+
+    /// Routing refusals: the error's kind, from the gateway to the sender,
+    /// quoting the packet up to 1280 bytes in all; never about an error,
+    /// a multicast, or a sender that is no single host.
+    #[test]
+    fn refusals_are_answered_with_icmpv6_errors_quoting_the_packet() {
+        let from = (GW, "fd00:10::1".parse().unwrap());
+        let mut out = Vec::new();
+        let probe = udp6(GW.0, "fd00:20::7", 8);
+        for (reason, mtu, expect) in [
+            (DropReason::RouteDenied, 0, (1, 1)),
+            (DropReason::NoRoute, 0, (1, 0)),
+            (DropReason::NoNeighbor, 0, (1, 3)),
+            (DropReason::TtlExceeded, 0, (3, 0)),
+            (DropReason::FragNeeded, 1280, (2, 0)),
+        ] {
+            error(&probe, code_for(reason, mtu), from, &mut out);
+            let packet = SlicedPacket::from_ethernet(&out).unwrap();
+            let Some(NetSlice::Ipv6(ip)) = &packet.net else { panic!("IPv6") };
+            assert_eq!(ip.header().source_addr(), from.1);
+            assert_eq!(ip.header().destination_addr(), "fd00:10::5".parse::<Ipv6Addr>().unwrap());
+            assert_eq!(&out[..6], &CT.0, "back to the sender's MAC");
+            let Some(TransportSlice::Icmpv6(icmp)) = &packet.transport else { panic!("ICMPv6") };
+            assert_eq!((icmp.type_u8(), icmp.code_u8()), expect, "{reason:?}");
+            let sum = icmp.icmp_type().calc_checksum(
+                from.1.octets(),
+                ip.header().destination_addr().octets(),
+                icmp.payload(),
+            );
+            assert_eq!(sum.unwrap(), icmp.checksum());
+            assert_eq!(icmp.payload(), &probe[14..], "the whole packet quoted");
+            if reason == DropReason::FragNeeded {
+                assert_eq!(&out[14 + 40 + 4..14 + 40 + 8], &1280u32.to_be_bytes(), "the MTU");
+            }
+        }
+        // A large packet: quoted up to the minimum MTU, Ethernet padding never.
+        error(&udp6(GW.0, "fd00:20::7", 3000), code_for(DropReason::FragNeeded, 1280), from, &mut out);
+        assert_eq!(out.len(), 14 + 1280);
+        let mut padded = udp6(GW.0, "fd00:20::7", 0);
+        padded.resize(padded.len() + 6, 0xee);
+        error(&padded, code_for(DropReason::NoRoute, 0), from, &mut out);
+        assert_eq!(out.len(), 14 + 48 + 48, "48 bytes of packet, not the padding");
+        // No errors about these.
+        let deny = code_for(DropReason::RouteDenied, 0);
+        error(&udp6([0x33, 0x33, 0, 0, 0, 1], "ff02::1", 8), deny, from, &mut out);
+        assert!(out.is_empty(), "to a multicast");
+        error(&udp6(GW.0, "ff0e::1", 8), deny, from, &mut out);
+        assert!(out.is_empty(), "to a multicast address");
+        let mut an_error = Vec::new();
+        error(&probe, deny, from, &mut an_error);
+        an_error[..6].copy_from_slice(&GW.0);
+        error(&an_error, deny, from, &mut out);
+        assert!(out.is_empty(), "about an error");
+        let mut unspecified = probe.clone();
+        unspecified[14 + 8..14 + 24].fill(0);
+        error(&unspecified, deny, from, &mut out);
+        assert!(out.is_empty(), "from ::");
+        error(&probe[..30], deny, from, &mut out);
+        assert!(out.is_empty(), "truncated");
     }
 
     #[test]

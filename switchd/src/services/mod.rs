@@ -13,7 +13,7 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod reset;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -52,6 +52,11 @@ impl NetworkServices {
     pub fn holds(&self, ip: Ipv4Addr) -> bool {
         let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
         u32::from(ip) & mask == u32::from(self.gateway) & mask
+    }
+
+    /// Whether `ip` is in the network's /64.
+    pub fn holds6(&self, ip: Ipv6Addr) -> bool {
+        self.ipv6.is_some_and(|adv| ip.octets()[..8] == adv.prefix.octets()[..8])
     }
 }
 
@@ -222,7 +227,7 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
 }
 
 /// Answers a frame the switch would not route (`Action::Reject`) with the
-/// ICMP error for `reason`, from `network`'s gateway.
+/// ICMP (ICMPv6) error for `reason`, from `network`'s gateway.
 pub fn reject(
     tables: &Tables,
     counters: &Counters,
@@ -250,9 +255,17 @@ pub fn reject(
             _ => 0,
         };
         icmp::error(eth, &ip, icmp::code_for(reason), next_hop_mtu, (net.mac, net.gateway), out);
-        if !out.is_empty() {
-            bump(&counters.icmp_errors);
-        }
+    } else if let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv6(eth))
+        && let Some(adv) = &net.ipv6
+    {
+        let mtu = match reason {
+            DropReason::FragNeeded => tables.networks.values().find(|n| n.holds6(ip.dst)).map_or(1280, |n| n.mtu),
+            _ => 0,
+        };
+        icmpv6::error(eth, icmpv6::code_for(reason, mtu), (net.mac, adv.gateway), out);
+    }
+    if !out.is_empty() {
+        bump(&counters.icmp_errors);
     }
 }
 

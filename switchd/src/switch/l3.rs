@@ -1,13 +1,14 @@
-//! The IPv4 the switch reads to route and to serve (a summary of the
+//! The IP the switch reads to route and to serve (a summary of the
 //! header, read through `switchd_wire`), and the rewrite a routed frame
-//! gets: new MACs, TTL one less, header checksum updated.
+//! gets: new MACs, TTL (IPv6: hop limit) one less, the IPv4 header
+//! checksum updated.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use switchd_config::MacAddr;
 use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::{self, Protocol};
-use switchd_wire::{icmpv4, ipv4};
+use switchd_wire::{icmpv4, ipv4, ipv6};
 
 /// What the switch needs of an IPv4 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,15 +85,42 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
     })
 }
 
-/// Turns a frame [`ipv4`] accepted, with TTL above 1, into the frame the
-/// gateway forwards: new MACs, TTL one less, header checksum updated
-/// incrementally. The transport checksum does not cover the TTL, so a
-/// frame whose checksum is left to the receiver stays as it is.
+/// What the switch needs of an IPv6 header to route it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6 {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+}
+
+/// The IPv6 packet of an untagged Ethernet frame, if it holds one whose
+/// payload length fits the frame.
+pub fn ipv6(eth: &[u8]) -> Option<Ipv6> {
+    let frame = ethernet::Frame::new_checked(eth).ok()?;
+    if frame.ethertype() != EtherType::Ipv6 {
+        return None;
+    }
+    let packet = ipv6::Packet::new_checked(frame.payload()).ok()?;
+    Some(Ipv6 { src: packet.src_addr(), dst: packet.dst_addr(), hop_limit: packet.hop_limit() })
+}
+
+/// Turns a frame [`ipv4`] or [`ipv6`] accepted, with TTL or hop limit
+/// above 1, into the frame the gateway forwards: new MACs, TTL one less
+/// (IPv4: header checksum updated incrementally; IPv6 has none). No
+/// transport checksum covers either, so a frame whose checksum is left to
+/// the receiver stays as it is.
 pub fn forward(eth: &mut [u8], src: MacAddr, dst: MacAddr) {
     let mut frame = ethernet::Frame::new_unchecked(&mut eth[..]);
     frame.set_dst_addr(dst);
     frame.set_src_addr(src);
-    ipv4::Packet::new_unchecked(frame.payload_mut()).decrement_ttl();
+    match frame.ethertype() {
+        EtherType::Ipv6 => {
+            let mut packet = ipv6::Packet::new_unchecked(frame.payload_mut());
+            let hop_limit = packet.hop_limit();
+            packet.set_hop_limit(hop_limit.saturating_sub(1));
+        }
+        _ => ipv4::Packet::new_unchecked(frame.payload_mut()).decrement_ttl(),
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +164,29 @@ mod tests {
         let ip = ipv4(&first).unwrap();
         assert!(ip.fragment && !ip.later_fragment);
         assert_eq!(ip.ports, Some((33434, 53)));
+    }
+
+    #[test]
+    fn forwarding_ipv6_rewrites_macs_and_the_hop_limit() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0xfd, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
+            .udp(33434, 53)
+            .write(&mut frame, b"probe")
+            .unwrap();
+        let ip = ipv6(&frame).unwrap();
+        assert_eq!((ip.dst, ip.hop_limit), ("fd00:20::2".parse().unwrap(), 64));
+        assert_eq!(ipv4(&frame), None, "IPv6 is no IPv4");
+        let before = frame.clone();
+        forward(&mut frame, MacAddr([2, 0, 0, 0, 0, 0xaa]), MacAddr([2, 0, 0, 0, 0, 0xbb]));
+        assert_eq!(&frame[..12], &[2, 0, 0, 0, 0, 0xbb, 2, 0, 0, 0, 0, 0xaa]);
+        assert_eq!(ipv6(&frame).unwrap().hop_limit, 63);
+        assert_eq!(frame[14 + 8..], before[14 + 8..], "only the hop limit changed in the packet");
+        assert_eq!(ipv6(&frame[..14 + 39]), None, "truncated");
     }
 
     fn refill_checksum(frame: &mut [u8]) {

@@ -44,11 +44,11 @@ pub mod neighbor;
 mod plan;
 pub mod policy;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 use slotmap::{SlotMap, new_key_type};
 use switchd_config::{MacAddr, Mtu, Vni};
@@ -137,15 +137,40 @@ pub struct Gateway {
     pub mac: MacAddr,
     /// DHCP requests (broadcast ones too) go to the gateway.
     pub dhcp: bool,
+    /// The gateway's IPv6 address and the network's /64 (dual stack).
+    pub v6: Option<(Ipv6Addr, Ipv6Net)>,
 }
 
 impl Gateway {
+    /// Whether `ip` is in the network's subnet (or, IPv6, its prefix).
+    fn holds(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.subnet.contains(&ip),
+            IpAddr::V6(ip) => self.v6.is_some_and(|(_, prefix)| prefix.contains(&ip)),
+        }
+    }
+
+    /// Whether `ip` is the gateway's own address.
+    fn is_own(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(ip) => self.ip == ip,
+            IpAddr::V6(ip) => self.v6.is_some_and(|(own, _)| own == ip),
+        }
+    }
+
     /// The gateway MAC of a network: the same on every host (derived from
     /// the VNI), locally administered.
     pub fn mac_for(vni: Vni) -> MacAddr {
         let [_, a, b, c] = vni.get().to_be_bytes();
         MacAddr([0x02, 0x5d, 0x67, a, b, c])
     }
+}
+
+/// An IPv6 destination a router may forward: not multicast, link-local,
+/// loopback or unspecified (RFC 4291 2.5.6: link-local never leaves its
+/// link).
+fn is_routable_v6(dst: Ipv6Addr) -> bool {
+    !(dst.is_multicast() || dst.is_loopback() || dst.is_unspecified() || dst.is_unicast_link_local())
 }
 
 macro_rules! drop_reasons {
@@ -242,10 +267,11 @@ drop_reasons! {
     /// To the gateway for a network this one has no `[[route]]` to (ICMP
     /// administratively prohibited).
     RouteDenied = "route_denied",
-    /// Routed with TTL 1 or 0 (ICMP time exceeded).
+    /// Routed with TTL (hop limit) 1 or 0 (ICMP time exceeded).
     TtlExceeded = "ttl_exceeded",
-    /// Routed into a network whose MTU it exceeds, Don't Fragment set:
-    /// answered with ICMP fragmentation needed and that MTU (RFC 1191).
+    /// Routed into a network whose MTU it exceeds, Don't Fragment set (or
+    /// IPv6, never cut): answered with ICMP fragmentation needed (RFC
+    /// 1191) or ICMPv6 packet too big (RFC 8201), with that MTU.
     FragNeeded = "frag_needed",
     /// Routed to an address no endpoint holds (ICMP host unreachable).
     NoNeighbor = "no_neighbor",
@@ -835,8 +861,11 @@ impl Switch {
             && let Some(mtu) = self.networks.get(to).map(|n| n.mtu)
             && !frame.fits_mtu(mtu)
         {
+            // (IPv6 is never cut on the way: RFC 8200 5.)
+            let eth = frame.ethernet();
             let whole = frame.gso_type() != GsoType::None
-                || l3::ipv4(frame.ethernet().as_bytes()).is_some_and(|ip| ip.dont_fragment);
+                || eth.ethertype() == EtherType::Ipv6
+                || l3::ipv4(eth.as_bytes()).is_some_and(|ip| ip.dont_fragment);
             let port = self.ports.get_mut(ingress).expect("checked above");
             if !whole {
                 return port.rx.drop(DropReason::Oversize);
@@ -1195,12 +1224,21 @@ impl Switch {
                         Action::Deliver(stack)
                     }
                     (Some(ip), ..) if ip.dst == gw.ip => Action::Local { port, network },
-                    (Some(ip), ..) => self.route(now, network, port, ip),
+                    (Some(ip), ..) => self.route(now, network, port, IpAddr::V4(ip.dst), ip.ttl),
                     // An ARP reply to a question of the host side or the stack.
                     (None, stack, host) if eth.ethertype() == EtherType::Arp && host.or(stack).is_some() => {
                         Action::Deliver(host.or(stack).expect("checked"))
                     }
-                    // IPv6 for the gateway: echo (the services answer what they can).
+                    // IPv6 to another network's prefix: routed as IPv4 is.
+                    (None, ..)
+                        if let Some(ip) = l3::ipv6(eth.as_bytes())
+                            && gw.v6.is_some()
+                            && is_routable_v6(ip.dst)
+                            && !gw.holds(IpAddr::V6(ip.dst)) =>
+                    {
+                        self.route(now, network, port, IpAddr::V6(ip.dst), ip.hop_limit)
+                    }
+                    // IPv6 for the gateway: echo, DNS (the services answer what they can).
                     (None, ..) if eth.ethertype() == EtherType::Ipv6 => Action::Local { port, network },
                     (None, ..) => self.ports[port].rx.drop(DropReason::NotRoutable),
                 };
@@ -1342,10 +1380,11 @@ impl Switch {
     }
 
     /// Routes a frame from `port` (on `from`) that was sent to the gateway
-    /// for `ip.dst`: into the network that holds that address, if `from`
-    /// routes to it, to the MAC that address has there.
-    fn route(&mut self, now: Instant, from: NetworkId, port: PortId, ip: l3::Ipv4) -> Action {
-        let holds = |n: &Network| n.gateway.is_some_and(|g| g.subnet.contains(&ip.dst));
+    /// for `dst` (with this TTL or hop limit): into the network that holds
+    /// that address, if `from` routes to it, to the MAC that address has
+    /// there. IPv4 and IPv6 alike.
+    fn route(&mut self, now: Instant, from: NetworkId, port: PortId, dst: IpAddr, ttl: u8) -> Action {
+        let holds = |n: &Network| n.gateway.is_some_and(|g| g.holds(dst));
         let routed = self.networks[from].routes.iter().copied().find(|id| self.networks.get(*id).is_some_and(holds));
         let reject = |ports: &mut SlotMap<PortId, Port>, reason| {
             ports[port].rx.drop(reason);
@@ -1365,15 +1404,15 @@ impl Switch {
         // The other network's gateway address: answered here, as its
         // gateway; delivered, not forwarded, so whatever its TTL (as a
         // router's own addresses are: `ping -t 1` and traceroute reach them).
-        if self.networks[to].gateway.is_some_and(|g| g.ip == ip.dst) {
+        if self.networks[to].gateway.is_some_and(|g| g.is_own(dst)) {
             return Action::Local { port, network: to };
         }
-        if ip.ttl <= 1 {
+        if ttl <= 1 {
             return reject(&mut self.ports, DropReason::TtlExceeded);
         }
         let aging = self.config.mac_aging_time;
         let net = &mut self.networks[to];
-        let (Some(&dst), Some(gw)) = (net.neighbors.get(&IpAddr::V4(ip.dst)), net.gateway) else {
+        let (Some(&dst), Some(gw)) = (net.neighbors.get(&dst), net.gateway) else {
             return reject(&mut self.ports, DropReason::NoNeighbor);
         };
         let next = match net.fdb.lookup(dst, now, aging) {

@@ -524,11 +524,17 @@ fn routed_lab_with_mtus(route: bool, mtus: [u32; 2]) -> RoutedLab {
             subnet: format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
             mac: Gateway::mac_for(vni),
             dhcp: true,
+            v6: Some((
+                format!("fd00:{}::1", vni.get()).parse().unwrap(),
+                format!("fd00:{}::/64", vni.get()).parse().unwrap(),
+            )),
         };
         sw.set_gateway(net, Some(gateway));
         let port = sw.add_port(net).unwrap();
         let (mac, ip) = ([A, B][vni.get() as usize - 1], format!("10.{}.0.2", vni.get()).parse().unwrap());
-        sw.set_port_guard(port, PortGuard::Endpoint(EndpointGuard::new(mac, true, Some(ip))));
+        let mut guard = EndpointGuard::new(mac, true, Some(ip));
+        guard.ipv6.as_mut().unwrap().push(format!("fd00:{}::2", vni.get()).parse().unwrap());
+        sw.set_port_guard(port, PortGuard::Endpoint(guard));
         (net, port)
     };
     let (front, p_front) = add(1);
@@ -537,8 +543,8 @@ fn routed_lab_with_mtus(route: bool, mtus: [u32; 2]) -> RoutedLab {
         sw.set_routes(front, vec![back]);
         sw.set_routes(back, vec![front]);
     }
-    sw.set_neighbors(front, [("10.1.0.2".parse().unwrap(), A)]);
-    sw.set_neighbors(back, [("10.2.0.2".parse().unwrap(), B)]);
+    sw.set_neighbors(front, [("10.1.0.2".parse().unwrap(), A), ("fd00:1::2".parse().unwrap(), A)]);
+    sw.set_neighbors(back, [("10.2.0.2".parse().unwrap(), B), ("fd00:2::2".parse().unwrap(), B)]);
     RoutedLab { sw, t0: Instant::now(), front, back, p_front, p_back }
 }
 
@@ -585,6 +591,48 @@ fn routing_refusals_say_why() {
     assert_eq!(send(GW_FRONT, 64), Action::Local { port: l.p_front, network: l.front });
     // The unknown destination MAC of a known neighbour floods in the new network.
     assert!(matches!(send("10.2.0.2", 64), Action::Route { next: Next::Flood, .. }));
+}
+
+/// An IPv6/UDP frame behind a virtio header, as a port reads it.
+fn ip6_frame(dst: MacAddr, src: MacAddr, from: &str, to: &str, hop_limit: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; frame::HEADER_LEN];
+    let (from, to): (Ipv6Addr, Ipv6Addr) = (from.parse().unwrap(), to.parse().unwrap());
+    etherparse::PacketBuilder::ethernet2(src.0, dst.0)
+        .ipv6(from.octets(), to.octets(), hop_limit)
+        .udp(40000, 9)
+        .write(&mut out, &vec![0x55; len])
+        .unwrap();
+    out
+}
+
+/// IPv6 is routed by the same `[[route]]` pairs as IPv4, with the same
+/// refusals, and never cut: too big for the other network is too big.
+#[test]
+fn ipv6_is_routed_and_refused_as_ipv4_is() {
+    let (gw1, gw2) = (Gateway::mac_for(Vni::new(1).unwrap()), Gateway::mac_for(Vni::new(2).unwrap()));
+    let mut l = routed_lab_with_mtus(true, [1500, 1280]);
+    l.sw.handle_frame_action(l.t0, l.p_back, &ip6_frame(MacAddr::BROADCAST, B, "fd00:2::2", "ff02::1", 1, 8));
+    let mut send = |to: &str, hop_limit, len| {
+        l.sw.handle_frame_action(l.t0, l.p_front, &ip6_frame(gw1, A, "fd00:1::2", to, hop_limit, len))
+    };
+    assert_eq!(
+        send("fd00:2::2", 64, 8),
+        Action::Route { network: l.back, src: gw2, dst: B, next: Next::Port(l.p_back) }
+    );
+    let reject = |reason| Action::Reject { port: l.p_front, network: l.front, reason };
+    assert_eq!(send("fd00:2::2", 1, 8), reject(DropReason::TtlExceeded), "hop limit 1");
+    assert_eq!(send("fd00:2::99", 64, 8), reject(DropReason::NoNeighbor));
+    assert_eq!(send("fd00:99::1", 64, 8), reject(DropReason::NoRoute));
+    assert_eq!(send("fd00:2::2", 64, 1400), reject(DropReason::FragNeeded), "larger than back's 1280");
+    // The gateways' own addresses, on-link ones and link-local ones are
+    // served, not routed.
+    for to in ["fd00:1::1", "fd00:1::2", "fe80::1", "ff02::2"] {
+        assert_eq!(send(to, 64, 8), Action::Local { port: l.p_front, network: l.front }, "{to}");
+    }
+    assert_eq!(send("fd00:2::1", 1, 8), Action::Local { port: l.p_front, network: l.back }, "back's gateway");
+    let mut l = routed_lab(false);
+    let action = l.sw.handle_frame_action(l.t0, l.p_front, &ip6_frame(gw1, A, "fd00:1::2", "fd00:2::2", 64, 8));
+    assert_eq!(action, Action::Reject { port: l.p_front, network: l.front, reason: DropReason::RouteDenied });
 }
 
 #[test]
