@@ -26,8 +26,13 @@ fn mac(n: u32) -> MacAddr {
 fn guarded() -> (Switch, switchd::switch::NetworkId, switchd::switch::PortId, switchd::switch::PortId) {
     let mut sw = Switch::new(SwitchConfig::default());
     let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
-    let gateway =
-        Gateway { ip: [10, 1, 0, 1].into(), subnet: "10.1.0.0/24".parse().unwrap(), mac: mac(99), dhcp: true };
+    let gateway = Gateway {
+        ip: [10, 1, 0, 1].into(),
+        subnet: "10.1.0.0/24".parse().unwrap(),
+        mac: mac(99),
+        dhcp: true,
+        v6: None,
+    };
     sw.set_gateway(net, Some(gateway));
     let (p1, p2) = (sw.add_port(net).unwrap(), sw.add_port(net).unwrap());
     sw.set_port_guard(p1, PortGuard::Endpoint(EndpointGuard::new(mac(1), true, Some([10, 1, 0, 2].into()))));
@@ -205,6 +210,7 @@ fn pipeline(c: &mut Criterion) {
                 subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
                 mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
                 dhcp: true,
+                v6: None,
             };
             sw.set_gateway(net, Some(gateway));
             nets.push(net);

@@ -7,9 +7,13 @@
 //! with time exceeded, unless it is for the other network's gateway
 //! address itself, which the gateway serves as a host would.
 //!
-//! Two networks route to each other: 1 (10.1.0.0/24) and 3 (10.3.0.0/24);
-//! in 3, 10.3.0.2's MAC is not yet learned (flooded), 10.3.0.3's is on a
-//! port and 10.3.0.4's behind a VTEP.
+//! IPv6 the same way (`l3::ipv6`), with the hop limit one less and every
+//! other byte as it was.
+//!
+//! Two networks route to each other: 1 (10.1.0.0/24, fd00:1::/64) and 3
+//! (10.3.0.0/24, fd00:3::/64); in 3, 10.3.0.2's (fd00:3::2's) MAC is not
+//! yet learned (flooded), 10.3.0.3's is on a port and 10.3.0.4's behind a
+//! VTEP.
 //!
 //! Input: `[flags: u8][frame...]`. Bit 0: give the frame the gateway's
 //! destination MAC and the port's source MAC, so it reaches the router;
@@ -19,7 +23,7 @@
 
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
@@ -33,6 +37,7 @@ const FLOODED: MacAddr = MacAddr([2, 0, 0, 0, 3, 2]);
 const ON_PORT: MacAddr = MacAddr([2, 0, 0, 0, 3, 3]);
 const REMOTE: MacAddr = MacAddr([2, 0, 0, 0, 3, 4]);
 const TTL: usize = ethernet::HEADER_LEN + 8;
+const HOP_LIMIT: usize = ethernet::HEADER_LEN + 7;
 const CHECKSUM: usize = ethernet::HEADER_LEN + 10;
 
 /// Gives an IPv4 frame's header a valid checksum, as every sender's has.
@@ -67,6 +72,17 @@ fn check_forwarded(before: &[u8], after: &[u8], src: MacAddr, dst: MacAddr) {
     assert_eq!(l3::Ipv4 { ttl: b.ttl - 1, ..b }, a, "the IPv4 summary changed beyond the TTL");
 }
 
+/// `after` is the IPv6 `before` forwarded from `src` to `dst`: new MACs,
+/// hop limit one less, nothing else changed.
+fn check_forwarded6(before: &[u8], after: &[u8], src: MacAddr, dst: MacAddr) {
+    assert_eq!(after.len(), before.len(), "the frame changed length");
+    assert_eq!((&after[..6], &after[6..12]), (&dst.0[..], &src.0[..]), "MACs not rewritten");
+    assert_eq!(after[HOP_LIMIT], before[HOP_LIMIT] - 1, "hop limit not one less");
+    for i in (12..before.len()).filter(|i| *i != HOP_LIMIT) {
+        assert_eq!(after[i], before[i], "byte {i} changed");
+    }
+}
+
 fuzz_target!(|data: &[u8]| fuzz_one(data));
 
 // A function rather than the macro's closure, so that coverage reports
@@ -94,6 +110,15 @@ fn fuzz_one(data: &[u8]) {
         }
     }
 
+    let ip6 = l3::ipv6(&eth);
+    if let Some(ip6) = ip6.filter(|ip| ip.hop_limit > 1) {
+        let mut out = eth.clone();
+        let (src, dst) = (MacAddr([2, 0, 0, 0, 0, 0xaa]), MacAddr([2, 0, 0, 0, 0, 0xbb]));
+        l3::forward(&mut out, src, dst);
+        check_forwarded6(&eth, &out, src, dst);
+        assert_eq!(l3::ipv6(&out), Some(l3::Ipv6 { hop_limit: ip6.hop_limit - 1, ..ip6 }));
+    }
+
     // Through the switch, and rewritten as the data plane does.
     let mut sw = Switch::new(SwitchConfig::new(Duration::from_secs(300), 8));
     let n1 = sw.add_network(Vni::new(1).unwrap(), Mtu::new(9000).unwrap(), false).unwrap();
@@ -103,6 +128,7 @@ fn fuzz_one(data: &[u8]) {
         subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
         mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
         dhcp: true,
+        v6: Some((format!("fd00:{vni}::1").parse().unwrap(), format!("fd00:{vni}::/64").parse().unwrap())),
     };
     sw.set_gateway(n1, Some(gateway(1)));
     sw.set_gateway(n3, Some(gateway(3)));
@@ -111,7 +137,9 @@ fn fuzz_one(data: &[u8]) {
     let port = sw.add_port(n1).unwrap();
     let (p3, p3b) = (sw.add_port(n3).unwrap(), sw.add_port(n3).unwrap());
     let neighbors = [([10, 3, 0, 2], FLOODED), ([10, 3, 0, 3], ON_PORT), ([10, 3, 0, 4], REMOTE)];
-    sw.set_neighbors(n3, neighbors.map(|(ip, mac)| (IpAddr::from(ip), mac)));
+    let v6 = |[.., host]: [u8; 4]| Ipv6Addr::new(0xfd00, 3, 0, 0, 0, 0, 0, u16::from(host));
+    let both = neighbors.into_iter().flat_map(|(ip, mac)| [(IpAddr::from(ip), mac), (IpAddr::V6(v6(ip)), mac)]);
+    sw.set_neighbors(n3, both);
     let vtep = sw.add_vtep("198.18.0.3:4789".parse().unwrap(), None).unwrap();
     let now = Instant::now();
     sw.set_gossip_macs(n3, &[(REMOTE, vtep)], now);
@@ -127,13 +155,21 @@ fn fuzz_one(data: &[u8]) {
     let from_port = to_router && eth[6..12] == PORT_MAC.0;
     match plan.action {
         Action::Route { network, src, dst, next } => {
-            let ip = ip.expect("routed, so IPv4 the gateway read");
             assert!(to_router, "routed without being sent to the gateway");
-            assert!(ip.ttl > 1, "routed with TTL {}", ip.ttl);
             assert_eq!(network, n3, "routed where no route goes");
             assert_eq!(src, gateway(3).mac, "not from the gateway of the network routed into");
-            let owner = neighbors.iter().find(|(a, _)| Ipv4Addr::from(*a) == ip.dst).map(|(_, m)| *m);
-            assert_eq!(Some(dst), owner, "not to the MAC that holds {}", ip.dst);
+            let owner = match (ip, ip6) {
+                (Some(ip), _) => {
+                    assert!(ip.ttl > 1, "routed with TTL {}", ip.ttl);
+                    neighbors.iter().find(|(a, _)| Ipv4Addr::from(*a) == ip.dst).map(|(_, m)| *m)
+                }
+                (None, Some(ip)) => {
+                    assert!(ip.hop_limit > 1, "routed with hop limit {}", ip.hop_limit);
+                    neighbors.iter().find(|(a, _)| v6(*a) == ip.dst).map(|(_, m)| *m)
+                }
+                (None, None) => panic!("routed, but neither IPv4 nor IPv6 the gateway read"),
+            };
+            assert_eq!(Some(dst), owner, "not to the MAC that holds the destination");
             match next {
                 Next::Port(p) => assert_eq!((p, dst), (p3b, ON_PORT)),
                 Next::Vtep(v) => assert_eq!((v, dst), (vtep, REMOTE)),
@@ -145,13 +181,24 @@ fn fuzz_one(data: &[u8]) {
             let mut out = buf.clone();
             l3::forward(&mut out[vnet::HEADER_LEN..], src, dst);
             assert_eq!(out[..vnet::HEADER_LEN], buf[..vnet::HEADER_LEN], "the virtio header changed");
-            check_forwarded(&buf[vnet::HEADER_LEN..], &out[vnet::HEADER_LEN..], src, dst);
+            match ip {
+                Some(_) => check_forwarded(&buf[vnet::HEADER_LEN..], &out[vnet::HEADER_LEN..], src, dst),
+                None => check_forwarded6(&buf[vnet::HEADER_LEN..], &out[vnet::HEADER_LEN..], src, dst),
+            }
         }
         Action::Reject { reason: DropReason::TtlExceeded, network, .. } => {
-            let ip = ip.expect("refused for its TTL, so IPv4");
-            assert!(ip.ttl <= 1, "time exceeded with TTL {}", ip.ttl);
             assert_eq!(network, n1, "time exceeded from another gateway");
-            assert_ne!(ip.dst, gateway(3).ip, "the other gateway's own address refused for its TTL");
+            match (ip, ip6) {
+                (Some(ip), _) => {
+                    assert!(ip.ttl <= 1, "time exceeded with TTL {}", ip.ttl);
+                    assert_ne!(ip.dst, gateway(3).ip, "the other gateway's own address refused for its TTL");
+                }
+                (None, Some(ip)) => {
+                    assert!(ip.hop_limit <= 1, "time exceeded with hop limit {}", ip.hop_limit);
+                    assert_ne!(Some(ip.dst), gateway(3).v6.map(|(gw, _)| gw), "the other gateway refused");
+                }
+                (None, None) => panic!("time exceeded for neither IPv4 nor IPv6"),
+            }
         }
         _ => {}
     }

@@ -47,6 +47,7 @@ fn fuzz_one(data: &[u8]) {
             subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
             mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
             dhcp: true,
+            v6: Some((format!("fd00:{vni}::1").parse().unwrap(), format!("fd00:{vni}::/64").parse().unwrap())),
         };
         sw.set_gateway(net, Some(gateway));
     }

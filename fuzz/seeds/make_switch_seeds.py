@@ -391,6 +391,15 @@ def l3_forward():
                                            ipv4("192.0.2.1", "198.51.100.1", 17, probe, ttl=9)))
     bad = ipv4(src, "10.3.0.2", 17, probe)
     write(t, "bad_header_checksum", b"\x81" + ether(GW1, PORT0, 0x0800, bad[:10] + b"\xbe\xef" + bad[12:]))
+    # IPv6: routed to fd00:3::/64 (learned, behind a VTEP, not learned),
+    # hop limit 1, the other gateway, a link-local destination.
+    src6 = ip6("fd00:1::2")
+    for dst, hop_limit, name in [("fd00:3::3", 64, "tcp6_syn_to_learned_port"), ("fd00:3::4", 64, "tcp6_to_vtep"),
+                                 ("fd00:3::2", 1, "tcp6_hop_limit_1"), ("fd00:3::1", 1, "tcp6_other_gateway"),
+                                 ("fe80::1", 64, "tcp6_link_local")]:
+        dst = ip6(dst)
+        syn6 = tcp6(src6, dst, 40000, 80, 1, 0, 0x02, b"")
+        write(t, name, b"\x01" + ether(GW1, PORT0, 0x86dd, ipv6(src6, dst, 6, syn6, hop_limit=hop_limit)))
 
 
 def nd_reply():

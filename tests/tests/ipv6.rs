@@ -199,3 +199,30 @@ fn ipv6_is_routed_between_networks_only_with_a_route() {
     assert!(w.ping(&addr_o, 2), "wide6 -> other6 with the route\n{}", sd.log());
     assert!(!sd.log().contains("panicked"));
 }
+
+/// Policy judges IPv6 as it judges IPv4: with `icc = false` containers do
+/// not reach each other over IPv6 either (neighbour discovery still
+/// works), and a policy that admits one admits its IPv6 too.
+#[test]
+fn policy_holds_for_ipv6_as_for_ipv4() {
+    let quiet = "\n[[network]]\nname = \"quiet6\"\nvni = 395\nsubnet = \"10.95.0.0/24\"\ninternal = true\n\
+                 icc = false\nsubnet6 = \"fd00:95::/64\"\n";
+    let sd = Switchd::start("", quiet);
+    let (a, addr_a) = dual_stack_container(&sd, "quiet6", "qa", "fd00:95:");
+    let (b, addr_b) = dual_stack_container(&sd, "quiet6", "qb", "fd00:95:");
+    assert!(a.ping("fd00:95::1", 1), "the gateway answers");
+    assert!(!a.ping(&addr_b, 2), "a pinged b over IPv6 with icc off");
+    let link_local_b = b.ok(&["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"]);
+    let link_local_b =
+        link_local_b.split_whitespace().nth(3).expect("an address").split('/').next().unwrap().to_owned();
+    assert!(!a.ping(&format!("{link_local_b}%eth0"), 1), "nor by its link-local address");
+    assert!(sd.port_stats(&a.name)["drops"]["policy_denied"].as_u64() >= Some(2), "{}", sd.port_stats(&a.name));
+    // Neighbour discovery was never judged: a knows b's MAC.
+    assert!(a.ok(&["ip", "-6", "neigh", "show", &addr_b]).contains("lladdr"), "{}", a.ok(&["ip", "-6", "neigh"]));
+
+    let allow = ["policy", "add", "a-to-b", "--network", "quiet6", "--select"];
+    let (select, from) = (format!("name={}", b.name), format!("name={}", a.name));
+    sd.ctl(&[&allow[..], &[select.as_str(), "--from", from.as_str()]].concat());
+    assert!(wait_until(Duration::from_secs(5), || a.ping(&addr_b, 1)), "the policy admits a's IPv6\n{}", sd.log());
+    assert!(!b.ping(&addr_a, 1), "b -> a is still refused");
+}

@@ -6,12 +6,12 @@
 //! path enforces ([`crate::switch::policy`]). Compiled again whenever
 //! endpoints, services or policies change.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use switchd_config::raw::RawPolicy;
-use switchd_config::{KeyPath, Name, PolicyConfig, Selector, validate};
+use switchd_config::{KeyPath, MacAddr, Name, PolicyConfig, Selector, validate};
 use switchd_overlay::gossip::state::PolicyRecord;
 use switchd_overlay::gossip::table::policy_supersedes;
 
@@ -27,6 +27,7 @@ struct Seen<'a> {
     network: &'a Name,
     name: &'a Name,
     ip: Ipv4Addr,
+    mac: Option<MacAddr>,
     services: &'a [Name],
 }
 
@@ -217,12 +218,16 @@ impl Daemon {
     fn policy_endpoints(&self) -> Vec<Seen<'_>> {
         let local = self.endpoints.iter().filter_map(|e| match e.record.ip? {
             IpAddr::V4(ip) => {
-                Some(Seen { network: &e.record.network, name: &e.record.name, ip, services: &e.record.services })
+                let (network, name, mac, services) =
+                    (&e.record.network, &e.record.name, e.record.mac, &e.record.services);
+                Some(Seen { network, name, ip, mac, services })
             }
             IpAddr::V6(_) => None,
         });
         let remote = self.cluster.table.hosts.values().flat_map(|h| &h.endpoints).filter_map(|e| match e.ip? {
-            IpAddr::V4(ip) => Some(Seen { network: &e.network, name: &e.name, ip, services: &e.services }),
+            IpAddr::V4(ip) => {
+                Some(Seen { network: &e.network, name: &e.name, ip, mac: Some(e.mac), services: &e.services })
+            }
             IpAddr::V6(_) => None,
         });
         local.chain(remote).collect()
@@ -295,7 +300,36 @@ impl Daemon {
     /// Programs the compiled policy into the data path.
     pub(super) fn program_policy(&self) {
         let (rules, isolated) = self.compile_policy();
-        self.dataplane.update_switch(|s| s.set_policy(rules.clone(), isolated.clone()));
+        let aliases = self.ipv6_aliases();
+        self.dataplane.update_switch(|s| {
+            s.set_policy(rules.clone(), isolated.clone());
+            s.set_ipv6_aliases(aliases.clone());
+        });
+    }
+
+    /// The IPv6 addresses of every endpoint (link-local, and SLAAC on a
+    /// dual-stack network) and gateway, each with its IPv4 address: policy
+    /// judges IPv6 as the same endpoints' IPv4.
+    fn ipv6_aliases(&self) -> HashMap<Ipv6Addr, Ipv4Addr> {
+        use crate::services::icmpv6::slaac;
+        use crate::switch::{Gateway, guard::link_local};
+        let mut aliases = HashMap::new();
+        for e in self.policy_endpoints() {
+            let Some(mac) = e.mac else { continue };
+            aliases.insert(link_local(mac), e.ip);
+            if let Some(prefix) = self.networks.find(e.network.as_str()).and_then(|n| n.config.slaac_prefix()) {
+                aliases.insert(slaac(prefix, mac), e.ip);
+            }
+        }
+        for net in self.networks.iter() {
+            let c = &net.config;
+            let Some(IpAddr::V4(gw)) = c.gateway else { continue };
+            aliases.insert(link_local(Gateway::mac_for(c.vni)), gw);
+            if let Some(IpAddr::V6(gw6)) = c.gateway6 {
+                aliases.insert(gw6, gw);
+            }
+        }
+        aliases
     }
 
     /// The policy of rule `n` (as the data path numbers them); `None` for

@@ -926,7 +926,10 @@ impl Switch {
             },
             Action::Answer { .. } | Action::Local { .. } | Action::Reject { .. } | Action::Drop(_) => return None,
         };
-        let mut ip = l3::ipv4(eth)?;
+        let mut ip = match l3::ipv4(eth) {
+            Some(ip) => ip,
+            None => self.policing.ipv6_view(eth)?,
+        };
         if ip.dst.is_broadcast() || ip.dst.is_multicast() || ip.later_fragment {
             return None;
         }
@@ -946,6 +949,11 @@ impl Switch {
     /// Makes `rules` and `isolated` the policy ([`policy::Policing::set`]).
     pub fn set_policy(&mut self, rules: Vec<policy::Rule>, isolated: HashMap<Ipv4Addr, Vec<u32>>) {
         self.policing.set(rules, isolated);
+    }
+
+    /// The IPv6 addresses policy judges as IPv4 ones ([`policy::Policing::set_ipv6_aliases`]).
+    pub fn set_ipv6_aliases(&mut self, aliases: HashMap<Ipv6Addr, Ipv4Addr>) {
+        self.policing.set_ipv6_aliases(aliases);
     }
 
     pub fn policy_counters(&self) -> policy::PolicyCounters {

@@ -13,12 +13,14 @@
 //! replicas, since the reply may come in through another one), so their
 //! replies pass.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 use ipnet::Ipv4Net;
-use switchd_wire::ip::Protocol;
+use switchd_wire::icmpv4::Message;
+use switchd_wire::ip::{self, Protocol};
+use switchd_wire::ipv6;
 
 use super::balance::ServicePort;
 use super::flow_table::FlowTable;
@@ -103,10 +105,14 @@ impl Flow {
         Flow { protocol: ip.protocol, src: (ip.src, sport), dst: (ip.dst, dport) }
     }
 
+    /// The flow the other way: for ICMP, an echo request's is an echo
+    /// reply's and the other way round (so that reversing twice is the
+    /// flow again, and a reply finds the request's connection).
     fn reversed(self) -> Flow {
-        let echo_request = u16::from(u8::from(switchd_wire::icmpv4::Message::EchoRequest));
+        let [request, reply] = [Message::EchoRequest, Message::EchoReply].map(|m| u16::from(u8::from(m)));
         let back = |(ip, p): (Ipv4Addr, u16)| match self.protocol {
-            Protocol::Icmp if p == echo_request => (ip, u16::from(u8::from(switchd_wire::icmpv4::Message::EchoReply))),
+            Protocol::Icmp if p == request => (ip, reply),
+            Protocol::Icmp if p == reply => (ip, request),
             _ => (ip, p),
         };
         Flow { src: back(self.dst), dst: back(self.src), ..self }
@@ -183,6 +189,10 @@ pub struct Policing {
     connections: FlowTable<Flow, ()>,
     allowed: u64,
     denied: u64,
+    /// Every IPv6 address of a dual-stack endpoint or gateway (SLAAC and
+    /// link-local) -> its IPv4 address: IPv6 is judged as the same
+    /// endpoints' IPv4 would be ([`Policing::ipv6_view`]).
+    ipv6_aliases: HashMap<Ipv6Addr, Ipv4Addr>,
     /// Changes with every new policy: ports' memos of older ones are void.
     pub generation: u64,
 }
@@ -196,6 +206,7 @@ impl Default for Policing {
             connections: FlowTable::new(CONNECTIONS, CONNECTION_IDLE),
             allowed: 0,
             denied: 0,
+            ipv6_aliases: HashMap::new(),
             generation: 0,
         }
     }
@@ -214,6 +225,52 @@ impl Policing {
         self.isolated = isolated;
         self.verdicts = FlowTable::new(VERDICTS, VERDICT_IDLE);
         self.generation += 1;
+    }
+
+    /// Takes the IPv6 addresses of endpoints and gateways, each with its
+    /// IPv4 address; cached verdicts go.
+    pub fn set_ipv6_aliases(&mut self, aliases: HashMap<Ipv6Addr, Ipv4Addr>) {
+        self.ipv6_aliases = aliases;
+        self.verdicts = FlowTable::new(VERDICTS, VERDICT_IDLE);
+        self.generation += 1;
+    }
+
+    /// An IPv6 frame as policy judges it: the IPv4 header its endpoints
+    /// would have sent (addresses by [`Policing::set_ipv6_aliases`], an
+    /// unknown source as 0.0.0.0, which only a rule from anywhere admits),
+    /// its TCP or UDP ports past any extension headers, ICMPv6 echo as
+    /// ICMP echo and any other ICMPv6 error as an ICMP one. `None` (not
+    /// judged, as ARP is not) for neighbour discovery, multicast listener
+    /// messages, a multicast destination, a fragment after the first, and
+    /// a destination that is no endpoint's.
+    pub fn ipv6_view(&self, eth: &[u8]) -> Option<l3::Ipv4> {
+        let packet = ipv6::Packet::new_checked(eth.get(14..)?).ok()?;
+        let dst = *self.ipv6_aliases.get(&packet.dst_addr())?;
+        let src = self.ipv6_aliases.get(&packet.src_addr()).copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let ipv6::UpperLayer::Protocol(protocol, payload) = packet.upper_layer().ok()? else { return None };
+        let (protocol, icmp) = match protocol {
+            Protocol::Icmpv6 => match *payload.first()? {
+                128 => (Protocol::Icmp, Some(Message::EchoRequest)),
+                129 => (Protocol::Icmp, Some(Message::EchoReply)),
+                // MLD (130-132, 143) and neighbour discovery (133-137).
+                130..=137 | 143 => return None,
+                _ => (Protocol::Icmp, Some(Message::DstUnreachable)),
+            },
+            other => (other, None),
+        };
+        Some(l3::Ipv4 {
+            src,
+            dst,
+            ttl: packet.hop_limit(),
+            protocol,
+            payload_at: 0,
+            ports: ip::ports(protocol, payload),
+            icmp,
+            end: 0,
+            later_fragment: false,
+            fragment: false,
+            dont_fragment: true,
+        })
     }
 
     pub fn is_isolated(&self, ip: Ipv4Addr) -> bool {
@@ -323,6 +380,56 @@ mod tests {
         assert_eq!(p.explain(&tcp(OTHER, 1, DB, 5432)), Verdict::Denied);
     }
 
+    /// An IPv6 frame of `proto` (its header) behind a hop-by-hop options
+    /// header, to `dst`.
+    fn v6(src: &str, dst: &str, upper: u8, l4: &[u8]) -> Vec<u8> {
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let mut out = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+        let payload_len = 8 + l4.len() as u16;
+        out.extend_from_slice(&[0x60, 0, 0, 0]);
+        out.extend_from_slice(&payload_len.to_be_bytes());
+        out.extend_from_slice(&[0, 64]); // next: hop-by-hop options
+        out.extend_from_slice(&src.octets());
+        out.extend_from_slice(&dst.octets());
+        out.extend_from_slice(&[upper, 0, 1, 4, 0, 0, 0, 0]); // PadN
+        out.extend_from_slice(l4);
+        out
+    }
+
+    /// IPv6 is judged as its endpoints' IPv4: the same rule admits the
+    /// same traffic, an unknown source only what comes from anywhere, and
+    /// neighbour discovery is never judged.
+    #[test]
+    fn ipv6_is_judged_as_the_same_endpoints_ipv4() {
+        let now = Instant::now();
+        let mut p = policing();
+        let aliases = [("fd00::7", FRONT), ("fe80::7", FRONT), ("fd00:1::5", DB), ("fd00::8", OTHER)];
+        p.set_ipv6_aliases(aliases.iter().map(|(v6, v4)| (v6.parse().unwrap(), Ipv4Addr::from(*v4))).collect());
+        let tcp_to = |dport: u16| [0x9c, 0x40, (dport >> 8) as u8, dport as u8, 0, 0, 0, 0];
+        let view = |frame: Vec<u8>| p.ipv6_view(&frame);
+        let allowed = view(v6("fd00::7", "fd00:1::5", 6, &tcp_to(5432))).expect("judged");
+        assert_eq!((allowed.src, allowed.dst, allowed.dst_port()), (FRONT.into(), DB.into(), Some(5432)));
+        let from_link_local = view(v6("fe80::7", "fd00:1::5", 6, &tcp_to(5432))).unwrap();
+        let denied = view(v6("fd00::8", "fd00:1::5", 6, &tcp_to(5432))).unwrap();
+        let stranger = view(v6("2001:db8::1", "fd00:1::5", 6, &tcp_to(5432))).unwrap();
+        assert_eq!(stranger.src, Ipv4Addr::UNSPECIFIED);
+        let ping = view(v6("fd00::8", "fd00:1::5", 58, &[128, 0, 0, 0, 0, 1, 0, 1])).unwrap();
+        assert_eq!((ping.protocol, ping.icmp), (Protocol::Icmp, Some(Message::EchoRequest)));
+        // Not judged: neighbour discovery, multicast, no endpoint's address.
+        assert_eq!(view(v6("fd00::8", "fd00:1::5", 58, &[135, 0, 0, 0, 0, 0, 0, 0])), None, "a solicitation");
+        assert_eq!(view(v6("fd00::8", "ff02::1", 6, &tcp_to(5432))), None);
+        assert_eq!(view(v6("fd00::8", "fd00:1::99", 6, &tcp_to(5432))), None);
+        let mut later = v6("fd00::8", "fd00:1::5", 44, &[6, 0, 0, 8, 0, 0, 0, 1]); // a fragment at offset 1
+        later.extend_from_slice(&tcp_to(5432));
+        later[18..20].copy_from_slice(&(8u16 + 8 + 8).to_be_bytes());
+        assert_eq!(view(later), None, "a later fragment");
+        assert_eq!(p.judge(now, &allowed), Verdict::Allowed(0));
+        assert_eq!(p.judge(now, &from_link_local), Verdict::Allowed(0));
+        assert_eq!(p.judge(now, &denied), Verdict::Denied);
+        assert_eq!(p.judge(now, &stranger), Verdict::Denied);
+        assert_eq!(p.judge(now, &ping), Verdict::Denied);
+    }
+
     #[test]
     fn replies_to_an_isolated_endpoints_own_connections_pass() {
         let now = Instant::now();
@@ -383,5 +490,24 @@ mod tests {
         assert!(!memo.hit(&flow_bytes(&reply_bytes).unwrap(), 2, now), "another policy");
         assert!(!memo.hit(&flow_bytes(&reply_bytes).unwrap(), 1, now + MEMO_FOR), "expired");
         assert!(memo.hit(&flow_bytes(&reply_bytes).unwrap(), 1, now));
+    }
+
+    /// A ping's replies are found by its connection, not only by the
+    /// verdict cached when it was opened: after a policy change (which
+    /// empties the cache) they still pass. (They were refused: an echo
+    /// reply's flow reversed was not the request's.)
+    #[test]
+    fn a_pings_replies_pass_after_a_policy_change() {
+        let now = Instant::now();
+        let mut p = policing();
+        let (_, out) = ping(DB, OTHER, false);
+        assert!(p.remember(now, Flow::of(&out)));
+        p.set(p.rules.clone(), p.isolated.clone());
+        assert!(!p.remember(now, Flow::of(&out)), "known already: nothing cached anew");
+        let (_, reply) = ping(OTHER, DB, true);
+        assert_eq!(p.judge(now, &reply), Verdict::Reply);
+        assert_eq!(Flow::of(&out).reversed().reversed(), Flow::of(&out));
+        let (_, request) = ping(OTHER, DB, false);
+        assert_eq!(p.judge(now, &request), Verdict::Denied, "still not the other's own ping");
     }
 }
