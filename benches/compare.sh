@@ -74,6 +74,10 @@
 #   two hosts joined by a veth underlay (198.18.0.0/15, MTU 1500), containers MTU 1450:
 #     vxlan          c1 -veth- [bridge + kernel vxlan, hA] = [hB] -veth- c2   (reference)
 #     switchd-vxlan  c1 -TAP- [switchd, hA] = [switchd, hB] -TAP- c2
+#   the same over an IPv6 underlay (fd00:198:N::/64, a unique local prefix
+#   that exists only in these namespaces), containers MTU 1430:
+#     vxlan6          kernel vxlan with IPv6 local and remote   (reference)
+#     switchd-vxlan6  switchd with IPv6 underlay_ip
 #   encrypted, same two-host topology, container MTU 1414; the cipher is
 #   named in the config, so each scenario means the same whatever the
 #   default cipher is:
@@ -121,7 +125,7 @@ PING_COUNT=${PING_COUNT:-200}
 CONN_DURATION=${CONN_DURATION:-3}
 PING_INTERVAL=${PING_INTERVAL:-0.005}
 TESTS=${TESTS:-"tcp parallel ping udp rr conn"}
-SCENARIOS=${SCENARIOS:-"bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"}
+SCENARIOS=${SCENARIOS:-"bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan vxlan6 switchd-vxlan6 switchd-sealed switchd-sealed-aes wg-go"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 P="sdb-$$"
 NSES=()
@@ -337,41 +341,62 @@ underlay() {
   ip -n "$2" addr add "198.18.$3.2/24" dev u0; ip -n "$2" link set u0 up
 }
 
-# --- kernel VXLAN: per host a bridge, a vxlan device to the peer, a veth to the container
-setup_vxlan() {
-  mkns "$P-kh1"; mkns "$P-kh2"; mkns "$P-k1"; mkns "$P-k2"
-  underlay "$P-kh1" "$P-kh2" 1
-  local i h
+# The same, IPv6 only: fd00:198:$3::1 and ::2 (no duplicate address
+# detection, so the addresses are usable at once).
+underlay6() {
+  ip link add u0 netns "$1" type veth peer name u0 netns "$2"
+  local i ns
   for i in 1 2; do
-    h="$P-kh$i"
-    ip -n "$h" link add br0 type bridge
-    ip -n "$h" link add vx42 type vxlan id 42 dstport 4789 local "198.18.1.$i" remote "198.18.1.$((3 - i))" dev u0 nolearning
-    ip -n "$h" link set vx42 mtu 1450 master br0
-    ip -n "$h" link add vc0 type veth peer name eth0 netns "$P-k$i"
-    ip -n "$h" link set vc0 mtu 1450 master br0
-    ip -n "$h" link set vx42 up; ip -n "$h" link set vc0 up; ip -n "$h" link set br0 up
-    ip -n "$P-k$i" link set eth0 mtu 1450
-    ip -n "$P-k$i" addr add "10.79.0.$i/24" dev eth0; ip -n "$P-k$i" link set eth0 up
+    ns=$1; [ "$i" = 2 ] && ns=$2
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.u0.disable_ipv6=0
+    ip -n "$ns" -6 addr add "fd00:198:$3::$i/64" dev u0 nodad; ip -n "$ns" link set u0 up
   done
 }
 
+# The address of host $2 (1 or 2) on underlay $1: 4 (IPv4) or 6.
+underlay_addr() { if [ "$1" = 6 ]; then echo "fd00:198:$2::$3"; else echo "198.18.$2.$3"; fi; }
+
+# --- kernel VXLAN: per host a bridge, a vxlan device to the peer, a veth to the container
+# $1: namespace tag, $2: 4 or 6 (the underlay's family), $3: underlay
+# number, $4: container subnet 10.$4.0.0/24.
+setup_vxlan_kernel() {
+  local tag=$1 family=$2 net=$3 sub=$4 i h mtu=1450
+  [ "$family" = 6 ] && mtu=1430
+  mkns "$P-${tag}h1"; mkns "$P-${tag}h2"; mkns "$P-${tag}1"; mkns "$P-${tag}2"
+  if [ "$family" = 6 ]; then underlay6 "$P-${tag}h1" "$P-${tag}h2" "$net"; else underlay "$P-${tag}h1" "$P-${tag}h2" "$net"; fi
+  for i in 1 2; do
+    h="$P-${tag}h$i"
+    ip -n "$h" link add br0 type bridge
+    ip -n "$h" link add vx42 type vxlan id 42 dstport 4789 local "$(underlay_addr "$family" "$net" "$i")" \
+      remote "$(underlay_addr "$family" "$net" $((3 - i)))" dev u0 nolearning
+    ip -n "$h" link set vx42 mtu $mtu master br0
+    ip -n "$h" link add vc0 type veth peer name eth0 netns "$P-$tag$i"
+    ip -n "$h" link set vc0 mtu $mtu master br0
+    ip -n "$h" link set vx42 up; ip -n "$h" link set vc0 up; ip -n "$h" link set br0 up
+    ip -n "$P-$tag$i" link set eth0 mtu $mtu
+    ip -n "$P-$tag$i" addr add "10.$sub.0.$i/24" dev eth0; ip -n "$P-$tag$i" link set eth0 up
+  done
+}
+setup_vxlan() { setup_vxlan_kernel k 4 1 79; }
+setup_vxlan6() { setup_vxlan_kernel k6 6 11 89; }
+
 # --- switchd VXLAN: a switchd per host, each the other's [[peer]], a TAP to the container.
 # $1: namespace tag, $2: underlay subnet 198.18.$2.0/24, $3: container subnet 10.$3.0.0/24,
-# $4: extra [[network]] lines (encryption).
+# $4: extra [[network]] lines (encryption), $5: 6 for an IPv6 underlay.
 setup_switchd_pair() {
-  local tag=$1 net=$2 sub=$3 extra=$4 i
+  local tag=$1 net=$2 sub=$3 extra=$4 family=${5:-4} i
   mkns "$P-${tag}h1"; mkns "$P-${tag}h2"; mkns "$P-${tag}1"; mkns "$P-${tag}2"
-  underlay "$P-${tag}h1" "$P-${tag}h2" "$net"
+  if [ "$family" = 6 ]; then underlay6 "$P-${tag}h1" "$P-${tag}h2" "$net"; else underlay "$P-${tag}h1" "$P-${tag}h2" "$net"; fi
   for i in 1 2; do
     cat > "$WORK/$tag$i.toml" <<TOML
 [host]
 name = "$tag$i"
-underlay_ip = "198.18.$net.$i"
+underlay_ip = "$(underlay_addr "$family" "$net" "$i")"
 control_socket = "$WORK/$tag$i.sock"
 state_dir = "$WORK/$tag$i-state"
 $HOST_EXTRA
 [[peer]]
-underlay_ip = "198.18.$net.$((3 - i))"
+underlay_ip = "$(underlay_addr "$family" "$net" $((3 - i)))"
 switchd = true            # the peer finishes partial inner checksums
 
 [[network]]
@@ -391,6 +416,7 @@ TOML
 }
 
 setup_switchd_vxlan() { setup_switchd_pair x 2 80 ""; }
+setup_switchd_vxlan6() { setup_switchd_pair x6 12 90 "" 6; }
 
 # The network has its own key, so static peers suffice (no gossip needed).
 # $1: namespace tag, $2: underlay subnet, $3: container subnet, $4: cipher.
@@ -443,6 +469,8 @@ endpoints() {
     switchd-routed) CLIENT=$P-s1 SERVER=$P-s3 ADDR=10.84.0.23 GROUP=one ;;
     vxlan) CLIENT=$P-k1 SERVER=$P-k2 ADDR=10.79.0.2 ;;
     switchd-vxlan) CLIENT=$P-x1 SERVER=$P-x2 ADDR=10.80.0.12 GROUP=x ;;
+    vxlan6) CLIENT=$P-k61 SERVER=$P-k62 ADDR=10.89.0.2 ;;
+    switchd-vxlan6) CLIENT=$P-x61 SERVER=$P-x62 ADDR=10.90.0.12 GROUP=x6 ;;
     switchd-sealed) CLIENT=$P-e1 SERVER=$P-e2 ADDR=10.81.0.12 GROUP=e ;;
     switchd-sealed-aes) CLIENT=$P-a1 SERVER=$P-a2 ADDR=10.83.0.12 GROUP=a ;;
     wg-go) CLIENT=$P-wh1 SERVER=$P-wh2 ADDR=10.82.0.2 GROUP=w ;;
@@ -451,7 +479,7 @@ endpoints() {
 
 # Which scenarios each test runs on (of those chosen).
 declare -A TEST_SCENARIOS=(
-  [tcp]="bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
+  [tcp]="bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan vxlan6 switchd-vxlan6 switchd-sealed switchd-sealed-aes wg-go"
   [parallel]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
   [udp]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
@@ -626,6 +654,8 @@ fi
 case " $SCENARIOS " in *" routed "*) setup_routed ;; esac
 case " $SCENARIOS " in *" vxlan "*) setup_vxlan ;; esac
 case " $SCENARIOS " in *" switchd-vxlan "*) setup_switchd_vxlan ;; esac
+case " $SCENARIOS " in *" vxlan6 "*) setup_vxlan6 ;; esac
+case " $SCENARIOS " in *" switchd-vxlan6 "*) setup_switchd_vxlan6 ;; esac
 # The cipher is always named: the scenario does not follow the default.
 case " $SCENARIOS " in *" switchd-sealed "*) setup_switchd_sealed e 3 81 chacha20-poly1305 ;; esac
 case " $SCENARIOS " in *" switchd-sealed-aes "*) setup_switchd_sealed a 5 83 aes-256-gcm ;; esac
@@ -676,10 +706,11 @@ REFS = {
     "bridge-dnat": ["bridge"],
     "switchd-routed": ["routed", "switchd-tap"],
     "switchd-vxlan": ["vxlan"],
+    "switchd-vxlan6": ["vxlan6", "switchd-vxlan"],
     "switchd-sealed": ["vxlan", "switchd-vxlan", "wg-go"],
     "switchd-sealed-aes": ["vxlan", "switchd-vxlan", "wg-go"],
 }
-REFERENCE = {"bridge", "bridge-publish", "routed", "vxlan", "wg-go"}
+REFERENCE = {"bridge", "bridge-publish", "routed", "vxlan", "vxlan6", "wg-go"}
 
 rows = {}  # (test, scenario) -> [{key: value}] per run
 for line in open(results):

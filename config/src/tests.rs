@@ -493,6 +493,25 @@ fn gossip_section() {
     assert_eq!(g.key_file, dir.join("cluster.key"), "relative to the config file");
     assert_eq!(g.interval, Duration::from_millis(250));
     assert_eq!(g.failure_timeout, Duration::from_secs(8));
+    // An IPv6 underlay takes IPv6 seeds, in brackets with a port or bare;
+    // a seed of the other version could never be reached.
+    let v6 = parse_here(
+        "[host]\nname = \"h\"\nunderlay_ip = \"fd00:198:18::1\"\n[gossip]\nseeds = [\"[fd00:198:18::2]:7946\", \"fd00:198:18::3\"]\nkey_file = \"cluster.key\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        v6.gossip.unwrap().seeds,
+        vec!["[fd00:198:18::2]:7946".parse().unwrap(), "[fd00:198:18::3]:7946".parse().unwrap()]
+    );
+    let mixed = parse_here(
+        "[host]\nname = \"h\"\nunderlay_ip = \"fd00:198:18::1\"\n[gossip]\nseeds = [\"198.18.0.2:7946\"]\nkey_file = \"cluster.key\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        mixed.contains("gossip.seeds[0]: 198.18.0.2 is not of the same IP version as underlay_ip fd00:198:18::1"),
+        "{mixed}"
+    );
 
     let errs = parse_here(
         "[host]\nname = \"h\"\n[gossip]\nport = 0\nseeds = [\"nowhere\"]\nkey_file = \"short.key\"\nfailure_timeout = 0\n",

@@ -880,6 +880,15 @@ fn gossip(raw: &RawGossip, host: &HostConfig, dir: &Path, errors: &mut Errors) -
             Ok(addr) if vtep_address(addr.ip()).is_err() => {
                 errors.push(at.key("seeds").index(i), format!("{} is not a unicast address", addr.ip()))
             }
+            // Gossip and VXLAN leave from underlay_ip: one IP version per cluster.
+            Ok(addr) if host.underlay_ip.is_some_and(|own| own.is_ipv4() != addr.is_ipv4()) => errors.push(
+                at.key("seeds").index(i),
+                format!(
+                    "{} is not of the same IP version as underlay_ip {}: a cluster's underlay is IPv4 or IPv6, not both",
+                    addr.ip(),
+                    host.underlay_ip.expect("checked")
+                ),
+            ),
             Ok(addr) => seeds.push(addr),
             Err(_) => {
                 errors.push(at.key("seeds").index(i), format!("{} is not an address like 198.18.0.2:7946", shown(s)))

@@ -28,6 +28,7 @@ fn fuzz_one(data: &[u8]) {
         mtu: 1450,
         router: data.first().is_some_and(|b| b & 1 == 1),
         dns: true,
+        managed: data.first().is_some_and(|b| b & 2 == 2),
     };
     let mut out = Vec::new();
     if !answer(data, &adv, &mut out) {

@@ -6,6 +6,7 @@ in each target's input format (see the doc comment at the top of each
 fuzz_targets/<target>.rs):
 
 - dhcp_respond: DHCP requests as busybox udhcpc and ISC dhclient sent
+- dhcp6_respond: DHCPv6 client messages as ISC dhclient -6 sends them
   them here (captured on a veth pair, rebuilt field by field with their
   option order and padding; the xids are made up), and as
   systemd-networkd and dhcpcd send them (after their sources), for the
@@ -759,8 +760,39 @@ def host_toml_seeds():
     return seeds
 
 
+def dhcp6(kind, xid, *options):
+    """A DHCPv6 client message: type, 3-byte transaction id, options."""
+    out = bytes([kind]) + xid.to_bytes(3, "big")
+    for code, body in options:
+        out += struct.pack("!HH", code, len(body)) + body
+    return out
+
+
+def dhcp6_seeds():
+    """As ISC dhclient -6 sends them (flags byte first: 0, the endpoint asks)."""
+    client = (1, bytes.fromhex("000100012f0c3a4b02420a000005"))
+    server = (2, bytes.fromhex("00030001025d67000190"))
+    ia = (3, struct.pack("!III", 0x0a000005, 0, 0))
+    held = (3, struct.pack("!III", 0x0a000005, 1800, 2880)
+            + struct.pack("!HH", 5, 24) + bytes.fromhex("fd000010000000000042" "0afffe000005") + struct.pack("!II", 3600, 3600))
+    oro = (6, struct.pack("!HH", 23, 24))
+    elapsed = (8, b"\0\0")
+    seeds = {
+        "solicit": dhcp6(1, 0x1a2b3c, client, elapsed, oro, ia),
+        "solicit_rapid_commit": dhcp6(1, 0x1a2b3d, client, (14, b""), ia),
+        "request": dhcp6(3, 0x2b3c4d, client, server, elapsed, oro, held),
+        "renew": dhcp6(5, 0x3c4d5e, client, server, held),
+        "rebind": dhcp6(6, 0x4d5e6f, client, held),
+        "confirm": dhcp6(4, 0x5e6f70, client, held),
+        "release": dhcp6(8, 0x6f7081, client, server, held),
+        "information_request": dhcp6(11, 0x708192, elapsed, oro),
+    }
+    return {name: b"\0" + body for name, body in seeds.items()} | {"stranger_solicit": b"\x01" + seeds["solicit"]}
+
+
 def main():
     write("dhcp_respond", dhcp_seeds())
+    write("dhcp6_respond", dhcp6_seeds())
     write("dns_answer", dns_seeds())
     write("gossip_state", gossip_state_seeds())
     write("gossip_wire", gossip_wire_seeds())

@@ -503,6 +503,10 @@ impl Drop for Switchd {
 pub struct Underlay {
     pub ns: Netns,
     hosts: u8,
+    /// An IPv6 underlay: hosts at `fd00:198:18::N/64` (a unique local
+    /// prefix that exists only in these namespaces, none of which has a
+    /// default route), not 198.18.0.N/24.
+    ipv6: bool,
 }
 
 impl Underlay {
@@ -510,7 +514,12 @@ impl Underlay {
         let ns = Netns::new("ul");
         ns.ok(&["ip", "link", "add", "br0", "type", "bridge"]);
         ns.ok(&["ip", "link", "set", "br0", "up"]);
-        Underlay { ns, hosts: 0 }
+        Underlay { ns, hosts: 0, ipv6: false }
+    }
+
+    /// An underlay of IPv6 only.
+    pub fn new_ipv6() -> Underlay {
+        Underlay { ipv6: true, ..Underlay::new() }
     }
 
     /// A new host namespace on this underlay; returns it and its address.
@@ -521,10 +530,23 @@ impl Underlay {
         let port = format!("h{n}");
         self.ns.ok(&["ip", "link", "add", &port, "type", "veth", "peer", "name", "u0", "netns", &host.name]);
         self.ns.ok(&["ip", "link", "set", &port, "master", "br0", "up"]);
+        if self.ipv6 {
+            host.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.u0.disable_ipv6=0"]);
+            let ip = format!("fd00:198:18::{n}");
+            host.ok(&["ip", "-6", "addr", "add", &format!("{ip}/64"), "dev", "u0", "nodad"]);
+            host.ok(&["ip", "link", "set", "u0", "up"]);
+            return (host, ip);
+        }
         let ip = format!("198.18.0.{n}");
         host.ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "u0"]);
         host.ok(&["ip", "link", "set", "u0", "up"]);
         (host, ip)
+    }
+
+    /// The address of this underlay's first host, as a socket address
+    /// with `port` (IPv6 in brackets).
+    pub fn first(&self, port: u16) -> String {
+        if self.ipv6 { format!("[fd00:198:18::1]:{port}") } else { format!("198.18.0.1:{port}") }
     }
 }
 
@@ -559,8 +581,8 @@ impl Drop for KeyFile {
 /// A switchd in `host` (at `ip` on the underlay) that finds the others by
 /// gossip through the seed at 198.18.0.1, with the cluster key `key`.
 pub fn gossip_member(host: Netns, ip: &str, key: &KeyFile, body: &str) -> Switchd {
-    let extra =
-        format!("underlay_ip = \"{ip}\"\n\n[gossip]\nseeds = [\"198.18.0.1:7946\"]\nkey_file = \"{}\"\n", key.path());
+    let seed = if ip.contains(':') { "[fd00:198:18::1]:7946" } else { "198.18.0.1:7946" };
+    let extra = format!("underlay_ip = \"{ip}\"\n\n[gossip]\nseeds = [\"{seed}\"]\nkey_file = \"{}\"\n", key.path());
     Switchd::start_in(host, &extra, body)
 }
 

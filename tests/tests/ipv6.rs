@@ -226,3 +226,104 @@ fn policy_holds_for_ipv6_as_for_ipv4() {
     assert!(wait_until(Duration::from_secs(5), || a.ping(&addr_b, 1)), "the policy admits a's IPv6\n{}", sd.log());
     assert!(!b.ping(&addr_a, 1), "b -> a is still refused");
 }
+
+/// A container configured by ISC `dhclient -6` (no SLAAC: autoconf off):
+/// the advertisement's managed flag sends it to the gateway's DHCPv6
+/// server, which gives it the endpoint's address and the DNS server, and
+/// it then talks over IPv6 with a container configured by SLAAC.
+#[test]
+fn dhclient_6_gets_the_endpoints_address_from_the_gateway() {
+    let dual = "\n[[network]]\nname = \"dhcp6\"\nvni = 396\nsubnet = \"10.96.0.0/24\"\ninternal = true\n\
+                subnet6 = \"fd00:96::/64\"\n";
+    let sd = Switchd::start("", dual);
+    let (slaac, addr_s) = dual_stack_container(&sd, "dhcp6", "d6s", "fd00:96:");
+    let client = Netns::new("d6c");
+    client.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    client.ok(&["sysctl", "-qw", "net.ipv6.conf.default.autoconf=0"]);
+    sd.connect("dhcp6", &client, &[]);
+    let expected = slaac_of(&client, "fd00:96:");
+    // dhclient binds to the link-local address: past duplicate address detection.
+    let ready = wait_until(Duration::from_secs(10), || {
+        let shown = client.ok(&["ip", "-6", "addr", "show", "dev", "eth0", "scope", "link"]);
+        shown.contains("fe80::") && !shown.contains("tentative")
+    });
+    assert!(ready, "no link-local address");
+    let ra = client.ok(&["rdisc6", "-1", "-r", "3", "-w", "1000", "eth0"]);
+    let managed = ra.lines().find(|l| l.starts_with("Stateful address conf."));
+    assert!(managed.is_some_and(|l| l.trim_end().ends_with("Yes")), "the managed flag: {ra}");
+
+    let dir = std::env::temp_dir().join(format!("{}-dhclient6", client.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (out, script) = (dir.join("lease6"), dir.join("script6.sh"));
+    let body = format!(
+        "#!/bin/sh\ncase \"$reason\" in\n  BOUND6|RENEW6|REBIND6|REBOOT6)\n    \
+         ip -6 addr add \"$new_ip6_address/64\" dev \"$interface\" nodad\n    \
+         {{ echo \"ip=$new_ip6_address\"; echo \"dns=$new_dhcp6_name_servers\"; }} > \"{o}.tmp\" && mv \"{o}.tmp\" \"{o}\"\n    ;;\nesac\nexit 0\n",
+        o = out.display()
+    );
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (leases, pid) = (dir.join("dhclient6.leases"), dir.join("dhclient6.pid"));
+    let _dhclient = client.spawn(&[
+        "dhclient",
+        "-6",
+        "-d",
+        "-1",
+        "-sf",
+        script.to_str().unwrap(),
+        "-lf",
+        leases.to_str().unwrap(),
+        "-pf",
+        pid.to_str().unwrap(),
+        "eth0",
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || out.exists()), "dhclient -6 got no lease\n{}", sd.log());
+    let lease = std::fs::read_to_string(&out).unwrap();
+    assert!(lease.contains(&format!("ip={expected}\n")), "the endpoint's address: {lease}");
+    assert!(lease.contains("dns=fd00:96::1"), "the gateway's DNS: {lease}");
+    assert!(client.ping(&addr_s, 2), "the DHCPv6-configured container reaches the SLAAC one\n{}", sd.log());
+    assert!(slaac.ping(&expected, 2), "and back");
+    let aaaa = slaac.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:96::1", "AAAA", &client.name]);
+    assert_eq!(aaaa.trim(), expected, "its name answers the address DHCPv6 gave");
+    let services = &sd.stats()["services"];
+    assert!(services["dhcp6_replies"].as_u64() >= Some(2), "an advertise and a reply: {services}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A two-host cluster whose underlay is IPv6 only: gossip, plain VXLAN
+/// and sealed VXLAN all travel over it, and the containers talk (ping,
+/// bulk TCP) on a plain and an encrypted network.
+#[test]
+fn a_cluster_over_an_ipv6_underlay_carries_plain_and_sealed_networks() {
+    let nets = "\n[[network]]\nname = \"plain\"\nvni = 410\nsubnet = \"10.41.0.0/24\"\ninternal = true\n\
+                \n[[network]]\nname = \"sealed\"\nvni = 420\nsubnet = \"10.42.0.0/24\"\ninternal = true\nencrypted = true\n";
+    let mut ul = Underlay::new_ipv6();
+    let key = KeyFile::new("v6-underlay", 0x66);
+    let ((h1, ip1), (h2, ip2)) = (ul.host("u6a"), ul.host("u6b"));
+    let hosts = [gossip_member(h1, &ip1, &key, nets), gossip_member(h2, &ip2, &key, nets)];
+    let joined = wait_until(Duration::from_secs(15), || {
+        hosts[1].json(&["peers"]).as_array().is_some_and(|p| p.iter().any(|p| p["underlay_ip"] == ip1.as_str()))
+    });
+    assert!(joined, "no gossip over IPv6\n{}\n{}", hosts[0].log(), hosts[1].log());
+    let (a, b, c, d) = (Netns::new("u6c1"), Netns::new("u6c2"), Netns::new("u6c3"), Netns::new("u6c4"));
+    hosts[0].connect("plain", &a, &["--ip", "10.41.0.11"]);
+    hosts[1].connect("plain", &b, &["--ip", "10.41.0.12"]);
+    hosts[0].connect("sealed", &c, &["--ip", "10.42.0.11"]);
+    hosts[1].connect("sealed", &d, &["--ip", "10.42.0.12"]);
+    let reached = |from: &Netns, to: &str| wait_until(Duration::from_secs(10), || from.ping(to, 1));
+    assert!(reached(&a, "10.41.0.12"), "plain VXLAN over IPv6\n{}\n{}", hosts[0].log(), hosts[1].log());
+    assert!(reached(&c, "10.42.0.12"), "sealed VXLAN over IPv6\n{}\n{}", hosts[0].log(), hosts[1].log());
+    // The MTU leaves room for the IPv6 underlay's 70 bytes (90 more sealed).
+    let mtu = |ns: &Netns| ns.ok(&["cat", "/sys/class/net/eth0/mtu"]).trim().parse::<u32>().unwrap();
+    eprintln!("MTU over a 1500-byte IPv6 underlay: plain {}, sealed {}", mtu(&a), mtu(&c));
+    assert!(mtu(&a) <= 1430, "a plain network's MTU leaves the IPv6 VXLAN overhead: {}", mtu(&a));
+    let full = a.exec(&["ping", "-M", "do", "-s", &(mtu(&a) - 28).to_string(), "-c", "1", "-W", "2", "10.41.0.12"]);
+    assert!(full.status.success(), "a full-MTU packet crosses: {full:?}");
+    let plain = a.iperf(&b, "10.41.0.12", 2);
+    let sealed = c.iperf(&d, "10.42.0.12", 2);
+    eprintln!("TCP over an IPv6 underlay: plain {plain:.2} Gbit/s, sealed {sealed:.2} Gbit/s");
+    assert!(plain > 0.0 && sealed > 0.0);
+    // What crossed the underlay was IPv6 UDP to port 4789.
+    let vtep = hosts[0].json(&["stats"])["vteps"].clone();
+    assert!(vtep.to_string().contains(&ip2), "the VTEP is b's IPv6 address: {vtep}");
+}

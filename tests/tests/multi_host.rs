@@ -252,7 +252,7 @@ fn a_container_that_moves_is_reachable_after_a_gratuitous_arp() {
 /// again, it is the same).
 #[test]
 fn kernel_vxlan_interop_both_ways() {
-    let (deferred, frames) = kernel_vxlan_interop(true);
+    let (deferred, frames) = kernel_vxlan_interop(true, false);
     assert!(frames > 1000, "only {frames} frames from the kernel peer");
     assert!(deferred <= frames / 10_000 + 5, "{deferred} of {frames} complete checksums taken for deferred ones");
 }
@@ -268,17 +268,28 @@ fn kernel_vxlan_interop_both_ways() {
 /// `[[peer]]` is not known to be a switchd).
 #[test]
 fn kernel_vxlan_peer_with_offloads_on_its_veth_underlay() {
-    let (deferred, _) = kernel_vxlan_interop(false);
+    let (deferred, _) = kernel_vxlan_interop(false, false);
     assert!(deferred > 100, "only {deferred} frames from the kernel peer had their checksum deferred");
     eprintln!("{deferred} frames from the kernel peer arrived with deferred checksums, finished in the container");
 }
 
+/// The same over an IPv6 underlay: the kernel's vxlan device with an IPv6
+/// `local`, and switchd's network MTU leaving the 70 bytes of IPv6 VXLAN.
+#[test]
+fn kernel_vxlan_peer_over_an_ipv6_underlay() {
+    let (_, from_kernel) = kernel_vxlan_interop(false, true);
+    assert!(from_kernel > 100, "only {from_kernel} frames from the kernel peer over IPv6");
+}
+
 /// Builds a kernel vxlan host (`ethtool -K u0 tx off` on its underlay when
-/// `tx_off`) and a switchd host, checks ARP, ping and iperf3 both ways, and
-/// returns how many frames into the switchd host's container came with
-/// their checksum deferred, and how many came from the kernel peer.
-fn kernel_vxlan_interop(tx_off: bool) -> (u64, u64) {
-    let mut ul = Underlay::new();
+/// `tx_off`) and a switchd host, on an IPv6 underlay if `ipv6`, checks ARP,
+/// ping and iperf3 both ways, and returns how many frames into the switchd
+/// host's container came with their checksum deferred, and how many came
+/// from the kernel peer.
+fn kernel_vxlan_interop(tx_off: bool, ipv6: bool) -> (u64, u64) {
+    let mut ul = if ipv6 { Underlay::new_ipv6() } else { Underlay::new() };
+    // VXLAN's overhead: 50 bytes over IPv4, 70 over IPv6.
+    let mtu = if ipv6 { "1430" } else { "1450" };
     let ((hk, ipk), (hs, ips)) = (ul.host("hk"), ul.host("hs"));
     let (kc, sc) = (Netns::new("kc"), Netns::new("sc"));
     // The kernel host, as a user would build it with iproute2.
@@ -289,14 +300,14 @@ fn kernel_vxlan_interop(tx_off: bool) -> (u64, u64) {
         format!("ip link add vx0 type vxlan id 100 dstport 4789 local {ipk} dev u0"),
         format!("bridge fdb append 00:00:00:00:00:00 dev vx0 dst {ips}"),
         "ip link add br0 type bridge".into(),
-        "ip link set vx0 mtu 1450 master br0 up".into(),
+        format!("ip link set vx0 mtu {mtu} master br0 up"),
         format!("ip link add vc0 type veth peer name eth0 netns {}", kc.name),
-        "ip link set vc0 mtu 1450 master br0 up".into(),
+        format!("ip link set vc0 mtu {mtu} master br0 up"),
         "ip link set br0 up".into(),
     ] {
         hk.ok(&["sh", "-c", &cmd]);
     }
-    kc.ok(&["ip", "link", "set", "eth0", "mtu", "1450"]);
+    kc.ok(&["ip", "link", "set", "eth0", "mtu", mtu]);
     kc.ok(&["ip", "addr", "add", "10.50.0.100/24", "dev", "eth0"]);
     kc.ok(&["ip", "link", "set", "eth0", "up"]);
     let s = overlay_host(
@@ -322,9 +333,11 @@ fn kernel_vxlan_interop(tx_off: bool) -> (u64, u64) {
     let drops = &s.vtep_stats(&ipk)["drops"];
     assert!(sparse(drops, "oversize").is_none(), "the kernel's GSO packets were dropped: {drops}");
     eprintln!(
-        "iperf3 (underlay tx {}) switchd -> kernel vxlan {to_kernel:.2} Gbit/s, kernel -> switchd {from_kernel:.2} Gbit/s",
+        "iperf3 (IPv{} underlay, tx {}) switchd -> kernel vxlan {to_kernel:.2} Gbit/s, kernel -> switchd {from_kernel:.2} Gbit/s",
+        if ipv6 { 6 } else { 4 },
         if tx_off { "off" } else { "on" }
     );
+    assert_eq!(sc.ok(&["cat", "/sys/class/net/eth0/mtu"]).trim(), mtu, "switchd's network MTU");
     let fdb = s.json(&["fdb", "front"]);
     assert!(
         fdb.as_array().unwrap().iter().any(|e| e["mac"] == kc.mac("eth0").as_str() && e["vtep"] == ipk.as_str()),

@@ -225,6 +225,7 @@ pub(super) fn advertised(c: &NetworkConfig) -> Option<crate::services::icmpv6::A
         mtu: u16::try_from(c.mtu.get()).unwrap_or(u16::MAX),
         router: !c.internal,
         dns: c.dns,
+        managed: c.dhcp,
     })
 }
 

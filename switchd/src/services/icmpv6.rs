@@ -31,6 +31,9 @@ pub struct Advertised {
     pub router: bool,
     /// The gateway answers DNS (RDNSS).
     pub dns: bool,
+    /// The gateway serves DHCPv6: the managed and other-configuration
+    /// flags tell DHCPv6 clients to ask.
+    pub managed: bool,
 }
 
 // What the gateway gives outlasts any gap between its advertisements
@@ -111,8 +114,8 @@ pub fn unsolicited(adv: &Advertised, out: &mut Vec<u8>) {
 fn advertisement(adv: &Advertised, asker: MacAddr, to: Ipv6Addr, out: &mut Vec<u8>) {
     let header = RouterAdvertisementHeader {
         cur_hop_limit: 64,
-        managed_address_config: false,
-        other_config: false,
+        managed_address_config: adv.managed,
+        other_config: adv.managed,
         router_lifetime: if adv.router { ROUTER_LIFETIME } else { 0 },
     };
     // Reachable time and retransmission timer: unspecified (0).
@@ -216,6 +219,7 @@ mod tests {
             mtu: 1450,
             router,
             dns: true,
+            managed: true,
         }
     }
 

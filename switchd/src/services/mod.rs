@@ -8,6 +8,7 @@
 //! whenever endpoints or networks change. Sans-IO: a frame in, a frame out.
 
 pub mod dhcp;
+pub mod dhcp6;
 pub mod dns;
 pub mod icmp;
 pub mod icmpv6;
@@ -24,6 +25,7 @@ use switchd_wire::ethernet::{self, EtherType};
 use switchd_wire::ip::Protocol;
 use switchd_wire::{ipv4, udp};
 
+use crate::switch::guard::link_local;
 use crate::switch::{DropReason, NetworkId, PortId, l3};
 use dns::Directory;
 
@@ -150,6 +152,10 @@ service_counters! {
     dhcp_ignored,
     dhcp_unknown_client,
     dhcp_malformed,
+    dhcp6_replies,
+    dhcp6_ignored,
+    dhcp6_unknown_client,
+    dhcp6_malformed,
     dns_answers,
     dns_nxdomain,
     dns_refused,
@@ -169,7 +175,7 @@ pub fn serve(tables: &Tables, counters: &Counters, port: PortId, network: Networ
     out.clear();
     let ipv6 = ethernet::Frame::new_checked(eth).is_ok_and(|f| f.ethertype() == ethernet::EtherType::Ipv6);
     if let (true, Some(net)) = (ipv6, tables.networks.get(&network)) {
-        serve_ipv6(tables, counters, port, net, eth, out);
+        serve_ipv6(tables, counters, (port, network), net, eth, out);
         return;
     }
     let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv4(eth)) else {
@@ -269,12 +275,13 @@ pub fn reject(
     }
 }
 
-/// [`serve`] for IPv6: DNS at the gateway's IPv6 address (which its
-/// advertisements name as DNS server), and ICMPv6 ([`icmpv6::answer`]).
+/// [`serve`] for IPv6: DHCPv6 ([`dhcp6::respond`]), DNS at the gateway's
+/// IPv6 address (which its advertisements name as DNS server), and ICMPv6
+/// ([`icmpv6::answer`]).
 fn serve_ipv6(
     tables: &Tables,
     counters: &Counters,
-    port: PortId,
+    (port, network): (PortId, NetworkId),
     net: &NetworkServices,
     eth: &[u8],
     out: &mut Vec<u8>,
@@ -288,6 +295,33 @@ fn serve_ipv6(
         && let Some(etherparse::TransportSlice::Udp(udp)) = &packet.transport
     {
         let (from, to) = (ip.header().source_addr(), ip.header().destination_addr());
+        let asker = ethernet::Frame::new_unchecked(eth).src_addr();
+        let own = link_local(adv.mac);
+        // DHCPv6 only from the network's own ports (not routed to another gateway).
+        if udp.destination_port() == dhcp6::SERVER_PORT
+            && [dhcp6::ALL_SERVERS, own, adv.gateway].contains(&to)
+            && net.dhcp
+            && let Some(p) = tables.ports.get(&port).filter(|p| p.network == network)
+        {
+            let lease = p.mac.map(|mac| dhcp6::Lease { mac, addr: icmpv6::slaac(adv.prefix, mac) });
+            let server = dhcp6::Server { mac: adv.mac, dns: net.dns.then_some(adv.gateway) };
+            match dhcp6::respond(udp.payload(), asker, &server, lease.as_ref()) {
+                dhcp6::Outcome::Reply { payload, .. } => {
+                    bump(&counters.dhcp6_replies);
+                    // From the address it was sent to (a link-local one for
+                    // the multicast), to the client's port.
+                    let src = if to == dhcp6::ALL_SERVERS { own } else { to };
+                    let builder = etherparse::PacketBuilder::ethernet2(adv.mac.0, asker.0)
+                        .ipv6(src.octets(), from.octets(), 64)
+                        .udp(dhcp6::SERVER_PORT, udp.source_port());
+                    builder.write(out, &payload).expect("a frame in a Vec");
+                }
+                dhcp6::Outcome::Ignored => bump(&counters.dhcp6_ignored),
+                dhcp6::Outcome::UnknownClient => bump(&counters.dhcp6_unknown_client),
+                dhcp6::Outcome::Malformed => bump(&counters.dhcp6_malformed),
+            }
+            return;
+        }
         if to != adv.gateway || udp.destination_port() != 53 || !net.dns {
             bump(&counters.unserved);
             return;
@@ -296,7 +330,6 @@ fn serve_ipv6(
         let (outcome, reply) = dns::answer(udp.payload(), &dirs, dns::Transport::Udp);
         counters.count_dns(outcome);
         if let Some(reply) = reply {
-            let asker = ethernet::Frame::new_unchecked(eth).src_addr();
             let builder = etherparse::PacketBuilder::ethernet2(adv.mac.0, asker.0)
                 .ipv6(to.octets(), from.octets(), 64)
                 .udp(53, udp.source_port());

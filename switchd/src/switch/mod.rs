@@ -120,6 +120,8 @@ pub enum Next {
 
 /// IPv6's all-routers multicast group (ff02::2) at the link layer.
 const ALL_ROUTERS: MacAddr = MacAddr([0x33, 0x33, 0, 0, 0, 2]);
+/// The MAC of ff02::1:2, all DHCPv6 servers: where DHCPv6 clients ask.
+const ALL_DHCP_SERVERS: MacAddr = MacAddr([0x33, 0x33, 0, 1, 0, 2]);
 
 /// The source ports of the gateway stack's own connections (its health
 /// checks of services' backends): TCP to the gateway address at one of
@@ -1253,9 +1255,11 @@ impl Switch {
             }
         }
         let net = &self.networks[network];
-        // A router solicitation (to all routers): the gateway's to answer.
-        if let (Location::Port(port), Some(_), false) = (ingress, gateway, from_stack)
-            && eth.dst_addr() == ALL_ROUTERS
+        // A router solicitation (to all routers), or a DHCPv6 client's
+        // question (to all DHCPv6 servers) where the gateway serves DHCP:
+        // the gateway's to answer.
+        if let (Location::Port(port), Some(gw), false) = (ingress, gateway, from_stack)
+            && (eth.dst_addr() == ALL_ROUTERS || (eth.dst_addr() == ALL_DHCP_SERVERS && gw.dhcp && gw.v6.is_some()))
             && eth.ethertype() == EtherType::Ipv6
         {
             return Action::Local { port, network };
