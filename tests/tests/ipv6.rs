@@ -323,7 +323,20 @@ fn a_cluster_over_an_ipv6_underlay_carries_plain_and_sealed_networks() {
     let sealed = c.iperf(&d, "10.42.0.12", 2);
     eprintln!("TCP over an IPv6 underlay: plain {plain:.2} Gbit/s, sealed {sealed:.2} Gbit/s");
     assert!(plain > 0.0 && sealed > 0.0);
-    // What crossed the underlay was IPv6 UDP to port 4789.
-    let vtep = hosts[0].json(&["stats"])["vteps"].clone();
-    assert!(vtep.to_string().contains(&ip2), "the VTEP is b's IPv6 address: {vtep}");
+    // The underlay, captured: IPv6 UDP to port 4789, sealed and plain.
+    let file = hosts[0].dir.join("underlay6.pcap");
+    let started = hosts[0].log().matches("capture of").count();
+    let capture = std::process::Command::new(switchd_e2e::bin("switchctl"))
+        .args(["--socket", hosts[0].socket().to_str().unwrap(), "capture", "--vtep", &ip2, "--count", "4"])
+        .args(["-w", file.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let running = wait_until(Duration::from_secs(5), || hosts[0].log().matches("capture of").count() > started);
+    assert!(running, "{}", hosts[0].log());
+    assert!(a.ping("10.41.0.12", 1) && c.ping("10.42.0.12", 1));
+    assert!(capture.wait_with_output().unwrap().status.success());
+    let read = switchd_e2e::run("tcpdump", &["-r", file.to_str().unwrap(), "-nn"]);
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert!(text.contains(&format!("IP6 {ip1}.")) && text.contains(&format!("> {ip2}.4789: VXLAN")), "{text}");
+    assert!(text.contains("ICMP echo request"), "the plain network's ping inside: {text}");
 }

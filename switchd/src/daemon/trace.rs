@@ -266,9 +266,6 @@ impl Daemon {
         if vteps.iter().all(|&id| self.dataplane.vtep_addr(id).is_none()) {
             return Err(bad(format!("{host} is no VTEP of this host's data plane")));
         }
-        if ip.is_ipv6() {
-            return Err(bad(format!("{host}: capturing an IPv6 underlay is not supported yet")));
-        }
         let capture = self.dataplane.capture_vtep(ip, decrypt).ok_or_else(too_many_captures)?;
         if decrypt {
             tracing::warn!("capture of VTEP {ip} with --decrypt: sealed datagrams are shown opened, in clear");

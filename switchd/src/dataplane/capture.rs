@@ -122,28 +122,58 @@ pub fn pcapng_record(interface: u32, parts: &[&[u8]], skip: usize, t: u64) -> Ve
     record
 }
 
-/// The IPv4 and UDP headers of an underlay datagram of `payload` bytes
-/// from `src` to `dst`, as the wire had them (the UDP checksum left out);
-/// `None` for an IPv6 underlay.
-pub fn udp_head(src: SocketAddr, dst: SocketAddr, payload: usize) -> Option<[u8; 28]> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else { return None };
-    let mut h = [0u8; 28];
-    let total = (28 + payload).min(usize::from(u16::MAX)) as u16;
-    h[0] = 0x45;
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[6] = 0x40; // don't fragment
-    h[8] = 64;
-    h[9] = 17;
-    h[12..16].copy_from_slice(&s.octets());
-    h[16..20].copy_from_slice(&d.octets());
-    let sum = h[..20].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
-    h[20..22].copy_from_slice(&src.port().to_be_bytes());
-    h[22..24].copy_from_slice(&dst.port().to_be_bytes());
-    h[24..26].copy_from_slice(&((8 + payload).min(usize::from(u16::MAX)) as u16).to_be_bytes());
-    Some(h)
+/// The IP and UDP headers of an underlay datagram, in front of its
+/// payload in a raw-IP capture: 28 bytes over IPv4, 48 over IPv6.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpHead {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl std::ops::Deref for UdpHead {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The headers of an underlay datagram of `payload` bytes from `src` to
+/// `dst`, as the wire had them (the UDP checksum left out); `None` when
+/// the two are of different IP versions (no such datagram exists).
+pub fn udp_head(src: SocketAddr, dst: SocketAddr, payload: usize) -> Option<UdpHead> {
+    let mut h = [0u8; 48];
+    let udp_len = (8 + payload).min(usize::from(u16::MAX)) as u16;
+    let at = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = (28 + payload).min(usize::from(u16::MAX)) as u16;
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            h[6] = 0x40; // don't fragment
+            h[8] = 64;
+            h[9] = 17;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let sum = h[..20].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
+            let sum = (sum & 0xffff) + (sum >> 16);
+            let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            20
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            h[0] = 0x60;
+            h[4..6].copy_from_slice(&udp_len.to_be_bytes());
+            h[6] = 17;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            40
+        }
+        _ => return None,
+    };
+    h[at..at + 2].copy_from_slice(&src.port().to_be_bytes());
+    h[at + 2..at + 4].copy_from_slice(&dst.port().to_be_bytes());
+    h[at + 4..at + 6].copy_from_slice(&udp_len.to_be_bytes());
+    Some(UdpHead { bytes: h, len: at + 8 })
 }
 
 /// What a capture kept, and dropped for want of room.
@@ -392,7 +422,16 @@ mod tests {
         let sum = h[..20].chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>();
         assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "the header sums to all ones");
         assert_eq!(u16::from_be_bytes([h[2], h[3]]), 128);
-        assert!(udp_head("[::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap(), 1).is_none());
+        assert_eq!(h.len(), 28);
+        let h6 = udp_head("[fd00::1]:4789".parse().unwrap(), "[fd00::2]:4790".parse().unwrap(), 100).unwrap();
+        assert_eq!(h6.len(), 48);
+        let ip = etherparse::Ipv6HeaderSlice::from_slice(&h6).unwrap();
+        assert_eq!(
+            (ip.payload_length(), ip.next_header().0, ip.destination_addr()),
+            (108, 17, "fd00::2".parse().unwrap())
+        );
+        assert_eq!(&h6[40..44], &[0x12, 0xb5, 0x12, 0xb6], "the ports");
+        assert!(udp_head("198.18.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap(), 1).is_none(), "mixed");
     }
 
     #[test]

@@ -1478,7 +1478,7 @@ impl Worker {
                 if let Some(head) = local.and_then(|local| capture::udp_head(src, local, datagram.len())) {
                     for t in capture::of_vtep(taps, src.ip()) {
                         match t.decrypt && sealed {
-                            false => t.tap.record(&[&head, datagram], 0),
+                            false => t.tap.record(&[&head[..], datagram], 0),
                             true => held = Some([&head[..], datagram].concat()),
                         }
                     }
@@ -1595,7 +1595,7 @@ fn tap_plain<'t>(
     switchd_wire::vxlan::Repr { vni }.emit(&mut vxlan);
     let Some(head) = capture::udp_head(src, dst, vxlan.len() + eth.len()) else { return };
     for t in taps {
-        t.tap.record(&[&head, &vxlan, eth], 0);
+        t.tap.record(&[&head[..], &vxlan, eth], 0);
     }
 }
 
