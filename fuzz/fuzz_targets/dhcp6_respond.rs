@@ -28,9 +28,11 @@ fn fuzz_one(data: &[u8]) {
     let lease = (flags & 2 == 0).then_some(lease);
     let server = Server { mac: MacAddr([2, 0x5d, 0x67, 0, 1, 0x90]), dns: Some("fd00:10::1".parse().unwrap()) };
     let Outcome::Reply { payload: reply, kind } = respond(payload, asker, &server, lease.as_ref()) else { return };
-    let request = Message::from_bytes(payload).expect("answered, so it decoded");
+    // The request is read from its bytes: dhcproto may not decode it
+    // whole (that is why switchd sanitizes it first).
+    let (request_type, request_xid) = (MessageType::from(payload[0]), &payload[1..4]);
     let reply = Message::from_bytes(&reply).expect("our replies decode");
-    assert_eq!(reply.xid(), request.xid(), "the request's transaction id");
+    assert_eq!(&reply.xid()[..], request_xid, "the request's transaction id");
     assert_eq!(reply.msg_type(), kind);
     assert!(matches!(kind, MessageType::Advertise | MessageType::Reply), "{kind:?}");
     let duid = [0, 3, 0, 1, 2, 0x5d, 0x67, 0, 1, 0x90];
@@ -40,7 +42,7 @@ fn fuzz_one(data: &[u8]) {
     );
     let known = lease.is_some() && asker == endpoint;
     if !known {
-        assert_eq!(request.msg_type(), MessageType::InformationRequest, "answered a client with no lease");
+        assert_eq!(request_type, MessageType::InformationRequest, "answered a client with no lease");
     }
     for o in reply.opts().iter() {
         if let DhcpOption::IANA(ia) = o {

@@ -67,11 +67,65 @@ pub enum Outcome {
     Malformed,
 }
 
+/// Option codes this server reads, and the lengths each may have.
+const CLIENT_ID: u16 = 1;
+const SERVER_ID: u16 = 2;
+const IA_NA: u16 = 3;
+const IA_ADDR: u16 = 5;
+const RAPID_COMMIT: u16 = 14;
+/// A DUID: at most 128 bytes of identifier after its 2-byte type (RFC 8415 11.1).
+const DUID_LENS: std::ops::RangeInclusive<usize> = 3..=130;
+
+/// The message with only the options this server reads, each of a length
+/// it may have (an IA_NA keeps only its addresses, without their own
+/// options); `None` if the options do not even parse as TLVs. dhcproto's
+/// decoder then never meets a length it could underflow on (fuzzing
+/// found `len - 2` in its status code, and the like elsewhere).
+fn sanitize(payload: &[u8]) -> Option<Vec<u8>> {
+    let mut out = payload.get(..4)?.to_vec();
+    for (code, body) in tlvs(&payload[4..])? {
+        match code {
+            CLIENT_ID | SERVER_ID if DUID_LENS.contains(&body.len()) => push(&mut out, code, body),
+            RAPID_COMMIT if body.is_empty() => push(&mut out, code, body),
+            IA_NA if body.len() >= 12 => {
+                let mut ia = body[..12].to_vec();
+                for (inner, addr) in tlvs(&body[12..])? {
+                    if inner == IA_ADDR && addr.len() >= 24 {
+                        push(&mut ia, IA_ADDR, &addr[..24]);
+                    }
+                }
+                push(&mut out, IA_NA, &ia);
+            }
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// The options of `bytes` as (code, body); `None` if one overruns.
+fn tlvs(mut bytes: &[u8]) -> Option<Vec<(u16, &[u8])>> {
+    let mut all = Vec::new();
+    while !bytes.is_empty() {
+        let code = u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]);
+        let len = usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]));
+        all.push((code, bytes.get(4..4 + len)?));
+        bytes = &bytes[4 + len..];
+    }
+    Some(all)
+}
+
+fn push(out: &mut Vec<u8>, code: u16, body: &[u8]) {
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
 /// The reply to a client's message `payload` (a UDP payload) from MAC
 /// `asker`, for the endpoint's `lease` (none when the port has no IPv6
 /// address to give).
 pub fn respond(payload: &[u8], asker: MacAddr, server: &Server, lease: Option<&Lease>) -> Outcome {
-    let Ok(request) = v6::Message::decode(&mut dhcproto::Decoder::new(payload)) else { return Outcome::Malformed };
+    let Some(clean) = sanitize(payload) else { return Outcome::Malformed };
+    let Ok(request) = v6::Message::decode(&mut dhcproto::Decoder::new(&clean)) else { return Outcome::Malformed };
     let opts = request.opts();
     let Some(DhcpOption::ClientId(client)) = opts.get(v6::OptionCode::ClientId) else {
         // Every client message but an information request names its client.
@@ -133,6 +187,9 @@ pub fn respond(payload: &[u8], asker: MacAddr, server: &Server, lease: Option<&L
         }
         // The address stays the endpoint's: acknowledged, nothing changes.
         MessageType::Release | MessageType::Decline => {
+            if lease.is_none() {
+                return Outcome::UnknownClient;
+            }
             let code = DhcpOption::StatusCode(StatusCode { status: Status::Success, msg: String::new() });
             reply(&request, MessageType::Reply, server, Some(client), vec![code])
         }
@@ -255,6 +312,8 @@ mod tests {
         let solicit = ask(MessageType::Solicit, None, vec![]);
         assert_eq!(respond(&solicit, MacAddr([2, 0, 0, 0, 0, 9]), &s, Some(&lease())), Outcome::UnknownClient);
         assert_eq!(respond(&solicit, CLIENT, &s, None), Outcome::UnknownClient, "no address to give");
+        let release = ask(MessageType::Release, Some(s.duid()), vec![]);
+        assert_eq!(respond(&release, MacAddr([2, 0, 0, 0, 0, 9]), &s, Some(&lease())), Outcome::UnknownClient);
         let theirs = ask(MessageType::Request, Some(vec![0, 3, 0, 1, 1, 2, 3, 4, 5, 6]), vec![]);
         assert_eq!(respond(&theirs, CLIENT, &s, Some(&lease())), Outcome::Ignored, "another server's");
         let named = ask(MessageType::Solicit, Some(s.duid()), vec![]);
@@ -266,6 +325,24 @@ mod tests {
         let mut nameless = v6::Message::new_with_id(MessageType::Request, [0; 3]);
         nameless.opts_mut().insert(DhcpOption::ServerId(s.duid()));
         assert_eq!(respond(&nameless.to_vec().unwrap(), CLIENT, &s, Some(&lease())), Outcome::Malformed);
+        // Found by fuzzing: a status code shorter than its own status
+        // (dhcproto subtracted past zero). Dropped before decoding, at the
+        // top level and inside an address of an IA_NA: the request is
+        // answered as if it were not there.
+        let short_status = [0, 13, 0, 0];
+        let mut held = vec![0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 28];
+        held.extend_from_slice(&lease().addr.octets());
+        held.extend_from_slice(&[0; 8]);
+        held.extend_from_slice(&short_status);
+        let mut request = ask(MessageType::Request, Some(s.duid()), vec![]);
+        request.extend_from_slice(&short_status);
+        request.extend_from_slice(&[0, 3, 0, held.len() as u8]);
+        request.extend_from_slice(&held);
+        let (kind, reply) = answered(respond(&request, CLIENT, &s, Some(&lease())));
+        assert_eq!((kind, address_in(&reply).map(|a| a.1)), (MessageType::Reply, Some(lease().addr)));
+        let mut overrun = ask(MessageType::Solicit, None, vec![]);
+        overrun.extend_from_slice(&[0, 99, 0, 10, 1]);
+        assert_eq!(respond(&overrun, CLIENT, &s, Some(&lease())), Outcome::Malformed, "an option past the end");
     }
 
     #[test]
