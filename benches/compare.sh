@@ -147,7 +147,7 @@ for t in $TESTS; do
 done
 for sc in $SCENARIOS; do
   case $sc in
-    bridge|bridge-dnat|switchd-tap|switchd-veth|switchd-vip|bridge-publish|switchd-mesh|routed|switchd-routed|vxlan|switchd-vxlan|switchd-sealed|switchd-sealed-aes|wg-go) ;;
+    bridge|bridge-dnat|switchd-tap|switchd-veth|switchd-vip|bridge-publish|switchd-mesh|routed|switchd-routed|vxlan|switchd-vxlan|vxlan6|switchd-vxlan6|switchd-sealed|switchd-sealed-aes|wg-go) ;;
     *) die "unknown scenario $sc" ;;
   esac
 done

@@ -35,6 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -348,36 +349,50 @@ fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
     // them (on an internal network), and the result lists them.
     let routed: Vec<String> = if detail.network.internal && !detail.network.routes.is_empty() {
         let all: Vec<NetworkInfo> = serde_json::from_value(switchd(conf, &Request::NetworkLs)?).unwrap_or_default();
-        all.into_iter().filter(|n| detail.network.routes.contains(&n.name)).filter_map(|n| n.subnet).collect()
+        all.into_iter()
+            .filter(|n| detail.network.routes.contains(&n.name))
+            .flat_map(|n| [n.subnet, n.subnet6])
+            .flatten()
+            .collect()
     } else {
         Vec::new()
     };
     Ok(result(&conf.cni_version, env, &endpoint, &detail, &routed))
 }
 
-/// CNI's result: the interface, its address, routes and DNS.
+/// CNI's result: the interface, its addresses (IPv4 as given or picked,
+/// IPv6 the SLAAC address of its MAC on a dual-stack network), routes and
+/// DNS, each family through its own gateway.
 fn result(version: &str, env: &Env, endpoint: &EndpointInfo, detail: &NetworkDetail, routed: &[String]) -> Value {
     let net = &detail.network;
-    let prefix = net.subnet.as_deref().and_then(|s| s.split('/').nth(1)).unwrap_or("32");
+    let prefix_of = |subnet: &Option<String>, full: u8| {
+        subnet.as_deref().and_then(|s| s.split('/').nth(1)).map_or(full.to_string(), str::to_owned)
+    };
+    let families = [
+        (endpoint.ip, net.gateway, prefix_of(&net.subnet, 32), "0.0.0.0/0"),
+        (endpoint.ip6.map(IpAddr::V6), net.gateway6, prefix_of(&net.subnet6, 128), "::/0"),
+    ];
     let mut ips = Vec::new();
-    if let Some(ip) = endpoint.ip {
+    let mut routes = Vec::new();
+    let mut nameservers = Vec::new();
+    for (ip, gateway, prefix, default) in families {
+        let Some(ip) = ip else { continue };
         let mut entry = json!({ "address": format!("{ip}/{prefix}"), "interface": 0 });
-        if let Some(gw) = net.gateway {
+        if let Some(gw) = gateway {
             entry["gateway"] = json!(gw.to_string());
+            if net.internal {
+                let same_family = routed.iter().filter(|dst| dst.contains(':') == gw.is_ipv6());
+                routes.extend(same_family.map(|dst| json!({ "dst": dst, "gw": gw.to_string() })));
+            } else {
+                routes.push(json!({ "dst": default, "gw": gw.to_string() }));
+            }
+            if net.dns {
+                nameservers.push(gw.to_string());
+            }
         }
         ips.push(entry);
     }
-    let routes: Vec<Value> = match (net.gateway, net.internal) {
-        (Some(gw), false) => {
-            vec![json!({ "dst": if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" }, "gw": gw.to_string() })]
-        }
-        (Some(gw), true) => routed.iter().map(|dst| json!({ "dst": dst, "gw": gw.to_string() })).collect(),
-        (None, _) => Vec::new(),
-    };
-    let dns: Value = match net.gateway.filter(|_| net.dns) {
-        Some(gw) => json!({ "nameservers": [gw.to_string()] }),
-        None => json!({}),
-    };
+    let dns = if nameservers.is_empty() { json!({}) } else { json!({ "nameservers": nameservers }) };
     json!({
         "cniVersion": version,
         "interfaces": [{ "name": env.ifname, "mac": endpoint.mac, "sandbox": env.netns }],
@@ -466,6 +481,52 @@ mod tests {
     fn env(vars: &[(&str, &str)]) -> Result<Env, Error> {
         let map: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Env::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_dual_stack_result_has_both_families_each_through_its_gateway() {
+        let detail: NetworkDetail = serde_json::from_value(json!({
+            "name": "front", "vni": 960, "subnet": "10.96.0.0/24", "gateway": "10.96.0.1",
+            "subnet6": "fd00:96::/64", "gateway6": "fd00:96::1", "mtu": 1450, "encrypted": false,
+            "cipher": null, "key": null, "internal": false, "dns": true, "ports": 1, "hosts": [],
+            "origin": "config", "endpoints": [],
+        }))
+        .unwrap();
+        let endpoint: EndpointInfo = serde_json::from_value(json!({
+            "name": "web", "network": "front", "ip": "10.96.0.5", "ip6": "fd00:96::42:aff:fe60:5",
+            "mac": "02:42:0a:60:00:05", "host": "a", "kind": "tap", "netns": "/run/netns/x",
+            "ifname": "eth0", "host_ifname": null,
+        }))
+        .unwrap();
+        let env = env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "0123456789abcdef0123"),
+            ("CNI_NETNS", "/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+        ])
+        .unwrap();
+        let r = result("1.0.0", &env, &endpoint, &detail, &[]);
+        assert_eq!(
+            r["ips"],
+            json!([
+                { "address": "10.96.0.5/24", "gateway": "10.96.0.1", "interface": 0 },
+                { "address": "fd00:96::42:aff:fe60:5/64", "gateway": "fd00:96::1", "interface": 0 },
+            ])
+        );
+        assert_eq!(
+            r["routes"],
+            json!([{ "dst": "0.0.0.0/0", "gw": "10.96.0.1" }, { "dst": "::/0", "gw": "fd00:96::1" }])
+        );
+        assert_eq!(r["dns"], json!({ "nameservers": ["10.96.0.1", "fd00:96::1"] }));
+        // Internal: only the routed networks, each through its family's gateway.
+        let mut internal = detail.clone();
+        internal.network.internal = true;
+        let routed = ["10.96.2.0/24".to_owned(), "fd00:97::/64".to_owned()];
+        let r = result("1.0.0", &env, &endpoint, &internal, &routed);
+        assert_eq!(
+            r["routes"],
+            json!([{ "dst": "10.96.2.0/24", "gw": "10.96.0.1" }, { "dst": "fd00:97::/64", "gw": "fd00:96::1" }])
+        );
     }
 
     #[test]

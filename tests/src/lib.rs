@@ -196,6 +196,25 @@ impl Netns {
         self.ok(&["cat", &format!("/sys/class/net/{ifname}/address")]).trim().to_owned()
     }
 
+    /// Turns IPv6 on (test namespaces start with it off), for a container
+    /// of a dual-stack network; before it is connected.
+    pub fn enable_ipv6(&self) {
+        self.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    }
+
+    /// Waits until eth0 has `addr`/64, past duplicate address detection
+    /// (no longer tentative); what it has is printed if never.
+    pub fn has_ipv6(&self, addr: &str) -> bool {
+        let show = || self.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+        let done = wait_until(Duration::from_secs(15), || {
+            show().lines().any(|l| l.contains(&format!("{addr}/64")) && !l.contains("tentative"))
+        });
+        if !done {
+            eprintln!("{}: {}", self.name, show());
+        }
+        done
+    }
+
     fn py_command(&self, script: py::Script, args: &[&str]) -> Command {
         let mut cmd = self.command(&["python3", "-c", py::BOOT, script.path, script.source]);
         cmd.args(args);
@@ -677,6 +696,11 @@ pub fn arp(op: u16, sender: ([u8; 6], std::net::Ipv4Addr), target: ([u8; 6], std
 /// The IPv4 address of an endpoint from `connect --json`.
 pub fn ip_of(endpoint: &serde_json::Value) -> String {
     endpoint["ip"].as_str().expect("endpoint has an ip").to_owned()
+}
+
+/// The SLAAC address switchd reports for an endpoint on a dual-stack network.
+pub fn ip6_of(endpoint: &serde_json::Value) -> String {
+    endpoint["ip6"].as_str().unwrap_or_else(|| panic!("endpoint has no ip6: {endpoint}")).to_owned()
 }
 
 /// The test image of both engines, as a tarball in `dir`: busybox-static

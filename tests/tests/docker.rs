@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use switchd_e2e::{Dockerd, KeyFile, Netns, Underlay, gossip_member, ip_of, py, wait_until};
+use switchd_e2e::{Dockerd, KeyFile, Netns, Underlay, gossip_member, ip_of, ip6_of, py, wait_until};
 
 #[test]
 fn docker_containers_on_a_switchd_network_reach_another_host() {
@@ -163,6 +163,89 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     docker.ok(&["rm", "-f", "sweb"]);
     b.ctl(&["network", "disconnect", "vault", "c3"]);
 
+    // Dual stack through the driver and switchd's IPAM: `--ipv6` with an
+    // IPv6 /64 gives the container the SLAAC address of the MAC switchd
+    // picks, and the gateway's IPv6 address as its default route; it talks
+    // over IPv6 with c4 on host b (configured by SLAAC), by address and by
+    // name (AAAA from switchd's DNS).
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &driver,
+        "--ipam-driver",
+        &driver,
+        "--ipv6",
+        "--subnet",
+        "10.97.0.0/24",
+        "--subnet",
+        "fd00:97::/64",
+        "-o",
+        "name=dual",
+        "-o",
+        "vni=970",
+        "dual",
+    ]);
+    let dual = a.json(&["network", "inspect", "dual"]);
+    assert_eq!(
+        (&dual["subnet6"], &dual["gateway6"]),
+        (&serde_json::json!("fd00:97::/64"), &serde_json::json!("fd00:97::1"))
+    );
+    assert!(wait_until(Duration::from_secs(10), || b.ctl(&["network", "ls"]).contains("dual")), "b adopts dual");
+    let c4 = Netns::new("c4");
+    c4.enable_ipv6();
+    let c4_ip6 = ip6_of(&b.connect("dual", &c4, &["--name", "c4"]));
+    assert!(c4.has_ipv6(&c4_ip6), "c4's SLAAC address\n{}", b.log());
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        "dual",
+        "--dns",
+        "10.97.0.1",
+        Dockerd::IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let web6_ip6 =
+        docker.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}", "web6"]);
+    let web6_ip6 = web6_ip6.trim();
+    let web6 = a.json(&["network", "inspect", "dual"])["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["host"] == a.host.name.as_str())
+        .cloned()
+        .expect("web6's endpoint");
+    assert_eq!(ip6_of(&web6), web6_ip6, "Docker configured the address switchd knows for the endpoint");
+    let routes = docker.ok(&["exec", "web6", "ip", "-6", "route"]);
+    assert!(routes.contains("default via fd00:97::1"), "{routes}");
+    let ping6 = docker.exec(&["exec", "web6", "ping", "-6", "-c", "2", "-W", "2", &c4_ip6]);
+    assert!(ping6.status.success(), "web6 -> c4 over IPv6: {}\n{}", String::from_utf8_lossy(&ping6.stdout), a.log());
+    assert!(c4.ok(&["ping", "-6", "-c", "1", "-W", "2", web6_ip6]).contains("1 received"), "c4 -> web6 over IPv6");
+    let aaaa = docker.ok(&["exec", "web6", "nslookup", "-type=AAAA", "c4", "10.97.0.1"]);
+    assert!(aaaa.contains(&c4_ip6), "{aaaa}");
+    // An IPv6 address Docker's own IPAM would pick is not a SLAAC one: refused, saying why.
+    let manual = docker.exec(&[
+        "run",
+        "-d",
+        "--name",
+        "manual6",
+        "--network",
+        "dual",
+        "--ip6",
+        "fd00:97::5",
+        Dockerd::IMAGE,
+        "sleep",
+        "1",
+    ]);
+    let said = String::from_utf8_lossy(&manual.stderr);
+    assert!(!manual.status.success() && said.contains("SLAAC address its MAC makes"), "{said}");
+    docker.ok(&["rm", "-f", "web6"]);
+    b.ctl(&["network", "disconnect", "dual", "c4"]);
+
     // Bad requests on the plugin socket get the protocol's error and change nothing.
     let join = r#"{"NetworkID": "nope", "EndpointID": "x", "SandboxKey": "/x"}"#;
     let bad = a.host.py(
@@ -181,7 +264,7 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     assert!(replies[0]["Err"].as_str().unwrap().starts_with("/NetworkDriver.CreateNetwork: bad request body"), "{bad}");
     assert_eq!(replies[1]["Err"], "/NetworkDriver.Teleport: not an operation of the network driver protocol");
     assert_eq!(replies[2]["Err"], "endpoint x was not created here");
-    assert_eq!(a.json(&["network", "ls"]).as_array().unwrap().len(), 2, "front and vault, nothing more");
+    assert_eq!(a.json(&["network", "ls"]).as_array().unwrap().len(), 3, "front, vault and dual, nothing more");
 
     // Removing the network is refused while a container is attached (here, c2 on b).
     let rm = docker.exec(&["network", "rm", "front"]);

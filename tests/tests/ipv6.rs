@@ -23,19 +23,6 @@ fn slaac_of(ns: &Netns, prefix: &str) -> String {
     addr.to_string()
 }
 
-/// Waits until `ns`'s eth0 has `addr`/64, past duplicate address
-/// detection (no longer tentative); what it has is printed if never.
-fn configured(ns: &Netns, addr: &str) -> bool {
-    let show = || ns.ok(&["ip", "-6", "addr", "show", "dev", "eth0"]);
-    let done = wait_until(Duration::from_secs(15), || {
-        show().lines().any(|l| l.contains(&format!("{addr}/64")) && !l.contains("tentative"))
-    });
-    if !done {
-        eprintln!("{}: {}", ns.name, show());
-    }
-    done
-}
-
 #[test]
 fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_over_ipv6() {
     let dual = "\n[[network]]\nname = \"dual\"\nvni = 350\nsubnet = \"10.35.0.0/24\"\ninternal = true\n\
@@ -45,12 +32,12 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     for ns in [&a, &b] {
         // Test namespaces start with IPv6 off; the interface switchd makes
         // inherits the default.
-        ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+        ns.enable_ipv6();
         sd.connect("dual", ns, &[]);
     }
     let (addr_a, addr_b) = (slaac_of(&a, "fd00:35:"), slaac_of(&b, "fd00:35:"));
     for (ns, addr) in [(&a, &addr_a), (&b, &addr_b)] {
-        assert!(configured(ns, addr), "{} never configured {addr}\n{}", ns.name, sd.log());
+        assert!(ns.has_ipv6(addr), "{} never configured {addr}\n{}", ns.name, sd.log());
     }
     // rdisc6 (ndisc6) solicits and prints the advertisement.
     let ra = a.ok(&["rdisc6", "-1", "-r", "3", "-w", "1000", "eth0"]);
@@ -77,11 +64,11 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     // A container that never asks (router_solicitations=0) is configured
     // all the same: the gateway advertises unasked when an endpoint joins.
     let quiet = Netns::new("v6q");
-    quiet.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    quiet.enable_ipv6();
     quiet.ok(&["sysctl", "-qw", "net.ipv6.conf.default.router_solicitations=0"]);
     sd.connect("dual", &quiet, &[]);
     let addr_q = slaac_of(&quiet, "fd00:35:");
-    assert!(configured(&quiet, &addr_q), "unasked, {} never configured {addr_q}\n{}", quiet.name, sd.log());
+    assert!(quiet.has_ipv6(&addr_q), "unasked, {} never configured {addr_q}\n{}", quiet.name, sd.log());
     // A source it was not given is dropped by the guard.
     a.ok(&["ip", "-6", "addr", "add", "fd00:35::bad/64", "dev", "eth0", "nodad"]);
     let spoofed = a.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", "fd00:35::bad", &addr_b]);
@@ -105,12 +92,12 @@ fn a_dual_stack_network_spans_two_hosts() {
     assert_eq!(inspect["subnet6"], "fd00:36::/64", "the subnet6 came by gossip: {inspect}");
     let (a, b) = (Netns::new("v6x"), Netns::new("v6y"));
     for (h, ns) in hosts.iter().zip([&a, &b]) {
-        ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+        ns.enable_ipv6();
         h.connect("dual", ns, &[]);
     }
     let (addr_a, addr_b) = (slaac_of(&a, "fd00:36:"), slaac_of(&b, "fd00:36:"));
     for (ns, addr) in [(&a, &addr_a), (&b, &addr_b)] {
-        assert!(configured(ns, addr), "{} never configured {addr}", ns.name);
+        assert!(ns.has_ipv6(addr), "{} never configured {addr}", ns.name);
     }
     assert!(
         wait_until(Duration::from_secs(10), || a.ping(&addr_b, 1)),
@@ -132,10 +119,10 @@ fn a_dual_stack_network_spans_two_hosts() {
 /// it to `network`; returns its SLAAC address once configured.
 fn dual_stack_container(sd: &Switchd, network: &str, tag: &str, prefix: &str) -> (Netns, String) {
     let ns = Netns::new(tag);
-    ns.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    ns.enable_ipv6();
     sd.connect(network, &ns, &[]);
     let addr = slaac_of(&ns, prefix);
-    assert!(configured(&ns, &addr), "{} never configured {addr}\n{}", ns.name, sd.log());
+    assert!(ns.has_ipv6(&addr), "{} never configured {addr}\n{}", ns.name, sd.log());
     (ns, addr)
 }
 
@@ -238,7 +225,7 @@ fn dhclient_6_gets_the_endpoints_address_from_the_gateway() {
     let sd = Switchd::start("", dual);
     let (slaac, addr_s) = dual_stack_container(&sd, "dhcp6", "d6s", "fd00:96:");
     let client = Netns::new("d6c");
-    client.ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.default.disable_ipv6=0"]);
+    client.enable_ipv6();
     client.ok(&["sysctl", "-qw", "net.ipv6.conf.default.autoconf=0"]);
     sd.connect("dhcp6", &client, &[]);
     let expected = slaac_of(&client, "fd00:96:");

@@ -7,14 +7,14 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use switchd_e2e::{KeyFile, Netns, Podman, Underlay, bin, gossip_member, ip_of, wait_until};
+use switchd_e2e::{KeyFile, Netns, Podman, Underlay, bin, gossip_member, ip_of, ip6_of, wait_until};
 
 #[test]
 fn podman_containers_on_a_switchd_network_reach_another_host() {
     let mut ul = Underlay::new();
     let key = KeyFile::new("podman", 0x42);
     let ((ha, ipa), (hb, ipb)) = (ul.host("ha"), ul.host("hb"));
-    let net = "\n[[network]]\nname = \"front\"\nvni = 960\nsubnet = \"10.96.0.0/24\"\ninternal = true\n\
+    let net = "\n[[network]]\nname = \"front\"\nvni = 960\nsubnet = \"10.96.0.0/24\"\nsubnet6 = \"fd00:96::/64\"\ninternal = true\n\
                \n[[network]]\nname = \"back\"\nvni = 962\nsubnet = \"10.96.2.0/24\"\ninternal = true\n\
                \n[[route]]\nnetworks = [\"front\", \"back\"]\n";
     let a = gossip_member(ha, &ipa, &key, net);
@@ -23,7 +23,9 @@ fn podman_containers_on_a_switchd_network_reach_another_host() {
     podman.network("front", &a.socket());
 
     let c2 = Netns::new("c2");
-    let c2_ip = ip_of(&b.connect("front", &c2, &["--name", "c2"]));
+    c2.enable_ipv6();
+    let c2_endpoint = b.connect("front", &c2, &["--name", "c2"]);
+    let (c2_ip, c2_ip6) = (ip_of(&c2_endpoint), ip6_of(&c2_endpoint));
     podman.ok(&["run", "-d", "--name", "pweb", "--network", "front", Podman::IMAGE, "sleep", "600"]);
 
     // switchd attached it under the container's name, with an address.
@@ -45,6 +47,40 @@ fn podman_containers_on_a_switchd_network_reach_another_host() {
         .success()));
     assert!(c2.ping(&pweb_ip, 2), "c2 -> pweb");
     assert!(podman.ok(&["exec", "pweb", "nslookup", "c2", "10.96.0.1"]).contains(&c2_ip));
+
+    // Dual stack: the CNI result gives podman the IPv6 address the
+    // container configures by SLAAC, and it talks over IPv6 both ways, by
+    // name too (AAAA).
+    let pweb_ip6 = ip6_of(&pweb);
+    let inspected =
+        podman.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}", "pweb"]);
+    assert_eq!(inspected.trim(), pweb_ip6, "podman's view of the address");
+    assert!(
+        wait_until(Duration::from_secs(15), || podman
+            .ok(&["exec", "pweb", "ip", "-6", "addr", "show", "eth0"])
+            .contains(&format!("{pweb_ip6}/64"))),
+        "pweb never configured {pweb_ip6}\n{}",
+        podman.ok(&["exec", "pweb", "ip", "-6", "addr"])
+    );
+    assert!(c2.has_ipv6(&c2_ip6), "c2's SLAAC address");
+    assert!(
+        wait_until(Duration::from_secs(10), || podman
+            .exec(&["exec", "pweb", "ping", "-6", "-c", "1", "-W", "1", &c2_ip6])
+            .status
+            .success()),
+        "pweb -> c2 over IPv6"
+    );
+    let back = wait_until(Duration::from_secs(10), || {
+        c2.exec(&["ping", "-6", "-c", "1", "-W", "1", &pweb_ip6]).status.success()
+    });
+    assert!(
+        back,
+        "c2 -> pweb over IPv6\n{}\n{}\n{}",
+        c2.ok(&["ip", "-6", "neigh"]),
+        c2.ok(&["ip", "-6", "addr"]),
+        b.ctl(&["stats"])
+    );
+    assert!(podman.ok(&["exec", "pweb", "nslookup", "-type=AAAA", "c2", "10.96.0.1"]).contains(&c2_ip6));
 
     // podman rm runs DEL: the endpoint goes.
     podman.ok(&["rm", "-f", "-t", "0", "pweb"]);

@@ -4,7 +4,7 @@
 //! snake_case and named as in `switchctl`'s table headers.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 use switchd_config::raw::{RawNetwork, RawPolicy, RawPort, RawPublish, RawRoute, RawService};
@@ -216,6 +216,9 @@ pub struct EndpointInfo {
     pub name: String,
     pub network: String,
     pub ip: Option<IpAddr>,
+    /// On a dual-stack network: the SLAAC address its MAC makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<String>,
     pub host: String,
     pub kind: String,

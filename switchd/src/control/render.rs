@@ -84,6 +84,7 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
                 e.name.clone(),
                 e.network.clone(),
                 opt(&e.ip),
+                opt(&e.ip6),
                 opt(&e.mac),
                 e.host.clone(),
                 e.kind.clone(),
@@ -93,7 +94,7 @@ pub fn endpoints(endpoints: &[EndpointInfo]) -> String {
             ]
         })
         .collect();
-    table(&["NAME", "NETWORK", "IP", "MAC", "HOST", "KIND", "NETNS", "IFNAME", "HOST_IFNAME"], &rows)
+    table(&["NAME", "NETWORK", "IP", "IPV6", "MAC", "HOST", "KIND", "NETNS", "IFNAME", "HOST_IFNAME"], &rows)
 }
 
 pub fn network_detail(d: &NetworkDetail) -> String {

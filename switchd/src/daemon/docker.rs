@@ -2,7 +2,7 @@
 //! Docker's networks and endpoints as switchd's.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use super::endpoints::{Endpoint, EndpointError};
 use super::error::{DaemonError, OpResult};
 use super::state::{Device, EndpointRecord, Op, Origin};
 use crate::docker::{CreateEndpoint, CreateNetwork, Join, Request, RequestAddress, error_reply};
+use crate::services::icmpv6::{slaac, slaac_mac};
 use crate::switch::PortId;
 
 /// Why a driver operation was refused.
@@ -30,6 +31,15 @@ pub enum DockerError {
     Unusable { ip: IpAddr, subnet: Subnet },
     #[error("no switchd network with subnet {0}")]
     NoNetworkWithSubnet(Subnet),
+    #[error(
+        "{ip}: a container's IPv6 address on a switchd network is the SLAAC address its MAC makes (an EUI-64 \
+         identifier, ..ff:fe.. in the middle); give --mac-address instead, or --ipam-driver switchd"
+    )]
+    NotSlaac { ip: std::net::Ipv6Addr },
+    #[error("{ip} is not the SLAAC address of MAC {mac} in {subnet6} ({wanted}): give one of them, not both")]
+    MacDisagrees { ip: std::net::Ipv6Addr, mac: MacAddr, subnet6: Subnet, wanted: std::net::Ipv6Addr },
+    #[error("network {network} has no IPv6 subnet: it cannot take {ip}")]
+    NoSubnet6 { network: String, ip: std::net::Ipv6Addr },
     #[error("network {0:.12} is not a switchd network here")]
     UnknownNetwork(String),
     #[error("switchd network {name:?} exists with subnet {theirs}, not {ours}")]
@@ -148,6 +158,11 @@ impl Daemon {
             };
             return Ok(with_prefix(gw));
         }
+        if subnet.net().addr().is_ipv6() {
+            let address = r.address.as_str();
+            let given = (!address.is_empty()).then(|| parse(address)).transpose()?;
+            return Ok(with_prefix(IpAddr::V6(self.docker_request_address6(subnet, given)?)));
+        }
         let net = self.networks.with_subnet(subnet).ok_or(DockerError::NoNetworkWithSubnet(subnet))?.config.clone();
         let taken = self.taken_addresses(&net);
         let ip = if r.address.is_empty() {
@@ -166,6 +181,43 @@ impl Daemon {
         self.addresses.reserve(subnet, ip);
         self.save();
         Ok(with_prefix(ip))
+    }
+
+    /// An IPv6 address: the SLAAC address of a MAC no endpoint of the
+    /// network uses (in the cluster), which the endpoint then gets
+    /// (`docker_create_endpoint`), so the address Docker configures is the
+    /// one the container's kernel would make and switchd guards, resolves
+    /// and answers for. Unique as the MACs are; nothing to hold or release.
+    fn docker_request_address6(&mut self, subnet6: Subnet, given: Option<IpAddr>) -> OpResult<Ipv6Addr> {
+        let net = self.networks.iter().find(|n| n.config.subnet6 == Some(subnet6));
+        let net = net.ok_or(DockerError::NoNetworkWithSubnet(subnet6))?.config.clone();
+        let prefix = net.slaac_prefix().expect("a network with a subnet6");
+        let mac_taken = |d: &Self, mac: MacAddr| {
+            d.endpoints.on(net.name.as_str()).any(|e| e.record.mac == Some(mac))
+                || d.cluster.table.endpoints_on(&net.name).any(|(_, e)| e.mac == mac)
+        };
+        match given {
+            Some(IpAddr::V6(ip)) => {
+                if !subnet6.is_assignable(IpAddr::V6(ip)) || net.gateway6 == Some(IpAddr::V6(ip)) {
+                    return Err(DockerError::Unusable { ip: IpAddr::V6(ip), subnet: subnet6 }.into());
+                }
+                let mac = slaac_mac(ip).ok_or(DockerError::NotSlaac { ip })?;
+                if mac_taken(self, mac) {
+                    return Err(
+                        EndpointError::AddressTaken { ip: IpAddr::V6(ip), network: net.name.to_string() }.into()
+                    );
+                }
+                Ok(ip)
+            }
+            Some(v4) => Err(DockerError::Unusable { ip: v4, subnet: subnet6 }.into()),
+            None => {
+                let mut mac = MacAddr::local_from_bits(super::attach::random_u64());
+                while mac_taken(self, mac) {
+                    mac = MacAddr::local_from_bits(super::attach::random_u64());
+                }
+                Ok(slaac(prefix, mac))
+            }
+        }
     }
 
     fn docker_release_address(&mut self, pool_id: &str, address: &str) {
@@ -194,15 +246,21 @@ impl Daemon {
         let ipam = n.ipv4_data.first();
         let subnet = ipam.map(|d| d.pool.clone()).filter(|p| !p.is_empty());
         let gateway = ipam.and_then(|d| d.gateway.split('/').next()).filter(|g| !g.is_empty()).map(str::to_owned);
+        let ipam6 = n.ipv6_data.first();
+        let subnet6 = ipam6.map(|d| d.pool.clone()).filter(|p| !p.is_empty());
+        let gateway6 = ipam6.and_then(|d| d.gateway.split('/').next()).filter(|g| !g.is_empty()).map(str::to_owned);
         if let Some(existing) = self.networks.find(&name) {
-            let theirs = existing.config.subnet.map(|s| s.to_string());
-            if theirs != subnet {
-                return Err(DockerError::SubnetDiffers {
-                    name,
-                    theirs: theirs.unwrap_or_else(|| "none".into()),
-                    ours: subnet.unwrap_or_else(|| "none".into()),
+            let c = &existing.config;
+            for (theirs, ours) in [(c.subnet, &subnet), (c.subnet6, &subnet6)] {
+                let theirs = theirs.map(|s| s.to_string());
+                if theirs != *ours {
+                    return Err(DockerError::SubnetDiffers {
+                        name,
+                        theirs: theirs.unwrap_or_else(|| "none".into()),
+                        ours: ours.clone().unwrap_or_else(|| "none".into()),
+                    }
+                    .into());
                 }
-                .into());
             }
         } else {
             let vni = match n.option("vni") {
@@ -215,6 +273,8 @@ impl Daemon {
                 vni: Some(vni),
                 subnet,
                 gateway,
+                subnet6,
+                gateway6,
                 internal: flag("internal"),
                 encrypted: flag("encrypted"),
                 cipher: n.option("cipher").map(str::to_owned),
@@ -267,16 +327,45 @@ impl Daemon {
             .and_then(|i| i.address.split('/').next().filter(|a| !a.is_empty()).map(str::parse::<IpAddr>))
             .transpose()
             .map_err(|err| DockerError::BadAddress(err.to_string()))?;
+        let ip6 = interface
+            .and_then(|i| i.address_ipv6.split('/').next().filter(|a| !a.is_empty()).map(str::parse::<Ipv6Addr>))
+            .transpose()
+            .map_err(|err| DockerError::BadAddress(err.to_string()))?;
         let given = interface.map(|i| i.mac_address.as_str()).filter(|m| !m.is_empty());
-        let mac = match given {
-            Some(m) => m.parse().map_err(DockerError::BadMac)?,
-            None => ip.map_or_else(|| MacAddr::local_from_bits(super::attach::random_u64()), MacAddr::derived_from_ip),
+        let given_mac: Option<MacAddr> = given.map(str::parse).transpose().map_err(DockerError::BadMac)?;
+        let mac = match (given_mac, ip6) {
+            (Some(mac), None) => mac,
+            // The MAC whose SLAAC address Docker's IPAM gave (see
+            // `docker_request_address6`), or that agrees with it.
+            (mac, Some(ip6)) => self.docker_mac_for(&network, ip6, mac)?,
+            (None, None) => {
+                ip.map_or_else(|| MacAddr::local_from_bits(super::attach::random_u64()), MacAddr::derived_from_ip)
+            }
         };
         self.docker.pending.insert(e.endpoint_id.clone(), PendingEndpoint { network, ip, mac });
         Ok(match given {
             Some(_) => json!({ "Interface": {} }),
             None => json!({ "Interface": { "MacAddress": mac.to_string() } }),
         })
+    }
+
+    /// The MAC of an endpoint whose IPv6 address is `ip6`: the one its
+    /// SLAAC address is (`given`, if any, must make the same).
+    fn docker_mac_for(&self, network: &str, ip6: Ipv6Addr, given: Option<MacAddr>) -> OpResult<MacAddr> {
+        let net = &self.networks.get(network)?.config;
+        let (Some(subnet6), Some(prefix)) = (net.subnet6, net.slaac_prefix()) else {
+            return Err(DockerError::NoSubnet6 { network: network.to_owned(), ip: ip6 }.into());
+        };
+        if !subnet6.contains(IpAddr::V6(ip6)) {
+            return Err(DockerError::Unusable { ip: IpAddr::V6(ip6), subnet: subnet6 }.into());
+        }
+        match given {
+            Some(mac) if slaac(prefix, mac) != ip6 => {
+                Err(DockerError::MacDisagrees { ip: ip6, mac, subnet6, wanted: slaac(prefix, mac) }.into())
+            }
+            Some(mac) => Ok(mac),
+            None => Ok(slaac_mac(ip6).ok_or(DockerError::NotSlaac { ip: ip6 })?),
+        }
     }
 
     /// Makes the container's interface: a TAP here, with the endpoint's MAC
@@ -360,6 +449,9 @@ impl Daemon {
         });
         if let Some(gw) = gateway {
             reply["Gateway"] = json!(gw);
+        }
+        if let Some(gw6) = config.gateway6.filter(|_| !config.internal && config.subnet6.is_some()) {
+            reply["GatewayIPv6"] = json!(gw6.to_string());
         }
         Ok(reply)
     }

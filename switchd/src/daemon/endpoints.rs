@@ -73,12 +73,13 @@ impl Endpoint {
         }
     }
 
-    pub fn info(&self, host: &str) -> EndpointInfo {
+    pub fn info(&self, host: &str, net: &NetworkConfig) -> EndpointInfo {
         let r = &self.record;
         EndpointInfo {
             name: r.name.to_string(),
             network: r.network.to_string(),
             ip: r.ip,
+            ip6: net.slaac_prefix().zip(r.mac).map(|(prefix, mac)| crate::services::icmpv6::slaac(prefix, mac)),
             mac: r.mac.map(|m| m.to_string()),
             host: host.to_owned(),
             kind: r.kind.as_str().to_owned(),
@@ -257,7 +258,7 @@ impl Daemon {
         }
         self.commit();
         let added = self.endpoints.iter().last().expect("just added");
-        Ok(added.info(self.host.name.as_str()))
+        Ok(added.info(self.host.name.as_str(), &net))
     }
 
     /// Opens the endpoint's device and adds its port to the switch.
@@ -282,14 +283,14 @@ impl Daemon {
     /// `network disconnect`: unswitches the endpoint, then deletes what
     /// switchd made for it, journaled in between.
     pub(super) fn disconnect(&mut self, network: &str, endpoint: &str) -> OpResult<EndpointInfo> {
-        self.networks.get(network)?;
+        let net = self.networks.get(network)?.config.clone();
         let what_id = self.system.identify_netns(endpoint).ok();
         let endpoint =
             self.endpoints.take(|e| e.record.network.as_str() == network && e.is_named(endpoint, what_id)).ok_or_else(
                 || EndpointError::NotFound { endpoint: endpoint.to_owned(), network: network.to_owned() },
             )?;
         self.detach(&endpoint.record, endpoint.port)?;
-        Ok(endpoint.info(self.host.name.as_str()))
+        Ok(endpoint.info(self.host.name.as_str(), &net))
     }
 
     /// CNI's `GC`: detaches the endpoints of `network` a runtime attached

@@ -92,6 +92,7 @@ impl Daemon {
             name: e.name.to_string(),
             network: e.network.to_string(),
             ip: e.ip,
+            ip6: net.config.slaac_prefix().map(|prefix| crate::services::icmpv6::slaac(prefix, e.mac)),
             mac: Some(e.mac.to_string()),
             host: h.name.to_string(),
             kind: "remote".into(),
@@ -101,7 +102,7 @@ impl Daemon {
         });
         Ok(NetworkDetail {
             network: self.network_info(net),
-            endpoints: self.endpoints.on(name).map(|e| e.info(host)).chain(remote).collect(),
+            endpoints: self.endpoints.on(name).map(|e| e.info(host, &net.config)).chain(remote).collect(),
         })
     }
 

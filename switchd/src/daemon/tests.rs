@@ -636,3 +636,88 @@ fn a_config_service_keeps_its_vip_across_restarts_and_goes_when_taken_out() {
     let gone = saved.services.iter().find(|k| k.name.as_str() == "web").expect("remembered as removed");
     assert!(gone.config.is_none(), "a removal the cluster hears of: {gone:?}");
 }
+
+/// Runs one Docker driver operation as dockerd sends it.
+fn docker(host: &mut Host, path: &str, body: &str) -> Value {
+    let request = crate::docker::parse(path, body.as_bytes()).expect("a request dockerd sends");
+    let reply = crate::docker::fixed_reply(&request).map_or_else(|| host.daemon.docker(&request), Ok);
+    reply.expect("nothing to wait for")
+}
+
+#[test]
+fn dockers_ipv6_addresses_are_slaac_addresses_and_make_the_endpoints_mac() {
+    let dir = TempDir::new("docker6");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("web");
+    let mut host = Host::start(&dir.0, "subnet6 = \"fd00:1::/64\"\n", system.clone());
+    let web = host.connect("web", |_| {}).unwrap();
+    let web_ip6 = web["ip6"].as_str().expect("a dual-stack endpoint has its SLAAC address").to_owned();
+    let web_mac: MacAddr = web["mac"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        web_ip6.parse::<std::net::Ipv6Addr>().unwrap(),
+        crate::services::icmpv6::slaac("fd00:1::".parse().unwrap(), web_mac)
+    );
+
+    let pool =
+        docker(&mut host, "/IpamDriver.RequestPool", r#"{"AddressSpace":"switchd","Pool":"fd00:1::/64","V6":true}"#);
+    assert_eq!(pool["PoolID"], "fd00:1::/64");
+    let ask = |address: &str, gateway: bool| {
+        let options = if gateway { r#"{"RequestAddressType":"com.docker.network.gateway"}"# } else { "null" };
+        format!(r#"{{"PoolID":"fd00:1::/64","Address":"{address}","Options":{options}}}"#)
+    };
+    let gw = docker(&mut host, "/IpamDriver.RequestAddress", &ask("", true));
+    assert_eq!(gw["Address"], "fd00:1::1/64");
+    let picked = docker(&mut host, "/IpamDriver.RequestAddress", &ask("", false));
+    let picked = picked["Address"].as_str().expect("an address").trim_end_matches("/64").to_owned();
+    let picked_ip: std::net::Ipv6Addr = picked.parse().unwrap();
+    let mac = crate::services::icmpv6::slaac_mac(picked_ip).expect("an EUI-64 address");
+    assert!(picked.starts_with("fd00:1::") && mac != web_mac, "{picked}");
+    // One given by hand must be an EUI-64 one no endpoint has.
+    let manual = docker(&mut host, "/IpamDriver.RequestAddress", &ask("fd00:1::5", false));
+    assert!(manual["Error"].as_str().unwrap().starts_with("fd00:1::5: a container's IPv6 address"), "{manual}");
+    let taken = docker(&mut host, "/IpamDriver.RequestAddress", &ask(&web_ip6, false));
+    assert_eq!(taken["Error"], format!("{web_ip6} is already in use on network \"front\""));
+
+    // The network: Docker's --subnet pair must be the switchd network's.
+    let network = |v6: &str| {
+        format!(
+            r#"{{"NetworkID":"ab12cd34ef56ab12cd34ef56","Options":{{"com.docker.network.enable_ipv6":true,"com.docker.network.generic":{{"name":"front"}}}},"IPv4Data":[{{"Pool":"10.1.0.0/24","Gateway":"10.1.0.1/24"}}],"IPv6Data":[{{"Pool":"{v6}","Gateway":"fd00:1::1/64"}}]}}"#
+        )
+    };
+    let differs = docker(&mut host, "/NetworkDriver.CreateNetwork", &network("fd00:2::/64"));
+    assert_eq!(differs["Err"], "switchd network \"front\" exists with subnet fd00:1::/64, not fd00:2::/64");
+    assert_eq!(docker(&mut host, "/NetworkDriver.CreateNetwork", &network("fd00:1::/64")), serde_json::json!({}));
+
+    // The endpoint's MAC is the one whose SLAAC address Docker configures.
+    let endpoint = |id: &str, v6: &str, mac: &str| {
+        format!(
+            r#"{{"NetworkID":"ab12cd34ef56ab12cd34ef56","EndpointID":"{id}","Interface":{{"Address":"10.1.0.7/24","AddressIPv6":"{v6}","MacAddress":"{mac}"}}}}"#
+        )
+    };
+    let created =
+        docker(&mut host, "/NetworkDriver.CreateEndpoint", &endpoint("e1e1e1e1e1e1e1e1", &format!("{picked}/64"), ""));
+    assert_eq!(created["Interface"]["MacAddress"], mac.to_string());
+    let not_slaac =
+        docker(&mut host, "/NetworkDriver.CreateEndpoint", &endpoint("e2e2e2e2e2e2e2e2", "fd00:1::9/64", ""));
+    assert!(not_slaac["Err"].as_str().unwrap().contains("--ipam-driver switchd"), "{not_slaac}");
+    let disagrees = docker(
+        &mut host,
+        "/NetworkDriver.CreateEndpoint",
+        &endpoint("e3e3e3e3e3e3e3e3", &format!("{picked}/64"), "02:00:00:00:00:09"),
+    );
+    assert!(
+        disagrees["Err"].as_str().unwrap().contains("is not the SLAAC address of MAC 02:00:00:00:00:09"),
+        "{disagrees}"
+    );
+
+    // Joined, it is routed through the gateway in both families.
+    let join = r#"{"NetworkID":"ab12cd34ef56ab12cd34ef56","EndpointID":"e1e1e1e1e1e1e1e1","SandboxKey":"/run/docker/netns/x"}"#;
+    let joined = docker(&mut host, "/NetworkDriver.Join", join);
+    assert_eq!(
+        (&joined["Gateway"], &joined["GatewayIPv6"]),
+        (&serde_json::json!("10.1.0.1"), &serde_json::json!("fd00:1::1"))
+    );
+    let detail = host.ask(Request::NetworkInspect { name: "front".into() }).unwrap();
+    let docker_endpoint = detail["endpoints"].as_array().unwrap().iter().find(|e| e["ip"] == "10.1.0.7").cloned();
+    assert_eq!(docker_endpoint.expect("the Docker endpoint")["ip6"], picked);
+}

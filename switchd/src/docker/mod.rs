@@ -117,6 +117,9 @@ pub struct CreateNetwork {
     pub options: serde_json::Map<String, Value>,
     #[serde(rename = "IPv4Data", default)]
     pub ipv4_data: Vec<IpamData>,
+    /// With `--ipv6`: the /64 given with a second `--subnet`.
+    #[serde(rename = "IPv6Data", default)]
+    pub ipv6_data: Vec<IpamData>,
 }
 
 impl CreateNetwork {
@@ -131,6 +134,8 @@ impl CreateNetwork {
 pub struct EndpointInterface {
     #[serde(default)]
     pub address: String,
+    #[serde(default, rename = "AddressIPv6")]
+    pub address_ipv6: String,
     #[serde(default)]
     pub mac_address: String,
 }
@@ -191,11 +196,9 @@ pub fn parse(path: &str, body: &[u8]) -> Result<Request, String> {
         "/IpamDriver.GetDefaultAddressSpaces" => Request::AddressSpaces,
         "/IpamDriver.RequestPool" => {
             let request: PoolRequest = body_as(path, body)?;
-            if request.v6 {
-                return Err("switchd's IPAM serves IPv4 pools only; use another --ipam-driver for IPv6".into());
-            }
             if request.pool.is_empty() {
-                return Err("switchd's IPAM needs the network's subnet: give --subnet".into());
+                let family = if request.v6 { "an IPv6 /64" } else { "the network's subnet" };
+                return Err(format!("switchd's IPAM needs {family}: give --subnet"));
             }
             Request::RequestPool { pool: request.pool }
         }
@@ -228,9 +231,13 @@ pub fn fixed_reply(request: &Request) -> Option<Value> {
     }
 }
 
-/// An error reply, in the protocol's form.
+/// An error reply, in the protocols' form: the network driver protocol
+/// reads `Err`, the IPAM one `Error` (libnetwork's `ipams/remote/api`;
+/// it takes a reply without `Error` for a success, then says only "No
+/// address returned"). Both, so that an error is seen whichever protocol
+/// asked, even when the request could not be read.
 pub fn error_reply(message: &str) -> Value {
-    json!({ "Err": message })
+    json!({ "Err": message, "Error": message })
 }
 
 #[cfg(test)]

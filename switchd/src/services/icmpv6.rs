@@ -202,6 +202,15 @@ pub fn slaac(prefix: Ipv6Addr, mac: MacAddr) -> Ipv6Addr {
     Ipv6Addr::from(octets)
 }
 
+/// The MAC whose SLAAC address `addr` is: `None` unless its interface
+/// identifier is a modified EUI-64 one (`..ff:fe..` in the middle). How an
+/// IPv6 address handed out before the container exists (Docker's IPAM)
+/// becomes the container's MAC, so the address is the one it configures.
+pub fn slaac_mac(addr: Ipv6Addr) -> Option<MacAddr> {
+    let o = addr.octets();
+    (o[11] == 0xff && o[12] == 0xfe).then(|| MacAddr([o[8] ^ 2, o[9], o[10], o[13], o[14], o[15]]))
+}
+
 #[cfg(test)]
 mod tests {
     use etherparse::Icmpv6Type;
@@ -345,5 +354,7 @@ mod tests {
     fn slaac_addresses_are_the_prefix_and_the_macs_eui64() {
         let mac = MacAddr([0x02, 0x42, 0x0a, 0x0a, 0x00, 0x05]);
         assert_eq!(slaac("fd00:10::".parse().unwrap(), mac), "fd00:10::42:aff:fe0a:5".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(slaac_mac(slaac("fd00:10::".parse().unwrap(), mac)), Some(mac), "and back");
+        assert_eq!(slaac_mac("fd00:10::5".parse().unwrap()), None, "not an EUI-64 identifier");
     }
 }
