@@ -180,6 +180,28 @@ fn ipv6_is_routed_between_networks_only_with_a_route() {
     assert!(!ok && said.contains("Administratively prohibited"), "{said}");
     let drops = sd.port_stats(&w.name);
     assert!(drops["drops"]["route_denied"].as_u64() >= Some(1), "{drops}");
+    // `trace` says the same for IPv6 packets, without sending them.
+    let trace = |args: &[&str]| {
+        let mut all = vec!["trace", "wide6", "--from", &w.name];
+        all.extend_from_slice(args);
+        sd.json(&all)
+    };
+    let step = |t: &serde_json::Value, what: &str| {
+        let steps = t["steps"].as_array().expect("steps");
+        steps.iter().find(|s| s["what"] == what).map(|s| s["detail"].as_str().unwrap().to_owned()).unwrap_or_default()
+    };
+    let routed = trace(&["--to", &addr_n]);
+    assert_eq!(routed["delivered"], true, "{routed}");
+    assert!(step(&routed, "neighbour").contains(&format!("gateway (for {addr_n}, outside the subnet)")), "{routed}");
+    assert!(step(&routed, "route").contains("into network narrow6"), "{routed}");
+    let by_name = trace(&["--to", &n.name, "--src-ip", &addr_w, "--proto", "tcp", "--dport", "443"]);
+    assert!(step(&by_name, "route").contains("into network narrow6"), "a name, by its SLAAC address: {by_name}");
+    let big = trace(&["--to", &addr_n, "--proto", "udp", "--size", "1400"]);
+    assert_eq!(big["verdict"], "refused with an ICMP error: frag_needed", "{big}");
+    let refused = trace(&["--to", &addr_o]);
+    assert_eq!(refused["verdict"], "refused with an ICMP error: route_denied", "{refused}");
+    let mixed = sd.try_ctl(&["trace", "wide6", "--from", &w.name, "--to", &addr_n, "--src-ip", "10.37.0.9"]);
+    assert!(mixed.is_err_and(|e| e.contains("is not an IPv6 address")), "one family per trace");
     // A route added at run time: routed at once, the containers' routes set.
     sd.ctl(&["route", "add", "wide6", "other6"]);
     assert!(o.ok(&["ip", "-6", "route"]).contains("fd00:37::/64 via fe80::"), "other6's container got the route");

@@ -10,12 +10,12 @@
 //! the destination) and from the plan the copy returns (its action, its
 //! targets, the wire settings of a VTEP target).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use switchd_config::MacAddr;
 use switchd_wire::ip::Protocol;
-use switchd_wire::{arp, ipv4, vnet};
+use switchd_wire::{arp, ipv4, ipv6, vnet};
 
 use super::Daemon;
 use super::error::{DaemonError, OpResult};
@@ -27,7 +27,7 @@ use crate::switch::{Action, DropReason, Gateway, Location, Next, Plan, Target};
 
 /// A container's view of where a packet goes first.
 struct Destination {
-    ip: Ipv4Addr,
+    ip: IpAddr,
     /// The MAC the frame is addressed to when the container needs no ARP
     /// for it, and why (the gateway for another subnet, or a MAC given).
     mac: Option<(MacAddr, String)>,
@@ -46,18 +46,21 @@ impl Daemon {
             .find(|e| e.record.name.as_str() == req.from)
             .ok_or_else(|| bad(format!("no container {:?} on network {:?} on this host", req.from, req.network)))?;
         let own_mac = from.record.mac.ok_or_else(|| bad(format!("{} has no MAC yet", req.from)))?;
-        let own_ip = match from.record.ip {
-            Some(IpAddr::V4(ip)) => Some(ip),
-            _ => None,
-        };
+        // IPv6 when the destination or the source given is: the container's
+        // own address then is the SLAAC one of its MAC.
+        let v6 = req.to.parse::<Ipv6Addr>().is_ok() || req.src_ip.is_some_and(|ip| ip.is_ipv6());
+        let own_ip = address(from.record.ip, own_mac, &net.config, v6);
         let src_mac = match &req.src_mac {
             Some(m) => m.parse::<MacAddr>().map_err(|_| bad(format!("--src-mac {m:?} is not a MAC address")))?,
             None => own_mac,
         };
+        let family = if v6 { "IPv6" } else { "IPv4" };
         let src_ip = match req.src_ip {
-            Some(IpAddr::V4(ip)) => ip,
-            Some(IpAddr::V6(_)) => return Err(bad("IPv6 traces are not supported yet".into())),
-            None => own_ip.ok_or_else(|| bad(format!("{} has no IPv4 address: give --src-ip", req.from)))?,
+            Some(ip) if ip.is_ipv6() != v6 => {
+                return Err(bad(format!("--src-ip {ip} is not an {family} address, as the destination is")));
+            }
+            Some(ip) => ip,
+            None => own_ip.ok_or_else(|| bad(format!("{} has no {family} address: give --src-ip", req.from)))?,
         };
         let proto = match req.proto.as_deref().unwrap_or("icmp") {
             "icmp" => Protocol::Icmp,
@@ -65,11 +68,15 @@ impl Daemon {
             "udp" => Protocol::Udp,
             other => return Err(bad(format!("--proto {other:?}: tcp, udp or icmp"))),
         };
-        let size = req.size.unwrap_or(84);
-        if !(28..=65_535).contains(&size) {
-            return Err(bad(format!("--size {size}: an IPv4 packet of 28 to 65535 bytes")));
+        let headers = if v6 { 48 } else { 28 };
+        let size = req.size.unwrap_or(if v6 { 104 } else { 84 });
+        if !(headers..=65_535).contains(&size) {
+            return Err(bad(format!("--size {size}: an {family} packet of {headers} to 65535 bytes")));
         }
-        let to = self.destination(net, &req.to)?;
+        let to = self.destination(net, &req.to, v6)?;
+        if to.ip.is_ipv6() != v6 {
+            return Err(bad(format!("{} is not an {family} address, as the source is", to.ip)));
+        }
 
         let mut steps = Vec::new();
         let mut step = |what: &str, detail: String| steps.push(TraceStep { what: what.into(), detail });
@@ -91,20 +98,26 @@ impl Daemon {
             None => {
                 // The container asks first; the answer tells it the MAC.
                 let asking = to.ip;
-                let frame = arp_request(src_mac, src_ip, asking);
+                let (frame, question) = match (src_ip, asking) {
+                    (IpAddr::V4(src), IpAddr::V4(target)) => (arp_request(src_mac, src, target), "ARP who-has"),
+                    (IpAddr::V6(src), IpAddr::V6(target)) => {
+                        (solicitation(src_mac, src, target), "neighbour solicitation for")
+                    }
+                    _ => unreachable!("one family, checked above"),
+                };
                 switch.handle_frame(now, from.port, &frame, &mut plan);
                 match plan.action {
                     Action::Answer { owner, .. } => {
-                        step("neighbour", format!("ARP who-has {asking}: answered by switchd for its owner, {owner}"));
+                        step("neighbour", format!("{question} {asking}: answered by switchd for its owner, {owner}"));
                         owner
                     }
                     Action::Drop(reason) => {
-                        step("neighbour", format!("ARP who-has {asking}: dropped ({})", reason.as_str()));
+                        step("neighbour", format!("{question} {asking}: dropped ({})", reason.as_str()));
                         return Ok(verdict(steps, false, format!("dropped: {}", reason.as_str())));
                     }
                     _ => {
                         let targets = self.describe_targets(&plan);
-                        step("neighbour", format!("ARP who-has {asking}: nobody known has it; flooded to {targets}"));
+                        step("neighbour", format!("{question} {asking}: nobody known has it; flooded to {targets}"));
                         return Ok(verdict(
                             steps,
                             false,
@@ -130,13 +143,14 @@ impl Daemon {
         );
         let frame = packet(src_mac, mac, src_ip, to.ip, proto, req.dport.unwrap_or(80), size, c.mtu.get() as usize);
         let segmented = size > c.mtu.get() as usize && proto == Protocol::Tcp;
+        let tcp_headers = headers + 12;
         step(
             "mtu",
             match (size <= c.mtu.get() as usize, segmented) {
                 (true, _) => format!("{size} bytes fit the MTU {}", c.mtu),
                 (false, true) => format!(
                     "{size} bytes of TCP (TSO) are cut into {} segments of at most {} bytes where they leave",
-                    (size - 40).div_ceil(c.mtu.get() as usize - 40),
+                    (size - tcp_headers).div_ceil(c.mtu.get() as usize - tcp_headers),
                     c.mtu
                 ),
                 (false, false) => format!("{size} bytes exceed the MTU {} (not TCP: cannot be segmented)", c.mtu),
@@ -281,13 +295,18 @@ impl Daemon {
         let bad = |m: String| DaemonError::Trace(m);
         let c = &net.config;
         let vni = req.vni.unwrap_or(c.vni.get());
-        let dst = self.destination(net, &req.to)?;
+        let v6 = req.to.parse::<Ipv6Addr>().is_ok() || req.src_ip.is_some_and(|ip| ip.is_ipv6());
+        let dst = self.destination(net, &req.to, v6)?;
+        if dst.ip.is_ipv6() != v6 {
+            return Err(bad(format!("{} and --src-ip are of two IP versions", dst.ip)));
+        }
+        let slaac = |mac: Option<MacAddr>| Some(IpAddr::V6(crate::services::icmpv6::slaac(c.slaac_prefix()?, mac?)));
         let dst_mac = match dst.mac {
             Some((mac, _)) => mac,
             None => self
                 .endpoints
                 .on(c.name.as_str())
-                .find(|e| e.record.ip == Some(IpAddr::V4(dst.ip)))
+                .find(|e| e.record.ip == Some(dst.ip) || slaac(e.record.mac) == Some(dst.ip))
                 .and_then(|e| e.record.mac)
                 .ok_or_else(|| bad(format!("no container here has {}", dst.ip)))?,
         };
@@ -296,11 +315,15 @@ impl Daemon {
             None => MacAddr([0x02, 0, 0, 0, 0, 0x01]),
         };
         let src_ip = match req.src_ip {
-            Some(IpAddr::V4(ip)) => ip,
-            Some(IpAddr::V6(_)) => return Err(bad("IPv6 traces are not supported yet".into())),
-            None => Ipv4Addr::UNSPECIFIED,
+            Some(ip) if ip.is_ipv6() != v6 => {
+                return Err(bad(format!("--src-ip {ip} is not of the destination's family ({})", dst.ip)));
+            }
+            Some(ip) => ip,
+            None if v6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
-        let size = req.size.unwrap_or(84).clamp(28, 65_535);
+        let size =
+            if v6 { req.size.unwrap_or(104).clamp(48, 65_535) } else { req.size.unwrap_or(84).clamp(28, 65_535) };
         let frame = packet(src_mac, dst_mac, src_ip, dst.ip, Protocol::Icmp, 0, size, usize::MAX);
         let inner = &frame[vnet::HEADER_LEN..];
         let encrypted = c.is_encrypted();
@@ -333,49 +356,49 @@ impl Daemon {
 
     /// Where `to` (an address, a container's name, or a MAC) is, as the
     /// container on `net` would address it.
-    fn destination(&self, net: &super::networks::Network, to: &str) -> OpResult<Destination> {
-        let subnet = net.config.subnet;
-        let in_subnet = |ip: Ipv4Addr| subnet.is_some_and(|s| s.contains(IpAddr::V4(ip)));
-        let gateway_mac = Gateway::mac_for(net.config.vni);
-        let by_ip = |ip: Ipv4Addr| match in_subnet(ip) {
+    /// Where `to` (an address, a container's name, or a MAC) is, as the
+    /// container on `net` would address it; a name or MAC by its IPv6
+    /// address (SLAAC) when `v6`.
+    fn destination(&self, net: &super::networks::Network, to: &str, v6: bool) -> OpResult<Destination> {
+        let c = &net.config;
+        let in_subnet = |ip: IpAddr| [c.subnet, c.subnet6].into_iter().flatten().any(|s| s.contains(ip));
+        let gateway_mac = Gateway::mac_for(c.vni);
+        let by_ip = |ip: IpAddr| match in_subnet(ip) {
             true => Destination { ip, mac: None },
             false => {
                 let why = format!("gateway (for {ip}, outside the subnet) is at {gateway_mac}");
                 Destination { ip, mac: Some((gateway_mac, why)) }
             }
         };
-        if let Ok(IpAddr::V4(ip)) = to.parse::<IpAddr>() {
+        if let Ok(ip) = to.parse::<IpAddr>() {
             return Ok(by_ip(ip));
         }
+        let unspecified = if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
         if let Ok(mac) = to.parse::<MacAddr>() {
-            let ip = self.ip_of_mac(mac).unwrap_or(Ipv4Addr::UNSPECIFIED);
-            return Ok(Destination { ip, mac: Some((mac, format!("{mac} given: no ARP needed"))) });
+            let ip = self.endpoints.iter().find(|e| e.record.mac == Some(mac)).and_then(|e| {
+                let on = &self.networks.get(e.record.network.as_str()).ok()?.config;
+                address(e.record.ip, mac, on, v6)
+            });
+            return Ok(Destination {
+                ip: ip.unwrap_or(unspecified),
+                mac: Some((mac, format!("{mac} given: no ARP needed"))),
+            });
         }
-        match self.ip_of_name(net.config.name.as_str(), to) {
+        match self.ip_of_name(c.name.as_str(), to, v6) {
             Some(ip) => Ok(by_ip(ip)),
             None => Err(DaemonError::Trace(format!("{to:?} is no address, MAC or container name known here"))),
         }
     }
 
-    fn ip_of_mac(&self, mac: MacAddr) -> Option<Ipv4Addr> {
-        let ip = self.endpoints.iter().find(|e| e.record.mac == Some(mac)).and_then(|e| e.record.ip);
-        match ip {
-            Some(IpAddr::V4(v4)) => Some(v4),
-            _ => None,
-        }
-    }
-
-    /// A container's address by name: on `network` first, then anywhere.
-    fn ip_of_name(&self, network: &str, name: &str) -> Option<Ipv4Addr> {
-        let v4 = |ip: Option<IpAddr>| match ip {
-            Some(IpAddr::V4(v4)) => Some(v4),
-            _ => None,
-        };
+    /// A container's address by name, of the IP version asked: on
+    /// `network` first, then anywhere.
+    fn ip_of_name(&self, network: &str, name: &str, v6: bool) -> Option<IpAddr> {
+        let config = |n: &str| self.networks.get(n).ok().map(|n| &n.config);
         let local = |only: Option<&str>| {
             self.endpoints
                 .iter()
                 .filter(|e| e.record.name.as_str() == name && only.is_none_or(|n| e.record.network.as_str() == n))
-                .find_map(|e| v4(e.record.ip))
+                .find_map(|e| address(e.record.ip, e.record.mac?, config(e.record.network.as_str())?, v6))
         };
         let remote = |only: Option<&str>| {
             self.networks.iter().filter(|n| only.is_none_or(|o| n.config.name.as_str() == o)).find_map(|n| {
@@ -383,7 +406,7 @@ impl Daemon {
                     .table
                     .endpoints_on(&n.config.name)
                     .find(|(_, e)| e.name.as_str() == name)
-                    .and_then(|(_, e)| v4(e.ip))
+                    .and_then(|(_, e)| address(e.ip, e.mac, &n.config, v6))
             })
         };
         local(Some(network)).or_else(|| remote(Some(network))).or_else(|| local(None)).or_else(|| remote(None))
@@ -462,7 +485,7 @@ impl Daemon {
                     Next::Vtep(_) => "another host",
                     Next::Flood => "every port and host of it (MAC not known yet)",
                 };
-                step("route", format!("routed by the gateway into network {name}, TTL 64 -> 63, to {hop}"));
+                step("route", format!("routed by the gateway into network {name}, TTL (hop limit) 64 -> 63, to {hop}"));
                 self.egress(plan, step)
             }
             Action::Nat { rewrite, .. } => {
@@ -557,11 +580,20 @@ impl crate::switch::Opener for TraceOpener {
     }
 }
 
+/// An endpoint's address of the IP version asked: its IPv4 one, or the
+/// SLAAC address of its MAC on a dual-stack network.
+fn address(ip: Option<IpAddr>, mac: MacAddr, on: &switchd_config::NetworkConfig, v6: bool) -> Option<IpAddr> {
+    match v6 {
+        false => ip.filter(IpAddr::is_ipv4),
+        true => on.slaac_prefix().map(|prefix| IpAddr::V6(crate::services::icmpv6::slaac(prefix, mac))),
+    }
+}
+
 fn too_many_captures() -> DaemonError {
     DaemonError::Trace(format!("{} captures run already (the most at once)", crate::dataplane::MAX_CAPTURES))
 }
 
-fn show(ip: Option<Ipv4Addr>) -> String {
+fn show(ip: Option<IpAddr>) -> String {
     ip.map_or_else(|| "(no address)".to_owned(), |ip| ip.to_string())
 }
 
@@ -603,25 +635,56 @@ fn arp_request(src_mac: MacAddr, src_ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> 
     frame
 }
 
-/// The IPv4 packet of `size` bytes a container sends: ICMP echo, a TCP
-/// SYN or a UDP datagram to `dport`. A TCP packet larger than `mtu` is a
-/// TSO frame, as the container's stack hands it over with offloads on.
+/// An IPv6 neighbour solicitation from `src` for `target`, to its
+/// solicited-node group, naming `src_mac` (as a container's stack sends it).
+fn solicitation(src_mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::from([0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]])]);
+    let g = group.octets();
+    let dst_mac = MacAddr([0x33, 0x33, g[12], g[13], g[14], g[15]]);
+    let mut frame = vnet::build_plain(dst_mac, src_mac, 0x86dd, ipv6::HEADER_LEN + 32);
+    let ip = vnet::HEADER_LEN + 14;
+    ipv6::Repr { src_addr: src, dst_addr: group, next_header: Protocol::Icmpv6, payload_len: 32, hop_limit: 255 }
+        .emit(&mut frame[ip..]);
+    let icmp = &mut frame[ip + ipv6::HEADER_LEN..];
+    icmp[0] = 135;
+    icmp[8..24].copy_from_slice(&t);
+    icmp[24..26].copy_from_slice(&[1, 1]); // source link-layer address
+    icmp[26..32].copy_from_slice(&src_mac.0);
+    frame
+}
+
+/// The IP packet of `size` bytes a container sends: ICMP (ICMPv6) echo,
+/// a TCP SYN or a UDP datagram to `dport`, of the family of the
+/// addresses. A TCP packet larger than `mtu` is a TSO frame, as the
+/// container's stack hands it over with offloads on.
 #[allow(clippy::too_many_arguments)]
 fn packet(
     src_mac: MacAddr,
     dst_mac: MacAddr,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     proto: Protocol,
     dport: u16,
     size: usize,
     mtu: usize,
 ) -> Vec<u8> {
-    let mut frame = vnet::build_plain(dst_mac, src_mac, 0x0800, size);
+    let (ethertype, header, echo) = if dst.is_ipv6() { (0x86dd, ipv6::HEADER_LEN, 128) } else { (0x0800, 20, 8) };
+    let mut frame = vnet::build_plain(dst_mac, src_mac, ethertype, size);
     let ip = vnet::HEADER_LEN + 14;
-    ipv4::Repr { src_addr: src, dst_addr: dst, protocol: proto, payload_len: size - 20, ttl: 64 }
-        .emit(&mut frame[ip..]);
-    let l4 = &mut frame[ip + 20..];
+    match (src, dst) {
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let next_header = if proto == Protocol::Icmp { Protocol::Icmpv6 } else { proto };
+            ipv6::Repr { src_addr: src, dst_addr: dst, next_header, payload_len: size - header, hop_limit: 64 }
+                .emit(&mut frame[ip..]);
+        }
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            ipv4::Repr { src_addr: src, dst_addr: dst, protocol: proto, payload_len: size - header, ttl: 64 }
+                .emit(&mut frame[ip..]);
+        }
+        _ => unreachable!("the trace checks the source's family against the destination's"),
+    }
+    let l4 = &mut frame[ip + header..];
     match proto {
         Protocol::Tcp if l4.len() >= 20 => {
             l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
@@ -632,17 +695,17 @@ fn packet(
         Protocol::Udp if l4.len() >= 8 => {
             l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
             l4[2..4].copy_from_slice(&dport.to_be_bytes());
-            l4[4..6].copy_from_slice(&((size - 20) as u16).to_be_bytes());
+            l4[4..6].copy_from_slice(&((size - header) as u16).to_be_bytes());
         }
-        _ => l4[0] = 8, // ICMP echo request
+        _ => l4[0] = echo,
     }
     if proto == Protocol::Tcp && size > mtu {
         let tso = vnet::Repr {
-            flags: 1,    // NEEDS_CSUM
-            gso_type: 1, // TCPV4
-            hdr_len: 54,
-            gso_size: (mtu - 40) as u16,
-            csum_start: 34,
+            flags: 1,                                    // NEEDS_CSUM
+            gso_type: if dst.is_ipv6() { 4 } else { 1 }, // TCPV6, TCPV4
+            hdr_len: (14 + header + 20) as u16,
+            gso_size: (mtu - header - 20) as u16,
+            csum_start: (14 + header) as u16,
             csum_offset: 16,
         };
         tso.emit(&mut frame);
@@ -658,11 +721,12 @@ mod tests {
     fn a_frame_head_is_named_even_cut_short_or_garbled() {
         let a = MacAddr([2, 0, 0, 0, 0, 1]);
         let b = MacAddr([2, 0, 0, 0, 0, 2]);
-        let ping = packet(a, b, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), Protocol::Icmp, 0, 84, 1500);
+        let (x, y) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let ping = packet(a, b, x, y, Protocol::Icmp, 0, 84, 1500);
         let eth = &ping[vnet::HEADER_LEN..];
         let named = live::summarize(eth);
         assert!(named.starts_with("02:00:00:00:00:01 > 02:00:00:00:00:02, 10.0.0.1 > 10.0.0.2 ICMP"), "{named}");
-        let syn = packet(a, b, [10, 0, 0, 1].into(), [10, 0, 0, 2].into(), Protocol::Tcp, 443, 9000, 1500);
+        let syn = packet(a, b, x, y, Protocol::Tcp, 443, 9000, 1500);
         let head = &syn[vnet::HEADER_LEN..][..crate::dataplane::live::HEAD];
         assert!(live::summarize(head).ends_with("10.0.0.1.40000 > 10.0.0.2.443 TCP"), "a head of a large frame");
         let arp = arp_request(a, [10, 0, 0, 1].into(), [10, 0, 0, 2].into());
