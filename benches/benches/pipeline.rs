@@ -27,8 +27,7 @@ fn guarded() -> (Switch, switchd::switch::NetworkId, switchd::switch::PortId, sw
     let mut sw = Switch::new(SwitchConfig::default());
     let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
     let gateway = Gateway {
-        ip: [10, 1, 0, 1].into(),
-        subnet: "10.1.0.0/24".parse().unwrap(),
+        v4: Some(([10, 1, 0, 1].into(), "10.1.0.0/24".parse().unwrap())),
         mac: mac(99),
         dhcp: true,
         v6: None,
@@ -206,8 +205,7 @@ fn pipeline(c: &mut Criterion) {
         for vni in [1u8, 2] {
             let net = sw.add_network(Vni::new(u32::from(vni)).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
             let gateway = Gateway {
-                ip: [10, vni, 0, 1].into(),
-                subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
+                v4: Some(([10, vni, 0, 1].into(), format!("10.{vni}.0.0/24").parse().unwrap())),
                 mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
                 dhcp: true,
                 v6: None,

@@ -917,4 +917,10 @@ fn subnet6_is_an_ipv6_64_with_a_gateway_in_it() {
         bad("subnet6 = \"fd00:10::/64\"\ngateway6 = \"fd00:99::1\"\n").contains("is not a usable address in subnet6")
     );
     assert!(bad("gateway6 = \"fd00:10::1\"\n").contains("network[0].gateway6: needs a subnet6"));
+    // IPv6 only: no IPv4 subnet; the gateway serves names (and DHCPv6) all the same.
+    let six = "[host]\nname = \"h\"\n\n[[network]]\nname = \"six\"\nvni = 600\nsubnet6 = \"fd00:60::/64\"\n";
+    let net = &parse(six).unwrap().networks[0];
+    assert_eq!((net.subnet, net.gateway6, net.dns, net.dhcp), (None, Some("fd00:60::1".parse().unwrap()), true, true));
+    let plain = "[host]\nname = \"h\"\n\n[[network]]\nname = \"l2\"\nvni = 601\ndns = true\n";
+    assert!(errors(plain).join("\n").contains("network[0].dns: needs a subnet or subnet6"), "{:?}", errors(plain));
 }

@@ -299,14 +299,16 @@ fn network_into(
     let mtu = errors.check(&at.key("mtu"), Some(raw.mtu.unwrap_or(i64::from(default_mtu))), |v| {
         u32::try_from(v).map_err(|_| out_of_range(v, Mtu::MIN, Mtu::MAX)).and_then(Mtu::new)
     });
-    // The gateway's services need an address to serve from.
+    // The gateway's services need an address to serve from, of either
+    // family (an IPv6-only network's gateway serves DNS and DHCPv6).
+    let has_subnet = raw.subnet.is_some() || raw.subnet6.is_some();
     let service = |errors: &mut Errors, key: &str, value: Option<bool>| match value {
-        Some(true) if raw.subnet.is_none() => {
-            errors.push(at.key(key), "needs a subnet (the gateway serves it)");
+        Some(true) if !has_subnet => {
+            errors.push(at.key(key), "needs a subnet or subnet6 (the gateway serves it)");
             false
         }
         Some(v) => v,
-        None => subnet.is_some(),
+        None => subnet.is_some() || raw.subnet6.is_some(),
     };
     let dns = service(errors, "dns", raw.dns);
     let dhcp = service(errors, "dhcp", raw.dhcp);

@@ -124,8 +124,7 @@ fn fuzz_one(data: &[u8]) {
     let n1 = sw.add_network(Vni::new(1).unwrap(), Mtu::new(9000).unwrap(), false).unwrap();
     let n3 = sw.add_network(Vni::new(3).unwrap(), Mtu::new(9000).unwrap(), false).unwrap();
     let gateway = |vni: u8| Gateway {
-        ip: [10, vni, 0, 1].into(),
-        subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
+        v4: Some(([10, vni, 0, 1].into(), format!("10.{vni}.0.0/24").parse().unwrap())),
         mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
         dhcp: true,
         v6: Some((format!("fd00:{vni}::1").parse().unwrap(), format!("fd00:{vni}::/64").parse().unwrap())),
@@ -191,7 +190,11 @@ fn fuzz_one(data: &[u8]) {
             match (ip, ip6) {
                 (Some(ip), _) => {
                     assert!(ip.ttl <= 1, "time exceeded with TTL {}", ip.ttl);
-                    assert_ne!(ip.dst, gateway(3).ip, "the other gateway's own address refused for its TTL");
+                    assert_ne!(
+                        Some(ip.dst),
+                        gateway(3).v4.map(|(own, _)| own),
+                        "the other gateway's own address refused for its TTL"
+                    );
                 }
                 (None, Some(ip)) => {
                     assert!(ip.hop_limit <= 1, "time exceeded with hop limit {}", ip.hop_limit);
@@ -203,7 +206,7 @@ fn fuzz_one(data: &[u8]) {
         _ => {}
     }
     // The other network's gateway address is the gateway's own, whatever the TTL.
-    if let Some(ip) = ip.filter(|ip| from_port && ip.dst == gateway(3).ip) {
+    if let Some(ip) = ip.filter(|ip| from_port && Some(ip.dst) == gateway(3).v4.map(|(own, _)| own)) {
         assert!(matches!(plan.action, Action::Local { port: p, .. } if p == port), "{:?} for {ip:?}", plan.action);
     }
 }

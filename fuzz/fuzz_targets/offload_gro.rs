@@ -167,8 +167,9 @@ fn plain_ip(frame: &[u8]) -> bool {
     let l3 = &frame[ethernet::HEADER_LEN..];
     match eth.ethertype() {
         EtherType::Ipv4 => ipv4::Packet::new_checked(l3).is_ok_and(|ip| !ip.is_fragment()),
-        EtherType::Ipv6 => ipv6::Packet::new_checked(l3)
-            .is_ok_and(|ip| matches!(ip.next_header(), Protocol::Tcp | Protocol::Udp)),
+        EtherType::Ipv6 => {
+            ipv6::Packet::new_checked(l3).is_ok_and(|ip| matches!(ip.next_header(), Protocol::Tcp | Protocol::Udp))
+        }
         _ => false,
     }
 }

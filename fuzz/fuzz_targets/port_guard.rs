@@ -67,7 +67,12 @@ fn fuzz_one(data: &[u8]) {
                 if kind == 135 && unspec {
                     assert_eq!(target, Some(&ll[..]), "DAD for another target let through");
                 }
-                let (at, own) = match kind { 133 => (8, 1), 135 => (24, 1), 136 => (24, 2), _ => return };
+                let (at, own) = match kind {
+                    133 => (8, 1),
+                    135 => (24, 1),
+                    136 => (24, 2),
+                    _ => return,
+                };
                 let mut o = icmp.get(at..).unwrap_or_default();
                 while o.len() >= 2 {
                     let len = usize::from(o[1]) * 8;

@@ -43,8 +43,7 @@ fn fuzz_one(data: &[u8]) {
     let n3 = sw.add_network(Vni::new(3).unwrap(), Mtu::new(1450).unwrap(), false).unwrap();
     for (net, vni) in [(n1, 1u8), (n3, 3)] {
         let gateway = Gateway {
-            ip: [10, vni, 0, 1].into(),
-            subnet: format!("10.{vni}.0.0/24").parse().unwrap(),
+            v4: Some(([10, vni, 0, 1].into(), format!("10.{vni}.0.0/24").parse().unwrap())),
             mac: Gateway::mac_for(Vni::new(u32::from(vni)).unwrap()),
             dhcp: true,
             v6: Some((format!("fd00:{vni}::1").parse().unwrap(), format!("fd00:{vni}::/64").parse().unwrap())),

@@ -349,3 +349,33 @@ fn a_cluster_over_an_ipv6_underlay_carries_plain_and_sealed_networks() {
     assert!(text.contains(&format!("IP6 {ip1}.")) && text.contains(&format!("> {ip2}.4789: VXLAN")), "{text}");
     assert!(text.contains("ICMP echo request"), "the plain network's ping inside: {text}");
 }
+
+/// An IPv6-only network (a subnet6 and no IPv4 subnet): containers
+/// configure themselves by SLAAC, reach the gateway and each other, and
+/// find each other by name over IPv6; the gateway is their default router.
+#[test]
+fn an_ipv6_only_network_needs_no_ipv4() {
+    let sd = Switchd::start("", "\n[[network]]\nname = \"six\"\nvni = 396\nsubnet6 = \"fd00:96::/64\"\n");
+    let (a, addr_a) = dual_stack_container(&sd, "six", "s6a", "fd00:96:");
+    let (b, addr_b) = dual_stack_container(&sd, "six", "s6b", "fd00:96:");
+    assert!(!a.ok(&["ip", "-4", "addr", "show", "dev", "eth0"]).contains("inet "), "no IPv4 address");
+    let detail = sd.json(&["network", "inspect", "six"]);
+    assert_eq!(detail["gateway6"], "fd00:96::1", "{detail}");
+    let endpoints = detail["endpoints"].as_array().unwrap();
+    assert!(endpoints.iter().any(|e| e["ip6"] == addr_b.as_str() && e["ip"].is_null()), "{detail}");
+    let routes = a.ok(&["ip", "-6", "route"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || a.ok(&["ip", "-6", "route"]).contains("default via fe80::")),
+        "{routes}"
+    );
+    assert!(a.ping("fd00:96::1", 2), "the gateway\n{}", sd.log());
+    assert!(a.ping(&addr_b, 2), "a -> b\n{}", sd.log());
+    assert!(b.ping(&addr_a, 2), "b -> a");
+    let aaaa = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:96::1", "AAAA", &b.name]);
+    assert_eq!(aaaa.trim(), addr_b, "AAAA of {} over IPv6", b.name);
+    // The container's resolver is pointed at the gateway's IPv6 address.
+    assert!(a.ok(&["cat", "/etc/resolv.conf"]).contains("nameserver fd00:96::1"), "resolv.conf");
+    let by_default = a.ok(&["dig", "+short", "+tries=1", "+time=2", "AAAA", &b.name]);
+    assert_eq!(by_default.trim(), addr_b, "AAAA through the container's own resolver");
+    assert!(!sd.log().contains("panicked"));
+}

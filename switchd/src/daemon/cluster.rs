@@ -403,36 +403,32 @@ impl Daemon {
             let name = &net.config.name;
             let mut macs: Vec<(MacAddr, VtepId)> = Vec::new();
             let mut neighbors: Vec<(IpAddr, MacAddr)> = Vec::new();
+            // Each endpoint's IPv4 address, and on a dual-stack or
+            // IPv6-only network the SLAAC address of its MAC, local or remote.
+            let slaac = |mac: MacAddr| {
+                net.config.slaac_prefix().map(|prefix| (IpAddr::V6(crate::services::icmpv6::slaac(prefix, mac)), mac))
+            };
             for (host, ep) in self.cluster.table.endpoints_on(name) {
                 if let Some(v) = self.cluster.vteps.get(&host.name) {
                     macs.push((ep.mac, v.id));
-                    neighbors.extend(ep.ip.map(|ip| (ip, ep.mac)));
+                    neighbors.extend(ep.ip.map(|ip| (ip, ep.mac)).into_iter().chain(slaac(ep.mac)));
                 }
             }
             for e in self.endpoints.on(name.as_str()) {
-                if let (Some(ip), Some(mac)) = (e.record.ip, e.record.mac) {
-                    neighbors.push((ip, mac));
+                if let Some(mac) = e.record.mac {
+                    neighbors.extend(e.record.ip.map(|ip| (ip, mac)).into_iter().chain(slaac(mac)));
                 }
-            }
-            // Dual stack: every endpoint's SLAAC address, local or remote.
-            if let Some(prefix) = net.config.slaac_prefix() {
-                let v6: Vec<(IpAddr, MacAddr)> = neighbors
-                    .iter()
-                    .filter(|(ip, _)| ip.is_ipv4())
-                    .map(|&(_, mac)| (IpAddr::V6(crate::services::icmpv6::slaac(prefix, mac)), mac))
-                    .collect();
-                neighbors.extend(v6);
             }
             // Every host answers for the gateway, with the same MAC, and
             // for the network's service VIPs with it too.
+            let mac = crate::switch::Gateway::mac_for(net.config.vni);
             if let Some(gw) = net.config.gateway {
-                let mac = crate::switch::Gateway::mac_for(net.config.vni);
                 neighbors.push((gw, mac));
                 neighbors.extend(self.vips_on(name.as_str()).into_iter().map(|vip| (vip, mac)));
-                if let Some(gw6) = net.config.gateway6 {
-                    neighbors.push((gw6, mac));
-                    neighbors.push((IpAddr::V6(crate::switch::guard::link_local(mac)), mac));
-                }
+            }
+            if let Some(gw6) = net.config.gateway6 {
+                neighbors.push((gw6, mac));
+                neighbors.push((IpAddr::V6(crate::switch::guard::link_local(mac)), mac));
             }
             let id = net.id;
             self.dataplane.update_switch(|s| {

@@ -87,19 +87,18 @@ impl Daemon {
         let ids: BTreeMap<&Name, NetworkId> = self.networks.iter().map(|n| (&n.config.name, n.id)).collect();
         for net in self.networks.iter() {
             let c = &net.config;
-            let gateway = match (c.subnet, c.gateway.and_then(services::v4)) {
-                (Some(subnet), Some(ip)) => match subnet.net() {
-                    ipnet::IpNet::V4(v4) => {
-                        let v6 = match (c.gateway6, c.subnet6.map(|s| s.net())) {
-                            (Some(IpAddr::V6(ip)), Some(ipnet::IpNet::V6(prefix))) => Some((ip, prefix)),
-                            _ => None,
-                        };
-                        Some(Gateway { ip, subnet: v4, mac: Gateway::mac_for(c.vni), dhcp: c.dhcp, v6 })
-                    }
-                    ipnet::IpNet::V6(_) => None,
-                },
+            // IPv4 and IPv6 each when the network has that subnet: an
+            // IPv6-only network has a gateway all the same.
+            let v4 = match (c.subnet.map(|s| s.net()), c.gateway.and_then(services::v4)) {
+                (Some(ipnet::IpNet::V4(subnet)), Some(ip)) => Some((ip, subnet)),
                 _ => None,
             };
+            let v6 = match (c.gateway6, c.subnet6.map(|s| s.net())) {
+                (Some(IpAddr::V6(ip)), Some(ipnet::IpNet::V6(prefix))) => Some((ip, prefix)),
+                _ => None,
+            };
+            let gateway =
+                (v4.is_some() || v6.is_some()).then(|| Gateway { v4, mac: Gateway::mac_for(c.vni), dhcp: c.dhcp, v6 });
             let routed: Vec<&Name> = self.routed_from(&c.name).filter(|n| ids.contains_key(n)).collect();
             let route_ids: Vec<NetworkId> = routed.iter().map(|n| ids[n]).collect();
             self.dataplane.update_switch(|s| {
@@ -136,9 +135,11 @@ impl Daemon {
                 net.id,
                 NetworkServices {
                     name: c.name.to_string(),
-                    gateway: gw.ip,
+                    // Unspecified on an IPv6-only network: the switch hands
+                    // the services no IPv4 frame there.
+                    gateway: gw.v4.map_or(std::net::Ipv4Addr::UNSPECIFIED, |(ip, _)| ip),
                     mac: gw.mac,
-                    prefix_len: gw.subnet.prefix_len(),
+                    prefix_len: gw.v4.map_or(0, |(_, subnet)| subnet.prefix_len()),
                     mtu: u16::try_from(c.mtu.get()).unwrap_or(u16::MAX),
                     router: !c.internal,
                     dns: c.dns,
@@ -179,7 +180,7 @@ impl Daemon {
     /// The gateway's address a container on `network` asks for names.
     fn dns_server(&self, network: &str) -> Option<IpAddr> {
         let c = &self.networks.find(network)?.config;
-        c.gateway.filter(|_| c.dns)
+        c.gateway.or(c.gateway6).filter(|_| c.dns)
     }
 
     /// Points a named container's resolver at the embedded DNS of its first

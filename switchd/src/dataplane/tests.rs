@@ -148,8 +148,7 @@ fn an_arp_request_for_a_known_address_is_answered_on_the_ingress_port() {
 fn routed_frames_are_rewritten_and_refused_ones_answered_with_an_icmp_error() {
     let mut lab = Lab::new(&[A]);
     let gw = |vni: u32, n: u8| Gateway {
-        ip: [10, n, 0, 1].into(),
-        subnet: format!("10.{n}.0.0/24").parse().unwrap(),
+        v4: Some(([10, n, 0, 1].into(), format!("10.{n}.0.0/24").parse().unwrap())),
         mac: Gateway::mac_for(Vni::new(vni).unwrap()),
         dhcp: false,
         v6: None,

@@ -134,8 +134,9 @@ pub const HEALTH_CHECK_PORTS: std::ops::RangeInclusive<u16> = 61000..=61999;
 /// answers for, with the same MAC everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gateway {
-    pub ip: Ipv4Addr,
-    pub subnet: Ipv4Net,
+    /// The gateway's IPv4 address and the network's subnet; `None` on an
+    /// IPv6-only network, where no IPv4 frame is the gateway's.
+    pub v4: Option<(Ipv4Addr, Ipv4Net)>,
     pub mac: MacAddr,
     /// DHCP requests (broadcast ones too) go to the gateway.
     pub dhcp: bool,
@@ -147,7 +148,7 @@ impl Gateway {
     /// Whether `ip` is in the network's subnet (or, IPv6, its prefix).
     fn holds(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(ip) => self.subnet.contains(&ip),
+            IpAddr::V4(ip) => self.v4.is_some_and(|(_, subnet)| subnet.contains(&ip)),
             IpAddr::V6(ip) => self.v6.is_some_and(|(_, prefix)| prefix.contains(&ip)),
         }
     }
@@ -155,7 +156,7 @@ impl Gateway {
     /// Whether `ip` is the gateway's own address.
     fn is_own(&self, ip: IpAddr) -> bool {
         match ip {
-            IpAddr::V4(ip) => self.ip == ip,
+            IpAddr::V4(ip) => self.v4.is_some_and(|(own, _)| own == ip),
             IpAddr::V6(ip) => self.v6.is_some_and(|(own, _)| own == ip),
         }
     }
@@ -1192,7 +1193,11 @@ impl Switch {
         if let (Location::Port(port), Some(gw), false) = (ingress, gateway, from_stack) {
             let dst = eth.dst_addr();
             // Only frames to the gateway, and broadcasts that may be DHCP, are read further.
-            let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast())).then(|| l3::ipv4(eth.as_bytes())).flatten();
+            let ip = (dst == gw.mac || (gw.dhcp && dst.is_broadcast()))
+                .then(|| l3::ipv4(eth.as_bytes()))
+                .flatten()
+                .filter(|_| gw.v4.is_some());
+            let own = gw.v4.map(|(own, _)| own);
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let (stack, host) = (net.gateway_port, net.host_port);
             if let Some(ip) = ip.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
@@ -1219,21 +1224,21 @@ impl Switch {
                 let dns_tcp = |ip: &l3::Ipv4| ip.is_tcp_to(53);
                 return match (ip, stack, host) {
                     (Some(_), ..) if dhcp => Action::Local { port, network },
-                    (Some(ip), Some(stack), _) if ip.dst == gw.ip && dns_tcp(&ip) => Action::Deliver(stack),
+                    (Some(ip), Some(stack), _) if Some(ip.dst) == own && dns_tcp(&ip) => Action::Deliver(stack),
                     // The answers to the stack's health checks.
                     (Some(ip), Some(stack), _)
-                        if ip.dst == gw.ip
+                        if Some(ip.dst) == own
                             && ip.protocol == Protocol::Tcp
                             && ip.dst_port().is_some_and(|p| HEALTH_CHECK_PORTS.contains(&p)) =>
                     {
                         Action::Deliver(stack)
                     }
                     // With host access, the rest is the host's.
-                    (Some(ip), _, Some(host)) if ip.dst == gw.ip && !served(&ip) => Action::Deliver(host),
-                    (Some(ip), Some(stack), _) if ip.dst == gw.ip && ip.protocol == Protocol::Tcp => {
+                    (Some(ip), _, Some(host)) if Some(ip.dst) == own && !served(&ip) => Action::Deliver(host),
+                    (Some(ip), Some(stack), _) if Some(ip.dst) == own && ip.protocol == Protocol::Tcp => {
                         Action::Deliver(stack)
                     }
-                    (Some(ip), ..) if ip.dst == gw.ip => Action::Local { port, network },
+                    (Some(ip), ..) if Some(ip.dst) == own => Action::Local { port, network },
                     (Some(ip), ..) => self.route(now, network, port, IpAddr::V4(ip.dst), ip.ttl),
                     // An ARP reply to a question of the host side or the stack.
                     (None, stack, host) if eth.ethertype() == EtherType::Arp && host.or(stack).is_some() => {
@@ -1360,8 +1365,8 @@ impl Switch {
     /// all (a client of the routing mesh). A routed client is neither: its
     /// replies are routed back.
     fn is_outside(&self, network: NetworkId, ip: Ipv4Addr) -> bool {
-        let in_subnet = |n: &Network| n.gateway.is_some_and(|g| g.subnet.contains(&ip));
-        self.networks[network].gateway.is_some_and(|g| g.ip == ip) || !self.networks.values().any(in_subnet)
+        let (ip, in_subnet) = (IpAddr::V4(ip), |n: &Network| n.gateway.is_some_and(|g| g.holds(IpAddr::V4(ip))));
+        self.networks[network].gateway.is_some_and(|g| g.is_own(ip)) || !self.networks.values().any(in_subnet)
     }
 
     /// Makes `services` the VIPs of `network` ([`balance::Balancer::set_services`]).

@@ -520,8 +520,10 @@ fn routed_lab_with_mtus(route: bool, mtus: [u32; 2]) -> RoutedLab {
         let vni = Vni::new(vni).unwrap();
         let net = sw.add_network(vni, Mtu::new(mtu).unwrap(), false).unwrap();
         let gateway = Gateway {
-            ip: format!("10.{}.0.1", vni.get()).parse().unwrap(),
-            subnet: format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
+            v4: Some((
+                format!("10.{}.0.1", vni.get()).parse().unwrap(),
+                format!("10.{}.0.0/24", vni.get()).parse().unwrap(),
+            )),
             mac: Gateway::mac_for(vni),
             dhcp: true,
             v6: Some((
