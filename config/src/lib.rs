@@ -27,6 +27,19 @@ pub use error::{ConfigError, ConfigErrors, FieldError, KeyPath, Seg};
 pub use switchd_crypto::Cipher;
 pub use types::{IfName, MacAddr, Mtu, Name, Subnet, Vni};
 
+/// The /64 of a network that asks for IPv6 (`ipv6 = true`) without
+/// naming one: a unique local prefix with the VNI in it,
+/// `fd5d:67VV:VVVV::/64` (as the gateway's MAC `02:5d:67:VV:VV:VV`), so
+/// networks never share one and every host derives the same.
+pub fn default_subnet6(vni: u32) -> Subnet {
+    let net = ipnet::Ipv6Net::new(
+        std::net::Ipv6Addr::new(0xfd5d, 0x6700 | ((vni >> 16) & 0xff) as u16, vni as u16, 0, 0, 0, 0, 0),
+        64,
+    )
+    .expect("64 is a valid prefix length");
+    Subnet::new(ipnet::IpNet::V6(net)).expect("a /64 is a subnet")
+}
+
 /// A validated host.toml.
 #[derive(Debug, Clone)]
 pub struct Config {

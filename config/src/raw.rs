@@ -113,6 +113,9 @@ pub struct RawNetwork {
     pub subnet6: Option<String>,
     /// Default: the subnet6's first address.
     pub gateway6: Option<String>,
+    /// true without a subnet6 (`docker network create --ipv6` alone): the
+    /// network's own unique local /64, [`crate::default_subnet6`].
+    pub ipv6: Option<bool>,
     /// false: containers of the network reach each other only where a
     /// policy allows (Docker's `com.docker.network.bridge.enable_icc`).
     pub icc: Option<bool>,

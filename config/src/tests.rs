@@ -917,6 +917,11 @@ fn subnet6_is_an_ipv6_64_with_a_gateway_in_it() {
         bad("subnet6 = \"fd00:10::/64\"\ngateway6 = \"fd00:99::1\"\n").contains("is not a usable address in subnet6")
     );
     assert!(bad("gateway6 = \"fd00:10::1\"\n").contains("network[0].gateway6: needs a subnet6"));
+    // ipv6 = true alone: the network's own /64, from its VNI.
+    let auto = parse(&format!("{base}ipv6 = true\n")).unwrap();
+    assert_eq!(auto.networks[0].subnet6.map(|s| s.to_string()).as_deref(), Some("fd5d:6700:64::/64"), "VNI 100");
+    assert_eq!(crate::default_subnet6(0xAB_CDEF).to_string(), "fd5d:67ab:cdef::/64");
+    assert!(bad("ipv6 = false\nsubnet6 = \"fd00:10::/64\"\n").contains("network[0].ipv6: is false"));
     // IPv6 only: no IPv4 subnet; the gateway serves names (and DHCPv6) all the same.
     let six = "[host]\nname = \"h\"\n\n[[network]]\nname = \"six\"\nvni = 600\nsubnet6 = \"fd00:60::/64\"\n";
     let net = &parse(six).unwrap().networks[0];

@@ -312,7 +312,15 @@ fn network_into(
     };
     let dns = service(errors, "dns", raw.dns);
     let dhcp = service(errors, "dhcp", raw.dhcp);
-    let subnet6 = errors.check(&at.key("subnet6"), raw.subnet6.clone(), |s| {
+    let subnet6 = match (raw.subnet6.clone(), raw.ipv6, raw.vni.and_then(|v| u32::try_from(v).ok())) {
+        (Some(_), Some(false), _) => {
+            errors.push(at.key("ipv6"), "is false, and a subnet6 is given: leave one out");
+            None
+        }
+        (None, Some(true), Some(vni)) => Some(crate::default_subnet6(vni).to_string()),
+        (given, ..) => given,
+    };
+    let subnet6 = errors.check(&at.key("subnet6"), subnet6, |s| {
         let net = s.parse::<Subnet>()?;
         match net.net() {
             ipnet::IpNet::V6(v6) if v6.prefix_len() == 64 => Ok(net),

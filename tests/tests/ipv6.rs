@@ -373,6 +373,15 @@ fn an_ipv6_only_network_needs_no_ipv4() {
     assert!(b.ping(&addr_a, 2), "b -> a");
     let aaaa = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:96::1", "AAAA", &b.name]);
     assert_eq!(aaaa.trim(), addr_b, "AAAA of {} over IPv6", b.name);
+    // `network create --ipv6` alone: the network's own /64, from its VNI (397 = 0x18d).
+    sd.ctl(&["network", "create", "auto6", "--vni", "397", "--ipv6"]);
+    let auto6 = sd.json(&["network", "inspect", "auto6"]);
+    assert_eq!(
+        (&auto6["subnet6"], &auto6["gateway6"]),
+        (&serde_json::json!("fd5d:6700:18d::/64"), &serde_json::json!("fd5d:6700:18d::1")),
+        "{auto6}"
+    );
+    let (_c, _) = dual_stack_container(&sd, "auto6", "s6c", "fd5d:6700:18d:");
     // The container's resolver is pointed at the gateway's IPv6 address.
     assert!(a.ok(&["cat", "/etc/resolv.conf"]).contains("nameserver fd00:96::1"), "resolv.conf");
     let by_default = a.ok(&["dig", "+short", "+tries=1", "+time=2", "AAAA", &b.name]);

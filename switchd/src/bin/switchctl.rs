@@ -340,6 +340,10 @@ enum NetworkCommand {
         /// Default: the subnet6's first address.
         #[arg(long)]
         gateway6: Option<String>,
+        /// Dual stack (as `docker network create --ipv6`): without
+        /// --subnet6, the network's own /64 (fd5d:67VV:VVVV::/64, VNI VVVVVV).
+        #[arg(long)]
+        ipv6: bool,
         /// Default: underlay_mtu - 50 (and - 36 more when encrypted).
         #[arg(long)]
         mtu: Option<i64>,
@@ -598,6 +602,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                 gateway,
                 subnet6,
                 gateway6,
+                ipv6,
                 mtu,
                 internal,
                 encrypted,
@@ -624,6 +629,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                     icc: no_icc.then_some(false),
                     subnet6: subnet6.clone(),
                     gateway6: gateway6.clone(),
+                    ipv6: ipv6.then_some(true),
                 };
                 ask(cli, Request::NetworkCreate { network }, |n: NetworkInfo| format!("{}\n", n.name))
             }

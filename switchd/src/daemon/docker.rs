@@ -275,6 +275,7 @@ impl Daemon {
                 gateway,
                 subnet6,
                 gateway6,
+                ipv6: n.options.get("com.docker.network.enable_ipv6").and_then(Value::as_bool).filter(|&on| on),
                 internal: flag("internal"),
                 encrypted: flag("encrypted"),
                 cipher: n.option("cipher").map(str::to_owned),
