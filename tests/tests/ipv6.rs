@@ -58,6 +58,8 @@ fn containers_of_a_dual_stack_network_configure_themselves_by_slaac_and_talk_ove
     // And over IPv6, at the gateway's IPv6 address (the advertised DNS server).
     let over_v6 = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:35::1", "AAAA", &b_name]);
     assert_eq!(over_v6.trim(), addr_b, "AAAA over IPv6");
+    let over_tcp6 = a.ok(&["dig", "+tcp", "+short", "+tries=1", "+time=2", "@fd00:35::1", "AAAA", &b_name]);
+    assert_eq!(over_tcp6.trim(), addr_b, "AAAA over TCP on IPv6, on a dual-stack network");
     let ptr = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:35::1", "-x", &addr_b]);
     assert_eq!(ptr.trim(), format!("{b_name}.dual."), "ip6.arpa back to the name");
     assert!(b.ping(&addr_a, 3), "b -> a over IPv6");
@@ -386,5 +388,8 @@ fn an_ipv6_only_network_needs_no_ipv4() {
     assert!(a.ok(&["cat", "/etc/resolv.conf"]).contains("nameserver fd00:96::1"), "resolv.conf");
     let by_default = a.ok(&["dig", "+short", "+tries=1", "+time=2", "AAAA", &b.name]);
     assert_eq!(by_default.trim(), addr_b, "AAAA through the container's own resolver");
+    // DNS over TCP at the gateway's IPv6 address (the gateway's kernel stack).
+    let over_tcp = a.ok(&["dig", "+tcp", "+short", "+tries=1", "+time=2", "@fd00:96::1", "AAAA", &b.name]);
+    assert_eq!(over_tcp.trim(), addr_b, "AAAA over TCP on IPv6\n{}", sd.log());
     assert!(!sd.log().contains("panicked"));
 }

@@ -181,13 +181,24 @@ impl Daemon {
     }
 
     /// Starts the gateway's kernel stack of a network whose gateway answers
-    /// DNS. Without it (it failed to start), DNS over UDP still works.
+    /// DNS, with its IPv4 and IPv6 addresses. Without it (it failed to
+    /// start), DNS over UDP still works.
     fn start_gateway_stack(&mut self, config: &NetworkConfig, id: NetworkId) -> Option<(GatewayStack, PortId)> {
-        let ip = config.gateway.and_then(crate::services::v4).filter(|_| config.dns)?;
-        let prefix = config.subnet?.prefix_len();
+        if !config.dns {
+            return None;
+        }
+        let v4 = config.gateway.and_then(crate::services::v4).zip(config.subnet.map(|s| s.prefix_len()));
+        let v6 = match config.gateway6.filter(|_| config.subnet6.is_some()) {
+            Some(std::net::IpAddr::V6(ip)) => Some(ip),
+            _ => None,
+        };
+        if v4.is_none() && v6.is_none() {
+            return None;
+        }
         let mac = crate::switch::Gateway::mac_for(config.vni);
         let source = self.dataplane.services_source();
-        let started = self.system.gateway_stack(id, ip, prefix, mac, config.mtu.get(), source, &self.runtime);
+        let addresses = crate::io::gateway::StackAddresses { v4, v6 };
+        let started = self.system.gateway_stack(id, addresses, mac, config.mtu.get(), source, &self.runtime);
         let switched = started.and_then(|(stack, tap): (GatewayStack, Box<dyn Port>)| {
             Ok((stack, self.dataplane.add_port(id, vec![tap], PortGuard::Open)?))
         });

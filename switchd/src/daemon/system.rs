@@ -16,7 +16,7 @@ use switchd_config::{IfName, MacAddr};
 use super::attach::{self, AttachError, Attachment};
 use super::state::{Device, EndpointRecord};
 use crate::dataplane::{FdPort, Port};
-use crate::io::gateway::{GatewayStack, TablesSource};
+use crate::io::gateway::{GatewayStack, StackAddresses, TablesSource};
 use crate::io::netns::{self, NetnsError, NetnsId};
 use crate::io::nftables::{self, Dnat};
 use crate::switch::NetworkId;
@@ -77,8 +77,7 @@ pub trait System: Send + Sync + Debug {
     fn gateway_stack(
         &self,
         network: NetworkId,
-        ip: Ipv4Addr,
-        prefix_len: u8,
+        addresses: StackAddresses,
         mac: MacAddr,
         mtu: u32,
         tables: TablesSource,
@@ -166,14 +165,13 @@ impl System for HostSystem {
     fn gateway_stack(
         &self,
         network: NetworkId,
-        ip: Ipv4Addr,
-        prefix_len: u8,
+        addresses: StackAddresses,
         mac: MacAddr,
         mtu: u32,
         tables: TablesSource,
         runtime: &tokio::runtime::Handle,
     ) -> io::Result<GatewayParts> {
-        let (stack, tap) = crate::io::gateway::start(network, ip, prefix_len, mac, mtu, tables, runtime)?;
+        let (stack, tap) = crate::io::gateway::start(network, addresses, mac, mtu, tables, runtime)?;
         Ok((stack, Box::new(FdPort(tap))))
     }
 

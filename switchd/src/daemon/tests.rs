@@ -170,8 +170,7 @@ impl System for FakeSystem {
     fn gateway_stack(
         &self,
         _: NetworkId,
-        _: Ipv4Addr,
-        _: u8,
+        _: crate::io::gateway::StackAddresses,
         _: MacAddr,
         _: u32,
         _: TablesSource,

@@ -10,7 +10,7 @@
 //! plane itself (`crate::services`).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,12 +38,20 @@ const MAX_CONNECTIONS: usize = 64;
 /// cannot hold them all.
 const MAX_PER_SOURCE: usize = 16;
 
-/// A network's gateway stack: its namespace, and the DNS server task
-/// (stopped on drop; the namespace goes when its fd closes).
+/// A network's gateway stack: its namespace, and the DNS server tasks,
+/// one per address (stopped on drop; the namespace goes when its fd closes).
 #[derive(Debug)]
 pub struct GatewayStack {
     _netns: OwnedFd,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The gateway's addresses the stack holds: IPv4 (with the subnet's
+/// prefix length) and IPv6 (in the network's /64), one or both.
+#[derive(Debug, Clone, Copy)]
+pub struct StackAddresses {
+    pub v4: Option<(Ipv4Addr, u8)>,
+    pub v6: Option<Ipv6Addr>,
 }
 
 impl GatewayStack {
@@ -74,7 +82,9 @@ pub async fn connect_from(netns: &str, addr: SocketAddr) -> io::Result<TcpStream
 
 impl Drop for GatewayStack {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -86,8 +96,7 @@ pub type TablesSource = Arc<dyn Fn() -> (Arc<Tables>, Arc<Counters>) + Send + Sy
 /// and the TAP's fd for the data plane.
 pub fn start(
     network: NetworkId,
-    ip: Ipv4Addr,
-    prefix_len: u8,
+    addresses: StackAddresses,
     mac: MacAddr,
     mtu: u32,
     tables: TablesSource,
@@ -101,15 +110,31 @@ pub fn start(
     .join()
     .map_err(|_| io::Error::other("namespace thread panicked"))??;
     let path = format!("/proc/self/fd/{}", netns.as_raw_fd());
-    let (tap, listener) = netns::run_in(&path, || -> io::Result<_> {
+    let (tap, listeners) = netns::run_in(&path, || -> io::Result<_> {
         let name = IfName::new("gw0").expect("a valid name");
         // One queue: it carries DNS over TCP only.
         let (mut fds, _) = tap::attach(&name, 1).map_err(io::Error::other)?;
         let fd = fds.swap_remove(0);
         // Not persistent: the TAP goes when switchd does.
         tap::set_persist(&fd, false)?;
-        // Quiet: no IPv6 autoconfiguration chatter (IPv4 only, like the gateway).
-        let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+        // Quiet: IPv6 only for the gateway's address, which the switch
+        // answers neighbour discovery for (no autoconfiguration, router
+        // solicitations or duplicate address detection); none at all
+        // without one.
+        let sysctl = |key: &str, value: &str| {
+            // gw0 exists already: its own settings, not the defaults', count.
+            for on in ["all", "default", "gw0"] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{on}/{key}"), value);
+            }
+        };
+        match addresses.v6 {
+            None => sysctl("disable_ipv6", "1"),
+            Some(_) => {
+                for key in ["accept_ra", "autoconf", "router_solicitations", "accept_dad", "dad_transmits"] {
+                    sysctl(key, "0");
+                }
+            }
+        }
         // Health checks leave from ports the host's own connections do not
         // use (Linux's default ephemeral ports end at 60999), so that the
         // switch gives their answers to this stack, not to the host side.
@@ -121,19 +146,30 @@ pub fn start(
             rename: None,
             mac: mac.0,
             mtu,
-            address: Some((ip.into(), prefix_len)),
+            address: addresses.v4.map(|(ip, len)| (ip.into(), len)),
             default_gateway: None,
             routes: Vec::new(),
         })?;
-        let listener = std::net::TcpListener::bind(SocketAddr::from((ip, 53)))?;
-        listener.set_nonblocking(true)?;
-        Ok((fd, listener))
+        let v4 = addresses.v4.map(|(ip, _)| IpAddr::V4(ip));
+        let v6 = addresses.v6.map(IpAddr::V6);
+        if let Some(ip) = v6 {
+            netlink::add_address(name.as_str(), ip, 64)?;
+        }
+        let listeners = [v4, v6].into_iter().flatten().map(|ip| {
+            let listener = std::net::TcpListener::bind(SocketAddr::from((ip, 53)))?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        });
+        Ok((fd, listeners.collect::<io::Result<Vec<_>>>()?))
     })
     .map_err(io::Error::other)??;
     let _entered = runtime.enter();
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let task = runtime.spawn(serve_dns(listener, network, tables));
-    Ok((GatewayStack { _netns: netns, task }, tap))
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tasks.push(runtime.spawn(serve_dns(listener, network, tables.clone())));
+    }
+    Ok((GatewayStack { _netns: netns, tasks }, tap))
 }
 
 /// Sends `frame` (Ethernet, its destination MAC first) out of the gateway

@@ -95,6 +95,12 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
     })
 }
 
+/// Adds (or replaces) an address on interface `name`.
+pub fn add_address(name: &str, ip: IpAddr, prefix_len: u8) -> io::Result<()> {
+    let index = index_of(name)?;
+    with_handle(|handle| async move { handle.address().add(index, ip, prefix_len).replace().execute().await })
+}
+
 /// Adds (or, with `add` false, deletes) the route to `dst/len` via `via` on
 /// interface `name`. Adding a route that exists, or deleting one that does
 /// not, is not an error.

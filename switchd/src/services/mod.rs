@@ -99,9 +99,17 @@ impl Tables {
     }
 
     /// The local endpoint holding `ip` on `network`.
+    /// The local endpoint of `network` with address `ip`: its IPv4 one,
+    /// or the SLAAC address of its MAC on a network with IPv6.
     pub fn port_with(&self, network: NetworkId, ip: IpAddr) -> Option<PortId> {
-        let ip = v4(ip)?;
-        self.ports.iter().find(|(_, p)| p.ip == Some(ip) && p.network == network).map(|(id, _)| *id)
+        let has = |p: &PortServices| match ip {
+            IpAddr::V4(ip) => p.ip == Some(ip),
+            IpAddr::V6(ip) => {
+                let prefix = self.networks.get(&network).and_then(|n| n.ipv6.as_ref()).map(|a| a.prefix);
+                prefix.zip(p.mac).is_some_and(|(prefix, mac)| icmpv6::slaac(prefix, mac) == ip)
+            }
+        };
+        self.ports.iter().find(|(_, p)| p.network == network && has(p)).map(|(id, _)| *id)
     }
 
     /// The directories a DNS query from `port` is answered from.

@@ -91,6 +91,9 @@ pub struct Ipv6 {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub hop_limit: u8,
+    /// The TCP destination port, past any extension headers (of a first
+    /// or only fragment).
+    pub tcp_dst: Option<u16>,
 }
 
 /// The IPv6 packet of an untagged Ethernet frame, if it holds one whose
@@ -101,7 +104,13 @@ pub fn ipv6(eth: &[u8]) -> Option<Ipv6> {
         return None;
     }
     let packet = ipv6::Packet::new_checked(frame.payload()).ok()?;
-    Some(Ipv6 { src: packet.src_addr(), dst: packet.dst_addr(), hop_limit: packet.hop_limit() })
+    let tcp_dst = match ipv6::upper_layer(packet.next_header(), packet.payload()) {
+        Ok(ipv6::UpperLayer::Protocol(Protocol::Tcp, tcp)) if tcp.len() >= 4 => {
+            Some(u16::from_be_bytes([tcp[2], tcp[3]]))
+        }
+        _ => None,
+    };
+    Some(Ipv6 { src: packet.src_addr(), dst: packet.dst_addr(), hop_limit: packet.hop_limit(), tcp_dst })
 }
 
 /// Turns a frame [`ipv4`] or [`ipv6`] accepted, with TTL or hop limit
@@ -187,6 +196,35 @@ mod tests {
         assert_eq!(ipv6(&frame).unwrap().hop_limit, 63);
         assert_eq!(frame[14 + 8..], before[14 + 8..], "only the hop limit changed in the packet");
         assert_eq!(ipv6(&frame[..14 + 39]), None, "truncated");
+    }
+
+    #[test]
+    fn the_tcp_port_of_ipv6_is_read_past_extension_headers() {
+        let (src, dst) = (
+            [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        );
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src, dst, 64)
+            .tcp(40000, 53, 1, 1024)
+            .write(&mut frame, b"")
+            .unwrap();
+        assert_eq!(ipv6(&frame).unwrap().tcp_dst, Some(53));
+        // A hop-by-hop options header (8 bytes of padding) before the TCP.
+        let mut hop = frame[..14 + 40].to_vec();
+        hop[14 + 6] = 0; // next header: hop-by-hop
+        hop[14 + 5] += 8; // payload length
+        hop.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        hop.extend_from_slice(&frame[14 + 40..]);
+        assert_eq!(ipv6(&hop).unwrap().tcp_dst, Some(53));
+        let mut udp = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src, dst, 64)
+            .udp(40000, 53)
+            .write(&mut udp, b"q")
+            .unwrap();
+        assert_eq!(ipv6(&udp).unwrap().tcp_dst, None, "UDP is no TCP");
     }
 
     fn refill_checksum(frame: &mut [u8]) {

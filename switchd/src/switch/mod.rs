@@ -1253,6 +1253,14 @@ impl Switch {
                     {
                         self.route(now, network, port, IpAddr::V6(ip.dst), ip.hop_limit)
                     }
+                    // DNS over TCP at the gateway's IPv6 address: the stack's, as over IPv4.
+                    (None, Some(stack), _)
+                        if let Some(ip) = l3::ipv6(eth.as_bytes())
+                            && gw.is_own(IpAddr::V6(ip.dst))
+                            && ip.tcp_dst == Some(53) =>
+                    {
+                        Action::Deliver(stack)
+                    }
                     // IPv6 for the gateway: echo, DNS (the services answer what they can).
                     (None, ..) if eth.ethertype() == EtherType::Ipv6 => Action::Local { port, network },
                     (None, ..) => self.ports[port].rx.drop(DropReason::NotRoutable),
