@@ -98,6 +98,19 @@ fn a_dual_stack_network_spans_two_hosts() {
         h.connect("dual", ns, &[]);
     }
     let (addr_a, addr_b) = (slaac_of(&a, "fd00:36:"), slaac_of(&b, "fd00:36:"));
+    // A's MAC (so its SLAAC address) is refused on the other host.
+    let mac_a = a.mac("eth0");
+    let seen = wait_until(Duration::from_secs(10), || {
+        hosts[1].json(&["network", "inspect", "dual"])["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["mac"] == mac_a.as_str())
+    });
+    assert!(seen, "a's endpoint known on h2");
+    let twin = Netns::new("v6z");
+    let refused = hosts[1].try_ctl(&["network", "connect", "dual", &twin.name, "--mac", &mac_a]);
+    assert!(refused.as_ref().is_err_and(|e| e.contains(&format!("{mac_a} is already in use"))), "{refused:?}");
     for (ns, addr) in [(&a, &addr_a), (&b, &addr_b)] {
         assert!(ns.has_ipv6(addr), "{} never configured {addr}", ns.name);
     }

@@ -230,6 +230,13 @@ impl Daemon {
             (None, Some(ip), _) => Some(MacAddr::derived_from_ip(ip)),
             (None, None, _) => Some(MacAddr::local_from_bits(attach::random_u64())),
         };
+        // A MAC is the network's one endpoint's in the whole cluster: it is
+        // its place in every forwarding table, and its SLAAC address.
+        if let Some(mac) = record.mac
+            && self.cluster.table.endpoints_on(&net.name).any(|(_, e)| e.mac == mac)
+        {
+            return Err(EndpointError::MacTaken { mac, network: net.name.to_string() }.into());
+        }
         Ok(record)
     }
 
