@@ -35,11 +35,11 @@ pub enum DockerError {
         "{ip}: a container's IPv6 address on a switchd network is the SLAAC address its MAC makes (an EUI-64 \
          identifier, ..ff:fe.. in the middle); give --mac-address instead, or --ipam-driver switchd"
     )]
-    NotSlaac { ip: std::net::Ipv6Addr },
+    NotSlaac { ip: Ipv6Addr },
     #[error("{ip} is not the SLAAC address of MAC {mac} in {subnet6} ({wanted}): give one of them, not both")]
-    MacDisagrees { ip: std::net::Ipv6Addr, mac: MacAddr, subnet6: Subnet, wanted: std::net::Ipv6Addr },
+    MacDisagrees { ip: Ipv6Addr, mac: MacAddr, subnet6: Subnet, wanted: Ipv6Addr },
     #[error("network {network} has no IPv6 subnet: it cannot take {ip}")]
-    NoSubnet6 { network: String, ip: std::net::Ipv6Addr },
+    NoSubnet6 { network: String, ip: Ipv6Addr },
     #[error("network {0:.12} is not a switchd network here")]
     UnknownNetwork(String),
     #[error("switchd network {name:?} exists with subnet {theirs}, not {ours}")]
@@ -192,17 +192,13 @@ impl Daemon {
         let net = self.networks.iter().find(|n| n.config.subnet6 == Some(subnet6));
         let net = net.ok_or(DockerError::NoNetworkWithSubnet(subnet6))?.config.clone();
         let prefix = net.slaac_prefix().expect("a network with a subnet6");
-        let mac_taken = |d: &Self, mac: MacAddr| {
-            d.endpoints.on(net.name.as_str()).any(|e| e.record.mac == Some(mac))
-                || d.cluster.table.endpoints_on(&net.name).any(|(_, e)| e.mac == mac)
-        };
         match given {
             Some(IpAddr::V6(ip)) => {
                 if !subnet6.is_assignable(IpAddr::V6(ip)) || net.gateway6 == Some(IpAddr::V6(ip)) {
                     return Err(DockerError::Unusable { ip: IpAddr::V6(ip), subnet: subnet6 }.into());
                 }
                 let mac = slaac_mac(ip).ok_or(DockerError::NotSlaac { ip })?;
-                if mac_taken(self, mac) {
+                if self.mac_in_use(&net.name, mac) {
                     return Err(
                         EndpointError::AddressTaken { ip: IpAddr::V6(ip), network: net.name.to_string() }.into()
                     );
@@ -212,7 +208,7 @@ impl Daemon {
             Some(v4) => Err(DockerError::Unusable { ip: v4, subnet: subnet6 }.into()),
             None => {
                 let mut mac = MacAddr::local_from_bits(super::attach::random_u64());
-                while mac_taken(self, mac) {
+                while self.mac_in_use(&net.name, mac) {
                     mac = MacAddr::local_from_bits(super::attach::random_u64());
                 }
                 Ok(slaac(prefix, mac))

@@ -233,7 +233,7 @@ impl Daemon {
         // A MAC is the network's one endpoint's in the whole cluster: it is
         // its place in every forwarding table, and its SLAAC address.
         if let Some(mac) = record.mac
-            && self.cluster.table.endpoints_on(&net.name).any(|(_, e)| e.mac == mac)
+            && self.mac_in_use(&net.name, mac)
         {
             return Err(EndpointError::MacTaken { mac, network: net.name.to_string() }.into());
         }
@@ -410,6 +410,12 @@ impl Daemon {
     }
 
     /// Whether an address is used on `network` here or elsewhere.
+    /// Whether an endpoint of `network`, here or on another host, has `mac`.
+    pub(super) fn mac_in_use(&self, network: &Name, mac: MacAddr) -> bool {
+        self.endpoints.on(network.as_str()).any(|e| e.record.mac == Some(mac))
+            || self.cluster.table.endpoints_on(network).any(|(_, e)| e.mac == mac)
+    }
+
     pub(super) fn address_in_use(&self, network: &Name, ip: IpAddr) -> bool {
         self.endpoints.on(network.as_str()).any(|e| e.record.ip == Some(ip))
             || self.cluster.table.endpoints_on(network).any(|(_, e)| e.ip == Some(ip))
