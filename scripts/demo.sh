@@ -78,6 +78,7 @@ internal = true          # no default route in the containers (nothing leaves th
 name = "backend"
 vni = 200
 subnet = "10.20.0.0/24"
+subnet6 = "fd00:20::/64"  # dual stack: containers take IPv6 addresses by SLAAC
 internal = true
 
 [[port]]
@@ -120,7 +121,7 @@ show ctl b network connect backend sdemo-db --name db --ip 10.20.0.30
 show ctl a network ls
 show ctl a network inspect backend
 
-ip_of() { ctl a --json network inspect "$1" | python3 -c "import json,sys; print(next(e['ip'] for e in json.load(sys.stdin)['endpoints'] if e['name']=='$2'))"; }
+ip_of() { ctl a --json network inspect "$1" | python3 -c "import json,sys; print(next(e['${3:-ip}'] for e in json.load(sys.stdin)['endpoints'] if e['name']=='$2'))"; }
 WEB=$(ip_of frontend web); API_F=$(ip_of frontend api); API_B=$(ip_of backend api); DB=10.20.0.30
 
 step "Inside the api container: eth0 on frontend, eth1 on backend"
@@ -130,6 +131,15 @@ step "web -> api on frontend (same host: switched by host-a's switchd)"
 show ip netns exec sdemo-web ping -c 3 -i 0.2 "$API_F"
 step "api -> db on backend (across hosts: VXLAN VNI 200 from host-a to host-b)"
 show ip netns exec sdemo-api ping -c 3 -i 0.2 "$DB"
+step "IPv6 on backend (dual stack): db configured its address by SLAAC from the gateway's advertisement"
+DB6=$(ip_of backend db ip6); API6=$(ip_of backend api ip6)
+# Until the kernel's duplicate address detection is done (about a second).
+configured6() { for _ in $(seq 50); do ip -n "$1" -6 addr | grep "$2" | grep -vq tentative && return; sleep 0.2; done; }
+configured6 sdemo-db "$DB6"; configured6 sdemo-api "$API6"
+show ip -n sdemo-db -6 -br addr show dev eth0
+show ip netns exec sdemo-api ping -6 -c 3 -i 0.2 "$DB6"
+show ip netns exec sdemo-api dig +short AAAA db @fd00:20::1
+
 step "web -> db: different networks, so nothing gets through"
 if ip netns exec sdemo-web ping -c 2 -W 1 "$DB" >/dev/null 2>&1; then echo "UNEXPECTED: web reached db" >&2; exit 1; fi
 echo "web cannot reach db ($DB): isolated, as it should be"
