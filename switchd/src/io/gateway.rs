@@ -1,5 +1,5 @@
 //! The gateway's kernel stack: for what needs TCP (DNS over TCP), each
-//! network's gateway address also lives on a TAP in a private network
+//! network's gateway addresses (IPv4, IPv6) also live on a TAP in a private network
 //! namespace of switchd's own, where the kernel terminates TCP and a task
 //! on the control plane's runtime answers.
 //!
@@ -91,8 +91,8 @@ impl Drop for GatewayStack {
 /// Where the DNS task reads the current services snapshot.
 pub type TablesSource = Arc<dyn Fn() -> (Arc<Tables>, Arc<Counters>) + Send + Sync>;
 
-/// Creates the namespace and its TAP (`gw0`: the gateway's MAC, address and
-/// MTU), starts the DNS over TCP server on `runtime`, and returns the stack
+/// Creates the namespace and its TAP (`gw0`: the gateway's MAC, addresses and
+/// MTU), starts a DNS over TCP server per address on `runtime`, and returns the stack
 /// and the TAP's fd for the data plane.
 pub fn start(
     network: NetworkId,
