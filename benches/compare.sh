@@ -481,7 +481,7 @@ endpoints() {
 declare -A TEST_SCENARIOS=(
   [tcp]="bridge bridge-dnat switchd-tap switchd-veth switchd-vip bridge-publish switchd-mesh routed switchd-routed vxlan switchd-vxlan vxlan6 switchd-vxlan6 switchd-sealed switchd-sealed-aes wg-go"
   [parallel]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
-  [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan switchd-sealed switchd-sealed-aes wg-go"
+  [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan vxlan6 switchd-vxlan6 switchd-sealed switchd-sealed-aes wg-go"
   [udp]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [rr]="bridge switchd-tap vxlan switchd-vxlan switchd-sealed switchd-sealed-aes"
   [conn]="bridge bridge-dnat switchd-tap switchd-vip bridge-publish switchd-mesh"
