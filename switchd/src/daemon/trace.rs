@@ -300,14 +300,13 @@ impl Daemon {
         if dst.ip.is_ipv6() != v6 {
             return Err(bad(format!("{} and --src-ip are of two IP versions", dst.ip)));
         }
-        let slaac = |mac: Option<MacAddr>| Some(IpAddr::V6(crate::services::icmpv6::slaac(c.slaac_prefix()?, mac?)));
         let dst_mac = match dst.mac {
             Some((mac, _)) => mac,
             None => self
                 .endpoints
                 .on(c.name.as_str())
-                .find(|e| e.record.ip == Some(dst.ip) || slaac(e.record.mac) == Some(dst.ip))
-                .and_then(|e| e.record.mac)
+                .filter_map(|e| e.record.mac.filter(|&mac| address(e.record.ip, mac, c, v6) == Some(dst.ip)))
+                .next()
                 .ok_or_else(|| bad(format!("no container here has {}", dst.ip)))?,
         };
         let src_mac = match &req.src_mac {
