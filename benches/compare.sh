@@ -483,7 +483,7 @@ declare -A TEST_SCENARIOS=(
   [parallel]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
   [ping]="bridge switchd-tap switchd-veth routed switchd-routed vxlan switchd-vxlan vxlan6 switchd-vxlan6 switchd-sealed switchd-sealed-aes wg-go"
   [udp]="bridge switchd-tap switchd-vip vxlan switchd-vxlan"
-  [rr]="bridge switchd-tap vxlan switchd-vxlan switchd-sealed switchd-sealed-aes"
+  [rr]="bridge switchd-tap vxlan switchd-vxlan vxlan6 switchd-vxlan6 switchd-sealed switchd-sealed-aes"
   [conn]="bridge bridge-dnat switchd-tap switchd-vip bridge-publish switchd-mesh"
 )
 
