@@ -1222,6 +1222,8 @@ impl Switch {
                 // What switchd itself serves at the gateway address.
                 let served = |ip: &l3::Ipv4| ip.is_echo_request() || ip.is_udp_to(53);
                 let dns_tcp = |ip: &l3::Ipv4| ip.is_tcp_to(53);
+                // IPv6 (read once, for the arms below that route or serve it).
+                let ip6 = ip.is_none().then(|| l3::ipv6(eth.as_bytes())).flatten();
                 return match (ip, stack, host) {
                     (Some(_), ..) if dhcp => Action::Local { port, network },
                     (Some(ip), Some(stack), _) if Some(ip.dst) == own && dns_tcp(&ip) => Action::Deliver(stack),
@@ -1246,7 +1248,7 @@ impl Switch {
                     }
                     // IPv6 to another network's prefix: routed as IPv4 is.
                     (None, ..)
-                        if let Some(ip) = l3::ipv6(eth.as_bytes())
+                        if let Some(ip) = ip6
                             && gw.v6.is_some()
                             && is_routable_v6(ip.dst)
                             && !gw.holds(IpAddr::V6(ip.dst)) =>
@@ -1255,7 +1257,7 @@ impl Switch {
                     }
                     // DNS over TCP at the gateway's IPv6 address: the stack's, as over IPv4.
                     (None, Some(stack), _)
-                        if let Some(ip) = l3::ipv6(eth.as_bytes())
+                        if let Some(ip) = ip6
                             && gw.is_own(IpAddr::V6(ip.dst))
                             && ip.tcp_dst == Some(53) =>
                     {
