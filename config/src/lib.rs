@@ -417,6 +417,9 @@ pub struct PortConfig {
     pub name: Option<Name>,
     pub ifname: Option<IfName>,
     pub ip: Option<IpAddr>,
+    /// Its IPv6 address, when not the SLAAC one of its MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     pub mac: Option<MacAddr>,
     pub kind: PortKind,
     /// veth and uplink: the host-side interface switchd switches.

@@ -152,6 +152,8 @@ pub struct RawPort {
     pub name: Option<String>,
     pub ifname: Option<String>,
     pub ip: Option<String>,
+    /// An IPv6 address other than the SLAAC one of its MAC.
+    pub ip6: Option<String>,
     pub mac: Option<String>,
     pub kind: Option<String>,
     pub host_ifname: Option<String>,

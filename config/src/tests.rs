@@ -929,3 +929,32 @@ fn subnet6_is_an_ipv6_64_with_a_gateway_in_it() {
     let plain = "[host]\nname = \"h\"\n\n[[network]]\nname = \"l2\"\nvni = 601\ndns = true\n";
     assert!(errors(plain).join("\n").contains("network[0].dns: needs a subnet or subnet6"), "{:?}", errors(plain));
 }
+
+#[test]
+fn a_ports_ip6_is_a_usable_address_of_its_networks_subnet6() {
+    let base = "[host]\nname = \"h\"\n\n[[network]]\nname = \"dual\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\nsubnet6 = \"fd00:10::/64\"\n\n[[network]]\nname = \"four\"\nvni = 101\nsubnet = \"10.11.0.0/24\"\n";
+    let port = |ns: &str, net: &str, extra: &str| format!("\n[[port]]\nnetwork = \"{net}\"\nnetns = \"{ns}\"\n{extra}");
+    let ok = parse(&format!("{base}{}", port("c1", "dual", "ip6 = \"fd00:10::10\"\n"))).unwrap();
+    assert_eq!(ok.ports[0].ip6, Some("fd00:10::10".parse().unwrap()));
+    let text = [
+        port("c1", "dual", "ip6 = \"fd00:99::10\"\n"),
+        port("c2", "dual", "ip6 = \"fd00:10::1\"\n"),
+        port("c3", "four", "ip6 = \"fd00:10::11\"\n"),
+        port("c4", "dual", "ip6 = \"10.10.0.9\"\n"),
+        port("c5", "dual", "ip6 = \"fd00:10::12\"\ndhcp = true\n"),
+        port("c6", "dual", "ip6 = \"fd00:10::13\"\n"),
+        port("c7", "dual", "ip6 = \"fd00:10::13\"\n"),
+    ]
+    .concat();
+    let errs = errors(&format!("{base}{text}")).join("\n");
+    for expected in [
+        "port[0].ip6: fd00:99::10 is not a usable address in subnet6 fd00:10::/64 of network \"dual\"",
+        "port[1].ip6: fd00:10::1 is the gateway6 of network \"dual\"",
+        "port[2].ip6: network \"four\" has no subnet6",
+        "port[3].ip6: 10.10.0.9 is not an IPv6 address",
+        "port[4].ip6: does not go with dhcp",
+        "port[6].ip6: fd00:10::13 on network \"dual\" is already used by port[5]",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
+}

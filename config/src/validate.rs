@@ -463,6 +463,26 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
             Some(_) => {}
         }
     }
+    let ip6 = errors.check(&at.key("ip6"), raw.ip6.clone(), |s| match parse_ip(s)? {
+        IpAddr::V6(ip) => Ok(ip),
+        IpAddr::V4(ip) => Err(format!("{ip} is not an IPv6 address; an IPv4 one is `ip`")),
+    });
+    if let (Some(ip6), Some(net)) = (ip6, network) {
+        let name = net.name.as_str();
+        match net.subnet6 {
+            None => errors.push(at.key("ip6"), format!("network {name:?} has no subnet6 to take IPv6 addresses from")),
+            Some(subnet6) if !subnet6.is_assignable(IpAddr::V6(ip6)) => errors
+                .push(at.key("ip6"), format!("{ip6} is not a usable address in subnet6 {subnet6} of network {name:?}")),
+            Some(_) if Some(IpAddr::V6(ip6)) == net.gateway6 => {
+                errors.push(at.key("ip6"), format!("{ip6} is the gateway6 of network {name:?}"))
+            }
+            Some(_) if raw.dhcp == Some(true) => errors.push(
+                at.key("ip6"),
+                "does not go with dhcp: the container takes its IPv6 address from the gateway (SLAAC or DHCPv6)",
+            ),
+            Some(_) => {}
+        }
+    }
     let mac = errors.check(&at.key("mac"), raw.mac.clone(), |m| {
         let mac: MacAddr = m.parse()?;
         if mac.is_unicast() { Ok(mac) } else { Err(format!("{mac} is not a unicast address")) }
@@ -493,6 +513,7 @@ fn port_into(raw: &RawPort, networks: &[NetworkConfig], at: &KeyPath, errors: &m
         name,
         ifname,
         ip,
+        ip6,
         mac,
         kind: kind?,
         host_ifname,
@@ -1100,6 +1121,9 @@ impl PortUniqueness {
         }
         if let Some(ip) = port.ip {
             claims.push(("ip", format!("{ip} on network {net:?}")));
+        }
+        if let Some(ip6) = port.ip6 {
+            claims.push(("ip6", format!("{ip6} on network {net:?}")));
         }
         if let Some(mac) = port.mac {
             claims.push(("mac", format!("{mac} on network {net:?}")));

@@ -303,15 +303,25 @@ fn delegate_ipam(kind: &str, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
     Ok(value)
 }
 
+/// The first IPv4 and the first IPv6 address of a delegated IPAM plugin's
+/// result (`host-local` with a range of each family gives both); switchd
+/// checks them as any connect's.
+fn delegated_addresses(result: &Value) -> (Option<String>, Option<String>) {
+    let ips = result["ips"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let addresses = ips.iter().filter_map(|ip| ip["address"].as_str()?.split('/').next().filter(|a| !a.is_empty()));
+    let (mut v4, mut v6) = (None, None);
+    for a in addresses {
+        let slot = if a.contains(':') { &mut v6 } else { &mut v4 };
+        slot.get_or_insert_with(|| a.to_owned());
+    }
+    (v4, v6)
+}
+
 fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
     let detail = inspect(conf)?;
-    let ip = match conf.ipam_type() {
-        Some(kind) => {
-            let result = delegate_ipam(kind, env, stdin)?;
-            let address = result["ips"][0]["address"].as_str().unwrap_or_default();
-            Some(address.split('/').next().unwrap_or_default().to_owned()).filter(|a| !a.is_empty())
-        }
-        None => None,
+    let (ip, ip6) = match conf.ipam_type() {
+        Some(kind) => delegated_addresses(&delegate_ipam(kind, env, stdin)?),
+        None => (None, None),
     };
     let aliases =
         conf.runtime_config.aliases.get(conf.network()).or_else(|| conf.runtime_config.aliases.get(&conf.name));
@@ -321,6 +331,7 @@ fn add(conf: &NetConf, env: &Env, stdin: &[u8]) -> Result<Value, Error> {
         name: Some(env.endpoint_name()),
         ifname: Some(env.ifname.clone()),
         ip,
+        ip6,
         kind: Some("tap".into()),
         service: aliases.and_then(|a| a.first().cloned()),
         attachment: Some(attachment_id(&env.container_id, &env.ifname)),
@@ -477,6 +488,20 @@ fn check(conf: &NetConf, env: &Env) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// host-local with a range of each family: one address of each, in
+    /// whichever order it lists them.
+    #[test]
+    fn a_delegated_results_addresses_of_both_families() {
+        let result = serde_json::json!({"ips": [
+            {"address": "fd00:96::7/64", "gateway": "fd00:96::1"},
+            {"address": "10.96.0.7/24"},
+            {"address": "10.96.0.8/24"}
+        ]});
+        assert_eq!(delegated_addresses(&result), (Some("10.96.0.7".into()), Some("fd00:96::7".into())));
+        assert_eq!(delegated_addresses(&serde_json::json!({"ips": "nonsense"})), (None, None));
+        assert_eq!(delegated_addresses(&serde_json::json!({})), (None, None));
+    }
 
     fn env(vars: &[(&str, &str)]) -> Result<Env, Error> {
         let map: BTreeMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

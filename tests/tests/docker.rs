@@ -227,8 +227,9 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
     assert!(c4.ok(&["ping", "-6", "-c", "1", "-W", "2", web6_ip6]).contains("1 received"), "c4 -> web6 over IPv6");
     let aaaa = docker.ok(&["exec", "web6", "nslookup", "-type=AAAA", "c4", "10.97.0.1"]);
     assert!(aaaa.contains(&c4_ip6), "{aaaa}");
-    // An IPv6 address Docker's own IPAM would pick is not a SLAAC one: refused, saying why.
-    let manual = docker.exec(&[
+    // An address given with --ip6 is the container's own: Docker
+    // configures it, switchd guards and resolves it (c4 on host b reaches it).
+    docker.ok(&[
         "run",
         "-d",
         "--name",
@@ -239,12 +240,53 @@ fn docker_containers_on_a_switchd_network_reach_another_host() {
         "fd00:97::5",
         Dockerd::IMAGE,
         "sleep",
-        "1",
+        "600",
     ]);
-    let said = String::from_utf8_lossy(&manual.stderr);
-    assert!(!manual.status.success() && said.contains("SLAAC address its MAC makes"), "{said}");
-    docker.ok(&["rm", "-f", "web6"]);
+    let ping6 = docker.exec(&["exec", "manual6", "ping", "-6", "-c", "2", "-W", "2", "-I", "fd00:97::5", &c4_ip6]);
+    assert!(ping6.status.success(), "manual6 -> c4 from its --ip6: {}", String::from_utf8_lossy(&ping6.stdout));
+    let reached = wait_until(Duration::from_secs(10), || {
+        c4.exec(&["ping", "-6", "-c", "1", "-W", "1", "fd00:97::5"]).status.success()
+    });
+    assert!(reached, "c4 -> manual6's --ip6 across hosts\n{}", b.log());
+    let twice = docker.exec(&["run", "-d", "--network", "dual", "--ip6", "fd00:97::5", Dockerd::IMAGE, "true"]);
+    let said = String::from_utf8_lossy(&twice.stderr);
+    assert!(!twice.status.success() && said.contains("fd00:97::5 is already in use"), "{said}");
+    docker.ok(&["rm", "-f", "web6", "manual6"]);
     b.ctl(&["network", "disconnect", "dual", "c4"]);
+
+    // Docker's own IPAM (no --ipam-driver): its IPv6 addresses (::2, ::3,
+    // ...) are the endpoints' own too, guarded and answered for.
+    docker.ok(&[
+        "network",
+        "create",
+        "-d",
+        &driver,
+        "--ipv6",
+        "--subnet",
+        "10.94.0.0/24",
+        "--subnet",
+        "fd00:94::/64",
+        "-o",
+        "name=dflt6",
+        "-o",
+        "vni=975",
+        "dflt6",
+    ]);
+    docker.ok(&["run", "-d", "--name", "seq6", "--network", "dflt6", Dockerd::IMAGE, "sleep", "600"]);
+    let seq6_ip6 =
+        docker.ok(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}", "seq6"]);
+    let seq6_ip6 = seq6_ip6.trim();
+    let shown = a.json(&["network", "inspect", "dflt6"])["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ip6_of)
+        .collect::<Vec<_>>();
+    assert_eq!(shown, vec![seq6_ip6.to_owned()], "switchd knows the address Docker's IPAM gave");
+    let ping6 = docker.exec(&["exec", "seq6", "ping", "-6", "-c", "2", "-W", "2", "-I", seq6_ip6, "fd00:94::1"]);
+    assert!(ping6.status.success(), "seq6 -> gateway6 from {seq6_ip6}: {}", String::from_utf8_lossy(&ping6.stdout));
+    docker.ok(&["rm", "-f", "seq6"]);
+    docker.ok(&["network", "rm", "dflt6"]);
 
     // Bad requests on the plugin socket get the protocol's error and change nothing.
     let join = r#"{"NetworkID": "nope", "EndpointID": "x", "SandboxKey": "/x"}"#;

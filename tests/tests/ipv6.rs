@@ -128,6 +128,32 @@ fn a_dual_stack_network_spans_two_hosts() {
     let gbps = a.iperf(&b, &addr_b, 2);
     eprintln!("iperf3 -6 across hosts: {gbps:.2} Gbit/s");
     assert!(gbps > 0.0, "iperf3 over IPv6 moved nothing");
+
+    // A container given its IPv6 address (as Docker's own IPAM and --ip6
+    // give them): that one, configured by switchd, no SLAAC one beside it;
+    // known by name and reachable from the other host, and its packets
+    // from that address pass the guard.
+    let given = Netns::new("v6g");
+    given.enable_ipv6();
+    hosts[1].connect("dual", &given, &["--ip6", "fd00:36::c"]);
+    let gossiped = wait_until(Duration::from_secs(10), || {
+        hosts[0].json(&["network", "inspect", "dual"])["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["ip6"] == "fd00:36::c")
+    });
+    assert!(gossiped, "the given address travels by gossip");
+    let taken = hosts[0].try_ctl(&["network", "connect", "dual", &twin.name, "--ip6", "fd00:36::c"]);
+    assert!(taken.as_ref().is_err_and(|e| e.contains("fd00:36::c is already in use")), "{taken:?}");
+    let aaaa = a.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:36::1", "AAAA", &given.name]);
+    assert_eq!(aaaa.trim(), "fd00:36::c", "AAAA of the given address, across hosts");
+    let by_name = wait_until(Duration::from_secs(10), || ping_said(&a, &["-6", &given.name]).0);
+    assert!(by_name, "a -> given by name over IPv6: {:?}\n{}", ping_said(&a, &["-6", &given.name]), hosts[1].log());
+    assert!(given.ping(&addr_a, 3), "from the given address, through the guard");
+    let addrs = given.ok(&["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]);
+    assert_eq!(addrs.lines().count(), 1, "the given address alone, though advertisements came:\n{addrs}");
+    assert!(addrs.contains("fd00:36::c/64"), "{addrs}");
 }
 
 /// Enables IPv6 in a test namespace (they start with it off) and connects

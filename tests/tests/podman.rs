@@ -112,9 +112,11 @@ fn cni(env: &[(&str, &str)], stdin: &str) -> (bool, serde_json::Value) {
 
 #[test]
 fn bad_cni_input_gets_cnis_error_form_and_changes_nothing() {
-    let net = "\n[[network]]\nname = \"front\"\nvni = 961\nsubnet = \"10.96.1.0/24\"\ninternal = true\n";
+    let net = "\n[[network]]\nname = \"front\"\nvni = 961\nsubnet = \"10.96.1.0/24\"\ninternal = true\n\
+               subnet6 = \"fd00:96:1::/64\"\n";
     let sd = switchd_e2e::Switchd::start("", net);
     let c = Netns::new("c");
+    c.enable_ipv6();
     let socket = sd.socket();
     let socket = socket.to_str().unwrap();
     let netns = format!("/run/netns/{}", c.name);
@@ -149,20 +151,25 @@ fn bad_cni_input_gets_cnis_error_form_and_changes_nothing() {
     assert!(cni(&del, &good).0 && cni(&del, &good).0, "DEL, twice");
     assert!(!c.has_link("eth0"));
 
-    // IPAM delegated to a standard plugin (host-local, from CNI_PATH).
+    // IPAM delegated to a standard plugin (host-local, from CNI_PATH), with
+    // a range of each family: both its addresses are the endpoint's.
     let store = sd.dir.join("host-local");
     let delegated = format!(
         r#"{{"cniVersion":"1.0.0","name":"front","type":"switchd-cni","socket":"{socket}",
             "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"10.96.1.0/24",
-            "rangeStart":"10.96.1.200","rangeEnd":"10.96.1.210"}}]]}}}}"#,
+            "rangeStart":"10.96.1.200","rangeEnd":"10.96.1.210"}}],[{{"subnet":"fd00:96:1::/64",
+            "rangeStart":"fd00:96:1::200","rangeEnd":"fd00:96:1::210"}}]]}}}}"#,
         store.display()
     );
     let with_path: Vec<(&str, &str)> = add.iter().copied().chain([("CNI_PATH", "/usr/lib/cni")]).collect();
     let (ok, result) = cni(&with_path, &delegated);
     assert!(ok, "{result}");
     assert_eq!(result["ips"][0]["address"], "10.96.1.200/24", "host-local's address: {result}");
+    assert_eq!(result["ips"][1]["address"], "fd00:96:1::200/64", "and its IPv6 one: {result}");
     let detail = sd.json(&["network", "inspect", "front"]);
     assert_eq!(detail["endpoints"][0]["ip"], "10.96.1.200", "switchd attached it with host-local's address");
+    assert_eq!(detail["endpoints"][0]["ip6"], "fd00:96:1::200", "both of them");
+    assert!(c.has_ipv6("fd00:96:1::200"), "configured inside: {}", c.ok(&["ip", "-6", "addr"]));
     // host-local keeps a file per address it holds.
     let lease = store.join("front").join("10.96.1.200");
     assert!(lease.exists(), "host-local holds the address");

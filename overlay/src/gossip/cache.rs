@@ -86,6 +86,7 @@ mod tests {
                     network: Name::new("front").unwrap(),
                     mac: MacAddr([2, 0, 0, 0, 0, 1]),
                     ip: Some("10.0.0.2".parse().unwrap()),
+                    ip6: None,
                     name: Name::new("web").unwrap(),
                     services: vec![Name::new("web").unwrap()],
                     down: Vec::new(),

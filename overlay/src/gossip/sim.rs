@@ -83,6 +83,7 @@ fn published(i: usize, config: &SimConfig) -> Published {
                 network: Name::new(&format!("net-{n}")).expect("a valid name"),
                 mac: MacAddr([2, 0, (i >> 8) as u8, i as u8, (e >> 8) as u8, e as u8]),
                 ip: Some(format!("10.{}.{}.{}", 100 + n, i % 250, e + 2).parse().expect("an address")),
+                ip6: None,
                 name: Name::new(&format!("c{i}-{e}")).expect("a valid name"),
                 services: Vec::new(),
                 down: Vec::new(),

@@ -7,7 +7,7 @@
 //! | `host` | `{"underlay_ip": "198.18.0.1", "vxlan_port": 4789, "leaving": false, "session": 123}` |
 //! | `keys` | `{"cluster": {"sending": "e32eb522", "accepted": ["e32eb522"]}, "net/secret": {...}}` |
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
-//! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}`, plus `"services": ["web"]` for a service's backend and `"down": ["web"]` while it fails that service's health check |
+//! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}`, plus `"ip6": "fd00:10::5"` for an IPv6 address other than its MAC's SLAAC one, `"services": ["web"]` for a service's backend and `"down": ["web"]` while it fails that service's health check |
 //! | `pol/<name>` | `{"version": 1795000000000, "network": "back", "select": "service=db", "from": ["service=frontend"], "ports": ["5432/tcp"]}`, or `{"removed": true, "version": ...}` |
 //! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "publish": ["8080:80/tcp"], "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
@@ -38,7 +38,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use switchd_config::raw::{RawPolicy, RawService};
@@ -73,6 +73,8 @@ pub struct RemoteEndpoint {
     pub network: Name,
     pub mac: MacAddr,
     pub ip: Option<IpAddr>,
+    /// Its IPv6 address when not the SLAAC one of its MAC (given to it).
+    pub ip6: Option<Ipv6Addr>,
     pub name: Name,
     /// The services it is a backend of.
     pub services: Vec<Name>,
@@ -216,6 +218,8 @@ struct NetworkValue {
 #[serde(deny_unknown_fields)]
 struct EndpointValue {
     ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip6: Option<Ipv6Addr>,
     name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     services: Vec<String>,
@@ -323,6 +327,7 @@ pub fn encode(p: &Published) -> Vec<(String, String)> {
             format!("{ENDPOINT_PREFIX}{}/{}", e.network, e.mac),
             json(&EndpointValue {
                 ip: e.ip,
+                ip6: e.ip6,
                 name: e.name.to_string(),
                 services: e.services.iter().map(|s| s.to_string()).collect(),
                 down: e.down.iter().map(|s| s.to_string()).collect(),
@@ -562,6 +567,15 @@ fn endpoint(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -
         (Some(ip), None) => return Err(format!("{ip} on network {network:?}, which has no subnet")),
         _ => {}
     }
+    if let Some(ip6) = v.ip6 {
+        match net.subnet6 {
+            Some(subnet6) if !subnet6.is_assignable(IpAddr::V6(ip6)) || Some(IpAddr::V6(ip6)) == net.gateway6 => {
+                return Err(format!("{ip6} is not an endpoint address of {subnet6}"));
+            }
+            None => return Err(format!("{ip6} on network {network:?}, which has no subnet6")),
+            Some(_) => {}
+        }
+    }
     if v.services.len() > switchd_config::validate::MAX_SERVICE_PORTS || v.down.iter().any(|d| !v.services.contains(d))
     {
         return Err("more than 32 services, or one down that it is not a backend of".into());
@@ -571,6 +585,7 @@ fn endpoint(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) -
         network,
         mac,
         ip: v.ip,
+        ip6: v.ip6,
         name: Name::new(&v.name)?,
         services: names(&v.services)?,
         down: names(&v.down)?,
@@ -661,6 +676,7 @@ mod tests {
                 network: Name::new("front").unwrap(),
                 mac: "02:42:0a:0a:00:02".parse().unwrap(),
                 ip: Some("10.10.0.2".parse().unwrap()),
+                ip6: None,
                 name: Name::new("web").unwrap(),
                 services: Vec::new(),
                 down: Vec::new(),
@@ -689,6 +705,11 @@ mod tests {
             )
         );
         assert_eq!(kvs[2], ("ep/front/02:42:0a:0a:00:02".into(), r#"{"ip":"10.10.0.2","name":"web"}"#.into()));
+        let mut given = sample();
+        given.endpoints[0].ip6 = Some("fd00:10::5".parse().unwrap());
+        let with_ip6 = encode(&given);
+        assert_eq!(with_ip6[2].1, r#"{"ip":"10.10.0.2","ip6":"fd00:10::5","name":"web"}"#, "only when given");
+        assert_eq!(decode(kv(&with_ip6)).0.unwrap(), given);
         assert_eq!(kvs[3], ("ipam/front".into(), r#"{"3":1795000000000}"#.into()));
         assert_eq!(kvs[4], ("features".into(), r#"["partial_checksums"]"#.into()));
         let (p, errors) = decode(kv(&kvs));
@@ -832,6 +853,8 @@ mod tests {
             ("ep/front/not-a-mac", r#"{"ip":null,"name":"x"}"#),
             ("ep/front/02:00:00:00:00:0c", r#"{"ip":null,"name":"bad name"}"#),
             ("ep/front/02:00:00:00:00:0d", "not json"),
+            ("ep/front/02:00:00:00:00:0f", r#"{"ip":null,"ip6":"fd00:99::5","name":"out6"}"#),
+            ("ep/front/02:00:00:00:00:10", r#"{"ip":null,"ip6":"fd00:10::1","name":"gw6"}"#),
             ("net/bad", r#"{"vni":0,"subnet":null,"gateway":null,"mtu":1450}"#),
             ("net/big", r#"{"vni":5,"subnet":null,"gateway":null,"mtu":70000}"#),
             ("net/gw", r#"{"vni":6,"subnet":"10.0.0.0/24","gateway":"10.1.0.1","mtu":1450}"#),
@@ -846,11 +869,13 @@ mod tests {
         assert_eq!(p.endpoints, sample().endpoints, "only the good endpoint survives");
         assert_eq!(p.networks.len(), 1);
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errors.len(), 12, "{shown:#?}");
+        assert_eq!(errors.len(), 14, "{shown:#?}");
         for expected in [
             "01:00:5e:00:00:01 is not a unicast address",
             "10.99.0.3 is not an endpoint address of 10.10.0.0/24",
             "10.10.0.1 is not an endpoint address",
+            "fd00:99::5 is not an endpoint address of fd00:10::/64",
+            "fd00:10::1 is not an endpoint address",
             "network \"nowhere\" is not one this host declares",
             "0 is out of range",
             "70000 is out of range",

@@ -351,6 +351,7 @@ mod tests {
                         network: Name::new(n).unwrap(),
                         mac: MacAddr([2, 0, 0, 0, 0, *m]),
                         ip: None,
+                        ip6: None,
                         name: Name::new(&format!("c{m}")).unwrap(),
                         services: Vec::new(),
                         down: Vec::new(),

@@ -403,6 +403,10 @@ struct ConnectArgs {
     name: Option<String>,
     #[arg(long)]
     ip: Option<String>,
+    /// An IPv6 address in the network's subnet6 (default: the SLAAC
+    /// address of the MAC, which the container configures itself).
+    #[arg(long)]
+    ip6: Option<String>,
     #[arg(long)]
     mac: Option<String>,
     /// Interface name inside the container (default: the first free ethN).
@@ -443,6 +447,7 @@ impl ConnectArgs {
             name: self.name.clone(),
             ifname: self.ifname.clone(),
             ip: self.ip.clone(),
+            ip6: self.ip6.clone(),
             mac: self.mac.clone(),
             kind: Some(format!("{:?}", self.kind).to_lowercase()),
             host_ifname: self.host_ifname.clone(),

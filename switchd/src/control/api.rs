@@ -627,6 +627,9 @@ pub struct AttachPlan {
     pub mtu: u32,
     pub ip: Option<IpAddr>,
     pub prefix_len: Option<u8>,
+    /// A given IPv6 address (in the network's /64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     pub gateway: Option<IpAddr>,
     /// Whether the endpoint gets a default route via the gateway.
     pub default_route: bool,

@@ -553,6 +553,11 @@ fn ip_in(netns: &str) -> String {
     if netns.contains('/') { format!("nsenter --net={netns} ip") } else { format!("ip -n {netns}") }
 }
 
+/// How a command runs in the container's netns (a name or a path).
+fn exec_in(netns: &str) -> String {
+    if netns.contains('/') { format!("nsenter --net={netns}") } else { format!("ip netns exec {netns}") }
+}
+
 /// A shell script doing what `network connect` does, step by step, ending by
 /// handing the interface to switchd (which takes over existing interfaces
 /// as they are). `switchctl` is how the script reaches switchd: `ctl` is
@@ -594,6 +599,15 @@ pub fn attach_script(p: &AttachPlan, ctl: &str) -> String {
         comment(&mut s, "Its address in the network's subnet.");
         let _ = writeln!(s, "{ip} addr add {addr}/{prefix} dev {dev}");
     }
+    if let Some(addr6) = p.ip6 {
+        comment(
+            &mut s,
+            "Its given IPv6 address, with no SLAAC one beside it and no duplicate address detection \
+             (switchd checked that it is free).",
+        );
+        let _ = writeln!(s, "{} sysctl -qw net.ipv6.conf.{dev}.autoconf=0", exec_in(netns));
+        let _ = writeln!(s, "{ip} addr add {addr6}/64 dev {dev} nodad");
+    }
     comment(&mut s, "Up.");
     let _ = writeln!(s, "{ip} link set dev {dev} up");
     if let (true, Some(gw)) = (p.default_route, p.gateway) {
@@ -605,6 +619,9 @@ pub fn attach_script(p: &AttachPlan, ctl: &str) -> String {
         format!("{ctl} network connect {} {netns} --name {} --ifname {dev} --mac {}", p.network, p.name, p.mac);
     if let Some(addr) = p.ip {
         let _ = write!(connect, " --ip {addr}");
+    }
+    if let Some(addr6) = p.ip6 {
+        let _ = write!(connect, " --ip6 {addr6}");
     }
     if p.kind != "tap" {
         let _ =
@@ -636,6 +653,7 @@ mod tests {
             mtu: 1450,
             ip: Some("10.10.0.2".parse().unwrap()),
             prefix_len: Some(24),
+            ip6: None,
             gateway: Some("10.10.0.1".parse().unwrap()),
             default_route: true,
         }
@@ -662,6 +680,14 @@ mod tests {
         assert!(s.contains("ip link add sdv0000beef type veth peer name eth0 netns /proc/42/ns/net\n"), "{s}");
         assert!(s.contains("nsenter --net=/proc/42/ns/net ip addr add 10.10.0.2/24 dev eth0\n"), "{s}");
         assert!(s.contains("--kind veth --host-ifname sdv0000beef\n"), "{s}");
+        assert!(!s.contains("-6") && !s.contains("ipv6"), "no IPv6 step without a given address:\n{s}");
+        let given = AttachPlan { ip6: Some("fd00:10::5".parse().unwrap()), ..plan("veth", "/proc/42/ns/net") };
+        let s = attach_script(&given, "switchctl");
+        let sysctl = s.find("nsenter --net=/proc/42/ns/net sysctl -qw net.ipv6.conf.eth0.autoconf=0\n");
+        let addr = s.find("nsenter --net=/proc/42/ns/net ip addr add fd00:10::5/64 dev eth0 nodad\n");
+        let up = s.find("ip link set dev eth0 up");
+        assert!(sysctl.is_some() && sysctl < addr && addr < up, "autoconf off, then the address, then up:\n{s}");
+        assert!(s.contains(" --ip 10.10.0.2 --ip6 fd00:10::5 --kind veth"), "{s}");
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub fn link_setup(name: &str, rename: Option<&IfName>, record: &EndpointRecord, 
         mac: record.mac.unwrap_or(MacAddr::ZERO).0,
         mtu: net.mtu.get(),
         address: record.ip.zip(net.subnet.map(|s| s.prefix_len())).filter(|_| configured),
+        address6: record.ip6.zip(net.subnet6.map(|s| s.prefix_len())).filter(|_| configured),
         default_gateway: default_route(net).filter(|_| configured),
         // On an internal network there is no default route to carry them.
         routes: match gateway {

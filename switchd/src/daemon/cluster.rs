@@ -173,6 +173,7 @@ impl Daemon {
                     network: e.record.network.clone(),
                     mac,
                     ip: e.record.ip,
+                    ip6: e.record.ip6,
                     name: e.record.name.clone(),
                     services: e.record.services.clone(),
                     down: self.down_services(&e.record.network, mac),
@@ -404,19 +405,20 @@ impl Daemon {
             let mut macs: Vec<(MacAddr, VtepId)> = Vec::new();
             let mut neighbors: Vec<(IpAddr, MacAddr)> = Vec::new();
             // Each endpoint's IPv4 address, and on a dual-stack or
-            // IPv6-only network the SLAAC address of its MAC, local or remote.
-            let slaac = |mac: MacAddr| {
-                net.config.slaac_prefix().map(|prefix| (IpAddr::V6(crate::services::icmpv6::slaac(prefix, mac)), mac))
+            // IPv6-only network its IPv6 ones, local or remote.
+            let mut add = |mac: MacAddr, ip: Option<IpAddr>, ip6: Option<std::net::Ipv6Addr>| {
+                let ip6s = crate::services::icmpv6::endpoint_ip6s(&net.config, Some(mac), ip6);
+                neighbors.extend(ip.into_iter().chain(ip6s.into_iter().map(IpAddr::V6)).map(|ip| (ip, mac)));
             };
             for (host, ep) in self.cluster.table.endpoints_on(name) {
                 if let Some(v) = self.cluster.vteps.get(&host.name) {
                     macs.push((ep.mac, v.id));
-                    neighbors.extend(ep.ip.map(|ip| (ip, ep.mac)).into_iter().chain(slaac(ep.mac)));
+                    add(ep.mac, ep.ip, ep.ip6);
                 }
             }
             for e in self.endpoints.on(name.as_str()) {
                 if let Some(mac) = e.record.mac {
-                    neighbors.extend(e.record.ip.map(|ip| (ip, mac)).into_iter().chain(slaac(mac)));
+                    add(mac, e.record.ip, e.record.ip6);
                 }
             }
             // Every host answers for the gateway, with the same MAC, and

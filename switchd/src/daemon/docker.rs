@@ -31,13 +31,6 @@ pub enum DockerError {
     Unusable { ip: IpAddr, subnet: Subnet },
     #[error("no switchd network with subnet {0}")]
     NoNetworkWithSubnet(Subnet),
-    #[error(
-        "{ip}: a container's IPv6 address on a switchd network is the SLAAC address its MAC makes (an EUI-64 \
-         identifier, ..ff:fe.. in the middle); give --mac-address instead, or --ipam-driver switchd"
-    )]
-    NotSlaac { ip: Ipv6Addr },
-    #[error("{ip} is not the SLAAC address of MAC {mac} in {subnet6} ({wanted}): give one of them, not both")]
-    MacDisagrees { ip: Ipv6Addr, mac: MacAddr, subnet6: Subnet, wanted: Ipv6Addr },
     #[error("network {network} has no IPv6 subnet: it cannot take {ip}")]
     NoSubnet6 { network: String, ip: Ipv6Addr },
     #[error("network {0:.12} is not a switchd network here")]
@@ -102,6 +95,8 @@ pub fn find_interfaces(system: &dyn super::System, unfound: Vec<Unfound>) -> Vec
 pub(super) struct PendingEndpoint {
     network: String,
     ip: Option<IpAddr>,
+    /// Not its MAC's SLAAC address.
+    ip6: Option<Ipv6Addr>,
     mac: MacAddr,
 }
 
@@ -183,36 +178,32 @@ impl Daemon {
         Ok(with_prefix(ip))
     }
 
-    /// An IPv6 address: the SLAAC address of a MAC no endpoint of the
+    /// An IPv6 address: the one asked for (`--ip6`) if no endpoint of the
+    /// network holds it, else the SLAAC address of a MAC no endpoint of the
     /// network uses (in the cluster), which the endpoint then gets
     /// (`docker_create_endpoint`), so the address Docker configures is the
-    /// one the container's kernel would make and switchd guards, resolves
-    /// and answers for. Unique as the MACs are; nothing to hold or release.
+    /// one the container's kernel makes anyway. Unique as the MACs are;
+    /// nothing to hold or release (`Join` checks a given one again).
     fn docker_request_address6(&mut self, subnet6: Subnet, given: Option<IpAddr>) -> OpResult<Ipv6Addr> {
         let net = self.networks.iter().find(|n| n.config.subnet6 == Some(subnet6));
         let net = net.ok_or(DockerError::NoNetworkWithSubnet(subnet6))?.config.clone();
         let prefix = net.slaac_prefix().expect("a network with a subnet6");
         match given {
-            Some(IpAddr::V6(ip)) => {
-                if !subnet6.is_assignable(IpAddr::V6(ip)) || net.gateway6 == Some(IpAddr::V6(ip)) {
-                    return Err(DockerError::Unusable { ip: IpAddr::V6(ip), subnet: subnet6 }.into());
-                }
-                let mac = slaac_mac(ip).ok_or(DockerError::NotSlaac { ip })?;
-                if self.mac_in_use(&net.name, mac) {
-                    return Err(
-                        EndpointError::AddressTaken { ip: IpAddr::V6(ip), network: net.name.to_string() }.into()
-                    );
-                }
-                Ok(ip)
+            Some(ip) if !subnet6.is_assignable(ip) || net.gateway6 == Some(ip) => {
+                Err(DockerError::Unusable { ip, subnet: subnet6 }.into())
             }
+            Some(ip) if self.address_in_use(&net.name, ip) => {
+                Err(EndpointError::AddressTaken { ip, network: net.name.to_string() }.into())
+            }
+            Some(IpAddr::V6(ip)) => Ok(ip),
             Some(v4) => Err(DockerError::Unusable { ip: v4, subnet: subnet6 }.into()),
-            None => {
-                let mut mac = MacAddr::local_from_bits(super::attach::random_u64());
-                while self.mac_in_use(&net.name, mac) {
-                    mac = MacAddr::local_from_bits(super::attach::random_u64());
+            None => loop {
+                let mac = MacAddr::local_from_bits(super::attach::random_u64());
+                let ip = slaac(prefix, mac);
+                if !self.mac_in_use(&net.name, mac) && !self.address_in_use(&net.name, IpAddr::V6(ip)) {
+                    break Ok(ip);
                 }
-                Ok(slaac(prefix, mac))
-            }
+            },
         }
     }
 
@@ -330,39 +321,27 @@ impl Daemon {
             .map_err(|err| DockerError::BadAddress(err.to_string()))?;
         let given = interface.map(|i| i.mac_address.as_str()).filter(|m| !m.is_empty());
         let given_mac: Option<MacAddr> = given.map(str::parse).transpose().map_err(DockerError::BadMac)?;
-        let mac = match (given_mac, ip6) {
-            (Some(mac), None) => mac,
-            // The MAC whose SLAAC address Docker's IPAM gave (see
-            // `docker_request_address6`), or that agrees with it.
-            (mac, Some(ip6)) => self.docker_mac_for(&network, ip6, mac)?,
-            (None, None) => {
-                ip.map_or_else(|| MacAddr::local_from_bits(super::attach::random_u64()), MacAddr::derived_from_ip)
+        let net = self.networks.get(&network)?.config.clone();
+        let prefix = match (ip6, net.subnet6, net.slaac_prefix()) {
+            (Some(ip6), Some(subnet6), _) if !subnet6.is_assignable(IpAddr::V6(ip6)) => {
+                return Err(DockerError::Unusable { ip: IpAddr::V6(ip6), subnet: subnet6 }.into());
             }
+            (Some(ip6), None, _) => return Err(DockerError::NoSubnet6 { network, ip: ip6 }.into()),
+            (_, _, prefix) => prefix,
         };
-        self.docker.pending.insert(e.endpoint_id.clone(), PendingEndpoint { network, ip, mac });
+        // Without --mac-address, the MAC whose SLAAC address Docker's IPAM
+        // gave (see `docker_request_address6`), if it is one.
+        let slaac_of_ip6 = ip6.and_then(slaac_mac).filter(|m| prefix.map(|p| slaac(p, *m)) == ip6);
+        let mac = given_mac.or(slaac_of_ip6).unwrap_or_else(|| {
+            ip.map_or_else(|| MacAddr::local_from_bits(super::attach::random_u64()), MacAddr::derived_from_ip)
+        });
+        // Any other address (Docker's own IPAM, --ip6) is the endpoint's own.
+        let ip6 = ip6.filter(|a| prefix.map(|p| slaac(p, mac)) != Some(*a));
+        self.docker.pending.insert(e.endpoint_id.clone(), PendingEndpoint { network, ip, ip6, mac });
         Ok(match given {
             Some(_) => json!({ "Interface": {} }),
             None => json!({ "Interface": { "MacAddress": mac.to_string() } }),
         })
-    }
-
-    /// The MAC of an endpoint whose IPv6 address is `ip6`: the one its
-    /// SLAAC address is (`given`, if any, must make the same).
-    fn docker_mac_for(&self, network: &str, ip6: Ipv6Addr, given: Option<MacAddr>) -> OpResult<MacAddr> {
-        let net = &self.networks.get(network)?.config;
-        let (Some(subnet6), Some(prefix)) = (net.subnet6, net.slaac_prefix()) else {
-            return Err(DockerError::NoSubnet6 { network: network.to_owned(), ip: ip6 }.into());
-        };
-        if !subnet6.contains(IpAddr::V6(ip6)) {
-            return Err(DockerError::Unusable { ip: IpAddr::V6(ip6), subnet: subnet6 }.into());
-        }
-        match given {
-            Some(mac) if slaac(prefix, mac) != ip6 => {
-                Err(DockerError::MacDisagrees { ip: ip6, mac, subnet6, wanted: slaac(prefix, mac) }.into())
-            }
-            Some(mac) => Ok(mac),
-            None => Ok(slaac_mac(ip6).ok_or(DockerError::NotSlaac { ip: ip6 })?),
-        }
     }
 
     /// Makes the container's interface: a TAP here, with the endpoint's MAC
@@ -380,8 +359,12 @@ impl Daemon {
             .ok_or_else(|| DockerError::NotCreated(j.endpoint_id.clone()))?;
         let net = self.networks.get(&pending.network)?;
         let (config, network_id) = (net.config.clone(), net.id);
-        if let Some(ip) = pending.ip
-            && self.address_in_use(&config.name, ip)
+        let ip6s = crate::services::icmpv6::endpoint_ip6s(&config, Some(pending.mac), pending.ip6);
+        if let Some(ip) = pending
+            .ip
+            .into_iter()
+            .chain(ip6s.into_iter().map(IpAddr::V6))
+            .find(|ip| self.address_in_use(&config.name, *ip))
         {
             return Err(EndpointError::AddressTaken { ip, network: config.name.to_string() }.into());
         }
@@ -396,6 +379,7 @@ impl Daemon {
             ifname: None,
             host_ifname: None,
             ip: pending.ip,
+            ip6: pending.ip6,
             mac: Some(pending.mac),
             owned: false,
             origin: Origin::Runtime,

@@ -79,7 +79,7 @@ impl Endpoint {
             name: r.name.to_string(),
             network: r.network.to_string(),
             ip: r.ip,
-            ip6: net.slaac_prefix().zip(r.mac).map(|(prefix, mac)| crate::services::icmpv6::slaac(prefix, mac)),
+            ip6: r.ip6(net),
             mac: r.mac.map(|m| m.to_string()),
             host: host.to_owned(),
             kind: r.kind.as_str().to_owned(),
@@ -205,6 +205,7 @@ impl Daemon {
             ifname: port.ifname.clone(),
             host_ifname: port.host_ifname.clone(),
             ip: None,
+            ip6: None,
             mac: None,
             owned: false,
             origin,
@@ -236,6 +237,14 @@ impl Daemon {
             && self.mac_in_use(&net.name, mac)
         {
             return Err(EndpointError::MacTaken { mac, network: net.name.to_string() }.into());
+        }
+        // A given IPv6 address must be no other endpoint's, nor the SLAAC
+        // address of another's MAC; nor this one's SLAAC address another's.
+        record.ip6 = port.ip6;
+        for ip6 in crate::services::icmpv6::endpoint_ip6s(&net, record.mac, record.ip6) {
+            if self.address_in_use(&net.name, IpAddr::V6(ip6)) {
+                return Err(EndpointError::AddressTaken { ip: IpAddr::V6(ip6), network: net.name.to_string() }.into());
+            }
         }
         Ok(record)
     }
@@ -404,20 +413,28 @@ impl Daemon {
             mtu: net.mtu.get(),
             ip: record.ip,
             prefix_len: net.subnet.map(|s| s.prefix_len()),
+            ip6: record.ip6.filter(|_| !record.dhcp),
             gateway: net.gateway,
             default_route: attach::default_route(net).is_some(),
         })
     }
 
-    /// Whether an address is used on `network` here or elsewhere.
     /// Whether an endpoint of `network`, here or on another host, has `mac`.
     pub(super) fn mac_in_use(&self, network: &Name, mac: MacAddr) -> bool {
         self.endpoints.on(network.as_str()).any(|e| e.record.mac == Some(mac))
             || self.cluster.table.endpoints_on(network).any(|(_, e)| e.mac == mac)
     }
 
+    /// Whether an endpoint of `network`, here or on another host, holds
+    /// `ip`: its IPv4 address, or one of its IPv6 ones (given or SLAAC).
     pub(super) fn address_in_use(&self, network: &Name, ip: IpAddr) -> bool {
-        self.endpoints.on(network.as_str()).any(|e| e.record.ip == Some(ip))
-            || self.cluster.table.endpoints_on(network).any(|(_, e)| e.ip == Some(ip))
+        let IpAddr::V6(ip6) = ip else {
+            return self.endpoints.on(network.as_str()).any(|e| e.record.ip == Some(ip))
+                || self.cluster.table.endpoints_on(network).any(|(_, e)| e.ip == Some(ip));
+        };
+        let Some(net) = self.networks.find(network.as_str()) else { return false };
+        let holds = |mac, given| crate::services::icmpv6::endpoint_ip6s(&net.config, mac, given).contains(&ip6);
+        self.endpoints.on(network.as_str()).any(|e| holds(e.record.mac, e.record.ip6))
+            || self.cluster.table.endpoints_on(network).any(|(_, e)| holds(Some(e.mac), e.ip6))
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 use switchd_config::raw::{RawPublish, RawRoute};
-use switchd_config::{KeyPath, MacAddr, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
+use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
 
 use super::Daemon;
 use super::error::{Invalid, OpResult};
@@ -107,16 +107,15 @@ impl Daemon {
             });
             let Some(gw) = gateway else { continue };
             let mut directory = Directory::default();
-            // Dual stack: each container's SLAAC address answers AAAA.
-            let slaac =
-                |mac: Option<MacAddr>| Some(IpAddr::V6(crate::services::icmpv6::slaac(c.slaac_prefix()?, mac?)));
+            // Dual stack: each container's IPv6 address answers AAAA.
+            let ip6 = |mac, given| crate::services::icmpv6::endpoint_ip6(c, mac, given).map(IpAddr::V6);
             for e in self.endpoints.on(c.name.as_str()) {
-                for ip in [e.record.ip, slaac(e.record.mac)].into_iter().flatten() {
+                for ip in [e.record.ip, ip6(e.record.mac, e.record.ip6)].into_iter().flatten() {
                     directory.add(e.record.name.as_str(), c.name.as_str(), ip);
                 }
             }
             for (_, e) in self.cluster.table.endpoints_on(&c.name) {
-                for ip in [e.ip, slaac(Some(e.mac))].into_iter().flatten() {
+                for ip in [e.ip, ip6(Some(e.mac), e.ip6)].into_iter().flatten() {
                     directory.add(e.name.as_str(), c.name.as_str(), ip);
                 }
             }
@@ -164,10 +163,9 @@ impl Daemon {
             let guard = port_guard(&e.record, &net.config);
             self.dataplane.update_switch(|s| s.set_port_guard(e.port, guard.clone()));
             let sees = e.netns_id.and_then(|ns| same_container.get(&ns).cloned()).unwrap_or_else(|| vec![net.id]);
-            tables.ports.insert(
-                e.port,
-                PortServices { network: net.id, name: e.record.name.to_string(), mac: e.record.mac, ip: v4, sees },
-            );
+            let ip6 = e.record.ip6(&net.config);
+            let name = e.record.name.to_string();
+            tables.ports.insert(e.port, PortServices { network: net.id, name, mac: e.record.mac, ip: v4, ip6, sees });
             if let (Some(ns), Some(ip)) = (&e.record.netns, e.record.ip) {
                 let target = proxy::Target { netns: ns.clone(), ip };
                 targets.insert((e.record.network.clone(), e.record.name.clone()), target);
@@ -285,9 +283,9 @@ pub(super) fn port_guard(record: &super::state::EndpointRecord, net: &NetworkCon
     match (container, record.mac) {
         (true, Some(mac)) => {
             let mut guard = EndpointGuard::new(mac, net.subnet.is_some(), record.ip);
-            // Dual stack: the address its kernel makes by SLAAC too.
-            if let (Some(prefix), Some(v6)) = (net.slaac_prefix(), guard.ipv6.as_mut()) {
-                v6.push(crate::services::icmpv6::slaac(prefix, mac));
+            // Dual stack: the address it was given, and the one its kernel makes by SLAAC.
+            if let Some(v6) = guard.ipv6.as_mut() {
+                v6.extend(crate::services::icmpv6::endpoint_ip6s(net, Some(mac), record.ip6));
             }
             PortGuard::Endpoint(guard)
         }

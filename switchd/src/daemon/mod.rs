@@ -607,6 +607,7 @@ fn raw_from_port(port: &PortConfig) -> RawPort {
         name: port.name.as_ref().map(|n| n.to_string()),
         ifname: port.ifname.as_ref().map(|n| n.to_string()),
         ip: port.ip.map(|ip| ip.to_string()),
+        ip6: port.ip6.map(|ip| ip.to_string()),
         mac: port.mac.map(|m| m.to_string()),
         kind: Some(port.kind.as_str().to_owned()),
         host_ifname: port.host_ifname.as_ref().map(|n| n.to_string()),

@@ -27,6 +27,8 @@ struct Seen<'a> {
     network: &'a Name,
     name: &'a Name,
     ip: Ipv4Addr,
+    /// Its given IPv6 address, if any.
+    ip6: Option<Ipv6Addr>,
     mac: Option<MacAddr>,
     services: &'a [Name],
 }
@@ -220,13 +222,14 @@ impl Daemon {
             IpAddr::V4(ip) => {
                 let (network, name, mac, services) =
                     (&e.record.network, &e.record.name, e.record.mac, &e.record.services);
-                Some(Seen { network, name, ip, mac, services })
+                Some(Seen { network, name, ip, ip6: e.record.ip6, mac, services })
             }
             IpAddr::V6(_) => None,
         });
         let remote = self.cluster.table.hosts.values().flat_map(|h| &h.endpoints).filter_map(|e| match e.ip? {
             IpAddr::V4(ip) => {
-                Some(Seen { network: &e.network, name: &e.name, ip, mac: Some(e.mac), services: &e.services })
+                let (network, name, services) = (&e.network, &e.name, &e.services);
+                Some(Seen { network, name, ip, ip6: e.ip6, mac: Some(e.mac), services })
             }
             IpAddr::V6(_) => None,
         });
@@ -307,18 +310,18 @@ impl Daemon {
         });
     }
 
-    /// The IPv6 addresses of every endpoint (link-local, and SLAAC on a
-    /// dual-stack network) and gateway, each with its IPv4 address: policy
-    /// judges IPv6 as the same endpoints' IPv4.
+    /// The IPv6 addresses of every endpoint (link-local, and its given and
+    /// SLAAC ones on a dual-stack network) and gateway, each with its IPv4
+    /// address: policy judges IPv6 as the same endpoints' IPv4.
     fn ipv6_aliases(&self) -> HashMap<Ipv6Addr, Ipv4Addr> {
-        use crate::services::icmpv6::slaac;
+        use crate::services::icmpv6::endpoint_ip6s;
         use crate::switch::{Gateway, guard::link_local};
         let mut aliases = HashMap::new();
         for e in self.policy_endpoints() {
             let Some(mac) = e.mac else { continue };
             aliases.insert(link_local(mac), e.ip);
-            if let Some(prefix) = self.networks.find(e.network.as_str()).and_then(|n| n.config.slaac_prefix()) {
-                aliases.insert(slaac(prefix, mac), e.ip);
+            if let Some(net) = self.networks.find(e.network.as_str()) {
+                aliases.extend(endpoint_ip6s(&net.config, Some(mac), e.ip6).into_iter().map(|ip6| (ip6, e.ip)));
             }
         }
         for net in self.networks.iter() {

@@ -92,7 +92,7 @@ impl Daemon {
             name: e.name.to_string(),
             network: e.network.to_string(),
             ip: e.ip,
-            ip6: net.config.slaac_prefix().map(|prefix| crate::services::icmpv6::slaac(prefix, e.mac)),
+            ip6: crate::services::icmpv6::endpoint_ip6(&net.config, Some(e.mac), e.ip6),
             mac: Some(e.mac.to_string()),
             host: h.name.to_string(),
             kind: "remote".into(),

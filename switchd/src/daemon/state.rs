@@ -9,7 +9,7 @@
 //! is rolled back, a disconnect completed) before anything else.
 
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,10 @@ pub struct EndpointRecord {
     /// The host-side interface of a veth or uplink port.
     pub host_ifname: Option<IfName>,
     pub ip: Option<IpAddr>,
+    /// Its IPv6 address when given one; else (on a network with a subnet6)
+    /// the SLAAC address of its MAC (see [`EndpointRecord::ip6`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// Unknown only for a host interface switchd did not make.
     pub mac: Option<MacAddr>,
     /// switchd made the interface, so disconnect deletes it.
@@ -77,6 +81,14 @@ pub struct EndpointRecord {
     /// The container runtime's id of the attachment (CNI), for its `GC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attachment: Option<String>,
+}
+
+impl EndpointRecord {
+    /// Its IPv6 address on `net` (its network): the one it was given, else
+    /// its MAC's SLAAC one; none without a subnet6.
+    pub fn ip6(&self, net: &NetworkConfig) -> Option<Ipv6Addr> {
+        crate::services::icmpv6::endpoint_ip6(net, self.mac, self.ip6)
+    }
 }
 
 /// An interface an operation creates or deletes.
@@ -316,6 +328,7 @@ mod tests {
                 ifname: Some(IfName::eth(0)),
                 host_ifname: None,
                 ip: Some("10.0.0.2".parse().unwrap()),
+                ip6: Some("fd00:1::5".parse().unwrap()),
                 mac: Some("02:42:0a:00:00:02".parse().unwrap()),
                 owned: true,
                 origin: Origin::Runtime,
@@ -410,6 +423,7 @@ mod tests {
                 ifname: Some(IfName::eth(0)),
                 host_ifname: None,
                 ip: None,
+                ip6: None,
                 mac: None,
                 owned: true,
                 origin: Origin::Runtime,

@@ -111,12 +111,17 @@ impl System for FakeSystem {
     fn open(
         &self,
         record: &mut EndpointRecord,
-        _to: Attachment,
+        to: Attachment,
         queues: usize,
     ) -> Result<Vec<Box<dyn Port>>, AttachError> {
         let netns = record.netns.clone().expect("a tap port has a netns");
         let ifname = record.ifname.clone().unwrap_or_else(|| self.first_free_eth(&netns));
-        self.record(format!("open {netns}/{ifname}"));
+        // What the real one would configure beyond the MAC and the IPv4 address.
+        let setup = super::attach::link_setup(ifname.as_str(), None, record, to);
+        match setup.address6 {
+            Some((ip6, len)) => self.record(format!("open {netns}/{ifname} with {ip6}/{len}")),
+            None => self.record(format!("open {netns}/{ifname}")),
+        }
         self.identify_netns(&netns)?;
         if self.fail_open.load(Ordering::Relaxed) {
             // As a real open fails after making the interface.
@@ -644,7 +649,7 @@ fn docker(host: &mut Host, path: &str, body: &str) -> Value {
 }
 
 #[test]
-fn dockers_ipv6_addresses_are_slaac_addresses_and_make_the_endpoints_mac() {
+fn dockers_ipv6_addresses_are_slaac_ones_of_fresh_macs_or_the_endpoints_own() {
     let dir = TempDir::new("docker6");
     let system = FakeSystem::new(&dir.0);
     system.add_netns("web");
@@ -671,9 +676,9 @@ fn dockers_ipv6_addresses_are_slaac_addresses_and_make_the_endpoints_mac() {
     let picked_ip: std::net::Ipv6Addr = picked.parse().unwrap();
     let mac = crate::services::icmpv6::slaac_mac(picked_ip).expect("an EUI-64 address");
     assert!(picked.starts_with("fd00:1::") && mac != web_mac, "{picked}");
-    // One given by hand must be an EUI-64 one no endpoint has.
+    // One given by hand (--ip6) is taken as it is, unless an endpoint has it.
     let manual = docker(&mut host, "/IpamDriver.RequestAddress", &ask("fd00:1::5", false));
-    assert!(manual["Error"].as_str().unwrap().starts_with("fd00:1::5: a container's IPv6 address"), "{manual}");
+    assert_eq!(manual["Address"], "fd00:1::5/64", "{manual}");
     let taken = docker(&mut host, "/IpamDriver.RequestAddress", &ask(&web_ip6, false));
     assert_eq!(taken["Error"], format!("{web_ip6} is already in use on network \"front\""));
 
@@ -687,36 +692,95 @@ fn dockers_ipv6_addresses_are_slaac_addresses_and_make_the_endpoints_mac() {
     assert_eq!(differs["Err"], "switchd network \"front\" exists with subnet fd00:1::/64, not fd00:2::/64");
     assert_eq!(docker(&mut host, "/NetworkDriver.CreateNetwork", &network("fd00:1::/64")), serde_json::json!({}));
 
-    // The endpoint's MAC is the one whose SLAAC address Docker configures.
-    let endpoint = |id: &str, v6: &str, mac: &str| {
+    // From switchd's IPAM, the endpoint's MAC is the one whose SLAAC
+    // address Docker configures; any other (Docker's own IPAM, --ip6) is
+    // the endpoint's own address, beside its MAC's.
+    let endpoint = |id: &str, v4: &str, v6: &str, mac: &str| {
         format!(
-            r#"{{"NetworkID":"ab12cd34ef56ab12cd34ef56","EndpointID":"{id}","Interface":{{"Address":"10.1.0.7/24","AddressIPv6":"{v6}","MacAddress":"{mac}"}}}}"#
+            r#"{{"NetworkID":"ab12cd34ef56ab12cd34ef56","EndpointID":"{id}","Interface":{{"Address":"{v4}/24","AddressIPv6":"{v6}","MacAddress":"{mac}"}}}}"#
         )
     };
-    let created =
-        docker(&mut host, "/NetworkDriver.CreateEndpoint", &endpoint("e1e1e1e1e1e1e1e1", &format!("{picked}/64"), ""));
-    assert_eq!(created["Interface"]["MacAddress"], mac.to_string());
-    let not_slaac =
-        docker(&mut host, "/NetworkDriver.CreateEndpoint", &endpoint("e2e2e2e2e2e2e2e2", "fd00:1::9/64", ""));
-    assert!(not_slaac["Err"].as_str().unwrap().contains("--ipam-driver switchd"), "{not_slaac}");
-    let disagrees = docker(
+    let join = |host: &mut Host, id: &str| {
+        let body = format!(
+            r#"{{"NetworkID":"ab12cd34ef56ab12cd34ef56","EndpointID":"{id}","SandboxKey":"/run/docker/netns/{id}"}}"#
+        );
+        docker(host, "/NetworkDriver.Join", &body)
+    };
+    let created = docker(
         &mut host,
         "/NetworkDriver.CreateEndpoint",
-        &endpoint("e3e3e3e3e3e3e3e3", &format!("{picked}/64"), "02:00:00:00:00:09"),
+        &endpoint("e1e1e1e1e1e1e1e1", "10.1.0.7", &format!("{picked}/64"), ""),
     );
-    assert!(
-        disagrees["Err"].as_str().unwrap().contains("is not the SLAAC address of MAC 02:00:00:00:00:09"),
-        "{disagrees}"
+    assert_eq!(created["Interface"]["MacAddress"], mac.to_string());
+    let sequential = docker(
+        &mut host,
+        "/NetworkDriver.CreateEndpoint",
+        &endpoint("e2e2e2e2e2e2e2e2", "10.1.0.8", "fd00:1::9/64", ""),
     );
+    assert_eq!(sequential["Interface"]["MacAddress"], "02:42:0a:01:00:08", "from its IPv4 address, as Docker's");
+    let outside = docker(
+        &mut host,
+        "/NetworkDriver.CreateEndpoint",
+        &endpoint("e3e3e3e3e3e3e3e3", "10.1.0.9", "fd00:2::9/64", ""),
+    );
+    assert_eq!(outside["Err"], "fd00:2::9 is not a usable address in fd00:1::/64");
+    let twin = docker(
+        &mut host,
+        "/NetworkDriver.CreateEndpoint",
+        &endpoint("e4e4e4e4e4e4e4e4", "10.1.0.10", "fd00:1::9/64", "02:00:00:00:00:04"),
+    );
+    assert_eq!(twin["Interface"], serde_json::json!({}), "its MAC was given: {twin}");
 
     // Joined, it is routed through the gateway in both families.
-    let join = r#"{"NetworkID":"ab12cd34ef56ab12cd34ef56","EndpointID":"e1e1e1e1e1e1e1e1","SandboxKey":"/run/docker/netns/x"}"#;
-    let joined = docker(&mut host, "/NetworkDriver.Join", join);
+    let joined = join(&mut host, "e1e1e1e1e1e1e1e1");
     assert_eq!(
         (&joined["Gateway"], &joined["GatewayIPv6"]),
         (&serde_json::json!("10.1.0.1"), &serde_json::json!("fd00:1::1"))
     );
+    assert_eq!(join(&mut host, "e2e2e2e2e2e2e2e2")["Gateway"], "10.1.0.1");
+    let refused = join(&mut host, "e4e4e4e4e4e4e4e4");
+    assert_eq!(refused["Err"], "fd00:1::9 is already in use on network \"front\"", "{refused}");
     let detail = host.ask(Request::NetworkInspect { name: "front".into() }).unwrap();
-    let docker_endpoint = detail["endpoints"].as_array().unwrap().iter().find(|e| e["ip"] == "10.1.0.7").cloned();
-    assert_eq!(docker_endpoint.expect("the Docker endpoint")["ip6"], picked);
+    let ip6_of = |ip: &str| {
+        let e = detail["endpoints"].as_array().unwrap().iter().find(|e| e["ip"] == ip).cloned();
+        e.unwrap_or_else(|| panic!("no endpoint {ip} in {detail}"))["ip6"].clone()
+    };
+    assert_eq!(ip6_of("10.1.0.7"), picked.as_str());
+    assert_eq!(ip6_of("10.1.0.8"), "fd00:1::9");
+}
+
+/// `connect --ip6`: an address in the subnet6 that no endpoint holds,
+/// given or as its MAC's SLAAC one; configured on the interface, with
+/// SLAAC off there.
+#[test]
+fn a_given_ipv6_address_is_the_endpoints_and_no_one_elses() {
+    let dir = TempDir::new("ip6");
+    let system = FakeSystem::new(&dir.0);
+    for ns in ["web", "db", "cache", "twin"] {
+        system.add_netns(ns);
+    }
+    let mut host = Host::start(&dir.0, "subnet6 = \"fd00:1::/64\"\n", system.clone());
+    let web = host.connect("web", |p| p.ip6 = Some("fd00:1::10".into())).unwrap();
+    assert_eq!(web["ip6"], "fd00:1::10");
+    let taken = host.connect("db", |p| p.ip6 = Some("fd00:1::10".into())).unwrap_err();
+    assert_eq!(taken, "fd00:1::10 is already in use on network \"front\"");
+    let outside = host.connect("db", |p| p.ip6 = Some("fd00:9::10".into())).unwrap_err();
+    assert!(outside.contains("fd00:9::10 is not a usable address in subnet6 fd00:1::/64"), "{outside}");
+    // Nor may it be the SLAAC address of another endpoint's MAC.
+    let cache = host.connect("cache", |_| {}).unwrap();
+    let cache_slaac = cache["ip6"].as_str().unwrap().to_owned();
+    let slaac_taken = host.connect("db", |p| p.ip6 = Some(cache_slaac.clone())).unwrap_err();
+    assert_eq!(slaac_taken, format!("{cache_slaac} is already in use on network \"front\""));
+    // Nor its own SLAAC address another's given one.
+    let twin_mac = "02:00:00:00:00:77".parse().unwrap();
+    let twin_slaac = crate::services::icmpv6::slaac("fd00:1::".parse().unwrap(), twin_mac).to_string();
+    host.connect("db", |p| p.ip6 = Some(twin_slaac.clone())).unwrap();
+    let mac_twin = host.connect("twin", |p| p.mac = Some(twin_mac.to_string())).unwrap_err();
+    assert_eq!(mac_twin, format!("{twin_slaac} is already in use on network \"front\""));
+    // What the interfaces get: the given address (with SLAAC off, see
+    // `netlink::configure`), or nothing for the kernel to make its own.
+    let opened: Vec<String> =
+        system.calls().into_iter().map(|(call, _)| call).filter(|c| c.starts_with("open")).collect();
+    assert!(opened.contains(&"open web/eth0 with fd00:1::10/64".to_owned()), "{opened:?}");
+    assert!(opened.contains(&"open cache/eth0".to_owned()), "{opened:?}");
 }

@@ -47,9 +47,9 @@ impl Daemon {
             .ok_or_else(|| bad(format!("no container {:?} on network {:?} on this host", req.from, req.network)))?;
         let own_mac = from.record.mac.ok_or_else(|| bad(format!("{} has no MAC yet", req.from)))?;
         // IPv6 when the destination or the source given is: the container's
-        // own address then is the SLAAC one of its MAC.
+        // own address then is its IPv6 one (given, or its MAC's SLAAC one).
         let v6 = req.to.parse::<Ipv6Addr>().is_ok() || req.src_ip.is_some_and(|ip| ip.is_ipv6());
-        let own_ip = address(from.record.ip, own_mac, &net.config, v6);
+        let own_ip = address(from.record.ip, from.record.ip6, own_mac, &net.config, v6);
         let src_mac = match &req.src_mac {
             Some(m) => m.parse::<MacAddr>().map_err(|_| bad(format!("--src-mac {m:?} is not a MAC address")))?,
             None => own_mac,
@@ -305,7 +305,9 @@ impl Daemon {
             None => self
                 .endpoints
                 .on(c.name.as_str())
-                .filter_map(|e| e.record.mac.filter(|&mac| address(e.record.ip, mac, c, v6) == Some(dst.ip)))
+                .filter_map(|e| {
+                    e.record.mac.filter(|&mac| address(e.record.ip, e.record.ip6, mac, c, v6) == Some(dst.ip))
+                })
                 .next()
                 .ok_or_else(|| bad(format!("no container here has {}", dst.ip)))?,
         };
@@ -376,7 +378,7 @@ impl Daemon {
         if let Ok(mac) = to.parse::<MacAddr>() {
             let ip = self.endpoints.iter().find(|e| e.record.mac == Some(mac)).and_then(|e| {
                 let on = &self.networks.get(e.record.network.as_str()).ok()?.config;
-                address(e.record.ip, mac, on, v6)
+                address(e.record.ip, e.record.ip6, mac, on, v6)
             });
             return Ok(Destination {
                 ip: ip.unwrap_or(unspecified),
@@ -397,7 +399,7 @@ impl Daemon {
             self.endpoints
                 .iter()
                 .filter(|e| e.record.name.as_str() == name && only.is_none_or(|n| e.record.network.as_str() == n))
-                .find_map(|e| address(e.record.ip, e.record.mac?, config(e.record.network.as_str())?, v6))
+                .find_map(|e| address(e.record.ip, e.record.ip6, e.record.mac?, config(e.record.network.as_str())?, v6))
         };
         let remote = |only: Option<&str>| {
             self.networks.iter().filter(|n| only.is_none_or(|o| n.config.name.as_str() == o)).find_map(|n| {
@@ -405,7 +407,7 @@ impl Daemon {
                     .table
                     .endpoints_on(&n.config.name)
                     .find(|(_, e)| e.name.as_str() == name)
-                    .and_then(|(_, e)| address(e.ip, e.mac, &n.config, v6))
+                    .and_then(|(_, e)| address(e.ip, e.ip6, e.mac, &n.config, v6))
             })
         };
         local(Some(network)).or_else(|| remote(Some(network))).or_else(|| local(None)).or_else(|| remote(None))
@@ -579,12 +581,18 @@ impl crate::switch::Opener for TraceOpener {
     }
 }
 
-/// An endpoint's address of the IP version asked: its IPv4 one, or the
-/// SLAAC address of its MAC on a dual-stack network.
-fn address(ip: Option<IpAddr>, mac: MacAddr, on: &switchd_config::NetworkConfig, v6: bool) -> Option<IpAddr> {
+/// An endpoint's address of the IP version asked: its IPv4 one, or on a
+/// network with a subnet6 its IPv6 one (given, else its MAC's SLAAC one).
+fn address(
+    ip: Option<IpAddr>,
+    ip6: Option<Ipv6Addr>,
+    mac: MacAddr,
+    on: &switchd_config::NetworkConfig,
+    v6: bool,
+) -> Option<IpAddr> {
     match v6 {
         false => ip.filter(IpAddr::is_ipv4),
-        true => on.slaac_prefix().map(|prefix| IpAddr::V6(crate::services::icmpv6::slaac(prefix, mac))),
+        true => crate::services::icmpv6::endpoint_ip6(on, Some(mac), ip6).map(IpAddr::V6),
     }
 }
 

@@ -147,14 +147,12 @@ pub fn start(
             mac: mac.0,
             mtu,
             address: addresses.v4.map(|(ip, len)| (ip.into(), len)),
+            address6: addresses.v6.map(|ip| (ip, 64)),
             default_gateway: None,
             routes: Vec::new(),
         })?;
         let v4 = addresses.v4.map(|(ip, _)| IpAddr::V4(ip));
         let v6 = addresses.v6.map(IpAddr::V6);
-        if let Some(ip) = v6 {
-            netlink::add_address(name.as_str(), ip, 64)?;
-        }
         let listeners = [v4, v6].into_iter().flatten().map(|ip| {
             let listener = std::net::TcpListener::bind(SocketAddr::from((ip, 53)))?;
             listener.set_nonblocking(true)?;
@@ -227,6 +225,7 @@ pub fn host_tap(
         mac: mac.0,
         mtu,
         address: address.map(|(ip, len)| (ip.into(), len)),
+        address6: None,
         default_gateway: None,
         routes: Vec::new(),
     })?;

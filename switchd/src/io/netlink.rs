@@ -4,10 +4,11 @@
 
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::sys;
@@ -23,6 +24,9 @@ pub struct LinkSetup {
     pub mtu: u32,
     /// Address and prefix length.
     pub address: Option<(IpAddr, u8)>,
+    /// An IPv6 address given to it, and its prefix length: the interface
+    /// then makes none of its own from router advertisements (see [`configure`]).
+    pub address6: Option<(Ipv6Addr, u8)>,
     /// Installed as the default route unless the namespace has one already.
     pub default_gateway: Option<IpAddr>,
     /// Routes to other networks through the gateway: (destination, prefix, via).
@@ -64,6 +68,14 @@ fn index_of(name: &str) -> io::Result<u32> {
 /// Names, addresses and brings up an interface.
 pub fn configure(setup: &LinkSetup) -> io::Result<()> {
     let index = index_of(&setup.name)?;
+    if setup.address6.is_some() {
+        // Its one global address: no SLAAC one beside it, which would
+        // compete as a source. (The setting stays with the interface
+        // through its rename.)
+        let path = format!("/proc/sys/net/ipv6/conf/{}/autoconf", setup.name);
+        std::fs::write(&path, "0")
+            .map_err(|e| io::Error::new(e.kind(), format!("{path} (is IPv6 off in the namespace?): {e}")))?;
+    }
     with_handle(|handle| async move {
         let mut link = LinkUnspec::new_with_index(index).address(setup.mac.to_vec()).mtu(setup.mtu);
         if let Some(name) = &setup.rename {
@@ -72,6 +84,13 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
         handle.link().set(link.build()).execute().await?;
         if let Some((ip, prefix)) = setup.address {
             handle.address().add(index, ip, prefix).replace().execute().await?;
+        }
+        if let Some((ip6, prefix)) = setup.address6 {
+            // No duplicate address detection to wait out: switchd checked
+            // that it is no other endpoint's.
+            let mut add = handle.address().add(index, IpAddr::V6(ip6), prefix).replace();
+            add.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            add.execute().await?;
         }
         handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await?;
         let default = setup.default_gateway.map(|gw| (None, gw));
@@ -93,12 +112,6 @@ pub fn configure(setup: &LinkSetup) -> io::Result<()> {
         }
         Ok(())
     })
-}
-
-/// Adds (or replaces) an address on interface `name`.
-pub fn add_address(name: &str, ip: IpAddr, prefix_len: u8) -> io::Result<()> {
-    let index = index_of(name)?;
-    with_handle(|handle| async move { handle.address().add(index, ip, prefix_len).replace().execute().await })
 }
 
 /// Adds (or, with `add` false, deletes) the route to `dst/len` via `via` on
@@ -154,7 +167,6 @@ pub fn move_to_netns(name: &str, netns_fd: RawFd) -> io::Result<()> {
 
 /// The IP addresses on interface `name`.
 pub fn addresses(name: &str) -> io::Result<Vec<IpAddr>> {
-    use netlink_packet_route::address::AddressAttribute;
     let index = index_of(name)?;
     with_handle(|handle| async move {
         let messages: Vec<_> = handle.address().get().set_link_index_filter(index).execute().try_collect().await?;

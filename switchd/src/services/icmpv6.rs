@@ -12,7 +12,7 @@ use std::net::Ipv6Addr;
 
 use etherparse::icmpv6::RouterAdvertisementHeader;
 use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use switchd_config::MacAddr;
+use switchd_config::{MacAddr, NetworkConfig};
 
 use crate::switch::DropReason;
 use crate::switch::guard::link_local;
@@ -200,6 +200,25 @@ pub fn slaac(prefix: Ipv6Addr, mac: MacAddr) -> Ipv6Addr {
     let mut octets = prefix.octets();
     octets[8..].copy_from_slice(&link_local(mac).octets()[8..]);
     Ipv6Addr::from(octets)
+}
+
+/// An endpoint's IPv6 address on a network with a subnet6: the one it
+/// was given (`switchctl connect --ip6`, Docker's IPAM), else the SLAAC
+/// address of its MAC. The one DNS answers and every report shows.
+pub fn endpoint_ip6(net: &NetworkConfig, mac: Option<MacAddr>, given: Option<Ipv6Addr>) -> Option<Ipv6Addr> {
+    let prefix = net.slaac_prefix()?;
+    given.or_else(|| Some(slaac(prefix, mac?)))
+}
+
+/// Every IPv6 address an endpoint may hold on a network with a subnet6
+/// (link-local aside): the one it was given, and the SLAAC address of its
+/// MAC, which a kernel configures from the advertisement anyway unless
+/// told not to (Docker's containers are not). What its port may send
+/// from and neighbour discovery answers for; unique as its MAC is.
+pub fn endpoint_ip6s(net: &NetworkConfig, mac: Option<MacAddr>, given: Option<Ipv6Addr>) -> Vec<Ipv6Addr> {
+    let Some(prefix) = net.slaac_prefix() else { return Vec::new() };
+    let slaac = mac.map(|mac| slaac(prefix, mac));
+    given.into_iter().chain(slaac.filter(|s| Some(*s) != given)).collect()
 }
 
 /// The MAC whose SLAAC address `addr` is: `None` unless its interface

@@ -70,6 +70,8 @@ pub struct PortServices {
     pub name: String,
     pub mac: Option<MacAddr>,
     pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address (given, or its MAC's SLAAC one), on a network with a subnet6.
+    pub ip6: Option<Ipv6Addr>,
     /// The networks whose names it may resolve: all those its container is on.
     pub sees: Vec<NetworkId>,
 }
@@ -98,16 +100,12 @@ impl Tables {
         })
     }
 
-    /// The local endpoint holding `ip` on `network`.
     /// The local endpoint of `network` with address `ip`: its IPv4 one,
-    /// or the SLAAC address of its MAC on a network with IPv6.
+    /// or its IPv6 one on a network with IPv6.
     pub fn port_with(&self, network: NetworkId, ip: IpAddr) -> Option<PortId> {
         let has = |p: &PortServices| match ip {
             IpAddr::V4(ip) => p.ip == Some(ip),
-            IpAddr::V6(ip) => {
-                let prefix = self.networks.get(&network).and_then(|n| n.ipv6.as_ref()).map(|a| a.prefix);
-                prefix.zip(p.mac).is_some_and(|(prefix, mac)| icmpv6::slaac(prefix, mac) == ip)
-            }
+            IpAddr::V6(ip) => p.ip6 == Some(ip),
         };
         self.ports.iter().find(|(_, p)| p.network == network && has(p)).map(|(id, _)| *id)
     }
@@ -311,7 +309,7 @@ fn serve_ipv6(
             && net.dhcp
             && let Some(p) = tables.ports.get(&port).filter(|p| p.network == network)
         {
-            let lease = p.mac.map(|mac| dhcp6::Lease { mac, addr: icmpv6::slaac(adv.prefix, mac) });
+            let lease = p.mac.zip(p.ip6).map(|(mac, addr)| dhcp6::Lease { mac, addr });
             let server = dhcp6::Server { mac: adv.mac, dns: net.dns.then_some(adv.gateway) };
             match dhcp6::respond(udp.payload(), asker, &server, lease.as_ref()) {
                 dhcp6::Outcome::Reply { payload, .. } => {
