@@ -107,6 +107,7 @@ fn pipeline(c: &mut Criterion) {
         let backend_mac = rewrite.dst_mac;
         // The backend lives on p2.
         decide(&mut sw, &mut plan, now, p2, &build_plain(MacAddr::BROADCAST, backend_mac, 0x0800, 46));
+        let std::net::IpAddr::V4(backend) = backend else { panic!("an IPv4 backend") };
         let back = tcp(mac(1), backend_mac, backend.octets(), [10, 1, 0, 2], (5201, 40000), 64);
         group.bench_function("vip_flow_there", |b| {
             b.iter(|| {

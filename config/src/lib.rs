@@ -524,8 +524,13 @@ pub struct ServiceConfig {
     pub network: Name,
     pub name: Name,
     pub mode: ServiceMode,
-    /// In `vip` mode: the address; `None` until IPAM gives one.
+    /// In `vip` mode: the address; `None` until IPAM gives one (or on a
+    /// network without an IPv4 subnet).
     pub vip: Option<IpAddr>,
+    /// In `vip` mode on a network with a subnet6: its IPv6 VIP; `None`
+    /// until one is picked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip6: Option<std::net::Ipv6Addr>,
     /// In `vip` mode, the ports balanced (none: every port, as Docker's
     /// VIPs do); in `dnsrr` mode, the port health checks use.
     pub ports: Vec<ServicePort>,

@@ -173,6 +173,8 @@ pub struct RawService {
     pub network: Option<String>,
     pub mode: Option<String>,
     pub vip: Option<String>,
+    /// Its IPv6 VIP, on a network with a subnet6 (default: one picked).
+    pub vip6: Option<String>,
     /// "80/tcp", "53/udp", "8080" (TCP).
     pub ports: Option<Vec<String>>,
     /// "tcp" or "http:/path".

@@ -817,7 +817,7 @@ health = \"tcp\"
     let expect = [
         "service[0].network: no network named \"nowhere\"",
         "service[1].name: \"tasks.web\" starts with \"tasks.\"",
-        "service[2].mode: a VIP needs a subnet; network \"l2\" has none",
+        "service[2].mode: a VIP needs a subnet or subnet6; network \"l2\" has none",
         "service[3].ports[0]: \"http\" is not a port number",
         "service[3].ports[1]: 70000 is out of range 1..=65535",
         "service[3].ports[2]: \"sctp\" is not a protocol",
@@ -954,6 +954,40 @@ fn a_ports_ip6_is_a_usable_address_of_its_networks_subnet6() {
         "port[3].ip6: 10.10.0.9 is not an IPv6 address",
         "port[4].ip6: does not go with dhcp",
         "port[6].ip6: fd00:10::13 on network \"dual\" is already used by port[5]",
+    ] {
+        assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
+    }
+}
+
+#[test]
+fn a_services_vip6_is_a_usable_address_of_the_subnet6() {
+    let base = "[host]\nname = \"h\"\n\n[[network]]\nname = \"dual\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\nsubnet6 = \"fd00:10::/64\"\n\n[[network]]\nname = \"four\"\nvni = 101\nsubnet = \"10.11.0.0/24\"\n\n[[network]]\nname = \"six\"\nvni = 102\nsubnet6 = \"fd00:12::/64\"\n";
+    let service =
+        |name: &str, net: &str, extra: &str| format!("\n[[service]]\nname = \"{name}\"\nnetwork = \"{net}\"\n{extra}");
+    let ok =
+        parse(&format!("{base}{}{}", service("web", "dual", "vip6 = \"fd00:10::c8\"\n"), service("api", "six", "")))
+            .unwrap();
+    assert_eq!(ok.services[0].vip6, Some("fd00:10::c8".parse().unwrap()));
+    assert_eq!((ok.services[1].vip, ok.services[1].vip6), (None, None), "an IPv6-only network's VIP6 is picked later");
+    let text = [
+        service("a", "dual", "vip6 = \"fd00:99::c8\"\n"),
+        service("b", "dual", "vip6 = \"fd00:10::1\"\n"),
+        service("c", "four", "vip6 = \"fd00:10::c9\"\n"),
+        service("d", "dual", "vip6 = \"10.10.0.9\"\n"),
+        service("e", "dual", "mode = \"dnsrr\"\nvip6 = \"fd00:10::ca\"\n"),
+        service("f", "six", "vip = \"10.12.0.5\"\n"),
+        service("g", "six", "ports = [\"80/tcp\"]\npublish = [\"8080:80/tcp\"]\n"),
+    ]
+    .concat();
+    let errs = errors(&format!("{base}{text}")).join("\n");
+    for expected in [
+        "service[0].vip6: fd00:99::c8 is not a usable address of network \"dual\"",
+        "service[1].vip6: fd00:10::1 is not a usable address",
+        "service[2].vip6: network \"four\" has no subnet6",
+        "service[3].vip6: 10.10.0.9 is not an IPv6 address",
+        "service[4].vip6: applies to mode \"vip\" only",
+        "service[5].vip: network \"six\" has no IPv4 subnet; an IPv6 VIP is `vip6`",
+        "service[6].publish: the routing mesh leads to an IPv4 VIP",
     ] {
         assert!(errs.contains(expected), "missing {expected:?} in\n{errs}");
     }

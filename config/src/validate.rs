@@ -648,11 +648,33 @@ fn service_into(
         });
     let ports = errors.ports(at, &raw.ports);
     let vip = errors.check(&at.key("vip"), raw.vip.clone(), parse_ip);
+    let vip6 = errors.check(&at.key("vip6"), raw.vip6.clone(), |s| match parse_ip(s)? {
+        IpAddr::V6(ip) => Ok(ip),
+        IpAddr::V4(ip) => Err(format!("{ip} is not an IPv6 address; an IPv4 VIP is `vip`")),
+    });
     if let Some(net) = network {
+        let name = net.name.as_str();
+        match (mode, net.subnet6, vip6) {
+            (Some(ServiceMode::Dnsrr), _, Some(_)) => errors.push(at.key("vip6"), "applies to mode \"vip\" only"),
+            (_, None, Some(_)) => errors.push(at.key("vip6"), format!("network {name:?} has no subnet6")),
+            (_, Some(subnet6), Some(ip6))
+                if !subnet6.is_assignable(IpAddr::V6(ip6)) || Some(IpAddr::V6(ip6)) == net.gateway6 =>
+            {
+                errors.push(at.key("vip6"), format!("{ip6} is not a usable address of network {name:?} ({subnet6})"))
+            }
+            _ => {}
+        }
         match (mode, net.subnet, vip) {
-            (Some(ServiceMode::Vip), None, _) => errors.push(
+            (Some(ServiceMode::Vip), None, _) if net.subnet6.is_none() => errors.push(
                 at.key("mode"),
-                format!("a VIP needs a subnet; network {:?} has none (use mode = \"dnsrr\")", net.name.as_str()),
+                format!("a VIP needs a subnet or subnet6; network {name:?} has none (use mode = \"dnsrr\")"),
+            ),
+            (Some(ServiceMode::Vip), None, Some(_)) => {
+                errors.push(at.key("vip"), format!("network {name:?} has no IPv4 subnet; an IPv6 VIP is `vip6`"))
+            }
+            (Some(ServiceMode::Vip), None, None) if raw.publish.as_ref().is_some_and(|p| !p.is_empty()) => errors.push(
+                at.key("publish"),
+                format!("the routing mesh leads to an IPv4 VIP; network {name:?} has no subnet"),
             ),
             (Some(ServiceMode::Dnsrr), _, Some(_)) => errors.push(at.key("vip"), "applies to mode \"vip\" only"),
             (_, Some(subnet), Some(ip)) if !subnet.is_assignable(ip) || Some(ip) == net.gateway || !ip.is_ipv4() => {
@@ -688,6 +710,7 @@ fn service_into(
         name: name?,
         mode: mode?,
         vip,
+        vip6,
         ports,
         health,
         publish: Vec::new(),

@@ -185,11 +185,11 @@ fn fuzz_one(data: &[u8]) {
                     assert_eq!(network, from, "balanced out of its network");
                     match rewrite.addr {
                         NatAddr::Dst(ip) => {
-                            assert!(backends.iter().any(|(b, mac)| ip.octets() == *b && rewrite.dst_mac.0 == *mac));
+                            assert!(backends.iter().any(|(b, mac)| ip == IpAddr::from(*b) && rewrite.dst_mac.0 == *mac));
                             assert_eq!(rewrite.src_mac, gateway_mac(network));
                         }
                         NatAddr::Src(vip) => {
-                            assert_eq!(vip.octets(), [10, 1, 0, 200]);
+                            assert_eq!(vip, IpAddr::from([10, 1, 0, 200]));
                             assert!(plan.vteps().next().is_none(), "a reply turned back goes to a local port");
                         }
                     }

@@ -20,7 +20,8 @@ first = int(sys.argv[3]) if len(sys.argv) > 3 else None
 seen = {"errors": 0}
 for i in range(count):
     try:
-        source = ("0.0.0.0", first + i) if first else None
+        any_address = "::" if ":" in url.hostname else "0.0.0.0"
+        source = (any_address, first + i) if first else None
         conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=2, source_address=source)
         conn.request("GET", url.path or "/", headers={"Connection": "close"})
         words = conn.getresponse().read().decode().split(" ")

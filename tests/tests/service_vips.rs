@@ -328,3 +328,46 @@ fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
     let seen = spread(&outside, &format!("http://{ip1}:8080/"), 3, 32000);
     assert_eq!(seen["errors"], 3, "the port is closed: {seen:?}");
 }
+
+/// On a dual-stack network a VIP service has a VIP6 too: AAAA by name,
+/// connections over IPv6 balanced over the backends' IPv6 addresses on
+/// both hosts (the backends see the client's own address), and a port it
+/// does not serve refused at once (a TCP reset from the VIP6).
+#[test]
+fn a_vip6_balances_over_the_backends_ipv6_addresses_on_both_hosts() {
+    let dual = format!("{FRONT}subnet6 = \"fd00:10::/64\"\n");
+    let mut ul = Underlay::new();
+    let key = KeyFile::new("svc-vip6", 0x56);
+    let ((h1, ip1), (h2, ip2)) = (ul.host("h1"), ul.host("h2"));
+    let hosts = [member(h1, &ip1, &key, &dual), member(h2, &ip2, &key, &dual)];
+    let (b1, b2, client) = (Netns::new("b6a"), Netns::new("b6b"), Netns::new("c6"));
+    let mut addresses = Vec::new();
+    for (h, ns, extra) in [(0, &b1, &["--service", "web"][..]), (1, &b2, &["--service", "web"]), (1, &client, &[])] {
+        ns.enable_ipv6();
+        let ip6 = switchd_e2e::ip6_of(&hosts[h].connect("front", ns, extra));
+        assert!(ns.has_ipv6(&ip6), "{} never configured {ip6}\n{}", ns.name, hosts[h].log());
+        addresses.push(ip6);
+    }
+    let _servers: Vec<_> = [&b1, &b2].iter().map(|b| b.spawn_py(py::NAMED_SERVER, &["80", &b.name])).collect();
+    let created = hosts[0].json(&["service", "create", "web", "--network", "front", "--port", "80/tcp"]);
+    let vip6 = created["vip6"].as_str().expect("a VIP6 on a dual-stack network").to_owned();
+    assert!(vip6.starts_with("fd00:10::") && created["vip"].is_string(), "{created}");
+    let both = |h: &Switchd| backends_in(&web(h), "unchecked").len() == 2 && web(h)["vip6"] == vip6.as_str();
+    assert!(wait_until(Duration::from_secs(10), || both(&hosts[1])), "{}\n{}", web(&hosts[1]), hosts[1].log());
+    let aaaa = client.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:10::1", "AAAA", "web"]);
+    assert_eq!(aaaa.trim(), vip6, "web answers AAAA with its VIP6");
+
+    let url = format!("http://[{vip6}]/");
+    let seen = spread(&client, &url, 100, 22000);
+    eprintln!("100 connections to {vip6}: {seen:?}");
+    assert_eq!(seen["errors"], 0, "{seen:?}\n{}\n{}", hosts[0].log(), hosts[1].log());
+    for b in [&b1, &b2] {
+        let got = seen.get(&b.name).copied().unwrap_or(0);
+        assert!((25..=75).contains(&got), "{} got {got} of 100: {seen:?}", b.name);
+    }
+    assert_eq!(seen.get(&format!("from {}", addresses[2])).copied(), Some(100), "the client's own address: {seen:?}");
+    let refused = client.py(py::TCP_CONNECT, &[&vip6, "81", "2"]);
+    assert!(refused.contains("refused"), "port 81 of the VIP6: {refused}");
+    let stats = hosts[1].network_stats("front");
+    assert!(stats["balanced"].as_u64().unwrap() >= 100 && stats["balance_refused"].as_u64().unwrap() >= 1, "{stats}");
+}

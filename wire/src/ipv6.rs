@@ -125,6 +125,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::HOP_LIMIT] = hop_limit;
     }
 
+    pub fn set_src_addr(&mut self, ip: Ipv6Addr) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&ip.octets());
+    }
+
+    pub fn set_dst_addr(&mut self, ip: Ipv6Addr) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&ip.octets());
+    }
+
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = HEADER_LEN + usize::from(self.payload_len());
         &mut self.buffer.as_mut()[HEADER_LEN..end]

@@ -9,7 +9,7 @@
 //! | `net/<name>` | `{"vni": 100, "subnet": "10.10.0.0/24", "gateway": "10.10.0.1", "mtu": 1450, "internal": false}`, plus `"encryption": {"cipher": "aes-256-gcm", "default_cipher": true, "key": "cluster"}` when encrypted (`cipher`: what the host seals with; `default_cipher` only when no cipher was named) |
 //! | `ep/<network>/<mac>` | `{"ip": "10.10.0.2", "name": "web"}`, plus `"ip6": "fd00:10::5"` for an IPv6 address other than its MAC's SLAAC one, `"services": ["web"]` for a service's backend and `"down": ["web"]` while it fails that service's health check |
 //! | `pol/<name>` | `{"version": 1795000000000, "network": "back", "select": "service=db", "from": ["service=frontend"], "ports": ["5432/tcp"]}`, or `{"removed": true, "version": ...}` |
-//! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "publish": ["8080:80/tcp"], "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
+//! | `svc/<network>/<name>` | `{"mode": "vip", "vip": "10.10.0.200", "vip6": "fd00:10::c8", "ports": ["80/tcp"], "health": "http:/", "health_interval_ms": 2000, "health_threshold": 2, "publish": ["8080:80/tcp"], "version": 1795000000000}`, or `{"removed": true, "version": ...}` |
 //! | `ipam/<network>` | `{"3": 1795000000000}`: address blocks it claims, and since when (ms) |
 //! | `features` | `["partial_checksums"]`: what its data plane does that earlier versions did not (absent: nothing) |
 //!
@@ -245,6 +245,8 @@ struct ServiceDefinition {
     mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     vip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vip6: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     ports: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,6 +281,7 @@ impl ServiceDefinition {
         ServiceDefinition {
             mode: Some(c.mode.as_str().to_owned()),
             vip: c.vip.map(|ip| ip.to_string()),
+            vip6: c.vip6.map(|ip| ip.to_string()),
             ports: c.ports.iter().map(|p| p.to_string()).collect(),
             health: c.health.as_ref().map(|h| h.probe.to_string()),
             health_interval_ms: c.health.as_ref().map(|h| h.interval.as_millis() as i64),
@@ -631,6 +634,7 @@ fn service(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) ->
         network: Some(network.to_string()),
         mode: d.mode,
         vip: d.vip,
+        vip6: d.vip6,
         ports: Some(d.ports),
         health: d.health,
         health_interval_ms: d.health_interval_ms,
@@ -639,7 +643,7 @@ fn service(rest: &str, value: &str, networks: &BTreeMap<Name, NetworkConfig>) ->
     };
     let config = switchd_config::validate::service(&raw, std::slice::from_ref(net), &KeyPath::root())
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
-    if config.mode == switchd_config::ServiceMode::Vip && config.vip.is_none() {
+    if config.mode == switchd_config::ServiceMode::Vip && config.vip.is_none() && config.vip6.is_none() {
         return Err("a VIP service without its VIP".into());
     }
     Ok(ServiceRecord { network, name, config: Some(config), version: v.version })

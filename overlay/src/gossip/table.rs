@@ -473,6 +473,7 @@ mod tests {
                 name: Name::new(name).unwrap(),
                 mode: switchd_config::ServiceMode::Dnsrr,
                 vip: None,
+                vip6: None,
                 ports: Vec::new(),
                 health: None,
                 publish: Vec::new(),

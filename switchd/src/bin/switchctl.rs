@@ -244,6 +244,9 @@ enum ServiceCommand {
         /// The VIP (default: an address from the network's IPAM).
         #[arg(long)]
         vip: Option<String>,
+        /// Its IPv6 VIP, on a network with a subnet6 (default: one picked).
+        #[arg(long)]
+        vip6: Option<String>,
         /// A port it serves (repeat): 80/tcp, 53/udp. None: every port.
         #[arg(long = "port", value_name = "PORT[/PROTO]")]
         ports: Vec<String>,
@@ -691,6 +694,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                 network,
                 mode,
                 vip,
+                vip6,
                 ports,
                 health,
                 health_interval,
@@ -702,6 +706,7 @@ fn run(cli: &Cli) -> Result<String, String> {
                     network: Some(network.clone()),
                     mode: Some(mode.clone()),
                     vip: vip.clone(),
+                    vip6: vip6.clone(),
                     ports: Some(ports.clone()),
                     health: health.clone(),
                     health_interval_ms: *health_interval,

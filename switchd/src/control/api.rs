@@ -643,6 +643,8 @@ pub struct ServiceInfo {
     /// "vip" or "dnsrr".
     pub mode: String,
     pub vip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip6: Option<std::net::Ipv6Addr>,
     /// "80/tcp"; none: every port.
     pub ports: Vec<String>,
     pub health: Option<String>,

@@ -453,7 +453,7 @@ pub fn services(services: &[ServiceInfo]) -> String {
                 s.name.clone(),
                 s.network.clone(),
                 s.mode.clone(),
-                opt(&s.vip),
+                vips(s),
                 if s.ports.is_empty() { "*".into() } else { s.ports.join(",") },
                 format!("{healthy}/{}", s.backends.len()),
                 s.health.clone().unwrap_or_else(|| "-".into()),
@@ -464,6 +464,13 @@ pub fn services(services: &[ServiceInfo]) -> String {
     table(&["NAME", "NETWORK", "MODE", "VIP", "PORTS", "BACKENDS", "HEALTH", "ORIGIN"], &rows)
 }
 
+/// A service's VIPs, IPv4 then IPv6: "-" for none.
+fn vips(s: &ServiceInfo) -> String {
+    let all: Vec<String> =
+        s.vip.iter().map(ToString::to_string).chain(s.vip6.iter().map(ToString::to_string)).collect();
+    if all.is_empty() { "-".into() } else { all.join(",") }
+}
+
 /// `service inspect`: the settings, then a row per backend.
 pub fn service(s: &ServiceInfo) -> String {
     let mut out = format!(
@@ -471,7 +478,7 @@ pub fn service(s: &ServiceInfo) -> String {
         s.name,
         s.network,
         s.mode,
-        opt(&s.vip),
+        vips(s),
         if s.ports.is_empty() { "every port".into() } else { s.ports.join(", ") },
         s.health.clone().unwrap_or_else(|| "none".into()),
         if s.publish.is_empty() { "none".into() } else { s.publish.join(", ") },

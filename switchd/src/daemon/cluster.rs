@@ -426,6 +426,8 @@ impl Daemon {
             let mac = crate::switch::Gateway::mac_for(net.config.vni);
             if let Some(gw) = net.config.gateway {
                 neighbors.push((gw, mac));
+            }
+            if net.config.gateway.is_some() || net.config.gateway6.is_some() {
                 neighbors.extend(self.vips_on(name.as_str()).into_iter().map(|vip| (vip, mac)));
             }
             if let Some(gw6) = net.config.gateway6 {

@@ -426,7 +426,8 @@ impl Daemon {
     }
 
     /// Whether an endpoint of `network`, here or on another host, holds
-    /// `ip`: its IPv4 address, or one of its IPv6 ones (given or SLAAC).
+    /// `ip`: its IPv4 address, or one of its IPv6 ones (given or SLAAC);
+    /// or, for IPv6, a service's VIP6.
     pub(super) fn address_in_use(&self, network: &Name, ip: IpAddr) -> bool {
         let IpAddr::V6(ip6) = ip else {
             return self.endpoints.on(network.as_str()).any(|e| e.record.ip == Some(ip))
@@ -436,5 +437,6 @@ impl Daemon {
         let holds = |mac, given| crate::services::icmpv6::endpoint_ip6s(&net.config, mac, given).contains(&ip6);
         self.endpoints.on(network.as_str()).any(|e| holds(e.record.mac, e.record.ip6))
             || self.cluster.table.endpoints_on(network).any(|(_, e)| holds(Some(e.mac), e.ip6))
+            || self.reserved_vips(network).contains(&ip)
     }
 }

@@ -20,7 +20,7 @@
 //!   (dnsrr), `tasks.NAME` to every healthy backend.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -121,10 +121,20 @@ pub struct DueCheck {
 pub(super) struct Backend {
     pub name: Name,
     pub ip: Option<IpAddr>,
+    /// Its IPv6 address, on a network with a subnet6.
+    pub ip6: Option<Ipv6Addr>,
     pub mac: MacAddr,
     /// `None`: this host.
     pub host: Option<Name>,
     pub up: bool,
+}
+
+/// A VIP-mode service's VIPs: IPv4, IPv6, or both.
+fn vips_of(c: &ServiceConfig) -> Vec<IpAddr> {
+    match c.mode {
+        ServiceMode::Vip => c.vip.into_iter().chain(c.vip6.map(IpAddr::V6)).collect(),
+        ServiceMode::Dnsrr => Vec::new(),
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -144,10 +154,13 @@ impl Daemon {
     /// Every backend of service `name` on `network`, here and elsewhere.
     pub(super) fn backends_of(&self, network: &Name, name: &Name) -> Vec<Backend> {
         let mut backends = Vec::new();
+        let Some(net) = self.networks.find(network.as_str()) else { return backends };
+        let ip6 = |mac, given| crate::services::icmpv6::endpoint_ip6(&net.config, Some(mac), given);
         for e in self.endpoints.on(network.as_str()).filter(|e| e.record.services.contains(name)) {
             let Some(mac) = e.record.mac else { continue };
             let up = self.services.health.get(&(network.clone(), name.clone(), mac)).is_none_or(|h| h.up);
-            backends.push(Backend { name: e.record.name.clone(), ip: e.record.ip, mac, host: None, up });
+            let (ip, ip6) = (e.record.ip, ip6(mac, e.record.ip6));
+            backends.push(Backend { name: e.record.name.clone(), ip, ip6, mac, host: None, up });
         }
         for (host, e) in self.cluster.table.endpoints_on(network) {
             if e.services.contains(name) {
@@ -155,6 +168,7 @@ impl Daemon {
                 backends.push(Backend {
                     name: e.name.clone(),
                     ip: e.ip,
+                    ip6: ip6(e.mac, e.ip6),
                     mac: e.mac,
                     host: Some(host.name.clone()),
                     up,
@@ -195,10 +209,8 @@ impl Daemon {
         for (name, config) in names {
             let healthy: Vec<IpAddr> =
                 self.backends_of(network, &name).into_iter().filter(|b| b.up).filter_map(|b| b.ip).collect();
-            match config {
-                Some(ServiceConfig { mode: ServiceMode::Vip, vip: Some(vip), .. }) => {
-                    out.push((name.to_string(), vec![*vip], false))
-                }
+            match config.map(|c| vips_of(c)) {
+                Some(vips) if !vips.is_empty() => out.push((name.to_string(), vips, false)),
                 _ => out.push((name.to_string(), healthy.clone(), true)),
             }
             out.push((format!("tasks.{name}"), healthy, true));
@@ -206,18 +218,18 @@ impl Daemon {
         out
     }
 
-    /// The VIPs of `network`, answered by ARP with the gateway's MAC.
+    /// The VIPs of `network` (both families), answered by ARP and
+    /// neighbour discovery with the gateway's MAC.
     pub(super) fn vips_on(&self, network: &str) -> Vec<IpAddr> {
-        self.services_on(network).filter_map(|(_, c)| c.vip.filter(|_| c.mode == ServiceMode::Vip)).collect()
+        self.services_on(network).flat_map(|(_, c)| vips_of(c)).collect()
     }
 
-    /// The VIPs of services on `network`, known here or published by
-    /// others: addresses IPAM must not give out.
+    /// The VIPs (both families) of services on `network`, known here or
+    /// published by others: addresses IPAM must not give out.
     pub(super) fn reserved_vips(&self, network: &Name) -> Vec<IpAddr> {
-        let known =
-            self.services.known.values().filter(|k| &k.network == network).filter_map(|k| k.config.as_ref()?.vip);
+        let known = self.services.known.values().filter(|k| &k.network == network).filter_map(|k| k.config.as_ref());
         let cluster = self.cluster.table.services.values().filter(|r| &r.network == network);
-        known.chain(cluster.filter_map(|r| r.config.as_ref()?.vip)).collect()
+        known.chain(cluster.filter_map(|r| r.config.as_ref())).flat_map(vips_of).collect()
     }
 
     /// Programs every network's VIPs into the data path.
@@ -225,14 +237,17 @@ impl Daemon {
         for net in self.networks.iter() {
             let mut vips = Vec::new();
             for (name, config) in self.services_on(net.config.name.as_str()) {
-                let (ServiceMode::Vip, Some(IpAddr::V4(vip))) = (config.mode, config.vip) else { continue };
-                let backends = self
+                if config.mode != ServiceMode::Vip {
+                    continue;
+                }
+                // Each VIP balances over the backends' addresses of its family.
+                let backends: Vec<balance::Backend> = self
                     .backends_of(&net.config.name, name)
                     .into_iter()
                     .filter(|b| b.up)
-                    .filter_map(|b| match b.ip {
-                        Some(IpAddr::V4(ip)) => Some(balance::Backend::new(ip, b.mac)),
-                        _ => None,
+                    .flat_map(|b| {
+                        let v4 = b.ip.filter(IpAddr::is_ipv4);
+                        v4.into_iter().chain(b.ip6.map(IpAddr::V6)).map(move |ip| balance::Backend::new(ip, b.mac))
                     })
                     .collect();
                 let ports = config
@@ -246,7 +261,10 @@ impl Daemon {
                         port: p.port,
                     })
                     .collect();
-                vips.push(balance::Service::new(vip, ports, backends));
+                let ports: Vec<balance::ServicePort> = ports;
+                for vip in vips_of(config) {
+                    vips.push(balance::Service::new(vip, ports.clone(), backends.clone()));
+                }
             }
             let id = net.id;
             self.dataplane.update_switch(|s| s.set_services(id, vips.clone()));
@@ -340,18 +358,16 @@ impl Daemon {
             if c.mode == ServiceMode::Vip && c.vip.is_none() {
                 c.vip = old.and_then(|k| k.config.as_ref()?.vip);
             }
+            if c.mode == ServiceMode::Vip && c.vip6.is_none() {
+                c.vip6 = old.and_then(|k| k.config.as_ref()?.vip6);
+            }
             if old.is_some_and(|k| k.origin == Origin::Config && k.config.as_ref() == Some(&c)) {
                 continue;
             }
             let version = now_ms().max(old.map_or(0, |k| k.version + 1));
-            if c.mode == ServiceMode::Vip && c.vip.is_none() {
-                match self.pick_vip(&c.network, ClaimMode::Now) {
-                    Ok(vip) => c.vip = Some(vip),
-                    Err(e) => {
-                        tracing::error!("[[service]] {} on {}: {e}", c.name, c.network);
-                        continue;
-                    }
-                }
+            if let Err(e) = self.give_vips(&mut c, ClaimMode::Now, false) {
+                tracing::error!("[[service]] {} on {}: {e}", c.name, c.network);
+                continue;
             }
             added.push(format!("service {} on {}", c.name, c.network));
             let known = Known {
@@ -364,6 +380,47 @@ impl Daemon {
             self.services.known.insert(key, known);
         }
         (added, removed)
+    }
+
+    /// Gives a VIP-mode service the VIPs it was not given: an IPv4 one
+    /// from IPAM on a network with a subnet, an IPv6 one on a network with
+    /// a subnet6. With `check`, one it was given must be free (a new
+    /// service's; host.toml's keep theirs, which are reserved already).
+    fn give_vips(&mut self, c: &mut ServiceConfig, mode: ClaimMode, check: bool) -> Result<(), DaemonError> {
+        if c.mode != ServiceMode::Vip {
+            return Ok(());
+        }
+        let net = self.networks.get(c.network.as_str())?.config.clone();
+        let network = net.name.to_string();
+        c.vip = match c.vip {
+            Some(vip) if check && self.taken_addresses(&net).contains(&vip) => {
+                return Err(ServiceError::VipTaken { vip, network }.into());
+            }
+            None if net.subnet.is_some() => Some(self.pick_vip(&c.network, mode)?),
+            given => given,
+        };
+        c.vip6 = match (c.vip6, net.slaac_prefix()) {
+            (Some(vip6), _) if check && self.address_in_use(&net.name, IpAddr::V6(vip6)) => {
+                return Err(ServiceError::VipTaken { vip: IpAddr::V6(vip6), network }.into());
+            }
+            (None, Some(prefix)) => Some(self.pick_vip6(&net.name, prefix)),
+            (given, _) => given,
+        };
+        Ok(())
+    }
+
+    /// A free IPv6 VIP in the network's /64: a random interface
+    /// identifier, never one of the EUI-64 form (..ff:fe..) a SLAAC
+    /// address has, so no container can come to hold it.
+    fn pick_vip6(&self, network: &Name, prefix: Ipv6Addr) -> Ipv6Addr {
+        loop {
+            let mut o = prefix.octets();
+            o[8..].copy_from_slice(&super::attach::random_u64().to_be_bytes());
+            let vip6 = Ipv6Addr::from(o);
+            if crate::services::icmpv6::slaac_mac(vip6).is_none() && !self.address_in_use(network, IpAddr::V6(vip6)) {
+                return vip6;
+            }
+        }
     }
 
     /// A free address of `network` for a VIP.
@@ -389,16 +446,7 @@ impl Daemon {
         if old.is_none() && self.services.known.len() >= MAX_SERVICES {
             return Err(ServiceError::TooMany.into());
         }
-        if config.mode == ServiceMode::Vip {
-            let net = self.networks.get(config.network.as_str())?.config.clone();
-            config.vip = match config.vip {
-                Some(vip) if self.taken_addresses(&net).contains(&vip) => {
-                    return Err(ServiceError::VipTaken { vip, network: net.name.to_string() }.into());
-                }
-                Some(vip) => Some(vip),
-                None => Some(self.pick_vip(&config.network, ClaimMode::Wait)?),
-            };
-        }
+        self.give_vips(&mut config, ClaimMode::Wait, true)?;
         let version = now_ms().max(old.map_or(0, |k| k.version + 1));
         self.services.known.insert(
             key.clone(),
@@ -480,6 +528,7 @@ impl Daemon {
             network: k.network.to_string(),
             mode: config.mode.as_str().to_owned(),
             vip: config.vip,
+            vip6: config.vip6,
             ports: config.ports.iter().map(|p| p.to_string()).collect(),
             publish: config.publish.iter().map(|p| p.to_string()).collect(),
             health: config
@@ -508,6 +557,7 @@ impl Daemon {
                     name: name.clone(),
                     mode: ServiceMode::Dnsrr,
                     vip: None,
+                    vip6: None,
                     ports: Vec::new(),
                     health: None,
                     publish: Vec::new(),

@@ -351,6 +351,7 @@ mod tests {
                     name: Name::new("web").unwrap(),
                     mode: switchd_config::ServiceMode::Vip,
                     vip: Some("10.0.0.200".parse().unwrap()),
+                    vip6: Some("fd00::c8".parse().unwrap()),
                     ports: vec![switchd_config::ServicePort { port: 80, protocol: switchd_config::Protocol::Tcp }],
                     health: Some(switchd_config::HealthCheck {
                         probe: switchd_config::Probe::Http { path: "/healthz".into() },

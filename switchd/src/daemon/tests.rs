@@ -784,3 +784,40 @@ fn a_given_ipv6_address_is_the_endpoints_and_no_one_elses() {
     assert!(opened.contains(&"open web/eth0 with fd00:1::10/64".to_owned()), "{opened:?}");
     assert!(opened.contains(&"open cache/eth0".to_owned()), "{opened:?}");
 }
+
+/// A VIP service on a dual-stack network gets a VIP of each family: the
+/// VIP6 random in the /64 but never of the EUI-64 form a container's SLAAC
+/// address has, held against services and endpoints alike, and both
+/// answered by name.
+#[test]
+fn a_service_on_a_dual_stack_network_gets_a_vip6_no_one_else_holds() {
+    let dir = TempDir::new("vip6");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("db");
+    let mut host = Host::start(&dir.0, "subnet6 = \"fd00:1::/64\"\n", system.clone());
+    let create = |host: &mut Host, name: &str, vip6: Option<&str>| {
+        host.ask(Request::ServiceCreate {
+            service: switchd_config::raw::RawService {
+                name: Some(name.into()),
+                network: Some("front".into()),
+                vip6: vip6.map(str::to_owned),
+                ..Default::default()
+            },
+        })
+    };
+    let web = create(&mut host, "web", None).unwrap();
+    let vip6: std::net::Ipv6Addr = web["vip6"].as_str().expect("a VIP6").parse().unwrap();
+    assert!(web["vip"].is_string(), "and its IPv4 VIP: {web}");
+    assert_eq!(vip6.segments()[..4], [0xfd00, 1, 0, 0], "in the subnet6: {vip6}");
+    assert_eq!(crate::services::icmpv6::slaac_mac(vip6), None, "never a SLAAC address");
+    let twice = create(&mut host, "api", Some(&vip6.to_string())).unwrap_err();
+    assert_eq!(twice, format!("{vip6} is already in use on network \"front\""));
+    let endpoint = host.connect("db", |p| p.ip6 = Some(vip6.to_string())).unwrap_err();
+    assert_eq!(endpoint, format!("{vip6} is already in use on network \"front\""));
+    let given = create(&mut host, "api", Some("fd00:1::80")).unwrap();
+    assert_eq!(given["vip6"], "fd00:1::80");
+    let names = host.daemon.service_names(&switchd_config::Name::new("front").unwrap());
+    let (_, ips, _) = names.iter().find(|(n, ..)| n == "web").expect("web's name");
+    assert_eq!(ips.len(), 2, "A and AAAA: {ips:?}");
+    assert!(ips.contains(&IpAddr::V6(vip6)));
+}

@@ -270,6 +270,22 @@ pub fn reject(
     } else if let (Some(net), Some(ip)) = (tables.networks.get(&network), l3::ipv6(eth))
         && let Some(adv) = &net.ipv6
     {
+        if reason == DropReason::NoBackend {
+            use etherparse::{Icmpv6Type, icmpv6::DestUnreachableCode};
+            match ip.protocol {
+                Some(Protocol::Tcp) => reset::tcp_reset6(eth, (net.mac, ip.dst), out),
+                _ => icmpv6::error(
+                    eth,
+                    Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port),
+                    (net.mac, ip.dst),
+                    out,
+                ),
+            }
+            if !out.is_empty() {
+                bump(&counters.refused_connections);
+            }
+            return;
+        }
         let mtu = match reason {
             DropReason::FragNeeded => tables.networks.values().find(|n| n.holds6(ip.dst)).map_or(1280, |n| n.mtu),
             _ => 0,

@@ -2,7 +2,7 @@
 //! once (RFC 9293 3.10.7.1, as a host with nothing listening does), so
 //! the client's `connect` fails now instead of timing out.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use switchd_config::MacAddr;
 use switchd_wire::ethernet::{self, EtherType};
@@ -27,13 +27,7 @@ pub fn tcp_reset(eth: &[u8], ip: &l3::Ipv4, from: (MacAddr, Ipv4Addr), out: &mut
         return;
     }
     let data_len = (ip.end - ip.payload_at - segment.header_len()) as u32;
-    let (seq, ack, sent_flags) = match got & flags::ACK != 0 {
-        true => (segment.ack_number(), 0, flags::RST),
-        false => {
-            let len = data_len + u32::from(got & flags::SYN != 0) + u32::from(got & flags::FIN != 0);
-            (0, segment.seq_number().wrapping_add(len), flags::RST | flags::ACK)
-        }
-    };
+    let (seq, ack, sent_flags) = answer(got, segment.seq_number(), segment.ack_number(), data_len);
     let header = ipv4::Repr {
         src_addr: from.1,
         dst_addr: ip.src,
@@ -55,6 +49,49 @@ pub fn tcp_reset(eth: &[u8], ip: &l3::Ipv4, from: (MacAddr, Ipv4Addr), out: &mut
     l4[13] = sent_flags;
     let pseudo = checksum::pseudo_v4(from.1, ip.src, Protocol::Tcp.into(), tcp::MIN_HEADER_LEN as u32);
     tcp::Packet::new_unchecked(&mut l4[..]).fill_checksum(pseudo);
+}
+
+/// The reset's sequence and acknowledgment numbers and flags, for a
+/// segment with `got` flags, `seq` and `ack`, and `data_len` bytes.
+fn answer(got: u8, seq: u32, ack: u32, data_len: u32) -> (u32, u32, u8) {
+    match got & flags::ACK != 0 {
+        true => (ack, 0, flags::RST),
+        false => {
+            let len = data_len + u32::from(got & flags::SYN != 0) + u32::from(got & flags::FIN != 0);
+            (0, seq.wrapping_add(len), flags::RST | flags::ACK)
+        }
+    }
+}
+
+/// [`tcp_reset`] for IPv6: the reset of TCP segment `eth` (past any
+/// extension headers) from `(mac, ip)`; nothing for a reset, a fragment,
+/// or what is not a whole TCP segment.
+pub fn tcp_reset6(eth: &[u8], from: (MacAddr, Ipv6Addr), out: &mut Vec<u8>) {
+    out.clear();
+    let Ok(packet) = etherparse::SlicedPacket::from_ethernet(eth) else { return };
+    let (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Tcp(t))) =
+        (&packet.net, &packet.transport)
+    else {
+        return;
+    };
+    if ip.is_payload_fragmented() || t.rst() {
+        return;
+    }
+    let got = [(t.syn(), flags::SYN), (t.fin(), flags::FIN), (t.ack(), flags::ACK)]
+        .into_iter()
+        .filter_map(|(set, bit)| set.then_some(bit))
+        .fold(0, |all, bit| all | bit);
+    let (seq, ack, sent) = answer(got, t.sequence_number(), t.acknowledgment_number(), t.payload().len() as u32);
+    let asker = ethernet::Frame::new_unchecked(eth).src_addr();
+    let src = ip.header().source_addr();
+    let mut reset = etherparse::PacketBuilder::ethernet2(from.0.0, asker.0)
+        .ipv6(from.1.octets(), src.octets(), 64)
+        .tcp(t.destination_port(), t.source_port(), seq, 0)
+        .rst();
+    if sent & flags::ACK != 0 {
+        reset = reset.ack(ack);
+    }
+    reset.write(out, &[]).expect("a frame in a Vec");
 }
 
 #[cfg(test)]
@@ -113,5 +150,38 @@ mod tests {
         assert!(t.rst() && !t.ack());
         assert_eq!(t.sequence_number(), 777);
         assert!(reset_of(&segment(false, Some(1), true)).is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_syn_is_answered_with_rst_ack_from_the_vip() {
+        let (client, vip): (Ipv6Addr, Ipv6Addr) = ("fd00:1::2".parse().unwrap(), "fd00:1::c8".parse().unwrap());
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], GW.0)
+            .ipv6(client.octets(), vip.octets(), 64)
+            .tcp(40000, 80, 1000, 64240)
+            .syn()
+            .write(&mut syn, b"")
+            .unwrap();
+        let mut out = Vec::new();
+        tcp_reset6(&syn, (GW, vip), &mut out);
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(v6)) = &p.net else { panic!("{out:?}") };
+        let Some(TransportSlice::Tcp(t)) = &p.transport else { panic!() };
+        assert_eq!((v6.header().source_addr(), v6.header().destination_addr()), (vip, client));
+        assert!(t.rst() && t.ack() && !t.syn());
+        assert_eq!((t.source_port(), t.destination_port()), (80, 40000));
+        assert_eq!((t.sequence_number(), t.acknowledgment_number()), (0, 1001));
+        let sum = t.to_header().calc_checksum_ipv6(&v6.header().to_header(), &[]).unwrap();
+        assert_eq!(sum, t.checksum());
+        let mut rst = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], GW.0)
+            .ipv6(client.octets(), vip.octets(), 64)
+            .tcp(40000, 80, 1000, 64240)
+            .rst()
+            .write(&mut rst, b"")
+            .unwrap();
+        let mut none = vec![1];
+        tcp_reset6(&rst, (GW, vip), &mut none);
+        assert!(none.is_empty(), "a reset gets nothing");
     }
 }

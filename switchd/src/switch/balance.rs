@@ -27,9 +27,12 @@
 //! straight back (the client is behind this host's NAT), so its host keeps
 //! each such flow's way back and the VTEP it came from ([`Arrival`], a
 //! bounded table of its own) and returns the replies there.
+//!
+//! IPv4 and IPv6 alike: a service has a VIP of each family its network
+//! has, each balanced over its backends' addresses of that family.
 
 use std::hash::Hash;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +40,7 @@ use hashbrown::{HashMap, HashSet};
 use switchd_config::MacAddr;
 use switchd_wire::ethernet;
 use switchd_wire::ip::Protocol;
-use switchd_wire::{checksum, ipv4};
+use switchd_wire::{checksum, ipv4, ipv6};
 
 use super::VtepId;
 use super::flow_table::FlowTable;
@@ -58,26 +61,36 @@ pub struct ServicePort {
     pub port: u16,
 }
 
-/// A healthy backend: keyed (in the Maglev table) by its address.
+/// A healthy backend: keyed (in the Maglev table) by its address, 4 or
+/// 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend {
-    octets: [u8; 4],
+    ip: IpAddr,
+    octets: [u8; 16],
     pub mac: MacAddr,
 }
 
 impl Backend {
-    pub fn new(ip: Ipv4Addr, mac: MacAddr) -> Self {
-        Backend { octets: ip.octets(), mac }
+    pub fn new(ip: IpAddr, mac: MacAddr) -> Self {
+        let mut octets = [0; 16];
+        match ip {
+            IpAddr::V4(v4) => octets[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => octets = v6.octets(),
+        }
+        Backend { ip, octets, mac }
     }
 
-    pub fn ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.octets)
+    pub fn ip(&self) -> IpAddr {
+        self.ip
     }
 }
 
 impl AsRef<[u8]> for Backend {
     fn as_ref(&self) -> &[u8] {
-        &self.octets
+        match self.ip {
+            IpAddr::V4(_) => &self.octets[..4],
+            IpAddr::V6(_) => &self.octets,
+        }
     }
 }
 
@@ -85,7 +98,7 @@ impl AsRef<[u8]> for Backend {
 /// by the control plane and shared by every replica.
 #[derive(Debug, Clone)]
 pub struct Service {
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub ports: Vec<ServicePort>,
     pub table: Arc<Maglev<Backend>>,
 }
@@ -93,15 +106,18 @@ pub struct Service {
 impl Service {
     /// The service over `backends` (healthy ones only): a Maglev table of
     /// about 128 entries per backend (a share within 1% of even), a prime.
-    pub fn new(vip: Ipv4Addr, ports: Vec<ServicePort>, backends: Vec<Backend>) -> Self {
+    /// (Backends of the other IP version than the VIP are left out.)
+    pub fn new(vip: IpAddr, ports: Vec<ServicePort>, mut backends: Vec<Backend>) -> Self {
+        backends.retain(|b| b.ip.is_ipv4() == vip.is_ipv4());
         let size = table_size(backends.len());
         let table = Maglev::new(backends, size).expect("a prime size above the backend count");
         Service { vip, ports, table: Arc::new(table) }
     }
 
-    fn backend(&self, ip: Ipv4Addr) -> Option<Backend> {
+    fn backend(&self, ip: IpAddr) -> Option<Backend> {
         let b = self.table.backends();
-        b.binary_search_by(|x| x.octets.cmp(&ip.octets())).ok().map(|i| b[i])
+        let key = Backend::new(ip, MacAddr::ZERO);
+        b.binary_search_by(|x| x.as_ref().cmp(key.as_ref())).ok().map(|i| b[i])
     }
 }
 
@@ -117,8 +133,8 @@ fn table_size(backends: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub protocol: Protocol,
-    pub from: (Ipv4Addr, u16),
-    pub to: (Ipv4Addr, u16),
+    pub from: (IpAddr, u16),
+    pub to: (IpAddr, u16),
     pub back: bool,
 }
 
@@ -126,7 +142,7 @@ pub struct FlowKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Balanced {
     pub there: FlowKey,
-    pub backend: Ipv4Addr,
+    pub backend: IpAddr,
     pub at: Instant,
 }
 
@@ -153,9 +169,9 @@ pub struct Rewrite {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatAddr {
     /// There: the backend's, for the VIP.
-    Dst(Ipv4Addr),
+    Dst(IpAddr),
     /// Back: the VIP's, for the backend's.
-    Src(Ipv4Addr),
+    Src(IpAddr),
 }
 
 /// Counters of a network's balancer, for `switchctl stats` and metrics.
@@ -183,11 +199,11 @@ pub struct Arrival {
 /// A network's VIPs and the flows through them.
 #[derive(Debug, Clone)]
 pub struct Balancer {
-    services: HashMap<Ipv4Addr, Service>,
+    services: HashMap<IpAddr, Service>,
     /// Every backend's address: only a frame from one of these can be a
     /// reply to turn back (the flow table says whether it is).
-    serving: HashSet<Ipv4Addr>,
-    flows: FlowTable<FlowKey, Ipv4Addr>,
+    serving: HashSet<IpAddr>,
+    flows: FlowTable<FlowKey, IpAddr>,
     /// Mesh flows balanced by another host to a backend here ([`Arrival`]).
     arrivals: FlowTable<FlowKey, VtepId>,
     balanced: u64,
@@ -212,12 +228,12 @@ impl Balancer {
         self.services.is_empty()
     }
 
-    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+    pub fn is_vip(&self, ip: IpAddr) -> bool {
         self.services.contains_key(&ip)
     }
 
     /// Whether `ip` is a backend's: only its frames can be replies to turn back.
-    pub fn is_serving(&self, ip: Ipv4Addr) -> bool {
+    pub fn is_serving(&self, ip: IpAddr) -> bool {
         !self.serving.is_empty() && self.serving.contains(&ip)
     }
 
@@ -239,7 +255,7 @@ impl Balancer {
     /// The backend for a frame to `ip.dst` (with TCP or UDP ports, not a
     /// later fragment), from its flow or, for a new flow, from the Maglev
     /// table.
-    pub fn pick(&mut self, now: Instant, ip: &l3::Ipv4) -> Pick {
+    pub fn pick(&mut self, now: Instant, ip: &l3::Flow) -> Pick {
         let Some(service) = self.services.get(&ip.dst) else { return Pick::NotVip };
         let Some((sport, dport)) = ip.ports.filter(|_| matches!(ip.protocol, Protocol::Tcp | Protocol::Udp)) else {
             self.refused += 1;
@@ -280,7 +296,7 @@ impl Balancer {
 
     /// The VIP a frame from a backend back to its client came from, if it
     /// belongs to a balanced flow.
-    pub fn reply_vip(&mut self, now: Instant, ip: &l3::Ipv4) -> Option<Ipv4Addr> {
+    pub fn reply_vip(&mut self, now: Instant, ip: &l3::Flow) -> Option<IpAddr> {
         let (sport, dport) = ip.ports?;
         if !self.serving.contains(&ip.src) {
             return None;
@@ -293,7 +309,7 @@ impl Balancer {
     /// on ports a balanced flow had: that flow is over (the client took
     /// the port again), and its way back must not turn this connection's
     /// replies into the VIP's. Forgotten.
-    pub fn direct(&mut self, ip: &l3::Ipv4) {
+    pub fn direct(&mut self, ip: &l3::Flow) {
         let Some((sport, dport)) = ip.ports.filter(|_| self.serving.contains(&ip.dst)) else { return };
         let back = FlowKey { protocol: ip.protocol, from: (ip.dst, dport), to: (ip.src, sport), back: true };
         if let Some(vip) = self.flows.get_unmarked(&back) {
@@ -307,7 +323,7 @@ impl Balancer {
     /// a client outside every network: the way back of its flow is kept,
     /// so that the replies go back through that host. The arrival, if it
     /// is new (news for the other replicas).
-    pub fn arrived(&mut self, now: Instant, ip: &l3::Ipv4, vtep: VtepId) -> Option<Arrival> {
+    pub fn arrived(&mut self, now: Instant, ip: &l3::Flow, vtep: VtepId) -> Option<Arrival> {
         let (sport, dport) = ip.ports.filter(|_| self.serving.contains(&ip.dst))?;
         let back = FlowKey { protocol: ip.protocol, from: (ip.dst, dport), to: (ip.src, sport), back: true };
         if self.arrivals.get(&back, now) == Some(vtep) {
@@ -324,7 +340,7 @@ impl Balancer {
     }
 
     /// The host a backend's reply goes back to, for a mesh flow.
-    pub fn return_vtep(&mut self, now: Instant, ip: &l3::Ipv4) -> Option<VtepId> {
+    pub fn return_vtep(&mut self, now: Instant, ip: &l3::Flow) -> Option<VtepId> {
         let (sport, dport) = ip.ports.filter(|_| self.serving.contains(&ip.src))?;
         let back = FlowKey { protocol: ip.protocol, from: (ip.src, sport), to: (ip.dst, dport), back: true };
         self.arrivals.get(&back, now)
@@ -340,62 +356,45 @@ impl Balancer {
 /// and port (the VIP's side is the same for every flow of the service),
 /// mixed by splitmix64's finalizer, so neighbouring ports land far apart.
 /// Fixed, not seeded: a client picks its own ports, so it could aim its
-/// own flows anyway, and a fixed hash makes a choice reproducible.
-pub fn flow_hash(protocol: Protocol, ip: Ipv4Addr, port: u16) -> u64 {
-    let mut z = (u64::from(u8::from(protocol)) << 48) | (u64::from(u32::from(ip)) << 16) | u64::from(port);
+/// own flows anyway, and a fixed hash makes a choice reproducible. (An
+/// IPv6 address is folded to 64 bits first.)
+pub fn flow_hash(protocol: Protocol, ip: IpAddr, port: u16) -> u64 {
+    let (protocol, port) = (u64::from(u8::from(protocol)), u64::from(port));
+    let mut z = match ip {
+        IpAddr::V4(v4) => (protocol << 48) | (u64::from(u32::from(v4)) << 16) | port,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            ((bits >> 64) as u64 ^ bits as u64).rotate_left(16) ^ (protocol << 48) ^ port
+        }
+    };
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
-/// One's complement update of a checksum field for a 32-bit value that
-/// changed from `old` to `new` (RFC 1624): a complete checksum is the
-/// complement of the sum, a partial one (`CHECKSUM_PARTIAL`) the sum itself.
-fn update(field: u16, old: Ipv4Addr, new: Ipv4Addr, complemented: bool) -> u16 {
-    let words = |ip: Ipv4Addr| {
-        let o = ip.octets();
-        u64::from(u16::from_be_bytes([o[0], o[1]])) + u64::from(u16::from_be_bytes([o[2], o[3]]))
+/// One's complement update of a checksum field for an address (4 or 16
+/// bytes) that changed from `old` to `new` (RFC 1624): a complete
+/// checksum is the complement of the sum, a partial one
+/// (`CHECKSUM_PARTIAL`) the sum itself.
+fn update(field: u16, old: &[u8], new: &[u8], complemented: bool) -> u16 {
+    let words = |b: &[u8], flip: bool| -> u64 {
+        b.chunks_exact(2).map(|w| u16::from_be_bytes([w[0], w[1]])).map(|w| u64::from(if flip { !w } else { w })).sum()
     };
-    let not = |ip: Ipv4Addr| {
-        let o = ip.octets();
-        u64::from(!u16::from_be_bytes([o[0], o[1]])) + u64::from(!u16::from_be_bytes([o[2], o[3]]))
-    };
-    if complemented {
-        !checksum::fold(u64::from(!field) + not(old) + words(new))
-    } else {
-        checksum::fold(u64::from(field) + not(old) + words(new))
-    }
+    let delta = words(old, true) + words(new, false);
+    if complemented { !checksum::fold(u64::from(!field) + delta) } else { checksum::fold(u64::from(field) + delta) }
 }
 
-/// Rewrites a balanced frame (IPv4 with TCP or UDP, as [`Balancer::pick`]
-/// or [`Balancer::reply_vip`] accepted it) in place: MACs, the address,
-/// the IPv4 header checksum, and the TCP or UDP checksum, which holds the
-/// pseudo-header sum only when `partial` (the sender left it to be
-/// finished). A UDP datagram sent without a checksum stays without.
-pub fn rewrite(eth: &mut [u8], rw: &Rewrite, partial: bool) {
-    let Ok(mut frame) = ethernet::Frame::new_checked(&mut eth[..]) else { return };
-    frame.set_dst_addr(rw.dst_mac);
-    frame.set_src_addr(rw.src_mac);
-    let Ok(mut packet) = ipv4::Packet::new_checked(frame.payload_mut()) else { return };
-    let (old, new) = match rw.addr {
-        NatAddr::Dst(ip) => (packet.dst_addr(), ip),
-        NatAddr::Src(ip) => (packet.src_addr(), ip),
-    };
-    match rw.addr {
-        NatAddr::Dst(ip) => packet.set_dst_addr(ip),
-        NatAddr::Src(ip) => packet.set_src_addr(ip),
-    }
-    packet.set_checksum(update(packet.checksum(), old, new, true));
-    let (protocol, later) = (packet.protocol(), packet.is_later_fragment());
-    let header_len = packet.header_len();
-    let l4 = &mut frame.payload_mut()[header_len..];
+/// The transport checksum of a TCP or UDP header `l4` after its packet's
+/// address changed from `old` to `new` (in the pseudo-header), as
+/// [`rewrite`] describes.
+fn update_l4(protocol: Protocol, l4: &mut [u8], old: &[u8], new: &[u8], partial: bool) {
     let at = match protocol {
         Protocol::Tcp => 16,
         Protocol::Udp => 6,
         _ => return,
     };
-    let Some(field) = l4.get_mut(at..at + 2).filter(|_| !later) else { return };
+    let Some(field) = l4.get_mut(at..at + 2) else { return };
     let sum = u16::from_be_bytes([field[0], field[1]]);
     if protocol == Protocol::Udp && sum == 0 && !partial {
         return;
@@ -407,9 +406,60 @@ pub fn rewrite(eth: &mut [u8], rw: &Rewrite, partial: bool) {
     field.copy_from_slice(&updated.to_be_bytes());
 }
 
+/// Rewrites a balanced frame (IPv4 or IPv6 with TCP or UDP, as
+/// [`Balancer::pick`] or [`Balancer::reply_vip`] accepted it) in place:
+/// MACs, the address, the IPv4 header checksum, and the TCP or UDP
+/// checksum, which holds the pseudo-header sum only when `partial` (the
+/// sender left it to be finished). A UDP datagram sent without a checksum
+/// stays without. An address of the other IP version than the frame's
+/// changes nothing but the MACs.
+pub fn rewrite(eth: &mut [u8], rw: &Rewrite, partial: bool) {
+    let Ok(mut frame) = ethernet::Frame::new_checked(&mut eth[..]) else { return };
+    frame.set_dst_addr(rw.dst_mac);
+    frame.set_src_addr(rw.src_mac);
+    let (to_dst, ip) = match rw.addr {
+        NatAddr::Dst(ip) => (true, ip),
+        NatAddr::Src(ip) => (false, ip),
+    };
+    match ip {
+        IpAddr::V4(new) => {
+            let Ok(mut packet) = ipv4::Packet::new_checked(frame.payload_mut()) else { return };
+            let old = if to_dst { packet.dst_addr() } else { packet.src_addr() };
+            if to_dst {
+                packet.set_dst_addr(new)
+            } else {
+                packet.set_src_addr(new)
+            }
+            packet.set_checksum(update(packet.checksum(), &old.octets(), &new.octets(), true));
+            let (protocol, later) = (packet.protocol(), packet.is_later_fragment());
+            let header_len = packet.header_len();
+            if !later {
+                let l4 = &mut frame.payload_mut()[header_len..];
+                update_l4(protocol, l4, &old.octets(), &new.octets(), partial);
+            }
+        }
+        IpAddr::V6(new) => {
+            let Ok(mut packet) = ipv6::Packet::new_checked(frame.payload_mut()) else { return };
+            let old = if to_dst { packet.dst_addr() } else { packet.src_addr() };
+            if to_dst {
+                packet.set_dst_addr(new)
+            } else {
+                packet.set_src_addr(new)
+            }
+            // The upper layer's place past the extension headers (none in a later fragment).
+            let Ok(ipv6::UpperLayer::Protocol(protocol, l4)) = packet.upper_layer() else { return };
+            let at = packet.payload().len() - l4.len();
+            let l4 = &mut packet.payload_mut()[at..];
+            update_l4(protocol, l4, &old.octets(), &new.octets(), partial);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice};
+
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
 
@@ -417,54 +467,70 @@ mod tests {
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 
     fn backends(n: u8) -> Vec<Backend> {
-        (0..n).map(|i| Backend::new(Ipv4Addr::new(10, 0, 0, 10 + i), MacAddr([2, 0, 0, 0, 0, 10 + i]))).collect()
+        (0..n).map(|i| Backend::new(Ipv4Addr::new(10, 0, 0, 10 + i).into(), MacAddr([2, 0, 0, 0, 0, 10 + i]))).collect()
     }
 
     fn web(n: u8) -> Service {
-        Service::new(VIP, vec![ServicePort { protocol: Protocol::Tcp, port: 80 }], backends(n))
+        Service::new(VIP.into(), vec![ServicePort { protocol: Protocol::Tcp, port: 80 }], backends(n))
     }
 
-    fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    fn builder(src: impl Into<IpAddr>, dst: impl Into<IpAddr>) -> PacketBuilderStep<IpHeaders> {
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+        match (src.into(), dst.into()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("two IP versions"),
+        }
+    }
+
+    fn tcp(src: impl Into<IpAddr>, sport: u16, dst: impl Into<IpAddr>, dport: u16) -> Vec<u8> {
         let mut out = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
-            .ipv4(src.octets(), dst.octets(), 64)
-            .tcp(sport, dport, 1000, 64240)
-            .syn()
-            .write(&mut out, b"hello")
-            .unwrap();
+        builder(src, dst).tcp(sport, dport, 1000, 64240).syn().write(&mut out, b"hello").unwrap();
         out
     }
 
-    fn udp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    fn udp(src: impl Into<IpAddr>, dst: impl Into<IpAddr>, dport: u16) -> Vec<u8> {
         let mut out = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
-            .ipv4(src.octets(), dst.octets(), 64)
-            .udp(5000, dport)
-            .write(&mut out, b"query")
-            .unwrap();
+        builder(src, dst).udp(5000, dport).write(&mut out, b"query").unwrap();
         out
     }
 
-    fn ip(frame: &[u8]) -> l3::Ipv4 {
-        l3::ipv4(frame).unwrap()
+    fn ip(frame: &[u8]) -> l3::Flow {
+        l3::flow(frame).unwrap()
     }
 
-    /// Whether the frame's IPv4 and TCP/UDP checksums verify.
+    /// Whether the frame's IPv4 and TCP/UDP checksums verify (IPv6: TCP/UDP's).
     fn checksums_hold(frame: &[u8]) -> bool {
         let p = SlicedPacket::from_ethernet(frame).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(v4)) = &p.net else { return false };
-        let h = v4.header();
-        let ip_ok = h.to_header().calc_header_checksum() == h.header_checksum();
-        let l4_ok = match &p.transport {
-            Some(TransportSlice::Tcp(t)) => {
-                t.to_header().calc_checksum_ipv4(&h.to_header(), t.payload()).unwrap() == t.checksum()
+        match &p.net {
+            Some(etherparse::NetSlice::Ipv4(v4)) => {
+                let h = v4.header().to_header();
+                let ip_ok = h.calc_header_checksum() == v4.header().header_checksum();
+                let l4_ok = match &p.transport {
+                    Some(TransportSlice::Tcp(t)) => {
+                        t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap() == t.checksum()
+                    }
+                    Some(TransportSlice::Udp(u)) => {
+                        u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap() == u.checksum()
+                    }
+                    _ => false,
+                };
+                ip_ok && l4_ok
             }
-            Some(TransportSlice::Udp(u)) => {
-                u.to_header().calc_checksum_ipv4(&h.to_header(), u.payload()).unwrap() == u.checksum()
+            Some(etherparse::NetSlice::Ipv6(v6)) => {
+                let h = v6.header().to_header();
+                match &p.transport {
+                    Some(TransportSlice::Tcp(t)) => {
+                        t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap() == t.checksum()
+                    }
+                    Some(TransportSlice::Udp(u)) => {
+                        u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap() == u.checksum()
+                    }
+                    _ => false,
+                }
             }
             _ => false,
-        };
-        ip_ok && l4_ok
+        }
     }
 
     #[test]
@@ -479,7 +545,7 @@ mod tests {
             let again = b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80)));
             assert_eq!(again, Pick::To { backend, new: None }, "a known flow is no news");
         }
-        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP));
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP.into()));
         assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40001))), None, "another flow");
         assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 81, CLIENT, 40000))), None, "from another port");
         assert_eq!(b.counters(), BalanceCounters { balanced: 1, refused: 0, evicted: 0 });
@@ -494,12 +560,12 @@ mod tests {
         b.set_services(vec![web(1)]);
         let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))) else { panic!() };
         let reply = tcp(backend.ip(), 80, CLIENT, 40000);
-        assert_eq!(b.reply_vip(now, &ip(&reply)), Some(VIP));
+        assert_eq!(b.reply_vip(now, &ip(&reply)), Some(VIP.into()));
         b.direct(&ip(&tcp(CLIENT, 40000, backend.ip(), 80)));
         assert_eq!(b.reply_vip(now, &ip(&reply)), None, "the direct connection's reply is the backend's");
         // The client's next connection to the VIP on those ports is a new flow, its way back kept.
         assert!(matches!(b.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))), Pick::To { new: Some(_), .. }));
-        assert_eq!(b.reply_vip(now, &ip(&reply)), Some(VIP));
+        assert_eq!(b.reply_vip(now, &ip(&reply)), Some(VIP.into()));
     }
 
     #[test]
@@ -510,7 +576,7 @@ mod tests {
         b.set_services(vec![web(3)]);
         let Pick::To { backend, new: Some(news) } = a.pick(now, &ip(&tcp(CLIENT, 40000, VIP, 80))) else { panic!() };
         b.remember(&news);
-        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP));
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend.ip(), 80, CLIENT, 40000))), Some(VIP.into()));
     }
 
     #[test]
@@ -527,15 +593,15 @@ mod tests {
                 chosen.insert(port, backend.ip());
             }
         }
-        let mut counts: HashMap<Ipv4Addr, usize> = HashMap::new();
+        let mut counts: HashMap<IpAddr, usize> = HashMap::new();
         for ip in chosen.values() {
             *counts.entry(*ip).or_default() += 1;
         }
         assert_eq!(counts.len(), 3);
         assert!(counts.values().all(|n| (320..=480).contains(n)), "uneven: {counts:?}");
         // The backend .12 fails: its flows move, every other flow stays.
-        let gone = Ipv4Addr::new(10, 0, 0, 12);
-        b.set_services(vec![Service::new(VIP, web(3).ports, backends(2))]);
+        let gone = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 12));
+        b.set_services(vec![Service::new(VIP.into(), web(3).ports, backends(2))]);
         for port in 0..1200u16 {
             let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(CLIENT, 10000 + port, VIP, 80))) else { panic!() };
             if chosen[&port] == gone {
@@ -558,7 +624,7 @@ mod tests {
         assert_eq!(b.pick(now, &ip(&tcp(CLIENT, 1, CLIENT, 80))), Pick::NotVip);
         assert_eq!(b.counters().refused, 3);
         // A VIP that names no port balances every TCP and UDP port.
-        b.set_services(vec![Service::new(VIP, vec![], backends(2))]);
+        b.set_services(vec![Service::new(VIP.into(), vec![], backends(2))]);
         assert!(matches!(b.pick(now, &ip(&tcp(CLIENT, 1, VIP, 443))), Pick::To { .. }));
         assert!(matches!(b.pick(now, &ip(&udp(CLIENT, VIP, 53))), Pick::To { .. }));
     }
@@ -569,7 +635,7 @@ mod tests {
         let rw = Rewrite {
             src_mac: MacAddr([2, 9, 9, 9, 9, 9]),
             dst_mac: MacAddr([2, 8, 8, 8, 8, 8]),
-            addr: NatAddr::Dst(backend),
+            addr: NatAddr::Dst(backend.into()),
         };
         for frame in [tcp(CLIENT, 40000, VIP, 80), udp(CLIENT, VIP, 53)] {
             let mut f = frame.clone();
@@ -577,7 +643,7 @@ mod tests {
             assert!(checksums_hold(&f), "complete checksums after the rewrite");
             assert_eq!(ip(&f).dst, backend);
             assert_eq!(&f[..12], &[2, 8, 8, 8, 8, 8, 2, 9, 9, 9, 9, 9]);
-            let back = Rewrite { addr: NatAddr::Src(VIP), ..rw };
+            let back = Rewrite { addr: NatAddr::Src(VIP.into()), ..rw };
             let mut reply = udp(backend, CLIENT, 53);
             rewrite(&mut reply, &back, false);
             assert!(checksums_hold(&reply));
@@ -603,5 +669,60 @@ mod tests {
         assert_eq!(table_size(2), 257);
         assert_eq!(table_size(3), 389);
         assert_eq!(table_size(10_000), super::super::maglev::DEFAULT_SIZE);
+    }
+
+    /// A VIP6: balanced over the backends' IPv6 addresses, the rewrite's
+    /// TCP and UDP checksums whole, past an extension header too.
+    #[test]
+    fn an_ipv6_vip_balances_and_rewrites_as_an_ipv4_one() {
+        let now = Instant::now();
+        let (client, vip6): (Ipv6Addr, Ipv6Addr) = ("fd00::2".parse().unwrap(), "fd00::c8".parse().unwrap());
+        let six: Vec<Backend> = (0..3u8)
+            .map(|i| Backend::new(format!("fd00::{:x}", 0x10 + i).parse().unwrap(), MacAddr([2, 0, 0, 0, 0, 10 + i])))
+            .collect();
+        // Backends of the other version are left out of a VIP's table.
+        let mixed = six.iter().copied().chain(backends(2)).collect();
+        let mut b = Balancer::default();
+        b.set_services(vec![
+            web(2),
+            Service::new(vip6.into(), vec![ServicePort { protocol: Protocol::Tcp, port: 80 }], mixed),
+        ]);
+        assert!(b.is_vip(vip6.into()) && b.is_vip(VIP.into()));
+        let Pick::To { backend, new: Some(_) } = b.pick(now, &ip(&tcp(client, 40000, vip6, 80))) else {
+            panic!("not balanced")
+        };
+        assert!(six.contains(&backend), "an IPv6 backend: {backend:?}");
+        let IpAddr::V6(backend6) = backend.ip() else { panic!() };
+        assert_eq!(b.reply_vip(now, &ip(&tcp(backend6, 80, client, 40000))), Some(vip6.into()));
+        let mut spread = HashSet::new();
+        for port in 0..300u16 {
+            if let Pick::To { backend, .. } = b.pick(now, &ip(&tcp(client, 20000 + port, vip6, 80))) {
+                spread.insert(backend.ip());
+            }
+        }
+        assert_eq!(spread.len(), 3, "every IPv6 backend takes flows");
+        let rw =
+            Rewrite { src_mac: MacAddr([2, 9, 9, 9, 9, 9]), dst_mac: backend.mac, addr: NatAddr::Dst(backend6.into()) };
+        for frame in [tcp(client, 40000, vip6, 80), udp(client, vip6, 53)] {
+            let mut f = frame.clone();
+            rewrite(&mut f, &rw, false);
+            assert!(checksums_hold(&f), "complete checksums after the IPv6 rewrite");
+            assert_eq!(ip(&f).dst, IpAddr::V6(backend6));
+        }
+        // Past a hop-by-hop options header (8 bytes) before the TCP.
+        let plain = tcp(client, 40000, vip6, 80);
+        let mut hop = plain[..14 + 40].to_vec();
+        hop[14 + 6] = 0;
+        hop[14 + 5] += 8;
+        hop.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        hop.extend_from_slice(&plain[14 + 40..]);
+        assert_eq!(ip(&hop).ports, Some((40000, 80)));
+        rewrite(&mut hop, &rw, false);
+        assert!(checksums_hold(&hop), "after an extension header");
+        let back = Rewrite { addr: NatAddr::Src(vip6.into()), ..rw };
+        let mut reply = tcp(backend6, 80, client, 40000);
+        rewrite(&mut reply, &back, false);
+        assert!(checksums_hold(&reply));
+        assert_eq!(ip(&reply).src, IpAddr::V6(vip6));
     }
 }

@@ -3,7 +3,7 @@
 //! gets: new MACs, TTL (IPv6: hop limit) one less, the IPv4 header
 //! checksum updated.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use switchd_config::MacAddr;
 use switchd_wire::ethernet::{self, EtherType};
@@ -50,6 +50,21 @@ impl Ipv4 {
     pub fn is_echo_request(&self) -> bool {
         self.icmp == Some(icmpv4::Message::EchoRequest)
     }
+
+    pub fn flow(&self) -> Flow {
+        Flow { src: IpAddr::V4(self.src), dst: IpAddr::V4(self.dst), protocol: self.protocol, ports: self.ports }
+    }
+}
+
+/// What the balancer reads of a packet of either IP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IPv6: the upper layer's, past the extension headers.
+    pub protocol: Protocol,
+    /// TCP or UDP ports (source, destination) of a first (or only) fragment.
+    pub ports: Option<(u16, u16)>,
 }
 
 /// The IPv4 packet of an untagged Ethernet frame, if it holds a valid one:
@@ -85,15 +100,37 @@ pub fn ipv4(eth: &[u8]) -> Option<Ipv4> {
     })
 }
 
+/// The flow of an untagged Ethernet frame's IPv4 or IPv6 packet.
+pub fn flow(eth: &[u8]) -> Option<Flow> {
+    match ipv4(eth) {
+        Some(ip) => Some(ip.flow()),
+        None => ipv6(eth)?.flow(),
+    }
+}
+
 /// What the switch needs of an IPv6 header to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv6 {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub hop_limit: u8,
-    /// The TCP destination port, past any extension headers (of a first
-    /// or only fragment).
-    pub tcp_dst: Option<u16>,
+    /// The upper layer past any extension headers (`None`: a later
+    /// fragment, or a chain that could not be followed).
+    pub protocol: Option<Protocol>,
+    /// TCP or UDP ports (source, destination) of a first (or only) fragment.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl Ipv6 {
+    pub fn is_tcp_to(&self, port: u16) -> bool {
+        self.protocol == Some(Protocol::Tcp) && self.ports.is_some_and(|(_, dst)| dst == port)
+    }
+
+    /// Its flow, if its upper layer is known.
+    pub fn flow(&self) -> Option<Flow> {
+        let (src, dst) = (IpAddr::V6(self.src), IpAddr::V6(self.dst));
+        Some(Flow { src, dst, protocol: self.protocol?, ports: self.ports })
+    }
 }
 
 /// The IPv6 packet of an untagged Ethernet frame, if it holds one whose
@@ -104,13 +141,11 @@ pub fn ipv6(eth: &[u8]) -> Option<Ipv6> {
         return None;
     }
     let packet = ipv6::Packet::new_checked(frame.payload()).ok()?;
-    let tcp_dst = match ipv6::upper_layer(packet.next_header(), packet.payload()) {
-        Ok(ipv6::UpperLayer::Protocol(Protocol::Tcp, tcp)) if tcp.len() >= 4 => {
-            Some(u16::from_be_bytes([tcp[2], tcp[3]]))
-        }
-        _ => None,
+    let (protocol, ports) = match packet.upper_layer() {
+        Ok(ipv6::UpperLayer::Protocol(protocol, l4)) => (Some(protocol), ip::ports(protocol, l4)),
+        _ => (None, None),
     };
-    Some(Ipv6 { src: packet.src_addr(), dst: packet.dst_addr(), hop_limit: packet.hop_limit(), tcp_dst })
+    Some(Ipv6 { src: packet.src_addr(), dst: packet.dst_addr(), hop_limit: packet.hop_limit(), protocol, ports })
 }
 
 /// Turns a frame [`ipv4`] or [`ipv6`] accepted, with TTL or hop limit
@@ -199,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tcp_port_of_ipv6_is_read_past_extension_headers() {
+    fn the_ports_of_ipv6_are_read_past_extension_headers() {
         let (src, dst) = (
             [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
             [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
@@ -210,21 +245,24 @@ mod tests {
             .tcp(40000, 53, 1, 1024)
             .write(&mut frame, b"")
             .unwrap();
-        assert_eq!(ipv6(&frame).unwrap().tcp_dst, Some(53));
+        assert_eq!(ipv6(&frame).unwrap().ports, Some((40000, 53)));
+        assert!(ipv6(&frame).unwrap().is_tcp_to(53));
         // A hop-by-hop options header (8 bytes of padding) before the TCP.
         let mut hop = frame[..14 + 40].to_vec();
         hop[14 + 6] = 0; // next header: hop-by-hop
         hop[14 + 5] += 8; // payload length
         hop.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
         hop.extend_from_slice(&frame[14 + 40..]);
-        assert_eq!(ipv6(&hop).unwrap().tcp_dst, Some(53));
+        assert!(ipv6(&hop).unwrap().is_tcp_to(53));
+        assert_eq!(ipv6(&hop).unwrap().protocol, Some(Protocol::Tcp));
         let mut udp = Vec::new();
         PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv6(src, dst, 64)
             .udp(40000, 53)
             .write(&mut udp, b"q")
             .unwrap();
-        assert_eq!(ipv6(&udp).unwrap().tcp_dst, None, "UDP is no TCP");
+        assert!(!ipv6(&udp).unwrap().is_tcp_to(53), "UDP is no TCP");
+        assert_eq!(ipv6(&udp).unwrap().flow().unwrap().ports, Some((40000, 53)));
     }
 
     fn refill_checksum(frame: &mut [u8]) {

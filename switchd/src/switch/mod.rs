@@ -929,14 +929,18 @@ impl Switch {
             },
             Action::Answer { .. } | Action::Local { .. } | Action::Reject { .. } | Action::Drop(_) => return None,
         };
+        let backend6 = match backend {
+            Some(IpAddr::V6(b)) => Some(b),
+            _ => None,
+        };
         let mut ip = match l3::ipv4(eth) {
             Some(ip) => ip,
-            None => self.policing.ipv6_view(eth)?,
+            None => self.policing.ipv6_view(eth, backend6)?,
         };
         if ip.dst.is_broadcast() || ip.dst.is_multicast() || ip.later_fragment {
             return None;
         }
-        if let Some(backend) = backend {
+        if let Some(IpAddr::V4(backend)) = backend {
             ip.dst = backend;
         }
         Some(ip)
@@ -1197,23 +1201,26 @@ impl Switch {
                 .then(|| l3::ipv4(eth.as_bytes()))
                 .flatten()
                 .filter(|_| gw.v4.is_some());
+            // IPv6 (read once, for the arms below that balance, route or serve it).
+            let ip6 = (dst == gw.mac && ip.is_none()).then(|| l3::ipv6(eth.as_bytes())).flatten();
             let own = gw.v4.map(|(own, _)| own);
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let (stack, host) = (net.gateway_port, net.host_port);
-            if let Some(ip) = ip.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
+            let flow = ip.map(|ip| ip.flow()).or_else(|| ip6?.flow());
+            if let Some(flow) = flow.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
                 // To a VIP: balanced (whatever the port: DHCP is not a VIP's).
-                if net.balancer.is_vip(ip.dst) {
-                    return self.balance(now, network, port, &ip);
+                if net.balancer.is_vip(flow.dst) {
+                    return self.balance(now, network, port, &flow);
                 }
                 // A backend's reply in a flow of the routing mesh: to the
                 // host side here, or back to the host it came in through.
-                if net.balancer.is_serving(ip.src) {
-                    if let Some(back) = self.unbalance(now, network, ingress, eth, &ip) {
+                if net.balancer.is_serving(flow.src) {
+                    if let Some(back) = self.unbalance(now, network, ingress, eth, &flow) {
                         return back;
                     }
                     let net = &mut self.networks[network];
                     // (To a host that still carries the network.)
-                    if let Some(vtep) = net.balancer.return_vtep(now, &ip).filter(|v| net.vteps.contains(v)) {
+                    if let Some(vtep) = net.balancer.return_vtep(now, &flow).filter(|v| net.vteps.contains(v)) {
                         return Action::Encap { vtep, network };
                     }
                 }
@@ -1222,8 +1229,6 @@ impl Switch {
                 // What switchd itself serves at the gateway address.
                 let served = |ip: &l3::Ipv4| ip.is_echo_request() || ip.is_udp_to(53);
                 let dns_tcp = |ip: &l3::Ipv4| ip.is_tcp_to(53);
-                // IPv6 (read once, for the arms below that route or serve it).
-                let ip6 = ip.is_none().then(|| l3::ipv6(eth.as_bytes())).flatten();
                 return match (ip, stack, host) {
                     (Some(_), ..) if dhcp => Action::Local { port, network },
                     (Some(ip), Some(stack), _) if Some(ip.dst) == own && dns_tcp(&ip) => Action::Deliver(stack),
@@ -1259,7 +1264,7 @@ impl Switch {
                     (None, Some(stack), _)
                         if let Some(ip) = ip6
                             && gw.is_own(IpAddr::V6(ip.dst))
-                            && ip.tcp_dst == Some(53) =>
+                            && ip.is_tcp_to(53) =>
                     {
                         Action::Deliver(stack)
                     }
@@ -1280,7 +1285,7 @@ impl Switch {
             return Action::Local { port, network };
         }
         if !net.balancer.is_empty()
-            && let Some(ip) = l3::ipv4(eth.as_bytes())
+            && let Some(ip) = l3::flow(eth.as_bytes())
         {
             let to_gateway = gateway.is_some_and(|g| g.mac == eth.dst_addr());
             // The host side's connections to a VIP: its own, and those the
@@ -1311,7 +1316,7 @@ impl Switch {
 
     /// Gives a frame to a VIP of `network` (from `port`) to a backend, or
     /// refuses it ([`balance`]).
-    fn balance(&mut self, now: Instant, network: NetworkId, port: PortId, ip: &l3::Ipv4) -> Action {
+    fn balance(&mut self, now: Instant, network: NetworkId, port: PortId, ip: &l3::Flow) -> Action {
         let aging = self.config.mac_aging_time;
         let net = &mut self.networks[network];
         let gateway = net.gateway.expect("a VIP is in a network with a gateway");
@@ -1350,7 +1355,7 @@ impl Switch {
         network: NetworkId,
         ingress: Location,
         eth: ethernet::Frame<&[u8]>,
-        ip: &l3::Ipv4,
+        ip: &l3::Flow,
     ) -> Option<Action> {
         let aging = self.config.mac_aging_time;
         let net = &mut self.networks[network];
@@ -1374,8 +1379,8 @@ impl Switch {
     /// the host side's own address (the gateway's), or in no network at
     /// all (a client of the routing mesh). A routed client is neither: its
     /// replies are routed back.
-    fn is_outside(&self, network: NetworkId, ip: Ipv4Addr) -> bool {
-        let (ip, in_subnet) = (IpAddr::V4(ip), |n: &Network| n.gateway.is_some_and(|g| g.holds(IpAddr::V4(ip))));
+    fn is_outside(&self, network: NetworkId, ip: IpAddr) -> bool {
+        let in_subnet = |n: &Network| n.gateway.is_some_and(|g| g.holds(ip));
         self.networks[network].gateway.is_some_and(|g| g.is_own(ip)) || !self.networks.values().any(in_subnet)
     }
 

@@ -243,9 +243,11 @@ impl Policing {
     /// judged, as ARP is not) for neighbour discovery, multicast listener
     /// messages, a multicast destination, a fragment after the first, and
     /// a destination that is no endpoint's.
-    pub fn ipv6_view(&self, eth: &[u8]) -> Option<l3::Ipv4> {
+    /// `to`: the destination it is judged by, if not its own (a VIP's
+    /// backend).
+    pub fn ipv6_view(&self, eth: &[u8], to: Option<Ipv6Addr>) -> Option<l3::Ipv4> {
         let packet = ipv6::Packet::new_checked(eth.get(14..)?).ok()?;
-        let dst = *self.ipv6_aliases.get(&packet.dst_addr())?;
+        let dst = *self.ipv6_aliases.get(&to.unwrap_or(packet.dst_addr()))?;
         let src = self.ipv6_aliases.get(&packet.src_addr()).copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
         let ipv6::UpperLayer::Protocol(protocol, payload) = packet.upper_layer().ok()? else { return None };
         let (protocol, icmp) = match protocol {
@@ -406,7 +408,7 @@ mod tests {
         let aliases = [("fd00::7", FRONT), ("fe80::7", FRONT), ("fd00:1::5", DB), ("fd00::8", OTHER)];
         p.set_ipv6_aliases(aliases.iter().map(|(v6, v4)| (v6.parse().unwrap(), Ipv4Addr::from(*v4))).collect());
         let tcp_to = |dport: u16| [0x9c, 0x40, (dport >> 8) as u8, dport as u8, 0, 0, 0, 0];
-        let view = |frame: Vec<u8>| p.ipv6_view(&frame);
+        let view = |frame: Vec<u8>| p.ipv6_view(&frame, None);
         let allowed = view(v6("fd00::7", "fd00:1::5", 6, &tcp_to(5432))).expect("judged");
         assert_eq!((allowed.src, allowed.dst, allowed.dst_port()), (FRONT.into(), DB.into(), Some(5432)));
         let from_link_local = view(v6("fe80::7", "fd00:1::5", 6, &tcp_to(5432))).unwrap();

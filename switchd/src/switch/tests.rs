@@ -960,7 +960,7 @@ fn a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it() {
         balance::Backend::new("10.1.0.3".parse().unwrap(), C),
         balance::Backend::new("10.1.0.4".parse().unwrap(), D),
     ];
-    l.sw.set_services(l.front, vec![balance::Service::new(vip, vec![port], backends)]);
+    l.sw.set_services(l.front, vec![balance::Service::new(vip.into(), vec![port], backends)]);
     l.sw.set_replicated(true);
     let mut seen = HashMap::new();
     for sport in 0..64u16 {
@@ -998,14 +998,14 @@ fn a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it() {
         f
     };
     let back = l.sw.handle_frame_action(l.t0, p_c, &reply(mine));
-    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: A, addr: balance::NatAddr::Src(vip) };
+    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: A, addr: balance::NatAddr::Src(vip.into()) };
     assert_eq!(back, Action::Nat { network: l.front, next: Next::Port(l.p_front), rewrite: from_vip });
     assert_eq!(l.sw.handle_frame_action(l.t0, p_c, &reply(theirs)), Action::Deliver(l.p_front));
 
     // No backend, or a port the service lacks: refused (a reset or port unreachable).
     let refused = Action::Reject { port: l.p_front, network: l.front, reason: DropReason::NoBackend };
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw, A, "10.1.0.2", "10.1.0.200", 64, 10)), refused);
-    l.sw.set_services(l.front, vec![balance::Service::new(vip, vec![port], vec![])]);
+    l.sw.set_services(l.front, vec![balance::Service::new(vip.into(), vec![port], vec![])]);
     assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &ip_frame(gw, A, "10.1.0.2", "10.1.0.200", 64, 9)), refused);
     assert_eq!(l.sw.network_counters(l.front).unwrap().balance.refused, 2);
 }
@@ -1062,7 +1062,7 @@ fn the_routing_mesh_balances_the_host_sides_connections_and_replies_return_throu
     ingress.sw.set_gossip_macs(ingress.front, &[(D, vtep)], ingress.t0);
     ingress.sw.set_neighbors(ingress.front, [(IpAddr::V4(vip), gw)]);
     let backends = vec![balance::Backend::new("10.1.0.4".parse().unwrap(), D)];
-    ingress.sw.set_services(ingress.front, vec![balance::Service::new(vip, vec![udp9], backends)]);
+    ingress.sw.set_services(ingress.front, vec![balance::Service::new(vip.into(), vec![udp9], backends)]);
     // The host asks for the VIP under the gateway's own MAC: answered all the same.
     let asked = ingress.sw.handle_frame_action(ingress.t0, host, &arp_request(gw, [10, 1, 0, 1], [10, 1, 0, 200]));
     assert!(matches!(asked, Action::Answer { port, owner, .. } if port == host && owner == gw), "{asked:?}");
@@ -1072,14 +1072,14 @@ fn the_routing_mesh_balances_the_host_sides_connections_and_replies_return_throu
     assert_eq!(there, Action::Nat { network: ingress.front, next: Next::Vtep(vtep), rewrite: to_backend });
     let reply = udp_frame(gw, D, "10.1.0.4", 9, client, 40000);
     let back = ingress.sw.handle_datagram_action(ingress.t0, ip("198.18.0.2"), &vxlan(1, &reply[frame::HEADER_LEN..]));
-    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: gw, addr: balance::NatAddr::Src(vip) };
+    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: gw, addr: balance::NatAddr::Src(vip.into()) };
     assert_eq!(back, Action::Nat { network: ingress.front, next: Next::Port(host), rewrite: from_vip });
 
     // The backend's host: A (10.1.0.2, local) serves the VIP.
     let mut served = routed_lab(false);
     let from = served.sw.add_vtep("198.18.0.1:4789".parse().unwrap(), None).unwrap();
     let backends = vec![balance::Backend::new("10.1.0.2".parse().unwrap(), A)];
-    served.sw.set_services(served.front, vec![balance::Service::new(vip, vec![udp9], backends)]);
+    served.sw.set_services(served.front, vec![balance::Service::new(vip.into(), vec![udp9], backends)]);
     served.sw.set_replicated(true);
     served.sw.handle_frame_action(
         served.t0,
@@ -1137,4 +1137,60 @@ fn routing_into_a_smaller_mtu_asks_the_sender_to_fragment() {
         sw.port_counters(p_front).unwrap().drops_by_name().find(|(n, _)| *n == "frag_needed").map(|d| d.1),
         Some(1)
     );
+}
+
+/// A VIP6 on the front network of [`routed_lab`], as
+/// [`a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it`]
+/// for IPv4: to the backends' IPv6 addresses, here and behind a VTEP, the
+/// reply back from the VIP6, the rest refused.
+#[test]
+fn an_ipv6_vip_is_balanced_and_answers_from_itself() {
+    const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    let gw = Gateway::mac_for(Vni::new(1).unwrap());
+    let mut l = routed_lab(false);
+    let p_c = l.sw.add_port(l.front).unwrap();
+    let vtep = l.sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
+    l.sw.set_gossip_macs(l.front, &[(D, vtep)], l.t0);
+    l.sw.handle_frame_action(l.t0, p_c, &ip6_frame(MacAddr::BROADCAST, C, "fd00:1::3", "ff02::1", 1, 8));
+    let vip6: Ipv6Addr = "fd00:1::c8".parse().unwrap();
+    let port = balance::ServicePort { protocol: Protocol::Udp, port: 9 };
+    let (c6, d6): (IpAddr, IpAddr) = ("fd00:1::3".parse().unwrap(), "fd00:1::4".parse().unwrap());
+    let backends = vec![balance::Backend::new(c6, C), balance::Backend::new(d6, D)];
+    l.sw.set_services(l.front, vec![balance::Service::new(vip6.into(), vec![port], backends)]);
+    let udp6 = |dst_mac: MacAddr, src_mac: MacAddr, from: &str, to: &str, sport: u16, dport: u16| {
+        let mut out = vec![0u8; frame::HEADER_LEN];
+        let (from, to): (Ipv6Addr, Ipv6Addr) = (from.parse().unwrap(), to.parse().unwrap());
+        etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0)
+            .ipv6(from.octets(), to.octets(), 64)
+            .udp(sport, dport)
+            .write(&mut out, b"hello")
+            .unwrap();
+        out
+    };
+    let mut seen = HashMap::new();
+    for sport in 30000..30064u16 {
+        let f = udp6(gw, A, "fd00:1::2", "fd00:1::c8", sport, 9);
+        let Action::Nat { network, next, rewrite } = l.sw.handle_frame_action(l.t0, l.p_front, &f) else {
+            panic!("not balanced")
+        };
+        assert_eq!((network, rewrite.src_mac), (l.front, gw));
+        let expected = match rewrite.dst_mac {
+            C => (Next::Port(p_c), balance::NatAddr::Dst(c6)),
+            D => (Next::Vtep(vtep), balance::NatAddr::Dst(d6)),
+            other => panic!("to {other}"),
+        };
+        assert_eq!((next, rewrite.addr), expected);
+        seen.insert(sport, rewrite.dst_mac);
+    }
+    assert_eq!(seen.values().collect::<hashbrown::HashSet<_>>().len(), 2, "both backends used");
+    let mine = seen.iter().find(|(_, m)| **m == C).map(|(s, _)| *s).unwrap();
+    let theirs = seen.iter().find(|(_, m)| **m == D).map(|(s, _)| *s).unwrap();
+    let reply = |sport| udp6(A, C, "fd00:1::3", "fd00:1::2", 9, sport);
+    let from_vip = balance::Rewrite { src_mac: gw, dst_mac: A, addr: balance::NatAddr::Src(vip6.into()) };
+    let back = l.sw.handle_frame_action(l.t0, p_c, &reply(mine));
+    assert_eq!(back, Action::Nat { network: l.front, next: Next::Port(l.p_front), rewrite: from_vip });
+    assert_eq!(l.sw.handle_frame_action(l.t0, p_c, &reply(theirs)), Action::Deliver(l.p_front));
+    let refused = Action::Reject { port: l.p_front, network: l.front, reason: DropReason::NoBackend };
+    let other_port = udp6(gw, A, "fd00:1::2", "fd00:1::c8", 30000, 10);
+    assert_eq!(l.sw.handle_frame_action(l.t0, l.p_front, &other_port), refused);
 }
