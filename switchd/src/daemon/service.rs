@@ -209,7 +209,7 @@ impl Daemon {
         for (name, config) in names {
             let healthy: Vec<IpAddr> =
                 self.backends_of(network, &name).into_iter().filter(|b| b.up).filter_map(|b| b.ip).collect();
-            match config.map(|c| vips_of(c)) {
+            match config.map(vips_of) {
                 Some(vips) if !vips.is_empty() => out.push((name.to_string(), vips, false)),
                 _ => out.push((name.to_string(), healthy.clone(), true)),
             }
