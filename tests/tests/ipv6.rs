@@ -432,3 +432,30 @@ fn an_ipv6_only_network_needs_no_ipv4() {
     assert_eq!(over_tcp.trim(), addr_b, "AAAA over TCP on IPv6\n{}", sd.log());
     assert!(!sd.log().contains("panicked"));
 }
+
+/// Host access on a dual-stack network: the host side holds `gateway6`
+/// too, and the host and a container reach each other over IPv6 (what
+/// the gateway does not answer itself at that address is the host's).
+#[test]
+fn host_access_reaches_the_host_over_ipv6_too() {
+    let net = "\n[[network]]\nname = \"front\"\nvni = 720\nsubnet = \"10.72.0.0/24\"\ninternal = true\n\
+               host_access = true\nsubnet6 = \"fd00:72::/64\"\n";
+    let host = Netns::new("host");
+    host.enable_ipv6();
+    let sd = Switchd::start_in(host, "", net);
+    let shown = sd.host.ok(&["ip", "-6", "addr", "show", "dev", "sdg720"]);
+    assert!(shown.contains("fd00:72::1/64"), "the host side holds gateway6:\n{shown}\n{}", sd.log());
+    let (c, c6) = dual_stack_container(&sd, "front", "c", "fd00:72:");
+    assert!(sd.host.ping(&c6, 2), "host -> container over IPv6\n{}", sd.log());
+    let _server = sd.host.spawn_py(switchd_e2e::py::NAMED_SERVER, &["8000", "the-host"]);
+    let answer = wait_until(Duration::from_secs(10), || {
+        c.py_exec(switchd_e2e::py::HTTP_GET, &["http://[fd00:72::1]:8000/"]).status.success()
+    });
+    assert!(answer, "container -> host at gateway6\n{}", sd.log());
+    let out = c.py_exec(switchd_e2e::py::HTTP_GET, &["http://[fd00:72::1]:8000/"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("the-host {c6}"), "from the container's own address");
+    // What switchd serves at gateway6 stays switchd's: ping and DNS.
+    assert!(c.ping("fd00:72::1", 1));
+    let aaaa = c.ok(&["dig", "+short", "+tries=1", "+time=2", "@fd00:72::1", "AAAA", &c.name]);
+    assert_eq!(aaaa.trim(), c6);
+}

@@ -392,7 +392,7 @@ impl Daemon {
         self.begin(Op::Connect, &record, Some(device.clone()))?;
         let made: OpResult<PortId> = self
             .system
-            .host_tap(&ifname, None, pending.mac, config.mtu.get(), true, self.dataplane.workers())
+            .host_tap(&ifname, Default::default(), pending.mac, config.mtu.get(), true, self.dataplane.workers())
             .map_err(|source| DockerError::CreatingTap { ifname: ifname.clone(), source }.into())
             .and_then(|tap| {
                 let guard = super::gateway::port_guard(&record, &config);

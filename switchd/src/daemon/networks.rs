@@ -147,20 +147,36 @@ impl Daemon {
     }
 
     /// With host access: the host-side interface `sdgVNI`, holding the
-    /// gateway address, as a port of the network.
+    /// gateway's addresses (IPv4, IPv6 or both), as a port of the network.
     fn open_host_side(&mut self, config: &NetworkConfig, id: NetworkId) -> Option<PortId> {
-        let ip = config.gateway.and_then(crate::services::v4).filter(|_| config.host_access)?;
+        if !config.host_access {
+            return None;
+        }
+        let v4 = config.gateway.and_then(crate::services::v4).zip(config.subnet.map(|s| s.prefix_len()));
+        let v6 = match config.gateway6.filter(|_| config.subnet6.is_some()) {
+            Some(std::net::IpAddr::V6(ip)) => Some(ip),
+            _ => None,
+        };
+        let addresses = crate::io::gateway::StackAddresses { v4, v6 };
+        if addresses == Default::default() {
+            return None;
+        }
         let name = switchd_config::IfName::new(&format!("sdg{}", config.vni)).expect("sdg and 8 digits fit");
         let mac = crate::switch::Gateway::mac_for(config.vni);
-        let prefix = config.subnet?.prefix_len();
-        let tap = match self.system.host_tap(
-            &name,
-            Some((ip, prefix)),
-            mac,
-            config.mtu.get(),
-            false,
-            self.dataplane.workers(),
-        ) {
+        let (mtu, workers) = (config.mtu.get(), self.dataplane.workers());
+        let made = match self.system.host_tap(&name, addresses, mac, mtu, false, workers) {
+            // A host with IPv6 off keeps IPv4 host access.
+            Err(e) if v4.is_some() && v6.is_some() => {
+                tracing::warn!(
+                    "network {}: host access over IPv4 only, {name} takes no IPv6 address: {e}",
+                    config.name
+                );
+                let v4_only = crate::io::gateway::StackAddresses { v4, v6: None };
+                self.system.host_tap(&name, v4_only, mac, mtu, false, workers)
+            }
+            made => made,
+        };
+        let tap = match made {
             Ok(tap) => tap,
             Err(e) => {
                 tracing::error!("network {}: no host access, {name} could not be made: {e}", config.name);
@@ -170,7 +186,12 @@ impl Daemon {
         match self.dataplane.add_port(id, tap, PortGuard::Open) {
             Ok(port) => {
                 self.dataplane.update_switch(|s| s.set_host_port(id, Some(port)));
-                tracing::info!("network {}: host access through {name} ({ip}/{prefix})", config.name);
+                let shown: Vec<String> = v4
+                    .map(|(ip, len)| format!("{ip}/{len}"))
+                    .into_iter()
+                    .chain(v6.map(|ip| format!("{ip}/64")))
+                    .collect();
+                tracing::info!("network {}: host access through {name} ({})", config.name, shown.join(", "));
                 Some(port)
             }
             Err(e) => {

@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use switchd_config::{IfName, MacAddr};
@@ -65,7 +65,7 @@ pub trait System: Send + Sync + Debug {
     fn host_tap(
         &self,
         name: &IfName,
-        address: Option<(Ipv4Addr, u8)>,
+        addresses: crate::io::gateway::StackAddresses,
         mac: MacAddr,
         mtu: u32,
         persist: bool,
@@ -152,13 +152,13 @@ impl System for HostSystem {
     fn host_tap(
         &self,
         name: &IfName,
-        address: Option<(Ipv4Addr, u8)>,
+        addresses: crate::io::gateway::StackAddresses,
         mac: MacAddr,
         mtu: u32,
         persist: bool,
         queues: usize,
     ) -> io::Result<Vec<Box<dyn Port>>> {
-        let fds = crate::io::gateway::host_tap(name, address, mac, mtu, persist, queues)?;
+        let fds = crate::io::gateway::host_tap(name, addresses, mac, mtu, persist, queues)?;
         Ok(fds.into_iter().map(|fd| Box::new(FdPort(fd)) as Box<dyn Port>).collect())
     }
 

@@ -162,7 +162,7 @@ impl System for FakeSystem {
     fn host_tap(
         &self,
         name: &IfName,
-        _: Option<(Ipv4Addr, u8)>,
+        _: crate::io::gateway::StackAddresses,
         _: MacAddr,
         _: u32,
         _: bool,

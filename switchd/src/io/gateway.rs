@@ -46,9 +46,10 @@ pub struct GatewayStack {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The gateway's addresses the stack holds: IPv4 (with the subnet's
-/// prefix length) and IPv6 (in the network's /64), one or both.
-#[derive(Debug, Clone, Copy)]
+/// The gateway's addresses the stack (or the host side) holds: IPv4
+/// (with the subnet's prefix length) and IPv6 (in the network's /64), one
+/// or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StackAddresses {
     pub v4: Option<(Ipv4Addr, u8)>,
     pub v6: Option<Ipv6Addr>,
@@ -205,13 +206,14 @@ pub fn send_frame(netns: &str, frame: &[u8]) -> io::Result<()> {
 }
 
 /// A TAP `name` in switchd's own namespace (the host's) with this MAC,
-/// address and MTU, up: the host side of a network with host access (not
+/// addresses and MTU, up: the host side of a network with host access (not
 /// persistent: it goes with switchd), or a Docker container's interface
 /// before dockerd moves it (persistent: it outlives a restart of switchd,
-/// which then reopens it inside the container).
+/// which then reopens it inside the container). With an IPv6 address it
+/// takes no router advertisements (the gateway it stands for sends them).
 pub fn host_tap(
     name: &IfName,
-    address: Option<(Ipv4Addr, u8)>,
+    addresses: StackAddresses,
     mac: MacAddr,
     mtu: u32,
     persist: bool,
@@ -219,13 +221,20 @@ pub fn host_tap(
 ) -> io::Result<Vec<OwnedFd>> {
     let (fds, _) = tap::attach(name, queues).map_err(io::Error::other)?;
     tap::set_persist(&fds[0], persist)?;
+    if addresses.v6.is_some() {
+        // Nor duplicate address detection: its link-local address is the
+        // gateway's, which the switch answers for.
+        for key in ["accept_ra", "accept_dad", "router_solicitations"] {
+            std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/{key}"), "0")?;
+        }
+    }
     netlink::configure(&netlink::LinkSetup {
         name: name.to_string(),
         rename: None,
         mac: mac.0,
         mtu,
-        address: address.map(|(ip, len)| (ip.into(), len)),
-        address6: None,
+        address: addresses.v4.map(|(ip, len)| (ip.into(), len)),
+        address6: addresses.v6.map(|ip| (ip, 64)),
         default_gateway: None,
         routes: Vec::new(),
     })?;

@@ -119,9 +119,17 @@ pub struct Ipv6 {
     pub protocol: Option<Protocol>,
     /// TCP or UDP ports (source, destination) of a first (or only) fragment.
     pub ports: Option<(u16, u16)>,
+    /// The ICMPv6 message type.
+    pub icmp_type: Option<u8>,
 }
 
 impl Ipv6 {
+    /// What the gateway itself answers at its address: echo and DNS over UDP.
+    pub fn is_served(&self) -> bool {
+        self.icmp_type == Some(128)
+            || (self.protocol == Some(Protocol::Udp) && self.ports.is_some_and(|(_, d)| d == 53))
+    }
+
     pub fn is_tcp_to(&self, port: u16) -> bool {
         self.protocol == Some(Protocol::Tcp) && self.ports.is_some_and(|(_, dst)| dst == port)
     }
@@ -141,11 +149,15 @@ pub fn ipv6(eth: &[u8]) -> Option<Ipv6> {
         return None;
     }
     let packet = ipv6::Packet::new_checked(frame.payload()).ok()?;
-    let (protocol, ports) = match packet.upper_layer() {
-        Ok(ipv6::UpperLayer::Protocol(protocol, l4)) => (Some(protocol), ip::ports(protocol, l4)),
-        _ => (None, None),
+    let (protocol, ports, icmp_type) = match packet.upper_layer() {
+        Ok(ipv6::UpperLayer::Protocol(protocol, l4)) => {
+            let icmp_type = l4.first().copied().filter(|_| protocol == Protocol::Icmpv6);
+            (Some(protocol), ip::ports(protocol, l4), icmp_type)
+        }
+        _ => (None, None, None),
     };
-    Some(Ipv6 { src: packet.src_addr(), dst: packet.dst_addr(), hop_limit: packet.hop_limit(), protocol, ports })
+    let (src, dst, hop_limit) = (packet.src_addr(), packet.dst_addr(), packet.hop_limit());
+    Some(Ipv6 { src, dst, hop_limit, protocol, ports, icmp_type })
 }
 
 /// Turns a frame [`ipv4`] or [`ipv6`] accepted, with TTL or hop limit

@@ -1268,6 +1268,15 @@ impl Switch {
                     {
                         Action::Deliver(stack)
                     }
+                    // With host access, what the gateway does not serve at
+                    // its IPv6 address is the host's, as over IPv4.
+                    (None, _, Some(host))
+                        if let Some(ip) = ip6
+                            && gw.is_own(IpAddr::V6(ip.dst))
+                            && !ip.is_served() =>
+                    {
+                        Action::Deliver(host)
+                    }
                     // IPv6 for the gateway: echo, DNS (the services answer what they can).
                     (None, ..) if eth.ethertype() == EtherType::Ipv6 => Action::Local { port, network },
                     (None, ..) => self.ports[port].rx.drop(DropReason::NotRoutable),
