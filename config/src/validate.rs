@@ -672,10 +672,6 @@ fn service_into(
             (Some(ServiceMode::Vip), None, Some(_)) => {
                 errors.push(at.key("vip"), format!("network {name:?} has no IPv4 subnet; an IPv6 VIP is `vip6`"))
             }
-            (Some(ServiceMode::Vip), None, None) if raw.publish.as_ref().is_some_and(|p| !p.is_empty()) => errors.push(
-                at.key("publish"),
-                format!("the routing mesh leads to an IPv4 VIP; network {name:?} has no subnet"),
-            ),
             (Some(ServiceMode::Dnsrr), _, Some(_)) => errors.push(at.key("vip"), "applies to mode \"vip\" only"),
             (_, Some(subnet), Some(ip)) if !subnet.is_assignable(ip) || Some(ip) == net.gateway || !ip.is_ipv4() => {
                 errors.push(

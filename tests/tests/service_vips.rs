@@ -287,8 +287,8 @@ fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
     for h in &hosts {
         let open = wait_until(Duration::from_secs(10), || mesh_target(h).as_deref() == Some(&format!("{vip}:80")));
         assert!(open, "{}: {}\n{}", h.host.name, h.json(&["ports"]), h.log());
-        let rules = h.host.ok(&["nft", "list", "table", "ip", "switchd"]);
-        assert!(rules.contains(&format!("tcp dport 8080 dnat to {vip}:80")), "{rules}");
+        let rules = h.host.ok(&["nft", "list", "table", "inet", "switchd"]);
+        assert!(rules.contains(&format!("tcp dport 8080 dnat ip to {vip}:80")), "{rules}");
     }
     let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
     for (i, ip) in [&ip1, &ip2].into_iter().enumerate() {
@@ -323,7 +323,7 @@ fn the_mesh_answers_on_every_hosts_port_and_backends_see_the_client() {
     for h in &hosts {
         let closed = wait_until(Duration::from_secs(10), || mesh_target(h).is_none());
         assert!(closed, "{}: {}", h.host.name, h.json(&["ports"]));
-        assert!(!h.host.exec(&["nft", "list", "table", "ip", "switchd"]).status.success(), "the table is gone");
+        assert!(!h.host.exec(&["nft", "list", "table", "inet", "switchd"]).status.success(), "the table is gone");
     }
     let seen = spread(&outside, &format!("http://{ip1}:8080/"), 3, 32000);
     assert_eq!(seen["errors"], 3, "the port is closed: {seen:?}");
@@ -370,4 +370,51 @@ fn a_vip6_balances_over_the_backends_ipv6_addresses_on_both_hosts() {
     assert!(refused.contains("refused"), "port 81 of the VIP6: {refused}");
     let stats = hosts[1].network_stats("front");
     assert!(stats["balanced"].as_u64().unwrap() >= 100 && stats["balance_refused"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+/// The routing mesh over IPv6: on a cluster over an IPv6 underlay, web's
+/// VIP6 published once answers on port 8080 of both hosts' IPv6
+/// addresses, for a client on the underlay, balanced over the backends
+/// on both hosts, which see the client's own address.
+#[test]
+fn the_mesh_answers_over_ipv6_on_every_hosts_port() {
+    let front = "\n[[network]]\nname = \"front\"\nvni = 100\nsubnet = \"10.10.0.0/24\"\ninternal = true\n\
+                 host_access = true\nsubnet6 = \"fd00:10::/64\"\n";
+    let mut ul = Underlay::new_ipv6();
+    let key = KeyFile::new("svc-mesh6", 0x57);
+    let ((h1, ip1), (h2, ip2), (outside, client_ip)) = (ul.host("h1"), ul.host("h2"), ul.host("out"));
+    for h in [&h1, &h2] {
+        // The host side's interface takes the hosts' default: IPv6 on.
+        h.enable_ipv6();
+    }
+    let hosts = [member(h1, &ip1, &key, front), member(h2, &ip2, &key, front)];
+    let backends = [Netns::new("m6b1"), Netns::new("m6b2")];
+    for (h, b) in hosts.iter().zip(&backends) {
+        b.enable_ipv6();
+        let ip6 = switchd_e2e::ip6_of(&h.connect("front", b, &["--service", "web"]));
+        assert!(b.has_ipv6(&ip6), "{} never configured {ip6}", b.name);
+        // Internal (no default route in a test namespace): the way back to the client.
+        b.ok(&["ip", "-6", "route", "add", "fd00:198:18::/64", "via", "fd00:10::1"]);
+    }
+    let _servers: Vec<_> = backends.iter().map(|b| b.spawn_py(py::NAMED_SERVER, &["80", &b.name])).collect();
+    let created = hosts[0].json(&["service", "create", "web", "--network", "front", "--port", "80/tcp"]);
+    let vip6 = created["vip6"].as_str().expect("a VIP6").to_owned();
+    hosts[0].ctl(&["publish", "--service", "web", "8080:80"]);
+    for h in &hosts {
+        let to_vip6 = format!("[{vip6}]:80");
+        let open = wait_until(Duration::from_secs(10), || mesh_target(h).is_some_and(|t| t.contains(&to_vip6)));
+        assert!(open, "{}: {}\n{}", h.host.name, h.json(&["ports"]), h.log());
+        let rules = h.host.ok(&["nft", "list", "table", "inet", "switchd"]);
+        assert!(rules.contains(&format!("tcp dport 8080 dnat ip6 to [{vip6}]:80")), "{rules}");
+    }
+    let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+    for (i, ip) in [&ip1, &ip2].into_iter().enumerate() {
+        let seen = spread(&outside, &format!("http://[{ip}]:8080/"), 40, 33000 + 1000 * i as u16);
+        eprintln!("40 connections to [{ip}]:8080: {seen:?}");
+        assert_eq!(seen["errors"], 0, "{seen:?}\n{}\n{}", hosts[0].log(), hosts[1].log());
+        for n in &names {
+            assert!(seen.get(*n).copied().unwrap_or(0) > 0, "{n} never answered through {ip}: {seen:?}");
+        }
+        assert_eq!(seen.get(&format!("from {client_ip}")).copied(), Some(40), "the client's address: {seen:?}");
+    }
 }

@@ -19,9 +19,9 @@
 //! taken on this host by a container's published port or another
 //! service's mesh port (the first by network and name keeps it).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use switchd_config::{MeshPort, Name, Protocol, ServiceMode, validate};
+use switchd_config::{MeshPort, Name, Protocol, validate};
 
 use super::error::{DaemonError, OpResult};
 use super::gateway::PublishError;
@@ -44,8 +44,8 @@ struct MeshEntry<'a> {
     service: &'a Name,
     origin: Origin,
     port: MeshPort,
-    /// The rule, if the port is open here; why not otherwise.
-    here: Result<Dnat, String>,
+    /// The rules (one per VIP: IPv4, IPv6), if the port is open here; why not otherwise.
+    here: Result<Vec<Dnat>, String>,
 }
 
 impl Daemon {
@@ -58,22 +58,21 @@ impl Daemon {
             for &port in &config.publish {
                 let net = self.networks.get(k.network.as_str()).ok();
                 let container = self.layer3_published_on(port.host_port, port.protocol);
-                let here = match (net, config.vip) {
-                    _ if config.mode != ServiceMode::Vip => Err("the service has no VIP".to_owned()),
-                    (None, _) => Err(format!("network {} is not on this host", k.network)),
-                    (Some(net), _) if net.host_port.is_none() => {
+                let vips = super::service::vips_of(config);
+                let here = match net {
+                    _ if vips.is_empty() => Err("the service has no VIP".to_owned()),
+                    None => Err(format!("network {} is not on this host", k.network)),
+                    Some(net) if net.host_port.is_none() => {
                         Err(format!("network {} has no host access here", k.network))
                     }
-                    (_, None | Some(IpAddr::V6(_))) => Err("the service has no IPv4 VIP".to_owned()),
                     _ if container.is_some() => {
                         Err(format!("the port is published here for container {}", container.expect("some")))
                     }
-                    (Some(_), Some(IpAddr::V4(vip))) => {
-                        match taken.iter().find(|(p, proto, _)| (*p, *proto) == (port.host_port, port.protocol)) {
-                            Some((.., other)) => Err(format!("service {other} holds the port here")),
-                            None => Ok(dnat(port, vip)),
-                        }
-                    }
+                    Some(_) => match taken.iter().find(|(p, proto, _)| (*p, *proto) == (port.host_port, port.protocol))
+                    {
+                        Some((.., other)) => Err(format!("service {other} holds the port here")),
+                        None => Ok(vips.into_iter().map(|vip| dnat(port, vip)).collect()),
+                    },
                 };
                 if here.is_ok() {
                     taken.push((port.host_port, port.protocol, &k.name));
@@ -99,7 +98,7 @@ impl Daemon {
 
     /// Installs the mesh's rules when they changed (all of them at once).
     pub(super) fn program_mesh(&mut self) {
-        let mut wanted: Vec<Dnat> = self.mesh_entries().into_iter().filter_map(|e| e.here.ok()).collect();
+        let mut wanted: Vec<Dnat> = self.mesh_entries().into_iter().filter_map(|e| e.here.ok()).flatten().collect();
         wanted.sort();
         if self.mesh.applied.as_ref() == Some(&wanted) {
             return;
@@ -126,7 +125,11 @@ impl Daemon {
                 host_port: e.port.host_port,
                 port: e.port.port,
                 protocol: e.port.protocol.as_str().to_owned(),
-                target: e.here.as_ref().ok().map(|d| format!("{}:{}", d.vip, d.port)),
+                target: e.here.as_ref().ok().map(|rules| {
+                    let targets: Vec<String> =
+                        rules.iter().map(|d| SocketAddr::new(d.vip, d.port).to_string()).collect();
+                    targets.join(", ")
+                }),
                 not_open: e.here.err(),
                 origin: e.origin.as_str().to_owned(),
                 relays: Default::default(),
@@ -197,7 +200,7 @@ impl Daemon {
     }
 }
 
-fn dnat(port: MeshPort, vip: Ipv4Addr) -> Dnat {
+fn dnat(port: MeshPort, vip: IpAddr) -> Dnat {
     let protocol = match port.protocol {
         Protocol::Tcp => 6,
         Protocol::Udp => 17,

@@ -130,7 +130,7 @@ pub(super) struct Backend {
 }
 
 /// A VIP-mode service's VIPs: IPv4, IPv6, or both.
-fn vips_of(c: &ServiceConfig) -> Vec<IpAddr> {
+pub(super) fn vips_of(c: &ServiceConfig) -> Vec<IpAddr> {
     match c.mode {
         ServiceMode::Vip => c.vip.into_iter().chain(c.vip6.map(IpAddr::V6)).collect(),
         ServiceMode::Dnsrr => Vec::new(),

@@ -198,9 +198,11 @@ impl System for HostSystem {
             }
             *table = Some(nftables::MeshTable::open().map_err(|e| format!("nf_tables netlink socket: {e}"))?);
         }
-        if !rules.is_empty() {
-            // The published ports' connections are forwarded into the network.
-            nftables::enable_forwarding().map_err(|e| format!("net.ipv4.ip_forward: {e}"))?;
+        // The published ports' connections are forwarded into the network.
+        for v6 in [false, true] {
+            if rules.iter().any(|r| r.vip.is_ipv6() == v6) {
+                nftables::enable_forwarding(v6).map_err(|e| format!("forwarding: {e}"))?;
+            }
         }
         table.as_mut().expect("opened").replace(rules).map_err(|e| format!("nf_tables: {e}"))
     }

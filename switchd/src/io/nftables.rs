@@ -1,7 +1,7 @@
 //! The routing mesh's DNAT rules, through nf_tables' netlink API (no
 //! shelling out to `nft`, no C library).
 //!
-//! switchd owns one table, `ip switchd`, created with the owner flag
+//! switchd owns one table, `inet switchd` (IPv4 and IPv6), created with the owner flag
 //! (`NFT_TABLE_F_OWNER`, Linux 5.12): the kernel removes it when the
 //! socket that made it closes, so a switchd that dies, even by kill -9,
 //! leaves no rule sending traffic into a switch that is gone, and the
@@ -11,13 +11,15 @@
 //! For each mesh port the table holds what `nft` would make of
 //!
 //! ```text
-//! table ip switchd {
+//! table inet switchd {
 //!   chain mesh_prerouting { type nat hook prerouting priority dstnat; }
 //!   chain mesh_output { type nat hook output priority -100; }
 //! }
-//! add rule ip switchd mesh_prerouting fib daddr type local tcp dport 8080 dnat to 10.10.0.200:80
-//! add rule ip switchd mesh_output fib daddr type local tcp dport 8080 dnat to 10.10.0.200:80
+//! add rule inet switchd mesh_prerouting meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.10.0.200:80
+//! add rule inet switchd mesh_output meta nfproto ipv4 fib daddr type local tcp dport 8080 dnat ip to 10.10.0.200:80
 //! ```
+//!
+//! and for a VIP6 the same with `meta nfproto ipv6` and `dnat ip6 to [fd00:10::c8]:80`.
 //!
 //! (`nft --debug=netlink` prints the same expressions): connections to any
 //! of the host's own addresses, from outside (prerouting) or from the host
@@ -26,12 +28,12 @@
 //! kept; the host's conntrack turns the replies back.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
-/// The table's name, in family `ip`.
+/// The table's name, in family `inet`.
 pub const TABLE: &str = "switchd";
 const CHAINS: [(&str, u32); 2] = [("mesh_prerouting", NF_INET_PRE_ROUTING), ("mesh_output", NF_INET_LOCAL_OUT)];
 
@@ -42,7 +44,7 @@ pub struct Dnat {
     /// 6 (TCP) or 17 (UDP).
     pub protocol: u8,
     pub host_port: u16,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
 }
 
@@ -54,7 +56,9 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFPROTO_INET: u8 = 1;
 const NFPROTO_IPV4: u8 = 2;
+const NFPROTO_IPV6: u8 = 10;
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_OUT: u32 = 3;
 const NF_IP_PRI_NAT_DST: i32 = -100;
@@ -135,7 +139,8 @@ fn expr(name: &str, data: Attrs) -> Attrs {
     Attrs::default().str(NFTA_EXPR_NAME, name).nested(NFTA_EXPR_DATA, data)
 }
 
-/// `fib daddr type local meta l4proto P th dport HOST_PORT dnat ip to VIP:PORT`.
+/// `meta nfproto ipv4 fib daddr type local meta l4proto P th dport
+/// HOST_PORT dnat ip to VIP:PORT` (`ipv6`, `ip6` for a VIP6).
 fn dnat_expressions(d: &Dnat) -> Attrs {
     const NFTA_FIB_DREG: u16 = 1;
     const NFTA_FIB_RESULT: u16 = 2;
@@ -148,6 +153,7 @@ fn dnat_expressions(d: &Dnat) -> Attrs {
     const NFT_CMP_EQ: u32 = 0;
     const NFTA_META_DREG: u16 = 1;
     const NFTA_META_KEY: u16 = 2;
+    const NFT_META_NFPROTO: u32 = 15;
     const NFT_META_L4PROTO: u32 = 16;
     const NFTA_PAYLOAD_DREG: u16 = 1;
     const NFTA_PAYLOAD_BASE: u16 = 2;
@@ -173,7 +179,15 @@ fn dnat_expressions(d: &Dnat) -> Attrs {
     let immediate = |reg, value: &[u8]| {
         expr("immediate", Attrs::default().be32(NFTA_IMMEDIATE_DREG, reg).data(NFTA_IMMEDIATE_DATA, value))
     };
+    let (family, vip) = match d.vip {
+        IpAddr::V4(v4) => (NFPROTO_IPV4, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (NFPROTO_IPV6, v6.octets().to_vec()),
+    };
+    let meta = |key| expr("meta", Attrs::default().be32(NFTA_META_DREG, NFT_REG_1).be32(NFTA_META_KEY, key));
     let list = [
+        // An inet table sees both families: each rule its VIP's.
+        meta(NFT_META_NFPROTO),
+        cmp(&[family]),
         expr(
             "fib",
             Attrs::default()
@@ -183,7 +197,7 @@ fn dnat_expressions(d: &Dnat) -> Attrs {
         ),
         // The address type is a host-order u32 in the register.
         cmp(&RTN_LOCAL.to_ne_bytes()),
-        expr("meta", Attrs::default().be32(NFTA_META_DREG, NFT_REG_1).be32(NFTA_META_KEY, NFT_META_L4PROTO)),
+        meta(NFT_META_L4PROTO),
         cmp(&[d.protocol]),
         expr(
             "payload",
@@ -194,13 +208,13 @@ fn dnat_expressions(d: &Dnat) -> Attrs {
                 .be32(NFTA_PAYLOAD_LEN, 2),
         ),
         cmp(&d.host_port.to_be_bytes()),
-        immediate(NFT_REG_1, &d.vip.octets()),
+        immediate(NFT_REG_1, &vip),
         immediate(NFT_REG_2, &d.port.to_be_bytes()),
         expr(
             "nat",
             Attrs::default()
                 .be32(NFTA_NAT_TYPE, NFT_NAT_DNAT)
-                .be32(NFTA_NAT_FAMILY, u32::from(NFPROTO_IPV4))
+                .be32(NFTA_NAT_FAMILY, u32::from(family))
                 .be32(NFTA_NAT_REG_ADDR_MIN, NFT_REG_1)
                 .be32(NFTA_NAT_REG_PROTO_MIN, NFT_REG_2)
                 .be32(NFTA_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED),
@@ -264,7 +278,7 @@ fn batch(rules: &[Dnat], first_seq: u32) -> (Vec<u8>, u32) {
     for m in &messages {
         seq += 1;
         let kind = (NFNL_SUBSYS_NFTABLES << 8) | m.kind;
-        encode(&mut buf, kind, NLM_F_REQUEST | NLM_F_ACK | m.flags, seq, NFPROTO_IPV4, 0, &m.attrs);
+        encode(&mut buf, kind, NLM_F_REQUEST | NLM_F_ACK | m.flags, seq, NFPROTO_INET, 0, &m.attrs);
     }
     encode(&mut buf, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1, 0, NFNL_SUBSYS_NFTABLES, &[]);
     (buf, messages.len() as u32)
@@ -282,14 +296,20 @@ impl std::fmt::Debug for MeshTable {
     }
 }
 
-/// Turns on IPv4 forwarding in this network namespace (as Docker does
-/// for its published ports): the mesh's connections are forwarded from
-/// the host's interfaces into the network's host-access interface.
-pub fn enable_forwarding() -> io::Result<()> {
-    const PATH: &str = "/proc/sys/net/ipv4/ip_forward";
-    if std::fs::read_to_string(PATH)?.trim() != "1" {
-        std::fs::write(PATH, "1")?;
-        tracing::info!("routing mesh: net.ipv4.ip_forward set to 1");
+/// Turns on IPv4 (or IPv6) forwarding in this network namespace (as
+/// Docker does for its published ports): the mesh's connections are
+/// forwarded from the host's interfaces into the network's host-access
+/// interface. (IPv6 forwarding makes the host a router: it then ignores
+/// router advertisements on interfaces whose `accept_ra` is not 2, as
+/// with Docker's IPv6.)
+pub fn enable_forwarding(v6: bool) -> io::Result<()> {
+    let (path, name) = match v6 {
+        false => ("/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward"),
+        true => ("/proc/sys/net/ipv6/conf/all/forwarding", "net.ipv6.conf.all.forwarding"),
+    };
+    if std::fs::read_to_string(path)?.trim() != "1" {
+        std::fs::write(path, "1")?;
+        tracing::info!("routing mesh: {name} set to 1");
     }
     Ok(())
 }
@@ -365,7 +385,7 @@ mod tests {
     use super::*;
 
     fn web() -> Dnat {
-        Dnat { protocol: 6, host_port: 8080, vip: Ipv4Addr::new(10, 1, 0, 2), port: 80 }
+        Dnat { protocol: 6, host_port: 8080, vip: IpAddr::from([10, 1, 0, 2]), port: 80 }
     }
 
     #[test]
@@ -382,9 +402,10 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_holds_the_nine_expressions_nft_makes() {
+    fn a_rule_holds_the_eleven_expressions_nft_makes() {
         let exprs = dnat_expressions(&web());
-        let names: Vec<&str> = ["fib", "cmp", "meta", "cmp", "payload", "cmp", "immediate", "immediate", "nat"].into();
+        let names: Vec<&str> =
+            ["meta", "cmp", "fib", "cmp", "meta", "cmp", "payload", "cmp", "immediate", "immediate", "nat"].into();
         let mut found = Vec::new();
         let mut rest = &exprs.0[..];
         while rest.len() >= 4 {
@@ -399,6 +420,12 @@ mod tests {
         let bytes = &exprs.0;
         assert!(bytes.windows(4).any(|w| w == [10, 1, 0, 2]));
         assert!(bytes.windows(2).any(|w| w == 8080u16.to_be_bytes()));
+        // A VIP6: its 16 bytes, and family ipv6 (10) for nfproto and nat.
+        let vip6: std::net::Ipv6Addr = "fd00:10::c8".parse().unwrap();
+        let six = dnat_expressions(&Dnat { vip: vip6.into(), ..web() });
+        assert!(six.0.windows(16).any(|w| w == vip6.octets()));
+        let nat_family = |a: &Attrs| a.0.windows(8).any(|w| w == [8, 0, 2, 0, 0, 0, 0, 10]);
+        assert!(nat_family(&six) && !nat_family(&exprs), "NFTA_NAT_FAMILY ipv6 for the VIP6 only");
     }
 
     #[test]
