@@ -430,6 +430,38 @@ fn an_ipv6_only_network_needs_no_ipv4() {
     // DNS over TCP at the gateway's IPv6 address (the gateway's kernel stack).
     let over_tcp = a.ok(&["dig", "+tcp", "+short", "+tries=1", "+time=2", "@fd00:96::1", "AAAA", &b.name]);
     assert_eq!(over_tcp.trim(), addr_b, "AAAA over TCP on IPv6\n{}", sd.log());
+    // A VIP service: a VIP6 alone, balanced, health-checked over IPv6.
+    let w = Netns::new("s6w");
+    w.enable_ipv6();
+    let w6 = switchd_e2e::ip6_of(&sd.connect("six", &w, &["--service", "web"]));
+    assert!(w.has_ipv6(&w6), "{} never configured {w6}", w.name);
+    let server = w.spawn_py(switchd_e2e::py::NAMED_SERVER, &["80", "w"]);
+    let listening = || !w.ok(&["ss", "-ltnH", "sport = :80"]).trim().is_empty();
+    assert!(wait_until(Duration::from_secs(10), listening), "the server in {} never listened", w.name);
+    let check = ["--health", "http:/", "--health-interval", "500", "--health-threshold", "1"];
+    let created =
+        sd.json(&[&["service", "create", "web", "--network", "six", "--port", "80/tcp"][..], &check].concat());
+    assert!(created["vip"].is_null(), "no IPv4 VIP without a subnet: {created}");
+    let vip6 = created["vip6"].as_str().expect("a VIP6").to_owned();
+    let state = || sd.json(&["service", "inspect", "web"])["backends"][0]["state"].as_str().map(str::to_owned);
+    assert!(
+        wait_until(Duration::from_secs(10), || state().as_deref() == Some("healthy")),
+        "{:?}\n{}",
+        state(),
+        sd.log()
+    );
+    let url = format!("http://[{vip6}]/");
+    wait_until(Duration::from_secs(5), || a.py_exec(switchd_e2e::py::HTTP_GET, &[&url]).status.success());
+    let got = a.py_exec(switchd_e2e::py::HTTP_GET, &[&url]);
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        format!("w {addr_a}"),
+        "through the VIP6: {got:?}\n{}\n{}",
+        sd.json(&["service", "inspect", "web"]),
+        sd.network_stats("six")
+    );
+    drop(server);
+    assert!(wait_until(Duration::from_secs(10), || state().as_deref() == Some("unhealthy")), "{:?}", state());
     assert!(!sd.log().contains("panicked"));
 }
 

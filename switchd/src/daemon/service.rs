@@ -605,13 +605,13 @@ impl Daemon {
             let Some(port) = config.ports.iter().find(|p| p.protocol == switchd_config::Protocol::Tcp) else {
                 continue;
             };
-            let Some(netns) =
-                self.networks.find(network.as_str()).and_then(|n| n.stack.as_ref()).map(|(s, _)| s.netns_path())
-            else {
-                continue;
-            };
+            let Some(net) = self.networks.find(network.as_str()) else { continue };
+            let Some(netns) = net.stack.as_ref().map(|(s, _)| s.netns_path()) else { continue };
+            let net = net.config.clone();
             for e in self.endpoints.on(network.as_str()).filter(|e| e.record.services.contains(&name)) {
-                let (Some(mac), Some(ip)) = (e.record.mac, e.record.ip) else { continue };
+                // Over IPv4, or over IPv6 on an IPv6-only network.
+                let ip = e.record.ip.or_else(|| e.record.ip6(&net).map(IpAddr::V6));
+                let (Some(mac), Some(ip)) = (e.record.mac, ip) else { continue };
                 let key = (network.clone(), name.clone(), mac);
                 wanted.insert(key.clone());
                 let h = self.services.health.entry(key.clone()).or_insert(Health {

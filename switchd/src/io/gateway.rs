@@ -70,7 +70,7 @@ pub async fn connect_from(netns: &str, addr: SocketAddr) -> io::Result<TcpStream
     let netns = netns.to_owned();
     let socket = tokio::task::spawn_blocking(move || {
         netns::run_in(&netns, || {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
             socket.set_nonblocking(true)?;
             io::Result::Ok(std::net::TcpStream::from(socket))
         })

@@ -1268,6 +1268,15 @@ impl Switch {
                     {
                         Action::Deliver(stack)
                     }
+                    // The answers to the stack's health checks over IPv6 (an IPv6-only network).
+                    (None, Some(stack), _)
+                        if let Some(ip) = ip6
+                            && gw.is_own(IpAddr::V6(ip.dst))
+                            && ip.protocol == Some(Protocol::Tcp)
+                            && ip.ports.is_some_and(|(_, p)| HEALTH_CHECK_PORTS.contains(&p)) =>
+                    {
+                        Action::Deliver(stack)
+                    }
                     // With host access, what the gateway does not serve at
                     // its IPv6 address is the host's, as over IPv4.
                     (None, _, Some(host))
