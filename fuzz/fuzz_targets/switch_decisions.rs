@@ -63,18 +63,30 @@ fn fuzz_one(data: &[u8]) {
     ];
     // Port 4: n1's host side (host access, and the routing mesh's way in).
     sw.set_host_port(n1, Some(ports[4]));
-    let guard = EndpointGuard::new(switchd_config::MacAddr([2, 0, 0, 0, 1, 2]), true, Some([10, 1, 0, 2].into()));
+    let mut guard = EndpointGuard::new(switchd_config::MacAddr([2, 0, 0, 0, 1, 2]), true, Some([10, 1, 0, 2].into()));
+    if let Some(v6) = guard.ipv6.as_mut() {
+        v6.push("fd00:1::2".parse().unwrap());
+    }
     sw.set_port_guard(ports[0], PortGuard::Endpoint(guard));
     // A LAN behind port 1: any MAC but an endpoint's (port 0's, or one gossip names).
     sw.set_port_guard(ports[1], PortGuard::Lan);
     let network_of_port = |i: usize| [n1, n1, n2, n3, n1][i];
-    let backends = [([10, 1, 0, 2], [2, 0, 0, 0, 1, 2]), ([10, 1, 0, 9], [2, 0, 0, 0, 9, 9])];
-    let service = Service::new(
-        [10, 1, 0, 200].into(),
-        vec![ServicePort { protocol: switchd_wire::ip::Protocol::Tcp, port: 80 }],
-        backends.iter().map(|(ip, mac)| Backend::new((*ip).into(), switchd_config::MacAddr(*mac))).collect(),
-    );
-    sw.set_services(n1, vec![service]);
+    // web's VIP and VIP6, over the same two backends' addresses of each family.
+    let backends: [(IpAddr, [u8; 6]); 4] = [
+        ([10, 1, 0, 2].into(), [2, 0, 0, 0, 1, 2]),
+        ([10, 1, 0, 9].into(), [2, 0, 0, 0, 9, 9]),
+        ("fd00:1::2".parse().unwrap(), [2, 0, 0, 0, 1, 2]),
+        ("fd00:1::9".parse().unwrap(), [2, 0, 0, 0, 9, 9]),
+    ];
+    let vips: [IpAddr; 2] = [[10, 1, 0, 200].into(), "fd00:1::c8".parse().unwrap()];
+    let web = |vip| {
+        Service::new(
+            vip,
+            vec![ServicePort { protocol: switchd_wire::ip::Protocol::Tcp, port: 80 }],
+            backends.iter().map(|(ip, mac)| Backend::new(*ip, switchd_config::MacAddr(*mac))).collect(),
+        )
+    };
+    sw.set_services(n1, vips.map(web).into());
     let from = Sources { nets: vec!["10.3.0.0/24".parse().unwrap()], ..Sources::default() };
     let rule = Rule { from, ports: vec![ServicePort { protocol: switchd_wire::ip::Protocol::Tcp, port: 80 }] };
     sw.set_policy(vec![rule], [([10, 1, 0, 2].into(), vec![0])].into());
@@ -185,11 +197,11 @@ fn fuzz_one(data: &[u8]) {
                     assert_eq!(network, from, "balanced out of its network");
                     match rewrite.addr {
                         NatAddr::Dst(ip) => {
-                            assert!(backends.iter().any(|(b, mac)| ip == IpAddr::from(*b) && rewrite.dst_mac.0 == *mac));
+                            assert!(backends.iter().any(|(b, mac)| ip == *b && rewrite.dst_mac.0 == *mac));
                             assert_eq!(rewrite.src_mac, gateway_mac(network));
                         }
                         NatAddr::Src(vip) => {
-                            assert_eq!(vip, IpAddr::from([10, 1, 0, 200]));
+                            assert!(vips.contains(&vip), "turned back from {vip}");
                             assert!(plan.vteps().next().is_none(), "a reply turned back goes to a local port");
                         }
                     }

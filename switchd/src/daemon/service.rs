@@ -207,8 +207,13 @@ impl Daemon {
         }
         let mut out = Vec::new();
         for (name, config) in names {
-            let healthy: Vec<IpAddr> =
-                self.backends_of(network, &name).into_iter().filter(|b| b.up).filter_map(|b| b.ip).collect();
+            // Both families: A and AAAA.
+            let healthy: Vec<IpAddr> = self
+                .backends_of(network, &name)
+                .into_iter()
+                .filter(|b| b.up)
+                .flat_map(|b| b.ip.into_iter().chain(b.ip6.map(IpAddr::V6)))
+                .collect();
             match config.map(vips_of) {
                 Some(vips) if !vips.is_empty() => out.push((name.to_string(), vips, false)),
                 _ => out.push((name.to_string(), healthy.clone(), true)),
@@ -250,7 +255,7 @@ impl Daemon {
                         v4.into_iter().chain(b.ip6.map(IpAddr::V6)).map(move |ip| balance::Backend::new(ip, b.mac))
                     })
                     .collect();
-                let ports = config
+                let ports: Vec<balance::ServicePort> = config
                     .ports
                     .iter()
                     .map(|p| balance::ServicePort {
@@ -261,7 +266,6 @@ impl Daemon {
                         port: p.port,
                     })
                     .collect();
-                let ports: Vec<balance::ServicePort> = ports;
                 for vip in vips_of(config) {
                     vips.push(balance::Service::new(vip, ports.clone(), backends.clone()));
                 }

@@ -115,9 +115,9 @@ impl Service {
     }
 
     fn backend(&self, ip: IpAddr) -> Option<Backend> {
+        // Sorted by their bytes, which within one IP version is the addresses' order.
         let b = self.table.backends();
-        let key = Backend::new(ip, MacAddr::ZERO);
-        b.binary_search_by(|x| x.as_ref().cmp(key.as_ref())).ok().map(|i| b[i])
+        b.binary_search_by(|x| x.ip.cmp(&ip)).ok().map(|i| b[i])
     }
 }
 
@@ -130,12 +130,33 @@ fn table_size(backends: usize) -> usize {
 }
 
 /// A flow as the table keys it: there (client to VIP) or back (backend to client).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub protocol: Protocol,
     pub from: (IpAddr, u16),
     pub to: (IpAddr, u16),
     pub back: bool,
+}
+
+/// Hashed as one word, the addresses folded into it (an IPv6 one's
+/// halves together): one round of the table's hasher per lookup, as when
+/// the keys were IPv4 only. Equal keys fold alike; the table compares
+/// whole keys.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let fold = |(ip, port): (IpAddr, u16)| {
+            let bits = match ip {
+                IpAddr::V4(v4) => u64::from(u32::from(v4)),
+                IpAddr::V6(v6) => {
+                    let bits = u128::from(v6);
+                    (bits >> 64) as u64 ^ bits as u64
+                }
+            };
+            (bits << 16) ^ (bits >> 48) ^ u64::from(port)
+        };
+        let tag = (u64::from(u8::from(self.protocol)) << 1) | u64::from(self.back);
+        state.write_u64(fold(self.from) ^ fold(self.to).rotate_left(29) ^ tag.rotate_right(8));
+    }
 }
 
 /// A new flow one replica balanced, for the others.
