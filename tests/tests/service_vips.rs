@@ -368,6 +368,9 @@ fn a_vip6_balances_over_the_backends_ipv6_addresses_on_both_hosts() {
     assert_eq!(seen.get(&format!("from {}", addresses[2])).copied(), Some(100), "the client's own address: {seen:?}");
     let refused = client.py(py::TCP_CONNECT, &[&vip6, "81", "2"]);
     assert!(refused.contains("refused"), "port 81 of the VIP6: {refused}");
+    let trace =
+        hosts[1].ctl(&["trace", "front", "--from", &client.name, "--to", &vip6, "--proto", "tcp", "--dport", "80"]);
+    assert!(trace.contains("balanced to backend"), "{trace}");
     let stats = hosts[1].network_stats("front");
     assert!(stats["balanced"].as_u64().unwrap() >= 100 && stats["balance_refused"].as_u64().unwrap() >= 1, "{stats}");
 }
