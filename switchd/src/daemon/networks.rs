@@ -149,18 +149,11 @@ impl Daemon {
     /// With host access: the host-side interface `sdgVNI`, holding the
     /// gateway's addresses (IPv4, IPv6 or both), as a port of the network.
     fn open_host_side(&mut self, config: &NetworkConfig, id: NetworkId) -> Option<PortId> {
-        if !config.host_access {
+        let addresses = gateway_addresses(config);
+        if !config.host_access || addresses == Default::default() {
             return None;
         }
-        let v4 = config.gateway.and_then(crate::services::v4).zip(config.subnet.map(|s| s.prefix_len()));
-        let v6 = match config.gateway6.filter(|_| config.subnet6.is_some()) {
-            Some(std::net::IpAddr::V6(ip)) => Some(ip),
-            _ => None,
-        };
-        let addresses = crate::io::gateway::StackAddresses { v4, v6 };
-        if addresses == Default::default() {
-            return None;
-        }
+        let crate::io::gateway::StackAddresses { v4, v6 } = addresses;
         let name = switchd_config::IfName::new(&format!("sdg{}", config.vni)).expect("sdg and 8 digits fit");
         let mac = crate::switch::Gateway::mac_for(config.vni);
         let (mtu, workers) = (config.mtu.get(), self.dataplane.workers());
@@ -205,20 +198,12 @@ impl Daemon {
     /// DNS, with its IPv4 and IPv6 addresses. Without it (it failed to
     /// start), DNS over UDP still works.
     fn start_gateway_stack(&mut self, config: &NetworkConfig, id: NetworkId) -> Option<(GatewayStack, PortId)> {
-        if !config.dns {
-            return None;
-        }
-        let v4 = config.gateway.and_then(crate::services::v4).zip(config.subnet.map(|s| s.prefix_len()));
-        let v6 = match config.gateway6.filter(|_| config.subnet6.is_some()) {
-            Some(std::net::IpAddr::V6(ip)) => Some(ip),
-            _ => None,
-        };
-        if v4.is_none() && v6.is_none() {
+        let addresses = gateway_addresses(config);
+        if !config.dns || addresses == Default::default() {
             return None;
         }
         let mac = crate::switch::Gateway::mac_for(config.vni);
         let source = self.dataplane.services_source();
-        let addresses = crate::io::gateway::StackAddresses { v4, v6 };
         let started = self.system.gateway_stack(id, addresses, mac, config.mtu.get(), source, &self.runtime);
         let switched = started.and_then(|(stack, tap): (GatewayStack, Box<dyn Port>)| {
             Ok((stack, self.dataplane.add_port(id, vec![tap], PortGuard::Open)?))
@@ -315,4 +300,16 @@ impl Daemon {
         self.commit();
         unused
     }
+}
+
+/// The gateway's addresses on a network: IPv4 (with the subnet's prefix
+/// length) and IPv6 (with a subnet6), what its kernel stack and its host
+/// side hold.
+fn gateway_addresses(config: &NetworkConfig) -> crate::io::gateway::StackAddresses {
+    let v4 = config.gateway.and_then(crate::services::v4).zip(config.subnet.map(|s| s.prefix_len()));
+    let v6 = match config.gateway6.filter(|_| config.subnet6.is_some()) {
+        Some(std::net::IpAddr::V6(ip)) => Some(ip),
+        _ => None,
+    };
+    crate::io::gateway::StackAddresses { v4, v6 }
 }
