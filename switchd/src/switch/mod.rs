@@ -1206,8 +1206,11 @@ impl Switch {
             let own = gw.v4.map(|(own, _)| own);
             let dhcp = gw.dhcp && ip.is_some_and(|ip| ip.is_udp_to(crate::services::dhcp::SERVER_PORT));
             let (stack, host) = (net.gateway_port, net.host_port);
-            let flow = ip.map(|ip| ip.flow()).or_else(|| ip6?.flow());
-            if let Some(flow) = flow.filter(|_| dst == gw.mac && !net.balancer.is_empty()) {
+            // The balancer's view, read only where it has VIPs.
+            if dst == gw.mac
+                && !net.balancer.is_empty()
+                && let Some(flow) = ip.map(|ip| ip.flow()).or_else(|| ip6?.flow())
+            {
                 // To a VIP: balanced (whatever the port: DHCP is not a VIP's).
                 if net.balancer.is_vip(flow.dst) {
                     return self.balance(now, network, port, &flow);

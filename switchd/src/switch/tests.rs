@@ -942,18 +942,28 @@ fn only_tcp_segments_may_exceed_the_mtu_from_the_underlay() {
     assert_eq!(l.sw.handle_datagram_action(l.t0, ip(VTEP_B), &udp), Action::Drop(DropReason::Oversize));
 }
 
-/// A VIP 10.1.0.200 on the front network of [`routed_lab`], UDP port 9,
-/// with backends on a second front port (.3, MAC C, here) and behind a
-/// VTEP (.4, MAC D).
-#[test]
-fn a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it() {
-    const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
+/// A remote backend's MAC, behind a VTEP.
+const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
+
+/// [`routed_lab`] for a VIP on front: its gateway MAC, a second front port
+/// where backend C has sent `from_c` (so it is learned there), and a VTEP
+/// gossip puts backend D behind.
+fn vip_lab(from_c: &[u8]) -> (RoutedLab, MacAddr, PortId, VtepId) {
     let gw = Gateway::mac_for(Vni::new(1).unwrap());
     let mut l = routed_lab(false);
     let p_c = l.sw.add_port(l.front).unwrap();
     let vtep = l.sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
     l.sw.set_gossip_macs(l.front, &[(D, vtep)], l.t0);
-    l.sw.handle_frame_action(l.t0, p_c, &ip_frame(MacAddr::BROADCAST, C, "10.1.0.3", "10.1.0.255", 64, 9));
+    l.sw.handle_frame_action(l.t0, p_c, from_c);
+    (l, gw, p_c, vtep)
+}
+
+/// A VIP 10.1.0.200 on the front network of [`routed_lab`], UDP port 9,
+/// with backends on a second front port (.3, MAC C, here) and behind a
+/// VTEP (.4, MAC D).
+#[test]
+fn a_vip_is_balanced_to_its_backends_and_the_reply_comes_back_from_it() {
+    let (mut l, gw, p_c, vtep) = vip_lab(&ip_frame(MacAddr::BROADCAST, C, "10.1.0.3", "10.1.0.255", 64, 9));
     let vip: Ipv4Addr = "10.1.0.200".parse().unwrap();
     let port = balance::ServicePort { protocol: Protocol::Udp, port: 9 };
     let backends = vec![
@@ -1048,7 +1058,6 @@ fn udp_frame(dst: MacAddr, src: MacAddr, from: &str, sport: u16, to: &str, dport
 /// goes back to the VTEP the flow came from, not to the host.
 #[test]
 fn the_routing_mesh_balances_the_host_sides_connections_and_replies_return_through_the_ingress_host() {
-    const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
     let gw = Gateway::mac_for(Vni::new(1).unwrap());
     let vip: Ipv4Addr = "10.1.0.200".parse().unwrap();
     let udp9 = balance::ServicePort { protocol: Protocol::Udp, port: 9 };
@@ -1145,13 +1154,7 @@ fn routing_into_a_smaller_mtu_asks_the_sender_to_fragment() {
 /// reply back from the VIP6, the rest refused.
 #[test]
 fn an_ipv6_vip_is_balanced_and_answers_from_itself() {
-    const D: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xd]);
-    let gw = Gateway::mac_for(Vni::new(1).unwrap());
-    let mut l = routed_lab(false);
-    let p_c = l.sw.add_port(l.front).unwrap();
-    let vtep = l.sw.add_vtep("198.18.0.2:4789".parse().unwrap(), None).unwrap();
-    l.sw.set_gossip_macs(l.front, &[(D, vtep)], l.t0);
-    l.sw.handle_frame_action(l.t0, p_c, &ip6_frame(MacAddr::BROADCAST, C, "fd00:1::3", "ff02::1", 1, 8));
+    let (mut l, gw, p_c, vtep) = vip_lab(&ip6_frame(MacAddr::BROADCAST, C, "fd00:1::3", "ff02::1", 1, 8));
     let vip6: Ipv6Addr = "fd00:1::c8".parse().unwrap();
     let port = balance::ServicePort { protocol: Protocol::Udp, port: 9 };
     let (c6, d6): (IpAddr, IpAddr) = ("fd00:1::3".parse().unwrap(), "fd00:1::4".parse().unwrap());
