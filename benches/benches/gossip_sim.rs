@@ -20,21 +20,22 @@ fn main() {
         return;
     }
     let config = SimConfig {
-        hosts: env("SIM_HOSTS", 100),
         endpoints_per_host: env("SIM_ENDPOINTS", 20),
-        networks: 4,
         seed: env("SIM_SEED", 1),
-        loss: env("SIM_LOSS", 0.01),
         latency_ms: (1, env("SIM_LATENCY_MS", 20)),
         interval: Duration::from_millis(env("SIM_INTERVAL_MS", 250)),
         timeouts: Timeouts::new(Duration::from_secs(env("SIM_DEAD_AFTER", 8))),
+        mtu: env("SIM_MTU", 1500),
+        preformed: env("SIM_PREFORMED", 0) == 1,
+        full_view: env("SIM_FULL_VIEW", 1) == 1,
+        ..SimConfig::new(env("SIM_HOSTS", 100), env("SIM_LOSS", 0.01))
     };
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("a runtime");
     let wall = Instant::now();
     let report = runtime.block_on(sim::run(config.clone()));
     println!(
-        "gossip_sim hosts={} endpoints/host={} loss={} latency={}-{}ms interval={:?} dead_after={:?} seed={}",
+        "gossip_sim hosts={} endpoints/host={} loss={} latency={}-{}ms interval={:?} dead_after={:?} mtu={} preformed={} seed={}",
         config.hosts,
         config.endpoints_per_host,
         config.loss,
@@ -42,14 +43,43 @@ fn main() {
         config.latency_ms.1,
         config.interval,
         config.timeouts.dead_after,
+        config.mtu,
+        config.preformed,
         config.seed
     );
+    let peak_rss_kb = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok()))
+        .unwrap_or(0);
+    let n = config.hosts as f64;
     println!(
-        "  join convergence {:.1} s, failure convergence {:.1} s, {:.0} bytes and {:.1} datagrams per host per second (simulated in {:.1} s)",
+        "  formation {:.1} s; join {:.1} s (the newcomer's full view {}); propagation {:.1} s; failure {:.1} s",
+        report.formation.as_secs_f64(),
         report.join.as_secs_f64(),
+        report.join_full_view.map_or("not measured".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+        report.propagation.as_secs_f64(),
         report.failure.as_secs_f64(),
-        report.bytes_per_host_per_sec,
+    );
+    println!(
+        "  per host: {:.1} KB/s, {:.1} datagrams/s, CPU {:.2} ms/s, memory {:.1} MB (peak RSS {:.0} MB over {} hosts{})",
+        report.bytes_per_host_per_sec / 1000.0,
         report.datagrams_per_host_per_sec,
+        report.cpu_per_host.as_secs_f64() * 1000.0,
+        peak_rss_kb as f64 / 1024.0 / n,
+        peak_rss_kb as f64 / 1024.0,
+        config.hosts,
+        if config.preformed { "; preformed: hosts share the states they hold alike" } else { "" },
+    );
+    println!(
+        "  largest datagram {} bytes, {} fragmented, {} of {} messages split; {} false deaths; held {} members and {} keys in all; wall {:.0} s",
+        report.largest_datagram,
+        report.fragmented,
+        report.split_messages.0,
+        report.split_messages.1,
+        report.false_deaths,
+        report.held.0,
+        report.held.1,
         wall.elapsed().as_secs_f64()
     );
 }

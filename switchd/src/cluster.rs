@@ -20,6 +20,7 @@ use switchd_overlay::gossip::node::{GossipConfig, GossipNode};
 use switchd_overlay::gossip::state::Published;
 use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
 use switchd_overlay::gossip::transport::{GossipStats, SealedUdp};
+use switchd_overlay::gossip::wire;
 use tokio::sync::watch;
 
 use crate::daemon::{self, Shared};
@@ -64,18 +65,21 @@ impl Cluster {
                 seeds.push(addr);
             }
         }
+        // Gossip crosses the underlay whole: never an IP fragment.
+        let max_datagram = wire::max_datagram(host.underlay_mtu.get() as usize, underlay.is_ipv6());
         let config = GossipConfig {
             name: host.name.clone(),
             listen: SocketAddr::new(underlay, settings.port),
             seeds,
             interval: settings.interval,
             timeouts,
+            max_message_len: wire::message_budget(max_datagram),
         };
         let initial = daemon::read(daemon)
             .published()
             .ok_or_else(|| anyhow::anyhow!("nothing to publish without an underlay"))?;
         let stats = Arc::new(GossipStats::default());
-        let transport = SealedUdp { keys, stats: stats.clone() };
+        let transport = SealedUdp { keys, stats: stats.clone(), max_datagram };
         // Every start is a new generation, so a restarted host replaces its old self.
         let generation = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let node = GossipNode::start(&config, generation, &transport, &initial).await?;

@@ -9,12 +9,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chitchat::transport::Transport;
-use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, Heartbeat, spawn_chitchat};
+use chitchat::{
+    Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, Heartbeat, NodeState, spawn_chitchat,
+};
 use switchd_config::Name;
 use tokio::time::Instant;
 
 use super::state::{self, Published, StateError};
 use super::table::{Member, Timeouts};
+
+/// Digests may take twice their share of a message: the transport
+/// compresses them about threefold (BENCHMARKS.md, "Gossip at scale").
+const DIGEST_STRETCH: usize = 2;
 
 /// chitchat keeps members apart by this; the key keeps clusters apart.
 const CLUSTER_ID: &str = "switchd";
@@ -28,6 +34,9 @@ pub struct GossipConfig {
     /// How often a gossip round runs.
     pub interval: Duration,
     pub timeouts: Timeouts,
+    /// The most bytes a chitchat message may take before compression and
+    /// sealing: see [`super::wire::message_budget`].
+    pub max_message_len: usize,
 }
 
 /// A running member.
@@ -62,11 +71,17 @@ impl GossipNode {
             failure_detector_config: FailureDetectorConfig {
                 // chitchat forgets a dead member's state after this.
                 dead_node_grace_period: (config.timeouts.dead_after * 6).max(Duration::from_secs(60)),
+                // Heartbeat intervals kept per member (chitchat's default,
+                // 1,000, is 8 KB per member on every host: 8 MB at 1,000
+                // hosts, and 8 GB for a simulation of them).
+                sampling_window_size: 100,
                 ..FailureDetectorConfig::default()
             },
             marked_for_deletion_grace_period: Duration::from_secs(3600),
             catchup_callback: None,
             extra_liveness_predicate: None,
+            max_message_len: config.max_message_len,
+            digest_stretch: DIGEST_STRETCH,
         };
         let handle = spawn_chitchat(chitchat_config, state::encode(published), transport).await?;
         Ok(GossipNode { handle, heard: HashMap::new() })
@@ -98,28 +113,93 @@ impl GossipNode {
         let now = Instant::now();
         let chitchat = self.handle.chitchat();
         let chitchat = chitchat.lock().await;
-        let me = chitchat.self_chitchat_id().clone();
+        self.observe(&chitchat, now);
         let mut members = Vec::new();
         let mut errors = Vec::new();
-        for (id, node) in chitchat.node_states() {
-            if *id == me || id.node_id == me.node_id {
-                continue;
+        for (id, node) in others(&chitchat) {
+            let Ok(name) = Name::new(&id.node_id) else { continue };
+            let (published, errs) = state::decode(node.key_values());
+            errors.extend(errs.into_iter().map(|e| (name.clone(), e)));
+            if let Some(published) = published {
+                members.push(Member {
+                    name,
+                    generation: id.generation_id,
+                    published,
+                    since_heard: now - self.heard[id].1,
+                });
             }
+        }
+        (members, errors)
+    }
+
+    /// Notes whose heartbeat moved since the last look (see [`Self::members`]).
+    fn observe(&mut self, chitchat: &Chitchat, now: Instant) {
+        for (id, node) in others(chitchat) {
             let heartbeat = node.heartbeat();
             let heard = self.heard.entry(id.clone()).or_insert((heartbeat, now));
             if heartbeat > heard.0 {
                 *heard = (heartbeat, now);
             }
-            let Ok(name) = Name::new(&id.node_id) else { continue };
-            let (published, errs) = state::decode(node.key_values());
-            errors.extend(errs.into_iter().map(|e| (name.clone(), e)));
-            if let Some(published) = published {
-                members.push(Member { name, generation: id.generation_id, published, since_heard: now - heard.1 });
-            }
         }
-        let known: std::collections::HashSet<&ChitchatId> = chitchat.node_states().keys().collect();
-        self.heard.retain(|id, _| known.contains(id));
-        (members, errors)
+        if self.heard.len() > chitchat.node_states().len() {
+            let known = chitchat.node_states();
+            self.heard.retain(|id, _| known.contains_key(id));
+        }
+    }
+
+    /// One member by name, decoded (the newest generation if it restarted).
+    pub async fn member(&mut self, name: &str) -> Option<Member> {
+        let now = Instant::now();
+        let chitchat = self.handle.chitchat();
+        let chitchat = chitchat.lock().await;
+        self.observe(&chitchat, now);
+        let (id, node) =
+            others(&chitchat).filter(|(id, _)| &*id.node_id == name).max_by_key(|(id, _)| id.generation_id)?;
+        let (published, _) = state::decode(node.key_values());
+        Some(Member {
+            name: Name::new(name).ok()?,
+            generation: id.generation_id,
+            published: published?,
+            since_heard: now - self.heard[id].1,
+        })
+    }
+
+    /// Without decoding anyone's state: how many other members were heard
+    /// within `alive_within`, and how many of those publish at least `keys`
+    /// keys (a cheap sign of a complete view, for simulations).
+    pub async fn census(&mut self, alive_within: Duration, keys: usize) -> (usize, usize) {
+        let now = Instant::now();
+        let chitchat = self.handle.chitchat();
+        let chitchat = chitchat.lock().await;
+        self.observe(&chitchat, now);
+        let alive: Vec<&NodeState> =
+            others(&chitchat).filter(|(id, _)| now - self.heard[*id].1 < alive_within).map(|(_, n)| n).collect();
+        let complete = alive.iter().filter(|n| n.num_key_values() >= keys).count();
+        (alive.len(), complete)
+    }
+
+    /// Counts of the members this host knows (any state) and of the key-value
+    /// pairs it holds for them: what its memory grows with.
+    pub async fn held(&self) -> (usize, usize) {
+        let chitchat = self.handle.chitchat();
+        let chitchat = chitchat.lock().await;
+        let states = chitchat.node_states();
+        (states.len(), states.values().map(NodeState::num_key_values).sum())
+    }
+
+    /// This host's own state as chitchat holds it, for [`Self::adopt`].
+    pub async fn own_state(&self) -> NodeState {
+        let chitchat = self.handle.chitchat();
+        let mut chitchat = chitchat.lock().await;
+        chitchat.self_node_state().clone()
+    }
+
+    /// Takes another member's state as if gossip had brought it (sharing
+    /// its key-value pairs until one side writes): lets a simulation start
+    /// from a formed cluster.
+    pub async fn adopt(&self, state: &NodeState) {
+        let chitchat = self.handle.chitchat();
+        chitchat.lock().await.adopt_node_state(state);
     }
 
     /// Announces that this host is leaving, pushes that to every member at
@@ -144,4 +224,10 @@ impl GossipNode {
     pub fn abort(self) {
         self.handle.abort();
     }
+}
+
+/// Every member but this host (under any generation of its name).
+fn others(chitchat: &Chitchat) -> impl Iterator<Item = (&ChitchatId, &NodeState)> {
+    let me = chitchat.self_chitchat_id();
+    chitchat.node_states().iter().filter(move |(id, _)| *id != me && id.node_id != me.node_id)
 }

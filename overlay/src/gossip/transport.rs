@@ -31,6 +31,14 @@ pub struct GossipStats {
     pub rejected: [AtomicU64; Reject::ALL.len()],
     /// Authentic messages chitchat could not decode.
     pub bad_messages: AtomicU64,
+    /// The largest datagram sent, in bytes.
+    pub largest_datagram_out: AtomicU64,
+    /// Messages sent, and those that took more than one datagram.
+    pub messages_out: AtomicU64,
+    pub split_messages: AtomicU64,
+    /// Messages too large to send even in fragments (chitchat's are bounded
+    /// to fit one datagram, so this stays zero).
+    pub unsendable: AtomicU64,
 }
 
 impl GossipStats {
@@ -66,30 +74,44 @@ const COMPRESSION_LEVEL: i32 = 1;
 const MAX_MESSAGE: usize = 1 << 20;
 
 /// Seals and opens for one socket, counting as it goes.
-#[derive(Debug)]
 struct Codec {
     sealer: Sealer,
     opener: Opener,
     stats: Arc<GossipStats>,
+    /// zstd contexts, kept: making one costs more than a small message.
+    compressor: zstd::bulk::Compressor<'static>,
+    decompressor: zstd::bulk::Decompressor<'static>,
 }
 
 impl Codec {
-    fn new(keys: &SharedKeyring, stats: Arc<GossipStats>) -> Self {
+    fn new(keys: &SharedKeyring, stats: Arc<GossipStats>, max_datagram: usize) -> Self {
+        let mut sealer = Sealer::with_ring(keys.clone(), random_session());
+        sealer.limit_datagrams(max_datagram);
         Codec {
-            sealer: Sealer::with_ring(keys.clone(), random_session()),
+            sealer,
             opener: Opener::with_ring(keys.clone()),
             stats,
+            compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL).expect("zstd level 1 exists"),
+            decompressor: zstd::bulk::Decompressor::new().expect("a zstd context"),
         }
     }
 
     fn seal(&mut self, msg: &ChitchatMessage, now: u64) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let plain = msg.serialize_to_vec();
-        let packed = zstd::bulk::compress(&plain, COMPRESSION_LEVEL).unwrap_or(plain);
-        self.sealer.seal(&packed, now, |d| out.push(d.to_vec()));
+        let packed = self.compressor.compress(&plain).unwrap_or(plain);
+        if !self.sealer.seal(&packed, now, |d| out.push(d.to_vec())) {
+            self.stats.unsendable.fetch_add(1, Relaxed);
+            tracing::warn!("a gossip message of {} bytes is too large to send", packed.len());
+        }
+        self.stats.messages_out.fetch_add(1, Relaxed);
+        if out.len() > 1 {
+            self.stats.split_messages.fetch_add(1, Relaxed);
+        }
         for d in &out {
             self.stats.datagrams_out.fetch_add(1, Relaxed);
             self.stats.bytes_out.fetch_add(d.len() as u64, Relaxed);
+            self.stats.largest_datagram_out.fetch_max(d.len() as u64, Relaxed);
         }
         out
     }
@@ -100,7 +122,9 @@ impl Codec {
         self.stats.bytes_in.fetch_add(datagram.len() as u64, Relaxed);
         match self.opener.open(datagram, now) {
             Ok(Some(packed)) => {
-                let decoded = zstd::bulk::decompress(&packed, MAX_MESSAGE)
+                let decoded = self
+                    .decompressor
+                    .decompress(&packed, MAX_MESSAGE)
                     .map_err(anyhow::Error::from)
                     .and_then(|plain| ChitchatMessage::deserialize(&mut &plain[..]));
                 match decoded {
@@ -127,6 +151,8 @@ impl Codec {
 pub struct SealedUdp {
     pub keys: SharedKeyring,
     pub stats: Arc<GossipStats>,
+    /// The largest datagram the underlay carries whole ([`super::wire::max_datagram`]).
+    pub max_datagram: usize,
 }
 
 #[async_trait]
@@ -137,7 +163,7 @@ impl Transport for SealedUdp {
             .map_err(|e| anyhow::anyhow!("gossip socket {listen_addr}: {e}"))?;
         Ok(Box::new(UdpSealedSocket {
             socket,
-            codec: Codec::new(&self.keys, self.stats.clone()),
+            codec: Codec::new(&self.keys, self.stats.clone(), self.max_datagram),
             buf: vec![0; MAX_DATAGRAM],
             last_error_log: None,
             errors_held_back: 0,
@@ -201,13 +227,17 @@ impl Socket for UdpSealedSocket {
 
 /// An in-memory network for simulations: datagrams (sealed like real ones,
 /// so sizes are real) are delivered after a latency drawn from
-/// `latency_ms`, or lost with probability `loss`, both from a seeded RNG.
+/// `latency_ms`, or lost, both from a seeded RNG. Loss is per IP packet,
+/// `loss` each: a datagram larger than the MTU travels as IP fragments and
+/// is lost when any of them is, as on a real underlay.
 /// Runs on tokio's clock, so a paused runtime simulates hours in seconds.
 #[derive(Clone)]
 pub struct SimNet {
     inner: Arc<Mutex<SimInner>>,
     key: Key,
     start: tokio::time::Instant,
+    /// The underlay's MTU (IPv4).
+    mtu: usize,
 }
 
 struct SimInner {
@@ -220,6 +250,9 @@ struct SimInner {
     /// Links cut by a partition, both directions listed.
     cut: std::collections::HashSet<(SocketAddr, SocketAddr)>,
     stats: HashMap<SocketAddr, Arc<GossipStats>>,
+    /// IP packets sent, and datagrams that needed more than one.
+    pub ip_packets: u64,
+    pub fragmented: u64,
 }
 
 impl std::fmt::Debug for SimNet {
@@ -239,10 +272,25 @@ impl SimNet {
                 down: Default::default(),
                 cut: Default::default(),
                 stats: HashMap::new(),
+                ip_packets: 0,
+                fragmented: 0,
             })),
             key,
             start: tokio::time::Instant::now(),
+            mtu: 1500,
         }
+    }
+
+    /// Sets the underlay MTU; every member opened after this seals for it.
+    pub fn with_mtu(mut self, mtu: usize) -> Self {
+        self.mtu = mtu;
+        self
+    }
+
+    /// IP packets carried so far, and how many datagrams were fragmented.
+    pub fn packets(&self) -> (u64, u64) {
+        let inner = self.inner.lock().expect("sim lock");
+        (inner.ip_packets, inner.fragmented)
     }
 
     /// Simulated Unix time, on tokio's (possibly paused) clock.
@@ -309,7 +357,11 @@ impl Transport for SimNet {
             addr: listen_addr,
             net: self.clone(),
             rx,
-            codec: Codec::new(&SharedKeyring::new(Keyring::new(self.key.clone())), stats),
+            codec: Codec::new(
+                &SharedKeyring::new(Keyring::new(self.key.clone())),
+                stats,
+                super::wire::max_datagram(self.mtu, false),
+            ),
         }))
     }
 }
@@ -333,8 +385,14 @@ impl Socket for SimSocket {
             return Ok(());
         }
         let Some(inbox) = inner.inboxes.get(&to).cloned() else { return Ok(()) };
+        // IPv4 fragments carry multiples of 8 bytes of the UDP datagram.
+        let per_fragment = (self.net.mtu - 20) / 8 * 8;
         for d in datagrams {
-            if inner.unit() < inner.loss {
+            let fragments = (d.len() + 8).div_ceil(per_fragment);
+            inner.ip_packets += fragments as u64;
+            inner.fragmented += u64::from(fragments > 1);
+            let lost = (0..fragments).fold(false, |lost, _| inner.unit() < inner.loss || lost);
+            if lost {
                 continue;
             }
             let (lo, hi) = inner.latency_ms;

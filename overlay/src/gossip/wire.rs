@@ -23,9 +23,12 @@
 //! - Replays: each session keeps a sliding window over counters; messages
 //!   sent more than [`MAX_AGE`] ago (a capture replayed later, or a previous
 //!   session) are refused by their timestamp.
-//! - Chitchat messages can fill a whole UDP datagram, leaving no room for
-//!   this overhead; such messages travel in up to [`MAX_FRAGMENTS`] sealed
-//!   fragments and are put back together on arrival.
+//! - Every datagram fits the underlay's MTU ([`max_datagram`]): the
+//!   underlay never fragments gossip, so a lost IP fragment never loses a
+//!   whole message, and networks that drop fragments carry it. chitchat's
+//!   messages are bounded to fit one datagram ([`message_budget`]); one
+//!   that does not fit anyway travels in up to [`MAX_FRAGMENTS`] sealed
+//!   fragments, put back together on arrival.
 //! - Nothing is remembered about a sender before its datagram authenticates.
 
 use std::collections::HashMap;
@@ -38,11 +41,25 @@ pub const HEADER_LEN: usize = 24;
 const INNER_LEN: usize = 14;
 /// Bytes a datagram adds around a message (fragment).
 pub const OVERHEAD: usize = HEADER_LEN + INNER_LEN + TAG_LEN;
-/// The largest UDP payload over IPv4.
+/// The largest UDP payload over IPv4: what a receiver makes room for.
 pub const MAX_DATAGRAM: usize = 65_507;
-/// How much of a message one datagram carries.
-pub const MAX_FRAGMENT: usize = MAX_DATAGRAM - OVERHEAD;
 pub const MAX_FRAGMENTS: usize = 4;
+/// What zstd may add to a message that does not compress (its frame and
+/// block headers), with room to spare.
+const ZSTD_MARGIN: usize = 32;
+
+/// The largest UDP payload that crosses an underlay of `underlay_mtu`
+/// bytes without IP fragmentation.
+pub fn max_datagram(underlay_mtu: usize, ipv6: bool) -> usize {
+    let ip_header = if ipv6 { 40 } else { 20 };
+    underlay_mtu.saturating_sub(ip_header + 8).clamp(OVERHEAD + ZSTD_MARGIN + 256, MAX_DATAGRAM)
+}
+
+/// The most a chitchat message may take, serialized, for its compressed
+/// and sealed form to fit one datagram of `max_datagram` bytes.
+pub fn message_budget(max_datagram: usize) -> usize {
+    max_datagram - OVERHEAD - ZSTD_MARGIN
+}
 /// How old (or how far in the future) a datagram may say it is, in seconds.
 pub const MAX_AGE: u64 = 60;
 /// Senders remembered at once (a cluster of this many hosts, and restarts).
@@ -112,6 +129,8 @@ pub struct Sealer {
     /// Never reset, not even when the key changes: one count per session.
     counter: u64,
     next_message: u32,
+    /// How much of a message one datagram carries.
+    max_fragment: usize,
 }
 
 impl Sealer {
@@ -127,7 +146,21 @@ impl Sealer {
         let ring = keys.snapshot();
         let (key_id, root) = ring.sending();
         let aead = session_aead(&gossip_key(root), session);
-        Sealer { keys, generation, key_id, session, aead, counter: 0, next_message: 0 }
+        Sealer {
+            keys,
+            generation,
+            key_id,
+            session,
+            aead,
+            counter: 0,
+            next_message: 0,
+            max_fragment: MAX_DATAGRAM - OVERHEAD,
+        }
+    }
+
+    /// Keeps every datagram within `max_datagram` bytes.
+    pub fn limit_datagrams(&mut self, max_datagram: usize) {
+        self.max_fragment = max_datagram.clamp(OVERHEAD + 1, MAX_DATAGRAM) - OVERHEAD;
     }
 
     /// Follows a change of the key in use.
@@ -145,13 +178,20 @@ impl Sealer {
         }
     }
 
-    pub fn seal(&mut self, message: &[u8], now: u64, mut send: impl FnMut(&[u8])) {
+    /// Seals `message` into datagrams, handed to `send` one by one. A
+    /// message that would need more than [`MAX_FRAGMENTS`] is not sent:
+    /// false.
+    pub fn seal(&mut self, message: &[u8], now: u64, mut send: impl FnMut(&[u8])) -> bool {
+        let max_fragment = self.max_fragment;
+        let parts = message.len().div_ceil(max_fragment).max(1);
+        if parts > MAX_FRAGMENTS {
+            return false;
+        }
         self.refresh();
         let id = self.next_message;
         self.next_message = self.next_message.wrapping_add(1);
-        let parts = message.len().div_ceil(MAX_FRAGMENT).max(1);
-        let mut datagram = Vec::with_capacity(OVERHEAD + message.len().min(MAX_FRAGMENT));
-        for (index, chunk) in message.chunks(MAX_FRAGMENT).chain(std::iter::once(&[][..])).take(parts).enumerate() {
+        let mut datagram = Vec::with_capacity(OVERHEAD + message.len().min(max_fragment));
+        for (index, chunk) in message.chunks(max_fragment).chain(std::iter::once(&[][..])).take(parts).enumerate() {
             datagram.clear();
             datagram.extend_from_slice(MAGIC);
             datagram.extend_from_slice(&self.key_id.0);
@@ -160,7 +200,7 @@ impl Sealer {
             datagram.extend_from_slice(&now.to_be_bytes());
             datagram.extend_from_slice(&id.to_be_bytes());
             datagram.push(index as u8);
-            datagram.push(parts.min(usize::from(u8::MAX)) as u8);
+            datagram.push(parts as u8);
             datagram.extend_from_slice(chunk);
             let (header, body) = datagram.split_at_mut(HEADER_LEN);
             let tag = self.aead.seal(self.counter, header, body);
@@ -168,6 +208,7 @@ impl Sealer {
             self.counter += 1;
             send(&datagram);
         }
+        true
     }
 }
 
@@ -458,13 +499,16 @@ mod tests {
     }
 
     #[test]
-    fn large_messages_travel_in_fragments_in_any_order() {
-        let msg: Vec<u8> = (0..150_000u32).map(|i| (i % 253) as u8).collect();
+    fn large_messages_travel_in_fragments_within_the_mtu_in_any_order() {
+        let max = max_datagram(1500, false);
+        assert_eq!((max, max_datagram(1500, true)), (1472, 1452));
+        let msg: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
         let mut s = Sealer::new(&key(1), 9);
+        s.limit_datagrams(max);
         let mut o = Opener::new(&key(1));
         let mut d = seal_all(&mut s, &msg, NOW);
         assert_eq!(d.len(), 3);
-        assert!(d.iter().all(|x| x.len() <= MAX_DATAGRAM));
+        assert!(d.iter().all(|x| x.len() <= max), "{:?}", d.iter().map(Vec::len).collect::<Vec<_>>());
         d.swap(0, 2);
         assert_eq!(o.open(&d[0], NOW), Ok(None));
         assert_eq!(o.open(&d[1], NOW), Ok(None));
@@ -473,12 +517,41 @@ mod tests {
     }
 
     #[test]
-    fn a_message_exactly_one_fragment_long() {
-        let msg = vec![1u8; MAX_FRAGMENT];
+    fn a_message_beyond_max_fragments_is_not_sent() {
         let mut s = Sealer::new(&key(1), 9);
+        s.limit_datagrams(1472);
+        let msg = vec![1u8; MAX_FRAGMENTS * (1472 - OVERHEAD) + 1];
+        let mut sent = 0;
+        assert!(!s.seal(&msg, NOW, |_| sent += 1));
+        assert_eq!(sent, 0);
+        assert!(s.seal(&msg[1..], NOW, |_| sent += 1));
+        assert_eq!(sent, MAX_FRAGMENTS);
+    }
+
+    #[test]
+    fn a_message_exactly_one_fragment_long() {
+        let msg = vec![1u8; 1472 - OVERHEAD];
+        let mut s = Sealer::new(&key(1), 9);
+        s.limit_datagrams(1472);
         let d = seal_all(&mut s, &msg, NOW);
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].len(), MAX_DATAGRAM);
+        assert_eq!(d[0].len(), 1472);
         assert_eq!(Opener::new(&key(1)).open(&d[0], NOW).unwrap(), Some(msg));
+    }
+
+    /// A message of the budget's size fits one datagram however badly it
+    /// compresses.
+    #[test]
+    fn a_budget_sized_message_fits_one_datagram_even_incompressible() {
+        let max = 1472;
+        let mut noise = vec![0u8; message_budget(max)];
+        switchd_crypto::random::fill(&mut noise);
+        let packed = zstd::bulk::compress(&noise, 1).unwrap();
+        assert!(packed.len() > noise.len(), "noise does not compress");
+        let mut s = Sealer::new(&key(1), 9);
+        s.limit_datagrams(max);
+        let d = seal_all(&mut s, &packed, NOW);
+        assert_eq!(d.len(), 1);
+        assert!(d[0].len() <= max);
     }
 }

@@ -37,6 +37,15 @@ pub struct ChitchatConfig {
     // It can be used for instance, to only surface the nodes that are both alive according
     // to the failure detector, but also have a given set of required keys.
     pub extra_liveness_predicate: Option<ExtraLivenessPredicate>,
+    /// switchd patch: the most bytes a serialized message may take (see
+    /// `bounded`). Digests name only part of the cluster when the whole
+    /// would not fit.
+    pub max_message_len: usize,
+    /// switchd patch: how many times its share of `max_message_len` a digest
+    /// may take, for a transport that compresses messages (digests, lists
+    /// of similar entries, shrink twofold or more; deltas are compressed
+    /// already). 1 keeps every message within `max_message_len`.
+    pub digest_stretch: usize,
 }
 
 impl ChitchatConfig {
@@ -54,6 +63,8 @@ impl ChitchatConfig {
             marked_for_deletion_grace_period: Duration::from_secs(10_000),
             catchup_callback: None,
             extra_liveness_predicate: None,
+            max_message_len: crate::MAX_UDP_DATAGRAM_PAYLOAD_SIZE,
+            digest_stretch: 1,
         }
     }
 }
@@ -73,6 +84,8 @@ impl Default for ChitchatConfig {
             marked_for_deletion_grace_period: Duration::from_secs(60 * 15), // 15mn
             catchup_callback: None,
             extra_liveness_predicate: None,
+            max_message_len: crate::MAX_UDP_DATAGRAM_PAYLOAD_SIZE,
+            digest_stretch: 1,
         }
     }
 }

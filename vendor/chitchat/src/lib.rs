@@ -1,6 +1,7 @@
 #![allow(clippy::type_complexity)]
 #![allow(clippy::derive_partial_eq_without_eq)]
 
+mod bounded;
 mod configuration;
 mod delta;
 mod digest;
@@ -18,6 +19,7 @@ use std::iter::once;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
+use bounded::{DigestBuilder, DigestPicker};
 use delta::Delta;
 use failure_detector::FailureDetector;
 pub use failure_detector::FailureDetectorConfig;
@@ -60,7 +62,12 @@ pub fn setup_tracing_for_tests() {
 /// we send the self digest "in full".
 /// An Ethernet frame size of 1400B would limit us to 20 nodes
 /// or so.
-pub(crate) const MAX_UDP_DATAGRAM_PAYLOAD_SIZE: usize = 65_507;
+pub const MAX_UDP_DATAGRAM_PAYLOAD_SIZE: usize = 65_507;
+
+/// switchd patch: the bytes of a message before its digest or delta.
+fn message_header_len() -> usize {
+    ChitchatMessage::BadCluster.serialized_len()
+}
 
 /// To prevent dead nodes from being recorded again after deletion,
 /// we keep a local memory of the last nodes that were garbage collected.
@@ -75,6 +82,8 @@ pub struct Chitchat {
     previous_live_nodes: HashMap<ChitchatId, Version>,
     live_nodes_watcher_tx: watch::Sender<BTreeMap<ChitchatId, NodeState>>,
     live_nodes_watcher_rx: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    /// switchd patch: what goes into the next bounded digest.
+    digest_picker: DigestPicker,
 }
 
 impl Chitchat {
@@ -93,6 +102,7 @@ impl Chitchat {
             previous_live_nodes,
             live_nodes_watcher_tx,
             live_nodes_watcher_rx,
+            digest_picker: DigestPicker::default(),
         };
 
         let self_node_state = chitchat.self_node_state();
@@ -107,13 +117,40 @@ impl Chitchat {
         chitchat
     }
 
-    pub(crate) fn create_syn_message(&self) -> ChitchatMessage {
-        let scheduled_for_deletion: HashSet<_> = self.scheduled_for_deletion_nodes().collect();
-        let digest = self.compute_digest(&scheduled_for_deletion);
-        ChitchatMessage::Syn {
-            cluster_id: self.config.cluster_id.clone(),
-            digest,
-        }
+    pub(crate) fn create_syn_message(&mut self) -> ChitchatMessage {
+        let cluster_id = self.config.cluster_id.clone();
+        let budget = self.config.max_message_len.saturating_sub(message_header_len() + cluster_id.serialized_len());
+        let digest = self.bounded_digest(budget, Vec::new());
+        ChitchatMessage::Syn { cluster_id, digest }
+    }
+
+    /// switchd patch: a digest of at most `budget` bytes, `first` named
+    /// right after this node (see [`bounded`]).
+    fn bounded_digest(&mut self, budget: usize, first: Vec<ChitchatId>) -> Digest {
+        let scheduled_for_deletion: HashSet<_> =
+            self.failure_detector.scheduled_for_deletion_nodes().collect();
+        self.digest_picker.fill(
+            DigestBuilder::new(budget * self.config.digest_stretch.max(1)),
+            &self.config.chitchat_id,
+            first,
+            self.cluster_state.node_states(),
+            &scheduled_for_deletion,
+        )
+    }
+
+    /// switchd patch: the members of a peer's digest worth naming back to
+    /// it: those it is ahead on (so that it sends them), and those whose
+    /// heartbeat is newer here (so that it hears it).
+    fn worth_echoing(&self, digest: &Digest) -> Vec<ChitchatId> {
+        digest
+            .node_digests
+            .iter()
+            .filter(|(id, theirs)| match self.cluster_state.node_state(id) {
+                Some(ours) => theirs.max_version > ours.max_version() || ours.heartbeat() > theirs.heartbeat,
+                None => false,
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Digest contains important information about the list of members in
@@ -125,7 +162,21 @@ impl Chitchat {
     }
 
     fn process_delta(&mut self, delta: Delta) {
+        // switchd patch: members whose state moves here become rumors.
+        let before: Vec<(ChitchatId, Version)> = delta
+            .node_deltas
+            .iter()
+            .map(|d| {
+                let version = self.cluster_state.node_state(&d.chitchat_id).map_or(0, NodeState::max_version);
+                (d.chitchat_id.clone(), version)
+            })
+            .collect();
         let was_reset_triggered = self.cluster_state.apply_delta(delta);
+        for (id, version) in before {
+            if self.cluster_state.node_state(&id).is_some_and(|s| s.max_version() > version) {
+                self.digest_picker.rumor(&id);
+            }
+        }
         if was_reset_triggered {
             if let Some(catchup_callback) = &self.config.catchup_callback {
                 info!("executing catch-up callback");
@@ -148,15 +199,20 @@ impl Chitchat {
                     return Some(ChitchatMessage::BadCluster);
                 }
                 self.report_heartbeats_in_digest(&digest);
-                let scheduled_for_deletion: HashSet<_> =
-                    self.scheduled_for_deletion_nodes().collect();
-                let self_digest = self.compute_digest(&scheduled_for_deletion);
-                let delta_mtu = MAX_UDP_DATAGRAM_PAYLOAD_SIZE - 1 - self_digest.serialized_len();
-                let delta = self.cluster_state.compute_partial_delta_respecting_mtu(
-                    &digest,
-                    delta_mtu,
-                    &scheduled_for_deletion,
-                );
+                // switchd patch: the delta takes at most half of the
+                // message, and the digest what the delta left.
+                let budget = self.config.max_message_len.saturating_sub(message_header_len());
+                let delta = {
+                    let scheduled_for_deletion: HashSet<_> =
+                        self.scheduled_for_deletion_nodes().collect();
+                    self.cluster_state.compute_partial_delta_respecting_mtu(
+                        &digest,
+                        budget / 2,
+                        &scheduled_for_deletion,
+                    )
+                };
+                let echo = self.worth_echoing(&digest);
+                let self_digest = self.bounded_digest(budget - delta.serialized_len(), echo);
                 Some(ChitchatMessage::SynAck {
                     digest: self_digest,
                     delta,
@@ -169,7 +225,7 @@ impl Chitchat {
                     self.scheduled_for_deletion_nodes().collect::<HashSet<_>>();
                 let delta = self.cluster_state.compute_partial_delta_respecting_mtu(
                     &digest,
-                    MAX_UDP_DATAGRAM_PAYLOAD_SIZE - 1,
+                    self.config.max_message_len.saturating_sub(message_header_len()),
                     &scheduled_for_deletion,
                 );
                 Some(ChitchatMessage::Ack { delta })
@@ -239,7 +295,12 @@ impl Chitchat {
             })
             .collect::<HashMap<_, _>>();
 
-        if self.previous_live_nodes != current_live_nodes {
+        // switchd patch: the watched map clones every live node's state, all
+        // its key-value pairs, whenever one version moves; built only while
+        // someone watches (the receiver kept here does not count).
+        if self.previous_live_nodes != current_live_nodes && self.live_nodes_watcher_tx.receiver_count() <= 1 {
+            self.previous_live_nodes = current_live_nodes;
+        } else if self.previous_live_nodes != current_live_nodes {
             let live_nodes = current_live_nodes
                 .keys()
                 .cloned()
@@ -332,6 +393,16 @@ impl Chitchat {
     /// Returns a serializable snapshot of the cluster state.
     pub fn state_snapshot(&self) -> ClusterStateSnapshot {
         ClusterStateSnapshot::from(&self.cluster_state)
+    }
+
+    /// switchd patch: takes a copy of another node's state as if gossip
+    /// had brought it, where none is held yet; its key-value pairs stay
+    /// shared with `node_state` until either side writes them. This is for
+    /// simulations that start from a formed cluster.
+    pub fn adopt_node_state(&mut self, node_state: &NodeState) {
+        if node_state.chitchat_id() != self.self_chitchat_id() && self.cluster_state.adopt_node_state(node_state) {
+            self.failure_detector.get_or_create_sampling_window(node_state.chitchat_id());
+        }
     }
 
     /// Fast forward the entire node state.
@@ -428,12 +499,6 @@ impl Chitchat {
         &self.cluster_state
     }
 
-    /// Computes the node's digest.
-    fn compute_digest(&self, scheduled_for_deletion_nodes: &HashSet<&ChitchatId>) -> Digest {
-        self.cluster_state
-            .compute_digest(scheduled_for_deletion_nodes)
-    }
-
     /// Subscribes a callback that will be called every time a key matching the supplied prefix
     /// is inserted or updated.
     ///
@@ -471,7 +536,7 @@ pub struct KeyChangeEvent<'a> {
 }
 
 impl KeyChangeEvent<'_> {
-    fn strip_key_prefix(&self, prefix: &str) -> Option<KeyChangeEvent> {
+    fn strip_key_prefix(&self, prefix: &str) -> Option<KeyChangeEvent<'_>> {
         let key_without_prefix = self.key.strip_prefix(prefix)?;
         Some(KeyChangeEvent {
             key: key_without_prefix,

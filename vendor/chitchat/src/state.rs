@@ -29,7 +29,9 @@ use crate::{
 pub struct NodeState {
     chitchat_id: ChitchatId,
     heartbeat: Heartbeat,
-    key_values: BTreeMap<String, VersionedValue>,
+    /// switchd patch: shared until written (`Arc::make_mut`), so that a
+    /// simulation's hosts share the states they all hold alike.
+    key_values: Arc<BTreeMap<String, VersionedValue>>,
     #[serde(skip)]
     listeners: Listeners,
     max_version: Version,
@@ -331,7 +333,7 @@ impl NodeState {
     /// That tombstone is annotated with the time of removal, so that after a configurable
     /// grace period, it will be remove by the garbage collection.
     pub fn delete(&mut self, key: &str) {
-        let Some(versioned_value) = self.key_values.get_mut(key) else {
+        let Some(versioned_value) = Arc::make_mut(&mut self.key_values).get_mut(key) else {
             warn!("Key `{key}` does not exist in the node's state and could not be deleted.",);
             return;
         };
@@ -347,7 +349,7 @@ impl NodeState {
     /// At the end of the grace period, the entry will be deleted just like a
     /// regular tombstoned entry.
     pub fn delete_after_ttl(&mut self, key: &str) {
-        let Some(versioned_value) = self.key_values.get_mut(key) else {
+        let Some(versioned_value) = Arc::make_mut(&mut self.key_values).get_mut(key) else {
             warn!(
                 "Key `{key}` does not exist in the node's state and could not scheduled for an \
                  eventual deletion.",
@@ -383,7 +385,7 @@ impl NodeState {
         }
     }
 
-    fn digest(&self) -> NodeDigest {
+    pub(crate) fn digest(&self) -> NodeDigest {
         NodeDigest {
             heartbeat: self.heartbeat,
             last_gc_version: self.last_gc_version,
@@ -395,7 +397,13 @@ impl NodeState {
     fn gc_keys_marked_for_deletion(&mut self, grace_period: Duration) {
         let now = Instant::now();
         let mut max_deleted_version = self.last_gc_version;
-        self.key_values
+        let due = |v: &VersionedValue| {
+            v.status.time_of_start_scheduled_for_deletion().is_some_and(|start| now >= start + grace_period)
+        };
+        if !self.key_values.values().any(due) {
+            return;
+        }
+        Arc::make_mut(&mut self.key_values)
             .retain(|_, versioned_value: &mut VersionedValue| {
                 let Some(deleted_start_instant) = versioned_value
                     .status
@@ -420,7 +428,7 @@ impl NodeState {
     /// Most of the time, you do not want to call this method but,
     /// `mark_for_deletion` instead.
     pub(crate) fn remove_key_value_internal(&mut self, key: &str) {
-        self.key_values.remove(key);
+        Arc::make_mut(&mut self.key_values).remove(key);
     }
 
     /// Returns an iterator over the versioned values that are strictly greater than
@@ -453,7 +461,7 @@ impl NodeState {
         };
         self.max_version = versioned_value_update.version.max(self.max_version);
 
-        match self.key_values.entry(key) {
+        match Arc::make_mut(&mut self.key_values).entry(key) {
             Entry::Occupied(mut occupied) => {
                 let occupied_versioned_value = occupied.get_mut();
                 // The current version is more recent than the newer version.
@@ -610,6 +618,7 @@ impl ClusterState {
         contains_reset
     }
 
+    #[cfg(test)]
     pub fn compute_digest(&self, scheduled_for_deletion: &HashSet<&ChitchatId>) -> Digest {
         Digest {
             node_digests: self
@@ -627,6 +636,16 @@ impl ClusterState {
         }
     }
 
+    /// switchd patch: takes a copy of another node's state (key-value pairs
+    /// shared until written) where none is held yet.
+    pub(crate) fn adopt_node_state(&mut self, node_state: &NodeState) -> bool {
+        if self.node_states.contains_key(&node_state.chitchat_id) {
+            return false;
+        }
+        self.node_states.insert(node_state.chitchat_id.clone(), node_state.clone());
+        true
+    }
+
     /// Implements the Scuttlebutt reconciliation with the scuttle-depth ordering.
     ///
     /// Nodes that are scheduled for deletion (as passed by argument) are not shared.
@@ -638,16 +657,18 @@ impl ClusterState {
     ) -> Delta {
         let mut stale_nodes = SortedStaleNodes::default();
 
-        for (chitchat_id, node_state) in &self.node_states {
+        // switchd patch: digests are partial (see `bounded`), so only the
+        // members the digest names are offered; one it leaves out is one the
+        // peer did not ask about, not one it lacks.
+        for (chitchat_id, node_digest) in &digest.node_digests {
             if scheduled_for_deletion.contains(chitchat_id) {
                 continue;
             }
-
-            let (digest_last_gc_version, digest_max_version) = digest
-                .node_digests
-                .get(chitchat_id)
-                .map(|node_digest| (node_digest.last_gc_version, node_digest.max_version))
-                .unwrap_or((0u64, 0u64));
+            let Some(node_state) = self.node_states.get(chitchat_id) else {
+                continue;
+            };
+            let (digest_last_gc_version, digest_max_version) =
+                (node_digest.last_gc_version, node_digest.max_version);
 
             if node_state.max_version <= digest_max_version {
                 // Our version is actually older than the version of the digest.
