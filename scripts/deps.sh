@@ -33,17 +33,17 @@ PACKAGES=(
   "prometheus       prometheus promtool"
   # rdisc6 asks the gateway for its router advertisement (the IPv6 test).
   "ndisc6           rdisc6"
+  # Loss on the underlay for the scale test (numgen random; no netem
+  # here), and the kernel reference for a service VIP in the benchmarks.
+  "nftables         nft"
 )
 
 # Only the benchmarks ask for these (`deps.sh --bench`): sockperf for the
-# request/response test, wireguard-go and wg for the userspace VPN reference,
-# nft for the VIP's kernel reference.
+# request/response test, wireguard-go and wg for the userspace VPN reference.
 BENCH_PACKAGES=(
   "sockperf         sockperf"
   "wireguard-go     wireguard-go"
   "wireguard-tools  wg"
-  # The kernel reference for a service VIP (nftables DNAT, bridge-dnat).
-  "nftables         nft"
 )
 
 all_packages() { for entry in "${PACKAGES[@]}" "${BENCH_PACKAGES[@]}"; do echo "${entry%% *}"; done; }

@@ -22,6 +22,7 @@ async fn a_small_cluster_converges_on_join_and_failure() {
         mtu: 1500,
         preformed: false,
         full_view: true,
+        large_value: false,
     };
     let report = sim::run(config).await;
     eprintln!("{report:?}");
@@ -53,6 +54,7 @@ async fn both_sides_of_a_healed_partition_converge() {
         mtu: 1500,
         preformed: false,
         full_view: true,
+        large_value: false,
     };
     let healed = sim::partition_heals(config).await;
     eprintln!("converged {healed:?} after the partition healed");
@@ -65,12 +67,7 @@ async fn both_sides_of_a_healed_partition_converge() {
 /// turn, and join, propagation and failure all converge.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn digests_larger_than_a_datagram_travel_in_parts_within_the_mtu() {
-    let config = SimConfig {
-        endpoints_per_host: 10,
-        seed: 5,
-        mtu: 576,
-        ..SimConfig::new(30, 0.10)
-    };
+    let config = SimConfig { endpoints_per_host: 10, seed: 5, mtu: 576, ..SimConfig::new(30, 0.10) };
     let report = sim::run(config).await;
     eprintln!("{report:?}");
     let max = switchd_overlay::gossip::wire::max_datagram(576, false) as u64;
@@ -82,5 +79,23 @@ async fn digests_larger_than_a_datagram_travel_in_parts_within_the_mtu() {
     assert!(report.join < Duration::from_secs(10), "join took {:?}", report.join);
     assert!(report.join_full_view.is_some_and(|d| d < Duration::from_secs(60)), "{:?}", report.join_full_view);
     assert!(report.propagation < Duration::from_secs(10), "propagation took {:?}", report.propagation);
-    assert!(report.failure >= Duration::from_secs(8) && report.failure < Duration::from_secs(20), "{:?}", report.failure);
+    assert!(
+        report.failure >= Duration::from_secs(8) && report.failure < Duration::from_secs(20),
+        "{:?}",
+        report.failure
+    );
+}
+
+/// A value larger than a datagram's budget still travels (in one message
+/// cut into datagrams that each fit the MTU), and does not hold back the
+/// rest of its host's state.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_value_larger_than_a_datagram_still_travels_within_the_mtu() {
+    let config = SimConfig { endpoints_per_host: 5, seed: 9, large_value: true, ..SimConfig::new(8, 0.02) };
+    let report = sim::run(config).await;
+    eprintln!("{report:?}");
+    assert!(report.split_messages.0 > 0, "some messages took more than one datagram: {:?}", report.split_messages);
+    assert_eq!(report.fragmented, 0);
+    assert!(report.largest_datagram <= 1472, "{} bytes", report.largest_datagram);
+    assert!(report.join < Duration::from_secs(10), "join took {:?}", report.join);
 }

@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// state (bounded by what gossip carries per second: minutes at 1,000
     /// hosts).
     pub full_view: bool,
+    /// Every host also publishes one value larger than a datagram (IPAM
+    /// claims of 200 addresses, 5 KB before compression).
+    pub large_value: bool,
 }
 
 impl SimConfig {
@@ -68,6 +71,7 @@ impl SimConfig {
             mtu: 1500,
             preformed: false,
             full_view: true,
+            large_value: false,
         }
     }
 }
@@ -159,7 +163,14 @@ fn published(i: usize, config: &SimConfig) -> Published {
         keys: Default::default(),
         networks,
         endpoints,
-        ipam: Default::default(),
+        ipam: if config.large_value {
+            // Claim times that compress poorly, as real ones would.
+            let claims = (0..200u32)
+                .map(|k| (0x0a64_0000 + k, 1_800_000_000_000 + (u64::from(k) * 0x9e37_79b9 + i as u64) % 999_999_999));
+            [(Name::new("net-0").expect("a valid name"), claims.collect())].into()
+        } else {
+            Default::default()
+        },
         services: Vec::new(),
         policies: Vec::new(),
         partial_checksums: true,

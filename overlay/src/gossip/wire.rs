@@ -43,7 +43,7 @@ const INNER_LEN: usize = 14;
 pub const OVERHEAD: usize = HEADER_LEN + INNER_LEN + TAG_LEN;
 /// The largest UDP payload over IPv4: what a receiver makes room for.
 pub const MAX_DATAGRAM: usize = 65_507;
-pub const MAX_FRAGMENTS: usize = 4;
+pub const MAX_FRAGMENTS: usize = 16;
 /// What zstd may add to a message that does not compress (its frame and
 /// block headers), with room to spare.
 const ZSTD_MARGIN: usize = 32;

@@ -212,7 +212,7 @@ impl Chitchat {
                     )
                 };
                 let echo = self.worth_echoing(&digest);
-                let self_digest = self.bounded_digest(budget - delta.serialized_len(), echo);
+                let self_digest = self.bounded_digest(budget.saturating_sub(delta.serialized_len()), echo);
                 Some(ChitchatMessage::SynAck {
                     digest: self_digest,
                     delta,

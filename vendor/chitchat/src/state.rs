@@ -655,6 +655,28 @@ impl ClusterState {
         mtu: usize,
         scheduled_for_deletion: &HashSet<&ChitchatId>,
     ) -> Delta {
+        // switchd patch: a key-value pair larger than `mtu` would never be
+        // sent, and would hold back every later one of its node: when
+        // nothing fits, the delta may take `OVERSIZE` times as much (the
+        // transport then cuts the message into datagrams that each fit).
+        let delta = self.compute_partial_delta_within(digest, mtu, scheduled_for_deletion);
+        if delta.node_deltas.iter().all(|d| d.key_values.is_empty())
+            && digest.node_digests.iter().any(|(id, d)| {
+                !scheduled_for_deletion.contains(id)
+                    && self.node_states.get(id).is_some_and(|s| s.max_version > d.max_version)
+            })
+        {
+            return self.compute_partial_delta_within(digest, mtu * OVERSIZE, scheduled_for_deletion);
+        }
+        delta
+    }
+
+    fn compute_partial_delta_within(
+        &self,
+        digest: &Digest,
+        mtu: usize,
+        scheduled_for_deletion: &HashSet<&ChitchatId>,
+    ) -> Delta {
         let mut stale_nodes = SortedStaleNodes::default();
 
         // switchd patch: digests are partial (see `bounded`), so only the
@@ -734,6 +756,10 @@ impl ClusterState {
 ///
 /// Number of stale key-value pairs carried by the node. A key-value is considered stale if its
 /// local version is higher than the max version of the digest, also called "floor version".
+/// switchd patch: how much larger than its budget a delta may grow to carry
+/// a key-value pair that does not fit it.
+const OVERSIZE: usize = 12;
+
 #[derive(Clone, Copy, Eq, PartialEq, Debug)]
 struct Staleness {
     is_unknown: bool,
