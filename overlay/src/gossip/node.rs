@@ -4,7 +4,7 @@
 //! key-value pairs, telling how long ago each member was last heard, and
 //! leaving cleanly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use super::table::{Member, Timeouts};
 
 /// Digests may take twice their share of a message: the transport
 /// compresses them about threefold (BENCHMARKS.md, "Gossip at scale").
-const DIGEST_STRETCH: usize = 2;
+const DIGEST_STRETCH: usize = 3;
 
 /// chitchat keeps members apart by this; the key keeps clusters apart.
 const CLUSTER_ID: &str = "switchd";
@@ -43,7 +43,8 @@ pub struct GossipConfig {
 pub struct GossipNode {
     handle: ChitchatHandle,
     /// The last heartbeat seen of each member, and when it moved.
-    heard: HashMap<ChitchatId, (Heartbeat, Instant)>,
+    /// hashbrown: looked up for every member several times a second.
+    heard: hashbrown::HashMap<ChitchatId, (Heartbeat, Instant)>,
 }
 
 impl std::fmt::Debug for GossipNode {
@@ -84,7 +85,7 @@ impl GossipNode {
             digest_stretch: DIGEST_STRETCH,
         };
         let handle = spawn_chitchat(chitchat_config, state::encode(published), transport).await?;
-        Ok(GossipNode { handle, heard: HashMap::new() })
+        Ok(GossipNode { handle, heard: hashbrown::HashMap::new() })
     }
 
     /// Replaces this host's published state.

@@ -205,6 +205,8 @@ where
     let started = Instant::now();
     while started.elapsed() < limit {
         if done(members).await {
+            // Long runs (1,000 hosts) show where they are.
+            eprintln!("sim: {what} after {:?} simulated", started.elapsed());
             return started.elapsed();
         }
         tokio::time::sleep(STEP).await;

@@ -1,4 +1,6 @@
-use std::collections::{HashMap, HashSet};
+// switchd patch: hashbrown (foldhash) rather than SipHash: these maps are
+// walked for every member every round.
+use hashbrown::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 

@@ -284,6 +284,15 @@ impl Chitchat {
                 self.failure_detector.update_node_liveness(chitchat_id);
             }
         }
+        // switchd patch: the watched map clones every live node's state, all
+        // its key-value pairs, whenever one version moves; it is built, and
+        // the live nodes compared with the last round's, only while someone
+        // watches (the receiver kept here does not count). A watcher that
+        // subscribes later hears of the next change.
+        if self.live_nodes_watcher_tx.receiver_count() <= 1 {
+            self.previous_live_nodes.clear();
+            return self.garbage_collect_dead_nodes();
+        }
         let current_live_nodes = self
             .live_nodes()
             .flat_map(|chitchat_id| {
@@ -295,12 +304,7 @@ impl Chitchat {
             })
             .collect::<HashMap<_, _>>();
 
-        // switchd patch: the watched map clones every live node's state, all
-        // its key-value pairs, whenever one version moves; built only while
-        // someone watches (the receiver kept here does not count).
-        if self.previous_live_nodes != current_live_nodes && self.live_nodes_watcher_tx.receiver_count() <= 1 {
-            self.previous_live_nodes = current_live_nodes;
-        } else if self.previous_live_nodes != current_live_nodes {
+        if self.previous_live_nodes != current_live_nodes {
             let live_nodes = current_live_nodes
                 .keys()
                 .cloned()
@@ -320,7 +324,10 @@ impl Chitchat {
                 error!(current_node = ?self.self_chitchat_id(), "error while reporting membership change event.")
             }
         }
-        // Perform garbage collection.
+        self.garbage_collect_dead_nodes();
+    }
+
+    fn garbage_collect_dead_nodes(&mut self) {
         let garbage_collected_nodes = self.failure_detector.garbage_collect();
         for chitchat_id in &garbage_collected_nodes {
             if chitchat_id != self.self_chitchat_id() {

@@ -288,16 +288,22 @@ impl Server {
         let mut chitchat_guard = self.chitchat.lock().await;
         let cluster_state = chitchat_guard.cluster_state();
 
-        let peer_nodes = cluster_state
-            .nodes()
-            .filter(|chitchat_id| *chitchat_id != chitchat_guard.self_chitchat_id())
-            .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
-            .collect::<HashSet<_>>();
         let live_nodes = chitchat_guard
             .live_nodes()
             .filter(|chitchat_id| *chitchat_id != chitchat_guard.self_chitchat_id())
             .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
             .collect::<HashSet<_>>();
+        // switchd patch: every member is only asked for while none is live
+        // (one set fewer of the whole cluster each round).
+        let peer_nodes = if live_nodes.is_empty() {
+            cluster_state
+                .nodes()
+                .filter(|chitchat_id| *chitchat_id != chitchat_guard.self_chitchat_id())
+                .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
+                .collect::<HashSet<_>>()
+        } else {
+            HashSet::new()
+        };
         let dead_nodes = chitchat_guard
             .dead_nodes()
             .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
