@@ -6,24 +6,10 @@
 use std::time::Duration;
 
 use switchd_overlay::gossip::sim::{self, SimConfig};
-use switchd_overlay::gossip::table::Timeouts;
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_small_cluster_converges_on_join_and_failure() {
-    let config = SimConfig {
-        hosts: 8,
-        endpoints_per_host: 5,
-        networks: 2,
-        seed: 7,
-        loss: 0.02,
-        latency_ms: (1, 20),
-        interval: Duration::from_millis(250),
-        timeouts: Timeouts::new(Duration::from_secs(8)),
-        mtu: 1500,
-        preformed: false,
-        full_view: true,
-        large_value: false,
-    };
+    let config = SimConfig { endpoints_per_host: 5, networks: 2, seed: 7, ..SimConfig::new(8, 0.02) };
     let report = sim::run(config).await;
     eprintln!("{report:?}");
     assert!(report.join < Duration::from_secs(5), "join took {:?}", report.join);
@@ -42,20 +28,7 @@ async fn a_small_cluster_converges_on_join_and_failure() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn both_sides_of_a_healed_partition_converge() {
-    let config = SimConfig {
-        hosts: 6,
-        endpoints_per_host: 3,
-        networks: 1,
-        seed: 11,
-        loss: 0.02,
-        latency_ms: (1, 20),
-        interval: Duration::from_millis(250),
-        timeouts: Timeouts::new(Duration::from_secs(8)),
-        mtu: 1500,
-        preformed: false,
-        full_view: true,
-        large_value: false,
-    };
+    let config = SimConfig { endpoints_per_host: 3, networks: 1, seed: 11, ..SimConfig::new(6, 0.02) };
     let healed = sim::partition_heals(config).await;
     eprintln!("converged {healed:?} after the partition healed");
     assert!(healed < Duration::from_secs(10), "took {healed:?}");

@@ -1027,3 +1027,17 @@ pub mod py {
         }
     }
 }
+
+/// The frames of a pcap file (little-endian, as tcpdump writes), each cut
+/// to what was captured of it.
+pub fn pcap_frames(pcap: &[u8]) -> Vec<&[u8]> {
+    assert!(pcap.len() >= 24 && pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap file");
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        frames.push(&pcap[at + 16..(at + 16 + caplen).min(pcap.len())]);
+        at += 16 + caplen;
+    }
+    frames
+}

@@ -90,13 +90,8 @@ fn capture_underlay(sd: &Switchd, file: &str) -> (Proc, std::path::PathBuf) {
 /// The UDP payloads of the IPv4 packets in a pcap file (Ethernet link
 /// type), to VXLAN's port 4789.
 fn vxlan_payloads(pcap: &[u8]) -> Vec<&[u8]> {
-    assert!(pcap.len() >= 24 && pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap file");
     let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= pcap.len() {
-        let caplen = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-        let frame = &pcap[at + 16..(at + 16 + caplen).min(pcap.len())];
-        at += 16 + caplen;
+    for frame in switchd_e2e::pcap_frames(pcap) {
         if frame.len() < 14 + 20 + 8 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 17 {
             continue;
         }

@@ -48,6 +48,20 @@ fn knows_everyone(sd: &Switchd, i: usize, containers: &[Container]) -> bool {
     containers.iter().filter(|c| c.host != i).all(|c| macs.contains(&c.mac))
 }
 
+/// Waits until every host but `flapper` holds `its` containers (`held`)
+/// or none of them.
+fn every_other_host_holds(hosts: &[Switchd], flapper: usize, its: &[&Container], held: bool) {
+    for (i, sd) in hosts.iter().enumerate().filter(|(i, _)| *i != flapper) {
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                let macs = gossip_macs(sd);
+                its.iter().all(|c| macs.contains(&c.mac) == held)
+            }),
+            "host {i} did not come to hold the flapping host's containers: {held}"
+        );
+    }
+}
+
 /// The addresses the gateway's DNS gives, from `from`, for `names`, in order
 /// (empty lines for names it does not answer).
 fn resolve(from: &Netns, names: &[&str]) -> Vec<String> {
@@ -103,13 +117,8 @@ struct Captured {
 /// Reads a pcap file (Ethernet, as tcpdump writes from a bridge).
 fn read_capture(path: &std::path::Path) -> Captured {
     let data = std::fs::read(path).expect("the capture");
-    assert!(data.len() >= 24 && data[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap file");
     let mut seen = Captured::default();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let caplen = u32::from_le_bytes(data[at + 8..at + 12].try_into().unwrap()) as usize;
-        let frame = &data[at + 16..(at + 16 + caplen).min(data.len())];
-        at += 16 + caplen;
+    for frame in switchd_e2e::pcap_frames(&data) {
         if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
             continue;
         }
@@ -269,27 +278,11 @@ fn twenty_five_hosts_converge_within_the_mtu_under_loss_and_survive_rolling_rest
     let mine: Vec<&Container> = containers.iter().filter(|c| c.host == flapper).collect();
     hosts[flapper].kill9();
     let t = Instant::now();
-    for (i, sd) in hosts.iter().enumerate().filter(|(i, _)| *i != flapper) {
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                let macs = gossip_macs(sd);
-                mine.iter().all(|c| !macs.contains(&c.mac))
-            }),
-            "host {i} kept the killed host's containers"
-        );
-    }
+    every_other_host_holds(&hosts, flapper, &mine, false);
     let gone = t.elapsed();
     hosts[flapper].launch();
     let t = Instant::now();
-    for (i, sd) in hosts.iter().enumerate().filter(|(i, _)| *i != flapper) {
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                let macs = gossip_macs(sd);
-                mine.iter().all(|c| macs.contains(&c.mac))
-            }),
-            "host {i} never got the flapping host's containers back"
-        );
-    }
+    every_other_host_holds(&hosts, flapper, &mine, true);
     let back = t.elapsed();
     assert!(containers[0].ns.ping(&mine[0].ip, 2), "the flapped host's container is reachable again");
     eprintln!(
