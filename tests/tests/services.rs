@@ -388,7 +388,14 @@ fn addresses_are_handed_out_once_across_the_cluster() {
     before.sort();
     after.sort();
     assert_eq!(before, after, "addresses after a restart");
-    assert!(containers[2].ping(&ips[1], 2), "still reaching the other host after a restart");
+    // Host b forgot a when it left cleanly: traffic comes back once b has
+    // heard a's new state, within a few gossip rounds.
+    let back = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(5), || containers[2].ping(&ips[1], 1)),
+        "still reaching the other host after a restart"
+    );
+    eprintln!("ipam: cross-host traffic back {:?} after a's restart", back.elapsed());
 
     // A /29 has two blocks; with b holding one, a runs out after its own.
     b.connect("tiny", &containers[1], &[]);
