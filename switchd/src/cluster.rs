@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use switchd_config::{GossipConfig as GossipSettings, HostConfig};
+use switchd_config::{GossipConfig as GossipSettings, HostConfig, Name};
 use switchd_overlay::gossip::node::{GossipConfig, GossipNode};
 use switchd_overlay::gossip::state::Published;
-use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
+use switchd_overlay::gossip::table::{Liveness, Member, PeerTable, Timeouts};
 use switchd_overlay::gossip::transport::{GossipStats, SealedUdp};
 use switchd_overlay::gossip::wire;
 use tokio::sync::watch;
@@ -27,6 +27,8 @@ use crate::daemon::{self, Shared};
 
 /// How often the peer table is rebuilt (and silence measured).
 const TICK: Duration = Duration::from_millis(250);
+/// The least time between two writes of the members heard (`peers.json`).
+const KEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long a leaving host keeps gossiping its departure before it stops.
 const LINGER: Duration = Duration::from_millis(300);
 
@@ -45,6 +47,23 @@ pub struct Cluster {
     /// Members kept from the last run that gossip has not heard yet.
     kept: Vec<Member>,
     started: Instant,
+    /// What the last table was built from.
+    last_inputs: Option<Inputs>,
+    /// Usable members not yet written to `peers.json`, and the last write.
+    unkept: Option<Vec<Member>>,
+    kept_at: Option<Instant>,
+    /// The hosts (and generations) of the last write.
+    kept_hosts: Vec<(Name, u64)>,
+}
+
+/// What a peer table is built from, but for silence that moved no host
+/// to another liveness class.
+#[derive(Debug, PartialEq, Eq)]
+struct Inputs {
+    /// [`GossipNode::revision`]: grows with every member's state change.
+    revision: u64,
+    liveness: Vec<Liveness>,
+    errors: usize,
 }
 
 impl Cluster {
@@ -96,6 +115,10 @@ impl Cluster {
             seen_errors: Default::default(),
             kept,
             started: Instant::now(),
+            last_inputs: None,
+            unkept: None,
+            kept_at: None,
+            kept_hosts: Vec::new(),
         })
     }
 
@@ -115,9 +138,25 @@ impl Cluster {
                 }
             }
             // Kept members stand in until gossip hears them, silent since the start.
-            self.kept.retain(|k| !members.iter().any(|m| m.name == k.name));
+            if !self.kept.is_empty() {
+                self.kept.retain(|k| !members.iter().any(|m| m.name == k.name));
+            }
             let silent = self.started.elapsed();
             members.extend(self.kept.iter().cloned().map(|k| Member { since_heard: silent, ..k }));
+            // Nothing but silence changed, and no host became suspect or
+            // dead: the table stands, only its ages move. This keeps a
+            // quiet tick's cost to the number of hosts, not of endpoints.
+            let inputs = Inputs {
+                revision: self.node.revision(),
+                liveness: members.iter().map(|m| self.timeouts.liveness(m.since_heard)).collect(),
+                errors: errors.len(),
+            };
+            if self.last_inputs.as_ref() == Some(&inputs) {
+                self.heard.send_modify(|t| t.refresh_ages(&members));
+                self.keep_if_due(&daemon).await;
+                continue;
+            }
+            self.last_inputs = Some(inputs);
             let usable: Vec<Member> = members
                 .iter()
                 .filter(|m| m.since_heard < self.timeouts.dead_after && !m.published.leaving)
@@ -127,18 +166,34 @@ impl Cluster {
             let routes = (without_ages(&table), errors.len() as u64);
             self.heard.send_replace(table.clone());
             if self.last_routes.as_ref() == Some(&routes) {
+                self.keep_if_due(&daemon).await;
                 continue;
             }
             let errors = routes.1;
             self.last_routes = Some(routes);
-            let daemon = daemon.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let mut daemon = daemon::write(&daemon);
-                daemon.keep_members(&usable);
-                daemon.update_cluster(table, errors)
-            })
-            .await;
+            self.unkept = Some(usable);
+            let shared = daemon.clone();
+            let _ = tokio::task::spawn_blocking(move || daemon::write(&shared).update_cluster(table, errors)).await;
+            self.keep_if_due(&daemon).await;
         }
+    }
+
+    /// Writes the members heard to `peers.json` when they changed: at once
+    /// when hosts came or went (a restart after kill -9 routes by the file
+    /// before gossip speaks), else once the last write is [`KEEP_EVERY`]
+    /// old (a write of 10,000 endpoints costs over ten milliseconds, and
+    /// endpoint churn can come every round).
+    async fn keep_if_due(&mut self, daemon: &Shared) {
+        let Some(members) = &self.unkept else { return };
+        let hosts: Vec<(Name, u64)> = members.iter().map(|m| (m.name.clone(), m.generation)).collect();
+        if hosts == self.kept_hosts && self.kept_at.is_some_and(|t| t.elapsed() < KEEP_EVERY) {
+            return;
+        }
+        let members = self.unkept.take().expect("checked");
+        self.kept_hosts = hosts;
+        self.kept_at = Some(Instant::now());
+        let daemon = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || daemon::read(&daemon).keep_members(&members)).await;
     }
 
     /// Tells the cluster this host is leaving, so it is forgotten at once.

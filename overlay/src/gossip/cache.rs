@@ -12,6 +12,7 @@
 //! through [`state::decode`], so a corrupt or hand-edited file can hold
 //! nothing that gossip itself would refuse. Pure: bytes in, bytes out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,7 @@ pub fn from_bytes(bytes: &[u8], since_heard: Duration) -> Result<Vec<Member>, St
         .filter_map(|c| {
             let name = Name::new(&c.name).ok()?;
             let (published, _) = state::decode(c.state.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            Some(Member { name, generation: c.generation, published: published?, since_heard })
+            Some(Member { name, generation: c.generation, published: Arc::new(published?), since_heard })
         })
         .collect())
 }
@@ -76,7 +77,7 @@ mod tests {
         Member {
             name: Name::new(name).unwrap(),
             generation: 7,
-            published: Published {
+            published: Arc::new(Published {
                 underlay: "198.18.0.2:4789".parse().unwrap(),
                 leaving: false,
                 session: None,
@@ -95,7 +96,7 @@ mod tests {
                 services: Vec::new(),
                 policies: Vec::new(),
                 partial_checksums: true,
-            },
+            }),
             since_heard: Duration::ZERO,
         }
     }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::Transport;
@@ -45,6 +46,19 @@ pub struct GossipNode {
     /// The last heartbeat seen of each member, and when it moved.
     /// hashbrown: looked up for every member several times a second.
     heard: hashbrown::HashMap<ChitchatId, (Heartbeat, Instant)>,
+    /// Each member's state as last decoded, and chitchat's version of it
+    /// then: a member is decoded again only when its state changed, so a
+    /// look at 10,000 remote endpoints costs what changed, not all of them.
+    decoded: hashbrown::HashMap<ChitchatId, Decoded>,
+    /// Grows whenever a member's decoded state changed or a member went.
+    revision: u64,
+}
+
+#[derive(Debug)]
+struct Decoded {
+    version: chitchat::Version,
+    published: Option<Arc<Published>>,
+    errors: Vec<StateError>,
 }
 
 impl std::fmt::Debug for GossipNode {
@@ -85,7 +99,7 @@ impl GossipNode {
             digest_stretch: DIGEST_STRETCH,
         };
         let handle = spawn_chitchat(chitchat_config, state::encode(published), transport).await?;
-        Ok(GossipNode { handle, heard: hashbrown::HashMap::new() })
+        Ok(GossipNode { handle, heard: Default::default(), decoded: Default::default(), revision: 0 })
     }
 
     /// Replaces this host's published state.
@@ -119,18 +133,32 @@ impl GossipNode {
         let mut errors = Vec::new();
         for (id, node) in others(&chitchat) {
             let Ok(name) = Name::new(&id.node_id) else { continue };
-            let (published, errs) = state::decode(node.key_values());
-            errors.extend(errs.into_iter().map(|e| (name.clone(), e)));
-            if let Some(published) = published {
+            let version = node.max_version();
+            let decoded = match self.decoded.entry(id.clone()) {
+                hashbrown::hash_map::Entry::Occupied(e) if e.get().version == version => e.into_mut(),
+                entry => {
+                    let (published, errors) = state::decode(node.key_values());
+                    self.revision += 1;
+                    entry.insert(Decoded { version, published: published.map(Arc::new), errors }).into_mut()
+                }
+            };
+            errors.extend(decoded.errors.iter().map(|e| (name.clone(), e.clone())));
+            if let Some(published) = &decoded.published {
                 members.push(Member {
                     name,
                     generation: id.generation_id,
-                    published,
+                    published: published.clone(),
                     since_heard: now - self.heard[id].1,
                 });
             }
         }
         (members, errors)
+    }
+
+    /// Changes whenever what [`Self::members`] returns changed other than
+    /// by silence: a member's state, or a member gone.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// Notes whose heartbeat moved since the last look (see [`Self::members`]).
@@ -142,9 +170,13 @@ impl GossipNode {
                 *heard = (heartbeat, now);
             }
         }
-        if self.heard.len() > chitchat.node_states().len() {
-            let known = chitchat.node_states();
+        let known = chitchat.node_states();
+        if self.heard.len() > known.len() {
             self.heard.retain(|id, _| known.contains_key(id));
+        }
+        if self.decoded.len() > known.len() {
+            self.decoded.retain(|id, _| known.contains_key(id));
+            self.revision += 1;
         }
     }
 
@@ -160,7 +192,7 @@ impl GossipNode {
         Some(Member {
             name: Name::new(name).ok()?,
             generation: id.generation_id,
-            published: published?,
+            published: Arc::new(published?),
             since_heard: now - self.heard[id].1,
         })
     }

@@ -117,11 +117,14 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 200, (i / 250) as u8, (i % 250 + 1) as u8], 7946))
 }
 
-fn host_name(i: usize) -> Name {
+/// The name of simulated host `i`.
+pub fn host_name(i: usize) -> Name {
     Name::new(&format!("host-{i:04}")).expect("a valid name")
 }
 
-fn published(i: usize, config: &SimConfig) -> Published {
+/// What simulated host `i` publishes: `config.endpoints_per_host`
+/// endpoints spread over `config.networks` networks.
+pub fn host_state(i: usize, config: &SimConfig) -> Published {
     let networks: BTreeMap<Name, NetworkConfig> = (0..config.networks)
         .map(|n| {
             let net = NetworkConfig {
@@ -186,7 +189,7 @@ fn start(net: &SimNet, i: usize, config: &SimConfig) -> impl Future<Output = Gos
         timeouts: config.timeouts,
         max_message_len: message_budget(max_datagram(config.mtu, false)),
     };
-    let (net, published) = (net.clone(), published(i, config));
+    let (net, published) = (net.clone(), host_state(i, config));
     let generation = SIM_GENERATION + i as u64 * 1_234;
     async move { GossipNode::start(&gossip, generation, &net, &published).await.expect("a simulated member starts") }
 }
@@ -271,7 +274,7 @@ fn sent(net: &SimNet, n: usize) -> (u64, u64) {
 
 /// The key-value pairs each simulated host publishes.
 fn keys_per_host(config: &SimConfig) -> usize {
-    state::encode(&published(0, config)).len()
+    state::encode(&host_state(0, config)).len()
 }
 
 /// Splits a converged cluster in two halves until each side has declared
@@ -343,7 +346,7 @@ pub async fn run(config: SimConfig) -> SimReport {
     let per = (n - 1) as f64 * window.as_secs_f64();
 
     // An endpoint is connected on host 0.
-    let mut more = published(0, &config);
+    let mut more = host_state(0, &config);
     more.endpoints.push(RemoteEndpoint {
         name: Name::new("late-comer").expect("a valid name"),
         mac: MacAddr([2, 1, 0, 0, 0, 1]),

@@ -8,6 +8,8 @@ use std::time::Duration;
 use switchd_config::{Name, NetworkConfig, Vni};
 use switchd_crypto::SessionId;
 
+use std::sync::Arc;
+
 use super::state::{PolicyRecord, Published, RemoteEndpoint, RingState, ServiceRecord};
 
 /// A member of the cluster as gossip sees it.
@@ -16,7 +18,9 @@ pub struct Member {
     pub name: Name,
     /// Incremented by every start of the host: the newest wins.
     pub generation: u64,
-    pub published: Published,
+    /// Shared with the gossip member's cache of decoded states: a member
+    /// whose state did not change is not decoded or copied again.
+    pub published: Arc<Published>,
     /// Time since its heartbeat last moved.
     pub since_heard: Duration,
 }
@@ -32,6 +36,15 @@ impl Timeouts {
     /// Dead after `dead_after` of silence; suspect after half of it.
     pub fn new(dead_after: Duration) -> Self {
         Timeouts { suspect_after: dead_after / 2, dead_after }
+    }
+
+    /// What this much silence makes a host.
+    pub fn liveness(&self, since_heard: Duration) -> Liveness {
+        match since_heard {
+            d if d >= self.dead_after => Liveness::Dead,
+            d if d >= self.suspect_after => Liveness::Suspect,
+            _ => Liveness::Alive,
+        }
     }
 }
 
@@ -162,11 +175,7 @@ impl PeerTable {
             }
         }
         let members: Vec<Member> = newest.into_values().filter(|m| !m.published.leaving).collect();
-        let liveness = |m: &Member| match m.since_heard {
-            d if d >= timeouts.dead_after => Liveness::Dead,
-            d if d >= timeouts.suspect_after => Liveness::Suspect,
-            _ => Liveness::Alive,
-        };
+        let liveness = |m: &Member| timeouts.liveness(m.since_heard);
 
         // Candidate definitions per network name, from usable hosts.
         let mut candidates: BTreeMap<Name, Vec<(&NetworkConfig, &Name)>> = BTreeMap::new();
@@ -297,6 +306,56 @@ impl PeerTable {
         self.hosts.values().filter(move |h| h.is_usable() && h.keys.get(scope).is_some_and(|r| r.sending == id))
     }
 
+    /// The networks whose remote endpoints differ from `self` to `next`
+    /// (endpoints, their host's address or usability): all that a host
+    /// needs to reprogram. `None` when more than endpoints changed (the
+    /// cluster's networks, services or policies, or what hosts carry).
+    pub fn networks_changed(&self, next: &PeerTable) -> Option<BTreeSet<Name>> {
+        // Which hosts carry a network, and their ciphers, are for display
+        // and the log: what is programmed goes by the definition.
+        if !self.networks.values().map(|n| &n.config).eq(next.networks.values().map(|n| &n.config))
+            || self.services != next.services
+            || self.policies != next.policies
+            || self.conflicts != next.conflicts
+        {
+            return None;
+        }
+        let mut changed = BTreeSet::new();
+        let names: BTreeSet<&Name> = self.hosts.keys().chain(next.hosts.keys()).collect();
+        for name in names {
+            let (old, new) = (self.hosts.get(name), next.hosts.get(name));
+            if let (Some(o), Some(n)) = (old, new)
+                && (o.networks != n.networks || o.vnis != n.vnis)
+            {
+                return None;
+            }
+            if old.map(routes) != new.map(routes) {
+                let endpoints = old.into_iter().chain(new).flat_map(|h| &h.endpoints);
+                changed.extend(endpoints.map(|e| e.network.clone()));
+            }
+        }
+        Some(changed)
+    }
+
+    /// Moves each host's time since heard to what `members` say, the
+    /// newest generation of each name counting (as in [`Self::build`]):
+    /// for a tick where nothing but silence changed, whose liveness
+    /// classes did not (see [`Timeouts::liveness`]).
+    pub fn refresh_ages(&mut self, members: &[Member]) {
+        let mut newest: hashbrown::HashMap<&Name, &Member> = hashbrown::HashMap::with_capacity(members.len());
+        for m in members {
+            let seen = newest.entry(&m.name).or_insert(m);
+            if m.generation > seen.generation {
+                *seen = m;
+            }
+        }
+        for (name, m) in newest {
+            if let Some(host) = self.hosts.get_mut(name) {
+                host.since_heard = m.since_heard;
+            }
+        }
+    }
+
     /// Usable hosts carrying `network`, with their endpoints on it.
     pub fn endpoints_on<'a>(&'a self, network: &'a Name) -> impl Iterator<Item = (&'a Host, &'a RemoteEndpoint)> + 'a {
         self.hosts
@@ -304,6 +363,11 @@ impl PeerTable {
             .filter(|h| h.is_usable())
             .flat_map(move |h| h.endpoints.iter().filter(move |e| &e.network == network).map(move |e| (h, e)))
     }
+}
+
+/// What of a host its endpoints' forwarding entries depend on.
+fn routes(h: &Host) -> (SocketAddr, bool, &[RemoteEndpoint]) {
+    (h.underlay, h.is_usable(), &h.endpoints)
 }
 
 /// Orders definitions: carried by more hosts first, then by the smallest host name.
@@ -339,7 +403,7 @@ mod tests {
         Member {
             name: Name::new(name).unwrap(),
             generation,
-            published: Published {
+            published: Arc::new(Published {
                 underlay: format!("198.18.0.{}:4789", name.len()).parse().unwrap(),
                 leaving: false,
                 session: None,
@@ -361,7 +425,7 @@ mod tests {
                 services: Vec::new(),
                 policies: Vec::new(),
                 partial_checksums: true,
-            },
+            }),
             since_heard: Duration::from_secs(heard_secs),
         }
     }
@@ -387,9 +451,43 @@ mod tests {
     }
 
     #[test]
+    fn a_change_names_only_the_networks_it_touches() {
+        let nets = [net("front", 10), net("back", 20)];
+        let before = PeerTable::build(
+            [member("a", 1, &nets, &[("front", 1), ("back", 2)], 0), member("bb", 1, &nets, &[("back", 3)], 0)],
+            T,
+        );
+        let names = |list: &[&str]| list.iter().map(|n| Name::new(n).unwrap()).collect::<BTreeSet<_>>();
+        // bb's container on back moves to another MAC; a is untouched.
+        let moved = PeerTable::build(
+            [member("a", 1, &nets, &[("front", 1), ("back", 2)], 0), member("bb", 1, &nets, &[("back", 4)], 0)],
+            T,
+        );
+        assert_eq!(before.networks_changed(&moved), Some(names(&["back"])));
+        // Only silence: nothing to redo.
+        let older = PeerTable::build(
+            [member("a", 1, &nets, &[("front", 1), ("back", 2)], 1), member("bb", 1, &nets, &[("back", 3)], 2)],
+            T,
+        );
+        assert_eq!(before.networks_changed(&older), Some(names(&[])));
+        // a dies: both networks it had endpoints on.
+        let dead = PeerTable::build(
+            [member("a", 1, &nets, &[("front", 1), ("back", 2)], 9), member("bb", 1, &nets, &[("back", 3)], 0)],
+            T,
+        );
+        assert_eq!(before.networks_changed(&dead), Some(names(&["back", "front"])));
+        // A network defined anew (another VNI) is more than endpoints.
+        let redefined = PeerTable::build(
+            [member("a", 1, &[net("front", 11)], &[("front", 1)], 0), member("bb", 1, &[net("front", 11)], &[], 0)],
+            T,
+        );
+        assert_eq!(before.networks_changed(&redefined), None);
+    }
+
+    #[test]
     fn dead_and_leaving_hosts_contribute_nothing() {
         let mut leaving = member("c", 1, &[net("front", 10)], &[("front", 9)], 0);
-        leaving.published.leaving = true;
+        Arc::make_mut(&mut leaving.published).leaving = true;
         let t = PeerTable::build([member("a", 1, &[net("front", 10)], &[("front", 1)], 9), leaving], T);
         let a = &t.hosts[&Name::new("a").unwrap()];
         assert_eq!(a.liveness, Liveness::Dead);
@@ -481,9 +579,9 @@ mod tests {
             version,
         };
         let mut a = member("a", 1, &[], &[], 0);
-        a.published.services = vec![record("web", 5, false), record("db", 3, false)];
+        Arc::make_mut(&mut a.published).services = vec![record("web", 5, false), record("db", 3, false)];
         let mut b = member("b", 1, &[], &[], 100);
-        b.published.services = vec![record("web", 6, true), record("db", 3, true)];
+        Arc::make_mut(&mut b.published).services = vec![record("web", 6, true), record("db", 3, true)];
         let t = PeerTable::build([a, b], T);
         let web = &t.services[&(net.clone(), Name::new("web").unwrap())];
         assert!(web.config.is_none() && web.version == 6, "the newer removal, from a dead host");

@@ -21,7 +21,7 @@ use super::Daemon;
 use super::ipam::Claims;
 use super::networks::{Network, NetworkError};
 use super::state::Origin;
-use crate::switch::{PeerKind, VtepId};
+use crate::switch::{NetworkId, PeerKind, VtepId};
 
 /// A remote VTEP from `[[peer]]`.
 #[derive(Debug)]
@@ -69,6 +69,9 @@ pub(super) struct ClusterState {
     pub logged: BTreeSet<String>,
     /// Cluster networks this host does not carry (it lacks their key), and why.
     pub refused: BTreeMap<Name, String>,
+    /// Each network's gossip entries and neighbour answers as last
+    /// programmed, so that a change reaches the data plane as a difference.
+    pub programmed: BTreeMap<NetworkId, Programmed>,
 }
 
 #[derive(Debug)]
@@ -226,6 +229,8 @@ impl Daemon {
     /// neighbour answers and keys follow it, and claims other hosts now
     /// make are answered.
     pub fn update_cluster(&mut self, table: PeerTable, state_errors: u64) {
+        // Most changes are a few endpoints: only their networks are redone.
+        let scope = self.cluster.table.networks_changed(&table).map_or(Reprogram::All, Reprogram::Networks);
         self.cluster.state_errors = state_errors;
         self.cluster.table = table;
         self.tend_claims();
@@ -239,7 +244,7 @@ impl Daemon {
         self.adopt_cluster_policies();
         self.note_other_ciphers();
         self.sync_vteps();
-        self.program_all();
+        self.program(&scope);
         self.push_keys();
     }
 
@@ -396,14 +401,20 @@ impl Daemon {
         }
     }
 
-    /// Programs every network's gossip entries (remote MACs behind their
-    /// hosts' VTEPs) and neighbour answers (remote and local addresses).
-    pub(super) fn reprogram(&mut self) {
+    /// Programs the gossip entries (remote MACs behind their hosts' VTEPs)
+    /// and neighbour answers (remote and local addresses) of the networks
+    /// in `scope`. Each network's are worked out here, without the data
+    /// plane, and only what differs from what it was given last goes to
+    /// it: a change of one endpoint among 10,000 holds the data plane for
+    /// that one.
+    pub(super) fn reprogram(&mut self, scope: &Reprogram) {
         let now = Instant::now();
-        for net in self.networks.iter() {
+        let ids: BTreeSet<NetworkId> = self.networks.iter().map(|n| n.id).collect();
+        self.cluster.programmed.retain(|id, _| ids.contains(id));
+        for net in self.networks.iter().filter(|n| scope.covers(&n.config.name)) {
             let name = &net.config.name;
-            let mut macs: Vec<(MacAddr, VtepId)> = Vec::new();
-            let mut neighbors: Vec<(IpAddr, MacAddr)> = Vec::new();
+            let mut macs: BTreeMap<MacAddr, VtepId> = BTreeMap::new();
+            let mut neighbors: BTreeMap<IpAddr, MacAddr> = BTreeMap::new();
             // Each endpoint's IPv4 address, and on a dual-stack or
             // IPv6-only network its IPv6 ones, local or remote.
             let mut add = |mac: MacAddr, ip: Option<IpAddr>, ip6: Option<std::net::Ipv6Addr>| {
@@ -412,7 +423,7 @@ impl Daemon {
             };
             for (host, ep) in self.cluster.table.endpoints_on(name) {
                 if let Some(v) = self.cluster.vteps.get(&host.name) {
-                    macs.push((ep.mac, v.id));
+                    macs.insert(ep.mac, v.id);
                     add(ep.mac, ep.ip, ep.ip6);
                 }
             }
@@ -425,20 +436,76 @@ impl Daemon {
             // for the network's service VIPs with it too.
             let mac = crate::switch::Gateway::mac_for(net.config.vni);
             if let Some(gw) = net.config.gateway {
-                neighbors.push((gw, mac));
+                neighbors.insert(gw, mac);
             }
             if net.config.gateway.is_some() || net.config.gateway6.is_some() {
                 neighbors.extend(self.vips_on(name.as_str()).into_iter().map(|vip| (vip, mac)));
             }
             if let Some(gw6) = net.config.gateway6 {
-                neighbors.push((gw6, mac));
-                neighbors.push((IpAddr::V6(crate::switch::guard::link_local(mac)), mac));
+                neighbors.insert(gw6, mac);
+                neighbors.insert(IpAddr::V6(crate::switch::guard::link_local(mac)), mac);
             }
             let id = net.id;
-            self.dataplane.update_switch(|s| {
-                s.set_gossip_macs(id, &macs, now);
-                s.set_neighbors(id, neighbors.iter().copied());
-            });
+            let last = self.cluster.programmed.entry(id).or_default();
+            if let Reprogram::All = scope {
+                // Whole, as after any local change: a gossip entry that a
+                // frame seen elsewhere turned into a learned one is told again.
+                let (macs, neighbors): (Vec<_>, Vec<_>) =
+                    (macs.iter().map(|(m, v)| (*m, *v)).collect(), neighbors.iter().map(|(i, m)| (*i, *m)).collect());
+                self.dataplane.update_switch(|s| {
+                    s.set_gossip_macs(id, &macs, now);
+                    s.set_neighbors(id, neighbors.iter().copied());
+                });
+            } else {
+                let (macs_gone, macs_told) = differences(&last.macs, &macs);
+                let (neighbors_gone, neighbors_told) = differences(&last.neighbors, &neighbors);
+                if !(macs_gone.is_empty()
+                    && macs_told.is_empty()
+                    && neighbors_gone.is_empty()
+                    && neighbors_told.is_empty())
+                {
+                    self.dataplane.update_switch(|s| {
+                        s.update_gossip_macs(id, &macs_gone, &macs_told, now);
+                        s.update_neighbors(id, &neighbors_gone, &neighbors_told);
+                    });
+                }
+            }
+            *last = Programmed { macs, neighbors };
         }
     }
+}
+
+/// What a network's switch tables were last given from here.
+#[derive(Debug, Default)]
+pub(super) struct Programmed {
+    macs: BTreeMap<MacAddr, VtepId>,
+    neighbors: BTreeMap<IpAddr, MacAddr>,
+}
+
+/// What to reprogram after a change: every network, or only these (those
+/// whose remote endpoints changed, see `PeerTable::networks_changed`).
+#[derive(Debug)]
+pub(super) enum Reprogram {
+    All,
+    Networks(BTreeSet<Name>),
+}
+
+impl Reprogram {
+    pub fn covers(&self, network: &Name) -> bool {
+        match self {
+            Reprogram::All => true,
+            Reprogram::Networks(names) => names.contains(network),
+        }
+    }
+}
+
+/// The keys in `old` and not in `new`, and the entries of `new` that
+/// `old` lacks or holds otherwise: both in one merge of the two.
+fn differences<K: Ord + Copy, V: PartialEq + Copy>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+) -> (Vec<K>, Vec<(K, V)>) {
+    let gone = old.keys().filter(|k| !new.contains_key(k)).copied().collect();
+    let told = new.iter().filter(|(k, v)| old.get(k) != Some(v)).map(|(k, v)| (*k, *v)).collect();
+    (gone, told)
 }

@@ -12,6 +12,7 @@ use switchd_config::raw::{RawPublish, RawRoute};
 use switchd_config::{KeyPath, Name, NetworkConfig, PortKind, PublishConfig, RouteConfig, Subnet, validate};
 
 use super::Daemon;
+use super::cluster::Reprogram;
 use super::error::{Invalid, OpResult};
 use super::state::Origin;
 use crate::control::api::{PublishInfo, RouteInfo};
@@ -81,12 +82,21 @@ impl Daemon {
 
     /// Programs layer 3 into the data plane: each network's gateway and
     /// routes, the addresses each port may use, and what the gateway
-    /// serves (names on every host, leases of local endpoints).
-    pub(super) fn program_gateways(&self) {
+    /// serves (names on every host, leases of local endpoints). A network
+    /// outside `scope` (its remote endpoints alone changed elsewhere) keeps
+    /// its gateway and name directory as they are.
+    pub(super) fn program_gateways(&self, scope: &Reprogram) {
         let mut tables = Tables::default();
+        let current = self.dataplane.services();
         let ids: BTreeMap<&Name, NetworkId> = self.networks.iter().map(|n| (&n.config.name, n.id)).collect();
         for net in self.networks.iter() {
             let c = &net.config;
+            if !scope.covers(&c.name)
+                && let Some(kept) = current.networks.get(&net.id)
+            {
+                tables.networks.insert(net.id, kept.clone());
+                continue;
+            }
             // IPv4 and IPv6 each when the network has that subnet: an
             // IPv6-only network has a gateway all the same.
             let v4 = match (c.subnet.map(|s| s.net()), c.gateway.and_then(services::v4)) {

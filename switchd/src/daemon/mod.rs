@@ -60,7 +60,7 @@ use crate::control::api::{Reply, Request};
 use crate::dataplane::{Dataplane, Underlay, WorkerOptions};
 use crate::switch::SwitchConfig;
 use addresses::{Addresses, ClaimMode};
-use cluster::{ClusterState, StaticPeer};
+use cluster::{ClusterState, Reprogram, StaticPeer};
 use docker::DockerState;
 pub use docker::{Unfound, find_interfaces};
 use endpoints::Endpoints;
@@ -465,11 +465,17 @@ impl Daemon {
     /// Programs what follows from the endpoints, services and policies
     /// known: VIPs, policy, the routing mesh, neighbour answers, gateways.
     fn program_all(&mut self) {
+        self.program(&Reprogram::All);
+    }
+
+    /// Programs the data plane after a change; the gossip entries, neighbour
+    /// answers and name directories only of the networks in `scope`.
+    fn program(&mut self, scope: &Reprogram) {
         self.program_services();
         self.program_policy();
         self.program_mesh();
-        self.reprogram();
-        self.program_gateways();
+        self.reprogram(scope);
+        self.program_gateways(scope);
     }
 
     /// Refuses a network (saved, or from the cluster) whose name or VNI

@@ -285,6 +285,7 @@ impl Daemon {
             self.dataplane.remove_port(port);
         }
         self.dataplane.remove_network(removed.id);
+        self.cluster.programmed.remove(&removed.id);
     }
 
     pub(super) fn network_prune(&mut self) -> Vec<String> {

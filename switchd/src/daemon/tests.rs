@@ -512,7 +512,7 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
     let h2 = Member {
         name: Name::new("h2").unwrap(),
         generation: 1,
-        published: Published {
+        published: Arc::new(Published {
             underlay: "198.18.0.2:4789".parse().unwrap(),
             leaving: false,
             session: None,
@@ -523,7 +523,7 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
             services: Vec::new(),
             policies: Vec::new(),
             partial_checksums: true,
-        },
+        }),
         since_heard: std::time::Duration::ZERO,
     };
     let timeouts =
@@ -546,6 +546,87 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
     let said: Vec<&String> = host.daemon.cluster.logged.iter().filter(|l| l.contains("seals with")).collect();
     assert_eq!(said.len(), 2, "{said:?}");
     assert!(said.iter().all(|l| l.contains(&format!("h2 with {other}")) && l.contains("opens both")), "{said:?}");
+}
+
+/// A change from gossip reaches the data plane as a difference: the one
+/// endpoint that moved, in the one network it is on; the rest of the
+/// table (and when each entry was told) stays as it was. A local change
+/// afterwards programs everything whole, and agrees.
+#[test]
+fn a_gossip_change_reprograms_only_what_changed() {
+    use switchd_config::Name;
+    use switchd_overlay::gossip::state::{Published, RemoteEndpoint};
+    use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
+    let dir = TempDir::new("gossipdiff");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("ns1");
+    let mut host = Host::start(&dir.0, "", system);
+    let front = host.daemon.networks.find("front").unwrap().config.clone();
+    let endpoint = |mac: u8| RemoteEndpoint {
+        network: front.name.clone(),
+        mac: MacAddr([2, 0, 0, 0, 0, mac]),
+        ip: Some(format!("10.1.0.{mac}").parse().unwrap()),
+        ip6: None,
+        name: Name::new(&format!("c{mac}")).unwrap(),
+        services: Vec::new(),
+        down: Vec::new(),
+    };
+    let member = |name: &str, ip: u8, macs: &[u8]| Member {
+        name: Name::new(name).unwrap(),
+        generation: 1,
+        published: Arc::new(Published {
+            underlay: format!("198.18.0.{ip}:4789").parse().unwrap(),
+            leaving: false,
+            session: None,
+            keys: BTreeMap::new(),
+            networks: [(front.name.clone(), front.clone())].into(),
+            endpoints: macs.iter().map(|m| endpoint(*m)).collect(),
+            ipam: BTreeMap::new(),
+            services: Vec::new(),
+            policies: Vec::new(),
+            partial_checksums: true,
+        }),
+        since_heard: std::time::Duration::ZERO,
+    };
+    let timeouts = Timeouts::new(std::time::Duration::from_secs(8));
+    let fdb = |host: &mut Host| -> BTreeMap<String, (String, f64)> {
+        let rows = host.ask(Request::Fdb { network: Some("front".into()) }).unwrap();
+        let rows = rows.as_array().unwrap().iter();
+        rows.map(|r| {
+            let mac = r["mac"].as_str().unwrap().to_owned();
+            (mac, (r["host"].as_str().unwrap_or("-").to_owned(), r["age_secs"].as_f64().unwrap_or(-1.0)))
+        })
+        .collect()
+    };
+    let answers = |host: &Host, ip: &str| {
+        let id = host.daemon.networks.find("front").unwrap().id;
+        host.daemon.dataplane.update_switch(|s| s.neighbor(id, ip.parse().unwrap()))
+    };
+
+    host.daemon.update_cluster(PeerTable::build([member("h2", 2, &[10, 11]), member("h3", 3, &[12])], timeouts), 0);
+    let first = fdb(&mut host);
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // On h2, c11 goes and c13 comes; h3 says the same as before.
+    host.daemon.update_cluster(PeerTable::build([member("h2", 2, &[10, 13]), member("h3", 3, &[12])], timeouts), 0);
+    let second = fdb(&mut host);
+    assert_eq!(second.keys().collect::<Vec<_>>(), ["02:00:00:00:00:0a", "02:00:00:00:00:0c", "02:00:00:00:00:0d"]);
+    assert_eq!(second["02:00:00:00:00:0d"].0, "h2");
+    assert!(second["02:00:00:00:00:0c"].1 >= 1.0, "h3's entry was not told again: {second:?}");
+    assert!(second["02:00:00:00:00:0d"].1 < 1.0, "{second:?}");
+    assert_eq!((answers(&host, "10.1.0.11"), answers(&host, "10.1.0.13")), (None, Some(MacAddr([2, 0, 0, 0, 0, 13]))));
+
+    // h3 dies: its entry and answer go.
+    let mut dead = member("h3", 3, &[12]);
+    dead.since_heard = std::time::Duration::from_secs(9);
+    host.daemon.update_cluster(PeerTable::build([member("h2", 2, &[10, 13]), dead.clone()], timeouts), 0);
+    assert!(!fdb(&mut host).contains_key("02:00:00:00:00:0c"));
+    assert_eq!(answers(&host, "10.1.0.12"), None);
+    // A local change programs it all whole: the same entries.
+    let before: Vec<String> = fdb(&mut host).into_keys().collect();
+    host.connect("ns1", |_| ()).unwrap();
+    let after: Vec<String> = fdb(&mut host).into_keys().filter(|m| before.contains(m)).collect();
+    assert_eq!(before, after);
 }
 
 /// The routing mesh on one host: a `[[service]]`'s `publish` installs its

@@ -667,6 +667,11 @@ impl Dataplane {
         self.change(|_, f| f.services = tables.clone());
     }
 
+    /// The services snapshot the workers have now.
+    pub fn services(&self) -> Arc<Tables> {
+        lock(&self.services).clone()
+    }
+
     /// Where the gateway stack's DNS server reads the services snapshot.
     pub fn services_source(&self) -> crate::io::gateway::TablesSource {
         let (services, counters) = (self.services.clone(), self.service_counters.clone());

@@ -177,19 +177,47 @@ impl Fdb {
         let wanted: HashMap<u64, VtepId> = macs.iter().map(|(m, v)| (m.to_u64(), *v)).collect();
         self.entries.retain(|mac, e| e.kind == Kind::Learned || wanted.contains_key(mac));
         for (mac, vtep) in wanted {
-            let gossip = Entry { location: Location::Vtep(vtep), last_seen: now, kind: Kind::Gossip, shared: now };
-            match self.entries.get_mut(&mac) {
-                // Seen on a local port: that container is here, whatever gossip says.
-                Some(e) if e.kind == Kind::Learned && matches!(e.location, Location::Port(_)) => {}
-                Some(e) => {
-                    if e.counts() {
-                        uncount(e.location);
-                    }
-                    *e = gossip;
+            self.tell(mac, vtep, now, &mut uncount);
+        }
+    }
+
+    /// Changes only some gossip entries: `gone` MACs are no longer behind
+    /// any remote host, `told` ones are behind these VTEPs now. What a
+    /// change from gossip costs under the data plane's lock: its size, not
+    /// the table's.
+    pub fn update_gossip(
+        &mut self,
+        gone: &[MacAddr],
+        told: &[(MacAddr, VtepId)],
+        now: Instant,
+        mut uncount: impl FnMut(Location),
+    ) {
+        for mac in gone {
+            if let hashbrown::hash_map::EntryRef::Occupied(e) = self.entries.entry_ref(&mac.to_u64())
+                && e.get().kind == Kind::Gossip
+            {
+                e.remove();
+            }
+        }
+        for (mac, vtep) in told {
+            self.tell(mac.to_u64(), *vtep, now, &mut uncount);
+        }
+    }
+
+    /// Puts `mac` behind `vtep`, as gossip says.
+    fn tell(&mut self, mac: u64, vtep: VtepId, now: Instant, uncount: &mut impl FnMut(Location)) {
+        let gossip = Entry { location: Location::Vtep(vtep), last_seen: now, kind: Kind::Gossip, shared: now };
+        match self.entries.get_mut(&mac) {
+            // Seen on a local port: that container is here, whatever gossip says.
+            Some(e) if e.kind == Kind::Learned && matches!(e.location, Location::Port(_)) => {}
+            Some(e) => {
+                if e.counts() {
+                    uncount(e.location);
                 }
-                None => {
-                    self.entries.insert(mac, gossip);
-                }
+                *e = gossip;
+            }
+            None => {
+                self.entries.insert(mac, gossip);
             }
         }
     }

@@ -1510,6 +1510,45 @@ impl Switch {
         });
     }
 
+    /// Changes some of `network`'s gossip entries (see
+    /// [`Fdb::update_gossip`]): what a change from gossip costs is its
+    /// size, not the table's.
+    pub fn update_gossip_macs(
+        &mut self,
+        network: NetworkId,
+        gone: &[MacAddr],
+        told: &[(MacAddr, VtepId)],
+        now: Instant,
+    ) {
+        let Some(net) = self.networks.get_mut(network) else { return };
+        for mac in gone {
+            net.remote_endpoint_macs.remove(&mac.to_u64());
+        }
+        net.remote_endpoint_macs.extend(told.iter().map(|(m, _)| m.to_u64()));
+        let (ports, vteps) = (&mut self.ports, &mut self.vteps);
+        net.fdb.update_gossip(gone, told, now, |at| {
+            if let Some(n) = learned_mut(ports, vteps, at) {
+                *n -= 1;
+            }
+        });
+    }
+
+    /// Changes some of the addresses this switch answers ARP and ND for on
+    /// `network`: `gone` ones no longer, `told` ones with these MACs.
+    pub fn update_neighbors(&mut self, network: NetworkId, gone: &[IpAddr], told: &[(IpAddr, MacAddr)]) {
+        if let Some(net) = self.networks.get_mut(network) {
+            for ip in gone {
+                net.neighbors.remove(ip);
+            }
+            net.neighbors.extend(told.iter().copied());
+        }
+    }
+
+    /// The MAC this switch answers for `ip` on `network`, if any.
+    pub fn neighbor(&self, network: NetworkId, ip: IpAddr) -> Option<MacAddr> {
+        self.networks.get(network)?.neighbors.get(&ip).copied()
+    }
+
     /// Makes `neighbors` the addresses this switch answers ARP and ND for
     /// on `network`.
     pub fn set_neighbors(&mut self, network: NetworkId, neighbors: impl IntoIterator<Item = (IpAddr, MacAddr)>) {

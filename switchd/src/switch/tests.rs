@@ -429,6 +429,30 @@ fn gossip_entries_route_without_flooding_and_never_age() {
 }
 
 #[test]
+fn a_gossip_update_changes_only_what_it_names() {
+    let Overlay { mut l, vtep } = overlay();
+    let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
+    l.sw.set_gossip_macs(l.net, &[(C, vtep), (d, vtep)], l.t0);
+    // B is learned on a local port: neither telling nor forgetting it by gossip moves it.
+    l.sw.handle_frame_action(l.t0, l.p2, &frame(A, B));
+    let later = l.t0 + Duration::from_secs(5);
+    let e = MacAddr([2, 0, 0, 0, 0, 0xe]);
+    l.sw.update_gossip_macs(l.net, &[C, B], &[(e, vtep), (B, vtep)], later);
+    assert_eq!(l.sw.handle_frame_action(later, l.p1, &frame(C, A)), flood(l.net, l.p1), "C is gone");
+    assert_eq!(l.sw.handle_frame_action(later, l.p1, &frame(e, A)), Action::Encap { vtep, network: l.net });
+    assert_eq!(l.sw.handle_frame_action(later, l.p1, &frame(B, A)), Action::Deliver(l.p2));
+    let told = |mac| l.sw.fdb(l.net, later).into_iter().find(|(m, ..)| *m == mac).map(|(_, _, kind, age)| (kind, age));
+    assert_eq!(told(d), Some((FdbKind::Gossip, Duration::from_secs(5))), "D untouched, told at the start");
+    assert_eq!(told(e), Some((FdbKind::Gossip, Duration::ZERO)));
+    // Neighbour answers alike.
+    let (ip_c, ip_e): (IpAddr, IpAddr) = ("10.0.0.3".parse().unwrap(), "10.0.0.5".parse().unwrap());
+    l.sw.set_neighbors(l.net, [(ip_c, C)]);
+    l.sw.update_neighbors(l.net, &[ip_c], &[(ip_e, e)]);
+    assert_eq!(l.sw.neighbor(l.net, ip_c), None);
+    assert_eq!(l.sw.neighbor(l.net, ip_e), Some(e));
+}
+
+#[test]
 fn traffic_wins_over_gossip_and_local_ports_are_never_overwritten() {
     let Overlay { mut l, vtep } = overlay();
     // B is learned on a local port; gossip claiming it is remote is ignored.
