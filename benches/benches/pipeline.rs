@@ -38,6 +38,30 @@ fn guarded() -> (Switch, switchd::switch::NetworkId, switchd::switch::PortId, sw
     (sw, net, p1, p2)
 }
 
+/// One decision per frame of `frames` in turn, from `port`: lookups spread
+/// all over a large table.
+fn lookups(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    sw: &mut Switch,
+    plan: &mut Plan,
+    now: Instant,
+    port: switchd::switch::PortId,
+    frames: &[Vec<u8>],
+) {
+    let mut i = 0;
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                i = (i + 1) % frames.len();
+                i
+            },
+            |i| decide(sw, plan, now, port, black_box(&frames[i])),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
 fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(1));
@@ -186,17 +210,25 @@ fn pipeline(c: &mut Criterion) {
         let frames: Vec<Vec<u8>> =
             (0..1024u32).map(|i| build_plain(mac(10 + i * 97 % 100_000), mac(1), 0x0800, 46)).collect();
         let src_port = sw.add_port(net).unwrap();
-        let mut i = 0;
-        group.bench_function("fdb_100k_macs", |b| {
-            b.iter_batched(
-                || {
-                    i = (i + 1) % frames.len();
-                    i
-                },
-                |i| decide(&mut sw, &mut plan, now, src_port, black_box(&frames[i])),
-                BatchSize::SmallInput,
-            )
-        });
+        lookups(&mut group, "fdb_100k_macs", &mut sw, &mut plan, now, src_port, &frames);
+    }
+    // A host carrying 10,000 remote endpoints (500 hosts x 20, by gossip):
+    // frames from a local container to them, all over the table.
+    {
+        let mut sw = Switch::new(SwitchConfig::default());
+        let net = sw.add_network(Vni::new(1).unwrap(), Mtu::new(1500).unwrap(), false).unwrap();
+        let vteps: Vec<_> = (0..500u32)
+            .map(|h| {
+                let addr = std::net::SocketAddr::from(([198, 18, (h / 250) as u8, (h % 250 + 1) as u8], 4789));
+                sw.add_vtep(addr, None).unwrap()
+            })
+            .collect();
+        let remote: Vec<(MacAddr, _)> = (0..10_000u32).map(|i| (mac(i + 10), vteps[(i / 20) as usize])).collect();
+        sw.set_gossip_macs(net, &remote, now);
+        let frames: Vec<Vec<u8>> =
+            (0..1024u32).map(|i| build_plain(mac(10 + i * 97 % 10_000), mac(1), 0x0800, 46)).collect();
+        let src_port = sw.add_port(net).unwrap();
+        lookups(&mut group, "gossip_10k_remote", &mut sw, &mut plan, now, src_port, &frames);
     }
     // A routed frame: the decision (gateway, route, neighbour, FDB of the
     // other network) and the rewrite (MACs, TTL, checksum).
