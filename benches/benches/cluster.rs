@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use switchd::control::api::{Reply, Request};
+use switchd::control::api::{Page, Reply, Request};
 use switchd::daemon::attach::{AttachError, Attachment};
 use switchd::daemon::state::{Device, EndpointRecord};
 use switchd::daemon::system::GatewayParts;
@@ -121,10 +121,10 @@ fn cluster(c: &mut Criterion) {
     let timeouts = Timeouts::new(Duration::from_secs(8));
     let mut members = members();
     daemon.update_cluster(PeerTable::build(members.clone(), timeouts), 0);
-    let fdb = daemon.query(&Request::Fdb { network: Some("net-0".into()) }).expect("a query");
+    let fdb = daemon.query(&Request::Fdb { network: Some("net-0".into()), page: Page::default() }).expect("a query");
     let Reply::Result(rows) = &fdb else { panic!("fdb refused: {fdb:?}") };
-    let rows = rows.as_array().map_or(0, Vec::len);
-    assert_eq!(rows, HOSTS * 20 / 4, "net-0's gossip entries: {fdb:?}");
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), HOSTS * 20 / 4, "net-0's gossip entries: {fdb:?}");
 
     let mut group = c.benchmark_group("cluster_10k_endpoints");
     group.sample_size(20);
@@ -155,10 +155,20 @@ fn cluster(c: &mut Criterion) {
         )
     });
     group.bench_function("daemon_keep_members", |b| b.iter(|| daemon.keep_members(black_box(&members))));
-    let fdb = Request::Fdb { network: Some("net-0".into()) };
+    let fdb = Request::Fdb { network: Some("net-0".into()), page: Page::default() };
     group.bench_function("fdb_query", |b| b.iter(|| daemon.query(black_box(&fdb))));
-    let inspect = Request::NetworkInspect { name: "net-0".into() };
+    let inspect = Request::NetworkInspect { name: "net-0".into(), page: Page::default() };
     group.bench_function("network_inspect_query", |b| b.iter(|| daemon.query(black_box(&inspect))));
+    // A page of 100 from the middle, as `--limit 100 --after KEY` asks it.
+    let middle = rows.get(1000).map(|r| format!("net-0/{}", r["mac"].as_str().unwrap()));
+    let fdb_page = Request::Fdb { network: None, page: Page { after: middle, limit: Some(100) } };
+    group.bench_function("fdb_page_100", |b| b.iter(|| daemon.query(black_box(&fdb_page))));
+    let Some(Reply::Result(detail)) = daemon.query(&inspect) else { panic!("inspect refused") };
+    let middle = &detail["endpoints"][1000];
+    let after = format!("{}@{}", middle["name"].as_str().unwrap(), middle["host"].as_str().unwrap());
+    let inspect_page =
+        Request::NetworkInspect { name: "net-0".into(), page: Page { after: Some(after), limit: Some(100) } };
+    group.bench_function("network_inspect_page_100", |b| b.iter(|| daemon.query(black_box(&inspect_page))));
     group.finish();
     daemon.shutdown();
     let _ = std::fs::remove_dir_all(&dir);

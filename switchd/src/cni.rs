@@ -43,7 +43,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use switchd_config::raw::{RawPort, RawPublish};
 
-use crate::control::api::{EndpointInfo, NetworkDetail, NetworkInfo, PublishInfo, Request};
+use crate::control::api::{EndpointInfo, NetworkDetail, NetworkInfo, Page, PublishInfo, Request};
 use crate::control::client;
 
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -247,7 +247,7 @@ fn switchd(conf: &NetConf, request: &Request) -> Result<Value, Error> {
 }
 
 fn inspect(conf: &NetConf) -> Result<NetworkDetail, Error> {
-    let value = switchd(conf, &Request::NetworkInspect { name: conf.network().to_owned() })?;
+    let value = switchd(conf, &Request::NetworkInspect { name: conf.network().to_owned(), page: Page::default() })?;
     serde_json::from_value(value)
         .map_err(|e| Error::new(Error::SWITCHD, "unexpected reply from switchd", e.to_string()))
 }

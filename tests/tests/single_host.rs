@@ -140,8 +140,11 @@ fn fdb_shows_learned_macs_on_their_ports_and_they_age_out() {
     let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
     let body = format!("{TWO_NETWORKS}{}{}", port("front", &c1, ""), port("front", &c2, ""));
     let sd = Switchd::start("mac_aging_time = 2", &body);
-    let c2_ip = sd.json(&["network", "inspect", "front"])["endpoints"][1]["ip"].as_str().unwrap().to_owned();
-    assert!(c1.ping(&c2_ip, 2));
+    let ip = |ns: &Netns| {
+        let detail = sd.json(&["network", "inspect", "front"]);
+        ip_of(detail["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == ns.name.as_str()).unwrap())
+    };
+    assert!(c1.ping(&ip(&c2), 2));
 
     let fdb = sd.json(&["fdb", "front"]);
     let entry = |mac: &str| fdb.as_array().unwrap().iter().find(|e| e["mac"] == mac).cloned();
@@ -155,8 +158,30 @@ fn fdb_shows_learned_macs_on_their_ports_and_they_age_out() {
     let aged = wait_until(Duration::from_secs(8), || sd.json(&["fdb", "front"]).as_array().unwrap().is_empty());
     assert!(aged, "entries did not age out: {}", sd.json(&["fdb"]));
     // And traffic relearns them.
-    assert!(c2.ping(&ip_of(&sd.json(&["network", "inspect", "front"])["endpoints"][0]), 1));
+    assert!(c2.ping(&ip(&c1), 1));
     assert_eq!(sd.json(&["fdb", "front"]).as_array().unwrap().len(), 2);
+
+    // A page at a time: a row, and on stderr how to ask for the next page.
+    let page = |extra: &[&str]| {
+        let out = std::process::Command::new(bin("switchctl"))
+            .arg("--socket")
+            .arg(sd.socket())
+            .args(["fdb", "front", "--limit", "1"])
+            .args(extra)
+            .output()
+            .expect("run switchctl");
+        assert!(out.status.success(), "{out:?}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let mut macs = [c1.mac("eth0"), c2.mac("eth0")];
+    macs.sort();
+    let (first, hint) = page(&[]);
+    assert!(first.contains(&macs[0]) && !first.contains(&macs[1]), "{first}");
+    let after = format!("front/{}", macs[0]);
+    assert!(hint.contains(&format!("--after {after}")), "{hint}");
+    let (second, hint) = page(&["--after", &after]);
+    assert!(second.contains(&macs[1]) && !second.contains(&macs[0]), "{second}");
+    assert!(hint.is_empty(), "the last page says no more: {hint}");
 }
 
 #[test]

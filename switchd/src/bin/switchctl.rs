@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use switchd::control::api::{
-    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, LiveLine, LiveRequest, NetworkDetail, NetworkInfo, PeerInfo,
+    AttachPlan, EndpointInfo, FdbEntry, KeyInfo, LiveLine, LiveRequest, NetworkDetail, NetworkInfo, Page, PeerInfo,
     PolicyInfo, PublishInfo, ReloadReport, Request, RouteInfo, ServiceInfo, Stats, Status, Trace, TraceRequest,
 };
 use switchd::control::{client, render};
@@ -139,6 +139,8 @@ enum Command {
     Fdb {
         /// Only this network.
         network: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Frames, bytes and drops by reason, per port, network and VTEP.
     Stats,
@@ -306,6 +308,25 @@ enum KeyCommand {
     Rm(KeyStep),
 }
 
+/// A long listing a page at a time (a host may know 10,000 endpoints).
+#[derive(Debug, Args)]
+struct PageArgs {
+    /// Show at most N rows; stderr then says how to ask for the next ones.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Show only the rows after this one (`--limit` names it).
+    #[arg(long, value_name = "KEY")]
+    after: Option<String>,
+}
+
+impl PageArgs {
+    /// The page to ask for: one row more than shown, to know if there are more.
+    fn request(&self) -> Page {
+        let limit = self.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1));
+        Page { after: self.after.clone(), limit }
+    }
+}
+
 #[derive(Debug, Args)]
 struct KeyStep {
     /// The key's id, as `key ls` and `key add` print it.
@@ -323,8 +344,12 @@ struct KeyStep {
 enum NetworkCommand {
     /// List networks.
     Ls,
-    /// A network's settings and every endpoint on it.
-    Inspect { name: String },
+    /// A network's settings and every endpoint on it, by host and name.
+    Inspect {
+        name: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Create a network.
     Create {
         name: String,
@@ -477,12 +502,48 @@ fn main() -> ExitCode {
 
 /// Sends `request`; returns the JSON (with `--json`) or `human` applied to the typed result.
 fn ask<T: DeserializeOwned>(cli: &Cli, request: Request, human: impl FnOnce(T) -> String) -> Result<String, String> {
-    let value = client::call(&cli.socket, &request)?;
+    show(cli, client::call(&cli.socket, &request)?, human)
+}
+
+/// A reply's result as it came (`--json`), or for people.
+fn show<T: DeserializeOwned>(
+    cli: &Cli,
+    value: serde_json::Value,
+    human: impl FnOnce(T) -> String,
+) -> Result<String, String> {
     if cli.json {
         return Ok(format!("{}\n", serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?));
     }
     let typed: T = serde_json::from_value(value).map_err(|e| format!("unexpected reply from switchd: {e}"))?;
     Ok(human(typed))
+}
+
+/// [`ask`] for a listing asked a page at a time: of the reply's rows (the
+/// result, or its field `rows`), those beyond `--limit` are dropped, and
+/// stderr says which `--after` gets the next page (the `key` of the last
+/// row shown).
+fn ask_page<T: DeserializeOwned>(
+    cli: &Cli,
+    request: Request,
+    page: &PageArgs,
+    rows: Option<&str>,
+    key: impl Fn(&serde_json::Value) -> Option<String>,
+    human: impl FnOnce(T) -> String,
+) -> Result<String, String> {
+    let mut value = client::call(&cli.socket, &request)?;
+    let rows = match rows {
+        Some(field) => value.get_mut(field),
+        None => Some(&mut value),
+    };
+    if let (Some(limit), Some(serde_json::Value::Array(rows))) = (page.limit, rows) {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if rows.len() > limit {
+            rows.truncate(limit);
+            let last = rows.last().and_then(&key).ok_or("unexpected reply from switchd: a row without its key")?;
+            eprintln!("switchctl: more rows after these {limit}: add --after {last}");
+        }
+    }
+    show(cli, value, human)
 }
 
 /// `switchctl top`: two stats snapshots `interval` apart, as rates; again
@@ -534,8 +595,10 @@ fn run(cli: &Cli) -> Result<String, String> {
                 .map_err(|e| format!("{client}switchd: {e}"))?;
             Ok(if cli.json { server } else { client + &server })
         }
-        Command::Fdb { network } => {
-            ask(cli, Request::Fdb { network: network.clone() }, |e: Vec<FdbEntry>| render::fdb(&e))
+        Command::Fdb { network, page } => {
+            let request = Request::Fdb { network: network.clone(), page: page.request() };
+            let key = |row: &serde_json::Value| format!("{}/{}", row["network"].as_str()?, row["mac"].as_str()?).into();
+            ask_page(cli, request, page, None, key, |e: Vec<FdbEntry>| render::fdb(&e))
         }
         Command::Trace { live: true, network, live_network, endpoint, host, proto, count, seconds, .. } => {
             let live = LiveRequest {
@@ -600,8 +663,11 @@ fn run(cli: &Cli) -> Result<String, String> {
         Command::Peers => ask(cli, Request::Peers, |p: Vec<PeerInfo>| render::peers(&p)),
         Command::Network(command) => match command {
             NetworkCommand::Ls => ask(cli, Request::NetworkLs, |n: Vec<NetworkInfo>| render::networks(&n)),
-            NetworkCommand::Inspect { name } => {
-                ask(cli, Request::NetworkInspect { name: name.clone() }, |d: NetworkDetail| render::network_detail(&d))
+            NetworkCommand::Inspect { name, page } => {
+                let request = Request::NetworkInspect { name: name.clone(), page: page.request() };
+                let key =
+                    |row: &serde_json::Value| format!("{}@{}", row["name"].as_str()?, row["host"].as_str()?).into();
+                ask_page(cli, request, page, Some("endpoints"), key, |d: NetworkDetail| render::network_detail(&d))
             }
             NetworkCommand::Create {
                 name,

@@ -16,6 +16,9 @@ pub enum Request {
     NetworkLs,
     NetworkInspect {
         name: String,
+        /// Endpoints by (host, name), from after `page.after` (`NAME@HOST`).
+        #[serde(flatten)]
+        page: Page,
     },
     NetworkCreate {
         network: RawNetwork,
@@ -73,6 +76,10 @@ pub enum Request {
     },
     Fdb {
         network: Option<String>,
+        /// Entries by (network, MAC), from after `page.after`
+        /// (`NETWORK/MAC`, or `MAC` with `network`).
+        #[serde(flatten)]
+        page: Page,
     },
     Stats,
     Peers,
@@ -227,6 +234,28 @@ pub struct EndpointInfo {
     pub ifname: Option<String>,
     /// The host-side interface (veth and uplink ports).
     pub host_ifname: Option<String>,
+}
+
+/// Which rows of a long answer to send: those after the row whose key is
+/// `after`, at most `limit` of them. The default is every row. A host with
+/// 10,000 remote endpoints answers a page without building the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl Page {
+    pub fn first(limit: usize) -> Self {
+        Page { after: None, limit: Some(limit) }
+    }
+
+    /// How many rows at most (every row without a limit).
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(usize::MAX)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -115,10 +115,17 @@ impl ClusterState {
 
     /// The remote host behind a VTEP, for display: (host name, address).
     pub fn vtep_owner(&self, id: VtepId) -> Option<(Option<String>, String)> {
-        if let Some(p) = self.peers.iter().find(|p| p.vtep == id) {
-            return Some((p.config.name.as_ref().map(|n| n.to_string()), p.config.underlay_ip.to_string()));
-        }
-        self.vteps.iter().find(|(_, v)| v.id == id).map(|(name, v)| (Some(name.to_string()), v.addr.ip().to_string()))
+        let (host, ip) = self.vtep_owners().find(|(v, _)| *v == id)?.1;
+        Some((host.map(str::to_owned), ip.to_string()))
+    }
+
+    /// Every known VTEP with its host's name (if any) and underlay address:
+    /// static peers first, then the hosts gossip told of.
+    pub fn vtep_owners(&self) -> impl Iterator<Item = (VtepId, (Option<&str>, IpAddr))> + '_ {
+        let peers =
+            self.peers.iter().map(|p| (p.vtep, (p.config.name.as_ref().map(|n| n.as_str()), p.config.underlay_ip)));
+        let gossip = self.vteps.iter().map(|(name, v)| (v.id, (Some(name.as_str()), v.addr.ip())));
+        peers.chain(gossip)
     }
 }
 

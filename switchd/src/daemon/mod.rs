@@ -509,8 +509,8 @@ impl Daemon {
         let answer = match request {
             Request::Status => value(self.status()),
             Request::NetworkLs => value(self.network_ls()),
-            Request::NetworkInspect { name } => self.network_inspect(name).and_then(value),
-            Request::Fdb { network } => self.fdb(network.as_deref()).and_then(value),
+            Request::NetworkInspect { name, page } => self.network_inspect(name, page).and_then(value),
+            Request::Fdb { network, page } => self.fdb(network.as_deref(), page).and_then(value),
             Request::Trace { trace } => self.trace(trace).and_then(value),
             Request::Stats => value(self.stats()),
             Request::Peers => value(self.peers()),

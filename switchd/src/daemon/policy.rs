@@ -239,7 +239,10 @@ impl Daemon {
     /// The policies, compiled: one rule each, and for every endpoint a
     /// policy selects, the rules that may admit traffic to it.
     pub(super) fn compile_policy(&self) -> (Vec<Rule>, HashMap<Ipv4Addr, Vec<u32>>) {
-        let endpoints = self.policy_endpoints();
+        // Without a policy or an icc = false network nothing is isolated,
+        // and a gossip change lists no endpoint (there may be 10,000).
+        let isolating = self.live_policies().next().is_some() || self.networks.iter().any(|n| !n.config.icc);
+        let endpoints = if isolating { self.policy_endpoints() } else { Vec::new() };
         let mut rules = Vec::new();
         let mut isolated: HashMap<Ipv4Addr, Vec<u32>> = HashMap::new();
         for (i, p) in self.live_policies().enumerate() {
@@ -303,7 +306,9 @@ impl Daemon {
     /// Programs the compiled policy into the data path.
     pub(super) fn program_policy(&self) {
         let (rules, isolated) = self.compile_policy();
-        let aliases = self.ipv6_aliases();
+        // Only policing reads the aliases, and it checks nothing while no
+        // endpoint is isolated.
+        let aliases = if isolated.is_empty() { HashMap::new() } else { self.ipv6_aliases() };
         self.dataplane.update_switch(|s| {
             s.set_policy(rules.clone(), isolated.clone());
             s.set_ipv6_aliases(aliases.clone());

@@ -9,11 +9,11 @@ use std::time::Instant;
 use switchd_config::{MacAddr, Name, NetworkConfig};
 
 use super::Daemon;
-use super::error::OpResult;
+use super::error::{Invalid, OpResult};
 use super::keys::key_scope;
 use super::networks::Network;
 use crate::control::api::{
-    Conversation, CryptoStats, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats,
+    Conversation, CryptoStats, EndpointInfo, FdbEntry, GossipStatsInfo, NetworkDetail, NetworkInfo, NetworkStats, Page,
     PeerInfo, PortStats, Stats, Status, VtepStats,
 };
 use crate::dataplane::DeviceStats;
@@ -85,53 +85,103 @@ impl Daemon {
         self.networks.iter().map(|n| self.network_info(n)).collect()
     }
 
-    pub(super) fn network_inspect(&self, name: &str) -> OpResult<NetworkDetail> {
+    /// A network and its endpoints, here and on other hosts, by (host,
+    /// name): only those of `page` are built.
+    pub(super) fn network_inspect(&self, name: &str, page: &Page) -> OpResult<NetworkDetail> {
         let net = self.networks.get(name)?;
-        let host = self.host.name.as_str();
-        let remote = self.cluster.table.endpoints_on(&net.config.name).map(|(h, e)| EndpointInfo {
-            name: e.name.to_string(),
-            network: e.network.to_string(),
-            ip: e.ip,
-            ip6: crate::services::icmpv6::endpoint_ip6(&net.config, Some(e.mac), e.ip6),
-            mac: Some(e.mac.to_string()),
-            host: h.name.to_string(),
-            kind: "remote".into(),
-            netns: None,
-            ifname: None,
-            host_ifname: None,
-        });
-        Ok(NetworkDetail {
-            network: self.network_info(net),
-            endpoints: self.endpoints.on(name).map(|e| e.info(host, &net.config)).chain(remote).collect(),
-        })
+        let here = self.host.name.as_str();
+        let after = match page.after.as_deref() {
+            None => None,
+            Some(key) => match key.rsplit_once('@') {
+                Some((endpoint, host)) => Some((host, endpoint)),
+                None => return Err(bad_cursor(format!("{key:?} is not NAME@HOST (an endpoint and its host)"))),
+            },
+        };
+        enum Row<'a> {
+            Local(&'a super::endpoints::Endpoint),
+            Remote(&'a switchd_overlay::gossip::table::Host, &'a switchd_overlay::gossip::state::RemoteEndpoint),
+        }
+        let local = self.endpoints.on(name).map(|e| ((here, e.record.name.as_str()), Row::Local(e)));
+        let remote = self.cluster.table.endpoints_on(&net.config.name);
+        let mut rows: Vec<_> =
+            local.chain(remote.map(|(h, e)| ((h.name.as_str(), e.name.as_str()), Row::Remote(h, e)))).collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let start = after.map_or(0, |after| rows.partition_point(|(key, _)| *key <= after));
+        let endpoints = rows[start..]
+            .iter()
+            .take(page.limit())
+            .map(|(_, row)| match row {
+                Row::Local(e) => e.info(here, &net.config),
+                Row::Remote(h, e) => EndpointInfo {
+                    name: e.name.to_string(),
+                    network: e.network.to_string(),
+                    ip: e.ip,
+                    ip6: crate::services::icmpv6::endpoint_ip6(&net.config, Some(e.mac), e.ip6),
+                    mac: Some(e.mac.to_string()),
+                    host: h.name.to_string(),
+                    kind: "remote".into(),
+                    netns: None,
+                    ifname: None,
+                    host_ifname: None,
+                },
+            })
+            .collect();
+        Ok(NetworkDetail { network: self.network_info(net), endpoints })
     }
 
-    pub(super) fn fdb(&self, network: Option<&str>) -> OpResult<Vec<FdbEntry>> {
+    /// The forwarding table, by (network, MAC): only the rows of `page`
+    /// are built, and no network after the page's end is read.
+    pub(super) fn fdb(&self, network: Option<&str>, page: &Page) -> OpResult<Vec<FdbEntry>> {
         let nets: Vec<&Network> = match network {
             Some(name) => vec![self.networks.get(name)?],
             None => self.networks.iter().collect(),
         };
+        let after = match page.after.as_deref() {
+            None => None,
+            Some(key) => {
+                let (net, mac) = match (key.rsplit_once('/'), network) {
+                    (Some((net, mac)), _) => (net, mac),
+                    (None, Some(net)) => (net, key),
+                    (None, None) => return Err(bad_cursor(format!("{key:?} is not NETWORK/MAC"))),
+                };
+                let mac: MacAddr = mac.parse().map_err(|_| bad_cursor(format!("{mac:?} is not a MAC address")))?;
+                Some((net, mac))
+            }
+        };
+        // Who owns each VTEP, once: a row must not scan every host.
+        let owners: HashMap<_, _> = self.cluster.vtep_owners().collect();
         let now = Instant::now();
         let mut rows = Vec::new();
         for net in nets {
+            let name = net.config.name.as_str();
+            if after.is_some_and(|(after, _)| name < after) {
+                continue;
+            }
             let entries = self.dataplane.fdb(net.id, now);
-            for (mac, at, kind, age) in entries {
+            let start = match after {
+                Some((after, mac)) if after == name => entries.partition_point(|(m, ..)| *m <= mac),
+                _ => 0,
+            };
+            for &(mac, at, kind, age) in &entries[start..] {
+                if rows.len() == page.limit() {
+                    return Ok(rows);
+                }
                 let (location, endpoint, host, vtep) = match at {
                     Location::Port(port) => match self.endpoints.by_port(port) {
                         Some(e) => (e.port_label(), e.record.name.to_string(), None, None),
                         None => ("-".into(), "-".into(), None, None),
                     },
-                    Location::Vtep(id) => match self.cluster.vtep_owner(id) {
+                    Location::Vtep(id) => match owners.get(&id) {
                         Some((host, ip)) => {
-                            let label = host.as_ref().map_or_else(|| ip.clone(), |h| format!("{h} {ip}"));
-                            (label, "-".into(), host, Some(ip))
+                            let label = host.map_or_else(|| ip.to_string(), |h| format!("{h} {ip}"));
+                            (label, "-".into(), host.map(str::to_owned), Some(ip.to_string()))
                         }
                         None => ("-".into(), "-".into(), None, None),
                     },
                 };
                 rows.push(FdbEntry {
                     mac: mac.to_string(),
-                    network: net.config.name.to_string(),
+                    network: name.to_owned(),
                     location,
                     endpoint,
                     host,
@@ -291,7 +341,7 @@ impl Daemon {
             .filter_map(|net| {
                 let subnet = net.config.subnet?;
                 let name = net.config.name.as_str();
-                let detail = self.network_inspect(name).ok()?;
+                let detail = self.network_inspect(name, &Page::default()).ok()?;
                 let used: BTreeSet<IpAddr> = detail.endpoints.iter().filter_map(|e| e.ip).collect();
                 // Neither the network's nor (IPv4) its broadcast address,
                 // nor the gateway's, is handed out.
@@ -374,4 +424,10 @@ fn drops_map(rx: &Counters, dev: &DeviceStats) -> BTreeMap<String, u64> {
         *drops.entry(reason.as_str().to_owned()).or_default() += n;
     }
     drops
+}
+
+/// A page cursor (`after`) that names no row.
+fn bad_cursor(reason: String) -> super::error::DaemonError {
+    let path = switchd_config::KeyPath::root().key("after");
+    Invalid(vec![switchd_config::FieldError::new(path, reason)]).into()
 }

@@ -19,7 +19,7 @@ use super::Daemon;
 use super::attach::{AttachError, Attachment};
 use super::state::{self, Device, EndpointRecord, Op};
 use super::system::{GatewayParts, System};
-use crate::control::api::{Reply, Request};
+use crate::control::api::{Page, Reply, Request};
 use crate::dataplane::Port;
 use crate::dataplane::port::MemPort;
 use crate::io::gateway::TablesSource;
@@ -470,7 +470,7 @@ fn reports_are_answered_for_reading_and_changes_are_not() {
     for request in [Request::Status, Request::NetworkLs, Request::Stats, Request::Peers, Request::KeyLs] {
         assert!(matches!(host.daemon.query(&request), Some(Reply::Result(_))), "{request:?}");
     }
-    match host.daemon.query(&Request::NetworkInspect { name: "nope".into() }) {
+    match host.daemon.query(&Request::NetworkInspect { name: "nope".into(), page: Page::default() }) {
         Some(Reply::Error(e)) => assert_eq!(e, "no network named \"nope\""),
         other => panic!("{other:?}"),
     }
@@ -495,7 +495,9 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
     let mut host = Host::start(&dir.0, &vault, FakeSystem::new(&dir.0));
     let here = Cipher::preferred();
     let other = if here == Cipher::Aes256Gcm { Cipher::ChaCha20Poly1305 } else { Cipher::Aes256Gcm };
-    let inspect = |host: &mut Host, name: &str| host.ask(Request::NetworkInspect { name: name.into() }).unwrap();
+    let inspect = |host: &mut Host, name: &str| {
+        host.ask(Request::NetworkInspect { name: name.into(), page: Page::default() }).unwrap()
+    };
     let v = inspect(&mut host, "vault");
     assert_eq!((v["cipher"].as_str(), v["default_cipher"].as_bool()), (Some(here.as_str()), Some(true)), "{v}");
 
@@ -548,22 +550,19 @@ fn a_default_cipher_is_this_cpus_and_hosts_sealing_otherwise_still_carry_the_net
     assert!(said.iter().all(|l| l.contains(&format!("h2 with {other}")) && l.contains("opens both")), "{said:?}");
 }
 
-/// A change from gossip reaches the data plane as a difference: the one
-/// endpoint that moved, in the one network it is on; the rest of the
-/// table (and when each entry was told) stays as it was. A local change
-/// afterwards programs everything whole, and agrees.
-#[test]
-fn a_gossip_change_reprograms_only_what_changed() {
+/// Another host, as gossip tells of it: at 198.18.0.`ip`, carrying
+/// `network`, with an endpoint `cN` of MAC 02:00:00:00:00:N and address
+/// 10.1.0.N for each N of `macs`.
+fn gossip_member(
+    network: &switchd_config::NetworkConfig,
+    name: &str,
+    ip: u8,
+    macs: &[u8],
+) -> switchd_overlay::gossip::table::Member {
     use switchd_config::Name;
     use switchd_overlay::gossip::state::{Published, RemoteEndpoint};
-    use switchd_overlay::gossip::table::{Member, PeerTable, Timeouts};
-    let dir = TempDir::new("gossipdiff");
-    let system = FakeSystem::new(&dir.0);
-    system.add_netns("ns1");
-    let mut host = Host::start(&dir.0, "", system);
-    let front = host.daemon.networks.find("front").unwrap().config.clone();
     let endpoint = |mac: u8| RemoteEndpoint {
-        network: front.name.clone(),
+        network: network.name.clone(),
         mac: MacAddr([2, 0, 0, 0, 0, mac]),
         ip: Some(format!("10.1.0.{mac}").parse().unwrap()),
         ip6: None,
@@ -571,7 +570,7 @@ fn a_gossip_change_reprograms_only_what_changed() {
         services: Vec::new(),
         down: Vec::new(),
     };
-    let member = |name: &str, ip: u8, macs: &[u8]| Member {
+    switchd_overlay::gossip::table::Member {
         name: Name::new(name).unwrap(),
         generation: 1,
         published: Arc::new(Published {
@@ -579,7 +578,7 @@ fn a_gossip_change_reprograms_only_what_changed() {
             leaving: false,
             session: None,
             keys: BTreeMap::new(),
-            networks: [(front.name.clone(), front.clone())].into(),
+            networks: [(network.name.clone(), network.clone())].into(),
             endpoints: macs.iter().map(|m| endpoint(*m)).collect(),
             ipam: BTreeMap::new(),
             services: Vec::new(),
@@ -587,10 +586,101 @@ fn a_gossip_change_reprograms_only_what_changed() {
             partial_checksums: true,
         }),
         since_heard: std::time::Duration::ZERO,
+    }
+}
+
+/// `fdb` and `network inspect` a page at a time: the pages, each asked
+/// after the last row of the one before, hold every row of the whole
+/// answer once, in its order; a cursor that names no row is refused.
+#[test]
+fn pages_of_the_fdb_and_of_an_inspect_cover_every_row_once_in_order() {
+    use switchd_overlay::gossip::table::{PeerTable, Timeouts};
+    let dir = TempDir::new("pages");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("ns1");
+    let back = "[[network]]\nname = \"back\"\nvni = 200\nsubnet = \"10.1.0.0/24\"\n";
+    let mut host = Host::start(&dir.0, back, system);
+    host.connect("ns1", |_| ()).unwrap();
+    let net = |name: &str| host.daemon.networks.find(name).unwrap().config.clone();
+    let (front, back) = (net("front"), net("back"));
+    let members = [
+        gossip_member(&front, "h2", 2, &[30, 10, 20]),
+        gossip_member(&front, "a0", 3, &[40, 5]),
+        gossip_member(&back, "b1", 4, &[50, 1]),
+    ];
+    host.daemon.update_cluster(PeerTable::build(members, Timeouts::new(std::time::Duration::from_secs(8))), 0);
+
+    // Pages of `limit` rows, each after the `key` of the last row before.
+    let pages = |host: &mut Host,
+                 request: &dyn Fn(Page) -> Request,
+                 rows: &dyn Fn(Value) -> Vec<Value>,
+                 key: &dyn Fn(&Value) -> String,
+                 limit| {
+        let (mut all, mut after, mut asked) = (Vec::new(), None, 0);
+        loop {
+            let page = rows(host.ask(request(Page { after: after.clone(), limit: Some(limit) })).unwrap());
+            asked += 1;
+            assert!(page.len() <= limit, "{page:?}");
+            let Some(last) = page.last() else { return (all, asked) };
+            after = Some(key(last));
+            all.extend(page);
+        }
     };
+    let fdb = |page| Request::Fdb { network: None, page };
+    let fdb_key = |r: &Value| format!("{}/{}", r["network"].as_str().unwrap(), r["mac"].as_str().unwrap());
+    let whole = host.ask(fdb(Page::default())).unwrap().as_array().unwrap().clone();
+    let keys: Vec<String> = whole.iter().map(fdb_key).collect();
+    assert_eq!(keys.len(), 7, "{whole:?}");
+    assert!(keys.is_sorted() && keys[0].starts_with("back/") && keys[2].starts_with("front/"), "{keys:?}");
+    for limit in [1, 2, 3, 7, 8] {
+        let (paged, asked) = pages(&mut host, &fdb, &|v| v.as_array().unwrap().clone(), &fdb_key, limit);
+        assert_eq!(paged, whole, "limit {limit}");
+        assert_eq!(asked, 7usize.div_ceil(limit) + 1, "limit {limit}: the last page is empty");
+    }
+    let one = |after: &str| Request::Fdb {
+        network: Some("front".into()),
+        page: Page { after: Some(after.into()), limit: Some(1) },
+    };
+    let next = host.ask(one("02:00:00:00:00:0a")).unwrap();
+    assert_eq!(next[0]["mac"], "02:00:00:00:00:14", "a bare MAC names a row of the one network asked: {next}");
+
+    let inspect = |page| Request::NetworkInspect { name: "front".into(), page };
+    let inspect_key = |r: &Value| format!("{}@{}", r["name"].as_str().unwrap(), r["host"].as_str().unwrap());
+    let endpoints = |v: Value| v["endpoints"].as_array().unwrap().clone();
+    let whole = endpoints(host.ask(inspect(Page::default())).unwrap());
+    let keys: Vec<String> = whole.iter().map(inspect_key).collect();
+    assert_eq!(keys, ["c40@a0", "c5@a0", "ns1@h1", "c10@h2", "c20@h2", "c30@h2"], "by host, then name");
+    assert_eq!(whole[2]["kind"], "tap", "this host's own: {whole:?}");
+    for limit in [1, 3, 5, 6] {
+        assert_eq!(pages(&mut host, &inspect, &endpoints, &inspect_key, limit).0, whole, "limit {limit}");
+    }
+
+    for (request, wrong) in [
+        (fdb(Page { after: Some("02:00:00:00:00:0a".into()), limit: None }), "is not NETWORK/MAC"),
+        (fdb(Page { after: Some("front/nope".into()), limit: None }), "is not a MAC address"),
+        (inspect(Page { after: Some("c5".into()), limit: None }), "is not NAME@HOST"),
+    ] {
+        let refused = host.ask(request).expect_err("a cursor that names no row");
+        assert!(refused.starts_with("after: ") && refused.contains(wrong), "{refused}");
+    }
+}
+
+/// A change from gossip reaches the data plane as a difference: the one
+/// endpoint that moved, in the one network it is on; the rest of the
+/// table (and when each entry was told) stays as it was. A local change
+/// afterwards programs everything whole, and agrees.
+#[test]
+fn a_gossip_change_reprograms_only_what_changed() {
+    use switchd_overlay::gossip::table::{PeerTable, Timeouts};
+    let dir = TempDir::new("gossipdiff");
+    let system = FakeSystem::new(&dir.0);
+    system.add_netns("ns1");
+    let mut host = Host::start(&dir.0, "", system);
+    let front = host.daemon.networks.find("front").unwrap().config.clone();
+    let member = |name: &str, ip: u8, macs: &[u8]| gossip_member(&front, name, ip, macs);
     let timeouts = Timeouts::new(std::time::Duration::from_secs(8));
     let fdb = |host: &mut Host| -> BTreeMap<String, (String, f64)> {
-        let rows = host.ask(Request::Fdb { network: Some("front".into()) }).unwrap();
+        let rows = host.ask(Request::Fdb { network: Some("front".into()), page: Page::default() }).unwrap();
         let rows = rows.as_array().unwrap().iter();
         rows.map(|r| {
             let mac = r["mac"].as_str().unwrap().to_owned();
@@ -821,7 +911,7 @@ fn dockers_ipv6_addresses_are_slaac_ones_of_fresh_macs_or_the_endpoints_own() {
     assert_eq!(join(&mut host, "e2e2e2e2e2e2e2e2")["Gateway"], "10.1.0.1");
     let refused = join(&mut host, "e4e4e4e4e4e4e4e4");
     assert_eq!(refused["Err"], "fd00:1::9 is already in use on network \"front\"", "{refused}");
-    let detail = host.ask(Request::NetworkInspect { name: "front".into() }).unwrap();
+    let detail = host.ask(Request::NetworkInspect { name: "front".into(), page: Page::default() }).unwrap();
     let ip6_of = |ip: &str| {
         let e = detail["endpoints"].as_array().unwrap().iter().find(|e| e["ip"] == ip).cloned();
         e.unwrap_or_else(|| panic!("no endpoint {ip} in {detail}"))["ip6"].clone()

@@ -38,7 +38,9 @@ impl Directory {
     /// `name.network` (case-insensitively), and `ip` points back to
     /// `name.network`.
     pub fn add(&mut self, name: &str, network: &str, ip: IpAddr) {
-        let (short, long) = (name.to_ascii_lowercase(), format!("{name}.{network}").to_ascii_lowercase());
+        let mut long = format!("{name}.{network}");
+        long.make_ascii_lowercase();
+        let short = long[..name.len()].to_owned();
         for key in [short, long.clone()] {
             let ips = self.forward.entry(key).or_default();
             if !ips.contains(&ip) {

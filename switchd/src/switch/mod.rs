@@ -1571,18 +1571,16 @@ impl Switch {
     }
 
     /// The live forwarding entries of a network: MAC, location, kind, time
-    /// since seen (learned) or told (gossip).
+    /// since seen (learned) or told (gossip); in no order (the data plane
+    /// sorts once it merged its replicas', outside their locks).
     pub fn fdb(&self, network: NetworkId, now: Instant) -> Vec<(MacAddr, Location, FdbKind, Duration)> {
         let aging = self.config.mac_aging_time;
         let Some(net) = self.networks.get(network) else { return Vec::new() };
-        let mut rows: Vec<_> = net
-            .fdb
+        net.fdb
             .iter()
             .map(|(mac, e)| (mac, e.location, e.kind, now.saturating_duration_since(e.last_seen)))
             .filter(|(_, _, kind, age)| *kind == FdbKind::Gossip || *age <= aging)
-            .collect();
-        rows.sort_by_key(|(mac, ..)| *mac);
-        rows
+            .collect()
     }
 
     pub fn port_counters(&self, port: PortId) -> Option<&Counters> {
