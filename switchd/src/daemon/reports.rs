@@ -154,6 +154,9 @@ impl Daemon {
         let mut rows = Vec::new();
         for net in nets {
             let name = net.config.name.as_str();
+            if rows.len() == page.limit() {
+                break;
+            }
             if after.is_some_and(|(after, _)| name < after) {
                 continue;
             }
