@@ -82,7 +82,8 @@ fn resolve(from: &Netns, names: &[&str]) -> Vec<String> {
 }
 
 /// Whether every container's name resolves, from `from`, to its address.
-fn dns_answers_everyone(from: &Netns, containers: &[Container]) -> bool {
+fn dns_answers_everyone<'a>(from: &Netns, containers: impl IntoIterator<Item = &'a Container>) -> bool {
+    let containers: Vec<&Container> = containers.into_iter().collect();
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
     let answers = resolve(from, &names);
     containers.iter().all(|c| answers.contains(&c.ip))
@@ -240,8 +241,9 @@ fn twenty_five_hosts_converge_within_the_mtu_under_loss_and_survive_rolling_rest
 
     // A rolling restart: each host in turn stops cleanly and starts again.
     // Two containers on two other hosts ping each other throughout and lose
-    // nothing; once the host is back, DNS on a third host answers for every
-    // container again (its own included).
+    // nothing; DNS on a third host answers for every other host's
+    // containers while it is down, and for every container (its own
+    // included) once it is back.
     let mut back_after = Vec::new();
     for i in 0..HOSTS {
         let (a, b) = ((i + 1) % HOSTS, (i + 2) % HOSTS);
@@ -249,10 +251,14 @@ fn twenty_five_hosts_converge_within_the_mtu_under_loss_and_survive_rolling_rest
         let pinger = std::thread::scope(|scope| {
             let ping = scope.spawn(|| from.exec(&["ping", "-q", "-i", "0.05", "-c", "60", "-W", "1", to]));
             std::thread::sleep(Duration::from_millis(500));
+            let asker = &containers[((i + 3) % HOSTS) * PER_HOST].ns;
             hosts[i].terminate();
+            // While it is down, every other host's containers still answer
+            // (its own are gone: it said it was leaving).
+            let others = containers.iter().filter(|c| c.host != i);
+            assert!(dns_answers_everyone(asker, others), "while host {i} was down, DNS stopped answering for others");
             hosts[i].launch();
             let t = Instant::now();
-            let asker = &containers[((i + 3) % HOSTS) * PER_HOST].ns;
             assert!(
                 wait_until(Duration::from_secs(20), || dns_answers_everyone(asker, &containers)),
                 "after host {i} restarted, DNS on host {} does not answer for every container",
