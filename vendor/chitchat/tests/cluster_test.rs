@@ -167,19 +167,19 @@ enum NodeStatePredicate {
 impl NodeStatePredicate {
     fn check(&self, node_state: &NodeState) -> bool {
         match self {
-            NodeStatePredicate::EqualKeyValue(key, expected_value) => {
-                let versioned_value = node_state
-                    .get_versioned(key)
-                    .expect("Key is expected to be present");
-                &versioned_value.value == expected_value
-            }
+            // switchd patch: with partial digests a member may be known a
+            // round before its key-values arrive: wait for them, as for
+            // the other predicates.
+            NodeStatePredicate::EqualKeyValue(key, expected_value) => node_state
+                .get_versioned(key)
+                .is_some_and(|versioned_value| &versioned_value.value == expected_value),
             NodeStatePredicate::KeyPresent(key, present) => {
                 debug!(key=%key, present=present, "assert-key-present");
                 &node_state.get_versioned(key).is_some() == present
             }
             NodeStatePredicate::KeyMarkedDeleted(key, marked) => {
                 debug!(key=%key, marked=marked, "assert-key-marked-for-deletion");
-                node_state.get_versioned(key).unwrap().is_deleted() == *marked
+                node_state.get_versioned(key).is_some_and(|v| v.is_deleted() == *marked)
             }
         }
     }
@@ -421,6 +421,9 @@ impl Simulator {
             }) as Box<dyn Fn() + Send>
         });
         let config = ChitchatConfig {
+            // switchd patch: the two bounds upstream lacks.
+            max_message_len: chitchat::MAX_UDP_DATAGRAM_PAYLOAD_SIZE,
+            digest_stretch: 1,
             chitchat_id: chitchat_id.clone(),
             cluster_id: "default-cluster".to_string(),
             gossip_interval: self.gossip_interval,
@@ -514,7 +517,8 @@ async fn test_simple_simulation_insert() {
             server_chitchat_id: chitchat_id_2.clone(),
             chitchat_id: chitchat_id_1.clone(),
             predicate: NodeStatePredicate::EqualKeyValue("key_a".to_string(), "0".to_string()),
-            timeout_opt: Some(Duration::from_millis(200)),
+            // switchd patch: a round more than upstream (partial digests).
+            timeout_opt: Some(Duration::from_millis(1_000)),
         },
         Operation::NodeStateAssert {
             server_chitchat_id: chitchat_id_1.clone(),
@@ -551,7 +555,8 @@ async fn test_simple_simulation_delete_after_ttl() {
             server_chitchat_id: chitchat_id_2.clone(),
             chitchat_id: chitchat_id_1.clone(),
             predicate: NodeStatePredicate::EqualKeyValue("key_a".to_string(), "0".to_string()),
-            timeout_opt: Some(Duration::from_millis(200)),
+            // switchd patch: a round more than upstream (partial digests).
+            timeout_opt: Some(Duration::from_millis(1_000)),
         },
         Operation::NodeStateAssert {
             server_chitchat_id: chitchat_id_1.clone(),

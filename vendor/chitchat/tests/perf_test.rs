@@ -20,6 +20,9 @@ async fn spawn_one(chitchat_id: u16, transport: &dyn Transport) -> ChitchatHandl
     };
     let gossip_interval = Duration::from_millis(300);
     let config = ChitchatConfig {
+        // switchd patch: the two bounds upstream lacks.
+        max_message_len: chitchat::MAX_UDP_DATAGRAM_PAYLOAD_SIZE,
+        digest_stretch: 1,
         chitchat_id,
         cluster_id: "default-cluster".to_string(),
         gossip_interval,
