@@ -162,12 +162,12 @@ fn fdb_shows_learned_macs_on_their_ports_and_they_age_out() {
     assert_eq!(sd.json(&["fdb", "front"]).as_array().unwrap().len(), 2);
 
     // A page at a time: a row, and on stderr how to ask for the next page.
-    let page = |extra: &[&str]| {
+    let page = |args: &[&str]| {
         let out = std::process::Command::new(bin("switchctl"))
             .arg("--socket")
             .arg(sd.socket())
-            .args(["fdb", "front", "--limit", "1"])
-            .args(extra)
+            .args(args)
+            .args(["--limit", "1"])
             .output()
             .expect("run switchctl");
         assert!(out.status.success(), "{out:?}");
@@ -175,12 +175,22 @@ fn fdb_shows_learned_macs_on_their_ports_and_they_age_out() {
     };
     let mut macs = [c1.mac("eth0"), c2.mac("eth0")];
     macs.sort();
-    let (first, hint) = page(&[]);
+    let (first, hint) = page(&["fdb", "front"]);
     assert!(first.contains(&macs[0]) && !first.contains(&macs[1]), "{first}");
     let after = format!("front/{}", macs[0]);
     assert!(hint.contains(&format!("--after {after}")), "{hint}");
-    let (second, hint) = page(&["--after", &after]);
+    let (second, hint) = page(&["fdb", "front", "--after", &after]);
     assert!(second.contains(&macs[1]) && !second.contains(&macs[0]), "{second}");
+    assert!(hint.is_empty(), "the last page says no more: {hint}");
+    // The same for endpoints, by host and then name.
+    let mut names = [c1.name.as_str(), c2.name.as_str()];
+    names.sort();
+    let (first, hint) = page(&["network", "inspect", "front"]);
+    assert!(first.contains(names[0]) && !first.contains(names[1]), "{first}");
+    let after = format!("{}@{}", names[0], sd.host.name);
+    assert!(hint.contains(&format!("--after {after}")), "{hint}");
+    let (second, hint) = page(&["network", "inspect", "front", "--after", &after]);
+    assert!(second.contains(names[1]) && !second.contains(names[0]), "{second}");
     assert!(hint.is_empty(), "the last page says no more: {hint}");
 }
 
