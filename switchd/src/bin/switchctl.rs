@@ -312,8 +312,8 @@ enum KeyCommand {
 #[derive(Debug, Args)]
 struct PageArgs {
     /// Show at most N rows; stderr then says how to ask for the next ones.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    limit: Option<usize>,
     /// Show only the rows after this one (`--limit` names it).
     #[arg(long, value_name = "KEY")]
     after: Option<String>,
@@ -322,8 +322,7 @@ struct PageArgs {
 impl PageArgs {
     /// The page to ask for: one row more than shown, to know if there are more.
     fn request(&self) -> Page {
-        let limit = self.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX).saturating_add(1));
-        Page { after: self.after.clone(), limit }
+        Page { after: self.after.clone(), limit: self.limit.map(|n| n.saturating_add(1)) }
     }
 }
 
@@ -536,7 +535,6 @@ fn ask_page<T: DeserializeOwned>(
         None => Some(&mut value),
     };
     if let (Some(limit), Some(serde_json::Value::Array(rows))) = (page.limit, rows) {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         if rows.len() > limit {
             rows.truncate(limit);
             let last = rows.last().and_then(&key).ok_or("unexpected reply from switchd: a row without its key")?;

@@ -248,10 +248,6 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn first(limit: usize) -> Self {
-        Page { after: None, limit: Some(limit) }
-    }
-
     /// How many rows at most (every row without a limit).
     pub fn limit(&self) -> usize {
         self.limit.unwrap_or(usize::MAX)
